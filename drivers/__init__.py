@@ -1,0 +1,1 @@
+"""Drivers: one folder per isolation technology, all behind :class:`isobench.drivers.base.Driver`."""

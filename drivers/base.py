@@ -1,0 +1,217 @@
+"""The one protocol every driver implements, and the registry that finds drivers.
+
+A driver is a folder ``drivers/<name>/`` whose ``__init__.py`` exposes ``DRIVER``, a class with a
+``name`` class attribute implementing :class:`Driver`. The registry imports the folders it finds, so
+adding a driver touches no other driver (asv's ``tool_name`` plugins).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from isobench.errors import DriverUnavailable, UsageError
+from isobench.model import PhaseTiming
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Availability",
+    "DriverContext",
+    "Driver",
+    "ExecResult",
+    "PhaseClock",
+    "Sandbox",
+    "SandboxSpec",
+    "all_drivers",
+    "get_driver",
+]
+
+#: Every resource a run creates carries this prefix and the run id, so ``isobench gc`` can find it.
+RESOURCE_PREFIX = "isobench"
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What every driver is constructed with: where state lives and its own config section."""
+
+    #: Long-lived state: built images, probe caches (default /var/lib/isobench).
+    state_dir: Path
+    #: Scratch space of this run (overlay upper dirs, disk overlays, logs); removed at the end.
+    work_dir: Path
+    run_id: str
+    #: The ``[drivers.<name>]`` table of the config file.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a sandbox should be. One spec gives a VM and a container matched CPU and memory."""
+
+    name: str
+    run_id: str
+    image: Path | None = None
+    vcpus: int = 1
+    cpuset: tuple[int, ...] | None = None
+    memory_mib: int = 512
+    pids_limit: int | None = 1024
+    network: bool = False
+    #: Host directory bind-mounted (containers) or attached as a disk (VMs) at ``/data``.
+    volume: Path | None = None
+    #: Driver-specific switches (e.g. ``namespaces``, ``hardening`` for the container driver).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vcpus < 1:
+            raise UsageError(f"sandbox {self.name}: vcpus must be >= 1, got {self.vcpus}")
+        if self.memory_mib < 16:
+            raise UsageError(f"sandbox {self.name}: memory_mib must be >= 16, got {self.memory_mib}")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What running one command inside a sandbox gave back."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+    start_ns: int
+    end_ns: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a driver can run here, and if not, one line saying why and what to do."""
+
+    ok: bool
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PhaseClock:
+    """Collects CLOCK_MONOTONIC phase intervals of one sandbox's life."""
+
+    def __init__(self) -> None:
+        self.phases: list[PhaseTiming] = []
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic_ns()
+        try:
+            yield
+        finally:
+            self.phases.append(PhaseTiming(name, start, time.monotonic_ns()))
+
+    def add(self, name: str, start_ns: int, end_ns: int) -> None:
+        self.phases.append(PhaseTiming(name, start_ns, end_ns))
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """A running isolated environment. ``destroy`` is idempotent and must run on every path."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        """Phase intervals so far: at least ``create`` and ``ready``; ``destroy`` once destroyed."""
+        ...
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Run a command inside and wait for it. Raises SandboxError if it cannot be started."""
+        ...
+
+    def stats(self) -> Mapping[str, float]:
+        """Resource use as the host sees it (e.g. memory_bytes, cpu_seconds), keyed by metric name."""
+        ...
+
+    def destroy(self) -> None: ...
+
+
+class Driver(Protocol):
+    """A way of isolating a workload. Implementations live in ``drivers/<name>/``."""
+
+    name: ClassVar[str]
+    #: One line for ``isobench doctor`` and reports.
+    description: ClassVar[str]
+
+    def __init__(self, ctx: DriverContext) -> None: ...
+
+    def availability(self) -> Availability: ...
+
+    def create(self, spec: SandboxSpec) -> Sandbox:
+        """Create, start and wait until ready. On failure nothing it made is left behind."""
+        ...
+
+    def metadata(self) -> Mapping[str, Any]:
+        """Facts recorded with every sample of this driver (accel, versions, isolation settings)."""
+        ...
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        """Remove resources of dead runs (all isobench ones if run_id is None); return what went."""
+        ...
+
+
+def _driver_modules() -> Iterator[str]:
+    import isobench.drivers as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.ispkg:
+            yield info.name
+
+
+def all_drivers() -> dict[str, type[Driver]]:
+    """Every driver folder that imports, by name. A folder that fails to import is logged, not fatal."""
+    found: dict[str, type[Driver]] = {}
+    for modname in _driver_modules():
+        try:
+            mod = importlib.import_module(f"isobench.drivers.{modname}")
+        except Exception as err:  # a broken driver must not take the others down
+            log.warning("driver folder %s failed to import: %s", modname, err)
+            continue
+        cls = getattr(mod, "DRIVER", None)
+        if cls is None:
+            continue
+        found[cls.name] = cls
+    return dict(sorted(found.items(), key=lambda kv: _ORDER.get(kv[0], 99)))
+
+
+#: Presentation order: the baseline first, then our own runtime, then guests, then peers.
+_ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "bwrap": 4, "qemu": 5}
+
+
+def get_driver(name: str, ctx: DriverContext) -> Driver:
+    drivers = all_drivers()
+    if name not in drivers:
+        raise UsageError(f"unknown driver {name!r}; known: {', '.join(drivers) or 'none'}")
+    return drivers[name](ctx)
+
+
+def require_available(driver: Driver) -> None:
+    avail = driver.availability()
+    if not avail.ok:
+        raise DriverUnavailable(f"driver {driver.name} is unavailable on this host: {avail.reason}")

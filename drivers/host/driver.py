@@ -1,0 +1,89 @@
+"""The ``host`` driver: no isolation at all, so every other figure can be a ratio to it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    PhaseClock,
+    SandboxSpec,
+)
+from isobench.model import PhaseTiming
+from isobench.procs import run_command
+
+
+class HostSandbox:
+    """A scratch directory on the host; commands run there as ordinary host processes."""
+
+    def __init__(self, spec: SandboxSpec, scratch: Path, clock: PhaseClock) -> None:
+        self._spec = spec
+        self._scratch = scratch
+        self._clock = clock
+        self._destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def scratch(self) -> Path:
+        return self._scratch
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        return run_command(argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin)
+
+    def stats(self) -> Mapping[str, float]:
+        return {}
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        with self._clock.phase("destroy"):
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        self._destroyed = True
+
+
+class HostDriver:
+    name: ClassVar[str] = "host"
+    description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self._ctx = ctx
+
+    def availability(self) -> Availability:
+        return Availability(ok=True)
+
+    def metadata(self) -> Mapping[str, Any]:
+        return {"isolation": "none"}
+
+    def create(self, spec: SandboxSpec) -> HostSandbox:
+        clock = PhaseClock()
+        with clock.phase("create"):
+            self._ctx.work_dir.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=self._ctx.work_dir))
+        now = time.monotonic_ns()
+        clock.add("ready", now, now)
+        return HostSandbox(spec, scratch, clock)
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        # Host sandboxes are only directories in the run's work dir, which the runner removes.
+        return []

@@ -1,0 +1,67 @@
+"""Running host processes with deadlines, killing their whole process group on every path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from isobench.drivers.base import ExecResult
+from isobench.errors import CellTimeout, SandboxError
+
+__all__ = ["run_command"]
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    preexec_fn: object = None,
+) -> ExecResult:
+    """Run ``argv`` in its own session; on timeout or interrupt the whole group is SIGKILLed."""
+    start = time.monotonic_ns()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as err:
+        raise SandboxError(f"command not found: {argv[0]}") from err
+    except PermissionError as err:
+        raise SandboxError(f"command not executable: {argv[0]}") from err
+    try:
+        out, err_out = proc.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        _kill_group(proc)
+        raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
+    except BaseException:
+        _kill_group(proc)
+        raise
+    end = time.monotonic_ns()
+    return ExecResult(
+        argv=tuple(argv),
+        exit_code=proc.returncode,
+        stdout=out.decode(errors="replace"),
+        stderr=err_out.decode(errors="replace"),
+        start_ns=start,
+        end_ns=end,
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()

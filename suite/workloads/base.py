@@ -1,0 +1,85 @@
+"""The workload protocol and registry.
+
+A workload is defined once and runs identically through every driver: it asks its context for a
+sandbox, runs real tools inside it, and turns their output into Measurements with a pure parser.
+Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the registry finds them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from isobench.drivers.base import Driver, Sandbox, SandboxSpec
+from isobench.errors import UsageError
+from isobench.model import Measurement
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Workload", "WorkloadContext", "all_workloads", "get_workload"]
+
+
+class SandboxFactory(Protocol):
+    def __call__(self, **overrides: Any) -> AbstractContextManager[Sandbox]: ...
+
+
+@dataclass
+class WorkloadContext:
+    """What a workload gets from the runner for one cell (driver x workload x repetition)."""
+
+    driver: Driver
+    #: The cell's base spec; ``sandbox(**overrides)`` derives from it (e.g. ``network=True``).
+    spec: SandboxSpec
+    #: Opens a sandbox that the runner owns: destroyed on every path, Ctrl-C included.
+    sandbox: SandboxFactory
+    quick: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: Seconds this cell may still take; workloads size their tool timeouts from it.
+    timeout: float = 600.0
+
+
+class Workload(Protocol):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
+    tools: ClassVar[tuple[str, ...]]
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]: ...
+
+
+#: The default matrix, in the order they are run within a repetition.
+DEFAULT_WORKLOADS = ("startup", "cpu")
+
+
+def _workload_modules() -> Iterator[str]:
+    import isobench.workloads as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base":
+            yield info.name
+
+
+def all_workloads() -> dict[str, type[Workload]]:
+    found: dict[str, type[Workload]] = {}
+    for modname in _workload_modules():
+        try:
+            mod = importlib.import_module(f"isobench.workloads.{modname}")
+        except Exception as err:
+            log.warning("workload module %s failed to import: %s", modname, err)
+            continue
+        cls = getattr(mod, "WORKLOAD", None)
+        if cls is not None:
+            found[cls.name] = cls
+    return dict(sorted(found.items()))
+
+
+def get_workload(name: str) -> Workload:
+    found = all_workloads()
+    if name not in found:
+        raise UsageError(f"unknown workload {name!r}; known: {', '.join(found) or 'none'}")
+    return found[name]()

@@ -1,0 +1,62 @@
+"""The suite's image: one root filesystem for both worlds.
+
+The same tree is the container driver's overlay lower layer and, packed as an ext4 disk, the guest's
+root; so containers and VMs run byte-identical workload binaries. Built images live in
+``<state_dir>/images/<name>-<digest>/`` where the digest hashes the recipe's inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.errors import UsageError
+
+__all__ = ["Image", "ImageMissing", "find_image"]
+
+
+class ImageMissing(UsageError):
+    """No built image of that name; the message says how to build it."""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    digest: str
+    root: Path
+
+    @property
+    def rootfs(self) -> Path:
+        """Directory tree: the container lower layer (never written to)."""
+        return self.root / "rootfs"
+
+    @property
+    def kernel(self) -> Path:
+        return self.root / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.root / "initrd.img"
+
+    @property
+    def disk(self) -> Path:
+        """Raw ext4 image of ``rootfs``: the guest's read-only root disk."""
+        return self.root / "rootfs.ext4"
+
+
+def images_dir(state_dir: Path) -> Path:
+    return state_dir / "images"
+
+
+def find_image(state_dir: Path, name: str = "default") -> Image:
+    """The newest complete build of ``name``. A build is complete once its ``.complete`` marker exists."""
+    base = images_dir(state_dir)
+    candidates = sorted(
+        (p for p in base.glob(f"{name}-*") if (p / ".complete").exists()),
+        key=lambda p: (p / ".complete").stat().st_mtime,
+        reverse=True,
+    )
+    if not candidates:
+        raise ImageMissing(f"image {name!r} is not built under {base}; run `isobench image build`")
+    root = candidates[0]
+    return Image(name=name, digest=root.name.removeprefix(f"{name}-"), root=root)
