@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Availability",
-    "DriverContext",
     "Driver",
+    "DriverContext",
     "ExecResult",
     "PhaseClock",
     "Sandbox",
@@ -132,6 +132,18 @@ class Sandbox(Protocol):
     @property
     def phases(self) -> Sequence[PhaseTiming]:
         """Phase intervals so far: at least ``create`` and ``ready``; ``destroy`` once destroyed."""
+        ...
+
+    @property
+    def workdir(self) -> str:
+        """A writable directory *inside* the sandbox on its own root storage (container: overlay
+        upper layer; VM: its writable overlay disk; host: a scratch dir). ``/data`` is the volume
+        when the spec asked for one."""
+        ...
+
+    @property
+    def address(self) -> str | None:
+        """An IP address the host can reach the sandbox at (spec.network=True), else None."""
         ...
 
     def exec(

@@ -38,8 +38,12 @@ class HostSandbox:
         return tuple(self._clock.phases)
 
     @property
-    def scratch(self) -> Path:
-        return self._scratch
+    def workdir(self) -> str:
+        return str(self._scratch)
+
+    @property
+    def address(self) -> str | None:
+        return "127.0.0.1" if self._spec.network else None
 
     def exec(
         self,

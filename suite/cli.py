@@ -1,0 +1,417 @@
+"""The ``isobench`` command line. The only place that talks to the terminal (rich lives here)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+from isobench import __version__, hostinfo
+from isobench.config import RunConfig, load_config
+from isobench.drivers.base import Availability, Driver, all_drivers
+from isobench.errors import IsobenchError, UsageError
+from isobench.model import Sample
+from isobench.results import Results, finalize, load_results
+from isobench.runner import Cell, driver_context, new_run_id, run_matrix
+from isobench.runner import Progress as RunProgress
+from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+log = logging.getLogger("isobench")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(err: IsobenchError) -> NoReturn:
+    # Plain echo, never wrapped: the error is one line a user can grep and paste.
+    click.echo(f"isobench: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM gets the same orderly teardown as Ctrl-C.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+class IsobenchGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IsobenchError as err:
+            _fail(err)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted; everything this run created was torn down[/]")
+            sys.exit(130)
+
+
+@click.group(cls=IsobenchGroup)
+@click.version_option(__version__, prog_name="isobench")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """Measure what isolation costs: native vs isobench containers vs libvirt guests."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise UsageError("an empty list of names was given")
+    return names
+
+
+def _check_output_dir(path: Path) -> None:
+    """Fail before anything runs, rather than after an hour of measuring."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".isobench-write-test-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"output directory {path} is not writable: {err.strerror or err}") from None
+
+
+def _select_drivers(config: RunConfig, run_id: str) -> tuple[dict[str, Driver], dict[str, Availability]]:
+    known = all_drivers()
+    if config.drivers is not None:
+        unknown = [d for d in config.drivers if d not in known]
+        if unknown:
+            raise UsageError(f"unknown driver(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if len(set(config.drivers)) != len(config.drivers):
+            raise UsageError("a driver is named twice in --drivers")
+    names = config.drivers if config.drivers is not None else tuple(known)
+    chosen: dict[str, Driver] = {}
+    skipped: dict[str, Availability] = {}
+    for name in names:
+        driver = known[name](driver_context(config, run_id, name))
+        avail = driver.availability()
+        if avail.ok:
+            chosen[name] = driver
+        elif config.drivers is not None:
+            raise UsageError(f"driver {name} is unavailable on this host: {avail.reason}")
+        else:
+            skipped[name] = avail
+    if not chosen:
+        raise UsageError("no driver is available on this host; run `isobench doctor`")
+    return chosen, skipped
+
+
+def _select_workloads(config: RunConfig) -> dict[str, Workload]:
+    known = all_workloads()
+    names = (
+        config.workloads
+        if config.workloads is not None
+        else tuple(w for w in DEFAULT_WORKLOADS if w in known)
+    )
+    unknown = [w for w in names if w not in known]
+    if unknown:
+        raise UsageError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if not names:
+        raise UsageError("no workloads selected")
+    return {w: known[w]() for w in names}
+
+
+class _RichProgress(RunProgress):
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        self._task = self._p.add_task("starting", total=total)
+
+    def cell_started(self, cell: Cell, index: int) -> None:
+        self._p.update(self._task, description=cell.label)
+
+    def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
+        for s in samples:
+            if s.failed:
+                self._p.console.print(f"[red]failed[/] {cell.label}: {s.error}", highlight=False)
+        self._p.advance(self._task)
+
+
+def print_summary(results: Results) -> None:
+    from isobench.reports import summary_table
+
+    df = summary_table(results)
+    if df.empty:
+        out.print("[yellow]no successful measurements[/]")
+        return
+    table = Table(title=f"isobench run {results.run_id}", show_lines=False)
+    for col in ("workload", "metric", "variant", "driver", "n", "median", "95% CI", "CoV", "vs host"):
+        table.add_column(col, justify="right" if col in ("n", "median", "CoV") else "left")
+    for row in df.itertuples(index=False):
+        r = row._asdict()
+        ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        cov = f"{r['cov'] * 100:.1f}%" + (" !" if r.get("noisy") else "")
+        ratio = r.get("ratio")
+        vs = (
+            ""
+            if ratio is None or math.isnan(ratio)
+            else (f"{ratio:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}]")
+        )
+        table.add_row(
+            str(r["workload"]),
+            str(r["metric"]),
+            str(r.get("variant") or ""),
+            str(r["driver"]),
+            str(r["n"]),
+            f"{_fmt(r['median'])} {r['unit']}",
+            ci,
+            cov,
+            vs,
+        )
+    out.print(table)
+    fails = results.failures()
+    if fails:
+        out.print(f"[red]{len(fails)} cell(s) failed[/]; see samples with an error in the results")
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    ax = abs(x)
+    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
+        return f"{x:.3e}"
+    return f"{x:.4g}"
+
+
+@main.command()
+@click.option("--drivers", help="Comma-separated drivers (default: every driver available here).")
+@click.option("--workloads", help="Comma-separated workloads (default: the default set).")
+@click.option("--repetitions", "-n", type=int, help="Measured repetitions per cell.")
+@click.option("--warmups", type=int, help="Unrecorded warm-up rounds before measuring.")
+@click.option("--timeout", type=float, help="Seconds one cell may take.")
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), help="Results directory (default ./results)."
+)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), help="Images and run state (/var/lib/isobench)."
+)
+@click.option("--quick", is_flag=True, help="A fast smoke matrix: small sizes, few repetitions.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+def run(
+    drivers: str | None,
+    workloads: str | None,
+    repetitions: int | None,
+    warmups: int | None,
+    timeout: float | None,
+    output: Path | None,
+    config_path: Path | None,
+    state_dir: Path | None,
+    quick: bool,
+    no_report: bool,
+) -> None:
+    """Run the matrix: drivers x workloads x repetitions, interleaved."""
+    config = load_config(config_path)
+    overrides: dict[str, Any] = {}
+    if drivers is not None:
+        overrides["drivers"] = _split(drivers)
+    if workloads is not None:
+        overrides["workloads"] = _split(workloads)
+    for key, value in (
+        ("repetitions", repetitions),
+        ("warmups", warmups),
+        ("timeout", timeout),
+        ("output", output),
+        ("state_dir", state_dir),
+    ):
+        if value is not None:
+            overrides[key] = value
+    try:
+        config = replace(config, **overrides)
+    except IsobenchError as err:
+        raise UsageError(str(err)) from None
+    if quick or config.quick:
+        config = config.quickened()
+        if repetitions is not None:
+            config = replace(config, repetitions=repetitions)
+
+    run_id = new_run_id()
+    chosen_workloads = _select_workloads(config)
+    _check_output_dir(config.output)
+    chosen, skipped = _select_drivers(config, run_id)
+    for name, avail in skipped.items():
+        console.print(f"[yellow]skipping driver {name}:[/] {avail.reason}", highlight=False)
+    for name, driver in chosen.items():
+        meta = driver.metadata()
+        if meta.get("accel") == "tcg":
+            console.print(
+                f"[bold yellow]warning:[/] driver {name} uses TCG (software emulation): "
+                f"{meta.get('accel_reason', 'KVM is not usable here')}; guest figures are not KVM figures",
+                highlight=False,
+            )
+
+    run_dir = config.output / run_id
+    run_dir.mkdir()
+    run_info = {
+        "run_id": run_id,
+        "started": time.time(),
+        "argv": sys.argv,
+        "config": {
+            "drivers": list(chosen),
+            "workloads": list(chosen_workloads),
+            "repetitions": config.repetitions,
+            "warmups": config.warmups,
+            "timeout": config.timeout,
+            "quick": config.quick,
+            "vcpus": config.vcpus,
+            "memory_mib": config.memory_mib,
+            "cpuset": config.cpuset,
+            "driver_options": config.driver_options,
+            "workload_params": config.workload_params,
+        },
+        "skipped_drivers": {k: v.reason for k, v in skipped.items()},
+        "host": hostinfo.collect(),
+    }
+    console.print(
+        f"run {run_id}: drivers {', '.join(chosen)}; workloads {', '.join(chosen_workloads)}; "
+        f"{config.repetitions} repetition(s) + {config.warmups} warmup(s)",
+        highlight=False,
+    )
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        results, teardown_errors = run_matrix(
+            config,
+            chosen,
+            chosen_workloads,
+            run_id=run_id,
+            run_dir=run_dir,
+            run_info=run_info,
+            progress=_RichProgress(bar),
+        )
+    print_summary(results)
+    out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")
+    if not no_report:
+        _render(results, run_dir)
+    if teardown_errors:
+        console.print("[red]some sandboxes could not be torn down; run `isobench gc`[/]")
+    if results.failures() or teardown_errors:
+        sys.exit(1)
+
+
+def _render(results: Results, out_dir: Path) -> None:
+    from isobench.reports import render
+
+    paths = render(results, out_dir)
+    out.print(f"report: {paths.html}")
+
+
+@main.command()
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), help="Where to write (default: RESULTS_DIR)."
+)
+def report(results_dir: Path, output: Path | None) -> None:
+    """Render the HTML report, plots and summary.md of a results directory."""
+    results = load_results(results_dir)
+    target = output or (results_dir if results_dir.is_dir() else results_dir.parent)
+    _check_output_dir(target)
+    print_summary(results)
+    _render(results, target)
+
+
+@main.command(name="finalize")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+def finalize_cmd(run_dir: Path) -> None:
+    """Write results.json and samples.csv from the journal of a run that was killed."""
+    results = finalize(run_dir)
+    out.print(f"{run_dir}: {len(results.samples)} samples, status {results.run.get('status')}")
+
+
+@main.command()
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
+)
+def gc(state_dir: Path) -> None:
+    """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
+    from isobench.gc import collect_garbage
+
+    report = collect_garbage(state_dir)
+    for item in report.removed:
+        out.print(f"removed {item}", highlight=False)
+    for run_id in report.live:
+        out.print(f"left alone: live run {run_id}")
+    for err in report.errors:
+        console.print(f"[red]gc error:[/] {err}", highlight=False)
+    if not report.removed:
+        out.print("nothing to remove")
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command(name="list")
+def list_cmd() -> None:
+    """The drivers and workloads this isobench knows."""
+    t = Table(title="drivers")
+    t.add_column("name")
+    t.add_column("description")
+    for name, cls in all_drivers().items():
+        t.add_row(name, cls.description)
+    out.print(t)
+    t = Table(title="workloads")
+    t.add_column("name")
+    t.add_column("default")
+    t.add_column("description")
+    for name, wcls in all_workloads().items():
+        t.add_row(name, "yes" if name in DEFAULT_WORKLOADS else "", wcls.description)
+    out.print(t)
+
+
+@main.command()
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
+)
+def doctor(state_dir: Path) -> None:
+    """What this host can do, and why not."""
+    from isobench.doctor import diagnose
+
+    rows = diagnose(state_dir)
+    t = Table(title="isobench doctor")
+    t.add_column("check")
+    t.add_column("status")
+    t.add_column("detail", overflow="fold")
+    style = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
+    for check in rows:
+        t.add_row(check.name, f"[{style[check.status]}]{check.status}[/]", check.detail)
+    out.print(t)
+
+
+def _attach_optional_groups() -> None:
+    """Subcommand groups that packages contribute (image management, compare)."""
+    try:
+        from isobench.images.cli import image_group
+    except ImportError:
+        return
+    main.add_command(image_group, name="image")
+
+
+_attach_optional_groups()
+
+if __name__ == "__main__":
+    main()

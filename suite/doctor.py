@@ -1,0 +1,97 @@
+"""``isobench doctor``: what this host can do, and for everything it cannot, why and what to do."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from isobench import hostinfo
+from isobench.drivers.base import DriverContext, all_drivers
+
+Status = Literal["ok", "warn", "fail", "info"]
+
+__all__ = ["Check", "diagnose"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def host_checks(root: Path = Path("/")) -> list[Check]:
+    checks: list[Check] = []
+    mode = hostinfo.cgroup_mode(root)
+    checks.append(
+        Check(
+            "cgroups",
+            "ok" if mode != "none" else "fail",
+            {
+                "v1": "v1 controllers only",
+                "hybrid": "hybrid: v1 controllers + a cgroup2 mount",
+                "unified": "unified cgroup v2",
+                "none": "no cgroup filesystem mounted",
+            }[mode],
+        )
+    )
+    fs = _read(root / "proc/filesystems")
+    checks.append(
+        Check(
+            "overlayfs",
+            "ok" if "overlay" in fs else "warn",
+            "overlay filesystem available"
+            if "overlay" in fs
+            else "overlay not in /proc/filesystems; `modprobe overlay`",
+        )
+    )
+    userns = _read(root / "proc/sys/user/max_user_namespaces").strip()
+    ok_userns = userns.isdigit() and int(userns) > 0
+    checks.append(
+        Check("user namespaces", "ok" if ok_userns else "warn", f"max_user_namespaces={userns or '?'}")
+    )
+    virt = hostinfo.virtualization(root)
+    nesting = "this host is itself a guest (nested virtualization)" if virt["guest"] else "bare metal"
+    checks.append(Check("nesting", "info", nesting))
+    if not virt["dev_kvm"]:
+        checks.append(Check("/dev/kvm", "warn", "missing: guests will use TCG (software emulation)"))
+    else:
+        mods = ", ".join(virt["kvm_modules"]) or "unknown module"
+        extra = " (kvm-pvm: stock guest kernels fail on it)" if virt["kvm_pvm"] else ""
+        checks.append(Check("/dev/kvm", "info", f"present, provided by {mods}{extra}"))
+    for tool in ("fio", "stress-ng", "iperf3", "sysbench", "qemu-system-x86_64", "runc", "bwrap"):
+        path = shutil.which(tool)
+        checks.append(Check(f"tool {tool}", "ok" if path else "warn", path or "not installed"))
+    return checks
+
+
+def driver_checks(state_dir: Path) -> list[Check]:
+    checks: list[Check] = []
+    for name, cls in all_drivers().items():
+        ctx = DriverContext(
+            state_dir=state_dir, work_dir=state_dir / "runs" / "doctor" / name, run_id="doctor"
+        )
+        driver = cls(ctx)
+        try:
+            avail = driver.availability()
+        except Exception as err:
+            checks.append(Check(f"driver {name}", "fail", f"availability check crashed: {err}"))
+            continue
+        detail = avail.reason if not avail.ok else cls.description
+        checks.append(Check(f"driver {name}", "ok" if avail.ok else "fail", detail))
+        for key, value in avail.details.items():
+            checks.append(Check(f"  {name}.{key}", "info", str(value)))
+    return checks
+
+
+def diagnose(state_dir: Path) -> list[Check]:
+    return host_checks() + driver_checks(state_dir)

@@ -1,0 +1,48 @@
+"""``isobench gc``: remove what dead runs left behind, never touching a live run's resources."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isobench.drivers.base import DriverContext, all_drivers
+from isobench.runstate import dead_runs, live_runs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GcReport", "collect_garbage"]
+
+
+@dataclass
+class GcReport:
+    removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    live: list[str] = field(default_factory=list)
+
+
+def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport) -> None:
+    for name, cls in all_drivers().items():
+        ctx = DriverContext(state_dir=state_dir, work_dir=work_dir / name, run_id=run_id or "gc")
+        try:
+            removed = cls(ctx).gc(run_id)
+        except Exception as err:
+            report.errors.append(f"{name}: {err}")
+            continue
+        report.removed.extend(f"{name}: {r}" for r in removed)
+
+
+def collect_garbage(state_dir: Path) -> GcReport:
+    """Dead runs (their lock is free) are cleared per run id; when no run is alive at all, drivers
+    also sweep every isobench-named resource, which catches runners killed before their state dir
+    existed."""
+    report = GcReport(live=live_runs(state_dir))
+    for run_dir in dead_runs(state_dir):
+        _driver_gc(state_dir, run_dir.name, run_dir / "work", report)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report.removed.append(f"state: {run_dir}")
+    if not report.live:
+        _driver_gc(state_dir, None, state_dir / "runs" / "gc-sweep", report)
+        shutil.rmtree(state_dir / "runs" / "gc-sweep", ignore_errors=True)
+    return report

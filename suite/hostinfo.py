@@ -1,0 +1,166 @@
+"""Facts about the host recorded with every run: what a reader needs to trust or discount a figure.
+
+Everything is read through a ``root`` seam (``/`` normally) so tests can use a fake tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+CgroupMode = Literal["v1", "hybrid", "unified", "none"]
+
+__all__ = ["CgroupMode", "cgroup_mode", "collect", "tool_versions", "virtualization"]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def cgroup_mode_from_mountinfo(mountinfo: str) -> CgroupMode:
+    """v1: only cgroup v1 hierarchies; hybrid: v1 controllers plus a cgroup2 mount (systemd's
+    'unified' at /sys/fs/cgroup/unified); unified: cgroup2 alone."""
+    v1 = v2 = False
+    for line in mountinfo.splitlines():
+        _, _, post = line.partition(" - ")
+        fstype = post.split(" ", 1)[0] if post else ""
+        if fstype == "cgroup":
+            v1 = True
+        elif fstype == "cgroup2":
+            v2 = True
+    if v1 and v2:
+        return "hybrid"
+    if v1:
+        return "v1"
+    if v2:
+        return "unified"
+    return "none"
+
+
+def cgroup_mode(root: Path = Path("/")) -> CgroupMode:
+    return cgroup_mode_from_mountinfo(_read(root / "proc/self/mountinfo") or "")
+
+
+def virtualization(root: Path = Path("/")) -> dict[str, Any]:
+    """Are we a guest ourselves (nesting), and what does /dev/kvm claim to be."""
+    cpuinfo = _read(root / "proc/cpuinfo") or ""
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    dmi = {
+        k: (_read(root / f"sys/class/dmi/id/{k}") or "").strip() or None
+        for k in ("sys_vendor", "product_name")
+    }
+    modules = _read(root / "proc/modules") or ""
+    kvm_modules = sorted({m.split()[0] for m in modules.splitlines() if m.startswith("kvm")})
+    return {
+        "guest": "hypervisor" in flags,
+        "cpu_virt_ext": "vmx" in flags or "svm" in flags,
+        "dev_kvm": (root / "dev/kvm").exists(),
+        "kvm_modules": kvm_modules,
+        "kvm_pvm": "kvm_pvm" in kvm_modules,
+        **dmi,
+    }
+
+
+_VERSION_COMMANDS: Mapping[str, tuple[str, ...]] = {
+    "qemu": ("qemu-system-x86_64", "--version"),
+    "libvirtd": ("libvirtd", "--version"),
+    "runc": ("runc", "--version"),
+    "bwrap": ("bwrap", "--version"),
+    "fio": ("fio", "--version"),
+    "stress-ng": ("stress-ng", "--version"),
+    "iperf3": ("iperf3", "--version"),
+    "sysbench": ("sysbench", "--version"),
+}
+
+
+def tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name, argv in _VERSION_COMMANDS.items():
+        if shutil.which(argv[0]) is None:
+            out[name] = None
+            continue
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            first = (p.stdout or p.stderr).strip().splitlines()
+            out[name] = first[0] if first else None
+        except (OSError, subprocess.TimeoutExpired):
+            out[name] = None
+    try:
+        import libvirt
+
+        v = libvirt.getVersion()
+        out["libvirt-python"] = f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+    except Exception:
+        out["libvirt-python"] = None
+    return out
+
+
+def git_commit(repo: Path) -> str | None:
+    try:
+        p = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if p.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    ).stdout.strip()
+    return p.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _cpu_model(cpuinfo: str) -> str | None:
+    m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    return m.group(1).strip() if m else None
+
+
+def _meminfo_kib(meminfo: str, key: str) -> int | None:
+    m = re.search(rf"^{key}:\s+(\d+) kB", meminfo, re.M)
+    return int(m.group(1)) if m else None
+
+
+def collect(root: Path = Path("/"), *, versions: bool = True) -> dict[str, Any]:
+    cpuinfo = _read(root / "proc/cpuinfo") or ""
+    meminfo = _read(root / "proc/meminfo") or ""
+    governor = _read(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    from isobench import __version__
+
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "kernel_version": platform.version(),
+        "arch": platform.machine(),
+        "cpu_model": _cpu_model(cpuinfo),
+        "cpus": os.cpu_count(),
+        "memory_bytes": (_meminfo_kib(meminfo, "MemTotal") or 0) * 1024,
+        "cgroup_mode": cgroup_mode(root),
+        "cpu_governor": governor.strip() if governor else None,
+        "virtualization": virtualization(root),
+        "python": platform.python_version(),
+        "isobench": __version__,
+        "isobench_commit": git_commit(Path(__file__).resolve().parent.parent),
+    }
+    if versions:
+        info["versions"] = tool_versions()
+    return info

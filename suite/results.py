@@ -1,0 +1,261 @@
+"""Results on disk: a crash-safe journal while running, a versioned document when done.
+
+Layout of one run directory::
+
+    journal.jsonl   header line, then one line per Sample, fsync'd as produced; an end line if the
+                    runner finished (even by Ctrl-C). A killed run leaves a journal without one.
+    results.json    the finalised, versioned document (written atomically: temp file, fsync, rename)
+    samples.csv     every sample flattened, for spreadsheets and notebooks
+
+Schema history (bump SCHEMA_VERSION and add a line for every change to results.json):
+    1  2026-11-28  first version: {"schema_version", "run", "samples"}; a sample is Sample.to_dict().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from isobench.errors import ResultsError
+from isobench.model import Sample
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Journal",
+    "Results",
+    "finalize",
+    "load_results",
+]
+
+SCHEMA_VERSION = 1
+JOURNAL = "journal.jsonl"
+RESULTS = "results.json"
+CSV = "samples.csv"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf are not JSON; store them as null rather than writing invalid documents."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Mapping):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    return o
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(_clean(obj), default=_json_default, allow_nan=False, **kw)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` so that a crash leaves either the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Journal:
+    """Append-only JSONL log of a run; every record is fsync'd before ``append`` returns."""
+
+    def __init__(self, run_dir: Path, run: Mapping[str, Any]) -> None:
+        self.path = run_dir / JOURNAL
+        self._f: IO[str] = open(self.path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        _fsync_dir(run_dir)
+        self._write({"type": "header", "schema_version": SCHEMA_VERSION, "run": dict(run)})
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        self._f.write(dumps(record) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def append(self, sample: Sample) -> None:
+        self._write({"type": "sample", **sample.to_dict()})
+
+    def close(self, status: str, **extra: Any) -> None:
+        if self._f.closed:
+            return
+        self._write({"type": "end", "status": status, "ended": time.time(), **extra})
+        self._f.close()
+
+
+@dataclass
+class Results:
+    run: dict[str, Any]
+    samples: list[Sample] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run.get("run_id", "?"))
+
+    def measured(self, *, include_warmup: bool = False) -> Iterator[Sample]:
+        for s in self.samples:
+            if s.value is not None and (include_warmup or not s.warmup):
+                yield s
+
+    def failures(self) -> list[Sample]:
+        return [s for s in self.samples if s.failed]
+
+
+def read_journal(path: Path) -> Results:
+    """Rebuild results from a journal, tolerating a torn last line from a killed writer."""
+    run: dict[str, Any] | None = None
+    samples: list[Sample] = []
+    end: dict[str, Any] | None = None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ResultsError(f"cannot read journal {path}: {err.strerror}") from err
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                log.warning("%s: dropping torn last line (the writer was killed mid-write)", path)
+                continue
+            raise ResultsError(f"{path}:{lineno}: corrupt journal line") from None
+        kind = rec.pop("type", None)
+        if kind == "header":
+            _check_version(rec.get("schema_version"), path)
+            run = dict(rec["run"])
+        elif kind == "sample":
+            samples.append(Sample.from_dict(rec))
+        elif kind == "end":
+            end = rec
+    if run is None:
+        raise ResultsError(f"{path}: journal has no header; not an isobench run")
+    if end is None:
+        run["status"] = "interrupted"
+        run.setdefault("ended", samples[-1].timestamp if samples else run.get("started"))
+    else:
+        run["status"] = end.get("status", "complete")
+        run["ended"] = end.get("ended")
+        run.update({k: v for k, v in end.items() if k not in ("status", "ended")})
+    return Results(run=run, samples=samples, path=path.parent)
+
+
+def _check_version(version: Any, where: Path) -> None:
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{where}: schema version {version!r} is not supported by this isobench "
+            f"(supports {SCHEMA_VERSION}); use a matching isobench version"
+        )
+
+
+CSV_FIELDS = (
+    "run_id",
+    "driver",
+    "workload",
+    "metric",
+    "value",
+    "unit",
+    "repetition",
+    "better",
+    "phase",
+    "warmup",
+    "error",
+    "timestamp",
+    "params",
+    "metadata",
+)
+
+
+def write_csv(path: Path, samples: Iterable[Sample]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            for s in samples:
+                d = s.to_dict()
+                d["params"] = dumps(d["params"], sort_keys=True)
+                d["metadata"] = dumps(d["metadata"], sort_keys=True)
+                w.writerow({k: d[k] for k in CSV_FIELDS})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def finalize(run_dir: Path) -> Results:
+    """Turn a run directory's journal into results.json + samples.csv (idempotent; works after a kill)."""
+    results = read_journal(run_dir / JOURNAL)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "run": results.run,
+        "samples": [s.to_dict() for s in results.samples],
+    }
+    atomic_write_text(run_dir / RESULTS, dumps(doc, indent=1) + "\n")
+    write_csv(run_dir / CSV, results.samples)
+    return results
+
+
+def load_results(path: Path) -> Results:
+    """Load a run from its directory or its results.json; a directory with only a journal is read
+    from the journal (e.g. a killed run not finalised yet)."""
+    if path.is_dir():
+        doc_path = path / RESULTS
+        if not doc_path.exists():
+            if (path / JOURNAL).exists():
+                log.warning("%s has no %s yet; reading the journal", path, RESULTS)
+                return read_journal(path / JOURNAL)
+            raise ResultsError(f"{path} is not an isobench results directory (no {RESULTS} or {JOURNAL})")
+    else:
+        doc_path = path
+    try:
+        doc = json.loads(doc_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{doc_path} does not exist") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{doc_path} is not readable JSON: {err}") from err
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise ResultsError(f"{doc_path} is not an isobench results document")
+    _check_version(doc["schema_version"], doc_path)
+    return Results(
+        run=dict(doc["run"]),
+        samples=[Sample.from_dict(s) for s in doc["samples"]],
+        path=doc_path.parent,
+    )

@@ -1,0 +1,87 @@
+"""Who owns what on this host: a run holds an flock on its state directory for its whole life.
+
+``<state_dir>/runs/<run_id>/lock`` is locked while the runner lives; the kernel drops the lock when the
+process dies, however it dies. So ``isobench gc`` can tell a dead run's leftovers (lock free) from a
+live run's resources (lock held) without trusting pids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.errors import UsageError
+
+__all__ = ["RunLock", "dead_runs", "live_runs"]
+
+
+def runs_dir(state_dir: Path) -> Path:
+    return state_dir / "runs"
+
+
+def run_work_dir(state_dir: Path, run_id: str) -> Path:
+    return runs_dir(state_dir) / run_id / "work"
+
+
+@dataclass
+class RunLock:
+    run_id: str
+    dir: Path
+    fd: int
+
+    @property
+    def work_dir(self) -> Path:
+        return self.dir / "work"  # == run_work_dir(state_dir, run_id)
+
+    @classmethod
+    @contextlib.contextmanager
+    def acquire(cls, state_dir: Path, run_id: str) -> Iterator[RunLock]:
+        d = runs_dir(state_dir) / run_id
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise UsageError(f"run id {run_id} already has state in {d}") from None
+        except OSError as err:
+            raise UsageError(f"cannot create state directory {d}: {err.strerror}") from err
+        fd = os.open(d / "lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            (d / "work").mkdir()
+            yield cls(run_id, d, fd)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+            os.close(fd)
+
+
+def _is_locked(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def live_runs(state_dir: Path) -> list[str]:
+    base = runs_dir(state_dir)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if _is_locked(p / "lock"))
+
+
+def dead_runs(state_dir: Path) -> list[Path]:
+    base = runs_dir(state_dir)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not _is_locked(p / "lock"))

@@ -1,0 +1,96 @@
+"""CLI bad input: one clear line each, exit code 2, nothing half-written in the output dir."""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from click.testing import CliRunner
+
+from isobench import cli
+from isobench.drivers.base import Availability, DriverContext
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+def _assert_clean_failure(result: Any, out: Path, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_unknown_driver(out: Path, tmp_path: Path) -> None:
+    r = _invoke("run", "--drivers", "host,warp", "-o", str(out), "--state-dir", str(tmp_path / "s"))
+    _assert_clean_failure(r, out, "unknown driver(s) warp")
+
+
+def test_unknown_workload(out: Path, tmp_path: Path) -> None:
+    r = _invoke("run", "--workloads", "nope", "-o", str(out), "--state-dir", str(tmp_path / "s"))
+    _assert_clean_failure(r, out, "unknown workload(s) nope")
+
+
+def test_malformed_config(out: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[run]\nrepetitions = 'many'\n")
+    r = _invoke("run", "--config", str(cfg), "-o", str(out))
+    _assert_clean_failure(r, out, "wrong type")
+
+
+def test_bad_repetitions_flag(out: Path) -> None:
+    r = _invoke("run", "--repetitions", "0", "-o", str(out), "--drivers", "host")
+    _assert_clean_failure(r, out, "repetitions must be >= 1")
+
+
+def test_unwritable_output_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = _invoke("run", "--drivers", "host", "-o", str(blocker / "sub"))
+    assert r.exit_code == 2
+    assert "is not writable" in r.output
+
+
+class _Unavailable:
+    name: ClassVar[str] = "ghost"
+    description: ClassVar[str] = "never here"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        pass
+
+    def availability(self) -> Availability:
+        return Availability(False, "libvirtd is not running; start it with `libvirtd -d`")
+
+    def metadata(self) -> Mapping[str, Any]:
+        return {}
+
+
+def test_unavailable_driver(out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isobench.drivers.host import HostDriver
+
+    monkeypatch.setattr(cli, "all_drivers", lambda: {"host": HostDriver, "ghost": _Unavailable})
+    r = _invoke("run", "--drivers", "host,ghost", "-o", str(out), "--state-dir", str(tmp_path / "s"))
+    _assert_clean_failure(r, out, "driver ghost is unavailable on this host: libvirtd is not running")
+
+
+def test_report_of_missing_dir(tmp_path: Path) -> None:
+    r = _invoke("report", str(tmp_path / "nope"))
+    assert r.exit_code == 2
+    assert "not an isobench results directory" in r.output or "does not exist" in r.output
+
+
+def test_list_names_host_driver() -> None:
+    r = _invoke("list")
+    assert r.exit_code == 0
+    assert "host" in r.output
+
+
+def test_gc_on_empty_state(tmp_path: Path) -> None:
+    r = _invoke("gc", "--state-dir", str(tmp_path))
+    assert r.exit_code == 0, r.output

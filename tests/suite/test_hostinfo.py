@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from isobench.hostinfo import cgroup_mode, cgroup_mode_from_mountinfo, collect, virtualization
+
+V1 = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory\n"
+V2 = "36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw\n"
+ROOT = "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n"
+
+
+def test_cgroup_modes() -> None:
+    assert cgroup_mode_from_mountinfo(ROOT + V1) == "v1"
+    assert cgroup_mode_from_mountinfo(ROOT + V1 + V2) == "hybrid"
+    assert cgroup_mode_from_mountinfo(ROOT + V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")) == "unified"
+    assert cgroup_mode_from_mountinfo(ROOT) == "none"
+
+
+def test_fake_tree(tmp_path: Path) -> None:
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text(ROOT + V1 + V2)
+    (tmp_path / "proc/cpuinfo").write_text("model name\t: Fake CPU\nflags\t\t: fpu svm hypervisor\n")
+    (tmp_path / "proc/modules").write_text("kvm_pvm 1 0 - Live 0x0\nkvm 2 1 kvm_pvm, Live 0x0\n")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/kvm").touch()
+    assert cgroup_mode(tmp_path) == "hybrid"
+    v = virtualization(tmp_path)
+    assert v["guest"] and v["cpu_virt_ext"] and v["dev_kvm"] and v["kvm_pvm"]
+    info = collect(tmp_path, versions=False)
+    assert info["cpu_model"] == "Fake CPU"
+    assert info["cgroup_mode"] == "hybrid"
+
+
+def test_real_host_is_readable() -> None:
+    info = collect()
+    assert info["cpus"] and info["cpus"] >= 1
+    assert info["memory_bytes"] > 0
+    assert info["cgroup_mode"] in ("v1", "hybrid", "unified")
+    assert "fio" in info["versions"]

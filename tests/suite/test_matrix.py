@@ -1,0 +1,41 @@
+from collections import Counter
+
+from isobench.runner import expand_matrix
+
+
+def test_matrix_size_and_warmups() -> None:
+    cells = expand_matrix(["host", "container", "vm"], ["startup", "cpu"], repetitions=3, warmups=1)
+    assert len(cells) == 3 * 2 * 4
+    assert sum(c.warmup for c in cells) == 3 * 2
+    measured = [c for c in cells if not c.warmup]
+    assert Counter((c.driver, c.workload) for c in measured) == {
+        (d, w): 3 for d in ("host", "container", "vm") for w in ("startup", "cpu")
+    }
+    assert sorted({c.repetition for c in measured}) == [0, 1, 2]
+
+
+def test_rounds_complete_before_the_next_starts() -> None:
+    cells = expand_matrix(["a", "b"], ["w1", "w2"], repetitions=3, warmups=0)
+    rounds = [c.round for c in cells]
+    assert rounds == sorted(rounds)
+
+
+def test_driver_order_rotates_between_rounds() -> None:
+    drivers = ["host", "container", "vm"]
+    cells = expand_matrix(drivers, ["cpu"], repetitions=3, warmups=0)
+    firsts = [cells[i * 3].driver for i in range(3)]
+    # Each driver goes first exactly once across three rounds: drift is spread evenly.
+    assert sorted(firsts) == sorted(drivers)
+    # Within a round every driver runs once.
+    for i in range(3):
+        assert sorted(c.driver for c in cells[i * 3 : i * 3 + 3]) == sorted(drivers)
+
+
+def test_average_position_is_balanced() -> None:
+    drivers = ["a", "b", "c", "d"]
+    cells = expand_matrix(drivers, ["w"], repetitions=8, warmups=0)
+    pos: dict[str, list[int]] = {d: [] for d in drivers}
+    for i, c in enumerate(cells):
+        pos[c.driver].append(i % 4)
+    means = {d: sum(p) / len(p) for d, p in pos.items()}
+    assert max(means.values()) - min(means.values()) == 0
