@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# isobench set-up: everything this project needs on a fresh Debian 12 machine, idempotent and quick
+# when already done. Then one of:
+#   scripts/setup.sh run  [isobench run args]   set up, then `isobench run` (defaults: every driver
+#                                               available here x the default workloads)
+#   scripts/setup.sh test [pytest args]         set up, then the whole test suite (what CI runs)
+#   scripts/setup.sh deps                       set up only
+# Needs root (apt, cgroups, libvirtd). Set ISOBENCH_SKIP_IMAGE=1 to skip building the guest image.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+mode=${1:-deps}
+[ $# -gt 0 ] && shift
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 2; }
+
+case "$mode" in run|test|deps) ;; *) die "unknown mode '$mode'; use: run | test | deps" ;; esac
+[ "$(id -u)" -eq 0 ] || die "run as root: isobench needs cgroups, mounts, namespaces and libvirtd"
+
+# --- system packages -------------------------------------------------------------------------
+APT_PACKAGES=(
+  python3 python3-venv python3-dev gcc make pkg-config libvirt-dev
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
+  linux-image-cloud-amd64 busybox-static mmdebstrap e2fsprogs cpio kmod
+  fio stress-ng iperf3 sysbench sockperf
+  runc bubblewrap iproute2 util-linux libseccomp-dev
+  chromium
+  git
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "system packages: all present"
+fi
+
+# --- Python environment ----------------------------------------------------------------------
+PY=${ISOBENCH_PYTHON:-python3}
+stamp=.venv/.isobench-deps
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating the venv and installing isobench with its dev extras"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+else
+  say "venv: up to date"
+fi
+
+# --- KVM access and libvirt ------------------------------------------------------------------
+if [ -e /dev/kvm ]; then
+  getent group kvm >/dev/null || groupadd --system kvm
+  chgrp kvm /dev/kvm && chmod 660 /dev/kvm
+  id -nG libvirt-qemu 2>/dev/null | grep -qw kvm || usermod -aG kvm libvirt-qemu 2>/dev/null || true
+fi
+. "$top/scripts/libvirt-setup.sh"
+
+# --- the guest / container image ---------------------------------------------------------------
+if [ "${ISOBENCH_SKIP_IMAGE:-0}" != 1 ]; then
+  say "building the default image (a no-op when it is already built)"
+  .venv/bin/isobench image build
+fi
+
+case "$mode" in
+  run)
+    say "isobench run $*"
+    exec .venv/bin/isobench run "$@"
+    ;;
+  test)
+    say "pytest $*"
+    exec .venv/bin/pytest "$@"
+    ;;
+  deps) say "set-up done" ;;
+esac
