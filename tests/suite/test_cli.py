@@ -6,7 +6,6 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-
 from isobench import cli
 from isobench.drivers.base import Availability, DriverContext
 

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from isobench.config import RunConfig, load_config
 from isobench.errors import ConfigError
 

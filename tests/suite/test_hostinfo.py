@@ -10,7 +10,9 @@ ROOT = "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n"
 def test_cgroup_modes() -> None:
     assert cgroup_mode_from_mountinfo(ROOT + V1) == "v1"
     assert cgroup_mode_from_mountinfo(ROOT + V1 + V2) == "hybrid"
-    assert cgroup_mode_from_mountinfo(ROOT + V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")) == "unified"
+    assert (
+        cgroup_mode_from_mountinfo(ROOT + V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")) == "unified"
+    )
     assert cgroup_mode_from_mountinfo(ROOT) == "none"
 
 

@@ -8,15 +8,23 @@ import time
 from pathlib import Path
 
 import pytest
-
 from isobench.errors import ResultsError
 from isobench.model import Measurement, Sample
 from isobench.results import JOURNAL, SCHEMA_VERSION, Journal, finalize, load_results, read_journal
 
 
 def _sample(i: int, value: float | None = 1.5) -> Sample:
-    return Sample(run_id="r1", driver="host", workload="cpu", metric="cpu.time", value=value,
-                  unit="s", repetition=i, params={"threads": 1}, metadata={"accel": None})
+    return Sample(
+        run_id="r1",
+        driver="host",
+        workload="cpu",
+        metric="cpu.time",
+        value=value,
+        unit="s",
+        repetition=i,
+        params={"threads": 1},
+        metadata={"accel": None},
+    )
 
 
 def test_roundtrip_through_journal_and_document(tmp_path: Path) -> None:
@@ -40,8 +48,16 @@ def test_roundtrip_through_journal_and_document(tmp_path: Path) -> None:
 
 def test_nan_is_stored_as_null_not_invalid_json(tmp_path: Path) -> None:
     j = Journal(tmp_path, {"run_id": "r1"})
-    s = Sample(run_id="r1", driver="h", workload="w", metric="m", value=1.0, unit="s", repetition=0,
-               metadata={"r": float("nan")})
+    s = Sample(
+        run_id="r1",
+        driver="h",
+        workload="w",
+        metric="m",
+        value=1.0,
+        unit="s",
+        repetition=0,
+        metadata={"r": float("nan")},
+    )
     j.append(s)
     j.close("complete")
     finalize(tmp_path)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-
 from isobench.config import RunConfig
 from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
 from isobench.errors import WorkloadError
@@ -41,8 +40,14 @@ class FakeSandbox:
     def address(self) -> str | None:
         return None
 
-    def exec(self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
-             stdin: bytes | None = None) -> ExecResult:
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
         return ExecResult(tuple(argv), 0, "", "", 0, 1)
 
     def stats(self) -> Mapping[str, float]:
@@ -139,16 +144,23 @@ class Interrupts:
             raise KeyboardInterrupt
 
 
-def _run(tmp_path: Path, workloads: dict[str, Any], drivers: tuple[str, ...] = ("fake",),
-         **cfg: Any) -> tuple[Any, list[str], Path]:
+def _run(
+    tmp_path: Path, workloads: dict[str, Any], drivers: tuple[str, ...] = ("fake",), **cfg: Any
+) -> tuple[Any, list[str], Path]:
     log: list[str] = []
     config = RunConfig(state_dir=tmp_path / "state", output=tmp_path / "out", repetitions=2, warmups=1, **cfg)
     ctx = DriverContext(state_dir=config.state_dir, work_dir=tmp_path / "w", run_id="r1")
     drv = {d: FakeDriver(ctx, log, d) for d in drivers}
     run_dir = tmp_path / "out" / "r1"
     run_dir.mkdir(parents=True)
-    results, errors = run_matrix(config, drv, workloads, run_id="r1", run_dir=run_dir,  # type: ignore[arg-type]
-                                 run_info={"run_id": "r1"})
+    results, errors = run_matrix(
+        config,
+        drv,
+        workloads,
+        run_id="r1",
+        run_dir=run_dir,  # type: ignore[arg-type]
+        run_info={"run_id": "r1"},
+    )
     assert errors == []
     return results, log, run_dir
 
@@ -200,9 +212,14 @@ def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path: Path) -> None:
     run_dir = tmp_path / "out"
     run_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        run_matrix(config, {"fake": FakeDriver(ctx, log)},  # type: ignore[dict-item]
-                   {"steady": Steady(), "interrupts": Interrupts()},  # type: ignore[dict-item]
-                   run_id="r2", run_dir=run_dir, run_info={"run_id": "r2"})
+        run_matrix(
+            config,
+            {"fake": FakeDriver(ctx, log)},  # type: ignore[dict-item]
+            {"steady": Steady(), "interrupts": Interrupts()},  # type: ignore[dict-item]
+            run_id="r2",
+            run_dir=run_dir,
+            run_info={"run_id": "r2"},
+        )
     assert _balanced(log)
     res = load_results(run_dir)
     assert res.run["status"] == "interrupted"

@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-
 from isobench.stats import bootstrap_median_ci, ratio_ci, summarize
 
 

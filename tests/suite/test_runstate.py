@@ -1,0 +1,40 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from isobench.errors import UsageError
+from isobench.gc import collect_garbage
+from isobench.runstate import RunLock, dead_runs, live_runs
+
+
+def test_lock_marks_run_live_and_cleans_up(tmp_path: Path) -> None:
+    with RunLock.acquire(tmp_path, "r1") as lock:
+        assert lock.work_dir.is_dir()
+        assert live_runs(tmp_path) == ["r1"]
+        assert dead_runs(tmp_path) == []
+        with pytest.raises(UsageError, match="already has state"), RunLock.acquire(tmp_path, "r1"):
+            pass
+    assert live_runs(tmp_path) == []
+    assert not (tmp_path / "runs" / "r1").exists()
+
+
+def test_killed_runner_leaves_a_dead_run_that_gc_removes(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from isobench.runstate import RunLock
+        with RunLock.acquire(Path({str(tmp_path)!r}), "dead1") as lock:
+            (lock.work_dir / "leftover").write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    p = subprocess.run([sys.executable, "-c", script], check=False)
+    assert p.returncode == -9
+    assert [d.name for d in dead_runs(tmp_path)] == ["dead1"]
+    with RunLock.acquire(tmp_path, "alive"):
+        report = collect_garbage(tmp_path)
+        assert report.live == ["alive"]
+        assert (tmp_path / "runs" / "alive").exists()  # a live run is never touched
+    assert any("dead1" in r for r in report.removed)
+    assert not (tmp_path / "runs" / "dead1").exists()
