@@ -1,0 +1,341 @@
+"""The ``bwrap`` driver: bubblewrap's namespace sandbox over the suite image, as a reference point.
+
+bubblewrap has no daemon, no long-lived container and no "exec into": every ``exec()`` is a fresh
+``bwrap`` invocation (new pid/ipc/uts/cgroup and, unless spec.network, net namespaces) over the same
+per-sandbox root. That root is an overlay mounted once at ``create`` (image = read-only lower layer,
+upper/work/merged in ``<work_dir>/isobench-bwrap-<run>-<name>/``), so files written by one exec are
+seen by the next, as in the other drivers. Debian 12's bwrap 0.8 has no ``--overlay`` option (0.9
+added it), hence the driver mounts the overlay itself, which needs root.
+
+What bwrap cannot do, and this driver therefore does not pretend to:
+- no cgroup limits: spec.memory_mib, vcpus and pids_limit are not enforced (``cgroup_limits: false``
+  in metadata); spec.cpuset is honoured as CPU affinity through ``taskset``;
+- no veth: spec.network keeps the host network namespace and the address is 127.0.0.1;
+- no stats: there is no process that outlives an exec, so ``stats()`` is empty;
+- /sys is a read-only bind of the host's sysfs (bwrap cannot mount a fresh one).
+
+Phases: ``create`` (dirs + overlay), ``ready`` (a point), ``exec`` (the first ``bwrap ... true`` round
+trip, made inside create() so a broken image fails there), ``destroy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    PhaseClock,
+    SandboxSpec,
+)
+from isobench.drivers.bwrap.command import (
+    WORKDIR,
+    BwrapSettings,
+    bwrap_argv,
+    parse_version,
+)
+from isobench.drivers.bwrap.overlay import (
+    OverlayDirs,
+    mount_overlay,
+    overlay_mounts,
+    parse_mountinfo,
+    umount,
+)
+from isobench.errors import SandboxError, UsageError
+from isobench.model import PhaseTiming
+from isobench.procs import run_command
+
+__all__ = ["BwrapDriver", "BwrapSandbox", "HostProbe", "resource_name"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "isobench-bwrap-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: bwrap prints its own setup failures as "bwrap: <reason>" and exits 1.
+_BWRAP_FAILURE = re.compile(r"^bwrap: (.+)$", re.MULTILINE)
+#: First bubblewrap release with --overlay/--overlay-src.
+OVERLAY_OPTION_SINCE = (0, 9, 0)
+
+
+def resource_name(run_id: str, name: str) -> str:
+    """``isobench-bwrap-<run>-<name>``: the sandbox's directory under the run's work dir."""
+    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
+
+
+def owned(name: str, run_id: str | None) -> bool:
+    if run_id is None:
+        return name.startswith(PREFIX)
+    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+
+
+def _tool_version(binary: str) -> str:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0].strip() if out.strip() else ""
+
+
+@dataclass(frozen=True)
+class HostProbe:
+    """The host facts the driver reads. Defaults are the real host; tests pass fakes."""
+
+    which: Callable[[str], str | None] = shutil.which
+    geteuid: Callable[[], int] = os.geteuid
+    version: Callable[[str], str] = _tool_version
+    proc_root: Path = field(default=Path("/proc"))
+
+
+class BwrapSandbox:
+    """A per-sandbox overlay root; each exec is one bwrap invocation over it."""
+
+    def __init__(self, spec: SandboxSpec, *, base: Path, settings: BwrapSettings, clock: PhaseClock) -> None:
+        self._spec = spec
+        self._base = base
+        self._settings = settings
+        self._clock = clock
+        self._made_dir = False
+        self._mounted = False
+        self._destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def workdir(self) -> str:
+        return WORKDIR
+
+    @property
+    def address(self) -> str | None:
+        return "127.0.0.1" if self._spec.network else None
+
+    @property
+    def overlay(self) -> OverlayDirs:
+        return OverlayDirs(self._base)
+
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+        """The host command line that runs ``argv`` in this sandbox."""
+        return bwrap_argv(self._settings, argv, env)
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        if self._destroyed or not self._mounted:
+            raise SandboxError(f"sandbox {self.name} is not set up; create it again")
+        if not argv:
+            raise SandboxError("exec needs a command")
+        # bwrap's --die-with-parent plus run_command's process-group kill end the whole sandbox
+        # on timeout or Ctrl-C.
+        res = run_command(self.command(argv, env), timeout=timeout, stdin=stdin)
+        if res.exit_code == 1:
+            failure = _BWRAP_FAILURE.findall(res.stderr)
+            if failure:
+                raise SandboxError(f"bwrap could not run {argv[0]!r} in sandbox {self.name}: {failure[-1]}")
+        return dataclasses.replace(res, argv=tuple(argv))
+
+    def stats(self) -> Mapping[str, float]:
+        # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.
+        return {}
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        errors: list[str] = []
+        with self._clock.phase("destroy"):
+            unmounted = True
+            if self._mounted:
+                try:
+                    umount(self.overlay.merged)
+                except SandboxError as err:
+                    unmounted = False
+                    errors.append(str(err))
+            if self._made_dir and unmounted:
+                shutil.rmtree(self._base, onerror=lambda _f, p, e: errors.append(f"rm {p}: {e[1]}"))
+        if errors:
+            raise SandboxError(
+                f"teardown of bwrap sandbox {self.name} left resources ({'; '.join(errors)}); "
+                "run `isobench gc`"
+            )
+
+    def _start(self, lower: Path, timeout: float) -> None:
+        with self._clock.phase("create"):
+            self._base.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._base.mkdir()
+            except FileExistsError as err:
+                raise SandboxError(
+                    f"sandbox {self.name} already exists in run {self._spec.run_id}; use a unique name"
+                ) from err
+            self._made_dir = True
+            mount_overlay(lower, self.overlay)
+            self._mounted = True
+            (self.overlay.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        now = time.monotonic_ns()
+        self._clock.add("ready", now, now)
+        with self._clock.phase("exec"):
+            probe = self.exec(["true"], timeout=timeout)
+        if not probe.ok:
+            raise SandboxError(
+                f"bwrap sandbox {self.name} cannot run `true` (exit {probe.exit_code}): "
+                f"{probe.stderr.strip()[-200:]}"
+            )
+
+
+class BwrapDriver:
+    name: ClassVar[str] = "bwrap"
+    description: ClassVar[str] = (
+        "reference namespace sandbox: bubblewrap per exec over the suite image (no cgroup limits)"
+    )
+
+    def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
+        self._ctx = ctx
+        self._probe = probe or HostProbe()
+        self._binary = str(ctx.options.get("binary", "bwrap"))
+        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self._version: str | None = None
+
+    def _bwrap_version(self, path: str) -> str:
+        if self._version is None:
+            self._version = self._probe.version(path)
+        return self._version
+
+    def availability(self) -> Availability:
+        p = self._probe
+        path = p.which(self._binary)
+        details: dict[str, Any] = {
+            "binary": path,
+            "cgroup_limits": False,
+            "note": "no cgroup limits: spec memory/vcpus/pids are not enforced; cpuset via taskset",
+        }
+        if path is None:
+            return Availability(
+                False, f"{self._binary} is not installed; install the Debian package `bubblewrap`", details
+            )
+        version = self._bwrap_version(path)
+        parsed = parse_version(version)
+        details["version"] = version
+        details["overlay_option"] = parsed is not None and parsed >= OVERLAY_OPTION_SINCE
+        details["cpu_affinity"] = p.which("taskset") is not None
+        if p.geteuid() != 0:
+            return Availability(
+                False, "the bwrap driver mounts a per-sandbox overlay and needs root; run as root", details
+            )
+        return Availability(True, "", details)
+
+    def metadata(self) -> Mapping[str, Any]:
+        path = self._probe.which(self._binary)
+        return {
+            "isolation": "bubblewrap",
+            "bwrap_version": self._bwrap_version(path) if path else None,
+            "cgroup_limits": False,
+            "namespaces": ["pid", "ipc", "uts", "cgroup", "mount", "network unless spec.network"],
+            "user_namespace": False,
+            "capabilities": "docker-default",
+            "exec_model": "fresh bwrap process per exec",
+            "rootfs": "overlay(image lower, per-sandbox upper) mounted once at create",
+            "network": "spec.network: host netns, address 127.0.0.1; else own netns, loopback only",
+            "cpu_affinity": "taskset from spec.cpuset" if self._probe.which("taskset") else "none",
+        }
+
+    def _image_root(self, spec: SandboxSpec) -> Path:
+        if spec.image is not None:
+            root = spec.image
+        else:
+            from isobench.images import find_image
+
+            root = find_image(self._ctx.state_dir).rootfs
+        if not root.is_dir():
+            raise UsageError(f"image root {root} is not a directory; run `isobench image build`")
+        return root.resolve()
+
+    def create(self, spec: SandboxSpec) -> BwrapSandbox:
+        lower = self._image_root(spec)
+        volume = None
+        if spec.volume is not None:
+            if not spec.volume.is_dir():
+                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+            volume = spec.volume.resolve()
+        path = self._probe.which(self._binary)
+        if path is None:
+            raise SandboxError(f"{self._binary} is not installed; install the Debian package `bubblewrap`")
+        taskset = self._probe.which("taskset") if spec.cpuset else None
+        if spec.cpuset and taskset is None:
+            log.warning("taskset not found: bwrap sandbox %s runs without CPU affinity", spec.name)
+        base = self._ctx.work_dir.resolve() / resource_name(spec.run_id, spec.name)
+        settings = BwrapSettings(
+            binary=path,
+            root=OverlayDirs(base).merged,
+            hostname=_UNSAFE.sub("-", spec.name)[:63] or "sandbox",
+            share_net=spec.network,
+            volume=volume,
+            cpuset=spec.cpuset,
+            taskset=taskset,
+        )
+        sandbox = BwrapSandbox(spec, base=base, settings=settings, clock=PhaseClock())
+        try:
+            sandbox._start(lower, self._timeout)
+        except BaseException:
+            try:
+                sandbox.destroy()
+            except SandboxError as err:
+                log.warning("cleanup after failed create: %s", err)
+            raise
+        return sandbox
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        """Unmount and remove sandbox roots of ``run_id`` (all bwrap ones if None). bwrap processes
+        need no collecting: --die-with-parent ends them with the run that started them."""
+        removed: list[str] = []
+        try:
+            text = (self._probe.proc_root / "self" / "mountinfo").read_text()
+        except OSError:
+            text = ""
+
+        def ours(mount_point: str) -> bool:
+            p = Path(mount_point)
+            return p.name == "merged" and owned(p.parent.name, run_id)
+
+        entries = parse_mountinfo(text)
+        still_mounted: set[str] = set()
+        for entry in overlay_mounts(entries, ours):
+            try:
+                umount(Path(entry.mount_point))
+            except SandboxError as err:
+                log.warning("%s", err)
+                still_mounted.add(entry.mount_point)
+                continue
+            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
+            removed.append(f"overlay {entry.mount_point}")
+        work = self._ctx.work_dir
+        if work.is_dir():
+            for d in work.iterdir():
+                if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in still_mounted:
+                    with contextlib.suppress(OSError):
+                        shutil.rmtree(d)
+                        removed.append(f"dir {d}")
+        return removed

@@ -1,0 +1,548 @@
+"""The ``runc`` driver: the standard OCI runtime over the suite's image, as a reference point.
+
+Each sandbox is an OCI bundle in ``<work_dir>/isobench-runc-<run>-<name>/`` whose rootfs is an
+overlay (image = read-only lower layer, upper/work/merged beside config.json), started with
+``runc create`` + ``runc start`` around a long-lived ``sleep`` init so that ``exec`` is ``runc exec``.
+runc keeps its state in a private ``--root`` (default /run/isobench-runc) shared by all runs, so
+``gc`` can find every container this driver ever made by its id prefix.
+
+Phases: ``create`` (bundle + overlay), ``runc_create``, ``network`` (veth, only with spec.network),
+``runc_start``, ``ready`` (a point: init is running), ``exec`` (the first command round trip, a
+``runc exec true`` made inside create() so a broken image fails there), then ``runc_kill``,
+``runc_delete`` and the enclosing ``destroy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    PhaseClock,
+    SandboxSpec,
+)
+from isobench.drivers.runc import network
+from isobench.drivers.runc.config import NAMESPACES, oci_config
+from isobench.drivers.runc.overlay import (
+    OverlayDirs,
+    mount_overlay,
+    overlay_mounts,
+    parse_mountinfo,
+    umount,
+)
+from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.stats import parse_events_stats
+from isobench.errors import SandboxError, UsageError
+from isobench.model import PhaseTiming
+from isobench.procs import run_command
+
+__all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]
+
+log = logging.getLogger(__name__)
+
+#: Writable directory inside every runc sandbox, on the overlay (so on the sandbox's root storage).
+WORKDIR = "/work"
+#: The init: busybox and coreutils sleep both take this (INT_MAX seconds), unlike ``infinity``.
+INIT_ARGS = ("sleep", "2147483647")
+DEFAULT_STATE_ROOT = Path("/run/isobench-runc")
+PREFIX = "isobench-runc-"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_RUNC_MSG = re.compile(r'level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"')
+
+
+def resource_name(run_id: str, name: str) -> str:
+    """``isobench-runc-<run>-<name>``: container id, cgroup, bundle dir and veth alias of a sandbox."""
+    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
+
+
+def owned(name: str, run_id: str | None) -> bool:
+    """Whether a resource name belongs to this driver (and to ``run_id`` when given)."""
+    if run_id is None:
+        return name.startswith(PREFIX)
+    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+
+
+def runc_error(stderr: str) -> str:
+    """The last message runc logged as an error, else the last non-empty stderr line."""
+    msgs = _RUNC_MSG.findall(stderr)
+    if msgs:
+        return str(msgs[-1]).replace('\\"', '"')
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+class RuncSandbox:
+    """One runc container. Owns its container, cgroup (through runc), overlay, veth and bundle dir."""
+
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        *,
+        ident: str,
+        base: Path,
+        runc: Sequence[str],
+        clock: PhaseClock,
+        probe: HostProbe,
+        timeout: float,
+    ) -> None:
+        self._spec = spec
+        self._ident = ident
+        self._base = base
+        self._runc = tuple(runc)
+        self._clock = clock
+        self._probe = probe
+        self._timeout = timeout
+        self._made_dir = False
+        self._mounted = False
+        self._created = False
+        self._veth: network.Veth | None = None
+        self._pid: int | None = None
+        self._destroyed = False
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def ident(self) -> str:
+        """The runc container id (also the cgroup leaf and bundle dir name)."""
+        return self._ident
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def workdir(self) -> str:
+        return WORKDIR
+
+    @property
+    def address(self) -> str | None:
+        return self._veth.sandbox_ip if self._veth is not None else None
+
+    @property
+    def overlay(self) -> OverlayDirs:
+        return OverlayDirs(self._base)
+
+    @property
+    def init_pid(self) -> int | None:
+        return self._pid
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        if self._destroyed or not self._created:
+            raise SandboxError(f"sandbox {self.name} is not running; create it again")
+        if not argv:
+            raise SandboxError("exec needs a command")
+        cmd = [*self._runc, "exec", "--cwd", WORKDIR]
+        for key, value in (env or {}).items():
+            cmd += ["--env", f"{key}={value}"]
+        cmd += [self._ident, *argv]
+        res = run_command(cmd, timeout=timeout, stdin=stdin)
+        # runc reports its own failure to start the process as exit 255 plus an "exec failed" log.
+        if res.exit_code == 255 and 'msg="exec failed' in res.stderr:
+            raise SandboxError(
+                f"cannot run {argv[0]!r} in runc sandbox {self.name}: {runc_error(res.stderr)}"
+            )
+        return dataclasses.replace(res, argv=tuple(argv))
+
+    def stats(self) -> Mapping[str, float]:
+        if self._destroyed or not self._created:
+            return {}
+        res = run_command([*self._runc, "events", "--stats", self._ident], timeout=self._timeout)
+        if not res.ok:
+            raise SandboxError(f"runc events failed for {self._ident}: {runc_error(res.stderr)}")
+        return parse_events_stats(res.stdout)
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        errors: list[str] = []
+        with self._clock.phase("destroy"):
+            if self._created:
+                try:
+                    self._kill_and_delete()
+                except SandboxError as err:
+                    errors.append(str(err))
+            if self._veth is not None and (self._probe.sys_class_net / self._veth.host_link).exists():
+                try:
+                    network.teardown_veth(self._veth.host_link)
+                except SandboxError as err:
+                    errors.append(str(err))
+            unmounted = True
+            if self._mounted:
+                try:
+                    umount(self.overlay.merged)
+                except SandboxError as err:
+                    unmounted = False
+                    errors.append(str(err))
+            # Never delete through a still-mounted overlay.
+            if self._made_dir and unmounted:
+                shutil.rmtree(self._base, onerror=lambda _f, p, e: errors.append(f"rm {p}: {e[1]}"))
+        if errors:
+            raise SandboxError(
+                f"teardown of runc sandbox {self.name} left resources ({'; '.join(errors)}); "
+                "run `isobench gc`"
+            )
+
+    def _kill_and_delete(self) -> None:
+        """SIGKILL the init (which ends the whole pid namespace), wait for it, then delete.
+
+        ``runc delete --force`` on a running container does the same but polls for the exit in
+        100 ms sleeps, which would make every destroy cost >= 100 ms; like containerd, kill first
+        and watch the init ourselves, so the delete that follows finds a stopped container. runc
+        removes the cgroups it made.
+        """
+        with self._clock.phase("runc_kill"):
+            if self._pid is not None:
+                # Fails harmlessly when the init is already gone; the wait below is the check.
+                run_command([*self._runc, "kill", self._ident, "KILL"], timeout=self._timeout)
+                if not _wait_gone(self._probe.proc_root, self._pid, self._timeout):
+                    raise SandboxError(f"init {self._pid} of {self._ident} survived SIGKILL")
+        with self._clock.phase("runc_delete"):
+            res = run_command([*self._runc, "delete", "--force", self._ident], timeout=self._timeout)
+            if not res.ok:
+                raise SandboxError(f"runc delete {self._ident}: {runc_error(res.stderr)}")
+
+    # -- creation steps (called by the driver) ----------------------------------------------------
+
+    def _start(self, lower: Path, hostname: str) -> None:
+        clock = self._clock
+        with clock.phase("create"):
+            self._base.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._base.mkdir()
+            except FileExistsError as err:
+                raise SandboxError(
+                    f"sandbox {self.name} already exists in run {self._spec.run_id}; use a unique name"
+                ) from err
+            self._made_dir = True
+            dirs = self.overlay
+            mount_overlay(lower, dirs)
+            self._mounted = True
+            (dirs.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            config = oci_config(
+                self._spec,
+                rootfs=dirs.merged,
+                args=INIT_ARGS,
+                cgroups_path=f"/{self._ident}",
+                hostname=hostname,
+            )
+            (self._base / "config.json").write_text(json.dumps(config, indent=1))
+        with clock.phase("runc_create"):
+            # Set first: a create that fails half-way may still leave state that delete clears.
+            self._created = True
+            pid_file = self._base / "init.pid"
+            self._run_detached(
+                [*self._runc, "create", "--bundle", str(self._base), "--pid-file", str(pid_file), self._ident]
+            )
+            self._pid = int(pid_file.read_text().strip())
+        if self._spec.network:
+            with clock.phase("network"):
+                self._veth = network.setup_veth(self._pid, self._ident)
+        with clock.phase("runc_start"):
+            res = run_command([*self._runc, "start", self._ident], timeout=self._timeout)
+            if not res.ok:
+                raise SandboxError(f"runc start {self._ident} failed: {runc_error(res.stderr)}")
+        now = time.monotonic_ns()
+        clock.add("ready", now, now)
+        with clock.phase("exec"):
+            probe = self.exec(["true"], timeout=self._timeout)
+        if not probe.ok:
+            raise SandboxError(f"runc sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+
+    def _run_detached(self, argv: Sequence[str]) -> None:
+        """Run ``runc create``. Its stdio becomes the container init's, so it must not be a pipe
+        we wait on (the init keeps it open forever): both go to ``init.log`` in the bundle."""
+        log_path = self._base / "init.log"
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+            try:
+                code = proc.wait(timeout=self._timeout)
+            except BaseException as err:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                if isinstance(err, subprocess.TimeoutExpired):
+                    raise SandboxError(f"runc create did not finish within {self._timeout:.0f}s") from err
+                raise
+        if code != 0:
+            text = log_path.read_text(errors="replace")
+            raise SandboxError(f"runc create {self._ident} failed: {runc_error(text)}")
+
+
+class RuncDriver:
+    name: ClassVar[str] = "runc"
+    description: ClassVar[str] = (
+        "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
+    )
+
+    def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
+        self._ctx = ctx
+        self._probe = probe or HostProbe()
+        self._binary = str(ctx.options.get("binary", "runc"))
+        self._state_root = Path(str(ctx.options.get("state_root", DEFAULT_STATE_ROOT)))
+        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self._version: str | None = None
+
+    @property
+    def state_root(self) -> Path:
+        return self._state_root
+
+    def _runc(self) -> list[str]:
+        return [self._binary, "--root", str(self._state_root)]
+
+    def _runc_version(self, path: str) -> str:
+        if self._version is None:
+            self._version = self._probe.version(path)
+        return self._version
+
+    def availability(self) -> Availability:
+        p = self._probe
+        path = p.which(self._binary)
+        mode = cgroup_mode(p.cgroup_root)
+        details: dict[str, Any] = {"binary": path, "cgroup_mode": mode, "cgroup_limits": True}
+        if path is None:
+            return Availability(
+                False, f"{self._binary} is not installed; install the Debian package `runc`", details
+            )
+        details["version"] = self._runc_version(path)
+        if p.geteuid() != 0:
+            return Availability(
+                False, "the runc driver needs root (rootless runc is not used); run as root", details
+            )
+        missing = missing_controllers(p.cgroup_root, mode)
+        if missing:
+            return Availability(
+                False,
+                f"cgroup mode {mode!r} lacks controllers {', '.join(missing)} under {p.cgroup_root}; "
+                "mount cgroup v1 controllers or enable them in cgroup2",
+                details,
+            )
+        details["network"] = bool(p.which("ip") and p.which("nsenter"))
+        return Availability(True, "", details)
+
+    def metadata(self) -> Mapping[str, Any]:
+        path = self._probe.which(self._binary)
+        return {
+            "isolation": "oci-runtime",
+            "runtime": "runc",
+            "runc_version": self._runc_version(path) if path else None,
+            "cgroup_mode": cgroup_mode(self._probe.cgroup_root),
+            "cgroup_limits": True,
+            "namespaces": list(NAMESPACES),
+            "capabilities": "docker-default",
+            "seccomp": False,
+            "rootfs": "overlay(image lower, per-sandbox upper)",
+            "network": f"veth /30 from {network.SUBNET}",
+        }
+
+    def _image_root(self, spec: SandboxSpec) -> Path:
+        if spec.image is not None:
+            root = spec.image
+        else:
+            from isobench.images import find_image
+
+            root = find_image(self._ctx.state_dir).rootfs
+        if not root.is_dir():
+            raise UsageError(f"image root {root} is not a directory; run `isobench image build`")
+        return root.resolve()
+
+    def create(self, spec: SandboxSpec) -> RuncSandbox:
+        lower = self._image_root(spec)
+        if spec.volume is not None:
+            if not spec.volume.is_dir():
+                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+            spec = dataclasses.replace(spec, volume=spec.volume.resolve())
+        ident = resource_name(spec.run_id, spec.name)
+        sandbox = RuncSandbox(
+            spec,
+            ident=ident,
+            base=self._ctx.work_dir.resolve() / ident,
+            runc=self._runc(),
+            clock=PhaseClock(),
+            probe=self._probe,
+            timeout=self._timeout,
+        )
+        try:
+            sandbox._start(lower, hostname=_UNSAFE.sub("-", spec.name)[:63] or "sandbox")
+        except BaseException:
+            try:
+                sandbox.destroy()
+            except SandboxError as err:
+                log.warning("cleanup after failed create: %s", err)
+            raise
+        return sandbox
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        removed: list[str] = []
+        removed += self._gc_containers(run_id)
+        removed += self._gc_links(run_id)
+        removed += self._gc_mounts(run_id)
+        removed += self._gc_cgroups(run_id)
+        removed += self._gc_dirs(run_id)
+        with contextlib.suppress(OSError):  # only when empty: other runs may still own containers
+            self._state_root.rmdir()
+        return removed
+
+    def _gc_containers(self, run_id: str | None) -> list[str]:
+        if not self._state_root.is_dir() or self._probe.which(self._binary) is None:
+            return []
+        res = run_command([*self._runc(), "list", "--format", "json"], timeout=self._timeout)
+        if not res.ok:
+            log.warning("runc list failed: %s", runc_error(res.stderr))
+            return []
+        removed = []
+        for item in json.loads(res.stdout or "null") or []:
+            cid = str(item.get("id", ""))
+            if owned(cid, run_id):
+                out = run_command([*self._runc(), "delete", "--force", cid], timeout=self._timeout)
+                if out.ok:
+                    removed.append(f"runc container {cid}")
+                else:
+                    log.warning("runc delete %s: %s", cid, runc_error(out.stderr))
+        return removed
+
+    def _gc_links(self, run_id: str | None) -> list[str]:
+        if self._probe.which("ip") is None:
+            return []
+        removed = []
+        for link in network.list_links():
+            if network.slot_of(link.name) is not None and owned(link.alias, run_id):
+                try:
+                    network.teardown_veth(link.name)
+                    removed.append(f"veth {link.name}")
+                except SandboxError as err:
+                    log.warning("%s", err)
+        return removed
+
+    def _gc_mounts(self, run_id: str | None) -> list[str]:
+        try:
+            text = (self._probe.proc_root / "self" / "mountinfo").read_text()
+        except OSError:
+            return []
+
+        def ours(mount_point: str) -> bool:
+            p = Path(mount_point)
+            return p.name == "merged" and owned(p.parent.name, run_id)
+
+        removed = []
+        for entry in overlay_mounts(parse_mountinfo(text), ours):
+            try:
+                umount(Path(entry.mount_point))
+            except SandboxError as err:
+                log.warning("%s", err)
+                continue
+            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
+            removed.append(f"overlay {entry.mount_point}")
+        return removed
+
+    def _gc_cgroups(self, run_id: str | None) -> list[str]:
+        removed = []
+        root = self._probe.cgroup_root
+        try:
+            hierarchies = [h for h in root.iterdir() if h.is_dir() and not h.is_symlink()]
+        except OSError:
+            return []
+        if (root / "cgroup.procs").is_file():
+            hierarchies = [root]
+        for hier in hierarchies:
+            try:
+                leaves = [d for d in hier.iterdir() if d.is_dir() and owned(d.name, run_id)]
+            except OSError:
+                continue
+            for leaf in leaves:
+                if _remove_cgroup(leaf):
+                    removed.append(f"cgroup {leaf}")
+        return removed
+
+    def _gc_dirs(self, run_id: str | None) -> list[str]:
+        work = self._ctx.work_dir
+        if not work.is_dir():
+            return []
+        mounted = {
+            e.mount_point
+            for e in parse_mountinfo(_read(self._probe.proc_root / "self" / "mountinfo"))
+            if e.fs_type == "overlay"
+        }
+        removed = []
+        for d in work.iterdir():
+            if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in mounted:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(f"dir {d}")
+        return removed
+
+
+def _wait_gone(proc_root: Path, pid: int, timeout: float) -> bool:
+    """Whether ``pid`` exits (or is a zombie: it is not our child to reap) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while time.monotonic() < deadline:
+        stat = _read(proc_root / str(pid) / "stat")
+        # The state letter follows the parenthesised comm, which may itself contain ") ".
+        if not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _remove_cgroup(leaf: Path) -> bool:
+    """Kill what is left in a cgroup tree and remove it, deepest first."""
+    tree = sorted(
+        (p for p in [leaf, *leaf.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    )
+    for _ in range(20):
+        for node in tree:
+            for pid in _read(node / "cgroup.procs").split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for node in tree:
+            try:
+                node.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                break
+        if not leaf.exists():
+            return True
+        time.sleep(0.05)
+    log.warning("cgroup %s could not be removed", leaf)
+    return False

@@ -1,0 +1,101 @@
+"""bwrap driver logic that needs no root: the command line, versions, availability with fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from isobench.drivers.base import DriverContext
+from isobench.drivers.bwrap.command import CAPABILITIES, BwrapSettings, bwrap_argv, parse_version
+from isobench.drivers.bwrap.driver import BwrapDriver, HostProbe, owned, resource_name
+
+ROOT = Path("/w/isobench-bwrap-r1-sb/merged")
+
+
+def _settings(**kw: object) -> BwrapSettings:
+    base: dict[str, object] = {"binary": "/usr/bin/bwrap", "root": ROOT, "hostname": "sb", "share_net": False}
+    base.update(kw)
+    return BwrapSettings(**base)  # type: ignore[arg-type]
+
+
+def _pairs(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == flag]
+
+
+def test_isolated_command_line() -> None:
+    cmd = bwrap_argv(_settings(), ["sh", "-c", "echo hi"], {"FOO": "bar"})
+    assert cmd[0] == "/usr/bin/bwrap"
+    for flag in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"):
+        assert flag in cmd
+    assert "--unshare-cgroup-try" in cmd
+    # The root is the overlay's merged dir, bound writable at /; then fresh proc and dev.
+    i = cmd.index("--bind")
+    assert cmd[i : i + 3] == ["--bind", str(ROOT), "/"]
+    assert cmd.index("--proc") > i and cmd.index("--dev") > i
+    assert cmd[cmd.index("--chdir") + 1] == "/work"
+    assert "--clearenv" in cmd
+    env = dict(zip(_pairs(cmd, "--setenv"), cmd[cmd.index("--setenv") + 2 :: 3], strict=False))
+    assert env["FOO"] == "bar" and env["HOME"] == "/root"
+    assert _pairs(cmd, "--cap-drop") == ["ALL"]
+    assert tuple(_pairs(cmd, "--cap-add")) == CAPABILITIES
+    assert cmd[-4:] == ["--", "sh", "-c", "echo hi"]
+    assert "/data" not in cmd
+
+
+def test_network_volume_and_cpuset_options() -> None:
+    cmd = bwrap_argv(
+        _settings(share_net=True, volume=Path("/srv/v"), cpuset=(3, 1), taskset="/usr/bin/taskset"),
+        ["true"],
+    )
+    assert "--unshare-net" not in cmd  # the host netns is kept: address 127.0.0.1
+    assert cmd[:3] == ["/usr/bin/taskset", "--cpu-list", "1,3"]
+    i = cmd.index("/srv/v")
+    assert cmd[i - 1 : i + 2] == ["--bind", "/srv/v", "/data"]
+
+
+def test_cpuset_without_taskset_is_not_applied() -> None:
+    cmd = bwrap_argv(_settings(cpuset=(0,)), ["true"])
+    assert cmd[0] == "/usr/bin/bwrap"
+
+
+def test_parse_version() -> None:
+    assert parse_version("bubblewrap 0.8.0") == (0, 8, 0)
+    assert parse_version("bubblewrap 0.11") == (0, 11, 0)
+    assert parse_version("") is None
+
+
+def test_names_and_ownership() -> None:
+    assert resource_name("r1", "a/b") == "isobench-bwrap-r1-a-b"
+    assert owned("isobench-bwrap-r1-a-b", "r1")
+    assert not owned("isobench-bwrap-r2-x", "r1")
+    assert not owned("isobench-runc-r1-x", None)
+
+
+def _driver(
+    tmp_path: Path, *, found: dict[str, str], euid: int = 0, version: str = "bubblewrap 0.8.0"
+) -> BwrapDriver:
+    ctx = DriverContext(state_dir=tmp_path / "s", work_dir=tmp_path / "w", run_id="r1")
+    probe = HostProbe(which=found.get, geteuid=lambda: euid, version=lambda _b: version)
+    return BwrapDriver(ctx, probe=probe)
+
+
+TOOLS = {"bwrap": "/usr/bin/bwrap", "taskset": "/usr/bin/taskset"}
+
+
+def test_available_as_root_and_says_it_has_no_cgroup_limits(tmp_path: Path) -> None:
+    avail = _driver(tmp_path, found=TOOLS).availability()
+    assert avail.ok, avail.reason
+    assert avail.details["cgroup_limits"] is False
+    assert avail.details["overlay_option"] is False  # 0.8 predates --overlay
+    assert avail.details["cpu_affinity"] is True
+    meta = _driver(tmp_path, found=TOOLS).metadata()
+    assert meta["cgroup_limits"] is False
+    assert meta["bwrap_version"] == "bubblewrap 0.8.0"
+    newer = _driver(tmp_path, found=TOOLS, version="bubblewrap 0.9.0").availability()
+    assert newer.details["overlay_option"] is True
+
+
+def test_unavailable_without_binary_or_root(tmp_path: Path) -> None:
+    missing = _driver(tmp_path, found={}).availability()
+    assert not missing.ok and "bubblewrap" in missing.reason
+    user = _driver(tmp_path, found=TOOLS, euid=1000).availability()
+    assert not user.ok and "needs root" in user.reason

@@ -1,0 +1,259 @@
+"""runc driver logic that needs no root: config.json, parsers, naming, availability with fakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.runc import network
+from isobench.drivers.runc.config import oci_config
+from isobench.drivers.runc.driver import RuncDriver, owned, resource_name, runc_error
+from isobench.drivers.runc.overlay import (
+    OverlayDirs,
+    overlay_mounts,
+    overlay_options,
+    parse_mountinfo,
+)
+from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.stats import parse_events_stats
+from isobench.errors import SandboxError
+
+DATA = Path(__file__).parent / "data"
+
+
+# -- config.json -------------------------------------------------------------------------------
+
+
+def _config(**kw: object) -> dict[str, object]:
+    spec = SandboxSpec(name="web", run_id="r1", **kw)  # type: ignore[arg-type]
+    return oci_config(
+        spec,
+        rootfs=Path("/w/isobench-runc-r1-web/merged"),
+        args=("sleep", "2147483647"),
+        cgroups_path="/isobench-runc-r1-web",
+        hostname="web",
+    )
+
+
+def test_config_matches_golden_file() -> None:
+    cfg = _config(vcpus=2, cpuset=(1, 0), memory_mib=256, pids_limit=64, volume=Path("/srv/vol"))
+    golden = json.loads((DATA / "config_golden.json").read_text())
+    assert json.loads(json.dumps(cfg)) == golden
+
+
+def test_config_limits_follow_the_spec() -> None:
+    cfg = _config(vcpus=3, memory_mib=100, pids_limit=None)
+    res = cfg["linux"]["resources"]  # type: ignore[index]
+    assert res["memory"] == {"limit": 100 * 1024 * 1024}
+    assert res["cpu"] == {"quota": 300_000, "period": 100_000}  # no cpuset -> no cpus key
+    assert "pids" not in res
+    assert res["devices"] == [{"allow": False, "access": "rwm"}]
+
+
+def test_config_namespaces_and_hardening_match_runc_spec_defaults() -> None:
+    cfg = _config()
+    linux = cfg["linux"]
+    assert {ns["type"] for ns in linux["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"}  # type: ignore[index]
+    assert "/proc/kcore" in linux["maskedPaths"]  # type: ignore[index]
+    assert "/proc/sys" in linux["readonlyPaths"]  # type: ignore[index]
+    proc = cfg["process"]
+    assert proc["noNewPrivileges"] is True  # type: ignore[index]
+    assert proc["terminal"] is False  # type: ignore[index]
+    assert cfg["root"] == {"path": "/w/isobench-runc-r1-web/merged", "readonly": False}
+    dests = [m["destination"] for m in cfg["mounts"]]  # type: ignore[attr-defined]
+    assert "/data" not in dests
+    assert dests[:2] == ["/proc", "/dev"]
+
+
+# -- runc events --stats -------------------------------------------------------------------------
+
+
+def test_stats_parser_on_recorded_cgroup_v1_output() -> None:
+    stats = parse_events_stats((DATA / "events_stats_v1.json").read_text())
+    assert stats["memory_bytes"] == 311296
+    assert stats["memory_peak_bytes"] == 1974272
+    assert stats["memory_limit_bytes"] == 64 * 1024 * 1024
+    assert stats["memory_rss_bytes"] == 53248
+    assert stats["cpu_seconds"] == pytest.approx(0.016102683)
+    assert stats["pids"] == 1
+
+
+def test_stats_parser_drops_unlimited_memory_limit() -> None:
+    doc = json.loads((DATA / "events_stats_v1.json").read_text())
+    doc["data"]["memory"]["usage"]["limit"] = 9223372036854771712
+    assert "memory_limit_bytes" not in parse_events_stats(json.dumps(doc))
+
+
+def test_stats_parser_rejects_non_json() -> None:
+    with pytest.raises(SandboxError, match="no JSON"):
+        parse_events_stats('time="x" level=error msg="container does not exist"')
+    with pytest.raises(SandboxError, match="no 'data'"):
+        parse_events_stats('{"type": "stats"}')
+
+
+def test_runc_error_extracts_last_logged_message() -> None:
+    text = (
+        'time="2026-11-27T23:59:27Z" level=warning msg="first"\n'
+        'time="2026-11-27T23:59:27Z" level=error msg="exec failed: exec: \\"nosuchcmd\\": '
+        'executable file not found in $PATH"\n'
+    )
+    assert runc_error(text) == 'exec failed: exec: "nosuchcmd": executable file not found in $PATH'
+    assert runc_error("plain failure\n\n") == "plain failure"
+    assert runc_error("") == "no error output"
+
+
+# -- naming and ownership ---------------------------------------------------------------------------
+
+
+def test_resource_names_carry_prefix_run_and_sanitised_name() -> None:
+    assert resource_name("r1", "web") == "isobench-runc-r1-web"
+    assert resource_name("r1", "a b/c") == "isobench-runc-r1-a-b-c"
+    assert owned("isobench-runc-r1-web", "r1")
+    assert not owned("isobench-runc-r2-web", "r1")
+    assert owned("isobench-runc-r2-web", None)
+    assert not owned("isobench-r1-web", None)  # the container driver's names are not ours
+
+
+# -- network slots ---------------------------------------------------------------------------------
+
+
+def test_veth_slot_addresses_and_names() -> None:
+    v = network.Veth(0)
+    assert (v.host_ip, v.sandbox_ip) == ("10.213.0.1", "10.213.0.2")
+    last = network.Veth(network.SLOTS - 1)
+    assert (last.host_ip, last.sandbox_ip) == ("10.213.255.253", "10.213.255.254")
+    assert len(last.host_link) <= 15 and "isob" in last.host_link
+    assert network.slot_of(last.host_link) == network.SLOTS - 1
+    assert network.slot_of("isobr12c") is None
+    assert network.slot_of("eth0") is None
+
+
+def test_pick_slot_takes_lowest_free_and_reports_exhaustion() -> None:
+    assert network.pick_slot({0, 1, 3}) == 2
+    assert network.pick_slot({0, 1, 3}, start=3) == 4
+    with pytest.raises(SandboxError, match="isobench gc"):
+        network.pick_slot(range(network.SLOTS))
+
+
+def test_parse_links_on_recorded_ip_json() -> None:
+    links = network.parse_links((DATA / "ip_link.json").read_text())
+    assert [(lk.name, lk.alias) for lk in links] == [
+        ("lo", ""),
+        ("isobr0h", "isobench-runc-rec-net"),
+    ]
+
+
+# -- mount table -----------------------------------------------------------------------------------
+
+
+def test_mountinfo_parser_unescapes_and_finds_our_overlays() -> None:
+    entries = parse_mountinfo((DATA / "mountinfo.txt").read_text())
+    assert entries[0].mount_point == "/" and entries[0].fs_type == "ext4"
+    ours = list(overlay_mounts(entries, lambda mp: Path(mp).parent.name == "isobench-runc-rec-net"))
+    assert len(ours) == 1
+    assert ours[0].mount_point.endswith("/w/isobench-runc-rec-net/merged")
+    assert " " in ours[0].mount_point  # \040 decoded
+
+
+def test_overlay_options_refuse_separator_characters(tmp_path: Path) -> None:
+    dirs = OverlayDirs(tmp_path / "sb")
+    assert overlay_options(Path("/img"), dirs).startswith("lowerdir=/img,upperdir=")
+    with pytest.raises(SandboxError, match="contains"):
+        overlay_options(Path("/img:other"), dirs)
+
+
+# -- availability through the HostProbe seam ----------------------------------------------------------
+
+
+def _v1_tree(root: Path, controllers: tuple[str, ...], unified: bool = True) -> Path:
+    for c in controllers:
+        (root / c).mkdir(parents=True)
+        (root / c / "cgroup.procs").write_text("")
+    if unified:
+        (root / "unified").mkdir(parents=True)
+        (root / "unified" / "cgroup.controllers").write_text("")
+    return root
+
+
+def _v2_tree(root: Path, controllers: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text(controllers + "\n")
+    return root
+
+
+def _driver(tmp_path: Path, probe: HostProbe) -> RuncDriver:
+    ctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id="r1")
+    return RuncDriver(ctx, probe=probe)
+
+
+ALL_V1 = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices")
+
+
+def _probe(cgroot: Path, *, which: dict[str, str] | None = None, euid: int = 0) -> HostProbe:
+    found = {"runc": "/usr/sbin/runc", "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter"}
+    if which is not None:
+        found = which
+    return HostProbe(
+        which=found.get,
+        geteuid=lambda: euid,
+        version=lambda _b: "runc version 1.1.5",
+        cgroup_root=cgroot,
+    )
+
+
+def test_available_on_hybrid_v1_as_root(tmp_path: Path) -> None:
+    root = _v1_tree(tmp_path / "cg", ALL_V1)
+    avail = _driver(tmp_path, _probe(root)).availability()
+    assert avail.ok, avail.reason
+    assert avail.details["cgroup_mode"] == "hybrid"
+    assert avail.details["version"] == "runc version 1.1.5"
+    assert avail.details["network"] is True
+
+
+def test_unavailable_without_runc_binary(tmp_path: Path) -> None:
+    root = _v1_tree(tmp_path / "cg", ALL_V1)
+    avail = _driver(tmp_path, _probe(root, which={})).availability()
+    assert not avail.ok
+    assert "runc is not installed" in avail.reason
+
+
+def test_unavailable_when_not_root(tmp_path: Path) -> None:
+    root = _v1_tree(tmp_path / "cg", ALL_V1)
+    avail = _driver(tmp_path, _probe(root, euid=1000)).availability()
+    assert not avail.ok
+    assert "needs root" in avail.reason
+
+
+def test_unavailable_without_cgroups_or_with_missing_controllers(tmp_path: Path) -> None:
+    empty = tmp_path / "none"
+    empty.mkdir()
+    avail = _driver(tmp_path, _probe(empty)).availability()
+    assert not avail.ok and "'none'" in avail.reason and "memory" in avail.reason
+
+    partial = _v2_tree(tmp_path / "v2", "cpu io memory")
+    avail = _driver(tmp_path, _probe(partial)).availability()
+    assert not avail.ok
+    assert "'unified'" in avail.reason and "cpuset, pids" in avail.reason
+
+
+def test_cgroup_mode_detection(tmp_path: Path) -> None:
+    assert cgroup_mode(_v2_tree(tmp_path / "a", "cpuset cpu io memory pids")) == "unified"
+    assert missing_controllers(tmp_path / "a", "unified") == []
+    assert cgroup_mode(_v1_tree(tmp_path / "b", ALL_V1, unified=False)) == "legacy"
+    assert cgroup_mode(_v1_tree(tmp_path / "c", ALL_V1)) == "hybrid"
+    assert missing_controllers(_v1_tree(tmp_path / "d", ("memory", "cpu")), "legacy") == [
+        "cpuacct",
+        "cpuset",
+        "pids",
+    ]
+
+
+def test_metadata_records_isolation_settings(tmp_path: Path) -> None:
+    root = _v1_tree(tmp_path / "cg", ALL_V1)
+    meta = _driver(tmp_path, _probe(root)).metadata()
+    assert meta["runtime"] == "runc"
+    assert meta["cgroup_limits"] is True
+    assert meta["cgroup_mode"] == "hybrid"
+    assert meta["namespaces"] == ["pid", "network", "ipc", "uts", "mount"]
