@@ -187,6 +187,11 @@ class Driver(Protocol):
         """Remove resources of dead runs (all isobench ones if run_id is None); return what went."""
         ...
 
+    def close(self) -> None:
+        """End of the run: release what the driver shares between sandboxes (a libvirt network,
+        a connection). Called once, after every sandbox of the run is destroyed."""
+        ...
+
 
 def _driver_modules() -> Iterator[str]:
     import isobench.drivers as pkg

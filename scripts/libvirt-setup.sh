@@ -8,6 +8,8 @@ start_daemon() {
   say "starting $name"
   "$name" -d
 }
+# Debian's libvirt without dnsmasq-base cannot start an isolated network unless this dir exists.
+mkdir -p /var/lib/libvirt/dnsmasq
 start_daemon virtlogd
 start_daemon libvirtd
 for _ in $(seq 1 50); do

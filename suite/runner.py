@@ -242,4 +242,10 @@ def run_matrix(
             return runner.run(), runner.teardown_errors
         finally:
             with shielded():
+                for driver in drivers.values():
+                    try:
+                        driver.close()
+                    except Exception as err:
+                        log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
+                        runner.teardown_errors.append(f"close {driver.name}: {err}")
                 shutil.rmtree(lock.work_dir, ignore_errors=True)

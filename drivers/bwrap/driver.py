@@ -307,6 +307,10 @@ class BwrapDriver:
             raise
         return sandbox
 
+    def close(self) -> None:
+        # Nothing is shared between this driver's sandboxes; each destroy() removed its own.
+        pass
+
     def gc(self, run_id: str | None = None) -> list[str]:
         """Unmount and remove sandbox roots of ``run_id`` (all bwrap ones if None). bwrap processes
         need no collecting: --die-with-parent ends them with the run that started them."""

@@ -91,3 +91,6 @@ class HostDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         # Host sandboxes are only directories in the run's work dir, which the runner removes.
         return []
+
+    def close(self) -> None:
+        pass

@@ -404,6 +404,10 @@ class RuncDriver:
             raise
         return sandbox
 
+    def close(self) -> None:
+        # Nothing is shared between this driver's sandboxes; each destroy() removed its own.
+        pass
+
     def gc(self, run_id: str | None = None) -> list[str]:
         removed: list[str] = []
         removed += self._gc_containers(run_id)

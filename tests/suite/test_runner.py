@@ -80,6 +80,9 @@ class FakeDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         return []
 
+    def close(self) -> None:
+        self.log.append(f"close {self.name}")
+
 
 class Steady:
     name: ClassVar[str] = "steady"
@@ -180,6 +183,7 @@ def test_cells_produce_samples_with_driver_metadata(tmp_path: Path) -> None:
     assert _balanced(log)
     assert load_results(run_dir).samples == results.samples
     assert not (tmp_path / "state" / "runs" / "r1").exists()  # run state removed
+    assert log[-2:] == ["close a", "close b"]  # drivers closed once, after every sandbox
 
 
 def test_failures_become_samples_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -1,0 +1,552 @@
+"""The ``vm`` driver: one libvirt domain per sandbox, booted straight into the isobench agent.
+
+Every resource carries ``isobench-<run_id>``: domains ``isobench-<run_id>-<sandbox>`` (their
+``<description>`` records run id and owner pid for gc), the per-run directory
+``<state_dir>/vm-runs/isobench-<run_id>/`` (qcow2 overlays, console logs; under state_dir rather
+than work_dir because libvirt's unprivileged qemu user must traverse every parent directory), and,
+when a sandbox asks for a network, a libvirt network ``isobench-<run_id>`` whose bridge and taps
+libvirt itself owns.
+
+Boot phases recorded (host CLOCK_MONOTONIC; guest readings mapped through the agent's ready frame):
+``create`` (overlay + define + start), ``define``, ``start`` (libvirt start returned: qemu is up and
+running vCPUs), ``firmware`` (start returned -> guest kernel clock zero, i.e. firmware and kernel
+decompression), ``kernel`` (-> initramfs /init), ``initramfs`` (-> switch_root), ``agent``
+(-> agent ready frame received), ``ready`` (create end -> agent ready), ``boot_total``, and at
+teardown ``shutdown`` (poweroff request -> domain inactive) and ``destroy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import libvirt
+from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.vm.accel import AccelProbe, probe_accel
+from isobench.drivers.vm.agent import AgentChannel, AgentReady
+from isobench.drivers.vm.domain import Accel, DomainConfig, NetConfig, domain_xml, network_xml
+from isobench.drivers.vm.memory import meminfo_kib, parse_smaps
+from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.images import Image, find_image
+from isobench.model import PhaseTiming
+from isobench.procs import run_command
+
+log = logging.getLogger(__name__)
+
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions
+
+__all__ = ["VmDriver", "VmSandbox"]
+
+PREFIX = "isobench"
+DEFAULT_CMDLINE = "console=ttyS0 quiet panic=-1 i8042.noaux i8042.nokbd"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _safe(s: str) -> str:
+    return _SAFE.sub("_", s)
+
+
+def _lv_msg(err: libvirt.libvirtError) -> str:
+    msg = err.get_error_message() or str(err)
+    return " / ".join(ln.strip() for ln in msg.splitlines() if ln.strip())[:300]
+
+
+def check_image(img: Image) -> None:
+    """Refuse a corrupt or partial image with one line saying how to fix it."""
+    fix = "rebuild it with `isobench image build --force`"
+    for path in (img.kernel, img.initrd, img.disk):
+        if not path.is_file() or path.stat().st_size == 0:
+            raise UsageError(f"image {img.name}-{img.digest} is missing {path.name}; {fix}")
+    with img.kernel.open("rb") as f:
+        head = f.read(0x210)
+    if head[0x202:0x206] != b"HdrS":
+        raise UsageError(f"image {img.name}-{img.digest}: {img.kernel.name} is not a Linux kernel; {fix}")
+    with img.disk.open("rb") as f:
+        f.seek(1024 + 56)
+        if f.read(2) != b"\x53\xef":
+            raise UsageError(f"image {img.name}-{img.digest}: {img.disk.name} is not ext4; {fix}")
+
+
+class VmSandbox:
+    def __init__(
+        self,
+        driver: VmDriver,
+        spec: SandboxSpec,
+        dom: libvirt.virDomain,
+        channel: AgentChannel,
+        ready: AgentReady,
+        clock: PhaseClock,
+        files: list[Path],
+        address: str | None,
+        memavail_before_kib: int,
+    ) -> None:
+        self._driver = driver
+        self._spec = spec
+        self._dom = dom
+        self._channel = channel
+        self._ready = ready
+        self._clock = clock
+        self._files = files
+        self._address = address
+        self._memavail_before_kib = memavail_before_kib
+        self._destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def domain_name(self) -> str:
+        return str(self._dom.name())
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def workdir(self) -> str:
+        return self._ready.workdir
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        if self._destroyed:
+            raise SandboxError(f"sandbox {self.name} is destroyed")
+        return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
+
+    def stats(self) -> Mapping[str, float]:
+        out: dict[str, float] = {}
+        pid = self._driver.qemu_pid(self.domain_name)
+        guest_ram = self._spec.memory_mib << 20
+        if pid is not None:
+            proc = self._driver.proc_root / str(pid)
+            with contextlib.suppress(OSError):
+                mem = parse_smaps((proc / "smaps").read_text(), guest_ram)
+                out["vm.qemu_pss_bytes"] = float(mem.pss_bytes)
+                out["vm.qemu_uss_bytes"] = float(mem.uss_bytes)
+                out["vm.guest_ram_rss_bytes"] = float(mem.guest_ram_rss_bytes)
+                out["memory_bytes"] = float(mem.pss_bytes + mem.guest_ram_rss_bytes)
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                out["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(SandboxError, CellTimeoutLike):
+            res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
+            if res.ok:
+                mi = meminfo_kib(res.stdout)
+                out["vm.guest_used_bytes"] = float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
+        avail = self._driver.host_memavailable_kib()
+        if avail is not None:
+            out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
+        return out
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        with self._clock.phase("destroy"):
+            start = time.monotonic_ns()
+            if self._channel.poweroff(time.monotonic() + 5):
+                deadline = time.monotonic() + self._driver.shutdown_timeout
+                while time.monotonic() < deadline:
+                    try:
+                        if not self._dom.isActive():
+                            self._clock.add("shutdown", start, time.monotonic_ns())
+                            break
+                    except libvirt.libvirtError:
+                        break
+                    time.sleep(0.01)
+            self._channel.close()
+            self._driver.teardown(self._dom, self._files)
+
+
+#: exec() may raise CellTimeout; imported lazily-named to keep the suppress list readable.
+from isobench.errors import CellTimeout as CellTimeoutLike  # noqa: E402
+
+
+class VmDriver:
+    name: ClassVar[str] = "vm"
+    description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self._ctx = ctx
+        opts = ctx.options
+        self.uri: str = str(opts.get("uri", "qemu:///system"))
+        self.accel_option: str = str(opts.get("accel", "auto"))
+        if self.accel_option not in ("auto", "kvm", "tcg"):
+            raise UsageError(f"drivers.vm.accel must be auto, kvm or tcg, not {self.accel_option!r}")
+        self.image_name: str = str(opts.get("image", "default"))
+        self.boot_timeout: float = float(opts.get("boot_timeout", 120))
+        self.shutdown_timeout: float = float(opts.get("shutdown_timeout", 10))
+        self.cmdline: str = str(opts.get("cmdline", DEFAULT_CMDLINE))
+        self.cpu_model: str | None = opts.get("cpu_model")
+        self.proc_root: Path = Path(opts.get("proc_root", "/proc"))
+        self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
+        self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
+        self.run_id = _safe(ctx.run_id)
+        self._conn: libvirt.virConnect | None = None
+        self._probe: AccelProbe | None = None
+        self._accel: Accel | None = None
+        self._net_index = 0
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        return self._ctx.state_dir / "vm-runs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / f"{PREFIX}-{self.run_id}"
+
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as err:
+                raise DriverUnavailable(
+                    f"cannot connect to libvirt at {self.uri}: {_lv_msg(err)}; start it (`virtlogd -d; libvirtd -d`)"
+                    " or set drivers.vm.uri"
+                ) from err
+        return self._conn
+
+    def qemu_pid(self, domain: str) -> int | None:
+        try:
+            return int((self.libvirt_run / f"{domain}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def host_memavailable_kib(self) -> int | None:
+        try:
+            return meminfo_kib((self.proc_root / "meminfo").read_text()).get("MemAvailable")
+        except OSError:
+            return None
+
+    # -- accelerator ------------------------------------------------------------------------
+    def accel(self) -> Accel:
+        if self._accel is not None:
+            return self._accel
+        if self.accel_option == "tcg":
+            self._accel = "tcg"
+            return "tcg"
+        if self.uri.startswith("test:"):
+            self._accel = "tcg" if self.accel_option == "auto" else "kvm"
+            return self._accel
+        self._probe = probe_accel(self._ctx.state_dir, self.uri)
+        if self._probe.usable:
+            self._accel = "kvm"
+        elif self.accel_option == "kvm":
+            raise DriverUnavailable(
+                f"KVM was requested but is unusable here: {self._probe.reason}; use accel=auto or tcg"
+            )
+        else:
+            log.warning(
+                "vm driver: KVM unusable (%s); guests run under TCG emulation (slow)", self._probe.reason
+            )
+            self._accel = "tcg"
+        return self._accel
+
+    # -- protocol ---------------------------------------------------------------------------
+    def availability(self) -> Availability:
+        try:
+            conn = self.conn()
+            img = find_image(self._ctx.state_dir, self.image_name)
+            check_image(img)
+            accel = self.accel()
+        except (DriverUnavailable, UsageError) as err:
+            return Availability(ok=False, reason=str(err))
+        details: dict[str, Any] = {
+            "accel": accel,
+            "uri": self.uri,
+            "image": img.digest,
+            "hypervisor": conn.getType(),
+        }
+        if self._probe is not None:
+            details["kvm_usable"] = self._probe.usable
+            details["kvm_probe"] = self._probe.reason
+        return Availability(ok=True, details=details)
+
+    def metadata(self) -> Mapping[str, Any]:
+        md: dict[str, Any] = {"isolation": "vm", "uri": self.uri, "accel": self.accel()}
+        if self._probe is not None:
+            md["accel_reason"] = self._probe.reason
+        md["cpu_model"] = self.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
+        with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
+            md["libvirt_version"] = self.conn().getLibVersion()
+            md["hypervisor_version"] = self.conn().getVersion()
+        with contextlib.suppress(UsageError):
+            md["image"] = find_image(self._ctx.state_dir, self.image_name).digest
+        return md
+
+    def create(self, spec: SandboxSpec) -> VmSandbox:
+        clock = PhaseClock()
+        t_create = time.monotonic_ns()
+        img = (
+            find_image(self._ctx.state_dir, self.image_name) if spec.image is None else _image_at(spec.image)
+        )
+        check_image(img)
+        if spec.volume is not None:
+            raise UsageError(
+                "the vm driver cannot attach a host directory as /data yet; run without a volume"
+            )
+        accel = self.accel()
+        conn = self.conn()
+        avail = self.host_memavailable_kib() or 0
+        if avail and spec.memory_mib * 1024 > avail:
+            raise SandboxError(
+                f"sandbox {spec.name}: the host has {avail // 1024} MiB available, cannot give {spec.memory_mib} MiB;"
+                " lower memory_mib"
+            )
+        name = f"{PREFIX}-{self.run_id}-{_safe(spec.name)}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self._ctx.state_dir, self.runs_dir, self.run_dir):
+            d.chmod(0o755)
+        (self.run_dir / "owner").write_text(f"{os.getpid()}\n")
+        overlay = self.run_dir / f"{_safe(spec.name)}.qcow2"
+        console = self.run_dir / f"{_safe(spec.name)}.console.log"
+        files = [overlay, console, self.libvirt_log / f"{name}.log"]
+        dom: libvirt.virDomain | None = None
+        channel: AgentChannel | None = None
+        try:
+            res = run_command(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(img.disk), str(overlay)],
+                timeout=30,
+            )
+            if not res.ok:
+                raise SandboxError(f"qemu-img could not create the overlay {overlay}: {res.stderr.strip()}")
+            net, address = self._network(spec) if spec.network else (None, None)
+            cmdline = self.cmdline
+            if address is not None:
+                cmdline += f" isobench.ip={address}/24"
+            cfg = DomainConfig(
+                name=name,
+                accel=accel,
+                memory_mib=spec.memory_mib,
+                vcpus=spec.vcpus,
+                kernel=img.kernel,
+                initrd=img.initrd,
+                cmdline=cmdline,
+                overlay=overlay,
+                backing=img.disk,
+                console_log=console,
+                cpuset=spec.cpuset,
+                cpu_model=self.cpu_model,
+                net=net,
+                title=f"isobench guest {spec.name}",
+                description=f"isobench run_id={self.run_id} pid={os.getpid()}",
+            )
+            with clock.phase("define"):
+                try:
+                    dom = conn.defineXML(domain_xml(cfg))
+                except libvirt.libvirtError as err:
+                    raise SandboxError(f"libvirt rejected the domain {name}: {_lv_msg(err)}") from err
+            with clock.phase("start"):
+                try:
+                    dom.create()
+                except libvirt.libvirtError as err:
+                    raise SandboxError(f"libvirt could not start {name}: {_lv_msg(err)}") from err
+            t_started = time.monotonic_ns()
+            clock.add("create", t_create, t_started)
+            deadline = time.monotonic() + self.boot_timeout
+            try:
+                channel = AgentChannel.connect(_agent_socket(dom), time.monotonic() + 10)
+                ready, ready_ns = channel.wait_ready(deadline)
+            except TimeoutError:
+                raise SandboxError(
+                    f"guest {name} was not ready within {self.boot_timeout:.0f}s; last console line:"
+                    f" {_last_line(console)!r}"
+                ) from None
+            except SandboxError as err:
+                raise SandboxError(
+                    f"guest {name} died before ready ({err}); last console line: {_last_line(console)!r}"
+                ) from err
+            _boot_phases(clock, t_started, ready, ready_ns)
+            clock.add("ready", t_started, ready_ns)
+            clock.add("boot_total", t_create, ready_ns)
+            return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail)
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            self.teardown(dom, files)
+            raise
+
+    def teardown(self, dom: libvirt.virDomain | None, files: Sequence[Path]) -> None:
+        """Destroy and undefine ``dom`` and remove its files; never raises for missing pieces."""
+        if dom is not None:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+            except libvirt.libvirtError as err:
+                log.warning("destroying %s failed: %s", dom.name(), _lv_msg(err))
+            try:
+                dom.undefine()
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    log.warning("undefining %s failed: %s", dom.name(), _lv_msg(err))
+        for f in files:
+            with contextlib.suppress(OSError):
+                f.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Remove the run's network and directory (after its sandboxes are destroyed)."""
+        self._remove_network(f"{PREFIX}-{self.run_id}")
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._conn.close()
+            self._conn = None
+
+    # -- network ----------------------------------------------------------------------------
+    def _subnet(self) -> int:
+        # 10.214.0.0/16 belongs to this driver (runc has 10.213/16, container 172.29/16).
+        return 16 + int(hashlib.sha256(self.run_id.encode()).hexdigest(), 16) % 200
+
+    def _network(self, spec: SandboxSpec) -> tuple[NetConfig, str]:
+        conn = self.conn()
+        net_name = f"{PREFIX}-{self.run_id}"
+        subnet = self._subnet()
+        try:
+            conn.networkLookupByName(net_name)
+        except libvirt.libvirtError:
+            bridge = f"isb{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"  # IFNAMSIZ is 16
+            try:
+                net = conn.networkDefineXML(network_xml(net_name, bridge, f"10.214.{subnet}.1", 24))
+                net.create()
+            except libvirt.libvirtError as err:
+                self._remove_network(net_name)
+                raise SandboxError(f"cannot create network {net_name}: {_lv_msg(err)}") from err
+        self._net_index += 1
+        host = 1 + self._net_index
+        mac = f"52:54:00:{subnet:02x}:{host // 256:02x}:{host % 256:02x}"
+        return NetConfig(network=net_name, mac=mac), f"10.214.{subnet}.{host}"
+
+    def _remove_network(self, net_name: str) -> bool:
+        try:
+            net = self.conn().networkLookupByName(net_name)
+        except (libvirt.libvirtError, DriverUnavailable):
+            return False
+        with contextlib.suppress(libvirt.libvirtError):
+            if net.isActive():
+                net.destroy()
+        with contextlib.suppress(libvirt.libvirtError):
+            net.undefine()
+        return True
+
+    # -- gc ---------------------------------------------------------------------------------
+    def gc(self, run_id: str | None = None) -> list[str]:
+        """Remove domains, networks, overlays and logs of ``run_id``, or of every dead run."""
+        conn = self.conn()
+        gone: list[str] = []
+        want = _safe(run_id) if run_id is not None else None
+
+        def owned(rid: str, pid: int | None) -> bool:
+            if want is not None:
+                return rid == want
+            return pid is None or not (self.proc_root / str(pid)).exists()
+
+        runs: set[str] = set()
+        for dom in conn.listAllDomains():
+            name = str(dom.name())
+            if not name.startswith(f"{PREFIX}-"):
+                continue
+            rid, pid = _owner_of(dom)
+            if rid is None:
+                if name.startswith(f"{PREFIX}-probe-") and want is None:
+                    rid, pid = "probe", _int(name.rsplit("-", 1)[-1])
+                else:
+                    continue
+            if not owned(rid, pid):
+                continue
+            self.teardown(dom, [self.libvirt_log / f"{name}.log"])
+            gone.append(f"domain {name}")
+            runs.add(rid)
+        for net in conn.listAllNetworks():
+            name = str(net.name())
+            if name.startswith(f"{PREFIX}-"):
+                rid = name.removeprefix(f"{PREFIX}-")
+                if owned(rid, _owner_pid(self.runs_dir / name)) and self._remove_network(name):
+                    gone.append(f"network {name}")
+        if self.runs_dir.is_dir():
+            for d in self.runs_dir.iterdir():
+                rid = d.name.removeprefix(f"{PREFIX}-")
+                if d.name.startswith(f"{PREFIX}-") and owned(rid, _owner_pid(d)):
+                    if rid == self.run_id and want is None:
+                        continue  # our own live run
+                    shutil.rmtree(d, ignore_errors=True)
+                    gone.append(f"dir {d}")
+        return gone
+
+
+def _int(s: str) -> int | None:
+    return int(s) if s.isdigit() else None
+
+
+def _owner_of(dom: libvirt.virDomain) -> tuple[str | None, int | None]:
+    try:
+        desc = ET.fromstring(dom.XMLDesc()).findtext("description") or ""
+    except (libvirt.libvirtError, ET.ParseError):
+        return None, None
+    m = re.search(r"isobench run_id=(\S+) pid=(\d+)", desc)
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def _owner_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "owner").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _image_at(root: Path) -> Image:
+    name, _, digest = root.name.rpartition("-")
+    return Image(name=name or root.name, digest=digest, root=root)
+
+
+def _agent_socket(dom: libvirt.virDomain) -> str:
+    live = ET.fromstring(dom.XMLDesc())
+    for ch in live.iterfind("./devices/channel"):
+        target = ch.find("target")
+        source = ch.find("source")
+        if target is not None and target.get("name") == "org.isobench.agent.0" and source is not None:
+            path = source.get("path")
+            if path:
+                return path
+    raise SandboxError(f"domain {dom.name()} has no agent channel socket in its live XML")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-200:] if lines else ""
+
+
+def _boot_phases(clock: PhaseClock, started_ns: int, ready: AgentReady, ready_ns: int) -> None:
+    """Map guest clock readings onto the host timeline: guest boottime 0 = kernel start."""
+    kernel_start = ready_ns - ready.boottime_ns
+    clock.add("firmware", started_ns, max(started_ns, kernel_start))
+    marks = [kernel_start]
+    for up in (ready.init_uptime_s, ready.switch_uptime_s):
+        if up is not None:
+            marks.append(kernel_start + int(up * 1e9))
+    names = ["kernel", "initramfs"]
+    for i in range(len(marks) - 1):
+        clock.add(names[i], marks[i], marks[i + 1])
+    clock.add("agent", marks[-1], ready_ns)

@@ -1,0 +1,68 @@
+"""``isobench image build|list|rm``: the click group the main CLI attaches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+from isobench.images.builder import build_image, list_images, remove_image
+from isobench.images.recipe import default_recipe
+
+__all__ = ["image_group"]
+
+_STATE = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/var/lib/isobench"),
+    show_default=True,
+    help="Where built images live.",
+)
+
+
+@click.group("image")
+def image_group() -> None:
+    """Build, list and remove the suite's root filesystem / guest image."""
+
+
+@image_group.command("build")
+@_STATE
+@click.option("--name", default="default", show_default=True)
+@click.option("--suite", default=None, help="Debian suite (default: the host's release).")
+@click.option("--disk-size-mib", default=4096, show_default=True, type=int, help="Sparse root disk size.")
+@click.option("--force", is_flag=True, help="Rebuild even if an identical build exists.")
+def build_cmd(state_dir: Path, name: str, suite: str | None, disk_size_mib: int, force: bool) -> None:
+    """Build the image (a no-op when its inputs are unchanged)."""
+    logging.getLogger("isobench.images").setLevel(logging.INFO)
+    recipe = default_recipe(name=name, suite=suite, disk_size_mib=disk_size_mib)
+    img = build_image(state_dir, recipe, force=force, progress=lambda m: click.echo(f"[image] {m}", err=True))
+    click.echo(str(img.root))
+
+
+@image_group.command("list")
+@_STATE
+def list_cmd(state_dir: Path) -> None:
+    """Show built images."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "digest", "complete", "size (MiB)", "path")
+    for info in list_images(state_dir):
+        table.add_row(
+            info.name,
+            info.digest,
+            "yes" if info.complete else "no",
+            f"{info.size_bytes / (1 << 20):.0f}",
+            str(info.root),
+        )
+    Console().print(table)
+
+
+@image_group.command("rm")
+@_STATE
+@click.argument("name")
+@click.option("--digest", default=None, help="Only this build (prefix).")
+def rm_cmd(state_dir: Path, name: str, digest: str | None) -> None:
+    """Remove builds of NAME."""
+    for p in remove_image(state_dir, name, digest):
+        click.echo(f"removed {p}")
