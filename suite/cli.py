@@ -19,7 +19,11 @@ from isobench import __version__, hostinfo
 from isobench.config import RunConfig, load_config
 from isobench.drivers.base import Availability, Driver, all_drivers
 from isobench.errors import IsobenchError, UsageError
+from isobench.images.cli import image_group
 from isobench.model import Sample
+from isobench.reports import render, summary_table
+from isobench.reports.compare import compare as compare_runs
+from isobench.reports.compare import parse_rules
 from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
@@ -31,7 +35,8 @@ from rich.table import Table
 
 log = logging.getLogger("isobench")
 console = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column fallback.
+out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fail(err: IsobenchError) -> NoReturn:
@@ -148,40 +153,45 @@ class _RichProgress(RunProgress):
 
 
 def print_summary(results: Results) -> None:
-    from isobench.reports import summary_table
-
     df = summary_table(results)
     if df.empty:
         out.print("[yellow]no successful measurements[/]")
         return
     table = Table(title=f"isobench run {results.run_id}", show_lines=False)
-    for col in ("workload", "metric", "variant", "driver", "n", "median", "95% CI", "CoV", "vs host"):
+    for col in (
+        "workload",
+        "metric",
+        "variant",
+        "driver",
+        "n",
+        "median",
+        "95% CI",
+        "CoV",
+        "vs host [95% CI]",
+    ):
         table.add_column(col, justify="right" if col in ("n", "median", "CoV") else "left")
-    for row in df.itertuples(index=False):
-        r = row._asdict()
-        ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        cov = f"{r['cov'] * 100:.1f}%" + (" !" if r.get("noisy") else "")
-        ratio = r.get("ratio")
+    for r in df.to_dict("records"):
+        ratio = r["ratio_to_native"]
         vs = (
             ""
-            if ratio is None or math.isnan(ratio)
-            else (f"{ratio:.3f} [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}]")
+            if ratio is None or math.isnan(ratio) or r["driver"] == "host"
+            else f"{ratio:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]"
         )
         table.add_row(
             str(r["workload"]),
             str(r["metric"]),
-            str(r.get("variant") or ""),
+            str(r["variant"] or ""),
             str(r["driver"]),
             str(r["n"]),
             f"{_fmt(r['median'])} {r['unit']}",
-            ci,
-            cov,
+            f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+            f"{r['cov'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else ""),
             vs,
         )
     out.print(table)
     fails = results.failures()
     if fails:
-        out.print(f"[red]{len(fails)} cell(s) failed[/]; see samples with an error in the results")
+        out.print(f"[red]{len(fails)} cell(s) failed[/]; their errors are in the results and the report")
 
 
 def _fmt(x: float) -> str:
@@ -316,8 +326,6 @@ def run(
 
 
 def _render(results: Results, out_dir: Path) -> None:
-    from isobench.reports import render
-
     paths = render(results, out_dir)
     out.print(f"report: {paths.html}")
 
@@ -402,16 +410,72 @@ def doctor(state_dir: Path) -> None:
     out.print(t)
 
 
-def _attach_optional_groups() -> None:
-    """Subcommand groups that packages contribute (image management, compare)."""
-    try:
-        from isobench.images.cli import image_group
-    except ImportError:
-        return
-    main.add_command(image_group, name="image")
+@main.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option(
+    "--fail-on",
+    multiple=True,
+    help="Gate rule(s) like 'startup.*:5%' (relative) or 'vm/startup.total:0.05' (absolute); "
+    "exit 1 when one is violated. A rule at N%% catches a true N%% change only about half the time: "
+    "gate at half the regression you must catch.",
+)
+@click.option(
+    "--alpha", type=float, default=0.01, show_default=True, help="Mann-Whitney U significance level."
+)
+@click.option(
+    "--min-effect", type=float, default=0.05, show_default=True, help="Smallest relative change reported."
+)
+def compare(baseline: Path, current: Path, fail_on: tuple[str, ...], alpha: float, min_effect: float) -> None:
+    """Per metric: change in median with a CI and a verdict; with --fail-on, a regression gate."""
+    rules = parse_rules(fail_on)
+    cmp = compare_runs(
+        load_results(baseline), load_results(current), rules, alpha=alpha, min_effect=min_effect
+    )
+    t = Table(title=f"{baseline} -> {current}")
+    for col in ("metric", "baseline", "current", "change [95% CI]", "verdict", "gate"):
+        t.add_column(col)
+    style = {"faster": "green", "slower": "red"}
+    for row in cmp.rows():
+        verdict = row["verdict"]
+        colour = style.get(verdict)
+        t.add_row(
+            row["metric"],
+            row["baseline"],
+            row["current"],
+            row["change"],
+            f"[{colour}]{verdict}[/]" if colour else verdict,
+            f"[red]{row['failed']}[/]",
+        )
+    out.print(t)
+    for w in cmp.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if cmp.failed:
+        for f in cmp.failures():
+            click.echo(f"isobench: gate: {f}", err=True)
+        sys.exit(1)
 
 
-_attach_optional_groups()
+@main.command()
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+def export(results_dir: Path, target: Path) -> None:
+    """Write all samples as CSV or Parquet, or time metrics as pytest-benchmark JSON, by TARGET's suffix
+    (.csv, .parquet, .json)."""
+    from isobench.reports.export import pytest_benchmark_json, write_samples
+    from isobench.results import dumps
+
+    results = load_results(results_dir)
+    if target.suffix == ".json":
+        target.write_text(dumps(pytest_benchmark_json(results), indent=1) + "\n")
+    elif target.suffix in (".csv", ".parquet"):
+        write_samples(results, target)
+    else:
+        raise UsageError(f"cannot export to {target.name}: use a .csv, .parquet or .json file name")
+    out.print(f"wrote {target}")
+
+
+main.add_command(image_group, name="image")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,79 @@
+"""Reports: tables (pandas), figures (matplotlib), a single-file HTML report, summary.md, the A/B
+comparison and regression gate (:mod:`isobench.reports.compare`) and exports
+(:mod:`isobench.reports.export`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.errors import ResultsError
+from isobench.results import Results, atomic_write_text
+
+from .document import Document, build_document
+from .html import render_html
+from .markdown import render_markdown
+from .tables import summary_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportPaths", "render", "summary_table"]
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    html: Path
+    markdown: Path
+    plots: tuple[Path, ...]
+    tables: tuple[Path, ...]
+    #: Sections of the report that had no data (shown in the report too).
+    empty_sections: tuple[str, ...] = ()
+
+
+def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    frames = {"summary.csv": doc.summary, "failures.csv": doc.failures}
+    if not doc.leakage.empty:
+        frames["leakage.csv"] = doc.leakage
+    for workload, df in doc.wide.items():
+        frames[f"wide-{_safe(workload)}.csv"] = df
+    for name, df in frames.items():
+        path = tables_dir / name
+        atomic_write_text(path, df.to_csv(index=False))
+        written.append(path)
+    return tuple(written)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "x"
+
+
+def render(results: Results, out_dir: Path) -> ReportPaths:
+    """Write report.html, summary.md, plots/*.png and tables/*.csv into ``out_dir``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plots_dir = out_dir / "plots"
+        plots_dir.mkdir(exist_ok=True)
+        # Figures of an earlier rendering may no longer apply (e.g. a re-rendered interrupted run).
+        for old in plots_dir.glob("*.png"):
+            old.unlink()
+    except OSError as err:
+        raise ResultsError(
+            f"cannot write the report into {out_dir}: {err.strerror}; pick a writable directory"
+        ) from err
+    doc = build_document(results, plots_dir)
+    html_path = out_dir / "report.html"
+    md_path = out_dir / "summary.md"
+    atomic_write_text(html_path, render_html(doc))
+    atomic_write_text(md_path, render_markdown(doc, out_dir))
+    tables = _write_tables(doc, out_dir / "tables")
+    log.info("report written to %s", html_path)
+    return ReportPaths(
+        html=html_path,
+        markdown=md_path,
+        plots=tuple(p.path for p in doc.plots),
+        tables=tables,
+        empty_sections=doc.empty_sections,
+    )

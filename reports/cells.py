@@ -1,0 +1,102 @@
+"""Cells: the samples of one (driver, workload, metric, params variant), the unit every table,
+plot and comparison summarises."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from isobench.model import Better, Sample
+from isobench.results import Results
+
+__all__ = [
+    "LEAK_AGGREGATES",
+    "NATIVE",
+    "Cell",
+    "CellKey",
+    "driver_order",
+    "group_cells",
+    "is_leak_probe",
+    "variant_of",
+]
+
+#: The native baseline every ratio is taken against.
+NATIVE = "host"
+# Felter et al. order: native, then containers, then virtual machines; unknown drivers go last.
+_KNOWN_ORDER = ("host", "container", "runc", "bwrap", "vm", "qemu")
+
+
+#: Leakage metrics that summarise the probes rather than being one (0/1) probe.
+LEAK_AGGREGATES = frozenset({"leakage.score", "leakage.count"})
+
+
+def is_leak_probe(metric: str) -> bool:
+    return metric.startswith("leakage.") and metric not in LEAK_AGGREGATES
+
+
+def driver_order(name: str) -> tuple[int, str]:
+    """Sort key putting native first, containers next, VMs after, anything else alphabetically."""
+    try:
+        return (_KNOWN_ORDER.index(name), name)
+    except ValueError:
+        return (len(_KNOWN_ORDER), name)
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def variant_of(params: Mapping[str, Any]) -> str:
+    """A stable, readable name for a params combination (``"path=veth, storage=overlay"``)."""
+    return ", ".join(f"{k}={_scalar(params[k])}" for k in sorted(params))
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    workload: str
+    metric: str
+    variant: str
+    driver: str
+
+    def without_driver(self) -> tuple[str, str, str]:
+        return (self.workload, self.metric, self.variant)
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: CellKey
+    unit: str
+    better: Better
+    phase: str | None
+    params: Mapping[str, Any]
+    values: tuple[float, ...]
+
+
+def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
+    """Measured, non-warm-up samples grouped by cell, in a deterministic order."""
+    it = (
+        samples.measured()
+        if isinstance(samples, Results)
+        else (s for s in samples if s.value is not None and not s.warmup)
+    )
+    acc: dict[CellKey, list[Sample]] = {}
+    for s in it:
+        key = CellKey(s.workload, s.metric, variant_of(s.params), s.driver)
+        acc.setdefault(key, []).append(s)
+    cells: dict[CellKey, Cell] = {}
+    for key in sorted(acc, key=lambda k: (k.workload, k.metric, k.variant, driver_order(k.driver))):
+        group = acc[key]
+        first = group[0]
+        cells[key] = Cell(
+            key=key,
+            unit=first.unit,
+            better=first.better,
+            phase=first.phase,
+            params=dict(first.params),
+            values=tuple(float(s.value) for s in group if s.value is not None),
+        )
+    return cells

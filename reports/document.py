@@ -1,0 +1,166 @@
+"""Everything a report shows, computed once and shared by the HTML and Markdown renderers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from isobench.results import Results
+
+from .cells import group_cells, variant_of
+from .methods import method_text, recorded_tools
+from .plots import SECTIONS, Plot, all_plots
+from .tables import failures_table, leakage_table, summary_table, wide_table
+
+__all__ = ["Document", "build_document", "flatten"]
+
+
+def flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Nested metadata as ("a.b.c", "value") pairs, for key/value tables."""
+    if isinstance(obj, Mapping):
+        if not obj and prefix:
+            yield prefix, "{}"
+        for k, v in obj.items():
+            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list | tuple) and any(isinstance(v, Mapping) for v in obj):
+        for i, v in enumerate(obj):
+            yield from flatten(v, f"{prefix}[{i}]")
+    elif isinstance(obj, list | tuple):
+        yield prefix, ", ".join(str(v) for v in obj)
+    elif isinstance(obj, float) and math.isfinite(obj):
+        yield prefix, f"{obj:.6g}"
+    else:
+        yield prefix, "" if obj is None else str(obj)
+
+
+@dataclass(frozen=True)
+class WorkloadMethods:
+    workload: str
+    text: str
+    metrics: tuple[tuple[str, str, str], ...]  # (metric, unit, better)
+    drivers: tuple[str, ...]
+    tools: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    run: Mapping[str, Any]
+    summary: pd.DataFrame
+    wide: dict[str, pd.DataFrame]  # per workload
+    failures: pd.DataFrame
+    leakage: pd.DataFrame
+    plots: tuple[Plot, ...]
+    warnings: tuple[str, ...]
+    empty_sections: tuple[str, ...]
+    methods: tuple[WorkloadMethods, ...]
+
+    @property
+    def title(self) -> str:
+        return f"isobench report — run {self.run.get('run_id', '?')}"
+
+    def run_facts(self) -> list[tuple[str, str]]:
+        skip = {"host", "drivers"}
+        facts = {k: v for k, v in self.run.items() if k not in skip}
+        for k in ("started", "ended"):
+            v = facts.get(k)
+            if isinstance(v, int | float) and math.isfinite(v):
+                facts[k] = datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return list(flatten(facts))
+
+    def host_facts(self) -> list[tuple[str, str]]:
+        return list(flatten(self.run.get("host") or {}))
+
+    def driver_facts(self) -> dict[str, list[tuple[str, str]]]:
+        drivers = self.run.get("drivers") or {}
+        return {str(k): list(flatten(v)) for k, v in drivers.items()} if isinstance(drivers, Mapping) else {}
+
+
+def _tcg_warnings(run: Mapping[str, Any]) -> list[str]:
+    out = []
+    drivers = run.get("drivers") or {}
+    if isinstance(drivers, Mapping):
+        for name, meta in drivers.items():
+            if isinstance(meta, Mapping) and str(meta.get("accel", "")).lower() == "tcg":
+                out.append(
+                    f"driver {name!s} ran guests with TCG (software CPU emulation, no KVM): its "
+                    "startup, CPU and I/O figures are far slower than KVM and not representative "
+                    "of production virtual machines."
+                )
+    return out
+
+
+def build_document(results: Results, plots_dir: Path) -> Document:
+    cells = group_cells(results)
+    summary = summary_table(results, cells=cells)
+    phase_orders: dict[str, list[str]] = {}
+    offsets_acc: dict[tuple[str, str, str], list[float]] = {}
+    for s in results.measured():
+        if s.workload == "startup" and s.phase:
+            order = phase_orders.setdefault(s.driver, [])
+            if s.phase not in order:
+                order.append(s.phase)
+            off = s.metadata.get("offset_s")
+            if isinstance(off, int | float) and math.isfinite(off):
+                offsets_acc.setdefault((s.driver, variant_of(s.params), s.phase), []).append(float(off))
+    offsets = {k: float(np.median(v)) for k, v in offsets_acc.items()}
+    plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets)
+
+    warnings: list[str] = []
+    status = results.run.get("status")
+    if status not in (None, "complete"):
+        warnings.append(f"run status is {status!r}: results may be incomplete.")
+    warnings += _tcg_warnings(results.run)
+    if not summary.empty and "host" not in set(summary["driver"]):
+        warnings.append("no native (host) samples in this run: ratios to native cannot be computed.")
+    for rec in summary[summary["noisy"]].to_dict("records"):
+        variant = f" [{rec['variant']}]" if rec["variant"] else ""
+        warnings.append(
+            f"high variation: {rec['driver']} / {rec['workload']} / {rec['metric']}{variant}: "
+            f"CoV {float(rec['cov']) * 100:.1f}% over n={int(rec['n'])} (above 5%); "
+            "treat its figures with care."
+        )
+    failures = failures_table(results)
+    for r in failures.itertuples():
+        warnings.append(f"failed cell: {r.driver} / {r.workload} repetition {r.repetition}: {r.error}")
+    warnings += plot_errors
+
+    present = {p.section for p in plots}
+    empty = tuple(SECTIONS[s] for s in SECTIONS if s not in present)
+
+    wide: dict[str, pd.DataFrame] = {}
+    if not summary.empty:
+        for workload, grp in summary.groupby("workload", sort=True):
+            wide[str(workload)] = wide_table(grp)
+
+    methods: list[WorkloadMethods] = []
+    workloads = sorted({s.workload for s in results.samples})
+    for w in workloads:
+        ws = [s for s in results.samples if s.workload == w]
+        measured = [s for s in ws if s.value is not None]
+        metrics = tuple(dict.fromkeys((s.metric, s.unit, s.better) for s in measured))
+        methods.append(
+            WorkloadMethods(
+                workload=w,
+                text=method_text(w),
+                metrics=metrics,
+                drivers=tuple(dict.fromkeys(s.driver for s in ws)),
+                tools=tuple(recorded_tools(ws)),
+            )
+        )
+    return Document(
+        run=results.run,
+        summary=summary,
+        wide=wide,
+        failures=failures,
+        leakage=leakage_table(summary) if not summary.empty else pd.DataFrame(),
+        plots=tuple(plots),
+        warnings=tuple(warnings),
+        empty_sections=empty,
+        methods=tuple(methods),
+    )

@@ -1,0 +1,73 @@
+"""What each figure means and how it was obtained: the report's "Methods" section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from isobench.model import Sample
+
+__all__ = ["STATISTICS", "method_text", "recorded_tools"]
+
+STATISTICS = (
+    "Every figure is the median of the measured repetitions (warm-up repetitions excluded). The 95% "
+    "interval is a percentile bootstrap of the median (10,000 resamples). CoV is the sample standard "
+    "deviation over the mean; a cell whose CoV exceeds 5% is flagged noisy. Ratios to native are the "
+    "ratio of a driver's median to the host driver's median for the same workload, metric and "
+    "parameters, with a bootstrap interval that resamples both sides independently. Samples of "
+    "different parameter combinations are never pooled."
+)
+
+# Why these texts are generic about tools: the workload records the exact tool and version in each
+# sample's metadata, which the report lists under the text (see recorded_tools).
+_WORKLOADS: dict[str, str] = {
+    "startup": (
+        "Time from asking the driver for a sandbox until the sandbox is ready and has run a first "
+        "command, on CLOCK_MONOTONIC. Phases (metrics startup.<phase>) are the intervals the driver "
+        "itself records around each step (e.g. namespace and cgroup setup, root filesystem mount, "
+        "libvirt define/start, guest boot until its agent answers); the timeline stacks their medians."
+    ),
+    "cpu": "CPU-bound work run inside the sandbox; the figure is the tool's own throughput or run time.",
+    "memory": "Memory bandwidth/latency measured by a tool inside the sandbox, as the tool reports it.",
+    "membw": "Memory bandwidth measured by a tool inside the sandbox, as the tool reports it.",
+    "disk": (
+        'File I/O inside the sandbox on each storage path (param "storage": e.g. the sandbox\'s own '
+        "root storage or the /data volume), with direct I/O where the path supports it."
+    ),
+    "network": (
+        "Throughput and latency between the host and the sandbox over each network path (param "
+        '"path"), on loopback or veth/virtio links the run created.'
+    ),
+    "leakage": (
+        "Probes run inside the sandbox and check whether host information is visible (1) or not (0): "
+        'metrics leakage.<probe>; leakage.score aggregates the probes. Param "hardening" names the '
+        "sandbox hardening profile used."
+    ),
+    "interference": (
+        'A victim workload runs while a neighbour sandbox runs a stressor (param "stressor"); the '
+        "interference.* metrics give the victim's degradation relative to running alone."
+    ),
+    "idle-memory": (
+        "Memory charged to an idle sandbox as the host sees it, broken down into components "
+        "(idle-memory.<component>); a total is the host-side sum where the workload recorded one."
+    ),
+}
+
+
+def method_text(workload: str) -> str:
+    return _WORKLOADS.get(
+        workload,
+        "Measured by the workload's own tools inside the sandbox; see the metric names and units below.",
+    )
+
+
+_TOOL_KEYS = ("tool", "tool_version", "tools", "command")
+
+
+def recorded_tools(samples: Iterable[Sample]) -> list[str]:
+    """Distinct tool/command descriptions the workload stored in sample metadata."""
+    seen: dict[str, None] = {}
+    for s in samples:
+        for k in _TOOL_KEYS:
+            if k in s.metadata and s.metadata[k] not in (None, ""):
+                seen.setdefault(f"{k}: {s.metadata[k]}", None)
+    return list(seen)[:20]

@@ -1,0 +1,188 @@
+"""Tables with pandas: the per-cell summary and the Felter-et-al.-style comparison across drivers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+from isobench.results import Results
+from isobench.stats import ratio_ci, summarize
+
+from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe
+
+__all__ = [
+    "NA",
+    "SUMMARY_COLUMNS",
+    "TIMES",
+    "failures_table",
+    "fmt",
+    "fmt_ci",
+    "fmt_ratio",
+    "leakage_table",
+    "summary_table",
+    "wide_table",
+]
+
+#: Shown for a missing value (en dash) and before a ratio (multiplication sign).
+NA = "\u2013"
+TIMES = "\u00d7"
+
+SUMMARY_COLUMNS = (
+    "workload",
+    "metric",
+    "variant",
+    "driver",
+    "unit",
+    "better",
+    "n",
+    "median",
+    "ci_low",
+    "ci_high",
+    "cov",
+    "noisy",
+    "ratio_to_native",
+    "ratio_ci_low",
+    "ratio_ci_high",
+)
+
+
+def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = None) -> pd.DataFrame:
+    """One row per (workload, metric, params variant, driver): n, median with its 95% bootstrap CI,
+    CoV, the noisy flag, and the ratio of medians to the native driver with its CI (NaN where there
+    is no native cell to compare with, and for the native driver itself ratio 1)."""
+    cells = group_cells(results) if cells is None else cells
+    rows: list[dict[str, object]] = []
+    for key, cell in cells.items():
+        s = summarize(cell.values)
+        native = cells.get(CellKey(key.workload, key.metric, key.variant, NATIVE))
+        if native is None:
+            r_val = r_lo = r_hi = math.nan
+        elif key.driver == NATIVE:
+            r_val = r_lo = r_hi = 1.0
+        else:
+            r = ratio_ci(cell.values, native.values)
+            r_val, r_lo, r_hi = r.value, r.ci_low, r.ci_high
+        rows.append(
+            {
+                "workload": key.workload,
+                "metric": key.metric,
+                "variant": key.variant,
+                "driver": key.driver,
+                "unit": cell.unit,
+                "better": cell.better,
+                "n": s.n,
+                "median": s.median,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "cov": s.cov,
+                "noisy": s.noisy,
+                "ratio_to_native": r_val,
+                "ratio_ci_low": r_lo,
+                "ratio_ci_high": r_hi,
+            }
+        )
+    df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return df.astype({"n": "int64", "noisy": "bool"})
+
+
+def fmt(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return NA
+    if math.isinf(v):
+        return "∞"
+    return f"{v:.4g}"
+
+
+def fmt_ci(median: float, lo: float, hi: float) -> str:
+    return f"{fmt(median)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def fmt_ratio(v: float, lo: float, hi: float) -> str:
+    if math.isnan(v):
+        return NA
+    if math.isnan(lo):
+        return f"{TIMES}{v:.3f}"
+    return f"{TIMES}{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Felter et al.'s layout: one row per workload/metric/variant; per driver its median [95% CI]
+    and, for non-native drivers, the ratio to native [95% CI]. Cells are preformatted strings."""
+    if summary.empty:
+        return pd.DataFrame()
+    drivers = sorted(summary["driver"].unique(), key=driver_order)
+    index_cols = ["workload", "metric", "variant", "unit", "better"]
+    out: list[dict[str, str]] = []
+    for (workload, metric, variant), grp in summary.groupby(
+        ["workload", "metric", "variant"], sort=True, dropna=False
+    ):
+        first = grp.iloc[0]
+        row: dict[str, str] = {
+            "workload": str(workload),
+            "metric": str(metric),
+            "variant": str(variant),
+            "unit": str(first["unit"]),
+            "better": str(first["better"]),
+        }
+        by_driver = {str(r["driver"]): r for _, r in grp.iterrows()}
+        for d in drivers:
+            r = by_driver.get(d)
+            row[f"{d} median [95% CI]"] = NA if r is None else fmt_ci(r["median"], r["ci_low"], r["ci_high"])
+            row[f"{d} n / CoV"] = (
+                NA
+                if r is None
+                else f"{int(r['n'])} / {r['cov'] * 100:.1f}%" + (" (noisy)" if r["noisy"] else "")
+            )
+            if d != NATIVE:
+                row[f"{d} / {NATIVE}"] = (
+                    NA
+                    if r is None
+                    else fmt_ratio(r["ratio_to_native"], r["ratio_ci_low"], r["ratio_ci_high"])
+                )
+        out.append(row)
+    df = pd.DataFrame(out)
+    return df[index_cols + [c for c in df.columns if c not in index_cols]]
+
+
+def failures_table(results: Results) -> pd.DataFrame:
+    """Failed cells with the error text each one recorded."""
+    rows = [
+        {
+            "driver": s.driver,
+            "workload": s.workload,
+            "repetition": s.repetition,
+            "metric": s.metric,
+            "error": s.error or "",
+        }
+        for s in results.failures()
+    ]
+    return pd.DataFrame(rows, columns=["driver", "workload", "repetition", "metric", "error"])
+
+
+def leakage_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Leak score per driver (and hardening variant): the medians of "leakage.score" and
+    "leakage.count" as the workload computed them, and how many probes leaked in at least half of
+    the repetitions out of how many were evaluated."""
+    leak = summary[summary["metric"].str.startswith("leakage.")]
+    if leak.empty:
+        return pd.DataFrame()
+    rows: list[dict[str, object]] = []
+    for (driver, variant), grp in leak.groupby(["driver", "variant"], sort=False):
+        score = grp[grp["metric"] == "leakage.score"]
+        count = grp[grp["metric"] == "leakage.count"]
+        probes = grp[[is_leak_probe(str(m)) for m in grp["metric"]]]
+        rows.append(
+            {
+                "driver": driver,
+                "variant": variant,
+                "score": float(score["median"].iloc[0]) if not score.empty else math.nan,
+                "score unit": str(score["unit"].iloc[0]) if not score.empty else "",
+                "count": float(count["median"].iloc[0]) if not count.empty else math.nan,
+                "probes leaking": int((probes["median"] >= 0.5).sum()),
+                "probes": len(probes),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["_o"] = df["driver"].map(driver_order)
+    return df.sort_values(["_o", "variant"]).drop(columns="_o").reset_index(drop=True)

@@ -1,0 +1,194 @@
+"""Synthetic results with known values for every report section."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pytest
+from isobench.model import Sample
+from isobench.reports import ReportPaths, render
+from isobench.results import Results
+
+RUN_ID = "20261201-000000-test"
+
+
+def _samples(
+    driver: str,
+    workload: str,
+    metric: str,
+    values: Iterable[float],
+    unit: str = "s",
+    better: str = "lower",
+    params: dict[str, Any] | None = None,
+    phase: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[Sample]:
+    return [
+        Sample(
+            run_id=RUN_ID,
+            driver=driver,
+            workload=workload,
+            metric=metric,
+            value=float(v),
+            unit=unit,
+            repetition=i,
+            better=better,  # type: ignore[arg-type]
+            params=params or {},
+            metadata=metadata or {},
+            phase=phase,
+            timestamp=1.0e9 + i,
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def build_results() -> Results:
+    rng = np.random.default_rng(42)
+    n = 10
+
+    def noisy(centre: float, cov: float = 0.02) -> np.ndarray:
+        return centre * (1 + cov * rng.standard_normal(n))
+
+    s: list[Sample] = []
+    phases = {
+        "host": {"create": 0.001, "ready": 0.0005},
+        "container": {"create": 0.004, "namespaces": 0.003, "rootfs": 0.010, "ready": 0.002},
+        "vm": {"create": 0.05, "define": 0.02, "boot": 2.0, "ready": 0.3},
+    }
+    for d, ph in phases.items():
+        for name, dur in ph.items():
+            s += _samples(d, "startup", f"startup.{name}", noisy(dur), phase=name)
+        s += _samples(
+            d, "startup", "startup.total", noisy(sum(ph.values())), metadata={"tool": "isobench-clock"}
+        )
+    for d, c in {"host": 10.0, "container": 10.2, "vm": 11.5}.items():
+        s += _samples(d, "cpu", "cpu.events_per_s", noisy(1000 / c), unit="events/s", better="higher")
+    for d, f in {"host": 1.0, "container": 0.97, "vm": 0.7}.items():
+        for storage, base in {"rootfs": 400.0, "volume": 500.0}.items():
+            s += _samples(
+                d,
+                "disk",
+                "disk.read_mib_s",
+                noisy(base * f),
+                unit="MiB/s",
+                better="higher",
+                params={"storage": storage},
+            )
+    for d, f in {"host": 1.0, "container": 0.9, "vm": 0.5}.items():
+        s += _samples(
+            d,
+            "network",
+            "network.tcp_gbit_s",
+            noisy(40 * f),
+            unit="Gbit/s",
+            better="higher",
+            params={"path": "veth" if d != "host" else "loopback"},
+        )
+    for d, leaks in {"host": [1, 1, 1, 1], "container": [1, 0, 0, 1], "vm": [0, 0, 0, 0]}.items():
+        for hardening in ("default", "strict"):
+            use = leaks if hardening == "default" else [0, 0, 0, leaks[3]]
+            # As suite/leakage emits them: 0/1 probes in unit "bool", a count and a % score.
+            for probe, v in zip(("cpuinfo", "meminfo", "uptime", "kernel"), use, strict=True):
+                s += _samples(
+                    d,
+                    "leakage",
+                    f"leakage.{probe}",
+                    [v] * 3,
+                    unit="bool",
+                    better="lower",
+                    params={"hardening": hardening},
+                )
+            s += _samples(
+                d, "leakage", "leakage.count", [sum(use)] * 3, unit="probes", params={"hardening": hardening}
+            )
+            s += _samples(
+                d,
+                "leakage",
+                "leakage.score",
+                [100 * sum(use) / 4] * 3,
+                unit="%",
+                better="lower",
+                params={"hardening": hardening},
+            )
+    for d, f in {"container": 1.0, "vm": 0.6}.items():
+        for stressor, deg in {"cpu": 0.3, "memory": 0.5, "io": 0.2}.items():
+            s += _samples(
+                d,
+                "interference",
+                "interference.degradation",
+                noisy(deg * f, 0.1),
+                unit="",
+                better="lower",
+                params={"stressor": stressor},
+            )
+    for d, (rss, cache) in {"host": (1, 0), "container": (3, 2), "vm": (150, 40)}.items():
+        s += _samples(d, "idle-memory", "idle-memory.rss", noisy(rss), unit="MiB")
+        s += _samples(d, "idle-memory", "idle-memory.page_cache", noisy(cache + 0.01), unit="MiB")
+        s += _samples(d, "idle-memory", "idle-memory.total", noisy(rss + cache), unit="MiB")
+    # A noisy cell and a failed cell with hostile text.
+    s += _samples("container", "cpu", "cpu.latency_ms", [1, 2, 5, 1, 9, 1, 3, 1, 1, 7], unit="ms")
+    s += _samples("host", "cpu", "cpu.latency_ms", noisy(1.0), unit="ms")
+    s.append(
+        Sample.failure(
+            run_id=RUN_ID,
+            driver="vm",
+            workload="disk",
+            repetition=3,
+            error="fio exited 1: <script>alert('x')</script> | cannot open /data",
+        )
+    )
+    # Warm-up samples must never enter a figure.
+    s += [
+        Sample(
+            run_id=RUN_ID,
+            driver="host",
+            workload="cpu",
+            metric="cpu.events_per_s",
+            value=1e9,
+            unit="events/s",
+            repetition=-1,
+            better="higher",
+            warmup=True,
+        )
+    ]
+    run = {
+        "run_id": RUN_ID,
+        "started": 1.0e9,
+        "ended": 1.0e9 + 60,
+        "status": "complete",
+        "isobench_version": "0.1.0",
+        "host": {
+            "kernel": "6.1.0-56-cloud-amd64",
+            "cgroup_mode": "hybrid",
+            "nesting": True,
+            "accel": "tcg",
+            "cpus": 2,
+            "note": "<b>untrusted</b>",
+        },
+        "drivers": {
+            "host": {"isolation": "none"},
+            "container": {"isolation": "namespaces"},
+            "vm": {"accel": "tcg", "libvirt": "9.0.0", "domain_type": "qemu"},
+        },
+    }
+    return Results(run=run, samples=s)
+
+
+@pytest.fixture
+def results() -> Results:
+    return build_results()
+
+
+@pytest.fixture
+def make_samples() -> Callable[..., list[Sample]]:
+    return _samples
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, ReportPaths]:
+    """The synthetic run rendered once; tests only read it."""
+    out = tmp_path_factory.mktemp("report")
+    r = build_results()
+    return r, render(r, out)

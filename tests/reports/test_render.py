@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from isobench.model import Sample
+from isobench.reports import ReportPaths, render
+from isobench.results import Results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_writes_every_artifact(rendered: tuple[Results, ReportPaths]) -> None:
+    _, paths = rendered
+    tmp_path = paths.html.parent
+    assert paths.html == tmp_path / "report.html"
+    assert paths.markdown.read_text().startswith("# isobench report")
+    names = {p.name for p in paths.plots}
+    assert {
+        "startup-timeline.png",
+        "startup-distribution.png",
+        "ratio-cpu.png",
+        "disk-disk.png",
+        "network-network.png",
+        "leakage-heatmap.png",
+        "interference-interference.png",
+        "memory-breakdown.png",
+    } <= names
+    assert "ratio-leakage.png" not in names  # 0/1 flags have no meaningful ratio
+    for p in paths.plots:
+        assert p.parent == tmp_path / "plots"
+        assert p.read_bytes().startswith(PNG)
+    assert paths.empty_sections == ()
+    summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert len(summary) > 30
+    assert {"ratio_to_native", "ci_low", "noisy"} <= set(summary.columns)
+    assert (tmp_path / "tables" / "failures.csv").read_text().count("fio exited 1") == 1
+    leak = pd.read_csv(tmp_path / "tables" / "leakage.csv")
+    vm = leak[(leak["driver"] == "vm") & (leak["variant"] == "hardening=default")].iloc[0]
+    host = leak[(leak["driver"] == "host") & (leak["variant"] == "hardening=default")].iloc[0]
+    assert (vm["score"], vm["probes leaking"], vm["probes"]) == (0, 0, 4)
+    assert (host["score"], host["count"], host["probes leaking"]) == (100, 4, 4)
+
+
+def test_html_is_self_contained_and_escaped(rendered: tuple[Results, ReportPaths]) -> None:
+    _, paths = rendered
+    tmp_path = paths.html.parent
+    html = paths.html.read_text()
+    for section in ("metadata", "warnings", "tables", "figures", "methods"):
+        assert f'id="{section}"' in html
+    # Offline and script-free: every image is embedded, nothing is fetched.
+    assert "<script" not in html.lower()
+    assert not re.search(r"(src|href)=\"(?!data:|#)", html)
+    assert html.count('src="data:image/png;base64,') == len(list((tmp_path / "plots").glob("*.png")))
+    # Untrusted text is escaped wherever it appears.
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;b&gt;untrusted&lt;/b&gt;" in html and "<b>untrusted" not in html
+
+
+def test_html_shows_metadata_and_warnings(rendered: tuple[Results, ReportPaths]) -> None:
+    html = rendered[1].html.read_text()
+    head = html[: html.index('id="tables"')]
+    assert "vm (accel: tcg)" in head
+    assert "cgroup_mode" in head and "hybrid" in head
+    assert "ran guests with TCG" in head
+    assert "high variation: container / cpu / cpu.latency_ms" in head
+    assert "failed cell: vm / disk repetition 3: fio exited 1" in head
+    assert "Methods" in html and "CLOCK_MONOTONIC" in html
+    assert "tool: isobench-clock" in html
+
+
+def test_absent_data_omits_figures_and_says_so(tmp_path: Path) -> None:
+    samples = [
+        Sample(
+            run_id="r",
+            driver=d,
+            workload="cpu",
+            metric="cpu.events_per_s",
+            value=v + i,
+            unit="events/s",
+            repetition=i,
+            better="higher",
+        )
+        for d, v in (("host", 100.0), ("container", 98.0))
+        for i in range(5)
+    ]
+    paths = render(Results(run={"run_id": "r", "status": "interrupted"}, samples=samples), tmp_path)
+    assert [p.name for p in paths.plots] == ["ratio-cpu.png"]
+    assert "Startup" in paths.empty_sections and "Information leakage" in paths.empty_sections
+    html = paths.html.read_text()
+    assert 'id="no-data"' in html and "Memory overhead" in html
+    assert "run status is &#x27;interrupted&#x27;" in html
+    assert "No data in this run for" in paths.markdown.read_text()
+
+
+def test_rerender_removes_stale_plots(results: Results, tmp_path: Path) -> None:
+    render(results, tmp_path)
+    only_cpu = Results(run=results.run, samples=[s for s in results.samples if s.workload == "cpu"])
+    paths = render(only_cpu, tmp_path)
+    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {p.name for p in paths.plots}
+
+
+def test_empty_run_renders(tmp_path: Path) -> None:
+    paths = render(Results(run={"run_id": "empty"}, samples=[]), tmp_path)
+    assert paths.plots == ()
+    assert "No measured samples" in paths.html.read_text()
+
+
+def test_hostile_labels_do_not_break_plots(tmp_path: Path) -> None:
+    # "$" starts matplotlib mathtext; an unbalanced one in a param would abort the figure.
+    samples = [
+        Sample(
+            run_id="r",
+            driver=d,
+            workload="disk",
+            metric="disk.$iops_{x",
+            value=10.0 + i,
+            unit="IOPS",
+            repetition=i,
+            better="higher",
+            params={"storage": "$HOME\\^"},
+        )
+        for d in ("host", "vm")
+        for i in range(4)
+    ]
+    paths = render(Results(run={"run_id": "r"}, samples=samples), tmp_path)
+    assert {p.name for p in paths.plots} == {"ratio-disk.png", "disk-disk.png"}
+    assert "plot " not in paths.html.read_text().split('id="tables"')[0]
+
+
+def test_markdown_escapes_table_cells(rendered: tuple[Results, ReportPaths]) -> None:
+    md = rendered[1].markdown.read_text()
+    assert "&lt;script&gt;" in md and "<script>" not in md
+    assert "\\| cannot open /data" in md
+    assert "![Startup phase timeline](plots/startup-timeline.png)" in md
