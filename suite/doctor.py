@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from isobench import hostinfo
 from isobench.drivers.base import DriverContext, all_drivers
@@ -90,7 +91,19 @@ def driver_checks(state_dir: Path) -> list[Check]:
         checks.append(Check(f"driver {name}", "ok" if avail.ok else "fail", detail))
         for key, value in avail.details.items():
             checks.append(Check(f"  {name}.{key}", "info", str(value)))
+        if "kvm_usable" in avail.details:
+            checks.append(_kvm_verdict(avail.details))
     return checks
+
+
+def _kvm_verdict(details: Mapping[str, Any]) -> Check:
+    """The answer users come to doctor for: will guests get KVM, and if not, why."""
+    reason = details.get("kvm_probe", "")
+    if details["kvm_usable"]:
+        return Check("KVM", "ok", f"usable ({reason}); guests use accel=kvm")
+    return Check(
+        "KVM", "warn", f"present but not usable: {reason}; guests use accel=tcg (software emulation)"
+    )
 
 
 def diagnose(state_dir: Path) -> list[Check]:

@@ -61,8 +61,9 @@ def virtualization(root: Path = Path("/")) -> dict[str, Any]:
         k: (_read(root / f"sys/class/dmi/id/{k}") or "").strip() or None
         for k in ("sys_vendor", "product_name")
     }
-    modules = _read(root / "proc/modules") or ""
-    kvm_modules = sorted({m.split()[0] for m in modules.splitlines() if m.startswith("kvm")})
+    # /sys/module lists built-in modules too; /proc/modules only loadable ones (and may not exist).
+    sys_module = root / "sys/module"
+    kvm_modules = sorted(p.name for p in sys_module.glob("kvm*")) if sys_module.is_dir() else []
     return {
         "guest": "hypervisor" in flags,
         "cpu_virt_ext": "vmx" in flags or "svm" in flags,

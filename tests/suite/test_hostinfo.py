@@ -20,7 +20,8 @@ def test_fake_tree(tmp_path: Path) -> None:
     (tmp_path / "proc/self").mkdir(parents=True)
     (tmp_path / "proc/self/mountinfo").write_text(ROOT + V1 + V2)
     (tmp_path / "proc/cpuinfo").write_text("model name\t: Fake CPU\nflags\t\t: fpu svm hypervisor\n")
-    (tmp_path / "proc/modules").write_text("kvm_pvm 1 0 - Live 0x0\nkvm 2 1 kvm_pvm, Live 0x0\n")
+    for mod in ("kvm", "kvm_pvm"):
+        (tmp_path / "sys/module" / mod).mkdir(parents=True)
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev/kvm").touch()
     assert cgroup_mode(tmp_path) == "hybrid"
