@@ -22,7 +22,7 @@ STATISTICS = (
 _WORKLOADS: dict[str, str] = {
     "startup": (
         "Time from asking the driver for a sandbox until the sandbox is ready and has run a first "
-        "command, on CLOCK_MONOTONIC. Phases (metrics startup.<phase>) are the intervals the driver "
+        "command, on CLOCK_MONOTONIC. Phases (metrics startup.phase.<name>) are the intervals the driver "
         "itself records around each step (e.g. namespace and cgroup setup, root filesystem mount, "
         "libvirt define/start, guest boot until its agent answers); the timeline stacks their medians."
     ),

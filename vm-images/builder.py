@@ -24,6 +24,7 @@ from isobench.errors import IsobenchError, UsageError
 from isobench.images import Image, ImageMissing, images_dir
 from isobench.images.initramfs import initramfs_entries, write_cpio
 from isobench.images.recipe import PATH_EXCLUDES, Recipe, agent_source, init_script
+from isobench.workloads.overlay import DIR_ENTRIES, FIXTURE_DIRS, FIXTURES, FIXTURES_DIR
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,22 @@ def build_image(
     return Image(recipe.name, digest, final)
 
 
+def write_overlay_fixtures(rootfs: Path) -> None:
+    """The lower-layer files the overlay workload copies up, deletes and renames (its FIXTURES):
+    written with real bytes, since copy-up skips holes and a sparse file would measure nothing."""
+    base = rootfs / FIXTURES_DIR.lstrip("/")
+    base.mkdir(parents=True, exist_ok=True)
+    chunk = b"i" * (1 << 20)
+    for name, size in FIXTURES.items():
+        with (base / name).open("wb") as f:
+            for off in range(0, size, len(chunk)):
+                f.write(chunk[: min(len(chunk), size - off)])
+    for d in FIXTURE_DIRS:
+        (base / d).mkdir(exist_ok=True)
+        for i in range(DIR_ENTRIES):
+            (base / d / f"f{i:03d}").write_bytes(bytes(4096))
+
+
 def _build_into(tmp: Path, recipe: Recipe, log_file: Path, say: Progress, etc_apt: Path) -> None:
     img = Image(recipe.name, "tmp", tmp)
     # 1. The agent, static, so it runs in the guest and in containers without the rootfs' libc.
@@ -173,6 +190,7 @@ def _build_into(tmp: Path, recipe: Recipe, log_file: Path, say: Progress, etc_ap
     shutil.copy2(agent, dest)
     dest.chmod(0o755)
     (img.rootfs / "var/tmp/isobench").mkdir(parents=True, exist_ok=True)
+    write_overlay_fixtures(img.rootfs)
     # Apt lists and caches are not part of the image's workload content.
     for junk in ("var/lib/apt/lists", "var/cache/apt"):
         p = img.rootfs / junk

@@ -21,7 +21,9 @@ from isobench.errors import UsageError
 __all__ = ["RECIPE_VERSION", "Recipe", "default_recipe", "host_kernel", "read_host_suite"]
 
 #: Bump when the builder changes what it produces from the same inputs.
-RECIPE_VERSION = 1
+#: Bump when the build changes in a way the other inputs do not show.
+#: 2: /isobench-fixtures (the overlay workload's lower-layer files).
+RECIPE_VERSION = 2
 
 #: The workload tools, the busybox the initramfs and network setup use, nothing else.
 DEFAULT_PACKAGES: tuple[str, ...] = ("fio", "stress-ng", "iperf3", "sysbench", "sockperf", "busybox-static")

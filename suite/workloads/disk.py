@@ -1,0 +1,177 @@
+"""The ``disk`` workload: fio sequential 1 MiB and random 4 KiB reads and writes at queue depth 1
+and 32, on the sandbox's root storage and, when the spec has one, on its volume at ``/data``.
+
+O_DIRECT is used where the filesystem accepts it (probed first: tmpfs before Linux 6.6 and some
+overlay setups refuse it); without it reads may come from a warm page cache, and every figure says
+which in its metadata. One fio process runs all jobs back to back (``stonewall``) on one shared file,
+so the file is laid out once per storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import posixpath
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from isobench.drivers.base import Sandbox
+from isobench.errors import IsobenchError, WorkloadError
+from isobench.model import Measurement
+from isobench.workloads._common import Budget, last_line, resolve_params, run_checked
+from isobench.workloads._fio import FioJob, parse_fio_json
+from isobench.workloads.base import WorkloadContext
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PATTERNS", "WORKLOAD", "DiskParams", "DiskWorkload", "disk_measurements", "fio_argv"]
+
+#: name -> (fio rw, block size)
+PATTERNS: dict[str, tuple[str, str]] = {
+    "seq_read": ("read", "1M"),
+    "seq_write": ("write", "1M"),
+    "rand_read": ("randread", "4k"),
+    "rand_write": ("randwrite", "4k"),
+}
+
+DATA_FILE = "isobench-fio.dat"
+PROBE_FILE = "isobench-fio-probe.dat"
+VOLUME_MOUNT = "/data"
+
+
+@dataclass(frozen=True)
+class DiskParams:
+    size_mib: int = 512
+    runtime: str = "5s"
+    ramp_time: str = "1s"
+    iodepths: tuple[int, ...] = (1, 32)
+    patterns: tuple[str, ...] = tuple(PATTERNS)
+    ioengine: str = "libaio"
+
+    @classmethod
+    def quick(cls) -> DiskParams:
+        # TCG guests: 8 jobs x 1.5 s per storage.
+        return cls(size_mib=32, runtime="1s", ramp_time="500ms")
+
+
+def fio_argv(params: DiskParams, directory: str, direct: bool) -> list[str]:
+    argv = [
+        "fio",
+        "--output-format=json",
+        f"--directory={directory}",
+        f"--filename={DATA_FILE}",
+        f"--size={params.size_mib}M",
+        f"--ioengine={params.ioengine}",
+        f"--direct={int(direct)}",
+        "--time_based",
+        f"--runtime={params.runtime}",
+        f"--ramp_time={params.ramp_time}",
+    ]
+    for name in params.patterns:
+        rw, bs = PATTERNS[name]
+        for depth in params.iodepths:
+            argv += [
+                f"--name={name}-qd{depth}",
+                f"--rw={rw}",
+                f"--bs={bs}",
+                f"--iodepth={depth}",
+                "--stonewall",
+            ]
+    return argv
+
+
+def probe_direct_argv(params: DiskParams, directory: str) -> list[str]:
+    return [
+        "fio",
+        "--output-format=json",
+        "--name=probe",
+        f"--directory={directory}",
+        f"--filename={PROBE_FILE}",
+        "--size=1M",
+        "--io_size=64k",
+        "--bs=4k",
+        "--rw=write",
+        f"--ioengine={params.ioengine}",
+        "--direct=1",
+    ]
+
+
+def disk_measurements(
+    jobs: list[FioJob], *, storage: str, direct: bool, extra_meta: dict[str, Any]
+) -> list[Measurement]:
+    out: list[Measurement] = []
+    by_rw = {rw: name for name, (rw, _) in PATTERNS.items()}
+    for job in jobs:
+        if job.direct != direct:
+            raise WorkloadError(f"fio job {job.name} ran with direct={job.direct}, expected {direct}")
+        pattern = by_rw.get(job.rw)
+        if pattern is None:
+            raise WorkloadError(f"fio job {job.name} has unexpected rw={job.rw}")
+        d = job.main
+        params = {"storage": storage, "rw": job.rw, "bs": job.bs, "iodepth": job.iodepth, "direct": direct}
+        meta = {
+            **extra_meta,
+            # Direct I/O bypasses the page cache: nothing is served warm. Buffered reads of the file
+            # fio just laid out are served from a warm cache.
+            "cache": "cold" if direct else "warm",
+            "latency": "completion (fio clat)",
+            "runtime_seconds": d.runtime_seconds,
+        }
+        base = f"disk.{pattern}"
+        out += [
+            Measurement(f"{base}.iops", d.iops, "ops_per_second", "higher", params, meta),
+            Measurement(f"{base}.bandwidth", d.bytes_per_second, "bytes_per_second", "higher", params, meta),
+            Measurement(f"{base}.latency.p50", d.clat_p50_seconds, "seconds", "lower", params, meta),
+            Measurement(f"{base}.latency.p99", d.clat_p99_seconds, "seconds", "lower", params, meta),
+        ]
+    return out
+
+
+class DiskWorkload:
+    name: ClassVar[str] = "disk"
+    description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
+    tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat")
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)
+        unknown = set(params.patterns) - set(PATTERNS)
+        if unknown:
+            raise WorkloadError(f"disk: unknown patterns {sorted(unknown)}; known: {', '.join(PATTERNS)}")
+        budget = Budget(ctx.timeout, "disk")
+        out: list[Measurement] = []
+        with ctx.sandbox() as sandbox:
+            storages = [("root", sandbox.workdir)]
+            if ctx.spec.volume is not None:
+                # Every isolating driver mounts the volume at /data; the host driver runs on the
+                # host's own tree, where the volume is simply its directory.
+                inside = str(ctx.spec.volume) if ctx.driver.name == "host" else VOLUME_MOUNT
+                storages.append(("volume", inside))
+            for storage, directory in storages:
+                out += self._one_storage(sandbox, params, storage, directory, budget)
+        return out
+
+    def _one_storage(
+        self, sandbox: Sandbox, params: DiskParams, storage: str, directory: str, budget: Budget
+    ) -> list[Measurement]:
+        fs = sandbox.exec(["stat", "-f", "-c", "%T", directory], timeout=budget.cap(60))
+        fstype = fs.stdout.strip() if fs.ok else "unknown"
+        meta: dict[str, Any] = {"tool": "fio", "fstype": fstype, "directory": directory}
+        probe = sandbox.exec(probe_direct_argv(params, directory), timeout=budget.cap(120))
+        direct = probe.ok
+        if not direct:
+            meta["direct_unsupported"] = last_line(probe.stderr) or last_line(probe.stdout) or "probe failed"
+            log.info("%s: O_DIRECT refused on %s (%s); running buffered", sandbox.name, directory, fstype)
+        try:
+            res = run_checked(sandbox, fio_argv(params, directory, direct), timeout=budget.left(), what="fio")
+            jobs = parse_fio_json(res.stdout)
+        finally:
+            # The volume outlives the sandbox, and a full root disk would skew the next cell.
+            files = [shlex.quote(posixpath.join(directory, f)) for f in (DATA_FILE, PROBE_FILE)]
+            with contextlib.suppress(IsobenchError):
+                sandbox.exec(["sh", "-c", "rm -f " + " ".join(files)], timeout=60)
+        return disk_measurements(jobs, storage=storage, direct=direct, extra_meta=meta)
+
+
+WORKLOAD = DiskWorkload

@@ -1,0 +1,101 @@
+"""The ``idle-memory`` workload: the footprint of one idle sandbox, seen from the host and from inside.
+
+* host view: ``sandbox.stats()["memory_bytes"]`` -- whatever the driver measures (cgroup usage for
+  containers, qemu PSS + guest RAM RSS for VMs); the driver's other ``*_bytes`` figures come along.
+* inside view: MemTotal - MemAvailable of the sandbox's /proc/meminfo. A container shares the host
+  kernel, so its /proc/meminfo is the host's; the metadata says which kernel the figure is about.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from isobench.errors import WorkloadError
+from isobench.model import Measurement
+from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads.base import WorkloadContext
+
+__all__ = ["WORKLOAD", "IdleMemoryParams", "IdleMemoryWorkload", "idle_measurements", "parse_meminfo"]
+
+
+@dataclass(frozen=True)
+class IdleMemoryParams:
+    #: Seconds the sandbox idles before it is measured (lets a guest finish booting services).
+    settle_seconds: float = 5.0
+
+    @classmethod
+    def quick(cls) -> IdleMemoryParams:
+        return cls(settle_seconds=1.0)
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo as bytes by field name."""
+    out: dict[str, int] = {}
+    for m in re.finditer(r"^(\w+(?:\(\w+\))?):\s+(\d+)(?: kB)?$", text, re.MULTILINE):
+        out[m.group(1)] = int(m.group(2)) * 1024
+    for need in ("MemTotal", "MemAvailable"):
+        if need not in out:
+            raise WorkloadError(f"/proc/meminfo inside the sandbox has no {need}")
+    return out
+
+
+def idle_measurements(
+    stats: Mapping[str, float], inside: Mapping[str, int], host: Mapping[str, int], driver: str
+) -> list[Measurement]:
+    out: list[Measurement] = []
+    meta = {"driver_method": driver}
+    if "memory_bytes" in stats:
+        out.append(
+            Measurement("idle-memory.host_view", float(stats["memory_bytes"]), "bytes", "lower", {}, meta)
+        )
+    for key, value in sorted(stats.items()):
+        if key != "memory_bytes" and key.endswith("_bytes"):
+            out.append(Measurement(f"idle-memory.host_view.{key}", float(value), "bytes", "lower", {}, meta))
+    # Same MemTotal as the host's: the sandbox reads the host kernel's accounting.
+    own_kernel = inside["MemTotal"] != host["MemTotal"]
+    inside_meta = {
+        "source": "/proc/meminfo MemTotal-MemAvailable",
+        "kernel": "own" if own_kernel else "shared with host",
+        "mem_total_bytes": inside["MemTotal"],
+    }
+    out.append(
+        Measurement(
+            "idle-memory.inside_used",
+            float(inside["MemTotal"] - inside["MemAvailable"]),
+            "bytes",
+            "lower",
+            {},
+            inside_meta,
+        )
+    )
+    return out
+
+
+class IdleMemoryWorkload:
+    name: ClassVar[str] = "idle-memory"
+    description: ClassVar[str] = "footprint of one idle sandbox: host view (driver) and inside view"
+    tools: ClassVar[tuple[str, ...]] = ("cat",)
+
+    def __init__(self, proc_root: Path = Path("/proc")) -> None:
+        self._proc = proc_root
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        params = resolve_params(IdleMemoryParams, ctx.quick, ctx.params, self.name)
+        budget = Budget(ctx.timeout, "idle-memory")
+        with ctx.sandbox() as sandbox:
+            time.sleep(budget.cap(params.settle_seconds))
+            stats = dict(sandbox.stats())
+            res = run_checked(
+                sandbox, ["cat", "/proc/meminfo"], timeout=budget.cap(60), what="cat /proc/meminfo"
+            )
+        inside = parse_meminfo(res.stdout)
+        host = parse_meminfo((self._proc / "meminfo").read_text())
+        return idle_measurements(stats, inside, host, ctx.driver.name)
+
+
+WORKLOAD = IdleMemoryWorkload

@@ -1,0 +1,282 @@
+"""The ``network`` workload: TCP throughput (iperf3) and request/response latency (sockperf
+ping-pong, full round trip) between the host (client) and a server inside the sandbox.
+
+The servers run in the sandbox through ``exec`` in a background thread; each is bounded by
+``timeout`` inside the sandbox and by the exec timeout outside, and the sockperf one is stopped by
+pid once the client is done, so nothing outlives the cell. The host driver's address is 127.0.0.1,
+so its figures are loopback figures. Everything stays on loopback or the driver's veth/virtual NIC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from isobench.drivers.base import ExecResult, Sandbox
+from isobench.errors import IsobenchError, WorkloadError
+from isobench.model import Measurement
+from isobench.procs import run_command
+from isobench.workloads._common import Budget, last_line, resolve_params, strip_ansi
+from isobench.workloads.base import WorkloadContext
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "WORKLOAD",
+    "IperfResult",
+    "NetworkParams",
+    "NetworkWorkload",
+    "SockperfResult",
+    "parse_iperf3_json",
+    "parse_sockperf",
+]
+
+#: How long a refused client keeps retrying while the server inside is still starting (TCG is slow).
+SERVER_START_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    iperf_seconds: int = 10
+    #: Seconds iperf3 omits at the start (TCP slow start).
+    iperf_omit: int = 1
+    latency_seconds: int = 5
+    #: sockperf message size in bytes.
+    message_size: int = 64
+
+    @classmethod
+    def quick(cls) -> NetworkParams:
+        return cls(iperf_seconds=2, iperf_omit=0, latency_seconds=1)
+
+
+@dataclass(frozen=True)
+class IperfResult:
+    sent_bits_per_second: float
+    received_bits_per_second: float
+    seconds: float
+    retransmits: int | None
+
+
+@dataclass(frozen=True)
+class SockperfResult:
+    observations: int
+    avg_seconds: float
+    p50_seconds: float
+    p99_seconds: float
+    full_rtt: bool
+
+
+class ConnectionRefused(WorkloadError):
+    """The server is not listening (yet)."""
+
+
+def parse_iperf3_json(text: str) -> IperfResult:
+    """iperf3 ``-J`` output. iperf3 3.12 exits 0 on connect errors and reports them in ``error``."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise WorkloadError(f"iperf3 JSON is malformed: {err}") from err
+    error = doc.get("error")
+    if error:
+        if "Connection refused" in error:
+            raise ConnectionRefused(f"iperf3: {error}")
+        raise WorkloadError(f"iperf3 failed: {error}")
+    end = doc.get("end") or {}
+    sent = end.get("sum_sent") or {}
+    received = end.get("sum_received") or {}
+    if not received.get("bits_per_second") or not sent.get("bits_per_second"):
+        raise WorkloadError("iperf3 reported no throughput")
+    retr = sent.get("retransmits")
+    return IperfResult(
+        sent_bits_per_second=float(sent["bits_per_second"]),
+        received_bits_per_second=float(received["bits_per_second"]),
+        seconds=float(received.get("seconds", 0.0)),
+        retransmits=int(retr) if retr is not None else None,
+    )
+
+
+def parse_sockperf(text: str) -> SockperfResult:
+    """sockperf ``ping-pong`` summary; like iperf3 it exits 0 when it cannot connect."""
+    text = strip_ansi(text)
+    if "errno=111" in text or "Connection refused" in text:
+        raise ConnectionRefused(f"sockperf: {last_line(text)}")
+    err = re.search(r"sockperf: ERROR: (.*)", text)
+    if err:
+        raise WorkloadError(f"sockperf failed: {err.group(1).strip()}")
+    avg = re.search(r"====> avg-(rtt|latency)=([\d.]+)", text)
+    obs = re.search(r"Total (\d+) observations", text)
+    p50 = re.search(r"percentile 50\.000 =\s*([\d.]+)", text)
+    p99 = re.search(r"percentile 99\.000 =\s*([\d.]+)", text)
+    if not (avg and obs and p50 and p99):
+        raise WorkloadError(f"sockperf printed no latency summary: {last_line(text) or 'no output'}")
+    if int(obs.group(1)) == 0:
+        raise WorkloadError("sockperf made no observations")
+    us = 1e-6
+    return SockperfResult(
+        observations=int(obs.group(1)),
+        avg_seconds=float(avg.group(2)) * us,
+        p50_seconds=float(p50.group(1)) * us,
+        p99_seconds=float(p99.group(1)) * us,
+        full_rtt=avg.group(1) == "rtt",
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on the host's loopback now. Only the host driver shares the host's port
+    space; the others have their own, where any port is free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class BackgroundExec:
+    """A command running inside the sandbox in a thread; ``join`` returns its result or error."""
+
+    def __init__(self, sandbox: Sandbox, argv: Sequence[str], timeout: float) -> None:
+        self.result: ExecResult | None = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = sandbox.exec(list(argv), timeout=timeout)
+            except BaseException as err:  # reported to the caller by join()
+                self.error = err
+
+        self._thread = threading.Thread(target=target, name=f"isobench-server-{argv[0]}", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+
+def retry_refused(attempt: Callable[[], Any], server: BackgroundExec, budget: Budget, what: str) -> Any:
+    deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
+    while True:
+        try:
+            return attempt()
+        except ConnectionRefused as err:
+            if not server.running:
+                detail = server.error or (server.result and last_line(server.result.stderr))
+                raise WorkloadError(f"{what} server inside the sandbox exited: {detail}") from err
+            if time.monotonic() > deadline:
+                raise WorkloadError(f"{what} server inside the sandbox never listened") from err
+            time.sleep(0.2)
+
+
+class NetworkWorkload:
+    name: ClassVar[str] = "network"
+    description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
+    tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm")
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        params = resolve_params(NetworkParams, ctx.quick, ctx.params, self.name)
+        for tool in ("iperf3", "sockperf"):
+            if shutil.which(tool) is None:
+                raise WorkloadError(
+                    f"network: the host needs {tool} for the client side; apt-get install {tool}"
+                )
+        budget = Budget(ctx.timeout, "network")
+        with ctx.sandbox(network=True) as sandbox:
+            address = sandbox.address
+            if not address:
+                raise WorkloadError(f"driver {ctx.driver.name} gave the sandbox no address with network=True")
+            meta: dict[str, Any] = {"address": address, "client": "host", "server": "sandbox"}
+            out = self._throughput(sandbox, address, params, budget, meta)
+            out += self._latency(sandbox, address, params, budget, meta)
+        return out
+
+    def _serve(self, sandbox: Sandbox, command: str, life: float) -> tuple[BackgroundExec, str]:
+        """Start ``command`` in the background inside, bounded by ``timeout``; its pid goes to a file
+        so it can be stopped precisely (never by name: other benchmarks may share the host)."""
+        pidfile = f"{sandbox.workdir.rstrip('/')}/isobench-server-{free_port()}.pid"
+        script = f"echo $$ > {pidfile}; exec timeout {int(life)} {command}"
+        return BackgroundExec(sandbox, ["sh", "-c", script], timeout=life + 10), pidfile
+
+    def _stop(self, sandbox: Sandbox, server: BackgroundExec, pidfile: str, grace: float) -> None:
+        server.join(grace)
+        with contextlib.suppress(IsobenchError):
+            kill = f"[ -f {pidfile} ] && kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}"
+            sandbox.exec(["sh", "-c", kill], timeout=30)
+        server.join(30)
+        if server.running:
+            log.warning("%s: a server inside did not stop; the sandbox teardown will end it", sandbox.name)
+
+    def _throughput(
+        self, sandbox: Sandbox, address: str, params: NetworkParams, budget: Budget, meta: dict[str, Any]
+    ) -> list[Measurement]:
+        port = free_port()
+        life = params.iperf_seconds + params.iperf_omit + SERVER_START_SECONDS + 10
+        server, pidfile = self._serve(sandbox, f"iperf3 -s -1 -B {address} -p {port}", life)
+        client = [
+            "iperf3", "-c", address, "-p", str(port), "-J",
+            "-t", str(params.iperf_seconds), "-O", str(params.iperf_omit),
+        ]  # fmt: skip
+
+        def attempt() -> IperfResult:
+            res = run_command(client, timeout=budget.cap(params.iperf_seconds + params.iperf_omit + 30))
+            return parse_iperf3_json(res.stdout)
+
+        try:
+            result: IperfResult = retry_refused(attempt, server, budget, "iperf3")
+        finally:
+            # -s -1 exits after its one client; the kill only matters when the client failed.
+            self._stop(sandbox, server, pidfile, grace=5)
+        if result.seconds < 0.95 * params.iperf_seconds:
+            raise WorkloadError(f"iperf3 ran {result.seconds:.2f}s of {params.iperf_seconds}s")
+        p = {"protocol": "tcp", "direction": "host_to_sandbox", "streams": 1}
+        m = {**meta, "tool": "iperf3", "seconds": result.seconds, "retransmits": result.retransmits}
+        return [
+            Measurement(
+                "network.tcp_throughput",
+                result.received_bits_per_second / 8,
+                "bytes_per_second",
+                "higher",
+                p,
+                m,
+            )
+        ]
+
+    def _latency(
+        self, sandbox: Sandbox, address: str, params: NetworkParams, budget: Budget, meta: dict[str, Any]
+    ) -> list[Measurement]:
+        port = free_port()
+        life = params.latency_seconds + SERVER_START_SECONDS + 10
+        server, pidfile = self._serve(sandbox, f"sockperf server --tcp -i {address} -p {port}", life)
+        client = [
+            "sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
+            "-t", str(params.latency_seconds), "-m", str(params.message_size),
+        ]  # fmt: skip
+
+        def attempt() -> SockperfResult:
+            res = run_command(client, timeout=budget.cap(params.latency_seconds + 30))
+            return parse_sockperf(res.stdout + res.stderr)
+
+        try:
+            result: SockperfResult = retry_refused(attempt, server, budget, "sockperf")
+        finally:
+            # sockperf's server never exits by itself: stop the one we started.
+            self._stop(sandbox, server, pidfile, grace=0)
+        p = {"protocol": "tcp", "pattern": "ping-pong", "message_bytes": params.message_size}
+        m = {**meta, "tool": "sockperf", "observations": result.observations, "latency": "full round trip"}
+        return [
+            Measurement("network.tcp_rtt.avg", result.avg_seconds, "seconds", "lower", p, m),
+            Measurement("network.tcp_rtt.p50", result.p50_seconds, "seconds", "lower", p, m),
+            Measurement("network.tcp_rtt.p99", result.p99_seconds, "seconds", "lower", p, m),
+        ]
+
+
+WORKLOAD = NetworkWorkload

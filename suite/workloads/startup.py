@@ -1,0 +1,104 @@
+"""The ``startup`` workload: cold start of a sandbox to ready, to the exit of a trivial command, and
+through teardown, with the driver's own phase breakdown.
+
+The timings come from the sandbox's PhaseClock (CLOCK_MONOTONIC, recorded by the driver) plus the
+exec of ``true``; nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from isobench.errors import WorkloadError
+from isobench.model import Measurement, PhaseTiming
+from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads.base import WorkloadContext
+
+__all__ = ["WORKLOAD", "StartupParams", "StartupWorkload", "startup_measurements"]
+
+
+@dataclass(frozen=True)
+class StartupParams:
+    #: The trivial command whose exit marks "started"; ``true`` exists in every image.
+    command: tuple[str, ...] = ("true",)
+
+    @classmethod
+    def quick(cls) -> StartupParams:
+        return cls()
+
+
+def startup_measurements(
+    phases: Sequence[PhaseTiming],
+    *,
+    exec_start_ns: int,
+    exec_end_ns: int,
+    outer_start_ns: int,
+    outer_end_ns: int,
+) -> list[Measurement]:
+    """Turn a sandbox's phases and the exec interval into measurements (pure, for testing).
+
+    ``outer_*`` bracket the whole life as the workload saw it (factory call to after destroy), so
+    ``startup.total`` includes anything the driver did not attribute to a phase.
+    """
+    by_name = {p.name: p for p in phases}
+    missing = [n for n in ("create", "ready", "destroy") if n not in by_name]
+    if missing:
+        raise WorkloadError(f"driver recorded no {', '.join(missing)} phase; fix the driver's PhaseClock use")
+    start = min(p.start_ns for p in phases)
+    ready_end = by_name["ready"].end_ns
+    if not start <= ready_end <= exec_start_ns <= exec_end_ns:
+        raise WorkloadError("sandbox phases are out of order (ready after exec); driver clock is wrong")
+    out = [
+        Measurement(
+            # One metric per phase, so each is summarised and gated on its own; "phase." keeps a
+            # driver phase named like an aggregate (runc has "exec") from colliding with it.
+            metric=f"startup.phase.{p.name}",
+            value=p.seconds,
+            unit="seconds",
+            better="lower",
+            phase=p.name,
+            metadata={"clock": "CLOCK_MONOTONIC", "offset_s": (p.start_ns - start) / 1e9},
+        )
+        for p in phases
+    ]
+    out += [
+        Measurement("startup.to_ready", (ready_end - start) / 1e9, "seconds", "lower"),
+        Measurement("startup.exec", (exec_end_ns - exec_start_ns) / 1e9, "seconds", "lower"),
+        Measurement("startup.to_exit", (exec_end_ns - start) / 1e9, "seconds", "lower"),
+        Measurement(
+            "startup.total",
+            (outer_end_ns - outer_start_ns) / 1e9,
+            "seconds",
+            "lower",
+            metadata={"includes": "create, ready, exec, destroy"},
+        ),
+    ]
+    return out
+
+
+class StartupWorkload:
+    name: ClassVar[str] = "startup"
+    description: ClassVar[str] = "cold start to ready and to exit of `true`, with the driver's phases"
+    tools: ClassVar[tuple[str, ...]] = ("true",)
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        params = resolve_params(StartupParams, ctx.quick, ctx.params, self.name)
+        budget = Budget(ctx.timeout, "startup")
+        outer_start = time.monotonic_ns()
+        with ctx.sandbox() as sandbox:
+            res = run_checked(sandbox, params.command, timeout=budget.left(), what=" ".join(params.command))
+        outer_end = time.monotonic_ns()
+        # The factory destroyed the sandbox on leaving the block; its phases now include `destroy`.
+        return startup_measurements(
+            sandbox.phases,
+            exec_start_ns=res.start_ns,
+            exec_end_ns=res.end_ns,
+            outer_start_ns=outer_start,
+            outer_end_ns=outer_end,
+        )
+
+
+WORKLOAD = StartupWorkload

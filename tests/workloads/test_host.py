@@ -1,0 +1,95 @@
+"""Every workload at its quick size through the real host driver and the real tools."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from isobench.model import Measurement
+from isobench.workloads.base import WorkloadContext, all_workloads, get_workload
+
+pytestmark = pytest.mark.integration
+
+Ctx = Callable[..., WorkloadContext]
+
+
+def run(name: str, ctx: WorkloadContext) -> dict[str, list[Measurement]]:
+    out: dict[str, list[Measurement]] = {}
+    for m in get_workload(name).run(ctx):
+        assert m.metric.startswith(f"{name}."), m.metric
+        assert m.value >= 0, m
+        out.setdefault(m.metric, []).append(m)
+    return out
+
+
+def test_registry_lists_the_workload_set() -> None:
+    names = set(all_workloads())
+    wanted = {"startup", "idle-memory", "cpu", "memory-bandwidth", "disk", "network", "syscall", "overlay"}
+    assert wanted <= names
+
+
+def test_startup(host_ctx: Ctx) -> None:
+    ms = run("startup", host_ctx())
+    phases = {name.removeprefix("startup.phase."): m[0].phase for name, m in ms.items() if ".phase." in name}
+    assert {"create", "ready", "destroy"} <= set(phases)
+    assert all(metric == phase for metric, phase in phases.items())
+    assert ms["startup.to_exit"][0].value >= ms["startup.to_ready"][0].value
+    assert ms["startup.total"][0].value >= ms["startup.to_exit"][0].value
+
+
+def test_cpu(host_ctx: Ctx) -> None:
+    ms = run("cpu", host_ctx())
+    variants = {m.params["variant"]: m.value for m in ms["cpu.events_per_second"]}
+    assert set(variants) == {"single", "all"}
+    assert all(v > 0 for v in variants.values())
+
+
+def test_memory_bandwidth(host_ctx: Ctx) -> None:
+    ms = run("memory-bandwidth", host_ctx(params={"block_mib": 16}))
+    assert len(ms["memory-bandwidth.read.bandwidth"]) == 2
+    assert min(m.value for m in ms["memory-bandwidth.write.bandwidth"]) > 100e6
+
+
+@pytest.mark.slow
+def test_disk_root_and_volume(host_ctx: Ctx, tmp_path: Path) -> None:
+    ctx = host_ctx(params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "iodepths": [1, 32]})
+    volume = tmp_path / "isobench-volume"
+    volume.mkdir()
+    ctx.spec = replace(ctx.spec, volume=volume)
+    ms = run("disk", ctx)
+    storages = {m.params["storage"] for m in ms["disk.rand_read.iops"]}
+    assert storages == {"root", "volume"}
+    assert len(ms["disk.seq_write.bandwidth"]) == 4
+    assert all(m.metadata["cache"] in {"cold", "warm"} for ms_ in ms.values() for m in ms_)
+    assert not list(volume.iterdir()), "fio data file left on the volume"
+
+
+def test_syscall(host_ctx: Ctx) -> None:
+    ms = run("syscall", host_ctx())
+    assert 0 < ms["syscall.read_write.per_call"][0].value < 1e-3
+    assert ms["syscall.fork.ops_per_second"][0].value > 10
+    assert 0 < ms["syscall.fork_exec.per_op"][0].value < 1.0
+
+
+def test_network_loopback(host_ctx: Ctx) -> None:
+    ms = run("network", host_ctx(params={"iperf_seconds": 1, "latency_seconds": 1}))
+    assert ms["network.tcp_throughput"][0].value > 1e6
+    assert ms["network.tcp_throughput"][0].metadata["address"] == "127.0.0.1"
+    p50, p99 = ms["network.tcp_rtt.p50"][0].value, ms["network.tcp_rtt.p99"][0].value
+    assert 0 < p50 <= p99
+
+
+def test_idle_memory(host_ctx: Ctx) -> None:
+    ms = run("idle-memory", host_ctx(params={"settle_seconds": 0.1}))
+    inside = ms["idle-memory.inside_used"][0]
+    assert inside.value > 0 and inside.metadata["kernel"] == "shared with host"
+
+
+def test_overlay_staged_on_host(host_ctx: Ctx) -> None:
+    ms = run("overlay", host_ctx(params={"files": ["file-4k", "file-1m"]}))
+    sizes = sorted(m.params["size_bytes"] for m in ms["overlay.first_write"])
+    assert sizes == [4096, 1 << 20]
+    assert ms["overlay.rename_dir"][0].metadata["rename_syscall"] == "ok"
+    assert ms["overlay.noop"][0].metadata["fixtures"].startswith("staged")

@@ -1,0 +1,169 @@
+"""Parsers on outputs recorded from the real tools on the reference machine (tests/workloads/data)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from isobench.errors import UsageError, WorkloadError
+from isobench.workloads._common import resolve_params
+from isobench.workloads._fio import parse_fio_json
+from isobench.workloads._stressng import parse_stress_ng_metrics
+from isobench.workloads._sysbench import parse_sysbench_cpu, parse_sysbench_memory
+from isobench.workloads.cpu import CpuParams, cpu_measurements
+from isobench.workloads.disk import DiskParams, disk_measurements, fio_argv
+from isobench.workloads.idle_memory import idle_measurements, parse_meminfo
+from isobench.workloads.memory_bandwidth import MemoryBandwidthParams, bandwidth_measurements
+from isobench.workloads.network import ConnectionRefused, parse_iperf3_json, parse_sockperf
+from isobench.workloads.syscall import parse_dd_seconds, parse_fork_exec
+
+Data = Callable[[str], str]
+
+
+def test_sysbench_cpu_single_thread(data: Data) -> None:
+    r = parse_sysbench_cpu(data("sysbench_cpu_1thread.txt"))
+    assert (r.threads, r.events) == (1, 2000)
+    assert r.events_per_second == pytest.approx(4295.37)
+    assert r.total_seconds == pytest.approx(0.4649)
+    assert r.latency_avg_seconds == pytest.approx(0.23e-3)
+    assert r.latency_p95_seconds == pytest.approx(0.27e-3)
+
+
+def test_sysbench_cpu_measurements_check_event_count(data: Data) -> None:
+    r = parse_sysbench_cpu(data("sysbench_cpu_2threads.txt"))
+    ms = cpu_measurements(r, CpuParams(events=4000), "all")
+    eps = next(m for m in ms if m.metric == "cpu.events_per_second")
+    assert eps.value == pytest.approx(8410.79)
+    assert (eps.unit, eps.better, eps.params["threads"]) == ("ops_per_second", "higher", 2)
+    with pytest.raises(WorkloadError, match="ran 4000 events"):
+        cpu_measurements(r, CpuParams(events=5000), "all")
+
+
+def test_sysbench_fatal_is_reported(data: Data) -> None:
+    with pytest.raises(WorkloadError, match="Invalid value of cpu-max-prime"):
+        parse_sysbench_cpu(data("sysbench_cpu_fatal.txt"))
+    with pytest.raises(WorkloadError, match="memory-oper: bogus"):
+        parse_sysbench_memory(data("sysbench_memory_fatal.txt"))
+
+
+def test_sysbench_memory(data: Data) -> None:
+    r = parse_sysbench_memory(data("sysbench_memory_read_1thread.txt"))
+    assert (r.operation, r.threads, r.block_bytes) == ("read", 1, 128 << 20)
+    assert r.bytes_per_second == pytest.approx(17725.50 * 2**20)
+    ms = bandwidth_measurements(r, MemoryBandwidthParams(seconds=1), "single")
+    assert [m.metric for m in ms] == ["memory-bandwidth.read.bandwidth"]
+    assert ms[0].unit == "bytes_per_second" and ms[0].better == "higher"
+    w = parse_sysbench_memory(data("sysbench_memory_write_2threads.txt"))
+    assert (w.operation, w.threads) == ("write", 2)
+    # A 1 s run cannot pass as a 5 s one.
+    with pytest.raises(WorkloadError, match="stopped after"):
+        bandwidth_measurements(w, MemoryBandwidthParams(seconds=5), "all")
+
+
+def test_fio_json_four_jobs(data: Data) -> None:
+    jobs = parse_fio_json(data("fio_direct_4jobs.json"))
+    assert [(j.rw, j.bs, j.iodepth) for j in jobs] == [
+        ("read", "1M", 1),
+        ("write", "1M", 32),
+        ("randread", "4k", 1),
+        ("randwrite", "4k", 32),
+    ]
+    rr = jobs[2].main
+    assert rr.iops == pytest.approx(13669.330669)
+    assert rr.clat_p50_seconds == pytest.approx(48896e-9)
+    assert rr.clat_p99_seconds == pytest.approx(102912e-9)
+    ms = disk_measurements(jobs, storage="root", direct=True, extra_meta={"fstype": "ext2/ext3"})
+    names = {m.metric for m in ms}
+    assert "disk.seq_write.bandwidth" in names and "disk.rand_read.latency.p99" in names
+    bw = next(m for m in ms if m.metric == "disk.seq_read.bandwidth")
+    assert bw.value == pytest.approx(1042290829)
+    assert bw.params == {"storage": "root", "rw": "read", "bs": "1M", "iodepth": 1, "direct": True}
+    assert bw.metadata["cache"] == "cold"
+    with pytest.raises(WorkloadError, match="expected False"):
+        disk_measurements(jobs, storage="root", direct=False, extra_meta={})
+
+
+def test_fio_job_error_and_junk(data: Data) -> None:
+    # Recorded: fio writing to /dev/full via libaio -> errno 22, with an error line before the JSON.
+    with pytest.raises(WorkloadError, match="errno 22"):
+        parse_fio_json(data("fio_job_error_einval.json"))
+    with pytest.raises(WorkloadError, match="no JSON"):
+        parse_fio_json(data("fio_bad_directory.stderr"))
+
+
+def test_fio_argv_has_all_variants() -> None:
+    argv = fio_argv(DiskParams.quick(), "/w", direct=True)
+    assert "--direct=1" in argv and "--output-format=json" in argv and "--time_based" in argv
+    assert sum(a.startswith("--name=") for a in argv) == 8
+    assert "--name=rand_write-qd32" in argv
+
+
+def test_stress_ng_metrics(data: Data) -> None:
+    m = parse_stress_ng_metrics(data("stress_ng_fork.stderr"), "fork")
+    assert (m.bogo_ops, m.ops_per_second_real) == (500, pytest.approx(1324.65))
+    c = parse_stress_ng_metrics(data("stress_ng_cpu.stderr"), "cpu")
+    assert c.bogo_ops == 202
+    # stress-ng exits 0 when it skips a stressor; the missing row must fail.
+    with pytest.raises(WorkloadError, match="must not run as root"):
+        parse_stress_ng_metrics(data("stress_ng_exec_root_refused.stderr"), "exec")
+    with pytest.raises(WorkloadError, match="unrecognized option"):
+        parse_stress_ng_metrics(data("stress_ng_bad_option.stderr"), "fork")
+
+
+def test_dd_and_fork_exec(data: Data) -> None:
+    assert parse_dd_seconds(data("dd_syscall_gnu.txt"), 1_000_000) == pytest.approx(0.466293)
+    with pytest.raises(WorkloadError, match="did not copy"):
+        parse_dd_seconds(data("dd_syscall_gnu.txt"), 5)
+    with pytest.raises(WorkloadError, match="no elapsed time"):
+        parse_dd_seconds("10+0 records in\n10+0 records out\n", 10)
+    per = parse_fork_exec(data("fork_exec_loop.txt"), 200)
+    assert per == pytest.approx((1795824737571474832 - 1795824737163661091) / 1e9 / 200)
+    with pytest.raises(WorkloadError, match="nanoseconds"):
+        parse_fork_exec("forkexec 200 1700000000%N 1700000001%N\n", 200)
+
+
+def test_iperf3(data: Data) -> None:
+    r = parse_iperf3_json(data("iperf3_client_loopback.json"))
+    assert r.received_bits_per_second == pytest.approx(18814841085.4436)
+    assert r.seconds == pytest.approx(2.002315)
+    # iperf3 3.12 exits 0 on refused connections: the error key is the signal.
+    with pytest.raises(ConnectionRefused):
+        parse_iperf3_json(data("iperf3_client_refused.json"))
+
+
+def test_sockperf(data: Data) -> None:
+    r = parse_sockperf(data("sockperf_pingpong_fullrtt.txt"))
+    assert r.full_rtt
+    assert r.observations == 34859
+    assert r.avg_seconds == pytest.approx(15.764e-6)
+    assert r.p50_seconds > 0 and r.p99_seconds >= r.p50_seconds
+    with pytest.raises(ConnectionRefused):
+        parse_sockperf(data("sockperf_refused.txt"))
+    with pytest.raises(WorkloadError, match="no latency summary"):
+        parse_sockperf("sockperf: Starting test...\n")
+
+
+def test_meminfo_and_idle(data: Data) -> None:
+    host = parse_meminfo(data("proc_meminfo_host.txt"))
+    assert host["MemTotal"] == 24684084 * 1024
+    guest = {"MemTotal": 480 << 20, "MemAvailable": 400 << 20}
+    ms = idle_measurements({"memory_bytes": 3e6, "memory_peak_bytes": 4e6, "pids": 1}, guest, host, "vm")
+    by = {m.metric: m for m in ms}
+    assert by["idle-memory.host_view"].value == 3e6
+    assert "idle-memory.host_view.memory_peak_bytes" in by and "idle-memory.host_view.pids" not in by
+    assert by["idle-memory.inside_used"].value == 80 << 20
+    assert by["idle-memory.inside_used"].metadata["kernel"] == "own"
+    shared = idle_measurements({}, host, host, "container")
+    assert shared[0].metadata["kernel"] == "shared with host"
+    with pytest.raises(WorkloadError, match="MemAvailable"):
+        parse_meminfo("MemTotal: 1 kB\n")
+
+
+def test_resolve_params() -> None:
+    assert resolve_params(CpuParams, True, {}, "cpu") == CpuParams.quick()
+    assert resolve_params(CpuParams, False, {"events": 7}, "cpu").events == 7
+    assert resolve_params(DiskParams, False, {"iodepths": [4]}, "disk").iodepths == (4,)
+    with pytest.raises(UsageError, match="unknown parameter"):
+        resolve_params(CpuParams, False, {"evnts": 7}, "cpu")
+    with pytest.raises(UsageError, match="must be int"):
+        resolve_params(CpuParams, False, {"events": "many"}, "cpu")
