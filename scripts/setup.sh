@@ -24,7 +24,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev gcc make pkg-config libvirt-dev
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   linux-image-cloud-amd64 busybox-static mmdebstrap e2fsprogs cpio kmod
-  fio stress-ng iperf3 sysbench sockperf
+  fio stress-ng iperf3 sysbench sockperf perl
   runc bubblewrap iproute2 util-linux libseccomp-dev
   chromium
   git

@@ -1,0 +1,230 @@
+"""Container cold start: isobench's own runtime vs ``runc run`` vs the ``unshare`` + ``chroot`` floor.
+
+Every contender starts ``/bin/true`` in the same busybox root filesystem and is timed from the
+caller's call to the command's exit (teardown not included; the container driver's teardown is
+reported separately as its ``destroy`` phase). Rounds interleave all contenders in shuffled order,
+in one process, so machine drift hits them alike. Also reported: the cost of each namespace (the
+default set minus one), of the cgroup, of hardening, and the median of every phase.
+
+    .venv/bin/python benchmarks/container_start.py [--rounds 40] [--rootfs DIR] [--json FILE]
+
+Targets (issue 3): container <= 0.25 x runc and <= 2.5 x floor with pid+mount+uts+ipc+net
+namespaces, a cgroup and an overlay root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.container import ContainerDriver
+from isobench.drivers.container.busybox import build_busybox_rootfs
+from isobench.stats import ratio_ci, summarize
+
+TARGET_VS_RUNC = 0.25
+TARGET_VS_FLOOR = 2.5
+FULL_NS = ["pid", "mount", "uts", "ipc", "net", "cgroup"]
+#: The configuration the targets are stated for.
+TARGET_NS = ["pid", "mount", "uts", "ipc", "net"]
+
+
+def runc_bundle(bundle: Path, rootfs: Path) -> None:
+    bundle.mkdir(parents=True)
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    cfg_path = bundle / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["root"] = {"path": str(rootfs), "readonly": True}
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["process"]["terminal"] = False
+    cfg_path.write_text(json.dumps(cfg))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--rootfs", type=Path, help="root filesystem to use (default: a fresh busybox one)")
+    ap.add_argument("--no-variants", action="store_true", help="skip the per-namespace/cgroup variants")
+    ap.add_argument("--json", type=Path, help="also write every sample here")
+    ap.add_argument(
+        "--no-pandas", action="store_true", help="do not load pandas first (the runner has it loaded)"
+    )
+    args = ap.parse_args()
+    if not args.no_pandas:
+        # A runner process is big; spawning must not get slower with it (no fork of this process).
+        import pandas  # noqa: F401
+    if os.geteuid() != 0:
+        print("run as root (namespaces, cgroups, mounts)", file=sys.stderr)
+        return 2
+    have_runc = shutil.which("runc") is not None
+    run_id = f"bench{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-"))
+    try:
+        rootfs = args.rootfs or build_busybox_rootfs(tmp / "rootfs")
+        driver = ContainerDriver(
+            DriverContext(
+                state_dir=Path(os.environ.get("ISOBENCH_STATE", "/var/lib/isobench")),
+                work_dir=tmp / "work",
+                run_id=run_id,
+            )
+        )
+        driver.helper()  # compile outside the timed region
+        runc_root = tmp / "runc-state"
+        if have_runc:
+            runc_bundle(tmp / "bundle", rootfs)
+        samples: dict[str, list[float]] = defaultdict(list)
+        phases: dict[str, list[float]] = defaultdict(list)
+        clone_s: dict[str, list[float]] = defaultdict(list)  # the clone() syscall alone, per variant
+        counter = iter(range(10**9))
+
+        def ours(name: str, options: Mapping[str, Any], keep_phases: bool = False) -> Callable[[], None]:
+            def go() -> None:
+                spec = SandboxSpec(name=f"b{next(counter)}", run_id=run_id, image=rootfs, options=options)
+                run = driver.run_cold(spec, ["/bin/true"])
+                if run.result.exit_code != 0:
+                    raise SystemExit(f"{name}: /bin/true failed: {run.result.stderr}")
+                samples[name].append(run.start_to_exit_s)
+                clone = run.phase("clone")
+                if clone is not None:
+                    clone_s[name].append(clone.seconds)
+                if keep_phases:
+                    for p in run.phases:
+                        phases[p.name].append(p.seconds)
+
+            return go
+
+        def external(name: str, argv_fn: Callable[[], list[str]]) -> Callable[[], None]:
+            def go() -> None:
+                argv = argv_fn()
+                t = time.perf_counter()
+                subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+                samples[name].append(time.perf_counter() - t)
+
+            return go
+
+        contenders: dict[str, Callable[[], None]] = {
+            "container (target ns, hardening)": ours("container", {"namespaces": TARGET_NS}, True),
+            "floor: unshare -pfmuin chroot": external(
+                "floor", lambda: ["unshare", "-pfmuin", "--fork", "chroot", str(rootfs), "/bin/true"]
+            ),
+        }
+        if have_runc:
+            contenders["runc run"] = external(
+                "runc",
+                lambda: [
+                    "runc",
+                    "--root",
+                    str(runc_root),
+                    "run",
+                    "--bundle",
+                    str(tmp / "bundle"),
+                    f"isobench-{run_id}-runc-{next(counter)}",
+                ],
+            )
+        if not args.no_variants:
+            contenders["variant: all 6 ns (default)"] = ours("all6", {"namespaces": FULL_NS})
+            for ns in ("pid", "uts", "ipc", "net", "cgroup"):
+                rest = [n for n in FULL_NS if n != ns]
+                contenders[f"variant: default minus {ns}"] = ours(f"minus-{ns}", {"namespaces": rest})
+            contenders["variant: default plus user"] = ours("plus-user", {"namespaces": [*FULL_NS, "user"]})
+            contenders["variant: mount ns only"] = ours("mount-only", {"namespaces": ["mount"]})
+            contenders["variant: default, no cgroup"] = ours(
+                "no-cgroup", {"namespaces": FULL_NS, "cgroup": False}
+            )
+            contenders["variant: default, no hardening"] = ours(
+                "no-hardening", {"namespaces": FULL_NS, "hardening": False}
+            )
+        resident = driver.create(SandboxSpec(name="resident", run_id=run_id, image=rootfs))
+
+        def exec_into() -> None:
+            t = time.perf_counter()
+            if not resident.exec(["/bin/true"], timeout=30).ok:
+                raise SystemExit("exec of /bin/true failed")
+            samples["exec-into"].append(time.perf_counter() - t)
+
+        contenders["exec into a running container"] = exec_into
+        try:
+            for go in contenders.values():  # warm-up round: page cache, helper binary, runc binary
+                go()
+            samples.clear()
+            phases.clear()
+            clone_s.clear()
+            order = list(contenders.values())
+            for _ in range(args.rounds):
+                random.shuffle(order)
+                for go in order:
+                    go()
+        finally:
+            resident.destroy()
+        leftovers = driver.gc(run_id)
+        report(samples, phases, clone_s, have_runc, args.rounds)
+        if leftovers:
+            print(f"\nWARNING: gc removed leftovers: {leftovers}")
+        if args.json:
+            args.json.write_text(
+                json.dumps({"samples": samples, "phases": phases, "clone": clone_s}, indent=1)
+            )
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(
+    samples: Mapping[str, list[float]],
+    phases: Mapping[str, list[float]],
+    clone_s: Mapping[str, list[float]],
+    have_runc: bool,
+    rounds: int,
+) -> None:
+    def ms(x: float) -> str:
+        return f"{x * 1e3:8.2f} ms"
+
+    print(f"cold start of /bin/true, {rounds} interleaved rounds, medians [95% CI]")
+    for name, vals in samples.items():
+        s = summarize(vals)
+        print(
+            f"  {name:16s} {ms(s.median)}  [{s.ci_low * 1e3:.2f}, {s.ci_high * 1e3:.2f}]  "
+            f"min {s.min * 1e3:.2f}  cov {s.cov:.2f}"
+        )
+    ours = samples["container"]
+    print("\nratios of medians (bootstrap 95% CI)")
+    checks = [("floor", TARGET_VS_FLOOR)] + ([("runc", TARGET_VS_RUNC)] if have_runc else [])
+    for other, target in checks:
+        r = ratio_ci(ours, samples[other])
+        verdict = "MEETS" if r.value <= target else "MISSES"
+        print(
+            f"  container / {other:5s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
+            f"target <= {target}: {verdict}"
+        )
+    if "all6" in samples:
+        base = summarize(samples["all6"]).median
+        clone_base = summarize(clone_s["all6"]).median
+        print("\nvariants vs the default (6 namespaces, cgroup, overlay, hardening): median start and the")
+        print("clone() syscall alone (the namespace creation cost, far less noisy than the whole start)")
+        for name, vals in samples.items():
+            if name in {"container", "floor", "runc", "exec-into"}:
+                continue
+            med = summarize(vals).median
+            cl = summarize(clone_s[name]).median
+            print(
+                f"  {name:16s} {ms(med)}  delta {(med - base) * 1e3:+7.2f} ms   "
+                f"clone {cl * 1e3:6.3f} ms  delta {(cl - clone_base) * 1e3:+7.3f} ms"
+            )
+    print("\nphases of the target configuration (median)")
+    for name, vals in sorted(phases.items(), key=lambda kv: -summarize(kv[1]).median):
+        print(f"  {name:16s} {ms(summarize(vals).median)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""A SandboxSpec read as a container: which namespaces, layers, limits and hardening.
+
+``SandboxSpec.options`` keys understood here (everything else is refused, so a typo is not silently
+ignored):
+
+- ``namespaces``: names from pid, mount, uts, ipc, net, cgroup, user (default: all but user);
+  ``mount`` is required (the overlay root and pivot_root live in it).
+- ``hardening``: bool, default True (caps to the OCI default set, no_new_privs, masked and
+  read-only paths, seccomp denylist).
+- ``rootless``: bool, default False: adds the user namespace and maps container root to the
+  calling user.
+- ``uid_map`` / ``gid_map``: id map lines when ``user`` is on (default ``0 <euid> 1``).
+- ``layers``: extra read-only layers stacked *above* the image (topmost first).
+- ``cpus``: CPU quota in CPUs (float; default ``spec.vcpus``; None = no quota).
+- ``swap_mib``: swap allowed on top of memory (default 0; None = unlimited).
+- ``cgroup``: bool, default True (False runs without a cgroup: no limits, no stats).
+- ``hostname``: default the sandbox name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isobench.drivers.base import SandboxSpec
+from isobench.drivers.container.cgroups import CgroupLimits
+from isobench.drivers.container.names import sanitize
+from isobench.errors import UsageError
+
+__all__ = ["ALL_NAMESPACES", "DEFAULT_NAMESPACES", "ContainerConfig", "config_from_spec"]
+
+ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
+DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
+_OPTIONS = {
+    "namespaces",
+    "hardening",
+    "rootless",
+    "uid_map",
+    "gid_map",
+    "layers",
+    "cpus",
+    "swap_mib",
+    "cgroup",
+    "hostname",
+}
+_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    namespaces: tuple[str, ...]
+    hardening: bool
+    lowers: tuple[Path, ...]  # topmost first, the image last
+    limits: CgroupLimits | None  # None: no cgroup at all
+    hostname: str
+    uid_map: str | None
+    gid_map: str | None
+    network: bool
+    volume: Path | None
+
+    @property
+    def ns_arg(self) -> str:
+        return ",".join(self.namespaces)
+
+
+def _namespaces(value: Any, spec: SandboxSpec, rootless: bool) -> tuple[str, ...]:
+    if value is None:
+        chosen = list(DEFAULT_NAMESPACES)
+    elif isinstance(value, str) or not isinstance(value, Sequence):
+        raise UsageError(f"sandbox {spec.name}: option namespaces must be a list, e.g. ['pid', 'mount']")
+    else:
+        chosen = [str(v) for v in value]
+    unknown = [n for n in chosen if n not in ALL_NAMESPACES]
+    if unknown:
+        raise UsageError(
+            f"sandbox {spec.name}: unknown namespace {unknown[0]!r}; choose from {', '.join(ALL_NAMESPACES)}"
+        )
+    if "mount" not in chosen:
+        raise UsageError(f"sandbox {spec.name}: the mount namespace is required (overlay root, pivot_root)")
+    if spec.network and "net" not in chosen:
+        raise UsageError(f"sandbox {spec.name}: network=True needs the net namespace")
+    if rootless and "user" not in chosen:
+        chosen.append("user")
+    return tuple(n for n in ALL_NAMESPACES if n in chosen)
+
+
+def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | None:
+    if not options.get("cgroup", True):
+        return None
+    cpus = options.get("cpus", float(spec.vcpus))
+    if cpus is not None and (not isinstance(cpus, int | float) or cpus <= 0):
+        raise UsageError(f"sandbox {spec.name}: option cpus must be a positive number or null, got {cpus!r}")
+    swap = options.get("swap_mib", 0)
+    if swap is not None and (not isinstance(swap, int) or swap < 0):
+        raise UsageError(f"sandbox {spec.name}: option swap_mib must be >= 0 or null, got {swap!r}")
+    return CgroupLimits(
+        memory_bytes=spec.memory_mib * 1024 * 1024,
+        swap_bytes=None if swap is None else swap * 1024 * 1024,
+        cpu_quota_us=None if cpus is None else max(1000, round(float(cpus) * _PERIOD_US)),
+        cpu_period_us=_PERIOD_US,
+        cpuset=spec.cpuset,
+        pids_max=spec.pids_limit,
+    )
+
+
+def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
+    options = dict(spec.options)
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise UsageError(
+            f"sandbox {spec.name}: unknown container option {unknown[0]!r}; "
+            f"known: {', '.join(sorted(_OPTIONS))}"
+        )
+    rootless = bool(options.get("rootless", False))
+    namespaces = _namespaces(options.get("namespaces"), spec, rootless)
+    layers = tuple(Path(p) for p in options.get("layers", ()) or ())
+    for layer in (*layers, image_root):
+        if not layer.is_dir():
+            raise UsageError(f"sandbox {spec.name}: image layer {layer} is not a directory; build the image")
+        if ":" in str(layer) or "," in str(layer):
+            raise UsageError(f"sandbox {spec.name}: layer path {layer} may not contain ':' or ','")
+    if spec.volume is not None and not spec.volume.is_dir():
+        raise UsageError(f"sandbox {spec.name}: volume {spec.volume} is not a directory; create it first")
+    uid_map = gid_map = None
+    if "user" in namespaces:
+        uid_map = str(options.get("uid_map", f"0 {os.geteuid()} 1"))
+        gid_map = str(options.get("gid_map", f"0 {os.getegid()} 1"))
+    if spec.cpuset is not None and not spec.cpuset:
+        raise UsageError(f"sandbox {spec.name}: cpuset must name at least one CPU")
+    return ContainerConfig(
+        namespaces=namespaces,
+        hardening=bool(options.get("hardening", True)),
+        lowers=(*layers, image_root),
+        limits=_limits(spec, options),
+        hostname=sanitize(str(options.get("hostname", spec.name)), 63),
+        uid_map=uid_map,
+        gid_map=gid_map,
+        network=spec.network,
+        volume=spec.volume,
+    )
