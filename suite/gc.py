@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
+from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,14 @@ def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcRe
         report.removed.extend(f"{name}: {r}" for r in removed)
 
 
+def _canary_gc(run_id: str | None, report: GcReport) -> None:
+    """Leakage canaries are planted on the host itself, outside any driver."""
+    try:
+        report.removed.extend(f"leakage canary: {r}" for r in leakage_gc(run_id))
+    except Exception as err:
+        report.errors.append(f"leakage canaries: {err}")
+
+
 def collect_garbage(state_dir: Path) -> GcReport:
     """Dead runs (their lock is free) are cleared per run id; when no run is alive at all, drivers
     also sweep every isobench-named resource, which catches runners killed before their state dir
@@ -40,9 +49,11 @@ def collect_garbage(state_dir: Path) -> GcReport:
     report = GcReport(live=live_runs(state_dir))
     for run_dir in dead_runs(state_dir):
         _driver_gc(state_dir, run_dir.name, run_dir / "work", report)
+        _canary_gc(run_dir.name, report)
         shutil.rmtree(run_dir, ignore_errors=True)
         report.removed.append(f"state: {run_dir}")
     if not report.live:
         _driver_gc(state_dir, None, state_dir / "runs" / "gc-sweep", report)
+        _canary_gc(None, report)
         shutil.rmtree(state_dir / "runs" / "gc-sweep", ignore_errors=True)
     return report

@@ -112,7 +112,9 @@ class Runner:
     @contextmanager
     def _sandbox(self, driver: Driver, base: SandboxSpec, **overrides: Any) -> Iterator[Sandbox]:
         self._sandbox_counter += 1
-        name = f"isobench-{self.run_id}-{driver.name}-{self._sandbox_counter}"
+        # A workload may name its sandboxes (victim, aggressor); the counter keeps names unique.
+        given = overrides.pop("name", None)
+        name = f"{given or f'isobench-{self.run_id}-{driver.name}'}-{self._sandbox_counter}"
         if "options" in overrides:
             overrides["options"] = {**base.options, **overrides["options"]}
         spec = replace(base, name=name, **overrides)

@@ -95,6 +95,18 @@ class Steady:
         return [Measurement("steady.value", 1.0, "s")]
 
 
+class Pair:
+    """Names its two sandboxes, as the interference workload does."""
+
+    name: ClassVar[str] = "pair"
+    description: ClassVar[str] = ""
+    tools: ClassVar[tuple[str, ...]] = ()
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox(name=f"{ctx.spec.name}-victim") as v, ctx.sandbox(name=f"{ctx.spec.name}-aggr") as a:
+            return [Measurement("pair.names", 1.0, "s", metadata={"v": v.name, "a": a.name})]
+
+
 class Raises:
     name: ClassVar[str] = "raises"
     description: ClassVar[str] = ""
@@ -184,6 +196,16 @@ def test_cells_produce_samples_with_driver_metadata(tmp_path: Path) -> None:
     assert load_results(run_dir).samples == results.samples
     assert not (tmp_path / "state" / "runs" / "r1").exists()  # run state removed
     assert log[-2:] == ["close a", "close b"]  # drivers closed once, after every sandbox
+
+
+def test_named_sandboxes_stay_unique_across_repetitions(tmp_path: Path) -> None:
+    results, log, _ = _run(tmp_path, {"pair": Pair()})
+    names = [s.metadata[k] for s in results.samples for k in ("v", "a")]
+    assert len(names) == len(set(names)) == 6  # 3 rounds x 2 sandboxes
+    assert all(
+        n.startswith("isobench-r1-fake-victim-") or n.startswith("isobench-r1-fake-aggr-") for n in names
+    )
+    assert _balanced(log)
 
 
 def test_failures_become_samples_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -1,0 +1,132 @@
+"""Correlation probes: a series read inside follows a load the host switches on and off.
+
+Probes sharing a load run together: the host starts the load child, the sandbox runs ONE exec of
+the sampling loop for the whole pattern, and each probe correlates its own file against the pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from isobench.leakage import series as s
+from isobench.leakage.loads import LoadKind
+
+__all__ = ["CORRELATION_PROBES", "CorrelationProbe"]
+
+
+@dataclass(frozen=True)
+class CorrelationProbe:
+    name: str
+    weight: int
+    description: str
+    load: LoadKind
+    path: str
+    extract: Callable[[str], float | tuple[float, float] | None]
+    kind: s.SeriesKind
+    #: Only probed when the host has the file itself (RAPL): otherwise there is nothing to leak.
+    host_optional: bool = False
+
+
+CORRELATION_PROBES: tuple[CorrelationProbe, ...] = (
+    CorrelationProbe(
+        "proc_stat",
+        2,
+        "/proc/stat CPU busy share follows a host CPU spinner",
+        "cpu",
+        "/proc/stat",
+        s.stat_busy,
+        "ratio",
+    ),
+    CorrelationProbe(
+        "loadavg",
+        2,
+        "/proc/loadavg runnable count follows a host CPU spinner",
+        "cpu",
+        "/proc/loadavg",
+        s.loadavg_running,
+        "instant",
+    ),
+    CorrelationProbe(
+        "steal_time",
+        2,
+        "steal time follows host CPU contention (a guest-side channel)",
+        "cpu",
+        "/proc/stat",
+        s.stat_steal,
+        "ratio",
+    ),
+    CorrelationProbe(
+        "rapl_energy",
+        2,
+        "RAPL energy rate follows a host CPU spinner",
+        "cpu",
+        "/sys/class/powercap/intel-rapl:0/energy_uj",
+        s.single_number,
+        "rate",
+        host_optional=True,
+    ),
+    CorrelationProbe(
+        "meminfo",
+        2,
+        "/proc/meminfo used memory follows a host memory toucher",
+        "memory",
+        "/proc/meminfo",
+        s.meminfo_used,
+        "level",
+    ),
+    CorrelationProbe(
+        "vmstat",
+        2,
+        "/proc/vmstat free pages follow a host memory toucher",
+        "memory",
+        "/proc/vmstat",
+        s.vmstat_used,
+        "level",
+    ),
+    CorrelationProbe(
+        "zoneinfo",
+        2,
+        "/proc/zoneinfo free pages follow a host memory toucher",
+        "memory",
+        "/proc/zoneinfo",
+        s.zoneinfo_used,
+        "level",
+    ),
+    CorrelationProbe(
+        "diskstats",
+        2,
+        "/proc/diskstats sectors written follow a host disk writer",
+        "disk",
+        "/proc/diskstats",
+        s.diskstats_written,
+        "rate",
+    ),
+    CorrelationProbe(
+        "file_nr",
+        2,
+        "/proc/sys/fs/file-nr follows host open files",
+        "files",
+        "/proc/sys/fs/file-nr",
+        s.file_nr_allocated,
+        "level",
+    ),
+    CorrelationProbe(
+        "interrupts",
+        2,
+        "/proc/interrupts rate follows host cross-CPU wake-ups (IPIs)",
+        "ipi",
+        "/proc/interrupts",
+        s.interrupts_total,
+        "rate",
+    ),
+    CorrelationProbe(
+        "softirqs",
+        2,
+        "/proc/softirqs NET_RX/TX rate follows host loopback traffic",
+        "net",
+        "/proc/softirqs",
+        s.softirqs_net,
+        "rate",
+    ),
+)

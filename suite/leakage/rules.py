@@ -1,0 +1,145 @@
+"""The four ways a probe decides "leaks / does not leak", as pure functions.
+
+Every probe ends in one of these rules, so a report can say *why* something counts as a leak:
+
+- ``equal``: the sandbox reads exactly (or within a stated tolerance) what the host reads.
+- ``canary``: a marker the host planted (process name, lock, mount, interface...) is found inside.
+- ``correlation``: a series sampled inside follows an on/off load the host drives (Pearson r).
+- ``presence``: a file, capability or device that should not be there is there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "MAX_P_VALUE",
+    "MIN_CORRELATION",
+    "Rule",
+    "Verdict",
+    "canary",
+    "correlation",
+    "equal",
+    "not_applicable",
+    "presence",
+    "within",
+]
+
+Rule = Literal["equal", "canary", "correlation", "presence"]
+
+#: A correlation probe leaks at r >= 0.8 with p < 0.01 (the issue's acceptance bar). Series are
+#: oriented so that the host's load raises them; a negative r is therefore never counted.
+MIN_CORRELATION = 0.8
+MAX_P_VALUE = 0.01
+
+#: Evidence strings are stored with every sample; keep them readable in a table cell.
+_EVIDENCE_MAX = 240
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One probe's answer. ``applicable=False`` means the host has nothing to leak (e.g. no RAPL)."""
+
+    rule: Rule
+    leaks: bool
+    evidence: str
+    applicable: bool = True
+    #: Correlation probes only: Pearson r, its two-sided p value and the number of points.
+    r: float | None = None
+    p: float | None = None
+    n: int | None = None
+    #: Too little data to tell (e.g. a slow guest took few samples): counted as "does not leak",
+    #: but flagged so a report does not read it as proof of isolation.
+    inconclusive: bool = False
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EVIDENCE_MAX else text[: _EVIDENCE_MAX - 3] + "..."
+
+
+def not_applicable(rule: Rule, why: str) -> Verdict:
+    return Verdict(rule=rule, leaks=False, evidence=_short(why), applicable=False)
+
+
+def equal(host: str | None, inside: str | None, *, what: str = "value") -> Verdict:
+    """Exact equality of two non-empty readings (whitespace-trimmed)."""
+    h = (host or "").strip()
+    i = (inside or "").strip()
+    if not h:
+        return not_applicable("equal", f"host has no {what}")
+    if not i:
+        return Verdict("equal", False, f"{what} not readable inside")
+    if h == i:
+        return Verdict("equal", True, f"same {what} as host: {h}")
+    return Verdict("equal", False, f"inside {what} {i} != host {h}")
+
+
+def within(host: float | None, inside: float | None, tolerance: float, *, what: str) -> Verdict:
+    """Numeric equality up to ``tolerance`` (clock readings taken moments apart)."""
+    if host is None:
+        return not_applicable("equal", f"host has no {what}")
+    if inside is None:
+        return Verdict("equal", False, f"{what} not readable inside")
+    diff = abs(host - inside)
+    if diff <= tolerance:
+        return Verdict(
+            "equal", True, f"{what} {inside:g} matches host {host:g} (|d|={diff:.3g} <= {tolerance:.3g})"
+        )
+    return Verdict("equal", False, f"{what} {inside:g} differs from host {host:g} by {diff:.3g}")
+
+
+def canary(token: str | None, inside: str | None, *, where: str) -> Verdict:
+    """The planted ``token`` appears in what the sandbox read."""
+    if not token:
+        return not_applicable("canary", f"no canary could be planted for {where}")
+    text = inside or ""
+    for line in text.splitlines():
+        if token in line:
+            return Verdict("canary", True, f"host canary {token} visible in {where}: {line.strip()}")
+    return Verdict("canary", False, f"canary {token} not visible in {where}")
+
+
+def presence(found: Sequence[str], *, what: str) -> Verdict:
+    """Something that should be hidden is there; ``found`` names each such thing."""
+    if found:
+        return Verdict("presence", True, f"{what}: {', '.join(found)}")
+    return Verdict("presence", False, f"no {what}")
+
+
+def correlation(
+    pattern: Sequence[float],
+    series: Sequence[float],
+    *,
+    min_r: float = MIN_CORRELATION,
+    max_p: float = MAX_P_VALUE,
+    min_points: int = 8,
+) -> Verdict:
+    """Pearson r between the host's on/off pattern and the series read inside, point by point."""
+    from scipy import stats
+
+    if len(pattern) != len(series):
+        raise ValueError(f"pattern has {len(pattern)} points, series {len(series)}")
+    n = len(series)
+    if n < min_points:
+        return Verdict(
+            "correlation", False, f"only {n} aligned samples (< {min_points})", n=n, inconclusive=True
+        )
+    if len(set(pattern)) < 2:
+        return Verdict(
+            "correlation", False, f"load pattern constant over {n} samples", n=n, inconclusive=True
+        )
+    if len(set(series)) < 2:
+        # Constant: either nothing reaches the sandbox, or the host is saturated so the load changes
+        # nothing there either (e.g. 100% busy CPUs). Not proof either way.
+        return Verdict("correlation", False, f"series constant over {n} samples", n=n, inconclusive=True)
+    res = stats.pearsonr(pattern, series)
+    r = float(res.statistic)
+    p = float(res.pvalue)
+    if math.isnan(r):
+        return Verdict("correlation", False, f"r undefined over {n} samples", n=n)
+    leaks = r >= min_r and p < max_p
+    return Verdict("correlation", leaks, f"r={r:.3f} p={p:.2g} n={n}", r=round(r, 4), p=p, n=n)

@@ -1,0 +1,309 @@
+"""Running the catalogue against one sandbox and turning verdicts into Measurements."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from isobench.drivers.base import Sandbox, SandboxSpec
+from isobench.errors import WorkloadError
+from isobench.leakage import rules
+from isobench.leakage import series as s
+from isobench.leakage.catalogue import STATIC_PROBES, Facts, StaticProbe, decide_shared_kernel
+from isobench.leakage.correlation import CORRELATION_PROBES, CorrelationProbe
+from isobench.leakage.host import Canaries, HostView
+from isobench.leakage.loads import LoadKind, running_load
+from isobench.leakage.rules import Verdict
+from isobench.model import Measurement
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CorrelationSettings",
+    "ProbeResult",
+    "Score",
+    "decide_static",
+    "measurements",
+    "run_correlations",
+    "run_static",
+    "score",
+    "split_sections",
+    "static_script",
+]
+
+_SECTION = "@@isobench-probe "
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    name: str
+    weight: int
+    description: str
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Score:
+    count: int
+    weighted: int
+    max_weighted: int
+    evaluated: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.weighted / self.max_weighted if self.max_weighted else 0.0
+
+
+@dataclass(frozen=True)
+class CorrelationSettings:
+    """The issue asks for 8-12 on/off periods of 0.25-0.5 s."""
+
+    period: float = 0.4
+    periods: int = 12
+    interval: float = 0.05
+    #: Time before the pattern starts, covering the exec's start-up.
+    lead: float = 1.0
+    tail: float = 0.3
+
+    @classmethod
+    def quick(cls) -> CorrelationSettings:
+        return cls(period=0.25, periods=8)
+
+
+# --- static probes -----------------------------------------------------------------------------
+
+
+def static_script(probes: Sequence[StaticProbe], facts: Facts) -> str:
+    parts = []
+    for p in probes:
+        parts.append(f'echo "{_SECTION}{p.name}"')
+        parts.append(f"( {p.script(facts)} ) 2>/dev/null")
+    parts.append("exit 0")
+    return "\n".join(parts) + "\n"
+
+
+def split_sections(stdout: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith(_SECTION):
+            current = out.setdefault(line[len(_SECTION) :].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def decide_static(
+    probes: Sequence[StaticProbe],
+    host: Mapping[str, str | None],
+    inside: Mapping[str, str],
+    facts: Facts,
+) -> list[ProbeResult]:
+    """Pure: readings in, verdicts out. boot_id decides first whether the kernel is shared."""
+    shared = decide_shared_kernel(host.get("boot_id"), inside.get("boot_id"))
+    facts = replace(facts, shared_kernel=shared)
+    results = []
+    for p in probes:
+        v = p.decide(host.get(p.name), inside.get(p.name), facts)
+        results.append(ProbeResult(p.name, p.weight, p.description, v))
+    return results
+
+
+def run_static(
+    sandbox: Sandbox,
+    spec: SandboxSpec,
+    canaries: Canaries,
+    *,
+    host_view: HostView | None = None,
+    probes: Sequence[StaticProbe] = STATIC_PROBES,
+    timeout: float = 60.0,
+) -> list[ProbeResult]:
+    hv = host_view or HostView()
+    facts = Facts(
+        canaries=canaries,
+        run_id=spec.run_id,
+        sandbox_name=spec.name,
+        allowed_cpus=len(spec.cpuset) if spec.cpuset else spec.vcpus,
+        memory_mib=spec.memory_mib,
+    )
+    script = static_script(probes, facts)
+    host = {p.name: p.host(hv, facts) for p in probes}
+    res = sandbox.exec(["sh", "-c", script], timeout=timeout)
+    if _SECTION not in res.stdout:
+        raise WorkloadError(
+            f"leakage probes produced no output in {sandbox.name} (exit {res.exit_code}): "
+            f"{res.stderr.strip()[:200]}; check that the image has sh, cat and grep"
+        )
+    facts = replace(facts, exec_seconds=res.seconds)
+    return decide_static(probes, host, split_sections(res.stdout), facts)
+
+
+# --- correlation probes ------------------------------------------------------------------------
+
+
+def decide_correlation(
+    probe: CorrelationProbe,
+    samples: Sequence[s.Sample],
+    pattern: s.LoadPattern,
+    offset: float,
+    how: str,
+) -> Verdict:
+    """Pure: the recorded samples and the host's pattern in, a verdict out."""
+    xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
+    if not xs:
+        return Verdict("correlation", False, f"{probe.path} not readable inside", n=0)
+    v = rules.correlation(xs, ys)
+    return replace(v, evidence=f"{v.evidence} ({how})")
+
+
+def run_correlations(
+    sandbox: Sandbox,
+    *,
+    run_id: str,
+    settings: CorrelationSettings,
+    host_view: HostView | None = None,
+    probes: Sequence[CorrelationProbe] = CORRELATION_PROBES,
+    loads: Iterable[LoadKind] | None = None,
+    scratch_root: Path = Path("/var/tmp"),
+) -> list[ProbeResult]:
+    hv = host_view or HostView()
+    results: list[ProbeResult] = []
+    wanted = set(loads) if loads is not None else None
+    groups: dict[LoadKind, list[CorrelationProbe]] = {}
+    for p in probes:
+        if wanted is not None and p.load not in wanted:
+            continue
+        if p.host_optional and not hv.read(p.path):
+            results.append(
+                ProbeResult(
+                    p.name,
+                    p.weight,
+                    p.description,
+                    rules.not_applicable("correlation", f"host has no {p.path}"),
+                )
+            )
+            continue
+        groups.setdefault(p.load, []).append(p)
+    scratch = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-leak-", dir=scratch_root))
+    try:
+        for load, members in groups.items():
+            results.extend(_run_group(sandbox, load, members, settings, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+#: Faulting in memory is slow in a nested guest (~0.2 s for the toucher): quarter-second periods
+#: would measure the ramp rather than the level.
+_MIN_PERIOD: dict[str, float] = {"memory": 0.5}
+
+
+def _boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _run_group(
+    sandbox: Sandbox,
+    load: LoadKind,
+    members: Sequence[CorrelationProbe],
+    st: CorrelationSettings,
+    scratch: Path,
+) -> list[ProbeResult]:
+    paths = sorted({p.path for p in members})
+    st = replace(st, period=max(st.period, _MIN_PERIOD.get(load, 0.0)))
+    pattern_len = st.period * st.periods
+    script = s.sampler_script(paths, st.lead + pattern_len + st.tail, st.interval)
+    t0 = _boottime()
+    pattern = s.LoadPattern(start=t0 + st.lead, period=st.period, periods=st.periods)
+    with running_load(load, pattern.start, st.period, st.periods, scratch):
+        res = sandbox.exec(["sh", "-c", script], timeout=pattern_len + st.lead + st.tail + 60)
+        t1 = _boottime()
+    samples = s.parse_dump(res.stdout)
+    out = []
+    if len(samples) < 2:
+        why = f"sampling loop gave {len(samples)} samples (exit {res.exit_code}: {res.stderr.strip()[:120]})"
+        for p in members:
+            v = Verdict("correlation", False, why, n=0, inconclusive=True)
+            out.append(ProbeResult(p.name, p.weight, p.description, v))
+        return out
+    offset, how = s.align_offset(samples[0].t, samples[-1].t, t0, t1)
+    for p in members:
+        v = decide_correlation(p, samples, pattern, offset, how)
+        log.info("leakage %s: %s", p.name, v.evidence)
+        out.append(ProbeResult(p.name, p.weight, p.description, v))
+    return out
+
+
+# --- scoring and measurements -----------------------------------------------------------------
+
+
+def score(results: Sequence[ProbeResult]) -> Score:
+    applicable = [r for r in results if r.verdict.applicable]
+    leaking = [r for r in applicable if r.verdict.leaks]
+    return Score(
+        count=len(leaking),
+        weighted=sum(r.weight for r in leaking),
+        max_weighted=sum(r.weight for r in applicable),
+        evaluated=len(applicable),
+    )
+
+
+def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> list[Measurement]:
+    """One bool per applicable probe, then ``leakage.count`` and ``leakage.score``."""
+    out: list[Measurement] = []
+    skipped: dict[str, str] = {}
+    for r in results:
+        v = r.verdict
+        if not v.applicable:
+            skipped[r.name] = v.evidence
+            continue
+        meta: dict[str, Any] = {
+            "evidence": v.evidence,
+            "rule": v.rule,
+            "weight": r.weight,
+            "what": r.description,
+        }
+        if v.r is not None:
+            meta.update({"r": v.r, "p": v.p, "n": v.n})
+        if v.inconclusive:
+            meta["inconclusive"] = True
+        out.append(
+            Measurement(
+                f"leakage.{r.name}",
+                1.0 if v.leaks else 0.0,
+                "bool",
+                "lower",
+                params=dict(params),
+                metadata=meta,
+            )
+        )
+    sc = score(results)
+    leaking = sorted(r.name for r in results if r.verdict.applicable and r.verdict.leaks)
+    summary = {"leaking": leaking, "not_applicable": skipped, "evaluated": sc.evaluated}
+    out.append(
+        Measurement(
+            "leakage.count", float(sc.count), "probes", "lower", params=dict(params), metadata=summary
+        )
+    )
+    out.append(
+        Measurement(
+            "leakage.score",
+            round(sc.percent, 2),
+            "%",
+            "lower",
+            params=dict(params),
+            metadata={
+                **summary,
+                "weighted": sc.weighted,
+                "max_weighted": sc.max_weighted,
+                "weights": "see isobench.leakage.catalogue",
+            },
+        )
+    )
+    return out
