@@ -52,8 +52,14 @@ class Cell:
 
 
 def expand_matrix(
-    drivers: Sequence[str], workloads: Sequence[str], repetitions: int, warmups: int
+    drivers: Sequence[str],
+    workloads: Sequence[str],
+    repetitions: int,
+    warmups: int,
+    max_repetitions: Mapping[str, int] | None = None,
 ) -> list[Cell]:
+    """Rounds of every workload on every driver; ``max_repetitions`` caps some workloads' rounds."""
+    caps = max_repetitions or {}
     cells: list[Cell] = []
     for rnd in range(warmups + repetitions):
         warm = rnd < warmups
@@ -61,6 +67,8 @@ def expand_matrix(
         shift = rnd % len(drivers) if drivers else 0
         order = list(drivers[shift:]) + list(drivers[:shift])
         for workload in workloads:
+            if not warm and rep >= caps.get(workload, repetitions):
+                continue
             cells.extend(Cell(rnd, rep, warm, d, workload) for d in order)
     return cells
 
@@ -184,8 +192,11 @@ class Runner:
         return [Sample.from_measurement(m, **stamp, warmup=cell.warmup, metadata=meta) for m in measurements]
 
     def run(self) -> Results:
+        caps: dict[str, int] = {}
+        if self.config.quick:
+            caps = {n: w.quick_repetitions for n, w in self.workloads.items() if w.quick_repetitions}
         cells = expand_matrix(
-            list(self.drivers), list(self.workloads), self.config.repetitions, self.config.warmups
+            list(self.drivers), list(self.workloads), self.config.repetitions, self.config.warmups, caps
         )
         journal = Journal(self.run_dir, {**self.run_info, "drivers": self._driver_meta})
         status = "complete"

@@ -46,6 +46,9 @@ class WorkloadContext:
 class Workload(Protocol):
     name: ClassVar[str]
     description: ClassVar[str]
+    #: Under --quick, at most this many repetitions (None: as configured). For workloads whose one
+    #: cell already holds its own comparison (leakage verdicts, interference's baseline vs stress).
+    quick_repetitions: ClassVar[int | None]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
 

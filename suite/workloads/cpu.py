@@ -62,6 +62,7 @@ class CpuWorkload:
     name: ClassVar[str] = "cpu"
     description: ClassVar[str] = "sysbench cpu: fixed prime-search work, 1 thread and all vCPUs"
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(CpuParams, ctx.quick, ctx.params, self.name)

@@ -133,6 +133,7 @@ class DiskWorkload:
     name: ClassVar[str] = "disk"
     description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
     tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat")
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)

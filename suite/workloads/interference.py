@@ -131,6 +131,8 @@ class InterferenceWorkload:
     name: ClassVar[str] = "interference"
     description: ClassVar[str] = "noisy neighbour: victim degradation next to stress-ng aggressors"
     tools: ClassVar[tuple[str, ...]] = ("sh", "stress-ng", "sysbench")
+    #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
+    quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         duration = float(ctx.params.get("duration", 2.0 if ctx.quick else 5.0))

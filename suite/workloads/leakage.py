@@ -30,6 +30,8 @@ class LeakageWorkload:
     name: ClassVar[str] = "leakage"
     description: ClassVar[str] = "information leakage probes (equality, canary, correlation, presence)"
     tools: ClassVar[tuple[str, ...]] = ("sh", "cat", "grep", "sleep", "ls", "head", "wc", "readlink")
+    #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
+    quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params: dict[str, Any] = {}

@@ -181,6 +181,7 @@ class NetworkWorkload:
     name: ClassVar[str] = "network"
     description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
     tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm")
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(NetworkParams, ctx.quick, ctx.params, self.name)

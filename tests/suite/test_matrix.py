@@ -39,3 +39,13 @@ def test_average_position_is_balanced() -> None:
         pos[c.driver].append(i % 4)
     means = {d: sum(p) / len(p) for d, p in pos.items()}
     assert max(means.values()) - min(means.values()) == 0
+
+
+def test_quick_cap_limits_one_workloads_rounds() -> None:
+    cells = expand_matrix(
+        ["a", "b"], ["cheap", "leakage"], repetitions=3, warmups=1, max_repetitions={"leakage": 1}
+    )
+    measured = [c for c in cells if not c.warmup]
+    assert sum(c.workload == "cheap" for c in measured) == 6
+    assert sum(c.workload == "leakage" for c in measured) == 2
+    assert sum(c.workload == "leakage" for c in cells if c.warmup) == 2  # warmups are not capped

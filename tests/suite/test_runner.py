@@ -88,6 +88,7 @@ class Steady:
     name: ClassVar[str] = "steady"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox() as sb:
@@ -101,6 +102,7 @@ class Pair:
     name: ClassVar[str] = "pair"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox(name=f"{ctx.spec.name}-victim") as v, ctx.sandbox(name=f"{ctx.spec.name}-aggr") as a:
@@ -111,6 +113,7 @@ class Raises:
     name: ClassVar[str] = "raises"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -121,6 +124,7 @@ class Crashes:
     name: ClassVar[str] = "crashes"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         return [Measurement("x", 1 / 0, "s")]
@@ -130,6 +134,7 @@ class Hangs:
     name: ClassVar[str] = "hangs"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -143,6 +148,7 @@ class Leaks:
     name: ClassVar[str] = "leaks"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         ctx.sandbox().__enter__()
@@ -153,6 +159,7 @@ class Interrupts:
     name: ClassVar[str] = "interrupts"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
