@@ -1,0 +1,409 @@
+"""The qemu driver without root or qemu: command lines, parsers, availability and machine choice
+through fakes, networking through a recording ``ip``, QMP against a socketpair."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from isobench.drivers.base import DriverContext, PhaseClock, SandboxSpec
+from isobench.drivers.qemu import MachineChoice, QemuDriver
+from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
+from isobench.drivers.qemu.driver import boot_phases, tsc_khz_from_dmesg
+from isobench.drivers.qemu.network import RunNetwork, list_links
+from isobench.drivers.qemu.procscan import find_guests, guest_name
+from isobench.drivers.qemu.qmp import QmpClient
+from isobench.drivers.vm.accel import AccelProbe
+from isobench.drivers.vm.agent import AgentReady
+from isobench.errors import DriverUnavailable, SandboxError, UsageError
+
+DATA = Path(__file__).parent / "data"
+HELP = (DATA / "machine-help-7.2.txt").read_text()
+
+
+# -- command line ---------------------------------------------------------------------------
+def _cfg(**kw: Any) -> QemuConfig:
+    base: dict[str, Any] = {
+        "name": "isobench-qemu-r1-g0-1",
+        "machine": "q35",
+        "accel": "tcg",
+        "memory_mib": 256,
+        "vcpus": 2,
+        "kernel": Path("/img/vmlinuz"),
+        "initrd": Path("/img/initrd.img"),
+        "cmdline": "console=ttyS0 quiet",
+    }
+    base.update(kw)
+    return QemuConfig(**base)
+
+
+def _opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+
+def test_q35_tcg_argv_has_the_devices_the_guest_needs_and_nothing_else() -> None:
+    argv = qemu_argv(_cfg())
+    assert argv[0] == "qemu-system-x86_64"
+    assert _opt(argv, "-name") == ["isobench-qemu-r1-g0-1,debug-threads=on"]
+    assert _opt(argv, "-machine") == ["q35"]
+    assert (_opt(argv, "-accel"), _opt(argv, "-cpu")) == (["tcg"], ["qemu64"])
+    assert (_opt(argv, "-m"), _opt(argv, "-smp")) == (["256"], ["2"])
+    assert {"-nodefaults", "-no-user-config", "-no-reboot"} <= set(argv)
+    assert _opt(argv, "-device") == [
+        "virtio-blk-pci,drive=root",
+        "virtio-serial-pci",
+        "virtserialport,chardev=agent,name=org.isobench.agent.0",
+    ]
+    assert _opt(argv, "-drive")[0].startswith("file=root.qcow2,if=none,id=root,format=qcow2,cache=none")
+    # Relative socket paths: qemu runs in the guest dir, so sun_path length never depends on it.
+    assert _opt(argv, "-chardev") == ["socket,id=agent,path=agent.sock,server=on,wait=off"]
+    assert _opt(argv, "-qmp") == ["unix:qmp.sock,server=on,wait=off"]
+    assert _opt(argv, "-serial") == ["file:console.log"]
+    assert "-netdev" not in argv and "-bios" not in argv
+
+
+def test_microvm_kvm_net_argv() -> None:
+    argv = qemu_argv(
+        _cfg(machine="microvm", accel="kvm", net=NetDevice("isobqabcdeft1", "52:54:00:d7:01:02"))
+    )
+    machine = _opt(argv, "-machine")[0]
+    assert machine.startswith("microvm,") and "pcie=on" in machine and "pit=on" in machine
+    assert _opt(argv, "-cpu") == ["host,-arch-capabilities"]
+    assert _opt(argv, "-netdev") == ["tap,id=net0,ifname=isobqabcdeft1,script=no,downscript=no"]
+    assert "virtio-net-pci,netdev=net0,mac=52:54:00:d7:01:02" in _opt(argv, "-device")
+
+
+def test_machine_types_from_recorded_help() -> None:
+    types = machine_types(HELP)
+    assert {"microvm", "q35", "pc", "pc-q35-7.2"} <= types
+    assert "Supported" not in types and machine_types("Supported machines are:\npc  x\n") == {"pc"}
+
+
+# -- parsers --------------------------------------------------------------------------------
+def test_tsc_rate_prefers_the_refined_calibration() -> None:
+    assert tsc_khz_from_dmesg((DATA / "dmesg-microvm-tcg.txt").read_text()) == 2596160
+    assert tsc_khz_from_dmesg((DATA / "dmesg-q35-tcg.txt").read_text()) == 2596125
+    assert tsc_khz_from_dmesg((DATA / "dmesg-microvm-pit-failed.txt").read_text()) is None
+
+
+def test_guest_name_reads_the_name_argument_of_qemu_only() -> None:
+    argv = qemu_argv(_cfg())
+    assert guest_name("\0".join(argv).encode()) == "isobench-qemu-r1-g0-1"
+    assert guest_name(b"/usr/bin/qemu-system-x86_64\0-name\0guest=x,debug-threads=on") == "guest=x"
+    assert guest_name(b"python3\0-name\0isobench-qemu-r1-g0-1") is None
+    assert guest_name(b"qemu-system-x86_64\0-m\0256") is None
+
+
+def test_find_guests_in_a_fake_proc(tmp_path: Path) -> None:
+    def proc(pid: int, argv: Sequence[str]) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    proc(10, qemu_argv(_cfg(name="isobench-qemu-r1-a-1")))
+    proc(11, qemu_argv(_cfg(name="isobench-qemu-r2-a-1")))
+    proc(12, ["bash", "-c", "-name isobench-qemu-r1-x"])
+    (tmp_path / "self").mkdir()
+    (tmp_path / "13").mkdir()  # exited: no cmdline
+    assert find_guests(tmp_path, "isobench-qemu-r1-") == [(10, "isobench-qemu-r1-a-1")]
+    assert [p for p, _ in find_guests(tmp_path, "isobench-qemu-")] == [10, 11]
+
+
+def test_boot_phases_map_guest_clocks_onto_the_host_timeline() -> None:
+    clock = PhaseClock()
+    ready = AgentReady(3_000_000_000, 3_000_000_000, 2_900_000_000, 2.5, 2.9, "k", "/var/tmp/isobench")
+    boot_phases(clock, started_ns=1_000_000_000, ready=ready, ready_ns=5_000_000_000)
+    got = {p.name: (p.start_ns, p.end_ns) for p in clock.phases}
+    assert got == {
+        "firmware": (1_000_000_000, 2_000_000_000),
+        "kernel": (2_000_000_000, 4_500_000_000),
+        "initramfs": (4_500_000_000, 4_900_000_000),
+        "agent": (4_900_000_000, 5_000_000_000),
+    }
+
+
+# -- network --------------------------------------------------------------------------------
+class FakeIp:
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.links: set[str] = set()
+        self.fail_on = fail_on
+
+    def __call__(self, args: Sequence[str]) -> tuple[int, str, str]:
+        a = list(args)
+        self.calls.append(a)
+        if self.fail_on is not None and self.fail_on in a:
+            return 2, "", "RTNETLINK answers: Operation not permitted"
+        if a[:2] == ["-j", "link"]:
+            return 0, json.dumps([{"ifname": n} for n in sorted(self.links)] + [{"ifname": "lo"}]), ""
+        if a[:2] == ["link", "add"]:
+            self.links.add(a[2])
+        elif a[:2] == ["tuntap", "add"]:
+            self.links.add(a[3])
+        elif a[:2] == ["link", "del"]:
+            if a[2] not in self.links:
+                return 1, "", f'Cannot find device "{a[2]}"'
+            self.links.discard(a[2])
+        return 0, "", ""
+
+
+def test_run_network_bridge_taps_addresses_and_close() -> None:
+    ip = FakeIp()
+    net = RunNetwork("20261128001600abcd", ip)
+    a, b = net.add_guest(), net.add_guest()
+    assert net.bridge.startswith("isobq") and all(len(n) <= 15 for n in (net.bridge, a.tap, b.tap))
+    assert a.address == f"10.215.{net.octet}.2" and b.address == f"10.215.{net.octet}.3"
+    assert a.mac != b.mac and net.host_address == f"10.215.{net.octet}.1"
+    assert ["addr", "add", f"10.215.{net.octet}.1/24", "dev", net.bridge] in ip.calls
+    assert ["link", "set", a.tap, "master", net.bridge] in ip.calls
+    assert sum(c[:2] == ["link", "add"] for c in ip.calls) == 1  # one bridge per run
+    net.close()
+    assert ip.links == set()
+
+
+def test_run_network_failure_leaves_no_link_and_says_why() -> None:
+    ip = FakeIp(fail_on="master")
+    net = RunNetwork("r1", ip)
+    with pytest.raises(SandboxError, match="needs root and iproute2"):
+        net.add_guest()
+    assert ip.links == {net.bridge}  # the tap is gone; the bridge is the run's, removed by close
+    net.close()
+    assert ip.links == set()
+
+
+def test_close_without_networking_runs_no_ip_command() -> None:
+    ip = FakeIp()
+    RunNetwork("r1", ip).close()
+    assert ip.calls == []
+
+
+def test_list_links_parses_recorded_ip_json() -> None:
+    out = (DATA / "ip-link-lo.json").read_text()
+    assert list_links(lambda _a: (0, out, ""), "lo") == ["lo"]
+    assert list_links(lambda _a: (0, out, ""), "isobq") == []
+
+
+# -- QMP ------------------------------------------------------------------------------------
+def test_qmp_greeting_capabilities_and_quit(tmp_path: Path) -> None:
+    path = tmp_path / "qmp.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+    seen: list[str] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        f = conn.makefile("rwb")
+        f.write(b'{"QMP": {"version": {}, "capabilities": []}}\n')
+        f.flush()
+        for line in f:
+            cmd = json.loads(line)["execute"]
+            seen.append(cmd)
+            if cmd == "quit":
+                f.write(b'{"event": "SHUTDOWN", "data": {}}\n{"return": {}}\n')
+            elif cmd == "bogus":
+                f.write(b'{"error": {"class": "CommandNotFound", "desc": "no bogus"}}\n')
+            else:
+                f.write(b'{"return": {}}\n')
+            f.flush()
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    import time
+
+    client = QmpClient.connect(str(path), time.monotonic() + 5)
+    with pytest.raises(SandboxError, match="no bogus"):
+        client.execute("bogus", time.monotonic() + 5)
+    assert client.execute("quit", time.monotonic() + 5) == {}
+    client.close()
+    t.join(5)
+    srv.close()
+    assert seen == ["qmp_capabilities", "bogus", "quit"]
+
+
+# -- availability and machine choice through fakes -------------------------------------------
+def _fake_image(state: Path, digest: str = "abc123") -> Path:
+    root = state / "images" / f"default-{digest}"
+    root.mkdir(parents=True)
+    kernel = bytearray(0x400)
+    kernel[0x202:0x206] = b"HdrS"
+    (root / "vmlinuz").write_bytes(bytes(kernel))
+    (root / "initrd.img").write_bytes(b"07070100")
+    disk = bytearray(4096)
+    disk[1024 + 56 : 1024 + 58] = b"\x53\xef"
+    (root / "rootfs.ext4").write_bytes(bytes(disk))
+    (root / ".complete").write_text("")
+    return root
+
+
+def _driver(
+    tmp_path: Path,
+    *,
+    options: dict[str, Any] | None = None,
+    which: Callable[[str], str | None] = lambda b: f"/usr/bin/{b}",
+    help_text: str = HELP,
+    kvm: bool = False,
+) -> QemuDriver:
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        if list(argv[1:]) == ["-machine", "help"]:
+            return 0, help_text, ""
+        if list(argv[1:]) == ["-version"]:
+            return 0, "QEMU emulator version 7.2.22\n", ""
+        raise AssertionError(f"unexpected command {argv}")
+
+    def accel_probe(_state: Path, _uri: str) -> AccelProbe:
+        return AccelProbe(kvm, "kvm" if kvm else "tcg", "fake probe")
+
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {})
+    return QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, ip=FakeIp())
+
+
+def test_unavailable_without_qemu_binary(tmp_path: Path) -> None:
+    drv = _driver(tmp_path, which=lambda b: None if b == "qemu-system-x86_64" else f"/usr/bin/{b}")
+    avail = drv.availability()
+    assert not avail.ok and "qemu-system-x86_64 is not installed" in avail.reason
+    assert "apt-get install qemu-system-x86" in avail.reason
+
+
+def test_unavailable_without_image(tmp_path: Path) -> None:
+    avail = _driver(tmp_path).availability()
+    assert not avail.ok and "isobench image build" in avail.reason
+
+
+def test_unavailable_with_a_corrupt_image(tmp_path: Path) -> None:
+    root = _fake_image(tmp_path / "state")
+    (root / "vmlinuz").write_bytes(b"not a kernel" * 100)
+    avail = _driver(tmp_path).availability()
+    assert not avail.ok and "is not a Linux kernel" in avail.reason
+
+
+def test_kvm_requested_but_unusable(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    avail = _driver(tmp_path, options={"accel": "kvm", "machine": "q35"}).availability()
+    assert not avail.ok and "KVM was requested but is unusable here: fake probe" in avail.reason
+
+
+def test_microvm_requested_but_qemu_lacks_it(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    no_microvm = "\n".join(ln for ln in HELP.splitlines() if not ln.startswith("microvm"))
+    drv = _driver(tmp_path, options={"machine": "microvm"}, help_text=no_microvm)
+    avail = drv.availability()
+    assert not avail.ok and "has no microvm machine type" in avail.reason
+    auto = _driver(tmp_path, help_text=no_microvm)
+    assert auto.machine() == MachineChoice("q35", "qemu-system-x86_64 has no microvm machine type")
+
+
+def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"drivers\.qemu\.machine"):
+        _driver(tmp_path, options={"machine": "pc"})
+    with pytest.raises(UsageError, match=r"drivers\.qemu\.accel"):
+        _driver(tmp_path, options={"accel": "hvf"})
+
+
+def test_available_q35_details_and_metadata(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path, options={"machine": "q35"})
+    avail = drv.availability()
+    assert avail.ok, avail.reason
+    assert {k: avail.details[k] for k in ("accel", "machine", "image")} == {
+        "accel": "tcg",
+        "machine": "q35",
+        "image": "abc123",
+    }
+    md = drv.metadata()
+    assert (md["machine"], md["cpu_model"], md["qemu_version"]) == (
+        "q35",
+        "qemu64",
+        "QEMU emulator version 7.2.22",
+    )
+
+
+class _FakeSandbox:
+    def __init__(self, dmesg: str) -> None:
+        self.dmesg = dmesg
+        self.destroyed = False
+
+    def exec(self, argv: Sequence[str], *, timeout: float) -> Any:
+        from isobench.drivers.base import ExecResult
+
+        return ExecResult(tuple(argv), 0, self.dmesg, "", 0, 1)
+
+    def destroy(self) -> None:
+        self.destroyed = True
+
+
+def _script_launch(drv: QemuDriver, outcomes: list[str | None]) -> list[MachineChoice]:
+    """Replace real boots: each outcome is dmesg text (ready) or None (boot failed)."""
+    seen: list[MachineChoice] = []
+
+    def launch(spec: SandboxSpec, choice: MachineChoice, timeout: float) -> Any:
+        seen.append(choice)
+        out = outcomes.pop(0)
+        if out is None:
+            raise SandboxError("guest was not ready within 30s")
+        return _FakeSandbox(out)
+
+    drv._launch = launch  # type: ignore[method-assign,assignment]
+    return seen
+
+
+def test_auto_machine_learns_the_tsc_rate_then_verifies_microvm_and_caches(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    dmesg = (DATA / "dmesg-microvm-tcg.txt").read_text()
+    seen = _script_launch(drv, [None, dmesg, "", "", ""])
+    choice = drv.machine()
+    assert (choice.machine, choice.tsc_khz, choice.cached) == ("microvm", 2596160, False)
+    assert [c.tsc_khz for c in seen] == [None, None, 2596160, 2596160, 2596160]
+    again = _driver(tmp_path)
+    _script_launch(again, [])  # any boot would fail the test: the answer comes from the cache
+    cached = again.machine()
+    assert (cached.machine, cached.tsc_khz, cached.cached) == ("microvm", 2596160, True)
+
+
+def test_auto_machine_falls_back_to_q35_when_a_verification_boot_fails(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [(DATA / "dmesg-microvm-tcg.txt").read_text(), "", None])
+    choice = drv.machine()
+    assert choice.machine == "q35" and "probe boot 2 failed" in choice.reason
+
+
+def test_auto_machine_q35_when_microvm_never_boots(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [None, None, None])
+    choice = drv.machine()
+    assert choice.machine == "q35" and "no TSC rate learned" in choice.reason
+
+
+def test_auto_machine_under_kvm_skips_the_tsc_step(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path, kvm=True)
+    seen = _script_launch(drv, ["", "", ""])
+    assert drv.machine().machine == "microvm" and [c.tsc_khz for c in seen] == [None, None, None]
+
+
+def test_volume_is_refused_clearly(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path, options={"machine": "q35"})
+    with pytest.raises(UsageError, match="cannot attach a host directory"):
+        drv.create(SandboxSpec("g", "r1", volume=tmp_path))
+
+
+def test_gc_with_nothing_to_collect(tmp_path: Path) -> None:
+    drv = _driver(tmp_path, options={"proc_root": str(tmp_path / "proc")})
+    (tmp_path / "proc").mkdir()
+    assert drv.gc("r1") == [] and drv.gc() == []
+
+
+def test_kvm_request_raises_at_create_time_too(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path, options={"accel": "kvm", "machine": "q35"})
+    with pytest.raises(DriverUnavailable, match="KVM was requested"):
+        drv.create(SandboxSpec("g", "r1"))
