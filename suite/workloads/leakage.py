@@ -1,8 +1,10 @@
 """The ``leakage`` workload: how much a sandbox can see of its host, probe by probe.
 
-Run it once per driver (and for the container driver with ``hardening`` on and off: the runner sets
-``spec.options["hardening"]`` and the value is echoed in every measurement's params). The host plants
-canaries for the whole run and drives the correlation loads; see :mod:`isobench.leakage`.
+Run once per driver. A driver with a switchable hardening profile (its metadata has a ``hardening``
+entry, as the container driver's does) is scored with the profile on and off in the same cell, so
+the report shows what hardening buys; ``hardening`` is then in every measurement's params. A spec
+that sets ``options["hardening"]`` itself is scored with that profile only. The host plants canaries
+for each sandbox and drives the correlation loads; see :mod:`isobench.leakage`.
 """
 
 from __future__ import annotations
@@ -34,18 +36,29 @@ class LeakageWorkload:
     quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params: dict[str, Any] = {}
-        if "hardening" in ctx.spec.options:
-            params["hardening"] = bool(ctx.spec.options["hardening"])
         correlations = ctx.params.get("correlations", True)
         settings = CorrelationSettings.quick() if ctx.quick else CorrelationSettings()
-        with ctx.sandbox() as sandbox, planted_canaries(ctx.spec.run_id) as canaries:
-            if canaries.problems:
-                log.warning("some canaries could not be planted: %s", "; ".join(canaries.problems))
-            results = run_static(sandbox, ctx.spec, canaries, timeout=min(120.0, ctx.timeout))
-            if correlations:
-                results += run_correlations(sandbox, run_id=ctx.spec.run_id, settings=settings)
-        return measurements(results, params)
+        out: list[Measurement] = []
+        for hardening in _profiles(ctx):
+            params: dict[str, Any] = {} if hardening is None else {"hardening": hardening}
+            overrides: dict[str, Any] = {} if hardening is None else {"options": {"hardening": hardening}}
+            with ctx.sandbox(**overrides) as sandbox, planted_canaries(ctx.spec.run_id) as canaries:
+                if canaries.problems:
+                    log.warning("some canaries could not be planted: %s", "; ".join(canaries.problems))
+                results = run_static(sandbox, ctx.spec, canaries, timeout=min(120.0, ctx.timeout))
+                if correlations:
+                    results += run_correlations(sandbox, run_id=ctx.spec.run_id, settings=settings)
+            out += measurements(results, params)
+        return out
+
+
+def _profiles(ctx: WorkloadContext) -> tuple[bool | None, ...]:
+    """Hardening profiles to score: both where the driver can switch it, else just what it has."""
+    if "hardening" in ctx.spec.options:
+        return (bool(ctx.spec.options["hardening"]),)
+    if "hardening" in ctx.driver.metadata():
+        return (True, False)
+    return (None,)
 
 
 WORKLOAD = LeakageWorkload
