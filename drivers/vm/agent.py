@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,10 @@ class AgentChannel:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
+        # The wire protocol carries one command at a time: a second caller (a stats() read while a
+        # workload command runs, a stop command while a server runs) queues here instead of
+        # interleaving its frames with the first one's.
+        self._busy = threading.Lock()
 
     @classmethod
     def connect(cls, path: str, deadline: float) -> AgentChannel:
@@ -152,6 +157,18 @@ class AgentChannel:
         return parse_ready(payload), now
 
     def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        cwd: str = "",
+    ) -> ExecResult:
+        with self._busy:
+            return self._exec_unlocked(argv, timeout=timeout, env=env, stdin=stdin, cwd=cwd)
+
+    def _exec_unlocked(
         self,
         argv: Sequence[str],
         *,

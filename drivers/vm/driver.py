@@ -11,8 +11,17 @@ Boot phases recorded (host CLOCK_MONOTONIC; guest readings mapped through the ag
 ``create`` (overlay + define + start), ``define``, ``start`` (libvirt start returned: qemu is up and
 running vCPUs), ``firmware`` (start returned -> guest kernel clock zero, i.e. firmware and kernel
 decompression), ``kernel`` (-> initramfs /init), ``initramfs`` (-> switch_root), ``agent``
-(-> agent ready frame received), ``ready`` (create end -> agent ready), ``boot_total``, and at
-teardown ``shutdown`` (poweroff request -> domain inactive) and ``destroy``.
+(-> agent ready frame received), ``ready`` (create end -> agent ready), ``boot_total``, and
+``destroy`` (destroy() called -> the qemu process has exited: the guest holds no CPU or memory).
+
+Teardown skips a graceful guest shutdown: the overlay is thrown away, so there is nothing for the
+guest to flush, and virDomainDestroy's SIGTERM makes qemu exit within milliseconds. What is slow is
+libvirt's bookkeeping after that: qemu is double-forked, so its parent is PID 1, and libvirt polls
+kill(pid, 0) every 200 ms until PID 1 has *reaped* it (this CI machine's init reaps orphans about
+1.8 s late). So destroy() returns once the qemu process itself has exited (a pidfd taken at start
+says so, without polling and without pid-reuse races) and the rest (reaping, cgroups, undefine,
+log and overlay removal) finishes on a background thread the driver owns; ``close()``, ``gc()``
+and a create() reusing the name wait for it, so nothing outlives the run.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shutil
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -88,6 +99,7 @@ class VmSandbox:
         files: list[Path],
         address: str | None,
         memavail_before_kib: int,
+        pidfd: int | None = None,
     ) -> None:
         self._driver = driver
         self._spec = spec
@@ -98,6 +110,7 @@ class VmSandbox:
         self._files = files
         self._address = address
         self._memavail_before_kib = memavail_before_kib
+        self._pidfd = pidfd
         self._destroyed = False
 
     @property
@@ -151,7 +164,8 @@ class VmSandbox:
             res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
             if res.ok:
                 mi = meminfo_kib(res.stdout)
-                out["vm.guest_used_bytes"] = float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
+                if "MemTotal" in mi and "MemAvailable" in mi:
+                    out["vm.guest_used_bytes"] = float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
         avail = self._driver.host_memavailable_kib()
         if avail is not None:
             out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
@@ -162,19 +176,13 @@ class VmSandbox:
             return
         self._destroyed = True
         with self._clock.phase("destroy"):
-            start = time.monotonic_ns()
-            if self._channel.poweroff(time.monotonic() + 5):
-                deadline = time.monotonic() + self._driver.shutdown_timeout
-                while time.monotonic() < deadline:
-                    try:
-                        if not self._dom.isActive():
-                            self._clock.add("shutdown", start, time.monotonic_ns())
-                            break
-                    except libvirt.libvirtError:
-                        break
-                    time.sleep(0.01)
             self._channel.close()
-            self._driver.teardown(self._dom, self._files)
+            try:
+                self._driver.retire(self._dom, self._files, self._pidfd)
+            finally:
+                if self._pidfd is not None:
+                    os.close(self._pidfd)
+                    self._pidfd = None
 
 
 #: exec() may raise CellTimeout; imported lazily-named to keep the suppress list readable.
@@ -205,6 +213,8 @@ class VmDriver:
         self._probe: AccelProbe | None = None
         self._accel: Accel | None = None
         self._net_index = 0
+        #: Teardowns still finishing libvirt's bookkeeping, by domain name (see the module doc).
+        self._pending: dict[str, threading.Thread] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -314,6 +324,7 @@ class VmDriver:
                 " lower memory_mib"
             )
         name = f"{PREFIX}-{self.run_id}-{_safe(spec.name)}"
+        self._wait_pending(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for d in (self._ctx.state_dir, self.runs_dir, self.run_dir):
             d.chmod(0o755)
@@ -323,6 +334,7 @@ class VmDriver:
         files = [overlay, console, self.libvirt_log / f"{name}.log"]
         dom: libvirt.virDomain | None = None
         channel: AgentChannel | None = None
+        pidfd: int | None = None
         try:
             res = run_command(
                 ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(img.disk), str(overlay)],
@@ -363,6 +375,7 @@ class VmDriver:
                     raise SandboxError(f"libvirt could not start {name}: {_lv_msg(err)}") from err
             t_started = time.monotonic_ns()
             clock.add("create", t_create, t_started)
+            pidfd = self._pidfd(name)
             deadline = time.monotonic() + self.boot_timeout
             try:
                 channel = AgentChannel.connect(_agent_socket(dom), time.monotonic() + 10)
@@ -379,12 +392,65 @@ class VmDriver:
             _boot_phases(clock, t_started, ready, ready_ns)
             clock.add("ready", t_started, ready_ns)
             clock.add("boot_total", t_create, ready_ns)
-            return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail)
+            return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail, pidfd)
         except BaseException:
             if channel is not None:
                 channel.close()
+            if pidfd is not None:
+                os.close(pidfd)
             self.teardown(dom, files)
             raise
+
+    def _pidfd(self, domain: str) -> int | None:
+        """A pidfd on the domain's qemu (taken while it surely runs), or None if unavailable."""
+        pid = self.qemu_pid(domain)
+        if pid is None:
+            return None
+        try:
+            return os.pidfd_open(pid)
+        except OSError as err:
+            log.debug("no pidfd for %s (pid %d): %s", domain, pid, err)
+            return None
+
+    def retire(self, dom: libvirt.virDomain, files: Sequence[Path], pidfd: int | None) -> None:
+        """Destroy ``dom`` and return once its qemu has exited; libvirt finishes in the background.
+
+        The teardown thread starts first, so it is libvirt that stops qemu (SIGTERM, SIGKILL after
+        10 s); this only waits on the pidfd for qemu's exit. Without a pidfd, or if qemu outlives
+        ``shutdown_timeout``, it waits for the whole teardown instead.
+        """
+        self._reap_finished()
+        name = str(dom.name())
+        thread = threading.Thread(target=self._teardown_logged, args=(dom, files), name=f"{name}-teardown")
+        thread.start()
+        self._pending[name] = thread
+        if pidfd is not None:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if poller.poll(int(self.shutdown_timeout * 1000)):
+                return
+            log.warning(
+                "qemu of %s still runs %.0fs after destroy; waiting for libvirt", name, self.shutdown_timeout
+            )
+        thread.join()
+
+    def _teardown_logged(self, dom: libvirt.virDomain, files: Sequence[Path]) -> None:
+        try:
+            self.teardown(dom, files)
+        except Exception:  # an exception in a thread would vanish: keep the evidence in the log
+            log.exception("background teardown of a vm sandbox failed (run `isobench gc`)")
+
+    def _reap_finished(self) -> None:
+        for name, thread in list(self._pending.items()):
+            if not thread.is_alive():
+                del self._pending[name]
+
+    def _wait_pending(self, name: str | None = None) -> None:
+        """Block until the background teardown of ``name`` (or of every sandbox) has finished."""
+        for n, thread in list(self._pending.items()):
+            if name is None or n == name:
+                thread.join()
+                del self._pending[n]
 
     def teardown(self, dom: libvirt.virDomain | None, files: Sequence[Path]) -> None:
         """Destroy and undefine ``dom`` and remove its files; never raises for missing pieces."""
@@ -405,6 +471,7 @@ class VmDriver:
 
     def close(self) -> None:
         """Remove the run's network and directory (after its sandboxes are destroyed)."""
+        self._wait_pending()
         self._remove_network(f"{PREFIX}-{self.run_id}")
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._conn is not None:
@@ -420,21 +487,43 @@ class VmDriver:
     def _network(self, spec: SandboxSpec) -> tuple[NetConfig, str]:
         conn = self.conn()
         net_name = f"{PREFIX}-{self.run_id}"
-        subnet = self._subnet()
         try:
-            conn.networkLookupByName(net_name)
+            net = conn.networkLookupByName(net_name)
         except libvirt.libvirtError:
-            bridge = f"isb{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"  # IFNAMSIZ is 16
-            try:
-                net = conn.networkDefineXML(network_xml(net_name, bridge, f"10.214.{subnet}.1", 24))
-                net.create()
-            except libvirt.libvirtError as err:
-                self._remove_network(net_name)
-                raise SandboxError(f"cannot create network {net_name}: {_lv_msg(err)}") from err
+            subnet = self._create_network(net_name)
+        else:  # made by an earlier sandbox of this run, maybe not on the run id's own /24
+            ip = ET.fromstring(net.XMLDesc()).find("ip")
+            subnet = int((ip.get("address", "") if ip is not None else "0.0.0.0").split(".")[2])
         self._net_index += 1
         host = 1 + self._net_index
         mac = f"52:54:00:{subnet:02x}:{host // 256:02x}:{host % 256:02x}"
         return NetConfig(network=net_name, mac=mac), f"10.214.{subnet}.{host}"
+
+    def _create_network(self, net_name: str) -> int:
+        """Define and start the run's network on a free /24; return its third octet.
+
+        The /24 is derived from the run id, so two concurrent runs can pick the same one; libvirt
+        then refuses ("already in use by interface ..."), and the next /24 is tried.
+        """
+        conn = self.conn()
+        bridge = f"isb{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"  # IFNAMSIZ is 16
+        first = self._subnet()
+        taken = ""
+        for i in range(200):
+            subnet = 16 + (first - 16 + i) % 200
+            try:
+                net = conn.networkDefineXML(network_xml(net_name, bridge, f"10.214.{subnet}.1", 24))
+                net.create()
+                return subnet
+            except libvirt.libvirtError as err:
+                self._remove_network(net_name)
+                if "already in use" not in (err.get_error_message() or ""):
+                    raise SandboxError(f"cannot create network {net_name}: {_lv_msg(err)}") from err
+                taken = _lv_msg(err)
+        raise SandboxError(
+            f"cannot create network {net_name}: every 10.214.x.0/24 is taken ({taken});"
+            " remove stale networks with `isobench gc`"
+        )
 
     def _remove_network(self, net_name: str) -> bool:
         try:
@@ -451,6 +540,7 @@ class VmDriver:
     # -- gc ---------------------------------------------------------------------------------
     def gc(self, run_id: str | None = None) -> list[str]:
         """Remove domains, networks, overlays and logs of ``run_id``, or of every dead run."""
+        self._wait_pending()  # our own sandboxes' teardowns would otherwise race gc's
         conn = self.conn()
         gone: list[str] = []
         want = _safe(run_id) if run_id is not None else None

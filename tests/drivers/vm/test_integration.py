@@ -78,6 +78,9 @@ def test_boot_exec_stats_destroy(driver: VmDriver) -> None:
         assert 0 < st["vm.guest_used_bytes"] < 256 << 20
         assert st["vm.guest_ram_rss_bytes"] > 0
         assert driver.metadata()["accel"] in ("kvm", "tcg")
+        # Boot speed depends on libvirt adding nothing the direct-qemu baseline lacks.
+        argv = Path(f"/proc/{driver.qemu_pid(sb.domain_name)}/cmdline").read_text()
+        assert "pcie-root-port" not in argv and '"romfile":""' in argv, argv
     finally:
         sb.destroy()
     sb.destroy()  # idempotent
@@ -143,3 +146,29 @@ def test_runner_killed_mid_boot_is_collected_by_gc(driver: VmDriver, tmp_path: P
     assert not [n for n in conn.listAllNetworks() if n.name().startswith(f"isobench-{run_id}")]
     assert not (driver.runs_dir / f"isobench-{run_id}").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_network_moves_to_a_free_subnet_when_another_run_holds_its_own(
+    driver: VmDriver, tmp_path: Path
+) -> None:
+    from isobench.drivers.vm.domain import network_xml
+
+    run_id = f"subnet{os.getpid()}"
+    drv = VmDriver(DriverContext(STATE, tmp_path, run_id, {}))
+    # Another run's network already sits on the /24 this run id hashes to.
+    blocker = driver.conn().networkDefineXML(
+        network_xml(
+            f"isobench-{run_id}-blocker", f"isbblk{os.getpid() % 100000}", f"10.214.{drv._subnet()}.1", 24
+        )
+    )
+    try:
+        blocker.create()
+        _, first = drv._network(SandboxSpec("n0", run_id, network=True))
+        _, second = drv._network(SandboxSpec("n1", run_id, network=True))
+        assert first.split(".")[2] == second.split(".")[2] != str(drv._subnet())
+        assert (first.rsplit(".", 1)[1], second.rsplit(".", 1)[1]) == ("2", "3")
+    finally:
+        drv.close()
+        blocker.destroy()
+        blocker.undefine()
+    assert not [n for n in driver.conn().listAllNetworks() if n.name().startswith(f"isobench-{run_id}")]

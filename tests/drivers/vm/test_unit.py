@@ -3,12 +3,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import libvirt
 import pytest
-from isobench.drivers.base import DriverContext
+from isobench.drivers.base import DriverContext, ExecResult
 from isobench.drivers.vm.accel import probe_accel
 from isobench.drivers.vm.agent import AgentChannel, encode_frame, parse_ready
 from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml
@@ -224,6 +226,89 @@ def test_agent_timeout_sends_kill() -> None:
         ch.exec(["sleep", "100"], timeout=0.2)
 
 
+def test_concurrent_execs_queue_instead_of_mixing_frames() -> None:
+    """The agent runs one command at a time; a second caller (stats() during a workload command)
+    must wait its turn, never read the first command's frames."""
+    from isobench.drivers.vm.agent import HEADER
+
+    host, guest = socket.socketpair()
+
+    def agent() -> None:
+        for i in range(2):
+            head = b""
+            while len(head) < HEADER.size:
+                head += guest.recv(HEADER.size - len(head))
+            _, _, length = HEADER.unpack(head)
+            body = b""
+            while len(body) < length:
+                body += guest.recv(length - len(body))
+            guest.sendall(encode_frame(b"O", str(i).encode()))
+            time.sleep(0.2)  # a second request arrives now if the channel lets it
+            guest.sendall(encode_frame(b"X", f"exit {i} start_ns=1 end_ns=2".encode()))
+
+    threading.Thread(target=agent, daemon=True).start()
+    ch = AgentChannel(host)
+    results: list[ExecResult] = []
+    callers = [threading.Thread(target=lambda: results.append(ch.exec(["x"], timeout=5))) for _ in range(2)]
+    for c in callers:
+        c.start()
+        time.sleep(0.05)
+    for c in callers:
+        c.join(10)
+    assert sorted(r.exit_code for r in results) == [0, 1]
+    assert all(r.stdout == str(r.exit_code) for r in results)
+
+
 def test_malformed_ready() -> None:
     with pytest.raises(SandboxError):
         parse_ready(b"nonsense")
+
+
+class _SlowReapDomain:
+    """A domain whose qemu (a real child process) exits at destroy, but whose libvirt bookkeeping
+    only finishes when ``reaped`` is set: PID 1 reaping the orphaned qemu late, as on CI."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.reaped = threading.Event()
+        self.undefined = threading.Event()
+
+    def name(self) -> str:
+        return "isobench-run1-slow"
+
+    def isActive(self) -> bool:
+        return self.proc.poll() is None or not self.reaped.is_set()
+
+    def destroy(self) -> None:
+        self.proc.terminate()
+        assert self.reaped.wait(30)
+
+    def undefine(self) -> None:
+        self.undefined.set()
+
+
+def test_destroy_returns_when_qemu_exits_and_close_waits_for_libvirt(tmp_path: Path) -> None:
+    drv = VmDriver(DriverContext(tmp_path, tmp_path, "run1", {"uri": "test:///default"}))
+    proc = subprocess.Popen(["sleep", "60"])
+    dom = _SlowReapDomain(proc)
+    overlay = tmp_path / "g.qcow2"
+    overlay.write_text("x")
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        drv.retire(dom, [overlay], pidfd)
+        assert proc.poll() is not None  # qemu is gone when destroy returns ...
+        assert not dom.undefined.is_set() and overlay.exists()  # ... libvirt's part still runs
+    finally:
+        os.close(pidfd)
+    dom.reaped.set()
+    drv.close()  # joins the background teardown
+    assert dom.undefined.is_set() and not overlay.exists()
+
+
+def test_destroy_without_pidfd_waits_for_the_whole_teardown(tmp_path: Path) -> None:
+    drv = VmDriver(DriverContext(tmp_path, tmp_path, "run1", {"uri": "test:///default"}))
+    dom = _SlowReapDomain(subprocess.Popen(["sleep", "60"]))
+    dom.reaped.set()
+    drv.retire(dom, [], None)
+    assert dom.undefined.is_set()
+    drv.close()
