@@ -30,7 +30,7 @@ from typing import Any
 
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.container import ContainerDriver
-from isobench.drivers.container.busybox import build_busybox_rootfs
+from isobench.images.busybox import build_busybox_rootfs
 from isobench.stats import ratio_ci, summarize
 
 TARGET_VS_RUNC = 0.25

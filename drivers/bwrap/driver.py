@@ -46,15 +46,15 @@ from isobench.drivers.bwrap.command import (
     bwrap_argv,
     parse_version,
 )
-from isobench.drivers.bwrap.overlay import (
+from isobench.errors import SandboxError, UsageError
+from isobench.model import PhaseTiming
+from isobench.mounts import (
     OverlayDirs,
     mount_overlay,
     overlay_mounts,
     parse_mountinfo,
     umount,
 )
-from isobench.errors import SandboxError, UsageError
-from isobench.model import PhaseTiming
 from isobench.procs import run_command
 
 __all__ = ["BwrapDriver", "BwrapSandbox", "HostProbe", "resource_name"]

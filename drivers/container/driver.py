@@ -29,7 +29,6 @@ from isobench.drivers.container import names as naming
 from isobench.drivers.container.cgroups import Cgroup, V1Manager, V2Manager, open_manager
 from isobench.drivers.container.config import DEFAULT_NAMESPACES, ContainerConfig, config_from_spec
 from isobench.drivers.container.helper import ensure_helper, helper_key
-from isobench.drivers.container.mounts import find_mounts, unmount
 from isobench.drivers.container.network import VethPair, delete_link, list_links, setup_veth
 from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.drivers.container.state import (
@@ -43,6 +42,7 @@ from isobench.drivers.container.state import (
 )
 from isobench.errors import CellTimeout, IsobenchError, SandboxError
 from isobench.model import PhaseTiming
+from isobench.mounts import find_mounts, umount
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +598,7 @@ class ContainerDriver:
                 removed.append(f"cgroup {name}")
         # Container mounts live in private mount namespaces; any on the host is a bug's leftover.
         for point in find_mounts(stray):
-            unmount(point)
+            umount(Path(point))
             removed.append(f"mount {point}")
         for link in list_links(naming.veth_run_prefix(run_id)):
             if link not in live_veths and delete_link(link):

@@ -37,17 +37,17 @@ from isobench.drivers.base import (
 )
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
-from isobench.drivers.runc.overlay import (
+from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.stats import parse_events_stats
+from isobench.errors import SandboxError, UsageError
+from isobench.model import PhaseTiming
+from isobench.mounts import (
     OverlayDirs,
     mount_overlay,
     overlay_mounts,
     parse_mountinfo,
     umount,
 )
-from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
-from isobench.drivers.runc.stats import parse_events_stats
-from isobench.errors import SandboxError, UsageError
-from isobench.model import PhaseTiming
 from isobench.procs import run_command
 
 __all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]

@@ -28,30 +28,6 @@ def recorded() -> Any:
     return load
 
 
-def build_busybox_rootfs(root: Path) -> Path:
-    """A minimal image: busybox-static with its applet symlinks and the mount points a box needs."""
-    import shutil
-    import subprocess
-
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        raise RuntimeError("the leakage tests need busybox-static (apt-get install busybox-static)")
-    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "tmp").chmod(0o1777)
-    shutil.copy2(busybox, root / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox" and "/" not in applet:
-            (root / "bin" / applet).symlink_to("busybox")
-    return root
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_busybox_rootfs(tmp_path_factory.mktemp("leak-image") / "rootfs")
-
-
 def host_leftovers(run_id: str) -> list[str]:
     """Canaries and scratch of ``run_id`` still on the host: dirs, mounts, links, processes."""
     from isobench.leakage.host import canary_token

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isobench.drivers import container
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.leakage import (
     CorrelationSettings,
@@ -18,7 +19,6 @@ from isobench.leakage import (
     score,
 )
 
-container = pytest.importorskip("isobench.drivers.container")
 pytestmark = pytest.mark.integration
 
 

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from isobench.drivers import vm
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.leakage import planted_canaries, run_static, score
 
-vm = pytest.importorskip("isobench.drivers.vm")
-libvirt = pytest.importorskip("libvirt")
 pytestmark = [pytest.mark.integration, pytest.mark.libvirt, pytest.mark.slow]
 
 STATE = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
 
 
-def _ensure_libvirtd() -> None:
-    """CI machines have no systemd: start virtlogd/libvirtd by hand when nothing answers."""
-    try:
-        libvirt.open("qemu:///system").close()
-        return
-    except libvirt.libvirtError:
-        pass
-    subprocess.run(["virtlogd", "-d"], check=False)
-    subprocess.run(["libvirtd", "-d"], check=True)
-    for _ in range(100):
-        try:
-            libvirt.open("qemu:///system").close()
-            return
-        except libvirt.libvirtError:
-            time.sleep(0.1)
-    pytest.fail("libvirtd did not come up")
-
-
 def test_guest_does_not_leak_boot_id_nor_host_privileges(tmp_path: Path) -> None:
-    _ensure_libvirtd()
     run_id = f"tv{uuid.uuid4().hex[:8]}"
     drv = vm.VmDriver(DriverContext(STATE, tmp_path / "work", run_id, {}))
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isobench.drivers import container
 from isobench.drivers.base import Driver, DriverContext, SandboxSpec
 from isobench.drivers.host import HostDriver
 from isobench.workloads.base import WorkloadContext
@@ -58,7 +59,6 @@ def test_native_pair_runs_side_by_side_and_is_contained(tmp_path: Path) -> None:
 
 
 def test_container_pair_memory_bomb_is_contained(tmp_path: Path) -> None:
-    container = pytest.importorskip("isobench.drivers.container")
     images = sorted(p for p in IMAGE_ROOT.glob("default-*") if (p / ".complete").exists())
     if not images:
         pytest.fail("no built image under /var/lib/isobench/images; run `isobench image build`")

@@ -93,3 +93,10 @@ def test_list_names_host_driver() -> None:
 def test_gc_on_empty_state(tmp_path: Path) -> None:
     r = _invoke("gc", "--state-dir", str(tmp_path))
     assert r.exit_code == 0, r.output
+
+
+def test_every_default_workload_is_registered() -> None:
+    from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads
+
+    assert set(DEFAULT_WORKLOADS) <= set(all_workloads())
+    assert len(set(DEFAULT_WORKLOADS)) == len(DEFAULT_WORKLOADS)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.container import ContainerDriver
-from isobench.drivers.container.busybox import build_busybox_rootfs
+from isobench.images.busybox import build_busybox_rootfs
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,11 @@ import pytest
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container import names
 from isobench.drivers.container.config import DEFAULT_NAMESPACES, config_from_spec
-from isobench.drivers.container.mounts import find_mounts
 from isobench.drivers.container.network import list_links, parse_used_addresses, pick_subnet
 from isobench.drivers.container.report import parse_report
 from isobench.drivers.container.state import Record, kill_recorded_init, owner_alive
 from isobench.errors import SandboxError, UsageError
+from isobench.mounts import find_mounts
 
 
 def spec(image: Path, **kw: object) -> SandboxSpec:

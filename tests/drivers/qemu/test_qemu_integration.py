@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 from isobench.drivers.base import DriverContext, Sandbox, SandboxSpec
 from isobench.drivers.qemu import QemuDriver
@@ -27,26 +26,8 @@ STATE = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
 pytestmark = [pytest.mark.integration, pytest.mark.libvirt]
 
 
-def _ensure_libvirtd() -> None:
-    try:
-        libvirt.open("qemu:///system").close()
-        return
-    except libvirt.libvirtError:
-        pass
-    subprocess.run(["virtlogd", "-d"], check=False)
-    subprocess.run(["libvirtd", "-d"], check=True)
-    for _ in range(100):
-        try:
-            libvirt.open("qemu:///system").close()
-            return
-        except libvirt.libvirtError:
-            time.sleep(0.1)
-    pytest.fail("libvirtd did not come up")
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
-    _ensure_libvirtd()
     find_image(STATE)  # fails with "run `isobench image build`" if setup did not build it
     run_id = f"tq{os.getpid()}"
     drv = QemuDriver(DriverContext(STATE, tmp_path_factory.mktemp("w") / "qemu", run_id, {}))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,28 +9,6 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import DriverContext
 from isobench.drivers.runc.driver import RuncDriver
-
-BUSYBOX = Path("/bin/busybox")
-
-
-def build_busybox_rootfs(root: Path) -> Path:
-    """A minimal image: static busybox with its applet links, plus the dirs runtimes mount onto."""
-    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run(
-        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    for applet in applets:
-        if applet != "busybox":  # a self-link would clobber the binary
-            (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc" / "image-marker").write_text("pristine\n")
-    return root
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_busybox_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
 
 
 @pytest.fixture

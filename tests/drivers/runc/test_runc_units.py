@@ -10,15 +10,15 @@ from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import oci_config
 from isobench.drivers.runc.driver import RuncDriver, owned, resource_name, runc_error
-from isobench.drivers.runc.overlay import (
+from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.stats import parse_events_stats
+from isobench.errors import SandboxError
+from isobench.mounts import (
     OverlayDirs,
     overlay_mounts,
     overlay_options,
     parse_mountinfo,
 )
-from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
-from isobench.drivers.runc.stats import parse_events_stats
-from isobench.errors import SandboxError
 
 DATA = Path(__file__).parent / "data"
 

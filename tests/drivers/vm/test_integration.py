@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.vm import VmDriver
@@ -21,27 +20,8 @@ STATE = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
 pytestmark = [pytest.mark.integration, pytest.mark.libvirt]
 
 
-def _ensure_libvirtd() -> None:
-    """Start virtlogd/libvirtd when nothing serves qemu:///system (CI machines have no systemd)."""
-    try:
-        libvirt.open("qemu:///system").close()
-        return
-    except libvirt.libvirtError:
-        pass
-    subprocess.run(["virtlogd", "-d"], check=False)
-    subprocess.run(["libvirtd", "-d"], check=True)
-    for _ in range(100):
-        try:
-            libvirt.open("qemu:///system").close()
-            return
-        except libvirt.libvirtError:
-            time.sleep(0.1)
-    pytest.fail("libvirtd did not come up")
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmDriver]:
-    _ensure_libvirtd()
     find_image(STATE)  # fails with "run `isobench image build`" if setup did not build it
     run_id = f"t{os.getpid()}"
     drv = VmDriver(DriverContext(STATE, tmp_path_factory.mktemp("w"), run_id, {}))

@@ -1,4 +1,8 @@
-"""A minimal busybox root filesystem, for tests and start-up benchmarks that need no built image."""
+"""A minimal busybox root filesystem, for tests and start-up benchmarks that need no built image.
+
+The same tiny tree serves every driver's tests, so a property ("the image is never written to") is
+checked against one definition of what the image holds: ``/etc/image-marker`` says ``pristine``.
+"""
 
 from __future__ import annotations
 
@@ -26,4 +30,5 @@ def build_busybox_rootfs(root: Path) -> Path:
         if applet != "busybox" and "/" not in applet and not link.exists():
             link.symlink_to("busybox")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "image-marker").write_text("pristine\n")
     return root

@@ -1,11 +1,9 @@
-"""The per-sandbox overlay over the shared image, and the mount table reader gc needs.
+"""Host mounts the Python-side drivers make: per-sandbox overlays over the shared image, and the
+mount table reader their gc needs.
 
 The image is only ever the read-only lower layer; every write of a sandbox lands in its own upper dir
-under the run's work dir. Mounting goes through mount(2) directly (not the ``mount`` binary), so the
+under the run's work dir. Mounting goes through mount(2) directly (not the ``mount`` binary), so a
 ``create`` phase times the kernel work rather than a process spawn.
-
-(A copy of the runc driver's module: each driver folder stands alone, so one breaking cannot take
-the other down.)
 """
 
 from __future__ import annotations
@@ -21,7 +19,15 @@ from pathlib import Path
 
 from isobench.errors import SandboxError
 
-__all__ = ["MountEntry", "OverlayDirs", "mount_overlay", "overlay_mounts", "parse_mountinfo", "umount"]
+__all__ = [
+    "MountEntry",
+    "OverlayDirs",
+    "find_mounts",
+    "mount_overlay",
+    "overlay_mounts",
+    "parse_mountinfo",
+    "umount",
+]
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -115,3 +121,13 @@ def overlay_mounts(entries: list[MountEntry], predicate: Callable[[str], bool]) 
     """Overlay entries whose mount point satisfies ``predicate``, deepest first (safe unmount order)."""
     chosen = [e for e in entries if e.fs_type == "overlay" and predicate(e.mount_point)]
     yield from sorted(chosen, key=lambda e: e.mount_point.count("/"), reverse=True)
+
+
+def find_mounts(match: Callable[[str], bool], mountinfo: str | None = None) -> list[str]:
+    """Mount points one of whose path components ``match`` accepts, deepest first."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    found = {
+        e.mount_point for e in parse_mountinfo(mountinfo) if any(match(p) for p in Path(e.mount_point).parts)
+    }
+    return sorted(found, key=lambda p: -p.count("/"))
