@@ -121,11 +121,7 @@ def _select_drivers(config: RunConfig, run_id: str) -> tuple[dict[str, Driver], 
 
 def _select_workloads(config: RunConfig) -> dict[str, Workload]:
     known = all_workloads()
-    names = (
-        config.workloads
-        if config.workloads is not None
-        else tuple(w for w in DEFAULT_WORKLOADS if w in known)
-    )
+    names = config.workloads if config.workloads is not None else DEFAULT_WORKLOADS
     unknown = [w for w in names if w not in known]
     if unknown:
         raise UsageError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")

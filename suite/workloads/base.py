@@ -55,8 +55,20 @@ class Workload(Protocol):
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]: ...
 
 
-#: The default matrix, in the order they are run within a repetition.
-DEFAULT_WORKLOADS = ("startup", "cpu")
+#: The default matrix, in the order they are run within a repetition: every workload, cheapest first,
+#: so a short run still covers start-up, CPU and memory before the long I/O and leakage cells.
+DEFAULT_WORKLOADS = (
+    "startup",
+    "idle-memory",
+    "cpu",
+    "memory-bandwidth",
+    "syscall",
+    "overlay",
+    "disk",
+    "network",
+    "leakage",
+    "interference",
+)
 
 
 def _workload_modules() -> Iterator[str]:
