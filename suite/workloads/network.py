@@ -2,8 +2,11 @@
 ping-pong, full round trip) between the host (client) and a server inside the sandbox.
 
 The servers run in the sandbox through ``exec`` in a background thread; each is bounded by
-``timeout`` inside the sandbox and by the exec timeout outside, and the sockperf one is stopped by
-pid once the client is done, so nothing outlives the cell. The host driver's address is 127.0.0.1,
+``timeout`` inside the sandbox and by the exec timeout outside. Beside each server the same exec runs
+a stop listener (``busybox nc -l``): the host connects to it once the client is done and the script
+ends the server. That needs no second exec, which matters where a second exec cannot reach the
+first one's processes (bwrap: a new pid namespace per exec) or must wait for it (the guest agent runs
+one command at a time); the pid-file kill remains the fallback. Nothing outlives the cell. The host driver's address is 127.0.0.1,
 so its figures are loopback figures. Everything stays on loopback or the driver's veth/virtual NIC.
 """
 
@@ -163,6 +166,15 @@ class BackgroundExec:
         return self._thread.is_alive()
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server started inside the sandbox: its exec, its pid file and its stop listener's port."""
+
+    proc: BackgroundExec
+    pidfile: str
+    stop_port: int
+
+
 def retry_refused(attempt: Callable[[], Any], server: BackgroundExec, budget: Budget, what: str) -> Any:
     deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
     while True:
@@ -180,7 +192,7 @@ def retry_refused(attempt: Callable[[], Any], server: BackgroundExec, budget: Bu
 class NetworkWorkload:
     name: ClassVar[str] = "network"
     description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
-    tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm")
+    tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm", "busybox")
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -200,20 +212,35 @@ class NetworkWorkload:
             out += self._latency(sandbox, address, params, budget, meta)
         return out
 
-    def _serve(self, sandbox: Sandbox, command: str, life: float) -> tuple[BackgroundExec, str]:
-        """Start ``command`` in the background inside, bounded by ``timeout``; its pid goes to a file
-        so it can be stopped precisely (never by name: other benchmarks may share the host)."""
+    def _serve(self, sandbox: Sandbox, command: str, life: float) -> Server:
+        """Start ``command`` in the background inside, bounded by ``timeout``, with a stop listener on
+        ``stop_port`` beside it; its pid goes to a file for the fallback kill (never by name: other
+        benchmarks may share the host)."""
         pidfile = f"{sandbox.workdir.rstrip('/')}/isobench-server-{free_port()}.pid"
-        script = f"echo $$ > {pidfile}; exec timeout {int(life)} {command}"
-        return BackgroundExec(sandbox, ["sh", "-c", script], timeout=life + 10), pidfile
+        stop_port = free_port()
+        script = (
+            f"echo $$ > {pidfile}; "
+            f"timeout {int(life)} {command} & srv=$!; "
+            f"timeout {int(life)} busybox nc -l -p {stop_port} </dev/null >/dev/null 2>&1 & stop=$!; "
+            # Whichever ends first (server done, or the host poked the stop port) ends the other.
+            "while kill -0 $srv 2>/dev/null && kill -0 $stop 2>/dev/null; do sleep 0.1; done; "
+            "kill $srv $stop 2>/dev/null; wait $srv"
+        )
+        return Server(BackgroundExec(sandbox, ["sh", "-c", script], timeout=life + 10), pidfile, stop_port)
 
-    def _stop(self, sandbox: Sandbox, server: BackgroundExec, pidfile: str, grace: float) -> None:
-        server.join(grace)
-        with contextlib.suppress(IsobenchError):
-            kill = f"[ -f {pidfile} ] && kill $(cat {pidfile}) 2>/dev/null; rm -f {pidfile}"
-            sandbox.exec(["sh", "-c", kill], timeout=30)
-        server.join(30)
-        if server.running:
+    def _stop(self, sandbox: Sandbox, server: Server, grace: float, address: str) -> None:
+        proc = server.proc
+        proc.join(grace)
+        if proc.running:
+            with contextlib.suppress(OSError):
+                socket.create_connection((address, server.stop_port), timeout=5).close()
+            proc.join(10)
+        if proc.running:
+            with contextlib.suppress(IsobenchError):
+                kill = f"[ -f {server.pidfile} ] && kill $(cat {server.pidfile}) 2>/dev/null; rm -f {server.pidfile}"
+                sandbox.exec(["sh", "-c", kill], timeout=30)
+            proc.join(30)
+        if proc.running:
             log.warning("%s: a server inside did not stop; the sandbox teardown will end it", sandbox.name)
 
     def _throughput(
@@ -221,7 +248,7 @@ class NetworkWorkload:
     ) -> list[Measurement]:
         port = free_port()
         life = params.iperf_seconds + params.iperf_omit + SERVER_START_SECONDS + 10
-        server, pidfile = self._serve(sandbox, f"iperf3 -s -1 -B {address} -p {port}", life)
+        server = self._serve(sandbox, f"iperf3 -s -1 -B {address} -p {port}", life)
         client = [
             "iperf3", "-c", address, "-p", str(port), "-J",
             "-t", str(params.iperf_seconds), "-O", str(params.iperf_omit),
@@ -232,10 +259,10 @@ class NetworkWorkload:
             return parse_iperf3_json(res.stdout)
 
         try:
-            result: IperfResult = retry_refused(attempt, server, budget, "iperf3")
+            result: IperfResult = retry_refused(attempt, server.proc, budget, "iperf3")
         finally:
             # -s -1 exits after its one client; the kill only matters when the client failed.
-            self._stop(sandbox, server, pidfile, grace=5)
+            self._stop(sandbox, server, grace=5, address=address)
         if result.seconds < 0.95 * params.iperf_seconds:
             raise WorkloadError(f"iperf3 ran {result.seconds:.2f}s of {params.iperf_seconds}s")
         p = {"protocol": "tcp", "direction": "host_to_sandbox", "streams": 1}
@@ -256,7 +283,7 @@ class NetworkWorkload:
     ) -> list[Measurement]:
         port = free_port()
         life = params.latency_seconds + SERVER_START_SECONDS + 10
-        server, pidfile = self._serve(sandbox, f"sockperf server --tcp -i {address} -p {port}", life)
+        server = self._serve(sandbox, f"sockperf server --tcp -i {address} -p {port}", life)
         client = [
             "sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
             "-t", str(params.latency_seconds), "-m", str(params.message_size),
@@ -267,10 +294,10 @@ class NetworkWorkload:
             return parse_sockperf(res.stdout + res.stderr)
 
         try:
-            result: SockperfResult = retry_refused(attempt, server, budget, "sockperf")
+            result: SockperfResult = retry_refused(attempt, server.proc, budget, "sockperf")
         finally:
             # sockperf's server never exits by itself: stop the one we started.
-            self._stop(sandbox, server, pidfile, grace=0)
+            self._stop(sandbox, server, grace=0, address=address)
         p = {"protocol": "tcp", "pattern": "ping-pong", "message_bytes": params.message_size}
         m = {**meta, "tool": "sockperf", "observations": result.observations, "latency": "full round trip"}
         return [
