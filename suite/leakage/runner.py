@@ -71,9 +71,14 @@ class CorrelationSettings:
     lead: float = 1.0
     tail: float = 0.3
 
+    #: Load groups to drive (None: all). Each group is one exec of a few seconds per sandbox.
+    loads: tuple[LoadKind, ...] | None = None
+
     @classmethod
     def quick(cls) -> CorrelationSettings:
-        return cls(period=0.25, periods=8)
+        # The smoke matrix drives the two loads behind the strongest channels here (CPU: proc_stat,
+        # loadavg; cross-CPU wake-ups: interrupts); full runs drive all six.
+        return cls(period=0.25, periods=8, loads=("cpu", "ipi"))
 
 
 # --- static probes -----------------------------------------------------------------------------
@@ -174,7 +179,8 @@ def run_correlations(
 ) -> list[ProbeResult]:
     hv = host_view or HostView()
     results: list[ProbeResult] = []
-    wanted = set(loads) if loads is not None else None
+    chosen = loads if loads is not None else settings.loads
+    wanted = set(chosen) if chosen is not None else None
     groups: dict[LoadKind, list[CorrelationProbe]] = {}
     for p in probes:
         if wanted is not None and p.load not in wanted:

@@ -133,7 +133,8 @@ class DiskWorkload:
     name: ClassVar[str] = "disk"
     description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
     tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat")
-    quick_repetitions: ClassVar[int | None] = None
+    #: One cell already averages over time (thousands of I/Os or round trips); a smoke run needs one.
+    quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)

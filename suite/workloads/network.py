@@ -193,7 +193,8 @@ class NetworkWorkload:
     name: ClassVar[str] = "network"
     description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
     tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm", "busybox")
-    quick_repetitions: ClassVar[int | None] = None
+    #: One cell already averages over time (thousands of I/Os or round trips); a smoke run needs one.
+    quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(NetworkParams, ctx.quick, ctx.params, self.name)
