@@ -28,8 +28,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.base import Driver, DriverContext, SandboxSpec
+from isobench.drivers.bwrap import BwrapDriver
 from isobench.drivers.container import ContainerDriver
+from isobench.drivers.runc import RuncDriver
 from isobench.images.busybox import build_busybox_rootfs
 from isobench.stats import ratio_ci, summarize
 
@@ -72,13 +74,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-"))
     try:
         rootfs = args.rootfs or build_busybox_rootfs(tmp / "rootfs")
-        driver = ContainerDriver(
-            DriverContext(
-                state_dir=Path(os.environ.get("ISOBENCH_STATE", "/var/lib/isobench")),
-                work_dir=tmp / "work",
-                run_id=run_id,
-            )
-        )
+        driver_state = Path(os.environ.get("ISOBENCH_STATE", "/var/lib/isobench"))
+        driver = ContainerDriver(DriverContext(state_dir=driver_state, work_dir=tmp / "work", run_id=run_id))
         driver.helper()  # compile outside the timed region
         runc_root = tmp / "runc-state"
         if have_runc:
@@ -145,6 +142,29 @@ def main() -> int:
             contenders["variant: default, no hardening"] = ours(
                 "no-hardening", {"namespaces": FULL_NS, "hardening": False}
             )
+        # The same start through the Driver protocol (create -> exec /bin/true -> destroy), where the
+        # peers are the runc and bwrap drivers: what a user of `isobench run` gets from each.
+        peers: dict[str, Driver] = {"proto-container": driver}
+        for name, cls in (("proto-runc", RuncDriver), ("proto-bwrap", BwrapDriver)):
+            peer = cls(DriverContext(state_dir=driver_state, work_dir=tmp / name, run_id=run_id))
+            if peer.availability().ok:
+                peers[name] = peer
+
+        def proto(name: str, drv: Driver) -> Callable[[], None]:
+            def go() -> None:
+                t = time.perf_counter()
+                sb = drv.create(SandboxSpec(name=f"p{next(counter)}", run_id=run_id, image=rootfs))
+                try:
+                    if not sb.exec(["/bin/true"], timeout=30).ok:
+                        raise SystemExit(f"{name}: /bin/true failed")
+                finally:
+                    sb.destroy()
+                samples[name].append(time.perf_counter() - t)
+
+            return go
+
+        for name, drv in peers.items():
+            contenders[f"protocol: {name.removeprefix('proto-')}"] = proto(name, drv)
         resident = driver.create(SandboxSpec(name="resident", run_id=run_id, image=rootfs))
 
         def exec_into() -> None:
@@ -167,7 +187,7 @@ def main() -> int:
                     go()
         finally:
             resident.destroy()
-        leftovers = driver.gc(run_id)
+        leftovers = [x for drv in peers.values() for x in drv.gc(run_id)]
         report(samples, phases, clone_s, have_runc, args.rounds)
         if leftovers:
             print(f"\nWARNING: gc removed leftovers: {leftovers}")
@@ -207,13 +227,22 @@ def report(
             f"  container / {other:5s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
             f"target <= {target}: {verdict}"
         )
+    if "proto-container" in samples:
+        print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
+        for other in ("proto-runc", "proto-bwrap"):
+            if other in samples:
+                r = ratio_ci(samples["proto-container"], samples[other])
+                print(
+                    f"  container / {other.removeprefix('proto-'):5s} = {r.value:5.2f}  "
+                    f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                )
     if "all6" in samples:
         base = summarize(samples["all6"]).median
         clone_base = summarize(clone_s["all6"]).median
         print("\nvariants vs the default (6 namespaces, cgroup, overlay, hardening): median start and the")
         print("clone() syscall alone (the namespace creation cost, far less noisy than the whole start)")
         for name, vals in samples.items():
-            if name in {"container", "floor", "runc", "exec-into"}:
+            if name in {"container", "floor", "runc", "exec-into"} or name.startswith("proto-"):
                 continue
             med = summarize(vals).median
             cl = summarize(clone_s[name]).median

@@ -37,18 +37,8 @@ def container_ctx(tmp_path: Path) -> Iterator[WorkloadContext]:
         assert driver.gc(run_id) == [], "container resources left behind"
 
 
-#: Until the image recipe adds /isobench-fixtures (reported to the image helper) overlay must fail
-#: with its clear "rebuild the image" error rather than measure something else.
-_OVERLAY = pytest.param(
-    "overlay",
-    marks=pytest.mark.xfail(
-        not any((STATE_DIR / "images").glob("*/rootfs/isobench-fixtures")), reason="image has no fixtures yet"
-    ),
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [*ALL[:-1], _OVERLAY])
+@pytest.mark.parametrize("name", ALL)
 def test_workload_in_container(name: str, container_ctx: WorkloadContext) -> None:
     if name == "disk":
         container_ctx.params = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}

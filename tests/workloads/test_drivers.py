@@ -1,0 +1,69 @@
+"""Workloads through the reference drivers and the guests, at their smallest sizes.
+
+The container driver runs every workload in test_container.py; here the peers (runc, bwrap) run
+startup and cpu, and the guests (vm under libvirt, qemu direct) run startup, cpu and disk, on the
+suite's built image, under TCG on a host where KVM does not work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from isobench.drivers.base import DriverContext, SandboxSpec, get_driver
+from isobench.images import find_image
+from isobench.workloads.base import WorkloadContext, get_workload
+
+from .conftest import make_context  # type: ignore[import-not-found]
+
+STATE_DIR = Path("/var/lib/isobench")
+SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
+
+CASES = [
+    pytest.param("runc", "startup", marks=pytest.mark.integration),
+    pytest.param("runc", "cpu", marks=pytest.mark.integration),
+    pytest.param("bwrap", "startup", marks=pytest.mark.integration),
+    pytest.param("bwrap", "cpu", marks=pytest.mark.integration),
+    *(
+        pytest.param(d, w, marks=[pytest.mark.integration, pytest.mark.libvirt])
+        for d in ("vm", "qemu")
+        for w in ("startup", "cpu", "disk")
+    ),
+]
+
+
+@pytest.fixture
+def context(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkloadContext]:
+    driver_name = request.param
+    image = find_image(STATE_DIR)  # a missing image fails with "run `isobench image build`"
+    run_id = "wd" + uuid.uuid4().hex[:8]
+    driver = get_driver(driver_name, DriverContext(STATE_DIR, tmp_path / "work", run_id))
+    avail = driver.availability()
+    assert avail.ok, avail.reason
+    spec = SandboxSpec(name=f"isobench-{run_id}", run_id=run_id, image=image.rootfs, memory_mib=256)
+    if driver_name in ("vm", "qemu"):
+        spec = SandboxSpec(name=f"isobench-{run_id}", run_id=run_id, memory_mib=256)
+    try:
+        yield make_context(driver, spec, quick=True, timeout=300.0)
+    finally:
+        driver.close()
+        assert driver.gc(run_id) == [], f"{driver_name} left resources behind"
+
+
+@pytest.mark.parametrize(("context", "workload"), CASES, indirect=["context"])
+def test_workload_through_driver(context: WorkloadContext, workload: str) -> None:
+    if workload == "disk":
+        context.params = SMALL_DISK
+    ms = list(get_workload(workload).run(context))
+    assert ms
+    assert all(m.metric.startswith(f"{workload}.") and m.value >= 0 for m in ms)
+    names = {m.metric for m in ms}
+    if workload == "startup":
+        assert {"startup.to_ready", "startup.to_exit", "startup.total", "startup.phase.create"} <= names
+        assert all(m.value > 0 for m in ms if m.metric == "startup.total")
+    elif workload == "cpu":
+        assert {m.params["variant"] for m in ms if m.metric == "cpu.events_per_second"} == {"single", "all"}
+    else:
+        assert any(m.metric.endswith(".iops") and m.value > 0 for m in ms)
