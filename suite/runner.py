@@ -67,10 +67,21 @@ def expand_matrix(
         shift = rnd % len(drivers) if drivers else 0
         order = list(drivers[shift:]) + list(drivers[:shift])
         for workload in workloads:
-            if not warm and rep >= caps.get(workload, repetitions):
+            # A capped workload aggregates within its cell: warming it up would only burn time.
+            if (warm and workload in caps) or (not warm and rep >= caps.get(workload, repetitions)):
                 continue
             cells.extend(Cell(rnd, rep, warm, d, workload) for d in order)
     return cells
+
+
+def repetition_caps(workloads: Mapping[str, Workload], *, quick: bool) -> dict[str, int]:
+    """Per-workload repetition limits: ``max_repetitions`` always, ``quick_repetitions`` under --quick."""
+    caps: dict[str, int] = {}
+    for name, w in workloads.items():
+        limits = [c for c in (w.max_repetitions, w.quick_repetitions if quick else None) if c]
+        if limits:
+            caps[name] = min(limits)
+    return caps
 
 
 class Progress:
@@ -192,9 +203,7 @@ class Runner:
         return [Sample.from_measurement(m, **stamp, warmup=cell.warmup, metadata=meta) for m in measurements]
 
     def run(self) -> Results:
-        caps: dict[str, int] = {}
-        if self.config.quick:
-            caps = {n: w.quick_repetitions for n, w in self.workloads.items() if w.quick_repetitions}
+        caps = repetition_caps(self.workloads, quick=self.config.quick)
         cells = expand_matrix(
             list(self.drivers), list(self.workloads), self.config.repetitions, self.config.warmups, caps
         )

@@ -215,3 +215,8 @@ STRESSORS: dict[str, Stressor] = {
 #: victim, and the two stressors that probe CPU scheduling and the pids limit; full runs do all.
 QUICK_VICTIMS = ("cpu",)
 QUICK_STRESSORS = ("cpu", "fork_bomb")
+#: The default run: the two steady victims against one stressor per resource (CPU, memory, pids,
+#: cache, writeback); every victim and stressor is one ``params`` entry away
+#: (``[workloads.interference] victims = [...]``, ``stressors = [...]``).
+DEFAULT_VICTIMS = ("cpu", "memory")
+DEFAULT_STRESSORS = ("cpu", "memory_bomb", "fork_bomb", "cache", "sync_storm")

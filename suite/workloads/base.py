@@ -46,8 +46,10 @@ class WorkloadContext:
 class Workload(Protocol):
     name: ClassVar[str]
     description: ClassVar[str]
-    #: Under --quick, at most this many repetitions (None: as configured). For workloads whose one
-    #: cell already holds its own comparison (leakage verdicts, interference's baseline vs stress).
+    #: At most this many repetitions in any run (None: as configured), for workloads whose one cell
+    #: already aggregates a lot (leakage verdicts, interference's baseline vs stress, fio's and
+    #: iperf3's thousands of I/Os); under --quick, ``quick_repetitions`` caps further.
+    max_repetitions: ClassVar[int | None]
     quick_repetitions: ClassVar[int | None]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]

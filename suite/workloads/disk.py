@@ -133,7 +133,9 @@ class DiskWorkload:
     name: ClassVar[str] = "disk"
     description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
     tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat")
-    #: One cell already averages over time (thousands of I/Os or round trips); a smoke run needs one.
+    #: One cell already averages over time (thousands of I/Os or round trips): a few repetitions
+    #: suffice, and one for a smoke run.
+    max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

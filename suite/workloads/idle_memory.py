@@ -80,6 +80,7 @@ class IdleMemoryWorkload:
     name: ClassVar[str] = "idle-memory"
     description: ClassVar[str] = "footprint of one idle sandbox: host view (driver) and inside view"
     tools: ClassVar[tuple[str, ...]] = ("cat",)
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
 from isobench.leakage.interference import (
+    DEFAULT_STRESSORS,
+    DEFAULT_VICTIMS,
     QUICK_STRESSORS,
     QUICK_VICTIMS,
     STRESSORS,
@@ -132,16 +134,17 @@ class InterferenceWorkload:
     description: ClassVar[str] = "noisy neighbour: victim degradation next to stress-ng aggressors"
     tools: ClassVar[tuple[str, ...]] = ("sh", "stress-ng", "sysbench")
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
+    max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        duration = float(ctx.params.get("duration", 2.0 if ctx.quick else 5.0))
+        duration = float(ctx.params.get("duration", 2.0 if ctx.quick else 3.0))
         victims = [
-            VICTIMS[v] for v in ctx.params.get("victims", QUICK_VICTIMS if ctx.quick else tuple(VICTIMS))
+            VICTIMS[v] for v in ctx.params.get("victims", QUICK_VICTIMS if ctx.quick else DEFAULT_VICTIMS)
         ]
         stressors = [
             STRESSORS[s]
-            for s in ctx.params.get("stressors", QUICK_STRESSORS if ctx.quick else tuple(STRESSORS))
+            for s in ctx.params.get("stressors", QUICK_STRESSORS if ctx.quick else DEFAULT_STRESSORS)
         ]
         params: dict[str, Any] = {"duration_s": duration}
         if "hardening" in ctx.spec.options:

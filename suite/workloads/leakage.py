@@ -33,6 +33,7 @@ class LeakageWorkload:
     description: ClassVar[str] = "information leakage probes (equality, canary, correlation, presence)"
     tools: ClassVar[tuple[str, ...]] = ("sh", "cat", "grep", "sleep", "ls", "head", "wc", "readlink")
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
+    max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

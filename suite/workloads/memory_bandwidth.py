@@ -79,6 +79,7 @@ class MemoryBandwidthWorkload:
     name: ClassVar[str] = "memory-bandwidth"
     description: ClassVar[str] = "sysbench memory: sequential read/write bandwidth, 1 thread and all vCPUs"
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -193,7 +193,9 @@ class NetworkWorkload:
     name: ClassVar[str] = "network"
     description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
     tools: ClassVar[tuple[str, ...]] = ("iperf3", "sockperf", "sh", "timeout", "cat", "rm", "busybox")
-    #: One cell already averages over time (thousands of I/Os or round trips); a smoke run needs one.
+    #: One cell already averages over time (thousands of I/Os or round trips): a few repetitions
+    #: suffice, and one for a smoke run.
+    max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

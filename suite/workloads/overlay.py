@@ -175,6 +175,7 @@ class OverlayWorkload:
     name: ClassVar[str] = "overlay"
     description: ClassVar[str] = "copy-up by file size, whiteouts, opaque dirs, dir rename (EXDEV)"
     tools: ClassVar[tuple[str, ...]] = ("sh", "date", "dd", "stat", "rm", "mv", "mkdir", "head", "tr")
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -83,6 +83,7 @@ class StartupWorkload:
     name: ClassVar[str] = "startup"
     description: ClassVar[str] = "cold start to ready and to exit of `true`, with the driver's phases"
     tools: ClassVar[tuple[str, ...]] = ("true",)
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

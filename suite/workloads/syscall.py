@@ -87,6 +87,7 @@ class SyscallWorkload:
     name: ClassVar[str] = "syscall"
     description: ClassVar[str] = "cost of read/write syscalls (dd bs=1), fork (stress-ng) and fork+exec"
     tools: ClassVar[tuple[str, ...]] = ("dd", "stress-ng", "sh", "date", "true")
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -48,4 +48,19 @@ def test_quick_cap_limits_one_workloads_rounds() -> None:
     measured = [c for c in cells if not c.warmup]
     assert sum(c.workload == "cheap" for c in measured) == 6
     assert sum(c.workload == "leakage" for c in measured) == 2
-    assert sum(c.workload == "leakage" for c in cells if c.warmup) == 2  # warmups are not capped
+    assert sum(c.workload == "leakage" for c in cells if c.warmup) == 0  # nor warmed up
+    assert sum(c.workload == "cheap" for c in cells if c.warmup) == 2
+
+
+def test_repetition_caps_combine_max_and_quick() -> None:
+    from types import SimpleNamespace
+
+    from isobench.runner import repetition_caps
+
+    ws = {
+        "cheap": SimpleNamespace(max_repetitions=None, quick_repetitions=None),
+        "disk": SimpleNamespace(max_repetitions=3, quick_repetitions=1),
+        "leakage": SimpleNamespace(max_repetitions=1, quick_repetitions=1),
+    }
+    assert repetition_caps(ws, quick=False) == {"disk": 3, "leakage": 1}  # type: ignore[arg-type]
+    assert repetition_caps(ws, quick=True) == {"disk": 1, "leakage": 1}  # type: ignore[arg-type]

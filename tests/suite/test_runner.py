@@ -88,6 +88,7 @@ class Steady:
     name: ClassVar[str] = "steady"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -102,6 +103,7 @@ class Pair:
     name: ClassVar[str] = "pair"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -113,6 +115,7 @@ class Raises:
     name: ClassVar[str] = "raises"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -124,6 +127,7 @@ class Crashes:
     name: ClassVar[str] = "crashes"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -134,6 +138,7 @@ class Hangs:
     name: ClassVar[str] = "hangs"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -148,6 +153,7 @@ class Leaks:
     name: ClassVar[str] = "leaks"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
@@ -159,6 +165,7 @@ class Interrupts:
     name: ClassVar[str] = "interrupts"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
