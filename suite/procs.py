@@ -13,7 +13,7 @@ from pathlib import Path
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["run_command"]
+__all__ = ["run_command", "tool_version"]
 
 
 def run_command(
@@ -64,3 +64,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
+
+
+def tool_version(binary: str) -> str:
+    """First line of ``<binary> --version``, or "" if it cannot say."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0].strip() if out.strip() else ""

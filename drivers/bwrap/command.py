@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.oci import DOCKER_DEFAULT_CAPABILITIES
+
 __all__ = ["CAPABILITIES", "WORKDIR", "BwrapSettings", "bwrap_argv", "parse_version"]
 
 #: Writable directory inside every bwrap sandbox, on the overlay (the sandbox's root storage).
@@ -15,22 +17,7 @@ ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: The same capability set the runc driver gives (Docker's default), so that privileges are not a
 #: difference between the two reference drivers; bwrap run as root would otherwise keep them all.
-CAPABILITIES: tuple[str, ...] = (
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-)
+CAPABILITIES: tuple[str, ...] = DOCKER_DEFAULT_CAPABILITIES
 
 
 @dataclass(frozen=True)

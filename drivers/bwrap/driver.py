@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from isobench.mounts import (
     parse_mountinfo,
     umount,
 )
-from isobench.procs import run_command
+from isobench.procs import run_command, tool_version
 
 __all__ = ["BwrapDriver", "BwrapSandbox", "HostProbe", "resource_name"]
 
@@ -80,23 +79,13 @@ def owned(name: str, run_id: str | None) -> bool:
     return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
 
 
-def _tool_version(binary: str) -> str:
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.splitlines()[0].strip() if out.strip() else ""
-
-
 @dataclass(frozen=True)
 class HostProbe:
     """The host facts the driver reads. Defaults are the real host; tests pass fakes."""
 
     which: Callable[[str], str | None] = shutil.which
     geteuid: Callable[[], int] = os.geteuid
-    version: Callable[[str], str] = _tool_version
+    version: Callable[[str], str] = tool_version
     proc_root: Path = field(default=Path("/proc"))
 
 

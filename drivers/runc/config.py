@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from isobench.drivers.base import SandboxSpec
+from isobench.oci import DOCKER_DEFAULT_CAPABILITIES
 
 __all__ = ["CPU_PERIOD_US", "DEFAULT_CAPABILITIES", "ENV_PATH", "oci_config"]
 
@@ -20,22 +21,7 @@ OCI_VERSION = "1.0.2-dev"
 CPU_PERIOD_US = 100_000
 ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-DEFAULT_CAPABILITIES: tuple[str, ...] = (
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-)
+DEFAULT_CAPABILITIES: tuple[str, ...] = DOCKER_DEFAULT_CAPABILITIES
 
 MASKED_PATHS: tuple[str, ...] = (
     "/proc/acpi",

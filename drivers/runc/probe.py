@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["CgroupMode", "HostProbe", "cgroup_mode", "missing_controllers", "tool_version"]
+from isobench.procs import tool_version
+
+__all__ = ["CgroupMode", "HostProbe", "cgroup_mode", "missing_controllers"]
 
 CgroupMode = Literal["unified", "hybrid", "legacy", "none"]
 
 #: Controllers whose limits the spec sets (cpuacct: v1 CPU accounting for stats).
 V1_REQUIRED = ("memory", "cpu", "cpuacct", "cpuset", "pids")
 V2_REQUIRED = ("memory", "cpu", "cpuset", "pids")
-
-
-def tool_version(binary: str) -> str:
-    """First line of ``<binary> --version``, or "" if it cannot say."""
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.splitlines()[0].strip() if out.strip() else ""
 
 
 @dataclass(frozen=True)
