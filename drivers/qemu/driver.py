@@ -499,6 +499,7 @@ class QemuDriver:
                 md["guest_tsc_khz"] = choice.tsc_khz
             md["cpu_model"] = cpu_arg(accel, self.cpu_model)
         md["qemu_version"] = self.qemu_version()
+        md["disk"] = "virtio-blk, qcow2 overlay over the raw image, cache=none, aio=native"
         with contextlib.suppress(UsageError):
             md["image"] = self._image().digest
         return md

@@ -44,7 +44,15 @@ import libvirt
 from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
 from isobench.drivers.vm.accel import AccelProbe, probe_accel
 from isobench.drivers.vm.agent import AgentChannel, AgentReady
-from isobench.drivers.vm.domain import Accel, DomainConfig, NetConfig, domain_xml, network_xml
+from isobench.drivers.vm.domain import (
+    DISK_CACHE,
+    DISK_IO,
+    Accel,
+    DomainConfig,
+    NetConfig,
+    domain_xml,
+    network_xml,
+)
 from isobench.drivers.vm.memory import meminfo_kib, parse_smaps
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.images import Image, find_image
@@ -297,6 +305,7 @@ class VmDriver:
         if self._probe is not None:
             md["accel_reason"] = self._probe.reason
         md["cpu_model"] = self.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
+        md["disk"] = f"virtio-blk, qcow2 overlay over the raw image, cache={DISK_CACHE}, io={DISK_IO}"
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
