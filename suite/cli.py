@@ -30,6 +30,7 @@ from isobench.runner import Progress as RunProgress
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -144,7 +145,9 @@ class _RichProgress(RunProgress):
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
         for s in samples:
             if s.failed:
-                self._p.console.print(f"[red]failed[/] {cell.label}: {s.error}", highlight=False)
+                self._p.console.print(
+                    f"[red]failed[/] {escape(cell.label)}: {escape(s.error or '')}", highlight=False
+                )
         self._p.advance(self._task)
 
 
@@ -171,16 +174,16 @@ def print_summary(results: Results) -> None:
         vs = (
             ""
             if ratio is None or math.isnan(ratio) or r["driver"] == "host"
-            else f"{ratio:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]"
+            else escape(f"{ratio:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]")
         )
         table.add_row(
-            str(r["workload"]),
-            str(r["metric"]),
-            str(r["variant"] or ""),
-            str(r["driver"]),
+            escape(str(r["workload"])),
+            escape(str(r["metric"])),
+            escape(str(r["variant"] or "")),
+            escape(str(r["driver"])),
             str(r["n"]),
-            f"{_fmt(r['median'])} {r['unit']}",
-            f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+            escape(f"{_fmt(r['median'])} {r['unit']}"),
+            escape(f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"),
             f"{r['cov'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else ""),
             vs,
         )
@@ -256,13 +259,13 @@ def run(
     _check_output_dir(config.output)
     chosen, skipped = _select_drivers(config, run_id)
     for name, avail in skipped.items():
-        console.print(f"[yellow]skipping driver {name}:[/] {avail.reason}", highlight=False)
+        console.print(f"[yellow]skipping driver {name}:[/] {escape(avail.reason)}", highlight=False)
     for name, driver in chosen.items():
         meta = driver.metadata()
         if meta.get("accel") == "tcg":
             console.print(
                 f"[bold yellow]warning:[/] driver {name} uses TCG (software emulation): "
-                f"{meta.get('accel_reason', 'KVM is not usable here')}; guest figures are not KVM figures",
+                f"{escape(str(meta.get('accel_reason', 'KVM is not usable here')))}; guest figures are not KVM figures",
                 highlight=False,
             )
 
@@ -358,11 +361,11 @@ def gc(state_dir: Path) -> None:
 
     report = collect_garbage(state_dir)
     for item in report.removed:
-        out.print(f"removed {item}", highlight=False)
+        out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:
         out.print(f"left alone: live run {run_id}")
     for err in report.errors:
-        console.print(f"[red]gc error:[/] {err}", highlight=False)
+        console.print(f"[red]gc error:[/] {escape(err)}", highlight=False)
     if not report.removed:
         out.print("nothing to remove")
     if report.errors:
@@ -436,16 +439,17 @@ def compare(baseline: Path, current: Path, fail_on: tuple[str, ...], alpha: floa
         verdict = row["verdict"]
         colour = style.get(verdict)
         t.add_row(
-            row["metric"],
-            row["baseline"],
-            row["current"],
-            row["change"],
+            # Sample names and params are data: "[hardening=false]" must not be read as markup.
+            escape(row["metric"]),
+            escape(row["baseline"]),
+            escape(row["current"]),
+            escape(row["change"]),
             f"[{colour}]{verdict}[/]" if colour else verdict,
             f"[red]{row['failed']}[/]",
         )
     out.print(t)
     for w in cmp.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if cmp.failed:
         for f in cmp.failures():
             click.echo(f"isobench: gate: {f}", err=True)

@@ -100,3 +100,28 @@ def test_every_default_workload_is_registered() -> None:
 
     assert set(DEFAULT_WORKLOADS) <= set(all_workloads())
     assert len(set(DEFAULT_WORKLOADS)) == len(DEFAULT_WORKLOADS)
+
+
+def test_summary_shows_bracketed_variants_verbatim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Params are data: rich must not swallow "[hardening=false]"-like text as markup."""
+    from isobench.model import Sample
+    from isobench.results import Results
+
+    samples = [
+        Sample(
+            run_id="r",
+            driver="container",
+            workload="leakage",
+            metric="leakage.score",
+            value=v,
+            unit="percent",
+            repetition=i,
+            params={"note": "[b]bold?"},
+        )
+        for i, v in enumerate((10.0, 11.0, 12.0))
+    ]
+    cli.print_summary(Results(run={"run_id": "r"}, samples=samples))
+    out = capsys.readouterr().out
+    assert "note=[b]bold?" in out, out
