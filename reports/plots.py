@@ -11,7 +11,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -35,18 +37,20 @@ SECTIONS: dict[str, str] = {
 }
 
 _DPI = 100
-_PHASE_COLOURS = (
-    "#4c72b0",
-    "#dd8452",
-    "#55a868",
-    "#c44e52",
-    "#8172b3",
-    "#937860",
-    "#da8bc3",
-    "#8c8c8c",
-    "#ccb974",
-    "#64b5cd",
-)
+
+
+def _distinct_colours(n: int) -> list[Any]:
+    """One colour per phase: several drivers together record ~24 phase names, more than a
+    qualitative palette holds, and a reused colour would make two phases read as one."""
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    # Golden-ratio steps through the map: phases recorded one after another (adjacent in a bar)
+    # land far apart in hue.
+    return [matplotlib.colormaps["turbo"](0.05 + 0.9 * ((i * 0.618034) % 1.0)) for i in range(n)]
+
+
 _MAX_PANELS = 12
 
 
@@ -146,7 +150,7 @@ def startup_timeline(
     for d in sorted(phase_orders, key=driver_order):
         all_phases += [p for p in phase_orders[d] if p not in all_phases]
     all_phases += sorted({p for b in bars.values() for p in b} - set(all_phases))
-    colours = {p: _PHASE_COLOURS[i % len(_PHASE_COLOURS)] for i, p in enumerate(all_phases)}
+    colours = dict(zip(all_phases, _distinct_colours(len(all_phases)), strict=True))
     order = sorted(bars, key=lambda dv: (driver_order(dv[0]), dv[1]))
     fig = Figure(figsize=(11, 1.4 + 0.6 * len(order)))
     ax = fig.add_subplot(1, 1, 1)
