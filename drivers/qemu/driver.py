@@ -63,7 +63,7 @@ from isobench.drivers.qemu.qmp import QmpClient
 from isobench.drivers.vm.accel import AccelProbe, probe_accel
 from isobench.drivers.vm.agent import AgentChannel, AgentReady
 from isobench.drivers.vm.driver import DEFAULT_CMDLINE, check_image
-from isobench.drivers.vm.memory import meminfo_kib, parse_smaps
+from isobench.drivers.vm.memory import guest_used_bytes, meminfo_kib, qemu_process_stats
 from isobench.errors import CellTimeout, DriverUnavailable, SandboxError, UsageError
 from isobench.images import Image, find_image
 from isobench.model import PhaseTiming
@@ -208,25 +208,15 @@ class QemuSandbox:
 
     def stats(self) -> Mapping[str, float]:
         """The same metrics as the vm driver, so the two compare key by key."""
-        out: dict[str, float] = {}
         pid = self.pid
-        if pid is not None:
-            proc = self._driver.proc_root / str(pid)
-            with contextlib.suppress(OSError):
-                mem = parse_smaps((proc / "smaps").read_text(), self._guest.spec.memory_mib << 20)
-                out["vm.qemu_pss_bytes"] = float(mem.pss_bytes)
-                out["vm.qemu_uss_bytes"] = float(mem.uss_bytes)
-                out["vm.guest_ram_rss_bytes"] = float(mem.guest_ram_rss_bytes)
-                out["memory_bytes"] = float(mem.pss_bytes + mem.guest_ram_rss_bytes)
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                out["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        guest_ram = self._guest.spec.memory_mib << 20
+        out = {} if pid is None else qemu_process_stats(self._driver.proc_root / str(pid), guest_ram)
         if self._guest.channel is not None and not self._destroyed:
-            with contextlib.suppress(SandboxError, CellTimeout, KeyError):
+            with contextlib.suppress(SandboxError, CellTimeout):
                 res = self._guest.channel.exec(["cat", "/proc/meminfo"], timeout=30)
-                if res.ok:
-                    mi = meminfo_kib(res.stdout)
-                    out["vm.guest_used_bytes"] = float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
+                used = guest_used_bytes(res.stdout) if res.ok else None
+                if used is not None:
+                    out["vm.guest_used_bytes"] = used
         avail = self._driver.host_memavailable_kib()
         if avail is not None:
             out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)

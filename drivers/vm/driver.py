@@ -53,7 +53,7 @@ from isobench.drivers.vm.domain import (
     domain_xml,
     network_xml,
 )
-from isobench.drivers.vm.memory import meminfo_kib, parse_smaps
+from isobench.drivers.vm.memory import guest_used_bytes, meminfo_kib, qemu_process_stats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.images import Image, find_image
 from isobench.model import PhaseTiming
@@ -154,26 +154,17 @@ class VmSandbox:
         return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
 
     def stats(self) -> Mapping[str, float]:
-        out: dict[str, float] = {}
         pid = self._driver.qemu_pid(self.domain_name)
-        guest_ram = self._spec.memory_mib << 20
-        if pid is not None:
-            proc = self._driver.proc_root / str(pid)
-            with contextlib.suppress(OSError):
-                mem = parse_smaps((proc / "smaps").read_text(), guest_ram)
-                out["vm.qemu_pss_bytes"] = float(mem.pss_bytes)
-                out["vm.qemu_uss_bytes"] = float(mem.uss_bytes)
-                out["vm.guest_ram_rss_bytes"] = float(mem.guest_ram_rss_bytes)
-                out["memory_bytes"] = float(mem.pss_bytes + mem.guest_ram_rss_bytes)
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                out["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out = (
+            {}
+            if pid is None
+            else qemu_process_stats(self._driver.proc_root / str(pid), self._spec.memory_mib << 20)
+        )
         with contextlib.suppress(SandboxError, CellTimeoutLike):
             res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
-            if res.ok:
-                mi = meminfo_kib(res.stdout)
-                if "MemTotal" in mi and "MemAvailable" in mi:
-                    out["vm.guest_used_bytes"] = float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
+            used = guest_used_bytes(res.stdout) if res.ok else None
+            if used is not None:
+                out["vm.guest_used_bytes"] = used
         avail = self._driver.host_memavailable_kib()
         if avail is not None:
             out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)

@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["QemuMemory", "meminfo_kib", "parse_smaps"]
+__all__ = ["QemuMemory", "guest_used_bytes", "meminfo_kib", "parse_smaps", "qemu_process_stats"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,27 @@ def meminfo_kib(text: str) -> dict[str, int]:
         if words and words[0].isdigit():
             out[key] = int(words[0])
     return out
+
+
+def qemu_process_stats(proc: Path, guest_ram_bytes: int) -> dict[str, float]:
+    """The host's view of one qemu process (``proc`` is its /proc/<pid>): what the hypervisor costs
+    without the guest RAM, the guest RAM backed so far, and CPU time. Missing files give no key."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        mem = parse_smaps((proc / "smaps").read_text(), guest_ram_bytes)
+        out["vm.qemu_pss_bytes"] = float(mem.pss_bytes)
+        out["vm.qemu_uss_bytes"] = float(mem.uss_bytes)
+        out["vm.guest_ram_rss_bytes"] = float(mem.guest_ram_rss_bytes)
+        out["memory_bytes"] = float(mem.pss_bytes + mem.guest_ram_rss_bytes)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        out["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def guest_used_bytes(meminfo_text: str) -> float | None:
+    """MemTotal - MemAvailable from a guest's /proc/meminfo, or None when either is missing."""
+    mi = meminfo_kib(meminfo_text)
+    if "MemTotal" not in mi or "MemAvailable" not in mi:
+        return None
+    return float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)

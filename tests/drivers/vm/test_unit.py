@@ -159,6 +159,16 @@ def test_smaps_excludes_guest_ram() -> None:
     assert mem.uss_bytes == (256 + 2048) * 1024
 
 
+def test_qemu_process_stats_and_guest_used(tmp_path: Path) -> None:
+    from isobench.drivers.vm.memory import guest_used_bytes, qemu_process_stats
+
+    (tmp_path / "stat").write_text("123 (qemu-system-x86) S " + " ".join(["0"] * 10) + " 250 150 0 0\n")
+    stats = qemu_process_stats(tmp_path, guest_ram_bytes=1 << 30)  # no smaps file: no memory keys
+    assert stats == {"cpu_seconds": 400 / os.sysconf("SC_CLK_TCK")}
+    assert guest_used_bytes("MemTotal: 100 kB\nMemAvailable: 40 kB\n") == 60 * 1024
+    assert guest_used_bytes("garbled frame") is None
+
+
 def test_meminfo() -> None:
     assert meminfo_kib("MemTotal: 100 kB\nMemAvailable: 40 kB\nHugePages_Total: 0\n") == {
         "MemTotal": 100,
