@@ -355,11 +355,18 @@ def finalize_cmd(run_dir: Path) -> None:
 @click.option(
     "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
 )
-def gc(state_dir: Path) -> None:
+@click.option(
+    "--all",
+    "sweep_all",
+    is_flag=True,
+    help="Also remove every isobench-named resource on this host, whichever run made it. Only when "
+    "no isobench run is active on the host: runs of other state dirs are invisible here.",
+)
+def gc(state_dir: Path, sweep_all: bool) -> None:
     """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
     from isobench.gc import collect_garbage
 
-    report = collect_garbage(state_dir)
+    report = collect_garbage(state_dir, sweep_all=sweep_all)
     for item in report.removed:
         out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
+from isobench.errors import UsageError
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
@@ -42,18 +43,28 @@ def _canary_gc(run_id: str | None, report: GcReport) -> None:
         report.errors.append(f"leakage canaries: {err}")
 
 
-def collect_garbage(state_dir: Path) -> GcReport:
-    """Dead runs (their lock is free) are cleared per run id; when no run is alive at all, drivers
-    also sweep every isobench-named resource, which catches runners killed before their state dir
-    existed."""
+def collect_garbage(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
+    """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
+    its run id. Live runs are never touched.
+
+    ``sweep_all`` also removes every isobench-named resource on the host, whichever run made it
+    (e.g. a runner killed before its state dir existed). Locks only show the runs of *this* state
+    dir, so a sweep would destroy a live run that uses another one: it is refused while any run here
+    is alive, and the caller must know no other isobench run is active on the host.
+    """
     report = GcReport(live=live_runs(state_dir))
     for run_dir in dead_runs(state_dir):
         _driver_gc(state_dir, run_dir.name, run_dir / "work", report)
         _canary_gc(run_dir.name, report)
         shutil.rmtree(run_dir, ignore_errors=True)
         report.removed.append(f"state: {run_dir}")
-    if not report.live:
-        _driver_gc(state_dir, None, state_dir / "runs" / "gc-sweep", report)
+    if sweep_all:
+        if report.live:
+            raise UsageError(
+                f"refusing to sweep: run(s) {', '.join(report.live)} are alive; stop them or run without --all"
+            )
+        sweep_dir = state_dir / "runs" / "gc-sweep"
+        _driver_gc(state_dir, None, sweep_dir, report)
         _canary_gc(None, report)
-        shutil.rmtree(state_dir / "runs" / "gc-sweep", ignore_errors=True)
+        shutil.rmtree(sweep_dir, ignore_errors=True)
     return report

@@ -20,7 +20,7 @@ def test_lock_marks_run_live_and_cleans_up(tmp_path: Path) -> None:
     assert not (tmp_path / "runs" / "r1").exists()
 
 
-def test_killed_runner_leaves_a_dead_run_that_gc_removes(tmp_path: Path) -> None:
+def test_killed_runner_leaves_a_dead_run_that_gc_removes(tmp_path: Path, recording: list[str | None]) -> None:
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
@@ -37,4 +37,44 @@ def test_killed_runner_leaves_a_dead_run_that_gc_removes(tmp_path: Path) -> None
         assert report.live == ["alive"]
         assert (tmp_path / "runs" / "alive").exists()  # a live run is never touched
     assert any("dead1" in r for r in report.removed)
+    assert recording == ["dead1"]  # drivers asked about the dead run only
     assert not (tmp_path / "runs" / "dead1").exists()
+
+
+class _RecordingDriver:
+    """Stands in for every driver, so gc tests never touch this host's real resources."""
+
+    name = "rec"
+    calls: list[str | None] = []
+
+    def __init__(self, ctx: object) -> None:
+        pass
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        _RecordingDriver.calls.append(run_id)
+        return []
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    import isobench.gc as gcmod
+
+    _RecordingDriver.calls = []
+    monkeypatch.setattr(gcmod, "all_drivers", lambda: {"rec": _RecordingDriver})
+    monkeypatch.setattr(gcmod, "leakage_gc", lambda run_id: [])
+    return _RecordingDriver.calls
+
+
+def test_plain_gc_never_sweeps_the_host(tmp_path: Path, recording: list[str | None]) -> None:
+    # An empty state dir shows no live run, yet a run of another state dir may be alive: a plain gc
+    # must not call gc(None) (which removes every isobench resource on the host).
+    collect_garbage(tmp_path)
+    assert recording == []
+
+
+def test_sweep_is_explicit_and_refused_while_a_run_lives(tmp_path: Path, recording: list[str | None]) -> None:
+    with RunLock.acquire(tmp_path, "alive"), pytest.raises(UsageError, match="alive"):
+        collect_garbage(tmp_path, sweep_all=True)
+    assert recording == []
+    collect_garbage(tmp_path, sweep_all=True)
+    assert recording == [None]
