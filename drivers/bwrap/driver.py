@@ -164,7 +164,7 @@ class BwrapSandbox:
                     unmounted = False
                     errors.append(str(err))
             if self._made_dir and unmounted:
-                shutil.rmtree(self._base, onerror=lambda _f, p, e: errors.append(f"rm {p}: {e[1]}"))
+                shutil.rmtree(self._base, onerror=lambda _f, p, e: _note_rm_error(errors, p, e[1]))
         if errors:
             raise SandboxError(
                 f"teardown of bwrap sandbox {self.name} left resources ({'; '.join(errors)}); "
@@ -332,3 +332,9 @@ class BwrapDriver:
                         shutil.rmtree(d)
                         removed.append(f"dir {d}")
         return removed
+
+
+def _note_rm_error(errors: list[str], path: str, err: BaseException) -> None:
+    """A path already gone is what removal wants; anything else is a leak to report."""
+    if not isinstance(err, FileNotFoundError):
+        errors.append(f"rm {path}: {err}")

@@ -99,3 +99,13 @@ def test_unavailable_without_binary_or_root(tmp_path: Path) -> None:
     assert not missing.ok and "bubblewrap" in missing.reason
     user = _driver(tmp_path, found=TOOLS, euid=1000).availability()
     assert not user.ok and "needs root" in user.reason
+
+
+def test_teardown_treats_an_already_gone_path_as_removed() -> None:
+    from isobench.drivers.bwrap.driver import _note_rm_error
+
+    errors: list[str] = []
+    _note_rm_error(errors, "/gone", FileNotFoundError(2, "No such file or directory"))
+    assert errors == []
+    _note_rm_error(errors, "/busy", PermissionError(13, "Permission denied"))
+    assert errors == ["rm /busy: [Errno 13] Permission denied"]
