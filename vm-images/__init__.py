@@ -12,7 +12,7 @@ from pathlib import Path
 
 from isobench.errors import UsageError
 
-__all__ = ["Image", "ImageMissing", "find_image"]
+__all__ = ["Image", "ImageMissing", "find_image", "image_rootfs"]
 
 
 class ImageMissing(UsageError):
@@ -60,3 +60,12 @@ def find_image(state_dir: Path, name: str = "default") -> Image:
         raise ImageMissing(f"image {name!r} is not built under {base}; run `isobench image build`")
     root = candidates[0]
     return Image(name=name, digest=root.name.removeprefix(f"{name}-"), root=root)
+
+
+def image_rootfs(image: Path | None, state_dir: Path) -> Path:
+    """The root filesystem a container-style sandbox runs on: ``image`` (a spec's rootfs dir) or the
+    default image's, checked to be a directory and resolved (overlay options want real paths)."""
+    root = image if image is not None else find_image(state_dir).rootfs
+    if not root.is_dir():
+        raise UsageError(f"image root {root} is not a directory; run `isobench image build`")
+    return root.resolve()

@@ -46,6 +46,7 @@ from isobench.drivers.bwrap.command import (
     parse_version,
 )
 from isobench.errors import SandboxError, UsageError
+from isobench.images import image_rootfs
 from isobench.model import PhaseTiming
 from isobench.mounts import (
     OverlayDirs,
@@ -252,15 +253,7 @@ class BwrapDriver:
         }
 
     def _image_root(self, spec: SandboxSpec) -> Path:
-        if spec.image is not None:
-            root = spec.image
-        else:
-            from isobench.images import find_image
-
-            root = find_image(self._ctx.state_dir).rootfs
-        if not root.is_dir():
-            raise UsageError(f"image root {root} is not a directory; run `isobench image build`")
-        return root.resolve()
+        return image_rootfs(spec.image, self._ctx.state_dir)
 
     def create(self, spec: SandboxSpec) -> BwrapSandbox:
         lower = self._image_root(spec)

@@ -40,6 +40,7 @@ from isobench.drivers.runc.config import NAMESPACES, oci_config
 from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
 from isobench.errors import SandboxError, UsageError
+from isobench.images import image_rootfs
 from isobench.model import PhaseTiming
 from isobench.mounts import (
     OverlayDirs,
@@ -368,15 +369,7 @@ class RuncDriver:
         }
 
     def _image_root(self, spec: SandboxSpec) -> Path:
-        if spec.image is not None:
-            root = spec.image
-        else:
-            from isobench.images import find_image
-
-            root = find_image(self._ctx.state_dir).rootfs
-        if not root.is_dir():
-            raise UsageError(f"image root {root} is not a directory; run `isobench image build`")
-        return root.resolve()
+        return image_rootfs(spec.image, self._ctx.state_dir)
 
     def create(self, spec: SandboxSpec) -> RuncSandbox:
         lower = self._image_root(spec)

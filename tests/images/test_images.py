@@ -115,3 +115,16 @@ def test_list_find_and_remove(tmp_path: Path) -> None:
         find_image(tmp_path)
     with pytest.raises(ImageMissing):
         remove_image(tmp_path, "nosuch")
+
+
+def test_image_rootfs_checks_and_resolves(tmp_path: Path) -> None:
+    from isobench.errors import UsageError
+    from isobench.images import image_rootfs
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "root")
+    assert image_rootfs(tmp_path / "link", tmp_path) == (tmp_path / "root").resolve()
+    with pytest.raises(UsageError, match="is not a directory; run `isobench image build`"):
+        image_rootfs(tmp_path / "missing", tmp_path)
+    with pytest.raises(UsageError, match="isobench image build"):
+        image_rootfs(None, tmp_path / "empty-state")  # no default image built there
