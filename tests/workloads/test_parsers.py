@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from isobench.errors import UsageError, WorkloadError
@@ -15,7 +17,7 @@ from isobench.workloads.disk import DiskParams, disk_measurements, fio_argv
 from isobench.workloads.idle_memory import idle_measurements, parse_meminfo
 from isobench.workloads.memory_bandwidth import MemoryBandwidthParams, bandwidth_measurements
 from isobench.workloads.network import ConnectionRefused, parse_iperf3_json, parse_sockperf
-from isobench.workloads.syscall import parse_dd_seconds, parse_fork_exec
+from isobench.workloads.syscall import fork_exec_script, parse_dd_seconds, parse_fork_exec
 
 Data = Callable[[str], str]
 
@@ -116,10 +118,31 @@ def test_dd_and_fork_exec(data: Data) -> None:
         parse_dd_seconds(data("dd_syscall_gnu.txt"), 5)
     with pytest.raises(WorkloadError, match="no elapsed time"):
         parse_dd_seconds("10+0 records in\n10+0 records out\n", 10)
-    per = parse_fork_exec(data("fork_exec_loop.txt"), 200)
-    assert per == pytest.approx((1795824737571474832 - 1795824737163661091) / 1e9 / 200)
+    # recorded: dash running fork_exec_script(0.5, 20, "/bin/true") on the host
+    r = parse_fork_exec(data("fork_exec_loop_timed.txt"), 0.5, 20)
+    assert r.iterations == 800
+    assert r.seconds == pytest.approx((1795834602965363406 - 1795834602460331537) / 1e9)
+    assert r.per_op == pytest.approx(r.seconds / 800)
+    with pytest.raises(WorkloadError, match=r"before 0\.6s"):
+        parse_fork_exec(data("fork_exec_loop_timed.txt"), 0.6, 20)
+    with pytest.raises(WorkloadError, match="whole chunks"):
+        parse_fork_exec(data("fork_exec_loop_timed.txt"), 0.5, 300)
     with pytest.raises(WorkloadError, match="nanoseconds"):
-        parse_fork_exec("forkexec 200 1700000000%N 1700000001%N\n", 200)
+        parse_fork_exec("forkexec 200 1700000000%N 1700000001%N\n", 0.1, 20)
+
+
+def test_fork_exec_script_runs_in_dash_and_names_busybox_date(tmp_path: Path) -> None:
+    script = fork_exec_script(0.05, 5, "/bin/true")
+    res = subprocess.run(["dash", "-c", script], capture_output=True, text=True, check=True)
+    assert parse_fork_exec(res.stdout, 0.05, 5).iterations >= 5
+    # a sandbox whose date is busybox's: one clear line, not an arithmetic error
+    fake = tmp_path / "date"
+    fake.write_text('#!/bin/sh\necho "1700000000%N"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    res = subprocess.run(["dash", "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert res.returncode == 3
+    assert "needs GNU coreutils date" in res.stderr
 
 
 def test_iperf3(data: Data) -> None:
@@ -167,3 +190,30 @@ def test_resolve_params() -> None:
         resolve_params(CpuParams, False, {"evnts": 7}, "cpu")
     with pytest.raises(UsageError, match="must be int"):
         resolve_params(CpuParams, False, {"events": "many"}, "cpu")
+
+
+def test_network_placement_plans() -> None:
+    from isobench.workloads.network import NetworkParams, plan_placement
+
+    cross = plan_placement("cross-cpu", [0, 1], None, guest=False)
+    assert (cross.client_cpu, cross.server_cpu, cross.note) == (0, 1, "")
+    assert cross.client(["sockperf", "x"]) == ["taskset", "-c", "0", "sockperf", "x"]
+    assert cross.server("sockperf server") == "taskset -c 1 sockperf server"
+    same = plan_placement("same-cpu", [0, 1], None, guest=False)
+    assert (same.client_cpu, same.server_cpu) == (0, 0)
+    # the sandbox's cpuset decides where its server may run; the client goes elsewhere
+    pinned = plan_placement("cross-cpu", [0, 1, 2, 3], [0], guest=False)
+    assert (pinned.client_cpu, pinned.server_cpu) == (1, 0)
+    # one CPU: cross-cpu cannot be honoured, and the metadata says so
+    one = plan_placement("cross-cpu", [3], None, guest=False)
+    assert (one.client_cpu, one.server_cpu) == (3, 3)
+    assert "one CPU" in one.metadata()["placement_note"]
+    # a guest: only the client is pinned; pinning inside would pick a guest vCPU
+    guest = plan_placement("cross-cpu", [0, 1], None, guest=True)
+    assert (guest.client_cpu, guest.server_cpu) == (0, None)
+    assert guest.server("iperf3 -s") == "iperf3 -s"
+    assert "host scheduler" in guest.note
+    free = plan_placement("free", [0, 1], None, guest=False)
+    assert free.client(["a"]) == ["a"] and free.server("b") == "b"
+    with pytest.raises(UsageError, match="placement"):
+        NetworkParams(placement="anywhere")
