@@ -25,7 +25,7 @@ from isobench.reports import render, summary_table
 from isobench.reports.compare import compare as compare_runs
 from isobench.reports.compare import parse_rules
 from isobench.results import Results, finalize, load_results
-from isobench.runner import Cell, driver_context, new_run_id, run_matrix
+from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads
 from rich.console import Console
@@ -253,6 +253,8 @@ def run(
         config = config.quickened()
         if repetitions is not None:
             config = replace(config, repetitions=repetitions)
+    if repetitions is not None:
+        config = replace(config, repetitions_explicit=True)
 
     run_id = new_run_id()
     chosen_workloads = _select_workloads(config)
@@ -269,6 +271,7 @@ def run(
                 highlight=False,
             )
 
+    caps = config_caps(config, chosen_workloads)
     run_dir = config.output / run_id
     run_dir.mkdir()
     run_info = {
@@ -279,6 +282,7 @@ def run(
             "drivers": list(chosen),
             "workloads": list(chosen_workloads),
             "repetitions": config.repetitions,
+            "repetition_caps": caps,
             "warmups": config.warmups,
             "timeout": config.timeout,
             "quick": config.quick,
@@ -296,6 +300,13 @@ def run(
         f"{config.repetitions} repetition(s) + {config.warmups} warmup(s)",
         highlight=False,
     )
+    capped = {k: v for k, v in caps.items() if v < config.repetitions}
+    if capped:
+        console.print(
+            "capped (these aggregate within a cell; -n N overrides): "
+            + ", ".join(f"{k} {v}" for k, v in capped.items()),
+            highlight=False,
+        )
     started = time.monotonic()
     with Progress(
         TextColumn("{task.description}"),

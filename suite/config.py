@@ -44,6 +44,9 @@ class RunConfig:
     #: None means the default workload set.
     workloads: tuple[str, ...] | None = None
     repetitions: int = 5
+    #: Set when the user chose ``repetitions`` (``-n`` or ``[run] repetitions``): workloads' own
+    #: repetition caps then give way to it.
+    repetitions_explicit: bool = False
     warmups: int = 1
     timeout: float = 600.0
     quick: bool = False
@@ -127,6 +130,8 @@ def load_config(path: Path | None, base: RunConfig | None = None) -> RunConfig:
             updates[k] = tuple(v)
         elif k in ("output", "state_dir"):
             updates[k] = Path(v)
+        elif k == "repetitions":
+            updates.update(repetitions=v, repetitions_explicit=True)
         else:
             updates[k] = v
     sandbox = _check_table(raw.get("sandbox", {}), "sandbox", _SANDBOX_KEYS, path)

@@ -29,7 +29,7 @@ from isobench.workloads.base import Workload, WorkloadContext
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cell", "Runner", "expand_matrix", "new_run_id"]
+__all__ = ["Cell", "Runner", "config_caps", "expand_matrix", "new_run_id", "repetition_caps"]
 
 
 def new_run_id() -> str:
@@ -74,14 +74,26 @@ def expand_matrix(
     return cells
 
 
-def repetition_caps(workloads: Mapping[str, Workload], *, quick: bool) -> dict[str, int]:
-    """Per-workload repetition limits: ``max_repetitions`` always, ``quick_repetitions`` under --quick."""
+def repetition_caps(
+    workloads: Mapping[str, Workload], *, quick: bool, explicit: int | None = None
+) -> dict[str, int]:
+    """Per-workload repetition limits: ``max_repetitions`` always, ``quick_repetitions`` under --quick.
+
+    ``explicit`` is a repetition count the user asked for: it overrides the limits, while a capped
+    workload stays in the result (it aggregates within its cell, so it is still not warmed up).
+    """
     caps: dict[str, int] = {}
     for name, w in workloads.items():
         limits = [c for c in (w.max_repetitions, w.quick_repetitions if quick else None) if c]
         if limits:
-            caps[name] = min(limits)
+            caps[name] = explicit if explicit is not None else min(limits)
     return caps
+
+
+def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[str, int]:
+    """The caps a run with ``config`` applies."""
+    explicit = config.repetitions if config.repetitions_explicit else None
+    return repetition_caps(workloads, quick=config.quick, explicit=explicit)
 
 
 class Progress:
@@ -114,6 +126,7 @@ class Runner:
         self.run_info = dict(run_info)
         self.progress = progress or Progress()
         self._sandbox_counter = 0
+        self._cell_counter = 0
         self._driver_meta = {name: dict(d.metadata()) for name, d in self.drivers.items()}
         self.teardown_errors: list[str] = []
         self._live: dict[str, Sandbox] = {}
@@ -175,6 +188,8 @@ class Runner:
         def factory(**overrides: Any) -> Any:
             return self._sandbox(driver, base, **overrides)
 
+        self._cell_counter += 1
+        scratch = run_work_dir(self.config.state_dir, self.run_id) / "cells" / str(self._cell_counter)
         ctx = WorkloadContext(
             driver=driver,
             spec=base,
@@ -182,8 +197,10 @@ class Runner:
             quick=self.config.quick,
             params=self.config.workload_params.get(cell.workload, {}),
             timeout=self.config.timeout,
+            scratch=scratch,
         )
         try:
+            scratch.mkdir(parents=True)
             with deadline(self.config.timeout, cell.label):
                 measurements = list(workload.run(ctx))
             if not measurements:
@@ -200,10 +217,12 @@ class Runner:
             # A workload that entered a sandbox without leaving it still gets it destroyed here.
             for name in list(self._live):
                 self._destroy(name)
+            # after the sandboxes: a volume in it may have been mounted by one of them
+            shutil.rmtree(scratch, ignore_errors=True)
         return [Sample.from_measurement(m, **stamp, warmup=cell.warmup, metadata=meta) for m in measurements]
 
     def run(self) -> Results:
-        caps = repetition_caps(self.workloads, quick=self.config.quick)
+        caps = config_caps(self.config, self.workloads)
         cells = expand_matrix(
             list(self.drivers), list(self.workloads), self.config.repetitions, self.config.warmups, caps
         )

@@ -13,6 +13,7 @@ import pkgutil
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from isobench.drivers.base import Driver, Sandbox, SandboxSpec
@@ -41,6 +42,9 @@ class WorkloadContext:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: Seconds this cell may still take; workloads size their tool timeouts from it.
     timeout: float = 600.0
+    #: An empty host directory for this cell's files (e.g. a volume), under the run's locked work
+    #: dir: the runner removes it when the cell ends, ``isobench gc`` when the run died.
+    scratch: Path | None = None
 
 
 class Workload(Protocol):

@@ -127,3 +127,20 @@ def test_summary_shows_bracketed_variants_verbatim(
     cli.print_summary(Results(run={"run_id": "r"}, samples=samples))
     out = capsys.readouterr().out
     assert "note=[b]bold?" in out, out
+
+
+@pytest.mark.integration
+def test_explicit_repetitions_beat_a_workloads_cap(tmp_path: Path) -> None:
+    """network caps itself at 1 repetition under --quick; `-n 2` asks for two and gets two."""
+    import json
+
+    out = tmp_path / "out"
+    args = ["run", "--drivers", "host", "--workloads", "network", "--quick", "--no-report"]
+    r = _invoke(*args, "-n", "2", "-o", str(out), "--state-dir", str(tmp_path / "s"))
+    assert r.exit_code == 0, r.output
+    assert "capped" not in r.output
+    (run_dir,) = out.iterdir()
+    doc = json.loads((run_dir / "results.json").read_text())
+    assert doc["run"]["config"]["repetition_caps"] == {"network": 2}
+    reps = {s["repetition"] for s in doc["samples"] if s["metric"] == "network.tcp_rtt.p50"}
+    assert reps == {0, 1}

@@ -1,4 +1,6 @@
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from isobench.runner import expand_matrix
 
@@ -64,3 +66,30 @@ def test_repetition_caps_combine_max_and_quick() -> None:
     }
     assert repetition_caps(ws, quick=False) == {"disk": 3, "leakage": 1}  # type: ignore[arg-type]
     assert repetition_caps(ws, quick=True) == {"disk": 1, "leakage": 1}  # type: ignore[arg-type]
+
+
+def test_explicit_repetitions_override_caps_but_not_the_warmup_skip(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from isobench.config import RunConfig, load_config
+    from isobench.runner import config_caps
+
+    ws: Any = {
+        "cheap": SimpleNamespace(max_repetitions=None, quick_repetitions=None),
+        "network": SimpleNamespace(max_repetitions=3, quick_repetitions=1),
+    }
+    assert config_caps(RunConfig(repetitions=10), ws) == {"network": 3}
+    # `-n 10` (the CLI sets repetitions_explicit) or `[run] repetitions = 10`: ten of everything
+    assert config_caps(RunConfig(repetitions=10, repetitions_explicit=True), ws) == {"network": 10}
+    toml = tmp_path / "isobench.toml"
+    toml.write_text("[run]\nrepetitions = 10\n")
+    cfg = load_config(toml)
+    assert cfg.repetitions_explicit
+    caps = config_caps(cfg, ws)
+    assert caps == {"network": 10}
+    cells = expand_matrix(["a"], list(ws), repetitions=10, warmups=1, max_repetitions=caps)
+    assert sum(c.workload == "network" and not c.warmup for c in cells) == 10
+    assert not any(c.workload == "network" and c.warmup for c in cells)
+    # --quick with -n: the quick cap gives way too
+    quick = RunConfig(repetitions=4, repetitions_explicit=True).quickened()
+    assert config_caps(quick, ws) == {"network": 3}  # quickened() clamps repetitions to 3
