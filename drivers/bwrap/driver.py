@@ -250,6 +250,7 @@ class BwrapDriver:
             "rootfs": "overlay(image lower, per-sandbox upper) mounted once at create",
             "network": "spec.network: host netns, address 127.0.0.1; else own netns, loopback only",
             "cpu_affinity": "taskset from spec.cpuset" if self._probe.which("taskset") else "none",
+            "volume": "bind mount of a host directory at /data",
         }
 
     def _image_root(self, spec: SandboxSpec) -> Path:

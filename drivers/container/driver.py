@@ -372,6 +372,7 @@ class ContainerDriver:
             "default_namespaces": list(DEFAULT_NAMESPACES),
             "hardening": "caps=OCI default, no_new_privs, masked/ro paths, seccomp denylist",
             "kernel": platform.release(),
+            "volume": "bind mount of a host directory at /data",
         }
 
     # ---------------------------------------------------------------------------- life cycle

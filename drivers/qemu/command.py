@@ -53,6 +53,8 @@ class QemuConfig:
     initrd: Path
     cmdline: str
     overlay: Path = Path(OVERLAY)
+    #: A raw data disk (the volume, see drivers/vm/datadisk.py): the second virtio-blk, vdb.
+    data_disk: Path | None = None
     cpu_model: str | None = None
     net: NetDevice | None = None
     bios: Path | None = None
@@ -113,6 +115,15 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
         f"file={cfg.overlay},if=none,id=root,format=qcow2,cache=none,aio=native,discard=unmap",
         "-device",
         "virtio-blk-pci,drive=root",
+    ]
+    if cfg.data_disk is not None:
+        argv += [
+            "-drive",
+            f"file={cfg.data_disk},if=none,id=data,format=raw,cache=none,aio=native",
+            "-device",
+            "virtio-blk-pci,drive=data",
+        ]
+    argv += [
         "-device",
         "virtio-serial-pci",
         "-chardev",

@@ -62,6 +62,9 @@ from isobench.drivers.qemu.procscan import find_guests
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.drivers.vm.accel import AccelProbe, probe_accel
 from isobench.drivers.vm.agent import AgentChannel, AgentReady
+from isobench.drivers.vm.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
+from isobench.drivers.vm.datadisk import DEFAULT_SIZE_MIB as DATA_DISK_MIB
+from isobench.drivers.vm.datadisk import VOLUME_DESCRIPTION, make_data_disk
 from isobench.drivers.vm.driver import DEFAULT_CMDLINE, check_image
 from isobench.drivers.vm.memory import guest_used_bytes, meminfo_kib, qemu_process_stats
 from isobench.errors import CellTimeout, DriverUnavailable, SandboxError, UsageError
@@ -138,6 +141,8 @@ class _Guest:
     channel: AgentChannel | None = None
     nic: GuestNic | None = None
     files_made: bool = False
+    #: the volume's image, in the volume directory (outside ``dir``)
+    data_disk: Path | None = None
 
 
 @contextlib.contextmanager
@@ -292,6 +297,7 @@ class QemuDriver:
         self.probe_boots: int = int(opts.get("probe_boots", 3))
         self.cmdline: str = str(opts.get("cmdline", DEFAULT_CMDLINE))
         self.cpu_model: str | None = opts.get("cpu_model")
+        self.data_disk_mib: int = int(opts.get("data_disk_mib", DATA_DISK_MIB))
         bios = opts.get("bios")
         self.bios: Path | None = Path(bios) if bios else None
         #: libvirt URI the shared accel probe boots through (the same cached answer as the vm driver).
@@ -490,6 +496,7 @@ class QemuDriver:
             md["cpu_model"] = cpu_arg(accel, self.cpu_model)
         md["qemu_version"] = self.qemu_version()
         md["disk"] = "virtio-blk, qcow2 overlay over the raw image, cache=none, aio=native"
+        md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(UsageError):
             md["image"] = self._image().digest
         return md
@@ -503,10 +510,8 @@ class QemuDriver:
         t_create = time.monotonic_ns()
         img = self._image(spec)
         check_image(img)
-        if spec.volume is not None:
-            raise UsageError(
-                "the qemu driver cannot attach a host directory as /data yet; run without a volume"
-            )
+        if spec.volume is not None and not spec.volume.is_dir():
+            raise UsageError(f"volume {spec.volume} is not a directory; create it first")
         accel = self.accel()
         avail = self.host_memavailable_kib() or 0
         if avail and spec.memory_mib * 1024 > avail:
@@ -537,6 +542,10 @@ class QemuDriver:
             cmdline = self.cmdline
             if choice.tsc_khz:
                 cmdline += f" tsc_early_khz={choice.tsc_khz}"
+            if spec.volume is not None:
+                with clock.phase("data_disk"):
+                    g.data_disk = make_data_disk(spec.volume, f"{self.run_id}-{leaf}", self.data_disk_mib)
+                cmdline += f" {DATA_CMDLINE_FLAG}"
             if spec.network:
                 g.nic = self._net.add_guest()
                 cmdline += f" isobench.ip={g.nic.address}/{g.nic.prefix}"
@@ -551,6 +560,7 @@ class QemuDriver:
                 cmdline=cmdline,
                 cpu_model=self.cpu_model,
                 net=NetDevice(g.nic.tap, g.nic.mac) if g.nic is not None else None,
+                data_disk=g.data_disk,
                 bios=self.bios,
                 binary=self.binary,
             )
@@ -619,6 +629,9 @@ class QemuDriver:
                 self._net.delete_link(g.nic.tap)
         if g.files_made:
             shutil.rmtree(g.dir, ignore_errors=True)
+        if g.data_disk is not None:
+            with contextlib.suppress(OSError):
+                g.data_disk.unlink(missing_ok=True)
 
     def close(self) -> None:
         """End of run: remove the run's bridge (and taps a crash left), then the empty work dir."""

@@ -366,6 +366,7 @@ class RuncDriver:
             "seccomp": False,
             "rootfs": "overlay(image lower, per-sandbox upper)",
             "network": f"veth /30 from {network.SUBNET}",
+            "volume": "bind mount of a host directory at /data",
         }
 
     def _image_root(self, spec: SandboxSpec) -> Path:

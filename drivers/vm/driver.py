@@ -44,6 +44,9 @@ import libvirt
 from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
 from isobench.drivers.vm.accel import AccelProbe, probe_accel
 from isobench.drivers.vm.agent import AgentChannel, AgentReady
+from isobench.drivers.vm.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
+from isobench.drivers.vm.datadisk import DEFAULT_SIZE_MIB as DATA_DISK_MIB
+from isobench.drivers.vm.datadisk import VOLUME_DESCRIPTION, make_data_disk, untraversable_parent
 from isobench.drivers.vm.domain import (
     DISK_CACHE,
     DISK_IO,
@@ -204,6 +207,7 @@ class VmDriver:
         self.shutdown_timeout: float = float(opts.get("shutdown_timeout", 10))
         self.cmdline: str = str(opts.get("cmdline", DEFAULT_CMDLINE))
         self.cpu_model: str | None = opts.get("cpu_model")
+        self.data_disk_mib: int = int(opts.get("data_disk_mib", DATA_DISK_MIB))
         self.proc_root: Path = Path(opts.get("proc_root", "/proc"))
         self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
         self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
@@ -297,6 +301,7 @@ class VmDriver:
             md["accel_reason"] = self._probe.reason
         md["cpu_model"] = self.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
         md["disk"] = f"virtio-blk, qcow2 overlay over the raw image, cache={DISK_CACHE}, io={DISK_IO}"
+        md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
@@ -311,10 +316,8 @@ class VmDriver:
             find_image(self._ctx.state_dir, self.image_name) if spec.image is None else _image_at(spec.image)
         )
         check_image(img)
-        if spec.volume is not None:
-            raise UsageError(
-                "the vm driver cannot attach a host directory as /data yet; run without a volume"
-            )
+        if spec.volume is not None and not spec.volume.is_dir():
+            raise UsageError(f"volume {spec.volume} is not a directory; create it first")
         accel = self.accel()
         conn = self.conn()
         avail = self.host_memavailable_kib() or 0
@@ -346,6 +349,20 @@ class VmDriver:
             cmdline = self.cmdline
             if address is not None:
                 cmdline += f" isobench.ip={address}/24"
+            data_disk = None
+            if spec.volume is not None:
+                with clock.phase("data_disk"):
+                    data_disk = make_data_disk(
+                        spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.data_disk_mib
+                    )
+                files.append(data_disk)
+                closed = untraversable_parent(data_disk)
+                if closed is not None:
+                    raise SandboxError(
+                        f"libvirt's qemu user cannot reach the volume {spec.volume}: {closed} is not"
+                        " searchable by others (chmod o+x, or put the volume under /var/lib/isobench)"
+                    )
+                cmdline += f" {DATA_CMDLINE_FLAG}"
             cfg = DomainConfig(
                 name=name,
                 accel=accel,
@@ -356,6 +373,7 @@ class VmDriver:
                 cmdline=cmdline,
                 overlay=overlay,
                 backing=img.disk,
+                data_disk=data_disk,
                 console_log=console,
                 cpuset=spec.cpuset,
                 cpu_model=self.cpu_model,

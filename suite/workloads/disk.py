@@ -1,5 +1,7 @@
 """The ``disk`` workload: fio sequential 1 MiB and random 4 KiB reads and writes at queue depth 1
-and 32, on the sandbox's root storage and, when the spec has one, on its volume at ``/data``.
+and 32, on the sandbox's root storage and on a volume at ``/data``: the spec's, or else one the
+cell makes for drivers that can attach one (their metadata has ``volume``). The host driver has no
+volume of its own: its root storage is the host filesystem, the baseline.
 
 O_DIRECT is used where the filesystem accepts it (probed first: tmpfs before Linux 6.6 and some
 overlay setups refuse it); without it reads may come from a warm page cache, and every figure says
@@ -49,11 +51,14 @@ class DiskParams:
     iodepths: tuple[int, ...] = (1, 32)
     patterns: tuple[str, ...] = tuple(PATTERNS)
     ioengine: str = "libaio"
+    #: Also measure a volume at /data on drivers that can attach one (their metadata's ``volume``
+    #: says how): a bind-mounted host directory for containers, a raw disk image for guests.
+    volume: bool = True
 
     @classmethod
     def quick(cls) -> DiskParams:
-        # TCG guests: 8 jobs x 1.5 s per storage.
-        return cls(size_mib=32, runtime="1s", ramp_time="500ms")
+        # A smoke size: 8 jobs x 0.7 s per storage, two storages on most drivers.
+        return cls(size_mib=32, runtime="500ms", ramp_time="200ms")
 
 
 def fio_argv(params: DiskParams, directory: str, direct: bool) -> list[str]:
@@ -132,7 +137,7 @@ def disk_measurements(
 class DiskWorkload:
     name: ClassVar[str] = "disk"
     description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
-    tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat")
+    tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat", "mountpoint")
     #: One cell already averages over time (thousands of I/Os or round trips): a few repetitions
     #: suffice, and one for a smoke run.
     max_repetitions: ClassVar[int | None] = 3
@@ -145,23 +150,43 @@ class DiskWorkload:
             raise WorkloadError(f"disk: unknown patterns {sorted(unknown)}; known: {', '.join(PATTERNS)}")
         budget = Budget(ctx.timeout, "disk")
         out: list[Measurement] = []
-        with ctx.sandbox() as sandbox:
-            storages = [("root", sandbox.workdir)]
-            if ctx.spec.volume is not None:
+        volume = ctx.spec.volume
+        attach = ctx.driver.metadata().get("volume")
+        if volume is None and attach and params.volume and ctx.scratch is not None:
+            # The cell's own volume: an empty host directory the runner removes after the cell.
+            volume = ctx.scratch / "volume"
+            volume.mkdir()
+        with ctx.sandbox(volume=volume) as sandbox:
+            storages: list[tuple[str, str, dict[str, Any]]] = [("root", sandbox.workdir, {})]
+            if volume is not None:
                 # Every isolating driver mounts the volume at /data; the host driver runs on the
                 # host's own tree, where the volume is simply its directory.
-                inside = str(ctx.spec.volume) if ctx.driver.name == "host" else VOLUME_MOUNT
-                storages.append(("volume", inside))
-            for storage, directory in storages:
-                out += self._one_storage(sandbox, params, storage, directory, budget)
+                inside = str(volume) if ctx.driver.name == "host" else VOLUME_MOUNT
+                storages.append(("volume", inside, {"volume": attach or "host directory"}))
+            if volume is not None and ctx.driver.name != "host":
+                # fio on an unmounted /data would measure the root disk under the volume's name
+                check = sandbox.exec(["mountpoint", "-q", VOLUME_MOUNT], timeout=budget.cap(60))
+                if not check.ok:
+                    raise WorkloadError(
+                        f"disk: {VOLUME_MOUNT} is not a mount point inside {sandbox.name}; the volume was"
+                        " not attached (for guests: an image built before volumes? run `isobench image build`)"
+                    )
+            for storage, directory, extra in storages:
+                out += self._one_storage(sandbox, params, storage, directory, budget, extra)
         return out
 
     def _one_storage(
-        self, sandbox: Sandbox, params: DiskParams, storage: str, directory: str, budget: Budget
+        self,
+        sandbox: Sandbox,
+        params: DiskParams,
+        storage: str,
+        directory: str,
+        budget: Budget,
+        extra: dict[str, Any],
     ) -> list[Measurement]:
         fs = sandbox.exec(["stat", "-f", "-c", "%T", directory], timeout=budget.cap(60))
         fstype = fs.stdout.strip() if fs.ok else "unknown"
-        meta: dict[str, Any] = {"tool": "fio", "fstype": fstype, "directory": directory}
+        meta: dict[str, Any] = {"tool": "fio", "fstype": fstype, "directory": directory, **extra}
         probe = sandbox.exec(probe_direct_argv(params, directory), timeout=budget.cap(120))
         direct = probe.ok
         if not direct:

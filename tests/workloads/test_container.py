@@ -31,8 +31,10 @@ def container_ctx(tmp_path: Path) -> Iterator[WorkloadContext]:
     dctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id=run_id)
     driver = ContainerDriver(dctx)
     spec = SandboxSpec(name="wl", run_id=run_id, image=image.rootfs, vcpus=2, memory_mib=512)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     try:
-        yield make_context(driver, spec, quick=True, timeout=300.0)
+        yield make_context(driver, spec, quick=True, timeout=300.0, scratch=scratch)
     finally:
         assert driver.gc(run_id) == [], "container resources left behind"
 
@@ -44,6 +46,9 @@ def test_workload_in_container(name: str, container_ctx: WorkloadContext) -> Non
         container_ctx.params = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
     ms = list(get_workload(name).run(container_ctx))
     assert ms and all(m.metric.startswith(f"{name}.") and m.value >= 0 for m in ms)
+    if name == "disk":
+        # the overlay upper layer and the bind-mounted volume the cell made
+        assert {m.params["storage"] for m in ms} == {"root", "volume"}
     if name == "overlay":
         first = {m.params["file"]: m.value for m in ms if m.metric == "overlay.first_write"}
         later = {m.params["file"]: m.value for m in ms if m.metric == "overlay.later_write"}

@@ -1,12 +1,14 @@
 """Workloads through the reference drivers and the guests, at their smallest sizes.
 
-The container driver runs every workload in test_container.py; here the peers (runc, bwrap) run
-startup and cpu, and the guests (vm under libvirt, qemu direct) run startup, cpu and disk, on the
-suite's built image, under TCG on a host where KVM does not work.
+The container driver runs every workload in test_container.py; here the peers (runc, bwrap) and
+the guests (vm under libvirt, qemu direct) run startup, cpu and disk (root storage and a volume), on
+the suite's built image, the guests under TCG on a host where KVM does not work.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +24,11 @@ STATE_DIR = Path("/var/lib/isobench")
 SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
 
 CASES = [
-    pytest.param("runc", "startup", marks=pytest.mark.integration),
-    pytest.param("runc", "cpu", marks=pytest.mark.integration),
-    pytest.param("bwrap", "startup", marks=pytest.mark.integration),
-    pytest.param("bwrap", "cpu", marks=pytest.mark.integration),
+    *(
+        pytest.param(d, w, marks=pytest.mark.integration)
+        for d in ("runc", "bwrap")
+        for w in ("startup", "cpu", "disk")
+    ),
     *(
         pytest.param(d, w, marks=[pytest.mark.integration, pytest.mark.libvirt])
         for d in ("vm", "qemu")
@@ -45,11 +48,19 @@ def context(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workload
     spec = SandboxSpec(name=f"isobench-{run_id}", run_id=run_id, image=image.rootfs, memory_mib=256)
     if driver_name in ("vm", "qemu"):
         spec = SandboxSpec(name=f"isobench-{run_id}", run_id=run_id, memory_mib=256)
+    # The cell's scratch dir, as the runner gives it: world-searchable, since libvirt's qemu user
+    # must reach a guest's volume image in it (pytest's tmp_path is 0700).
+    scratch = Path(tempfile.mkdtemp(prefix="isobench-test-", dir="/var/tmp"))
+    scratch.chmod(0o755)
     try:
-        yield make_context(driver, spec, quick=True, timeout=300.0)
+        yield make_context(driver, spec, quick=True, timeout=300.0, scratch=scratch)
     finally:
-        driver.close()
+        driver.close()  # waits for the vm driver's background teardowns
+        left = list((scratch / "volume").iterdir()) if (scratch / "volume").exists() else []
+        shutil.rmtree(scratch, ignore_errors=True)
         assert driver.gc(run_id) == [], f"{driver_name} left resources behind"
+    # the volume is the workload's, a guest's image in it the sandbox's: the image must be gone
+    assert left == [], f"{driver_name} left its volume image: {left}"
 
 
 @pytest.mark.parametrize(("context", "workload"), CASES, indirect=["context"])
@@ -69,3 +80,9 @@ def test_workload_through_driver(context: WorkloadContext, workload: str) -> Non
         assert all(m.value > 0 for m in ms if m.metric == "cpu.events_per_second")
     else:
         assert any(m.metric.endswith(".iops") and m.value > 0 for m in ms)
+        # root storage and the volume the cell made: bind mount or the guest's vdb
+        assert {m.params["storage"] for m in ms} == {"root", "volume"}
+        volume = [m for m in ms if m.params["storage"] == "volume"]
+        assert all(m.metadata["directory"] == "/data" and m.metadata["volume"] for m in volume)
+        if context.driver.name in ("vm", "qemu"):
+            assert {m.metadata["fstype"] for m in volume} == {"ext2/ext3"}  # stat -f names ext4 so

@@ -78,6 +78,17 @@ def test_microvm_kvm_net_argv() -> None:
     assert "virtio-net-pci,netdev=net0,mac=52:54:00:d7:01:02" in _opt(argv, "-device")
 
 
+def test_data_disk_is_the_second_virtio_blk() -> None:
+    argv = qemu_argv(_cfg(data_disk=Path("/v/isobench-x.data.img")))
+    devices = _opt(argv, "-device")
+    # after the root disk, so the guest names it vdb (the initramfs mounts vdb at /data)
+    assert devices[:2] == ["virtio-blk-pci,drive=root", "virtio-blk-pci,drive=data"]
+    assert (
+        _opt(argv, "-drive")[1]
+        == "file=/v/isobench-x.data.img,if=none,id=data,format=raw,cache=none,aio=native"
+    )
+
+
 def test_machine_types_from_recorded_help() -> None:
     types = machine_types(HELP)
     assert {"microvm", "q35", "pc", "pc-q35-7.2"} <= types
@@ -389,11 +400,12 @@ def test_auto_machine_under_kvm_skips_the_tsc_step(tmp_path: Path) -> None:
     assert drv.machine().machine == "microvm" and [c.tsc_khz for c in seen] == [None, None, None]
 
 
-def test_volume_is_refused_clearly(tmp_path: Path) -> None:
+def test_a_volume_that_is_no_directory_is_refused_before_anything_is_made(tmp_path: Path) -> None:
     _fake_image(tmp_path / "state")
     drv = _driver(tmp_path, options={"machine": "q35"})
-    with pytest.raises(UsageError, match="cannot attach a host directory"):
-        drv.create(SandboxSpec("g", "r1", volume=tmp_path))
+    with pytest.raises(UsageError, match="not a directory"):
+        drv.create(SandboxSpec("g", "r1", volume=tmp_path / "missing"))
+    assert not (tmp_path / "work").exists() or list((tmp_path / "work").iterdir()) == []
 
 
 def test_gc_with_nothing_to_collect(tmp_path: Path) -> None:

@@ -1,0 +1,71 @@
+"""A guest's volume: a raw ext4 disk image in the volume directory, attached as a second virtio-blk
+disk (``vdb``) and mounted at ``/data`` by the initramfs.
+
+A container bind-mounts a host directory; a guest cannot (the cloud kernel has no 9p, and virtiofs
+needs a daemon per guest), so its volume is a file on that directory's filesystem, which is what a
+VM's persistent disk is. The image is formatted on the host with its inode tables and journal
+written out (no lazy init): otherwise the guest's ext4lazyinit thread would be writing during the
+first benchmark. The image belongs to the sandbox: it is removed on destroy, and lives under the
+run's work directory when the runner made the volume, so ``isobench gc`` clears it after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from isobench.errors import SandboxError, UsageError
+from isobench.procs import run_command
+
+__all__ = ["CMDLINE_FLAG", "DEFAULT_SIZE_MIB", "VOLUME_DESCRIPTION", "make_data_disk", "untraversable_parent"]
+
+#: On the kernel command line: the initramfs waits for /dev/vdb and mounts it at /data.
+CMDLINE_FLAG = "isobench.data=vdb"
+DEFAULT_SIZE_MIB = 1024
+VOLUME_DESCRIPTION = (
+    "raw ext4 image file in the volume directory, virtio-blk (vdb) at /data, cache=none, io=native"
+)
+
+
+def make_data_disk(volume: Path, leaf: str, size_mib: int = DEFAULT_SIZE_MIB) -> Path:
+    """Create ``<volume>/isobench-<leaf>.data.img``: sparse, ``size_mib``, ext4. Nothing is left
+    behind on failure."""
+    if not volume.is_dir():
+        raise UsageError(f"volume {volume} is not a directory; create it first")
+    if size_mib < 64:
+        raise UsageError(f"data disk size must be >= 64 MiB, got {size_mib}")
+    path = volume.resolve() / f"isobench-{leaf}.data.img"
+    try:
+        with path.open("xb") as f:
+            f.truncate(size_mib << 20)
+    except FileExistsError:
+        raise SandboxError(f"{path} already exists: a dead run left it; run `isobench gc`") from None
+    except OSError as err:
+        raise SandboxError(f"cannot create the guest's data disk {path}: {err.strerror}") from err
+    try:
+        res = run_command(
+            [
+                "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "isobench-data",
+                "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard", str(path),
+            ],
+            timeout=120,
+        )  # fmt: skip
+        if not res.ok:
+            raise SandboxError(f"mkfs.ext4 failed on {path}: {res.stderr.strip()[-300:]}")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return path
+
+
+def untraversable_parent(path: Path) -> Path | None:
+    """The first directory above ``path`` that others cannot search (no o+x), or None. libvirt's
+    qemu runs as its own user and libvirt chowns only the image, not the directories above it."""
+    for parent in path.resolve().parents:
+        try:
+            if not parent.stat().st_mode & 0o001:
+                return parent
+        except OSError:
+            return parent
+    return None
