@@ -289,3 +289,20 @@ def remove_image(state_dir: Path, name: str, digest: str | None = None) -> list[
             f"no image {name!r}{f' with digest {digest}' if digest else ''}; see `isobench image list`"
         )
     return gone
+
+
+def prune_images(state_dir: Path, name: str, keep: str) -> list[Path]:
+    """Remove every build of ``name`` but ``keep`` (a digest). The caller makes sure no run is
+    using one: a guest's overlay has its image's disk as backing file."""
+    base = images_dir(state_dir)
+    gone: list[Path] = []
+    if not base.is_dir():
+        return gone
+    for p in sorted(base.glob(f"{name}-*")):
+        if not p.is_dir() or p.name == f"{name}-{keep}" or p.name.rsplit("-", 1)[0] != name:
+            continue
+        doomed = p.with_name(f".tmp-{name}-rm-{os.getpid()}")
+        p.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        gone.append(p)
+    return gone

@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 
 import click
-from isobench.images.builder import build_image, list_images, remove_image
+from isobench.images.builder import build_image, list_images, prune_images, remove_image
 from isobench.images.recipe import default_recipe
+from isobench.runstate import live_runs
 
 __all__ = ["image_group"]
 
@@ -31,11 +32,25 @@ def image_group() -> None:
 @click.option("--suite", default=None, help="Debian suite (default: the host's release).")
 @click.option("--disk-size-mib", default=4096, show_default=True, type=int, help="Sparse root disk size.")
 @click.option("--force", is_flag=True, help="Rebuild even if an identical build exists.")
-def build_cmd(state_dir: Path, name: str, suite: str | None, disk_size_mib: int, force: bool) -> None:
-    """Build the image (a no-op when its inputs are unchanged)."""
+@click.option("--keep-old", is_flag=True, help="Keep older builds of NAME (default: remove them).")
+def build_cmd(
+    state_dir: Path, name: str, suite: str | None, disk_size_mib: int, force: bool, keep_old: bool
+) -> None:
+    """Build the image (a no-op when its inputs are unchanged); older builds of the name go."""
     logging.getLogger("isobench.images").setLevel(logging.INFO)
     recipe = default_recipe(name=name, suite=suite, disk_size_mib=disk_size_mib)
-    img = build_image(state_dir, recipe, force=force, progress=lambda m: click.echo(f"[image] {m}", err=True))
+
+    def say(msg: str) -> None:
+        click.echo(f"[image] {msg}", err=True)
+
+    img = build_image(state_dir, recipe, force=force, progress=say)
+    if not keep_old:
+        live = live_runs(state_dir)
+        if live:
+            say(f"older builds kept: run(s) {', '.join(live)} may be using them")
+        else:
+            for p in prune_images(state_dir, name, keep=img.digest):
+                say(f"removed older build {p.name}")
     click.echo(str(img.root))
 
 

@@ -117,6 +117,19 @@ def test_list_find_and_remove(tmp_path: Path) -> None:
         remove_image(tmp_path, "nosuch")
 
 
+def test_prune_keeps_the_new_build_and_other_names(tmp_path: Path) -> None:
+    from isobench.images.builder import prune_images
+
+    base = tmp_path / "images"
+    for d in ("default-aaaa", "default-bbbb", "default-cccc", "other-dddd", "default-x-eeee"):
+        (base / d).mkdir(parents=True)
+        (base / d / ".complete").write_text("x\n")
+    gone = prune_images(tmp_path, "default", keep="bbbb")
+    assert sorted(p.name for p in gone) == ["default-aaaa", "default-cccc"]
+    # another image whose name merely starts with "default-" is not a build of "default"
+    assert sorted(p.name for p in base.iterdir()) == ["default-bbbb", "default-x-eeee", "other-dddd"]
+
+
 def test_image_rootfs_checks_and_resolves(tmp_path: Path) -> None:
     from isobench.errors import UsageError
     from isobench.images import image_rootfs
