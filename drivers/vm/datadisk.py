@@ -59,13 +59,14 @@ def make_data_disk(volume: Path, leaf: str, size_mib: int = DEFAULT_SIZE_MIB) ->
     return path
 
 
-def untraversable_parent(path: Path) -> Path | None:
-    """The first directory above ``path`` that others cannot search (no o+x), or None. libvirt's
-    qemu runs as its own user and libvirt chowns only the image, not the directories above it."""
-    for parent in path.resolve().parents:
+def untraversable_parent(directory: Path) -> Path | None:
+    """``directory`` or the first directory above it that others cannot search (no o+x), or None.
+    libvirt's qemu runs as its own user and libvirt chowns only the image, not the directories."""
+    resolved = directory.resolve()
+    for d in (resolved, *resolved.parents):
         try:
-            if not parent.stat().st_mode & 0o001:
-                return parent
+            if not d.stat().st_mode & 0o001:
+                return d
         except OSError:
-            return parent
+            return d
     return None

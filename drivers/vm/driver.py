@@ -316,8 +316,15 @@ class VmDriver:
             find_image(self._ctx.state_dir, self.image_name) if spec.image is None else _image_at(spec.image)
         )
         check_image(img)
-        if spec.volume is not None and not spec.volume.is_dir():
-            raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+        if spec.volume is not None:
+            if not spec.volume.is_dir():
+                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+            closed = untraversable_parent(spec.volume)
+            if closed is not None:
+                raise UsageError(
+                    f"libvirt's qemu user cannot reach the volume {spec.volume}: {closed} is not"
+                    " searchable by others (chmod o+x, or put the volume under /var/lib/isobench)"
+                )
         accel = self.accel()
         conn = self.conn()
         avail = self.host_memavailable_kib() or 0
@@ -356,12 +363,6 @@ class VmDriver:
                         spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.data_disk_mib
                     )
                 files.append(data_disk)
-                closed = untraversable_parent(data_disk)
-                if closed is not None:
-                    raise SandboxError(
-                        f"libvirt's qemu user cannot reach the volume {spec.volume}: {closed} is not"
-                        " searchable by others (chmod o+x, or put the volume under /var/lib/isobench)"
-                    )
                 cmdline += f" {DATA_CMDLINE_FLAG}"
             cfg = DomainConfig(
                 name=name,

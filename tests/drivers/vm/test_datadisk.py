@@ -49,8 +49,11 @@ def test_untraversable_parent(tmp_path: Path) -> None:
     inner = closed / "vol"
     inner.mkdir(parents=True)
     closed.chmod(0o700)
-    assert untraversable_parent(inner / "x.img") == closed
+    assert untraversable_parent(inner) == closed
+    inner.chmod(0o700)
+    assert untraversable_parent(inner) == inner  # the directory itself counts
+    inner.chmod(0o755)
     closed.chmod(0o755)
-    found = untraversable_parent(inner / "x.img")
+    found = untraversable_parent(inner)
     # pytest's own tmp root is 0700: whatever is found lies above our directory
     assert found is None or closed.is_relative_to(found)
