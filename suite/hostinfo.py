@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from isobench.cgroupfs import detect_layout
+from isobench.errors import SandboxError
+
 log = logging.getLogger(__name__)
 
 CgroupMode = Literal["v1", "hybrid", "unified", "none"]
@@ -30,23 +33,11 @@ def _read(path: Path) -> str | None:
 
 
 def cgroup_mode_from_mountinfo(mountinfo: str) -> CgroupMode:
-    """v1: only cgroup v1 hierarchies; hybrid: v1 controllers plus a cgroup2 mount (systemd's
-    'unified' at /sys/fs/cgroup/unified); unified: cgroup2 alone."""
-    v1 = v2 = False
-    for line in mountinfo.splitlines():
-        _, _, post = line.partition(" - ")
-        fstype = post.split(" ", 1)[0] if post else ""
-        if fstype == "cgroup":
-            v1 = True
-        elif fstype == "cgroup2":
-            v2 = True
-    if v1 and v2:
-        return "hybrid"
-    if v1:
-        return "v1"
-    if v2:
-        return "unified"
-    return "none"
+    """v1, hybrid or unified as :func:`isobench.cgroupfs.detect_layout` sees it; none without cgroups."""
+    try:
+        return detect_layout(mountinfo).mode
+    except SandboxError:
+        return "none"
 
 
 def cgroup_mode(root: Path = Path("/")) -> CgroupMode:

@@ -94,6 +94,8 @@ class MountEntry:
     mount_point: str
     fs_type: str
     source: str
+    #: the superblock options (the field after the source), e.g. a v1 cgroup's controllers
+    super_options: str = ""
 
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -113,7 +115,8 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
         sep = fields.index("-")
         if sep < 5 or len(fields) < sep + 3:
             continue
-        entries.append(MountEntry(_unescape(fields[4]), fields[sep + 1], _unescape(fields[sep + 2])))
+        opts = fields[sep + 3] if len(fields) > sep + 3 else ""
+        entries.append(MountEntry(_unescape(fields[4]), fields[sep + 1], _unescape(fields[sep + 2]), opts))
     return entries
 
 

@@ -1,7 +1,7 @@
 """One cgroup manager interface, a v1 backend (separate controller hierarchies) and a v2 backend.
 
-The host's mode is detected from ``/proc/self/mountinfo`` text (a seam: tests pass fake text whose
-mount points lie in a temporary tree):
+The host's mode is detected from ``/proc/self/mountinfo`` text by :mod:`isobench.cgroupfs` (a
+seam: tests pass fake text whose mount points lie in a temporary tree):
 
 - ``unified``: ``/sys/fs/cgroup`` is cgroup2, controllers live there -> v2 backend;
 - ``hybrid``: v1 controller hierarchies plus a cgroup2 mount with no controllers -> v1 backend;
@@ -20,10 +20,11 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
+from isobench.cgroupfs import CgroupLayout, Mode, detect_layout
 from isobench.errors import SandboxError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ __all__ = [
     "open_manager",
 ]
 
-Mode = Literal["v1", "hybrid", "unified"]
 Rmdir = Callable[[Path], None]
 
 #: Controllers every container cgroup gets (stats need them even without limits).
@@ -64,51 +64,6 @@ class CgroupLimits:
             raise SandboxError(f"cgroup cpu quota {self.cpu_quota_us}us is below the kernel minimum 1000us")
         if self.swap_bytes is not None and self.memory_bytes is None and self.swap_bytes > 0:
             raise SandboxError("cgroup swap limit needs a memory limit as well")
-
-
-@dataclass(frozen=True)
-class CgroupLayout:
-    """Where the host's cgroup hierarchies are mounted."""
-
-    mode: Mode
-    #: v1 controller name -> mount point (co-mounted controllers share a path).
-    v1_mounts: Mapping[str, Path] = field(default_factory=dict)
-    #: The cgroup2 mount point, if any (unified root, or the hybrid's ``unified`` mount).
-    v2_root: Path | None = None
-
-
-def detect_layout(mountinfo: str) -> CgroupLayout:
-    """Parse ``/proc/self/mountinfo`` text into a :class:`CgroupLayout`."""
-    v1: dict[str, Path] = {}
-    v2: Path | None = None
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 3:
-            continue
-        mount_point = Path(_unescape(fields[4]))
-        fstype, super_opts = tail[0], tail[2].split(",")
-        if fstype == "cgroup2":
-            # The first cgroup2 mount wins; /sys/fs/cgroup itself marks a unified host.
-            if v2 is None or mount_point == Path("/sys/fs/cgroup"):
-                v2 = mount_point
-        elif fstype == "cgroup":
-            for opt in super_opts:
-                if opt in {"rw", "ro"} or opt.startswith("name=") or "=" in opt:
-                    continue
-                v1.setdefault(opt, mount_point)
-    if v1:
-        return CgroupLayout(mode="hybrid" if v2 is not None else "v1", v1_mounts=v1, v2_root=v2)
-    if v2 is not None:
-        return CgroupLayout(mode="unified", v2_root=v2)
-    raise SandboxError("no cgroup filesystem is mounted (see /proc/self/mountinfo); mount cgroup2 or v1")
-
-
-def _unescape(path: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 class Cgroup(Protocol):

@@ -16,6 +16,18 @@ def test_cgroup_modes() -> None:
     assert cgroup_mode_from_mountinfo(ROOT) == "none"
 
 
+def test_host_report_and_container_manager_agree() -> None:
+    """A v1 hierarchy with no controller (name=systemd) beside a cgroup2 root is a unified host:
+    the container driver manages it with its v2 backend, and the host report must say the same."""
+    from isobench.drivers.container.cgroups import detect_layout
+
+    named = "37 25 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+    v2_root = V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+    for text in (ROOT + V1, ROOT + V1 + V2, ROOT + v2_root, ROOT + named + v2_root):
+        assert cgroup_mode_from_mountinfo(text) == detect_layout(text).mode
+    assert cgroup_mode_from_mountinfo(ROOT + named + v2_root) == "unified"
+
+
 def test_fake_tree(tmp_path: Path) -> None:
     (tmp_path / "proc/self").mkdir(parents=True)
     (tmp_path / "proc/self/mountinfo").write_text(ROOT + V1 + V2)
