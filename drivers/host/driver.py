@@ -77,7 +77,8 @@ class HostDriver:
         return Availability(ok=True)
 
     def metadata(self) -> Mapping[str, Any]:
-        return {"isolation": "none"}
+        # A volume is just a host directory: the baseline the sandboxes' volume rows compare to.
+        return {"isolation": "none", "volume": "host directory"}
 
     def create(self, spec: SandboxSpec) -> HostSandbox:
         clock = PhaseClock()

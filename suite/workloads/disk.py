@@ -1,7 +1,8 @@
 """The ``disk`` workload: fio sequential 1 MiB and random 4 KiB reads and writes at queue depth 1
 and 32, on the sandbox's root storage and on a volume at ``/data``: the spec's, or else one the
-cell makes for drivers that can attach one (their metadata has ``volume``). The host driver has no
-volume of its own: its root storage is the host filesystem, the baseline.
+cell makes for drivers that can attach one (their metadata has ``volume``). For the host driver
+the volume is a plain directory of the host filesystem: the baseline of the volume rows, as its
+root storage is the baseline of the root rows.
 
 O_DIRECT is used where the filesystem accepts it (probed first: tmpfs before Linux 6.6 and some
 overlay setups refuse it); without it reads may come from a warm page cache, and every figure says
@@ -162,7 +163,7 @@ class DiskWorkload:
                 # Every isolating driver mounts the volume at /data; the host driver runs on the
                 # host's own tree, where the volume is simply its directory.
                 inside = str(volume) if ctx.driver.name == "host" else VOLUME_MOUNT
-                storages.append(("volume", inside, {"volume": attach or "host directory"}))
+                storages.append(("volume", inside, {"volume": attach or "given by the spec"}))
             if volume is not None and ctx.driver.name != "host":
                 # fio on an unmounted /data would measure the root disk under the volume's name
                 check = sandbox.exec(["mountpoint", "-q", VOLUME_MOUNT], timeout=budget.cap(60))

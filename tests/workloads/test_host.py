@@ -66,6 +66,23 @@ def test_disk_root_and_volume(host_ctx: Ctx, tmp_path: Path) -> None:
     assert not list(volume.iterdir()), "fio data file left on the volume"
 
 
+def test_disk_makes_its_own_volume_in_the_cells_scratch_dir(host_ctx: Ctx, tmp_path: Path) -> None:
+    """As under `isobench run`: no volume in the spec, so the cell makes one; on the host it is a
+    plain directory, the baseline of the sandboxes' volume rows."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    ctx = host_ctx(params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}, scratch=scratch)
+    ms = run("disk", ctx)
+    volume_rows = [m for m in ms["disk.rand_read.iops"] if m.params["storage"] == "volume"]
+    assert volume_rows and all(m.metadata["volume"] == "host directory" for m in volume_rows)
+    assert all(m.metadata["directory"] == str(scratch / "volume") for m in volume_rows)
+    # and a workload asked not to measure one does not
+    ctx = host_ctx(
+        params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}, scratch=scratch
+    )
+    assert {m.params["storage"] for m in run("disk", ctx)["disk.rand_read.iops"]} == {"root"}
+
+
 def test_syscall(host_ctx: Ctx) -> None:
     ms = run("syscall", host_ctx())
     assert 0 < ms["syscall.read_write.per_call"][0].value < 1e-3
