@@ -13,7 +13,7 @@ from isobench.procs import tool_version
 
 __all__ = ["CgroupMode", "HostProbe", "cgroup_mode", "missing_controllers"]
 
-CgroupMode = Literal["unified", "hybrid", "legacy", "none"]
+CgroupMode = Literal["unified", "hybrid", "v1", "none"]
 
 #: Controllers whose limits the spec sets (cpuacct: v1 CPU accounting for stats).
 V1_REQUIRED = ("memory", "cpu", "cpuacct", "cpuset", "pids")
@@ -34,11 +34,11 @@ class HostProbe:
 
 def cgroup_mode(root: Path) -> CgroupMode:
     """unified: cgroup2 at ``root``; hybrid: v1 controllers plus cgroup2 at ``root/unified``;
-    legacy: v1 only; none: no cgroup hierarchy found."""
+    v1: v1 only (the names isobench.cgroupfs uses); none: no cgroup hierarchy found."""
     if (root / "cgroup.controllers").is_file():
         return "unified"
     if any((root / c / "cgroup.procs").is_file() for c in V1_REQUIRED):
-        return "hybrid" if (root / "unified" / "cgroup.controllers").is_file() else "legacy"
+        return "hybrid" if (root / "unified" / "cgroup.controllers").is_file() else "v1"
     return "none"
 
 

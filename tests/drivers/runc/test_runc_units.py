@@ -241,9 +241,9 @@ def test_unavailable_without_cgroups_or_with_missing_controllers(tmp_path: Path)
 def test_cgroup_mode_detection(tmp_path: Path) -> None:
     assert cgroup_mode(_v2_tree(tmp_path / "a", "cpuset cpu io memory pids")) == "unified"
     assert missing_controllers(tmp_path / "a", "unified") == []
-    assert cgroup_mode(_v1_tree(tmp_path / "b", ALL_V1, unified=False)) == "legacy"
+    assert cgroup_mode(_v1_tree(tmp_path / "b", ALL_V1, unified=False)) == "v1"
     assert cgroup_mode(_v1_tree(tmp_path / "c", ALL_V1)) == "hybrid"
-    assert missing_controllers(_v1_tree(tmp_path / "d", ("memory", "cpu")), "legacy") == [
+    assert missing_controllers(_v1_tree(tmp_path / "d", ("memory", "cpu")), "v1") == [
         "cpuacct",
         "cpuset",
         "pids",
