@@ -27,7 +27,7 @@ from isobench.reports.compare import parse_rules
 from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
-from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads
+from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -258,6 +258,7 @@ def run(
 
     run_id = new_run_id()
     chosen_workloads = _select_workloads(config)
+    check_params(config.workload_params, quick=config.quick)
     _check_output_dir(config.output)
     chosen, skipped = _select_drivers(config, run_id)
     for name, avail in skipped.items():

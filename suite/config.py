@@ -20,7 +20,7 @@ Example ``isobench.toml``::
     accel = "auto"
 
     [workloads.cpu]        # passed to that workload as its params
-    threads = 1
+    events = 5000
 """
 
 from __future__ import annotations

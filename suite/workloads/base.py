@@ -22,7 +22,7 @@ from isobench.model import Measurement
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Workload", "WorkloadContext", "all_workloads", "get_workload"]
+__all__ = ["Workload", "WorkloadContext", "all_workloads", "check_params", "get_workload"]
 
 
 class SandboxFactory(Protocol):
@@ -57,6 +57,9 @@ class Workload(Protocol):
     quick_repetitions: ClassVar[int | None]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
+    #: Its parameters: a frozen dataclass with a ``quick()`` classmethod (see ``resolve_params``);
+    #: ``[workloads.<name>]`` in the config is checked against it before a run starts.
+    params_type: ClassVar[type]
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]: ...
 
@@ -104,3 +107,15 @@ def get_workload(name: str) -> Workload:
     if name not in found:
         raise UsageError(f"unknown workload {name!r}; known: {', '.join(found) or 'none'}")
     return found[name]()
+
+
+def check_params(params: Mapping[str, Mapping[str, Any]], *, quick: bool) -> None:
+    """Every ``[workloads.<name>]`` table, checked before a run starts: a typo is one clear error
+    then, not a failed cell in every repetition of an hour-long run."""
+    from isobench.workloads._common import resolve_params
+
+    known = all_workloads()
+    for name, given in params.items():
+        if name not in known:
+            raise UsageError(f"[workloads.{name}]: no such workload; known: {', '.join(known)}")
+        resolve_params(known[name].params_type, quick, given, name)

@@ -65,6 +65,7 @@ class CpuWorkload:
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    params_type: ClassVar[type] = CpuParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(CpuParams, ctx.quick, ctx.params, self.name)

@@ -143,6 +143,7 @@ class DiskWorkload:
     #: suffice, and one for a smoke run.
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
+    params_type: ClassVar[type] = DiskParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)

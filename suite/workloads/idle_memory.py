@@ -82,6 +82,7 @@ class IdleMemoryWorkload:
     tools: ClassVar[tuple[str, ...]] = ("cat",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    params_type: ClassVar[type] = IdleMemoryParams
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
         self._proc = proc_root

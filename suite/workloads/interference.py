@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import IsobenchError, WorkloadError
+from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.leakage.interference import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
@@ -38,6 +38,7 @@ from isobench.leakage.interference import (
 )
 from isobench.model import Measurement
 from isobench.procs import run_command
+from isobench.workloads._common import resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,31 @@ def _run_victim(sb: Sandbox, victim: Victim, duration: float) -> VictimResult:
     return victim.parse(res.stdout)
 
 
+@dataclass(frozen=True)
+class InterferenceParams:
+    #: seconds each victim runs, alone and next to each stressor
+    duration: float = 3.0
+    victims: tuple[str, ...] = DEFAULT_VICTIMS
+    stressors: tuple[str, ...] = DEFAULT_STRESSORS
+
+    def __post_init__(self) -> None:
+        for kind, given, known in (
+            ("victims", self.victims, VICTIMS),
+            ("stressors", self.stressors, STRESSORS),
+        ):
+            unknown = [x for x in given if x not in known]
+            if unknown:
+                raise UsageError(
+                    f"interference.{kind}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
+                )
+        if self.duration <= 0:
+            raise UsageError(f"interference.duration must be > 0 seconds, got {self.duration}")
+
+    @classmethod
+    def quick(cls) -> InterferenceParams:
+        return cls(duration=2.0, victims=QUICK_VICTIMS, stressors=QUICK_STRESSORS)
+
+
 class InterferenceWorkload:
     name: ClassVar[str] = "interference"
     description: ClassVar[str] = "noisy neighbour: victim degradation next to stress-ng aggressors"
@@ -136,16 +162,13 @@ class InterferenceWorkload:
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
+    params_type: ClassVar[type] = InterferenceParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        duration = float(ctx.params.get("duration", 2.0 if ctx.quick else 3.0))
-        victims = [
-            VICTIMS[v] for v in ctx.params.get("victims", QUICK_VICTIMS if ctx.quick else DEFAULT_VICTIMS)
-        ]
-        stressors = [
-            STRESSORS[s]
-            for s in ctx.params.get("stressors", QUICK_STRESSORS if ctx.quick else DEFAULT_STRESSORS)
-        ]
+        p = resolve_params(InterferenceParams, ctx.quick, ctx.params, self.name)
+        duration = p.duration
+        victims = [VICTIMS[v] for v in p.victims]
+        stressors = [STRESSORS[s] for s in p.stressors]
         params: dict[str, Any] = {"duration_s": duration}
         if "hardening" in ctx.spec.options:
             params["hardening"] = bool(ctx.spec.options["hardening"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from isobench.leakage import (
@@ -21,11 +22,22 @@ from isobench.leakage import (
     run_static,
 )
 from isobench.model import Measurement
+from isobench.workloads._common import resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
 
 __all__ = ["WORKLOAD", "LeakageWorkload"]
+
+
+@dataclass(frozen=True)
+class LeakageParams:
+    #: also run the correlation channels (the static probes always run)
+    correlations: bool = True
+
+    @classmethod
+    def quick(cls) -> LeakageParams:
+        return cls()
 
 
 class LeakageWorkload:
@@ -35,9 +47,10 @@ class LeakageWorkload:
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
+    params_type: ClassVar[type] = LeakageParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        correlations = ctx.params.get("correlations", True)
+        correlations = resolve_params(LeakageParams, ctx.quick, ctx.params, self.name).correlations
         settings = CorrelationSettings.quick() if ctx.quick else CorrelationSettings()
         out: list[Measurement] = []
         for hardening in _profiles(ctx):

@@ -81,6 +81,7 @@ class MemoryBandwidthWorkload:
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    params_type: ClassVar[type] = MemoryBandwidthParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(MemoryBandwidthParams, ctx.quick, ctx.params, self.name)

@@ -85,6 +85,7 @@ class StartupWorkload:
     tools: ClassVar[tuple[str, ...]] = ("true",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    params_type: ClassVar[type] = StartupParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(StartupParams, ctx.quick, ctx.params, self.name)

@@ -43,6 +43,37 @@ def test_malformed_config(out: Path, tmp_path: Path) -> None:
     _assert_clean_failure(r, out, "wrong type")
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[workloads.cpu]\nthreads = 1\n", "workload cpu: unknown parameter(s) threads"),
+        ("[workloads.cpu]\nevents = 'lots'\n", "parameter events must be int"),
+        ("[workloads.nope]\nx = 1\n", "[workloads.nope]: no such workload"),
+        ("[workloads.network]\nplacement = 'anywhere'\n", "network.placement must be one of"),
+        ("[workloads.interference]\nstressors = ['cpu', 'typo']\n", "interference.stressors: unknown typo"),
+        ("[workloads.leakage]\ncorrelations = 'no'\n", "parameter correlations must be bool"),
+    ],
+)
+def test_bad_workload_params_fail_before_the_run(out: Path, tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text(toml)
+    r = _invoke(
+        "run", "--config", str(cfg), "--drivers", "host", "-o", str(out), "--state-dir", str(tmp_path / "s")
+    )
+    _assert_clean_failure(r, out, message)
+
+
+def test_every_workload_declares_its_params() -> None:
+    import dataclasses
+
+    from isobench.workloads.base import all_workloads
+
+    for name, w in all_workloads().items():
+        assert dataclasses.is_dataclass(w.params_type), name
+        assert isinstance(w.params_type.quick(), w.params_type), name  # type: ignore[attr-defined]
+        w.params_type()  # the defaults are valid
+
+
 def test_bad_repetitions_flag(out: Path) -> None:
     r = _invoke("run", "--repetitions", "0", "-o", str(out), "--drivers", "host")
     _assert_clean_failure(r, out, "repetitions must be >= 1")
