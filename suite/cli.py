@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 from isobench import __version__, hostinfo
 from isobench.config import RunConfig, load_config
-from isobench.drivers.base import Availability, Driver, all_drivers
+from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
@@ -259,6 +259,7 @@ def run(
     run_id = new_run_id()
     chosen_workloads = _select_workloads(config)
     check_params(config.workload_params, quick=config.quick)
+    check_driver_options(config.driver_options)
     _check_output_dir(config.output)
     chosen, skipped = _select_drivers(config, run_id)
     for name, avail in skipped.items():

@@ -36,6 +36,7 @@ from isobench.drivers.base import (
     Availability,
     DriverContext,
     ExecResult,
+    OptionTypes,
     PhaseClock,
     SandboxSpec,
 )
@@ -201,6 +202,7 @@ class BwrapDriver:
     description: ClassVar[str] = (
         "reference namespace sandbox: bubblewrap per exec over the suite image (no cgroup limits)"
     )
+    option_types: ClassVar[OptionTypes] = {"binary": (str,), "command_timeout": (int, float)}
 
     def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
         self._ctx = ctx

@@ -30,22 +30,34 @@ from isobench.drivers.container.cgroups import CgroupLimits
 from isobench.drivers.container.names import sanitize
 from isobench.errors import UsageError
 
-__all__ = ["ALL_NAMESPACES", "DEFAULT_NAMESPACES", "ContainerConfig", "config_from_spec"]
+__all__ = [
+    "ALL_NAMESPACES",
+    "DEFAULT_NAMESPACES",
+    "DRIVER_OPTIONS",
+    "SANDBOX_OPTIONS",
+    "ContainerConfig",
+    "config_from_spec",
+]
 
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
-_OPTIONS = {
-    "namespaces",
-    "hardening",
-    "rootless",
-    "uid_map",
-    "gid_map",
-    "layers",
-    "cpus",
-    "swap_mib",
-    "cgroup",
-    "hostname",
+_NUMBER = (int, float)
+_NULL = type(None)
+#: Options that shape one sandbox (they may also come from a workload, per sandbox).
+SANDBOX_OPTIONS: dict[str, tuple[type, ...]] = {
+    "namespaces": (list, tuple),
+    "hardening": (bool,),
+    "rootless": (bool,),
+    "uid_map": (str,),
+    "gid_map": (str,),
+    "layers": (list, tuple),
+    "cpus": (*_NUMBER, _NULL),
+    "swap_mib": (int, _NULL),
+    "cgroup": (bool,),
+    "hostname": (str,),
 }
+#: Options of the driver itself (read by ContainerDriver; passed through the spec and ignored here).
+DRIVER_OPTIONS: dict[str, tuple[type, ...]] = {"cgroup_parent": (str,)}
 _PERIOD_US = 100_000
 
 
@@ -108,11 +120,11 @@ def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | Non
 
 def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
     options = dict(spec.options)
-    unknown = sorted(set(options) - _OPTIONS)
+    known = SANDBOX_OPTIONS.keys() | DRIVER_OPTIONS.keys()
+    unknown = sorted(set(options) - known)
     if unknown:
         raise UsageError(
-            f"sandbox {spec.name}: unknown container option {unknown[0]!r}; "
-            f"known: {', '.join(sorted(_OPTIONS))}"
+            f"sandbox {spec.name}: unknown container option {unknown[0]!r}; known: {', '.join(sorted(known))}"
         )
     rootless = bool(options.get("rootless", False))
     namespaces = _namespaces(options.get("namespaces"), spec, rootless)

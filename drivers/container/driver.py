@@ -24,10 +24,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.container import names as naming
 from isobench.drivers.container.cgroups import Cgroup, V1Manager, V2Manager, open_manager
-from isobench.drivers.container.config import DEFAULT_NAMESPACES, ContainerConfig, config_from_spec
+from isobench.drivers.container.config import (
+    DEFAULT_NAMESPACES,
+    DRIVER_OPTIONS,
+    SANDBOX_OPTIONS,
+    ContainerConfig,
+    config_from_spec,
+)
 from isobench.drivers.container.helper import ensure_helper, helper_key
 from isobench.drivers.container.network import VethPair, delete_link, list_links, setup_veth
 from isobench.drivers.container.report import HelperReport, parse_report
@@ -322,6 +335,7 @@ class ContainerDriver:
     description: ClassVar[str] = (
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
+    option_types: ClassVar[OptionTypes] = {**DRIVER_OPTIONS, **SANDBOX_OPTIONS}
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx

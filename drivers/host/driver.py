@@ -13,6 +13,7 @@ from isobench.drivers.base import (
     Availability,
     DriverContext,
     ExecResult,
+    OptionTypes,
     PhaseClock,
     SandboxSpec,
 )
@@ -69,6 +70,7 @@ class HostSandbox:
 class HostDriver:
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
+    option_types: ClassVar[OptionTypes] = {}
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx

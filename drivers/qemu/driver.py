@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.qemu.command import (
     AGENT_SOCKET,
     CONSOLE_LOG,
@@ -265,6 +272,26 @@ class QemuDriver:
     description: ClassVar[str] = (
         "qemu-system-x86_64 launched directly (no libvirt): microvm or q35, same guest as vm"
     )
+    option_types: ClassVar[OptionTypes] = {
+        "binary": (str,),
+        "qemu_img": (str,),
+        "accel": (str,),
+        "machine": (str,),
+        "image": (str,),
+        "boot_timeout": (int, float),
+        "spawn_timeout": (int, float),
+        "shutdown_timeout": (int, float),
+        "probe_timeout": (int, float),
+        "probe_attempts": (int,),
+        "probe_boots": (int,),
+        "cmdline": (str,),
+        "cpu_model": (str,),
+        "data_disk_mib": (int,),
+        "bios": (str,),
+        "accel_uri": (str,),
+        # Where the driver looks for processes (tests point it at a fake /proc).
+        "proc_root": (str,),
+    }
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ from isobench.drivers.base import (
     Availability,
     DriverContext,
     ExecResult,
+    OptionTypes,
     PhaseClock,
     SandboxSpec,
 )
@@ -307,6 +308,11 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
+    option_types: ClassVar[OptionTypes] = {
+        "binary": (str,),
+        "state_root": (str,),
+        "command_timeout": (int, float),
+    }
 
     def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
         self._ctx = ctx

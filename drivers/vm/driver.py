@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import libvirt
-from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    ExecResult,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.vm.accel import AccelProbe, probe_accel
 from isobench.drivers.vm.agent import AgentChannel, AgentReady
 from isobench.drivers.vm.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
@@ -194,6 +201,20 @@ from isobench.errors import CellTimeout as CellTimeoutLike  # noqa: E402
 class VmDriver:
     name: ClassVar[str] = "vm"
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
+    option_types: ClassVar[OptionTypes] = {
+        "uri": (str,),
+        "accel": (str,),
+        "image": (str,),
+        "boot_timeout": (int, float),
+        "shutdown_timeout": (int, float),
+        "cmdline": (str,),
+        "cpu_model": (str,),
+        "data_disk_mib": (int,),
+        # Where the driver looks for processes and libvirt's files (tests point these at fakes).
+        "proc_root": (str,),
+        "libvirt_run": (str,),
+        "libvirt_log": (str,),
+    }
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx

@@ -52,9 +52,19 @@ def test_malformed_config(out: Path, tmp_path: Path) -> None:
         ("[workloads.network]\nplacement = 'anywhere'\n", "network.placement must be one of"),
         ("[workloads.interference]\nstressors = ['cpu', 'typo']\n", "interference.stressors: unknown typo"),
         ("[workloads.leakage]\ncorrelations = 'no'\n", "parameter correlations must be bool"),
+        # Driver tables, also of drivers the run does not select: a typo waits for the next run.
+        ("[drivers.vm]\nboot_timout = 60\n", "[drivers.vm]: unknown option 'boot_timout'; known:"),
+        ("[drivers.vm]\nboot_timeout = 'long'\n", "option boot_timeout must be int or float, got 'long'"),
+        ("[drivers.qemu]\nprobe_boots = 2.5\n", "option probe_boots must be int, got 2.5"),
+        ("[drivers.runc]\ncommand_timeout = true\n", "option command_timeout must be int or float"),
+        ("[drivers.container]\nhardening = 'no'\n", "option hardening must be bool"),
+        ("[drivers.host]\nanything = 1\n", "[drivers.host]: unknown option 'anything'; known: none"),
+        ("[drivers.warp]\nx = 1\n", "[drivers.warp]: no such driver"),
     ],
 )
-def test_bad_workload_params_fail_before_the_run(out: Path, tmp_path: Path, toml: str, message: str) -> None:
+def test_bad_params_and_options_fail_before_the_run(
+    out: Path, tmp_path: Path, toml: str, message: str
+) -> None:
     cfg = tmp_path / "isobench.toml"
     cfg.write_text(toml)
     r = _invoke(
