@@ -1,19 +1,29 @@
-"""The ``cpu`` workload: a fixed amount of compute (sysbench cpu primes), on one thread and on every
-vCPU the spec gives the sandbox. Same event count in both variants, so the time shows the scaling."""
+"""The ``cpu`` workload: a fixed amount of compute (sysbench cpu primes), on one thread and on all
+vCPUs. Same event count in both variants, so the time shows the scaling.
+
+"All vCPUs" means every CPU the run may use (``sandbox.cpuset``, else this process's affinity), not
+only the spec's ``vcpus``: the default spec has one vCPU, where an all-vCPU variant would repeat the
+single-thread one. When the spec has fewer, the variant gets a sandbox of its own with that many
+vCPUs, created through the same override on every driver, so the comparison stays matched (a VM gets
+that many vCPUs, a container a CPU quota of that many CPUs). ``all_vcpus`` sets the count; 1 turns
+the variant off.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from isobench.errors import WorkloadError
+from isobench.drivers.base import Sandbox, SandboxSpec
+from isobench.errors import UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import Budget, resolve_params, run_checked
 from isobench.workloads._sysbench import SysbenchCpu, parse_sysbench_cpu
 from isobench.workloads.base import WorkloadContext
 
-__all__ = ["WORKLOAD", "CpuParams", "CpuWorkload", "cpu_measurements"]
+__all__ = ["WORKLOAD", "CpuParams", "CpuWorkload", "all_vcpus", "cpu_measurements"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,14 @@ class CpuParams:
     #: 20-50x that in a TCG guest, which a default run must still finish.
     events: int = 5000
     max_prime: int = 10000
+    #: vCPUs of the all-vCPU variant: 0 = every CPU the run may use; 1 = no such variant.
+    all_vcpus: int = 0
+
+    def __post_init__(self) -> None:
+        if self.all_vcpus < 0:
+            raise UsageError(
+                f"cpu.all_vcpus must be >= 0 (0 = every CPU the run may use), not {self.all_vcpus}"
+            )
 
     @classmethod
     def quick(cls) -> CpuParams:
@@ -41,7 +59,14 @@ def sysbench_cpu_argv(params: CpuParams, threads: int) -> list[str]:
     ]
 
 
-def cpu_measurements(result: SysbenchCpu, params: CpuParams, variant: str) -> list[Measurement]:
+def all_vcpus(params: CpuParams, spec: SandboxSpec, usable: int) -> int:
+    """Pure: the vCPUs of the all-vCPU variant; ``usable`` is how many CPUs this process may use.
+    Never fewer than the spec gives (its sandbox already has them)."""
+    wanted = params.all_vcpus or (len(spec.cpuset) if spec.cpuset else usable)
+    return max(spec.vcpus, wanted)
+
+
+def cpu_measurements(result: SysbenchCpu, params: CpuParams, variant: str, vcpus: int) -> list[Measurement]:
     if result.events != params.events:
         raise WorkloadError(f"sysbench cpu ran {result.events} events, asked for {params.events}")
     p = {
@@ -50,7 +75,7 @@ def cpu_measurements(result: SysbenchCpu, params: CpuParams, variant: str) -> li
         "events": params.events,
         "max_prime": params.max_prime,
     }
-    meta = {"tool": "sysbench cpu"}
+    meta = {"tool": "sysbench cpu", "sandbox_vcpus": vcpus}
     return [
         Measurement("cpu.events_per_second", result.events_per_second, "ops_per_second", "higher", p, meta),
         Measurement("cpu.time", result.total_seconds, "seconds", "lower", p, meta),
@@ -70,16 +95,21 @@ class CpuWorkload:
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(CpuParams, ctx.quick, ctx.params, self.name)
         budget = Budget(ctx.timeout, "cpu")
-        variants = [("single", 1)]
-        if ctx.spec.vcpus > 1:
-            variants.append(("all", ctx.spec.vcpus))
-        out: list[Measurement] = []
+        vcpus = ctx.spec.vcpus
+        wide = all_vcpus(params, ctx.spec, len(os.sched_getaffinity(0)))
+
+        def variant(sandbox: Sandbox, name: str, threads: int, sandbox_vcpus: int) -> list[Measurement]:
+            argv = sysbench_cpu_argv(params, threads)
+            res = run_checked(sandbox, argv, timeout=budget.left(), what="sysbench cpu")
+            return cpu_measurements(parse_sysbench_cpu(res.stdout), params, name, sandbox_vcpus)
+
         with ctx.sandbox() as sandbox:
-            for variant, threads in variants:
-                res = run_checked(
-                    sandbox, sysbench_cpu_argv(params, threads), timeout=budget.left(), what="sysbench cpu"
-                )
-                out += cpu_measurements(parse_sysbench_cpu(res.stdout), params, variant)
+            out = variant(sandbox, "single", 1, vcpus)
+            if wide > 1 and wide == vcpus:
+                out += variant(sandbox, "all", wide, vcpus)
+        if wide > vcpus:
+            with ctx.sandbox(vcpus=wide) as sandbox:
+                out += variant(sandbox, "all", wide, wide)
         return out
 
 

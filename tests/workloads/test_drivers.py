@@ -7,6 +7,7 @@ the suite's built image, the guests under TCG on a host where KVM does not work.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -75,9 +76,14 @@ def test_workload_through_driver(context: WorkloadContext, workload: str) -> Non
         assert {"startup.to_ready", "startup.to_exit", "startup.total", "startup.phase.create"} <= names
         assert all(m.value > 0 for m in ms if m.metric == "startup.total")
     elif workload == "cpu":
-        # One vCPU (the default spec): the all-vCPU variant would repeat the single-thread one.
-        assert {m.params["variant"] for m in ms if m.metric == "cpu.events_per_second"} == {"single"}
-        assert all(m.value > 0 for m in ms if m.metric == "cpu.events_per_second")
+        # One vCPU in the spec: the all-vCPU variant gets its own sandbox with every usable CPU.
+        usable = len(os.sched_getaffinity(0))
+        eps = {m.params["variant"]: m for m in ms if m.metric == "cpu.events_per_second"}
+        assert set(eps) == ({"single", "all"} if usable > 1 else {"single"})
+        assert all(m.value > 0 for m in eps.values())
+        assert eps["single"].metadata["sandbox_vcpus"] == 1
+        if usable > 1:
+            assert eps["all"].params["threads"] == eps["all"].metadata["sandbox_vcpus"] == usable
     else:
         assert any(m.metric.endswith(".iops") and m.value > 0 for m in ms)
         # root storage and the volume the cell made: bind mount or the guest's vdb

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from isobench.model import Measurement
@@ -44,6 +46,28 @@ def test_cpu(host_ctx: Ctx) -> None:
     variants = {m.params["variant"]: m.value for m in ms["cpu.events_per_second"]}
     assert set(variants) == {"single", "all"}
     assert all(v > 0 for v in variants.values())
+
+
+def test_cpu_all_variant_on_a_one_vcpu_spec(host_ctx: Ctx) -> None:
+    """The default spec has one vCPU: the all-vCPU variant still runs, on a sandbox of its own."""
+    ctx = host_ctx()
+    ctx.spec = replace(ctx.spec, vcpus=1)
+    made: list[int] = []
+    factory = ctx.sandbox
+
+    def counting(**overrides: Any) -> Any:
+        made.append(int(overrides.get("vcpus", ctx.spec.vcpus)))
+        return factory(**overrides)
+
+    ctx.sandbox = counting
+    ms = run("cpu", ctx)
+    usable = len(os.sched_getaffinity(0))
+    eps = {m.params["variant"]: m for m in ms["cpu.events_per_second"]}
+    if usable > 1:
+        assert made == [1, usable]
+        assert eps["all"].params["threads"] == eps["all"].metadata["sandbox_vcpus"] == usable
+    else:
+        assert made == [1] and set(eps) == {"single"}
 
 
 def test_memory_bandwidth(host_ctx: Ctx) -> None:

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from isobench.drivers.base import SandboxSpec
 from isobench.errors import UsageError, WorkloadError
 from isobench.workloads._common import resolve_params
 from isobench.workloads._fio import parse_fio_json
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads._sysbench import parse_sysbench_cpu, parse_sysbench_memory
-from isobench.workloads.cpu import CpuParams, cpu_measurements
+from isobench.workloads.cpu import CpuParams, all_vcpus, cpu_measurements
 from isobench.workloads.disk import DiskParams, disk_measurements, fio_argv
 from isobench.workloads.idle_memory import idle_measurements, parse_meminfo
 from isobench.workloads.memory_bandwidth import MemoryBandwidthParams, bandwidth_measurements
@@ -33,12 +34,37 @@ def test_sysbench_cpu_single_thread(data: Data) -> None:
 
 def test_sysbench_cpu_measurements_check_event_count(data: Data) -> None:
     r = parse_sysbench_cpu(data("sysbench_cpu_2threads.txt"))
-    ms = cpu_measurements(r, CpuParams(events=4000), "all")
+    ms = cpu_measurements(r, CpuParams(events=4000), "all", 2)
     eps = next(m for m in ms if m.metric == "cpu.events_per_second")
     assert eps.value == pytest.approx(8410.79)
     assert (eps.unit, eps.better, eps.params["threads"]) == ("ops_per_second", "higher", 2)
+    assert eps.metadata["sandbox_vcpus"] == 2
     with pytest.raises(WorkloadError, match="ran 4000 events"):
-        cpu_measurements(r, CpuParams(events=5000), "all")
+        cpu_measurements(r, CpuParams(events=5000), "all", 2)
+
+
+@pytest.mark.parametrize(
+    ("all_param", "vcpus", "cpuset", "usable", "wanted"),
+    [
+        (0, 1, None, 2, 2),  # the default spec on a 2-CPU host: a 2-vCPU sandbox for the variant
+        (0, 1, None, 1, 1),  # one usable CPU: no all-vCPU variant
+        (0, 1, (1,), 2, 1),  # pinned to one CPU: no variant either
+        (0, 2, (0, 1), 2, 2),  # the spec's own sandbox already has them
+        (0, 4, None, 2, 4),  # never fewer than the spec gives
+        (3, 1, None, 2, 3),  # asked for: may overcommit
+        (1, 1, None, 2, 1),  # 1 turns it off
+    ],
+)
+def test_all_vcpus(
+    all_param: int, vcpus: int, cpuset: tuple[int, ...] | None, usable: int, wanted: int
+) -> None:
+    spec = SandboxSpec(name="s", run_id="r", vcpus=vcpus, cpuset=cpuset)
+    assert all_vcpus(CpuParams(all_vcpus=all_param), spec, usable) == wanted
+
+
+def test_all_vcpus_rejects_negative() -> None:
+    with pytest.raises(UsageError, match=r"cpu\.all_vcpus must be >= 0"):
+        CpuParams(all_vcpus=-1)
 
 
 def test_sysbench_fatal_is_reported(data: Data) -> None:
