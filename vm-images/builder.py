@@ -274,15 +274,19 @@ def list_images(state_dir: Path) -> list[ImageInfo]:
     return out
 
 
+def _discard(root: Path) -> None:
+    """Remove one build. Rename first so a concurrent find_image never sees a half-deleted tree."""
+    doomed = root.with_name(f".tmp-{root.name}-rm-{os.getpid()}")
+    root.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def remove_image(state_dir: Path, name: str, digest: str | None = None) -> list[Path]:
     """Remove every build of ``name`` (or only ``digest``); raise ImageMissing if none matched."""
     gone: list[Path] = []
     for info in list_images(state_dir):
         if info.name == name and (digest is None or info.digest.startswith(digest)):
-            # Rename first so a concurrent find_image never sees a half-deleted tree.
-            doomed = info.root.with_name(f".tmp-{info.name}-rm-{os.getpid()}")
-            info.root.rename(doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            _discard(info.root)
             gone.append(info.root)
     if not gone:
         raise ImageMissing(
@@ -301,8 +305,6 @@ def prune_images(state_dir: Path, name: str, keep: str) -> list[Path]:
     for p in sorted(base.glob(f"{name}-*")):
         if not p.is_dir() or p.name == f"{name}-{keep}" or p.name.rsplit("-", 1)[0] != name:
             continue
-        doomed = p.with_name(f".tmp-{name}-rm-{os.getpid()}")
-        p.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        _discard(p)
         gone.append(p)
     return gone
