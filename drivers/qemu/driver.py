@@ -72,7 +72,7 @@ from isobench.drivers.vm.agent import AgentChannel, AgentReady
 from isobench.drivers.vm.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
 from isobench.drivers.vm.datadisk import DEFAULT_SIZE_MIB as DATA_DISK_MIB
 from isobench.drivers.vm.datadisk import VOLUME_DESCRIPTION, make_data_disk
-from isobench.drivers.vm.driver import DEFAULT_CMDLINE, check_image
+from isobench.drivers.vm.driver import DEFAULT_CMDLINE, GUEST_OPTIONS, check_image
 from isobench.drivers.vm.memory import guest_used_bytes, meminfo_kib, qemu_process_stats
 from isobench.errors import CellTimeout, DriverUnavailable, SandboxError, UsageError
 from isobench.images import Image, find_image
@@ -273,24 +273,16 @@ class QemuDriver:
         "qemu-system-x86_64 launched directly (no libvirt): microvm or q35, same guest as vm"
     )
     option_types: ClassVar[OptionTypes] = {
+        **GUEST_OPTIONS,
         "binary": (str,),
         "qemu_img": (str,),
-        "accel": (str,),
         "machine": (str,),
-        "image": (str,),
-        "boot_timeout": (int, float),
         "spawn_timeout": (int, float),
-        "shutdown_timeout": (int, float),
         "probe_timeout": (int, float),
         "probe_attempts": (int,),
         "probe_boots": (int,),
-        "cmdline": (str,),
-        "cpu_model": (str,),
-        "data_disk_mib": (int,),
         "bios": (str,),
         "accel_uri": (str,),
-        # Where the driver looks for processes (tests point it at a fake /proc).
-        "proc_root": (str,),
     }
 
     def __init__(

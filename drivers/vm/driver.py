@@ -197,21 +197,28 @@ class VmSandbox:
 #: exec() may raise CellTimeout; imported lazily-named to keep the suppress list readable.
 from isobench.errors import CellTimeout as CellTimeoutLike  # noqa: E402
 
+#: Options of the guest both guest drivers boot (vm through libvirt, qemu directly), same meaning
+#: and defaults in both.
+GUEST_OPTIONS: OptionTypes = {
+    "accel": (str,),
+    "image": (str,),
+    "boot_timeout": (int, float),
+    "shutdown_timeout": (int, float),
+    "cmdline": (str,),
+    "cpu_model": (str,),
+    "data_disk_mib": (int,),
+    # Where the driver looks for its processes (tests point it at a fake /proc).
+    "proc_root": (str,),
+}
+
 
 class VmDriver:
     name: ClassVar[str] = "vm"
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
     option_types: ClassVar[OptionTypes] = {
+        **GUEST_OPTIONS,
         "uri": (str,),
-        "accel": (str,),
-        "image": (str,),
-        "boot_timeout": (int, float),
-        "shutdown_timeout": (int, float),
-        "cmdline": (str,),
-        "cpu_model": (str,),
-        "data_disk_mib": (int,),
-        # Where the driver looks for processes and libvirt's files (tests point these at fakes).
-        "proc_root": (str,),
+        # Where the driver looks for libvirt's files (tests point these at fakes).
         "libvirt_run": (str,),
         "libvirt_log": (str,),
     }
