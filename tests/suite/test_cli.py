@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-from isobench import cli
+from isobench import cli, launch
 from isobench.drivers.base import Availability, DriverContext
 
 
@@ -114,7 +114,7 @@ class _Unavailable:
 def test_unavailable_driver(out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from isobench.drivers.host import HostDriver
 
-    monkeypatch.setattr(cli, "all_drivers", lambda: {"host": HostDriver, "ghost": _Unavailable})
+    monkeypatch.setattr(launch, "all_drivers", lambda: {"host": HostDriver, "ghost": _Unavailable})
     r = _invoke("run", "--drivers", "host,ghost", "-o", str(out), "--state-dir", str(tmp_path / "s"))
     _assert_clean_failure(r, out, "driver ghost is unavailable on this host: libvirtd is not running")
 
