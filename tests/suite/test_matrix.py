@@ -1,3 +1,4 @@
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def test_no_driver_systematically_follows_another() -> None:
     drivers = ["host", "container", "vm", "runc", "bwrap", "qemu"]
     cells = expand_matrix(drivers, ["w"], repetitions=600, warmups=0, seed=1)
     follows: Counter[tuple[str, str]] = Counter()
-    for prev, cur in zip(cells, cells[1:], strict=False):
+    for prev, cur in itertools.pairwise(cells):
         if prev.round == cur.round:
             follows[(prev.driver, cur.driver)] += 1
     share = {
