@@ -47,6 +47,7 @@ __all__ = [
     "ADAPTIVE_MAX_N",
     "DEFAULT_BUDGET_S",
     "DEFAULT_PRECISION",
+    "FIRST_N",
     "JUDGED_N",
     "BudgetClock",
     "FigurePrecision",
@@ -62,8 +63,12 @@ __all__ = [
 DEFAULT_BUDGET_S = 15 * 60.0
 #: Target: the 95% CI's half-width at most this fraction of the median.
 DEFAULT_PRECISION = 0.05
-#: Fewer samples give no interval worth judging: a figure below this n has not met any target.
-JUDGED_N = 3
+#: Every unit's first pass: enough for a median and a range, not yet for a 95% interval.
+FIRST_N = 3
+#: A figure is judged against the target from this n on: the smallest n whose exact interval of
+#: the median ([min, max] at n=5) reaches about 95% (93.75%); below it an interval claims less
+#: confidence than the target means, so the figure counts as not met.
+JUDGED_N = 5
 #: Repetitions an uncapped cell may get at most (a cell far from its target stops here).
 ADAPTIVE_MAX_N = 40
 
@@ -148,7 +153,7 @@ def needed_repetitions(g: GroupState, target: float) -> int:
     if g.failed or g.worst is None or g.n >= g.max_n:
         return 0
     if g.n < JUDGED_N:
-        return JUDGED_N - g.n
+        return min(JUDGED_N, g.max_n) - g.n
     if g.worst <= target:
         return 0
     if not math.isfinite(g.worst):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from isobench import hostinfo
-from isobench.budget import JUDGED_N
+from isobench.budget import FIRST_N
 from isobench.config import RunConfig, load_variant
 from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
@@ -196,11 +196,11 @@ def describe_plan(
             )
         return lines
     limits = budget_limits(workloads)
-    fewer = ", ".join(f"{w} {lo}" for w, (lo, _) in limits.items() if lo != JUDGED_N)
+    fewer = ", ".join(f"{w} {lo}" for w, (lo, _) in limits.items() if lo != FIRST_N)
     counted = [w for w, wl in workloads.items() if getattr(wl, "precision_figures", ())]
     quick = [w for w, wl in workloads.items() if quick_sized(config, wl)]
     lines.append(
-        f"budget {_duration(config.budget)} for the matrix: first every cell {JUDGED_N}x"
+        f"budget {_duration(config.budget)} for the matrix: first every cell {FIRST_N}x"
         f"{f' ({fewer})' if fewer else ''}{warm}; then extra rounds for the cells whose figures' "
         f"95% CI half-width is above {config.precision:.0%} of the median "
         f"(counted: {', '.join(counted) or 'none'}), never starting a cell that cannot finish in time"

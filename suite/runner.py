@@ -25,7 +25,7 @@ from typing import Any
 
 from isobench.budget import (
     ADAPTIVE_MAX_N,
-    JUDGED_N,
+    FIRST_N,
     BudgetClock,
     GroupState,
     Ledger,
@@ -78,11 +78,11 @@ def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[st
 
 def budget_limits(workloads: Mapping[str, Workload]) -> dict[str, tuple[int, int]]:
     """Per workload, the (minimum, maximum) n of a budgeted run: a capped workload starts at its
-    quick cap (or JUDGED_N if lower) and may grow to its cap; others start at JUDGED_N."""
+    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N."""
     limits: dict[str, tuple[int, int]] = {}
     for name, w in workloads.items():
         cap = w.max_repetitions
-        low = min(c for c in (JUDGED_N, w.quick_repetitions, cap) if c)
+        low = min(c for c in (FIRST_N, w.quick_repetitions, cap) if c)
         limits[name] = (low, cap or ADAPTIVE_MAX_N)
     return limits
 
