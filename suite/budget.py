@@ -169,31 +169,48 @@ def _gain_per_second(g: GroupState, target: float) -> float:
 
 
 def choose_round(groups: Sequence[GroupState], target: float, remaining: float) -> list[tuple[str, str]]:
-    """The groups the next round holds (one repetition each), given ``remaining`` seconds.
+    """The next round: the keys of the groups it holds, a key once per repetition it gets.
 
     First the groups that can still reach the target, cheapest to finish first, while their whole
     remaining need fits the budget; then, with what those do not claim, groups that cannot reach it
     (or do not fit whole), by precision gained per second. Nothing is chosen whose one repetition
-    does not fit.
+    does not fit. A group that can finish gets its need spread over the rounds the budget still
+    holds (``remaining`` / this round's cost), so a cheap cell is not held to one repetition per
+    round by an expensive neighbour and still has its repetitions spread over the run.
     """
     wanting = [g for g in groups if needed_repetitions(g, target) > 0 and g.cost <= remaining]
     finish = sorted(wanting, key=lambda g: (needed_repetitions(g, target) * g.cost, g.key))
-    chosen: list[GroupState] = []
+    finishing: list[GroupState] = []
     committed = 0.0
     for g in finish:
         whole = needed_repetitions(g, target) * g.cost
         if committed + whole <= remaining:
-            chosen.append(g)
+            finishing.append(g)
             committed += whole
     spare = remaining - committed
+    improving: list[GroupState] = []
     rest = sorted(
-        (g for g in wanting if g not in chosen), key=lambda g: (-_gain_per_second(g, target), g.key)
+        (g for g in wanting if g not in finishing), key=lambda g: (-_gain_per_second(g, target), g.key)
     )
     for g in rest:
         if g.cost <= spare:
-            chosen.append(g)
+            improving.append(g)
             spare -= g.cost
-    return [g.key for g in chosen]
+    chosen = finishing + improving
+    if not chosen:
+        return []
+    round_cost = sum(g.cost for g in chosen)
+    rounds_left = max(1.0, remaining / round_cost)
+    left = remaining - round_cost
+    keys: list[tuple[str, str]] = []
+    for g in chosen:
+        keys.append(g.key)
+        if g in finishing:
+            need = needed_repetitions(g, target)
+            extra = min(math.ceil(need / rounds_left) - 1, int(left // g.cost) if g.cost > 0 else need)
+            keys += [g.key] * max(0, extra)
+            left -= max(0, extra) * g.cost
+    return keys
 
 
 class BudgetClock:

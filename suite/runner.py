@@ -322,7 +322,7 @@ class Runner:
         target = self.config.precision
         while True:
             groups = self._groups(limits)
-            keys = set(choose_round(groups, target, run.left()))
+            keys = choose_round(groups, target, run.left())
             if not keys:
                 if any(needed_repetitions(g, target) for g in groups):
                     stopped = "budget spent"
@@ -331,17 +331,22 @@ class Runner:
                 else:
                     stopped = "every counted figure met the target"
                 break
-            chosen = [u for u in units if (u.driver, u.workload) in keys]
+            chosen = [Unit(d, w, v) for d, w in keys for v in self.labels]
             self.progress.extend(len(chosen))
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1
         return self._budget_record(budget, run.spent(), stopped, limits)
 
     def _round(self, rnd: int, units: Sequence[Unit]) -> list[Cell]:
-        return [
-            Cell(rnd, self._ledger.attempts(u), False, u.driver, u.workload, u.variant, slot)
-            for slot, u in enumerate(units)
-        ]
+        """Cells for ``units`` in this order; a unit listed k times gets k consecutive repetition
+        numbers."""
+        given: dict[Unit, int] = {}
+        cells = []
+        for slot, u in enumerate(units):
+            rep = self._ledger.attempts(u) + given.get(u, 0)
+            given[u] = given.get(u, 0) + 1
+            cells.append(Cell(rnd, rep, False, u.driver, u.workload, u.variant, slot))
+        return cells
 
     def _run_round(self, cells: Sequence[Cell], journal: Journal, run: BudgetClock) -> None:
         for cell in cells:

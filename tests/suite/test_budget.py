@@ -92,3 +92,12 @@ def test_the_ab_label_is_not_part_of_the_figure() -> None:
     samples = _samples("cpu.events_per_second", [10.0, 10.2, 9.9], ab="A", threads=1)
     (fig,) = figure_precision(samples, ("cpu.events_per_second",))
     assert fig.variant == "threads=1"
+
+
+def test_a_cheap_cell_is_not_held_to_one_repetition_per_round_by_an_expensive_one() -> None:
+    cheap = _g("cheap", 5, 0.10, 1.0)  # needs 15 x 1 s: can finish
+    pricey = _g("pricey", 5, 0.30, 50.0)  # cannot finish in 100 s; gets one from the spare
+    keys = choose_round([cheap, pricey], 0.05, remaining=100.0)
+    # about two rounds of 51 s are left: the cheap cell's 15 go in ~8 per round
+    assert keys.count(("pricey", "w")) == 1
+    assert keys.count(("cheap", "w")) == 8
