@@ -86,6 +86,9 @@ class _RichProgress(RunProgress):
         total = self._p.tasks[0].total or 0
         self._p.update(self._task, total=total + more)
 
+    def cell_skipped(self, cell: Cell) -> None:
+        self.extend(-1)
+
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
         left = "" if budget_left is None else f"budget left {_mmss(budget_left)}"
         self._p.update(self._task, description=escape(cell.label), budget=left)

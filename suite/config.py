@@ -38,8 +38,8 @@ from isobench.errors import ConfigError, UsageError
 
 __all__ = ["SIZES", "RunConfig", "load_config", "load_variant", "parse_duration", "parse_precision"]
 
-#: Workload sizes: ``auto`` is each workload's own choice for a budgeted run (its ``budget_sizes``)
-#: and its full size otherwise; ``full`` and ``quick`` force one for every workload.
+#: Workload sizes: ``auto`` is the quick sizes in a budgeted run and the full sizes with a fixed
+#: repetition count; ``full`` and ``quick`` force one.
 SIZES = ("auto", "full", "quick")
 
 DEFAULT_STATE_DIR = Path("/var/lib/isobench")

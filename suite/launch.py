@@ -198,15 +198,14 @@ def describe_plan(
     limits = budget_limits(workloads)
     fewer = ", ".join(f"{w} {lo}" for w, (lo, _) in limits.items() if lo != FIRST_N)
     counted = [w for w, wl in workloads.items() if getattr(wl, "precision_figures", ())]
-    quick = [w for w, wl in workloads.items() if quick_sized(config, wl)]
     lines.append(
         f"budget {_duration(config.budget)} for the matrix: first every cell {FIRST_N}x"
         f"{f' ({fewer})' if fewer else ''}{warm}; then extra rounds for the cells whose figures' "
         f"95% CI half-width is above {config.precision:.0%} of the median "
         f"(counted: {', '.join(counted) or 'none'}), never starting a cell that cannot finish in time"
     )
-    if quick:
-        lines.append(f"quick sizes: {', '.join(quick)} (--sizes full for full sizes)")
+    if quick_sized(config) and not config.quick:
+        lines.append("every workload at its quick sizes (--sizes full for full sizes)")
     return lines
 
 
@@ -229,7 +228,7 @@ def run_info(
             "repetition_caps": config_caps(config, workloads) if config.budget is None else {},
             "budget": config.budget,
             "precision": config.precision if config.budget is not None else None,
-            "sizes": {w: "quick" if quick_sized(config, wl) else "full" for w, wl in workloads.items()},
+            "sizes": "quick" if quick_sized(config) else "full",
             "warmups": config.warmups,
             "timeout": config.timeout,
             "quick": config.quick,

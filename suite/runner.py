@@ -87,13 +87,15 @@ def budget_limits(workloads: Mapping[str, Workload]) -> dict[str, tuple[int, int
     return limits
 
 
-def quick_sized(config: RunConfig, workload: Workload) -> bool:
-    """Whether ``workload`` runs at its quick sizes in a run with ``config``."""
+def quick_sized(config: RunConfig) -> bool:
+    """Whether workloads run at their quick sizes in a run with ``config``: under --quick, and in
+    a budgeted run unless ``sizes = "full"``. On the reference 2-core TCG host one full-size round
+    of the default matrix takes ~27 min (a qemu cpu cell alone ~2 min), more than a whole default
+    budget; at quick sizes a first pass of every cell takes about half of it, and the rest buys
+    repetitions, which sharpen a median more than longer cells do (they also spread drift)."""
     if config.quick or config.sizes == "quick":
         return True
-    if config.sizes == "full" or config.budget is None:
-        return False
-    return getattr(workload, "budget_sizes", "full") == "quick"
+    return config.sizes == "auto" and config.budget is not None
 
 
 class Progress:
@@ -107,6 +109,9 @@ class Progress:
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None: ...
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None: ...
+
+    def cell_skipped(self, cell: Cell) -> None:
+        """A budgeted run did not start ``cell``: it could not have finished in time."""
 
 
 class Runner:
@@ -217,7 +222,7 @@ class Runner:
             driver=driver,
             spec=base,
             sandbox=factory,
-            quick=quick_sized(self.config, workload),
+            quick=quick_sized(self.config),
             params=config.workload_params.get(cell.workload, {}),
             timeout=self.config.timeout,
             scratch=scratch,
@@ -333,8 +338,11 @@ class Runner:
                 break
             chosen = [Unit(d, w, v) for d, w in keys for v in self.labels]
             self.progress.extend(len(chosen))
-            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
+            ran = self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1
+            if not ran:  # the slowest cells seen say none of the chosen fits any more
+                stopped = "budget spent"
+                break
         return self._budget_record(budget, run.spent(), stopped, limits)
 
     def _round(self, rnd: int, units: Sequence[Unit]) -> list[Cell]:
@@ -348,15 +356,20 @@ class Runner:
             cells.append(Cell(rnd, rep, False, u.driver, u.workload, u.variant, slot))
         return cells
 
-    def _run_round(self, cells: Sequence[Cell], journal: Journal, run: BudgetClock) -> None:
+    def _run_round(self, cells: Sequence[Cell], journal: Journal, run: BudgetClock) -> int:
+        """Run what fits of ``cells``; returns how many ran."""
+        ran = 0
         for cell in cells:
             predicted = self._ledger.predict(cell.unit)
             left = run.left()
             # Never start what cannot finish in time; a never-seen workload cannot be predicted.
             if left <= 0 or (predicted is not None and predicted > left):
                 self._ledger.skip(cell)
+                self.progress.cell_skipped(cell)
                 continue
             self._execute(cell, journal, left)
+            ran += 1
+        return ran
 
     def _groups(self, limits: Mapping[str, tuple[int, int]]) -> list[GroupState]:
         groups = []

@@ -58,9 +58,6 @@ class Workload(Protocol):
     #: Figures (globs over metric names) a budgeted run repeats until their CI is narrow enough;
     #: empty for verdicts and aggregates that more repetitions would not sharpen (isobench.budget).
     precision_figures: ClassVar[tuple[str, ...]]
-    #: "quick" when a budgeted run should use the workload's quick sizes (its full size would eat
-    #: the budget that repetitions of the cheap, noisy figures need), else "full".
-    budget_sizes: ClassVar[str]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
     #: Its parameters: a frozen dataclass with a ``quick()`` classmethod (see ``resolve_params``);

@@ -91,7 +91,6 @@ class CpuWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("cpu.events_per_second",)
-    budget_sizes: ClassVar[str] = "full"
     params_type: ClassVar[type] = CpuParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

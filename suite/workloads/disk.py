@@ -144,7 +144,6 @@ class DiskWorkload:
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
     precision_figures: ClassVar[tuple[str, ...]] = ("disk.*.iops",)
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = DiskParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -83,7 +83,6 @@ class IdleMemoryWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("idle-memory.host_view", "idle-memory.inside_used")
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = IdleMemoryParams
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:

@@ -163,7 +163,6 @@ class InterferenceWorkload:
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
     precision_figures: ClassVar[tuple[str, ...]] = ()
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = InterferenceParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

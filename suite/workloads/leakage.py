@@ -48,7 +48,6 @@ class LeakageWorkload:
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
     precision_figures: ClassVar[tuple[str, ...]] = ()
-    budget_sizes: ClassVar[str] = "full"
     params_type: ClassVar[type] = LeakageParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -82,7 +82,6 @@ class MemoryBandwidthWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("memory-bandwidth.*.bandwidth",)
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = MemoryBandwidthParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -286,7 +286,6 @@ class NetworkWorkload:
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
     precision_figures: ClassVar[tuple[str, ...]] = ("network.tcp_throughput", "network.tcp_rtt.p50")
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = NetworkParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -178,7 +178,6 @@ class OverlayWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("overlay.*",)
-    budget_sizes: ClassVar[str] = "full"
     params_type: ClassVar[type] = OverlayParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -86,7 +86,6 @@ class StartupWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("startup.*",)
-    budget_sizes: ClassVar[str] = "full"
     params_type: ClassVar[type] = StartupParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

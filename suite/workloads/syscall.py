@@ -121,7 +121,6 @@ class SyscallWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ("syscall.*",)
-    budget_sizes: ClassVar[str] = "quick"
     params_type: ClassVar[type] = SyscallParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

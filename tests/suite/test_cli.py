@@ -251,7 +251,7 @@ def test_the_banner_states_the_budget_and_the_plan() -> None:
     assert "3x (disk 1, leakage 1)" in text
     assert "above 5% of the median" in text
     assert "counted: startup, disk" in text
-    assert "quick sizes: disk" in text
+    assert "every workload at its quick sizes" in text
     fixed = launch.resolve(RunConfig(), {"repetitions": 4}, quick=False)
     assert fixed.budget is None and fixed.warmups == 1
     assert launch.describe_plan(fixed, ["host"], ws)[1] == "4 repetition(s) + 1 warm-up round(s)"

@@ -304,10 +304,12 @@ class Costed:
         self.precision_figures = counted
         self.rng = random.Random(name)
         self.seen: list[tuple[str, Any]] = []
+        self.slow_every_third = False
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
-            self.clock.now += self.cost[ctx.driver.name]
+            slow = self.slow_every_third and len(self.seen) % 3 == 1
+            self.clock.now += self.cost[ctx.driver.name] * (30 if slow else 1)
         self.seen.append((ctx.driver.name, dict(ctx.params)))
         scale = float(ctx.params.get("scale", 1.0))
         value = scale * (1.0 + self.rng.uniform(-self.spread, self.spread))
@@ -425,3 +427,14 @@ def test_ab_runs_both_configurations_interleaved_with_labels(tmp_path: Path) -> 
     )
     slots = [[s.metadata["slot"] for s in results.measured() if s.metadata["round"] == r] for r in per_round]
     assert all(sorted(sl) == [0, 1, 2, 3] for sl in slots)
+
+
+def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
+    """Typical cost says one more fits, the slowest seen says it does not: stop, do not spin."""
+    clock = FakeClock()
+    w = Costed("w", clock, {"host": 1.0}, spread=0.3)
+    w.slow_every_third = True  # costs 1, 30, 1, 1, 30, ...
+    results, _ = _run_budget(tmp_path, {"w": w}, clock, drivers=("host",), budget=70.0)
+    # 1 + 30 + 1 (first pass) + 1 + 30; then the median (1 s) fits the 7 s left, the slowest not
+    assert len(w.seen) == 5 and clock.now == 63.0
+    assert results.run["budget"]["stopped"] == "budget spent"
