@@ -56,6 +56,7 @@ __all__ = [
     "choose_round",
     "figure_precision",
     "needed_repetitions",
+    "reachable",
 ]
 
 #: The default run's budget for the matrix (set-up checks before it and the report after it are not
@@ -70,7 +71,7 @@ FIRST_N = 3
 #: confidence than the target means, so the figure counts as not met.
 JUDGED_N = 5
 #: Repetitions an uncapped cell may get at most (a cell far from its target stops here).
-ADAPTIVE_MAX_N = 40
+ADAPTIVE_MAX_N = 100
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,16 @@ def needed_repetitions(g: GroupState, target: float) -> int:
     return max(1, min(want, g.max_n) - g.n)
 
 
+def reachable(g: GroupState, target: float) -> bool:
+    """Whether ``g`` is expected to reach ``target`` within its cap (a group not judged yet is
+    given the benefit of the doubt until it is)."""
+    if g.n < JUDGED_N:
+        return True
+    if g.worst is None or not math.isfinite(g.worst):
+        return False
+    return math.ceil(g.n * (g.worst / target) ** 2) <= g.max_n
+
+
 def _gain_per_second(g: GroupState, target: float) -> float:
     worst = g.worst if g.worst is not None and math.isfinite(g.worst) else 1.0
     after = worst * math.sqrt(g.n / (g.n + 1)) if g.n > 0 else 0.0
@@ -171,15 +182,18 @@ def _gain_per_second(g: GroupState, target: float) -> float:
 def choose_round(groups: Sequence[GroupState], target: float, remaining: float) -> list[tuple[str, str]]:
     """The next round: the keys of the groups it holds, a key once per repetition it gets.
 
-    First the groups that can still reach the target, cheapest to finish first, while their whole
-    remaining need fits the budget; then, with what those do not claim, groups that cannot reach it
+    First the groups that can still reach the target within their cap, cheapest to finish first,
+    while their whole remaining need fits the budget; then, with what those do not claim, groups that cannot reach it
     (or do not fit whole), by precision gained per second. Nothing is chosen whose one repetition
     does not fit. A group that can finish gets its need spread over the rounds the budget still
     holds (``remaining`` / this round's cost), so a cheap cell is not held to one repetition per
     round by an expensive neighbour and still has its repetitions spread over the run.
     """
     wanting = [g for g in groups if needed_repetitions(g, target) > 0 and g.cost <= remaining]
-    finish = sorted(wanting, key=lambda g: (needed_repetitions(g, target) * g.cost, g.key))
+    finish = sorted(
+        (g for g in wanting if reachable(g, target)),
+        key=lambda g: (needed_repetitions(g, target) * g.cost, g.key),
+    )
     finishing: list[GroupState] = []
     committed = 0.0
     for g in finish:

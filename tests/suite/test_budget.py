@@ -101,3 +101,17 @@ def test_a_cheap_cell_is_not_held_to_one_repetition_per_round_by_an_expensive_on
     # about two rounds of 51 s are left: the cheap cell's 15 go in ~8 per round
     assert keys.count(("pricey", "w")) == 1
     assert keys.count(("cheap", "w")) == 8
+
+
+def test_a_group_that_cannot_reach_the_target_within_its_cap_only_gets_the_spare() -> None:
+    from isobench.budget import reachable
+
+    hopeless = _g("hopeless", 10, 0.50, 1.0, max_n=100)  # would need n=1000
+    finishable = _g("finishable", 5, 0.06, 10.0)  # needs 3 more x 10 s
+    assert not reachable(hopeless, 0.05) and reachable(finishable, 0.05)
+    assert not reachable(_g("zero", 6, math.inf, 1.0), 0.05)
+    # 35 s: the finishable group's 30 s are committed first; the hopeless one gets one from the rest
+    keys = choose_round([hopeless, finishable], 0.05, remaining=35.0)
+    assert keys.count(("finishable", "w")) >= 1 and keys.count(("hopeless", "w")) == 1
+    # 30 s: nothing is left over for it
+    assert choose_round([hopeless, finishable], 0.05, remaining=30.0).count(("hopeless", "w")) == 0
