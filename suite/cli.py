@@ -167,7 +167,7 @@ def _fmt(x: float) -> str:
     "running (the default run is budgeted: 15m).",
 )
 @click.option(
-    "--precision", help="Budgeted runs: target 95%% CI half-width relative to the median (default 5%%)."
+    "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."
 )
 @click.option("--repetitions", "-n", type=int, help="A fixed number of repetitions per cell (no budget).")
 @click.option("--warmups", type=int, help="Unrecorded warm-up rounds before measuring.")
@@ -183,7 +183,7 @@ def _fmt(x: float) -> str:
 @click.option(
     "--sizes",
     type=click.Choice(SIZES),
-    help="Workload sizes: auto (a budgeted run shrinks the costly workloads), full or quick.",
+    help="Workload sizes: auto (quick in a budgeted run, full with -n), full or quick.",
 )
 @click.option("--seed", type=int, help="Seed of the run order (default: random; recorded).")
 @click.option(
