@@ -14,9 +14,14 @@ import pandas as pd
 from isobench.results import Results
 
 from .cells import group_cells, variant_of
+from .findings import findings
+from .grid import GridTable, question_tables
+from .headline import Headline, build_headline
 from .methods import method_text, recorded_tools
 from .plots import SECTIONS, Plot, all_plots
 from .tables import failures_table, leakage_table, summary_table, wide_table
+from .units import human
+from .warnings import WarningGroup, group_warnings
 
 __all__ = ["Document", "build_document", "flatten"]
 
@@ -59,10 +64,41 @@ class Document:
     warnings: tuple[str, ...]
     empty_sections: tuple[str, ...]
     methods: tuple[WorkloadMethods, ...]
+    headline: Headline
+    findings: tuple[str, ...]
+    warning_groups: tuple[WarningGroup, ...]
+    #: Per workload, the tables that fit a window (drivers as rows).
+    grids: dict[str, list[GridTable]]
 
     @property
     def title(self) -> str:
         return f"isobench report — run {self.run.get('run_id', '?')}"
+
+    @property
+    def heading(self) -> str:
+        return "What isolation costs on this host"
+
+    def subtitle(self) -> str:
+        """Run, host and sandbox in one line, for the top of the page."""
+        parts = [f"isobench run {self.run.get('run_id', '?')}"]
+        started = self.run.get("started")
+        if isinstance(started, int | float) and math.isfinite(started):
+            parts.append(datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        host = self.run.get("host") or {}
+        if isinstance(host, Mapping):
+            cpu = " ".join(str(host.get("cpu_model") or "").split())
+            cores = f"{host['cpus']} CPUs" if host.get("cpus") else ""
+            mem = host.get("memory_bytes")
+            mem_text = human(float(mem), "bytes", 2) if isinstance(mem, int | float) and mem else ""
+            kernel = f"kernel {host['kernel']}" if host.get("kernel") else ""
+            parts.append(", ".join(p for p in (cpu, cores, mem_text, kernel) if p))
+        config = self.run.get("config") or {}
+        if isinstance(config, Mapping):
+            if config.get("vcpus") and config.get("memory_mib"):
+                parts.append(f"sandboxes: {config['vcpus']} vCPU, {config['memory_mib']} MiB")
+            if config.get("quick"):
+                parts.append("--quick (a smoke run: few repetitions)")
+        return " \u00b7 ".join(p for p in parts if p)
 
     def run_facts(self) -> list[tuple[str, str]]:
         skip = {"host", "drivers"}
@@ -153,7 +189,15 @@ def build_document(results: Results, plots_dir: Path) -> Document:
                 tools=tuple(recorded_tools(ws)),
             )
         )
+    headline = build_headline(results, cells=cells)
+    noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     return Document(
+        headline=headline,
+        findings=tuple(
+            findings(headline, results.run, noisy=noisy, total=len(summary), failed=len(failures))
+        ),
+        warning_groups=group_warnings(results.run, summary, failures, plot_errors),
+        grids=question_tables(cells),
         run=results.run,
         summary=summary,
         wide=wide,

@@ -10,6 +10,7 @@ from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
 from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe
+from .units import human_ci, human_ratio, plain
 
 __all__ = [
     "NA",
@@ -87,23 +88,18 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
 
 
 def fmt(v: float) -> str:
+    """A bare number with 4 significant digits, never in e-notation."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return NA
-    if math.isinf(v):
-        return "∞"
-    return f"{v:.4g}"
+    return plain(float(v), 4)
 
 
-def fmt_ci(median: float, lo: float, hi: float) -> str:
-    return f"{fmt(median)} [{fmt(lo)}, {fmt(hi)}]"
+def fmt_ci(median: float, lo: float, hi: float, unit: str = "") -> str:
+    return human_ci(median, lo, hi, unit)
 
 
 def fmt_ratio(v: float, lo: float, hi: float) -> str:
-    if math.isnan(v):
-        return NA
-    if math.isnan(lo):
-        return f"{TIMES}{v:.3f}"
-    return f"{TIMES}{v:.3f} [{lo:.3f}, {hi:.3f}]"
+    return human_ratio(v, lo, hi)
 
 
 def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +124,9 @@ def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
         by_driver = {str(r["driver"]): r for _, r in grp.iterrows()}
         for d in drivers:
             r = by_driver.get(d)
-            row[f"{d} median [95% CI]"] = NA if r is None else fmt_ci(r["median"], r["ci_low"], r["ci_high"])
+            row[f"{d} median [95% CI]"] = (
+                NA if r is None else fmt_ci(r["median"], r["ci_low"], r["ci_high"], str(r["unit"]))
+            )
             row[f"{d} n / CoV"] = (
                 NA
                 if r is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from isobench.drivers.base import Availability, Driver, all_drivers, check_drive
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
-from isobench.reports import render, summary_table
+from isobench.reports import overview, render
 from isobench.reports.compare import compare as compare_runs
 from isobench.reports.compare import parse_rules
 from isobench.results import Results, finalize, load_results
@@ -151,55 +150,38 @@ class _RichProgress(RunProgress):
         self._p.advance(self._task)
 
 
+_VERDICT_STYLE = {"better": "green", "worse": "red", "same": "", "unsure": "", "baseline": "dim", "none": ""}
+
+
 def print_summary(results: Results) -> None:
-    df = summary_table(results)
-    if df.empty:
+    """The headline (questions as rows so six drivers fit a terminal), the findings, and one line
+    per kind of warning; everything else is in the report."""
+    ov = overview(results)
+    h = ov.headline
+    if h.empty:
         out.print("[yellow]no successful measurements[/]")
-        return
-    table = Table(title=f"isobench run {results.run_id}", show_lines=False)
-    for col in (
-        "workload",
-        "metric",
-        "variant",
-        "driver",
-        "n",
-        "median",
-        "95% CI",
-        "CoV",
-        "vs host [95% CI]",
-    ):
-        table.add_column(col, justify="right" if col in ("n", "median", "CoV") else "left")
-    for r in df.to_dict("records"):
-        ratio = r["ratio_to_native"]
-        vs = (
-            ""
-            if ratio is None or math.isnan(ratio) or r["driver"] == "host"
-            else escape(f"{ratio:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]")
-        )
-        table.add_row(
-            escape(str(r["workload"])),
-            escape(str(r["metric"])),
-            escape(str(r["variant"] or "")),
-            escape(str(r["driver"])),
-            str(r["n"]),
-            escape(f"{_fmt(r['median'])} {r['unit']}"),
-            escape(f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"),
-            f"{r['cov'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else ""),
-            vs,
-        )
-    out.print(table)
-    fails = results.failures()
-    if fails:
-        out.print(f"[red]{len(fails)} cell(s) failed[/]; their errors are in the results and the report")
-
-
-def _fmt(x: float) -> str:
-    if math.isnan(x):
-        return "nan"
-    ax = abs(x)
-    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
-        return f"{x:.3e}"
-    return f"{x:.4g}"
+    else:
+        table = Table(title=f"isobench run {escape(results.run_id)}: what isolation costs", show_lines=False)
+        table.add_column("question")
+        for d in h.drivers:
+            table.add_column(escape(d), justify="right")
+        for q in h.questions:
+            row = [escape(q.title) + (f" [dim]n={h.n[q.key]}[/]" if h.n.get(q.key) else "")]
+            for d in h.drivers:
+                f = h.figure(d, q.key)
+                if f is None:
+                    row.append("[dim]-[/]")
+                    continue
+                style = _VERDICT_STYLE.get(f.verdict, "")
+                text = escape(f.text)
+                row.append(f"[{style}]{text}[/]" if style else text)
+            table.add_row(*row)
+        out.print(table)
+        out.print("[green]green[/]: better than native, [red]red[/]: worse (95% interval excludes native)")
+    for line in ov.findings:
+        out.print(f"- {escape(line)}", highlight=False)
+    for g in ov.warnings:
+        out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
 
 
 @main.command()

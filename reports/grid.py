@@ -1,0 +1,152 @@
+"""Tables that fit a 1280 px window: per workload, drivers as rows and a few figures as columns,
+parameters stated once per table. What varies between a metric's cells (storage, queue depth,
+threads) labels its columns; what a driver alone has (the container's hardening profile) labels its
+row; what every column of a table shares goes in the table's caption.
+
+Detail-only metrics (start-up phases, single leakage probes, the parts of a memory total) are not
+here: they are in the full per-metric table behind a <details> and in the figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from .cells import NATIVE, Cell, CellKey, driver_order, is_leak_probe
+from .headline import Figure, Question, cell_figure
+from .units import human_pct
+
+__all__ = ["MAX_COLUMNS", "GridTable", "question_tables"]
+
+#: Figure columns per table: with the driver column, what a 1280 px window shows without scrolling.
+MAX_COLUMNS = 6
+
+Params = tuple[tuple[str, str], ...]
+
+_SHORT = {"iodepth": "QD{}", "storage": "{}", "variant": "{}", "operation": "{}", "rw": "{}"}
+
+
+@dataclass(frozen=True)
+class GridTable:
+    workload: str
+    #: Parameters every column shares, stated once.
+    params: str
+    columns: tuple[str, ...]
+    #: (row label, one figure or None per column)
+    rows: tuple[tuple[str, tuple[Figure | None, ...]], ...]
+
+
+def detail_only(metric: str) -> bool:
+    return ".phase." in metric or is_leak_probe(metric) or metric.startswith("idle-memory.host_view.")
+
+
+def _kv(params: Params) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params)
+
+
+def _short(params: Params) -> str:
+    return " ".join(_SHORT.get(k, f"{k}={{}}").format(v) for k, v in params)
+
+
+def _text(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _degradation(fig: Figure) -> Figure:
+    """Interference degradations are fractions that can be zero or negative: percentages, no ratio."""
+    detail = ""
+    if fig.n >= 2 and not math.isnan(fig.ci_low):
+        detail = f"{human_pct(fig.ci_low, 2)}\u2013{human_pct(fig.ci_high, 2)}"
+    return replace(fig, text=human_pct(fig.value, 2), detail=detail, verdict="none", ratio=math.nan)
+
+
+def _figure(cell: Cell, native: Cell | None) -> Figure:
+    metric = cell.key.metric
+    degradation = metric.endswith((".d_mean", ".d_p99"))
+    q = Question(metric, metric, cell.key.workload, metric, {}, "value", "", exact=cell.unit == "bool")
+    fig = cell_figure(q, cell, None if degradation else native)
+    return _degradation(fig) if degradation else fig
+
+
+def _pack(metrics: Sequence[tuple[str, list[Params]]]) -> list[list[tuple[str, Params]]]:
+    """Columns (metric, params) in tables of at most MAX_COLUMNS, a metric's columns kept together
+    unless they alone are more than a table holds."""
+    tables: list[list[tuple[str, Params]]] = []
+    current: list[tuple[str, Params]] = []
+    for metric, variants in metrics:
+        cols = [(metric, v) for v in variants]
+        if current and len(current) + len(cols) > MAX_COLUMNS:
+            tables.append(current)
+            current = []
+        while len(cols) > MAX_COLUMNS:
+            tables.append(cols[:MAX_COLUMNS])
+            cols = cols[MAX_COLUMNS:]
+        current += cols
+    if current:
+        tables.append(current)
+    return tables
+
+
+def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
+    by_metric: dict[str, list[Cell]] = {}
+    for c in cells:
+        by_metric.setdefault(c.key.metric, []).append(c)
+    col_of: dict[CellKey, Params] = {}
+    row_of: dict[CellKey, str] = {}
+    metrics: list[tuple[str, list[Params]]] = []
+    for metric, group in by_metric.items():
+        shared = set.intersection(*(set(c.params) for c in group))
+        variants: list[Params] = []
+        for c in group:
+            col = tuple((k, _text(c.params[k])) for k in sorted(shared))
+            extra = _kv(tuple((k, _text(v)) for k, v in sorted(c.params.items()) if k not in shared))
+            col_of[c.key] = col
+            row_of[c.key] = f"{c.key.driver} ({extra})" if extra else c.key.driver
+            if col not in variants:
+                variants.append(col)
+        metrics.append((metric, variants))
+    prefix = f"{workload}."
+    out = []
+    for cols in _pack(metrics):
+        # Params with one value over the whole table are stated once; the rest label the columns.
+        keys = {k for _, col in cols for k, _ in col}
+        values = {k: {dict(col).get(k) for _, col in cols} for k in keys}
+        common = tuple(sorted((k, next(iter(v))) for k, v in values.items() if len(v) == 1 and None not in v))
+        labels = []
+        for metric, col in cols:
+            name = metric[len(prefix) :] if metric.startswith(prefix) else metric
+            rest = tuple(kv for kv in col if kv not in common)
+            labels.append(f"{name} {_short(rest)}".strip())
+        rows: dict[str, list[Figure | None]] = {}
+        wanted = {(m, col): i for i, (m, col) in enumerate(cols)}
+        for c in sorted(cells, key=lambda c: driver_order(c.key.driver)):
+            i = wanted.get((c.key.metric, col_of[c.key]))
+            if i is None:
+                continue
+            native = next(
+                (
+                    n
+                    for n in by_metric[c.key.metric]
+                    if n.key.driver == NATIVE and col_of[n.key] == col_of[c.key]
+                ),
+                None,
+            )
+            rows.setdefault(row_of[c.key], [None] * len(cols))[i] = _figure(c, native)
+        out.append(
+            GridTable(
+                workload=workload,
+                params=_kv(common),
+                columns=tuple(labels),
+                rows=tuple((label, tuple(figs)) for label, figs in rows.items()),
+            )
+        )
+    return out
+
+
+def question_tables(cells: Mapping[CellKey, Cell]) -> dict[str, list[GridTable]]:
+    """Per workload, its tables (drivers as rows, at most MAX_COLUMNS figures as columns)."""
+    by_workload: dict[str, list[Cell]] = {}
+    for key, cell in cells.items():
+        if not detail_only(key.metric):
+            by_workload.setdefault(key.workload, []).append(cell)
+    return {w: _workload_tables(w, cs) for w, cs in sorted(by_workload.items())}
