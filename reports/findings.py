@@ -28,9 +28,14 @@ KINDS = {
 }
 
 
-def kind(driver: str) -> str:
-    """``libvirt guest (vm)``: what a driver is, with the name the tables use."""
-    return f"{KINDS[driver]} ({driver})" if driver in KINDS else f"{driver} sandbox"
+def kind(driver: str, also: str = "") -> str:
+    """``libvirt guest (vm)``: what a driver is, with the name the tables use (and ``also``)."""
+    inside = f"{driver}, {also}" if also else driver
+    return (
+        f"{KINDS[driver]} ({inside})"
+        if driver in KINDS
+        else f"{driver} sandbox" + (f" ({also})" if also else "")
+    )
 
 
 def a_kind(driver: str) -> str:
@@ -92,7 +97,7 @@ def _memory(h: Headline) -> list[str]:
         ratio = dear.value / cheap.value if cheap.value else math.inf
         text = (
             f"An idle {kind(dear.driver)} costs {human(dear.value, 'bytes')} of host memory, about "
-            f"{ratio_words(ratio)} an idle {kind(cheap.driver)} ({human(cheap.value, 'bytes')})."
+            f"{ratio_words(ratio)} an idle {kind(cheap.driver, human(cheap.value, 'bytes'))}."
         )
     unmeasured = [d for d in h.drivers if (f := h.figure(d, MEMORY)) and f.verdict == "none" and f.n == 0]
     if unmeasured:

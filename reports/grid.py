@@ -23,7 +23,8 @@ MAX_COLUMNS = 6
 
 Params = tuple[tuple[str, str], ...]
 
-_SHORT = {"iodepth": "QD{}", "storage": "{}", "variant": "{}", "operation": "{}", "rw": "{}"}
+# How a param labels a column, in the order labels name them; others read "key=value" after these.
+_SHORT = {"storage": "{}", "operation": "{}", "rw": "{}", "variant": "{}", "iodepth": "QD{}"}
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,24 @@ def _kv(params: Params) -> str:
     return ", ".join(f"{k}={v}" for k, v in params)
 
 
+def _ranked(params: Params) -> Params:
+    order = list(_SHORT)
+    return tuple(sorted(params, key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def _sort_key(params: Params) -> tuple[tuple[int, float, str], ...]:
+    # numbers as numbers (QD1 before QD32 before QD4 would be wrong)
+    out = []
+    for _, v in _ranked(params):
+        try:
+            out.append((0, float(v), ""))
+        except ValueError:
+            out.append((1, 0.0, v))
+    return tuple(out)
+
+
 def _short(params: Params) -> str:
-    return " ".join(_SHORT.get(k, f"{k}={{}}").format(v) for k, v in params)
+    return " ".join(_SHORT.get(k, f"{k}={{}}").format(v) for k, v in _ranked(params))
 
 
 def _text(v: object) -> str:
@@ -57,7 +74,8 @@ def _degradation(fig: Figure) -> Figure:
     detail = ""
     if fig.n >= 2 and not math.isnan(fig.ci_low):
         detail = f"{human_pct(fig.ci_low, 2)}\u2013{human_pct(fig.ci_high, 2)}"
-    return replace(fig, text=human_pct(fig.value, 2), detail=detail, verdict="none", ratio=math.nan)
+    tip = f"degradation {human_pct(fig.value)} of the victim's throughput, n={fig.n}"
+    return replace(fig, text=human_pct(fig.value, 2), detail=detail, verdict="none", ratio=math.nan, tip=tip)
 
 
 def _figure(cell: Cell, native: Cell | None) -> Figure:
@@ -104,14 +122,16 @@ def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
             row_of[c.key] = f"{c.key.driver} ({extra})" if extra else c.key.driver
             if col not in variants:
                 variants.append(col)
-        metrics.append((metric, variants))
+        metrics.append((metric, sorted(variants, key=_sort_key)))
     prefix = f"{workload}."
     out = []
     for cols in _pack(metrics):
         # Params with one value over the whole table are stated once; the rest label the columns.
         keys = {k for _, col in cols for k, _ in col}
         values = {k: {dict(col).get(k) for _, col in cols} for k in keys}
-        common = tuple(sorted((k, next(iter(v))) for k, v in values.items() if len(v) == 1 and None not in v))
+        common: Params = tuple(
+            sorted((k, str(next(iter(v)))) for k, v in values.items() if len(v) == 1 and None not in v)
+        )
         labels = []
         for metric, col in cols:
             name = metric[len(prefix) :] if metric.startswith(prefix) else metric

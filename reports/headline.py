@@ -20,12 +20,14 @@ from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
 from .cells import NATIVE, Cell, CellKey, driver_order, group_cells
+from .compare import DEFAULT_MIN_EFFECT
 from .memory import idle_overhead
 from .units import NA, TIMES, human, human_ratio, plain
 
 __all__ = [
     "CONTAINMENT",
     "MEMORY",
+    "MIN_EFFECT",
     "QUESTIONS",
     "Figure",
     "Headline",
@@ -35,6 +37,9 @@ __all__ = [
     "cell_figure",
     "verdict",
 ]
+
+#: A difference from native smaller than this (a fraction) is "same", however narrow its interval.
+MIN_EFFECT = DEFAULT_MIN_EFFECT
 
 Verdict = Literal["better", "worse", "same", "unsure", "baseline", "none"]
 
@@ -60,6 +65,8 @@ class Question:
     params: str
     #: Counts and probe verdicts: any difference from native is real, no interval needed.
     exact: bool = False
+    #: Shown in this unit instead of the metric's (same raw values: ops_per_second as IOPS).
+    unit: str | None = None
 
 
 QUESTIONS: tuple[Question, ...] = (
@@ -81,11 +88,11 @@ QUESTIONS: tuple[Question, ...] = (
     ),
     Question(
         "disk_root", "disk IOPS (root)", "disk", "disk.rand_read.iops",
-        {"storage": "root", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, root filesystem",
+        {"storage": "root", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, root filesystem", unit="iops",
     ),
     Question(
         "disk_volume", "disk IOPS (volume)", "disk", "disk.rand_read.iops",
-        {"storage": "volume", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, volume at /data",
+        {"storage": "volume", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, volume at /data", unit="iops",
     ),
     Question(
         "net", "network throughput", "network", "network.tcp_throughput", {}, "value",
@@ -155,7 +162,8 @@ def verdict(
     ratio: float, lo: float, hi: float, better: Better, *, n: int, n_native: int, exact: bool = False
 ) -> Verdict:
     """Better or worse than native, by the metric's direction; *same* when the interval includes
-    native, *unsure* when there is no interval (a single repetition) and the figure is measured."""
+    native or the difference is below the minimum effect `isobench compare` uses (asv's rule: both
+    significant and large enough), *unsure* when there is no interval (a single repetition)."""
     if math.isnan(ratio) or better == "none":
         return "none"
     if exact:
@@ -165,7 +173,7 @@ def verdict(
     else:
         if min(n, n_native) < 2 or math.isnan(lo) or math.isnan(hi):
             return "unsure"
-        if lo <= 1.0 <= hi:
+        if lo <= 1.0 <= hi or abs(ratio - 1.0) < MIN_EFFECT:
             return "same"
         up = lo > 1.0
     return "better" if up == (better == "higher") else "worse"
@@ -212,7 +220,7 @@ def _with_verdict(
 
 def spread(value: float, lo: float, hi: float) -> str:
     """The 95% interval as a relative half-width: ``±3.1%`` (the wider side)."""
-    if math.isnan(lo) or math.isnan(hi) or value == 0 or math.isnan(value):
+    if math.isnan(lo) or math.isnan(hi) or value == 0 or math.isnan(value) or lo == hi:
         return ""
     half = max(hi - value, value - lo) / abs(value)
     return f"\u00b1{plain(half * 100, 2)}%"
@@ -236,7 +244,7 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
         driver=cell.key.driver,
         question=q.key,
         value=s.median,
-        unit=cell.unit,
+        unit=q.unit or cell.unit,
         better=cell.better,
         n=s.n,
         ci_low=s.ci_low,
@@ -298,13 +306,13 @@ def build_headline(
             ran = {c.key.driver for c in cells.values() if c.key.workload == q.workload}
             for d in ran - set(by_driver):
                 # native: no overhead by definition; others (bwrap): no host-side figure to report
-                native = d == NATIVE
+                is_native = d == NATIVE
                 by_driver[d] = Figure(
-                    d, q.key, 0.0 if native else math.nan, "bytes", "lower", n=0,
-                    verdict="baseline" if native else "none",
-                    text="0" if native else NA,
-                    detail="native" if native else "not measured",
-                    tip="the native baseline has no overhead" if native
+                    d, q.key, 0.0 if is_native else math.nan, "bytes", "lower", n=0,
+                    verdict="baseline" if is_native else "none",
+                    text="0" if is_native else NA,
+                    detail="native" if is_native else "not measured",
+                    tip="the native baseline has no overhead" if is_native
                     else "this driver reports no host-side memory figure (no cgroup of its own)",
                 )  # fmt: skip
         elif q.key == CONTAINMENT:

@@ -97,7 +97,8 @@ _LEGEND = (
     '<p class="legend"><span class="v-better">better than native</span> '
     '<span class="v-worse">worse than native</span> '
     '<span class="v-same">no significant difference</span> '
-    "(the 95% interval includes native), uncoloured: not compared or n=1. Small print: the 95% "
+    "(the 95% interval includes native, or the difference is under 5%); uncoloured: not compared, "
+    "or n=1 (no interval). Small print: the 95% "
     "interval (&plusmn; as a share of the median) and the ratio to native (&times;). Hover a figure "
     "for the exact interval.</p>"
 )

@@ -80,6 +80,10 @@ def render_markdown(doc: Document, out_dir: Path) -> str:
     if not doc.warning_groups:
         parts.append("None: every cell succeeded and every CoV is within 5%.\n")
     for g in doc.warning_groups:
+        if g.kind == "failed":
+            # few, and each one matters: listed here too
+            parts.append(f"- {_md(g.line)}\n" + "".join(f"  - {_md(i)}\n" for i in g.items[:10]))
+            continue
         listed = f" ({len(g.items)} listed in report.html)" if g.items else ""
         parts.append(f"- {_md(g.line)}{listed}\n")
     parts.append(
@@ -89,4 +93,6 @@ def render_markdown(doc: Document, out_dir: Path) -> str:
         "`tables/failures.csv`; charts in `plots/*.png`; all of it with methods and run metadata in "
         "`report.html`.\n"
     )
+    if doc.empty_sections:
+        parts.append(f"\nNo data in this run for: {_md(', '.join(doc.empty_sections))}.\n")
     return "".join(parts)
