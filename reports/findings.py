@@ -155,23 +155,44 @@ def _leak_and_containment(h: Headline) -> list[str]:
     return out
 
 
+def _single(h: Headline) -> list[str]:
+    """Questions measured once have no interval and are not coloured; a difference from native
+    beyond 2x is still worth a sentence, said as what it is."""
+    big = []
+    for q in h.questions:
+        # start-up has its own sentence; memory has no native to compare with
+        if h.n.get(q.key) != 1 or q.exact or q.key in (MEMORY, "start"):
+            continue
+        figs = [
+            f
+            for f in _measured(h, q.key)
+            if f.driver != NATIVE and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
+        ]
+        if figs:
+            big.append(f"{q.title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in figs))
+    if not big:
+        return []
+    return ["Measured once, but more than 2\u00d7 off native: " + "; ".join(big) + "."]
+
+
 def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
     figs = [f for f in h.figures.values() if f.n > 0]
     if not figs:
         return []
     ns = sorted({f.n for f in figs})
     single = [q.title for q in h.questions if h.n.get(q.key) == 1 and q.key not in ("leak", CONTAINMENT)]
-    text = (
-        f"Each figure is a median of n={ns[-1]} repetitions"
-        if len(ns) == 1
-        else f"Figures are medians of n={ns[0]}\u2013{ns[-1]} repetitions"
-    )
-    text += " with a 95% bootstrap interval; a colour means the interval excludes native."
-    if single:
-        text += (
-            f" {_names(single)} {'was' if len(single) == 1 else 'were'} measured once (n=1): no "
-            "interval, too uncertain to rank."
+    if ns == [1]:
+        text = "Every figure here is a single measurement (n=1): no interval, so none is ranked"
+    else:
+        text = (
+            f"Figures are medians of n={ns[-1]} repetitions"
+            if len(ns) == 1
+            else f"Figures are medians of n={ns[0]}\u2013{ns[-1]} repetitions"
         )
+        text += " with a 95% bootstrap interval; coloured only where the interval excludes native"
+        if single:
+            text += f". Measured once (n=1), so not ranked: {_names(single)}"
+    text += "."
     if total and noisy:
         text += f" {noisy} of {total} figures vary by more than 5% (CoV) between repetitions."
     return [text]
@@ -183,7 +204,7 @@ def findings(
     """A few sentences with what matters, most important first."""
     if h.empty:
         return ["No figure of this run answers a headline question (no successful measurement)."]
-    out = _startup(h) + _memory(h) + _compared(h) + _leak_and_containment(h)
+    out = _startup(h) + _memory(h) + _compared(h) + _single(h) + _leak_and_containment(h)
     out += _accel(run, h.drivers)
     if NATIVE not in h.drivers:
         out.append("No native (host) driver ran: nothing can be compared with native.")

@@ -104,7 +104,8 @@ def test_findings_say_what_matters(real_results: Results) -> None:
     assert "bubblewrap sandbox (bwrap) is ready in" in text
     assert "TCG figures, not KVM" in text
     assert "CPU: worse than native in vm" in text
-    assert "measured once (n=1)" in text and "too uncertain to rank" in text
+    assert "Measured once (n=1), so not ranked: disk IOPS (root)" in text
+    assert "Measured once, but more than 2\u00d7 off native: disk IOPS (root) vm \u00d70.3" in text
     assert not E_NOTATION.search(text)
 
 
