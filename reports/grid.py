@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .cells import NATIVE, Cell, CellKey, driver_order, is_leak_probe
-from .headline import Figure, Question, cell_figure
+from .headline import QUESTIONS, Figure, Question, cell_figure
 from .units import human_pct
 
 __all__ = ["MAX_COLUMNS", "GridTable", "question_tables"]
@@ -30,6 +30,8 @@ _SHORT = {"storage": "{}", "operation": "{}", "rw": "{}", "variant": "{}", "iode
 @dataclass(frozen=True)
 class GridTable:
     workload: str
+    #: What the table shows: its one metric, or empty when its columns are several metrics.
+    title: str
     #: Parameters every column shares, stated once.
     params: str
     columns: tuple[str, ...]
@@ -81,7 +83,10 @@ def _degradation(fig: Figure) -> Figure:
 def _figure(cell: Cell, native: Cell | None) -> Figure:
     metric = cell.key.metric
     degradation = metric.endswith((".d_mean", ".d_p99"))
-    q = Question(metric, metric, cell.key.workload, metric, {}, "value", "", exact=cell.unit == "bool")
+    unit = "iops" if metric.endswith(".iops") and cell.unit == "ops_per_second" else None
+    q = Question(
+        metric, metric, cell.key.workload, metric, {}, "value", "", exact=cell.unit == "bool", unit=unit
+    )
     fig = cell_figure(q, cell, None if degradation else native)
     return _degradation(fig) if degradation else fig
 
@@ -107,7 +112,9 @@ def _pack(metrics: Sequence[tuple[str, list[Params]]]) -> list[list[tuple[str, P
 
 def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
     by_metric: dict[str, list[Cell]] = {}
-    for c in cells:
+    # the metrics the headline answers with come first, the rest in name order
+    first = [q.metric for q in QUESTIONS]
+    for c in sorted(cells, key=lambda c: first.index(c.key.metric) if c.key.metric in first else len(first)):
         by_metric.setdefault(c.key.metric, []).append(c)
     col_of: dict[CellKey, Params] = {}
     row_of: dict[CellKey, str] = {}
@@ -133,10 +140,14 @@ def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
             sorted((k, str(next(iter(v)))) for k, v in values.items() if len(v) == 1 and None not in v)
         )
         labels = []
+        one_metric = len({m for m, _ in cols}) == 1
         for metric, col in cols:
-            name = metric[len(prefix) :] if metric.startswith(prefix) else metric
+            name = "" if one_metric else (metric[len(prefix) :] if metric.startswith(prefix) else metric)
             rest = tuple(kv for kv in col if kv not in common)
-            labels.append(f"{name} {_short(rest)}".strip())
+            labels.append(f"{name} {_short(rest)}".strip() or "median")
+        title = cols[0][0][len(prefix) :] if one_metric and cols[0][0].startswith(prefix) else ""
+        if one_metric and not title:
+            title = cols[0][0]
         rows: dict[str, list[Figure | None]] = {}
         wanted = {(m, col): i for i, (m, col) in enumerate(cols)}
         for c in sorted(cells, key=lambda c: driver_order(c.key.driver)):
@@ -155,6 +166,7 @@ def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
         out.append(
             GridTable(
                 workload=workload,
+                title=title,
                 params=_kv(common),
                 columns=tuple(labels),
                 rows=tuple((label, tuple(figs)) for label, figs in rows.items()),

@@ -29,7 +29,8 @@ h1{font-size:1.45em;margin:.3em 0 .1em}h2{border-bottom:1px solid #ccc;padding-b
 table{border-collapse:collapse;margin:.4em 0 1.2em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .45em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.grid{width:100%;table-layout:auto}
+table.grid{width:auto;min-width:40%}table.headline{width:100%}
+.caption{margin:.8em 0 0;font-size:.9em}
 table.grid td{text-align:right;font-variant-numeric:tabular-nums;white-space:normal}
 table.grid tbody th{white-space:nowrap;font-weight:600}
 table.grid td b{display:block;font-weight:600}
@@ -158,8 +159,10 @@ def _tables(doc: Document) -> str:
     for workload, df in doc.wide.items():
         out.append(f'<h3 id="table-{escape(workload)}">{escape(workload)}</h3>')
         for t in doc.grids.get(workload, []):
-            if t.params:
-                out.append(f'<p class="params">{escape(t.params)}</p>')
+            if t.title or t.params:
+                title = f"<b>{escape(t.title)}</b>" if t.title else ""
+                sep = " \u2014 " if t.title and t.params else ""
+                out.append(f'<p class="caption">{title}{sep}{escape(t.params)}</p>')
             head = "<th>driver</th>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns)
             out.append(_grid(t.rows, head))
         out.append(
