@@ -204,8 +204,9 @@ def findings(
     """A few sentences with what matters, most important first."""
     if h.empty:
         return ["No figure of this run answers a headline question (no successful measurement)."]
-    out = _startup(h) + _memory(h) + _compared(h) + _single(h) + _leak_and_containment(h)
-    out += _accel(run, h.drivers)
+    # TCG qualifies every guest figure after it; how sure the numbers are closes the list
+    out = _startup(h) + _memory(h) + _accel(run, h.drivers) + _compared(h) + _single(h)
+    out += _leak_and_containment(h)
     if NATIVE not in h.drivers:
         out.append("No native (host) driver ran: nothing can be compared with native.")
     out += _certainty(h, noisy, total)

@@ -27,20 +27,20 @@ max-width:1220px;padding:.5em 1em;color:#222;line-height:1.35}
 h1{font-size:1.45em;margin:.3em 0 .1em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 .sub{color:#555;margin:0 0 .6em;font-size:.9em}
 table{border-collapse:collapse;margin:.4em 0 1.2em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .45em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:.25em .45em;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.grid{width:auto;min-width:40%}table.headline{width:100%}
 .caption{margin:.8em 0 0;font-size:.9em}
 table.grid td{text-align:right;font-variant-numeric:tabular-nums;white-space:normal}
 table.grid tbody th{white-space:nowrap;font-weight:600}
-table.grid td b{display:block;font-weight:600}
+table.grid td b{display:block;font-weight:600;white-space:nowrap}
 table.grid small,table.grid th small{display:block;color:#555;font-size:.82em;font-weight:normal}
 table.headline{font-size:.88em}table.headline thead th{font-size:.92em}
 .v-better{background:#dcf2e1}.v-worse{background:#fadcd9}.v-same{background:#fff}
 .v-baseline{background:#f3f3f3}.v-unsure,.v-none{background:#fff}
 .legend span{padding:0 .35em;border:1px solid #ccc}
 .legend,.params{font-size:.82em;color:#444;margin:.2em 0 .5em}
-.findings{margin:.4em 0;padding-left:1.2em}.findings li{margin:.15em 0}
+.findings{margin:.4em 0;padding-left:1.2em;font-size:.93em}.findings li{margin:.1em 0}
 .warning{background:#fff4e5;border:1px solid #f0a030;padding:.3em .8em;margin:.3em 0}
 details.warning summary{cursor:pointer}.ok{color:#2a7}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -98,10 +98,9 @@ _LEGEND = (
     '<p class="legend"><span class="v-better">better than native</span> '
     '<span class="v-worse">worse than native</span> '
     '<span class="v-same">no significant difference</span> '
-    "(the 95% interval includes native, or the difference is under 5%); uncoloured: not compared, "
-    "or n=1 (no interval). Small print: the 95% "
-    "interval (&plusmn; as a share of the median) and the ratio to native (&times;). Hover a figure "
-    "for the exact interval.</p>"
+    "(95% interval includes native, or under 5%); uncoloured: not compared, or n=1. Small print: the "
+    "95% interval (&plusmn; share of the median) and the ratio to native (&times;); hover for exact "
+    "bounds.</p>"
 )
 
 
