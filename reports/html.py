@@ -16,7 +16,7 @@ from .document import Document
 from .headline import Figure
 from .methods import STATISTICS
 from .plots import SECTIONS
-from .tables import fmt
+from .tables import detail_table, fmt
 from .units import NA, unit_label
 
 __all__ = ["render_html"]
@@ -155,7 +155,7 @@ def _tables(doc: Document) -> str:
     )
     if not doc.wide:
         out.append("<p>No measured samples in this run.</p>")
-    for workload, df in doc.wide.items():
+    for workload in doc.wide:
         out.append(f'<h3 id="table-{escape(workload)}">{escape(workload)}</h3>')
         for t in doc.grids.get(workload, []):
             if t.title or t.params:
@@ -164,9 +164,10 @@ def _tables(doc: Document) -> str:
                 out.append(f'<p class="caption">{title}{sep}{escape(t.params)}</p>')
             head = "<th>driver</th>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns)
             out.append(_grid(t.rows, head))
+        detail = detail_table(doc.summary[doc.summary["workload"] == workload])
         out.append(
-            f"<details><summary>every metric of {escape(workload)} ({len(df)} rows)</summary>"
-            + _table(df.drop(columns=["workload"]))
+            f"<details><summary>every figure of {escape(workload)} ({len(detail)} rows)</summary>"
+            + _table(detail, numeric=("n",))
             + "</details>"
         )
     if not doc.leakage.empty:

@@ -19,9 +19,10 @@ MARKS = {"better": " \u25b2", "worse": " \u25bc"}
 
 
 def _md(text: object) -> str:
-    # Markdown renderers pass raw HTML through, so untrusted text is HTML-escaped; pipes would split
+    # Markdown renderers pass raw HTML through, so untrusted text is HTML-escaped (quotes matter only
+    # inside attributes, which this file never writes, so they stay readable); pipes would split
     # table cells and newlines would end the row.
-    return escape(str(text)).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _cell(v: object) -> str:

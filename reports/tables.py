@@ -16,6 +16,7 @@ __all__ = [
     "NA",
     "SUMMARY_COLUMNS",
     "TIMES",
+    "detail_table",
     "failures_table",
     "fmt",
     "fmt_ci",
@@ -141,6 +142,34 @@ def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     df = pd.DataFrame(out)
     return df[index_cols + [c for c in df.columns if c not in index_cols]]
+
+
+def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every figure of some workload in long form (one row per metric, params and driver), in human
+    units: what the report keeps behind a <details>, narrow enough for a window."""
+    if summary.empty:
+        return pd.DataFrame()
+    rows = []
+    for r in summary.to_dict("records"):
+        unit = str(r["unit"])
+        ratio = (
+            ""
+            if r["driver"] == NATIVE
+            else fmt_ratio(r["ratio_to_native"], r["ratio_ci_low"], r["ratio_ci_high"])
+        )
+        rows.append(
+            {
+                "metric": r["metric"],
+                "params": r["variant"],
+                "driver": r["driver"],
+                "median [95% CI]": fmt_ci(r["median"], r["ci_low"], r["ci_high"], unit),
+                "n": int(r["n"]),
+                "CoV": f"{r['cov'] * 100:.1f}%" + (" (noisy)" if r["noisy"] else ""),
+                f"/ {NATIVE} [95% CI]": ratio,
+                "better": r["better"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def failures_table(results: Results) -> pd.DataFrame:

@@ -23,7 +23,7 @@ class WarningGroup:
 
 def _mostly(labels: Sequence[str], total: int) -> str:
     label, count = Counter(labels).most_common(1)[0]
-    return "all" if count == total else f"mostly {label} ({count})"
+    return "all" if count == total else f"{count} of them {label}"
 
 
 def _noisy(summary: pd.DataFrame) -> WarningGroup | None:

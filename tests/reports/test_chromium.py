@@ -254,3 +254,20 @@ def test_headline_of_a_small_run_fits_too(tmp_path: Path, browser: Cdp) -> None:
     assert facts["headline_is_first"] and 0 <= facts["headline_top"] < 800
     assert facts["overflow"] <= 0 and facts["broken"] == 0
     assert "start to ready" in facts["text"]
+
+
+def test_screenshot_tool_takes_the_first_screen(tmp_path: Path) -> None:
+    """tools/report-screenshot: the PNG of a report's headline that the README shows."""
+    import struct
+
+    report = render(build_real_results(), tmp_path / "run").html
+    tool = Path(__file__).resolve().parents[2] / "tools" / "report-screenshot"
+    png = tmp_path / "headline.png"
+    done = subprocess.run(
+        [str(tool), str(report), str(png)], check=False, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert (width, height) == (1280, 800)

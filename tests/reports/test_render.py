@@ -100,7 +100,7 @@ def test_absent_data_omits_figures_and_says_so(tmp_path: Path) -> None:
     assert 'id="no-data"' in html and "Memory overhead" in html
     assert "run status is &#x27;interrupted&#x27;" in html
     assert "No data in this run for" in paths.markdown.read_text()
-    assert "run status is &#x27;interrupted&#x27;" in paths.markdown.read_text()
+    assert "run status is 'interrupted'" in paths.markdown.read_text()
 
 
 def test_rerender_removes_stale_plots(results: Results, tmp_path: Path) -> None:

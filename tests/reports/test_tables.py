@@ -75,3 +75,17 @@ def test_wide_table_orders_native_container_vm(results: Results) -> None:
     latency = wide[wide["metric"] == "cpu.latency_ms"].iloc[0]
     assert latency["vm median [95% CI]"] == NA
     assert "(noisy)" in latency["container n / CoV"]
+
+
+def test_detail_table_is_long_and_human(real_results: Results) -> None:
+    from isobench.reports.tables import detail_table
+
+    df = summary_table(real_results)
+    detail = detail_table(df[df["workload"] == "idle-memory"])
+    assert list(detail.columns) == [
+        "metric", "params", "driver", "median [95% CI]", "n", "CoV", "/ host [95% CI]", "better",
+    ]  # fmt: skip
+    vm = detail[(detail["driver"] == "vm") & (detail["metric"] == "idle-memory.host_view")].iloc[0]
+    assert vm["median [95% CI]"].endswith(" MiB") and "e+" not in vm["median [95% CI]"]
+    host = detail[detail["driver"] == "host"].iloc[0]
+    assert host["/ host [95% CI]"] == ""

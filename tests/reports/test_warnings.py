@@ -25,7 +25,7 @@ def test_noisy_figures_are_one_line_with_where_they_mostly_are() -> None:
     groups = group_warnings({}, _summary(rows), pd.DataFrame())
     assert [g.kind for g in groups] == ["noisy"]
     g = groups[0]
-    assert g.line.startswith("5 figures have CoV above 5% (mostly startup phases at n=3 (4))")
+    assert g.line.startswith("5 figures have CoV above 5% (4 of them startup phases at n=3)")
     assert len(g.items) == 5 and g.items[0].startswith("vm / startup / startup.phase.boot: CoV 20.0%")
 
 
