@@ -97,7 +97,7 @@ class Document:
             if config.get("vcpus") and config.get("memory_mib"):
                 parts.append(f"sandboxes: {config['vcpus']} vCPU, {config['memory_mib']} MiB")
             if config.get("quick"):
-                parts.append("--quick (a smoke run: few repetitions)")
+                parts.append("--quick")
         return " \u00b7 ".join(p for p in parts if p)
 
     def run_facts(self) -> list[tuple[str, str]]:

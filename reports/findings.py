@@ -205,11 +205,10 @@ def findings(
     if h.empty:
         return ["No figure of this run answers a headline question (no successful measurement)."]
     # TCG qualifies every guest figure after it; how sure the numbers are closes the list
-    out = _startup(h) + _memory(h) + _accel(run, h.drivers) + _compared(h) + _single(h)
-    out += _leak_and_containment(h)
+    out = _startup(h) + _memory(h) + _accel(run, h.drivers) + _compared(h)
+    out += _certainty(h, noisy, total) + _single(h) + _leak_and_containment(h)
     if NATIVE not in h.drivers:
         out.append("No native (host) driver ran: nothing can be compared with native.")
-    out += _certainty(h, noisy, total)
     if failed:
         out.append(f"{failed} cell{'s' if failed != 1 else ''} failed; see the warnings.")
     return out
