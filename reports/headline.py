@@ -76,7 +76,7 @@ QUESTIONS: tuple[Question, ...] = (
     ),
     Question(
         MEMORY, "idle memory (host)", "idle-memory", "idle-memory.host_view", {}, "value",
-        "host-side memory of one idle sandbox",
+        "host-side memory of one idle sandbox; worse when above 5% of the sandbox's own memory",
     ),
     Question(
         "cpu", "CPU", "cpu", "cpu.events_per_second", {"variant": "single"}, "ratio",
@@ -257,6 +257,7 @@ def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:
     if results is None:
         return {}
     out: dict[str, Figure] = {}
+    budget = _sandbox_bytes(results)
     for driver, mem in idle_overhead(results).items():
         s = summarize(mem.totals)
         fig = Figure(
@@ -269,9 +270,23 @@ def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:
             ci_low=s.ci_low,
             ci_high=s.ci_high,
         )
-        # No native figure to compare with: the native baseline has no overhead by definition.
-        out[driver] = _with_verdict(fig, mem.totals, None, q)
+        # No native figure to compare with (native has no overhead by definition): an overhead
+        # counts as worse when it is a noticeable share of what the sandbox itself was given.
+        fig = _with_verdict(fig, mem.totals, None, q)
+        if budget:
+            share = mem.total / budget
+            worse = share >= MIN_EFFECT and (s.n < 2 or s.ci_low / budget >= MIN_EFFECT)
+            tip = f"{fig.tip}; {plain(share * 100, 2)}% of the sandbox's {human(budget, 'bytes')}"
+            fig = replace(fig, verdict="worse" if worse else "same", tip=tip)
+        out[driver] = fig
     return out
+
+
+def _sandbox_bytes(results: Results) -> float | None:
+    """The memory each sandbox was given (``run.config.memory_mib``), in bytes."""
+    config = results.run.get("config") or {}
+    mib = config.get("memory_mib") if isinstance(config, Mapping) else None
+    return float(mib) * 2**20 if isinstance(mib, int | float) and mib > 0 else None
 
 
 def _containment_figures(cells: Mapping[CellKey, Cell], q: Question) -> dict[str, Figure]:
