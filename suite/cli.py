@@ -27,6 +27,7 @@ from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -161,12 +162,17 @@ def print_summary(results: Results) -> None:
     if h.empty:
         out.print("[yellow]no successful measurements[/]")
     else:
-        table = Table(title=f"isobench run {escape(results.run_id)}: what isolation costs", show_lines=False)
-        table.add_column("question")
+        table = Table(
+            title=f"isobench run {escape(results.run_id)}: what isolation costs",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        table.add_column("question", no_wrap=True)
+        table.add_column("n", justify="right", style="dim")
         for d in h.drivers:
             table.add_column(escape(d), justify="right")
         for q in h.questions:
-            row = [escape(q.title) + (f" [dim]n={h.n[q.key]}[/]" if h.n.get(q.key) else "")]
+            row = [escape(q.title), str(h.n.get(q.key) or "")]
             for d in h.drivers:
                 f = h.figure(d, q.key)
                 if f is None:
