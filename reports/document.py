@@ -61,7 +61,6 @@ class Document:
     failures: pd.DataFrame
     leakage: pd.DataFrame
     plots: tuple[Plot, ...]
-    warnings: tuple[str, ...]
     empty_sections: tuple[str, ...]
     methods: tuple[WorkloadMethods, ...]
     headline: Headline
@@ -69,6 +68,11 @@ class Document:
     warning_groups: tuple[WarningGroup, ...]
     #: Per workload, the tables that fit a window (drivers as rows).
     grids: dict[str, list[GridTable]]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every warning as one line (its group's line, then its items)."""
+        return tuple(x for g in self.warning_groups for x in (g.line, *g.items))
 
     @property
     def title(self) -> str:
@@ -117,20 +121,6 @@ class Document:
         return {str(k): list(flatten(v)) for k, v in drivers.items()} if isinstance(drivers, Mapping) else {}
 
 
-def _tcg_warnings(run: Mapping[str, Any]) -> list[str]:
-    out = []
-    drivers = run.get("drivers") or {}
-    if isinstance(drivers, Mapping):
-        for name, meta in drivers.items():
-            if isinstance(meta, Mapping) and str(meta.get("accel", "")).lower() == "tcg":
-                out.append(
-                    f"driver {name!s} ran guests with TCG (software CPU emulation, no KVM): its "
-                    "startup, CPU and I/O figures are far slower than KVM and not representative "
-                    "of production virtual machines."
-                )
-    return out
-
-
 def build_document(results: Results, plots_dir: Path) -> Document:
     cells = group_cells(results)
     summary = summary_table(results, cells=cells)
@@ -147,24 +137,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
     offsets = {k: float(np.median(v)) for k, v in offsets_acc.items()}
     plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets)
 
-    warnings: list[str] = []
-    status = results.run.get("status")
-    if status not in (None, "complete"):
-        warnings.append(f"run status is {status!r}: results may be incomplete.")
-    warnings += _tcg_warnings(results.run)
-    if not summary.empty and "host" not in set(summary["driver"]):
-        warnings.append("no native (host) samples in this run: ratios to native cannot be computed.")
-    for rec in summary[summary["noisy"]].to_dict("records"):
-        variant = f" [{rec['variant']}]" if rec["variant"] else ""
-        warnings.append(
-            f"high variation: {rec['driver']} / {rec['workload']} / {rec['metric']}{variant}: "
-            f"CoV {float(rec['cov']) * 100:.1f}% over n={int(rec['n'])} (above 5%); "
-            "treat its figures with care."
-        )
     failures = failures_table(results)
-    for r in failures.itertuples():
-        warnings.append(f"failed cell: {r.driver} / {r.workload} repetition {r.repetition}: {r.error}")
-    warnings += plot_errors
 
     present = {p.section for p in plots}
     empty = tuple(SECTIONS[s] for s in SECTIONS if s not in present)
@@ -204,7 +177,6 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         failures=failures,
         leakage=leakage_table(summary) if not summary.empty else pd.DataFrame(),
         plots=tuple(plots),
-        warnings=tuple(warnings),
         empty_sections=empty,
         methods=tuple(methods),
     )
