@@ -9,6 +9,7 @@ here: they are in the full per-metric table behind a <details> and in the figure
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -175,10 +176,67 @@ def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
     return out
 
 
+#: Interference metrics name a victim and a stressor; one table per figure, stressors as columns
+#: (the IBS layout). (pattern, table title with {v} for the victim); the column is the stressor,
+#: or the victim for the baselines.
+_INTERFERENCE = (
+    (re.compile(r"interference\.(?P<v>[^.]+)\.(?P<s>[^.]+)\.d_mean$"),
+     "victim {v}: throughput lost next to each stressor"),
+    (re.compile(r"interference\.(?P<v>[^.]+)\.(?P<s>[^.]+)\.d_p99$"),
+     "victim {v}: p99 latency added next to each stressor"),
+    (re.compile(r"interference\.(?P<s>[^.]+)\.contained$"), "stressor contained"),
+    (re.compile(r"interference\.(?P<s>[^.]+)\.host_cpu_outside_s$"),
+     "host CPU time outside the sandboxes, per stressor"),
+    (re.compile(r"interference\.(?P<s>[^.]+)\.baseline$"), "victim throughput alone"),
+)  # fmt: skip
+
+
+def _interference_tables(cells: Sequence[Cell]) -> list[GridTable] | None:
+    """Per figure, drivers as rows and stressors as columns; None when a metric does not fit."""
+    tables: dict[tuple[int, str], dict[str, dict[str, Figure]]] = {}
+    params: dict[tuple[int, str], set[str]] = {}
+    for c in sorted(cells, key=lambda c: driver_order(c.key.driver)):
+        for kind, (pattern, title) in enumerate(_INTERFERENCE):
+            m = pattern.match(c.key.metric)
+            if m:
+                table = (kind, title.format(**m.groupdict()))
+                break
+        else:
+            return None
+        fig = _figure(c, None)
+        if c.key.metric.endswith(".contained"):
+            fig = replace(fig, text="pass" if fig.value >= 0.5 else "FAIL", detail="")
+        extra = _kv(tuple((k, _text(v)) for k, v in sorted(c.params.items()) if k != "duration_s"))
+        row = f"{c.key.driver} ({extra})" if extra else c.key.driver
+        tables.setdefault(table, {}).setdefault(row, {})[m.group("s")] = fig
+        params.setdefault(table, set()).update(
+            f"{k}={_text(v)}" for k, v in c.params.items() if k == "duration_s"
+        )
+    out = []
+    for table, rows in sorted(tables.items()):
+        columns = list(dict.fromkeys(col for figs in rows.values() for col in figs))
+        for start in range(0, len(columns), MAX_COLUMNS):
+            cols = columns[start : start + MAX_COLUMNS]
+            out.append(
+                GridTable(
+                    workload="interference",
+                    title=table[1],
+                    params=", ".join(sorted(params.get(table, ()))),
+                    columns=tuple(cols),
+                    rows=tuple((label, tuple(figs.get(c) for c in cols)) for label, figs in rows.items()),
+                )
+            )
+    return out
+
+
 def question_tables(cells: Mapping[CellKey, Cell]) -> dict[str, list[GridTable]]:
     """Per workload, its tables (drivers as rows, at most MAX_COLUMNS figures as columns)."""
     by_workload: dict[str, list[Cell]] = {}
     for key, cell in cells.items():
         if not detail_only(key.metric):
             by_workload.setdefault(key.workload, []).append(cell)
-    return {w: _workload_tables(w, cs) for w, cs in sorted(by_workload.items())}
+    out = {}
+    for w, cs in sorted(by_workload.items()):
+        special = _interference_tables(cs) if w == "interference" else None
+        out[w] = special if special is not None else _workload_tables(w, cs)
+    return out

@@ -35,8 +35,16 @@ def test_tables_stay_narrow_and_hide_detail_metrics(real_results: Results) -> No
     assert [t.title for t in tables["startup"]] == ["to_ready"]
 
 
-def test_degradations_are_percentages_without_a_ratio(real_results: Results) -> None:
-    (t,) = question_tables(group_cells(real_results))["interference"]
-    i = t.columns.index("cpu.cpu.d_mean")
-    fig = dict(t.rows)["qemu"][i]
+def test_interference_is_a_table_per_figure_with_stressors_as_columns(real_results: Results) -> None:
+    tables = question_tables(group_cells(real_results))["interference"]
+    assert [t.title for t in tables] == [
+        "victim cpu: throughput lost next to each stressor",
+        "stressor contained",
+    ]
+    loss, contained = tables
+    assert loss.columns == ("cpu", "fork_bomb") and loss.params == "duration_s=2.0"
+    # degradations are percentages with no ratio to native (they can be zero or negative)
+    fig = dict(loss.rows)["qemu"][0]
     assert fig is not None and fig.text == "+5.0%" and fig.verdict == "none"
+    # containment is pass/fail
+    assert [f.text for f in dict(contained.rows)["qemu"] if f] == ["pass", "FAIL"]
