@@ -46,7 +46,9 @@ details.warning summary{cursor:pointer}.ok{color:#2a7}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}
 nav{margin:.8em 0}nav a{margin-right:1em}.kv td:first-child{font-family:monospace;white-space:nowrap}
-.scroll{overflow-x:auto}details>summary{cursor:pointer;color:#135}
+.scroll{overflow-x:auto}
+@media (max-width:1180px){table.grid td b{white-space:normal}table.grid th{overflow-wrap:anywhere}
+table.headline{font-size:.8em}}details>summary{cursor:pointer;color:#135}
 """
 
 
