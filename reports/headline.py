@@ -111,7 +111,7 @@ QUESTIONS: tuple[Question, ...] = (
         "weighted share of host-information probes that leak; lower is better", exact=True,
     ),
     Question(
-        CONTAINMENT, "containment", "interference", "interference.*.contained", {}, "value",
+        CONTAINMENT, "containment", "interference", "interference.*.contained", {"hardening": True}, "value",
         "stressors in a neighbour sandbox whose load stayed contained", exact=True,
     ),
 )  # fmt: skip
@@ -294,7 +294,12 @@ def _containment_figures(cells: Mapping[CellKey, Cell], q: Question) -> dict[str
     flags: dict[str, list[bool]] = {}
     reps: dict[str, int] = {}
     for key, cell in cells.items():
-        if key.workload == q.workload and key.metric.startswith(prefix) and key.metric.endswith(suffix):
+        if (
+            key.workload == q.workload
+            and key.metric.startswith(prefix)
+            and key.metric.endswith(suffix)
+            and _matches(cell.params, q.where)
+        ):
             ordered = sorted(cell.values)
             # a stressor counts as contained when it was in most repetitions
             flags.setdefault(key.driver, []).append(ordered[(len(ordered) - 1) // 2] >= 0.5)
