@@ -22,6 +22,7 @@ from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
 from isobench.reports import render, summary_table
+from isobench.reports.tables import fmt_interval
 from isobench.reports.ab import compare_ab
 from isobench.reports.compare import Comparison, parse_rules
 from isobench.reports.compare import compare as compare_runs
@@ -184,7 +185,7 @@ def print_summary(results: Results) -> None:
             escape(str(r["driver"])),
             str(r["n"]),
             escape(f"{_fmt(r['median'])} {r['unit']}"),
-            escape(f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"),
+            escape(fmt_interval(r["ci_low"], r["ci_high"], r["ci_confidence"])),
             f"{r['cov'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else ""),
             vs,
         )

@@ -317,3 +317,13 @@ def test_compact_rows_show_only_changes_and_failures() -> None:
     assert result.counts().startswith(
         "40 figures compared (unit: sample): 1 slower, 39 no significant change"
     )
+
+
+def test_the_stated_detectable_change_is_caught_about_80_percent_of_the_time() -> None:
+    # The detectable change is an approximation (normal theory, noise estimated from one pair of
+    # samples); check it is the right size: a shift of that much is caught 65-95% of the time.
+    base, cur = _timings(11, 1.0, n=10), _timings(12, 1.0, n=10)
+    mde = assess(base, cur, "lower", min_effect=0.05).detectable
+    assert 0.05 < mde < 0.1
+    caught = gate_rates(n=10, cov=0.03, shift=mde, threshold=0.05, trials=300, seed=3)
+    assert 0.65 <= caught.fail_rate <= 0.95
