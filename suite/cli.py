@@ -22,10 +22,10 @@ from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
 from isobench.reports import render, summary_table
-from isobench.reports.tables import fmt_interval
 from isobench.reports.ab import compare_ab
 from isobench.reports.compare import Comparison, parse_rules
 from isobench.reports.compare import compare as compare_runs
+from isobench.reports.tables import fmt_interval
 from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
