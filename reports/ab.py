@@ -128,11 +128,11 @@ def _paired_evidence(key: CellKey, first: Sample, a: _Rounds, b: _Rounds) -> Evi
     positive = n > 0 and bool(np.all(va > 0) and np.all(vb > 0))
     if positive:
         d = np.log(vb / va)
-        est, lo, hi, _ = paired_shift_ci(d)
+        est, lo, hi, confidence = paired_shift_ci(d)
         change, lo_c, hi_c = math.expm1(est), math.expm1(lo), math.expm1(hi)
     else:
         d = vb - va
-        est, lo, hi, _ = paired_shift_ci(d)
+        est, lo, hi, confidence = paired_shift_ci(d)
         scale = abs(ma) if n and ma != 0 else math.nan
         change, lo_c, hi_c = est / scale, lo / scale, hi / scale
     delta = float(np.median(vb - va)) if n else math.nan
@@ -154,6 +154,7 @@ def _paired_evidence(key: CellKey, first: Sample, a: _Rounds, b: _Rounds) -> Evi
         delta=delta,
         change_ci_low=lo_c,
         change_ci_high=hi_c,
+        change_ci_confidence=confidence,
         test=test,
         sigma_log=noise,
         paired=True,

@@ -108,6 +108,8 @@ class Figure:
     change: float  # relative change current/baseline - 1 (NaN if the baseline median is 0)
     change_ci_low: float
     change_ci_high: float
+    #: The confidence the change interval has (at least 95% from 4 vs 4 values on; 90% at 3 vs 3).
+    change_ci_confidence: float
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ class Comparison:
                 "metric": _name(c.key),
                 "baseline": f"{_num(c.baseline_median, c.unit)} (n={c.baseline_n})",
                 "current": f"{_num(c.current_median, c.unit)} (n={c.current_n})",
-                "change": f"{_pct(c.change)} [{_pct(c.change_ci_low)}, {_pct(c.change_ci_high)}]",
+                "change": _change_text(c),
                 "p": "n/a" if math.isnan(c.p_adjusted) else f"{c.p_adjusted:.2g}",
                 "detectable": _detectable(c.detectable),
                 "verdict": c.verdict,
@@ -296,6 +298,15 @@ def _why_stuck(stuck: Sequence[MetricChange], alpha: float) -> str:
         else "one value per side cannot be tested"
     )
     return ", ".join(parts) + f": {reason}; measure more repetitions"
+
+
+def _change_text(c: Figure) -> str:
+    if math.isnan(c.change_ci_low):
+        return _pct(c.change)
+    text = f"{_pct(c.change)} [{_pct(c.change_ci_low)}, {_pct(c.change_ci_high)}]"
+    if c.change_ci_confidence < 0.95 - 1e-9:
+        text += f" {c.change_ci_confidence * 100:.3g}%"
+    return text
 
 
 def _pct(x: float) -> str:
