@@ -47,7 +47,6 @@ from isobench.stats import ratio_ci
 
 from .cells import Cell, CellKey, group_cells
 from .gate import (
-    CANNOT_JUDGE,
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
     Comparison,
@@ -239,7 +238,7 @@ def compare(
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:
         warnings.append(f"failed cells: {base_failed} in the baseline, {cur_failed} in the current run")
-    if not by_run and any(c.verdict != CANNOT_JUDGE for c in changes if c.gated):
+    if not by_run and any(c.gated and math.isfinite(c.p_adjusted) for c in changes):
         warnings.append(
             "one run per side: the test's unit is the sample, so run-to-run variation is not counted; "
             "give several runs per side (--baseline D1 --baseline D2 ...) to count it"

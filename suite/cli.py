@@ -563,7 +563,7 @@ def print_comparison(cmp: Comparison, title: str, *, show_all: bool = False) -> 
     for line in cmp.rule_summaries():
         out.print(escape(line), highlight=False)
     for w in cmp.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for f in cmp.failures():
         click.echo(f"isobench: gate: {f}", err=True)
     if cmp.rules:
