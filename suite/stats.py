@@ -61,6 +61,14 @@ class Summary:
     ci_confidence: float = math.nan
 
     @property
+    def relative_half_width(self) -> float:
+        """Half the interval's width over |median|: the precision a budget targets. NaN without an
+        interval (n=1) or with a zero median; check ``ci_confidence`` too (below 95% at n <= 5)."""
+        if math.isnan(self.ci_low) or self.median == 0:
+            return math.nan
+        return (self.ci_high - self.ci_low) / 2.0 / abs(self.median)
+
+    @property
     def ci_is_range(self) -> bool:
         """The interval is the sample range (too few values for a narrower one at the confidence)."""
         return self.n > 1 and self.ci_low == self.min and self.ci_high == self.max

@@ -104,6 +104,8 @@ def test_interval_endpoints_are_the_order_statistics() -> None:
     assert (lo, hi) == (2.0, 9.0)  # ranks 2 and 9 at n=10
     s = summarize(values)
     assert (s.ci_low, s.ci_high) == (2.0, 9.0) and not s.ci_is_range
+    assert s.relative_half_width == pytest.approx(3.5 / 5.5)
+    assert math.isnan(summarize([3.0]).relative_half_width)
 
 
 # -- coverage simulations ---------------------------------------------------------------------
