@@ -6,9 +6,8 @@ as asv and Firecracker's A/B tests do. Significance comes from an exact two-side
 Wilcoxon-Mann-Whitney test (midranks for ties, the permutation distribution enumerated: no normal
 approximation, no normality assumed), corrected with Holm over every metric the ``--fail-on`` rules
 match (see :mod:`isobench.reports.gate`), so ``--alpha`` is the chance that comparing two runs with no
-real difference raises any alarm. The size of the change is the ratio of medians; its interval is the
-exact one that inverts the same rank test on log(values) (Hodges-Lehmann), with the confidence it
-achieves (90% at 3 vs 3), or a bootstrap of the ratio of medians when a value is not positive.
+real difference raises any alarm. The size of the change is the ratio of medians, with a bootstrap
+interval (none when a side has one value).
 
 With one run per side the test's unit is the sample, and run-to-run variation (a different boot, a
 different page cache) is not counted: it can only be judged by repeating runs. With several runs on
@@ -40,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from isobench.errors import UsageError
-from isobench.exact import rank_sum_test, shift_ci
+from isobench.exact import rank_sum_test
 from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci
@@ -133,16 +132,16 @@ def evidence(
 def _change_interval(
     b: np.ndarray, c: np.ndarray, resamples: int, seed: int | None
 ) -> tuple[float, float, float]:
-    """Interval of the relative change and its confidence. Positive values (timings, rates): the exact
-    interval of the shift of log(values) that inverts the rank-sum test, so it agrees with the
-    verdict's test and says its real confidence. Otherwise a bootstrap of the ratio of medians
-    (``resamples=0``: none, which power simulations use to skip its cost)."""
-    if np.all(b > 0) and np.all(c > 0):
-        _, lo, hi, confidence = shift_ci(np.log(b), np.log(c))
-        return math.expm1(lo), math.expm1(hi), confidence
+    """Bootstrap interval of the relative change of the medians (the quantity the verdict and the
+    table show) and its nominal confidence; none with one value on a side or ``resamples=0`` (power
+    simulations skip its cost). Not the rank test's own (Hodges-Lehmann) interval: that one estimates
+    a shift, which differs from the change of medians when the two sides' shapes differ (bimodal
+    start-up phases do), and a point outside its interval would confuse more than it helps."""
     if resamples <= 0:
         return math.nan, math.nan, math.nan
     r = ratio_ci(c, b, resamples=resamples, seed=seed)
+    if math.isnan(r.ci_low):
+        return math.nan, math.nan, math.nan
     return r.ci_low - 1.0, r.ci_high - 1.0, 0.95
 
 

@@ -108,7 +108,8 @@ class Figure:
     change: float  # relative change current/baseline - 1 (NaN if the baseline median is 0)
     change_ci_low: float
     change_ci_high: float
-    #: The confidence the change interval has (at least 95% from 4 vs 4 values on; 90% at 3 vs 3).
+    #: The confidence the change interval has: nominal 95% for the bootstrap of two runs; exact for
+    #: an A/B run's signed-rank interval (93.8% at 5 rounds); NaN without an interval.
     change_ci_confidence: float
 
 
@@ -203,10 +204,14 @@ class Comparison:
             )
             if stuck:
                 line += " (" + _why_stuck(stuck, self.alpha) + ")"
-            judged = [c for c in matched if math.isfinite(c.detectable)]
+            judged = sorted((c for c in matched if math.isfinite(c.detectable)), key=lambda c: c.detectable)
             if judged:
-                worst = max(c.detectable for c in judged)
-                line += f"; detectable change (80% power) up to {worst * 100:.0f}%"
+                typical = judged[len(judged) // 2].detectable
+                worst = judged[-1]
+                line += (
+                    f"; detectable change (80% power): {typical * 100:.0f}% typical, "
+                    f"{worst.detectable * 100:.0f}% worst ({_name(worst.key)})"
+                )
             out.append(line)
         return out
 

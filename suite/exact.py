@@ -33,7 +33,6 @@ __all__ = [
     "min_detectable_change",
     "paired_shift_ci",
     "rank_sum_test",
-    "shift_ci",
     "signed_rank_test",
     "tarone_holm",
 ]
@@ -239,32 +238,3 @@ def paired_shift_ci(d: Values, *, confidence: float = 0.95) -> tuple[float, floa
         k += 1
     achieved = 1.0 - 2.0 * float(cdf[k - 1])
     return estimate, float(walsh[k - 1]), float(walsh[total - k]), achieved
-
-
-def shift_ci(x: Values, y: Values, *, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """Hodges-Lehmann estimate of the shift y - x with the exact interval that inverts the rank-sum
-    test: (estimate, low, high, achieved confidence). The interval is [D(k), D(M+1-k)] over the
-    M = n1*n2 sorted differences y_j - x_i; at 3 vs 3 the widest has 1 - 2/20 = 90%. Sizes beyond
-    EXACT_MAX take k from the normal approximation."""
-    a = np.asarray(x, dtype=float)
-    b = np.asarray(y, dtype=float)
-    n1, n2 = a.size, b.size
-    if n1 == 0 or n2 == 0:
-        return math.nan, math.nan, math.nan, math.nan
-    diffs = np.sort((b[None, :] - a[:, None]).ravel())
-    estimate = float(np.median(diffs))
-    if n1 < 2 and n2 < 2:
-        return estimate, math.nan, math.nan, math.nan
-    m = diffs.size
-    n = n1 + n2
-    if n > EXACT_MAX:
-        half = _STD_NORMAL.inv_cdf(0.5 + confidence / 2.0) * math.sqrt(n1 * n2 * (n + 1) / 12.0)
-        k = max(1, math.floor(m / 2.0 - half))
-        return estimate, float(diffs[k - 1]), float(diffs[m - k]), confidence
-    # U = W - n1(n1+1)/2 counts pairs; its null distribution from the rank-sum one (half-rank units).
-    dist = _rank_sum_null(n1, n)[n1 * (n1 + 1) :: 2]
-    cdf = np.cumsum(dist) / dist.sum()
-    k = 1
-    while k < m // 2 and 2 * cdf[k] <= 1.0 - confidence:
-        k += 1
-    return estimate, float(diffs[k - 1]), float(diffs[m - k]), 1.0 - 2.0 * float(cdf[k - 1])

@@ -92,7 +92,7 @@ def test_clean_compare_passes_with_exit_0(tmp_path: Path) -> None:
     r = _invoke("compare", str(base), str(cur), "--fail-on", "startup.*:5%")
     assert r.exit_code == 0, r.output
     assert "no figure changed significantly" in r.output and "gate: pass (exit 0" in r.output
-    assert "detectable change (80% power) up to" in r.output
+    assert "detectable change (80% power): " in r.output and "% worst (vm/startup.total)" in r.output
 
 
 def test_several_runs_per_side(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from isobench.exact import (
     min_detectable_change,
     paired_shift_ci,
     rank_sum_test,
-    shift_ci,
     signed_rank_test,
     tarone_holm,
 )
@@ -134,24 +133,3 @@ def test_detectable_change_grows_with_noise_and_shrinks_with_n() -> None:
     # The gate also needs the observed change beyond its threshold.
     assert min_detectable_change(0.0, 10, 10, level=0.05, threshold=0.1) == pytest.approx(0.1)
     assert math.isinf(min_detectable_change(0.03, 10, 10, level=0.0))
-
-
-def test_shift_interval_golden_and_coverage() -> None:
-    # 3 vs 3: the 9 differences span 1..5; the widest interval is all of them, with 1 - 2/20.
-    assert shift_ci([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == (3.0, 1.0, 5.0, pytest.approx(0.9))
-    # 10 vs 10: the tabled two-sided 5% critical value of U is 23, so ranks 24 and 77 of the 100 differences.
-    est, lo, hi, conf = shift_ci(np.arange(10.0), np.arange(10.0) + 0.5)
-    assert (est, lo, hi) == (0.5, -2.5, 3.5) and conf == pytest.approx(0.9567, abs=1e-4)
-    rng = np.random.default_rng(11)
-    trials, covered = 300, 0
-    for _ in range(trials):
-        _, lo, hi, conf = shift_ci(rng.normal(0, 1, 8), rng.normal(0.5, 1, 8))
-        covered += lo <= 0.5 <= hi
-    assert covered / trials >= conf - 0.04
-    # Beyond EXACT_MAX the ranks come from the normal approximation of U: k = M/2 - 1.96 sd(U).
-    x, y = rng.normal(0, 1, 50), rng.normal(0.3, 1, 50)
-    _, lo, hi, conf = shift_ci(x, y)
-    diffs = np.sort((y[None, :] - x[:, None]).ravel())
-    k = int(np.searchsorted(diffs, lo)) + 1
-    assert conf == 0.95 and lo < np.median(diffs) < hi
-    assert abs(k - (1250 - 1.96 * math.sqrt(50 * 50 * 101 / 12))) <= 1.5
