@@ -117,9 +117,17 @@ def _rank_sum_normal(r2: npt.NDArray[np.int64], n1: int, observed: int) -> Exact
     var = n1 * (n - n1) / (n * (n - 1)) * float(np.sum((r - r.mean()) ** 2))
     if var == 0:
         return ExactTest(1.0, 1.0, False)
-    z = (abs(observed / 2.0 - mean) - 0.5) / math.sqrt(var)
-    # With this many values any level a gate uses is reachable unless (nearly) all are tied.
-    return ExactTest(float(min(1.0, 2 * norm.sf(max(z, 0.0)))), 0.0, False)
+    sd = math.sqrt(var)
+
+    def p_of(rank_sum: float) -> float:
+        z = (abs(rank_sum - mean) - 0.5) / sd
+        return float(min(1.0, 2 * norm.sf(max(z, 0.0))))
+
+    # The most extreme split puts the n1 largest (or smallest) ranks on one side: with many ties
+    # (a 0/1 probe that is almost always 0) even that may not reach a gate's level.
+    ordered = np.sort(r)
+    extreme = max(abs(ordered[-n1:].sum() - mean), abs(ordered[:n1].sum() - mean))
+    return ExactTest(p_of(observed / 2.0), p_of(mean + extreme), False)
 
 
 def signed_rank_test(d: Values) -> ExactTest:

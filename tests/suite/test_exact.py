@@ -78,6 +78,10 @@ def test_large_samples_use_the_tie_corrected_normal_approximation() -> None:
     t = rank_sum_test(x, y)
     assert not t.exact
     assert t.p_value == pytest.approx(mannwhitneyu(x, y, method="asymptotic").pvalue, rel=1e-6)
+    assert t.min_p < 1e-20
+    # 50 vs 50 of a 0/1 probe with a single 1: no split can be significant, and the test knows it.
+    probe = rank_sum_test([0.0] * 49 + [1.0], [0.0] * 50)
+    assert probe.min_p > 0.05 and probe.p_value == probe.min_p  # the observed split is the extreme one
 
 
 def test_signed_rank_matches_scipy_and_enumeration() -> None:
