@@ -459,8 +459,8 @@ def doctor(state_dir: Path) -> None:
     "--fail-on",
     multiple=True,
     help="Gate rule(s) like 'startup.*:5%' (relative) or 'vm/startup.total:0.05' (absolute); "
-    "exit 1 when one is violated, 3 when a gated figure cannot be judged. A rule at N%% catches a "
-    "true N%% change only about half the time: gate at half the regression you must catch.",
+    "exit 1 when one is violated, 3 when a gated figure cannot be judged. A rule at N% catches a "
+    "true N% change only about half the time: gate at half the regression you must catch.",
 )
 @click.option(
     "--alpha",
