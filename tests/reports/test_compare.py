@@ -328,3 +328,16 @@ def test_the_stated_detectable_change_is_caught_about_80_percent_of_the_time() -
     assert 0.05 < mde < 0.1
     caught = gate_rates(n=10, cov=0.03, shift=mde, threshold=0.05, trials=300, seed=3)
     assert 0.65 <= caught.fail_rate <= 0.95
+
+
+def test_quantised_regression_with_ties_is_caught_at_n5() -> None:
+    # sysbench's p95 latency comes in 10 us steps: ties within a side. A 30% regression with no
+    # overlap is the most extreme of the 252 splits, p = 2/252 < 0.01; the normal approximation
+    # scipy falls back to on ties said p ~ 0.011 and passed it at alpha 0.01.
+    from scipy.stats import mannwhitneyu
+
+    base = [0.00034, 0.00034, 0.00035, 0.00034, 0.00036]
+    cur = [0.00045, 0.00044, 0.00045, 0.00046, 0.00045]
+    assert mannwhitneyu(cur, base, method="auto").pvalue > 0.01
+    a = assess(base, cur, "lower", alpha=0.01, min_effect=0.05)
+    assert a.p_value == pytest.approx(2 / 252) and a.verdict == "slower" and a.failed
