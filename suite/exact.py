@@ -17,6 +17,7 @@ cannot reach the level cannot produce a false alarm, so it need not widen the fa
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Sequence
@@ -177,8 +178,9 @@ def tarone_holm(
     m = len(p_values)
     if m == 0:
         return [], []
+    ordered = sorted(min_ps)
     k = 1
-    while k <= m and sum(mp < alpha / k for mp in min_ps) > k:
+    while k <= m and bisect.bisect_left(ordered, alpha / k) > k:
         k += 1
     judgeable = [mp < alpha / k for mp in min_ps]
     family = [i for i in range(m) if judgeable[i]]
