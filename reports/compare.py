@@ -25,7 +25,9 @@ but missing from the current run; and by matching no metric at all. A gated metr
 judge (too few values for any p below the family's level) is "cannot judge": exit 3, not a pass.
 
 Operating characteristics (isobench.reports.power.gate_rates, asserted in tests/reports/test_compare.py):
-a false alarm needs an exact p below alpha, so A/A compares fail at most alpha of the time; a
+a false alarm needs an exact p below alpha after Holm over the gated figures, so A/A compares (no
+change beyond the variation the test's unit sees) alarm at most alpha of the time however many
+figures are gated (simulated: 4% over 25 figures; 78% when each is tested alone at alpha); a
 threshold of N% catches a true N% shift only about half the time by construction (the observed change
 is centred on the true one), so to catch a 10% regression reliably, gate at about 5%; every verdict
 states the change it could have detected (80% power) at its n and noise.
