@@ -100,8 +100,9 @@ def render_html(doc: Document) -> str:
 
     out.append('<section id="tables"><h2>Results per workload</h2>')
     out.append(
-        "<p>Median with its 95% bootstrap interval, number of repetitions and CoV per driver; ratio "
-        "to the native (host) median with its 95% interval.</p>"
+        "<p>Median with its exact interval (at least 95%; with fewer than 6 repetitions the range, "
+        "with its real confidence), number of repetitions and CoV per driver; ratio to the native "
+        "(host) median with its 95% bootstrap interval.</p>"
     )
     if not doc.wide:
         out.append("<p>No measured samples in this run.</p>")
