@@ -1,6 +1,7 @@
-"""Reports: tables (pandas), figures (matplotlib), a single-file HTML report, summary.md, the A/B
-comparison and regression gate (:mod:`isobench.reports.compare`) and exports
-(:mod:`isobench.reports.export`)."""
+"""Reports: tables (pandas), figures (matplotlib), a single-file HTML report, summary.md, the
+comparison of runs (:mod:`isobench.reports.compare`) and of the variants of one A/B run
+(:mod:`isobench.reports.ab`), the regression gate's decision (:mod:`isobench.reports.gate`) and
+exports (:mod:`isobench.reports.export`)."""
 
 from __future__ import annotations
 

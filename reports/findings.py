@@ -189,7 +189,10 @@ def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
             if len(ns) == 1
             else f"Figures are medians of n={ns[0]}\u2013{ns[-1]} repetitions"
         )
-        text += " with a 95% bootstrap interval; coloured only where the interval excludes native"
+        text += (
+            " (\u00b1: the median's interval, at n\u22645 the range, 75% confidence at n=3); coloured "
+            "only where the 95% interval of the ratio to native excludes 1"
+        )
         if single:
             text += f". Measured once (n=1), so not ranked: {_names(single)}"
     text += "."

@@ -3,8 +3,8 @@
 Which figure answers which question is decided once, in :data:`QUESTIONS`; the HTML report, summary.md
 and the terminal all show the same :class:`Headline`. A figure is either a value in human units
 (start-up time, idle memory, network, syscall cost, leak score, containment) or a ratio to native
-(CPU, memory bandwidth), always with its 95% interval where there is one, and a verdict against
-native that respects the metric's direction ("lower" or "higher" is better): a difference whose
+(CPU, memory bandwidth), with the median's interval where there is one (exact, order-statistic: the
+range at n <= 5, with the confidence it really has), and a verdict against native that respects the metric's direction ("lower" or "higher" is better): a difference whose
 interval includes native is *same*, not better or worse.
 """
 
@@ -129,6 +129,8 @@ class Figure:
     n: int
     ci_low: float = math.nan
     ci_high: float = math.nan
+    #: The confidence [ci_low, ci_high] really has (75% at n=3: the range), NaN without one.
+    ci_confidence: float = math.nan
     ratio: float = math.nan
     ratio_low: float = math.nan
     ratio_high: float = math.nan
@@ -209,17 +211,18 @@ def _with_verdict(
     text, detail = _texts(fig, q, ratio, lo, hi)
     tip = f"median {human(fig.value, unit)}"
     if fig.n >= 2 and not math.isnan(fig.ci_low):
-        tip += f", 95% interval [{human(fig.ci_low, unit)}, {human(fig.ci_high, unit)}]"
+        conf = "" if math.isnan(fig.ci_confidence) else f" ({plain(fig.ci_confidence * 100, 3)}%)"
+        tip += f", interval [{human(fig.ci_low, unit)}, {human(fig.ci_high, unit)}]{conf}"
     tip += f", n={fig.n}"
     if fig.driver != NATIVE and not math.isnan(ratio):
-        tip += f"; {human_ratio(ratio, lo, hi)} native"
+        tip += f"; {human_ratio(ratio, lo, hi)} native (95% bootstrap)"
     return replace(
         fig, ratio=ratio, ratio_low=lo, ratio_high=hi, verdict=verdict_, text=text, detail=detail, tip=tip
     )
 
 
 def spread(value: float, lo: float, hi: float) -> str:
-    """The 95% interval as a relative half-width: ``±3.1%`` (the wider side)."""
+    """The median's interval as a relative half-width: ``±3.1%`` (the wider side)."""
     if math.isnan(lo) or math.isnan(hi) or value == 0 or math.isnan(value) or lo == hi:
         return ""
     half = max(hi - value, value - lo) / abs(value)
@@ -249,6 +252,7 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
         n=s.n,
         ci_low=s.ci_low,
         ci_high=s.ci_high,
+        ci_confidence=s.ci_confidence,
     )
     return _with_verdict(fig, cell.values, native.values if native else None, q)
 
@@ -269,6 +273,7 @@ def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:
             n=s.n,
             ci_low=s.ci_low,
             ci_high=s.ci_high,
+            ci_confidence=s.ci_confidence,
         )
         # No native figure to compare with (native has no overhead by definition): an overhead
         # counts as worse when it is a noticeable share of what the sandbox itself was given.

@@ -100,9 +100,9 @@ _LEGEND = (
     '<p class="legend"><span class="v-better">better than native</span> '
     '<span class="v-worse">worse than native</span> '
     '<span class="v-same">no significant difference</span> '
-    "(95% interval includes native, or under 5%); uncoloured: not compared, or n=1. Small print: the "
-    "95% interval (&plusmn; share of the median) and the ratio to native (&times;); hover for exact "
-    "bounds.</p>"
+    "(95% interval of the ratio includes 1, or under 5%); uncoloured: not compared, or n=1. Small "
+    "print: the median's interval (&plusmn; share of the median; the range at n&le;5) and the ratio to "
+    "native (&times;); hover for exact bounds.</p>"
 )
 
 
@@ -150,7 +150,7 @@ def _warnings(doc: Document) -> str:
 def _tables(doc: Document) -> str:
     out = ['<section id="tables"><h2>Results per workload</h2>']
     out.append(
-        "<p>Per workload, drivers as rows: the median with the 95% interval and the ratio to native in "
+        "<p>Per workload, drivers as rows: the median with its interval and the ratio to native in "
         "small print, coloured as in the headline; parameters every column shares are stated once "
         "under the heading. Every metric (start-up phases, single probes, memory parts) is in the "
         "collapsed table under each workload.</p>"

@@ -59,8 +59,8 @@ def headline_markdown(h: Headline) -> str:
         cells = [_md(d)] + [_figure(h.figure(d, q.key)) for q in h.questions]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
-        "\n\u25b2 better than native, \u25bc worse (95% interval excludes native); no mark: no "
-        "significant difference, or not compared. In brackets: the 95% interval (\u00b1 share of the "
+        "\n\u25b2 better than native, \u25bc worse (95% interval of the ratio excludes 1); no mark: no "
+        "significant difference, or not compared. In brackets: the median's interval (\u00b1 share of the "
         "median) and the ratio to native (\u00d7).\n"
     )
     params = "; ".join(f"**{_md(q.title)}**: {_md(q.params)}" for q in h.questions)
@@ -89,7 +89,7 @@ def render_markdown(doc: Document, out_dir: Path) -> str:
         parts.append(f"- {_md(g.line)}{listed}\n")
     parts.append(
         "\n## Detail\n\n"
-        "Every figure (median, 95% interval, n, CoV, ratio to native, in raw SI units) is in "
+        "Every figure (median, its interval and confidence, n, CoV, ratio to native, in raw SI units) is in "
         "`tables/summary.csv`; per workload, readable tables are in `tables/wide-*.csv`, failed cells in "
         "`tables/failures.csv`; charts in `plots/*.png`; all of it with methods and run metadata in "
         "`report.html`.\n"
