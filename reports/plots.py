@@ -93,7 +93,7 @@ def _label(driver: str, variant: str) -> str:
 
 
 def _grouped_bars(ax: Axes, df: pd.DataFrame, group_col: str, drivers: Sequence[str]) -> None:
-    """Bars of medians with 95% CI whiskers: one group per value of ``group_col``, one bar per driver."""
+    """Bars of medians with their interval as whiskers: one group per value of ``group_col``, one bar per driver."""
     groups = list(dict.fromkeys(df[group_col]))
     width = 0.8 / max(1, len(drivers))
     x = np.arange(len(groups))
@@ -363,7 +363,7 @@ def disk_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
         param="storage",
         section="disk",
         select=lambda c: True,
-        caption="Median per storage path and driver; whiskers: 95% bootstrap CI.",
+        caption="Median per storage path and driver; whiskers: its exact interval (>= 95%, or the range).",
     )
 
 
@@ -375,7 +375,7 @@ def network_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_di
         param="path",
         section="network",
         select=lambda c: True,
-        caption="Median per network path and driver; whiskers: 95% bootstrap CI.",
+        caption="Median per network path and driver; whiskers: its exact interval (>= 95%, or the range).",
     )
 
 
@@ -387,7 +387,7 @@ def interference_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plo
         param="stressor",
         section="interference",
         select=lambda c: c.key.metric.startswith("interference."),
-        caption="Degradation of the victim per stressor and driver (median, 95% bootstrap CI).",
+        caption="Degradation of the victim per stressor and driver (median, exact interval >= 95% or the range).",
     )
 
 

@@ -21,23 +21,23 @@ def _g(
 
 
 def test_needed_repetitions_follows_the_square_root_law() -> None:
-    # half-width 10% at n=5, target 5%: n must grow 4x to 20, so 15 more
-    assert needed_repetitions(_g("a", 5, 0.10, 1.0), 0.05) == 15
-    assert needed_repetitions(_g("a", 5, 0.051, 1.0), 0.05) == 1  # just above: at least one more
-    assert needed_repetitions(_g("a", 5, 0.04, 1.0), 0.05) == 0  # met
-    assert needed_repetitions(_g("a", 5, 0.10, 1.0, max_n=8), 0.05) == 3  # the cap bounds it
+    # half-width 10% at n=6, target 5%: n must grow 4x to 24, so 18 more
+    assert needed_repetitions(_g("a", 6, 0.10, 1.0), 0.05) == 18
+    assert needed_repetitions(_g("a", 6, 0.051, 1.0), 0.05) == 1  # just above: at least one more
+    assert needed_repetitions(_g("a", 6, 0.04, 1.0), 0.05) == 0  # met
+    assert needed_repetitions(_g("a", 6, 0.10, 1.0, max_n=8), 0.05) == 2  # the cap bounds it
     assert needed_repetitions(_g("a", 3, math.inf, 1.0), 0.05) == JUDGED_N - 3  # not judged yet
     assert needed_repetitions(_g("a", 1, math.inf, 1.0, max_n=3), 0.05) == 2  # up to its cap
     assert needed_repetitions(_g("a", 3, math.inf, 1.0, max_n=3), 0.05) == 0  # capped below judging
-    assert needed_repetitions(_g("a", 5, None, 1.0), 0.05) == 0  # nothing counts (leakage)
-    assert needed_repetitions(_g("a", 5, 0.5, 1.0, failed=True), 0.05) == 0
-    assert needed_repetitions(_g("a", 6, math.inf, 1.0, max_n=9), 0.05) == 3  # zero median: to the cap
+    assert needed_repetitions(_g("a", 6, None, 1.0), 0.05) == 0  # nothing counts (leakage)
+    assert needed_repetitions(_g("a", 6, 0.5, 1.0, failed=True), 0.05) == 0
+    assert needed_repetitions(_g("a", 7, math.inf, 1.0, max_n=10), 0.05) == 3  # zero median: to the cap
 
 
 def test_cells_that_can_finish_go_first_cheapest_to_finish_first() -> None:
-    cheap = _g("cheap", 5, 0.10, 1.0)  # needs 15 x 1 s
-    pricey = _g("pricey", 5, 0.10, 50.0)  # needs 15 x 50 s
-    met = _g("met", 5, 0.01, 0.1)
+    cheap = _g("cheap", 6, 0.10, 1.0)  # needs 18 x 1 s
+    pricey = _g("pricey", 6, 0.10, 50.0)  # needs 18 x 50 s
+    met = _g("met", 6, 0.01, 0.1)
     assert choose_round([pricey, cheap, met], 0.05, remaining=20.0) == [("cheap", "w")]
     # with room for both whole needs, both
     assert set(choose_round([pricey, cheap, met], 0.05, remaining=1000.0)) == {
@@ -49,15 +49,15 @@ def test_cells_that_can_finish_go_first_cheapest_to_finish_first() -> None:
 def test_what_is_left_goes_to_precision_per_second() -> None:
     # neither can finish within 60 s; the one that gains more per second gets the repetition
     slow_gain = _g("a", 20, 0.08, 30.0)  # needs 52 x 30 s
-    fast_gain = _g("b", 5, 0.30, 30.0)  # needs 175 x 30 s, but one more gains far more
+    fast_gain = _g("b", 6, 0.30, 30.0)  # cannot finish either, but one more gains far more
     assert choose_round([slow_gain, fast_gain], 0.05, remaining=60.0)[0] == ("b", "w")
     # both fit one repetition of 30 s within 60 s
     assert len(choose_round([slow_gain, fast_gain], 0.05, remaining=60.0)) == 2
 
 
 def test_nothing_is_chosen_that_cannot_finish_in_time() -> None:
-    assert choose_round([_g("a", 5, 0.2, 10.0)], 0.05, remaining=9.9) == []
-    assert choose_round([_g("a", 5, 0.2, math.inf)], 0.05, remaining=1e9) == []  # cost unknown
+    assert choose_round([_g("a", 6, 0.2, 10.0)], 0.05, remaining=9.9) == []
+    assert choose_round([_g("a", 6, 0.2, math.inf)], 0.05, remaining=1e9) == []  # cost unknown
 
 
 def _samples(metric: str, values: list[float], **params: object) -> list[Sample]:
@@ -78,8 +78,8 @@ def test_figure_precision_is_the_ci_half_width_over_the_median() -> None:
 
 def test_figures_below_judged_n_or_not_counted_or_zero() -> None:
     samples = (
-        _samples("startup.total", [1.0, 1.1, 1.0, 1.05])  # n=4: cannot be judged
-        + _samples("startup.phase.ready", [0.0] * 5)  # always zero: exactly known
+        _samples("startup.total", [1.0, 1.1, 1.0, 1.05, 1.0])  # n=5: cannot be judged
+        + _samples("startup.phase.ready", [0.0] * 6)  # always zero: exactly known
         + _samples("leakage.score", [1.0, 2.0, 3.0])  # not counted
     )
     figs = {f.metric: f for f in figure_precision(samples, ("startup.*",))}
@@ -95,19 +95,19 @@ def test_the_ab_label_is_not_part_of_the_figure() -> None:
 
 
 def test_a_cheap_cell_is_not_held_to_one_repetition_per_round_by_an_expensive_one() -> None:
-    cheap = _g("cheap", 5, 0.10, 1.0)  # needs 15 x 1 s: can finish
-    pricey = _g("pricey", 5, 0.30, 50.0)  # cannot finish in 100 s; gets one from the spare
+    cheap = _g("cheap", 6, 0.0875, 1.0)  # needs ceil(6 * 1.75**2) - 6 = 13 more x 1 s: can finish
+    pricey = _g("pricey", 6, 0.30, 50.0)  # cannot finish in 100 s; gets one from the spare
     keys = choose_round([cheap, pricey], 0.05, remaining=100.0)
-    # about two rounds of 51 s are left: the cheap cell's 15 go in ~8 per round
+    # about two rounds of 51 s are left: the cheap cell's 13 go in ~7 per round
     assert keys.count(("pricey", "w")) == 1
-    assert keys.count(("cheap", "w")) == 8
+    assert keys.count(("cheap", "w")) == 7
 
 
 def test_a_group_that_cannot_reach_the_target_within_its_cap_only_gets_the_spare() -> None:
     from isobench.budget import reachable
 
     hopeless = _g("hopeless", 10, 0.50, 1.0, max_n=100)  # would need n=1000
-    finishable = _g("finishable", 5, 0.06, 10.0)  # needs 3 more x 10 s
+    finishable = _g("finishable", 6, 0.06, 10.0)  # needs ceil(6 * 1.44) - 6 = 3 more x 10 s
     assert not reachable(hopeless, 0.05) and reachable(finishable, 0.05)
     assert not reachable(_g("zero", 6, math.inf, 1.0), 0.05)
     # 35 s: the finishable group's 30 s are committed first; the hopeless one gets one from the rest

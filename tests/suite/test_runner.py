@@ -356,8 +356,8 @@ def test_budget_goes_to_the_noisy_cheap_cells_and_is_never_exceeded(tmp_path: Pa
     )
     b = results.run["budget"]
     assert b["spent"] <= 300.0 and clock.now <= 300.0
-    assert _n(results, "quiet", "host") == _n(results, "quiet", "box") == 5  # met once judged
-    assert _n(results, "noisy", "host") > 5 and _n(results, "noisy", "box") > 5  # bought precision
+    assert _n(results, "quiet", "host") == _n(results, "quiet", "box") == 6  # met once judged
+    assert _n(results, "noisy", "host") > 6 and _n(results, "noisy", "box") > 6  # bought precision
     units = {(u["driver"], u["workload"]): u for u in b["units"]}
     assert units[("host", "quiet")]["status"] == "met"
     assert all(f["met"] == (f["half_width"] <= 0.05) for u in b["units"] for f in u["figures"])
