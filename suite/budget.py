@@ -181,47 +181,49 @@ def choose_round(groups: Sequence[GroupState], target: float, remaining: float) 
     """The next round: the keys of the groups it holds, a key once per repetition it gets.
 
     First the groups that can still reach the target within their cap, cheapest to finish first,
-    while their whole remaining need fits the budget; then, with what those do not claim, groups that cannot reach it
-    (or do not fit whole), by precision gained per second. Nothing is chosen whose one repetition
-    does not fit. A group that can finish gets its need spread over the rounds the budget still
-    holds (``remaining`` / this round's cost), so a cheap cell is not held to one repetition per
-    round by an expensive neighbour and still has its repetitions spread over the run.
+    while their whole remaining need fits the budget; then, with what those do not claim, groups
+    that cannot reach it (or do not fit whole), by precision gained per second, each as many
+    repetitions (up to its cap) as the rest of the budget pays for. Nothing is chosen whose one
+    repetition does not fit. Each group's repetitions are spread over the rounds the budget still
+    holds (``remaining`` / this round's cost).
     """
     wanting = [g for g in groups if needed_repetitions(g, target) > 0 and g.cost <= remaining]
     finish = sorted(
         (g for g in wanting if reachable(g, target)),
         key=lambda g: (needed_repetitions(g, target) * g.cost, g.key),
     )
-    finishing: list[GroupState] = []
+    # (group, repetitions it is given from here on): whole needs first, then what is left
+    plan: list[tuple[GroupState, int]] = []
     committed = 0.0
     for g in finish:
         whole = needed_repetitions(g, target) * g.cost
         if committed + whole <= remaining:
-            finishing.append(g)
+            plan.append((g, needed_repetitions(g, target)))
             committed += whole
     spare = remaining - committed
-    improving: list[GroupState] = []
+    planned = {g.key for g, _ in plan}
     rest = sorted(
-        (g for g in wanting if g not in finishing), key=lambda g: (-_gain_per_second(g, target), g.key)
+        (g for g in wanting if g.key not in planned), key=lambda g: (-_gain_per_second(g, target), g.key)
     )
     for g in rest:
-        if g.cost <= spare:
-            improving.append(g)
-            spare -= g.cost
-    chosen = finishing + improving
-    if not chosen:
+        affordable = int(spare // g.cost) if g.cost > 0 else needed_repetitions(g, target)
+        given = min(needed_repetitions(g, target), affordable)
+        if given > 0:
+            plan.append((g, given))
+            spare -= given * g.cost
+    if not plan:
         return []
-    round_cost = sum(g.cost for g in chosen)
+    # Spread each group's repetitions over the rounds the budget still holds, so a cheap cell is not
+    # held to one per round by an expensive neighbour, yet is not run all at once either.
+    round_cost = sum(g.cost for g, _ in plan)
     rounds_left = max(1.0, remaining / round_cost)
     left = remaining - round_cost
     keys: list[tuple[str, str]] = []
-    for g in chosen:
+    for g, total in plan:
         keys.append(g.key)
-        if g in finishing:
-            need = needed_repetitions(g, target)
-            extra = min(math.ceil(need / rounds_left) - 1, int(left // g.cost) if g.cost > 0 else need)
-            keys += [g.key] * max(0, extra)
-            left -= max(0, extra) * g.cost
+        extra = min(math.ceil(total / rounds_left) - 1, int(left // g.cost) if g.cost > 0 else total)
+        keys += [g.key] * max(0, extra)
+        left -= max(0, extra) * g.cost
     return keys
 
 

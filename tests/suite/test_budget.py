@@ -50,9 +50,11 @@ def test_what_is_left_goes_to_precision_per_second() -> None:
     # neither can finish within 60 s; the one that gains more per second gets the repetition
     slow_gain = _g("a", 20, 0.08, 30.0)  # needs 52 x 30 s
     fast_gain = _g("b", 6, 0.30, 30.0)  # cannot finish either, but one more gains far more
-    assert choose_round([slow_gain, fast_gain], 0.05, remaining=60.0)[0] == ("b", "w")
-    # both fit one repetition of 30 s within 60 s
-    assert len(choose_round([slow_gain, fast_gain], 0.05, remaining=60.0)) == 2
+    # the one that gains more per second is given all the budget pays for (two of 30 s, one per
+    # round); the other gets none
+    assert choose_round([slow_gain, fast_gain], 0.05, remaining=60.0) == [("b", "w")]
+    # with more room, both
+    assert set(choose_round([slow_gain, fast_gain], 0.05, remaining=2000.0)) == {("a", "w"), ("b", "w")}
 
 
 def test_nothing_is_chosen_that_cannot_finish_in_time() -> None:
@@ -110,8 +112,19 @@ def test_a_group_that_cannot_reach_the_target_within_its_cap_only_gets_the_spare
     finishable = _g("finishable", 6, 0.06, 10.0)  # needs ceil(6 * 1.44) - 6 = 3 more x 10 s
     assert not reachable(hopeless, 0.05) and reachable(finishable, 0.05)
     assert not reachable(_g("zero", 6, math.inf, 1.0), 0.05)
-    # 35 s: the finishable group's 30 s are committed first; the hopeless one gets one from the rest
+    # 35 s: the finishable group's 30 s are committed first; the hopeless one gets the other 5 s,
+    # i.e. 5 repetitions spread over the ~3 rounds left (35 s / 11 s a round): 2 in this one
     keys = choose_round([hopeless, finishable], 0.05, remaining=35.0)
-    assert keys.count(("finishable", "w")) >= 1 and keys.count(("hopeless", "w")) == 1
+    assert keys.count(("finishable", "w")) == 1 and keys.count(("hopeless", "w")) == 2
     # 30 s: nothing is left over for it
     assert choose_round([hopeless, finishable], 0.05, remaining=30.0).count(("hopeless", "w")) == 0
+
+
+def test_a_cheap_cell_that_cannot_reach_the_target_still_gets_many_repetitions() -> None:
+    """Start-up phases of microseconds rarely reach 5%; their cells cost milliseconds, so the spare
+    budget should buy them many repetitions per round, not one per round paced by a slow cell."""
+    phases = _g("host-startup", 9, 0.70, 0.05, max_n=100)  # hopeless within 100, but cheap
+    slow = _g("vm-cpu", 6, 0.30, 30.0)  # hopeless too, expensive
+    keys = choose_round([phases, slow], 0.05, remaining=120.0)
+    assert keys.count(("host-startup", "w")) > 10
+    assert keys.count(("vm-cpu", "w")) == 1
