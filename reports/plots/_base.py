@@ -6,6 +6,7 @@ Figures are drawn on matplotlib's Agg canvas without pyplot (no global backend o
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,7 @@ def human_axis(ax: Axes, values: Iterable[float], unit: str, *, axis: str = "x")
     """Label an axis in one human unit chosen by its largest value (never 1e8 or raw bytes); the
     data stay raw and only the tick labels are divided."""
     scale = axis_scale(values, unit)
-    fmt = FuncFormatter(lambda v, _pos: plain(v / scale.divisor, 3) if math.isfinite(v) else "")
+    fmt = FuncFormatter(lambda v, _pos: _tidy(plain(v / scale.divisor, 3)) if math.isfinite(v) else "")
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_locator(_ScaledLocator(scale.divisor))
     target.set_major_formatter(fmt)
@@ -164,9 +165,14 @@ class _ScaledLocator(MaxNLocator):
         return super().tick_values(vmin / self._divisor, vmax / self._divisor) * self._divisor
 
 
+def _tidy(text: str) -> str:
+    """``1.0 ms`` -> ``1 ms`` on a tick, where the round value is the point."""
+    return re.sub(r"^(-?\d+)\.0+(?=\D|$)", r"\1", text)
+
+
 def human_ticks(ax: Axes, unit: str, *, axis: str = "x") -> None:
     """Every tick in its own unit (1 ms, 10 ms, 1 s): for log axes spanning several prefixes."""
-    fmt = FuncFormatter(lambda v, _pos: human(v, unit, 2) if v > 0 and math.isfinite(v) else "")
+    fmt = FuncFormatter(lambda v, _pos: _tidy(human(v, unit, 2)) if v > 0 and math.isfinite(v) else "")
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_formatter(fmt)
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))

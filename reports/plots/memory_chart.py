@@ -62,7 +62,7 @@ def memory_bars(results: Results | Iterable[Sample]) -> tuple[list[MemoryBar], l
         bars.append(
             MemoryBar(
                 driver=driver,
-                guest=any(lbl in _GUEST_LABELS for lbl, _ in parts),
+                guest=any(lbl in _GUEST_LABELS for lbl, _ in o.parts),
                 parts=tuple(parts),
                 total=o.total,
                 memavailable_delta=o.memavailable_delta,
@@ -138,24 +138,26 @@ def draw_memory(bars: list[MemoryBar], unmeasured: list[str]) -> Figure:
                     gid="memavailable",
                 )
                 shown.add("avail")
-                ax.annotate(
-                    "MemAvailable drop " + human(b.memavailable_delta, "bytes"),
-                    (b.memavailable_delta, yi),
-                    xytext=(0, 9),
-                    textcoords="offset points",
-                    ha="center",
-                    fontsize=7,
-                    color="#c44e52",
-                )
+            end = max(b.total, b.memavailable_delta or 0.0)
             ax.annotate(
                 "total " + human(b.total, "bytes"),
-                (max(b.total, b.memavailable_delta or 0.0), yi),
-                xytext=(8, 0),
+                (end, yi),
+                xytext=(8, 0 if b.memavailable_delta is None else 5),
                 textcoords="offset points",
                 va="center",
                 fontsize=9,
                 fontweight="bold",
             )
+            if b.memavailable_delta is not None:
+                ax.annotate(
+                    "MemAvailable drop " + human(b.memavailable_delta, "bytes"),
+                    (end, yi),
+                    xytext=(8, -7),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="#c44e52",
+                )
         for yi in range(len(pbars), len(names)):
             ax.annotate(
                 "not measured (no host-side figure for this driver)",
@@ -171,8 +173,8 @@ def draw_memory(bars: list[MemoryBar], unmeasured: list[str]) -> Figure:
         for tick, n in zip(ax.get_yticklabels(), names, strict=True):
             tick.set_color(colour(n))
         ax.set_ylim(len(names) - 0.5, -0.5)
-        ax.set_xlim(0, top * 1.3)
-        scale = human_axis(ax, [top * 1.3], "bytes")
+        ax.set_xlim(0, top * 1.4)
+        scale = human_axis(ax, [top * 1.4], "bytes")
         ax.set_xlabel(f"host memory ({scale.label}), linear axis of this panel")
         ax.set_title(tex_safe(title), fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from ..cells import Cell, CellKey, driver_order
 from ..units import human
 from ._base import (
+    DPI,
     Plot,
     count_text,
     distinct_colours,
@@ -32,6 +33,8 @@ from ._base import (
 __all__ = ["startup_distribution", "startup_timeline"]
 
 _MAX_PANELS = 6
+#: The question first: how long until the sandbox is usable.
+_ORDER = ("startup.to_ready", "startup.exec", "startup.to_exit", "startup.total")
 
 
 def _spans(
@@ -83,6 +86,17 @@ def startup_timeline(
     gs = fig.add_gridspec(len(groups), 1, height_ratios=[max(1, len(g)) for _, g in groups])
     labelled: set[str] = set()
     unit = phased[0].unit or "seconds"
+    ends_all = {
+        name: max(
+            (
+                st + w
+                for dv in members
+                for _, st, w in _spans(*dv, bars[dv], phase_orders, all_phases, offsets)
+            ),
+            default=0.0,
+        )
+        for name, members in groups
+    }
     for gi, (name, members) in enumerate(groups):
         ax = fig.add_subplot(gs[gi, 0])
         ends: list[float] = []
@@ -100,6 +114,9 @@ def startup_timeline(
                     label=None if p in labelled else tex_safe(p),
                 )
                 labelled.add(p)
+                leaf = not any(q != p and start <= st2 and st2 + w2 <= start + width for q, st2, w2 in spans)
+                if leaf and width >= 0.07 * max(ends_all[name], 1e-12):
+                    ax.text(start + width / 2, yi, tex_safe(p), ha="center", va="center", fontsize=7)
             end = max((st + w for _, st, w in spans), default=0.0)
             ends.append(end)
             ax.annotate(
@@ -118,21 +135,24 @@ def startup_timeline(
         ax.set_ylim(len(members) - 0.5, -0.5)
         ax.set_title(tex_safe(f"{name} (own axis)"), fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    handles, labels_ = [], []
+    found: dict[str, object] = {}
     for ax in fig.axes:
-        h, lab = ax.get_legend_handles_labels()
-        handles += h
-        labels_ += lab
-    fig.axes[0].legend(
-        handles, labels_, title="phase", fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
-    )
-    fig.suptitle("Startup phase timeline: where the time to ready goes")
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            found.setdefault(lab, h)
+    names = [tex_safe(p) for p in all_phases if tex_safe(p) in found]
+    cols = 1 + len(names) // 26
+    fig.legend([found[n] for n in names], names, title="phase", fontsize=7, loc="center right", ncols=cols)
+    fig.suptitle("Startup phases per driver: create to ready, the command, teardown")
+    fig.tight_layout(rect=(0, 0, 1 - 0.12 * cols, 1))
     ns = [len(c.values) for c in phased]
+    path = plots_dir / "startup-timeline.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
     return [
         Plot(
             "startup",
             "Startup phase timeline",
-            save(fig, plots_dir / "startup-timeline.png"),
+            path,
             "Median duration of each startup phase per driver, in the order the driver recorded them "
             "(a phase nested in another is drawn at its recorded offset, on top). Processes and "
             "containers and guests have one panel each with its own time axis, because they differ "
@@ -145,7 +165,10 @@ def startup_distribution(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], p
     totals = [c for c in cells.values() if c.key.workload == "startup" and not c.phase]
     if not totals:
         return []
-    metrics = list(dict.fromkeys(c.key.metric for c in totals))[:_MAX_PANELS]
+    present = list(dict.fromkeys(c.key.metric for c in totals))
+    metrics = sorted(present, key=lambda m: (_ORDER.index(m) if m in _ORDER else len(_ORDER), m))[
+        :_MAX_PANELS
+    ]
     rows = max(sum(1 for c in totals if c.key.metric == m) for m in metrics)
     ncols = 1 if len(metrics) == 1 else 2
     nrows = -(-len(metrics) // ncols)
