@@ -495,6 +495,27 @@ def export(results_dir: Path, target: Path) -> None:
     out.print(f"wrote {target}")
 
 
+@main.command()
+@click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("history"),
+    show_default=True,
+    help="Where to write history.html and plots/history-*.png.",
+)
+def history(results_dirs: tuple[Path, ...], output: Path) -> None:
+    """The headline figures over runs (asv-style trends with CI bands). RESULTS_DIRS are run
+    directories, or directories holding them (e.g. ./results); runs are ordered by start time."""
+    from isobench.reports.history import render_history
+
+    _check_output_dir(output)
+    paths = render_history(results_dirs, output)
+    out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
+    out.print(f"history: {paths.html}")
+
+
 main.add_command(image_group, name="image")
 
 if __name__ == "__main__":

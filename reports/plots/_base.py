@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
@@ -31,6 +32,7 @@ __all__ = [
     "distinct_colours",
     "human_axis",
     "label",
+    "legend_entries",
     "save",
     "short_metric",
     "short_variants",
@@ -162,12 +164,12 @@ class _ScaledLocator(MaxNLocator):
         self._divisor = divisor
 
     def tick_values(self, vmin: float, vmax: float) -> Any:
-        return super().tick_values(vmin / self._divisor, vmax / self._divisor) * self._divisor
+        return np.asarray(super().tick_values(vmin / self._divisor, vmax / self._divisor)) * self._divisor
 
 
 def _tidy(text: str) -> str:
-    """``1.0 ms`` -> ``1 ms`` on a tick, where the round value is the point."""
-    return re.sub(r"^(-?\d+)\.0+(?=\D|$)", r"\1", text)
+    """``1.0 ms`` -> ``1 ms``, ``2.50`` -> ``2.5`` on a tick, where the round value is the point."""
+    return re.sub(r"^(-?\d+)(?:\.0*|(\.\d*?[1-9])0+)(?=\D|$)", r"\1\2", text)
 
 
 def human_ticks(ax: Axes, unit: str, *, axis: str = "x") -> None:
@@ -232,6 +234,15 @@ def ratio_axis(ax: Axes, reach: float, axis: str = "x") -> None:
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: _ratio_tick(v)))
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+
+
+def legend_entries(fig: Figure) -> dict[str, Artist]:
+    """Every labelled artist of every panel, once per label, in drawing order."""
+    found: dict[str, Artist] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            found.setdefault(lab, h)
+    return found
 
 
 def cell_median(c: Cell) -> float:

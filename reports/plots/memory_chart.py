@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from ..cells import NATIVE, driver_order
 from ..memory import GUEST_PARTS, idle_overhead
 from ..units import TIMES, human, plain
-from ._base import Plot, colour, human_axis, save, tex_safe
+from ._base import Plot, colour, human_axis, legend_entries, save, tex_safe
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,10 @@ def draw_memory(bars: list[MemoryBar], unmeasured: list[str]) -> Figure:
         ax.set_xlabel(f"host memory ({scale.label}), linear axis of this panel")
         ax.set_title(tex_safe(title), fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    handles, names = [], []
-    for ax in fig.axes:
-        h, n = ax.get_legend_handles_labels()
-        handles += h
-        names += n
-    fig.axes[0].legend(handles, names, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    entries = legend_entries(fig)
+    fig.axes[0].legend(
+        list(entries.values()), list(entries), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+    )
     fig.suptitle("Idle memory overhead on the host, per sandbox")
     return fig
 

@@ -25,6 +25,7 @@ from ._base import (
     human_ticks,
     kinds,
     label,
+    legend_entries,
     save,
     short_metric,
     tex_safe,
@@ -135,10 +136,7 @@ def startup_timeline(
         ax.set_ylim(len(members) - 0.5, -0.5)
         ax.set_title(tex_safe(f"{name} (own axis)"), fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    found: dict[str, object] = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            found.setdefault(lab, h)
+    found = legend_entries(fig)
     names = [tex_safe(p) for p in all_phases if tex_safe(p) in found]
     cols = 1 + len(names) // 26
     fig.legend([found[n] for n in names], names, title="phase", fontsize=7, loc="center right", ncols=cols)

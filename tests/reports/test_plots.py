@@ -112,7 +112,8 @@ def test_memory_drivers_without_a_figure_say_not_measured() -> None:
     labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
     assert "bwrap" in labels and "host" not in labels
     # Containers and guests on separate axes, each in a unit that fits it.
-    assert [ax.get_xlabel().split("(")[1].split(")")[0] for ax in fig.axes] == ["KiB", "MiB"]
+    containers, guests = fig.axes
+    assert containers.get_xlim()[1] < 2 * MiB < 200 * MiB < guests.get_xlim()[1]
     fig.canvas.draw()
     ticks = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
     assert ticks and not [t for t in ticks if "e+" in t or "e-" in t or len(t) > 5]

@@ -1,0 +1,252 @@
+"""A view across runs (asv's graphs): the headline figures of several runs, in time order, as trends
+with the median and its 95% bootstrap interval per run, so a CI job that keeps its results shows drift.
+
+Each run is one point per driver and figure; runs are spaced evenly (labelled with their start time)
+so a burst of runs stays readable. A point whose interval does not overlap the previous run's is
+ringed: a change beyond the noise of either run (no claim about its cause).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from isobench.errors import ResultsError
+from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_results
+from isobench.stats import summarize
+
+from .cells import driver_order, group_cells
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TRENDS", "HistoryPaths", "Point", "Trend", "discover", "render_history", "trend_points"]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One headline figure followed over runs; ``params`` must be a subset of a cell's params."""
+
+    group: str
+    title: str
+    workload: str
+    metric: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, params: Mapping[str, Any]) -> bool:
+        return all(params.get(k) == v for k, v in self.params.items())
+
+
+#: The questions of the report's headline, one figure each, grouped into one PNG per group.
+TRENDS: tuple[Trend, ...] = (
+    Trend("startup", "start to ready", "startup", "startup.to_ready"),
+    Trend("memory", "idle memory overhead on the host", "idle-memory", "idle-memory.host_view"),
+    Trend("cpu", "CPU, 1 thread", "cpu", "cpu.events_per_second", {"variant": "single"}),
+    Trend("cpu", "CPU, all vCPUs", "cpu", "cpu.events_per_second", {"variant": "all"}),
+    Trend(
+        "memory-bandwidth",
+        "memory read bandwidth, 1 thread",
+        "memory-bandwidth",
+        "memory-bandwidth.read.bandwidth",
+        {"variant": "single"},
+    ),
+    Trend(
+        "disk",
+        "random-read IOPS, root, QD1",
+        "disk",
+        "disk.rand_read.iops",
+        {"storage": "root", "iodepth": 1},
+    ),
+    Trend(
+        "disk",
+        "random-read IOPS, volume, QD1",
+        "disk",
+        "disk.rand_read.iops",
+        {"storage": "volume", "iodepth": 1},
+    ),
+    Trend("network", "TCP throughput", "network", "network.tcp_throughput"),
+    Trend("network", "TCP round trip, p50", "network", "network.tcp_rtt.p50"),
+    Trend("syscall", "read+write syscall pair", "syscall", "syscall.read_write.per_call"),
+    Trend("leakage", "leak score", "leakage", "leakage.score"),
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    run: int  # index into the runs, in time order
+    driver: str
+    variant: str
+    n: int
+    median: float
+    ci_low: float
+    ci_high: float
+    unit: str
+    better: str
+
+
+@dataclass(frozen=True)
+class HistoryPaths:
+    html: Path
+    plots: tuple[Path, ...]
+    runs: tuple[str, ...]
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Run directories among ``paths``: a run directory itself, or a directory holding run
+    directories (``results/``), so a CI job can point at the folder it keeps."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_file() or (p / RESULTS).exists() or (p / JOURNAL).exists():
+            found.append(p)
+        elif p.is_dir():
+            runs = sorted(d for d in p.iterdir() if (d / RESULTS).exists() or (d / JOURNAL).exists())
+            if not runs:
+                raise ResultsError(
+                    f"{p} holds no isobench results (no {RESULTS} in it or its subdirectories)"
+                )
+            found += runs
+        else:
+            raise ResultsError(f"{p} does not exist")
+    return found
+
+
+def load_runs(paths: Iterable[Path]) -> list[Results]:
+    """The runs in time order (by start), each run once."""
+    runs: dict[str, Results] = {}
+    for p in discover(paths):
+        r = load_results(p)
+        if r.run_id in runs:
+            log.warning("run %s given twice (%s); keeping the first", r.run_id, p)
+            continue
+        runs[r.run_id] = r
+    return sorted(runs.values(), key=_start)
+
+
+def _start(r: Results) -> tuple[float, str]:
+    started = r.run.get("started")
+    return (float(started) if isinstance(started, int | float) else math.inf, r.run_id)
+
+
+def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:
+    points: list[Point] = []
+    for i, r in enumerate(runs):
+        samples = [s for s in r.measured() if s.workload == trend.workload and s.metric == trend.metric]
+        for key, cell in group_cells(samples).items():
+            if not trend.matches(cell.params) or not cell.values:
+                continue
+            s = summarize(cell.values)
+            points.append(
+                Point(
+                    i,
+                    key.driver,
+                    key.variant,
+                    s.n,
+                    s.median,
+                    s.ci_low,
+                    s.ci_high,
+                    cell.unit,
+                    str(cell.better),
+                )
+            )
+    return points
+
+
+def _when(r: Results) -> str:
+    started = r.run.get("started")
+    if isinstance(started, int | float) and math.isfinite(started):
+        return datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "start unknown"
+
+
+def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
+    """Write history.html and plots/history-<group>.png for the runs under ``paths``."""
+    from .plots.trends import draw_group  # matplotlib only when drawing
+
+    runs = load_runs(paths)
+    if not runs:
+        raise ResultsError("no runs to draw")
+    try:
+        plots_dir = out_dir / "plots"
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        for old in plots_dir.glob("history-*.png"):
+            old.unlink()
+    except OSError as err:
+        raise ResultsError(
+            f"cannot write the history into {out_dir}: {err.strerror}; pick a writable directory"
+        ) from err
+    labels = [f"{_when(r)[5:16]}\n{r.run_id[-6:]}" for r in runs]
+    figures: list[tuple[str, Path, str]] = []
+    for group in dict.fromkeys(t.group for t in TRENDS):
+        trends = [(t, trend_points(runs, t)) for t in TRENDS if t.group == group]
+        trends = [(t, pts) for t, pts in trends if pts]
+        if not trends:
+            continue
+        path = plots_dir / f"history-{group}.png"
+        caption = draw_group(group, trends, labels, path)
+        figures.append((group, path, caption))
+    html = out_dir / "history.html"
+    atomic_write_text(html, _html(runs, figures))
+    log.info("history written to %s", html)
+    return HistoryPaths(html=html, plots=tuple(p for _, p, _ in figures), runs=tuple(r.run_id for r in runs))
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
+table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}
+th{background:#f0f0f0}figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555}
+"""
+
+
+def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]]) -> str:
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{escape(str(v))}</td>"
+            for v in (
+                i + 1,
+                r.run_id,
+                _when(r),
+                r.run.get("status", "?"),
+                (r.run.get("host") or {}).get("kernel", "?")
+                if isinstance(r.run.get("host"), Mapping)
+                else "?",
+                sum(1 for _ in r.measured()),
+                ", ".join(sorted({s.driver for s in r.samples}, key=driver_order)),
+            )
+        )
+        + "</tr>"
+        for i, r in enumerate(runs)
+    )
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # As report.html: no scripts, no remote loads.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>isobench history — {len(runs)} runs</title><style>{_CSS}</style></head><body>",
+        f"<h1>isobench history: {len(runs)} runs</h1>",
+        "<p>The headline figures of each run in time order: per driver the median (line) and its 95% "
+        "bootstrap interval (band). A ringed point's interval does not overlap the previous run's: a "
+        "change beyond the noise of either run.</p>",
+        '<table id="runs"><thead><tr><th>#</th><th>run</th><th>started</th><th>status</th><th>kernel</th>'
+        f"<th>samples</th><th>drivers</th></tr></thead><tbody>{rows}</tbody></table>",
+    ]
+    if not figures:
+        out.append('<p id="no-data">None of the headline figures was measured in these runs.</p>')
+    for group, path, caption in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        out.append(
+            f'<figure id="history-{escape(group)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{escape(group)} over runs"><figcaption>{escape(caption)}</figcaption></figure>'
+        )
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
