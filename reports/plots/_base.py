@@ -122,8 +122,19 @@ def short_variants(
     as one sentence for a caption: ``({"v1": "storage=root", ...}, "bs=4k, direct=true")``."""
     vs = list(dict.fromkeys(variants))
     keys = sorted({k for v in vs for k in params.get(v, {})})
-    varying = [k for k in keys if len({repr(params.get(v, {}).get(k)) for v in vs}) > 1]
-    constant = [k for k in keys if k not in varying]
+    varying: list[str] = []
+    seen: set[tuple[int, ...]] = set()
+    for k in keys:
+        values = [repr(params.get(v, {}).get(k)) for v in vs]
+        if len(set(values)) < 2:
+            continue
+        # A key that splits the variants exactly as an earlier one (file and size_bytes, threads
+        # and variant) says nothing new on a label.
+        partition = tuple(values.index(x) for x in values)
+        if partition not in seen:
+            seen.add(partition)
+            varying.append(k)
+    constant = [k for k in keys if len({repr(params.get(v, {}).get(k)) for v in vs}) < 2]
     first = params.get(vs[0], {}) if vs else {}
     out = {v: ", ".join(f"{k}={_value(params.get(v, {}).get(k))}" for k in varying) for v in vs}
     return out, ", ".join(f"{k}={_value(first.get(k))}" for k in constant)

@@ -68,7 +68,10 @@ def _panel(ax: Axes, rows: pd.DataFrame, labels: Mapping[str, str], drivers: Seq
     scale = human_axis(ax, [top], unit, axis="y")
     ax.set_ylabel(scale.label if scale.label else unit_label(unit))
     if len(groups) > 1 or labels.get(groups[0]):
-        ax.set_xticks(x, [tex_safe(labels.get(g, g)) or "(none)" for g in groups], fontsize=7)
+        # One parameter per line, so neighbouring groups' labels never run into each other.
+        ax.set_xticks(
+            x, [tex_safe(labels.get(g, g)).replace(", ", "\n") or "(none)" for g in groups], fontsize=7
+        )
     else:
         ax.set_xticks([])
     ax.grid(axis="y", alpha=0.3)
@@ -93,7 +96,7 @@ def _figures(
     drivers = sorted(set(rows["driver"]), key=driver_order)
     ncols = 1 if len(present) == 1 else 2
     nrows = -(-len(present) // ncols)
-    fig = Figure(figsize=(11, 0.8 + 3.0 * nrows))
+    fig = Figure(figsize=(11, 1.0 + 3.0 * nrows))
     fixed: list[str] = []
     for i, metric in enumerate(present):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -105,9 +108,17 @@ def _figures(
         better = str(mrows["better"].iloc[0])
         ax.set_title(tex_safe(f"{short_metric(metric, workload)} ({better} is better)"), fontsize=9)
     handles, names = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=8, loc="upper right", title="driver", ncols=len(drivers))
-    fig.suptitle(tex_safe(title), x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    top = 1 - 0.55 / (1.0 + 3.0 * nrows)
+    fig.suptitle(tex_safe(title), y=0.995)
+    fig.legend(
+        handles,
+        names,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, top + 0.3 / (1.0 + 3.0 * nrows)),
+        ncols=len(drivers),
+    )
+    fig.tight_layout(rect=(0, 0, 1, top))
     caption = f"{what} Median per driver; whiskers: 95% bootstrap interval (none at n = 1). "
     caption += f"{count_text(rows['n'])} repetitions per bar."
     if fixed:

@@ -172,7 +172,7 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
             ax.set_ylim(len(rows) - 0.5, -0.5)
             ax.grid(axis="x", which="major", alpha=0.3)
             if title:
-                ax.set_title(tex_safe(title), fontsize=9, loc="left")
+                ax.set_title(tex_safe(title), fontsize=9, loc="left", pad=14)
             ax.text(
                 0.01, 1.01, "\u2190 worse than native", transform=ax.transAxes, fontsize=7, color="#c44e52"
             )
