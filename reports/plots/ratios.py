@@ -190,7 +190,7 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
             "Each bar: a driver's median relative to the native median, oriented so that higher is "
             "better; metrics where lower is better (times, latencies; marked inv.) are drawn as "
             "native / driver. Whiskers: 95% bootstrap interval of the ratio (none at n = 1). "
-            f"{count_text(grp['n'])} repetitions per bar, and as many native ones."
+            f"{count_text(grp['n'])} repetitions per bar (the driver's side)."
         )
         if fixed_all:
             caption += " Fixed parameters: " + "; ".join(fixed_all) + "."
