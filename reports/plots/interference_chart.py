@@ -42,7 +42,7 @@ def _heat(
     title: str,
     *,
     verdict: bool = False,
-) -> None:
+) -> AxesImage | None:
     image: AxesImage | None = None
     if verdict:
         ax.imshow(np.ma.masked_invalid(grid), cmap=_VERDICT, vmin=0, vmax=1, aspect="auto")
