@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,17 @@ from .cells import driver_order, group_cells
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRENDS", "HistoryPaths", "Point", "Trend", "discover", "render_history", "trend_points"]
+__all__ = [
+    "TRENDS",
+    "HistoryPaths",
+    "Point",
+    "Step",
+    "Trend",
+    "detect_step",
+    "discover",
+    "render_history",
+    "trend_points",
+]
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,54 @@ def load_runs(paths: Iterable[Path]) -> list[Results]:
 def _start(r: Results) -> tuple[float, str]:
     started = r.run.get("started")
     return (float(started) if isinstance(started, int | float) else math.inf, r.run_id)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A level shift in a series of run medians: from run ``at`` on, the level is ``ratio`` times
+    the one before."""
+
+    at: int
+    before: float
+    after: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before if self.before else math.inf
+
+
+#: A step is named only when it is at least this large and the split explains most of the spread.
+STEP_MIN_CHANGE = 0.05
+STEP_MIN_GAIN = 0.5
+
+
+def _l1(values: Sequence[float]) -> tuple[float, float]:
+    """The median of ``values`` and their summed absolute deviation from it."""
+    m = statistics.median(values)
+    return m, sum(abs(v - m) for v in values)
+
+
+def detect_step(medians: Sequence[float]) -> Step | None:
+    """The one split of the series into two constant levels that best fits it (asv's step_detect
+    idea, reduced to a single step, with an L1 fit so one outlier does not make a step). Named only
+    when both sides have two runs or more, the levels differ by STEP_MIN_CHANGE, and the split
+    removes STEP_MIN_GAIN of the deviation from a single level."""
+    n = len(medians)
+    if n < 4:
+        return None
+    _, flat = _l1(medians)
+    best: tuple[float, int, float, float] | None = None
+    for k in range(2, n - 1):
+        m1, c1 = _l1(medians[:k])
+        m2, c2 = _l1(medians[k:])
+        if best is None or c1 + c2 < best[0]:
+            best = (c1 + c2, k, m1, m2)
+    if best is None:
+        return None
+    cost, k, m1, m2 = best
+    if m1 == 0 or abs(m2 / m1 - 1) < STEP_MIN_CHANGE or cost > (1 - STEP_MIN_GAIN) * flat:
+        return None
+    return Step(at=k, before=m1, after=m2)
 
 
 def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:

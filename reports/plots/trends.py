@@ -7,16 +7,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..cells import driver_order
+from ..history import Point, Trend, detect_step
+from ..units import human_pct
 from ._base import DPI, colour, count_text, human_axis, human_ticks, tex_safe
-
-if TYPE_CHECKING:
-    from ..history import Point, Trend
 
 __all__ = ["changed", "draw_group", "line_labels"]
 
@@ -49,6 +47,7 @@ def draw_group(
     fig = Figure(figsize=(11 if ncols == 2 else 8, 0.9 + 3.3 * nrows))
     x_all = np.arange(len(labels))
     rings = 0
+    steps: list[str] = []
     ns: list[int] = []
     for i, (trend, points) in enumerate(trends):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -72,6 +71,20 @@ def draw_group(
                 alpha=0.18,
                 linewidth=0,
             )
+            step = detect_step([p.median for p in pts])
+            if step is not None:
+                steps.append(
+                    f"{names[(driver, variant)]} {trend.title}: {human_pct(step.ratio - 1, 2)} from run {pts[step.at].run + 1}"
+                )
+                ax.axvline(pts[step.at].run - 0.5, color=c, linestyle="--", linewidth=1.2, gid="step")
+                ax.annotate(
+                    f"step {human_pct(step.ratio - 1, 2)}",
+                    (pts[step.at].run - 0.5, step.after),
+                    xytext=(3, 6),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=c,
+                )
             for prev, cur in itertools.pairwise(pts):
                 if changed(prev, cur):
                     rings += 1
@@ -113,4 +126,10 @@ def draw_group(
     )
     if rings:
         caption += f" {rings} ringed point(s): interval disjoint from the previous run's."
+    if steps:
+        caption += (
+            " Steps (dashed line; a level shift that persists over two runs or more): "
+            + "; ".join(steps)
+            + "."
+        )
     return caption

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from isobench import cli
 from isobench.errors import ResultsError
 from isobench.model import Sample
-from isobench.reports.history import TRENDS, load_runs, render_history, trend_points
+from isobench.reports.history import TRENDS, detect_step, load_runs, render_history, trend_points
 from isobench.reports.plots.trends import changed
 from isobench.results import RESULTS, SCHEMA_VERSION, dumps
 
@@ -112,3 +112,30 @@ def test_cli_history_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli.main, ["history", str(tmp_path / "missing"), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0 and "isobench: error:" in res.output
+
+
+@pytest.mark.parametrize(
+    ("medians", "expected"),
+    [
+        ([3.0, 3.02, 2.98, 3.9, 3.92, 3.88], (3, 1.3)),  # a regression from the fourth run on
+        ([1.0, 1.01, 0.99, 1.0, 1.02, 0.98], None),  # noise only
+        ([1.0, 1.0, 1.0, 1.5, 1.0, 1.0], None),  # one outlier is no step
+        ([1.0, 1.0, 1.0], None),  # too short to tell
+        ([2.0, 2.0, 1.0, 1.0], (2, 0.5)),
+    ],
+)
+def test_detect_step(medians: list[float], expected: tuple[int, float] | None) -> None:
+    step = detect_step(medians)
+    if expected is None:
+        assert step is None
+    else:
+        assert step is not None
+        assert (step.at, step.ratio) == (expected[0], pytest.approx(expected[1], rel=0.02))
+
+
+def test_history_names_a_step_that_persists(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for i, vm in enumerate((3.0, 3.0, 3.0, 3.9, 3.9)):
+        _write_run(root, f"run-{i}", 1.0e9 + i * 3600, {"host": 0.002, "vm": vm})
+    html = render_history([root], tmp_path / "out").html.read_text()
+    assert "Steps (dashed line" in html and "vm start to ready: +30% from run 4" in html
