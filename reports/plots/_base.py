@@ -187,6 +187,9 @@ def human_ticks(ax: Axes, unit: str, *, axis: str = "x") -> None:
     """Every tick in its own unit (1 ms, 10 ms, 1 s): for log axes spanning several prefixes."""
     fmt = FuncFormatter(lambda v, _pos: _tidy(human(v, unit, 2)) if v > 0 and math.isfinite(v) else "")
     target = ax.xaxis if axis == "x" else ax.yaxis
+    if unit in ("bytes", "bytes_per_second"):
+        # Decades of the binary units (1 MiB, 10 MiB, 100 MiB), not of raw bytes (0.95 MiB, 9.5 MiB).
+        target.set_major_locator(FixedLocator([1024.0**k * m for k in range(7) for m in (1, 10, 100)]))
     target.set_major_formatter(fmt)
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 

@@ -3,13 +3,16 @@ band, and a ring where a run's interval does not overlap the previous run's."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from ..cells import driver_order
 from ..history import Point, Trend, detect_step
@@ -38,67 +41,95 @@ def changed(prev: Point, cur: Point) -> bool:
     return cur.ci_low > prev.ci_high or cur.ci_high < prev.ci_low
 
 
+def _percent_of(base: float, v: float) -> float:
+    return 100.0 * (v / base - 1.0)
+
+
+def _rel_values(points: Sequence[Point]) -> list[tuple[float, float]]:
+    """(line median over runs, run median) for every point, for the relative panel's scale."""
+    out: list[tuple[float, float]] = []
+    for key in {(p.driver, p.variant) for p in points}:
+        meds = [p.median for p in points if (p.driver, p.variant) == key]
+        base = float(np.median(meds))
+        out += [(base, m) for m in meds if base]
+    return out
+
+
+def _series(
+    ax: Axes,
+    pts: Sequence[Point],
+    scale: Callable[[float], float],
+    style: tuple[str, str],
+    name: str,
+    alpha: float = 0.18,
+) -> None:
+    """One line with its band, and rings where a run's interval leaves the previous run's."""
+    c, dash = style
+    x = np.array([p.run for p in pts])
+    med = np.array([scale(p.median) for p in pts])
+    lo = np.array([scale(p.ci_low) if math.isfinite(p.ci_low) else scale(p.median) for p in pts])
+    hi = np.array([scale(p.ci_high) if math.isfinite(p.ci_high) else scale(p.median) for p in pts])
+    ax.plot(x, med, marker="o", markersize=4, color=c, linestyle=dash, label=tex_safe(name))
+    ax.fill_between(x, lo, hi, color=c, alpha=alpha, linewidth=0)
+    for prev, cur in itertools.pairwise(pts):
+        if changed(prev, cur):
+            ax.plot(
+                [cur.run],
+                [scale(cur.median)],
+                marker="o",
+                markersize=11,
+                markerfacecolor="none",
+                markeredgecolor="#c00000",
+                markeredgewidth=1.5,
+                linestyle="none",
+                gid="changed",
+            )
+
+
 def draw_group(
     group: str, trends: Sequence[tuple[Trend, Sequence[Point]]], labels: Sequence[str], path: Path
 ) -> str:
-    """One PNG with a panel per figure of ``group``; returns its caption."""
-    ncols = 1 if len(trends) == 1 else 2
-    nrows = -(-len(trends) // ncols)
-    fig = Figure(figsize=(11 if ncols == 2 else 8, 0.9 + 3.3 * nrows))
+    """One PNG, a row per figure of ``group``: the values (left) and each line relative to its own
+    median over the runs (right), where a drift of a few percent is visible whatever the scale.
+    Returns the caption."""
+    nrows = len(trends)
+    fig = Figure(figsize=(12, 0.8 + 3.1 * nrows))
     x_all = np.arange(len(labels))
     rings = 0
     steps: list[str] = []
     ns: list[int] = []
     for i, (trend, points) in enumerate(trends):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax = fig.add_subplot(nrows, 2, 2 * i + 1)
+        rel = fig.add_subplot(nrows, 2, 2 * i + 2)
         names = line_labels(points)
         lines = sorted({(p.driver, p.variant) for p in points}, key=lambda dv: (driver_order(dv[0]), dv[1]))
         for driver, variant in lines:
             pts = sorted(
                 (p for p in points if (p.driver, p.variant) == (driver, variant)), key=lambda p: p.run
             )
-            x = np.array([p.run for p in pts])
-            med = np.array([p.median for p in pts])
-            lo = np.array([p.ci_low for p in pts])
-            hi = np.array([p.ci_high for p in pts])
-            c = colour(driver)
-            ax.plot(x, med, marker="o", markersize=4, color=c, label=tex_safe(names[(driver, variant)]))
-            ax.fill_between(
-                x,
-                np.where(np.isfinite(lo), lo, med),
-                np.where(np.isfinite(hi), hi, med),
-                color=c,
-                alpha=0.18,
-                linewidth=0,
-            )
+            # Several lines of one driver (e.g. hardening on and off) share its colour, not its dash.
+            dash = ("-", "--", ":", "-.")[sorted(v for d, v in lines if d == driver).index(variant) % 4]
+            style = (colour(driver), dash)
+            name = names[(driver, variant)]
+            _series(ax, pts, lambda v: v, style, name)
+            base = float(np.median([p.median for p in pts]))
+            if base:
+                _series(rel, pts, functools.partial(_percent_of, base), style, name, alpha=0.08)
+            rings += sum(changed(a, b) for a, b in itertools.pairwise(pts))
             step = detect_step([p.median for p in pts])
             if step is not None:
-                steps.append(
-                    f"{names[(driver, variant)]} {trend.title}: {human_pct(step.ratio - 1, 2)} from run {pts[step.at].run + 1}"
-                )
-                ax.axvline(pts[step.at].run - 0.5, color=c, linestyle="--", linewidth=1.2, gid="step")
-                ax.annotate(
+                at = pts[step.at].run
+                steps.append(f"{name} {trend.title}: {human_pct(step.ratio - 1, 2)} from run {at + 1}")
+                for target in (ax, rel):
+                    target.axvline(at - 0.5, color=style[0], linestyle="--", linewidth=1.2, gid="step")
+                rel.annotate(
                     f"step {human_pct(step.ratio - 1, 2)}",
-                    (pts[step.at].run - 0.5, step.after),
+                    (at - 0.5, 100.0 * (step.after / base - 1.0) if base else 0.0),
                     xytext=(3, 6),
                     textcoords="offset points",
                     fontsize=7,
-                    color=c,
+                    color=style[0],
                 )
-            for prev, cur in itertools.pairwise(pts):
-                if changed(prev, cur):
-                    rings += 1
-                    ax.plot(
-                        [cur.run],
-                        [cur.median],
-                        marker="o",
-                        markersize=11,
-                        markerfacecolor="none",
-                        markeredgecolor="#c00000",
-                        markeredgewidth=1.5,
-                        linestyle="none",
-                        gid="changed",
-                    )
             ns += [p.n for p in pts]
         unit = points[0].unit
         values = [v for p in points for v in (p.median, p.ci_low, p.ci_high) if math.isfinite(v) and v > 0]
@@ -110,19 +141,31 @@ def draw_group(
             top = max(values, default=1.0)
             ax.set_ylim(0, top * 1.15)
             ax.set_ylabel(human_axis(ax, [top * 1.15], unit, axis="y").label)
-        ax.set_xticks(x_all, labels, fontsize=7)
-        ax.set_xlim(-0.4, len(labels) - 0.6)
+        rel.axhline(0.0, color="black", linewidth=0.8)
+        # Scaled to the medians, not to the bands: at n = 3 an interval can span +-100% and would
+        # flatten every line; a band running off the panel reads as "uncertain", which it is.
+        moves = [abs(_percent_of(b, v)) for b, v in _rel_values(points)]
+        reach = max(10.0, 1.4 * max(moves, default=0.0))
+        rel.set_ylim(-reach, reach)
+        rel.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:+.0f}%" if v else "0"))
+        rel.set_ylabel("vs. the line's median over runs")
         better = points[0].better
         ax.set_title(tex_safe(f"{trend.title} ({better} is better)"), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        rel.set_title(tex_safe(f"{trend.title}: change over runs"), fontsize=9)
+        for a in (ax, rel):
+            a.set_xticks(x_all, labels, fontsize=7)
+            a.set_xlim(-0.4, len(labels) - 0.6)
+            a.grid(alpha=0.3)
+        rel.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(tex_safe(f"{group} over runs"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
     caption = (
         f"{group}: per driver the median of each run (line) and its 95% bootstrap interval (band), runs "
-        f"in time order ({len(labels)} runs, {count_text(ns)} repetitions per point)."
+        f"in time order ({len(labels)} runs, {count_text(ns)} repetitions per point); right: the same "
+        "lines relative to each line's median over the runs, so a drift of a few percent shows (its "
+        "axis fits the medians; wider bands run off it)."
     )
     if rings:
         caption += f" {rings} ringed point(s): interval disjoint from the previous run's."
