@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ..cells import driver_order
 from ..history import Point, Trend, detect_step
@@ -147,7 +147,8 @@ def draw_group(
         moves = [abs(_percent_of(b, v)) for b, v in _rel_values(points)]
         reach = max(10.0, 1.4 * max(moves, default=0.0))
         rel.set_ylim(-reach, reach)
-        rel.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:+.0f}%" if v else "0"))
+        rel.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10]))
+        rel.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:+g}%" if v else "0"))
         rel.set_ylabel("vs. the line's median over runs")
         better = points[0].better
         ax.set_title(tex_safe(f"{trend.title} ({better} is better)"), fontsize=9)
