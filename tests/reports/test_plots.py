@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +171,61 @@ def test_startup_timeline_has_a_panel_per_kind(results: Results, tmp_path: Path)
     (plot,) = startup_timeline(summary_table(results, cells=cells), cells, tmp_path, orders, {})
     assert "own time axis" in plot.caption
     assert plot.path.stat().st_size > 1000
+
+
+def _io_samples(make_samples: Callable[..., list[Sample]]) -> list[Sample]:
+    s: list[Sample] = []
+    for d, f in {"host": 1.0, "container": 0.95, "vm": 0.2}.items():
+        for storage in ("root", "volume"):
+            for qd in (1, 32):
+                p = {"storage": storage, "rw": "randread", "bs": "4k", "iodepth": qd, "direct": True}
+                s += make_samples(
+                    d, "disk", "disk.rand_read.iops", [7200 * f * qd] * 3, "ops_per_second", "higher", p
+                )
+                s += make_samples(
+                    d, "disk", "disk.rand_read.latency.p99", [2e-3 / f] * 3, "seconds", "lower", p
+                )
+        p = {"protocol": "tcp", "placement": "cross-cpu"}
+        s += make_samples(
+            d, "network", "network.tcp_throughput", [4.5e8 * f] * 3, "bytes_per_second", "higher", p
+        )
+        s += make_samples(d, "network", "network.tcp_rtt.p50", [6.8e-5 / f] * 3, "seconds", "lower", p)
+    return s
+
+
+def test_no_figure_shows_e_notation_or_raw_bytes(
+    results: Results,
+    make_samples: Callable[..., list[Sample]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from isobench.reports.plots import all_plots
+
+    drawn: list[Figure] = []
+    save = Figure.savefig
+
+    def keep(fig: Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(fig)
+        save(fig, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    samples = [*results.samples, *_io_samples(make_samples)]
+    run = Results(run=results.run, samples=samples)
+    cells = group_cells(run)
+    orders = {"host": ["create", "ready"], "vm": ["create", "define", "boot", "ready"]}
+    plots, errors = all_plots(summary_table(run, cells=cells), cells, tmp_path, orders, {}, run)
+    assert errors == []
+    assert {"disk-disk.png", "network-network.png", "memory-overhead.png"} <= {p.path.name for p in plots}
+    assert len(drawn) == len(plots)
+    for fig in drawn:
+        labels = [
+            t.get_text()
+            for ax in fig.axes
+            for t in (*ax.get_xticklabels(), *ax.get_yticklabels())
+            if t.get_text()
+        ]
+        assert labels
+        assert not [t for t in labels if re.search(r"\de[+-]?\d|10\^|\$", t)], labels
+        assert not [t for t in labels if re.fullmatch(r"\d{6,}", t)], labels  # raw bytes or ops
+    for p in plots:
+        assert re.search(r"n = \d", p.caption), p.title
