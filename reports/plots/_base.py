@@ -30,6 +30,7 @@ __all__ = [
     "colour",
     "count_text",
     "distinct_colours",
+    "fixed_params",
     "human_axis",
     "label",
     "legend_entries",
@@ -138,6 +139,32 @@ def short_variants(
     first = params.get(vs[0], {}) if vs else {}
     out = {v: ", ".join(f"{k}={_value(params.get(v, {}).get(k))}" for k in varying) for v in vs}
     return out, ", ".join(f"{k}={_value(first.get(k))}" for k in constant)
+
+
+def fixed_params(
+    variants_by_metric: Mapping[str, Iterable[str]], params: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """The parameters a figure holds fixed, for its caption: those shared by every metric once,
+    then what is fixed for one metric only (``direct=true; rand_read.iops: bs=4k``)."""
+    per_metric: dict[str, dict[str, str]] = {}
+    for metric, variants in variants_by_metric.items():
+        vs = list(dict.fromkeys(variants))
+        keys = sorted({k for v in vs for k in params.get(v, {})})
+        per_metric[metric] = {
+            k: _value(params.get(vs[0], {}).get(k))
+            for k in keys
+            if len({repr(params.get(v, {}).get(k)) for v in vs}) == 1
+        }
+    if not per_metric:
+        return ""
+    maps = list(per_metric.values())
+    common = {k: v for k, v in maps[0].items() if all(m.get(k) == v for m in maps[1:])}
+    parts = [", ".join(f"{k}={v}" for k, v in common.items())] if common else []
+    for metric, fixed in per_metric.items():
+        rest = {k: v for k, v in fixed.items() if k not in common}
+        if rest:
+            parts.append(f"{metric}: " + ", ".join(f"{k}={v}" for k, v in rest.items()))
+    return "; ".join(parts)
 
 
 def _value(v: Any) -> str:

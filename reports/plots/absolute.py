@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from ..cells import Cell, CellKey, driver_order
 from ..units import human, unit_label
-from ._base import Plot, colour, count_text, human_axis, short_metric, short_variants, tex_safe
+from ._base import Plot, colour, count_text, fixed_params, human_axis, short_metric, short_variants, tex_safe
 
 __all__ = ["disk_plots", "network_plots"]
 
@@ -97,13 +97,10 @@ def _figures(
     ncols = 1 if len(present) == 1 else 2
     nrows = -(-len(present) // ncols)
     fig = Figure(figsize=(11, 1.0 + 3.0 * nrows))
-    fixed: list[str] = []
     for i, metric in enumerate(present):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         mrows = rows[rows["metric"] == metric]
-        labels, constant = short_variants(mrows["variant"], params)
-        if constant and constant not in fixed:
-            fixed.append(constant)
+        labels, _ = short_variants(mrows["variant"], params)
         _panel(ax, mrows, labels, [d for d in drivers if d in set(mrows["driver"])])
         better = str(mrows["better"].iloc[0])
         ax.set_title(tex_safe(f"{short_metric(metric, workload)} ({better} is better)"), fontsize=9)
@@ -121,8 +118,12 @@ def _figures(
     fig.tight_layout(rect=(0, 0, 1, top))
     caption = f"{what} Median per driver; whiskers: 95% bootstrap interval (none at n = 1). "
     caption += f"{count_text(rows['n'])} repetitions per bar."
+    fixed = fixed_params(
+        {short_metric(str(m), workload): list(g["variant"]) for m, g in rows.groupby("metric", sort=False)},
+        params,
+    )
     if fixed:
-        caption += " Fixed parameters: " + "; ".join(dict.fromkeys(fixed)) + "."
+        caption += f" Fixed parameters: {fixed}."
     path = plots_dir / f"{section}-{workload}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")

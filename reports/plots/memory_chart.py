@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from ..cells import NATIVE, driver_order
 from ..memory import GUEST_PARTS, idle_overhead
-from ..units import TIMES, human, plain
+from ..units import human, plain
 from ._base import Plot, colour, human_axis, legend_entries, save, tex_safe
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,8 @@ def _caption(bars: list[MemoryBar], unmeasured: list[str]) -> str:
     if guests and others:
         g, c = float(np.median(guests)), float(np.median(others))
         text += (
-            f" An idle guest costs {human(g, 'bytes')}, about {TIMES}{plain(g / c, 2)} an idle "
-            f"container ({human(c, 'bytes')})."
+            f" An idle guest costs {human(g, 'bytes')}, about {plain(g / c, 2)} times what an idle "
+            f"container costs ({human(c, 'bytes')}; medians over the drivers of each kind)."
         )
     if unmeasured:
         text += f" Not measured (no host-side figure): {', '.join(unmeasured)}."

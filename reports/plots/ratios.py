@@ -24,7 +24,18 @@ from matplotlib.figure import Figure
 
 from ..cells import NATIVE, Cell, CellKey, driver_order
 from ..units import plain
-from ._base import Plot, colour, count_text, ratio_axis, save, short_metric, short_variants, slug, tex_safe
+from ._base import (
+    Plot,
+    colour,
+    count_text,
+    fixed_params,
+    ratio_axis,
+    save,
+    short_metric,
+    short_variants,
+    slug,
+    tex_safe,
+)
 
 __all__ = ["REDUNDANT", "ratio_bars", "speed_rows"]
 
@@ -84,20 +95,17 @@ def _panels(grp: pd.DataFrame, params: Mapping[str, Mapping[str, Any]]) -> list[
 
 def _row_labels(
     panel: pd.DataFrame, workload: str, params: Mapping[str, Mapping[str, Any]]
-) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str], list[str]]:
+) -> tuple[list[tuple[str, str]], dict[tuple[str, str], str]]:
     rows = list(dict.fromkeys(zip(panel["metric"], panel["variant"], strict=True)))
     labels: dict[tuple[str, str], str] = {}
-    fixed: list[str] = []
     inverted = dict(zip(panel["metric"], panel["inverted"], strict=False))
     for metric in dict.fromkeys(m for m, _ in rows):
         variants = [v for m, v in rows if m == metric]
-        short, constant = short_variants(variants, params)
+        short, _ = short_variants(variants, params)
         for v in variants:
             text = short_metric(metric, workload) + (_INV if inverted.get(metric) else "")
             labels[(metric, v)] = tex_safe(f"{text} [{short[v]}]" if short[v] else text)
-        if constant:
-            fixed.append(f"{short_metric(metric, workload)}: {constant}")
-    return rows, labels, fixed
+    return rows, labels
 
 
 def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:
@@ -116,11 +124,9 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
         vals = vals[np.isfinite(vals) & (vals > 0)]
         reach = float(np.max(np.abs(np.log(vals)))) if vals.size else math.log(2)
         reach = max(reach * 1.2 + 0.25, math.log(1.5))
-        fixed_all: list[str] = []
         for pi, (title, panel) in enumerate(panels):
             ax = fig.add_subplot(gs[pi, 0])
-            rows, labels, fixed = _row_labels(panel, str(workload), params)
-            fixed_all += [f for f in fixed if f not in fixed_all]
+            rows, labels = _row_labels(panel, str(workload), params)
             width = 0.8 / len(drivers)
             for di, d in enumerate(drivers):
                 sub = panel[panel["driver"] == d].set_index(["metric", "variant"])
@@ -192,8 +198,15 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
             "native / driver. Whiskers: 95% bootstrap interval of the ratio (none at n = 1). "
             f"{count_text(grp['n'])} repetitions per bar (the driver's side)."
         )
-        if fixed_all:
-            caption += " Fixed parameters: " + "; ".join(fixed_all) + "."
+        fixed = fixed_params(
+            {
+                short_metric(str(m), str(workload)): list(g["variant"])
+                for m, g in grp.groupby("metric", sort=True)
+            },
+            params,
+        )
+        if fixed:
+            caption += f" Fixed parameters: {fixed}."
         plots.append(
             Plot(
                 "ratios",
