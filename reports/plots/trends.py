@@ -70,7 +70,8 @@ def _series(
     lo = np.array([scale(p.ci_low) if math.isfinite(p.ci_low) else scale(p.median) for p in pts])
     hi = np.array([scale(p.ci_high) if math.isfinite(p.ci_high) else scale(p.median) for p in pts])
     ax.plot(x, med, marker="o", markersize=4, color=c, linestyle=dash, label=tex_safe(name))
-    ax.fill_between(x, lo, hi, color=c, alpha=alpha, linewidth=0)
+    if alpha:
+        ax.fill_between(x, lo, hi, color=c, alpha=alpha, linewidth=0)
     for prev, cur in itertools.pairwise(pts):
         if changed(prev, cur):
             ax.plot(
@@ -114,7 +115,7 @@ def draw_group(
             _series(ax, pts, lambda v: v, style, name)
             base = float(np.median([p.median for p in pts]))
             if base:
-                _series(rel, pts, functools.partial(_percent_of, base), style, name, alpha=0.08)
+                _series(rel, pts, functools.partial(_percent_of, base), style, name, alpha=0.0)
             rings += sum(changed(a, b) for a, b in itertools.pairwise(pts))
             step = detect_step([p.median for p in pts])
             if step is not None:
@@ -142,8 +143,7 @@ def draw_group(
             ax.set_ylim(0, top * 1.15)
             ax.set_ylabel(human_axis(ax, [top * 1.15], unit, axis="y").label)
         rel.axhline(0.0, color="black", linewidth=0.8)
-        # Scaled to the medians, not to the bands: at n = 3 an interval can span +-100% and would
-        # flatten every line; a band running off the panel reads as "uncertain", which it is.
+        # Scaled to the medians: the intervals are on the left panel.
         moves = [abs(_percent_of(b, v)) for b, v in _rel_values(points)]
         reach = max(10.0, 1.4 * max(moves, default=0.0))
         rel.set_ylim(-reach, reach)
@@ -165,8 +165,8 @@ def draw_group(
     caption = (
         f"{group}: per driver the median of each run (line) and its 95% bootstrap interval (band), runs "
         f"in time order ({len(labels)} runs, {count_text(ns)} repetitions per point); right: the same "
-        "lines relative to each line's median over the runs, so a drift of a few percent shows (its "
-        "axis fits the medians; wider bands run off it)."
+        "lines relative to each line's median over the runs, so a drift of a few percent shows (no "
+        "bands there: overlapping intervals would hide the lines; read them on the left)."
     )
     if rings:
         caption += f" {rings} ringed point(s): interval disjoint from the previous run's."
