@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, MaxNLocator
 
 from ..cells import Cell, driver_order
 from ..units import Scale, axis_scale, human, plain
@@ -210,13 +210,31 @@ def _tidy(text: str) -> str:
     return re.sub(r"^(-?\d+)(?:\.0*|(\.\d*?[1-9])0+)(?=\D|$)", r"\1\2", text)
 
 
+class _HumanLogLocator(Locator):
+    """Log ticks at 1, 10, 100 of each unit prefix (1 MiB, 10 MiB, 100 MiB; not 0.95 MiB), with 2
+    and 5 in between when the axis spans less than three decades (else one label is all it gets)."""
+
+    def __init__(self, prefix_step: float) -> None:
+        self._step = prefix_step
+
+    def __call__(self) -> Any:
+        lo, hi = self.axis.get_view_interval() if self.axis else (1.0, 10.0)
+        return self.tick_values(lo, hi)
+
+    def tick_values(self, vmin: float, vmax: float) -> Any:
+        lo, hi = sorted((max(vmin, 1e-300), max(vmax, 1e-300)))
+        subs = (1, 2, 5) if math.log10(hi / lo) <= 2.5 else (1,)
+        first = math.floor(math.log(lo, self._step)) - 1
+        last = math.ceil(math.log(hi, self._step)) + 1
+        ticks = {self._step**k * d * m for k in range(first, last + 1) for d in (1, 10, 100) for m in subs}
+        return np.array(sorted(t for t in ticks if lo <= t <= hi))
+
+
 def human_ticks(ax: Axes, unit: str, *, axis: str = "x") -> None:
     """Every tick in its own unit (1 ms, 10 ms, 1 s): for log axes spanning several prefixes."""
     fmt = FuncFormatter(lambda v, _pos: _tidy(human(v, unit, 2)) if v > 0 and math.isfinite(v) else "")
     target = ax.xaxis if axis == "x" else ax.yaxis
-    if unit in ("bytes", "bytes_per_second"):
-        # Decades of the binary units (1 MiB, 10 MiB, 100 MiB), not of raw bytes (0.95 MiB, 9.5 MiB).
-        target.set_major_locator(FixedLocator([1024.0**k * m for k in range(7) for m in (1, 10, 100)]))
+    target.set_major_locator(_HumanLogLocator(1024.0 if unit in ("bytes", "bytes_per_second") else 1000.0))
     target.set_major_formatter(fmt)
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 
