@@ -96,9 +96,12 @@ def slug(text: str) -> str:
     return keep.strip("-")[:80] or "x"
 
 
-def save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path, *, layout: bool = True) -> Path:
+    """Write ``fig`` as a PNG; ``layout=False`` for a figure that was laid out already (a legend
+    beside it, a colour bar under some panels)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=DPI, format="png")
     return path
 

@@ -18,7 +18,17 @@ from matplotlib.figure import Figure
 
 from ..cells import Cell, CellKey, driver_order
 from ..units import human, unit_label
-from ._base import Plot, colour, count_text, fixed_params, human_axis, short_metric, short_variants, tex_safe
+from ._base import (
+    Plot,
+    colour,
+    count_text,
+    fixed_params,
+    human_axis,
+    save,
+    short_metric,
+    short_variants,
+    tex_safe,
+)
 
 __all__ = ["disk_plots", "network_plots"]
 
@@ -124,10 +134,7 @@ def _figures(
     )
     if fixed:
         caption += f" Fixed parameters: {fixed}."
-    path = plots_dir / f"{section}-{workload}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, format="png")
-    return [Plot(section, title, path, caption)]
+    return [Plot(section, title, save(fig, plots_dir / f"{section}-{workload}.png", layout=False), caption)]
 
 
 def disk_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:

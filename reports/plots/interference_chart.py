@@ -23,7 +23,7 @@ from matplotlib.image import AxesImage
 
 from ..cells import Cell, CellKey, driver_order
 from ..units import human_pct
-from ._base import DPI, Plot, count_text, label, tex_safe
+from ._base import Plot, count_text, label, save, tex_safe
 
 __all__ = ["interference_chart"]
 
@@ -67,13 +67,6 @@ def _heat(
     ax.set_yticks(range(len(rows)), [label(d, v) for d, v in rows], fontsize=8)
     ax.set_title(tex_safe(title), fontsize=9)
     return image
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    # Laid out by the constrained engine (colour bar under two of three panels): no tight_layout.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path
 
 
 def interference_chart(cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:
@@ -149,7 +142,7 @@ def interference_chart(cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[P
         Plot(
             "interference",
             "Interference per stressor",
-            _save(fig, plots_dir / "interference-heatmap.png"),
+            save(fig, plots_dir / "interference-heatmap.png", layout=False),
             caption,
         )
     ]

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..cells import Cell, CellKey, driver_order, is_leak_probe
-from ._base import DPI, Plot, count_text, label, tex_safe
+from ._base import Plot, count_text, label, save, tex_safe
 
 __all__ = ["leakage_heatmap"]
 
@@ -44,15 +44,11 @@ def leakage_heatmap(cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot
     ax.set_xticks(range(len(cols)), [label(d, v).replace(" (", "\n(") for d, v in cols], fontsize=8)
     ax.set_yticks(range(len(rows)), [tex_safe(r) for r in rows], fontsize=8)
     ax.set_title("Leakage per probe: is host information visible inside?", pad=30)
-    fig.tight_layout()
-    path = plots_dir / "leakage-heatmap.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
     return [
         Plot(
             "leakage",
             "Leakage per probe",
-            path,
+            save(fig, plots_dir / "leakage-heatmap.png"),
             "Each square: the share of repetitions in which the probe saw host information "
             "(leaks = always, hidden = never, a percentage = some repetitions, n/a = probe not "
             "applicable). "

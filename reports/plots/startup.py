@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from ..cells import Cell, CellKey, driver_order
 from ..units import human
 from ._base import (
-    DPI,
     Plot,
     count_text,
     distinct_colours,
@@ -155,9 +154,7 @@ def startup_timeline(
     fig.suptitle("Startup phases per driver: create to ready, the command, teardown")
     fig.tight_layout(rect=(0, 0, 1 - 0.12 * cols, 1))
     ns = [len(c.values) for c in phased]
-    path = plots_dir / "startup-timeline.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    path = save(fig, plots_dir / "startup-timeline.png", layout=False)
     return [
         Plot(
             "startup",

@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from ..cells import driver_order
 from ..history import Point, Trend, detect_step
 from ..units import human_pct
-from ._base import DPI, colour, count_text, human_axis, human_ticks, tex_safe
+from ._base import colour, count_text, human_axis, human_ticks, save, tex_safe
 
 __all__ = ["changed", "draw_group", "line_labels"]
 
@@ -159,9 +159,7 @@ def draw_group(
             a.grid(alpha=0.3)
         rel.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(tex_safe(f"{group} over runs"))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    save(fig, path)
     caption = (
         f"{group}: per driver the median of each run (line) and its 95% bootstrap interval (band), runs "
         f"in time order ({len(labels)} runs, {count_text(ns)} repetitions per point); right: the same "
