@@ -18,6 +18,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, MaxNLocator
+from numpy.typing import ArrayLike
 
 from ..cells import Cell, driver_order
 from ..units import Scale, axis_scale, human, plain
@@ -27,6 +28,7 @@ __all__ = [
     "GUESTS",
     "SECTIONS",
     "Plot",
+    "ci_err",
     "colour",
     "count_text",
     "distinct_colours",
@@ -296,6 +298,16 @@ def ratio_axis(ax: Axes, reach: float, axis: str = "x") -> None:
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: _ratio_tick(v)))
     target.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+
+
+def ci_err(mid: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> Any:
+    """Error-bar lengths (2 x n) for an interval around ``mid``; none drawn (NaN) where the interval
+    is unknown or has no width (n = 1), so a lone cap never poses as a measured interval."""
+    m = np.asarray(mid, dtype=float)
+    below = np.clip(m - np.asarray(lo, dtype=float), 0, None)
+    above = np.clip(np.asarray(hi, dtype=float) - m, 0, None)
+    none = ~(np.isfinite(below) & np.isfinite(above)) | ((below == 0) & (above == 0))
+    return np.vstack([np.where(none, np.nan, below), np.where(none, np.nan, above)])
 
 
 def legend_entries(fig: Figure) -> dict[str, Artist]:

@@ -20,6 +20,7 @@ from ..cells import Cell, CellKey, driver_order
 from ..units import human, unit_label
 from ._base import (
     Plot,
+    ci_err,
     colour,
     count_text,
     fixed_params,
@@ -56,9 +57,7 @@ def _panel(ax: Axes, rows: pd.DataFrame, labels: Mapping[str, str], drivers: Seq
         med = np.array([sub["median"].get(g, np.nan) for g in groups], dtype=float)
         lo = np.array([sub["ci_low"].get(g, np.nan) for g in groups], dtype=float)
         hi = np.array([sub["ci_high"].get(g, np.nan) for g in groups], dtype=float)
-        err = np.vstack(
-            [np.nan_to_num(np.clip(med - lo, 0, None)), np.nan_to_num(np.clip(hi - med, 0, None))]
-        )
+        err = ci_err(med, lo, hi)
         xs = x + (i - (len(drivers) - 1) / 2) * width
         ax.bar(xs, med, width * 0.92, yerr=err, capsize=2, label=tex_safe(d), color=colour(d))
         for xx, v in zip(xs, med, strict=True):

@@ -26,6 +26,7 @@ from ..cells import NATIVE, Cell, CellKey, driver_order
 from ..units import plain
 from ._base import (
     Plot,
+    ci_err,
     colour,
     count_text,
     fixed_params,
@@ -141,12 +142,7 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
                 if not ys:
                     continue
                 x = np.array(xs)
-                err = np.vstack(
-                    [
-                        np.nan_to_num(np.clip(x - np.array(los), 0, None)),
-                        np.nan_to_num(np.clip(np.array(his) - x, 0, None)),
-                    ]
-                )
+                err = ci_err(x, los, his)
                 ax.barh(
                     ys,
                     x - 1,

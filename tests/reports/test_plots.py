@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -238,3 +239,11 @@ def test_no_figure_shows_e_notation_or_raw_bytes(
         assert not [t for t in labels if re.fullmatch(r"\d{6,}", t)], labels  # raw bytes or ops
     for p in plots:
         assert re.search(r"n = \d", p.caption), p.title
+
+
+def test_a_zero_width_or_unknown_interval_draws_no_whisker() -> None:
+    from isobench.reports.plots._base import ci_err
+
+    err = ci_err([1.0, 2.0, 3.0], [0.5, 2.0, float("nan")], [1.5, 2.0, 3.5])
+    assert err[:, 0].tolist() == [0.5, 0.5]
+    assert all(math.isnan(v) for v in err[:, 1:].ravel())  # NaN: not drawn
