@@ -106,32 +106,44 @@ class HistoryPaths:
     html: Path
     plots: tuple[Path, ...]
     runs: tuple[str, ...]
+    #: Runs found in a folder that could not be read, with the reason.
+    skipped: tuple[str, ...] = ()
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Run directories among ``paths``: a run directory itself, or a directory holding run
-    directories (``results/``), so a CI job can point at the folder it keeps."""
-    found: list[Path] = []
+def discover(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
+    """Run directories among ``paths``, each with whether it was named itself: a run directory, or
+    a directory holding run directories (``results/``), so a CI job can point at the folder it
+    keeps."""
+    found: list[tuple[Path, bool]] = []
     for p in paths:
         if p.is_file() or (p / RESULTS).exists() or (p / JOURNAL).exists():
-            found.append(p)
+            found.append((p, True))
         elif p.is_dir():
             runs = sorted(d for d in p.iterdir() if (d / RESULTS).exists() or (d / JOURNAL).exists())
             if not runs:
                 raise ResultsError(
                     f"{p} holds no isobench results (no {RESULTS} in it or its subdirectories)"
                 )
-            found += runs
+            found += [(r, False) for r in runs]
         else:
             raise ResultsError(f"{p} does not exist")
     return found
 
 
-def load_runs(paths: Iterable[Path]) -> list[Results]:
-    """The runs in time order (by start), each run once."""
+def load_runs(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Results]:
+    """The runs in time order (by start), each run once. A run found inside a folder that cannot
+    be read (a newer schema, a corrupt file) is skipped and named in ``skipped``, so one broken
+    run does not hide the others; a run directory named itself must load."""
     runs: dict[str, Results] = {}
-    for p in discover(paths):
-        r = load_results(p)
+    for p, named in discover(paths):
+        try:
+            r = load_results(p)
+        except ResultsError as err:
+            if named or skipped is None:
+                raise
+            log.warning("skipping %s: %s", p, err)
+            skipped.append(f"{p}: {err}")
+            continue
         if r.run_id in runs:
             log.warning("run %s given twice (%s); keeping the first", r.run_id, p)
             continue
@@ -227,7 +239,8 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
     """Write history.html and plots/history-<group>.png for the runs under ``paths``."""
     from .plots.trends import draw_group  # matplotlib only when drawing
 
-    runs = load_runs(paths)
+    skipped: list[str] = []
+    runs = load_runs(paths, skipped)
     if not runs:
         raise ResultsError("no runs to draw")
     try:
@@ -250,9 +263,14 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         caption = draw_group(group, trends, labels, path)
         figures.append((group, path, caption))
     html = out_dir / "history.html"
-    atomic_write_text(html, _html(runs, figures))
+    atomic_write_text(html, _html(runs, figures, skipped))
     log.info("history written to %s", html)
-    return HistoryPaths(html=html, plots=tuple(p for _, p, _ in figures), runs=tuple(r.run_id for r in runs))
+    return HistoryPaths(
+        html=html,
+        plots=tuple(p for _, p, _ in figures),
+        runs=tuple(r.run_id for r in runs),
+        skipped=tuple(skipped),
+    )
 
 
 _CSS = """
@@ -264,7 +282,7 @@ figcaption{font-size:.85em;color:#555}
 """
 
 
-def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]]) -> str:
+def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]], skipped: Sequence[str]) -> str:
     rows = "".join(
         "<tr>"
         + "".join(
@@ -299,6 +317,9 @@ def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]]) -> 
         '<table id="runs"><thead><tr><th>#</th><th>run</th><th>started</th><th>status</th><th>kernel</th>'
         f"<th>samples</th><th>drivers</th></tr></thead><tbody>{rows}</tbody></table>",
     ]
+    if skipped:
+        items = "".join(f"<li>{escape(s)}</li>" for s in skipped)
+        out.append(f'<p id="skipped">Skipped, could not be read:</p><ul>{items}</ul>')
     if not figures:
         out.append('<p id="no-data">None of the headline figures was measured in these runs.</p>')
     for group, path, caption in figures:

@@ -512,6 +512,8 @@ def history(results_dirs: tuple[Path, ...], output: Path) -> None:
 
     _check_output_dir(output)
     paths = render_history(results_dirs, output)
+    for skipped in paths.skipped:
+        console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)
     out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
     out.print(f"history: {paths.html}")
 

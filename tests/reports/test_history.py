@@ -95,6 +95,17 @@ def test_same_run_given_twice_counts_once(three_runs: Path) -> None:
     assert [r.run_id for r in runs] == ["a-second"]
 
 
+def test_a_broken_run_in_a_folder_is_skipped_but_a_named_one_fails(three_runs: Path, tmp_path: Path) -> None:
+    broken = three_runs / "d-broken"
+    broken.mkdir()
+    (broken / RESULTS).write_text('{"schema_version": 99, "run": {}, "samples": []}')
+    paths = render_history([three_runs], tmp_path / "out")
+    assert len(paths.runs) == 3 and len(paths.skipped) == 1 and "d-broken" in paths.skipped[0]
+    assert 'id="skipped"' in paths.html.read_text()
+    with pytest.raises(ResultsError, match="schema version 99"):
+        load_runs([broken])
+
+
 def test_a_directory_without_runs_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="no isobench results"):
         load_runs([tmp_path])
