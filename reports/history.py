@@ -108,6 +108,8 @@ class HistoryPaths:
     runs: tuple[str, ...]
     #: Runs found in a folder that could not be read, with the reason.
     skipped: tuple[str, ...] = ()
+    #: What changed beyond the noise in the latest run, and persistent steps, as sentences.
+    findings: tuple[str, ...] = ()
 
 
 def discover(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
@@ -254,22 +256,25 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         ) from err
     labels = [f"{_when(r)[5:16]}\n{r.run_id[-6:]}" for r in runs]
     figures: list[tuple[str, Path, str]] = []
+    findings: list[str] = []
     for group in dict.fromkeys(t.group for t in TRENDS):
         trends = [(t, trend_points(runs, t)) for t in TRENDS if t.group == group]
         trends = [(t, pts) for t, pts in trends if pts]
         if not trends:
             continue
         path = plots_dir / f"history-{group}.png"
-        caption = draw_group(group, trends, labels, path)
-        figures.append((group, path, caption))
+        drawn = draw_group(group, trends, labels, path)
+        figures.append((group, path, drawn.caption))
+        findings += drawn.findings
     html = out_dir / "history.html"
-    atomic_write_text(html, _html(runs, figures, skipped))
+    atomic_write_text(html, _html(runs, figures, skipped, findings))
     log.info("history written to %s", html)
     return HistoryPaths(
         html=html,
         plots=tuple(p for _, p, _ in figures),
         runs=tuple(r.run_id for r in runs),
         skipped=tuple(skipped),
+        findings=tuple(findings),
     )
 
 
@@ -282,7 +287,25 @@ figcaption{font-size:.85em;color:#555}
 """
 
 
-def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]], skipped: Sequence[str]) -> str:
+def _changes(findings: Sequence[str], n_runs: int) -> str:
+    """What a CI reader wants first: what moved beyond the noise in the latest run, and any step."""
+    if findings:
+        items = "".join(f"<li>{escape(f)}</li>" for f in findings)
+        return f'<section id="changes"><h2>What changed</h2><ul>{items}</ul></section>'
+    if n_runs > 1:
+        return (
+            '<section id="changes"><h2>What changed</h2><p>Nothing beyond the noise: no headline figure '
+            "of the latest run has an interval disjoint from the run before, and no step.</p></section>"
+        )
+    return ""
+
+
+def _html(
+    runs: Sequence[Results],
+    figures: Sequence[tuple[str, Path, str]],
+    skipped: Sequence[str],
+    findings: Sequence[str],
+) -> str:
     rows = "".join(
         "<tr>"
         + "".join(
@@ -314,6 +337,7 @@ def _html(runs: Sequence[Results], figures: Sequence[tuple[str, Path, str]], ski
         "<p>The headline figures of each run in time order: per driver the median (line) and its 95% "
         "bootstrap interval (band). A ringed point's interval does not overlap the previous run's: a "
         "change beyond the noise of either run.</p>",
+        _changes(findings, len(runs)),
         '<table id="runs"><thead><tr><th>#</th><th>run</th><th>started</th><th>status</th><th>kernel</th>'
         f"<th>samples</th><th>drivers</th></tr></thead><tbody>{rows}</tbody></table>",
     ]

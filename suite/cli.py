@@ -515,6 +515,8 @@ def history(results_dirs: tuple[Path, ...], output: Path) -> None:
     for skipped in paths.skipped:
         console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)
     out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
+    for finding in paths.findings:
+        out.print(f"changed: {escape(finding)}", highlight=False)
     out.print(f"history: {paths.html}")
 
 

@@ -7,6 +7,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..history import Point, Trend, detect_step
 from ..units import human_pct
 from ._base import colour, count_text, human_axis, human_ticks, save, tex_safe
 
-__all__ = ["changed", "draw_group", "line_labels"]
+__all__ = ["GroupDrawing", "changed", "draw_group", "line_labels", "trend_word"]
 
 
 def line_labels(points: Sequence[Point]) -> dict[tuple[str, str], str]:
@@ -87,18 +88,35 @@ def _series(
             )
 
 
+def trend_word(prev: Point, cur: Point) -> str:
+    """ "better" or "worse" by the figure's direction, for a change beyond both runs' intervals."""
+    up = cur.median > prev.median
+    if prev.better not in ("higher", "lower"):
+        return "changed"
+    return "better" if up == (prev.better == "higher") else "worse"
+
+
+@dataclass(frozen=True)
+class GroupDrawing:
+    caption: str
+    #: Beyond-the-noise changes of the latest run and persistent steps, as sentences.
+    findings: tuple[str, ...]
+
+
 def draw_group(
     group: str, trends: Sequence[tuple[Trend, Sequence[Point]]], labels: Sequence[str], path: Path
-) -> str:
+) -> GroupDrawing:
     """One PNG, a row per figure of ``group``: the values (left) and each line relative to its own
     median over the runs (right), where a drift of a few percent is visible whatever the scale.
-    Returns the caption."""
+    Returns the caption and what changed."""
     nrows = len(trends)
     fig = Figure(figsize=(12, 0.8 + 3.1 * nrows))
     x_all = np.arange(len(labels))
     rings = 0
     steps: list[str] = []
+    latest: list[str] = []
     ns: list[int] = []
+    last_run = len(labels) - 1
     for i, (trend, points) in enumerate(trends):
         ax = fig.add_subplot(nrows, 2, 2 * i + 1)
         rel = fig.add_subplot(nrows, 2, 2 * i + 2)
@@ -117,6 +135,11 @@ def draw_group(
             if base:
                 _series(rel, pts, functools.partial(_percent_of, base), style, name, alpha=0.0)
             rings += sum(changed(a, b) for a, b in itertools.pairwise(pts))
+            if len(pts) > 1 and pts[-1].run == last_run and changed(pts[-2], pts[-1]):
+                move = human_pct(pts[-1].median / pts[-2].median - 1, 2) if pts[-2].median else "?"
+                latest.append(
+                    f"{name} {trend.title}: {move} vs the run before ({trend_word(pts[-2], pts[-1])})"
+                )
             step = detect_step([p.median for p in pts])
             if step is not None:
                 at = pts[step.at].run
@@ -174,4 +197,4 @@ def draw_group(
             + "; ".join(steps)
             + "."
         )
-    return caption
+    return GroupDrawing(caption, tuple(latest) + tuple(f"step: {s}" for s in steps))

@@ -88,6 +88,17 @@ def test_history_writes_one_png_per_group_and_a_self_contained_page(three_runs: 
     assert html.count('src="data:image/png;base64,') == 2
     assert html.index("c-first") < html.index("a-second") < html.index("b-third")
     assert "1 ringed point(s)" in html
+    # What moved in the latest run comes first, in words, with its direction.
+    assert paths.findings == ("vm start to ready: +30% vs the run before (worse)",)
+    assert html.index('id="changes"') < html.index('id="runs"') < html.index("<figure")
+
+
+def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for i in range(3):
+        _write_run(root, f"run-{i}", 1.0e9 + i, {"host": 0.002, "vm": 3.0})
+    paths = render_history([root], tmp_path / "out")
+    assert paths.findings == () and "Nothing beyond the noise" in paths.html.read_text()
 
 
 def test_same_run_given_twice_counts_once(three_runs: Path) -> None:
@@ -116,6 +127,7 @@ def test_cli_history(three_runs: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli.main, ["history", str(three_runs), "-o", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "3 runs, 2 figures" in res.output
+    assert "changed: vm start to ready: +30% vs the run before (worse)" in res.output
     assert (out / "history.html").exists() and (out / "plots" / "history-startup.png").exists()
 
 
@@ -149,4 +161,4 @@ def test_history_names_a_step_that_persists(tmp_path: Path) -> None:
     for i, vm in enumerate((3.0, 3.0, 3.0, 3.9, 3.9)):
         _write_run(root, f"run-{i}", 1.0e9 + i * 3600, {"host": 0.002, "vm": vm})
     html = render_history([root], tmp_path / "out").html.read_text()
-    assert "Steps (dashed line" in html and "vm start to ready: +30% from run 4" in html
+    assert "Steps (dashed line" in html and "step: vm start to ready: +30% from run 4" in html
