@@ -88,12 +88,11 @@ def _series(
             )
 
 
-def trend_word(prev: Point, cur: Point) -> str:
-    """ "better" or "worse" by the figure's direction, for a change beyond both runs' intervals."""
-    up = cur.median > prev.median
-    if prev.better not in ("higher", "lower"):
+def trend_word(better: str, up: bool) -> str:
+    """'better' or 'worse' for a move up or down of a figure where ``better`` is higher or lower."""
+    if better not in ("higher", "lower"):
         return "changed"
-    return "better" if up == (prev.better == "higher") else "worse"
+    return "better" if up == (better == "higher") else "worse"
 
 
 @dataclass(frozen=True)
@@ -138,12 +137,15 @@ def draw_group(
             if len(pts) > 1 and pts[-1].run == last_run and changed(pts[-2], pts[-1]):
                 move = human_pct(pts[-1].median / pts[-2].median - 1, 2) if pts[-2].median else "?"
                 latest.append(
-                    f"{name} {trend.title}: {move} vs the run before ({trend_word(pts[-2], pts[-1])})"
+                    f"{name} {trend.title}: {move} vs the run before ({trend_word(pts[-1].better, pts[-1].median > pts[-2].median)})"
                 )
             step = detect_step([p.median for p in pts])
             if step is not None:
                 at = pts[step.at].run
-                steps.append(f"{name} {trend.title}: {human_pct(step.ratio - 1, 2)} from run {at + 1}")
+                word = trend_word(pts[0].better, step.ratio > 1)
+                steps.append(
+                    f"{name} {trend.title}: {human_pct(step.ratio - 1, 2)} from run {at + 1} ({word})"
+                )
                 for target in (ax, rel):
                     target.axvline(at - 0.5, color=style[0], linestyle="--", linewidth=1.2, gid="step")
                 rel.annotate(

@@ -161,4 +161,4 @@ def test_history_names_a_step_that_persists(tmp_path: Path) -> None:
     for i, vm in enumerate((3.0, 3.0, 3.0, 3.9, 3.9)):
         _write_run(root, f"run-{i}", 1.0e9 + i * 3600, {"host": 0.002, "vm": vm})
     html = render_history([root], tmp_path / "out").html.read_text()
-    assert "Steps (dashed line" in html and "step: vm start to ready: +30% from run 4" in html
+    assert "Steps (dashed line" in html and "step: vm start to ready: +30% from run 4 (worse)" in html
