@@ -31,10 +31,11 @@ from pathlib import Path
 
 import libvirt
 from isobench.drivers.base import DriverContext, PhaseClock, SandboxSpec
+from isobench.drivers.guest.agent import AgentChannel
+from isobench.drivers.guest.options import DEFAULT_CMDLINE
+from isobench.drivers.guest.phases import boot_phases
 from isobench.drivers.vm import VmDriver, VmSandbox
-from isobench.drivers.vm.agent import AgentChannel
 from isobench.drivers.vm.domain import SLOT_AGENT_SERIAL, SLOT_ROOT_DISK
-from isobench.drivers.vm.driver import DEFAULT_CMDLINE, _boot_phases
 from isobench.images import Image, find_image
 from isobench.stats import ratio_ci
 
@@ -130,7 +131,7 @@ def direct_boot(img: Image, machine: str, accel: str, memory_mib: int) -> tuple[
             ch = AgentChannel.connect(str(work / "agent.sock"), time.monotonic() + 10)
             ready, ready_ns = ch.wait_ready(time.monotonic() + 120)
             cpu = _cpu_seconds(proc.pid)
-            _boot_phases(clock, t_spawn, ready, ready_ns)
+            boot_phases(clock, t_spawn, ready, ready_ns)
             clock.add("boot_total", t0, ready_ns)
             ch.close()
             t_kill = time.monotonic_ns()

@@ -1,6 +1,7 @@
-"""Reports: tables (pandas), figures (matplotlib), a single-file HTML report, summary.md, the A/B
-comparison and regression gate (:mod:`isobench.reports.compare`) and exports
-(:mod:`isobench.reports.export`)."""
+"""Reports: tables (pandas), figures (matplotlib), a single-file HTML report, summary.md, the
+comparison of runs (:mod:`isobench.reports.compare`) and of the variants of one A/B run
+(:mod:`isobench.reports.ab`), the regression gate's decision (:mod:`isobench.reports.gate`) and
+exports (:mod:`isobench.reports.export`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from isobench.errors import ResultsError
 from isobench.results import Results, atomic_write_text
 
 from .document import Document, build_document
+from .findings import findings
+from .headline import Headline, build_headline
 from .html import render_html
 from .markdown import render_markdown
-from .tables import summary_table
+from .tables import failures_table, summary_table
+from .warnings import WarningGroup, group_warnings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportPaths", "render", "summary_table"]
+__all__ = ["Overview", "ReportPaths", "overview", "render", "summary_table"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,24 @@ class ReportPaths:
     tables: tuple[Path, ...]
     #: Sections of the report that had no data (shown in the report too).
     empty_sections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the terminal shows after a run: the headline, its findings and the grouped warnings."""
+
+    headline: Headline
+    findings: tuple[str, ...]
+    warnings: tuple[WarningGroup, ...]
+
+
+def overview(results: Results) -> Overview:
+    summary = summary_table(results)
+    failures = failures_table(results)
+    headline = build_headline(results)
+    noisy = int(summary["noisy"].sum()) if not summary.empty else 0
+    said = findings(headline, results.run, noisy=noisy, total=len(summary), failed=len(failures))
+    return Overview(headline, tuple(said), group_warnings(results.run, summary, failures))
 
 
 def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:

@@ -14,9 +14,14 @@ import pandas as pd
 from isobench.results import Results
 
 from .cells import group_cells, variant_of
+from .findings import findings
+from .grid import GridTable, question_tables
+from .headline import Headline, build_headline
 from .methods import method_text, recorded_tools
 from .plots import SECTIONS, Plot, all_plots
 from .tables import failures_table, leakage_table, summary_table, wide_table
+from .units import human
+from .warnings import WarningGroup, group_warnings
 
 __all__ = ["Document", "build_document", "flatten"]
 
@@ -56,13 +61,48 @@ class Document:
     failures: pd.DataFrame
     leakage: pd.DataFrame
     plots: tuple[Plot, ...]
-    warnings: tuple[str, ...]
     empty_sections: tuple[str, ...]
     methods: tuple[WorkloadMethods, ...]
+    headline: Headline
+    findings: tuple[str, ...]
+    warning_groups: tuple[WarningGroup, ...]
+    #: Per workload, the tables that fit a window (drivers as rows).
+    grids: dict[str, list[GridTable]]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Every warning as one line (its group's line, then its items)."""
+        return tuple(x for g in self.warning_groups for x in (g.line, *g.items))
 
     @property
     def title(self) -> str:
         return f"isobench report — run {self.run.get('run_id', '?')}"
+
+    @property
+    def heading(self) -> str:
+        return "What isolation costs on this host"
+
+    def subtitle(self) -> str:
+        """Run, host and sandbox in one line, for the top of the page."""
+        parts = [f"isobench run {self.run.get('run_id', '?')}"]
+        started = self.run.get("started")
+        if isinstance(started, int | float) and math.isfinite(started):
+            parts.append(datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        host = self.run.get("host") or {}
+        if isinstance(host, Mapping):
+            cpu = " ".join(str(host.get("cpu_model") or "").split())
+            cores = f"{host['cpus']} CPUs" if host.get("cpus") else ""
+            mem = host.get("memory_bytes")
+            mem_text = human(float(mem), "bytes", 2) if isinstance(mem, int | float) and mem else ""
+            kernel = f"kernel {host['kernel']}" if host.get("kernel") else ""
+            parts.append(", ".join(p for p in (cpu, cores, mem_text, kernel) if p))
+        config = self.run.get("config") or {}
+        if isinstance(config, Mapping):
+            if config.get("vcpus") and config.get("memory_mib"):
+                parts.append(f"sandboxes: {config['vcpus']} vCPU, {config['memory_mib']} MiB")
+            if config.get("quick"):
+                parts.append("--quick")
+        return " \u00b7 ".join(p for p in parts if p)
 
     def run_facts(self) -> list[tuple[str, str]]:
         skip = {"host", "drivers"}
@@ -81,20 +121,6 @@ class Document:
         return {str(k): list(flatten(v)) for k, v in drivers.items()} if isinstance(drivers, Mapping) else {}
 
 
-def _tcg_warnings(run: Mapping[str, Any]) -> list[str]:
-    out = []
-    drivers = run.get("drivers") or {}
-    if isinstance(drivers, Mapping):
-        for name, meta in drivers.items():
-            if isinstance(meta, Mapping) and str(meta.get("accel", "")).lower() == "tcg":
-                out.append(
-                    f"driver {name!s} ran guests with TCG (software CPU emulation, no KVM): its "
-                    "startup, CPU and I/O figures are far slower than KVM and not representative "
-                    "of production virtual machines."
-                )
-    return out
-
-
 def build_document(results: Results, plots_dir: Path) -> Document:
     cells = group_cells(results)
     summary = summary_table(results, cells=cells)
@@ -111,24 +137,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
     offsets = {k: float(np.median(v)) for k, v in offsets_acc.items()}
     plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets, results)
 
-    warnings: list[str] = []
-    status = results.run.get("status")
-    if status not in (None, "complete"):
-        warnings.append(f"run status is {status!r}: results may be incomplete.")
-    warnings += _tcg_warnings(results.run)
-    if not summary.empty and "host" not in set(summary["driver"]):
-        warnings.append("no native (host) samples in this run: ratios to native cannot be computed.")
-    for rec in summary[summary["noisy"]].to_dict("records"):
-        variant = f" [{rec['variant']}]" if rec["variant"] else ""
-        warnings.append(
-            f"high variation: {rec['driver']} / {rec['workload']} / {rec['metric']}{variant}: "
-            f"CoV {float(rec['cov']) * 100:.1f}% over n={int(rec['n'])} (above 5%); "
-            "treat its figures with care."
-        )
     failures = failures_table(results)
-    for r in failures.itertuples():
-        warnings.append(f"failed cell: {r.driver} / {r.workload} repetition {r.repetition}: {r.error}")
-    warnings += plot_errors
 
     present = {p.section for p in plots}
     empty = tuple(SECTIONS[s] for s in SECTIONS if s not in present)
@@ -153,14 +162,21 @@ def build_document(results: Results, plots_dir: Path) -> Document:
                 tools=tuple(recorded_tools(ws)),
             )
         )
+    headline = build_headline(results, cells=cells)
+    noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     return Document(
+        headline=headline,
+        findings=tuple(
+            findings(headline, results.run, noisy=noisy, total=len(summary), failed=len(failures))
+        ),
+        warning_groups=group_warnings(results.run, summary, failures, plot_errors),
+        grids=question_tables(cells),
         run=results.run,
         summary=summary,
         wide=wide,
         failures=failures,
         leakage=leakage_table(summary) if not summary.empty else pd.DataFrame(),
         plots=tuple(plots),
-        warnings=tuple(warnings),
         empty_sections=empty,
         methods=tuple(methods),
     )

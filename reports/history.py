@@ -1,5 +1,6 @@
 """A view across runs (asv's graphs): the headline figures of several runs, in time order, as trends
-with the median and its 95% bootstrap interval per run, so a CI job that keeps its results shows drift.
+with the median and its interval per run (the exact order-statistic one of :mod:`isobench.stats`), so
+a CI job that keeps its results shows drift.
 
 Each run is one point per driver and figure; runs are spaced evenly (labelled with their start time)
 so a burst of runs stays readable. A point whose interval does not overlap the previous run's is
@@ -99,6 +100,8 @@ class Point:
     ci_high: float
     unit: str
     better: str
+    #: The confidence the interval really has (NaN at n = 1; the range below n = 6).
+    ci_confidence: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:
                     s.ci_high,
                     cell.unit,
                     str(cell.better),
+                    s.ci_confidence,
                 )
             )
     return points
@@ -334,8 +338,9 @@ def _html(
         "img-src data:; style-src 'unsafe-inline'\">",
         f"<title>isobench history — {len(runs)} runs</title><style>{_CSS}</style></head><body>",
         f"<h1>isobench history: {len(runs)} runs</h1>",
-        "<p>The headline figures of each run in time order: per driver the median (line) and its 95% "
-        "bootstrap interval (band). A ringed point's interval does not overlap the previous run's: a "
+        "<p>The headline figures of each run in time order: per driver the median (line) and its "
+        "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below). "
+        "A ringed point's interval does not overlap the previous run's: a "
         "change beyond the noise of either run.</p>",
         _changes(findings, len(runs)),
         '<table id="runs"><thead><tr><th>#</th><th>run</th><th>started</th><th>status</th><th>kernel</th>'

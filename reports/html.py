@@ -13,25 +13,42 @@ from html import escape
 import pandas as pd
 
 from .document import Document
+from .headline import Figure
 from .methods import STATISTICS
 from .plots import SECTIONS
-from .tables import fmt
+from .tables import detail_table, fmt
+from .units import NA, unit_label
 
 __all__ = ["render_html"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;
+max-width:1220px;padding:.5em 1em;color:#222;line-height:1.35}
+h1{font-size:1.45em;margin:.3em 0 .1em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+.sub{color:#555;margin:0 0 .6em;font-size:.9em}
+table{border-collapse:collapse;margin:.4em 0 1.2em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .45em;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.warnings{background:#fff4e5;border:1px solid #f0a030;padding:.5em 1em}
-.warnings li{margin:.2em 0}.ok{color:#2a7}
+table.grid{width:auto;min-width:40%}table.headline{width:100%}
+.caption{margin:.8em 0 0;font-size:.9em}
+table.grid td{text-align:right;font-variant-numeric:tabular-nums;white-space:normal}
+table.grid tbody th{white-space:nowrap;font-weight:600}
+table.grid td b{display:block;font-weight:600;white-space:nowrap}
+table.grid small,table.grid th small{display:block;color:#555;font-size:.82em;font-weight:normal}
+table.headline{font-size:.88em}table.headline thead th{font-size:.92em}
+.v-better{background:#dcf2e1}.v-worse{background:#fadcd9}.v-same{background:#fff}
+.v-baseline{background:#f3f3f3}.v-unsure,.v-none{background:#fff}
+.legend span{padding:0 .35em;border:1px solid #ccc}
+.legend,.params{font-size:.82em;color:#444;margin:.2em 0 .5em}
+.findings{margin:.4em 0;padding-left:1.2em;font-size:.93em}.findings li{margin:.1em 0}
+.warning{background:#fff4e5;border:1px solid #f0a030;padding:.3em .8em;margin:.3em 0}
+details.warning summary{cursor:pointer}.ok{color:#2a7}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}
-nav a{margin-right:1em}.kv td:first-child{font-family:monospace;white-space:nowrap}
+nav{margin:.8em 0}nav a{margin-right:1em}.kv td:first-child{font-family:monospace;white-space:nowrap}
 .scroll{overflow-x:auto}
+@media (max-width:1180px){table.grid td b{white-space:normal}table.grid th{overflow-wrap:anywhere}
+table.headline{font-size:.8em}}details>summary{cursor:pointer;color:#135}
 """
 
 
@@ -64,58 +81,108 @@ def _kv(pairs: Iterable[tuple[str, str]]) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>' if rows else "<p>None recorded.</p>"
 
 
-def render_html(doc: Document) -> str:
-    out: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # No scripts, no remote loads: the file must work offline and cannot run injected code.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{escape(doc.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(doc.title)}</h1>",
-        '<nav><a href="#metadata">Metadata</a><a href="#warnings">Warnings</a>'
-        '<a href="#tables">Tables</a><a href="#figures">Figures</a><a href="#methods">Methods</a></nav>',
-    ]
+def _figure_cell(fig: Figure | None) -> str:
+    if fig is None:
+        return f'<td class="v-none">{NA}</td>'
+    detail = f"<small>{escape(fig.detail)}</small>" if fig.detail else ""
+    return f'<td class="v-{fig.verdict}" title="{escape(fig.tip)}"><b>{escape(fig.text)}</b>{detail}</td>'
 
-    out.append('<section id="metadata"><h2>Run and host</h2>')
-    out.append(_kv(doc.run_facts()))
-    out.append("<h3>Host</h3>" + _kv(doc.host_facts()))
-    out.append("<h3>Drivers</h3>")
-    drivers = doc.driver_facts()
-    if not drivers:
-        out.append("<p>No driver metadata recorded.</p>")
-    for name, facts in drivers.items():
-        accel = dict(facts).get("accel")
-        label = f"{name} (accel: {accel})" if accel else name
-        out.append(f"<h4>{escape(label)}</h4>{_kv(facts)}")
-    out.append("</section>")
 
-    out.append('<section id="warnings"><h2>Warnings</h2>')
-    if doc.warnings:
-        out.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in doc.warnings) + "</ul>")
+def _grid(rows: Iterable[tuple[str, Iterable[Figure | None]]], head: str, cls: str = "grid") -> str:
+    body = "".join(
+        f"<tr><th>{escape(label)}</th>" + "".join(_figure_cell(f) for f in figs) + "</tr>"
+        for label, figs in rows
+    )
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+_LEGEND = (
+    '<p class="legend"><span class="v-better">better than native</span> '
+    '<span class="v-worse">worse than native</span> '
+    '<span class="v-same">no significant difference</span> '
+    "(95% interval of the ratio includes 1, or under 5%); uncoloured: not compared, or n=1. Small "
+    "print: the median's interval (&plusmn; share of the median; the range at n&le;5) and the ratio to "
+    "native (&times;); hover for exact bounds.</p>"
+)
+
+
+def _headline(doc: Document) -> str:
+    h = doc.headline
+    out = ['<section id="headline">', f"<h1>{escape(doc.heading)}</h1>"]
+    out.append(f'<p class="sub">{escape(doc.subtitle())}</p>')
+    if h.empty:
+        out.append("<p>No headline figure: this run has no successful measurement.</p>")
     else:
-        out.append('<p class="ok">No warnings: every cell succeeded and every CoV is within 5%.</p>')
+        head = "<th>driver</th>" + "".join(
+            f'<th title="{escape(q.params)}">{escape(q.title)}'
+            + (f"<small>n={h.n[q.key]}</small>" if h.n.get(q.key) else "")
+            + "</th>"
+            for q in h.questions
+        )
+        rows = [(d, [h.figure(d, q.key) for q in h.questions]) for d in h.drivers]
+        out.append(_grid(rows, head, "grid headline"))
+        out.append(_LEGEND)
+    out.append('<ul class="findings">' + "".join(f"<li>{escape(f)}</li>" for f in doc.findings) + "</ul>")
+    if not h.empty:
+        out.append(
+            '<p class="params">'
+            + " &middot; ".join(f"<b>{escape(q.title)}</b>: {escape(q.params)}" for q in h.questions)
+            + "</p>"
+        )
     out.append("</section>")
+    return "".join(out)
 
-    out.append('<section id="tables"><h2>Results per workload</h2>')
+
+def _warnings(doc: Document) -> str:
+    out = ['<section id="warnings"><h2>Warnings</h2>']
+    if not doc.warning_groups:
+        out.append('<p class="ok">No warnings: every cell succeeded and every CoV is within 5%.</p>')
+    for g in doc.warning_groups:
+        line = f'<p class="warning">{escape(g.line)}</p>'
+        if g.items:
+            items = "".join(f"<li>{escape(i)}</li>" for i in g.items)
+            line = f'<details class="warning"><summary>{escape(g.line)}</summary><ul>{items}</ul></details>'
+        out.append(line)
+    out.append("</section>")
+    return "".join(out)
+
+
+def _tables(doc: Document) -> str:
+    out = ['<section id="tables"><h2>Results per workload</h2>']
     out.append(
-        "<p>Median with its 95% bootstrap interval, number of repetitions and CoV per driver; ratio "
-        "to the native (host) median with its 95% interval.</p>"
+        "<p>Per workload, drivers as rows: the median with its interval and the ratio to native in "
+        "small print, coloured as in the headline; parameters every column shares are stated once "
+        "under the heading. Every metric (start-up phases, single probes, memory parts) is in the "
+        "collapsed table under each workload.</p>"
     )
     if not doc.wide:
         out.append("<p>No measured samples in this run.</p>")
-    for workload, df in doc.wide.items():
+    for workload in doc.wide:
         out.append(f'<h3 id="table-{escape(workload)}">{escape(workload)}</h3>')
-        out.append(_table(df.drop(columns=["workload"])))
+        for t in doc.grids.get(workload, []):
+            if t.title or t.params:
+                title = f"<b>{escape(t.title)}</b>" if t.title else ""
+                sep = " \u2014 " if t.title and t.params else ""
+                out.append(f'<p class="caption">{title}{sep}{escape(t.params)}</p>')
+            head = "<th>driver</th>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns)
+            out.append(_grid(t.rows, head))
+        detail = detail_table(doc.summary[doc.summary["workload"] == workload])
+        out.append(
+            f"<details><summary>every figure of {escape(workload)} ({len(detail)} rows)</summary>"
+            + _table(detail, numeric=("n",))
+            + "</details>"
+        )
     if not doc.leakage.empty:
         out.append('<h3 id="leak-score">Leak score</h3>')
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     out.append('<h3 id="failures">Failed cells</h3>')
     out.append(_table(doc.failures) if not doc.failures.empty else "<p>None.</p>")
     out.append("</section>")
+    return "".join(out)
 
-    out.append('<section id="figures"><h2>Figures</h2>')
+
+def _figures(doc: Document) -> str:
+    out = ['<section id="figures"><h2>Figures</h2>']
     for section, heading in SECTIONS.items():
         plots = [p for p in doc.plots if p.section == section]
         if not plots:
@@ -132,21 +199,59 @@ def render_html(doc: Document) -> str:
             '<p id="no-data">No data in this run for: ' + escape(", ".join(doc.empty_sections)) + ".</p>"
         )
     out.append("</section>")
+    return "".join(out)
 
-    out.append('<section id="methods"><h2>Methods</h2>')
-    out.append(f"<p>{escape(STATISTICS)}</p>")
+
+def _methods(doc: Document) -> str:
+    out = ['<section id="methods"><h2>Methods</h2>', f"<p>{escape(STATISTICS)}</p>"]
     for m in doc.methods:
         out.append(f"<h3>{escape(m.workload)}</h3><p>{escape(m.text)}</p>")
         if m.metrics:
             items = "".join(
                 f"<li><code>{escape(metric)}</code> "
-                f"({escape(unit or 'no unit')}, {escape(better)} is better)</li>"
+                f"({escape(unit_label(unit) if unit else 'no unit')}, {escape(better)} is better)</li>"
                 for metric, unit, better in m.metrics
             )
-            out.append(f"<p>Metrics:</p><ul>{items}</ul>")
+            out.append(f"<details><summary>{len(m.metrics)} metrics</summary><ul>{items}</ul></details>")
         out.append(f"<p>Drivers: {escape(', '.join(m.drivers))}.</p>")
         if m.tools:
             out.append("<p>Recorded tools: " + escape("; ".join(m.tools)) + ".</p>")
     out.append("</section>")
-    out.append("<footer><p>Generated by isobench.</p></footer></body></html>")
-    return "\n".join(out) + "\n"
+    return "".join(out)
+
+
+def _metadata(doc: Document) -> str:
+    out = [
+        '<section id="metadata"><h2>Run and host</h2><details><summary>run, host and driver metadata</summary>'
+    ]
+    out.append(_kv(doc.run_facts()))
+    out.append("<h3>Host</h3>" + _kv(doc.host_facts()))
+    out.append("<h3>Drivers</h3>")
+    drivers = doc.driver_facts()
+    if not drivers:
+        out.append("<p>No driver metadata recorded.</p>")
+    for name, facts in drivers.items():
+        accel = dict(facts).get("accel")
+        label = f"{name} (accel: {accel})" if accel else name
+        out.append(f"<h4>{escape(label)}</h4>{_kv(facts)}")
+    out.append("</details></section>")
+    return "".join(out)
+
+
+def render_html(doc: Document) -> str:
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # No scripts, no remote loads: the file must work offline and cannot run injected code.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>{escape(doc.title)}</title><style>{_CSS}</style></head><body>",
+    ]
+    nav = (
+        '<nav><a href="#warnings">Warnings</a><a href="#tables">Tables</a><a href="#figures">Figures</a>'
+        '<a href="#methods">Methods</a><a href="#metadata">Run and host</a></nav>'
+    )
+    body = [_headline(doc), nav, _warnings(doc), _tables(doc), _figures(doc), _methods(doc), _metadata(doc)]
+    tail = "<footer><p>Generated by isobench.</p></footer></body></html>"
+    return "\n".join([*head, *body, tail]) + "\n"

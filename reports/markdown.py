@@ -1,25 +1,28 @@
-"""summary.md: the report as Markdown, for pull-request comments and terminals."""
+"""summary.md: the headline, the findings and the grouped warnings, short enough for a pull-request
+comment; every figure is in tables/*.csv and report.html."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
 from .document import Document
-from .methods import STATISTICS
-from .plots import SECTIONS
+from .headline import Figure, Headline
 from .tables import fmt
 
-__all__ = ["md_table", "render_markdown"]
+__all__ = ["MARKS", "headline_markdown", "md_table", "render_markdown"]
+
+#: Markdown has no colour: a verdict against native is a mark after the figure.
+MARKS = {"better": " \u25b2", "worse": " \u25bc"}
 
 
 def _md(text: object) -> str:
-    # Markdown renderers pass raw HTML through, so untrusted text is HTML-escaped; pipes would split
+    # Markdown renderers pass raw HTML through, so untrusted text is HTML-escaped (quotes matter only
+    # inside attributes, which this file never writes, so they stay readable); pipes would split
     # table cells and newlines would end the row.
-    return escape(str(text)).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _cell(v: object) -> str:
@@ -39,39 +42,58 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _kv(pairs: Iterable[tuple[str, str]]) -> str:
-    return "".join(f"- `{_md(k)}`: {_md(v)}\n" for k, v in pairs) or "_None recorded._\n"
+def _figure(fig: Figure | None) -> str:
+    if fig is None:
+        return "\u2013"
+    detail = f" ({fig.detail})" if fig.detail else ""
+    return _md(f"{fig.text}{detail}{MARKS.get(fig.verdict, '')}")
+
+
+def headline_markdown(h: Headline) -> str:
+    """The headline as a Markdown table, drivers as rows."""
+    if h.empty:
+        return "_No headline figure: this run has no successful measurement._\n"
+    head = ["driver"] + [f"{q.title} (n={h.n[q.key]})" if h.n.get(q.key) else q.title for q in h.questions]
+    lines = ["| " + " | ".join(_md(c) for c in head) + " |", "|" + "---|" * len(head)]
+    for d in h.drivers:
+        cells = [_md(d)] + [_figure(h.figure(d, q.key)) for q in h.questions]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        "\n\u25b2 better than native, \u25bc worse (95% interval of the ratio excludes 1); no mark: no "
+        "significant difference, or not compared. In brackets: the median's interval (\u00b1 share of the "
+        "median) and the ratio to native (\u00d7).\n"
+    )
+    params = "; ".join(f"**{_md(q.title)}**: {_md(q.params)}" for q in h.questions)
+    lines.append(f"\n{params}.\n")
+    return "\n".join(lines)
 
 
 def render_markdown(doc: Document, out_dir: Path) -> str:
+    del out_dir  # paths below are relative to the report directory summary.md is written into
     parts = [
-        f"# {_md(doc.title)}\n",
-        "## Run and host\n",
-        _kv(doc.run_facts()),
-        "\n### Host\n",
-        _kv(doc.host_facts()),
+        f"# {_md(doc.heading)}\n\n",
+        f"{_md(doc.subtitle())}\n\n",
+        headline_markdown(doc.headline),
+        "\n## Findings\n\n",
+        "".join(f"- {_md(f)}\n" for f in doc.findings),
+        "\n## Warnings\n\n",
     ]
-    for name, facts in doc.driver_facts().items():
-        parts += [f"\n### Driver {_md(name)}\n", _kv(facts)]
-    parts.append("\n## Warnings\n")
-    parts.append("".join(f"- {_md(w)}\n" for w in doc.warnings) or "None.\n")
-    parts.append("\n## Results per workload\n")
-    for workload, df in doc.wide.items():
-        parts += [f"\n### {_md(workload)}\n\n", md_table(df.drop(columns=["workload"]))]
-    if not doc.leakage.empty:
-        parts += ["\n### Leak score\n\n", md_table(doc.leakage)]
-    if not doc.failures.empty:
-        parts += ["\n### Failed cells\n\n", md_table(doc.failures)]
-    parts.append("\n## Figures\n")
-    for section, heading in SECTIONS.items():
-        for p in (p for p in doc.plots if p.section == section):
-            rel = p.path.relative_to(out_dir) if p.path.is_relative_to(out_dir) else p.path
-            parts.append(f"\n**{_md(heading)}: {_md(p.title)}**\n\n![{_md(p.title)}]({rel.as_posix()})\n")
+    if not doc.warning_groups:
+        parts.append("None: every cell succeeded and every CoV is within 5%.\n")
+    for g in doc.warning_groups:
+        if g.kind == "failed":
+            # few, and each one matters: listed here too
+            parts.append(f"- {_md(g.line)}\n" + "".join(f"  - {_md(i)}\n" for i in g.items[:10]))
+            continue
+        listed = f" ({len(g.items)} listed in report.html)" if g.items else ""
+        parts.append(f"- {_md(g.line)}{listed}\n")
+    parts.append(
+        "\n## Detail\n\n"
+        "Every figure (median, its interval and confidence, n, CoV, ratio to native, in raw SI units) is in "
+        "`tables/summary.csv`; per workload, readable tables are in `tables/wide-*.csv`, failed cells in "
+        "`tables/failures.csv`; charts in `plots/*.png`; all of it with methods and run metadata in "
+        "`report.html`.\n"
+    )
     if doc.empty_sections:
         parts.append(f"\nNo data in this run for: {_md(', '.join(doc.empty_sections))}.\n")
-    parts += ["\n## Methods\n\n", _md(STATISTICS), "\n"]
-    for m in doc.methods:
-        parts.append(f"\n### {_md(m.workload)}\n\n{_md(m.text)}\n")
-        if m.tools:
-            parts.append(f"\nRecorded tools: {_md('; '.join(m.tools))}\n")
     return "".join(parts)

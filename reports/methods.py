@@ -9,8 +9,11 @@ from isobench.model import Sample
 __all__ = ["STATISTICS", "method_text", "recorded_tools"]
 
 STATISTICS = (
-    "Every figure is the median of the measured repetitions (warm-up repetitions excluded). The 95% "
-    "interval is a percentile bootstrap of the median (10,000 resamples). CoV is the sample standard "
+    "Every figure is the median of the measured repetitions (warm-up repetitions excluded). Its "
+    "interval is the exact order-statistic (binomial) interval of the median, which holds for any "
+    "distribution: at least 95% from 6 repetitions on; with fewer it is the range of the values, "
+    "printed with the confidence it really has (3 repetitions: 75%); one repetition has none. CoV is "
+    "the sample standard "
     "deviation over the mean; a cell whose CoV exceeds 5% is flagged noisy. Ratios to native are the "
     "ratio of a driver's median to the host driver's median for the same workload, metric and "
     "parameters, with a bootstrap interval that resamples both sides independently. Samples of "

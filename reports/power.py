@@ -22,6 +22,7 @@ class GateRates:
     threshold: float
     trials: int
     fail_rate: float  # share of comparisons where the gate failed
+    cannot_judge_rate: float = 0.0  # share where n was too small for the test at alpha
 
 
 def gate_rates(
@@ -35,16 +36,17 @@ def gate_rates(
     better: Better = "lower",
     seed: int = 0,
 ) -> GateRates:
-    """Fail rate of a ``metric:threshold`` rule when the current run is ``shift`` (0.1 = 10% worse)
-    off the baseline. Timings are drawn log-normal (right-skewed, as real start-up times are) with
-    coefficient of variation ``cov``; ``shift=0`` gives the A/A false-alarm rate."""
+    """Fail rate of a ``metric:threshold`` rule (one gated metric) when the current run is ``shift``
+    (0.1 = 10% worse) off the baseline. Timings are drawn log-normal (right-skewed, as real start-up
+    times are) with coefficient of variation ``cov``; ``shift=0`` gives the A/A false-alarm rate."""
     rng = np.random.default_rng(seed)
     sigma = math.sqrt(math.log1p(cov**2))
     factor = 1.0 + shift if better == "lower" else 1.0 / (1.0 + shift)
-    fails = 0
+    fails = stuck = 0
     for _ in range(trials):
         base = rng.lognormal(0.0, sigma, n)
         cur = rng.lognormal(0.0, sigma, n) * factor
         a = assess(base, cur, better, alpha=alpha, min_effect=threshold)
-        fails += a.verdict == "slower" and a.regression > threshold
-    return GateRates(n, cov, shift, threshold, trials, fails / trials)
+        fails += a.failed
+        stuck += a.verdict == "cannot judge"
+    return GateRates(n, cov, shift, threshold, trials, fails / trials, stuck / trials)

@@ -10,14 +10,17 @@ from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
 from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe
+from .units import human_ci, human_ratio, plain
 
 __all__ = [
     "NA",
     "SUMMARY_COLUMNS",
     "TIMES",
+    "detail_table",
     "failures_table",
     "fmt",
     "fmt_ci",
+    "fmt_interval",
     "fmt_ratio",
     "leakage_table",
     "summary_table",
@@ -39,6 +42,7 @@ SUMMARY_COLUMNS = (
     "median",
     "ci_low",
     "ci_high",
+    "ci_confidence",
     "cov",
     "noisy",
     "ratio_to_native",
@@ -48,7 +52,8 @@ SUMMARY_COLUMNS = (
 
 
 def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = None) -> pd.DataFrame:
-    """One row per (workload, metric, params variant, driver): n, median with its 95% bootstrap CI,
+    """One row per (workload, metric, params variant, driver): n, median with its exact interval
+    (at least 95%; ``ci_confidence`` is what it achieves, less at n <= 5, NaN at n=1),
     CoV, the noisy flag, and the ratio of medians to the native driver with its CI (NaN where there
     is no native cell to compare with, and for the native driver itself ratio 1)."""
     cells = group_cells(results) if cells is None else cells
@@ -75,6 +80,7 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
                 "median": s.median,
                 "ci_low": s.ci_low,
                 "ci_high": s.ci_high,
+                "ci_confidence": s.ci_confidence,
                 "cov": s.cov,
                 "noisy": s.noisy,
                 "ratio_to_native": r_val,
@@ -87,23 +93,39 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
 
 
 def fmt(v: float) -> str:
+    """A bare number with up to 4 significant digits, never in e-notation."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return NA
-    if math.isinf(v):
-        return "∞"
-    return f"{v:.4g}"
+    short = f"{float(v):.4g}"
+    return plain(float(v), 4) if "e" in short or "inf" in short else short
 
 
-def fmt_ci(median: float, lo: float, hi: float) -> str:
-    return f"{fmt(median)} [{fmt(lo)}, {fmt(hi)}]"
+def fmt_interval(lo: float, hi: float, confidence: float = math.nan, *, nominal: float = 0.95) -> str:
+    """ "[lo, hi]"; with fewer values than a 95% interval needs, the range and the confidence it
+    really has ("[1.2, 1.9] range, 75%" at n=3); nothing for a single value."""
+    if math.isnan(lo) or math.isnan(hi):
+        return NA
+    text = f"[{fmt(lo)}, {fmt(hi)}]"
+    return text + _shortfall(confidence, nominal)
+
+
+def _shortfall(confidence: float, nominal: float = 0.95) -> str:
+    if not math.isnan(confidence) and confidence < nominal - 1e-9:
+        return f" range, {confidence * 100:.3g}%"
+    return ""
+
+
+def fmt_ci(median: float, lo: float, hi: float, confidence: float = math.nan, unit: str = "") -> str:
+    """The median with its interval; in human units when ``unit`` is given ("2.10 [1.90, 2.50] ms")."""
+    if unit:
+        text = human_ci(median, lo, hi, unit)
+        return text if math.isnan(lo) or math.isnan(hi) else text + _shortfall(confidence)
+    interval = fmt_interval(lo, hi, confidence)
+    return fmt(median) if interval == NA else f"{fmt(median)} {interval}"
 
 
 def fmt_ratio(v: float, lo: float, hi: float) -> str:
-    if math.isnan(v):
-        return NA
-    if math.isnan(lo):
-        return f"{TIMES}{v:.3f}"
-    return f"{TIMES}{v:.3f} [{lo:.3f}, {hi:.3f}]"
+    return human_ratio(v, lo, hi)
 
 
 def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +150,11 @@ def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
         by_driver = {str(r["driver"]): r for _, r in grp.iterrows()}
         for d in drivers:
             r = by_driver.get(d)
-            row[f"{d} median [95% CI]"] = NA if r is None else fmt_ci(r["median"], r["ci_low"], r["ci_high"])
+            row[f"{d} median [95% CI]"] = (
+                NA
+                if r is None
+                else fmt_ci(r["median"], r["ci_low"], r["ci_high"], r["ci_confidence"], str(r["unit"]))
+            )
             row[f"{d} n / CoV"] = (
                 NA
                 if r is None
@@ -143,6 +169,34 @@ def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     df = pd.DataFrame(out)
     return df[index_cols + [c for c in df.columns if c not in index_cols]]
+
+
+def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every figure of some workload in long form (one row per metric, params and driver), in human
+    units: what the report keeps behind a <details>, narrow enough for a window."""
+    if summary.empty:
+        return pd.DataFrame()
+    rows = []
+    for r in summary.to_dict("records"):
+        unit = str(r["unit"])
+        ratio = (
+            ""
+            if r["driver"] == NATIVE
+            else fmt_ratio(r["ratio_to_native"], r["ratio_ci_low"], r["ratio_ci_high"])
+        )
+        rows.append(
+            {
+                "metric": r["metric"],
+                "params": r["variant"],
+                "driver": r["driver"],
+                "median [interval]": fmt_ci(r["median"], r["ci_low"], r["ci_high"], r["ci_confidence"], unit),
+                "n": int(r["n"]),
+                "CoV": f"{r['cov'] * 100:.1f}%" + (" (noisy)" if r["noisy"] else ""),
+                f"/ {NATIVE} [95% CI]": ratio,
+                "better": r["better"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def failures_table(results: Results) -> pd.DataFrame:

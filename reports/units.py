@@ -62,7 +62,8 @@ _SCALES: dict[str, tuple[Scale, ...]] = {
 
 
 def plain(x: float, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits in fixed notation: 0.000123, 12.3, 12300."""
+    """``x`` with ``digits`` significant digits in fixed notation: 0.000123, 12.3, 12300 (33583 is
+    33600: large numbers are rounded, not written out)."""
     if math.isnan(x):
         return NA
     if math.isinf(x):
@@ -70,6 +71,9 @@ def plain(x: float, digits: int = 3) -> str:
     if x == 0:
         return "0"
     magnitude = math.floor(math.log10(abs(x)))
+    if magnitude >= digits:
+        # no more significant digits than asked for: 33583 -> 33600, never 3.36e+04
+        return f"{round(x, digits - 1 - magnitude):.0f}"
     decimals = max(0, digits - 1 - magnitude)
     return f"{x:.{decimals}f}"
 
@@ -112,6 +116,8 @@ def human(value: float | None, unit: str, digits: int = 3) -> str:
         return f"{plain(v / s.divisor, digits)} {s.label}"
     if unit == "score":
         return plain(v, digits)
+    if unit == "%":
+        return f"{plain(v, digits)}%"
     s = _count_scale(abs(v))
     text = f"{plain(v / s.divisor, digits)}{s.label}"
     return f"{text} {unit}" if unit else text
@@ -122,11 +128,17 @@ def human_ci(median: float, lo: float, hi: float, unit: str, digits: int = 3) ->
     if median is None or math.isnan(median):
         return NA
     scales = _SCALES.get(unit)
-    if not scales or unit in ("bool", "ratio") or math.isnan(lo) or math.isnan(hi):
+    if unit in ("bool", "ratio", "score", "%") or math.isnan(lo) or math.isnan(hi):
         return human(median, unit, digits)
-    s = _pick(scales, abs(median))
+    if scales:
+        s = _pick(scales, abs(median))
+        label = f" {s.label}"
+    else:
+        # counts in any other unit: one k/M prefix for all three (12.3 [12.1, 12.6] k events/s)
+        s = _count_scale(abs(median))
+        label = f" {s.label} {unit}".rstrip() if s.label else (f" {unit}" if unit else "")
     f = s.divisor
-    return f"{plain(median / f, digits)} [{plain(lo / f, digits)}, {plain(hi / f, digits)}] {s.label}"
+    return f"{plain(median / f, digits)} [{plain(lo / f, digits)}, {plain(hi / f, digits)}]{label}"
 
 
 def human_ratio(value: float, lo: float = math.nan, hi: float = math.nan, digits: int = 3) -> str:

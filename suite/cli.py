@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import tempfile
@@ -21,13 +20,15 @@ from isobench.drivers.base import Availability, Driver, all_drivers, check_drive
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
-from isobench.reports import render, summary_table
+from isobench.reports import overview, render
+from isobench.reports.ab import compare_ab
+from isobench.reports.compare import Comparison, parse_rules
 from isobench.reports.compare import compare as compare_runs
-from isobench.reports.compare import parse_rules
 from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -151,55 +152,45 @@ class _RichProgress(RunProgress):
         self._p.advance(self._task)
 
 
+_VERDICT_STYLE = {"better": "green", "worse": "red", "same": "", "unsure": "", "baseline": "dim", "none": ""}
+
+
 def print_summary(results: Results) -> None:
-    df = summary_table(results)
-    if df.empty:
+    """The headline (questions as rows so six drivers fit a terminal), the findings, and one line
+    per kind of warning; everything else is in the report."""
+    ov = overview(results)
+    h = ov.headline
+    if h.empty:
         out.print("[yellow]no successful measurements[/]")
-        return
-    table = Table(title=f"isobench run {results.run_id}", show_lines=False)
-    for col in (
-        "workload",
-        "metric",
-        "variant",
-        "driver",
-        "n",
-        "median",
-        "95% CI",
-        "CoV",
-        "vs host [95% CI]",
-    ):
-        table.add_column(col, justify="right" if col in ("n", "median", "CoV") else "left")
-    for r in df.to_dict("records"):
-        ratio = r["ratio_to_native"]
-        vs = (
-            ""
-            if ratio is None or math.isnan(ratio) or r["driver"] == "host"
-            else escape(f"{ratio:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]")
+    else:
+        table = Table(
+            title=f"isobench run {escape(results.run_id)}: what isolation costs",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-        table.add_row(
-            escape(str(r["workload"])),
-            escape(str(r["metric"])),
-            escape(str(r["variant"] or "")),
-            escape(str(r["driver"])),
-            str(r["n"]),
-            escape(f"{_fmt(r['median'])} {r['unit']}"),
-            escape(f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"),
-            f"{r['cov'] * 100:.1f}%" + (" [yellow]noisy[/]" if r["noisy"] else ""),
-            vs,
+        table.add_column("question", no_wrap=True)
+        table.add_column("n", justify="right", style="dim")
+        for d in h.drivers:
+            table.add_column(escape(d), justify="right")
+        for q in h.questions:
+            row = [escape(q.title), str(h.n.get(q.key) or "")]
+            for d in h.drivers:
+                f = h.figure(d, q.key)
+                if f is None:
+                    row.append("[dim]-[/]")
+                    continue
+                style = _VERDICT_STYLE.get(f.verdict, "")
+                text = escape(f.text)
+                row.append(f"[{style}]{text}[/]" if style else text)
+            table.add_row(*row)
+        out.print(table)
+        out.print(
+            "[green]green[/]: better than native, [red]red[/]: worse (the 95% interval of the ratio excludes 1)"
         )
-    out.print(table)
-    fails = results.failures()
-    if fails:
-        out.print(f"[red]{len(fails)} cell(s) failed[/]; their errors are in the results and the report")
-
-
-def _fmt(x: float) -> str:
-    if math.isnan(x):
-        return "nan"
-    ax = abs(x)
-    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
-        return f"{x:.3e}"
-    return f"{x:.4g}"
+    for line in ov.findings:
+        out.print(f"- {escape(line)}", highlight=False)
+    for g in ov.warnings:
+        out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
 
 
 @main.command()
@@ -430,50 +421,143 @@ def doctor(state_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("current", type=click.Path(path_type=Path))
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--baseline",
+    "-b",
+    "baselines",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A baseline run; repeat for several (then the run is the test's unit).",
+)
+@click.option(
+    "--current",
+    "-c",
+    "currents",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A current run; repeat for several.",
+)
+@click.option(
+    "--ab",
+    "ab",
+    metavar="A,B",
+    help="Compare variant B with variant A of one A/B run (DIR), paired by round.",
+)
 @click.option(
     "--fail-on",
     multiple=True,
     help="Gate rule(s) like 'startup.*:5%' (relative) or 'vm/startup.total:0.05' (absolute); "
-    "exit 1 when one is violated. A rule at N%% catches a true N%% change only about half the time: "
-    "gate at half the regression you must catch.",
+    "exit 1 when one is violated, 3 when a gated figure cannot be judged. A rule at N% catches a "
+    "true N% change only about half the time: gate at half the regression you must catch.",
 )
 @click.option(
-    "--alpha", type=float, default=0.01, show_default=True, help="Mann-Whitney U significance level."
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Family-wise error rate: the chance a compare with no real change raises any alarm.",
 )
 @click.option(
     "--min-effect", type=float, default=0.05, show_default=True, help="Smallest relative change reported."
 )
-def compare(baseline: Path, current: Path, fail_on: tuple[str, ...], alpha: float, min_effect: float) -> None:
-    """Per metric: change in median with a CI and a verdict; with --fail-on, a regression gate."""
+@click.option("--all", "show_all", is_flag=True, help="Print every compared figure, not only changes.")
+def compare(
+    dirs: tuple[Path, ...],
+    baselines: tuple[Path, ...],
+    currents: tuple[Path, ...],
+    ab: str | None,
+    fail_on: tuple[str, ...],
+    alpha: float,
+    min_effect: float,
+    show_all: bool,
+) -> None:
+    """Per metric: change in median with a CI and a verdict; with --fail-on, a regression gate.
+
+    \b
+    isobench compare BASE CUR                     one run per side (unit: sample)
+    isobench compare -b B1 -b B2 -c C1 -c C2      several runs per side (unit: run)
+    isobench compare DIR --ab A,B                 B vs A of one A/B run (unit: round, paired)
+
+    Exit 0: no rule violated; 1: a rule violated; 3: nothing violated but a gated figure could not be
+    judged (too few values for the exact test at --alpha).
+    """
     rules = parse_rules(fail_on)
-    cmp = compare_runs(
-        load_results(baseline), load_results(current), rules, alpha=alpha, min_effect=min_effect
-    )
-    t = Table(title=f"{baseline} -> {current}")
-    for col in ("metric", "baseline", "current", "change [95% CI]", "verdict", "gate"):
-        t.add_column(col)
-    style = {"faster": "green", "slower": "red"}
-    for row in cmp.rows():
-        verdict = row["verdict"]
-        colour = style.get(verdict)
-        t.add_row(
-            # Sample names and params are data: "[hardening=false]" must not be read as markup.
-            escape(row["metric"]),
-            escape(row["baseline"]),
-            escape(row["current"]),
-            escape(row["change"]),
-            f"[{colour}]{verdict}[/]" if colour else verdict,
-            f"[red]{row['failed']}[/]",
+    if ab is not None:
+        labels = _split(ab) or ()
+        if len(labels) != 2 or len(dirs) != 1 or baselines or currents:
+            raise UsageError("--ab takes two labels (--ab A,B) and exactly one results directory")
+        cmp = compare_ab(
+            load_results(dirs[0]), labels[0], labels[1], rules, alpha=alpha, min_effect=min_effect
         )
-    out.print(t)
+        title = f"{dirs[0]}: {labels[1]} vs {labels[0]}"
+    else:
+        if baselines or currents:
+            if dirs or not baselines or not currents:
+                raise UsageError(
+                    "give runs either as BASE CUR or as --baseline ... --current ..., each side at least once"
+                )
+        elif len(dirs) == 2:
+            baselines, currents = (dirs[0],), (dirs[1],)
+        else:
+            raise UsageError("compare needs BASE CUR, or --baseline D ... --current D ..., or DIR --ab A,B")
+        cmp = compare_runs(
+            [load_results(d) for d in baselines],
+            [load_results(d) for d in currents],
+            rules,
+            alpha=alpha,
+            min_effect=min_effect,
+        )
+        title = f"{', '.join(map(str, baselines))} -> {', '.join(map(str, currents))}"
+    print_comparison(cmp, title, show_all=show_all)
+    sys.exit(cmp.exit_code)
+
+
+def print_comparison(cmp: Comparison, title: str, *, show_all: bool = False) -> None:
+    """The changed (or, with show_all, every) figure as a table, then one line of counts, one line
+    per rule and the gate's decision: short enough for a CI log whatever the matrix size."""
+    rows = cmp.rows(show_all=show_all)
+    if rows:
+        t = Table(title=title)
+        for col in (
+            "metric",
+            "baseline",
+            "current",
+            "change [95% CI]",
+            "p (Holm)",
+            "detectable",
+            "verdict",
+            "gate",
+        ):
+            t.add_column(col)
+        style = {"faster": "green", "slower": "red"}
+        for row in rows:
+            verdict = row["verdict"]
+            colour = style.get(verdict)
+            t.add_row(
+                # Sample names and params are data: "[hardening=false]" must not be read as markup.
+                escape(row["metric"]),
+                escape(row["baseline"]),
+                escape(row["current"]),
+                escape(row["change"]),
+                escape(row["p"]),
+                escape(row["detectable"]),
+                f"[{colour}]{verdict}[/]" if colour else verdict,
+                f"[red]{row['failed']}[/]",
+            )
+        out.print(t)
+    else:
+        out.print(f"{escape(title)}: no figure changed significantly", highlight=False)
+    out.print(escape(cmp.counts()), highlight=False)
+    for line in cmp.rule_summaries():
+        out.print(escape(line), highlight=False)
     for w in cmp.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
-    if cmp.failed:
-        for f in cmp.failures():
-            click.echo(f"isobench: gate: {f}", err=True)
-        sys.exit(1)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    for f in cmp.failures():
+        click.echo(f"isobench: gate: {f}", err=True)
+    if cmp.rules:
+        verdict = {0: "pass", 1: "FAIL", 3: "cannot judge"}[cmp.exit_code]
+        out.print(f"gate: {verdict} (exit {cmp.exit_code}, family-wise alpha {cmp.alpha:g})", highlight=False)
 
 
 @main.command()

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from isobench.drivers.vm.agent import PORT_NAME
+from isobench.drivers.guest.accel import Accel
+from isobench.drivers.guest.agent import PORT_NAME
+from isobench.drivers.guest.config import GuestConfig
+from isobench.drivers.guest.image import DISK_CACHE, DISK_IO
 
-__all__ = ["Accel", "Machine", "NetDevice", "QemuConfig", "cpu_arg", "machine_types", "qemu_argv"]
+__all__ = ["Machine", "NetDevice", "QemuConfig", "cpu_arg", "machine_types", "qemu_argv"]
 
-Accel = Literal["kvm", "tcg"]
 Machine = Literal["microvm", "q35"]
 
 #: Socket and file names inside a guest's directory; qemu runs with that directory as its cwd, so
@@ -41,21 +43,12 @@ class NetDevice:
     mac: str
 
 
-@dataclass(frozen=True)
-class QemuConfig:
-    #: ``isobench-qemu-<run_id>-<sandbox>``: gc() finds the process by this ``-name``.
-    name: str
+@dataclass(frozen=True, kw_only=True)
+class QemuConfig(GuestConfig):
+    """``name`` is ``isobench-qemu-<run_id>-<sandbox>``: gc() finds the process by this ``-name``."""
+
     machine: Machine
-    accel: Accel
-    memory_mib: int
-    vcpus: int
-    kernel: Path
-    initrd: Path
-    cmdline: str
     overlay: Path = Path(OVERLAY)
-    #: A raw data disk (the volume, see drivers/vm/datadisk.py): the second virtio-blk, vdb.
-    data_disk: Path | None = None
-    cpu_model: str | None = None
     net: NetDevice | None = None
     bios: Path | None = None
     binary: str = "qemu-system-x86_64"
@@ -112,14 +105,14 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
         argv += ["-bios", str(cfg.bios)]
     argv += [
         "-drive",
-        f"file={cfg.overlay},if=none,id=root,format=qcow2,cache=none,aio=native,discard=unmap",
+        f"file={cfg.overlay},if=none,id=root,format=qcow2,cache={DISK_CACHE},aio={DISK_IO},discard=unmap",
         "-device",
         "virtio-blk-pci,drive=root",
     ]
     if cfg.data_disk is not None:
         argv += [
             "-drive",
-            f"file={cfg.data_disk},if=none,id=data,format=raw,cache=none,aio=native",
+            f"file={cfg.data_disk},if=none,id=data,format=raw,cache={DISK_CACHE},aio={DISK_IO}",
             "-device",
             "virtio-blk-pci,drive=data",
         ]

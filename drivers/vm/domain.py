@@ -29,9 +29,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from isobench.drivers.vm.agent import PORT_NAME
+from isobench.drivers.guest.agent import PORT_NAME
+from isobench.drivers.guest.config import GuestConfig
+from isobench.drivers.guest.image import DISK_CACHE, DISK_IO
 
 __all__ = [
     "SLOT_AGENT_SERIAL",
@@ -42,16 +43,9 @@ __all__ = [
     "NetConfig",
     "domain_xml",
     "network_xml",
-    "probe_domain_xml",
 ]
 
-Accel = Literal["kvm", "tcg"]
-
 #: libvirt's QEMU namespace, for ``<qemu:capabilities>`` (see the module doc).
-#: Guest disks bypass the host page cache (O_DIRECT on the host side), so guest disk figures are
-#: the guest's cache over the device, not two stacked caches; recorded in every sample's metadata.
-DISK_CACHE = "none"
-DISK_IO = "native"
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 ET.register_namespace("qemu", QEMU_NS)
 
@@ -69,22 +63,13 @@ class NetConfig:
     mac: str
 
 
-@dataclass(frozen=True)
-class DomainConfig:
-    name: str
-    accel: Accel
-    memory_mib: int
-    vcpus: int
-    kernel: Path
-    initrd: Path
-    cmdline: str
+@dataclass(frozen=True, kw_only=True)
+class DomainConfig(GuestConfig):
     overlay: Path
     backing: Path
     console_log: Path
     cpuset: tuple[int, ...] | None = None
-    cpu_model: str | None = None
     net: NetConfig | None = None
-    data_disk: Path | None = None
     title: str = "isobench guest"
     #: Carries run id and owner pid so gc() can tell live runs from dead ones.
     description: str = ""
@@ -205,28 +190,3 @@ def network_xml(name: str, bridge: str, host_ip: str, prefix: int) -> str:
     _sub(net, "ip", address=host_ip, prefix=str(prefix))
     ET.indent(net)
     return ET.tostring(net, encoding="unicode") + "\n"
-
-
-def probe_domain_xml(name: str, kernel: Path, console_log: Path) -> str:
-    """The KVM probe guest: a kernel and a serial port, nothing else."""
-    dom = ET.Element("domain", type="kvm")
-    _sub(dom, "name", name)
-    _sub(dom, "memory", "256", unit="MiB")
-    _sub(dom, "vcpu", "1")
-    os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="q35")
-    _sub(os_el, "kernel", str(kernel))
-    _sub(os_el, "cmdline", "console=ttyS0 panic=-1")
-    # host-model without arch-capabilities: with it (and with host-passthrough) qemu aborts on
-    # MSR 0x10a on some hosts before the guest runs, which would hide the real answer.
-    cpu = _sub(dom, "cpu", mode="host-model", check="none")
-    _sub(cpu, "feature", policy="disable", name="arch-capabilities")
-    _sub(dom, "on_reboot", "destroy")
-    _sub(dom, "on_crash", "destroy")
-    devices = _sub(dom, "devices")
-    _sub(devices, "controller", type="usb", model="none")
-    serial = _sub(devices, "serial", type="file")
-    _sub(serial, "source", path=str(console_log), append="off")
-    _sub(devices, "memballoon", model="none")
-    ET.indent(dom)
-    return ET.tostring(dom, encoding="unicode") + "\n"

@@ -7,7 +7,11 @@ than work_dir because libvirt's unprivileged qemu user must traverse every paren
 when a sandbox asks for a network, a libvirt network ``isobench-<run_id>`` whose bridge and taps
 libvirt itself owns.
 
-Boot phases recorded (host CLOCK_MONOTONIC; guest readings mapped through the agent's ready frame):
+This module is the launcher: domain XML (domain.py) and a domain's lifecycle. The agent channel,
+accel probe, data disk, memory accounting, image checks, boot phases and stats are the guest core's
+(isobench.drivers.guest), shared with the ``qemu`` driver.
+
+Boot phases recorded (host CLOCK_MONOTONIC; guest readings mapped by drivers/guest/phases.py):
 ``create`` (overlay + define + start), ``define``, ``start`` (libvirt start returned: qemu is up and
 running vCPUs), ``firmware`` (start returned -> guest kernel clock zero, i.e. firmware and kernel
 decompression), ``kernel`` (-> initramfs /init), ``initramfs`` (-> switch_root), ``agent``
@@ -41,33 +45,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import libvirt
-from isobench.drivers.base import (
-    Availability,
-    DriverContext,
-    ExecResult,
-    OptionTypes,
-    PhaseClock,
-    SandboxSpec,
+from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
+from isobench.drivers.guest.agent import AgentChannel, AgentReady
+from isobench.drivers.guest.datadisk import (
+    VOLUME_DESCRIPTION,
+    check_volume,
+    make_data_disk,
+    untraversable_parent,
 )
-from isobench.drivers.vm.accel import AccelProbe, probe_accel
-from isobench.drivers.vm.agent import AgentChannel, AgentReady
-from isobench.drivers.vm.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
-from isobench.drivers.vm.datadisk import DEFAULT_SIZE_MIB as DATA_DISK_MIB
-from isobench.drivers.vm.datadisk import VOLUME_DESCRIPTION, make_data_disk, untraversable_parent
-from isobench.drivers.vm.domain import (
-    DISK_CACHE,
-    DISK_IO,
-    Accel,
-    DomainConfig,
-    NetConfig,
-    domain_xml,
-    network_xml,
-)
-from isobench.drivers.vm.memory import guest_used_bytes, meminfo_kib, qemu_process_stats
+from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
+from isobench.drivers.guest.memory import reserve_host_memory
+from isobench.drivers.guest.options import GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.phases import record_boot
+from isobench.drivers.guest.process import last_line, one_line
+from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
-from isobench.images import Image, find_image
-from isobench.model import PhaseTiming
-from isobench.procs import run_command
+from isobench.images import find_image
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +71,6 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as 
 __all__ = ["VmDriver", "VmSandbox"]
 
 PREFIX = "isobench"
-DEFAULT_CMDLINE = "console=ttyS0 quiet panic=-1 i8042.noaux i8042.nokbd"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -85,27 +79,12 @@ def _safe(s: str) -> str:
 
 
 def _lv_msg(err: libvirt.libvirtError) -> str:
-    msg = err.get_error_message() or str(err)
-    return " / ".join(ln.strip() for ln in msg.splitlines() if ln.strip())[:300]
+    return one_line(err.get_error_message() or str(err))
 
 
-def check_image(img: Image) -> None:
-    """Refuse a corrupt or partial image with one line saying how to fix it."""
-    fix = "rebuild it with `isobench image build --force`"
-    for path in (img.kernel, img.initrd, img.disk):
-        if not path.is_file() or path.stat().st_size == 0:
-            raise UsageError(f"image {img.name}-{img.digest} is missing {path.name}; {fix}")
-    with img.kernel.open("rb") as f:
-        head = f.read(0x210)
-    if head[0x202:0x206] != b"HdrS":
-        raise UsageError(f"image {img.name}-{img.digest}: {img.kernel.name} is not a Linux kernel; {fix}")
-    with img.disk.open("rb") as f:
-        f.seek(1024 + 56)
-        if f.read(2) != b"\x53\xef":
-            raise UsageError(f"image {img.name}-{img.digest}: {img.disk.name} is not ext4; {fix}")
+class VmSandbox(GuestSandbox):
+    """A libvirt domain booted into the agent; exec and stats are the guest core's."""
 
-
-class VmSandbox:
     def __init__(
         self,
         driver: VmDriver,
@@ -119,97 +98,35 @@ class VmSandbox:
         memavail_before_kib: int,
         pidfd: int | None = None,
     ) -> None:
+        super().__init__(
+            spec,
+            channel,
+            ready,
+            clock,
+            address=address,
+            proc_root=driver.opts.proc_root,
+            memavail_before_kib=memavail_before_kib,
+        )
         self._driver = driver
-        self._spec = spec
         self._dom = dom
-        self._channel = channel
-        self._ready = ready
-        self._clock = clock
         self._files = files
-        self._address = address
-        self._memavail_before_kib = memavail_before_kib
         self._pidfd = pidfd
-        self._destroyed = False
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
 
     @property
     def domain_name(self) -> str:
         return str(self._dom.name())
 
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
+    def qemu_pid(self) -> int | None:
+        return self._driver.qemu_pid(self.domain_name)
 
-    @property
-    def workdir(self) -> str:
-        return self._ready.workdir
-
-    @property
-    def address(self) -> str | None:
-        return self._address
-
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        if self._destroyed:
-            raise SandboxError(f"sandbox {self.name} is destroyed")
-        return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
-
-    def stats(self) -> Mapping[str, float]:
-        pid = self._driver.qemu_pid(self.domain_name)
-        out = (
-            {}
-            if pid is None
-            else qemu_process_stats(self._driver.proc_root / str(pid), self._spec.memory_mib << 20)
-        )
-        with contextlib.suppress(SandboxError, CellTimeoutLike):
-            res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
-            used = guest_used_bytes(res.stdout) if res.ok else None
-            if used is not None:
-                out["vm.guest_used_bytes"] = used
-        avail = self._driver.host_memavailable_kib()
-        if avail is not None:
-            out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
-        return out
-
-    def destroy(self) -> None:
-        if self._destroyed:
-            return
-        self._destroyed = True
-        with self._clock.phase("destroy"):
-            self._channel.close()
-            try:
-                self._driver.retire(self._dom, self._files, self._pidfd)
-            finally:
-                if self._pidfd is not None:
-                    os.close(self._pidfd)
-                    self._pidfd = None
-
-
-#: exec() may raise CellTimeout; imported lazily-named to keep the suppress list readable.
-from isobench.errors import CellTimeout as CellTimeoutLike  # noqa: E402
-
-#: Options of the guest both guest drivers boot (vm through libvirt, qemu directly), same meaning
-#: and defaults in both.
-GUEST_OPTIONS: OptionTypes = {
-    "accel": (str,),
-    "image": (str,),
-    "boot_timeout": (int, float),
-    "shutdown_timeout": (int, float),
-    "cmdline": (str,),
-    "cpu_model": (str,),
-    "data_disk_mib": (int,),
-    # Where the driver looks for its processes (tests point it at a fake /proc).
-    "proc_root": (str,),
-}
+    def _stop(self) -> None:
+        self._channel.close()
+        try:
+            self._driver.retire(self._dom, self._files, self._pidfd)
+        finally:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
 
 
 class VmDriver:
@@ -226,23 +143,13 @@ class VmDriver:
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
         opts = ctx.options
+        self.opts = GuestOptions.parse("vm", opts)
         self.uri: str = str(opts.get("uri", "qemu:///system"))
-        self.accel_option: str = str(opts.get("accel", "auto"))
-        if self.accel_option not in ("auto", "kvm", "tcg"):
-            raise UsageError(f"drivers.vm.accel must be auto, kvm or tcg, not {self.accel_option!r}")
-        self.image_name: str = str(opts.get("image", "default"))
-        self.boot_timeout: float = float(opts.get("boot_timeout", 120))
-        self.shutdown_timeout: float = float(opts.get("shutdown_timeout", 10))
-        self.cmdline: str = str(opts.get("cmdline", DEFAULT_CMDLINE))
-        self.cpu_model: str | None = opts.get("cpu_model")
-        self.data_disk_mib: int = int(opts.get("data_disk_mib", DATA_DISK_MIB))
-        self.proc_root: Path = Path(opts.get("proc_root", "/proc"))
         self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
         self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
-        self._probe: AccelProbe | None = None
-        self._accel: Accel | None = None
+        self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
         self._net_index = 0
         #: Teardowns still finishing libvirt's bookkeeping, by domain name (see the module doc).
         self._pending: dict[str, threading.Thread] = {}
@@ -273,80 +180,45 @@ class VmDriver:
         except (OSError, ValueError):
             return None
 
-    def host_memavailable_kib(self) -> int | None:
-        try:
-            return meminfo_kib((self.proc_root / "meminfo").read_text()).get("MemAvailable")
-        except OSError:
-            return None
-
     # -- accelerator ------------------------------------------------------------------------
-    def accel(self) -> Accel:
-        if self._accel is not None:
-            return self._accel
-        if self.accel_option == "tcg":
-            self._accel = "tcg"
-            return "tcg"
-        if self.uri.startswith("test:"):
-            self._accel = "tcg" if self.accel_option == "auto" else "kvm"
-            return self._accel
-        self._probe = probe_accel(self._ctx.state_dir, self.uri)
-        if self._probe.usable:
-            self._accel = "kvm"
-        elif self.accel_option == "kvm":
-            raise DriverUnavailable(
-                f"KVM was requested but is unusable here: {self._probe.reason}; use accel=auto or tcg"
-            )
-        else:
-            log.warning(
-                "vm driver: KVM unusable (%s); guests run under TCG emulation (slow)", self._probe.reason
-            )
-            self._accel = "tcg"
-        return self._accel
+    def _probe_accel(self) -> AccelProbe:
+        if self.uri.startswith("test:"):  # libvirt's test driver runs no guest: nothing to probe
+            kvm = self.opts.accel == "kvm"
+            return AccelProbe(kvm, "kvm" if kvm else "tcg", "libvirt's test driver runs no guest")
+        return probe_accel(self._ctx.state_dir)
 
     # -- protocol ---------------------------------------------------------------------------
     def availability(self) -> Availability:
         try:
             conn = self.conn()
-            img = find_image(self._ctx.state_dir, self.image_name)
+            img = find_image(self._ctx.state_dir, self.opts.image)
             check_image(img)
-            accel = self.accel()
+            details = self.accel.details()
         except (DriverUnavailable, UsageError) as err:
             return Availability(ok=False, reason=str(err))
-        details: dict[str, Any] = {
-            "accel": accel,
-            "uri": self.uri,
-            "image": img.digest,
-            "hypervisor": conn.getType(),
-        }
-        if self._probe is not None:
-            details["kvm_usable"] = self._probe.usable
-            details["kvm_probe"] = self._probe.reason
+        details.update(uri=self.uri, image=img.digest, hypervisor=conn.getType())
         return Availability(ok=True, details=details)
 
     def metadata(self) -> Mapping[str, Any]:
-        md: dict[str, Any] = {"isolation": "vm", "uri": self.uri, "accel": self.accel()}
-        if self._probe is not None:
-            md["accel_reason"] = self._probe.reason
-        md["cpu_model"] = self.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
-        md["disk"] = f"virtio-blk, qcow2 overlay over the raw image, cache={DISK_CACHE}, io={DISK_IO}"
+        md = self.accel.metadata()
+        md["uri"] = self.uri
+        md["cpu_model"] = self.opts.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
+        md["disk"] = OVERLAY_DESCRIPTION
         md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
         with contextlib.suppress(UsageError):
-            md["image"] = find_image(self._ctx.state_dir, self.image_name).digest
+            md["image"] = find_image(self._ctx.state_dir, self.opts.image).digest
         return md
 
     def create(self, spec: SandboxSpec) -> VmSandbox:
         clock = PhaseClock()
         t_create = time.monotonic_ns()
-        img = (
-            find_image(self._ctx.state_dir, self.image_name) if spec.image is None else _image_at(spec.image)
-        )
+        img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
         check_image(img)
         if spec.volume is not None:
-            if not spec.volume.is_dir():
-                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+            check_volume(spec.volume)
             closed = untraversable_parent(spec.volume)
             if closed is not None:
                 raise UsageError(
@@ -355,12 +227,7 @@ class VmDriver:
                 )
         accel = self.accel()
         conn = self.conn()
-        avail = self.host_memavailable_kib() or 0
-        if avail and spec.memory_mib * 1024 > avail:
-            raise SandboxError(
-                f"sandbox {spec.name}: the host has {avail // 1024} MiB available, cannot give {spec.memory_mib} MiB;"
-                " lower memory_mib"
-            )
+        avail = reserve_host_memory(spec.name, spec.memory_mib, self.opts.proc_root)
         name = f"{PREFIX}-{self.run_id}-{_safe(spec.name)}"
         self._wait_pending(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -374,38 +241,28 @@ class VmDriver:
         channel: AgentChannel | None = None
         pidfd: int | None = None
         try:
-            res = run_command(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(img.disk), str(overlay)],
-                timeout=30,
-            )
-            if not res.ok:
-                raise SandboxError(f"qemu-img could not create the overlay {overlay}: {res.stderr.strip()}")
+            make_overlay(img, overlay)
             net, address = self._network(spec) if spec.network else (None, None)
-            cmdline = self.cmdline
-            if address is not None:
-                cmdline += f" isobench.ip={address}/24"
             data_disk = None
             if spec.volume is not None:
                 with clock.phase("data_disk"):
                     data_disk = make_data_disk(
-                        spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.data_disk_mib
+                        spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.opts.data_disk_mib
                     )
                 files.append(data_disk)
-                cmdline += f" {DATA_CMDLINE_FLAG}"
-            cfg = DomainConfig(
-                name=name,
+            cfg = DomainConfig.for_spec(
+                name,
+                spec,
+                img,
                 accel=accel,
-                memory_mib=spec.memory_mib,
-                vcpus=spec.vcpus,
-                kernel=img.kernel,
-                initrd=img.initrd,
-                cmdline=cmdline,
+                cmdline=self.opts.cmdline,
+                cpu_model=self.opts.cpu_model,
+                data_disk=data_disk,
+                ip=None if address is None else f"{address}/24",
                 overlay=overlay,
                 backing=img.disk,
-                data_disk=data_disk,
                 console_log=console,
                 cpuset=spec.cpuset,
-                cpu_model=self.cpu_model,
                 net=net,
                 title=f"isobench guest {spec.name}",
                 description=f"isobench run_id={self.run_id} pid={os.getpid()}",
@@ -423,22 +280,20 @@ class VmDriver:
             t_started = time.monotonic_ns()
             clock.add("create", t_create, t_started)
             pidfd = self._pidfd(name)
-            deadline = time.monotonic() + self.boot_timeout
+            deadline = time.monotonic() + self.opts.boot_timeout
             try:
                 channel = AgentChannel.connect(_agent_socket(dom), time.monotonic() + 10)
                 ready, ready_ns = channel.wait_ready(deadline)
             except TimeoutError:
                 raise SandboxError(
-                    f"guest {name} was not ready within {self.boot_timeout:.0f}s; last console line:"
-                    f" {_last_line(console)!r}"
+                    f"guest {name} was not ready within {self.opts.boot_timeout:.0f}s; last console line:"
+                    f" {last_line(console)!r}"
                 ) from None
             except SandboxError as err:
                 raise SandboxError(
-                    f"guest {name} died before ready ({err}); last console line: {_last_line(console)!r}"
+                    f"guest {name} died before ready ({err}); last console line: {last_line(console)!r}"
                 ) from err
-            _boot_phases(clock, t_started, ready, ready_ns)
-            clock.add("ready", t_started, ready_ns)
-            clock.add("boot_total", t_create, ready_ns)
+            record_boot(clock, t_create, t_started, ready, ready_ns)
             return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail, pidfd)
         except BaseException:
             if channel is not None:
@@ -474,10 +329,12 @@ class VmDriver:
         if pidfd is not None:
             poller = select.poll()
             poller.register(pidfd, select.POLLIN)
-            if poller.poll(int(self.shutdown_timeout * 1000)):
+            if poller.poll(int(self.opts.shutdown_timeout * 1000)):
                 return
             log.warning(
-                "qemu of %s still runs %.0fs after destroy; waiting for libvirt", name, self.shutdown_timeout
+                "qemu of %s still runs %.0fs after destroy; waiting for libvirt",
+                name,
+                self.opts.shutdown_timeout,
             )
         thread.join()
 
@@ -595,7 +452,7 @@ class VmDriver:
         def owned(rid: str, pid: int | None) -> bool:
             if want is not None:
                 return rid == want
-            return pid is None or not (self.proc_root / str(pid)).exists()
+            return pid is None or not (self.opts.proc_root / str(pid)).exists()
 
         runs: set[str] = set()
         for dom in conn.listAllDomains():
@@ -650,11 +507,6 @@ def _owner_pid(run_dir: Path) -> int | None:
         return None
 
 
-def _image_at(root: Path) -> Image:
-    name, _, digest = root.name.rpartition("-")
-    return Image(name=name or root.name, digest=digest, root=root)
-
-
 def _agent_socket(dom: libvirt.virDomain) -> str:
     live = ET.fromstring(dom.XMLDesc())
     for ch in live.iterfind("./devices/channel"):
@@ -665,25 +517,3 @@ def _agent_socket(dom: libvirt.virDomain) -> str:
             if path:
                 return path
     raise SandboxError(f"domain {dom.name()} has no agent channel socket in its live XML")
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][-200:] if lines else ""
-
-
-def _boot_phases(clock: PhaseClock, started_ns: int, ready: AgentReady, ready_ns: int) -> None:
-    """Map guest clock readings onto the host timeline: guest boottime 0 = kernel start."""
-    kernel_start = ready_ns - ready.boottime_ns
-    clock.add("firmware", started_ns, max(started_ns, kernel_start))
-    marks = [kernel_start]
-    for up in (ready.init_uptime_s, ready.switch_uptime_s):
-        if up is not None:
-            marks.append(kernel_start + int(up * 1e9))
-    names = ["kernel", "initramfs"]
-    for i in range(len(marks) - 1):
-        clock.add(names[i], marks[i], marks[i + 1])
-    clock.add("agent", marks[-1], ready_ns)

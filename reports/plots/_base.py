@@ -34,6 +34,7 @@ __all__ = [
     "distinct_colours",
     "fixed_params",
     "human_axis",
+    "interval_text",
     "label",
     "legend_entries",
     "save",
@@ -178,6 +179,20 @@ def _value(v: Any) -> str:
     if v is None:
         return "-"
     return str(v)
+
+
+def interval_text(confidences: Iterable[float]) -> str:
+    """What a median's whisker or band is, in words, with the confidence it really has: the exact
+    order-statistic interval reaches 95% from n = 6; below, it is the range (n = 3: 75%)."""
+    real = sorted({round(float(c), 3) for c in confidences if math.isfinite(float(c))})
+    if not real:
+        return "no interval (one value each)"
+    if real[0] >= 0.95:
+        return "the median's exact interval (at least 95% confidence)"
+    return (
+        f"the median's exact interval; at few values the range, with only {real[0]:.0%} confidence "
+        "(none at n = 1)"
+    )
 
 
 def count_text(ns: Iterable[int]) -> str:

@@ -1,7 +1,7 @@
 """Absolute figures where the path matters: disk per storage path and queue depth, network per driver.
 
 One panel per metric, one group of bars per parameter combination (only the parameters that differ
-are named; the fixed ones go to the caption), one bar per driver with its 95% interval, values in
+are named; the fixed ones go to the caption), one bar per driver with the median's interval, values in
 human units on the axis and on each bar.
 """
 
@@ -25,6 +25,7 @@ from ._base import (
     count_text,
     fixed_params,
     human_axis,
+    interval_text,
     save,
     short_metric,
     short_variants,
@@ -125,7 +126,7 @@ def _figures(
         ncols=len(drivers),
     )
     fig.tight_layout(rect=(0, 0, 1, top))
-    caption = f"{what} Median per driver; whiskers: 95% bootstrap interval (none at n = 1). "
+    caption = f"{what} Median per driver; whiskers: {interval_text(rows['ci_confidence'])}. "
     caption += f"{count_text(rows['n'])} repetitions per bar."
     fixed = fixed_params(
         {short_metric(str(m), workload): list(g["variant"]) for m, g in rows.groupby("metric", sort=False)},

@@ -60,7 +60,7 @@ _INV = " (inv.)"
 
 
 def speed_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per non-native cell: ``speed`` (>1 = better than native) with its 95% interval."""
+    """Per non-native cell: ``speed`` (>1 = better than native) with its 95% bootstrap interval."""
     if summary.empty:
         return pd.DataFrame(columns=["workload", "metric", "variant", "driver", "n", "speed", "lo", "hi"])
     df = summary[

@@ -1,4 +1,4 @@
-"""Trends over runs (asv-style): per driver the median of each run as a line, its 95% interval as a
+"""Trends over runs (asv-style): per driver the median of each run as a line, its interval as a
 band, and a ring where a run's interval does not overlap the previous run's."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from ..cells import driver_order
 from ..history import Point, Trend, detect_step
 from ..units import human_pct
-from ._base import colour, count_text, human_axis, human_ticks, save, tex_safe
+from ._base import colour, count_text, human_axis, human_ticks, interval_text, save, tex_safe
 
 __all__ = ["GroupDrawing", "changed", "draw_group", "line_labels", "trend_word"]
 
@@ -186,7 +186,8 @@ def draw_group(
     fig.suptitle(tex_safe(f"{group} over runs"))
     save(fig, path)
     caption = (
-        f"{group}: per driver the median of each run (line) and its 95% bootstrap interval (band), runs "
+        f"{group}: per driver the median of each run (line) and its interval (band: "
+        f"{interval_text(p.ci_confidence for _, pts in trends for p in pts)}), runs "
         f"in time order ({len(labels)} runs, {count_text(ns)} repetitions per point); right: the same "
         "lines relative to each line's median over the runs, so a drift of a few percent shows (no "
         "bands there: overlapping intervals would hide the lines; read them on the left)."

@@ -9,12 +9,21 @@ from isobench.drivers.container.config import DRIVER_OPTIONS, SANDBOX_OPTIONS, c
 from isobench.errors import UsageError
 
 _READ = re.compile(r"""(?:opts|options)\.get\(\s*["'](\w+)["']""")
+_SHARED = re.compile(r"from isobench\.drivers\.(\w+)[. ]")
 
 
 def _keys_read(package: Path) -> set[str]:
+    """Keys read in the driver's folder and in the shared folders it imports (the guest core)."""
     keys: set[str] = set()
+    shared: set[str] = set()
     for source in package.glob("*.py"):
-        keys |= set(_READ.findall(source.read_text()))
+        text = source.read_text()
+        keys |= set(_READ.findall(text))
+        shared |= set(_SHARED.findall(text)) - {package.name}
+    for name in shared:
+        if (package.parent / name).is_dir():
+            for source in (package.parent / name).glob("*.py"):
+                keys |= set(_READ.findall(source.read_text()))
     return keys
 
 

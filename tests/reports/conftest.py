@@ -151,8 +151,11 @@ def build_results() -> Results:
         s += _samples("container", "idle-memory", f"idle-memory.host_view{suffix}", [v * mib] * 3, "bytes")
     for d in ("host", "container", "vm"):
         s += _samples(d, "idle-memory", "idle-memory.inside_used", noisy(900 * mib)[:3], unit="bytes")
-    # A noisy cell and a failed cell with hostile text.
+    # Two noisy cells and a failed cell with hostile text.
     s += _samples("container", "cpu", "cpu.latency_ms", [1, 2, 5, 1, 9, 1, 3, 1, 1, 7], unit="ms")
+    s += _samples(
+        "container", "syscall", "syscall.read_write.per_call", [2e-7, 3e-7, 2e-7, 5e-7, 2e-7], "seconds"
+    )
     s += _samples("host", "cpu", "cpu.latency_ms", noisy(1.0), unit="ms")
     s.append(
         Sample.failure(
@@ -216,3 +219,145 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, ReportP
     out = tmp_path_factory.mktemp("report")
     r = build_results()
     return r, render(r, out)
+
+
+# A run shaped like a real `isobench run --quick`: the workloads' own metric names, units and params
+# (see suite/workloads/), with known medians, so the headline's choices can be checked.
+REAL_DRIVERS = ("host", "container", "runc", "bwrap", "vm", "qemu")
+REAL_WORKLOADS = (
+    "startup",
+    "idle-memory",
+    "cpu",
+    "memory-bandwidth",
+    "disk",
+    "network",
+    "syscall",
+    "leakage",
+    "interference",
+)
+#: per driver: (to_ready s, idle bytes or None, cpu factor, disk factor, rtt s, syscall s, leak %, contained)
+REAL_FIGURES: dict[str, tuple[float, float | None, float, float, float, float, float, int]] = {
+    "host": (0.00015, None, 1.0, 1.0, 14e-6, 230e-9, 100.0, 0),
+    "container": (0.0097, 524288.0, 1.0, 0.98, 66e-6, 270e-9, 20.0, 2),
+    "runc": (0.125, 786432.0, 1.0, 0.97, 70e-6, 232e-9, 25.0, 2),
+    "bwrap": (0.00046, None, 1.0, 0.99, 14e-6, 231e-9, 60.0, 0),
+    "vm": (3.0, 259_000_000.0, 0.13, 0.3, 400e-6, 5e-6, 5.0, 2),
+    "qemu": (2.6, 250_000_000.0, 0.13, 0.3, 380e-6, 5e-6, 5.0, 1),
+}
+
+
+def build_real_results(
+    drivers: Iterable[str] = REAL_DRIVERS, workloads: Iterable[str] = REAL_WORKLOADS, n: int = 3
+) -> Results:
+    rng = np.random.default_rng(7)
+    wl = set(workloads)
+
+    def vals(centre: float, count: int = n, cov: float = 0.01) -> np.ndarray:
+        return centre * (1 + cov * rng.standard_normal(count))
+
+    s: list[Sample] = []
+    for d in drivers:
+        ready, idle, cpu, disk, rtt, sysc, leak, contained = REAL_FIGURES[d]
+        if "startup" in wl:
+            s += _samples(d, "startup", "startup.to_ready", vals(ready), unit="seconds")
+            s += _samples(
+                d, "startup", "startup.phase.create", vals(ready / 2), unit="seconds", phase="create"
+            )
+        if "idle-memory" in wl:
+            s += _samples(d, "idle-memory", "idle-memory.inside_used", vals(1e9), unit="bytes")
+            if idle is not None:
+                s += _samples(d, "idle-memory", "idle-memory.host_view", vals(idle), unit="bytes")
+                if d in ("vm", "qemu"):
+                    s += _samples(
+                        d,
+                        "idle-memory",
+                        "idle-memory.host_view.vm.qemu_pss_bytes",
+                        vals(idle * 0.3),
+                        unit="bytes",
+                    )
+                    s += _samples(
+                        d,
+                        "idle-memory",
+                        "idle-memory.host_view.vm.guest_ram_rss_bytes",
+                        vals(idle * 0.7),
+                        unit="bytes",
+                    )
+        if "cpu" in wl:
+            for variant, threads, f in (("single", 1, 1.0), ("all", 2, 1.9)):
+                p = {"variant": variant, "threads": threads, "events": 500, "max_prime": 10000}
+                s += _samples(
+                    d, "cpu", "cpu.events_per_second", vals(2900 * cpu * f), "ops_per_second", "higher", p
+                )
+                s += _samples(d, "cpu", "cpu.time", vals(0.17 / (cpu * f)), "seconds", "lower", p)
+        if "memory-bandwidth" in wl:
+            p = {
+                "operation": "read",
+                "variant": "single",
+                "threads": 1,
+                "block_bytes": 1048576,
+                "access": "seq",
+            }
+            s += _samples(
+                d,
+                "memory-bandwidth",
+                "memory-bandwidth.read.bandwidth",
+                vals(6e9 * cpu),
+                "bytes_per_second",
+                "higher",
+                p,
+            )
+        if "disk" in wl:
+            for storage in ("root", "volume"):
+                for qd, base in ((1, 9000.0), (32, 60000.0)):
+                    p = {"storage": storage, "rw": "randread", "bs": "4k", "iodepth": qd, "direct": True}
+                    s += _samples(
+                        d, "disk", "disk.rand_read.iops", vals(base * disk, 1), "ops_per_second", "higher", p
+                    )
+        if "network" in wl:
+            p = {"protocol": "tcp", "direction": "host_to_sandbox", "streams": 1, "placement": "cross-cpu"}
+            s += _samples(
+                d, "network", "network.tcp_throughput", vals(2e9 * disk, 1), "bytes_per_second", "higher", p
+            )
+            p = {"protocol": "tcp", "pattern": "ping-pong", "message_bytes": 64, "placement": "cross-cpu"}
+            s += _samples(d, "network", "network.tcp_rtt.p50", vals(rtt, 1), "seconds", "lower", p)
+        if "syscall" in wl:
+            p = {"calls": 4000000, "syscalls": "read+write 1 byte"}
+            s += _samples(d, "syscall", "syscall.read_write.per_call", vals(sysc), "seconds", "lower", p)
+        if "leakage" in wl:
+            for hardening in (True, False) if d == "container" else (None,):
+                p = {} if hardening is None else {"hardening": hardening}
+                score = leak if hardening in (None, True) else 45.0
+                s += _samples(d, "leakage", "leakage.score", [score], "%", "lower", p)
+                s += _samples(
+                    d, "leakage", "leakage.cpuinfo", [1.0 if score > 10 else 0.0], "bool", "lower", p
+                )
+        if "interference" in wl:
+            p = {"duration_s": 2.0}
+            for i, stressor in enumerate(("cpu", "fork_bomb")):
+                ok = 1.0 if i < contained else 0.0
+                s += _samples(
+                    d, "interference", f"interference.{stressor}.contained", [ok], "bool", "higher", p
+                )
+                s += _samples(
+                    d,
+                    "interference",
+                    f"interference.cpu.{stressor}.d_mean",
+                    [0.3 - 0.25 * ok],
+                    "ratio",
+                    "lower",
+                    p,
+                )
+    run = {
+        "run_id": RUN_ID,
+        "started": 1.0e9,
+        "status": "complete",
+        "host": {"cpu_model": "AMD EPYC", "cpus": 2, "memory_bytes": 24 * 2**30, "kernel": "6.1.0"},
+        "config": {"vcpus": 1, "memory_mib": 512, "quick": True},
+        "drivers": {d: ({"accel": "tcg"} if d in ("vm", "qemu") else {"isolation": d}) for d in drivers},
+    }
+    return Results(run=run, samples=s)
+
+
+@pytest.fixture
+def real_results() -> Results:
+    return build_real_results()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 from isobench.reports import render
 from isobench.results import Results
+
+from .conftest import build_real_results
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -147,7 +150,7 @@ def test_report_renders_in_headless_chromium(results: Results, tmp_path: Path, b
         session,
         returnByValue=True,
         expression="""(() => {
-            const ids = ['metadata', 'warnings', 'tables', 'figures', 'methods'];
+            const ids = ['headline', 'warnings', 'tables', 'figures', 'methods', 'metadata'];
             const imgs = Array.from(document.images);
             return {
               sections: ids.filter(id => {
@@ -162,7 +165,7 @@ def test_report_renders_in_headless_chromium(results: Results, tmp_path: Path, b
             };
         })()""",
     )["result"]["value"]
-    assert check["sections"] == ["metadata", "warnings", "tables", "figures", "methods"]
+    assert check["sections"] == ["headline", "warnings", "tables", "figures", "methods", "metadata"]
     assert check["images"] == len(list((tmp_path / "run" / "plots").glob("*.png"))) > 5
     assert check["broken"] == []
     assert check["tables"] > 5
@@ -184,3 +187,87 @@ def test_report_renders_in_headless_chromium(results: Results, tmp_path: Path, b
         or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
     ]
     assert errors == []
+
+
+def _open(browser: Cdp, url: str, width: int, height: int) -> str:
+    target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+    session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    browser.call("Page.enable", session)
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        session,
+        width=width,
+        height=height,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    browser.events.clear()
+    browser.call("Page.navigate", session, url=url)
+    browser.wait_event("Page.loadEventFired", timeout=60)
+    return str(session)
+
+
+# What a person meets in a 1280x800 window (the facts ../shared/tools/report-probe prints).
+_FIRST_SCREEN = """(() => {
+    const hd = document.getElementById('headline');
+    const first = document.body.firstElementChild;
+    const imgs = Array.from(document.images);
+    const de = document.documentElement;
+    return {
+      headline_top: hd ? hd.getBoundingClientRect().top : -1,
+      headline_is_first: first === hd,
+      table_bottom: hd ? hd.querySelector('table').getBoundingClientRect().bottom : -1,
+      overflow: de.scrollWidth - de.clientWidth,
+      wide: Array.from(document.querySelectorAll('table')).filter(
+        t => t.getBoundingClientRect().right > de.clientWidth + 1).length,
+      images: imgs.length,
+      broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length,
+      text: hd ? hd.innerText : '',
+    };
+})()"""
+
+
+def test_headline_is_the_first_screen_at_1280x800(tmp_path: Path, browser: Cdp) -> None:
+    report = render(build_real_results(), tmp_path / "run").html
+    session = _open(browser, report.as_uri(), 1280, 800)
+    got = browser.call("Runtime.evaluate", session, returnByValue=True, expression=_FIRST_SCREEN)
+    facts = got["result"]["value"]
+    assert facts["headline_is_first"]
+    assert 0 <= facts["headline_top"] < 800
+    assert facts["table_bottom"] < 800  # every driver's row is on the first screen
+    assert facts["overflow"] <= 0 and facts["wide"] == 0
+    assert facts["images"] == len(list((tmp_path / "run" / "plots").glob("*.png"))) > 3
+    assert facts["broken"] == 0
+    text = facts["text"]
+    assert not re.search(r"[0-9]e[+-][0-9]", text)
+    for driver in ("host", "container", "runc", "bwrap", "vm", "qemu"):
+        assert driver in text
+    assert "247 MiB" in text and "TCG figures, not KVM" in text
+
+
+def test_headline_of_a_small_run_fits_too(tmp_path: Path, browser: Cdp) -> None:
+    report = render(build_real_results(("host", "container"), ("startup",)), tmp_path / "run").html
+    session = _open(browser, report.as_uri(), 1280, 800)
+    facts = browser.call("Runtime.evaluate", session, returnByValue=True, expression=_FIRST_SCREEN)["result"][
+        "value"
+    ]
+    assert facts["headline_is_first"] and 0 <= facts["headline_top"] < 800
+    assert facts["overflow"] <= 0 and facts["broken"] == 0
+    assert "start to ready" in facts["text"]
+
+
+def test_screenshot_tool_takes_the_first_screen(tmp_path: Path) -> None:
+    """tools/report-screenshot: the PNG of a report's headline that the README shows."""
+    import struct
+
+    report = render(build_real_results(), tmp_path / "run").html
+    tool = Path(__file__).resolve().parents[2] / "tools" / "report-screenshot"
+    png = tmp_path / "headline.png"
+    done = subprocess.run(
+        [str(tool), str(report), str(png)], check=False, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    assert (width, height) == (1280, 800)

@@ -15,7 +15,7 @@ def test_render_writes_every_artifact(rendered: tuple[Results, ReportPaths]) -> 
     _, paths = rendered
     tmp_path = paths.html.parent
     assert paths.html == tmp_path / "report.html"
-    assert paths.markdown.read_text().startswith("# isobench report")
+    assert paths.markdown.read_text().startswith("# What isolation costs")
     names = {p.name for p in paths.plots}
     assert {
         "startup-timeline.png",
@@ -60,11 +60,19 @@ def test_html_is_self_contained_and_escaped(rendered: tuple[Results, ReportPaths
 def test_html_shows_metadata_and_warnings(rendered: tuple[Results, ReportPaths]) -> None:
     html = rendered[1].html.read_text()
     head = html[: html.index('id="tables"')]
-    assert "vm (accel: tcg)" in head
-    assert "cgroup_mode" in head and "hybrid" in head
+    assert html.index('id="headline"') < html.index('id="warnings"') < html.index('id="tables"')
     assert "ran guests with TCG" in head
-    assert "high variation: container / cpu / cpu.latency_ms" in head
-    assert "failed cell: vm / disk repetition 3: fio exited 1" in head
+    # grouped: one line per kind, the items collapsed under it
+    assert "figures have CoV above 5%" in head
+    assert "container / cpu / cpu.latency_ms: CoV" in head
+    assert "1 cell failed (vm/disk)" in head
+    assert "vm / disk repetition 3: fio exited 1" in head
+    # run and host metadata come last, collapsed
+    meta = html[html.index('id="metadata"') :]
+    assert html.index('id="metadata"') > html.index('id="methods"')
+    assert "<details><summary>run, host and driver metadata</summary>" in meta
+    assert "vm (accel: tcg)" in meta
+    assert "cgroup_mode" in meta and "hybrid" in meta
     assert "Methods" in html and "CLOCK_MONOTONIC" in html
     assert "tool: isobench-clock" in html
 
@@ -91,6 +99,7 @@ def test_absent_data_omits_figures_and_says_so(tmp_path: Path) -> None:
     assert 'id="no-data"' in html and "Memory overhead" in html
     assert "run status is &#x27;interrupted&#x27;" in html
     assert "No data in this run for" in paths.markdown.read_text()
+    assert "run status is 'interrupted'" in paths.markdown.read_text()
 
 
 def test_rerender_removes_stale_plots(results: Results, tmp_path: Path) -> None:
@@ -132,4 +141,6 @@ def test_markdown_escapes_table_cells(rendered: tuple[Results, ReportPaths]) -> 
     md = rendered[1].markdown.read_text()
     assert "&lt;script&gt;" in md and "<script>" not in md
     assert "\\| cannot open /data" in md
-    assert "![Startup phase timeline](plots/startup-timeline.png)" in md
+    # short: the headline, findings, grouped warnings and where the detail is
+    assert len(md) < 10_000
+    assert "tables/summary.csv" in md

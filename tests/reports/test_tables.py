@@ -75,3 +75,40 @@ def test_wide_table_orders_native_container_vm(results: Results) -> None:
     latency = wide[wide["metric"] == "cpu.latency_ms"].iloc[0]
     assert latency["vm median [95% CI]"] == NA
     assert "(noisy)" in latency["container n / CoV"]
+
+
+def test_detail_table_is_long_and_human(real_results: Results) -> None:
+    from isobench.reports.tables import detail_table
+
+    df = summary_table(real_results)
+    detail = detail_table(df[df["workload"] == "idle-memory"])
+    assert list(detail.columns) == [
+        "metric", "params", "driver", "median [interval]", "n", "CoV", "/ host [95% CI]", "better",
+    ]  # fmt: skip
+    vm = detail[(detail["driver"] == "vm") & (detail["metric"] == "idle-memory.host_view")].iloc[0]
+    # n=3: the range, with the confidence it really has, in human units
+    assert vm["median [interval]"].endswith(" MiB range, 75%") and "e+" not in vm["median [interval]"]
+    host = detail[detail["driver"] == "host"].iloc[0]
+    assert host["/ host [95% CI]"] == ""
+
+
+def test_small_n_intervals_say_what_confidence_they_have() -> None:
+    from isobench.model import Sample
+    from isobench.reports.tables import fmt_ci
+
+    samples = [
+        Sample(run_id="r", driver="host", workload="w", metric=f"w.n{n}", value=v, unit="s", repetition=i)
+        for n in (1, 3, 10)
+        for i, v in enumerate([1.0, 3.0, 2.0, 5.0, 4.0, 7.0, 6.0, 9.0, 8.0, 10.0][:n])
+    ]
+    df = summary_table(Results(run={"run_id": "r"}, samples=samples))
+    one, three, ten = (_row(df, "host", f"w.n{n}") for n in (1, 3, 10))
+    assert math.isnan(one["ci_low"]) and math.isnan(one["ci_confidence"])
+    assert (three["ci_low"], three["ci_high"], three["ci_confidence"]) == (1.0, 3.0, 0.75)
+    assert (ten["ci_low"], ten["ci_high"]) == (2.0, 9.0) and ten["ci_confidence"] > 0.95
+    assert fmt_ci(one["median"], one["ci_low"], one["ci_high"], one["ci_confidence"]) == "1"
+    assert (
+        fmt_ci(three["median"], three["ci_low"], three["ci_high"], three["ci_confidence"])
+        == "2 [1, 3] range, 75%"
+    )
+    assert fmt_ci(ten["median"], ten["ci_low"], ten["ci_high"], ten["ci_confidence"]) == "5.5 [2, 9]"

@@ -51,6 +51,18 @@ def test_interval_shares_the_median_unit() -> None:
     assert human_ci(0.0021, 0.0019, 0.0025, "seconds") == "2.10 [1.90, 2.50] ms"
     assert human_ci(2.54, 2.41, 2.76, "seconds") == "2.54 [2.41, 2.76] s"
     assert human_ci(0.0021, math.nan, math.nan, "seconds") == "2.10 ms"
+    # any other unit: one count prefix for the median and both bounds
+    assert human_ci(12300.0, 12100.0, 12600.0, "events/s") == "12.3 [12.1, 12.6] k events/s"
+    assert human_ci(10.2, 10.0, 10.5, "probes") == "10.2 [10.0, 10.5] probes"
+    assert human_ci(25.0, 20.0, 30.0, "%") == "25.0%"
+    assert human(25.0, "%") == "25.0%"
+
+
+def test_large_plain_numbers_keep_their_significant_digits() -> None:
+    assert plain(33583.0) == "33600"
+    assert plain(999.0) == "999"
+    assert plain(1234.0, 4) == "1234"
+    assert human_ratio(33583.0) == "\u00d733600"
 
 
 def test_ratio_and_percent() -> None:

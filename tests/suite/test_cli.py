@@ -145,29 +145,59 @@ def test_every_default_workload_is_registered() -> None:
     assert len(set(DEFAULT_WORKLOADS)) == len(DEFAULT_WORKLOADS)
 
 
-def test_summary_shows_bracketed_variants_verbatim(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Params are data: rich must not swallow "[hardening=false]"-like text as markup."""
+def test_summary_shows_bracketed_data_verbatim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Names and units are data: rich must not swallow "[b]"-like text as markup."""
     from isobench.model import Sample
     from isobench.results import Results
 
     samples = [
         Sample(
             run_id="r",
-            driver="container",
-            workload="leakage",
-            metric="leakage.score",
+            driver="[b]bold?",
+            workload="syscall",
+            metric="syscall.read_write.per_call",
             value=v,
-            unit="percent",
+            unit="[red]u",
             repetition=i,
-            params={"note": "[b]bold?"},
         )
         for i, v in enumerate((10.0, 11.0, 12.0))
     ]
     cli.print_summary(Results(run={"run_id": "r"}, samples=samples))
     out = capsys.readouterr().out
-    assert "note=[b]bold?" in out, out
+    assert "[b]bold?" in out, out
+    assert "11.0 [red]u" in out, out
+
+
+def test_summary_is_the_headline(capsys: pytest.CaptureFixture[str]) -> None:
+    """After a run the terminal shows the headline (questions as rows, drivers as columns), the
+    findings and one line per kind of warning: short, human units, no e-notation."""
+    import re
+
+    from isobench.model import Sample
+    from isobench.results import Results
+
+    def samples(driver: str, metric: str, values: tuple[float, ...], unit: str) -> list[Sample]:
+        workload = metric.split(".", maxsplit=1)[0]
+        return [
+            Sample(
+                run_id="r", driver=driver, workload=workload, metric=metric, value=v, unit=unit, repetition=i
+            )
+            for i, v in enumerate(values)
+        ]
+
+    got = (
+        samples("host", "startup.to_ready", (1.4e-4, 1.5e-4, 1.6e-4), "seconds")
+        + samples("vm", "startup.to_ready", (2.9, 3.0, 3.1), "seconds")
+        + samples("vm", "idle-memory.host_view", (2.58e8, 2.59e8, 2.6e8), "bytes")
+    )
+    run = {"run_id": "r", "drivers": {"vm": {"accel": "tcg"}}}
+    cli.print_summary(Results(run=run, samples=got))
+    out = capsys.readouterr().out
+    assert "what isolation costs" in out
+    for text in ("start to ready", "idle memory (host)", "247 MiB", "3.00 s", "TCG figures, not KVM"):
+        assert text in out, text
+    assert not re.search(r"[0-9]e[+-][0-9]", out)
+    assert len(out.splitlines()) < 20
 
 
 @pytest.mark.integration

@@ -1,5 +1,5 @@
-"""Real guests under qemu-system-x86_64 (TCG here). Needs root, the built image, and libvirtd only
-for the accel probe the vm driver shares (so its cached answer is the real one)."""
+"""Real guests under qemu-system-x86_64 (TCG here). Needs root and the built image; not libvirtd
+(the accel probe both guest drivers share boots qemu directly)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from isobench.images import find_image
 from isobench.workloads.base import WorkloadContext, get_workload
 
 STATE = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
-pytestmark = [pytest.mark.integration, pytest.mark.libvirt]
+pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
 
 
 def _leftovers(drv: QemuDriver) -> list[str]:
-    found = [name for _, name in find_guests(drv.proc_root, f"isobench-qemu-{drv.run_id}-")]
+    found = [name for _, name in find_guests(drv.opts.proc_root, f"isobench-qemu-{drv.run_id}-")]
     found += list_links(ip_command, f"{LINK_PREFIX}{net_tag(drv.run_id)}")
     work = drv._ctx.work_dir
     if work.exists():
@@ -100,7 +100,7 @@ def test_exec_network_pinning_stats_destroy(driver: QemuDriver) -> None:
         gateway = sb.address.rsplit(".", 1)[0] + ".1"  # the run's bridge on the host
         ping = sb.exec(["busybox", "ping", "-c", "1", "-W", "5", gateway], timeout=30)
         assert ping.exit_code == 0, ping.stdout + ping.stderr
-        pid = sb.pid
+        pid = sb.qemu_pid()
         assert pid is not None
         # taskset exec'd qemu: every thread, vCPUs included, runs on CPU 0 only.
         for task in Path(f"/proc/{pid}/task").iterdir():

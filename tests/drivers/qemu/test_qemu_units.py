@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from isobench.drivers.base import DriverContext, PhaseClock, SandboxSpec
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.guest.accel import AccelProbe
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
-from isobench.drivers.qemu.driver import boot_phases, tsc_khz_from_dmesg
+from isobench.drivers.qemu.machine import tsc_khz_from_dmesg
 from isobench.drivers.qemu.network import RunNetwork, list_links
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
-from isobench.drivers.vm.accel import AccelProbe
-from isobench.drivers.vm.agent import AgentReady
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 
 DATA = Path(__file__).parent / "data"
@@ -122,19 +121,6 @@ def test_find_guests_in_a_fake_proc(tmp_path: Path) -> None:
     (tmp_path / "13").mkdir()  # exited: no cmdline
     assert find_guests(tmp_path, "isobench-qemu-r1-") == [(10, "isobench-qemu-r1-a-1")]
     assert [p for p, _ in find_guests(tmp_path, "isobench-qemu-")] == [10, 11]
-
-
-def test_boot_phases_map_guest_clocks_onto_the_host_timeline() -> None:
-    clock = PhaseClock()
-    ready = AgentReady(3_000_000_000, 3_000_000_000, 2_900_000_000, 2.5, 2.9, "k", "/var/tmp/isobench")
-    boot_phases(clock, started_ns=1_000_000_000, ready=ready, ready_ns=5_000_000_000)
-    got = {p.name: (p.start_ns, p.end_ns) for p in clock.phases}
-    assert got == {
-        "firmware": (1_000_000_000, 2_000_000_000),
-        "kernel": (2_000_000_000, 4_500_000_000),
-        "initramfs": (4_500_000_000, 4_900_000_000),
-        "agent": (4_900_000_000, 5_000_000_000),
-    }
 
 
 # -- network --------------------------------------------------------------------------------
@@ -267,7 +253,7 @@ def _driver(
             return 0, "QEMU emulator version 7.2.22\n", ""
         raise AssertionError(f"unexpected command {argv}")
 
-    def accel_probe(_state: Path, _uri: str) -> AccelProbe:
+    def accel_probe(_state: Path, _binary: str) -> AccelProbe:
         return AccelProbe(kvm, "kvm" if kvm else "tcg", "fake probe")
 
     ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {})

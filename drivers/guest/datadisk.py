@@ -17,11 +17,20 @@ from pathlib import Path
 from isobench.errors import SandboxError, UsageError
 from isobench.procs import run_command
 
-__all__ = ["CMDLINE_FLAG", "DEFAULT_SIZE_MIB", "VOLUME_DESCRIPTION", "make_data_disk", "untraversable_parent"]
+__all__ = [
+    "CMDLINE_FLAG",
+    "DEFAULT_SIZE_MIB",
+    "MIN_SIZE_MIB",
+    "VOLUME_DESCRIPTION",
+    "check_volume",
+    "make_data_disk",
+    "untraversable_parent",
+]
 
 #: On the kernel command line: the initramfs waits for /dev/vdb and mounts it at /data.
 CMDLINE_FLAG = "isobench.data=vdb"
 DEFAULT_SIZE_MIB = 1024
+MIN_SIZE_MIB = 64
 VOLUME_DESCRIPTION = (
     "raw ext4 image file in the volume directory, virtio-blk (vdb) at /data, cache=none, io=native"
 )
@@ -30,10 +39,9 @@ VOLUME_DESCRIPTION = (
 def make_data_disk(volume: Path, leaf: str, size_mib: int = DEFAULT_SIZE_MIB) -> Path:
     """Create ``<volume>/isobench-<leaf>.data.img``: sparse, ``size_mib``, ext4. Nothing is left
     behind on failure."""
-    if not volume.is_dir():
-        raise UsageError(f"volume {volume} is not a directory; create it first")
-    if size_mib < 64:
-        raise UsageError(f"data disk size must be >= 64 MiB, got {size_mib}")
+    check_volume(volume)
+    if size_mib < MIN_SIZE_MIB:
+        raise UsageError(f"data disk size must be >= {MIN_SIZE_MIB} MiB, got {size_mib}")
     path = volume.resolve() / f"isobench-{leaf}.data.img"
     try:
         with path.open("xb") as f:
@@ -57,6 +65,12 @@ def make_data_disk(volume: Path, leaf: str, size_mib: int = DEFAULT_SIZE_MIB) ->
             path.unlink()
         raise
     return path
+
+
+def check_volume(volume: Path) -> None:
+    """Refuse a volume that is no directory, before a guest makes anything."""
+    if not volume.is_dir():
+        raise UsageError(f"volume {volume} is not a directory; create it first")
 
 
 def untraversable_parent(directory: Path) -> Path | None:

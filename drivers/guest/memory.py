@@ -20,7 +20,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["QemuMemory", "guest_used_bytes", "meminfo_kib", "parse_smaps", "qemu_process_stats"]
+from isobench.errors import SandboxError
+
+__all__ = [
+    "QemuMemory",
+    "guest_used_bytes",
+    "host_memavailable_kib",
+    "meminfo_kib",
+    "parse_smaps",
+    "qemu_process_stats",
+    "reserve_host_memory",
+]
 
 
 @dataclass(frozen=True)
@@ -95,3 +105,23 @@ def guest_used_bytes(meminfo_text: str) -> float | None:
     if "MemTotal" not in mi or "MemAvailable" not in mi:
         return None
     return float((mi["MemTotal"] - mi["MemAvailable"]) * 1024)
+
+
+def host_memavailable_kib(proc_root: Path) -> int | None:
+    """The host's MemAvailable in KiB, or None when /proc/meminfo cannot be read."""
+    try:
+        return meminfo_kib((proc_root / "meminfo").read_text()).get("MemAvailable")
+    except OSError:
+        return None
+
+
+def reserve_host_memory(sandbox: str, memory_mib: int, proc_root: Path) -> int:
+    """Refuse a guest the host cannot hold; return MemAvailable now in KiB (0 when unknown), the
+    baseline of ``vm.host_memavailable_delta_bytes``."""
+    avail = host_memavailable_kib(proc_root) or 0
+    if avail and memory_mib * 1024 > avail:
+        raise SandboxError(
+            f"sandbox {sandbox}: the host has {avail // 1024} MiB available, cannot give"
+            f" {memory_mib} MiB; lower memory_mib"
+        )
+    return avail

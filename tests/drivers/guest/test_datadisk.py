@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from isobench.drivers.vm.datadisk import make_data_disk, untraversable_parent
+from isobench.drivers.guest.datadisk import make_data_disk, untraversable_parent
 from isobench.errors import SandboxError, UsageError
 
 

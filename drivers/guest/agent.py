@@ -165,21 +165,15 @@ class AgentChannel:
         stdin: bytes | None = None,
         cwd: str = "",
     ) -> ExecResult:
+        frame = encode_exec(argv, env, cwd, stdin)
         with self._busy:
-            return self._exec_unlocked(argv, timeout=timeout, env=env, stdin=stdin, cwd=cwd)
+            return self._run(frame, argv, timeout)
 
-    def _exec_unlocked(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        cwd: str = "",
-    ) -> ExecResult:
+    def _run(self, frame: bytes, argv: Sequence[str], timeout: float) -> ExecResult:
+        """Send one exec frame and collect its output until the exit frame (or kill at timeout)."""
         start = time.monotonic_ns()
         deadline = time.monotonic() + timeout
-        self.send(encode_exec(argv, env, cwd, stdin))
+        self.send(frame)
         out: list[bytes] = []
         err: list[bytes] = []
         killed = False

@@ -1,0 +1,242 @@
+"""Deciding between KVM and TCG by booting, not by guessing.
+
+``/dev/kvm`` existing proves little: on kvm-pvm hosts it opens fine and every guest then dies with
+"KVM internal error: emulation failure". So the decision is a PROBE BOOT of the host's kernel under
+``qemu-system-x86_64 -accel kvm`` (no libvirt: both guest drivers share it, and the ``qemu`` driver
+must work where libvirt is absent) with a deadline, cached per host + host kernel + qemu in
+``<state_dir>/guest/``. ``isobench doctor`` shows the frozen :class:`AccelProbe` through the
+drivers' availability details.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from isobench.drivers.guest.process import kill_qemu, one_line, spawn_qemu
+from isobench.errors import DriverUnavailable, SandboxError, UsageError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Accel", "AccelChoice", "AccelProbe", "choose_accel", "probe_accel", "qemu_probe_boot"]
+
+#: The accelerator a guest runs under: the one definition both guest drivers use.
+Accel = Literal["kvm", "tcg"]
+
+#: deadline seconds -> (kvm booted?, reason)
+BootProbe = Callable[[float], tuple[bool, str]]
+
+#: The probe guest's ``-name``: the qemu driver's gc() finds a leftover by its ``isobench-qemu-``.
+PROBE_NAME = "isobench-qemu-accelprobe"
+
+
+@dataclass(frozen=True)
+class AccelProbe:
+    usable: bool  # KVM really runs guests here
+    accel: Accel  # what the guest drivers use under accel=auto
+    reason: str
+    cached: bool = False
+    checked_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cache_path(state_dir: Path, proc: Path, binary: str) -> Path:
+    try:
+        kernel = (proc / "sys/kernel/osrelease").read_text().strip()
+    except OSError:
+        kernel = platform.release()
+    host = platform.node() or "host"
+    qemu = shutil.which(binary) or "none"
+    try:
+        qemu_id = f"{int(os.stat(qemu).st_mtime)}"
+    except OSError:
+        qemu_id = "0"
+    return state_dir / "guest" / f"accel-{host}-{kernel}-{qemu_id}.json"
+
+
+def probe_accel(
+    state_dir: Path,
+    *,
+    binary: str = "qemu-system-x86_64",
+    dev_kvm: Path = Path("/dev/kvm"),
+    sys_root: Path = Path("/sys"),
+    proc: Path = Path("/proc"),
+    boot: BootProbe | None = None,
+    refresh: bool = False,
+    deadline_s: float = 10.0,
+) -> AccelProbe:
+    """Whether KVM works here; cached, so the probe boot runs once per host, kernel and qemu."""
+    cache = _cache_path(state_dir, proc, binary)
+    if not refresh and cache.exists():
+        try:
+            d = json.loads(cache.read_text())
+            return AccelProbe(d["usable"], d["accel"], d["reason"], cached=True, checked_at=d["checked_at"])
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable accel cache %s", cache)
+
+    def qemu_boot(deadline: float) -> tuple[bool, str]:
+        return qemu_probe_boot(deadline, binary=binary)
+
+    result = _probe(dev_kvm, sys_root, boot or qemu_boot, deadline_s)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        tmp.rename(cache)
+    except OSError as err:
+        log.warning("cannot cache the accel probe in %s: %s", cache, err)
+    return result
+
+
+def _probe(dev_kvm: Path, sys_root: Path, boot: BootProbe, deadline_s: float) -> AccelProbe:
+    now = time.time()
+    if not dev_kvm.exists():
+        return AccelProbe(
+            False, "tcg", f"{dev_kvm} is missing (no KVM module or not exposed here)", checked_at=now
+        )
+    try:
+        fd = os.open(dev_kvm, os.O_RDWR | os.O_CLOEXEC)
+        os.close(fd)
+    except PermissionError:
+        return AccelProbe(False, "tcg", f"permission denied opening {dev_kvm}", checked_at=now)
+    except OSError as err:
+        return AccelProbe(False, "tcg", f"cannot open {dev_kvm}: {err.strerror}", checked_at=now)
+    pvm = (sys_root / "module/kvm_pvm").exists()
+    ok, why = boot(deadline_s)
+    if ok:
+        return AccelProbe(
+            True, "kvm", f"a KVM probe guest booted{' (kvm-pvm)' if pvm else ''}", checked_at=now
+        )
+    prefix = "kvm-pvm: " if pvm else ""
+    return AccelProbe(False, "tcg", f"{prefix}KVM probe boot failed: {why}", checked_at=now)
+
+
+def probe_argv(binary: str, kernel: Path) -> list[str]:
+    """A kernel and a serial port under KVM, nothing else. The CPU is the host's minus
+    arch-capabilities: with it qemu aborts on MSR 0x10a on some hosts before the guest runs, which
+    would hide the real answer (the guest drivers drop it too)."""
+    return [
+        binary,
+        "-name", f"{PROBE_NAME}-{os.getpid()}",
+        "-machine", "q35",
+        "-accel", "kvm",
+        "-cpu", "host,-arch-capabilities",
+        "-m", "256",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", str(kernel),
+        "-append", "console=ttyS0 panic=-1",
+        "-serial", "file:console.log",
+    ]  # fmt: skip
+
+
+def qemu_probe_boot(
+    deadline_s: float, *, binary: str = "qemu-system-x86_64", kernel: Path | None = None
+) -> tuple[bool, str]:
+    """Boot ``kernel`` (the host's cloud kernel) under KVM without a root disk; wait for it to print.
+
+    Success is the kernel banner on the serial console; failure is qemu reporting a KVM internal
+    error (kvm-pvm's "emulation failure": qemu then pauses the guest and stays up, so the log is
+    read while it runs), qemu exiting, or silence until the deadline.
+    """
+    if kernel is None:
+        from isobench.images.recipe import host_kernel
+
+        try:
+            kernel, _ = host_kernel()
+        except UsageError as err:
+            return False, str(err)
+    with tempfile.TemporaryDirectory(prefix="isobench-accel-probe-") as tmp:
+        work = Path(tmp)
+        console, qlog = work / "console.log", work / "qemu.log"
+        try:
+            proc = spawn_qemu(probe_argv(binary, kernel), work, qlog)
+        except SandboxError as err:
+            return False, str(err)
+        try:
+            end = time.monotonic() + deadline_s
+            while True:
+                if "Linux version" in _read(console):
+                    return True, "kernel banner seen"
+                said = _read(qlog)
+                if "emulation failure" in said:
+                    return False, "KVM internal error: emulation failure"
+                if "KVM internal error" in said:
+                    return False, one_line(said[said.index("KVM internal error") :])
+                if proc.poll() is not None:
+                    return (
+                        False,
+                        f"qemu exited with {proc.returncode} before the kernel printed: {one_line(said[-300:])}",
+                    )
+                if time.monotonic() >= end:
+                    return False, f"no kernel output within {deadline_s:g}s"
+                time.sleep(0.05)
+        finally:
+            kill_qemu(proc)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def choose_accel(
+    driver: str, option: str, probe: Callable[[], AccelProbe]
+) -> tuple[Accel, AccelProbe | None]:
+    """The accelerator under ``[drivers.<driver>] accel = option`` (auto, kvm or tcg), and the probe
+    it was decided by (None when ``tcg`` was asked for: no probe runs)."""
+    if option == "tcg":
+        return "tcg", None
+    result = probe()
+    if result.usable:
+        return "kvm", result
+    if option == "kvm":
+        raise DriverUnavailable(
+            f"KVM was requested but is unusable here: {result.reason}; use accel=auto or tcg"
+        )
+    log.warning("%s driver: KVM unusable (%s); guests run under TCG emulation (slow)", driver, result.reason)
+    return "tcg", result
+
+
+class AccelChoice:
+    """One driver's accelerator: decided on first use (:func:`choose_accel`), then fixed, with the
+    facts it was decided by for ``isobench doctor`` and every sample's metadata."""
+
+    def __init__(self, driver: str, option: str, probe: Callable[[], AccelProbe]) -> None:
+        self._driver = driver
+        self._option = option
+        self._run_probe = probe
+        self._accel: Accel | None = None
+        self.probe: AccelProbe | None = None
+
+    def __call__(self) -> Accel:
+        if self._accel is None:
+            self._accel, self.probe = choose_accel(self._driver, self._option, self._run_probe)
+        return self._accel
+
+    def details(self) -> dict[str, Any]:
+        """For a driver's availability: the accelerator and the probe's verdict when one ran."""
+        out: dict[str, Any] = {"accel": self()}
+        if self.probe is not None:
+            out["kvm_usable"] = self.probe.usable
+            out["kvm_probe"] = self.probe.reason
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """For every sample: a guest, its accelerator and why."""
+        out: dict[str, Any] = {"isolation": "vm", "accel": self()}
+        if self.probe is not None:
+            out["accel_reason"] = self.probe.reason
+        return out

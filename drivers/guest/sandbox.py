@@ -1,0 +1,103 @@
+"""The sandbox half both guest drivers share: a booted guest, reached through its agent.
+
+A driver's sandbox adds only what its launcher knows: which process is the guest's qemu
+(:meth:`GuestSandbox.qemu_pid`) and how to stop it (:meth:`GuestSandbox._stop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from isobench.drivers.base import ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.guest.agent import AgentChannel, AgentReady
+from isobench.drivers.guest.memory import guest_used_bytes, host_memavailable_kib, qemu_process_stats
+from isobench.errors import CellTimeout, SandboxError
+from isobench.model import PhaseTiming
+
+__all__ = ["GuestSandbox"]
+
+
+class GuestSandbox(ABC):
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        channel: AgentChannel,
+        ready: AgentReady,
+        clock: PhaseClock,
+        *,
+        address: str | None,
+        proc_root: Path,
+        memavail_before_kib: int,
+    ) -> None:
+        self._spec = spec
+        self._channel = channel
+        self._ready = ready
+        self._clock = clock
+        self._address = address
+        self._proc_root = proc_root
+        self._memavail_before_kib = memavail_before_kib
+        self._destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def workdir(self) -> str:
+        return self._ready.workdir
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
+    @abstractmethod
+    def qemu_pid(self) -> int | None:
+        """The guest's qemu process on the host, or None when it is not known (any more)."""
+
+    @abstractmethod
+    def _stop(self) -> None:
+        """Stop the guest and release what it holds; called once, by destroy()."""
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        if self._destroyed:
+            raise SandboxError(f"sandbox {self.name} is destroyed")
+        return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
+
+    def stats(self) -> Mapping[str, float]:
+        """qemu as the host sees it, the guest's own view of its memory, and the host's
+        MemAvailable drop since create (see memory.py): the same keys from both drivers."""
+        pid = self.qemu_pid()
+        guest_ram = self._spec.memory_mib << 20
+        out = {} if pid is None else qemu_process_stats(self._proc_root / str(pid), guest_ram)
+        if not self._destroyed:
+            with contextlib.suppress(SandboxError, CellTimeout):
+                res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
+                used = guest_used_bytes(res.stdout) if res.ok else None
+                if used is not None:
+                    out["vm.guest_used_bytes"] = used
+        avail = host_memavailable_kib(self._proc_root)
+        if avail is not None:
+            out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
+        return out
+
+    def destroy(self) -> None:
+        """Idempotent; the ``destroy`` phase runs from the call until the guest holds nothing."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        with self._clock.phase("destroy"):
+            self._stop()

@@ -1,0 +1,143 @@
+"""Which machine type the qemu driver boots: ``microvm`` when this qemu has it *and* the image's
+guest really boots on it (probe boots, cached per host/qemu/image in ``<state_dir>/qemu/``), else
+``q35``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.drivers.base import Sandbox, SandboxSpec
+from isobench.drivers.guest.accel import Accel
+from isobench.drivers.qemu.command import Machine
+from isobench.errors import CellTimeout, SandboxError, UsageError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MachineChoice", "MicrovmProbe", "load_choice", "save_choice", "tsc_khz_from_dmesg"]
+
+
+@dataclass(frozen=True)
+class MachineChoice:
+    machine: Machine
+    reason: str
+    #: microvm under TCG: the guest TSC rate given via ``tsc_early_khz=`` (see tsc_khz_from_dmesg).
+    tsc_khz: int | None = None
+    cached: bool = False
+
+
+_TSC_LINE_DETECTED = re.compile(r"tsc: Detected (\d+)\.(\d+) MHz processor")
+
+
+def tsc_khz_from_dmesg(text: str) -> int | None:
+    """The guest kernel's TSC rate in kHz, preferring the refined calibration (pure, tested).
+
+    Why it matters: microvm has no HPET and no ACPI PM timer. Under TCG the kernel calibrates the
+    TSC against the PIT, which fails when the host is busy; with no other reference the TSC is then
+    marked unstable and the guest hangs early in boot (about one boot in five here). Passing the
+    rate as ``tsc_early_khz=`` skips that calibration. Under TCG the guest TSC is the host's.
+    """
+    refined = re.search(r"tsc: Refined TSC clocksource calibration: (\d+)\.(\d+) MHz", text)
+    m = refined or _TSC_LINE_DETECTED.search(text)
+    if m is None:
+        return None
+    return int(m.group(1)) * 1000 + int(m.group(2).ljust(3, "0")[:3])
+
+
+def cache_path(state_dir: Path, proc_root: Path, qemu: str, digest: str, accel: Accel) -> Path:
+    try:
+        kernel = (proc_root / "sys/kernel/osrelease").read_text().strip()
+    except OSError:
+        kernel = platform.release()
+    try:
+        qemu_id = str(int(os.stat(qemu).st_mtime))
+    except OSError:
+        qemu_id = "0"
+    host = platform.node() or "host"
+    return state_dir / "qemu" / f"machine-{host}-{kernel}-{qemu_id}-{digest}-{accel}.json"
+
+
+def load_choice(cache: Path) -> MachineChoice | None:
+    try:
+        d = json.loads(cache.read_text())
+        return MachineChoice(d["machine"], d["reason"], d.get("tsc_khz"), cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_choice(cache: Path, c: MachineChoice) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"machine": c.machine, "reason": c.reason, "tsc_khz": c.tsc_khz}))
+        tmp.rename(cache)
+    except OSError as err:
+        log.warning("cannot cache the machine probe in %s: %s", cache, err)
+
+
+#: (spec, machine, boot timeout) -> a ready guest; raises SandboxError/UsageError if it is not.
+Launch = Callable[[SandboxSpec, MachineChoice, float], Sandbox]
+
+
+@dataclass(frozen=True)
+class MicrovmProbe:
+    """How hard to try microvm before settling for q35 (the ``probe_*`` driver options)."""
+
+    timeout: float = 30.0
+    attempts: int = 3
+    boots: int = 3
+
+    def run(self, launch: Launch, accel: Accel, run_id: str) -> MachineChoice:
+        """Boot the image on microvm until it is known to boot reliably; otherwise q35.
+
+        Under TCG: boot (up to ``attempts`` tries) to learn the TSC rate from the guest's dmesg,
+        then ``boots`` boots with ``tsc_early_khz`` must all be ready in time. Under KVM the guest
+        has kvmclock, so only the verification boots run.
+        """
+        spec = SandboxSpec(name="microvm-probe", run_id=run_id, memory_mib=256)
+        tsc_khz: int | None = None
+        failures: list[str] = []
+        if accel == "tcg":
+            for _ in range(self.attempts):
+                try:
+                    sb = launch(spec, MachineChoice("microvm", "probe"), self.timeout)
+                except (SandboxError, UsageError) as err:
+                    failures.append(str(err)[:160])
+                    continue
+                try:
+                    res = sb.exec(["dmesg"], timeout=30)
+                    tsc_khz = tsc_khz_from_dmesg(res.stdout)
+                except (SandboxError, CellTimeout) as err:
+                    failures.append(str(err)[:160])
+                finally:
+                    sb.destroy()
+                if tsc_khz is not None:
+                    break
+            if tsc_khz is None:
+                why = failures[-1] if failures else "the guest printed no TSC rate"
+                log.warning("qemu driver: microvm does not boot reliably here (%s); using q35", why)
+                return MachineChoice("q35", f"microvm probe: no TSC rate learned ({why})")
+        choice = MachineChoice("microvm", "probe", tsc_khz)
+        took: list[float] = []
+        for i in range(self.boots):
+            t0 = time.monotonic()
+            try:
+                sb = launch(spec, choice, self.timeout)
+            except (SandboxError, UsageError) as err:
+                log.warning("qemu driver: microvm probe boot %d failed (%s); using q35", i + 1, err)
+                return MachineChoice("q35", f"microvm probe boot {i + 1} failed: {str(err)[:200]}")
+            took.append(time.monotonic() - t0)
+            sb.destroy()
+        extra = f" with tsc_early_khz={tsc_khz}" if tsc_khz else ""
+        return MachineChoice(
+            "microvm",
+            f"{len(took)} microvm probe guests{extra} were ready in {min(took):.1f}-{max(took):.1f}s",
+            tsc_khz,
+        )

@@ -1,0 +1,375 @@
+"""The headline: what each isolation technology costs, one row per driver, one column per question.
+
+Which figure answers which question is decided once, in :data:`QUESTIONS`; the HTML report, summary.md
+and the terminal all show the same :class:`Headline`. A figure is either a value in human units
+(start-up time, idle memory, network, syscall cost, leak score, containment) or a ratio to native
+(CPU, memory bandwidth), with the median's interval where there is one (exact, order-statistic: the
+range at n <= 5, with the confidence it really has), and a verdict against native that respects the metric's direction ("lower" or "higher" is better): a difference whose
+interval includes native is *same*, not better or worse.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from isobench.model import Better
+from isobench.results import Results
+from isobench.stats import ratio_ci, summarize
+
+from .cells import NATIVE, Cell, CellKey, driver_order, group_cells
+from .compare import DEFAULT_MIN_EFFECT
+from .memory import idle_overhead
+from .units import NA, TIMES, human, human_ratio, plain
+
+__all__ = [
+    "CONTAINMENT",
+    "MEMORY",
+    "MIN_EFFECT",
+    "QUESTIONS",
+    "Figure",
+    "Headline",
+    "Question",
+    "Verdict",
+    "build_headline",
+    "cell_figure",
+    "verdict",
+]
+
+#: A difference from native smaller than this (a fraction) is "same", however narrow its interval.
+MIN_EFFECT = DEFAULT_MIN_EFFECT
+
+Verdict = Literal["better", "worse", "same", "unsure", "baseline", "none"]
+
+#: Questions answered by something other than one metric's cells.
+MEMORY = "memory"
+CONTAINMENT = "containment"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One headline column: the metric that answers it and how it is shown."""
+
+    key: str
+    title: str
+    workload: str
+    #: The metric; for :data:`CONTAINMENT` a prefix and suffix around the stressor name.
+    metric: str
+    #: Params a cell must have *when it has the key* (cells without the key match too).
+    where: Mapping[str, Any]
+    #: "value" shows the figure in human units; "ratio" shows it as a ratio to native.
+    show: Literal["value", "ratio"]
+    #: The parameters behind the figure, stated once.
+    params: str
+    #: Counts and probe verdicts: any difference from native is real, no interval needed.
+    exact: bool = False
+    #: Shown in this unit instead of the metric's (same raw values: ops_per_second as IOPS).
+    unit: str | None = None
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question(
+        "start", "start to ready", "startup", "startup.to_ready", {}, "value",
+        "cold start until the sandbox can run a command",
+    ),
+    Question(
+        MEMORY, "idle memory (host)", "idle-memory", "idle-memory.host_view", {}, "value",
+        "host-side memory of one idle sandbox; worse when above 5% of the sandbox's own memory",
+    ),
+    Question(
+        "cpu", "CPU", "cpu", "cpu.events_per_second", {"variant": "single"}, "ratio",
+        "sysbench cpu, 1 thread, events/s",
+    ),
+    Question(
+        "membw", "memory bandwidth", "memory-bandwidth", "memory-bandwidth.read.bandwidth",
+        {"variant": "single"}, "ratio", "sysbench memory, sequential read, 1 thread",
+    ),
+    Question(
+        "disk_root", "disk IOPS (root)", "disk", "disk.rand_read.iops",
+        {"storage": "root", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, root filesystem", unit="iops",
+    ),
+    Question(
+        "disk_volume", "disk IOPS (volume)", "disk", "disk.rand_read.iops",
+        {"storage": "volume", "iodepth": 1}, "value", "fio 4 KiB random read, QD1, volume at /data", unit="iops",
+    ),
+    Question(
+        "net", "network throughput", "network", "network.tcp_throughput", {}, "value",
+        "iperf3 TCP, 1 stream, host to sandbox",
+    ),
+    Question(
+        "rtt", "network RTT", "network", "network.tcp_rtt.p50", {}, "value",
+        "sockperf TCP ping-pong, median round trip",
+    ),
+    Question(
+        "syscall", "syscall cost", "syscall", "syscall.read_write.per_call", {}, "value",
+        "1-byte read or write (dd bs=1), per call",
+    ),
+    Question(
+        "leak", "leak score", "leakage", "leakage.score", {"hardening": True}, "value",
+        "weighted share of host-information probes that leak; lower is better", exact=True,
+    ),
+    Question(
+        CONTAINMENT, "containment", "interference", "interference.*.contained", {"hardening": True}, "value",
+        "stressors in a neighbour sandbox whose load stayed contained", exact=True,
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline cell: a driver's answer to one question."""
+
+    driver: str
+    question: str
+    value: float
+    unit: str
+    better: Better
+    n: int
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    #: The confidence [ci_low, ci_high] really has (75% at n=3: the range), NaN without one.
+    ci_confidence: float = math.nan
+    ratio: float = math.nan
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    verdict: Verdict = "none"
+    #: What the cell shows first (a value, or a ratio to native).
+    text: str = NA
+    #: The interval and the other view (ratio or value), smaller.
+    detail: str = ""
+    #: Everything in words, for a tooltip.
+    tip: str = ""
+
+
+@dataclass(frozen=True)
+class Headline:
+    drivers: tuple[str, ...]
+    #: The questions this run answers, in :data:`QUESTIONS` order.
+    questions: tuple[Question, ...]
+    figures: Mapping[tuple[str, str], Figure]
+    #: Repetitions per question (the smallest over drivers).
+    n: Mapping[str, int] = field(default_factory=dict)
+
+    def figure(self, driver: str, question: str) -> Figure | None:
+        return self.figures.get((driver, question))
+
+    @property
+    def empty(self) -> bool:
+        return not self.figures
+
+
+def verdict(
+    ratio: float, lo: float, hi: float, better: Better, *, n: int, n_native: int, exact: bool = False
+) -> Verdict:
+    """Better or worse than native, by the metric's direction; *same* when the interval includes
+    native or the difference is below the minimum effect `isobench compare` uses (asv's rule: both
+    significant and large enough), *unsure* when there is no interval (a single repetition)."""
+    if math.isnan(ratio) or better == "none":
+        return "none"
+    if exact:
+        if ratio == 1.0:
+            return "same"
+        up = ratio > 1.0
+    else:
+        if min(n, n_native) < 2 or math.isnan(lo) or math.isnan(hi):
+            return "unsure"
+        if lo <= 1.0 <= hi or abs(ratio - 1.0) < MIN_EFFECT:
+            return "same"
+        up = lo > 1.0
+    return "better" if up == (better == "higher") else "worse"
+
+
+def _matches(params: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    return all(params[k] == v for k, v in where.items() if k in params)
+
+
+def _pick(cells: Iterable[Cell], q: Question, driver: str) -> Cell | None:
+    for c in cells:
+        if c.key.driver == driver and c.key.metric == q.metric and _matches(c.params, q.where):
+            return c
+    return None
+
+
+def _with_verdict(
+    fig: Figure, values: tuple[float, ...], native: tuple[float, ...] | None, q: Question
+) -> Figure:
+    """Fill in the ratio to native, the verdict and the texts."""
+    unit, ratio, lo, hi = fig.unit, math.nan, math.nan, math.nan
+    verdict_: Verdict = "none"
+    if fig.driver == NATIVE:
+        verdict_, ratio = "baseline", 1.0
+    elif native:
+        if q.exact:
+            base = sorted(native)[(len(native) - 1) // 2]
+            ratio = fig.value / base if base else (1.0 if fig.value == 0 else math.inf)
+        else:
+            r = ratio_ci(values, native)
+            ratio, lo, hi = r.value, r.ci_low, r.ci_high
+        verdict_ = verdict(ratio, lo, hi, fig.better, n=fig.n, n_native=len(native), exact=q.exact)
+    text, detail = _texts(fig, q, ratio, lo, hi)
+    tip = f"median {human(fig.value, unit)}"
+    if fig.n >= 2 and not math.isnan(fig.ci_low):
+        conf = "" if math.isnan(fig.ci_confidence) else f" ({plain(fig.ci_confidence * 100, 3)}%)"
+        tip += f", interval [{human(fig.ci_low, unit)}, {human(fig.ci_high, unit)}]{conf}"
+    tip += f", n={fig.n}"
+    if fig.driver != NATIVE and not math.isnan(ratio):
+        tip += f"; {human_ratio(ratio, lo, hi)} native (95% bootstrap)"
+    return replace(
+        fig, ratio=ratio, ratio_low=lo, ratio_high=hi, verdict=verdict_, text=text, detail=detail, tip=tip
+    )
+
+
+def spread(value: float, lo: float, hi: float) -> str:
+    """The median's interval as a relative half-width: ``±3.1%`` (the wider side)."""
+    if math.isnan(lo) or math.isnan(hi) or value == 0 or math.isnan(value) or lo == hi:
+        return ""
+    half = max(hi - value, value - lo) / abs(value)
+    return f"\u00b1{plain(half * 100, 2)}%"
+
+
+def _texts(fig: Figure, q: Question, ratio: float, lo: float, hi: float) -> tuple[str, str]:
+    """What a cell shows first, and its interval with the other view, kept short."""
+    single = fig.n < 2 and not q.exact
+    if q.show == "ratio" and fig.driver != NATIVE and not math.isnan(ratio):
+        interval = "" if single or math.isnan(lo) else f"{plain(lo)}\u2013{plain(hi)}"
+        return human_ratio(ratio), interval
+    parts = [] if single else [spread(fig.value, fig.ci_low, fig.ci_high)]
+    if fig.driver != NATIVE and not q.exact and not math.isnan(ratio):
+        parts.append(human_ratio(ratio))
+    return human(fig.value, fig.unit), " ".join(p for p in parts if p)
+
+
+def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
+    s = summarize(cell.values)
+    fig = Figure(
+        driver=cell.key.driver,
+        question=q.key,
+        value=s.median,
+        unit=q.unit or cell.unit,
+        better=cell.better,
+        n=s.n,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        ci_confidence=s.ci_confidence,
+    )
+    return _with_verdict(fig, cell.values, native.values if native else None, q)
+
+
+def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:
+    if results is None:
+        return {}
+    out: dict[str, Figure] = {}
+    budget = _sandbox_bytes(results)
+    for driver, mem in idle_overhead(results).items():
+        s = summarize(mem.totals)
+        fig = Figure(
+            driver=driver,
+            question=q.key,
+            value=mem.total,
+            unit="bytes",
+            better="lower",
+            n=s.n,
+            ci_low=s.ci_low,
+            ci_high=s.ci_high,
+            ci_confidence=s.ci_confidence,
+        )
+        # No native figure to compare with (native has no overhead by definition): an overhead
+        # counts as worse when it is a noticeable share of what the sandbox itself was given.
+        fig = _with_verdict(fig, mem.totals, None, q)
+        if budget:
+            share = mem.total / budget
+            worse = share >= MIN_EFFECT and (s.n < 2 or s.ci_low / budget >= MIN_EFFECT)
+            tip = f"{fig.tip}; {plain(share * 100, 2)}% of the sandbox's {human(budget, 'bytes')}"
+            fig = replace(fig, verdict="worse" if worse else "same", tip=tip)
+        out[driver] = fig
+    return out
+
+
+def _sandbox_bytes(results: Results) -> float | None:
+    """The memory each sandbox was given (``run.config.memory_mib``), in bytes."""
+    config = results.run.get("config") or {}
+    mib = config.get("memory_mib") if isinstance(config, Mapping) else None
+    return float(mib) * 2**20 if isinstance(mib, int | float) and mib > 0 else None
+
+
+def _containment_figures(cells: Mapping[CellKey, Cell], q: Question) -> dict[str, Figure]:
+    prefix, suffix = q.metric.split("*")
+    flags: dict[str, list[bool]] = {}
+    reps: dict[str, int] = {}
+    for key, cell in cells.items():
+        if (
+            key.workload == q.workload
+            and key.metric.startswith(prefix)
+            and key.metric.endswith(suffix)
+            and _matches(cell.params, q.where)
+        ):
+            ordered = sorted(cell.values)
+            # a stressor counts as contained when it was in most repetitions
+            flags.setdefault(key.driver, []).append(ordered[(len(ordered) - 1) // 2] >= 0.5)
+            reps[key.driver] = min(reps.get(key.driver, len(ordered)), len(ordered))
+    native = flags.get(NATIVE)
+    out: dict[str, Figure] = {}
+    for driver, got in flags.items():
+        fig = Figure(driver, q.key, float(sum(got)), "stressors", "higher", n=reps[driver])
+        base = None if native is None else (float(sum(native)),)
+        fig = _with_verdict(fig, (fig.value,), base, q)
+        out[driver] = replace(fig, text=f"{sum(got)}/{len(got)}", detail="contained")
+    return out
+
+
+def build_headline(
+    results: Results | None = None, *, cells: Mapping[CellKey, Cell] | None = None
+) -> Headline:
+    """The headline of a run (from ``results``, or from already grouped ``cells``)."""
+    if cells is None:
+        cells = group_cells(results) if results is not None else {}
+    figures: dict[tuple[str, str], Figure] = {}
+    drivers = {c.key.driver for c in cells.values()}
+    questions: list[Question] = []
+    for q in QUESTIONS:
+        if q.key == MEMORY:
+            by_driver = _memory_figures(results, q)
+            ran = {c.key.driver for c in cells.values() if c.key.workload == q.workload}
+            for d in ran - set(by_driver):
+                # native: no overhead by definition; others (bwrap): no host-side figure to report
+                is_native = d == NATIVE
+                by_driver[d] = Figure(
+                    d, q.key, 0.0 if is_native else math.nan, "bytes", "lower", n=0,
+                    verdict="baseline" if is_native else "none",
+                    text="0" if is_native else NA,
+                    detail="native" if is_native else "not measured",
+                    tip="the native baseline has no overhead" if is_native
+                    else "this driver reports no host-side memory figure (no cgroup of its own)",
+                )  # fmt: skip
+        elif q.key == CONTAINMENT:
+            by_driver = _containment_figures(cells, q)
+        else:
+            relevant = [c for c in cells.values() if c.key.workload == q.workload]
+            native = _pick(relevant, q, NATIVE)
+            by_driver = {}
+            for d in sorted({c.key.driver for c in relevant}, key=driver_order):
+                cell = _pick(relevant, q, d)
+                if cell is not None:
+                    by_driver[d] = cell_figure(q, cell, native)
+        if by_driver:
+            questions.append(q)
+            for d, fig in by_driver.items():
+                figures[(d, q.key)] = fig
+                drivers.add(d)
+    n = {
+        q.key: min((f.n for f in figures.values() if f.question == q.key and f.n), default=0)
+        for q in questions
+    }
+    return Headline(
+        drivers=tuple(sorted(drivers, key=driver_order)),
+        questions=tuple(questions),
+        figures=figures,
+        n=n,
+    )
+
+
+def ratio_words(ratio: float) -> str:
+    """``470x`` / ``1.15x`` for a sentence (multiplication sign, 2-3 significant digits)."""
+    return f"{plain(ratio, 3 if ratio < 100 else 2)}{TIMES}" if math.isfinite(ratio) else NA

@@ -1,0 +1,116 @@
+"""Warnings grouped by kind: one line per kind with a count and where it mostly happens; the
+individual items stay available (collapsed in the HTML)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["WarningGroup", "group_warnings"]
+
+
+@dataclass(frozen=True)
+class WarningGroup:
+    kind: str
+    #: One line: what, how many, mostly where.
+    line: str
+    items: tuple[str, ...]
+
+
+def _mostly(labels: Sequence[str], total: int) -> str:
+    label, count = Counter(labels).most_common(1)[0]
+    return "all" if count == total else f"{count} of them {label}"
+
+
+def _noisy(summary: pd.DataFrame) -> WarningGroup | None:
+    if summary.empty:
+        return None
+    noisy = summary[summary["noisy"]]
+    if noisy.empty:
+        return None
+    items = []
+    kinds = []
+    for rec in noisy.to_dict("records"):
+        variant = f" [{rec['variant']}]" if rec["variant"] else ""
+        metric = str(rec["metric"])
+        items.append(
+            f"{rec['driver']} / {rec['workload']} / {metric}{variant}: "
+            f"CoV {float(rec['cov']) * 100:.1f}% over n={int(rec['n'])}"
+        )
+        kind = "startup phases" if ".phase." in metric else str(rec["workload"])
+        kinds.append(f"{kind} at n={int(rec['n'])}")
+    n = len(items)
+    where = _mostly(kinds, n)
+    where = f"all {kinds[0]}" if where == "all" else where
+    line = (
+        f"{n} figure{'s have' if n != 1 else ' has'} CoV above 5% ({where}); their intervals are "
+        "wide, so treat them with care."
+    )
+    return WarningGroup("noisy", line, tuple(items))
+
+
+def _failed(failures: pd.DataFrame) -> WarningGroup | None:
+    if failures.empty:
+        return None
+    items = [f"{r.driver} / {r.workload} repetition {r.repetition}: {r.error}" for r in failures.itertuples()]
+    cells = [f"{r.driver}/{r.workload}" for r in failures.itertuples()]
+    n = len(items)
+    where = _mostly(cells, n)
+    where = cells[0] if where == "all" else where
+    line = f"{n} cell{'s' if n != 1 else ''} failed ({where}); their errors are below and in tables/failures.csv."
+    return WarningGroup("failed", line, tuple(items))
+
+
+def _tcg(run: Mapping[str, Any]) -> WarningGroup | None:
+    drivers = run.get("drivers") or {}
+    if not isinstance(drivers, Mapping):
+        return None
+    tcg = [
+        str(d)
+        for d, m in drivers.items()
+        if isinstance(m, Mapping) and str(m.get("accel", "")).lower() == "tcg"
+    ]
+    if not tcg:
+        return None
+    line = (
+        f"{', '.join(tcg)} ran guests with TCG (software CPU emulation, no KVM): their startup, CPU "
+        "and I/O figures are far slower than KVM and not representative of production virtual machines."
+    )
+    return WarningGroup("tcg", line, ())
+
+
+def group_warnings(
+    run: Mapping[str, Any],
+    summary: pd.DataFrame,
+    failures: pd.DataFrame,
+    plot_errors: Sequence[str] = (),
+) -> tuple[WarningGroup, ...]:
+    """Every warning of a run, one group per kind, the most consequential first."""
+    groups: list[WarningGroup] = []
+    status = run.get("status")
+    if status not in (None, "complete"):
+        groups.append(WarningGroup("status", f"run status is {status!r}: results may be incomplete.", ()))
+    for g in (_failed(failures), _tcg(run)):
+        if g is not None:
+            groups.append(g)
+    if not summary.empty and "host" not in set(summary["driver"]):
+        groups.append(
+            WarningGroup(
+                "no-native", "no native (host) samples in this run: ratios to native cannot be computed.", ()
+            )
+        )
+    noisy = _noisy(summary)
+    if noisy is not None:
+        groups.append(noisy)
+    if plot_errors:
+        n = len(plot_errors)
+        groups.append(
+            WarningGroup(
+                "plots", f"{n} figure{'s' if n != 1 else ''} could not be drawn.", tuple(plot_errors)
+            )
+        )
+    return tuple(groups)

@@ -1,0 +1,153 @@
+"""The accel decision: the cached probe (fake /dev/kvm and boots), and the real probe boot's
+reading of qemu through fake qemu binaries (shell scripts), so no KVM or root is needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, choose_accel, probe_accel, qemu_probe_boot
+from isobench.errors import DriverUnavailable
+
+
+def _fake_kvm(tmp_path: Path) -> Path:
+    dev = tmp_path / "kvm"
+    dev.write_text("")
+    return dev
+
+
+def test_accel_kvm_works(tmp_path: Path) -> None:
+    res = probe_accel(tmp_path, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path, boot=lambda *_: (True, "ok"))
+    assert (res.usable, res.accel) == (True, "kvm")
+    again = probe_accel(
+        tmp_path,
+        dev_kvm=_fake_kvm(tmp_path),
+        sys_root=tmp_path,
+        boot=lambda *_: pytest.fail("cached result must not boot again"),
+    )
+    assert again.cached and again.accel == "kvm"
+
+
+def test_accel_kvm_missing(tmp_path: Path) -> None:
+    res = probe_accel(
+        tmp_path, dev_kvm=tmp_path / "nokvm", boot=lambda *_: pytest.fail("no probe without /dev/kvm")
+    )
+    assert (res.usable, res.accel) == (False, "tcg")
+    assert "missing" in res.reason
+
+
+def test_accel_probe_fails_on_kvm_pvm(tmp_path: Path) -> None:
+    (tmp_path / "module/kvm_pvm").mkdir(parents=True)
+    res = probe_accel(
+        tmp_path,
+        dev_kvm=_fake_kvm(tmp_path),
+        sys_root=tmp_path,
+        boot=lambda *_: (False, "KVM internal error: emulation failure"),
+    )
+    assert (res.usable, res.accel) == (False, "tcg")
+    assert res.reason.startswith("kvm-pvm:") and "emulation failure" in res.reason
+
+
+def test_tcg_asked_for_runs_no_probe() -> None:
+    assert choose_accel("vm", "tcg", lambda: pytest.fail("accel=tcg must not probe")) == ("tcg", None)
+
+
+def test_auto_falls_back_to_tcg_and_kvm_asked_for_is_refused() -> None:
+    bad = AccelProbe(False, "tcg", "kvm-pvm: emulation failure")
+    assert choose_accel("qemu", "auto", lambda: bad) == ("tcg", bad)
+    with pytest.raises(DriverUnavailable, match=r"KVM was requested but is unusable here: kvm-pvm"):
+        choose_accel("qemu", "kvm", lambda: bad)
+    good = AccelProbe(True, "kvm", "a KVM probe guest booted")
+    assert choose_accel("vm", "kvm", lambda: good) == ("kvm", good)
+
+
+# -- the probe boot itself, against fake qemu binaries ---------------------------------------
+def _fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> str:
+    """A 'qemu' that records its pid and argv, then runs ``body`` in the probe's directory."""
+    script = tmp_path / "fake-qemu"
+    script.write_text(f'#!/bin/sh\necho $$ > "$PROBE_PID"\necho "$@" > "$PROBE_ARGV"\n{body}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PROBE_PID", str(tmp_path / "pid"))
+    monkeypatch.setenv("PROBE_ARGV", str(tmp_path / "argv"))
+    return str(script)
+
+
+def _gone(tmp_path: Path) -> bool:
+    pid = int((tmp_path / "pid").read_text())
+    return not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _boot(tmp_path: Path, binary: str, deadline: float = 10) -> tuple[bool, str]:
+    return qemu_probe_boot(deadline, binary=binary, kernel=tmp_path / "vmlinuz")
+
+
+def test_probe_boot_sees_the_kernel_banner_and_kills_the_guest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qemu = _fake_qemu(tmp_path, monkeypatch, "echo 'Linux version 6.1.0-cloud' > console.log\nexec sleep 60")
+    assert _boot(tmp_path, qemu) == (True, "kernel banner seen")
+    assert _gone(tmp_path)
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[argv.index("-accel") + 1] == "kvm"
+    assert argv[argv.index("-cpu") + 1] == "host,-arch-capabilities"
+    assert argv[argv.index("-kernel") + 1] == str(tmp_path / "vmlinuz")
+
+
+def test_probe_boot_reads_kvm_pvm_emulation_failure_while_qemu_stays_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # qemu pauses the guest on a KVM internal error and keeps running: the log is the answer.
+    qemu = _fake_qemu(
+        tmp_path,
+        monkeypatch,
+        "echo 'KVM internal error. Suberror: 1' >&2\necho 'emulation failure' >&2\nexec sleep 60",
+    )
+    assert _boot(tmp_path, qemu) == (False, "KVM internal error: emulation failure")
+    assert _gone(tmp_path)
+
+
+def test_probe_boot_when_qemu_exits_or_stays_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    qemu = _fake_qemu(tmp_path, monkeypatch, "echo 'Could not access KVM kernel module' >&2\nexit 1")
+    ok, why = _boot(tmp_path, qemu)
+    assert not ok and why.startswith("qemu exited with 1") and "Could not access KVM" in why
+    silent = _fake_qemu(tmp_path, monkeypatch, "exec sleep 60")
+    assert _boot(tmp_path, silent, deadline=0.3) == (False, "no kernel output within 0.3s")
+    assert _gone(tmp_path)
+    ok, why = _boot(tmp_path, str(tmp_path / "no-such-qemu"))
+    assert not ok and "cannot run" in why
+
+
+def test_probe_accel_boots_qemu_directly_and_caches_per_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qemu = _fake_qemu(tmp_path, monkeypatch, "echo 'Linux version 6.1' > console.log\nexec sleep 60")
+    monkeypatch.setattr(
+        "isobench.drivers.guest.accel.qemu_probe_boot", lambda d, binary: _boot(tmp_path, binary, d)
+    )
+    res = probe_accel(tmp_path / "state", binary=qemu, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path)
+    assert (res.usable, res.accel, res.cached) == (True, "kvm", False)
+    cached = list((tmp_path / "state" / "guest").glob("accel-*.json"))
+    assert len(cached) == 1
+
+
+def test_accel_choice_probes_once_and_reports_what_it_decided_by() -> None:
+    calls: list[int] = []
+
+    def probe() -> AccelProbe:
+        calls.append(1)
+        return AccelProbe(False, "tcg", "kvm-pvm: no kernel output within 10s")
+
+    choice = AccelChoice("qemu", "auto", probe)
+    assert choice() == "tcg" and choice() == "tcg" and len(calls) == 1
+    assert choice.details() == {
+        "accel": "tcg",
+        "kvm_usable": False,
+        "kvm_probe": "kvm-pvm: no kernel output within 10s",
+    }
+    assert choice.metadata() == {
+        "isolation": "vm",
+        "accel": "tcg",
+        "accel_reason": "kvm-pvm: no kernel output within 10s",
+    }
+    forced = AccelChoice("vm", "tcg", lambda: pytest.fail("accel=tcg must not probe"))
+    assert forced.details() == {"accel": "tcg"} and forced.metadata() == {"isolation": "vm", "accel": "tcg"}

@@ -1,0 +1,156 @@
+"""The headline: which metric answers which question, direction-aware colours, and runs that lack
+drivers or workloads."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from isobench.reports import overview, render
+from isobench.reports.findings import findings
+from isobench.reports.headline import CONTAINMENT, MEMORY, QUESTIONS, build_headline, verdict
+from isobench.results import Results
+
+from .conftest import build_real_results
+
+E_NOTATION = re.compile(r"[0-9]e[+-][0-9]")
+
+
+def test_every_question_of_a_full_run_is_answered(real_results: Results) -> None:
+    h = build_headline(real_results)
+    assert [q.key for q in h.questions] == [q.key for q in QUESTIONS]
+    assert h.drivers == ("host", "container", "runc", "bwrap", "vm", "qemu")
+    for (driver, key), fig in h.figures.items():
+        assert not E_NOTATION.search(fig.text + fig.detail), (driver, key, fig.text, fig.detail)
+
+
+def test_the_defined_params_pick_the_cell(real_results: Results) -> None:
+    h = build_headline(real_results)
+    # cpu: the single-thread variant (the all-vCPU one runs ~1.9x faster)
+    cpu = h.figure("host", "cpu")
+    assert cpu is not None and cpu.value == pytest.approx(2900, rel=0.05)
+    # disk: QD1 on each storage, not QD32; shown as IOPS
+    root, volume = h.figure("host", "disk_root"), h.figure("vm", "disk_volume")
+    assert root is not None and root.value == pytest.approx(9000, rel=0.05)
+    assert root.text.endswith("k IOPS")
+    assert volume is not None and volume.value == pytest.approx(2700, rel=0.05)
+    # leak: the container's hardened profile, compared with the host's only profile
+    leak = h.figure("container", "leak")
+    assert leak is not None and leak.value == 20.0 and leak.verdict == "better"
+    # startup: to_ready, in human units
+    start = h.figure("vm", "start")
+    assert start is not None and start.text == "3.00 s"
+
+
+def test_ratio_questions_show_ratios_and_native_shows_its_value(real_results: Results) -> None:
+    h = build_headline(real_results)
+    vm, host = h.figure("vm", "cpu"), h.figure("host", "cpu")
+    assert vm is not None and host is not None
+    assert vm.text.startswith("\u00d70.1") and "\u2013" in vm.detail  # ratio with its interval
+    assert host.text.endswith("ops/s") and host.verdict == "baseline"
+
+
+def test_colours_follow_the_metric_direction(real_results: Results) -> None:
+    h = build_headline(real_results)
+    verdicts = {(d, k): f.verdict for (d, k), f in h.figures.items()}
+    # fewer events/s (higher is better) and more ns per syscall (lower is better) are both worse
+    assert verdicts[("vm", "cpu")] == "worse"
+    assert verdicts[("vm", "syscall")] == "worse"
+    assert verdicts[("container", "syscall")] == "worse"  # the seccomp filter: x1.2
+    # within noise, or under the minimum effect: neutral
+    assert verdicts[("container", "cpu")] == "same"
+    assert verdicts[("runc", "syscall")] == "same"  # x1.02
+    # a lower leak score is better; a single repetition of a measured figure is never coloured
+    assert verdicts[("vm", "leak")] == "better"
+    assert verdicts[("vm", "rtt")] == "unsure"
+    assert verdicts[("container", CONTAINMENT)] == "better"
+    assert verdicts[("bwrap", CONTAINMENT)] == "same"
+    # idle memory has no native figure: worse when over 5% of the sandbox's 512 MiB
+    assert verdicts[("vm", MEMORY)] == "worse" and verdicts[("host", MEMORY)] == "baseline"
+    assert verdicts[("container", MEMORY)] == "same"
+    assert verdicts[("bwrap", MEMORY)] == "none"  # no host-side figure
+
+
+def test_memory_without_a_known_sandbox_size_is_not_coloured(real_results: Results) -> None:
+    run = {k: v for k, v in real_results.run.items() if k != "config"}
+    h = build_headline(Results(run=run, samples=real_results.samples))
+    fig = h.figure("vm", MEMORY)
+    assert fig is not None and fig.verdict == "none" and fig.text == "247 MiB"
+
+
+@pytest.mark.parametrize(
+    ("ratio", "lo", "hi", "better", "n", "expected"),
+    [
+        (0.5, 0.4, 0.6, "higher", 3, "worse"),
+        (0.5, 0.4, 0.6, "lower", 3, "better"),
+        (2.0, 1.8, 2.2, "higher", 3, "better"),
+        (2.0, 1.8, 2.2, "lower", 3, "worse"),
+        (0.9, 0.7, 1.1, "lower", 3, "same"),
+        (1.03, 1.02, 1.04, "lower", 3, "same"),  # significant but under the minimum effect
+        (2.0, 2.0, 2.0, "lower", 1, "unsure"),
+        (2.0, 1.8, 2.2, "none", 3, "none"),
+        (math.nan, math.nan, math.nan, "lower", 3, "none"),
+    ],
+)
+def test_verdict(ratio: float, lo: float, hi: float, better: str, n: int, expected: str) -> None:
+    assert verdict(ratio, lo, hi, better, n=n, n_native=n) == expected  # type: ignore[arg-type]
+
+
+def test_exact_verdicts_need_no_interval() -> None:
+    assert verdict(0.2, math.nan, math.nan, "lower", n=1, n_native=1, exact=True) == "better"
+    assert verdict(1.0, math.nan, math.nan, "lower", n=1, n_native=1, exact=True) == "same"
+    assert verdict(0.5, math.nan, math.nan, "higher", n=1, n_native=1, exact=True) == "worse"
+
+
+def test_findings_say_what_matters(real_results: Results) -> None:
+    ov = overview(real_results)
+    text = " ".join(ov.findings)
+    assert (
+        "An idle libvirt guest (vm) costs 247 MiB of host memory, about 490\u00d7 an idle isobench container"
+        in text
+    )
+    assert "bubblewrap sandbox (bwrap) is ready in" in text
+    assert "TCG figures, not KVM" in text
+    assert "CPU: worse than native in vm" in text
+    assert "Measured once (n=1), so not ranked: disk IOPS (root)" in text
+    assert "Measured once, but more than 2\u00d7 off native: disk IOPS (root) vm \u00d70.3" in text
+    assert not E_NOTATION.search(text)
+
+
+@pytest.mark.parametrize(
+    ("drivers", "workloads"),
+    [
+        (("host", "container"), ("startup",)),
+        (("container", "vm"), ("startup", "idle-memory", "cpu")),  # no native
+        (("host",), ("cpu", "disk", "leakage", "interference")),
+        (("vm",), ("idle-memory",)),
+    ],
+)
+def test_partial_runs_give_a_partial_headline(drivers: tuple[str, ...], workloads: tuple[str, ...]) -> None:
+    r = build_real_results(drivers, workloads)
+    ov = overview(r)
+    h = ov.headline
+    assert set(h.drivers) == set(drivers)
+    assert {q.workload for q in h.questions} <= set(workloads)
+    assert ov.findings
+    if "host" not in drivers:
+        # nothing is compared with native (idle memory is judged against the sandbox's size)
+        assert all(f.verdict in ("none", "unsure") for f in h.figures.values() if f.question != MEMORY)
+        assert any("No native (host) driver ran" in f for f in ov.findings)
+
+
+def test_partial_run_renders(tmp_path: pytest.TempPathFactory) -> None:
+    r = build_real_results(("host", "container"), ("startup",))
+    paths = render(r, tmp_path)  # type: ignore[arg-type]
+    html = paths.html.read_text()
+    assert html.index('id="headline"') < html.index("start to ready") < html.index('id="warnings"')
+
+
+def test_empty_run_has_an_empty_headline() -> None:
+    r = Results(run={"run_id": "x"}, samples=[])
+    h = build_headline(r)
+    assert h.empty and h.questions == ()
+    assert findings(h, r.run) == [
+        "No figure of this run answers a headline question (no successful measurement)."
+    ]
