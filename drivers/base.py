@@ -11,13 +11,14 @@ import importlib
 import logging
 import pkgutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from isobench.errors import DriverUnavailable, UsageError
+from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.model import PhaseTiming
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ __all__ = [
     "OptionTypes",
     "PhaseClock",
     "Sandbox",
+    "SandboxBase",
     "SandboxSpec",
     "all_drivers",
     "check_driver_options",
     "get_driver",
+    "started_or_cleaned",
 ]
 
 #: What each key of a driver's ``[drivers.<name>]`` table may hold: the accepted value types
@@ -168,6 +171,76 @@ class Sandbox(Protocol):
         ...
 
     def destroy(self) -> None: ...
+
+
+_S = TypeVar("_S", bound="Sandbox")
+
+
+class SandboxBase(ABC):
+    """What every Sandbox shares, written once: its spec and name, its phase clock, a guard against
+    use after destroy, and an idempotent ``destroy`` timed as the ``destroy`` phase that names what it
+    could not release. A driver's sandbox adds exec, stats, workdir and address, and ``_teardown``."""
+
+    #: The words error messages use for this kind of sandbox ("runc sandbox").
+    kind: ClassVar[str] = "sandbox"
+
+    def __init__(self, spec: SandboxSpec, clock: PhaseClock) -> None:
+        self._spec = spec
+        self._clock = clock
+        self._destroyed = False
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def spec(self) -> SandboxSpec:
+        return self._spec
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        return tuple(self._clock.phases)
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+
+    def _check_exec(self, argv: Sequence[str]) -> None:
+        """Refuse an exec on a destroyed sandbox or without a command, in the same words everywhere."""
+        if self._destroyed:
+            raise SandboxError(f"{self.kind} {self.name} is destroyed; create a new one")
+        if not argv:
+            raise SandboxError("exec needs a command")
+
+    def destroy(self) -> None:
+        """Release everything; a second call does nothing. Raises SandboxError naming what is left."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        with self._clock.phase("destroy"):
+            errors = self._teardown()
+        if errors:
+            raise SandboxError(
+                f"teardown of {self.kind} {self.name} left resources ({'; '.join(errors)}); run `isobench gc`"
+            )
+
+    @abstractmethod
+    def _teardown(self) -> list[str]:
+        """Release what the sandbox holds, going on past failures; return what could not be released."""
+
+
+def started_or_cleaned(sandbox: _S, start: Callable[[], None]) -> _S:
+    """Run a sandbox's creation steps; if any fails (or Ctrl-C comes), destroy what was made before
+    the error propagates, so a failed create leaves nothing behind."""
+    try:
+        start()
+    except BaseException:
+        try:
+            sandbox.destroy()
+        except SandboxError as err:
+            log.warning("cleanup after failed create of %s: %s", sandbox.name, err)
+        raise
+    return sandbox
 
 
 class Driver(Protocol):

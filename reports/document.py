@@ -135,7 +135,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
             if isinstance(off, int | float) and math.isfinite(off):
                 offsets_acc.setdefault((s.driver, variant_of(s.params), s.phase), []).append(float(off))
     offsets = {k: float(np.median(v)) for k, v in offsets_acc.items()}
-    plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets)
+    plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets, results)
 
     failures = failures_table(results)
 

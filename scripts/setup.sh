@@ -50,7 +50,9 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   say "creating the venv and installing isobench with its dev extras"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # setuptools warns on every editable install of a package-dir layout that a folder named like the
+  # package could shadow it; ours cannot (the namespace is isobench, the folders are not).
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 else
   say "venv: up to date"

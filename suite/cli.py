@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import time
@@ -92,7 +91,7 @@ class _RichProgress(RunProgress):
         self.extend(-1)
 
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
-        left = "" if budget_left is None else f"budget left {_mmss(budget_left)}"
+        left = "" if budget_left is None else f"budget left {launch.mmss(budget_left)}"
         self._p.update(self._task, description=escape(cell.label), budget=left)
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
@@ -143,11 +142,6 @@ def print_summary(results: Results) -> None:
         out.print(f"- {escape(line)}", highlight=False)
     for g in ov.warnings:
         out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
-
-
-def _mmss(seconds: float) -> str:
-    minutes, secs = divmod(max(0, round(seconds)), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 @main.command()
@@ -284,33 +278,8 @@ def run(
 
 
 def _print_budget(results: Results) -> None:
-    """One paragraph on how the budget went, and every unit whose figures missed the target."""
-    b = results.run.get("budget")
-    if not b:
-        return
-    out.print(
-        f"budget: spent {_mmss(b['spent'])} of {_mmss(b['seconds'])} ({b['stopped']}); "
-        f"{b['figures_met']} of {b['figures_counted']} counted figures have a 95% CI half-width "
-        f"<= {b['precision']:.0%} of the median; {b['cells_skipped']} cell(s) not started for lack of time",
-        highlight=False,
-    )
-    short = [u for u in b["units"] if u["status"] not in ("met", "no counted figures")]
-    for u in short:
-        worst = max(
-            (f for f in u["figures"] if not f["met"]),
-            key=lambda f: f["half_width"] if f["half_width"] is not None else math.inf,
-            default=None,
-        )
-        where = f"{u['workload']} on {u['driver']}" + (f" [{u['variant']}]" if u["variant"] else "")
-        detail = ""
-        if worst is not None:
-            hw = worst["half_width"]
-            detail = (
-                f": worst {worst['metric']} ±{hw:.1%}"
-                if hw is not None
-                else f": {worst['metric']} not judged"
-            )
-        out.print(escape(f"  {where}: {u['status']}, n={u['n']}{detail}"), highlight=False)
+    for line in launch.budget_summary(results.run):
+        out.print(escape(line), highlight=False)
 
 
 def _render(results: Results, out_dir: Path) -> None:
@@ -562,6 +531,31 @@ def export(results_dir: Path, target: Path) -> None:
     else:
         raise UsageError(f"cannot export to {target.name}: use a .csv, .parquet or .json file name")
     out.print(f"wrote {target}")
+
+
+@main.command()
+@click.argument("results_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("history"),
+    show_default=True,
+    help="Where to write history.html and plots/history-*.png.",
+)
+def history(results_dirs: tuple[Path, ...], output: Path) -> None:
+    """The headline figures over runs (asv-style trends with CI bands). RESULTS_DIRS are run
+    directories, or directories holding them (e.g. ./results); runs are ordered by start time."""
+    from isobench.reports.history import render_history
+
+    launch.check_output_dir(output)
+    paths = render_history(results_dirs, output)
+    for skipped in paths.skipped:
+        console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)
+    out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
+    for finding in paths.findings:
+        out.print(f"changed: {escape(finding)}", highlight=False)
+    out.print(f"history: {paths.html}")
 
 
 main.add_command(image_group, name="image")

@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from isobench.errors import SandboxError
 __all__ = [
     "MountEntry",
     "OverlayDirs",
+    "OverlayRoot",
     "find_mounts",
     "mount_overlay",
     "overlay_mounts",
@@ -87,6 +89,56 @@ def umount(target: Path) -> None:
     if err == errno.EBUSY and _libc.umount2(path, _MNT_DETACH) == 0:
         return
     raise SandboxError(f"cannot unmount {target}: {os.strerror(ctypes.get_errno() or err)}")
+
+
+class OverlayRoot:
+    """A sandbox's own root: the directory it made for its overlay and the overlay mounted there.
+
+    ``make`` records each step as it succeeds, so ``release`` undoes exactly what was made, also
+    after a create that failed half-way; it never deletes through a still-mounted overlay.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.dirs = OverlayDirs(base)
+        self._made = False
+        self._mounted = False
+
+    @property
+    def mounted(self) -> bool:
+        return self._mounted
+
+    def make(self, lower: Path, sandbox: str, run_id: str) -> None:
+        base = self.dirs.base
+        base.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            base.mkdir()
+        except FileExistsError as err:
+            raise SandboxError(
+                f"sandbox {sandbox} already exists in run {run_id}; use a unique name"
+            ) from err
+        self._made = True
+        mount_overlay(lower, self.dirs)
+        self._mounted = True
+
+    def release(self) -> list[str]:
+        """Unmount, then remove the directory; return what could not be released."""
+        errors: list[str] = []
+        if self._mounted:
+            try:
+                umount(self.dirs.merged)
+                self._mounted = False
+            except SandboxError as err:
+                errors.append(str(err))
+        if self._made and not self._mounted:
+            shutil.rmtree(self.dirs.base, onerror=lambda _f, p, e: _note_rm_error(errors, p, e[1]))
+            self._made = False
+        return errors
+
+
+def _note_rm_error(errors: list[str], path: str, err: BaseException) -> None:
+    """A path already gone is what removal wants; anything else is a leak to report."""
+    if not isinstance(err, FileNotFoundError):
+        errors.append(f"rm {path}: {err}")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ from isobench.drivers.base import (
     ExecResult,
     OptionTypes,
     PhaseClock,
+    SandboxBase,
     SandboxSpec,
+    started_or_cleaned,
 )
 from isobench.drivers.bwrap.command import (
     WORKDIR,
@@ -48,10 +50,9 @@ from isobench.drivers.bwrap.command import (
 )
 from isobench.errors import SandboxError, UsageError
 from isobench.images import image_rootfs
-from isobench.model import PhaseTiming
 from isobench.mounts import (
     OverlayDirs,
-    mount_overlay,
+    OverlayRoot,
     overlay_mounts,
     parse_mountinfo,
     umount,
@@ -91,25 +92,15 @@ class HostProbe:
     proc_root: Path = field(default=Path("/proc"))
 
 
-class BwrapSandbox:
+class BwrapSandbox(SandboxBase):
     """A per-sandbox overlay root; each exec is one bwrap invocation over it."""
 
+    kind = "bwrap sandbox"
+
     def __init__(self, spec: SandboxSpec, *, base: Path, settings: BwrapSettings, clock: PhaseClock) -> None:
-        self._spec = spec
-        self._base = base
+        super().__init__(spec, clock)
+        self._root = OverlayRoot(base)
         self._settings = settings
-        self._clock = clock
-        self._made_dir = False
-        self._mounted = False
-        self._destroyed = False
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
 
     @property
     def workdir(self) -> str:
@@ -121,7 +112,7 @@ class BwrapSandbox:
 
     @property
     def overlay(self) -> OverlayDirs:
-        return OverlayDirs(self._base)
+        return self._root.dirs
 
     def command(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
         """The host command line that runs ``argv`` in this sandbox."""
@@ -135,10 +126,9 @@ class BwrapSandbox:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        if self._destroyed or not self._mounted:
+        self._check_exec(argv)
+        if not self._root.mounted:
             raise SandboxError(f"sandbox {self.name} is not set up; create it again")
-        if not argv:
-            raise SandboxError("exec needs a command")
         # bwrap's --die-with-parent plus run_command's process-group kill end the whole sandbox
         # on timeout or Ctrl-C.
         res = run_command(self.command(argv, env), timeout=timeout, stdin=stdin)
@@ -152,39 +142,12 @@ class BwrapSandbox:
         # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.
         return {}
 
-    def destroy(self) -> None:
-        if self._destroyed:
-            return
-        self._destroyed = True
-        errors: list[str] = []
-        with self._clock.phase("destroy"):
-            unmounted = True
-            if self._mounted:
-                try:
-                    umount(self.overlay.merged)
-                except SandboxError as err:
-                    unmounted = False
-                    errors.append(str(err))
-            if self._made_dir and unmounted:
-                shutil.rmtree(self._base, onerror=lambda _f, p, e: _note_rm_error(errors, p, e[1]))
-        if errors:
-            raise SandboxError(
-                f"teardown of bwrap sandbox {self.name} left resources ({'; '.join(errors)}); "
-                "run `isobench gc`"
-            )
+    def _teardown(self) -> list[str]:
+        return self._root.release()
 
     def _start(self, lower: Path, timeout: float) -> None:
         with self._clock.phase("create"):
-            self._base.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._base.mkdir()
-            except FileExistsError as err:
-                raise SandboxError(
-                    f"sandbox {self.name} already exists in run {self._spec.run_id}; use a unique name"
-                ) from err
-            self._made_dir = True
-            mount_overlay(lower, self.overlay)
-            self._mounted = True
+            self._root.make(lower, self.name, self._spec.run_id)
             (self.overlay.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
         now = time.monotonic_ns()
         self._clock.add("ready", now, now)
@@ -282,15 +245,7 @@ class BwrapDriver:
             taskset=taskset,
         )
         sandbox = BwrapSandbox(spec, base=base, settings=settings, clock=PhaseClock())
-        try:
-            sandbox._start(lower, self._timeout)
-        except BaseException:
-            try:
-                sandbox.destroy()
-            except SandboxError as err:
-                log.warning("cleanup after failed create: %s", err)
-            raise
-        return sandbox
+        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, self._timeout))
 
     def close(self) -> None:
         # Nothing is shared between this driver's sandboxes; each destroy() removed its own.
@@ -328,9 +283,3 @@ class BwrapDriver:
                         shutil.rmtree(d)
                         removed.append(f"dir {d}")
         return removed
-
-
-def _note_rm_error(errors: list[str], path: str, err: BaseException) -> None:
-    """A path already gone is what removal wants; anything else is a leak to report."""
-    if not isinstance(err, FileNotFoundError):
-        errors.append(f"rm {path}: {err}")

@@ -30,6 +30,7 @@ from isobench.drivers.base import (
     ExecResult,
     OptionTypes,
     PhaseClock,
+    SandboxBase,
     SandboxSpec,
 )
 from isobench.drivers.container import names as naming
@@ -170,8 +171,10 @@ def _read_all(fd: int, deadline: float) -> str:
         chunks.append(data)
 
 
-class ContainerSandbox:
+class ContainerSandbox(SandboxBase):
     """A running container: a tiny init as pid 1; commands enter it with setns."""
+
+    kind = "container"
 
     def __init__(
         self,
@@ -182,17 +185,11 @@ class ContainerSandbox:
         init_pid: int,
         clock: PhaseClock,
     ) -> None:
-        self._spec = spec
+        super().__init__(spec, clock)
         self._config = config
         self._helper = helper
         self._res = res
         self._init_pid = init_pid
-        self._clock = clock
-        self._destroyed = False
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
 
     @property
     def ident(self) -> str:
@@ -208,10 +205,6 @@ class ContainerSandbox:
     def upper_dir(self) -> Path:
         assert self._res.base_dir is not None, "sandbox destroyed"
         return self._res.base_dir / "upper"
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
 
     @property
     def workdir(self) -> str:
@@ -235,10 +228,7 @@ class ContainerSandbox:
         stdin: bytes | None = None,
         cwd: str | None = None,
     ) -> ExecResult:
-        if self._destroyed:
-            raise SandboxError(f"sandbox {self.name} is destroyed; create a new one")
-        if not argv:
-            raise SandboxError("exec needs a command")
+        self._check_exec(argv)
         cmd = [str(self._helper), "exec", "--pid", str(self._init_pid), "--ns", self._config.ns_arg]
         cmd += _cgroup_args(self._res.cgroup)
         if self._config.hardening:
@@ -253,14 +243,9 @@ class ContainerSandbox:
         cg = self._res.cgroup
         return cg.stats() if cg is not None and not self._destroyed else {}
 
-    def destroy(self) -> None:
-        if self._destroyed:
-            return
-        self._destroyed = True
-        with self._clock.phase("destroy"):
-            self._res.release()
-        if self._res.errors:
-            raise SandboxError(f"teardown of {self.name} incomplete: {'; '.join(self._res.errors)}")
+    def _teardown(self) -> list[str]:
+        self._res.release()
+        return list(self._res.errors)
 
 
 def _run_helper(

@@ -7,20 +7,21 @@ A driver's sandbox adds only what its launcher knows: which process is the guest
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.memory import guest_used_bytes, host_memavailable_kib, qemu_process_stats
 from isobench.errors import CellTimeout, SandboxError
-from isobench.model import PhaseTiming
 
 __all__ = ["GuestSandbox"]
 
 
-class GuestSandbox(ABC):
+class GuestSandbox(SandboxBase):
+    kind = "guest sandbox"
+
     def __init__(
         self,
         spec: SandboxSpec,
@@ -32,22 +33,12 @@ class GuestSandbox(ABC):
         proc_root: Path,
         memavail_before_kib: int,
     ) -> None:
-        self._spec = spec
+        super().__init__(spec, clock)
         self._channel = channel
         self._ready = ready
-        self._clock = clock
         self._address = address
         self._proc_root = proc_root
         self._memavail_before_kib = memavail_before_kib
-        self._destroyed = False
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
 
     @property
     def workdir(self) -> str:
@@ -73,8 +64,7 @@ class GuestSandbox(ABC):
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        if self._destroyed:
-            raise SandboxError(f"sandbox {self.name} is destroyed")
+        self._check_exec(argv)
         return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
 
     def stats(self) -> Mapping[str, float]:
@@ -94,10 +84,7 @@ class GuestSandbox(ABC):
             out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
         return out
 
-    def destroy(self) -> None:
-        """Idempotent; the ``destroy`` phase runs from the call until the guest holds nothing."""
-        if self._destroyed:
-            return
-        self._destroyed = True
-        with self._clock.phase("destroy"):
-            self._stop()
+    def _teardown(self) -> list[str]:
+        # the destroy phase runs from the call until the guest holds nothing
+        self._stop()
+        return []

@@ -21,28 +21,20 @@ from isobench.drivers.base import (
     ExecResult,
     OptionTypes,
     PhaseClock,
+    SandboxBase,
     SandboxSpec,
 )
-from isobench.model import PhaseTiming
 from isobench.procs import run_command
 
 
-class HostSandbox:
+class HostSandbox(SandboxBase):
     """A scratch directory on the host; commands run there as ordinary host processes."""
 
+    kind = "host sandbox"
+
     def __init__(self, spec: SandboxSpec, scratch: Path, clock: PhaseClock) -> None:
-        self._spec = spec
+        super().__init__(spec, clock)
         self._scratch = scratch
-        self._clock = clock
-        self._destroyed = False
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
 
     @property
     def workdir(self) -> str:
@@ -60,6 +52,7 @@ class HostSandbox:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
+        self._check_exec(argv)
         return run_command(
             argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin, cpus=self._spec.cpuset
         )
@@ -67,12 +60,9 @@ class HostSandbox:
     def stats(self) -> Mapping[str, float]:
         return {}
 
-    def destroy(self) -> None:
-        if self._destroyed:
-            return
-        with self._clock.phase("destroy"):
-            shutil.rmtree(self._scratch, ignore_errors=True)
-        self._destroyed = True
+    def _teardown(self) -> list[str]:
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        return []
 
 
 class HostDriver:

@@ -34,7 +34,9 @@ from isobench.drivers.base import (
     ExecResult,
     OptionTypes,
     PhaseClock,
+    SandboxBase,
     SandboxSpec,
+    started_or_cleaned,
 )
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
@@ -42,10 +44,9 @@ from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controll
 from isobench.drivers.runc.stats import parse_events_stats
 from isobench.errors import SandboxError, UsageError
 from isobench.images import image_rootfs
-from isobench.model import PhaseTiming
 from isobench.mounts import (
     OverlayDirs,
-    mount_overlay,
+    OverlayRoot,
     overlay_mounts,
     parse_mountinfo,
     umount,
@@ -88,8 +89,10 @@ def runc_error(stderr: str) -> str:
     return lines[-1] if lines else "no error output"
 
 
-class RuncSandbox:
+class RuncSandbox(SandboxBase):
     """One runc container. Owns its container, cgroup (through runc), overlay, veth and bundle dir."""
+
+    kind = "runc sandbox"
 
     def __init__(
         self,
@@ -102,34 +105,23 @@ class RuncSandbox:
         probe: HostProbe,
         timeout: float,
     ) -> None:
-        self._spec = spec
+        super().__init__(spec, clock)
         self._ident = ident
         self._base = base
+        self._root = OverlayRoot(base)
         self._runc = tuple(runc)
-        self._clock = clock
         self._probe = probe
         self._timeout = timeout
-        self._made_dir = False
-        self._mounted = False
         self._created = False
         self._veth: network.Veth | None = None
         self._pid: int | None = None
-        self._destroyed = False
 
     # -- protocol -----------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
 
     @property
     def ident(self) -> str:
         """The runc container id (also the cgroup leaf and bundle dir name)."""
         return self._ident
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return tuple(self._clock.phases)
 
     @property
     def workdir(self) -> str:
@@ -141,7 +133,7 @@ class RuncSandbox:
 
     @property
     def overlay(self) -> OverlayDirs:
-        return OverlayDirs(self._base)
+        return self._root.dirs
 
     @property
     def init_pid(self) -> int | None:
@@ -155,10 +147,9 @@ class RuncSandbox:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        if self._destroyed or not self._created:
+        self._check_exec(argv)
+        if not self._created:
             raise SandboxError(f"sandbox {self.name} is not running; create it again")
-        if not argv:
-            raise SandboxError("exec needs a command")
         cmd = [*self._runc, "exec", "--cwd", WORKDIR]
         for key, value in (env or {}).items():
             cmd += ["--env", f"{key}={value}"]
@@ -179,37 +170,19 @@ class RuncSandbox:
             raise SandboxError(f"runc events failed for {self._ident}: {runc_error(res.stderr)}")
         return parse_events_stats(res.stdout)
 
-    def destroy(self) -> None:
-        if self._destroyed:
-            return
-        self._destroyed = True
+    def _teardown(self) -> list[str]:
         errors: list[str] = []
-        with self._clock.phase("destroy"):
-            if self._created:
-                try:
-                    self._kill_and_delete()
-                except SandboxError as err:
-                    errors.append(str(err))
-            if self._veth is not None and (self._probe.sys_class_net / self._veth.host_link).exists():
-                try:
-                    network.teardown_veth(self._veth.host_link)
-                except SandboxError as err:
-                    errors.append(str(err))
-            unmounted = True
-            if self._mounted:
-                try:
-                    umount(self.overlay.merged)
-                except SandboxError as err:
-                    unmounted = False
-                    errors.append(str(err))
-            # Never delete through a still-mounted overlay.
-            if self._made_dir and unmounted:
-                shutil.rmtree(self._base, onerror=lambda _f, p, e: errors.append(f"rm {p}: {e[1]}"))
-        if errors:
-            raise SandboxError(
-                f"teardown of runc sandbox {self.name} left resources ({'; '.join(errors)}); "
-                "run `isobench gc`"
-            )
+        if self._created:
+            try:
+                self._kill_and_delete()
+            except SandboxError as err:
+                errors.append(str(err))
+        if self._veth is not None and (self._probe.sys_class_net / self._veth.host_link).exists():
+            try:
+                network.teardown_veth(self._veth.host_link)
+            except SandboxError as err:
+                errors.append(str(err))
+        return errors + self._root.release()
 
     def _kill_and_delete(self) -> None:
         """SIGKILL the init (which ends the whole pid namespace), wait for it, then delete.
@@ -235,17 +208,8 @@ class RuncSandbox:
     def _start(self, lower: Path, hostname: str) -> None:
         clock = self._clock
         with clock.phase("create"):
-            self._base.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._base.mkdir()
-            except FileExistsError as err:
-                raise SandboxError(
-                    f"sandbox {self.name} already exists in run {self._spec.run_id}; use a unique name"
-                ) from err
-            self._made_dir = True
+            self._root.make(lower, self.name, self._spec.run_id)
             dirs = self.overlay
-            mount_overlay(lower, dirs)
-            self._mounted = True
             (dirs.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
             config = oci_config(
                 self._spec,
@@ -394,15 +358,8 @@ class RuncDriver:
             probe=self._probe,
             timeout=self._timeout,
         )
-        try:
-            sandbox._start(lower, hostname=_UNSAFE.sub("-", spec.name)[:63] or "sandbox")
-        except BaseException:
-            try:
-                sandbox.destroy()
-            except SandboxError as err:
-                log.warning("cleanup after failed create: %s", err)
-            raise
-        return sandbox
+        hostname = _UNSAFE.sub("-", spec.name)[:63] or "sandbox"
+        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, hostname=hostname))
 
     def close(self) -> None:
         # Nothing is shared between this driver's sandboxes; each destroy() removed its own.

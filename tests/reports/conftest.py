@@ -112,23 +112,50 @@ def build_results() -> Results:
                 better="lower",
                 params={"hardening": hardening},
             )
-    for d, f in {"container": 1.0, "vm": 0.6}.items():
-        for stressor, deg in {"cpu": 0.3, "memory": 0.5, "io": 0.2}.items():
+    # As suite/workloads/interference.py emits them: degradations (fractions, unit "ratio"),
+    # which can be near zero or negative, and one containment verdict per stressor.
+    for d, f in {"host": 1.4, "container": 1.0, "vm": 0.6}.items():
+        for stressor, deg in {"cpu": 0.3, "memory": 0.5, "io": -0.01}.items():
+            for kind in ("d_mean", "d_p99"):
+                s += _samples(
+                    d,
+                    "interference",
+                    f"interference.cpu.{stressor}.{kind}",
+                    [deg * f],
+                    unit="ratio",
+                    params={"duration_s": 2.0},
+                )
             s += _samples(
                 d,
                 "interference",
-                "interference.degradation",
-                noisy(deg * f, 0.1),
-                unit="",
-                better="lower",
-                params={"stressor": stressor},
+                f"interference.{stressor}.contained",
+                [0.0 if (d, stressor) == ("host", "memory") else 1.0],
+                unit="bool",
+                better="higher",
+                params={"duration_s": 2.0},
             )
-    for d, (rss, cache) in {"host": (1, 0), "container": (3, 2), "vm": (150, 40)}.items():
-        s += _samples(d, "idle-memory", "idle-memory.rss", noisy(rss), unit="MiB")
-        s += _samples(d, "idle-memory", "idle-memory.page_cache", noisy(cache + 0.01), unit="MiB")
-        s += _samples(d, "idle-memory", "idle-memory.total", noisy(rss + cache), unit="MiB")
-    # A noisy cell and a failed cell with hostile text.
+    # As suite/workloads/idle_memory.py emits them (bytes): the host-side total and what is behind
+    # it; a container's limit and its inside view are no overhead.
+    mib = 2.0**20
+    vm_parts = {".vm.qemu_pss_bytes": (60, 62, 58), ".vm.guest_ram_rss_bytes": (180, 185, 178)}
+    vm_figures = {
+        "": tuple(a + b for a, b in zip(*vm_parts.values(), strict=True)),
+        **vm_parts,
+        ".vm.host_memavailable_delta_bytes": (270, 280, 266),
+    }
+    for suffix, values in vm_figures.items():
+        s += _samples(
+            "vm", "idle-memory", f"idle-memory.host_view{suffix}", [v * mib for v in values], "bytes"
+        )
+    for suffix, v in {"": 0.5, ".memory_limit_bytes": 512.0}.items():
+        s += _samples("container", "idle-memory", f"idle-memory.host_view{suffix}", [v * mib] * 3, "bytes")
+    for d in ("host", "container", "vm"):
+        s += _samples(d, "idle-memory", "idle-memory.inside_used", noisy(900 * mib)[:3], unit="bytes")
+    # Two noisy cells and a failed cell with hostile text.
     s += _samples("container", "cpu", "cpu.latency_ms", [1, 2, 5, 1, 9, 1, 3, 1, 1, 7], unit="ms")
+    s += _samples(
+        "container", "syscall", "syscall.read_write.per_call", [2e-7, 3e-7, 2e-7, 5e-7, 2e-7], "seconds"
+    )
     s += _samples("host", "cpu", "cpu.latency_ms", noisy(1.0), unit="ms")
     s.append(
         Sample.failure(

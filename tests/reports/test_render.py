@@ -21,17 +21,16 @@ def test_render_writes_every_artifact(rendered: tuple[Results, ReportPaths]) -> 
         "startup-timeline.png",
         "startup-distribution.png",
         "ratio-cpu.png",
-        "disk-disk.png",
-        "network-network.png",
         "leakage-heatmap.png",
-        "interference-interference.png",
-        "memory-breakdown.png",
+        "interference-heatmap.png",
+        "memory-overhead.png",
     } <= names
-    assert "ratio-leakage.png" not in names  # 0/1 flags have no meaningful ratio
+    # 0/1 flags, degradations and idle memory have no meaningful ratio to native
+    assert not {"ratio-leakage.png", "ratio-interference.png", "ratio-idle-memory.png"} & names
     for p in paths.plots:
         assert p.parent == tmp_path / "plots"
         assert p.read_bytes().startswith(PNG)
-    assert paths.empty_sections == ()
+    assert set(paths.empty_sections) <= {"Disk I/O per storage path", "Network"}
     summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
     assert len(summary) > 30
     assert {"ratio_to_native", "ci_low", "noisy"} <= set(summary.columns)
@@ -134,7 +133,7 @@ def test_hostile_labels_do_not_break_plots(tmp_path: Path) -> None:
         for i in range(4)
     ]
     paths = render(Results(run={"run_id": "r"}, samples=samples), tmp_path)
-    assert {p.name for p in paths.plots} == {"ratio-disk.png", "disk-disk.png"}
+    assert {p.name for p in paths.plots} == {"ratio-disk.png"}
     assert "plot " not in paths.html.read_text().split('id="tables"')[0]
 
 

@@ -102,7 +102,7 @@ def test_unavailable_without_binary_or_root(tmp_path: Path) -> None:
 
 
 def test_teardown_treats_an_already_gone_path_as_removed() -> None:
-    from isobench.drivers.bwrap.driver import _note_rm_error
+    from isobench.mounts import _note_rm_error
 
     errors: list[str] = []
     _note_rm_error(errors, "/gone", FileNotFoundError(2, "No such file or directory"))

@@ -1,0 +1,215 @@
+"""Startup: where the time to a ready sandbox goes, phase by phase, and how much it varies.
+
+A process starts in ~2 ms and a TCG guest in ~3 s; on one linear axis the first is invisible. So
+the timeline has one panel per kind (processes and containers, guests), each on its own linear axis
+in its own unit, where stacked phase lengths stay honest; the distributions use a log axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..cells import Cell, CellKey, driver_order
+from ..units import human
+from ._base import (
+    Plot,
+    count_text,
+    distinct_colours,
+    human_axis,
+    human_ticks,
+    kinds,
+    label,
+    legend_entries,
+    save,
+    short_metric,
+    tex_safe,
+)
+
+__all__ = ["split_by_scale", "startup_distribution", "startup_timeline"]
+
+_MAX_PANELS = 6
+#: The question first: how long until the sandbox is usable.
+_ORDER = ("startup.to_ready", "startup.exec", "startup.to_exit", "startup.total")
+
+
+def _spans(
+    driver: str,
+    variant: str,
+    durations: Mapping[str, float],
+    phase_orders: Mapping[str, Sequence[str]],
+    all_phases: Sequence[str],
+    offsets: Mapping[tuple[str, str, str], float],
+) -> list[tuple[str, float, float]]:
+    """(phase, start, duration): at the recorded median offset where there is one (so a phase nested
+    in another sits where it happened and is not counted twice), else after the previous phase."""
+    seq = [p for p in phase_orders.get(driver, ()) if p in durations]
+    seq += [p for p in all_phases if p in durations and p not in seq]
+    left = 0.0
+    spans: list[tuple[str, float, float]] = []
+    for p in seq:
+        start = offsets.get((driver, variant, p))
+        begin = left if start is None else start
+        spans.append((p, begin, durations[p]))
+        left = begin + durations[p]
+    return spans
+
+
+#: Bars share a panel while the longest is at most this many times the shortest: beyond it the
+#: short one would be a sliver (a 4 ms native start next to a 340 ms runc one).
+_SCALE_SPREAD = 12.0
+
+
+def split_by_scale(
+    members: Sequence[tuple[str, str]], end_of: Mapping[tuple[str, str], float]
+) -> list[list[tuple[str, str]]]:
+    """Members split into panels of similar length, shortest first, each in driver order."""
+    clusters: list[list[tuple[str, str]]] = []
+    for dv in sorted(members, key=lambda m: end_of[m]):
+        if clusters and end_of[dv] <= _SCALE_SPREAD * max(end_of[clusters[-1][0]], 1e-12):
+            clusters[-1].append(dv)
+        else:
+            clusters.append([dv])
+    return [sorted(c, key=lambda dv: (driver_order(dv[0]), dv[1])) for c in clusters]
+
+
+def startup_timeline(
+    summary: pd.DataFrame,
+    cells: Mapping[CellKey, Cell],
+    plots_dir: Path,
+    phase_orders: Mapping[str, Sequence[str]],
+    offsets: Mapping[tuple[str, str, str], float],
+) -> list[Plot]:
+    phased = [c for c in cells.values() if c.key.workload == "startup" and c.phase]
+    if not phased:
+        return []
+    bars: dict[tuple[str, str], dict[str, float]] = {}
+    for c in phased:
+        bars.setdefault((c.key.driver, c.key.variant), {})[str(c.phase)] = float(np.median(c.values))
+    all_phases: list[str] = []
+    for d in sorted(phase_orders, key=driver_order):
+        all_phases += [p for p in phase_orders[d] if p not in all_phases]
+    all_phases += sorted({p for b in bars.values() for p in b} - set(all_phases))
+    colours = dict(zip(all_phases, distinct_colours(len(all_phases)), strict=True))
+    order = sorted(bars, key=lambda dv: (driver_order(dv[0]), dv[1]))
+    spans_of = {dv: _spans(*dv, bars[dv], phase_orders, all_phases, offsets) for dv in order}
+    end_of = {dv: max((st + w for _, st, w in spans_of[dv]), default=0.0) for dv in order}
+    groups = [
+        (name, cluster)
+        for name, ds in kinds(list(dict.fromkeys(d for d, _ in order)))
+        for clusters in [split_by_scale([dv for dv in order if dv[0] in ds], end_of)]
+        for cluster in clusters
+    ]
+    fig = Figure(figsize=(11, 1.2 + sum(0.9 + 0.5 * len(g) for _, g in groups)))
+    gs = fig.add_gridspec(len(groups), 1, height_ratios=[max(1, len(g)) for _, g in groups])
+    labelled: set[str] = set()
+    unit = phased[0].unit or "seconds"
+    ends_all = [max((end_of[dv] for dv in members), default=0.0) for _, members in groups]
+    for gi, (name, members) in enumerate(groups):
+        ax = fig.add_subplot(gs[gi, 0])
+        ends: list[float] = []
+        for yi, (driver, variant) in enumerate(members):
+            spans = spans_of[(driver, variant)]
+            # Longest first, so phases nested inside a longer one are drawn on top and stay visible.
+            for p, start, width in sorted(spans, key=lambda sp: -sp[2]):
+                ax.barh(
+                    yi,
+                    width,
+                    left=start,
+                    height=0.65,
+                    color=colours[p],
+                    edgecolor="white",
+                    label=None if p in labelled else tex_safe(p),
+                )
+                labelled.add(p)
+                leaf = not any(q != p and start <= st2 and st2 + w2 <= start + width for q, st2, w2 in spans)
+                if leaf and width >= 0.07 * max(ends_all[gi], 1e-12):
+                    ax.text(start + width / 2, yi, tex_safe(p), ha="center", va="center", fontsize=7)
+            end = max((st + w for _, st, w in spans), default=0.0)
+            ends.append(end)
+            ax.annotate(
+                human(end, unit),
+                (end, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        top = max(ends, default=0.0) * 1.15 or 1.0
+        ax.set_xlim(0, top)
+        scale = human_axis(ax, [top], unit)
+        ax.set_xlabel(f"median time since the first phase began ({scale.label})")
+        ax.set_yticks(range(len(members)), [label(d, v) for d, v in members])
+        ax.set_ylim(len(members) - 0.5, -0.5)
+        ax.set_title(tex_safe(f"{name}: own time axis"), fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    found = legend_entries(fig)
+    names = [tex_safe(p) for p in all_phases if tex_safe(p) in found]
+    cols = 1 + len(names) // 26
+    fig.legend([found[n] for n in names], names, title="phase", fontsize=7, loc="center right", ncols=cols)
+    fig.suptitle("Startup phases per driver: create to ready, the command, teardown")
+    fig.tight_layout(rect=(0, 0, 1 - 0.12 * cols, 1))
+    ns = [len(c.values) for c in phased]
+    path = save(fig, plots_dir / "startup-timeline.png", layout=False)
+    return [
+        Plot(
+            "startup",
+            "Startup phase timeline",
+            path,
+            "Median duration of each startup phase per driver, in the order the driver recorded them "
+            "(a phase nested in another is drawn at its recorded offset, on top). Each panel has its own "
+            "linear time axis: processes and containers apart from guests, and sandboxes more than "
+            f"{_SCALE_SPREAD:.0f} times faster than the next apart from it, so no bar is a sliver. {count_text(ns)} starts per phase.",
+        )
+    ]
+
+
+def startup_distribution(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:
+    totals = [c for c in cells.values() if c.key.workload == "startup" and not c.phase]
+    if not totals:
+        return []
+    present = list(dict.fromkeys(c.key.metric for c in totals))
+    metrics = sorted(present, key=lambda m: (_ORDER.index(m) if m in _ORDER else len(_ORDER), m))[
+        :_MAX_PANELS
+    ]
+    rows = max(sum(1 for c in totals if c.key.metric == m) for m in metrics)
+    ncols = 1 if len(metrics) == 1 else 2
+    nrows = -(-len(metrics) // ncols)
+    fig = Figure(figsize=(11, max(3.0, nrows * (0.8 + 0.4 * rows))))
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        mc = sorted(
+            (c for c in totals if c.key.metric == metric),
+            key=lambda c: (driver_order(c.key.driver), c.key.variant),
+        )
+        ax.boxplot([list(c.values) for c in mc], orientation="horizontal", widths=0.6)
+        ax.set_yticks(range(1, len(mc) + 1), [label(c.key.driver, c.key.variant) for c in mc], fontsize=8)
+        ax.invert_yaxis()
+        values = [v for c in mc for v in c.values]
+        lo, hi = min(values), max(values)
+        unit = mc[0].unit or "seconds"
+        log = lo > 0 and hi / lo > 20
+        if log:
+            ax.set_xscale("log")
+            human_ticks(ax, unit)
+            ax.set_xlabel("log axis")
+        else:
+            ax.set_xlabel(human_axis(ax, values, unit).label)
+        ax.set_title(tex_safe(short_metric(metric, "startup")), fontsize=9)
+        ax.grid(axis="x", which="both", alpha=0.2)
+    fig.suptitle("Start-time distributions")
+    return [
+        Plot(
+            "startup",
+            "Start-time distributions",
+            save(fig, plots_dir / "startup-distribution.png"),
+            "Every measured start per driver (box: quartiles, line: median, whiskers: 1.5 IQR); a log "
+            "axis where the fastest and slowest differ more than 20-fold. to_ready: until the sandbox "
+            "can run a command; exec: running `true` in it; to_exit: both; total: including teardown. "
+            f"{count_text(len(c.values) for c in totals)} starts per box.",
+        )
+    ]

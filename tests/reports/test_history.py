@@ -1,0 +1,164 @@
+"""The view across runs: headline figures over several results directories, in time order."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from isobench import cli
+from isobench.errors import ResultsError
+from isobench.model import Sample
+from isobench.reports.history import TRENDS, detect_step, load_runs, render_history, trend_points
+from isobench.reports.plots.trends import changed
+from isobench.results import RESULTS, SCHEMA_VERSION, dumps
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_run(root: Path, run_id: str, started: float, startup_s: dict[str, float]) -> Path:
+    samples = []
+    for driver, centre in startup_s.items():
+        for i, jitter in enumerate((0.99, 1.0, 1.01, 1.0, 0.995)):
+            samples.append(
+                Sample(
+                    run_id=run_id,
+                    driver=driver,
+                    workload="startup",
+                    metric="startup.to_ready",
+                    value=centre * jitter,
+                    unit="seconds",
+                    repetition=i,
+                )
+            )
+        samples.append(
+            Sample(
+                run_id=run_id,
+                driver=driver,
+                workload="cpu",
+                metric="cpu.events_per_second",
+                value=1000.0 if driver != "vm" else 130.0,
+                unit="ops_per_second",
+                repetition=0,
+                better="higher",
+                params={"variant": "single", "threads": 1},
+            )
+        )
+    run = {"run_id": run_id, "started": started, "status": "complete", "host": {"kernel": "6.1"}}
+    d = root / run_id
+    d.mkdir(parents=True)
+    doc = {"schema_version": SCHEMA_VERSION, "run": run, "samples": [s.to_dict() for s in samples]}
+    (d / RESULTS).write_text(dumps(doc))
+    return d
+
+
+@pytest.fixture
+def three_runs(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    # Written out of time order: the history must sort by start, not by name.
+    _write_run(root, "c-first", 1.0e9, {"host": 0.002, "container": 0.010, "vm": 3.0})
+    _write_run(root, "a-second", 1.0e9 + 86400, {"host": 0.002, "container": 0.010, "vm": 3.0})
+    _write_run(root, "b-third", 1.0e9 + 2 * 86400, {"host": 0.002, "container": 0.010, "vm": 3.9})
+    return root
+
+
+def test_runs_are_ordered_by_start_and_the_regression_is_ringed(three_runs: Path) -> None:
+    runs = load_runs([three_runs])
+    assert [r.run_id for r in runs] == ["c-first", "a-second", "b-third"]
+    to_ready = next(t for t in TRENDS if t.metric == "startup.to_ready")
+    pts = {(p.driver, p.run): p for p in trend_points(runs, to_ready)}
+    assert pts[("vm", 2)].median == pytest.approx(3.9)
+    assert pts[("vm", 0)].ci_low < 3.0 < pts[("vm", 0)].ci_high
+    assert changed(pts[("vm", 1)], pts[("vm", 2)])
+    assert not changed(pts[("container", 1)], pts[("container", 2)])
+    # The all-vCPU trend has no points: its params filter matches no cell.
+    all_vcpus = next(t for t in TRENDS if t.title == "CPU, all vCPUs")
+    assert trend_points(runs, all_vcpus) == []
+
+
+def test_history_writes_one_png_per_group_and_a_self_contained_page(three_runs: Path, tmp_path: Path) -> None:
+    paths = render_history([three_runs], tmp_path / "out")
+    assert {p.name for p in paths.plots} == {"history-startup.png", "history-cpu.png"}
+    for p in paths.plots:
+        assert p.read_bytes().startswith(PNG)
+    html = paths.html.read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r"(src|href)=\"(?!data:|#)", html)
+    assert html.count('src="data:image/png;base64,') == 2
+    assert html.index("c-first") < html.index("a-second") < html.index("b-third")
+    assert "1 ringed point(s)" in html
+    # What moved in the latest run comes first, in words, with its direction.
+    assert paths.findings == ("vm start to ready: +30% vs the run before (worse)",)
+    assert html.index('id="changes"') < html.index('id="runs"') < html.index("<figure")
+
+
+def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for i in range(3):
+        _write_run(root, f"run-{i}", 1.0e9 + i, {"host": 0.002, "vm": 3.0})
+    paths = render_history([root], tmp_path / "out")
+    assert paths.findings == () and "Nothing beyond the noise" in paths.html.read_text()
+
+
+def test_same_run_given_twice_counts_once(three_runs: Path) -> None:
+    runs = load_runs([three_runs / "a-second", three_runs / "a-second"])
+    assert [r.run_id for r in runs] == ["a-second"]
+
+
+def test_a_broken_run_in_a_folder_is_skipped_but_a_named_one_fails(three_runs: Path, tmp_path: Path) -> None:
+    broken = three_runs / "d-broken"
+    broken.mkdir()
+    (broken / RESULTS).write_text('{"schema_version": 99, "run": {}, "samples": []}')
+    paths = render_history([three_runs], tmp_path / "out")
+    assert len(paths.runs) == 3 and len(paths.skipped) == 1 and "d-broken" in paths.skipped[0]
+    assert 'id="skipped"' in paths.html.read_text()
+    with pytest.raises(ResultsError, match="schema version 99"):
+        load_runs([broken])
+
+
+def test_a_directory_without_runs_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no isobench results"):
+        load_runs([tmp_path])
+
+
+def test_cli_history(three_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hist"
+    res = CliRunner().invoke(cli.main, ["history", str(three_runs), "-o", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "3 runs, 2 figures" in res.output
+    assert "changed: vm start to ready: +30% vs the run before (worse)" in res.output
+    assert (out / "history.html").exists() and (out / "plots" / "history-startup.png").exists()
+
+
+def test_cli_history_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli.main, ["history", str(tmp_path / "missing"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert res.output.strip().count("\n") == 0 and "isobench: error:" in res.output
+
+
+@pytest.mark.parametrize(
+    ("medians", "expected"),
+    [
+        ([3.0, 3.02, 2.98, 3.9, 3.92, 3.88], (3, 1.3)),  # a regression from the fourth run on
+        ([1.0, 1.01, 0.99, 1.0, 1.02, 0.98], None),  # noise only
+        ([1.0, 1.0, 1.0, 1.5, 1.0, 1.0], None),  # one outlier is no step
+        ([1.0, 1.0, 1.0], None),  # too short to tell
+        ([2.0, 2.0, 1.0, 1.0], (2, 0.5)),
+    ],
+)
+def test_detect_step(medians: list[float], expected: tuple[int, float] | None) -> None:
+    step = detect_step(medians)
+    if expected is None:
+        assert step is None
+    else:
+        assert step is not None
+        assert (step.at, step.ratio) == (expected[0], pytest.approx(expected[1], rel=0.02))
+
+
+def test_history_names_a_step_that_persists(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for i, vm in enumerate((3.0, 3.0, 3.0, 3.9, 3.9)):
+        _write_run(root, f"run-{i}", 1.0e9 + i * 3600, {"host": 0.002, "vm": vm})
+    html = render_history([root], tmp_path / "out").html.read_text()
+    assert "Steps (dashed line" in html and "step: vm start to ready: +30% from run 4 (worse)" in html
