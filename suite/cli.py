@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 import click
-from isobench import __version__, hostinfo
-from isobench.config import RunConfig, load_config
-from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
+from isobench import __version__, launch
+from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse_precision
+from isobench.drivers.base import all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.model import Sample
@@ -25,9 +23,9 @@ from isobench.reports.ab import compare_ab
 from isobench.reports.compare import Comparison, parse_rules
 from isobench.reports.compare import compare as compare_runs
 from isobench.results import Results, finalize, load_results
-from isobench.runner import Cell, config_caps, driver_context, new_run_id, run_matrix
+from isobench.runner import Cell, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
-from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
+from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads, check_params
 from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
@@ -77,71 +75,24 @@ def main(verbose: int) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _split(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not names:
-        raise UsageError("an empty list of names was given")
-    return names
-
-
-def _check_output_dir(path: Path) -> None:
-    """Fail before anything runs, rather than after an hour of measuring."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".isobench-write-test-"):
-            pass
-    except OSError as err:
-        raise UsageError(f"output directory {path} is not writable: {err.strerror or err}") from None
-
-
-def _select_drivers(config: RunConfig, run_id: str) -> tuple[dict[str, Driver], dict[str, Availability]]:
-    known = all_drivers()
-    if config.drivers is not None:
-        unknown = [d for d in config.drivers if d not in known]
-        if unknown:
-            raise UsageError(f"unknown driver(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        if len(set(config.drivers)) != len(config.drivers):
-            raise UsageError("a driver is named twice in --drivers")
-    names = config.drivers if config.drivers is not None else tuple(known)
-    chosen: dict[str, Driver] = {}
-    skipped: dict[str, Availability] = {}
-    for name in names:
-        driver = known[name](driver_context(config, run_id, name))
-        avail = driver.availability()
-        if avail.ok:
-            chosen[name] = driver
-        elif config.drivers is not None:
-            raise UsageError(f"driver {name} is unavailable on this host: {avail.reason}")
-        else:
-            skipped[name] = avail
-    if not chosen:
-        raise UsageError("no driver is available on this host; run `isobench doctor`")
-    return chosen, skipped
-
-
-def _select_workloads(config: RunConfig) -> dict[str, Workload]:
-    known = all_workloads()
-    names = config.workloads if config.workloads is not None else DEFAULT_WORKLOADS
-    unknown = [w for w in names if w not in known]
-    if unknown:
-        raise UsageError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if not names:
-        raise UsageError("no workloads selected")
-    return {w: known[w]() for w in names}
-
-
 class _RichProgress(RunProgress):
     def __init__(self, progress: Progress) -> None:
         self._p = progress
         self._task: Any = None
 
     def start(self, total: int) -> None:
-        self._task = self._p.add_task("starting", total=total)
+        self._task = self._p.add_task("starting", total=total, budget="")
 
-    def cell_started(self, cell: Cell, index: int) -> None:
-        self._p.update(self._task, description=cell.label)
+    def extend(self, more: int) -> None:
+        total = self._p.tasks[0].total or 0
+        self._p.update(self._task, total=total + more)
+
+    def cell_skipped(self, cell: Cell) -> None:
+        self.extend(-1)
+
+    def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
+        left = "" if budget_left is None else f"budget left {launch.mmss(budget_left)}"
+        self._p.update(self._task, description=escape(cell.label), budget=left)
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
         for s in samples:
@@ -196,7 +147,15 @@ def print_summary(results: Results) -> None:
 @main.command()
 @click.option("--drivers", help="Comma-separated drivers (default: every driver available here).")
 @click.option("--workloads", help="Comma-separated workloads (default: the default set).")
-@click.option("--repetitions", "-n", type=int, help="Measured repetitions per cell.")
+@click.option(
+    "--budget",
+    help="Wall time the matrix may take, e.g. 15m or 900s; repetitions are then decided while "
+    "running (the default run is budgeted: 15m).",
+)
+@click.option(
+    "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."
+)
+@click.option("--repetitions", "-n", type=int, help="A fixed number of repetitions per cell (no budget).")
 @click.option("--warmups", type=int, help="Unrecorded warm-up rounds before measuring.")
 @click.option("--timeout", type=float, help="Seconds one cell may take.")
 @click.option(
@@ -207,10 +166,26 @@ def print_summary(results: Results) -> None:
     "--state-dir", type=click.Path(path_type=Path), help="Images and run state (/var/lib/isobench)."
 )
 @click.option("--quick", is_flag=True, help="A fast smoke matrix: small sizes, few repetitions.")
+@click.option(
+    "--sizes",
+    type=click.Choice(SIZES),
+    help="Workload sizes: auto (quick in a budgeted run, full with -n), full or quick.",
+)
+@click.option("--seed", type=int, help="Seed of the run order (default: random; recorded).")
+@click.option(
+    "--ab",
+    multiple=True,
+    metavar="[LABEL=]FILE",
+    help="A/B in one run: the matrix under two configurations (TOML with [sandbox], [drivers.X], "
+    "[workloads.X]), interleaved round by round: `--ab A.toml B.toml` or `--ab A=a.toml --ab B=b.toml`.",
+)
+@click.argument("more_ab", nargs=-1, type=click.Path(path_type=Path), metavar="")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 def run(
     drivers: str | None,
     workloads: str | None,
+    budget: str | None,
+    precision: str | None,
     repetitions: int | None,
     warmups: int | None,
     timeout: float | None,
@@ -218,41 +193,43 @@ def run(
     config_path: Path | None,
     state_dir: Path | None,
     quick: bool,
+    sizes: str | None,
+    seed: int | None,
+    ab: tuple[str, ...],
+    more_ab: tuple[Path, ...],
     no_report: bool,
 ) -> None:
-    """Run the matrix: drivers x workloads x repetitions, interleaved."""
-    config = load_config(config_path)
-    overrides: dict[str, Any] = {}
-    if drivers is not None:
-        overrides["drivers"] = _split(drivers)
-    if workloads is not None:
-        overrides["workloads"] = _split(workloads)
-    for key, value in (
-        ("repetitions", repetitions),
-        ("warmups", warmups),
-        ("timeout", timeout),
-        ("output", output),
-        ("state_dir", state_dir),
-    ):
-        if value is not None:
-            overrides[key] = value
-    try:
-        config = replace(config, **overrides)
-    except IsobenchError as err:
-        raise UsageError(str(err)) from None
-    if quick or config.quick:
-        config = config.quickened()
-        if repetitions is not None:
-            config = replace(config, repetitions=repetitions)
-    if repetitions is not None:
-        config = replace(config, repetitions_explicit=True)
+    """Run the matrix: drivers x workloads, repeated in interleaved rounds inside a time budget
+    (or a fixed number of times with -n)."""
+    if more_ab and not ab:
+        raise UsageError(f"unexpected argument {more_ab[0]}; A/B files follow --ab")
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("drivers", launch.split_names(drivers)),
+            ("workloads", launch.split_names(workloads)),
+            ("budget", parse_duration(budget) if budget is not None else None),
+            ("precision", parse_precision(precision) if precision is not None else None),
+            ("repetitions", repetitions),
+            ("warmups", warmups),
+            ("timeout", timeout),
+            ("output", output),
+            ("state_dir", state_dir),
+            ("sizes", sizes),
+            ("seed", seed),
+        )
+        if value is not None
+    }
+    config = launch.resolve(load_config(config_path), overrides, quick=quick)
+    launch.check_cpuset(config)
+    variants = launch.load_ab(launch.parse_ab([*ab, *map(str, more_ab)]), config) if ab else {}
 
     run_id = new_run_id()
-    chosen_workloads = _select_workloads(config)
+    chosen_workloads = launch.select_workloads(config)
     check_params(config.workload_params, quick=config.quick)
     check_driver_options(config.driver_options)
-    _check_output_dir(config.output)
-    chosen, skipped = _select_drivers(config, run_id)
+    launch.check_output_dir(config.output)
+    chosen, skipped = launch.select_drivers(config, run_id)
     for name, avail in skipped.items():
         console.print(f"[yellow]skipping driver {name}:[/] {escape(avail.reason)}", highlight=False)
     for name, driver in chosen.items():
@@ -264,48 +241,18 @@ def run(
                 highlight=False,
             )
 
-    caps = config_caps(config, chosen_workloads)
     run_dir = config.output / run_id
     run_dir.mkdir()
-    run_info = {
-        "run_id": run_id,
-        "started": time.time(),
-        "argv": sys.argv,
-        "config": {
-            "drivers": list(chosen),
-            "workloads": list(chosen_workloads),
-            "repetitions": config.repetitions,
-            "repetition_caps": caps,
-            "warmups": config.warmups,
-            "timeout": config.timeout,
-            "quick": config.quick,
-            "vcpus": config.vcpus,
-            "memory_mib": config.memory_mib,
-            "cpuset": config.cpuset,
-            "driver_options": config.driver_options,
-            "workload_params": config.workload_params,
-        },
-        "skipped_drivers": {k: v.reason for k, v in skipped.items()},
-        "host": hostinfo.collect(),
-    }
-    console.print(
-        f"run {run_id}: drivers {', '.join(chosen)}; workloads {', '.join(chosen_workloads)}; "
-        f"{config.repetitions} repetition(s) + {config.warmups} warmup(s)",
-        highlight=False,
-    )
-    capped = {k: v for k, v in caps.items() if v < config.repetitions}
-    if capped:
-        console.print(
-            "capped (these aggregate within a cell; -n N overrides): "
-            + ", ".join(f"{k} {v}" for k, v in capped.items()),
-            highlight=False,
-        )
+    info = launch.run_info(config, run_id, sys.argv, list(chosen), chosen_workloads, skipped)
+    plan = launch.describe_plan(config, list(chosen), chosen_workloads, list(variants))
+    console.print(f"run {run_id}: " + "\n".join(plan), highlight=False)
     started = time.monotonic()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[budget]}"),
         console=console,
         transient=False,
     ) as bar:
@@ -315,10 +262,12 @@ def run(
             chosen_workloads,
             run_id=run_id,
             run_dir=run_dir,
-            run_info=run_info,
+            run_info=info,
             progress=_RichProgress(bar),
+            variants=variants or None,
         )
     print_summary(results)
+    _print_budget(results)
     out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")
     if not no_report:
         _render(results, run_dir)
@@ -326,6 +275,11 @@ def run(
         console.print("[red]some sandboxes could not be torn down; run `isobench gc`[/]")
     if results.failures() or teardown_errors:
         sys.exit(1)
+
+
+def _print_budget(results: Results) -> None:
+    for line in launch.budget_summary(results.run):
+        out.print(escape(line), highlight=False)
 
 
 def _render(results: Results, out_dir: Path) -> None:
@@ -342,7 +296,7 @@ def report(results_dir: Path, output: Path | None) -> None:
     """Render the HTML report, plots and summary.md of a results directory."""
     results = load_results(results_dir)
     target = output or (results_dir if results_dir.is_dir() else results_dir.parent)
-    _check_output_dir(target)
+    launch.check_output_dir(target)
     print_summary(results)
     _render(results, target)
 
@@ -484,7 +438,7 @@ def compare(
     """
     rules = parse_rules(fail_on)
     if ab is not None:
-        labels = _split(ab) or ()
+        labels = launch.split_names(ab) or ()
         if len(labels) != 2 or len(dirs) != 1 or baselines or currents:
             raise UsageError("--ab takes two labels (--ab A,B) and exactly one results directory")
         cmp = compare_ab(
@@ -594,7 +548,7 @@ def history(results_dirs: tuple[Path, ...], output: Path) -> None:
     directories, or directories holding them (e.g. ./results); runs are ordered by start time."""
     from isobench.reports.history import render_history
 
-    _check_output_dir(output)
+    launch.check_output_dir(output)
     paths = render_history(results_dirs, output)
     for skipped in paths.skipped:
         console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)

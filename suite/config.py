@@ -5,7 +5,9 @@ Example ``isobench.toml``::
     [run]
     drivers = ["host", "container", "vm"]
     workloads = ["startup", "cpu"]
-    repetitions = 5
+    budget = "15m"         # adaptive repetitions inside this wall time (the default mode) ...
+    precision = "5%"       # ... until every counted figure's CI half-width is this close
+    # repetitions = 5      # ... or a fixed number of repetitions instead of a budget
     warmups = 1
     timeout = 600          # seconds per matrix cell
     output = "results"
@@ -25,14 +27,20 @@ Example ``isobench.toml``::
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from isobench.errors import ConfigError
+from isobench.budget import DEFAULT_BUDGET_S, DEFAULT_PRECISION
+from isobench.errors import ConfigError, UsageError
 
-__all__ = ["RunConfig", "load_config"]
+__all__ = ["SIZES", "RunConfig", "load_config", "load_variant", "parse_duration", "parse_precision"]
+
+#: Workload sizes: ``auto`` is the quick sizes in a budgeted run and the full sizes with a fixed
+#: repetition count; ``full`` and ``quick`` force one.
+SIZES = ("auto", "full", "quick")
 
 DEFAULT_STATE_DIR = Path("/var/lib/isobench")
 
@@ -48,8 +56,18 @@ class RunConfig:
     #: repetition caps then give way to it.
     repetitions_explicit: bool = False
     warmups: int = 1
+    #: Set when the user chose ``warmups``; otherwise a budgeted run has none (see with_default_budget).
+    warmups_explicit: bool = False
     timeout: float = 600.0
     quick: bool = False
+    #: Seconds the matrix may take, repetitions decided while running (isobench.budget); None: a
+    #: fixed number of repetitions. ``with_default_budget`` makes the default run budgeted.
+    budget: float | None = None
+    #: Target relative half-width of a counted figure's 95% CI in a budgeted run.
+    precision: float = DEFAULT_PRECISION
+    #: Seed of the run order (None: drawn at start and recorded with the results).
+    seed: int | None = None
+    sizes: str = "auto"
     output: Path = Path("results")
     state_dir: Path = DEFAULT_STATE_DIR
     vcpus: int = 1
@@ -69,10 +87,64 @@ class RunConfig:
             raise ConfigError(f"sandbox.vcpus must be >= 1, got {self.vcpus}")
         if self.memory_mib < 64:
             raise ConfigError(f"sandbox.memory_mib must be >= 64, got {self.memory_mib}")
+        if self.budget is not None and self.budget <= 0:
+            raise ConfigError(f"budget must be > 0 seconds, got {self.budget:g}")
+        if not 0 < self.precision < 1:
+            raise ConfigError(f"precision must be between 0% and 100%, got {self.precision:.1%}")
+        if self.sizes not in SIZES:
+            raise ConfigError(f"sizes must be one of {', '.join(SIZES)}, not {self.sizes!r}")
 
     def quickened(self) -> RunConfig:
         """The --quick smoke matrix: few repetitions, no warmup (workloads also shrink their sizes)."""
         return replace(self, quick=True, repetitions=min(self.repetitions, 3), warmups=0)
+
+    def with_default_budget(self) -> RunConfig:
+        """The run mode: a budget when one was given, or when neither ``repetitions`` nor --quick
+        asked for a fixed count (the default run is budgeted); a budget *and* a repetition count
+        contradict each other."""
+        if self.budget is not None and self.repetitions_explicit:
+            raise ConfigError("a budget and a fixed repetition count exclude each other; choose one")
+        budgeted = self
+        if self.budget is None and not self.repetitions_explicit and not self.quick:
+            budgeted = replace(self, budget=DEFAULT_BUDGET_S)
+        if budgeted.budget is not None and not self.warmups_explicit:
+            # A warm-up round would cost a round of every cell; the budget spends that on
+            # repetitions instead, which the median over >= 3 interleaved rounds needs more.
+            budgeted = replace(budgeted, warmups=0)
+        return budgeted
+
+
+_DURATION = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+)\s*(?P<unit>s|m|min|h)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str | float, what: str = "budget") -> float:
+    """Seconds from ``90``, ``"90s"``, ``"15m"`` or ``"1.5h"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if m is None:
+            raise UsageError(f"{what} {value!r} is not a duration; write e.g. 15m, 900s or 1h")
+        seconds = float(m["num"]) * _UNIT_SECONDS[m["unit"]]
+    if seconds <= 0:
+        raise UsageError(f"{what} must be > 0 seconds, got {value!r}")
+    return seconds
+
+
+def parse_precision(value: str | float) -> float:
+    """A fraction from ``"3%"`` or ``0.03``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        fraction = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise UsageError(f"precision {value!r} is not a percentage; write e.g. 3%") from None
+    if not 0 < fraction < 1:
+        raise UsageError(f"precision must be between 0% and 100%, got {value!r}")
+    return fraction
 
 
 _RUN_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -84,6 +156,10 @@ _RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "quick": bool,
     "output": str,
     "state_dir": str,
+    "budget": (str, int, float),
+    "precision": (str, int, float),
+    "seed": int,
+    "sizes": str,
 }
 _SANDBOX_KEYS: dict[str, type | tuple[type, ...]] = {"vcpus": int, "memory_mib": int, "cpuset": list}
 
@@ -104,10 +180,14 @@ def _check_table(
     return table
 
 
-def load_config(path: Path | None, base: RunConfig | None = None) -> RunConfig:
-    cfg = base or RunConfig()
-    if path is None:
-        return cfg
+def _in_file(path: Path, parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except UsageError as err:
+        raise ConfigError(f"{path}: run.{err}") from None
+
+
+def _read_toml(path: Path, tables: tuple[str, ...]) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -116,11 +196,53 @@ def load_config(path: Path | None, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    unknown = set(raw) - {"run", "sandbox", "drivers", "workloads"}
+    unknown = set(raw) - set(tables)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown table(s) {', '.join(sorted(unknown))}; known: run, sandbox, drivers, workloads"
+            f"{path}: unknown table(s) {', '.join(sorted(unknown))}; known: {', '.join(tables)}"
         )
+    return raw
+
+
+def _sandbox_updates(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    updates: dict[str, Any] = {}
+    sandbox = _check_table(raw.get("sandbox", {}), "sandbox", _SANDBOX_KEYS, path)
+    for k, v in sandbox.items():
+        if k == "cpuset":
+            if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+                raise ConfigError(f"{path}: sandbox.cpuset must be a list of CPU numbers")
+            updates[k] = tuple(v)
+        else:
+            updates[k] = v
+    return updates
+
+
+def _option_tables(raw: dict[str, Any], path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    updates: dict[str, dict[str, dict[str, Any]]] = {}
+    for table in ("drivers", "workloads"):
+        section = raw.get(table, {})
+        if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
+            raise ConfigError(f"{path}: [{table}.<name>] entries must be tables")
+        updates["driver_options" if table == "drivers" else "workload_params"] = {
+            k: dict(v) for k, v in section.items()
+        }
+    return updates
+
+
+def _apply(cfg: RunConfig, updates: dict[str, Any], path: Path) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    assert set(updates) <= known
+    try:
+        return replace(cfg, **updates)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def load_config(path: Path | None, base: RunConfig | None = None) -> RunConfig:
+    cfg = base or RunConfig()
+    if path is None:
+        return cfg
+    raw = _read_toml(path, ("run", "sandbox", "drivers", "workloads"))
     updates: dict[str, Any] = {}
     run = _check_table(raw.get("run", {}), "run", _RUN_KEYS, path)
     for k, v in run.items():
@@ -132,26 +254,28 @@ def load_config(path: Path | None, base: RunConfig | None = None) -> RunConfig:
             updates[k] = Path(v)
         elif k == "repetitions":
             updates.update(repetitions=v, repetitions_explicit=True)
+        elif k == "warmups":
+            updates.update(warmups=v, warmups_explicit=True)
+        elif k == "budget":
+            updates[k] = _in_file(path, parse_duration, v)
+        elif k == "precision":
+            updates[k] = _in_file(path, parse_precision, v)
         else:
             updates[k] = v
-    sandbox = _check_table(raw.get("sandbox", {}), "sandbox", _SANDBOX_KEYS, path)
-    for k, v in sandbox.items():
-        if k == "cpuset":
-            if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
-                raise ConfigError(f"{path}: sandbox.cpuset must be a list of CPU numbers")
-            updates[k] = tuple(v)
-        else:
-            updates[k] = v
-    for table in ("drivers", "workloads"):
-        section = raw.get(table, {})
-        if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
-            raise ConfigError(f"{path}: [{table}.<name>] entries must be tables")
-        updates["driver_options" if table == "drivers" else "workload_params"] = {
-            k: dict(v) for k, v in section.items()
-        }
-    known = {f.name for f in fields(RunConfig)}
-    assert set(updates) <= known
-    try:
-        return replace(cfg, **updates)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    updates.update(_sandbox_updates(raw, path))
+    updates.update(_option_tables(raw, path))
+    return _apply(cfg, updates, path)
+
+
+def load_variant(path: Path, base: RunConfig) -> RunConfig:
+    """One configuration of an A/B run: ``base`` with the file's [sandbox], [drivers.X] and
+    [workloads.X] on top (a driver's or workload's table is merged key by key into base's). How the
+    run runs ([run]) is the same for both sides, so a variant file may not set it."""
+    raw = _read_toml(path, ("sandbox", "drivers", "workloads"))
+    updates = _sandbox_updates(raw, path)
+    for key, tables in _option_tables(raw, path).items():
+        merged = {k: dict(v) for k, v in getattr(base, key).items()}
+        for name, table in tables.items():
+            merged[name] = {**merged.get(name, {}), **table}
+        updates[key] = merged
+    return _apply(base, updates, path)

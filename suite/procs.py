@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from isobench.drivers.base import ExecResult
@@ -23,20 +23,24 @@ def run_command(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     stdin: bytes | None = None,
-    preexec_fn: object = None,
+    cpus: Collection[int] | None = None,
 ) -> ExecResult:
-    """Run ``argv`` in its own session; on timeout or interrupt the whole group is SIGKILLed."""
+    """Run ``argv`` in its own session; on timeout or interrupt the whole group is SIGKILLed.
+
+    ``cpus``: the CPU affinity the command (and everything it starts) runs with.
+    """
     start = time.monotonic_ns()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        with _thread_affinity(cpus):
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
     except FileNotFoundError as err:
         raise SandboxError(f"command not found: {argv[0]}") from err
     except PermissionError as err:
@@ -58,6 +62,22 @@ def run_command(
         start_ns=start,
         end_ns=end,
     )
+
+
+@contextlib.contextmanager
+def _thread_affinity(cpus: Collection[int] | None) -> Iterator[None]:
+    """Run the block with this thread's CPU affinity set to ``cpus``: a child forked inside inherits
+    it from birth. Only the calling thread is touched (no preexec_fn, which is unsafe with threads),
+    and its own affinity comes back afterwards."""
+    if not cpus:
+        yield
+        return
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

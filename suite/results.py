@@ -9,6 +9,13 @@ Layout of one run directory::
 
 Schema history (bump SCHEMA_VERSION and add a line for every change to results.json):
     1  2026-11-28  first version: {"schema_version", "run", "samples"}; a sample is Sample.to_dict().
+    2  2026-11-30  run["order"] = {"design", "seed"} (the seeded random order of every round);
+                   run["budget"] in a budgeted run ({"seconds", "spent", "precision", "stopped",
+                   "limits", "figures_counted", "figures_met", "cells_skipped", "units": [{"driver",
+                   "workload", "variant", "n", "cost_s", "status", "figures": [{"metric", "variant",
+                   "n", "median", "half_width", "met"}]}]}); run["ab"] = {"labels", "configs"} in an
+                   A/B run, whose samples carry params["ab"] = label; every sample's metadata has
+                   "round" and "slot". Version 1 loads as is (it has none of these keys).
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this isobench reads (every older one it has ever written).
+READABLE_VERSIONS = (1, 2)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"
@@ -175,10 +184,10 @@ def read_journal(path: Path) -> Results:
 
 
 def _check_version(version: Any, where: Path) -> None:
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ResultsError(
             f"{where}: schema version {version!r} is not supported by this isobench "
-            f"(supports {SCHEMA_VERSION}); use a matching isobench version"
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))}); use a matching isobench version"
         )
 
 

@@ -1,35 +1,68 @@
 """The runner: expands the matrix, runs every cell with a deadline, and tears down on every path.
 
-Within a repetition round every workload runs on every driver before the next round starts, and the
-driver order rotates from round to round, so slow drift of the machine (thermal, page cache, a
-neighbour) spreads evenly over drivers instead of biasing whichever always ran first or last.
+Two modes. With a fixed repetition count (``-n N``, ``[run] repetitions``, ``--quick``) the matrix is
+expanded up front (``isobench.schedule``). With a budget (the default: ``isobench.budget``) every unit
+first gets its minimum n, then rounds of extra repetitions go where they buy the most precision per
+second until every counted figure meets the target or the budget would be exceeded. Either way cells
+run in rounds, in a seeded random order within each round, and in an A/B run (``variants``) every
+round holds every configuration of each chosen unit, so the two sides are measured interleaved.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import shutil
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from isobench.budget import (
+    ADAPTIVE_MAX_N,
+    FIRST_N,
+    BudgetClock,
+    GroupState,
+    Ledger,
+    choose_round,
+    needed_repetitions,
+)
 from isobench.config import RunConfig
 from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
 from isobench.errors import IsobenchError
 from isobench.model import Sample
 from isobench.results import Journal, Results, finalize
 from isobench.runstate import RunLock, run_work_dir
+from isobench.schedule import (
+    ORDER_DESIGN,
+    Cell,
+    Unit,
+    expand_matrix,
+    order_round,
+    repetition_caps,
+    warmup_round,
+)
 from isobench.signals import deadline, shielded
 from isobench.workloads.base import Workload, WorkloadContext
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cell", "Runner", "config_caps", "expand_matrix", "new_run_id", "repetition_caps"]
+__all__ = [
+    "Cell",
+    "Progress",
+    "Runner",
+    "budget_limits",
+    "config_caps",
+    "expand_matrix",
+    "new_run_id",
+    "repetition_caps",
+    "run_matrix",
+]
 
 
 def new_run_id() -> str:
@@ -37,63 +70,32 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:4]
 
 
-@dataclass(frozen=True)
-class Cell:
-    round: int
-    repetition: int
-    warmup: bool
-    driver: str
-    workload: str
-
-    @property
-    def label(self) -> str:
-        kind = "warmup" if self.warmup else f"rep {self.repetition}"
-        return f"{self.workload} on {self.driver} ({kind})"
-
-
-def expand_matrix(
-    drivers: Sequence[str],
-    workloads: Sequence[str],
-    repetitions: int,
-    warmups: int,
-    max_repetitions: Mapping[str, int] | None = None,
-) -> list[Cell]:
-    """Rounds of every workload on every driver; ``max_repetitions`` caps some workloads' rounds."""
-    caps = max_repetitions or {}
-    cells: list[Cell] = []
-    for rnd in range(warmups + repetitions):
-        warm = rnd < warmups
-        rep = rnd - warmups if not warm else rnd
-        shift = rnd % len(drivers) if drivers else 0
-        order = list(drivers[shift:]) + list(drivers[:shift])
-        for workload in workloads:
-            # A capped workload aggregates within its cell: warming it up would only burn time.
-            if (warm and workload in caps) or (not warm and rep >= caps.get(workload, repetitions)):
-                continue
-            cells.extend(Cell(rnd, rep, warm, d, workload) for d in order)
-    return cells
-
-
-def repetition_caps(
-    workloads: Mapping[str, Workload], *, quick: bool, explicit: int | None = None
-) -> dict[str, int]:
-    """Per-workload repetition limits: ``max_repetitions`` always, ``quick_repetitions`` under --quick.
-
-    ``explicit`` is a repetition count the user asked for: it overrides the limits, while a capped
-    workload stays in the result (it aggregates within its cell, so it is still not warmed up).
-    """
-    caps: dict[str, int] = {}
-    for name, w in workloads.items():
-        limits = [c for c in (w.max_repetitions, w.quick_repetitions if quick else None) if c]
-        if limits:
-            caps[name] = explicit if explicit is not None else min(limits)
-    return caps
-
-
 def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[str, int]:
-    """The caps a run with ``config`` applies."""
+    """The caps a fixed-repetition run with ``config`` applies."""
     explicit = config.repetitions if config.repetitions_explicit else None
     return repetition_caps(workloads, quick=config.quick, explicit=explicit)
+
+
+def budget_limits(workloads: Mapping[str, Workload]) -> dict[str, tuple[int, int]]:
+    """Per workload, the (minimum, maximum) n of a budgeted run: a capped workload starts at its
+    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N."""
+    limits: dict[str, tuple[int, int]] = {}
+    for name, w in workloads.items():
+        cap = w.max_repetitions
+        low = min(c for c in (FIRST_N, w.quick_repetitions, cap) if c)
+        limits[name] = (low, cap or ADAPTIVE_MAX_N)
+    return limits
+
+
+def quick_sized(config: RunConfig) -> bool:
+    """Whether workloads run at their quick sizes in a run with ``config``: under --quick, and in
+    a budgeted run unless ``sizes = "full"``. On the reference 2-core TCG host one full-size round
+    of the default matrix takes ~27 min (a qemu cpu cell alone ~2 min), more than a whole default
+    budget; at quick sizes a first pass of every cell takes about half of it, and the rest buys
+    repetitions, which sharpen a median more than longer cells do (they also spread drift)."""
+    if config.quick or config.sizes == "quick":
+        return True
+    return config.sizes == "auto" and config.budget is not None
 
 
 class Progress:
@@ -101,9 +103,15 @@ class Progress:
 
     def start(self, total: int) -> None: ...
 
-    def cell_started(self, cell: Cell, index: int) -> None: ...
+    def extend(self, more: int) -> None:
+        """A budgeted run planned ``more`` cells (another round)."""
+
+    def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None: ...
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None: ...
+
+    def cell_skipped(self, cell: Cell) -> None:
+        """A budgeted run did not start ``cell``: it could not have finished in time."""
 
 
 class Runner:
@@ -117,28 +125,39 @@ class Runner:
         run_dir: Path,
         run_info: Mapping[str, Any],
         progress: Progress | None = None,
+        variants: Mapping[str, RunConfig] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._clock = clock
         self.drivers = dict(drivers)
         self.workloads = dict(workloads)
         self.run_id = run_id
         self.run_dir = run_dir
         self.run_info = dict(run_info)
         self.progress = progress or Progress()
+        #: Per A/B label its configuration; one unlabelled configuration outside an A/B run.
+        self.configs: dict[str | None, RunConfig] = {None: config}
+        if variants:
+            self.configs = {label: cfg for label, cfg in variants.items()}
+        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
         self._sandbox_counter = 0
         self._cell_counter = 0
         self._driver_meta = {name: dict(d.metadata()) for name, d in self.drivers.items()}
         self.teardown_errors: list[str] = []
         self._live: dict[str, Sandbox] = {}
+        self._ledger = Ledger()
+        self._index = 0
 
-    def base_spec(self, driver: str) -> SandboxSpec:
+    def base_spec(self, driver: str, variant: str | None = None) -> SandboxSpec:
+        config = self.configs[variant]
         return SandboxSpec(
             name=f"isobench-{self.run_id}-{driver}",
             run_id=self.run_id,
-            vcpus=self.config.vcpus,
-            cpuset=self.config.cpuset,
-            memory_mib=self.config.memory_mib,
-            options=self.config.driver_options.get(driver, {}),
+            vcpus=config.vcpus,
+            cpuset=config.cpuset,
+            memory_mib=config.memory_mib,
+            options=config.driver_options.get(driver, {}),
         )
 
     @contextmanager
@@ -174,9 +193,18 @@ class Runner:
                 self.teardown_errors.append(msg)
 
     def run_cell(self, cell: Cell) -> list[Sample]:
+        samples = self._measure(cell)
+        # Where the cell stood in the run, so the order can be audited from the samples alone; an
+        # A/B label is a param, so each configuration's figures form cells of their own.
+        order = {"round": cell.round, "slot": cell.slot}
+        ab = {"ab": cell.variant} if cell.variant is not None else {}
+        return [replace(s, params={**s.params, **ab}, metadata={**s.metadata, **order}) for s in samples]
+
+    def _measure(self, cell: Cell) -> list[Sample]:
         driver = self.drivers[cell.driver]
         workload = self.workloads[cell.workload]
-        base = self.base_spec(cell.driver)
+        config = self.configs[cell.variant]
+        base = self.base_spec(cell.driver, cell.variant)
         meta = self._driver_meta[cell.driver]
         stamp: dict[str, Any] = {
             "run_id": self.run_id,
@@ -194,8 +222,8 @@ class Runner:
             driver=driver,
             spec=base,
             sandbox=factory,
-            quick=self.config.quick,
-            params=self.config.workload_params.get(cell.workload, {}),
+            quick=quick_sized(self.config),
+            params=config.workload_params.get(cell.workload, {}),
             timeout=self.config.timeout,
             scratch=scratch,
         )
@@ -221,28 +249,198 @@ class Runner:
             shutil.rmtree(scratch, ignore_errors=True)
         return [Sample.from_measurement(m, **stamp, warmup=cell.warmup, metadata=meta) for m in measurements]
 
+    # ------------------------------------------------------------------------------ running
+
+    @property
+    def labels(self) -> list[str | None]:
+        return list(self.configs)
+
+    def _header(self) -> dict[str, Any]:
+        info: dict[str, Any] = {**self.run_info, "drivers": self._driver_meta}
+        info["order"] = {"design": ORDER_DESIGN, "seed": self.seed}
+        if None not in self.configs:
+            info["ab"] = {
+                "labels": list(self.configs),
+                "configs": {label: _options(cfg) for label, cfg in self.configs.items()},
+            }
+        return info
+
+    def _execute(self, cell: Cell, journal: Journal, budget_left: float | None = None) -> None:
+        self.progress.cell_started(cell, self._index, budget_left)
+        self._index += 1
+        started = self._clock()
+        samples = self.run_cell(cell)
+        self._ledger.record(cell, samples, self._clock() - started)
+        for s in samples:
+            journal.append(s)
+        self.progress.cell_finished(cell, samples)
+
     def run(self) -> Results:
-        caps = config_caps(self.config, self.workloads)
-        cells = expand_matrix(
-            list(self.drivers), list(self.workloads), self.config.repetitions, self.config.warmups, caps
-        )
-        journal = Journal(self.run_dir, {**self.run_info, "drivers": self._driver_meta})
+        journal = Journal(self.run_dir, self._header())
         status = "complete"
-        self.progress.start(len(cells))
+        extra: dict[str, Any] = {}
         try:
-            for i, cell in enumerate(cells):
-                self.progress.cell_started(cell, i)
-                samples = self.run_cell(cell)
-                for s in samples:
-                    journal.append(s)
-                self.progress.cell_finished(cell, samples)
+            if self.config.budget is None:
+                self._run_fixed(journal)
+            else:
+                extra["budget"] = self._run_budgeted(journal, self.config.budget)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
-            journal.close(status, teardown_errors=self.teardown_errors)
+            journal.close(status, teardown_errors=self.teardown_errors, **extra)
             results = finalize(self.run_dir)
         return results
+
+    def _run_fixed(self, journal: Journal) -> None:
+        cells = expand_matrix(
+            list(self.drivers),
+            list(self.workloads),
+            self.config.repetitions,
+            self.config.warmups,
+            config_caps(self.config, self.workloads),
+            seed=self.seed,
+            variants=self.labels,
+        )
+        self.progress.start(len(cells))
+        for cell in cells:
+            self._execute(cell, journal)
+
+    def _run_budgeted(self, journal: Journal, budget: float) -> dict[str, Any]:
+        """Minimum n for every unit, then rounds chosen by isobench.budget.choose_round."""
+        rng = random.Random(self.seed)
+        workloads = list(self.workloads)
+        limits = budget_limits(self.workloads)
+        units = [Unit(d, w, v) for w in workloads for d in self.drivers for v in self.labels]
+        run = BudgetClock(budget, self._clock)
+        capped = [w for w, wl in self.workloads.items() if wl.max_repetitions or wl.quick_repetitions]
+        first_n = max(low for low, _ in limits.values())
+        self.progress.start(len(units) * (self.config.warmups + first_n))
+        rnd = 0
+        for r in range(self.config.warmups):
+            self._run_round(warmup_round(rnd, units, workloads, capped, rng, first=r == 0), journal, run)
+            rnd += 1
+        for rep in range(first_n):
+            chosen = [u for u in units if rep < limits[u.workload][0]]
+            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
+            rnd += 1
+        target = self.config.precision
+        while True:
+            groups = self._groups(limits)
+            keys = choose_round(groups, target, run.left())
+            if not keys:
+                if any(needed_repetitions(g, target) for g in groups):
+                    stopped = "budget spent"
+                elif any(g.worst is not None and g.worst > target for g in groups):
+                    stopped = "repetition caps or failed cells"
+                else:
+                    stopped = "every counted figure met the target"
+                break
+            chosen = [Unit(d, w, v) for d, w in keys for v in self.labels]
+            self.progress.extend(len(chosen))
+            ran = self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
+            rnd += 1
+            if not ran:  # the slowest cells seen say none of the chosen fits any more
+                stopped = "budget spent"
+                break
+        return self._budget_record(budget, run.spent(), stopped, limits)
+
+    def _round(self, rnd: int, units: Sequence[Unit]) -> list[Cell]:
+        """Cells for ``units`` in this order; a unit listed k times gets k consecutive repetition
+        numbers."""
+        given: dict[Unit, int] = {}
+        cells = []
+        for slot, u in enumerate(units):
+            rep = self._ledger.attempts(u) + given.get(u, 0)
+            given[u] = given.get(u, 0) + 1
+            cells.append(Cell(rnd, rep, False, u.driver, u.workload, u.variant, slot))
+        return cells
+
+    def _run_round(self, cells: Sequence[Cell], journal: Journal, run: BudgetClock) -> int:
+        """Run what fits of ``cells``; returns how many ran."""
+        ran = 0
+        for cell in cells:
+            predicted = self._ledger.predict(cell.unit)
+            left = run.left()
+            # Never start what cannot finish in time; a never-seen workload cannot be predicted.
+            if left <= 0 or (predicted is not None and predicted > left):
+                self._ledger.skip(cell)
+                self.progress.cell_skipped(cell)
+                continue
+            self._execute(cell, journal, left)
+            ran += 1
+        return ran
+
+    def _groups(self, limits: Mapping[str, tuple[int, int]]) -> list[GroupState]:
+        groups = []
+        for driver in self.drivers:
+            for workload, wl in self.workloads.items():
+                patterns = tuple(getattr(wl, "precision_figures", ()))
+                units = [Unit(driver, workload, v) for v in self.labels]
+                figures = [f for u in units for f in self._ledger.figures(u, patterns)]
+                costs = [self._ledger.typical_cost(u) for u in units]
+                groups.append(
+                    GroupState(
+                        key=(driver, workload),
+                        n=min(self._ledger.measured(u) for u in units),
+                        max_n=limits[workload][1],
+                        worst=max((f.half_width for f in figures), default=None),
+                        cost=sum(c if c is not None else math.inf for c in costs),
+                        failed=any(self._ledger.failed(u) for u in units),
+                        figures=tuple(figures),
+                    )
+                )
+        return groups
+
+    def _budget_record(
+        self, budget: float, spent: float, stopped: str, limits: Mapping[str, tuple[int, int]]
+    ) -> dict[str, Any]:
+        target = self.config.precision
+        rows: list[dict[str, Any]] = []
+        for u in sorted({*self._ledger.units(), *self._ledger.skipped}):
+            wl = self.workloads[u.workload]
+            figures = self._ledger.figures(u, tuple(getattr(wl, "precision_figures", ())))
+            n = self._ledger.measured(u)
+            if self._ledger.failed(u):
+                status = "failed"
+            elif n < limits[u.workload][0]:
+                status = "below its minimum n (budget)"
+            elif not figures:
+                status = "no counted figures"
+            else:
+                status = "met" if all(f.met(target) for f in figures) else "below target"
+            cost = self._ledger.typical_cost(u)
+            rows.append(
+                {
+                    "driver": u.driver,
+                    "workload": u.workload,
+                    "variant": u.variant,
+                    "n": n,
+                    "cost_s": round(cost, 3) if cost is not None else None,
+                    "status": status,
+                    "figures": [f.to_dict(target) for f in figures],
+                }
+            )
+        counted = [f for r in rows for f in r["figures"]]
+        return {
+            "seconds": budget,
+            "spent": round(spent, 1),
+            "precision": target,
+            "stopped": stopped,
+            "limits": {w: {"min_n": lo, "max_n": hi} for w, (lo, hi) in limits.items()},
+            "figures_counted": len(counted),
+            "figures_met": sum(f["met"] for f in counted),
+            "cells_skipped": sum(self._ledger.skipped.values()),
+            "units": rows,
+        }
+
+
+def _options(config: RunConfig) -> dict[str, Any]:
+    return {
+        "sandbox": {"vcpus": config.vcpus, "memory_mib": config.memory_mib, "cpuset": config.cpuset},
+        "drivers": config.driver_options,
+        "workloads": config.workload_params,
+    }
 
 
 def driver_context(config: RunConfig, run_id: str, name: str) -> DriverContext:
@@ -264,6 +462,8 @@ def run_matrix(
     run_dir: Path,
     run_info: Mapping[str, Any],
     progress: Progress | None = None,
+    variants: Mapping[str, RunConfig] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Results, list[str]]:
     """Own the run's state (lock + work dir) for its whole life and remove it on every path.
 
@@ -278,6 +478,8 @@ def run_matrix(
             run_dir=run_dir,
             run_info=run_info,
             progress=progress,
+            variants=variants,
+            clock=clock,
         )
         try:
             return runner.run(), runner.teardown_errors

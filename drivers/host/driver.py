@@ -1,4 +1,10 @@
-"""The ``host`` driver: no isolation at all, so every other figure can be a ratio to it."""
+"""The ``host`` driver: no isolation at all, so every other figure can be a ratio to it.
+
+It honours ``spec.cpuset`` as CPU affinity of everything it runs, so the native baseline runs on
+the CPUs the sandboxes get. ``[drivers.host] start_delay = S`` sleeps S seconds inside ``create``:
+a known, injected start-up regression for validating the regression gate
+(``benchmarks/gate_validity.py``), never for measuring.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +53,9 @@ class HostSandbox(SandboxBase):
         stdin: bytes | None = None,
     ) -> ExecResult:
         self._check_exec(argv)
-        return run_command(argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin)
+        return run_command(
+            argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin, cpus=self._spec.cpuset
+        )
 
     def stats(self) -> Mapping[str, float]:
         return {}
@@ -60,7 +68,7 @@ class HostSandbox(SandboxBase):
 class HostDriver:
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
-    option_types: ClassVar[OptionTypes] = {}
+    option_types: ClassVar[OptionTypes] = {"start_delay": (int, float)}
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
@@ -70,11 +78,21 @@ class HostDriver:
 
     def metadata(self) -> Mapping[str, Any]:
         # A volume is just a host directory: the baseline the sandboxes' volume rows compare to.
-        return {"isolation": "none", "volume": "host directory"}
+        meta: dict[str, Any] = {
+            "isolation": "none",
+            "volume": "host directory",
+            "cpu_affinity": "spec.cpuset",
+        }
+        if self._ctx.options.get("start_delay"):
+            meta["start_delay_s"] = float(self._ctx.options["start_delay"])
+        return meta
 
     def create(self, spec: SandboxSpec) -> HostSandbox:
         clock = PhaseClock()
         with clock.phase("create"):
+            delay = float(spec.options.get("start_delay", 0) or 0)
+            if delay > 0:
+                time.sleep(delay)
             self._ctx.work_dir.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=self._ctx.work_dir))
         now = time.monotonic_ns()

@@ -55,6 +55,9 @@ class Workload(Protocol):
     #: iperf3's thousands of I/Os); under --quick, ``quick_repetitions`` caps further.
     max_repetitions: ClassVar[int | None]
     quick_repetitions: ClassVar[int | None]
+    #: Figures (globs over metric names) a budgeted run repeats until their CI is narrow enough;
+    #: empty for verdicts and aggregates that more repetitions would not sharpen (isobench.budget).
+    precision_figures: ClassVar[tuple[str, ...]]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
     #: Its parameters: a frozen dataclass with a ``quick()`` classmethod (see ``resolve_params``);

@@ -90,6 +90,7 @@ class CpuWorkload:
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("cpu.events_per_second",)
     params_type: ClassVar[type] = CpuParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -143,6 +143,7 @@ class DiskWorkload:
     #: suffice, and one for a smoke run.
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
+    precision_figures: ClassVar[tuple[str, ...]] = ("disk.*.iops",)
     params_type: ClassVar[type] = DiskParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -82,6 +82,7 @@ class IdleMemoryWorkload:
     tools: ClassVar[tuple[str, ...]] = ("cat",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("idle-memory.host_view", "idle-memory.inside_used")
     params_type: ClassVar[type] = IdleMemoryParams
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:

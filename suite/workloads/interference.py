@@ -162,6 +162,7 @@ class InterferenceWorkload:
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
+    precision_figures: ClassVar[tuple[str, ...]] = ()
     params_type: ClassVar[type] = InterferenceParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -47,6 +47,7 @@ class LeakageWorkload:
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
     max_repetitions: ClassVar[int | None] = 1
     quick_repetitions: ClassVar[int | None] = 1
+    precision_figures: ClassVar[tuple[str, ...]] = ()
     params_type: ClassVar[type] = LeakageParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

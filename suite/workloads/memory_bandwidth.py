@@ -81,6 +81,7 @@ class MemoryBandwidthWorkload:
     tools: ClassVar[tuple[str, ...]] = ("sysbench",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("memory-bandwidth.*.bandwidth",)
     params_type: ClassVar[type] = MemoryBandwidthParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

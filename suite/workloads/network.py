@@ -285,6 +285,7 @@ class NetworkWorkload:
     #: suffice, and one for a smoke run.
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
+    precision_figures: ClassVar[tuple[str, ...]] = ("network.tcp_throughput", "network.tcp_rtt.p50")
     params_type: ClassVar[type] = NetworkParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -177,6 +177,7 @@ class OverlayWorkload:
     tools: ClassVar[tuple[str, ...]] = ("sh", "date", "dd", "stat", "rm", "mv", "mkdir", "head", "tr")
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("overlay.*",)
     params_type: ClassVar[type] = OverlayParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

@@ -85,6 +85,7 @@ class StartupWorkload:
     tools: ClassVar[tuple[str, ...]] = ("true",)
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("startup.*",)
     params_type: ClassVar[type] = StartupParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

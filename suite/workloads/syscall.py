@@ -120,6 +120,7 @@ class SyscallWorkload:
     tools: ClassVar[tuple[str, ...]] = ("dd", "stress-ng", "sh", "date", "true")
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ("syscall.*",)
     params_type: ClassVar[type] = SyscallParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:

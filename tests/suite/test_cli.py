@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-from isobench import cli
+from isobench import cli, launch
 from isobench.drivers.base import Availability, DriverContext
 
 
@@ -58,7 +58,7 @@ def test_malformed_config(out: Path, tmp_path: Path) -> None:
         ("[drivers.qemu]\nprobe_boots = 2.5\n", "option probe_boots must be int, got 2.5"),
         ("[drivers.runc]\ncommand_timeout = true\n", "option command_timeout must be int or float"),
         ("[drivers.container]\nhardening = 'no'\n", "option hardening must be bool"),
-        ("[drivers.host]\nanything = 1\n", "[drivers.host]: unknown option 'anything'; known: none"),
+        ("[drivers.host]\nanything = 1\n", "[drivers.host]: unknown option 'anything'; known: start_delay"),
         ("[drivers.warp]\nx = 1\n", "[drivers.warp]: no such driver"),
     ],
 )
@@ -114,7 +114,7 @@ class _Unavailable:
 def test_unavailable_driver(out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from isobench.drivers.host import HostDriver
 
-    monkeypatch.setattr(cli, "all_drivers", lambda: {"host": HostDriver, "ghost": _Unavailable})
+    monkeypatch.setattr(launch, "all_drivers", lambda: {"host": HostDriver, "ghost": _Unavailable})
     r = _invoke("run", "--drivers", "host,ghost", "-o", str(out), "--state-dir", str(tmp_path / "s"))
     _assert_clean_failure(r, out, "driver ghost is unavailable on this host: libvirtd is not running")
 
@@ -215,3 +215,127 @@ def test_explicit_repetitions_beat_a_workloads_cap(tmp_path: Path) -> None:
     assert doc["run"]["config"]["repetition_caps"] == {"network": 2}
     reps = {s["repetition"] for s in doc["samples"] if s["metric"] == "network.tcp_rtt.p50"}
     assert reps == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "soon"], "budget 'soon' is not a duration"),
+        (["--budget", "0m"], "budget must be > 0"),
+        (["--precision", "150%"], "precision must be between 0% and 100%"),
+        (["--budget", "5m", "-n", "3"], "a budget and a fixed repetition count exclude each other"),
+        (["--ab", "only.toml"], "--ab takes two configurations"),
+        (["extra.toml"], "unexpected argument extra.toml"),
+        (["--sizes", "huge"], "Invalid value for '--sizes'"),
+    ],
+)
+def test_bad_budget_and_ab_flags(out: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    r = _invoke("run", "--drivers", "host", "-o", str(out), "--state-dir", str(tmp_path / "s"), *args)
+    _assert_clean_failure(r, out, message)
+
+
+def test_a_cpuset_the_host_lacks_is_one_error_before_anything_runs(out: Path, tmp_path: Path) -> None:
+    import os
+
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text("[sandbox]\ncpuset = [99]\n")
+    r = _invoke(
+        "run", "--config", str(cfg), "--drivers", "host", "-o", str(out), "--state-dir", str(tmp_path / "s")
+    )
+    _assert_clean_failure(r, out, "sandbox.cpuset names CPU 99, which this host does not offer")
+    assert r.output.count("\n") == 1
+    assert str(min(os.sched_getaffinity(0))) in r.output  # says which CPUs there are
+
+
+def test_ab_files_are_checked_like_the_config(out: Path, tmp_path: Path) -> None:
+    a = tmp_path / "a.toml"
+    a.write_text("[drivers.container]\nhardening = true\n")
+    b = tmp_path / "b.toml"
+    b.write_text("[run]\nrepetitions = 3\n")
+    base = ["run", "--drivers", "host", "-o", str(out), "--state-dir", str(tmp_path / "s")]
+    _assert_clean_failure(_invoke(*base, "--ab", str(a), str(b)), out, "unknown table(s) run")
+    b.write_text("[sandbox]\ncpuset = [99]\n")
+    _assert_clean_failure(_invoke(*base, "--ab", str(a), str(b)), out, "--ab b: sandbox.cpuset names CPU 99")
+    b.write_text("[drivers.container]\nhardening = 'no'\n")
+    _assert_clean_failure(_invoke(*base, "--ab", f"X={a}", "--ab", f"X={b}"), out, "both --ab configurations")
+    _assert_clean_failure(_invoke(*base, "--ab", str(a), str(b)), out, "option hardening must be bool")
+
+
+def test_ab_labels_come_from_stems_or_names() -> None:
+    assert launch.parse_ab(["x/seccomp-on.toml", "x/off.toml"]) == [
+        ("seccomp-on", Path("x/seccomp-on.toml")),
+        ("off", Path("x/off.toml")),
+    ]
+    assert launch.parse_ab(["A=a.toml", "B=b.toml"]) == [("A", Path("a.toml")), ("B", Path("b.toml"))]
+
+
+def test_the_banner_states_the_budget_and_the_plan() -> None:
+    from isobench.config import RunConfig
+    from isobench.workloads.base import all_workloads
+
+    ws = {w: all_workloads()[w]() for w in ("startup", "disk", "leakage")}
+    config = launch.resolve(RunConfig(), {}, quick=False)
+    assert config.budget == 15 * 60 and config.warmups == 0
+    text = "\n".join(launch.describe_plan(config, ["host", "vm"], ws))
+    assert "budget 15m00s for the matrix" in text
+    assert "3x (disk 1, leakage 1)" in text
+    assert "above 5% of the median" in text
+    assert "counted: startup, disk" in text
+    assert "every workload at its quick sizes" in text
+    fixed = launch.resolve(RunConfig(), {"repetitions": 4}, quick=False)
+    assert fixed.budget is None and fixed.warmups == 1
+    assert launch.describe_plan(fixed, ["host"], ws)[1] == "4 repetition(s) + 1 warm-up round(s)"
+
+
+def test_the_budget_summary_names_what_missed_the_target() -> None:
+    fig = {"metric": "startup.total", "variant": "", "n": 9, "median": 1.0}
+    run = {
+        "budget": {
+            "seconds": 900.0,
+            "spent": 899.6,
+            "precision": 0.05,
+            "stopped": "budget spent",
+            "figures_counted": 3,
+            "figures_met": 1,
+            "cells_skipped": 2,
+            "units": [
+                {
+                    "driver": "host",
+                    "workload": "startup",
+                    "variant": None,
+                    "n": 9,
+                    "status": "below target",
+                    "figures": [
+                        {**fig, "half_width": 0.03, "met": True},
+                        {**fig, "half_width": 0.4, "met": False},
+                    ],
+                },
+                {
+                    "driver": "vm",
+                    "workload": "disk",
+                    "variant": "B",
+                    "n": 1,
+                    "status": "below target",
+                    "figures": [{**fig, "metric": "disk.read.iops", "half_width": None, "met": False}],
+                },
+                {
+                    "driver": "vm",
+                    "workload": "leakage",
+                    "variant": None,
+                    "n": 1,
+                    "status": "no counted figures",
+                    "figures": [],
+                },
+            ],
+        }
+    }
+    lines = launch.budget_summary(run)
+    assert lines[0] == (
+        "budget: spent 15:00 of 15:00 (budget spent); 1 of 3 counted figures have a 95% CI half-width "
+        "<= 5% of the median; 2 cell(s) not started for lack of time"
+    )
+    assert lines[1:] == [
+        "  startup on host: below target, n=9: worst startup.total ±40.0%",
+        "  disk on vm [B]: below target, n=1: disk.read.iops not judged",
+    ]
+    assert launch.budget_summary({}) == []

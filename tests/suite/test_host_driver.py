@@ -62,3 +62,47 @@ def test_address_only_with_network(driver: HostDriver) -> None:
     finally:
         a.destroy()
         b.destroy()
+
+
+@pytest.mark.integration
+def test_the_spec_cpuset_is_the_affinity_of_what_the_host_runs(driver: HostDriver) -> None:
+    """The native baseline runs on the CPUs the sandboxes get (and its children inherit them)."""
+    import os
+
+    cpu = max(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    sb = driver.create(SandboxSpec(name="isobench-t-6", run_id="t", cpuset=(cpu,)))
+    try:
+        res = sb.exec(
+            ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; sh -c 'taskset -p $$'"], timeout=10
+        )
+    finally:
+        sb.destroy()
+    assert res.ok, res.stderr
+    assert res.stdout.splitlines()[0].split()[-1] == str(cpu)
+    assert res.stdout.splitlines()[1].split()[-1] == format(1 << cpu, "x")  # a grandchild too
+    assert os.sched_getaffinity(0) == before  # the runner's own thread is left as it was
+
+
+def test_without_a_cpuset_the_host_runs_unpinned(driver: HostDriver) -> None:
+    import os
+
+    sb = driver.create(SandboxSpec(name="isobench-t-7", run_id="t"))
+    try:
+        res = sb.exec(["grep", "Cpus_allowed_list", "/proc/self/status"], timeout=10)
+    finally:
+        sb.destroy()
+    allowed = os.sched_getaffinity(0)
+    expected = str(min(allowed)) if len(allowed) == 1 else f"{min(allowed)}-{max(allowed)}"
+    assert res.stdout.split()[-1] == expected
+
+
+def test_start_delay_is_an_injected_create_phase_regression(tmp_path: Path) -> None:
+    drv = HostDriver(
+        DriverContext(state_dir=tmp_path, work_dir=tmp_path / "w", run_id="t", options={"start_delay": 0.05})
+    )
+    sb = drv.create(SandboxSpec(name="isobench-t-8", run_id="t", options={"start_delay": 0.05}))
+    sb.destroy()
+    create = next(p for p in sb.phases if p.name == "create")
+    assert create.seconds >= 0.05
+    assert drv.metadata()["start_delay_s"] == 0.05

@@ -125,3 +125,25 @@ def test_journal_survives_sigkill_and_finalizes_later(tmp_path: Path) -> None:
     assert len(values) >= 21
     assert values == [float(i) for i in range(len(values))]  # contiguous: nothing lost, no gaps
     assert load_results(tmp_path).samples == res.samples
+
+
+def test_schema_1_documents_and_journals_still_load(tmp_path: Path) -> None:
+    """Version 2 only added keys (run order, budget, A/B; round and slot in metadata)."""
+    assert SCHEMA_VERSION == 2
+    v1 = {
+        "schema_version": 1,
+        "run": {"run_id": "old", "config": {"repetitions": 5}},
+        "samples": [_sample(0).to_dict(), _sample(1).to_dict()],
+    }
+    (tmp_path / "results.json").write_text(json.dumps(v1))
+    old = load_results(tmp_path)
+    assert old.run_id == "old" and "budget" not in old.run
+    assert [s.repetition for s in old.measured()] == [0, 1]
+    journal = tmp_path / "j" / JOURNAL
+    journal.parent.mkdir()
+    journal.write_text(
+        '{"type": "header", "schema_version": 1, "run": {"run_id": "old"}}\n'
+        + json.dumps({"type": "sample", **_sample(0).to_dict()})
+        + "\n"
+    )
+    assert len(read_journal(journal).samples) == 1

@@ -266,3 +266,175 @@ def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path: Path) -> None:
     assert [s.workload for s in res.samples] == ["steady"]
     assert live_runs(config.state_dir) == []
     assert not (config.state_dir / "runs" / "r2").exists()
+
+
+class FakeClock:
+    """Time that moves only when a fake workload says its cell took so long."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Costed:
+    """A workload whose cells take ``cost[driver]`` fake seconds and give values with a set spread."""
+
+    description: ClassVar[str] = ""
+    tools: ClassVar[tuple[str, ...]] = ()
+    quick_repetitions: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        clock: FakeClock,
+        cost: Mapping[str, float],
+        spread: float,
+        max_repetitions: int | None = None,
+        counted: tuple[str, ...] = ("*",),
+    ) -> None:
+        import random
+
+        self.name = name
+        self.clock = clock
+        self.cost = cost
+        self.spread = spread
+        self.max_repetitions = max_repetitions
+        self.precision_figures = counted
+        self.rng = random.Random(name)
+        self.seen: list[tuple[str, Any]] = []
+        self.slow_every_third = False
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox():
+            slow = self.slow_every_third and len(self.seen) % 3 == 1
+            self.clock.now += self.cost[ctx.driver.name] * (30 if slow else 1)
+        self.seen.append((ctx.driver.name, dict(ctx.params)))
+        scale = float(ctx.params.get("scale", 1.0))
+        value = scale * (1.0 + self.rng.uniform(-self.spread, self.spread))
+        return [Measurement(f"{self.name}.value", value, "s")]
+
+
+def _run_budget(
+    tmp_path: Path,
+    workloads: dict[str, Any],
+    clock: FakeClock,
+    drivers: tuple[str, ...] = ("host", "box"),
+    variants: Mapping[str, RunConfig] | None = None,
+    **cfg: Any,
+) -> tuple[Any, list[str]]:
+    log: list[str] = []
+    config = RunConfig(state_dir=tmp_path / "state", output=tmp_path / "out", warmups=0, seed=3, **cfg)
+    ctx = DriverContext(state_dir=config.state_dir, work_dir=tmp_path / "w", run_id="rb")
+    run_dir = tmp_path / "out" / "rb"
+    run_dir.mkdir(parents=True)
+    results, errors = run_matrix(
+        config,
+        {d: FakeDriver(ctx, log, d) for d in drivers},  # type: ignore[misc]
+        workloads,
+        run_id="rb",
+        run_dir=run_dir,
+        run_info={"run_id": "rb"},
+        variants=variants,
+        clock=clock,
+    )
+    assert errors == []
+    return results, log
+
+
+def _n(results: Any, workload: str, driver: str) -> int:
+    return len({s.repetition for s in results.measured() if s.workload == workload and s.driver == driver})
+
+
+def test_budget_goes_to_the_noisy_cheap_cells_and_is_never_exceeded(tmp_path: Path) -> None:
+    clock = FakeClock()
+    noisy = Costed("noisy", clock, {"host": 1.0, "box": 2.0}, spread=0.3)
+    quiet = Costed("quiet", clock, {"host": 10.0, "box": 20.0}, spread=0.001)
+    results, log = _run_budget(
+        tmp_path, {"noisy": noisy, "quiet": quiet}, clock, budget=300.0, precision=0.05
+    )
+    b = results.run["budget"]
+    assert b["spent"] <= 300.0 and clock.now <= 300.0
+    assert _n(results, "quiet", "host") == _n(results, "quiet", "box") == 6  # met once judged
+    assert _n(results, "noisy", "host") > 6 and _n(results, "noisy", "box") > 6  # bought precision
+    units = {(u["driver"], u["workload"]): u for u in b["units"]}
+    assert units[("host", "quiet")]["status"] == "met"
+    assert all(f["met"] == (f["half_width"] <= 0.05) for u in b["units"] for f in u["figures"])
+    assert b["figures_counted"] == 4 and b["figures_met"] >= 2
+    assert results.run["order"]["seed"] == 3
+    # extra repetitions stay interleaved: spread over rounds, each round holding both drivers
+    rounds: dict[int, list[str]] = {}
+    for s in results.measured():
+        if s.workload == "noisy":
+            rounds.setdefault(s.metadata["round"], []).append(s.driver)
+    assert len(rounds) >= 5
+    reps = [s.repetition for s in results.measured() if s.workload == "noisy" and s.driver == "host"]
+    assert sorted(reps) == list(range(len(reps)))  # numbered without gaps or repeats
+    assert _balanced(log)
+
+
+def test_a_cell_that_cannot_finish_inside_the_budget_is_not_started(tmp_path: Path) -> None:
+    clock = FakeClock()
+    big = Costed("big", clock, {"host": 10.0, "box": 10.0}, spread=0.2)
+    results, _ = _run_budget(tmp_path, {"big": big}, clock, budget=35.0)
+    b = results.run["budget"]
+    assert clock.now <= 35.0  # three 10 s cells ran; a fourth would have ended at 40 s
+    assert len(big.seen) == 3
+    assert b["cells_skipped"] >= 3
+    assert {u["status"] for u in b["units"]} <= {"below its minimum n (budget)", "below target", "met"}
+    assert b["stopped"] == "budget spent"
+
+
+def test_capped_workloads_start_at_their_quick_cap_and_grow_to_their_cap(tmp_path: Path) -> None:
+    clock = FakeClock()
+    capped = Costed("capped", clock, {"host": 1.0}, spread=0.3, max_repetitions=3)
+    capped.quick_repetitions = 1  # type: ignore[misc]
+    uncounted = Costed("verdicts", clock, {"host": 1.0}, spread=0.3, counted=())
+    results, _ = _run_budget(
+        tmp_path, {"capped": capped, "verdicts": uncounted}, clock, drivers=("host",), budget=1000.0
+    )
+    assert _n(results, "capped", "host") == 3  # grew from 1 to its cap of 3, no further (not judged)
+    assert _n(results, "verdicts", "host") == 3  # its minimum: nothing to sharpen
+    statuses = {u["workload"]: u["status"] for u in results.run["budget"]["units"]}
+    assert statuses["verdicts"] == "no counted figures"
+    assert results.run["budget"]["limits"]["capped"] == {"min_n": 1, "max_n": 3}
+
+
+def test_ab_runs_both_configurations_interleaved_with_labels(tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = Costed("w", clock, {"host": 1.0, "box": 1.0}, spread=0.01)
+    base = RunConfig(state_dir=tmp_path / "state")
+    variants = {
+        "A": base,
+        "B": RunConfig(state_dir=tmp_path / "state", workload_params={"w": {"scale": 2.0}}),
+    }
+    results, _ = _run_budget(
+        tmp_path, {"w": w}, clock, variants=variants, repetitions=3, repetitions_explicit=True
+    )
+    assert results.run["ab"]["labels"] == ["A", "B"]
+    assert results.run["ab"]["configs"]["B"]["workloads"] == {"w": {"scale": 2.0}}
+    by_label: dict[str, list[float]] = {"A": [], "B": []}
+    per_round: dict[int, list[tuple[str, str]]] = {}
+    for s in results.measured():
+        by_label[s.params["ab"]].append(float(s.value or 0))
+        per_round.setdefault(s.metadata["round"], []).append((s.driver, s.params["ab"]))
+    assert len(by_label["A"]) == len(by_label["B"]) == 6  # 2 drivers x 3 rounds, host in both
+    assert min(by_label["B"]) > 1.5 > max(by_label["A"])  # each side measured with its own config
+    # every round holds both configurations of every driver
+    assert all(
+        sorted(r) == [("box", "A"), ("box", "B"), ("host", "A"), ("host", "B")] for r in per_round.values()
+    )
+    slots = [[s.metadata["slot"] for s in results.measured() if s.metadata["round"] == r] for r in per_round]
+    assert all(sorted(sl) == [0, 1, 2, 3] for sl in slots)
+
+
+def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
+    """Typical cost says one more fits, the slowest seen says it does not: stop, do not spin."""
+    clock = FakeClock()
+    w = Costed("w", clock, {"host": 1.0}, spread=0.3)
+    w.slow_every_third = True  # costs 1, 30, 1, 1, 30, ...
+    results, _ = _run_budget(tmp_path, {"w": w}, clock, drivers=("host",), budget=70.0)
+    # 1 + 30 + 1 (first pass) + 1 + 30; then the median (1 s) fits the 7 s left, the slowest not
+    assert len(w.seen) == 5 and clock.now == 63.0
+    assert results.run["budget"]["stopped"] == "budget spent"

@@ -1,0 +1,306 @@
+"""Budgeted, adaptive repetitions: how many times each cell runs is decided while running.
+
+The anchor is the Phoronix Test Suite (``pts_test_run_manager::increase_run_count_check``): after
+the configured runs, it adds another run of a test while the standard deviation is at least 2.5% of
+the mean, up to 4x the runs for short tests. That rule looks at one test at a time, in isolation, and
+at the spread of the *samples*, so it keeps adding runs to a test whose samples are inherently
+spread (a bimodal start-up time never gets its stdev under 2.5%, however many runs it gets) and it
+has no idea what the runs cost or what else needs them. isobench instead:
+
+- targets the precision of what it reports: the half-width of the median's confidence interval
+  relative to the median (``isobench.stats.summarize``), which shrinks with n even when the samples
+  are spread, so "more runs" always buys something and stops when the figure is known well enough;
+- allocates one wall-time budget across all cells: every (driver, workload) first gets a minimum n
+  (3, or a capped workload's quick cap), then each further round holds the cells that still miss the
+  target, cheapest-to-finish first: a cell's remaining need is estimated from the 1/sqrt(n) law
+  (``n * (w / target)**2`` repetitions for relative half-width ``w``) and priced at its measured cell
+  cost, so the budget buys as many figures at target as it can; what it cannot bring to target
+  gets what is left, by precision gained per second;
+- keeps the repetitions interleaved: extra repetitions run in rounds (each in a fresh random order),
+  never back to back, so drift still spreads over drivers;
+- never starts a cell it predicts cannot finish inside the budget (prediction: the slowest measured
+  cell of that unit, else of that workload on any driver);
+- records, per figure, the precision reached and whether it met the target (``run["budget"]``).
+
+Which figures count (a workload's ``precision_figures``, glob patterns over metric names): every
+start-up figure, and each other workload's headline figures (cpu events/s, memory bandwidth, the
+syscall costs, the overlay timings, idle memory, disk IOPS, TCP throughput and RTT p50). Leakage
+verdicts (0/1 per probe, and their count and score) and interference's aggregated ratios do not: they
+are aggregates within one cell, not noisy estimates that more repetitions would sharpen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from isobench.model import Sample
+from isobench.schedule import Cell, Unit
+from isobench.stats import summarize
+
+__all__ = [
+    "ADAPTIVE_MAX_N",
+    "DEFAULT_BUDGET_S",
+    "DEFAULT_PRECISION",
+    "FIRST_N",
+    "JUDGED_N",
+    "BudgetClock",
+    "FigurePrecision",
+    "GroupState",
+    "Ledger",
+    "choose_round",
+    "figure_precision",
+    "needed_repetitions",
+    "reachable",
+]
+
+#: The default run's budget for the matrix (set-up checks before it and the report after it are not
+#: counted): with those, a default run ends within 20 minutes on the reference 2-core TCG host.
+DEFAULT_BUDGET_S = 15 * 60.0
+#: Target: the 95% CI's half-width at most this fraction of the median.
+DEFAULT_PRECISION = 0.05
+#: Every unit's first pass: enough for a median and a range, not yet for a 95% interval.
+FIRST_N = 3
+#: A figure is judged against the target from this n on: the smallest n whose exact interval of
+#: the median reaches 95% (isobench.stats: [x(1), x(6)] at n=6, 96.9%); below it the interval is
+#: the range at a lower confidence (93.8% at n=5), so the figure counts as not met yet.
+JUDGED_N = 6
+#: Repetitions an uncapped cell may get at most (a cell far from its target stops here).
+ADAPTIVE_MAX_N = 100
+
+
+@dataclass(frozen=True)
+class FigurePrecision:
+    """How well one figure (metric and params variant of one unit) is known."""
+
+    metric: str
+    variant: str
+    n: int
+    median: float
+    #: CI half-width / |median|; inf when it cannot be judged (n below JUDGED_N, or a zero median
+    #: with a non-zero interval).
+    half_width: float
+
+    def met(self, target: float) -> bool:
+        return self.half_width <= target
+
+    def to_dict(self, target: float) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "variant": self.variant,
+            "n": self.n,
+            "median": self.median,
+            "half_width": self.half_width if math.isfinite(self.half_width) else None,
+            "met": self.met(target),
+        }
+
+
+def counts_for_precision(metric: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(metric, p) for p in patterns)
+
+
+def _variant(params: Mapping[str, Any]) -> str:
+    # Named as the report names it (the CLI has the reports loaded anyway); the A/B label is the
+    # unit's, not the figure's.
+    from isobench.reports.cells import variant_of
+
+    return variant_of({k: v for k, v in params.items() if k != "ab"})
+
+
+def figure_precision(samples: Iterable[Sample], patterns: Sequence[str]) -> list[FigurePrecision]:
+    """The precision of every counted figure among ``samples`` (one unit's measured samples)."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for s in samples:
+        if s.value is None or s.warmup or not counts_for_precision(s.metric, patterns):
+            continue
+        values.setdefault((s.metric, _variant(s.params)), []).append(float(s.value))
+    out: list[FigurePrecision] = []
+    for (metric, variant), vals in sorted(values.items()):
+        summary = summarize(vals)
+        rel = summary.relative_half_width
+        if len(vals) < JUDGED_N:
+            rel = math.inf
+        elif math.isnan(rel):  # a zero median: exactly known when the interval is [0, 0] too
+            rel = 0.0 if summary.ci_low == summary.ci_high == 0 else math.inf
+        out.append(FigurePrecision(metric, variant, len(vals), summary.median, rel))
+    return out
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """What the allocator knows about one (driver, workload) and its A/B configurations."""
+
+    key: tuple[str, str]
+    #: Measured repetitions so far (the fewest of its configurations).
+    n: int
+    max_n: int
+    #: Worst relative half-width over its counted figures; None when no figure counts.
+    worst: float | None
+    #: Predicted seconds of one more repetition (every configuration of it).
+    cost: float
+    failed: bool = False
+    figures: tuple[FigurePrecision, ...] = field(default=(), compare=False)
+
+
+def needed_repetitions(g: GroupState, target: float) -> int:
+    """Extra repetitions ``g`` needs to reach ``target``, from the 1/sqrt(n) law, within its cap."""
+    if g.failed or g.worst is None or g.n >= g.max_n:
+        return 0
+    if g.n < JUDGED_N:
+        return min(JUDGED_N, g.max_n) - g.n
+    if g.worst <= target:
+        return 0
+    if not math.isfinite(g.worst):
+        return g.max_n - g.n
+    want = math.ceil(g.n * (g.worst / target) ** 2)
+    return max(1, min(want, g.max_n) - g.n)
+
+
+def reachable(g: GroupState, target: float) -> bool:
+    """Whether ``g`` is expected to reach ``target`` within its cap (a group not judged yet is
+    given the benefit of the doubt until it is)."""
+    if g.n < JUDGED_N:
+        return True
+    if g.worst is None or not math.isfinite(g.worst):
+        return False
+    return math.ceil(g.n * (g.worst / target) ** 2) <= g.max_n
+
+
+def _gain_per_second(g: GroupState, target: float) -> float:
+    worst = g.worst if g.worst is not None and math.isfinite(g.worst) else 1.0
+    after = worst * math.sqrt(g.n / (g.n + 1)) if g.n > 0 else 0.0
+    return (worst - max(after, target)) / max(g.cost, 1e-6)
+
+
+def choose_round(groups: Sequence[GroupState], target: float, remaining: float) -> list[tuple[str, str]]:
+    """The next round: the keys of the groups it holds, a key once per repetition it gets.
+
+    First the groups that can still reach the target within their cap, cheapest to finish first,
+    while their whole remaining need fits the budget; then, with what those do not claim, groups
+    that cannot reach it (or do not fit whole), by precision gained per second, each as many
+    repetitions (up to its cap) as the rest of the budget pays for. Nothing is chosen whose one
+    repetition does not fit. Each group's repetitions are spread over the rounds the budget still
+    holds (``remaining`` / this round's cost).
+    """
+    wanting = [g for g in groups if needed_repetitions(g, target) > 0 and g.cost <= remaining]
+    finish = sorted(
+        (g for g in wanting if reachable(g, target)),
+        key=lambda g: (needed_repetitions(g, target) * g.cost, g.key),
+    )
+    # (group, repetitions it is given from here on): whole needs first, then what is left
+    plan: list[tuple[GroupState, int]] = []
+    committed = 0.0
+    for g in finish:
+        whole = needed_repetitions(g, target) * g.cost
+        if committed + whole <= remaining:
+            plan.append((g, needed_repetitions(g, target)))
+            committed += whole
+    spare = remaining - committed
+    planned = {g.key for g, _ in plan}
+    rest = sorted(
+        (g for g in wanting if g.key not in planned), key=lambda g: (-_gain_per_second(g, target), g.key)
+    )
+    for g in rest:
+        affordable = int(spare // g.cost) if g.cost > 0 else needed_repetitions(g, target)
+        given = min(needed_repetitions(g, target), affordable)
+        if given > 0:
+            plan.append((g, given))
+            spare -= given * g.cost
+    if not plan:
+        return []
+    # Spread each group's repetitions over the rounds the budget still holds, so a cheap cell is not
+    # held to one per round by an expensive neighbour, yet is not run all at once either.
+    round_cost = sum(g.cost for g, _ in plan)
+    rounds_left = max(1.0, remaining / round_cost)
+    left = remaining - round_cost
+    keys: list[tuple[str, str]] = []
+    for g, total in plan:
+        keys.append(g.key)
+        extra = min(math.ceil(total / rounds_left) - 1, int(left // g.cost) if g.cost > 0 else total)
+        keys += [g.key] * max(0, extra)
+        left -= max(0, extra) * g.cost
+    return keys
+
+
+class BudgetClock:
+    """Seconds left of a budget on ``clock`` (a fake one in tests)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._end = self._start + seconds
+
+    def left(self) -> float:
+        return self._end - self._clock()
+
+    def spent(self) -> float:
+        return self._clock() - self._start
+
+
+class Ledger:
+    """Per unit: its cells' samples and wall times, and the precision of its counted figures."""
+
+    def __init__(self) -> None:
+        self._samples: dict[Unit, list[Sample]] = {}
+        self._costs: dict[Unit, list[float]] = {}
+        self._warm_costs: dict[Unit, list[float]] = {}
+        self._attempts: dict[Unit, int] = {}
+        self._failed: set[Unit] = set()
+        self._figures: dict[Unit, tuple[int, list[FigurePrecision]]] = {}
+        self.skipped: dict[Unit, int] = {}
+
+    def record(self, cell: Cell, samples: Sequence[Sample], seconds: float) -> None:
+        u = cell.unit
+        if cell.warmup:
+            self._warm_costs.setdefault(u, []).append(seconds)
+            return
+        self._attempts[u] = self._attempts.get(u, 0) + 1
+        self._costs.setdefault(u, []).append(seconds)
+        if any(s.failed for s in samples):
+            self._failed.add(u)
+        self._samples.setdefault(u, []).extend(s for s in samples if not s.failed)
+
+    def skip(self, cell: Cell) -> None:
+        self.skipped[cell.unit] = self.skipped.get(cell.unit, 0) + 1
+
+    def units(self) -> list[Unit]:
+        return list(self._attempts)
+
+    def attempts(self, u: Unit) -> int:
+        return self._attempts.get(u, 0)
+
+    def measured(self, u: Unit) -> int:
+        return len({s.repetition for s in self._samples.get(u, [])})
+
+    def failed(self, u: Unit) -> bool:
+        return u in self._failed
+
+    def typical_cost(self, u: Unit) -> float | None:
+        costs = self._costs.get(u) or self._warm_costs.get(u)
+        return statistics.median(costs) if costs else None
+
+    def predict(self, u: Unit) -> float | None:
+        """The slowest cell of this unit so far, else of its workload on any unit (None: unseen)."""
+        own = self._costs.get(u, []) + self._warm_costs.get(u, [])
+        if own:
+            return max(own)
+        same = [
+            c
+            for v, cs in (*self._costs.items(), *self._warm_costs.items())
+            if v.workload == u.workload
+            for c in cs
+        ]
+        return max(same) if same else None
+
+    def figures(self, u: Unit, patterns: Sequence[str]) -> list[FigurePrecision]:
+        samples = self._samples.get(u, [])
+        cached = self._figures.get(u)
+        if cached is None or cached[0] != len(samples):
+            cached = (len(samples), figure_precision(samples, patterns))
+            self._figures[u] = cached
+        return cached[1]

@@ -1,0 +1,130 @@
+"""The budget's allocation rule and precision bookkeeping, on known numbers."""
+
+import math
+
+import pytest
+from isobench.budget import (
+    JUDGED_N,
+    GroupState,
+    choose_round,
+    figure_precision,
+    needed_repetitions,
+)
+from isobench.model import Sample
+from isobench.stats import summarize
+
+
+def _g(
+    key: str, n: int, worst: float | None, cost: float, max_n: int = 40, failed: bool = False
+) -> GroupState:
+    return GroupState(key=(key, "w"), n=n, max_n=max_n, worst=worst, cost=cost, failed=failed)
+
+
+def test_needed_repetitions_follows_the_square_root_law() -> None:
+    # half-width 10% at n=6, target 5%: n must grow 4x to 24, so 18 more
+    assert needed_repetitions(_g("a", 6, 0.10, 1.0), 0.05) == 18
+    assert needed_repetitions(_g("a", 6, 0.051, 1.0), 0.05) == 1  # just above: at least one more
+    assert needed_repetitions(_g("a", 6, 0.04, 1.0), 0.05) == 0  # met
+    assert needed_repetitions(_g("a", 6, 0.10, 1.0, max_n=8), 0.05) == 2  # the cap bounds it
+    assert needed_repetitions(_g("a", 3, math.inf, 1.0), 0.05) == JUDGED_N - 3  # not judged yet
+    assert needed_repetitions(_g("a", 1, math.inf, 1.0, max_n=3), 0.05) == 2  # up to its cap
+    assert needed_repetitions(_g("a", 3, math.inf, 1.0, max_n=3), 0.05) == 0  # capped below judging
+    assert needed_repetitions(_g("a", 6, None, 1.0), 0.05) == 0  # nothing counts (leakage)
+    assert needed_repetitions(_g("a", 6, 0.5, 1.0, failed=True), 0.05) == 0
+    assert needed_repetitions(_g("a", 7, math.inf, 1.0, max_n=10), 0.05) == 3  # zero median: to the cap
+
+
+def test_cells_that_can_finish_go_first_cheapest_to_finish_first() -> None:
+    cheap = _g("cheap", 6, 0.10, 1.0)  # needs 18 x 1 s
+    pricey = _g("pricey", 6, 0.10, 50.0)  # needs 18 x 50 s
+    met = _g("met", 6, 0.01, 0.1)
+    assert choose_round([pricey, cheap, met], 0.05, remaining=20.0) == [("cheap", "w")]
+    # with room for both whole needs, both
+    assert set(choose_round([pricey, cheap, met], 0.05, remaining=1000.0)) == {
+        ("cheap", "w"),
+        ("pricey", "w"),
+    }
+
+
+def test_what_is_left_goes_to_precision_per_second() -> None:
+    # neither can finish within 60 s; the one that gains more per second gets the repetition
+    slow_gain = _g("a", 20, 0.08, 30.0)  # needs 52 x 30 s
+    fast_gain = _g("b", 6, 0.30, 30.0)  # cannot finish either, but one more gains far more
+    # the one that gains more per second is given all the budget pays for (two of 30 s, one per
+    # round); the other gets none
+    assert choose_round([slow_gain, fast_gain], 0.05, remaining=60.0) == [("b", "w")]
+    # with more room, both
+    assert set(choose_round([slow_gain, fast_gain], 0.05, remaining=2000.0)) == {("a", "w"), ("b", "w")}
+
+
+def test_nothing_is_chosen_that_cannot_finish_in_time() -> None:
+    assert choose_round([_g("a", 6, 0.2, 10.0)], 0.05, remaining=9.9) == []
+    assert choose_round([_g("a", 6, 0.2, math.inf)], 0.05, remaining=1e9) == []  # cost unknown
+
+
+def _samples(metric: str, values: list[float], **params: object) -> list[Sample]:
+    return [
+        Sample("r", "host", "startup", metric, v, "seconds", i, params=dict(params))
+        for i, v in enumerate(values)
+    ]
+
+
+def test_figure_precision_is_the_ci_half_width_over_the_median() -> None:
+    values = [1.00, 1.02, 0.98, 1.05, 0.97, 1.01, 0.99]
+    (fig,) = figure_precision(_samples("startup.total", values), ("startup.*",))
+    s = summarize(values)
+    assert fig.n == 7
+    assert fig.half_width == pytest.approx((s.ci_high - s.ci_low) / 2 / s.median)
+    assert fig.met(0.05) and not fig.met(fig.half_width / 2)
+
+
+def test_figures_below_judged_n_or_not_counted_or_zero() -> None:
+    samples = (
+        _samples("startup.total", [1.0, 1.1, 1.0, 1.05, 1.0])  # n=5: cannot be judged
+        + _samples("startup.phase.ready", [0.0] * 6)  # always zero: exactly known
+        + _samples("leakage.score", [1.0, 2.0, 3.0])  # not counted
+    )
+    figs = {f.metric: f for f in figure_precision(samples, ("startup.*",))}
+    assert set(figs) == {"startup.total", "startup.phase.ready"}
+    assert figs["startup.total"].half_width == math.inf
+    assert figs["startup.phase.ready"].half_width == 0.0
+
+
+def test_the_ab_label_is_not_part_of_the_figure() -> None:
+    samples = _samples("cpu.events_per_second", [10.0, 10.2, 9.9], ab="A", threads=1)
+    (fig,) = figure_precision(samples, ("cpu.events_per_second",))
+    assert fig.variant == "threads=1"
+
+
+def test_a_cheap_cell_is_not_held_to_one_repetition_per_round_by_an_expensive_one() -> None:
+    cheap = _g("cheap", 6, 0.0875, 1.0)  # needs ceil(6 * 1.75**2) - 6 = 13 more x 1 s: can finish
+    pricey = _g("pricey", 6, 0.30, 50.0)  # cannot finish in 100 s; gets one from the spare
+    keys = choose_round([cheap, pricey], 0.05, remaining=100.0)
+    # about two rounds of 51 s are left: the cheap cell's 13 go in ~7 per round
+    assert keys.count(("pricey", "w")) == 1
+    assert keys.count(("cheap", "w")) == 7
+
+
+def test_a_group_that_cannot_reach_the_target_within_its_cap_only_gets_the_spare() -> None:
+    from isobench.budget import reachable
+
+    hopeless = _g("hopeless", 10, 0.50, 1.0, max_n=100)  # would need n=1000
+    finishable = _g("finishable", 6, 0.06, 10.0)  # needs ceil(6 * 1.44) - 6 = 3 more x 10 s
+    assert not reachable(hopeless, 0.05) and reachable(finishable, 0.05)
+    assert not reachable(_g("zero", 6, math.inf, 1.0), 0.05)
+    # 35 s: the finishable group's 30 s are committed first; the hopeless one gets the other 5 s,
+    # i.e. 5 repetitions spread over the ~3 rounds left (35 s / 11 s a round): 2 in this one
+    keys = choose_round([hopeless, finishable], 0.05, remaining=35.0)
+    assert keys.count(("finishable", "w")) == 1 and keys.count(("hopeless", "w")) == 2
+    # 30 s: nothing is left over for it
+    assert choose_round([hopeless, finishable], 0.05, remaining=30.0).count(("hopeless", "w")) == 0
+
+
+def test_a_cheap_cell_that_cannot_reach_the_target_still_gets_many_repetitions() -> None:
+    """Start-up phases of microseconds rarely reach 5%; their cells cost milliseconds, so the spare
+    budget should buy them many repetitions per round, not one per round paced by a slow cell."""
+    phases = _g("host-startup", 9, 0.70, 0.05, max_n=100)  # hopeless within 100, but cheap
+    slow = _g("vm-cpu", 6, 0.30, 30.0)  # hopeless too, expensive
+    keys = choose_round([phases, slow], 0.05, remaining=120.0)
+    assert keys.count(("host-startup", "w")) > 10
+    assert keys.count(("vm-cpu", "w")) == 1
