@@ -25,7 +25,8 @@ from isobench.reports.compare import compare as compare_runs
 from isobench.results import Results, finalize, load_results
 from isobench.runner import Cell, new_run_id, run_matrix
 from isobench.runner import Progress as RunProgress
-from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads, check_params
+from isobench.runstate import RunLock
+from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
@@ -229,6 +230,20 @@ def run(
     check_params(config.workload_params, quick=config.quick)
     check_driver_options(config.driver_options)
     launch.check_output_dir(config.output)
+    # The run owns its state before any driver probes the host: a probe (a microvm or KVM test
+    # boot) works under the run's work dir, which the lock's owner removes on every path.
+    with RunLock.acquire(config.state_dir, run_id) as lock:
+        _run_locked(config, run_id, chosen_workloads, variants, lock, no_report)
+
+
+def _run_locked(
+    config: RunConfig,
+    run_id: str,
+    chosen_workloads: dict[str, Workload],
+    variants: dict[str, RunConfig],
+    lock: RunLock,
+    no_report: bool,
+) -> None:
     chosen, skipped = launch.select_drivers(config, run_id)
     for name, avail in skipped.items():
         console.print(f"[yellow]skipping driver {name}:[/] {escape(avail.reason)}", highlight=False)
@@ -265,6 +280,7 @@ def run(
             run_info=info,
             progress=_RichProgress(bar),
             variants=variants or None,
+            lock=lock,
         )
     print_summary(results)
     _print_budget(results)

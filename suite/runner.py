@@ -10,6 +10,7 @@ round holds every configuration of each chosen unit, so the two sides are measur
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -464,12 +465,16 @@ def run_matrix(
     progress: Progress | None = None,
     variants: Mapping[str, RunConfig] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    lock: RunLock | None = None,
 ) -> tuple[Results, list[str]]:
     """Own the run's state (lock + work dir) for its whole life and remove it on every path.
 
+    ``lock`` is the run's lock when the caller took it already: drivers probe the host when they
+    are selected (a probe guest lives under the run's work dir), so the CLI locks the run first.
     Returns the finalised results and the teardown errors (resources that may have leaked).
     """
-    with RunLock.acquire(config.state_dir, run_id) as lock:
+    owned = RunLock.acquire(config.state_dir, run_id) if lock is None else contextlib.nullcontext(lock)
+    with owned as held:
         runner = Runner(
             config,
             drivers,
@@ -491,4 +496,4 @@ def run_matrix(
                     except Exception as err:
                         log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
                         runner.teardown_errors.append(f"close {driver.name}: {err}")
-                shutil.rmtree(lock.work_dir, ignore_errors=True)
+                shutil.rmtree(held.work_dir, ignore_errors=True)

@@ -339,3 +339,41 @@ def test_the_budget_summary_names_what_missed_the_target() -> None:
         "  disk on vm [B]: below target, n=1: disk.read.iops not judged",
     ]
     assert launch.budget_summary({}) == []
+
+
+def test_a_driver_probe_under_the_run_work_dir_does_not_block_the_run(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drivers probe the host when selected (qemu boots a microvm probe guest under its work dir):
+    the run must already own its state then, or its own lock refuses it ("already has state")."""
+    from isobench.drivers.host import HostDriver
+
+    class _Prober(HostDriver):
+        def __init__(self, ctx: DriverContext) -> None:
+            super().__init__(ctx)
+            self._work = ctx.work_dir
+
+        def availability(self) -> Availability:
+            self._work.mkdir(parents=True)
+            (self._work / "probe.log").write_text("probe guest was here\n")
+            return Availability(ok=True)
+
+    monkeypatch.setattr(launch, "all_drivers", lambda: {"host": _Prober})
+    state = tmp_path / "s"
+    r = _invoke(
+        "run",
+        "--drivers",
+        "host",
+        "--workloads",
+        "startup",
+        "-n",
+        "1",
+        "--no-report",
+        "-o",
+        str(out),
+        "--state-dir",
+        str(state),
+    )
+    assert r.exit_code == 0, r.output
+    assert len(list(out.iterdir())) == 1
+    assert list((state / "runs").iterdir()) == []
