@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from isobench.budget import budget_summary, mmss
 
 __all__ = ["WarningGroup", "group_warnings"]
 
@@ -83,6 +84,25 @@ def _tcg(run: Mapping[str, Any]) -> WarningGroup | None:
     return WarningGroup("tcg", line, ())
 
 
+def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
+    """A budgeted run says how many counted figures reached the precision target, and which cells
+    did not (the per-figure record is run["budget"] in results.json)."""
+    b = run.get("budget")
+    if not isinstance(b, Mapping) or not b.get("figures_counted"):
+        return None
+    met, counted = int(b["figures_met"]), int(b["figures_counted"])
+    if met == counted:
+        return None
+    short = budget_summary(run)[1:]
+    line = (
+        f"{counted - met} of {counted} counted figures did not reach the precision target (95% interval "
+        f"within ±{float(b['precision']):.0%} of the median) in the {mmss(float(b['seconds']))} budget "
+        f"({b['stopped']}); {len(short)} driver/workload cell{'s' if len(short) != 1 else ''} fell short. "
+        "A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
+    )
+    return WarningGroup("precision", line, tuple(x.strip() for x in short))
+
+
 def group_warnings(
     run: Mapping[str, Any],
     summary: pd.DataFrame,
@@ -103,9 +123,9 @@ def group_warnings(
                 "no-native", "no native (host) samples in this run: ratios to native cannot be computed.", ()
             )
         )
-    noisy = _noisy(summary)
-    if noisy is not None:
-        groups.append(noisy)
+    for g in (_precision(run), _noisy(summary)):
+        if g is not None:
+            groups.append(g)
     if plot_errors:
         n = len(plot_errors)
         groups.append(

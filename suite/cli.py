@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 from isobench import __version__, launch
+from isobench.budget import budget_summary, mmss
 from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse_precision
 from isobench.drivers.base import all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
@@ -92,7 +93,7 @@ class _RichProgress(RunProgress):
         self.extend(-1)
 
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
-        left = "" if budget_left is None else f"budget left {launch.mmss(budget_left)}"
+        left = "" if budget_left is None else f"budget left {mmss(budget_left)}"
         self._p.update(self._task, description=escape(cell.label), budget=left)
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
@@ -294,7 +295,7 @@ def _run_locked(
 
 
 def _print_budget(results: Results) -> None:
-    for line in launch.budget_summary(results.run):
+    for line in budget_summary(results.run):
         out.print(escape(line), highlight=False)
 
 

@@ -7,7 +7,6 @@ the banner. Every refusal is a UsageError (one line, exit 2), raised before anyt
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tempfile
@@ -25,12 +24,10 @@ from isobench.runner import budget_limits, config_caps, driver_context, quick_si
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 
 __all__ = [
-    "budget_summary",
     "check_cpuset",
     "check_output_dir",
     "describe_plan",
     "load_ab",
-    "mmss",
     "parse_ab",
     "run_info",
     "select_drivers",
@@ -244,36 +241,3 @@ def run_info(
         "skipped_drivers": {k: v.reason for k, v in skipped.items()},
         "host": hostinfo.collect(),
     }
-
-
-def mmss(seconds: float) -> str:
-    minutes, secs = divmod(max(0, round(seconds)), 60)
-    return f"{minutes}:{secs:02d}"
-
-
-def budget_summary(run: Mapping[str, Any]) -> list[str]:
-    """How a budgeted run's budget went, then one line per unit whose figures missed the target."""
-    b = run.get("budget")
-    if not b:
-        return []
-    lines = [
-        f"budget: spent {mmss(b['spent'])} of {mmss(b['seconds'])} ({b['stopped']}); "
-        f"{b['figures_met']} of {b['figures_counted']} counted figures have a 95% CI half-width "
-        f"<= {b['precision']:.0%} of the median; {b['cells_skipped']} cell(s) not started for lack of time"
-    ]
-    for u in b["units"]:
-        if u["status"] in ("met", "no counted figures"):
-            continue
-        worst = max(
-            (f for f in u["figures"] if not f["met"]),
-            key=lambda f: f["half_width"] if f["half_width"] is not None else math.inf,
-            default=None,
-        )
-        where = f"{u['workload']} on {u['driver']}" + (f" [{u['variant']}]" if u["variant"] else "")
-        detail = ""
-        if worst is not None and worst["half_width"] is not None:
-            detail = f": worst {worst['metric']} ±{worst['half_width']:.1%}"
-        elif worst is not None:
-            detail = f": {worst['metric']} not judged"
-        lines.append(f"  {where}: {u['status']}, n={u['n']}{detail}")
-    return lines

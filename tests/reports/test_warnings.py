@@ -47,3 +47,53 @@ def test_a_clean_run_has_no_warnings(results: Results) -> None:
     quiet = summary_table(results)
     quiet = quiet.assign(noisy=False)
     assert group_warnings({"status": "complete"}, quiet, pd.DataFrame()) == ()
+
+
+def test_a_budgeted_run_says_which_cells_missed_the_precision_target() -> None:
+    fig = {"metric": "startup.to_ready", "variant": "", "n": 6, "median": 0.01}
+    run = {
+        "budget": {
+            "seconds": 900.0,
+            "spent": 900.0,
+            "precision": 0.05,
+            "stopped": "budget spent",
+            "figures_counted": 3,
+            "figures_met": 1,
+            "cells_skipped": 0,
+            "units": [
+                {
+                    "driver": "vm",
+                    "workload": "startup",
+                    "variant": None,
+                    "n": 6,
+                    "status": "below target",
+                    "figures": [{**fig, "half_width": 0.12, "met": False}],
+                },
+                {
+                    "driver": "host",
+                    "workload": "startup",
+                    "variant": None,
+                    "n": 40,
+                    "status": "met",
+                    "figures": [{**fig, "half_width": 0.01, "met": True}],
+                },
+                {
+                    "driver": "vm",
+                    "workload": "disk",
+                    "variant": None,
+                    "n": 1,
+                    "status": "below target",
+                    "figures": [{**fig, "metric": "disk.rand_read.iops", "half_width": None, "met": False}],
+                },
+            ],
+        }
+    }
+    (g,) = [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"]
+    assert g.line.startswith("2 of 3 counted figures did not reach the precision target")
+    assert "15:00 budget (budget spent); 2 driver/workload cells fell short" in g.line
+    assert g.items == (
+        "startup on vm: below target, n=6: worst startup.to_ready ±12.0%",
+        "disk on vm: below target, n=1: disk.rand_read.iops not judged",
+    )
+    run["budget"]["figures_met"] = 3
+    assert [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"] == []

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-from isobench import cli, launch
+from isobench import budget, cli, launch
 from isobench.drivers.base import Availability, DriverContext
 
 
@@ -329,7 +329,7 @@ def test_the_budget_summary_names_what_missed_the_target() -> None:
             ],
         }
     }
-    lines = launch.budget_summary(run)
+    lines = budget.budget_summary(run)
     assert lines[0] == (
         "budget: spent 15:00 of 15:00 (budget spent); 1 of 3 counted figures have a 95% CI half-width "
         "<= 5% of the median; 2 cell(s) not started for lack of time"
@@ -338,7 +338,7 @@ def test_the_budget_summary_names_what_missed_the_target() -> None:
         "  startup on host: below target, n=9: worst startup.total ±40.0%",
         "  disk on vm [B]: below target, n=1: disk.read.iops not judged",
     ]
-    assert launch.budget_summary({}) == []
+    assert budget.budget_summary({}) == []
 
 
 def test_a_driver_probe_under_the_run_work_dir_does_not_block_the_run(
