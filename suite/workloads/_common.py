@@ -54,9 +54,23 @@ def resolve_params(cls: type[P], quick: bool, overrides: Mapping[str, Any], work
             raise UsageError(
                 f"workload {workload}: parameter {key} must be {type(current).__name__}, got {value!r}"
             )
+        _check_range(workload, key, value, known[key].metadata.get("min"))
         fixed[key] = value
     result: P = dataclasses.replace(base, **fixed)
     return result
+
+
+def _check_range(workload: str, key: str, value: object, minimum: float | None) -> None:
+    """Sizes, counts and durations are positive; a field whose metadata names a ``min`` (e.g. 0 for
+    "off" or "auto") may go down to it. Checked here, before the run, not by the tool an hour in."""
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        n = float(v)
+        if (minimum is None and not n > 0) or (minimum is not None and not n >= minimum):
+            bound = "> 0" if minimum is None else f">= {minimum:g}"
+            raise UsageError(f"workload {workload}: parameter {key} must be {bound}, got {value!r}")
 
 
 class Budget:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.drivers.base import Sandbox, SandboxSpec
@@ -33,7 +33,7 @@ class CpuParams:
     events: int = 5000
     max_prime: int = 10000
     #: vCPUs of the all-vCPU variant: 0 = every CPU the run may use; 1 = no such variant.
-    all_vcpus: int = 0
+    all_vcpus: int = field(default=0, metadata={"min": 0})
 
     def __post_init__(self) -> None:
         if self.all_vcpus < 0:

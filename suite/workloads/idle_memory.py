@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +26,7 @@ __all__ = ["WORKLOAD", "IdleMemoryParams", "IdleMemoryWorkload", "idle_measureme
 @dataclass(frozen=True)
 class IdleMemoryParams:
     #: Seconds the sandbox idles before it is measured (lets a guest finish booting services).
-    settle_seconds: float = 5.0
+    settle_seconds: float = field(default=5.0, metadata={"min": 0})
 
     @classmethod
     def quick(cls) -> IdleMemoryParams:

@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from isobench.drivers.base import ExecResult, Sandbox
@@ -63,7 +63,7 @@ SERVER_START_SECONDS = 30.0
 class NetworkParams:
     iperf_seconds: int = 10
     #: Seconds iperf3 omits at the start (TCP slow start).
-    iperf_omit: int = 1
+    iperf_omit: int = field(default=1, metadata={"min": 0})
     latency_seconds: int = 5
     #: sockperf message size in bytes.
     message_size: int = 64

@@ -52,6 +52,10 @@ def test_malformed_config(out: Path, tmp_path: Path) -> None:
         ("[workloads.network]\nplacement = 'anywhere'\n", "network.placement must be one of"),
         ("[workloads.interference]\nstressors = ['cpu', 'typo']\n", "interference.stressors: unknown typo"),
         ("[workloads.leakage]\ncorrelations = 'no'\n", "parameter correlations must be bool"),
+        ("[workloads.disk]\nsize_mib = 0\n", "workload disk: parameter size_mib must be > 0, got 0"),
+        ("[workloads.disk]\niodepths = [1, -4]\n", "parameter iodepths must be > 0, got (1, -4)"),
+        ("[workloads.cpu]\nall_vcpus = -1\n", "parameter all_vcpus must be >= 0, got -1"),
+        ("[workloads.network]\niperf_seconds = 0\n", "parameter iperf_seconds must be > 0"),
         # Driver tables, also of drivers the run does not select: a typo waits for the next run.
         ("[drivers.vm]\nboot_timout = 60\n", "[drivers.vm]: unknown option 'boot_timout'; known:"),
         ("[drivers.vm]\nboot_timeout = 'long'\n", "option boot_timeout must be int or float, got 'long'"),
