@@ -299,7 +299,7 @@ def all_drivers() -> dict[str, type[Driver]]:
 
 
 #: Presentation order: the baseline first, then our own runtime, then guests, then peers.
-_ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "bwrap": 4, "qemu": 5}
+_ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "docker": 4, "bwrap": 5, "qemu": 6}
 
 
 def _type_names(types: tuple[type, ...]) -> str:

@@ -1,0 +1,407 @@
+"""The ``docker`` driver: Docker as its users run it (dockerd -> containerd -> runc, overlay2,
+Docker's default seccomp profile and masked paths), driven over the Engine API with docker-py.
+
+By default the driver starts a **private dockerd** the first time it is needed (``metadata()`` at
+the start of a run, so the image import is not timed as a start-up), in a host-wide slot of its own
+(names.py), and stops it in ``close()``; a run killed outright takes it down through the parent
+death signal, and ``isobench gc`` stops one that survived (the run's ``daemon.json`` names its
+slot). ``[drivers.docker] socket = "/run/docker.sock"`` uses an existing daemon instead: the driver
+then only adds its image, a network of its own and its containers, and removes the last two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from isobench.drivers.base import (
+    Availability,
+    DriverContext,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+    started_or_cleaned,
+)
+from isobench.drivers.container.cgroups import open_manager
+from isobench.drivers.docker.daemon import (
+    DaemonRecord,
+    PrivateDaemon,
+    read_record,
+    stop_dockerd,
+    stop_slot,
+    write_record,
+)
+from isobench.drivers.docker.engine import DockerEngine, Engine, NetworkConfig
+from isobench.drivers.docker.image import ensure_image
+from isobench.drivers.docker.names import (
+    DEFAULT_RUNTIME_DIR,
+    LABEL_RUN,
+    SLOTS,
+    Slot,
+    SlotLock,
+    cgroup_parent,
+    network_name,
+    slot_is_free,
+)
+from isobench.drivers.docker.sandbox import DockerSandbox, container_config
+from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
+from isobench.images import ImageMissing, find_image, image_rootfs
+from isobench.procs import tool_version
+
+__all__ = ["DockerDriver", "DockerProbe"]
+
+log = logging.getLogger(__name__)
+
+#: A daemon of another API version answers this one too; pinned so a daemon can be pinged before
+#: it can say which version it speaks.
+PING_API_VERSION = "1.41"
+
+EngineFactory = Callable[[str, float, "str | None"], Engine]
+
+
+def _docker_engine(url: str, timeout: float, version: str | None) -> Engine:
+    return DockerEngine(url, timeout=timeout, version=version)
+
+
+@dataclass(frozen=True)
+class DockerProbe:
+    """Host facts the driver reads, behind one seam so tests can fake them."""
+
+    which: Callable[[str], str | None] = shutil.which
+    geteuid: Callable[[], int] = os.geteuid
+    version: Callable[[str], str] = tool_version
+    runtime_dir: Path = field(default=DEFAULT_RUNTIME_DIR)
+
+
+class DockerDriver:
+    name: ClassVar[str] = "docker"
+    description: ClassVar[str] = (
+        "Docker Engine (dockerd + containerd + runc, overlay2) over its API; a private daemon per run"
+    )
+    option_types: ClassVar[OptionTypes] = {
+        "socket": (str,),
+        "binary": (str,),
+        "start_timeout": (int, float),
+        "command_timeout": (int, float),
+    }
+
+    def __init__(
+        self,
+        ctx: DriverContext,
+        probe: DockerProbe | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._probe = probe or DockerProbe()
+        self._factory = engine_factory or _docker_engine
+        opts = ctx.options
+        self._socket = Path(str(opts["socket"])) if opts.get("socket") else None
+        self._binary = str(opts.get("binary", "dockerd"))
+        self._start_timeout = float(opts.get("start_timeout", 60.0))
+        self._timeout = float(opts.get("command_timeout", 120.0))
+        self._engine: Engine | None = None
+        self._daemon: PrivateDaemon | None = None
+        self._lock: SlotLock | None = None
+        self._failed: str | None = None
+        self._images: dict[Path, str] = {}
+        self._facts: dict[str, Any] = {}
+
+    @property
+    def record_path(self) -> Path:
+        """Where this run notes its daemon for ``isobench gc`` (inside the run's locked state dir)."""
+        return self._ctx.work_dir / "daemon.json"
+
+    @property
+    def slot(self) -> Slot | None:
+        return self._lock.slot if self._lock is not None else None
+
+    # -- availability and facts --------------------------------------------------------------------
+
+    def availability(self) -> Availability:
+        p = self._probe
+        if self._socket is not None:
+            return self._socket_availability()
+        details: dict[str, Any] = {"mode": "private dockerd per run"}
+        needed = {"dockerd": self._binary, "containerd": "containerd", "runc": "runc"}
+        paths = {k: p.which(v) for k, v in needed.items()}
+        details.update({k: v or "not installed" for k, v in paths.items()})
+        missing = [needed[k] for k, v in paths.items() if v is None]
+        if missing:
+            return Availability(
+                False,
+                f"{', '.join(missing)} not found; install the Debian package `docker.io` "
+                "(or set [drivers.docker] socket to use a running daemon)",
+                details,
+            )
+        details["version"] = p.version(str(paths["dockerd"]))
+        if p.geteuid() != 0:
+            return Availability(
+                False, "a private dockerd needs root; run as root or set [drivers.docker] socket", details
+            )
+        return Availability(True, "", details)
+
+    def _socket_availability(self) -> Availability:
+        assert self._socket is not None
+        details: dict[str, Any] = {"mode": f"existing daemon at {self._socket}"}
+        if not self._socket.exists():
+            return Availability(
+                False, f"docker socket {self._socket} does not exist; is dockerd running?", details
+            )
+        try:
+            engine = self._factory(f"unix://{self._socket}", 10.0, PING_API_VERSION)
+            try:
+                engine.ping()
+                details["version"] = str(engine.version().get("Version", "?"))
+            finally:
+                engine.close()
+        except Exception as err:
+            return Availability(False, f"docker socket {self._socket} does not answer: {err}", details)
+        return Availability(True, "", details)
+
+    def metadata(self) -> Mapping[str, Any]:
+        self._ensure()
+        default = self._default_rootfs()
+        if default is not None:
+            self._image_ref(default)
+        return {
+            "isolation": "docker",
+            "runtime": self._facts.get("runtime"),
+            "docker_version": self._facts.get("version"),
+            "api_version": self._facts.get("api_version"),
+            "containerd_version": self._facts.get("containerd"),
+            "storage_driver": self._facts.get("storage_driver"),
+            "cgroup_driver": self._facts.get("cgroup_driver"),
+            "cgroup_version": self._facts.get("cgroup_version"),
+            "seccomp": self._facts.get("seccomp"),
+            "daemon": "private" if self._socket is None else f"existing at {self._socket}",
+            "rootfs": "overlay2 (image layer lower, container layer upper)",
+            "network": f"docker bridge network, subnet {self.slot.subnet if self.slot else '?'}",
+            "volume": "bind mount of a host directory at /data",
+            "image_import_s": self._facts.get("image_import_s"),
+        }
+
+    def _default_rootfs(self) -> Path | None:
+        try:
+            return find_image(self._ctx.state_dir).rootfs.resolve()
+        except ImageMissing:
+            return None
+
+    # -- the daemon ---------------------------------------------------------------------------------
+
+    def _ensure(self) -> Engine:
+        """The engine of this run's daemon, starting it (and its network) on first use."""
+        if self._engine is not None:
+            return self._engine
+        if self._failed is not None:
+            raise DriverUnavailable(self._failed)
+        try:
+            self._engine = self._connect()
+            self._facts = _facts(self._engine)
+            self._ensure_network(self._engine)
+        except Exception as err:
+            self._failed = str(err) if isinstance(err, IsobenchError) else f"docker: {err}"
+            for left in self._shutdown():
+                log.warning("cleanup after a failed docker start: %s", left)
+            raise DriverUnavailable(self._failed) from err
+        except BaseException:
+            self._shutdown()
+            raise
+        return self._engine
+
+    def _connect(self) -> Engine:
+        if self._socket is not None:
+            # The existing daemon is not ours; the slot only gives our network its bridge and subnet.
+            self._lock = SlotLock.take(self._probe.runtime_dir, self._ctx.state_dir)
+            url = f"unix://{self._socket}"
+            try:
+                return self._factory(url, self._timeout, None)
+            except Exception as err:
+                raise DriverUnavailable(f"docker socket {self._socket} does not answer: {err}") from err
+        self._lock = lock = SlotLock.take(self._probe.runtime_dir, self._ctx.state_dir)
+        slot = lock.slot
+        # A free slot whose last daemon died with its run may hold its leftovers.
+        for what in stop_slot(slot):
+            log.info("docker slot %d: stopped leftover %s", slot.index, what)
+        record = DaemonRecord(slot.index, str(slot.runtime_dir), str(slot.state_dir))
+        write_record(self.record_path, record)
+        binary = self._probe.which(self._binary) or self._binary
+        self._daemon = daemon = PrivateDaemon(binary, slot, lock.fd, start_timeout=self._start_timeout)
+        url = f"unix://{slot.socket}"
+        pinger = self._factory(url, 5.0, PING_API_VERSION)
+        try:
+            took = daemon.start(pinger.ping)
+        finally:
+            pinger.close()
+        write_record(self.record_path, dataclasses.replace(record, pid=daemon.pid))
+        log.info("private dockerd of slot %d answered after %.2f s", slot.index, took)
+        engine = self._factory(url, self._timeout, None)
+        # Everything isobench in a private daemon is a dead run's: the slot was free.
+        for cid in engine.containers({LABEL_RUN: None}):
+            engine.remove(cid)
+        return engine
+
+    def _ensure_network(self, engine: Engine) -> None:
+        assert self._lock is not None
+        slot = self._lock.slot
+        name = network_name(self._ctx.run_id)
+        if engine.network_id(name) is not None:
+            engine.remove_network(name)
+        engine.create_network(
+            NetworkConfig(
+                name=name,
+                bridge=slot.bridge,
+                subnet=str(slot.subnet),
+                gateway=slot.gateway,
+                labels={LABEL_RUN: self._ctx.run_id},
+            )
+        )
+
+    def _image_ref(self, rootfs: Path) -> str:
+        ref = self._images.get(rootfs)
+        if ref is None:
+            ref, took = ensure_image(self._ensure(), rootfs)
+            self._images[rootfs] = ref
+            if took is not None:
+                self._facts["image_import_s"] = round(took, 3)
+        return ref
+
+    # -- sandboxes ------------------------------------------------------------------------------------
+
+    def create(self, spec: SandboxSpec) -> DockerSandbox:
+        rootfs = image_rootfs(spec.image, self._ctx.state_dir)
+        if spec.volume is not None:
+            if not spec.volume.is_dir():
+                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
+            spec = dataclasses.replace(spec, volume=spec.volume.resolve())
+        engine = self._ensure()
+        config = container_config(
+            spec,
+            image=self._image_ref(rootfs),
+            network=network_name(self._ctx.run_id),
+            cgroup_parent=cgroup_parent(self._ctx.run_id),
+        )
+        sandbox = DockerSandbox(spec, PhaseClock(), engine=engine, config=config, timeout=self._timeout)
+        try:
+            return started_or_cleaned(sandbox, sandbox._start)
+        except SandboxError as err:
+            note = self._daemon.death_note() if self._daemon is not None else ""
+            if note:
+                raise SandboxError(note) from err
+            raise
+
+    # -- end of run and gc ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        errors = self._shutdown()
+        if errors:
+            raise SandboxError("; ".join(errors))
+
+    def _shutdown(self) -> list[str]:
+        errors: list[str] = []
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            try:
+                for cid in engine.containers({LABEL_RUN: self._ctx.run_id}):
+                    engine.remove(cid)
+                engine.remove_network(network_name(self._ctx.run_id))
+            except SandboxError as err:
+                errors.append(str(err))
+            engine.close()
+        if self._daemon is not None:
+            errors += self._daemon.stop()
+            self._daemon = None
+        errors += _remove_cgroup_parent(self._ctx.run_id)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        with contextlib.suppress(OSError):
+            self.record_path.unlink()
+        return errors
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        removed: list[str] = []
+        record = read_record(self.record_path) if run_id is not None else None
+        if record is not None:
+            slot = record.slot_paths()
+            # The dead run's daemon may live on, holding the slot: stop it by its recorded pid. Only
+            # a slot nobody holds any more is cleared (another run may have it by now).
+            if record.pid is not None:
+                removed += stop_dockerd(slot, record.pid)
+            if slot_is_free(slot):
+                removed += stop_slot(slot)
+        if run_id is None:
+            for index in range(SLOTS):
+                slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
+                if slot.exec_root.exists() and slot_is_free(slot):
+                    removed += stop_slot(slot)
+        removed += _gc_cgroups(run_id)
+        return removed
+
+
+def _facts(engine: Engine) -> dict[str, Any]:
+    version = engine.version()
+    info = engine.info()
+    components = {
+        c.get("Name"): c.get("Version") for c in version.get("Components") or [] if isinstance(c, Mapping)
+    }
+    security = [str(s) for s in info.get("SecurityOptions") or []]
+    seccomp = next((s for s in security if "name=seccomp" in s), None)
+    return {
+        "version": version.get("Version"),
+        "api_version": version.get("ApiVersion"),
+        "containerd": components.get("containerd"),
+        "runtime": info.get("DefaultRuntime"),
+        "storage_driver": info.get("Driver"),
+        "cgroup_driver": info.get("CgroupDriver"),
+        "cgroup_version": info.get("CgroupVersion"),
+        # "name=seccomp,profile=default": Docker's built-in default profile.
+        "seccomp": seccomp.split("profile=", 1)[1] if seccomp and "profile=" in seccomp else seccomp,
+    }
+
+
+def _remove_cgroup_parent(run_id: str) -> list[str]:
+    """The run's cgroup parent (Docker leaves it when its last container goes)."""
+    try:
+        manager = open_manager()
+    except (OSError, SandboxError) as err:
+        return [f"cgroups: {err}"]
+    parent = cgroup_parent(run_id)
+    if not manager.find(lambda n: n == parent):
+        return []
+    try:
+        manager.open(parent).remove()
+    except SandboxError as err:
+        return [str(err)]
+    return []
+
+
+def _gc_cgroups(run_id: str | None) -> list[str]:
+    """Cgroups of a dead run's containers (killed and removed), then the run's parent."""
+    try:
+        top = open_manager()
+    except (OSError, SandboxError):
+        return []
+    prefix = cgroup_parent(run_id) if run_id is not None else cgroup_parent("")
+    parents = top.find(lambda n: n == prefix if run_id is not None else n.startswith(prefix))
+    removed = []
+    for parent in parents:
+        inner = open_manager(parent=parent)
+        for leaf in inner.find(lambda _: True):
+            try:
+                inner.open(leaf).remove()
+                removed.append(f"cgroup {parent}/{leaf}")
+            except SandboxError as err:
+                log.warning("%s", err)
+        try:
+            top.open(parent).remove()
+            removed.append(f"cgroup {parent}")
+        except SandboxError as err:
+            log.warning("%s", err)
+    return removed

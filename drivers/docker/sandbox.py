@@ -1,0 +1,193 @@
+"""One Docker container as a Sandbox: the spec mapped to a container, exec through the exec API,
+stats from its cgroup, ``remove(force)`` as teardown.
+
+Phases: ``create`` (``POST /containers/create``), ``start`` (``POST /containers/<id>/start`` and the
+inspect that gives the init's pid and the address), ``ready`` (a point: the init runs), ``exec``
+(the first ``true`` round trip, made inside create() so a broken image fails there), ``remove``
+inside the enclosing ``destroy``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
+from isobench.drivers.container.cgroups import V1Cgroup, V2Cgroup
+from isobench.drivers.docker.engine import ContainerConfig, Engine
+from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
+from isobench.drivers.docker.stats import cgroup_of, parse_api_stats
+from isobench.errors import CellTimeout, SandboxError
+
+__all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config"]
+
+#: Writable directory inside every sandbox, in the container's overlay2 upper layer.
+WORKDIR = "/work"
+#: The idle init, as for runc: INT_MAX seconds (busybox and coreutils sleep both take it).
+INIT_ARGS = ("sleep", "2147483647")
+_MIB = 1024 * 1024
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+#: How ``docker exec`` says the runtime could not start the process (exit 126 or 127 follows).
+_EXEC_FAILED = "OCI runtime exec failed"
+
+
+def container_config(
+    spec: SandboxSpec, *, image: str, network: str | None, cgroup_parent: str
+) -> ContainerConfig:
+    """The container for ``spec``: the same limits every container driver sets (memory without swap,
+    a CPU quota of ``vcpus``, the cpuset, the pids limit), labelled with the run id."""
+    memory = spec.memory_mib * _MIB
+    return ContainerConfig(
+        name=container_name(spec.run_id, spec.name),
+        image=image,
+        command=INIT_ARGS,
+        hostname=_UNSAFE.sub("-", spec.name)[:63].strip("-") or "sandbox",
+        working_dir=WORKDIR,
+        labels={LABEL_RUN: spec.run_id, LABEL_SANDBOX: spec.name},
+        cgroup_parent=cgroup_parent,
+        cpuset_cpus=",".join(str(c) for c in sorted(spec.cpuset)) if spec.cpuset else None,
+        nano_cpus=spec.vcpus * 1_000_000_000,
+        mem_limit=memory,
+        memswap_limit=memory,
+        pids_limit=spec.pids_limit,
+        binds={str(spec.volume): "/data"} if spec.volume is not None else {},
+        network=network if spec.network and network else "none",
+    )
+
+
+class DockerSandbox(SandboxBase):
+    """One container. Owns it from create until ``remove``."""
+
+    kind = "docker sandbox"
+
+    def __init__(
+        self, spec: SandboxSpec, clock: PhaseClock, *, engine: Engine, config: ContainerConfig, timeout: float
+    ) -> None:
+        super().__init__(spec, clock)
+        self._engine = engine
+        self._config = config
+        self._timeout = timeout
+        self._id: str | None = None
+        self._pid: int | None = None
+        self._address: str | None = None
+        self._cgroup: V1Cgroup | V2Cgroup | None = None
+
+    @property
+    def container_id(self) -> str | None:
+        return self._id
+
+    @property
+    def init_pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def workdir(self) -> str:
+        return WORKDIR
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        self._check_exec(argv)
+        if self._id is None:
+            raise SandboxError(f"docker sandbox {self.name} is not running; create it again")
+        engine = self._engine
+        start = time.monotonic_ns()
+        exec_id = engine.exec_create(self._id, argv, env=env or {}, workdir=WORKDIR, stdin=stdin is not None)
+        try:
+            out = engine.exec_attach(exec_id, stdin=stdin, timeout=timeout)
+        except CellTimeout:
+            self._kill_exec(exec_id)
+            raise
+        state = engine.exec_inspect(exec_id)
+        end = time.monotonic_ns()
+        code = state.get("ExitCode")
+        stdout = out.stdout.decode(errors="replace")
+        stderr = out.stderr.decode(errors="replace")
+        if not isinstance(code, int) or state.get("Running"):
+            raise SandboxError(
+                f"docker exec of {argv[0]!r} in {self.name} gave no exit code ({state!r:.200})"
+            )
+        if code in (126, 127) and _EXEC_FAILED in stdout + stderr:
+            line = next(ln for ln in (stdout + stderr).splitlines() if _EXEC_FAILED in ln)
+            raise SandboxError(f"cannot run {argv[0]!r} in docker sandbox {self.name}: {line.strip()}")
+        return ExecResult(tuple(argv), code, stdout, stderr, start, end)
+
+    def _kill_exec(self, exec_id: str) -> None:
+        """A timed-out exec's process lives on in the container: kill it by its host pid."""
+        with contextlib.suppress(SandboxError):
+            pid = self._engine.exec_inspect(exec_id).get("Pid")
+            if isinstance(pid, int) and pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def stats(self) -> Mapping[str, float]:
+        if self._destroyed or self._pid is None:
+            return {}
+        if self._cgroup is None:
+            self._cgroup = cgroup_of(self._pid, name=self._config.name)
+        return self._cgroup.stats()
+
+    def api_stats(self) -> Mapping[str, float]:
+        """The same figures from the Engine's stats API (slower: the daemon samples for ~1 s)."""
+        if self._id is None:
+            return {}
+        return parse_api_stats(self._engine.stats(self._id))
+
+    def _teardown(self) -> list[str]:
+        if self._id is None:
+            return []
+        with self._clock.phase("remove"):
+            try:
+                self._engine.remove(self._id)
+            except SandboxError as err:
+                return [f"container {self._config.name}: {err}"]
+        return []
+
+    # -- creation (called by the driver through started_or_cleaned) ----------------------------------
+
+    def _start(self) -> None:
+        clock = self._clock
+        engine = self._engine
+        with clock.phase("create"):
+            self._id = engine.create_container(self._config)
+        with clock.phase("start"):
+            engine.start(self._id)
+            doc = engine.inspect(self._id)
+            self._pid, self._address = _pid_and_address(doc, self._config.network)
+        now = time.monotonic_ns()
+        clock.add("ready", now, now)
+        with clock.phase("exec"):
+            probe = self.exec(["true"], timeout=self._timeout)
+        if not probe.ok:
+            raise SandboxError(f"docker sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+
+
+def _pid_and_address(doc: Mapping[str, Any], network: str) -> tuple[int, str | None]:
+    state = doc.get("State") or {}
+    pid = state.get("Pid")
+    if not state.get("Running") or not isinstance(pid, int) or pid <= 0:
+        raise SandboxError(
+            f"container {doc.get('Name', '?')} is not running after start "
+            f"(status {state.get('Status')!r}, error {state.get('Error')!r})"
+        )
+    if network == "none":
+        return pid, None
+    nets = (doc.get("NetworkSettings") or {}).get("Networks") or {}
+    addr = (nets.get(network) or {}).get("IPAddress")
+    if not addr:
+        raise SandboxError(f"container {doc.get('Name', '?')} has no address on network {network}")
+    return pid, str(addr)
