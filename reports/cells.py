@@ -25,7 +25,7 @@ __all__ = [
 #: The native baseline every ratio is taken against.
 NATIVE = "host"
 # Felter et al. order: native, then containers, then virtual machines; unknown drivers go last.
-_KNOWN_ORDER = ("host", "container", "runc", "bwrap", "vm", "qemu")
+_KNOWN_ORDER = ("host", "container", "runc", "docker", "bwrap", "vm", "qemu")
 
 
 #: Leakage metrics that summarise the probes rather than being one (0/1) probe.

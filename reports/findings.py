@@ -22,6 +22,7 @@ _COMPARED = ("cpu", "membw", "disk_root", "disk_volume", "net", "rtt", "syscall"
 KINDS = {
     "container": "isobench container",
     "runc": "runc container",
+    "docker": "Docker container",
     "bwrap": "bubblewrap sandbox",
     "vm": "libvirt guest",
     "qemu": "QEMU guest",

@@ -69,7 +69,7 @@ def host_checks(root: Path = Path("/")) -> list[Check]:
         mods = ", ".join(virt["kvm_modules"]) or "unknown module"
         extra = " (kvm-pvm: stock guest kernels fail on it)" if virt["kvm_pvm"] else ""
         checks.append(Check("/dev/kvm", "info", f"present, provided by {mods}{extra}"))
-    for tool in ("fio", "stress-ng", "iperf3", "sysbench", "qemu-system-x86_64", "runc", "bwrap"):
+    for tool in ("fio", "stress-ng", "iperf3", "sysbench", "qemu-system-x86_64", "runc", "dockerd", "bwrap"):
         path = shutil.which(tool)
         checks.append(Check(f"tool {tool}", "ok" if path else "warn", path or "not installed"))
     return checks

@@ -69,6 +69,7 @@ _VERSION_COMMANDS: Mapping[str, tuple[str, ...]] = {
     "qemu": ("qemu-system-x86_64", "--version"),
     "libvirtd": ("libvirtd", "--version"),
     "runc": ("runc", "--version"),
+    "dockerd": ("dockerd", "--version"),
     "bwrap": ("bwrap", "--version"),
     "fio": ("fio", "--version"),
     "stress-ng": ("stress-ng", "--version"),

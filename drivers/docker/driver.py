@@ -29,7 +29,6 @@ from isobench.drivers.base import (
     SandboxSpec,
     started_or_cleaned,
 )
-from isobench.drivers.container.cgroups import open_manager
 from isobench.drivers.docker.daemon import (
     DaemonRecord,
     PrivateDaemon,
@@ -51,6 +50,7 @@ from isobench.drivers.docker.names import (
     slot_is_free,
 )
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config
+from isobench.drivers.docker.stats import cgroup_roots, find_cgroup_dirs, remove_cgroup_tree
 from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
 from isobench.images import ImageMissing, find_image, image_rootfs
 from isobench.procs import tool_version
@@ -366,42 +366,30 @@ def _facts(engine: Engine) -> dict[str, Any]:
     }
 
 
+def _cgroup_parents(run_id: str | None) -> list[Path]:
+    """A run's cgroup parent in every hierarchy (every run's, when ``run_id`` is None)."""
+    try:
+        roots = cgroup_roots(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return []
+    if run_id is None:
+        prefix = cgroup_parent("")
+        return find_cgroup_dirs(roots, lambda n: n.startswith(prefix))
+    name = cgroup_parent(run_id)
+    return find_cgroup_dirs(roots, lambda n: n == name)
+
+
 def _remove_cgroup_parent(run_id: str) -> list[str]:
     """The run's cgroup parent (Docker leaves it when its last container goes)."""
-    try:
-        manager = open_manager()
-    except (OSError, SandboxError) as err:
-        return [f"cgroups: {err}"]
-    parent = cgroup_parent(run_id)
-    if not manager.find(lambda n: n == parent):
-        return []
-    try:
-        manager.open(parent).remove()
-    except SandboxError as err:
-        return [str(err)]
-    return []
+    return [f"cgroup {p} could not be removed" for p in _cgroup_parents(run_id) if not remove_cgroup_tree(p)]
 
 
 def _gc_cgroups(run_id: str | None) -> list[str]:
-    """Cgroups of a dead run's containers (killed and removed), then the run's parent."""
-    try:
-        top = open_manager()
-    except (OSError, SandboxError):
-        return []
-    prefix = cgroup_parent(run_id) if run_id is not None else cgroup_parent("")
-    parents = top.find(lambda n: n == prefix if run_id is not None else n.startswith(prefix))
+    """A dead run's container cgroups and their parent: what is left in them is killed first."""
     removed = []
-    for parent in parents:
-        inner = open_manager(parent=parent)
-        for leaf in inner.find(lambda _: True):
-            try:
-                inner.open(leaf).remove()
-                removed.append(f"cgroup {parent}/{leaf}")
-            except SandboxError as err:
-                log.warning("%s", err)
-        try:
-            top.open(parent).remove()
+    for parent in _cgroup_parents(run_id):
+        if remove_cgroup_tree(parent):
             removed.append(f"cgroup {parent}")
-        except SandboxError as err:
-            log.warning("%s", err)
+        else:
+            log.warning("cgroup %s could not be removed", parent)
     return removed

@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
-from isobench.drivers.container.cgroups import V1Cgroup, V2Cgroup
 from isobench.drivers.docker.engine import ContainerConfig, Engine
 from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
-from isobench.drivers.docker.stats import cgroup_of, parse_api_stats
+from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats
 from isobench.errors import CellTimeout, SandboxError
 
 __all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config"]
@@ -75,7 +74,7 @@ class DockerSandbox(SandboxBase):
         self._id: str | None = None
         self._pid: int | None = None
         self._address: str | None = None
-        self._cgroup: V1Cgroup | V2Cgroup | None = None
+        self._cgroup: ContainerCgroup | None = None
 
     @property
     def container_id(self) -> str | None:
@@ -138,7 +137,7 @@ class DockerSandbox(SandboxBase):
         if self._destroyed or self._pid is None:
             return {}
         if self._cgroup is None:
-            self._cgroup = cgroup_of(self._pid, name=self._config.name)
+            self._cgroup = cgroup_of(self._pid)
         return self._cgroup.stats()
 
     def api_stats(self) -> Mapping[str, float]:

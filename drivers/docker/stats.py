@@ -1,23 +1,40 @@
 """A Docker container's resource use, read from its cgroup (the figures every container driver
-reports), and the Engine's stats API document parsed into the same names (a cross-check).
+reports), the Engine's stats API document parsed into the same names (a cross-check), and the
+removal of a run's cgroup parent.
 
 The cgroup is found from ``/proc/<init pid>/cgroup`` rather than from the daemon's configuration,
 so it is right for the private daemon (cgroupfs driver, our cgroup parent) and for an existing one
-(systemd slices, cgroup v2) alike.
+(systemd slices, cgroup v2) alike. Self-contained on purpose (the suite's cgroup code belongs to
+the container driver); the names match runc's ``parse_events_stats``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from isobench.cgroupfs import CgroupLayout, detect_layout
-from isobench.drivers.container.cgroups import V1Cgroup, V2Cgroup
 from isobench.errors import SandboxError
+from isobench.mounts import parse_mountinfo
 
-__all__ = ["cgroup_of", "parse_api_stats", "parse_proc_cgroup"]
+__all__ = [
+    "ContainerCgroup",
+    "cgroup_of",
+    "cgroup_roots",
+    "find_cgroup_dirs",
+    "parse_api_stats",
+    "parse_proc_cgroup",
+    "remove_cgroup_tree",
+]
+
+#: An unlimited v1 memory cgroup reports PAGE_COUNTER_MAX pages in bytes; that is not a limit.
+_NO_LIMIT = 2**62
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
@@ -36,10 +53,72 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return out
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _int(path: Path) -> float | None:
+    text = _read(path).strip()
+    return float(text) if text.isdigit() else None
+
+
+def _keyed(path: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in _read(path).splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ContainerCgroup:
+    """Where one container's cgroup files are: v1 per controller, or one v2 directory."""
+
+    v1: Mapping[str, Path] | None = None
+    v2: Path | None = None
+
+    def stats(self) -> dict[str, float]:
+        found: dict[str, float | None] = {}
+        if self.v2 is not None:
+            p = self.v2
+            stat = _keyed(p / "memory.stat")
+            found["memory_bytes"] = _int(p / "memory.current")
+            found["memory_peak_bytes"] = _int(p / "memory.peak")  # Linux >= 5.19
+            found["memory_rss_bytes"] = stat.get("anon")
+            usec = _keyed(p / "cpu.stat").get("usage_usec")
+            found["cpu_seconds"] = usec / 1e6 if usec is not None else None
+            found["pids"] = _int(p / "pids.current")
+            limit = _int(p / "memory.max")
+        else:
+            dirs = self.v1 or {}
+            mem, acct, pids = dirs.get("memory"), dirs.get("cpuacct"), dirs.get("pids")
+            limit = None
+            if mem is not None:
+                found["memory_bytes"] = _int(mem / "memory.usage_in_bytes")
+                found["memory_peak_bytes"] = _int(mem / "memory.max_usage_in_bytes")
+                found["memory_rss_bytes"] = _keyed(mem / "memory.stat").get("total_rss")
+                limit = _int(mem / "memory.limit_in_bytes")
+            if acct is not None:
+                ns = _int(acct / "cpuacct.usage")
+                found["cpu_seconds"] = ns / 1e9 if ns is not None else None
+            if pids is not None:
+                found["pids"] = _int(pids / "pids.current")
+        if limit is not None and limit < _NO_LIMIT:
+            found["memory_limit_bytes"] = limit
+        out = {k: v for k, v in found.items() if v is not None}
+        if "memory_bytes" not in out:
+            raise SandboxError("the container's memory cgroup is gone (has the container stopped?)")
+        return out
+
+
 def cgroup_of(
-    pid: int, *, name: str, proc_root: Path = Path("/proc"), layout: CgroupLayout | None = None
-) -> V1Cgroup | V2Cgroup:
-    """The cgroup of process ``pid`` (a container's init), as the container driver's readers."""
+    pid: int, *, proc_root: Path = Path("/proc"), layout: CgroupLayout | None = None
+) -> ContainerCgroup:
+    """The cgroup of process ``pid`` (a container's init)."""
     try:
         paths = parse_proc_cgroup((proc_root / str(pid) / "cgroup").read_text())
         if layout is None:
@@ -49,15 +128,51 @@ def cgroup_of(
     if layout.mode == "unified":
         if layout.v2_root is None or "" not in paths:
             raise SandboxError(f"container init {pid} has no cgroup v2 path")
-        return V2Cgroup(name, layout.v2_root / paths[""].lstrip("/"), os.rmdir)
+        return ContainerCgroup(v2=layout.v2_root / paths[""].lstrip("/"))
     dirs = {
         c: mount / paths[c].lstrip("/")
         for c, mount in layout.v1_mounts.items()
-        if c in paths and c in ("memory", "cpu", "cpuacct", "pids", "cpuset")
+        if c in paths and c in ("memory", "cpuacct", "pids")
     }
     if "memory" not in dirs:
         raise SandboxError(f"container init {pid} is in no memory cgroup")
-    return V1Cgroup(name, dirs, os.rmdir)
+    return ContainerCgroup(v1=dirs)
+
+
+def cgroup_roots(mountinfo: str) -> list[Path]:
+    """Every cgroup hierarchy's mount point, named ones (``name=systemd``) included: Docker's
+    cgroupfs driver makes a container's cgroup in each of them."""
+    return sorted(
+        {Path(e.mount_point) for e in parse_mountinfo(mountinfo) if e.fs_type in ("cgroup", "cgroup2")}
+    )
+
+
+def find_cgroup_dirs(roots: Iterable[Path], match: Callable[[str], bool]) -> list[Path]:
+    """Top-level cgroup directories (in every hierarchy) whose name ``match`` accepts."""
+    found: list[Path] = []
+    for root in roots:
+        with contextlib.suppress(OSError):
+            found += [d for d in root.iterdir() if d.is_dir() and match(d.name)]
+    return found
+
+
+def remove_cgroup_tree(top: Path, deadline_s: float = 5.0) -> bool:
+    """Kill what is left in a cgroup tree and remove it, deepest first; whether it is gone."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        tree = sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts))
+        for node in tree:
+            for pid in _read(node / "cgroup.procs").split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for node in tree:
+            with contextlib.suppress(OSError):
+                node.rmdir()
+        if not top.exists():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _num(doc: Any, *path: str) -> float | None:
@@ -73,17 +188,15 @@ def _num(doc: Any, *path: str) -> float | None:
 
 def parse_api_stats(doc: Mapping[str, Any]) -> dict[str, float]:
     """One document of ``GET /containers/<id>/stats?stream=false`` in the cgroup readers' names."""
-    out: dict[str, float] = {}
-    usage = _num(doc, "memory_stats", "usage")
-    if usage is not None:
-        out["memory_bytes"] = usage
-    peak = _num(doc, "memory_stats", "max_usage")
-    if peak is not None:
-        out["memory_peak_bytes"] = peak
-    cpu = _num(doc, "cpu_stats", "cpu_usage", "total_usage")
-    if cpu is not None:
-        out["cpu_seconds"] = cpu / 1e9  # nanoseconds on v1 and v2 alike (the daemon converts)
-    pids = _num(doc, "pids_stats", "current")
-    if pids is not None:
-        out["pids"] = pids
+    pairs = {
+        "memory_bytes": _num(doc, "memory_stats", "usage"),
+        "memory_peak_bytes": _num(doc, "memory_stats", "max_usage"),
+        "memory_rss_bytes": _num(doc, "memory_stats", "stats", "total_rss"),
+        # Nanoseconds on v1 and v2 alike (the daemon converts).
+        "cpu_seconds": _num(doc, "cpu_stats", "cpu_usage", "total_usage"),
+        "pids": _num(doc, "pids_stats", "current"),
+    }
+    out = {k: v for k, v in pairs.items() if v is not None}
+    if "cpu_seconds" in out:
+        out["cpu_seconds"] /= 1e9
     return out

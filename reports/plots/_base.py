@@ -59,8 +59,8 @@ DPI = 100
 #: Drivers that boot a guest kernel: their startup and memory live on another scale than processes'.
 GUESTS = frozenset({"vm", "qemu"})
 
-_PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
-_KNOWN = ("host", "container", "runc", "bwrap", "vm", "qemu")
+_PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
+_KNOWN = ("host", "container", "runc", "bwrap", "vm", "qemu", "docker")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def colour(driver: str) -> str:
     """One fixed colour per driver in every figure (and over runs), so a legend is learnt once."""
     if driver in _KNOWN:
         return _PALETTE[_KNOWN.index(driver)]
-    return _PALETTE[6 + sum(map(ord, driver)) % 2]
+    return _PALETTE[len(_KNOWN) + sum(map(ord, driver)) % (len(_PALETTE) - len(_KNOWN))]
 
 
 def distinct_colours(n: int) -> list[Any]:
