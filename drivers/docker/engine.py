@@ -212,10 +212,10 @@ class DockerEngine:
             with contextlib.suppress(docker.errors.NotFound):
                 self._api.remove_image(ref, force=True)
 
-    def create_container(self, config: ContainerConfig) -> str:
-        with _translated("create"):
-            api = self._api
-            host_config = api.create_host_config(
+    def host_config(self, config: ContainerConfig) -> dict[str, Any]:
+        """The HostConfig docker-py builds for ``config`` (offline: no request is made)."""
+        return dict(
+            self._api.create_host_config(
                 cpuset_cpus=config.cpuset_cpus,
                 nano_cpus=config.nano_cpus,
                 mem_limit=config.mem_limit,
@@ -225,6 +225,12 @@ class DockerEngine:
                 binds={src: {"bind": dst, "mode": "rw"} for src, dst in config.binds.items()},
                 network_mode=config.network,
             )
+        )
+
+    def create_container(self, config: ContainerConfig) -> str:
+        with _translated("create"):
+            api = self._api
+            host_config = self.host_config(config)
             created = api.create_container(
                 config.image,
                 command=list(config.command),

@@ -1,0 +1,151 @@
+"""Fixtures of the docker driver tests: a fake Docker Engine (the ``Engine`` seam with recorded
+calls and injectable failures)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from isobench.drivers.docker.engine import ContainerConfig, Engine, ExecOutput, NetworkConfig
+from isobench.errors import SandboxError
+
+
+@dataclass
+class FakeExec:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    stdin: bytes | None = None
+    pid: int = 0
+
+
+@dataclass
+class FakeEngine:
+    """Containers, images, networks and execs in dicts. ``fail`` maps a method name to the error it
+    raises; ``run`` decides what an exec gives (stdout, stderr, exit code) from its argv."""
+
+    fail: dict[str, Exception] = field(default_factory=dict)
+    run: Callable[[Sequence[str], bytes | None], tuple[bytes, bytes, int]] = lambda argv, stdin: (b"", b"", 0)
+    exec_pid: int = 0
+    containers_made: dict[str, ContainerConfig] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    removed: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+    imported_bytes: int = 0
+    networks: dict[str, NetworkConfig] = field(default_factory=dict)
+    execs: dict[str, FakeExec] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    closed: bool = False
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def _check(self, name: str) -> None:
+        if name in self.fail:
+            raise self.fail[name]
+
+    def ping(self) -> bool:
+        self._check("ping")
+        return True
+
+    def version(self) -> Mapping[str, Any]:
+        self._check("version")
+        return {
+            "Version": "20.10.24",
+            "ApiVersion": "1.41",
+            "Components": [{"Name": "containerd", "Version": "1.6.20"}],
+        }
+
+    def info(self) -> Mapping[str, Any]:
+        return {
+            "DefaultRuntime": "runc",
+            "Driver": "overlay2",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "1",
+            "SecurityOptions": ["name=seccomp,profile=default"],
+        }
+
+    def image_id(self, tag: str) -> str | None:
+        return self.images.get(tag)
+
+    def import_tar(self, chunks: Iterable[bytes], repository: str, tag: str) -> None:
+        for chunk in chunks:
+            self.imported_bytes += len(chunk)
+            self._check("import_tar")
+        self.images[f"{repository}:{tag}"] = f"sha256:{tag}"
+
+    def remove_image(self, ref: str) -> None:
+        self.images.pop(ref, None)
+
+    def create_container(self, config: ContainerConfig) -> str:
+        self._check("create_container")
+        cid = f"c{next(self._ids)}"
+        self.containers_made[cid] = config
+        return cid
+
+    def start(self, container_id: str) -> None:
+        self._check("start")
+        self.running.add(container_id)
+
+    def inspect(self, container_id: str) -> Mapping[str, Any]:
+        config = self.containers_made[container_id]
+        nets = {} if config.network == "none" else {config.network: {"IPAddress": "10.216.0.2"}}
+        return {
+            "Name": f"/{config.name}",
+            "State": {"Running": container_id in self.running, "Pid": 4242, "Status": "running"},
+            "NetworkSettings": {"Networks": nets},
+        }
+
+    def remove(self, container_id: str) -> None:
+        self._check("remove")
+        self.running.discard(container_id)
+        self.containers_made.pop(container_id, None)
+        self.removed.append(container_id)
+
+    def containers(self, labels: Mapping[str, str | None]) -> list[str]:
+        def match(config: ContainerConfig) -> bool:
+            return all(k in config.labels and (v is None or config.labels[k] == v) for k, v in labels.items())
+
+        return [cid for cid, config in self.containers_made.items() if match(config)]
+
+    def exec_create(
+        self, container_id: str, argv: Sequence[str], *, env: Mapping[str, str], workdir: str, stdin: bool
+    ) -> str:
+        self._check("exec_create")
+        if container_id not in self.running:
+            raise SandboxError(f"docker exec create: container {container_id} is not running")
+        eid = f"e{next(self._ids)}"
+        self.execs[eid] = FakeExec(tuple(argv), dict(env), pid=self.exec_pid)
+        return eid
+
+    def exec_attach(self, exec_id: str, *, stdin: bytes | None, timeout: float) -> ExecOutput:
+        self._check("exec_attach")
+        ex = self.execs[exec_id]
+        ex.stdin = stdin
+        out, err, code = self.run(ex.argv, stdin)
+        self.exit_codes[exec_id] = code
+        return ExecOutput(out, err)
+
+    def exec_inspect(self, exec_id: str) -> Mapping[str, Any]:
+        code = self.exit_codes.get(exec_id)
+        return {"ExitCode": code, "Running": code is None, "Pid": self.execs[exec_id].pid}
+
+    def stats(self, container_id: str) -> Mapping[str, Any]:
+        return {"memory_stats": {"usage": 1000}, "cpu_stats": {"cpu_usage": {"total_usage": 2_000_000_000}}}
+
+    def network_id(self, name: str) -> str | None:
+        return name if name in self.networks else None
+
+    def create_network(self, config: NetworkConfig) -> str:
+        self._check("create_network")
+        self.networks[config.name] = config
+        return config.name
+
+    def remove_network(self, name: str) -> None:
+        self.networks.pop(name, None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _is_an_engine(fake: FakeEngine) -> Engine:
+    return fake  # mypy checks that the fake keeps up with the Engine protocol
