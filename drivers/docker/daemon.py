@@ -199,7 +199,8 @@ class PrivateDaemon:
         return time.monotonic() - started
 
     def stop(self) -> list[str]:
-        """Stop the daemon (SIGTERM: it stops its containers and unmounts), then clear the slot."""
+        """Stop the daemon (SIGTERM: it stops its containers and unmounts), then whatever it could
+        not stop itself (a daemon that died leaves containerd and shims running), then clear the slot."""
         errors: list[str] = []
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
@@ -209,7 +210,9 @@ class PrivateDaemon:
                 self._proc.kill()
                 self._proc.wait()
                 errors.append(f"dockerd {self._proc.pid} ignored SIGTERM for 30 s and was killed")
-        return errors + clear_slot(self.slot)
+        for what in stop_slot(self.slot):
+            log.info("docker slot %d: stopped leftover %s", self.slot.index, what)
+        return errors
 
 
 def _answers(ping: Callable[[], bool]) -> bool:
@@ -257,7 +260,7 @@ def _shim_pids(exec_root: Path, proc_root: Path = Path("/proc")) -> list[int]:
     for entry in proc_root.iterdir():
         if entry.name.isdigit():
             argv = _cmdline(int(entry.name), proc_root)
-            if argv and "containerd-shim" in argv[0] and any(a.startswith(needle) for a in argv):
+            if argv and "containerd-shim" in argv[0] and any(needle in a for a in argv):
                 pids.append(int(entry.name))
     return pids
 

@@ -1,8 +1,9 @@
 """Workloads through the reference drivers and the guests, at their smallest sizes.
 
 The container driver runs every workload in test_container.py; here the peers (runc, bwrap) and
-the guests (vm under libvirt, qemu direct) run startup, cpu and disk (root storage and a volume), on
-the suite's built image, the guests under TCG on a host where KVM does not work.
+the guests (vm under libvirt, qemu direct) run startup, cpu and disk (root storage and a volume), and
+docker (a private dockerd the test starts) startup, cpu and overlay, on the suite's built image, the
+guests under TCG on a host where KVM does not work.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ CASES = [
         for d in ("runc", "bwrap")
         for w in ("startup", "cpu", "disk")
     ),
+    # Docker's own copy-up is overlay2's: the overlay workload through it too.
+    *(pytest.param("docker", w, marks=pytest.mark.integration) for w in ("startup", "cpu", "overlay")),
     *(
         pytest.param(d, w, marks=[pytest.mark.integration, pytest.mark.libvirt])
         for d in ("vm", "qemu")
@@ -84,6 +87,8 @@ def test_workload_through_driver(context: WorkloadContext, workload: str) -> Non
         assert eps["single"].metadata["sandbox_vcpus"] == 1
         if usable > 1:
             assert eps["all"].params["threads"] == eps["all"].metadata["sandbox_vcpus"] == usable
+    elif workload == "overlay":
+        assert {"overlay.noop", "overlay.first_write", "overlay.later_write", "overlay.rename_dir"} <= names
     else:
         assert any(m.metric.endswith(".iops") and m.value > 0 for m in ms)
         # root storage and the volume the cell made: bind mount or the guest's vdb

@@ -1,0 +1,142 @@
+"""A real private dockerd (started by the tests themselves: CI runs as root with no services) on a
+busybox image: containers with the spec's limits, exec, stats against the stats API, and after
+close, gc or a daemon's death: no daemon, no containerd, no containers, no mounts, no bridge, no
+cgroups left. Startup, cpu and overlay on the suite image are in tests/workloads/test_drivers.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.docker.driver import DockerDriver
+from isobench.drivers.docker.names import Slot
+from isobench.errors import SandboxError
+
+pytestmark = pytest.mark.integration
+
+
+def leftovers(slot: Slot, run_id: str) -> list[str]:
+    """Every trace a run's private daemon could leave on the host (empty = clean)."""
+    roots = (str(slot.exec_root), str(slot.data_root))
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if any(r in a for a in argv for r in roots) or f"unix://{slot.socket}" in argv:
+            found.append(f"process {proc.info['pid']}: {' '.join(argv)[:120]}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if any(r in line for r in roots):
+            found.append(f"mount {line.split()[4]}")
+    if Path("/sys/class/net", slot.bridge).exists():
+        found.append(f"bridge {slot.bridge}")
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/isobench-docker-{run_id}")]
+    if slot.exec_root.exists():
+        found.append(f"exec root {slot.exec_root}")
+    return found
+
+
+@pytest.fixture
+def run_id() -> str:
+    return f"d{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def driver(tmp_path: Path, run_id: str) -> Iterator[DockerDriver]:
+    ctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id=run_id)
+    drv = DockerDriver(ctx)
+    avail = drv.availability()
+    assert avail.ok, avail.reason
+    yield drv
+    drv.close()
+    drv.gc(run_id)
+
+
+def _spec(run_id: str, image: Path, **kw: object) -> SandboxSpec:
+    return SandboxSpec(name="sb", run_id=run_id, image=image, **kw)  # type: ignore[arg-type]
+
+
+def test_a_container_with_limits_exec_stats_and_a_clean_close(
+    driver: DockerDriver, busybox_rootfs: Path, run_id: str, tmp_path: Path
+) -> None:
+    meta = driver.metadata()
+    assert (meta["storage_driver"], meta["runtime"], meta["seccomp"]) == ("overlay2", "runc", "default")
+    slot = driver.slot
+    assert slot is not None
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    sb = driver.create(_spec(run_id, busybox_rootfs, memory_mib=64, cpuset=(cpu,), network=True, volume=volume))
+    try:
+        assert [p.name for p in sb.phases] == ["create", "start", "ready", "exec"]
+        res = sb.exec(
+            ["sh", "-c", 'echo $$; pwd; grep Seccomp: /proc/self/status; cat; echo "$X" > /data/f'],
+            timeout=30,
+            env={"X": "hi"},
+            stdin=b"in\n",
+        )
+        pid, cwd, _, seccomp, stdin = res.stdout.split()
+        assert (cwd, seccomp, stdin) == ("/work", "2", "in")  # 2: a seccomp filter (Docker's default)
+        assert int(pid) < 100  # its own pid namespace
+        assert (volume / "f").read_text() == "hi\n"
+        # The busybox image's writes land in the container layer, never in the image tree.
+        assert sb.exec(["sh", "-c", "echo x > /etc/new"], timeout=30).ok
+        assert not (busybox_rootfs / "etc" / "new").exists()
+        # Reachable from the host over the run's bridge.
+        assert sb.address is not None and sb.address.startswith("10.216.")
+        assert sb.exec(["sh", "-c", "echo hello | nc -l -p 5000 >/dev/null 2>&1 &"], timeout=30).ok
+        with socket.create_connection((sb.address, 5000), timeout=10) as conn:
+            assert conn.makefile().readline() == "hello\n"
+        stats = sb.stats()
+        assert stats["memory_limit_bytes"] == 64 * 1024 * 1024
+        api = sb.api_stats()
+        # The cgroup and the stats API read the same counters: equal within what ran in between.
+        assert abs(api["memory_bytes"] - stats["memory_bytes"]) < 4 * 1024 * 1024
+        assert api["cpu_seconds"] >= stats["cpu_seconds"] * 0.99
+        # Memory limit enforced: the kernel kills what grows past 64 MiB.
+        big = sb.exec(["sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"], timeout=60)
+        assert big.exit_code != 0
+    finally:
+        sb.destroy()
+    driver.close()
+    assert leftovers(slot, run_id) == []
+
+
+def test_gc_stops_the_daemon_of_a_dead_run(tmp_path: Path, busybox_rootfs: Path, run_id: str) -> None:
+    ctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id=run_id)
+    dead = DockerDriver(ctx)
+    dead.metadata()  # starts the daemon
+    dead.create(_spec(run_id, busybox_rootfs, network=True))
+    slot = dead.slot
+    assert slot is not None
+    # The runner dies: its slot lock goes with it, the daemon (holding its own) and container live on.
+    assert dead._lock is not None
+    dead._lock.release()
+    removed = DockerDriver(ctx).gc(run_id)
+    assert any(r.startswith("dockerd ") for r in removed), removed
+    assert leftovers(slot, run_id) == []
+
+
+def test_a_daemon_killed_mid_run_fails_the_next_cell_and_close_clears_all(
+    driver: DockerDriver, busybox_rootfs: Path, run_id: str
+) -> None:
+    sb = driver.create(_spec(run_id, busybox_rootfs))
+    slot = driver.slot
+    assert slot is not None and driver._daemon is not None and driver._daemon.pid is not None
+    os.kill(driver._daemon.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    with pytest.raises(SandboxError, match="exited with code -9|does not answer"):
+        sb.exec(["true"], timeout=10)
+    with pytest.raises(SandboxError, match="exited with code -9"):
+        driver.create(_spec(run_id, busybox_rootfs))
+    with pytest.raises(SandboxError):
+        sb.destroy()  # the daemon that could remove it is gone; close() clears it instead
+    with pytest.raises(SandboxError):
+        driver.close()  # says what it could not do through the dead daemon
+    assert leftovers(slot, run_id) == []
