@@ -287,14 +287,24 @@ class DockerDriver:
             network=network_name(self._ctx.run_id),
             cgroup_parent=cgroup_parent(self._ctx.run_id),
         )
-        sandbox = DockerSandbox(spec, PhaseClock(), engine=engine, config=config, timeout=self._timeout)
+        sandbox = DockerSandbox(
+            spec,
+            PhaseClock(),
+            engine=engine,
+            config=config,
+            timeout=self._timeout,
+            death_note=self._death_note,
+        )
         try:
             return started_or_cleaned(sandbox, sandbox._start)
         except SandboxError as err:
-            note = self._daemon.death_note() if self._daemon is not None else ""
+            note = self._death_note()
             if note:
                 raise SandboxError(note) from err
             raise
+
+    def _death_note(self) -> str:
+        return self._daemon.death_note() if self._daemon is not None else ""
 
     # -- end of run and gc ----------------------------------------------------------------------------
 
@@ -330,12 +340,11 @@ class DockerDriver:
         record = read_record(self.record_path) if run_id is not None else None
         if record is not None:
             slot = record.slot_paths()
-            # The dead run's daemon may live on, holding the slot: stop it by its recorded pid. Only
-            # a slot nobody holds any more is cleared (another run may have it by now).
-            if record.pid is not None:
-                removed += stop_dockerd(slot, record.pid)
-            if slot_is_free(slot):
-                removed += stop_slot(slot)
+            # The dead run's daemon may live on, holding the slot: then the slot is still that run's
+            # and is cleared whole. Otherwise only a slot nobody holds is (another run may have it).
+            stopped = stop_dockerd(slot, record.pid) if record.pid is not None else []
+            if stopped or slot_is_free(slot):
+                removed += stopped + stop_slot(slot)
         if run_id is None:
             for index in range(SLOTS):
                 slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)

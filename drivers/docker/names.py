@@ -2,7 +2,8 @@
 
 A private dockerd owns things that are global on a host (a bridge interface, an IPv4 subnet, a
 runtime directory), so every private daemon takes a **slot** first: ``<runtime>/slot-<k>.lock``,
-flocked by the runner *and* inherited by the dockerd it starts, so the slot stays taken while either
+flocked by the runner *and* inherited by the dockerd it starts (and, since Go only closes
+close-on-exec descriptors, by its containerd and shims), so the slot stays taken while any of them
 lives, whichever state dir the run uses. Slot ``k`` gives the daemon its exec root
 ``<runtime>/<k>/`` (socket, pid file, containerd state; under /run, short enough for UNIX socket
 paths), the bridge ``isobd<k>`` and the subnet ``10.216.<k>.0/24``. The data root (image layers,

@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
@@ -65,9 +65,18 @@ class DockerSandbox(SandboxBase):
     kind = "docker sandbox"
 
     def __init__(
-        self, spec: SandboxSpec, clock: PhaseClock, *, engine: Engine, config: ContainerConfig, timeout: float
+        self,
+        spec: SandboxSpec,
+        clock: PhaseClock,
+        *,
+        engine: Engine,
+        config: ContainerConfig,
+        timeout: float,
+        death_note: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__(spec, clock)
+        #: Why the daemon is gone, when it is: a dead daemon is named, not "connection refused".
+        self._death_note = death_note
         self._engine = engine
         self._config = config
         self._timeout = timeout
@@ -105,13 +114,21 @@ class DockerSandbox(SandboxBase):
             raise SandboxError(f"docker sandbox {self.name} is not running; create it again")
         engine = self._engine
         start = time.monotonic_ns()
-        exec_id = engine.exec_create(self._id, argv, env=env or {}, workdir=WORKDIR, stdin=stdin is not None)
         try:
-            out = engine.exec_attach(exec_id, stdin=stdin, timeout=timeout)
-        except CellTimeout:
-            self._kill_exec(exec_id)
+            exec_id = engine.exec_create(
+                self._id, argv, env=env or {}, workdir=WORKDIR, stdin=stdin is not None
+            )
+            try:
+                out = engine.exec_attach(exec_id, stdin=stdin, timeout=timeout)
+            except CellTimeout:
+                self._kill_exec(exec_id)
+                raise
+            state = engine.exec_inspect(exec_id)
+        except SandboxError as err:
+            note = self._death_note()
+            if note:
+                raise SandboxError(note) from err
             raise
-        state = engine.exec_inspect(exec_id)
         end = time.monotonic_ns()
         code = state.get("ExitCode")
         stdout = out.stdout.decode(errors="replace")

@@ -72,7 +72,9 @@ def test_a_container_with_limits_exec_stats_and_a_clean_close(
     volume = tmp_path / "vol"
     volume.mkdir()
     cpu = sorted(os.sched_getaffinity(0))[-1]
-    sb = driver.create(_spec(run_id, busybox_rootfs, memory_mib=64, cpuset=(cpu,), network=True, volume=volume))
+    sb = driver.create(
+        _spec(run_id, busybox_rootfs, memory_mib=64, cpuset=(cpu,), network=True, volume=volume)
+    )
     try:
         assert [p.name for p in sb.phases] == ["create", "start", "ready", "exec"]
         res = sb.exec(
@@ -131,7 +133,7 @@ def test_a_daemon_killed_mid_run_fails_the_next_cell_and_close_clears_all(
     assert slot is not None and driver._daemon is not None and driver._daemon.pid is not None
     os.kill(driver._daemon.pid, signal.SIGKILL)
     time.sleep(0.2)
-    with pytest.raises(SandboxError, match="exited with code -9|does not answer"):
+    with pytest.raises(SandboxError, match=r"private dockerd .* exited with code -9"):
         sb.exec(["true"], timeout=10)
     with pytest.raises(SandboxError, match="exited with code -9"):
         driver.create(_spec(run_id, busybox_rootfs))
