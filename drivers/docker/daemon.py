@@ -300,26 +300,32 @@ def stop_slot(slot: Slot) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(shim, signal.SIGKILL)
         removed.append(f"containerd shim {shim}")
-    for err in clear_slot(slot):
+    cleared, errors = clear_slot(slot)
+    for err in errors:
         log.warning("clearing docker slot %d: %s", slot.index, err)
-    return removed
+    return removed + cleared
 
 
-def clear_slot(slot: Slot) -> list[str]:
+def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
     """What a stopped daemon may leave: mounts under its roots, its exec root, its bridge. Returns
-    what could not be removed (an empty list when all went)."""
+    what was removed and what could not be."""
+    removed: list[str] = []
     errors: list[str] = []
     roots = (str(slot.exec_root), str(slot.data_root))
     for mount_point in find_mounts(lambda _: True):
         if any(mount_point == r or mount_point.startswith(r + "/") for r in roots):
             try:
                 umount(Path(mount_point))
+                removed.append(f"mount {mount_point}")
             except SandboxError as err:
                 errors.append(str(err))
     if slot.exec_root.exists():
         shutil.rmtree(slot.exec_root, ignore_errors=True)
+        removed.append(f"exec root {slot.exec_root}")
     if Path("/sys/class/net", slot.bridge).exists():
         res = run_command(["ip", "link", "del", slot.bridge], timeout=30)
-        if not res.ok and Path("/sys/class/net", slot.bridge).exists():
+        if Path("/sys/class/net", slot.bridge).exists():
             errors.append(f"bridge {slot.bridge}: {res.stderr.strip()}")
-    return errors
+        else:
+            removed.append(f"bridge {slot.bridge}")
+    return removed, errors

@@ -242,9 +242,12 @@ class DockerDriver:
         write_record(self.record_path, dataclasses.replace(record, pid=daemon.pid))
         log.info("private dockerd of slot %d answered after %.2f s", slot.index, took)
         engine = self._factory(url, self._timeout, None)
-        # Everything isobench in a private daemon is a dead run's: the slot was free.
+        # Everything isobench in a private daemon is a dead run's: the slot was free. A dead run's
+        # network holds the slot's subnet and bridge name.
         for cid in engine.containers({LABEL_RUN: None}):
             engine.remove(cid)
+        for net in engine.networks({LABEL_RUN: None}):
+            engine.remove_network(net)
         return engine
 
     def _ensure_network(self, engine: Engine) -> None:

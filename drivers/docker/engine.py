@@ -109,6 +109,10 @@ class Engine(Protocol):
 
     def network_id(self, name: str) -> str | None: ...
 
+    def networks(self, labels: Mapping[str, str | None]) -> list[str]:
+        """Names of the networks carrying these labels (None: any value)."""
+        ...
+
     def create_network(self, config: NetworkConfig) -> str: ...
 
     def remove_network(self, name: str) -> None: ...
@@ -309,6 +313,11 @@ class DockerEngine:
             found = self._api.networks(names=[name])
             exact = [n for n in found if n.get("Name") == name]
             return str(exact[0]["Id"]) if exact else None
+
+    def networks(self, labels: Mapping[str, str | None]) -> list[str]:
+        with _translated("list networks"):
+            wanted = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+            return [str(n["Name"]) for n in self._api.networks(filters={"label": wanted})]
 
     def create_network(self, config: NetworkConfig) -> str:
         with _translated("create network"):

@@ -33,7 +33,7 @@ class FakeEngine:
     removed: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
     imported_bytes: int = 0
-    networks: dict[str, NetworkConfig] = field(default_factory=dict)
+    networks_made: dict[str, NetworkConfig] = field(default_factory=dict)
     execs: dict[str, FakeExec] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     closed: bool = False
@@ -133,15 +133,21 @@ class FakeEngine:
         return {"memory_stats": {"usage": 1000}, "cpu_stats": {"cpu_usage": {"total_usage": 2_000_000_000}}}
 
     def network_id(self, name: str) -> str | None:
-        return name if name in self.networks else None
+        return name if name in self.networks_made else None
+
+    def networks(self, labels: Mapping[str, str | None]) -> list[str]:
+        def match(config: NetworkConfig) -> bool:
+            return all(k in config.labels and (v is None or config.labels[k] == v) for k, v in labels.items())
+
+        return [name for name, config in self.networks_made.items() if match(config)]
 
     def create_network(self, config: NetworkConfig) -> str:
         self._check("create_network")
-        self.networks[config.name] = config
+        self.networks_made[config.name] = config
         return config.name
 
     def remove_network(self, name: str) -> None:
-        self.networks.pop(name, None)
+        self.networks_made.pop(name, None)
 
     def close(self) -> None:
         self.closed = True

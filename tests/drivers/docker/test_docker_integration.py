@@ -123,6 +123,20 @@ def test_gc_stops_the_daemon_of_a_dead_run(tmp_path: Path, busybox_rootfs: Path,
     removed = DockerDriver(ctx).gc(run_id)
     assert any(r.startswith("dockerd ") for r in removed), removed
     assert leftovers(slot, run_id) == []
+    # The dead run's container and network stayed in the slot's data root: the next run's daemon
+    # there removes them and makes its own network on the same bridge and subnet.
+    again = DockerDriver(
+        DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work2", run_id=run_id + "b")
+    )
+    try:
+        again.metadata()
+        assert again.slot is not None and again.slot.index == slot.index
+        sb = again.create(_spec(run_id + "b", busybox_rootfs, network=True))
+        assert sb.address is not None
+        sb.destroy()
+    finally:
+        again.close()
+    assert leftovers(slot, run_id + "b") == []
 
 
 def test_a_daemon_killed_mid_run_fails_the_next_cell_and_close_clears_all(

@@ -123,7 +123,7 @@ def test_create_labels_exec_and_destroy(tmp_path: Path, rootfs: Path) -> None:
     assert config.image == f"{REPOSITORY}:default-abc123"
     assert config.labels[LABEL_RUN] == RUN
     # The network of this run, on the bridge and subnet of its slot.
-    net = engine.networks["isobench-r1"]
+    net = engine.networks_made["isobench-r1"]
     assert (net.bridge, net.subnet, net.labels) == ("isobd0", "10.216.0.0/24", {LABEL_RUN: RUN})
     res = sb.exec(["sh", "-c", "x"], timeout=5, env={"A": "1"})
     assert (res.exit_code, res.stdout, res.stderr, res.argv) == (3, "out\n", "err\n", ("sh", "-c", "x"))
@@ -135,7 +135,7 @@ def test_create_labels_exec_and_destroy(tmp_path: Path, rootfs: Path) -> None:
     with pytest.raises(SandboxError, match="destroyed"):
         sb.exec(["true"], timeout=5)
     driver.close()
-    assert engine.networks == {} and engine.closed
+    assert engine.networks_made == {} and engine.closed
     assert not (tmp_path / "runtime" / "slot-0.lock").exists() or slot_is_free(
         Slot(0, tmp_path / "runtime", tmp_path / "state")
     )
