@@ -1,4 +1,5 @@
-"""Container cold start: isobench's own runtime vs ``runc run`` vs the ``unshare`` + ``chroot`` floor.
+"""Container cold start: isobench's own runtime vs ``runc run`` vs the ``unshare`` + ``chroot`` floor
+(and, through the Driver protocol, vs the runc, docker and bwrap drivers).
 
 Every contender starts ``/bin/true`` in the same busybox root filesystem and is timed from the
 caller's call to the command's exit (teardown not included; the container driver's teardown is
@@ -31,6 +32,7 @@ from typing import Any
 from isobench.drivers.base import Driver, DriverContext, SandboxSpec
 from isobench.drivers.bwrap import BwrapDriver
 from isobench.drivers.container import ContainerDriver
+from isobench.drivers.docker import DockerDriver
 from isobench.drivers.runc import RuncDriver
 from isobench.images.busybox import build_busybox_rootfs
 from isobench.stats import ratio_ci, summarize
@@ -143,11 +145,18 @@ def main() -> int:
                 "no-hardening", {"namespaces": FULL_NS, "hardening": False}
             )
         # The same start through the Driver protocol (create -> exec /bin/true -> destroy), where the
-        # peers are the runc and bwrap drivers: what a user of `isobench run` gets from each.
+        # peers are the runc, docker and bwrap drivers: what a user of `isobench run` gets from each
+        # (docker: the daemon path, dockerd -> containerd -> shim -> runc, removal included).
         peers: dict[str, Driver] = {"proto-container": driver}
-        for name, cls in (("proto-runc", RuncDriver), ("proto-bwrap", BwrapDriver)):
+        peer_types: tuple[tuple[str, type[Driver]], ...] = (
+            ("proto-runc", RuncDriver),
+            ("proto-docker", DockerDriver),
+            ("proto-bwrap", BwrapDriver),
+        )
+        for name, cls in peer_types:
             peer = cls(DriverContext(state_dir=driver_state, work_dir=tmp / name, run_id=run_id))
             if peer.availability().ok:
+                peer.metadata()  # a private dockerd starts (and the image is imported) untimed
                 peers[name] = peer
 
         def proto(name: str, drv: Driver) -> Callable[[], None]:
@@ -187,6 +196,8 @@ def main() -> int:
                     go()
         finally:
             resident.destroy()
+            for drv in peers.values():
+                drv.close()
         leftovers = [x for drv in peers.values() for x in drv.gc(run_id)]
         report(samples, phases, clone_s, have_runc, args.rounds)
         if leftovers:
@@ -229,7 +240,7 @@ def report(
         )
     if "proto-container" in samples:
         print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
-        for other in ("proto-runc", "proto-bwrap"):
+        for other in ("proto-runc", "proto-docker", "proto-bwrap"):
             if other in samples:
                 r = ratio_ci(samples["proto-container"], samples[other])
                 print(
