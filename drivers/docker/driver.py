@@ -169,7 +169,14 @@ class DockerDriver:
         self._ensure()
         default = self._default_rootfs()
         if default is not None:
-            self._image_ref(default)
+            try:
+                self._image_ref(default)
+            except SandboxError as err:
+                # Before any cell: the run cannot use docker at all, so nothing may stay up for it.
+                self._failed = str(err)
+                for left in self._shutdown():
+                    log.warning("cleanup after a failed docker import: %s", left)
+                raise DriverUnavailable(self._failed) from err
         return {
             "isolation": "docker",
             "runtime": self._facts.get("runtime"),
@@ -288,7 +295,10 @@ class DockerDriver:
             spec,
             image=self._image_ref(rootfs),
             network=network_name(self._ctx.run_id),
-            cgroup_parent=cgroup_parent(self._ctx.run_id),
+            # A systemd cgroup driver (an existing daemon's) takes only slices: leave it its default.
+            cgroup_parent=""
+            if self._facts.get("cgroup_driver") == "systemd"
+            else cgroup_parent(self._ctx.run_id),
         )
         sandbox = DockerSandbox(
             spec,

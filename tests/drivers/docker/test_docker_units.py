@@ -251,6 +251,17 @@ def test_close_removes_what_destroy_could_not(tmp_path: Path, rootfs: Path) -> N
     assert engine.containers_made == {}
 
 
+def test_a_failed_import_before_the_run_is_one_line_and_shuts_down(tmp_path: Path, rootfs: Path) -> None:
+    engine = FakeEngine(fail={"import_tar": SandboxError("docker import: no space left on device")})
+    driver = _driver(tmp_path, engine)
+    driver._default_rootfs = lambda: rootfs  # type: ignore[method-assign]
+    with pytest.raises(DriverUnavailable, match="no space left"):
+        driver.metadata()
+    assert engine.closed and engine.networks_made == {}
+    with pytest.raises(DriverUnavailable, match="no space left"):
+        driver.create(_spec(image=rootfs))
+
+
 def test_metadata_names_docker_facts(tmp_path: Path) -> None:
     driver = _driver(tmp_path, FakeEngine())
     meta = driver.metadata()
