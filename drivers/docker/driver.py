@@ -77,6 +77,8 @@ class DockerProbe:
     which: Callable[[str], str | None] = shutil.which
     geteuid: Callable[[], int] = os.geteuid
     version: Callable[[str], str] = tool_version
+    #: Slot locks and exec roots. Bridge names and subnets are host-wide, so only the default may
+    #: be used with a real daemon: another dir's slot k would name a live run's bridge ``isobd<k>``.
     runtime_dir: Path = field(default=DEFAULT_RUNTIME_DIR)
 
 
