@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -147,7 +148,39 @@ class DockerDriver:
             return Availability(
                 False, "a private dockerd needs root; run as root or set [drivers.docker] socket", details
             )
-        return Availability(True, "", details)
+        reason = self._probe_start(str(paths["dockerd"]), str(details["version"]))
+        details["probe"] = reason or "a private dockerd started and answered"
+        return Availability(not reason, reason, details)
+
+    def _probe_start(self, binary: str, version: str) -> str:
+        """Whether a private dockerd starts here ("" when it does, else why not): once per dockerd
+        version and state dir, so a host where it cannot (say, a data root on a filesystem overlay2
+        refuses) has docker skipped with that reason rather than failing every cell. Only a success
+        is cached: a failure may be passing, and is probed again next time."""
+        key = hashlib.sha256(f"{binary}\0{version}".encode()).hexdigest()[:16]
+        cache = self._ctx.state_dir / "docker" / f"probe-{key}.ok"
+        if cache.exists():
+            return ""
+        try:
+            lock = SlotLock.take(self._probe.runtime_dir, self._ctx.state_dir)
+        except DriverUnavailable as err:
+            return str(err)
+        try:
+            stop_slot(lock.slot)
+            daemon = PrivateDaemon(binary, lock.slot, lock.fd, start_timeout=self._start_timeout)
+            pinger = self._factory(f"unix://{lock.slot.socket}", 5.0, PING_API_VERSION)
+            try:
+                daemon.start(pinger.ping)
+            except DriverUnavailable as err:
+                return str(err)
+            finally:
+                pinger.close()
+                daemon.stop()
+        finally:
+            lock.release()
+        with contextlib.suppress(OSError):
+            cache.write_text(f"{version}\n")
+        return ""
 
     def _socket_availability(self) -> Availability:
         assert self._socket is not None

@@ -28,6 +28,8 @@ class FakeEngine:
     fail: dict[str, Exception] = field(default_factory=dict)
     run: Callable[[Sequence[str], bytes | None], tuple[bytes, bytes, int]] = lambda argv, stdin: (b"", b"", 0)
     exec_pid: int = 0
+    #: Whether ping answers (a daemon that has come up), asked on every ping.
+    answers: Callable[[], bool] = lambda: True
     containers_made: dict[str, ContainerConfig] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)
     removed: list[str] = field(default_factory=list)
@@ -45,7 +47,7 @@ class FakeEngine:
 
     def ping(self) -> bool:
         self._check("ping")
-        return True
+        return self.answers()
 
     def version(self) -> Mapping[str, Any]:
         self._check("version")

@@ -490,3 +490,39 @@ def test_parse_proc_cgroup_and_api_stats() -> None:
         "pids": 1.0,
     }
     assert parse_api_stats({}) == {}
+
+
+def _private_driver(tmp_path: Path, binary: str, *, answers: Any = lambda: True) -> DockerDriver:
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", RUN, options={"binary": binary})
+    probe = DockerProbe(
+        which=lambda name: name if name.startswith("/") else f"/usr/bin/{name}",
+        geteuid=lambda: 0,
+        version=lambda b: "Docker version 0.test",
+    )
+    return DockerDriver(
+        ctx, probe=probe, engine_factory=lambda url, timeout, version: FakeEngine(answers=answers)
+    )
+
+
+def test_availability_probes_a_private_daemon_once(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    binary = _fake_dockerd(tmp_path, f"echo x >> {starts}; exec sleep 60")
+
+    def started() -> bool:  # "x" written, not just the file made (a loaded host sees the gap)
+        return starts.exists() and "x" in starts.read_text()
+
+    avail = _private_driver(tmp_path, binary, answers=started).availability()
+    assert avail.ok and avail.details["probe"] == "a private dockerd started and answered"
+    assert _private_driver(tmp_path, binary).availability().ok
+    assert starts.read_text().count("x") == 1  # the success is cached per version and state dir
+
+
+def test_a_private_daemon_that_cannot_start_makes_docker_unavailable(tmp_path: Path) -> None:
+    binary = _fake_dockerd(
+        tmp_path,
+        "echo 'level=fatal msg=\"error initializing graphdriver: driver not supported\"' >&2; exit 1",
+    )
+    avail = _private_driver(tmp_path, binary, answers=lambda: False).availability()
+    assert not avail.ok
+    assert "exited with code 1: error initializing graphdriver: driver not supported" in avail.reason
+    assert not list((tmp_path / "state" / "docker").glob("probe-*.ok"))  # a failure is probed again
