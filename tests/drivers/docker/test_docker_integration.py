@@ -1,6 +1,6 @@
 """A real private dockerd (started by the tests themselves: CI runs as root with no services) on a
 busybox image: containers with the spec's limits, exec, stats against the stats API, and after
-close, gc or a daemon's death: no daemon, no containerd, no containers, no mounts, no bridge, no
+close, gc (also of a runner killed outright) or a daemon's death: no daemon, no containerd, no containers, no mounts, no bridge, no
 cgroups left. Startup, cpu and overlay on the suite image are in tests/workloads/test_drivers.py."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import psutil
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.docker.driver import DockerDriver
-from isobench.drivers.docker.names import Slot
+from isobench.drivers.docker.names import DEFAULT_RUNTIME_DIR, Slot
 from isobench.errors import SandboxError
 
 pytestmark = pytest.mark.integration
@@ -155,4 +157,44 @@ def test_a_daemon_killed_mid_run_fails_the_next_cell_and_close_clears_all(
         sb.destroy()  # the daemon that could remove it is gone; close() clears it instead
     with pytest.raises(SandboxError):
         driver.close()  # says what it could not do through the dead daemon
+    assert leftovers(slot, run_id) == []
+
+
+_RUNNER = """
+import sys, time
+from pathlib import Path
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.docker.driver import DockerDriver
+state, work, run_id, image = sys.argv[1:5]
+driver = DockerDriver(DriverContext(Path(state), Path(work), run_id))
+driver.metadata()
+driver.create(SandboxSpec(name="sb", run_id=run_id, image=Path(image), network=True))
+print(driver.slot.index, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_runner_killed_outright_takes_its_daemon_down_and_gc_clears_the_rest(
+    tmp_path: Path, busybox_rootfs: Path, run_id: str
+) -> None:
+    state, work = tmp_path / "state", tmp_path / "work"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, str(state), str(work), run_id, str(busybox_rootfs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runner.stdout is not None
+    index = int(runner.stdout.readline())
+    runner.kill()
+    runner.wait()
+    slot = Slot(index, DEFAULT_RUNTIME_DIR, state)
+    # The parent-death signal stops the daemon, which stops its container and containerd.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(p.startswith("process ") for p in leftovers(slot, run_id)):
+        time.sleep(0.2)
+    assert not any(p.startswith("process ") for p in leftovers(slot, run_id)), leftovers(slot, run_id)
+    # What a graceful shutdown keeps (the bridge of the run's network, the exec root, the cgroup
+    # parent) is gc's, found through the run's daemon.json.
+    removed = DockerDriver(DriverContext(state, work, run_id)).gc(run_id)
+    assert removed, "gc found nothing of the killed run"
     assert leftovers(slot, run_id) == []
