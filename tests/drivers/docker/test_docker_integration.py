@@ -1,7 +1,8 @@
 """A real private dockerd (started by the tests themselves: CI runs as root with no services) on a
 busybox image: containers with the spec's limits, exec, stats against the stats API, and after
-close, gc (also of a runner killed outright) or a daemon's death: no daemon, no containerd, no containers, no mounts, no bridge, no
-cgroups left. Startup, cpu and overlay on the suite image are in tests/workloads/test_drivers.py."""
+close, gc (also of a runner killed outright) or a daemon's death: no daemon, no containerd, no
+containers, no mounts, no bridge, no cgroups left. Startup, cpu and overlay on the suite image are
+in tests/workloads/test_drivers.py."""
 
 from __future__ import annotations
 
