@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["ContainerConfig", "DockerEngine", "Engine", "ExecOutput", "NetworkConfig", "read_frames"]
+__all__ = ["ContainerConfig", "DockerEngine", "Engine", "ExecOutput", "NetworkConfig", "pump", "read_frames"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,49 @@ def _translated(what: str) -> Iterator[None]:
         ) from err
 
 
+def pump(raw: socket.socket, stdin: bytes | None, timeout: float) -> ExecOutput:
+    """Feed ``stdin`` and read the multiplexed output until the daemon closes the stream, both at
+    once and under one deadline: a command that stops reading its input (or never reads it) must
+    neither block the feeding nor hide its output."""
+    deadline = time.monotonic() + timeout
+    raw.setblocking(False)  # select says "some room", not "room for a whole chunk"
+    out: dict[int, list[bytes]] = {1: [], 2: []}
+    pending = memoryview(stdin) if stdin is not None else None
+    if pending is not None and not pending:
+        raw.shutdown(socket.SHUT_WR)
+        pending = None
+    buffer = b""
+    while True:
+        left = deadline - time.monotonic()
+        writers = [raw] if pending is not None else []
+        readable, writable, _ = select.select([raw], writers, [], max(left, 0))
+        if left <= 0 or not (readable or writable):
+            raise CellTimeout(f"docker exec did not finish within {timeout:g}s")
+        if writable and pending is not None:
+            try:
+                sent = raw.send(pending[:65536])
+            except BlockingIOError:
+                sent = 0
+            except (BrokenPipeError, ConnectionResetError):
+                sent = len(pending)  # the command is gone; its output is still to be read
+            pending = pending[sent:]
+            if not pending:
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_WR)
+                pending = None
+        if readable:
+            try:
+                chunk = raw.recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            frames, buffer = read_frames(buffer + chunk)
+            for stream, payload in frames:
+                out.setdefault(stream, []).append(payload)
+    return ExecOutput(b"".join(out[1]), b"".join(out[2]))
+
+
 def _raw_socket(sock: Any) -> socket.socket:
     raw = getattr(sock, "_sock", sock)
     if not isinstance(raw, socket.socket):
@@ -278,27 +321,11 @@ class DockerEngine:
 
     def exec_attach(self, exec_id: str, *, stdin: bytes | None, timeout: float) -> ExecOutput:
         with _translated("exec"):
-            deadline = time.monotonic() + timeout
             raw = _raw_socket(self._api.exec_start(exec_id, socket=True))
-            out: dict[int, list[bytes]] = {1: [], 2: []}
             try:
-                if stdin is not None:
-                    raw.sendall(stdin)
-                    raw.shutdown(socket.SHUT_WR)
-                buffer = b""
-                while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not select.select([raw], [], [], left)[0]:
-                        raise CellTimeout(f"docker exec did not finish within {timeout:.0f}s")
-                    chunk = raw.recv(65536)
-                    if not chunk:
-                        break
-                    frames, buffer = read_frames(buffer + chunk)
-                    for stream, payload in frames:
-                        out.setdefault(stream, []).append(payload)
+                return pump(raw, stdin, timeout)
             finally:
                 raw.close()
-            return ExecOutput(b"".join(out[1]), b"".join(out[2]))
 
     def exec_inspect(self, exec_id: str) -> Mapping[str, Any]:
         with _translated("exec inspect"):

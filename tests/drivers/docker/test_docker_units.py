@@ -4,8 +4,10 @@ the image tag and import, the daemon's command line and death, the cgroup and st
 from __future__ import annotations
 
 import json
+import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from isobench.drivers.docker.daemon import (
     write_record,
 )
 from isobench.drivers.docker.driver import DockerDriver, DockerProbe
-from isobench.drivers.docker.engine import DockerEngine, read_frames
+from isobench.drivers.docker.engine import DockerEngine, pump, read_frames
 from isobench.drivers.docker.image import REPOSITORY, ensure_image, image_tag
 from isobench.drivers.docker.names import (
     DEFAULT_RUNTIME_DIR,
@@ -526,3 +528,47 @@ def test_a_private_daemon_that_cannot_start_makes_docker_unavailable(tmp_path: P
     assert not avail.ok
     assert "exited with code 1: error initializing graphdriver: driver not supported" in avail.reason
     assert not list((tmp_path / "state" / "docker").glob("probe-*.ok"))  # a failure is probed again
+
+
+def _frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def _daemon_side(sock: socket.socket, *, read_stdin: bool, hang: bool = False) -> threading.Thread:
+    """The daemon's end of an exec stream: echoes stdin as stdout (or ignores it), says bye on stderr."""
+
+    def serve() -> None:
+        got = b""
+        if read_stdin:
+            while chunk := sock.recv(65536):
+                got += chunk
+        sock.sendall(_frame(1, got or b"no input read") + _frame(2, b"bye"))
+        if hang:
+            time.sleep(3)
+        sock.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_pump_feeds_stdin_and_splits_the_output() -> None:
+    ours, theirs = socket.socketpair()
+    _daemon_side(theirs, read_stdin=True)
+    out = pump(ours, b"x" * 300_000, timeout=10)
+    assert (len(out.stdout), out.stderr) == (300_000, b"bye")
+
+
+def test_pump_does_not_block_on_input_nobody_reads() -> None:
+    ours, theirs = socket.socketpair()
+    _daemon_side(theirs, read_stdin=False)
+    started = time.monotonic()
+    out = pump(ours, b"x" * 10_000_000, timeout=10)
+    assert out.stdout == b"no input read" and time.monotonic() - started < 5
+
+
+def test_pump_has_a_deadline() -> None:
+    ours, theirs = socket.socketpair()
+    _daemon_side(theirs, read_stdin=False, hang=True)
+    with pytest.raises(CellTimeout, match=r"within 0\.5s"):
+        pump(ours, None, timeout=0.5)
