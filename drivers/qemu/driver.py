@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    Capabilities,
+    DriverContext,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
@@ -192,6 +199,7 @@ class QemuDriver:
         "probe_boots": (int,),
         "bios": (str,),
     }
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=50)
 
     def __init__(
         self,
@@ -275,6 +283,9 @@ class QemuDriver:
         return self._machine
 
     # -- protocol --------------------------------------------------------------------------
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities.with_accel(self.accel())
+
     def availability(self) -> Availability:
         for tool in (self.binary, self.qemu_img):
             if self._which(tool) is None:

@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import libvirt
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    Capabilities,
+    DriverContext,
+    OptionTypes,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
@@ -139,6 +146,7 @@ class VmDriver:
         "libvirt_run": (str,),
         "libvirt_log": (str,),
     }
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=40)
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
@@ -188,6 +196,9 @@ class VmDriver:
         return probe_accel(self._ctx.state_dir)
 
     # -- protocol ---------------------------------------------------------------------------
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities.with_accel(self.accel())
+
     def availability(self) -> Availability:
         try:
             conn = self.conn()
