@@ -20,6 +20,7 @@ from isobench.drivers.qemu.network import RunNetwork, list_links
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.testing import FakeSandbox
 
 DATA = Path(__file__).parent / "data"
 HELP = (DATA / "machine-help-7.2.txt").read_text()
@@ -320,20 +321,6 @@ def test_available_q35_details_and_metadata(tmp_path: Path) -> None:
     )
 
 
-class _FakeSandbox:
-    def __init__(self, dmesg: str) -> None:
-        self.dmesg = dmesg
-        self.destroyed = False
-
-    def exec(self, argv: Sequence[str], *, timeout: float) -> Any:
-        from isobench.drivers.base import ExecResult
-
-        return ExecResult(tuple(argv), 0, self.dmesg, "", 0, 1)
-
-    def destroy(self) -> None:
-        self.destroyed = True
-
-
 def _script_launch(drv: QemuDriver, outcomes: list[str | None]) -> list[MachineChoice]:
     """Replace real boots: each outcome is dmesg text (ready) or None (boot failed)."""
     seen: list[MachineChoice] = []
@@ -343,7 +330,7 @@ def _script_launch(drv: QemuDriver, outcomes: list[str | None]) -> list[MachineC
         out = outcomes.pop(0)
         if out is None:
             raise SandboxError("guest was not ready within 30s")
-        return _FakeSandbox(out)
+        return FakeSandbox(script=[("", out)])  # every command prints the recorded dmesg
 
     drv._launch = launch  # type: ignore[method-assign,assignment]
     return seen
