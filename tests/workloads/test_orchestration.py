@@ -104,6 +104,31 @@ def test_cpu_refuses_a_run_that_did_other_work(data: Data) -> None:
         list(get_workload("cpu").run(fake_context(driver, params={"all_vcpus": 1})))
 
 
+# --------------------------------------------------------------------------------- memory-bandwidth
+
+
+def test_memory_bandwidth_runs_each_operation_in_one_sandbox(data: Data) -> None:
+    driver = FakeDriver(
+        script=[
+            ("--memory-oper=read ", data("sysbench_memory_read_1thread.txt")),
+            ("--memory-oper=write ", data("sysbench_memory_write_2threads.txt")),
+        ]
+    )
+    ms = by_metric(list(get_workload("memory-bandwidth").run(fake_context(driver))))
+    assert len(driver.sandboxes) == 1
+    assert [c.split()[:3] for c in driver.commands()] == [["sysbench", "memory", "--threads=1"]] * 2
+    assert ms["memory-bandwidth.read.bandwidth"][0].value == pytest.approx(17725.50 * 2**20)
+    assert set(ms) == {"memory-bandwidth.read.bandwidth", "memory-bandwidth.write.bandwidth"}
+
+
+def test_memory_bandwidth_refuses_a_block_the_sandbox_cannot_hold() -> None:
+    driver = FakeDriver()
+    ctx = fake_context(driver, params={"block_mib": 512})
+    with pytest.raises(WorkloadError, match="does not fit a 512 MiB sandbox"):
+        list(get_workload("memory-bandwidth").run(ctx))
+    assert driver.sandboxes == []
+
+
 # ------------------------------------------------------------------------------------------ syscall
 
 
