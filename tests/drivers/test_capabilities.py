@@ -32,6 +32,13 @@ def test_every_driver_declares_capabilities_and_they_give_the_one_order() -> Non
     assert sorted(drivers, key=driver_order) == list(drivers)  # reports use the same order
 
 
+@pytest.mark.parametrize("name", list(all_drivers()))
+def test_every_driver_answers_with_probed_capabilities(name: str) -> None:
+    cls = all_drivers()[name]
+    assert callable(getattr(cls, "probed_capabilities", None)), f"{name} has no probed_capabilities()"
+    assert isinstance(cls.capabilities, Capabilities)
+
+
 def test_unknown_drivers_sort_last_by_name() -> None:
     names = ["zeta", "qemu", "alpha", "host"]
     assert sorted(names, key=presentation_order)[-2:] == ["alpha", "zeta"]
@@ -139,3 +146,20 @@ def test_memory_figures_are_the_byte_figures() -> None:
 def test_an_unknown_stat_name_is_a_parser_bug() -> None:
     with pytest.raises(ValueError, match="no sandbox stat is named 'memory_byte'"):
         SandboxStats.from_dict({"memory_byte": 1.0})
+
+
+def test_a_driver_without_capabilities_is_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import types
+
+    from isobench.drivers import base
+
+    class Undeclared:
+        name = "undeclared"
+
+    modules = {"isobench.drivers.undeclared": types.SimpleNamespace(DRIVER=Undeclared)}
+    monkeypatch.setattr(base, "_driver_modules", lambda: iter(["undeclared"]))
+    monkeypatch.setattr(base.importlib, "import_module", modules.__getitem__)
+    assert base.all_drivers() == {}
+    assert "driver folder undeclared: DRIVER declares no capabilities" in caplog.text
