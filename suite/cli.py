@@ -140,6 +140,8 @@ def print_summary(results: Results) -> None:
         out.print(
             "[green]green[/]: better than native, [red]red[/]: worse (the 95% interval of the ratio excludes 1)"
         )
+        if h.footnote():
+            out.print(escape(h.footnote()), highlight=False)
     for line in ov.findings:
         out.print(f"- {escape(line)}", highlight=False)
     for g in ov.warnings:
