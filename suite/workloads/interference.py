@@ -2,7 +2,7 @@
 
 Two sandboxes of the same driver with the same limits: a *victim* runs a steady benchmark alone
 (baseline), then once next to each *stressor* running in the *aggressor*. Per pair it reports the
-degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.leakage.interference`),
+degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.interference`),
 whether the aggressor stayed contained, and host CPU time spent outside both sandboxes.
 
 Host CPU outside (best effort): busy jiffies of the whole host (/proc/stat) minus the CPU time the
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
-from isobench.leakage.interference import (
+from isobench.interference import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
     QUICK_STRESSORS,

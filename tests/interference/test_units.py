@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from isobench.errors import WorkloadError
-from isobench.leakage.interference import (
+from isobench.interference import (
     STRESSORS,
     VICTIMS,
     VictimResult,
