@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import IsobenchError, UsageError, WorkloadError
+from isobench.errors import IsobenchError, WorkloadError
 from isobench.interference import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
@@ -38,7 +38,7 @@ from isobench.interference import (
 )
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import resolve_params
+from isobench.workloads._common import Params, resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -131,24 +131,13 @@ def _run_victim(sb: Sandbox, victim: Victim, duration: float) -> VictimResult:
 
 
 @dataclass(frozen=True)
-class InterferenceParams:
+class InterferenceParams(Params):
+    workload: ClassVar[str] = "interference"
+
     #: seconds each victim runs, alone and next to each stressor
     duration: float = 3.0
-    victims: tuple[str, ...] = DEFAULT_VICTIMS
-    stressors: tuple[str, ...] = DEFAULT_STRESSORS
-
-    def __post_init__(self) -> None:
-        for kind, given, known in (
-            ("victims", self.victims, VICTIMS),
-            ("stressors", self.stressors, STRESSORS),
-        ):
-            unknown = [x for x in given if x not in known]
-            if unknown:
-                raise UsageError(
-                    f"interference.{kind}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
-                )
-        if self.duration <= 0:
-            raise UsageError(f"interference.duration must be > 0 seconds, got {self.duration}")
+    victims: tuple[str, ...] = field(default=DEFAULT_VICTIMS, metadata={"choices": tuple(VICTIMS)})
+    stressors: tuple[str, ...] = field(default=DEFAULT_STRESSORS, metadata={"choices": tuple(STRESSORS)})
 
     @classmethod
     def quick(cls) -> InterferenceParams:
