@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 from isobench import __version__, launch
-from isobench.cli.host import doctor, gc, list_cmd
+from isobench.cli.host import doctor, gc_cmd, list_cmd
 from isobench.cli.output import (
     RichProgress,
     console,
@@ -225,7 +225,7 @@ def _run_locked(
         sys.exit(1)
 
 
-for _command in (report, finalize_cmd, gc, list_cmd, doctor, compare, export, history):
+for _command in (report, finalize_cmd, gc_cmd, list_cmd, doctor, compare, export, history):
     main.add_command(_command)
 main.add_command(image_group, name="image")
 

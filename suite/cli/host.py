@@ -13,10 +13,10 @@ from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["doctor", "gc", "list_cmd"]
+__all__ = ["doctor", "gc_cmd", "list_cmd"]
 
 
-@click.command()
+@click.command(name="gc")
 @click.option(
     "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
 )
@@ -27,11 +27,11 @@ __all__ = ["doctor", "gc", "list_cmd"]
     help="Also remove every isobench-named resource on this host, whichever run made it. Only when "
     "no isobench run is active on the host: runs of other state dirs are invisible here.",
 )
-def gc(state_dir: Path, sweep_all: bool) -> None:
+def gc_cmd(state_dir: Path, sweep_all: bool) -> None:
     """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
-    from isobench.gc import collect_garbage
+    from isobench.gc import gc
 
-    report = collect_garbage(state_dir, sweep_all=sweep_all)
+    report = gc(state_dir, sweep_all=sweep_all)
     for item in report.removed:
         out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:
