@@ -8,31 +8,3 @@ A *victim* is a steady benchmark with a throughput and, where the tool gives one
 sandbox's own limits. The degradation D of a victim next to a stressor is defined in
 :mod:`isobench.interference.parsers` (positive: worse).
 """
-
-from isobench.interference.catalogue import (
-    DEFAULT_STRESSORS,
-    DEFAULT_VICTIMS,
-    QUICK_STRESSORS,
-    QUICK_VICTIMS,
-    STRESSORS,
-    VICTIMS,
-    Stressor,
-    Victim,
-)
-from isobench.interference.parsers import VictimResult, degradation, parse_fio, parse_iperf3, parse_sysbench
-
-__all__ = [
-    "DEFAULT_STRESSORS",
-    "DEFAULT_VICTIMS",
-    "QUICK_STRESSORS",
-    "QUICK_VICTIMS",
-    "STRESSORS",
-    "VICTIMS",
-    "Stressor",
-    "Victim",
-    "VictimResult",
-    "degradation",
-    "parse_fio",
-    "parse_iperf3",
-    "parse_sysbench",
-]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
-from isobench.interference import (
+from isobench.interference.catalogue import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
     QUICK_STRESSORS,
@@ -33,9 +33,8 @@ from isobench.interference import (
     VICTIMS,
     Stressor,
     Victim,
-    VictimResult,
-    degradation,
 )
+from isobench.interference.parsers import VictimResult, degradation
 from isobench.model import Measurement
 from isobench.procs import run_command
 from isobench.workloads._common import Params, resolve_params

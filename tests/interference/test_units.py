@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 from isobench.errors import WorkloadError
-from isobench.interference import (
-    STRESSORS,
-    VICTIMS,
-    VictimResult,
-    degradation,
-    parse_fio,
-    parse_iperf3,
-    parse_sysbench,
-)
+from isobench.interference.catalogue import STRESSORS, VICTIMS
+from isobench.interference.parsers import VictimResult, degradation, parse_fio, parse_iperf3, parse_sysbench
 
 DATA = Path(__file__).parent / "data"
 
