@@ -228,6 +228,3 @@ def _run_locked(
 for _command in (report, finalize_cmd, gc_cmd, list_cmd, doctor, compare, export, history):
     main.add_command(_command)
 main.add_command(image_group, name="image")
-
-if __name__ == "__main__":
-    main()
