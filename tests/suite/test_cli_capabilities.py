@@ -40,3 +40,9 @@ def test_tcg_warning_follows_probed_capabilities(
     assert r.exit_code == 0, r.output
     line = "driver firecracker uses TCG (software emulation): kvm-pvm: probe failed"
     assert (line in " ".join(r.output.split())) is warned
+
+
+def test_list_says_what_kind_each_driver_is() -> None:
+    r = CliRunner().invoke(cli.main, ["list"], catch_exceptions=False, terminal_width=200)
+    rows = {line.split()[1]: line.split()[3] for line in r.output.splitlines() if line.count("│") >= 4}
+    assert (rows["host"], rows["container"], rows["qemu"]) == ("native", "container", "vm")
