@@ -8,7 +8,7 @@ raising, as a real exec may). Every call is recorded; a command no rule matches 
 A :class:`FakeDriver` creates such sandboxes from one shared script and records them::
 
     driver = FakeDriver.like(HostDriver, script=[(r"^sysbench cpu", Reply(stdout=recorded))])
-    ctx = fake_context(driver, params={"events": 500})
+    ctx = workload_context(driver, params={"events": 500})
     measurements = list(get_workload("cpu").run(ctx))
     assert driver.commands() == [...]
 
@@ -54,8 +54,8 @@ __all__ = [
     "Response",
     "Rule",
     "UnscriptedExec",
-    "fake_context",
     "in_turn",
+    "workload_context",
 ]
 
 
@@ -293,8 +293,8 @@ class FakeDriver:
         self.events.append(f"close {self.name}")
 
 
-def fake_context(
-    driver: FakeDriver,
+def workload_context(
+    driver: Driver,
     *,
     spec: SandboxSpec | None = None,
     params: Mapping[str, Any] | None = None,
@@ -302,8 +302,8 @@ def fake_context(
     timeout: float = 60.0,
     scratch: Path | None = None,
 ) -> WorkloadContext:
-    """A WorkloadContext over ``driver`` whose sandbox factory creates with the overrides applied
-    and destroys on leaving, as the runner's does."""
+    """A WorkloadContext over ``driver`` (a fake, or a real one in integration tests) whose sandbox
+    factory creates with the overrides applied and destroys on leaving, as the runner's does."""
     run_id = f"fake{uuid.uuid4().hex[:8]}"
     base = spec or SandboxSpec(name=f"isobench-{run_id}-{driver.name}", run_id=run_id, vcpus=1)
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from isobench.drivers.base import ExecResult, SandboxSpec, SandboxStats
 from isobench.errors import SandboxError
-from isobench.testing import FakeDriver, FakeSandbox, fake_context
+from isobench.testing import FakeDriver, FakeSandbox, workload_context
 from isobench.workloads.interference import InterferenceWorkload, _cpu, _Liveness, _oom_kills
 
 MIB = 2**20
 
 
 def facts(stats: SandboxStats, *, oom_before: float | None = 0.0, latency: float = 0.01) -> dict[str, Any]:
-    ctx = fake_context(FakeDriver())
+    ctx = workload_context(FakeDriver())
     ctx.spec = SandboxSpec(name="s", run_id="r", memory_mib=64, pids_limit=32)
     aggressor = FakeSandbox(ctx.spec, stats=stats)
     done = ExecResult(("sh",), 0, "", "", 0, 1)

@@ -7,13 +7,13 @@ from isobench.drivers.container import ContainerDriver
 from isobench.drivers.host import HostDriver
 from isobench.drivers.qemu import QemuDriver
 from isobench.drivers.runc import RuncDriver
-from isobench.testing import FakeDriver, fake_context
+from isobench.testing import FakeDriver, workload_context
 from isobench.workloads.base import WorkloadContext
 from isobench.workloads.leakage import _profiles
 
 
 def _ctx(driver: Any, options: Mapping[str, Any] | None = None) -> WorkloadContext:
-    ctx = fake_context(FakeDriver.like(driver))
+    ctx = workload_context(FakeDriver.like(driver))
     ctx.spec = ctx.spec.__class__(name=ctx.spec.name, run_id=ctx.spec.run_id, options=options or {})
     return ctx
 

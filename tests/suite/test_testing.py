@@ -7,7 +7,7 @@ from isobench.drivers.base import Accel, Driver, ExecResult, Sandbox, SandboxSpe
 from isobench.drivers.host import HostDriver
 from isobench.drivers.qemu import QemuDriver
 from isobench.errors import SandboxError
-from isobench.testing import FakeDriver, FakeSandbox, Reply, UnscriptedExec, fake_context, in_turn
+from isobench.testing import FakeDriver, FakeSandbox, Reply, UnscriptedExec, in_turn, workload_context
 
 
 def test_first_matching_rule_answers_and_every_call_is_recorded() -> None:
@@ -70,7 +70,7 @@ def test_driver_like_a_real_one_shares_script_and_log_between_its_sandboxes() ->
     driver = FakeDriver.like(HostDriver, script=[("^a$", "1")])
     driver_type: type[Driver] = type(driver)  # it is a Driver by the protocol's class attributes
     assert (driver_type.name, driver_type.capabilities) == ("host", HostDriver.capabilities)
-    ctx = fake_context(driver)
+    ctx = workload_context(driver)
     with ctx.sandbox() as one, ctx.sandbox(vcpus=2) as two:
         driver.on("^b$", "2")  # reaches sandboxes already made
         assert one.exec(["a"], timeout=1).stdout == "1" and two.exec(["b"], timeout=1).stdout == "2"

@@ -23,7 +23,7 @@ from isobench.drivers.host import HostDriver
 from isobench.drivers.qemu import QemuDriver
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.testing import FakeDriver, Reply, fake_context, in_turn
+from isobench.testing import FakeDriver, Reply, in_turn, workload_context
 from isobench.workloads import network
 from isobench.workloads.base import get_workload
 from isobench.workloads.idle_memory import IdleMemoryWorkload
@@ -44,7 +44,7 @@ def by_metric(ms: list[Measurement]) -> dict[str, list[Measurement]]:
 
 def test_startup_times_the_drivers_phases_and_one_exec() -> None:
     driver = FakeDriver.like(ContainerDriver, script=[("^true$", Reply(seconds=0.25))])
-    ms = by_metric(list(get_workload("startup").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("startup").run(workload_context(driver))))
     assert driver.commands() == ["true"]
     assert {"startup.phase.create", "startup.phase.ready", "startup.phase.destroy"} <= set(ms)
     assert ms["startup.exec"][0].value == pytest.approx(0.25)
@@ -55,7 +55,7 @@ def test_startup_times_the_drivers_phases_and_one_exec() -> None:
 
 def test_startup_runs_the_configured_command_and_names_it_when_it_fails() -> None:
     driver = FakeDriver(script=[("^/bin/false -x$", Reply(stderr="no\n", exit_code=1))])
-    ctx = fake_context(driver, params={"command": ["/bin/false", "-x"]})
+    ctx = workload_context(driver, params={"command": ["/bin/false", "-x"]})
     with pytest.raises(WorkloadError, match=r"/bin/false -x failed in sandbox .* \(exit 1\): no"):
         list(get_workload("startup").run(ctx))
     assert driver.sandboxes[0].destroyed
@@ -78,7 +78,7 @@ def sysbench_cpu(data: Data) -> Callable[[tuple[str, ...]], str]:
 
 def test_cpu_all_variant_gets_its_own_wider_sandbox(data: Data) -> None:
     driver = FakeDriver.like(HostDriver, script=[("^sysbench cpu ", sysbench_cpu(data))])
-    ctx = fake_context(driver, params={"events": 2000, "all_vcpus": 2})
+    ctx = workload_context(driver, params={"events": 2000, "all_vcpus": 2})
     ms = by_metric(list(get_workload("cpu").run(ctx)))
     assert [sb.spec.vcpus for sb in driver.sandboxes] == [1, 2]
     assert [c.sandbox for c in driver.calls] == [sb.name for sb in driver.sandboxes]
@@ -92,7 +92,7 @@ def test_cpu_all_variant_gets_its_own_wider_sandbox(data: Data) -> None:
 
 def test_cpu_runs_both_variants_in_one_sandbox_that_is_wide_enough(data: Data) -> None:
     driver = FakeDriver(script=[("^sysbench cpu ", sysbench_cpu(data))])
-    ctx = fake_context(driver, params={"events": 2000, "all_vcpus": 2})
+    ctx = workload_context(driver, params={"events": 2000, "all_vcpus": 2})
     ctx.spec = ctx.spec.__class__(name=ctx.spec.name, run_id=ctx.spec.run_id, vcpus=2)
     list(get_workload("cpu").run(ctx))
     assert len(driver.sandboxes) == 1 and len(driver.calls) == 2
@@ -101,7 +101,7 @@ def test_cpu_runs_both_variants_in_one_sandbox_that_is_wide_enough(data: Data) -
 def test_cpu_refuses_a_run_that_did_other_work(data: Data) -> None:
     driver = FakeDriver(script=[("^sysbench cpu ", data("sysbench_cpu_1thread.txt"))])  # 2000 events
     with pytest.raises(WorkloadError, match="ran 2000 events, asked for 500"):
-        list(get_workload("cpu").run(fake_context(driver, params={"all_vcpus": 1})))
+        list(get_workload("cpu").run(workload_context(driver, params={"all_vcpus": 1})))
 
 
 # --------------------------------------------------------------------------------- memory-bandwidth
@@ -114,7 +114,7 @@ def test_memory_bandwidth_runs_each_operation_in_one_sandbox(data: Data) -> None
             ("--memory-oper=write ", data("sysbench_memory_write_2threads.txt")),
         ]
     )
-    ms = by_metric(list(get_workload("memory-bandwidth").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("memory-bandwidth").run(workload_context(driver))))
     assert len(driver.sandboxes) == 1
     assert [c.split()[:3] for c in driver.commands()] == [["sysbench", "memory", "--threads=1"]] * 2
     assert ms["memory-bandwidth.read.bandwidth"][0].value == pytest.approx(17725.50 * 2**20)
@@ -123,7 +123,7 @@ def test_memory_bandwidth_runs_each_operation_in_one_sandbox(data: Data) -> None
 
 def test_memory_bandwidth_refuses_a_block_the_sandbox_cannot_hold() -> None:
     driver = FakeDriver()
-    ctx = fake_context(driver, params={"block_mib": 512})
+    ctx = workload_context(driver, params={"block_mib": 512})
     with pytest.raises(WorkloadError, match="does not fit a 512 MiB sandbox"):
         list(get_workload("memory-bandwidth").run(ctx))
     assert driver.sandboxes == []
@@ -140,7 +140,9 @@ def test_syscall_runs_dd_stress_ng_and_the_loop(data: Data) -> None:
             ("^sh -c i=0;", data("fork_exec_loop_timed.txt")),
         ]
     )
-    ms = by_metric(list(get_workload("syscall").run(fake_context(driver, params={"dd_records": 1_000_000}))))
+    ms = by_metric(
+        list(get_workload("syscall").run(workload_context(driver, params={"dd_records": 1_000_000})))
+    )
     assert driver.commands()[:2] == [
         "dd if=/dev/zero of=/dev/null bs=1 count=1000000",
         "stress-ng --fork 1 --timeout 1s --metrics-brief",
@@ -186,7 +188,7 @@ def test_disk_native_volume_is_a_host_directory_at_its_own_path(data: Data, tmp_
         script=fio_script(data),
         metadata={"volume": "host directory"},
     )
-    ms = list(get_workload("disk").run(fake_context(driver, scratch=tmp_path)))
+    ms = list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
     volume = tmp_path / "volume"
     assert volume.is_dir() and driver.sandboxes[0].spec.volume == volume
     assert fio_dirs(driver) == ["/var/tmp/isobench", str(volume)]
@@ -199,7 +201,7 @@ def test_disk_native_volume_is_a_host_directory_at_its_own_path(data: Data, tmp_
 
 def test_disk_sandbox_volume_is_checked_mounted_at_data(data: Data, tmp_path: Path) -> None:
     driver = FakeDriver.like(ContainerDriver, script=fio_script(data), metadata={"volume": "bind mount"})
-    list(get_workload("disk").run(fake_context(driver, scratch=tmp_path)))
+    list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
     assert driver.commands()[0] == "mountpoint -q /data"
     assert fio_dirs(driver) == ["/var/tmp/isobench", "/data"]
 
@@ -209,13 +211,13 @@ def test_disk_refuses_to_measure_an_unmounted_data(data: Data, tmp_path: Path) -
         QemuDriver.capabilities, name="firecracker", script=fio_script(data, mounted=False)
     )
     with pytest.raises(WorkloadError, match="/data is not a mount point"):
-        list(get_workload("disk").run(fake_context(driver, scratch=tmp_path)))
+        list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
     assert not any(c.startswith("fio") for c in driver.commands())
 
 
 def test_disk_runs_buffered_where_o_direct_is_refused(data: Data, tmp_path: Path) -> None:
     driver = FakeDriver(script=fio_script(data, direct_ok=False))
-    ms = list(get_workload("disk").run(fake_context(driver, params={"volume": False}, scratch=tmp_path)))
+    ms = list(get_workload("disk").run(workload_context(driver, params={"volume": False}, scratch=tmp_path)))
     assert all("--direct=0" in c for c in driver.commands() if "--name=seq_read" in c)
     assert {m.metadata["cache"] for m in ms} == {"warm"}
     assert "does not support direct=1" in ms[0].metadata["direct_unsupported"]
@@ -227,9 +229,9 @@ def test_disk_on_a_driver_without_volumes_measures_the_root_only(data: Data, tmp
         DriverKind.CONTAINER, RootStorage.OVERLAYFS, None, False, ExecModel.RUNTIME_EXEC, 5
     )
     driver = FakeDriver.like(no_volumes, script=fio_script(data))
-    ms = list(get_workload("disk").run(fake_context(driver, scratch=tmp_path)))
+    ms = list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
     assert {m.params["storage"] for m in ms} == {"root"} and fio_dirs(driver) == ["/var/tmp/isobench"]
-    ctx = fake_context(driver, scratch=tmp_path)
+    ctx = workload_context(driver, scratch=tmp_path)
     ctx.spec = ctx.spec.__class__(name="s", run_id="r", volume=tmp_path)
     with pytest.raises(WorkloadError, match="attaches no volumes"):
         list(get_workload("disk").run(ctx))
@@ -252,7 +254,7 @@ QUICK_FILES = ("file-4k", "file-1m", "file-16m")
 def test_overlay_stages_fixtures_on_a_root_on_the_host_tree() -> None:
     script = [("^sh -c set -e", ""), ("^sh -c set -u", overlay_stdout(QUICK_FILES))]
     driver = FakeDriver.like(HostDriver.capabilities, name="baremetal", script=script)
-    ms = by_metric(list(get_workload("overlay").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("overlay").run(workload_context(driver))))
     staging, script = driver.commands()
     assert "mkdir -p /var/tmp/isobench/isobench-fixtures" in staging
     assert "[ -d /var/tmp/isobench/isobench-fixtures ]" in script and f" {FIXTURES_DIR}" not in script
@@ -262,7 +264,7 @@ def test_overlay_stages_fixtures_on_a_root_on_the_host_tree() -> None:
 @pytest.mark.parametrize("driver_type", [ContainerDriver, QemuDriver])
 def test_overlay_uses_the_image_lower_layer_in_sandboxes(driver_type: Any) -> None:
     driver = FakeDriver.like(driver_type, script=[("^sh -c set -u", overlay_stdout(QUICK_FILES))])
-    ms = by_metric(list(get_workload("overlay").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("overlay").run(workload_context(driver))))
     assert len(driver.commands()) == 1 and f"[ -d {FIXTURES_DIR} ]" in driver.commands()[0]
     first = {m.params["file"]: m.value for m in ms["overlay.first_write"]}
     assert first == dict.fromkeys(QUICK_FILES, 200e-6)
@@ -274,7 +276,7 @@ def test_overlay_says_to_rebuild_an_image_without_fixtures() -> None:
     missing = Reply(stdout=f"missing {FIXTURES_DIR}\n", exit_code=3)
     driver = FakeDriver.like(ContainerDriver, script=[("^sh -c set -u", missing)])
     with pytest.raises(WorkloadError, match="rebuild it"):
-        list(get_workload("overlay").run(fake_context(driver)))
+        list(get_workload("overlay").run(workload_context(driver)))
 
 
 # ---------------------------------------------------------------------------------------- network
@@ -305,7 +307,7 @@ def servers(driver: FakeDriver) -> list[str]:
 
 def test_network_pins_client_and_server_on_other_cpus(host_client: list[list[str]]) -> None:
     driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
-    ms = by_metric(list(get_workload("network").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
     assert driver.sandboxes[0].spec.network
     iperf, sockperf = servers(driver)
     assert "timeout 42 taskset -c 1 iperf3 -s -1 -B 10.0.0.2 -p " in iperf
@@ -326,7 +328,7 @@ def test_network_pins_client_and_server_on_other_cpus(host_client: list[list[str
 
 def test_network_leaves_a_guests_vcpus_where_they_are(host_client: list[list[str]]) -> None:
     driver = FakeDriver.like(QemuDriver.capabilities, name="firecracker", script=[(r"^sh -c echo \$\$", "")])
-    ms = list(get_workload("network").run(fake_context(driver)))
+    ms = list(get_workload("network").run(workload_context(driver)))
     assert all("taskset" not in s for s in servers(driver))
     assert host_client[0][:3] == ["taskset", "-c", "0"]  # the host client is still pinned
     assert {m.metadata["server_cpu"] for m in ms} == {None}
@@ -353,7 +355,7 @@ def test_network_retries_while_the_server_inside_starts(
 
     monkeypatch.setattr(network, "run_command", run_command)
     driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", server)])
-    ms = by_metric(list(get_workload("network").run(fake_context(driver))))
+    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
     assert [argv[3] for argv in host_client] == ["iperf3", "iperf3", "sockperf"]
     assert ms["network.tcp_throughput"][0].value > 0
 
@@ -361,7 +363,7 @@ def test_network_retries_while_the_server_inside_starts(
 def test_network_needs_an_address(host_client: list[list[str]]) -> None:
     driver = FakeDriver.like(ContainerDriver, address=None)
     with pytest.raises(WorkloadError, match="gave the sandbox no address"):
-        list(get_workload("network").run(fake_context(driver)))
+        list(get_workload("network").run(workload_context(driver)))
     assert driver.commands() == [] and driver.sandboxes[0].destroyed
 
 
@@ -374,7 +376,7 @@ def test_idle_memory_records_every_byte_figure_of_the_typed_stats(data: Data, tm
     (tmp_path / "meminfo").write_text(data("proc_meminfo_host.txt"))
     stats = SandboxStats(memory_bytes=9e7, cpu_seconds=1.0, qemu_pss_bytes=3e7, guest_used_bytes=4e7)
     driver = FakeDriver.like(QemuDriver, script=[("^cat /proc/meminfo$", GUEST_MEMINFO)], stats=stats)
-    ctx = fake_context(driver, params={"settle_seconds": 0})
+    ctx = workload_context(driver, params={"settle_seconds": 0})
     ms = by_metric(list(IdleMemoryWorkload(proc_root=tmp_path).run(ctx)))
     assert set(ms) == {
         "idle-memory.host_view",
@@ -390,6 +392,8 @@ def test_idle_memory_records_every_byte_figure_of_the_typed_stats(data: Data, tm
 def test_idle_memory_of_a_driver_that_measures_nothing(data: Data, tmp_path: Path) -> None:
     (tmp_path / "meminfo").write_text(data("proc_meminfo_host.txt"))
     driver = FakeDriver.like(HostDriver, script=[("^cat /proc/meminfo$", data("proc_meminfo_host.txt"))])
-    ms = list(IdleMemoryWorkload(proc_root=tmp_path).run(fake_context(driver, params={"settle_seconds": 0})))
+    ms = list(
+        IdleMemoryWorkload(proc_root=tmp_path).run(workload_context(driver, params={"settle_seconds": 0}))
+    )
     assert [m.metric for m in ms] == ["idle-memory.inside_used"]
     assert ms[0].metadata["kernel"] == "shared with host"
