@@ -65,7 +65,7 @@ _NO_STATS = SandboxStats()
 
 @dataclass(frozen=True)
 class Reply:
-    """What a scripted command prints and exits with; it "runs" for ``seconds`` of its clock."""
+    """What a scripted command prints and exits with, after ``seconds`` (really waited)."""
 
     stdout: str = ""
     stderr: str = ""
@@ -115,9 +115,8 @@ def _answer(response: Response, argv: tuple[str, ...]) -> ExecResult:
         return got
     reply = Reply(stdout=got) if isinstance(got, str) else got
     start = time.monotonic_ns()
-    return ExecResult(
-        argv, reply.exit_code, reply.stdout, reply.stderr, start, start + int(reply.seconds * 1e9)
-    )
+    time.sleep(reply.seconds)  # on the real clock, so phases and outer timings stay consistent
+    return ExecResult(argv, reply.exit_code, reply.stdout, reply.stderr, start, time.monotonic_ns())
 
 
 class FakeSandbox(SandboxBase):

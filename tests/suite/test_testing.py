@@ -63,7 +63,7 @@ def test_execs_run_after_ready() -> None:
     sb = FakeSandbox().on("^true$", Reply(seconds=0.5))
     res = sb.exec(["true"], timeout=1)
     ready = next(p for p in sb.phases if p.name == "ready")
-    assert ready.end_ns <= res.start_ns and res.end_ns - res.start_ns == 500_000_000
+    assert ready.end_ns <= res.start_ns and res.end_ns - res.start_ns >= 500_000_000
 
 
 def test_driver_like_a_real_one_shares_script_and_log_between_its_sandboxes() -> None:

@@ -47,8 +47,9 @@ def test_startup_times_the_drivers_phases_and_one_exec() -> None:
     ms = by_metric(list(get_workload("startup").run(workload_context(driver))))
     assert driver.commands() == ["true"]
     assert {"startup.phase.create", "startup.phase.ready", "startup.phase.destroy"} <= set(ms)
-    assert ms["startup.exec"][0].value == pytest.approx(0.25)
+    assert ms["startup.exec"][0].value >= 0.25
     assert ms["startup.to_exit"][0].value >= ms["startup.to_ready"][0].value + 0.25
+    assert ms["startup.total"][0].value >= ms["startup.to_exit"][0].value
     assert ms["startup.phase.destroy"][0].phase == "destroy"
     assert driver.sandboxes[0].destroyed
 
