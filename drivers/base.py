@@ -1,8 +1,9 @@
 """The one protocol every driver implements, and the registry that finds drivers.
 
-A driver is a folder ``drivers/<name>/`` whose ``__init__.py`` exposes ``DRIVER``, a class with a
-``name`` class attribute implementing :class:`Driver`. The registry imports the folders it finds, so
-adding a driver touches no other driver (asv's ``tool_name`` plugins).
+A driver is a folder ``drivers/<name>/`` whose ``__init__.py`` exposes ``DRIVER``, a class with
+``name`` and ``capabilities`` class attributes implementing :class:`Driver`. The registry imports the
+folders it finds, so adding a driver touches no other driver (asv's ``tool_name`` plugins); the
+order drivers are listed in everywhere is their ``capabilities.order``.
 """
 
 from __future__ import annotations
@@ -15,27 +16,48 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from isobench.drivers.capabilities import (
+    VOLUME_MOUNT,
+    Accel,
+    Capabilities,
+    DriverKind,
+    ExecModel,
+    RootStorage,
+    Volume,
+)
+from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.model import PhaseTiming
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "VOLUME_MOUNT",
+    "Accel",
     "Availability",
+    "Capabilities",
     "Driver",
     "DriverContext",
+    "DriverKind",
+    "ExecModel",
     "ExecResult",
     "OptionTypes",
     "PhaseClock",
+    "RootStorage",
     "Sandbox",
     "SandboxBase",
     "SandboxSpec",
+    "SandboxStats",
+    "Volume",
     "all_drivers",
     "check_driver_options",
     "get_driver",
+    "presentation_order",
+    "registered_capabilities",
     "started_or_cleaned",
 ]
 
@@ -166,8 +188,8 @@ class Sandbox(Protocol):
         """Run a command inside and wait for it. Raises SandboxError if it cannot be started."""
         ...
 
-    def stats(self) -> Mapping[str, float]:
-        """Resource use as the host sees it (e.g. memory_bytes, cpu_seconds), keyed by metric name."""
+    def stats(self) -> SandboxStats:
+        """Resource use as the host sees it (memory_bytes, cpu_seconds, ...; None where unknown)."""
         ...
 
     def destroy(self) -> None: ...
@@ -251,6 +273,9 @@ class Driver(Protocol):
     description: ClassVar[str]
     #: Every option its ``[drivers.<name>]`` table may set; anything else is refused before a run.
     option_types: ClassVar[OptionTypes]
+    #: What it is (kind, root storage, volume, exec model, order): what workloads, the CLI and
+    #: reports ask instead of its name. A guest's accel is ``Accel.PENDING`` here.
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -258,6 +283,11 @@ class Driver(Protocol):
 
     def create(self, spec: SandboxSpec) -> Sandbox:
         """Create, start and wait until ready. On failure nothing it made is left behind."""
+        ...
+
+    def probed_capabilities(self) -> Capabilities:
+        """``capabilities`` with what a probe of this host decides filled in (a guest's accel),
+        running the probe if it has not run yet; a driver without probes returns ``capabilities``."""
         ...
 
     def metadata(self) -> Mapping[str, Any]:
@@ -294,12 +324,31 @@ def all_drivers() -> dict[str, type[Driver]]:
         cls = getattr(mod, "DRIVER", None)
         if cls is None:
             continue
+        if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+            log.warning(
+                "driver folder %s: DRIVER declares no capabilities (a ClassVar[Capabilities]); skipped",
+                modname,
+            )
+            continue
         found[cls.name] = cls
-    return dict(sorted(found.items(), key=lambda kv: _ORDER.get(kv[0], 99)))
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].capabilities.order, kv[0])))
 
 
-#: Presentation order: the baseline first, then our own runtime, then guests, then peers.
-_ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "docker": 4, "bwrap": 5, "qemu": 6}
+@cache
+def _registered() -> dict[str, Capabilities]:
+    return {name: cls.capabilities for name, cls in all_drivers().items()}
+
+
+def registered_capabilities(name: str) -> Capabilities | None:
+    """The capabilities of the driver called ``name`` here, or None for a driver this isobench does
+    not have (a results file from elsewhere). For code that holds a name, not a driver: reports."""
+    return _registered().get(name)
+
+
+def presentation_order(name: str) -> tuple[int, str]:
+    """The sort key of a driver name in every table: its ``capabilities.order``, unknown names last."""
+    caps = registered_capabilities(name)
+    return (caps.order if caps is not None else 1 << 30, name)
 
 
 def _type_names(types: tuple[type, ...]) -> str:

@@ -34,12 +34,14 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
     ExecResult,
     OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
     started_or_cleaned,
 )
 from isobench.drivers.bwrap.command import (
@@ -138,9 +140,9 @@ class BwrapSandbox(SandboxBase):
                 raise SandboxError(f"bwrap could not run {argv[0]!r} in sandbox {self.name}: {failure[-1]}")
         return dataclasses.replace(res, argv=tuple(argv))
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.
-        return {}
+        return SandboxStats()
 
     def _teardown(self) -> list[str]:
         return self._root.release()
@@ -166,6 +168,7 @@ class BwrapDriver:
         "reference namespace sandbox: bubblewrap per exec over the suite image (no cgroup limits)"
     )
     option_types: ClassVar[OptionTypes] = {"binary": (str,), "command_timeout": (int, float)}
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=30)
 
     def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
         self._ctx = ctx
@@ -201,6 +204,9 @@ class BwrapDriver:
                 False, "the bwrap driver mounts a per-sandbox overlay and needs root; run as root", details
             )
         return Availability(True, "", details)
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def metadata(self) -> Mapping[str, Any]:
         path = self._probe.which(self._binary)

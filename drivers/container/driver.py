@@ -26,12 +26,14 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
     ExecResult,
     OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
 )
 from isobench.drivers.container import names as naming
 from isobench.drivers.container.cgroups import Cgroup, V1Manager, V2Manager, open_manager
@@ -239,9 +241,11 @@ class ContainerSandbox(SandboxBase):
         )
         return result
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         cg = self._res.cgroup
-        return cg.stats() if cg is not None and not self._destroyed else {}
+        return (
+            SandboxStats.from_dict(cg.stats()) if cg is not None and not self._destroyed else SandboxStats()
+        )
 
     def _teardown(self) -> list[str]:
         self._res.release()
@@ -321,6 +325,7 @@ class ContainerDriver:
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
     option_types: ClassVar[OptionTypes] = {**DRIVER_OPTIONS, **SANDBOX_OPTIONS}
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=10, switchable_hardening=True)
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
@@ -357,6 +362,9 @@ class ContainerDriver:
         except (IsobenchError, OSError) as err:
             return Availability(False, str(err))
         return Availability(True, details={"cgroup_mode": mode})
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def metadata(self) -> Mapping[str, Any]:
         try:

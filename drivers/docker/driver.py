@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
     OptionTypes,
     PhaseClock,
@@ -94,6 +95,8 @@ class DockerDriver:
         "start_timeout": (int, float),
         "command_timeout": (int, float),
     }
+    #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25)
 
     def __init__(
         self,
@@ -126,6 +129,9 @@ class DockerDriver:
         return self._lock.slot if self._lock is not None else None
 
     # -- availability and facts --------------------------------------------------------------------
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def availability(self) -> Availability:
         p = self._probe

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
+from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.docker.engine import ContainerConfig, Engine
 from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
 from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats
@@ -150,18 +150,18 @@ class DockerSandbox(SandboxBase):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         if self._destroyed or self._pid is None:
-            return {}
+            return SandboxStats()
         if self._cgroup is None:
             self._cgroup = cgroup_of(self._pid)
-        return self._cgroup.stats()
+        return SandboxStats.from_dict(self._cgroup.stats())
 
-    def api_stats(self) -> Mapping[str, float]:
+    def api_stats(self) -> SandboxStats:
         """The same figures from the Engine's stats API (slower: the daemon samples for ~1 s)."""
         if self._id is None:
-            return {}
-        return parse_api_stats(self._engine.stats(self._id))
+            return SandboxStats()
+        return SandboxStats.from_dict(parse_api_stats(self._engine.stats(self._id)))
 
     def _teardown(self) -> list[str]:
         if self._id is None:

@@ -17,12 +17,18 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
+    DriverKind,
+    ExecModel,
     ExecResult,
     OptionTypes,
     PhaseClock,
+    RootStorage,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
+    Volume,
 )
 from isobench.procs import run_command
 
@@ -57,8 +63,9 @@ class HostSandbox(SandboxBase):
             argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin, cpus=self._spec.cpuset
         )
 
-    def stats(self) -> Mapping[str, float]:
-        return {}
+    def stats(self) -> SandboxStats:
+        # No cgroup of its own: nothing to attribute to it.
+        return SandboxStats()
 
     def _teardown(self) -> list[str]:
         shutil.rmtree(self._scratch, ignore_errors=True)
@@ -69,12 +76,23 @@ class HostDriver:
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
     option_types: ClassVar[OptionTypes] = {"start_delay": (int, float)}
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        kind=DriverKind.NATIVE,
+        root_storage=RootStorage.HOST_FS,
+        volume=Volume.HOST_PATH,
+        switchable_hardening=False,
+        exec_model=ExecModel.DIRECT,
+        order=0,
+    )
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
 
     def availability(self) -> Availability:
         return Availability(ok=True)
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def metadata(self) -> Mapping[str, Any]:
         # A volume is just a host directory: the baseline the sandboxes' volume rows compare to.

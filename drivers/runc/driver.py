@@ -30,12 +30,14 @@ from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
     ExecResult,
     OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
     started_or_cleaned,
 )
 from isobench.drivers.runc import network
@@ -162,13 +164,13 @@ class RuncSandbox(SandboxBase):
             )
         return dataclasses.replace(res, argv=tuple(argv))
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         if self._destroyed or not self._created:
-            return {}
+            return SandboxStats()
         res = run_command([*self._runc, "events", "--stats", self._ident], timeout=self._timeout)
         if not res.ok:
             raise SandboxError(f"runc events failed for {self._ident}: {runc_error(res.stderr)}")
-        return parse_events_stats(res.stdout)
+        return SandboxStats.from_dict(parse_events_stats(res.stdout))
 
     def _teardown(self) -> list[str]:
         errors: list[str] = []
@@ -277,6 +279,7 @@ class RuncDriver:
         "state_root": (str,),
         "command_timeout": (int, float),
     }
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20)
 
     def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
         self._ctx = ctx
@@ -292,6 +295,9 @@ class RuncDriver:
 
     def _runc(self) -> list[str]:
         return [self._binary, "--root", str(self._state_root)]
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def _runc_version(self, path: str) -> str:
         if self._version is None:

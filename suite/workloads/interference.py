@@ -2,11 +2,11 @@
 
 Two sandboxes of the same driver with the same limits: a *victim* runs a steady benchmark alone
 (baseline), then once next to each *stressor* running in the *aggressor*. Per pair it reports the
-degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.leakage.interference`),
+degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.interference`),
 whether the aggressor stayed contained, and host CPU time spent outside both sandboxes.
 
 Host CPU outside (best effort): busy jiffies of the whole host (/proc/stat) minus the CPU time the
-driver accounts to the two sandboxes (``stats()["cpu_seconds"]``: cgroup cpuacct for containers,
+driver accounts to the two sandboxes (``stats().cpu_seconds``: cgroup cpuacct for containers,
 the qemu process for guests), minus the same figure per second during the baseline. Drivers that
 account no CPU (``host``) get no such figure. What remains is work the kernel did for the aggressor
 without charging it: writeback, softirqs, kswapd.
@@ -18,13 +18,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import IsobenchError, UsageError, WorkloadError
-from isobench.leakage.interference import (
+from isobench.drivers.base import ExecResult, Sandbox, SandboxStats
+from isobench.errors import IsobenchError, WorkloadError
+from isobench.interference.catalogue import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
     QUICK_STRESSORS,
@@ -33,12 +33,11 @@ from isobench.leakage.interference import (
     VICTIMS,
     Stressor,
     Victim,
-    VictimResult,
-    degradation,
 )
+from isobench.interference.parsers import VictimResult, degradation
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import resolve_params
+from isobench.workloads._common import Params, resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -78,10 +77,9 @@ def _host_busy_s() -> float:
 
 def _cpu(sb: Sandbox) -> float | None:
     try:
-        v = sb.stats().get("cpu_seconds")
+        return sb.stats().cpu_seconds
     except IsobenchError:
         return None
-    return float(v) if v is not None else None
 
 
 class _Meter:
@@ -115,7 +113,7 @@ def _watch_host(stop: threading.Event, out: _Liveness) -> None:
 
 def _oom_kills(sb: Sandbox) -> float | None:
     try:
-        v = sb.stats().get("oom_kills")
+        v = sb.stats().oom_kills
     except IsobenchError:
         return None
     return float(v) if v is not None else None
@@ -131,24 +129,13 @@ def _run_victim(sb: Sandbox, victim: Victim, duration: float) -> VictimResult:
 
 
 @dataclass(frozen=True)
-class InterferenceParams:
+class InterferenceParams(Params):
+    workload: ClassVar[str] = "interference"
+
     #: seconds each victim runs, alone and next to each stressor
     duration: float = 3.0
-    victims: tuple[str, ...] = DEFAULT_VICTIMS
-    stressors: tuple[str, ...] = DEFAULT_STRESSORS
-
-    def __post_init__(self) -> None:
-        for kind, given, known in (
-            ("victims", self.victims, VICTIMS),
-            ("stressors", self.stressors, STRESSORS),
-        ):
-            unknown = [x for x in given if x not in known]
-            if unknown:
-                raise UsageError(
-                    f"interference.{kind}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
-                )
-        if self.duration <= 0:
-            raise UsageError(f"interference.duration must be > 0 seconds, got {self.duration}")
+    victims: tuple[str, ...] = field(default=DEFAULT_VICTIMS, metadata={"choices": tuple(VICTIMS)})
+    stressors: tuple[str, ...] = field(default=DEFAULT_STRESSORS, metadata={"choices": tuple(STRESSORS)})
 
     @classmethod
     def quick(cls) -> InterferenceParams:
@@ -315,19 +302,19 @@ class InterferenceWorkload:
         host_alive = alive.failures == 0 and worst < HOST_ALIVE_S and bool(alive.latencies)
         facts["host_alive"] = host_alive
         try:
-            st: Mapping[str, float] = aggr_sb.stats()
+            st = aggr_sb.stats()
         except IsobenchError:
-            st = {}
+            st = SandboxStats()
         limits_held = True
-        peak = st.get("memory_peak_bytes")
+        peak = st.memory_peak_bytes
         if peak is not None:
             # The cgroup's high-water mark since creation: it covers every stressor so far.
             facts["aggressor_memory_peak_mib"] = round(peak / 2**20, 1)
             limits_held &= peak <= ctx.spec.memory_mib * 2**20 * 1.05
-        if "oom_kills" in st and oom_before is not None:
-            facts["aggressor_oom_kills"] = st["oom_kills"] - oom_before
-        if "pids" in st and ctx.spec.pids_limit is not None:
-            limits_held &= st["pids"] <= ctx.spec.pids_limit
+        if st.oom_kills is not None and oom_before is not None:
+            facts["aggressor_oom_kills"] = st.oom_kills - oom_before
+        if st.pids is not None and ctx.spec.pids_limit is not None:
+            limits_held &= st.pids <= ctx.spec.pids_limit
         facts["limits_checked"] = peak is not None
         facts["contained"] = host_alive and limits_held
         return facts

@@ -9,9 +9,9 @@ the host's root storage.
   back to copy + delete. The rename(2) result is probed separately (perl, Essential in Debian) and
   recorded, the ``mv`` time is what users experience.
 
-The files must pre-exist in the image's lower layer (``FIXTURES_DIR``, see ``FIXTURES``). The host
-driver's root is the real host, which must never be written to, so for it they are staged in the
-sandbox's workdir first: a native filesystem with no copy-on-write, the baseline.
+The files must pre-exist in the image's lower layer (``FIXTURES_DIR``, see ``FIXTURES``). A driver
+whose root storage is the host's own filesystem (the native baseline) must never write to it, so
+for it they are staged in the sandbox's workdir first: a native filesystem with no copy-on-write.
 Timing is inside the sandbox with ``date +%s%N`` around each command; ``overlay.noop`` is that
 harness's own cost (two ``date`` and one ``/bin/true``) for reference.
 """
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from isobench.drivers.base import Sandbox
+from isobench.drivers.base import RootStorage, Sandbox
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = [
@@ -58,9 +58,14 @@ DIR_ENTRIES = 100
 
 
 @dataclass(frozen=True)
-class OverlayParams:
-    files: tuple[str, ...] = ("file-4k", "file-64k", "file-1m", "file-16m", "file-256m")
-    fixtures_dir: str = FIXTURES_DIR
+class OverlayParams(Params):
+    workload: ClassVar[str] = "overlay"
+
+    files: tuple[str, ...] = field(
+        default=("file-4k", "file-64k", "file-1m", "file-16m", "file-256m"),
+        metadata={"choices": tuple(f for f in FIXTURES if f.startswith("file-"))},
+    )
+    fixtures_dir: str = field(default=FIXTURES_DIR, metadata={"path": True})
 
     @classmethod
     def quick(cls) -> OverlayParams:
@@ -68,7 +73,7 @@ class OverlayParams:
 
 
 def stage_script(target: str) -> str:
-    """Creates the fixtures under ``target`` (host driver only), same names, sizes and layout."""
+    """Creates the fixtures under ``target`` (a root on the host's own tree), same names, sizes and layout."""
     lines = ["set -e", f"mkdir -p {target}"]
     for name, size in FIXTURES.items():
         lines.append(f"head -c {size} /dev/zero | tr '\\0' 'i' > {target}/{name}")
@@ -182,12 +187,9 @@ class OverlayWorkload:
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(OverlayParams, ctx.quick, ctx.params, self.name)
-        unknown = [f for f in params.files if f not in FIXTURES or f == "whiteout-file"]
-        if unknown:
-            raise WorkloadError(f"overlay: unknown fixture files {unknown}; known: {', '.join(FIXTURES)}")
         budget = Budget(ctx.timeout, "overlay")
-        # The host driver runs on the real root: never write into it.
-        staged = ctx.driver.name == "host"
+        # A sandbox on the host's own tree: never write into its root.
+        staged = ctx.driver.capabilities.root_storage is RootStorage.HOST_FS
         with ctx.sandbox() as sandbox:
             fixtures = params.fixtures_dir
             if staged:

@@ -99,11 +99,13 @@ def test_a_container_with_limits_exec_stats_and_a_clean_close(
         with socket.create_connection((sb.address, 5000), timeout=10) as conn:
             assert conn.makefile().readline() == "hello\n"
         stats = sb.stats()
-        assert stats["memory_limit_bytes"] == 64 * 1024 * 1024
+        assert stats.memory_limit_bytes == 64 * 1024 * 1024
         api = sb.api_stats()
         # The cgroup and the stats API read the same counters: equal within what ran in between.
-        assert abs(api["memory_bytes"] - stats["memory_bytes"]) < 4 * 1024 * 1024
-        assert api["cpu_seconds"] >= stats["cpu_seconds"] * 0.99
+        assert stats.memory_bytes is not None and api.memory_bytes is not None
+        assert abs(api.memory_bytes - stats.memory_bytes) < 4 * 1024 * 1024
+        assert stats.cpu_seconds is not None and api.cpu_seconds is not None
+        assert api.cpu_seconds >= stats.cpu_seconds * 0.99
         # Memory limit enforced: the kernel kills what grows past 64 MiB.
         big = sb.exec(["sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"], timeout=60)
         assert big.exit_code != 0

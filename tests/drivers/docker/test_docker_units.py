@@ -130,7 +130,7 @@ def test_create_labels_exec_and_destroy(tmp_path: Path, rootfs: Path) -> None:
     res = sb.exec(["sh", "-c", "x"], timeout=5, env={"A": "1"})
     assert (res.exit_code, res.stdout, res.stderr, res.argv) == (3, "out\n", "err\n", ("sh", "-c", "x"))
     assert sb.exec(["cat"], timeout=5, stdin=b"in").stdout == "in"
-    assert sb.api_stats() == {"memory_bytes": 1000.0, "cpu_seconds": 2.0}
+    assert sb.api_stats().as_dict() == {"memory_bytes": 1000.0, "cpu_seconds": 2.0}
     sb.destroy()
     assert engine.removed == [sb.container_id]
     assert [p.name for p in sb.phases][-2:] == ["remove", "destroy"]
