@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class DriverContext:
     run_id: str
     #: The ``[drivers.<name>]`` table of the config file.
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The host as drivers may see it (/proc, /sys, cgroupfs, euid, the libvirt URI); tests pass
+    #: one rooted at a fake tree instead of the real host.
+    host: HostProbe = field(default_factory=HostProbe)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from isobench.drivers.base import SandboxSpec
-from isobench.drivers.container.cgroups import CgroupLimits
 from isobench.drivers.container.names import sanitize
 from isobench.errors import UsageError
+from isobench.hostsys.cgroups import CgroupLimits
 
 __all__ = [
     "ALL_NAMESPACES",
@@ -118,7 +118,9 @@ def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | Non
     )
 
 
-def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
+def config_from_spec(
+    spec: SandboxSpec, image_root: Path, *, euid: int | None = None, egid: int | None = None
+) -> ContainerConfig:
     options = dict(spec.options)
     known = SANDBOX_OPTIONS.keys() | DRIVER_OPTIONS.keys()
     unknown = sorted(set(options) - known)
@@ -138,8 +140,8 @@ def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
         raise UsageError(f"sandbox {spec.name}: volume {spec.volume} is not a directory; create it first")
     uid_map = gid_map = None
     if "user" in namespaces:
-        uid_map = str(options.get("uid_map", f"0 {os.geteuid()} 1"))
-        gid_map = str(options.get("gid_map", f"0 {os.getegid()} 1"))
+        uid_map = str(options.get("uid_map", f"0 {os.geteuid() if euid is None else euid} 1"))
+        gid_map = str(options.get("gid_map", f"0 {os.getegid() if egid is None else egid} 1"))
     if spec.cpuset is not None and not spec.cpuset:
         raise UsageError(f"sandbox {spec.name}: cpuset must name at least one CPU")
     return ContainerConfig(

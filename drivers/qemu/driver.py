@@ -56,17 +56,14 @@ from isobench.drivers.qemu.command import (
 )
 from isobench.drivers.qemu.machine import MachineChoice, MicrovmProbe, cache_path, load_choice, save_choice
 from isobench.drivers.qemu.network import (
-    LINK_PREFIX,
     GuestNic,
-    IpRunner,
     RunNetwork,
-    ip_command,
-    list_links,
-    net_tag,
+    run_prefix,
 )
 from isobench.drivers.qemu.procscan import find_guests
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys.links import Links
 from isobench.images import Image
 from isobench.procs import run_command
 
@@ -200,7 +197,7 @@ class QemuDriver:
         which: Callable[[str], str | None] = shutil.which,
         run: Callable[[Sequence[str]], tuple[int, str, str]] = _real_run,
         accel_probe: AccelProber = _real_accel_probe,
-        ip: IpRunner = ip_command,
+        links: Links | None = None,
     ) -> None:
         self._ctx = ctx
         opts = ctx.options
@@ -225,8 +222,8 @@ class QemuDriver:
         self._which = which
         self._run = run
         self._accel_probe = accel_probe
-        self._ip = ip
-        self._net = RunNetwork(self.run_id, ip)
+        self._links = links or Links()
+        self._net = RunNetwork(self.run_id, self._links)
         self.accel = AccelChoice(
             "qemu", self.opts.accel, lambda: self._accel_probe(self._ctx.state_dir, self.binary)
         )
@@ -448,21 +445,16 @@ class QemuDriver:
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.01)
-        link_prefix = f"{LINK_PREFIX}{net_tag(want)}" if want is not None else LINK_PREFIX
-        own_links = f"{LINK_PREFIX}{net_tag(self.run_id)}"
+        own_links = run_prefix(self.run_id)
         try:
-            links = [
-                n
-                for n in list_links(self._ip, link_prefix)
-                if want is not None or not n.startswith(own_links)
-            ]
+            # gc of every run (want None) leaves this driver's own run alone.
+            links = self._links.gc(
+                run_prefix(want), lambda link: want is not None or not link.name.startswith(own_links)
+            )
         except SandboxError as err:
             log.warning("qemu gc: cannot list links: %s", err)
             links = []
-        # Taps before bridges: a bridge goes more cleanly once its ports are gone.
-        for name in sorted(links, key=lambda n: n.endswith("br")):
-            if self._net.delete_link(name):
-                gone.append(f"link {name}")
+        gone += [f"link {name}" for name in links]
         if want is not None and want == self.run_id and self._ctx.work_dir.is_dir():
             for d in self._ctx.work_dir.iterdir():
                 if d.is_dir() and ((d / OVERLAY).exists() or (d / QEMU_LOG).exists()):

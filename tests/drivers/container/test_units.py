@@ -10,7 +10,7 @@ import pytest
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container import names
 from isobench.drivers.container.config import DEFAULT_NAMESPACES, config_from_spec
-from isobench.drivers.container.network import list_links, parse_used_addresses, pick_subnet
+from isobench.drivers.container.network import own_link, parse_used_addresses, pick_subnet
 from isobench.drivers.container.report import parse_report
 from isobench.drivers.container.state import Record, kill_recorded_init, owner_alive
 from isobench.errors import SandboxError, UsageError
@@ -115,13 +115,13 @@ def test_veth_names_fit_and_are_ours() -> None:
     assert names.names_for("a", "x", 1).veth_host != names.names_for("b", "x", 1).veth_host
 
 
-def test_list_links_only_ours(tmp_path: Path) -> None:
+def test_own_links_only() -> None:
     ours = names.names_for("r", "x", 3)
-    for link in ("lo", "eth0", ours.veth_host, "isobench0", "isob-runc-1"):
-        (tmp_path / link).mkdir()
-    assert list_links(names.veth_run_prefix("r"), tmp_path) == [ours.veth_host]
-    assert list_links(names.veth_run_prefix(None), tmp_path) == [ours.veth_host]
-    assert list_links(names.veth_run_prefix("other"), tmp_path) == []
+    assert own_link(ours.veth_host) and own_link(ours.veth_peer)
+    for other in ("lo", "eth0", "isobench0", "isob-runc-1", "isobr3h", "isobqabcdefbr"):
+        assert not own_link(other), other
+    assert ours.veth_host.startswith(names.veth_run_prefix("r"))
+    assert not ours.veth_host.startswith(names.veth_run_prefix("other"))
 
 
 # ------------------------------------------------------------------------------------------ report
