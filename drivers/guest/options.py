@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, cast
 
 from isobench.drivers.base import OptionTypes
@@ -27,8 +26,6 @@ GUEST_OPTIONS: OptionTypes = {
     "cmdline": (str,),
     "cpu_model": (str,),
     "data_disk_mib": (int,),
-    # Where the driver looks for its processes (tests point it at a fake /proc).
-    "proc_root": (str,),
 }
 
 
@@ -45,7 +42,6 @@ class GuestOptions:
     #: None: qemu64 under TCG, the host's CPU under KVM (each driver spells that its own way).
     cpu_model: str | None = None
     data_disk_mib: int = DEFAULT_SIZE_MIB
-    proc_root: Path = Path("/proc")
 
     @classmethod
     def parse(cls, driver: str, opts: Mapping[str, Any]) -> GuestOptions:
@@ -62,7 +58,6 @@ class GuestOptions:
             cmdline=str(opts.get("cmdline", cls.cmdline)),
             cpu_model=opts.get("cpu_model") or None,
             data_disk_mib=int(opts.get("data_disk_mib", cls.data_disk_mib)),
-            proc_root=Path(opts.get("proc_root", "/proc")),
         )
         for key in ("boot_timeout", "shutdown_timeout"):
             if getattr(out, key) <= 0:

@@ -145,7 +145,7 @@ class QemuSandbox(GuestSandbox):
             ready,
             clock,
             address=guest.nic.address if guest.nic is not None else None,
-            proc_root=driver.opts.proc_root,
+            proc_root=driver.host.proc,
             memavail_before_kib=memavail_before_kib,
         )
         self._driver = driver
@@ -201,6 +201,7 @@ class QemuDriver:
     ) -> None:
         self._ctx = ctx
         opts = ctx.options
+        self.host = ctx.host
         self.opts = GuestOptions.parse("qemu", opts)
         self.binary: str = str(opts.get("binary", "qemu-system-x86_64"))
         self.qemu_img: str = str(opts.get("qemu_img", "qemu-img"))
@@ -264,7 +265,7 @@ class QemuDriver:
             return self._machine
         accel = self.accel()
         qemu = self._which(self.binary) or self.binary
-        cache = cache_path(self._ctx.state_dir, self.opts.proc_root, qemu, self._image().digest, accel)
+        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, self._image().digest, accel)
         self._machine = load_choice(cache)
         if self._machine is None:
             self._machine = self.microvm_probe.run(self._launch, accel, self.run_id)
@@ -324,7 +325,7 @@ class QemuDriver:
         if spec.volume is not None:
             check_volume(spec.volume)
         accel = self.accel()
-        avail = reserve_host_memory(spec.name, spec.memory_mib, self.opts.proc_root)
+        avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         self._seq += 1
         leaf = f"{_safe(spec.name)}-{self._seq}"
         g = _Guest(name=f"{PREFIX}-{self.run_id}-{leaf}", dir=self._ctx.work_dir / leaf, spec=spec)
@@ -431,7 +432,7 @@ class QemuDriver:
         own = f"{PREFIX}-{self.run_id}-"
         victims = [
             (pid, name)
-            for pid, name in find_guests(self.opts.proc_root, prefix)
+            for pid, name in find_guests(self.host.proc, prefix)
             if want is not None or not name.startswith(own)
         ]
         for pid, name in victims:
@@ -440,7 +441,7 @@ class QemuDriver:
             gone.append(f"process {pid} {name}")
         for pid, _ in victims:
             end = time.monotonic() + 10
-            while (self.opts.proc_root / str(pid)).exists() and time.monotonic() < end:
+            while (self.host.proc / str(pid)).exists() and time.monotonic() < end:
                 # A SIGKILLed child of ours stays a zombie until reaped.
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)

@@ -104,7 +104,7 @@ class VmSandbox(GuestSandbox):
             ready,
             clock,
             address=address,
-            proc_root=driver.opts.proc_root,
+            proc_root=driver.host.proc,
             memavail_before_kib=memavail_before_kib,
         )
         self._driver = driver
@@ -135,18 +135,14 @@ class VmDriver:
     option_types: ClassVar[OptionTypes] = {
         **GUEST_OPTIONS,
         "uri": (str,),
-        # Where the driver looks for libvirt's files (tests point these at fakes).
-        "libvirt_run": (str,),
-        "libvirt_log": (str,),
     }
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
         opts = ctx.options
+        self.host = ctx.host
         self.opts = GuestOptions.parse("vm", opts)
-        self.uri: str = str(opts.get("uri", "qemu:///system"))
-        self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
-        self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
+        self.uri: str = str(opts.get("uri", ctx.host.libvirt_uri))
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
@@ -176,7 +172,7 @@ class VmDriver:
 
     def qemu_pid(self, domain: str) -> int | None:
         try:
-            return int((self.libvirt_run / f"{domain}.pid").read_text().strip())
+            return int((self.host.libvirt_run / f"{domain}.pid").read_text().strip())
         except (OSError, ValueError):
             return None
 
@@ -227,7 +223,7 @@ class VmDriver:
                 )
         accel = self.accel()
         conn = self.conn()
-        avail = reserve_host_memory(spec.name, spec.memory_mib, self.opts.proc_root)
+        avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         name = f"{PREFIX}-{self.run_id}-{_safe(spec.name)}"
         self._wait_pending(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +232,7 @@ class VmDriver:
         (self.run_dir / "owner").write_text(f"{os.getpid()}\n")
         overlay = self.run_dir / f"{_safe(spec.name)}.qcow2"
         console = self.run_dir / f"{_safe(spec.name)}.console.log"
-        files = [overlay, console, self.libvirt_log / f"{name}.log"]
+        files = [overlay, console, self.host.libvirt_log / f"{name}.log"]
         dom: libvirt.virDomain | None = None
         channel: AgentChannel | None = None
         pidfd: int | None = None
@@ -452,7 +448,7 @@ class VmDriver:
         def owned(rid: str, pid: int | None) -> bool:
             if want is not None:
                 return rid == want
-            return pid is None or not (self.opts.proc_root / str(pid)).exists()
+            return pid is None or not (self.host.proc / str(pid)).exists()
 
         runs: set[str] = set()
         for dom in conn.listAllDomains():
@@ -467,7 +463,7 @@ class VmDriver:
                     continue
             if not owned(rid, pid):
                 continue
-            self.teardown(dom, [self.libvirt_log / f"{name}.log"])
+            self.teardown(dom, [self.host.libvirt_log / f"{name}.log"])
             gone.append(f"domain {name}")
             runs.add(rid)
         for net in conn.listAllNetworks():

@@ -40,7 +40,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
 
 
 def _leftovers(drv: QemuDriver) -> list[str]:
-    found = [name for _, name in find_guests(drv.opts.proc_root, f"isobench-qemu-{drv.run_id}-")]
+    found = [name for _, name in find_guests(drv.host.proc, f"isobench-qemu-{drv.run_id}-")]
     found += [lk.name for lk in Links().find(run_prefix(drv.run_id))]
     work = drv._ctx.work_dir
     if work.exists():

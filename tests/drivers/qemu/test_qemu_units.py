@@ -20,6 +20,7 @@ from isobench.drivers.qemu.network import RunNetwork
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import FakeIp
 from isobench.hostsys.links import Links
 
@@ -224,6 +225,7 @@ def _driver(
     which: Callable[[str], str | None] = lambda b: f"/usr/bin/{b}",
     help_text: str = HELP,
     kvm: bool = False,
+    host: HostProbe | None = None,
 ) -> QemuDriver:
     def run(argv: Sequence[str]) -> tuple[int, str, str]:
         if list(argv[1:]) == ["-machine", "help"]:
@@ -235,7 +237,7 @@ def _driver(
     def accel_probe(_state: Path, _binary: str) -> AccelProbe:
         return AccelProbe(kvm, "kvm" if kvm else "tcg", "fake probe")
 
-    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {})
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {}, host or HostProbe())
     return QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, links=Links(FakeIp()))
 
 
@@ -374,8 +376,8 @@ def test_a_volume_that_is_no_directory_is_refused_before_anything_is_made(tmp_pa
 
 
 def test_gc_with_nothing_to_collect(tmp_path: Path) -> None:
-    drv = _driver(tmp_path, options={"proc_root": str(tmp_path / "proc")})
-    (tmp_path / "proc").mkdir()
+    drv = _driver(tmp_path, host=HostProbe(root=tmp_path / "host"))
+    (tmp_path / "host/proc").mkdir(parents=True)
     assert drv.gc("r1") == [] and drv.gc() == []
 
 
