@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from isobench.drivers.options import DriverOptions, OptionTypes
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
@@ -28,6 +29,7 @@ __all__ = [
     "Availability",
     "Driver",
     "DriverContext",
+    "DriverOptions",
     "ExecResult",
     "OptionTypes",
     "PhaseClock",
@@ -39,10 +41,6 @@ __all__ = [
     "get_driver",
     "started_or_cleaned",
 ]
-
-#: What each key of a driver's ``[drivers.<name>]`` table may hold: the accepted value types
-#: (``type(None)`` where null means "off"). bool is accepted only where it is named, never as a number.
-OptionTypes = Mapping[str, tuple[type, ...]]
 
 #: Every resource a run creates carries this prefix and the run id, so ``isobench gc`` can find it.
 RESOURCE_PREFIX = "isobench"
@@ -253,8 +251,9 @@ class Driver(Protocol):
     name: ClassVar[str]
     #: One line for ``isobench doctor`` and reports.
     description: ClassVar[str]
-    #: Every option its ``[drivers.<name>]`` table may set; anything else is refused before a run.
-    option_types: ClassVar[OptionTypes]
+    #: Its ``[drivers.<name>]`` table as a frozen dataclass (types and ranges in the fields);
+    #: anything else is refused before a run.
+    options_type: ClassVar[type[DriverOptions]]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -306,29 +305,15 @@ def all_drivers() -> dict[str, type[Driver]]:
 _ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "bwrap": 4, "qemu": 5}
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-
-
 def check_driver_options(tables: Mapping[str, Mapping[str, Any]]) -> None:
-    """Every ``[drivers.<name>]`` table, checked before a run starts: a typo or a wrong type is one
-    clear error then, not a default silently measured (or a traceback from deep in a driver)."""
+    """Every ``[drivers.<name>]`` table, parsed before a run starts: a typo, a wrong type or a value
+    out of range is one clear error then, not a default silently measured (or a failure deep in a
+    driver at run time)."""
     known = all_drivers()
     for name, given in tables.items():
         if name not in known:
             raise UsageError(f"[drivers.{name}]: no such driver; known: {', '.join(known)}")
-        types = known[name].option_types
-        for key, value in given.items():
-            if key not in types:
-                raise UsageError(
-                    f"[drivers.{name}]: unknown option {key!r}; known: {', '.join(sorted(types)) or 'none'}"
-                )
-            accepted = types[key]
-            is_bool = isinstance(value, bool)
-            if (is_bool and bool not in accepted) or not isinstance(value, accepted):
-                raise UsageError(
-                    f"[drivers.{name}]: option {key} must be {_type_names(accepted)}, got {value!r}"
-                )
+        known[name].options_type.parse(name, given)
 
 
 def get_driver(name: str, ctx: DriverContext) -> Driver:

@@ -27,14 +27,15 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
     DriverContext,
+    DriverOptions,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
@@ -46,6 +47,7 @@ from isobench.drivers.bwrap.command import (
     bwrap_argv,
     parse_version,
 )
+from isobench.drivers.options import option
 from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import Tools
 from isobench.images import image_rootfs
@@ -79,6 +81,13 @@ def owned(name: str, run_id: str | None) -> bool:
     if run_id is None:
         return name.startswith(PREFIX)
     return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+
+
+@dataclass(frozen=True)
+class BwrapOptions(DriverOptions):
+    binary: str = "bwrap"
+    #: Seconds any one bwrap or mount command may take.
+    command_timeout: float = option(60.0, gt=0)
 
 
 class BwrapSandbox(SandboxBase):
@@ -154,13 +163,14 @@ class BwrapDriver:
     description: ClassVar[str] = (
         "reference namespace sandbox: bubblewrap per exec over the suite image (no cgroup limits)"
     )
-    option_types: ClassVar[OptionTypes] = {"binary": (str,), "command_timeout": (int, float)}
+    options_type: ClassVar[type[DriverOptions]] = BwrapOptions
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None) -> None:
         self._ctx = ctx
         self._tools = tools or Tools()
-        self._binary = str(ctx.options.get("binary", "bwrap"))
-        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self.opts = BwrapOptions.parse(self.name, ctx.options)
+        self._binary = self.opts.binary
+        self._timeout = self.opts.command_timeout
         self._version: str | None = None
 
     def _bwrap_version(self, path: str) -> str:

@@ -25,17 +25,16 @@ from typing import Any, ClassVar
 from isobench.drivers.base import (
     Availability,
     DriverContext,
+    DriverOptions,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     SandboxSpec,
 )
 from isobench.drivers.container import names as naming
 from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
-    DRIVER_OPTIONS,
-    SANDBOX_OPTIONS,
     ContainerConfig,
+    ContainerOptions,
     config_from_spec,
 )
 from isobench.drivers.container.helper import ensure_helper, helper_key
@@ -76,10 +75,11 @@ class ContainerDriver:
     description: ClassVar[str] = (
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
-    option_types: ClassVar[OptionTypes] = {**DRIVER_OPTIONS, **SANDBOX_OPTIONS}
+    options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 
     def __init__(self, ctx: DriverContext, links: Links | None = None) -> None:
         self._ctx = ctx
+        self.opts = ContainerOptions.parse(self.name, ctx.options)
         self._links = links or Links()
         self._helper_path: Path | None = None
         self._manager: V1Manager | V2Manager | None = None
@@ -93,9 +93,7 @@ class ContainerDriver:
 
     def cgroups(self) -> V1Manager | V2Manager:
         if self._manager is None:
-            self._manager = open_manager(
-                self._ctx.host, parent=str(self._ctx.options.get("cgroup_parent", ""))
-            )
+            self._manager = open_manager(self._ctx.host, parent=self.opts.cgroup_parent)
         return self._manager
 
     def _image_root(self, spec: SandboxSpec) -> Path:

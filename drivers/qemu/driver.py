@@ -31,18 +31,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import Availability, DriverContext, DriverOptions, PhaseClock, SandboxSpec
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
-from isobench.drivers.guest.options import GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import kill_qemu, last_line, spawn_qemu, wait_exit
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.options import option
 from isobench.drivers.qemu.command import (
     AGENT_SOCKET,
     CONSOLE_LOG,
@@ -173,22 +174,27 @@ class QemuSandbox(GuestSandbox):
             self._driver.teardown(g)
 
 
+@dataclass(frozen=True)
+class QemuOptions(GuestOptions):
+    binary: str = "qemu-system-x86_64"
+    qemu_img: str = "qemu-img"
+    machine: Literal["auto", "microvm", "q35"] = "auto"
+    #: Seconds for qemu to create its sockets after it is started.
+    spawn_timeout: float = option(30.0, gt=0)
+    #: The microvm probe (see MicrovmProbe): a boot not ready by probe_timeout failed.
+    probe_timeout: float = option(30.0, gt=0)
+    probe_attempts: int = option(3, ge=1)
+    probe_boots: int = option(3, ge=1)
+    #: A firmware image for q35 (default: qemu's own SeaBIOS).
+    bios: Path | None = None
+
+
 class QemuDriver:
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = (
         "qemu-system-x86_64 launched directly (no libvirt): microvm or q35, same guest as vm"
     )
-    option_types: ClassVar[OptionTypes] = {
-        **GUEST_OPTIONS,
-        "binary": (str,),
-        "qemu_img": (str,),
-        "machine": (str,),
-        "spawn_timeout": (int, float),
-        "probe_timeout": (int, float),
-        "probe_attempts": (int,),
-        "probe_boots": (int,),
-        "bios": (str,),
-    }
+    options_type: ClassVar[type[DriverOptions]] = QemuOptions
 
     def __init__(
         self,
@@ -200,25 +206,17 @@ class QemuDriver:
         links: Links | None = None,
     ) -> None:
         self._ctx = ctx
-        opts = ctx.options
         self.host = ctx.host
-        self.opts = GuestOptions.parse("qemu", opts)
-        self.binary: str = str(opts.get("binary", "qemu-system-x86_64"))
-        self.qemu_img: str = str(opts.get("qemu_img", "qemu-img"))
-        self.machine_option: str = str(opts.get("machine", "auto"))
-        if self.machine_option not in ("auto", "microvm", "q35"):
-            raise UsageError(
-                f"drivers.qemu.machine must be auto, microvm or q35, not {self.machine_option!r}"
-            )
-        self.spawn_timeout: float = float(opts.get("spawn_timeout", 30))
+        self.opts = QemuOptions.parse(self.name, ctx.options)
+        self.binary: str = self.opts.binary
+        self.qemu_img: str = self.opts.qemu_img
+        self.machine_option: str = self.opts.machine
+        self.spawn_timeout: float = self.opts.spawn_timeout
         #: A microvm guest that is not ready by probe_timeout is taken as "does not boot here".
         self.microvm_probe = MicrovmProbe(
-            timeout=float(opts.get("probe_timeout", 30)),
-            attempts=int(opts.get("probe_attempts", 3)),
-            boots=int(opts.get("probe_boots", 3)),
+            timeout=self.opts.probe_timeout, attempts=self.opts.probe_attempts, boots=self.opts.probe_boots
         )
-        bios = opts.get("bios")
-        self.bios: Path | None = Path(bios) if bios else None
+        self.bios: Path | None = self.opts.bios
         self.run_id = _safe(ctx.run_id)
         self._which = which
         self._run = run

@@ -25,19 +25,21 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
     DriverContext,
+    DriverOptions,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
     started_or_cleaned,
 )
+from isobench.drivers.options import option
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
 from isobench.drivers.runc.probe import missing_controllers
@@ -90,6 +92,15 @@ def runc_error(stderr: str) -> str:
         return str(msgs[-1]).replace('\\"', '"')
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     return lines[-1] if lines else "no error output"
+
+
+@dataclass(frozen=True)
+class RuncOptions(DriverOptions):
+    binary: str = "runc"
+    #: runc's ``--root``: its state of every container, shared by all runs so gc finds them.
+    state_root: Path = DEFAULT_STATE_ROOT
+    #: Seconds any one runc command may take.
+    command_timeout: float = option(60.0, gt=0)
 
 
 class RuncSandbox(SandboxBase):
@@ -277,20 +288,17 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
-    option_types: ClassVar[OptionTypes] = {
-        "binary": (str,),
-        "state_root": (str,),
-        "command_timeout": (int, float),
-    }
+    options_type: ClassVar[type[DriverOptions]] = RuncOptions
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:
         self._ctx = ctx
         self._host = ctx.host
         self._tools = tools or Tools()
         self._links = links or Links()
-        self._binary = str(ctx.options.get("binary", "runc"))
-        self._state_root = Path(str(ctx.options.get("state_root", DEFAULT_STATE_ROOT)))
-        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self.opts = RuncOptions.parse(self.name, ctx.options)
+        self._binary = self.opts.binary
+        self._state_root = self.opts.state_root
+        self._timeout = self.opts.command_timeout
         self._version: str | None = None
 
     @property

@@ -41,11 +41,12 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import libvirt
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import Availability, DriverContext, DriverOptions, PhaseClock, SandboxSpec
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
@@ -56,7 +57,7 @@ from isobench.drivers.guest.datadisk import (
 )
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
-from isobench.drivers.guest.options import GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
@@ -129,20 +130,22 @@ class VmSandbox(GuestSandbox):
                 self._pidfd = None
 
 
+@dataclass(frozen=True)
+class VmOptions(GuestOptions):
+    #: The libvirt connection (default: the host probe's, qemu:///system).
+    uri: str | None = None
+
+
 class VmDriver:
     name: ClassVar[str] = "vm"
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
-    option_types: ClassVar[OptionTypes] = {
-        **GUEST_OPTIONS,
-        "uri": (str,),
-    }
+    options_type: ClassVar[type[DriverOptions]] = VmOptions
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
-        opts = ctx.options
         self.host = ctx.host
-        self.opts = GuestOptions.parse("vm", opts)
-        self.uri: str = str(opts.get("uri", ctx.host.libvirt_uri))
+        self.opts = VmOptions.parse(self.name, ctx.options)
+        self.uri: str = self.opts.uri or ctx.host.libvirt_uri
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)

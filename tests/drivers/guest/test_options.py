@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from isobench.drivers.base import all_drivers
-from isobench.drivers.guest.options import DEFAULT_CMDLINE, GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.options import DEFAULT_CMDLINE, GuestOptions
 from isobench.errors import UsageError
 
 
@@ -40,4 +40,4 @@ def test_both_guest_drivers_take_the_guest_options_and_the_core_is_no_driver(
     assert "guest" not in drivers  # no DRIVER: the registry skips the folder ...
     assert not [r for r in caplog.records if "guest" in r.getMessage()]  # ... without complaint
     for name in ("vm", "qemu"):
-        assert GUEST_OPTIONS.items() <= drivers[name].option_types.items()
+        assert GuestOptions.option_types().items() <= drivers[name].options_type.option_types().items()
