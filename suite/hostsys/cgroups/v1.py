@@ -8,18 +8,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from isobench.errors import SandboxError
-from isobench.hostsys.cgroups.common import (
-    CgroupLimits,
-    Rmdir,
-    cpulist,
-    kill_loop,
-    read_keyed,
-    read_number,
-    read_pids,
-    remove_trees,
-    rmdir_retry,
-    write_value,
-)
+from isobench.hostsys.cgroups import common
+from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
 from isobench.hostsys.cgroups.layout import CgroupLayout, Mode
 
 log = logging.getLogger(__name__)
@@ -59,33 +49,33 @@ class V1Cgroup:
         out: dict[str, float] = {}
         mem = self._dirs.get("memory")
         if mem is not None:
-            out["memory_bytes"] = read_number(mem / "memory.usage_in_bytes")
-            out["memory_peak_bytes"] = read_number(mem / "memory.max_usage_in_bytes")
-            out["oom_kills"] = read_keyed(mem / "memory.oom_control").get("oom_kill", 0.0)
-            for key, value in read_keyed(mem / "memory.stat").items():
+            out["memory_bytes"] = common.read_number(mem / "memory.usage_in_bytes")
+            out["memory_peak_bytes"] = common.read_number(mem / "memory.max_usage_in_bytes")
+            out["oom_kills"] = common.read_keyed(mem / "memory.oom_control").get("oom_kill", 0.0)
+            for key, value in common.read_keyed(mem / "memory.stat").items():
                 if not key.startswith("total_"):
                     out[f"memory_stat.{key}"] = value
         acct = self._dirs.get("cpuacct")
         if acct is not None:
-            out["cpu_seconds"] = read_number(acct / "cpuacct.usage") / 1e9
+            out["cpu_seconds"] = common.read_number(acct / "cpuacct.usage") / 1e9
         pids = self._dirs.get("pids")
         if pids is not None:
-            out["pids"] = read_number(pids / "pids.current")
+            out["pids"] = common.read_number(pids / "pids.current")
         return out
 
     def pids(self) -> set[int]:
         found: set[int] = set()
         for f in self.procs_files:
-            found |= read_pids(f)
+            found |= common.read_pids(f)
         return found
 
     def kill(self) -> None:
-        kill_loop(self.procs_files)
+        common.kill_loop(self.procs_files)
 
     def remove(self) -> None:
         if self._removed:
             return
-        remove_trees(self._unique_dirs(), self._rmdir)
+        common.remove_trees(self._unique_dirs(), self._rmdir)
         self._removed = True
 
 
@@ -140,7 +130,7 @@ class V1Manager:
         except BaseException:
             for d in reversed(made):
                 try:
-                    rmdir_retry(d, self._rmdir)
+                    common.rmdir_retry(d, self._rmdir)
                 except SandboxError as err:
                     log.warning("%s", err)
             raise
@@ -149,7 +139,7 @@ class V1Manager:
     def _apply(self, dirs: Mapping[str, Path], limits: CgroupLimits) -> None:
         mem = dirs["memory"]
         if limits.memory_bytes is not None:
-            write_value(mem / "memory.limit_in_bytes", str(limits.memory_bytes), "memory limit")
+            common.write_value(mem / "memory.limit_in_bytes", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
                 memsw = mem / "memory.memsw.limit_in_bytes"
                 if not memsw.exists():
@@ -157,20 +147,20 @@ class V1Manager:
                         "cgroup v1 memory controller has no swap accounting (memory.memsw.*); "
                         "boot with swapaccount=1 or set the container option swap_mib to null"
                     )
-                write_value(memsw, str(limits.memory_bytes + limits.swap_bytes), "memory+swap limit")
+                common.write_value(memsw, str(limits.memory_bytes + limits.swap_bytes), "memory+swap limit")
         cpu = dirs["cpu"]
         if limits.cpu_quota_us is not None:
-            write_value(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us), "cpu period")
-            write_value(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us), "cpu quota")
+            common.write_value(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us), "cpu period")
+            common.write_value(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us), "cpu quota")
         if limits.cpuset is not None:
             cs = dirs["cpuset"]
             parent = cs.parent
             # v1 cpusets start empty and refuse tasks until cpus and mems are set.
             mems = (parent / "cpuset.mems").read_text().strip() if (parent / "cpuset.mems").exists() else "0"
-            write_value(cs / "cpuset.cpus", cpulist(limits.cpuset), "cpuset")
-            write_value(cs / "cpuset.mems", mems or "0", "cpuset memory nodes")
+            common.write_value(cs / "cpuset.cpus", common.cpulist(limits.cpuset), "cpuset")
+            common.write_value(cs / "cpuset.mems", mems or "0", "cpuset memory nodes")
         if limits.pids_max is not None:
-            write_value(dirs["pids"] / "pids.max", str(limits.pids_max), "pids limit")
+            common.write_value(dirs["pids"] / "pids.max", str(limits.pids_max), "pids limit")
 
     def _hierarchy_bases(self) -> list[Path]:
         return list(dict.fromkeys(self._under(m) for m in [*self._mounts.values(), *self._others]))

@@ -8,18 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from isobench.errors import SandboxError
-from isobench.hostsys.cgroups.common import (
-    CgroupLimits,
-    Rmdir,
-    cpulist,
-    kill_loop,
-    read_keyed,
-    read_number,
-    read_pids,
-    remove_trees,
-    rmdir_retry,
-    write_value,
-)
+from isobench.hostsys.cgroups import common
+from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
@@ -55,18 +45,18 @@ class V2Cgroup:
 
     def stats(self) -> dict[str, float]:
         p = self._path
-        out: dict[str, float] = {"memory_bytes": read_number(p / "memory.current")}
+        out: dict[str, float] = {"memory_bytes": common.read_number(p / "memory.current")}
         peak = p / "memory.peak"  # Linux >= 5.19
-        out["memory_peak_bytes"] = read_number(peak) if peak.exists() else out["memory_bytes"]
-        out["oom_kills"] = read_keyed(p / "memory.events").get("oom_kill", 0.0)
-        for key, value in read_keyed(p / "memory.stat").items():
+        out["memory_peak_bytes"] = common.read_number(peak) if peak.exists() else out["memory_bytes"]
+        out["oom_kills"] = common.read_keyed(p / "memory.events").get("oom_kill", 0.0)
+        for key, value in common.read_keyed(p / "memory.stat").items():
             out[f"memory_stat.{key}"] = value
-        out["cpu_seconds"] = read_keyed(p / "cpu.stat").get("usage_usec", 0.0) / 1e6
-        out["pids"] = read_number(p / "pids.current")
+        out["cpu_seconds"] = common.read_keyed(p / "cpu.stat").get("usage_usec", 0.0) / 1e6
+        out["pids"] = common.read_number(p / "pids.current")
         return out
 
     def pids(self) -> set[int]:
-        return read_pids(self._path / "cgroup.procs")
+        return common.read_pids(self._path / "cgroup.procs")
 
     def kill(self) -> None:
         killer = self._path / "cgroup.kill"  # Linux >= 5.14: one write kills the whole subtree
@@ -75,13 +65,13 @@ class V2Cgroup:
                 killer.write_text("1")
             except OSError as err:
                 log.debug("cgroup.kill of %s failed (%s); killing one by one", self._path, err)
-        kill_loop(self.procs_files)
+        common.kill_loop(self.procs_files)
 
     def remove(self) -> None:
         if self._removed:
             return
         self.kill()
-        remove_trees([self._path], self._rmdir)
+        common.remove_trees([self._path], self._rmdir)
         self._removed = True
 
 
@@ -118,7 +108,7 @@ class V2Manager:
             self._apply(path, limits)
         except BaseException:
             try:
-                rmdir_retry(path, self._rmdir)
+                common.rmdir_retry(path, self._rmdir)
             except SandboxError as err:
                 log.warning("%s", err)
             raise
@@ -139,13 +129,13 @@ class V2Manager:
         enabled = set((base / "cgroup.subtree_control").read_text().split())
         todo = [c for c in wanted if c not in enabled]
         if todo:
-            write_value(
+            common.write_value(
                 base / "cgroup.subtree_control", " ".join(f"+{c}" for c in todo), "subtree controllers"
             )
 
     def _apply(self, path: Path, limits: CgroupLimits) -> None:
         if limits.memory_bytes is not None:
-            write_value(path / "memory.max", str(limits.memory_bytes), "memory limit")
+            common.write_value(path / "memory.max", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
                 swap = path / "memory.swap.max"
                 if not swap.exists():
@@ -153,13 +143,13 @@ class V2Manager:
                         "cgroup v2 has no swap controller files (memory.swap.max); enable swap "
                         "accounting or set the container option swap_mib to null"
                     )
-                write_value(swap, str(limits.swap_bytes), "swap limit")
+                common.write_value(swap, str(limits.swap_bytes), "swap limit")
         if limits.cpu_quota_us is not None:
-            write_value(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}", "cpu quota")
+            common.write_value(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}", "cpu quota")
         if limits.cpuset is not None:
-            write_value(path / "cpuset.cpus", cpulist(limits.cpuset), "cpuset")
+            common.write_value(path / "cpuset.cpus", common.cpulist(limits.cpuset), "cpuset")
         if limits.pids_max is not None:
-            write_value(path / "pids.max", str(limits.pids_max), "pids limit")
+            common.write_value(path / "pids.max", str(limits.pids_max), "pids limit")
 
     def find(self, match: Callable[[str], bool]) -> list[str]:
         try:
