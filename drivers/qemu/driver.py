@@ -86,10 +86,6 @@ def _safe(s: str) -> str:
 AccelProber = Callable[[Path, str], AccelProbe]
 
 
-def _real_accel_probe(state_dir: Path, binary: str) -> AccelProbe:
-    return probe_accel(state_dir, binary=binary)
-
-
 def _real_run(argv: Sequence[str]) -> tuple[int, str, str]:
     try:
         res = run_command(argv, timeout=30)
@@ -202,7 +198,7 @@ class QemuDriver:
         *,
         which: Callable[[str], str | None] = shutil.which,
         run: Callable[[Sequence[str]], tuple[int, str, str]] = _real_run,
-        accel_probe: AccelProber = _real_accel_probe,
+        accel_probe: AccelProber | None = None,
         links: Links | None = None,
     ) -> None:
         self._ctx = ctx
@@ -220,7 +216,7 @@ class QemuDriver:
         self.run_id = _safe(ctx.run_id)
         self._which = which
         self._run = run
-        self._accel_probe = accel_probe
+        self._accel_probe = accel_probe or self._probe_accel
         self._links = links or Links()
         self._net = RunNetwork(self.run_id, self._links)
         self.accel = AccelChoice(
@@ -231,6 +227,9 @@ class QemuDriver:
         self._seq = 0
 
     # -- host facts ------------------------------------------------------------------------
+    def _probe_accel(self, state_dir: Path, binary: str) -> AccelProbe:
+        return probe_accel(state_dir, host=self.host, binary=binary)
+
     def qemu_version(self) -> str:
         if self._version is None:
             code, out, _ = self._run([self.binary, "-version"])

@@ -184,7 +184,7 @@ class VmDriver:
         if self.uri.startswith("test:"):  # libvirt's test driver runs no guest: nothing to probe
             kvm = self.opts.accel == "kvm"
             return AccelProbe(kvm, "kvm" if kvm else "tcg", "libvirt's test driver runs no guest")
-        return probe_accel(self._ctx.state_dir)
+        return probe_accel(self._ctx.state_dir, host=self.host)
 
     # -- protocol ---------------------------------------------------------------------------
     def availability(self) -> Availability:

@@ -8,21 +8,22 @@ from pathlib import Path
 import pytest
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, choose_accel, probe_accel, qemu_probe_boot
 from isobench.errors import DriverUnavailable
+from isobench.hostsys import HostProbe
 
 
-def _fake_kvm(tmp_path: Path) -> Path:
-    dev = tmp_path / "kvm"
-    dev.write_text("")
-    return dev
+def _fake_kvm(tmp_path: Path) -> HostProbe:
+    """A host whose /dev/kvm exists (and opens: a plain file here)."""
+    (tmp_path / "dev").mkdir(exist_ok=True)
+    (tmp_path / "dev/kvm").write_text("")
+    return HostProbe(root=tmp_path)
 
 
 def test_accel_kvm_works(tmp_path: Path) -> None:
-    res = probe_accel(tmp_path, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path, boot=lambda *_: (True, "ok"))
+    res = probe_accel(tmp_path, host=_fake_kvm(tmp_path), boot=lambda *_: (True, "ok"))
     assert (res.usable, res.accel) == (True, "kvm")
     again = probe_accel(
         tmp_path,
-        dev_kvm=_fake_kvm(tmp_path),
-        sys_root=tmp_path,
+        host=_fake_kvm(tmp_path),
         boot=lambda *_: pytest.fail("cached result must not boot again"),
     )
     assert again.cached and again.accel == "kvm"
@@ -30,18 +31,17 @@ def test_accel_kvm_works(tmp_path: Path) -> None:
 
 def test_accel_kvm_missing(tmp_path: Path) -> None:
     res = probe_accel(
-        tmp_path, dev_kvm=tmp_path / "nokvm", boot=lambda *_: pytest.fail("no probe without /dev/kvm")
+        tmp_path, host=HostProbe(root=tmp_path), boot=lambda *_: pytest.fail("no probe without /dev/kvm")
     )
     assert (res.usable, res.accel) == (False, "tcg")
     assert "missing" in res.reason
 
 
 def test_accel_probe_fails_on_kvm_pvm(tmp_path: Path) -> None:
-    (tmp_path / "module/kvm_pvm").mkdir(parents=True)
+    (tmp_path / "sys/module/kvm_pvm").mkdir(parents=True)
     res = probe_accel(
         tmp_path,
-        dev_kvm=_fake_kvm(tmp_path),
-        sys_root=tmp_path,
+        host=_fake_kvm(tmp_path),
         boot=lambda *_: (False, "KVM internal error: emulation failure"),
     )
     assert (res.usable, res.accel) == (False, "tcg")
@@ -124,7 +124,7 @@ def test_probe_accel_boots_qemu_directly_and_caches_per_binary(
     monkeypatch.setattr(
         "isobench.drivers.guest.accel.qemu_probe_boot", lambda d, binary: _boot(tmp_path, binary, d)
     )
-    res = probe_accel(tmp_path / "state", binary=qemu, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path)
+    res = probe_accel(tmp_path / "state", binary=qemu, host=_fake_kvm(tmp_path))
     assert (res.usable, res.accel, res.cached) == (True, "kvm", False)
     cached = list((tmp_path / "state" / "guest").glob("accel-*.json"))
     assert len(cached) == 1
