@@ -359,7 +359,7 @@ class ContainerDriver:
                 manager.open(name).remove()
                 removed.append(f"cgroup {name}")
         # Container mounts live in private mount namespaces; any on the host is a bug's leftover.
-        for point in find_mounts(stray):
+        for point in find_mounts(stray, self._ctx.host.mountinfo()):
             umount(Path(point))
             removed.append(f"mount {point}")
         try:
