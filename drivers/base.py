@@ -29,8 +29,10 @@ from isobench.drivers.capabilities import (
     RootStorage,
     Volume,
 )
+from isobench.drivers.options import DriverOptions, OptionTypes
 from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ __all__ = [
     "Driver",
     "DriverContext",
     "DriverKind",
+    "DriverOptions",
     "ExecModel",
     "ExecResult",
     "OptionTypes",
@@ -61,10 +64,6 @@ __all__ = [
     "started_or_cleaned",
 ]
 
-#: What each key of a driver's ``[drivers.<name>]`` table may hold: the accepted value types
-#: (``type(None)`` where null means "off"). bool is accepted only where it is named, never as a number.
-OptionTypes = Mapping[str, tuple[type, ...]]
-
 #: Every resource a run creates carries this prefix and the run id, so ``isobench gc`` can find it.
 RESOURCE_PREFIX = "isobench"
 
@@ -80,6 +79,9 @@ class DriverContext:
     run_id: str
     #: The ``[drivers.<name>]`` table of the config file.
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The host as drivers may see it (/proc, /sys, cgroupfs, euid, the libvirt URI); tests pass
+    #: one rooted at a fake tree instead of the real host.
+    host: HostProbe = field(default_factory=HostProbe)
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,9 @@ class Driver(Protocol):
     name: ClassVar[str]
     #: One line for ``isobench doctor`` and reports.
     description: ClassVar[str]
-    #: Every option its ``[drivers.<name>]`` table may set; anything else is refused before a run.
-    option_types: ClassVar[OptionTypes]
+    #: Its ``[drivers.<name>]`` table as a frozen dataclass (types and ranges in the fields);
+    #: anything else is refused before a run.
+    options_type: ClassVar[type[DriverOptions]]
     #: What it is (kind, root storage, volume, exec model, order): what workloads, the CLI and
     #: reports ask instead of its name. A guest's accel is ``Accel.PENDING`` here.
     capabilities: ClassVar[Capabilities]
@@ -351,29 +354,15 @@ def presentation_order(name: str) -> tuple[int, str]:
     return (caps.order if caps is not None else 1 << 30, name)
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-
-
 def check_driver_options(tables: Mapping[str, Mapping[str, Any]]) -> None:
-    """Every ``[drivers.<name>]`` table, checked before a run starts: a typo or a wrong type is one
-    clear error then, not a default silently measured (or a traceback from deep in a driver)."""
+    """Every ``[drivers.<name>]`` table, parsed before a run starts: a typo, a wrong type or a value
+    out of range is one clear error then, not a default silently measured (or a failure deep in a
+    driver at run time)."""
     known = all_drivers()
     for name, given in tables.items():
         if name not in known:
             raise UsageError(f"[drivers.{name}]: no such driver; known: {', '.join(known)}")
-        types = known[name].option_types
-        for key, value in given.items():
-            if key not in types:
-                raise UsageError(
-                    f"[drivers.{name}]: unknown option {key!r}; known: {', '.join(sorted(types)) or 'none'}"
-                )
-            accepted = types[key]
-            is_bool = isinstance(value, bool)
-            if (is_bool and bool not in accepted) or not isinstance(value, accepted):
-                raise UsageError(
-                    f"[drivers.{name}]: option {key} must be {_type_names(accepted)}, got {value!r}"
-                )
+        known[name].options_type.parse(name, given)
 
 
 def get_driver(name: str, ctx: DriverContext) -> Driver:

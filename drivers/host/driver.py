@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,9 +21,9 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverKind,
+    DriverOptions,
     ExecModel,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     RootStorage,
     SandboxBase,
@@ -30,7 +31,14 @@ from isobench.drivers.base import (
     SandboxStats,
     Volume,
 )
+from isobench.drivers.options import option
 from isobench.procs import run_command
+
+
+@dataclass(frozen=True)
+class HostOptions(DriverOptions):
+    #: Seconds slept inside create: an injected regression for the gate's validation only.
+    start_delay: float = option(0.0, ge=0)
 
 
 class HostSandbox(SandboxBase):
@@ -75,7 +83,6 @@ class HostSandbox(SandboxBase):
 class HostDriver:
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
-    option_types: ClassVar[OptionTypes] = {"start_delay": (int, float)}
     capabilities: ClassVar[Capabilities] = Capabilities(
         kind=DriverKind.NATIVE,
         root_storage=RootStorage.HOST_FS,
@@ -84,9 +91,11 @@ class HostDriver:
         exec_model=ExecModel.DIRECT,
         order=0,
     )
+    options_type: ClassVar[type[DriverOptions]] = HostOptions
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
+        self.opts = HostOptions.parse(self.name, ctx.options)
 
     def availability(self) -> Availability:
         return Availability(ok=True)
@@ -101,8 +110,8 @@ class HostDriver:
             "volume": "host directory",
             "cpu_affinity": "spec.cpuset",
         }
-        if self._ctx.options.get("start_delay"):
-            meta["start_delay_s"] = float(self._ctx.options["start_delay"])
+        if self.opts.start_delay:
+            meta["start_delay_s"] = self.opts.start_delay
         return meta
 
     def create(self, spec: SandboxSpec) -> HostSandbox:

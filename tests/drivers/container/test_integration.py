@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.container import ContainerDriver, ContainerSandbox
-from isobench.drivers.container.cgroups import V2Manager
 from isobench.errors import CellTimeout, SandboxError
+from isobench.hostsys.cgroups import V2Manager
 
 pytestmark = pytest.mark.integration
 
@@ -353,7 +353,7 @@ def test_availability_and_metadata(driver: ContainerDriver) -> None:
 def test_cgroup_v2_backend_on_the_real_cgroup2_mount(ctx: DriverContext) -> None:
     # This host is hybrid: its cgroup2 mount exists but holds no memory/cpu/pids controllers, which
     # exercises the v2 backend's refusal and its kill/remove path against the real kernel.
-    from isobench.drivers.container.cgroups import CgroupLimits, V2Cgroup, detect_layout
+    from isobench.hostsys.cgroups import CgroupLimits, V2Cgroup, detect_layout
 
     layout = detect_layout(Path("/proc/self/mountinfo").read_text())
     if layout.v2_root is None:

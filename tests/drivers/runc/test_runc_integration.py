@@ -160,7 +160,7 @@ def test_interrupt_during_create_tears_down_what_was_made(
     runc_driver: RuncDriver, busybox_rootfs: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C after the container, its cgroups and the overlay exist, before the network is up.
-    def interrupted(pid: int, alias: str) -> None:
+    def interrupted(_links: object, pid: int, alias: str) -> None:
         made.append((CGROUP_ROOT / "memory" / alias).is_dir() and Path(f"/proc/{pid}").exists())
         raise KeyboardInterrupt
 
