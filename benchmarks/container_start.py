@@ -148,7 +148,7 @@ def main() -> int:
         # peers are the runc, docker and bwrap drivers: what a user of `isobench run` gets from each
         # (docker: the daemon path, dockerd -> containerd -> shim -> runc, removal included).
         peers: dict[str, Driver] = {"proto-container": driver}
-        peer_types: tuple[tuple[str, type[Driver]], ...] = (
+        peer_types: tuple[tuple[str, Callable[[DriverContext], Driver]], ...] = (
             ("proto-runc", RuncDriver),
             ("proto-docker", DockerDriver),
             ("proto-bwrap", BwrapDriver),

@@ -26,7 +26,6 @@ from isobench.drivers.base import (
     Availability,
     Capabilities,
     DriverContext,
-    OptionTypes,
     PhaseClock,
     SandboxSpec,
     started_or_cleaned,
@@ -53,6 +52,7 @@ from isobench.drivers.docker.names import (
 )
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config
 from isobench.drivers.docker.stats import cgroup_roots, find_cgroup_dirs, remove_cgroup_tree
+from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
 from isobench.images import ImageMissing, find_image, image_rootfs
 from isobench.procs import tool_version
@@ -73,6 +73,18 @@ def _docker_engine(url: str, timeout: float, version: str | None) -> Engine:
 
 
 @dataclass(frozen=True)
+class DockerOptions(DriverOptions):
+    #: An existing daemon's socket; None: a private dockerd per run.
+    socket: Path | None = None
+    #: The dockerd a private daemon is started from.
+    binary: str = "dockerd"
+    #: Seconds a private dockerd may take to answer.
+    start_timeout: float = option(60.0, gt=0)
+    #: Seconds any one Engine API call (and the first exec of a sandbox) may take.
+    command_timeout: float = option(120.0, gt=0)
+
+
+@dataclass(frozen=True)
 class DockerProbe:
     """Host facts the driver reads, behind one seam so tests can fake them."""
 
@@ -89,12 +101,7 @@ class DockerDriver:
     description: ClassVar[str] = (
         "Docker Engine (dockerd + containerd + runc, overlay2) over its API; a private daemon per run"
     )
-    option_types: ClassVar[OptionTypes] = {
-        "socket": (str,),
-        "binary": (str,),
-        "start_timeout": (int, float),
-        "command_timeout": (int, float),
-    }
+    options_type: ClassVar[type[DriverOptions]] = DockerOptions
     #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
     capabilities: ClassVar[Capabilities] = Capabilities.container(order=25)
 
@@ -107,11 +114,11 @@ class DockerDriver:
         self._ctx = ctx
         self._probe = probe or DockerProbe()
         self._factory = engine_factory or _docker_engine
-        opts = ctx.options
-        self._socket = Path(str(opts["socket"])) if opts.get("socket") else None
-        self._binary = str(opts.get("binary", "dockerd"))
-        self._start_timeout = float(opts.get("start_timeout", 60.0))
-        self._timeout = float(opts.get("command_timeout", 120.0))
+        self.opts = DockerOptions.parse(self.name, ctx.options)
+        self._socket = self.opts.socket
+        self._binary = self.opts.binary
+        self._start_timeout = self.opts.start_timeout
+        self._timeout = self.opts.command_timeout
         self._engine: Engine | None = None
         self._daemon: PrivateDaemon | None = None
         self._lock: SlotLock | None = None

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isobench.cgroupfs import CgroupLayout, detect_layout
 from isobench.errors import SandboxError
+from isobench.hostsys.cgroups import CgroupLayout, detect_layout
 from isobench.mounts import parse_mountinfo
 
 __all__ = [
