@@ -163,6 +163,10 @@ class LimitsWorkload:
         budget = Budget(ctx.timeout, "limits")
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))
+        cpuset = p.cpuset or (host_cpus[-1],)
+        missing = sorted(set(cpuset) - set(host_cpus))
+        if missing:
+            raise UsageError(f"workload limits: cpuset CPUs {missing} are not available to this run")
         out: list[Measurement] = []
         not_expressible: list[float] = []
         for quota in p.cpu_quotas:
@@ -174,10 +178,6 @@ class LimitsWorkload:
                 out += self._cpu(sb, quota, burners, p.cpu_seconds, budget)
         if not_expressible:
             out = [_with_meta(m, not_expressible=not_expressible) for m in out]
-        cpuset = p.cpuset or (host_cpus[-1],)
-        missing = sorted(set(cpuset) - set(host_cpus))
-        if missing:
-            raise UsageError(f"workload limits: cpuset CPUs {missing} are not available to this run")
         with ctx.sandbox(
             name=f"{ctx.spec.name}-lim", vcpus=1, cpuset=tuple(cpuset), pids_limit=p.pids_limit
         ) as sb:
