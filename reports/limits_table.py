@@ -8,7 +8,7 @@ when nothing did). A ratio near x1 is a limit held; well above it, no limit at a
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -21,6 +21,24 @@ from .units import NA, human, human_ratio
 __all__ = ["COLUMNS", "limits_table"]
 
 COLUMNS = ("driver", "limit", "requested", "delivered", "ratio", "stopped by / note", "n")
+
+
+#: Probes that run until something stops them: per metric, the limit's name, how the requested
+#: and delivered values read, and the fidelity metric. The fork count gets the probe itself added.
+_STOPPED: dict[str, tuple[str, Callable[[str], str], Callable[[float], str], str]] = {
+    "limits.memory.stopped_at": (
+        "memory",
+        lambda p: human(float(p) * 2**20, "bytes"),
+        lambda v: human(v, "bytes"),
+        "limits.memory.fidelity",
+    ),
+    "limits.pids.forks": (
+        "pids",
+        lambda p: f"{p} processes",
+        lambda v: f"{v + 1:.0f} processes",
+        "limits.pids.fidelity",
+    ),
+}
 
 
 def _median(samples: list[Sample]) -> float:
@@ -94,26 +112,15 @@ def limits_table(results: Results | Iterable[Sample]) -> pd.DataFrame:
                         len(group),
                     )
                 )
-            elif metric == "limits.memory.stopped_at":
+            elif metric in _STOPPED:
+                limit, asked, got, ratio_metric = _STOPPED[metric]
                 rows.append(
                     _row(
                         d,
-                        "memory",
-                        human(float(param) * 2**20, "bytes"),
-                        human(_median(group), "bytes"),
-                        get(d, "limits.memory.fidelity", param),
-                        str(_meta(group, "stopped_by") or ""),
-                        len(group),
-                    )
-                )
-            elif metric == "limits.pids.forks":
-                rows.append(
-                    _row(
-                        d,
-                        "pids",
-                        f"{param} processes",
-                        f"{_median(group) + 1:.0f} processes",
-                        get(d, "limits.pids.fidelity", param),
+                        limit,
+                        asked(param),
+                        got(_median(group)),
+                        get(d, ratio_metric, param),
                         str(_meta(group, "stopped_by") or ""),
                         len(group),
                     )
