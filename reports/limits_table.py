@@ -53,9 +53,9 @@ def _cpu_note(delivered: list[Sample], host: list[Sample]) -> str:
     parts = []
     if host:
         parts.append(f"host accounted {human(_median(host), 'CPUs')}")
-    busy, cpus = _meta(delivered, "host_busy_cpus"), _meta(delivered, "host_cpus")
-    if isinstance(busy, int | float) and cpus:
-        parts.append(f"host busy {busy:.2f} of {cpus} CPUs meanwhile")
+    other, cpus = _meta(delivered, "host_other_cpus"), _meta(delivered, "host_cpus")
+    if isinstance(other, int | float) and cpus:
+        parts.append(f"other work kept {max(other, 0):.2f} of the host's {cpus} CPUs busy meanwhile")
     return "; ".join(parts)
 
 

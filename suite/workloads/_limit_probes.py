@@ -22,6 +22,7 @@ __all__ = [
     "Forks",
     "MemoryStop",
     "classify_memory_stop",
+    "new_log_lines",
     "parse_burn",
     "parse_cpu_list",
     "parse_forks",
@@ -140,6 +141,18 @@ def parse_forks(stdout: str) -> Forks:
     rest = stdout[m.end() :].strip().splitlines()
     why = rest[0] if rest else "unknown"
     return Forks(int(m.group(1)), why.startswith("refused"), why)
+
+
+def new_log_lines(before: Sequence[str], after: Sequence[str]) -> list[str]:
+    """Kernel-log lines in ``after`` that ``before`` did not have yet. The ring buffer drops its
+    oldest lines when full, so this looks for the last line seen before rather than counting."""
+    if not before:
+        return list(after)
+    last = before[-1]
+    for i in range(len(after) - 1, -1, -1):
+        if after[i] == last:
+            return list(after[i + 1 :])
+    return list(after)
 
 
 @dataclass(frozen=True)

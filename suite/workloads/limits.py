@@ -56,6 +56,7 @@ from isobench.workloads._limit_probes import (
     FORK,
     Burn,
     classify_memory_stop,
+    new_log_lines,
     parse_burn,
     parse_forks,
 )
@@ -218,8 +219,9 @@ class LimitsWorkload:
             "burners": burners,
             "seconds": round(burn.wall_s, 2),
             "view": "inside: children's CPU time / wall",
-            # below the quota with the whole host busy: the host, not the limit, held it back
-            "host_busy_cpus": round(busy, 2),
+            # what else kept the host's CPUs busy meanwhile: below the quota with the host full,
+            # the host's other work, not the limit, held the sandbox back
+            "host_other_cpus": round(busy - (host if host is not None else burn.cpus), 2),
             "host_cpus": os.cpu_count(),
         }
         out = [
@@ -301,11 +303,11 @@ class LimitsWorkload:
             min(p.memory_cap_factor * limit_mib, p.host_memory_fraction * mem_available(self._proc) / MIB)
         )
         oom_before = _oom_kills(sb)
-        log_before = len(self._kernel_log())
+        log_before = self._kernel_log()
         watch = HostWatch(interval=0.1)
         with watch.running():
             res = sb.exec(["perl", "-e", EAT, str(cap)], timeout=budget.cap(600))
-        host_log = self._kernel_log()[log_before:]
+        host_log = [x for x in new_log_lines(log_before, self._kernel_log()) if "perl" in x]
         oom_after = _oom_kills(sb)
         alive = _answers(sb)
         guest_log: list[str] = []

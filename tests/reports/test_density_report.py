@@ -54,7 +54,15 @@ def _density(make: Callable[..., list[Sample]]) -> list[Sample]:
 def _limits(make: Callable[..., list[Sample]]) -> list[Sample]:
     s: list[Sample] = []
     q = {"requested_cpus": 0.5}
-    s += make("container", "limits", "limits.cpu.delivered", [0.49, 0.5, 0.51], "CPUs", params=q)
+    s += make(
+        "container",
+        "limits",
+        "limits.cpu.delivered",
+        [0.49, 0.5, 0.51],
+        "CPUs",
+        params=q,
+        metadata={"host_other_cpus": 1.25, "host_cpus": 2},
+    )
     s += make("container", "limits", "limits.cpu.fidelity", [0.98, 1.0, 1.02], "ratio", params=q)
     s += make("container", "limits", "limits.cpu.host_accounted", [0.5] * 3, "CPUs", params=q)
     one = {"requested_cpus": 1.0}
@@ -139,6 +147,7 @@ def test_limits_table_rows(make_samples: Callable[..., list[Sample]]) -> None:
     cpu = rows[("container", "CPU quota", "0.500 CPUs")]
     assert cpu["delivered"] == "0.500 CPUs" and cpu["ratio"] == "\u00d71.00" and cpu["n"] == 3
     assert "host accounted 0.500 CPUs" in cpu["stopped by / note"]
+    assert "other work kept 1.25 of the host's 2 CPUs busy" in cpu["stopped by / note"]
     assert rows[("vm", "CPU quota", "0.500 CPUs")]["delivered"] == "not expressible by this driver's spec"
     mem = rows[("container", "memory", "512 MiB")]
     assert mem["delivered"] == "507 MiB" and mem["stopped by / note"] == "cgroup OOM kill"

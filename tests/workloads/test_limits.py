@@ -17,6 +17,7 @@ from isobench.workloads._limit_probes import (
     EAT,
     FORK,
     classify_memory_stop,
+    new_log_lines,
     parse_burn,
     parse_cpu_list,
     parse_forks,
@@ -102,6 +103,15 @@ def test_classify_memory_stop(kw: dict[str, Any], by: str, enforced: bool) -> No
     assert stop.enforced is enforced
     last = int(kw["stdout"].split()[-1])
     assert stop.bytes == last * MIB
+
+
+def test_new_log_lines_survive_a_full_ring_buffer() -> None:
+    before = ["a", "b", "c"]
+    assert new_log_lines(before, ["a", "b", "c", "d"]) == ["d"]
+    # the oldest lines fell out while new ones came in: same length, still two new lines
+    assert new_log_lines(before, ["c", "oom", "e"]) == ["oom", "e"]
+    assert new_log_lines([], ["x"]) == ["x"]
+    assert new_log_lines(before, ["x", "y"]) == ["x", "y"]  # everything rotated out
 
 
 def test_the_probes_are_perl_without_modules() -> None:
