@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from isobench.drivers.base import SandboxSpec
-from isobench.errors import UsageError, WorkloadError
+from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import resolve_params
 from isobench.workloads._fleet import Fleet, KsmSwitch, sum_keys
@@ -168,14 +168,60 @@ def test_memory_estimate_counts_a_guest_at_its_ram() -> None:
     assert memory_estimate(-3.0, guest=False, memory_mib=512) == MIB  # a noisy negative drop
 
 
-def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
+def _ksm_tree(tmp_path: Path, run: str = "0") -> Path:
     ksm = tmp_path / "sys" / "kernel" / "mm" / "ksm"
     ksm.mkdir(parents=True)
-    (ksm / "run").write_text("0\n")
+    (ksm / "run").write_text(f"{run}\n")
+    (ksm / "pages_to_scan").write_text("100\n")
+    return ksm
+
+
+def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
+    ksm = _ksm_tree(tmp_path)
     (ksm / "pages_shared").write_text("10\n")
     (ksm / "pages_sharing").write_text("256\n")
     seen: list[str] = []
-    driver = FakeDriver(meta={"accel": "tcg"})
+    driver = FakeDriver(meta={"accel": "tcg"}, stats={"memory_bytes": 300 * MIB})
+    original = driver.create
+
+    def create(spec: SandboxSpec) -> Any:
+        seen.append((ksm / "run").read_text().strip() + "/" + (ksm / "pages_to_scan").read_text().strip())
+        return original(spec)
+
+    driver.create = create  # type: ignore[method-assign]
+    ms = _run(driver, tmp_path, guest_steps=[1, 2], ksm=True, concurrent=False)
+    assert set(seen) == {"1/2000"}
+    assert (ksm / "run").read_text().strip() == "0"
+    assert (ksm / "pages_to_scan").read_text().strip() == "100"
+    saved = _by(ms, "density.ksm_saved_per_instance")
+    assert saved[0].value == 256 * 4096 and saved[0].metadata["pages_shared"] == 10
+    shared = _by(ms, "density.attributable_ksm_per_instance")
+    assert shared[0].value == 300 * MIB - 256 * 4096  # N=1
+    assert shared[1].value == (2 * 300 * MIB - 256 * 4096) / 2
+
+
+def test_ksm_is_restored_when_the_cell_fails(tmp_path: Path) -> None:
+    ksm = _ksm_tree(tmp_path, run="2")
+    with pytest.raises(WorkloadError):
+        _run(FakeDriver(meta={"accel": "tcg"}, fail_at=1), tmp_path, ksm=True)
+    assert (ksm / "run").read_text().strip() == "2"
+    assert (ksm / "pages_to_scan").read_text().strip() == "100"
+    assert KsmSwitch(tmp_path / "sys").available
+
+
+def test_ksm_switch_undoes_a_half_done_enter(tmp_path: Path) -> None:
+    ksm = _ksm_tree(tmp_path)
+    (ksm / "run").unlink()
+    (ksm / "run").mkdir()  # cannot be read or written: entering fails after pages_to_scan
+    with pytest.raises(IsobenchError, match="cannot turn KSM on"), KsmSwitch(tmp_path / "sys", 5000):
+        pass
+    assert (ksm / "pages_to_scan").read_text().strip() == "100"
+
+
+def test_ksm_is_left_alone_for_containers(tmp_path: Path) -> None:
+    ksm = _ksm_tree(tmp_path)
+    seen: list[str] = []
+    driver = FakeDriver()
     original = driver.create
 
     def create(spec: SandboxSpec) -> Any:
@@ -183,28 +229,8 @@ def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
         return original(spec)
 
     driver.create = create  # type: ignore[method-assign]
-    ms = _run(driver, tmp_path, guest_steps=[1, 2], ksm=True, concurrent=False)
-    assert set(seen) == {"1"}
-    assert (ksm / "run").read_text().strip() == "0"
-    saved = _by(ms, "density.ksm_saved_per_instance")
-    assert saved[0].value == 256 * 4096 and saved[0].metadata["pages_shared"] == 10
-
-
-def test_ksm_is_restored_when_the_cell_fails(tmp_path: Path) -> None:
-    ksm = tmp_path / "sys" / "kernel" / "mm" / "ksm"
-    ksm.mkdir(parents=True)
-    (ksm / "run").write_text("2\n")
-    with pytest.raises(WorkloadError):
-        _run(FakeDriver(meta={"accel": "tcg"}, fail_at=1), tmp_path, ksm=True)
-    assert (ksm / "run").read_text().strip() == "2"
-    assert KsmSwitch(tmp_path / "sys").available
-
-
-def test_ksm_is_left_alone_for_containers(tmp_path: Path) -> None:
-    ksm = tmp_path / "sys" / "kernel" / "mm" / "ksm"
-    ksm.mkdir(parents=True)
-    (ksm / "run").write_text("0\n")
-    ms = _run(FakeDriver(), tmp_path, container_steps=[1], ksm=True, concurrent=False)
+    ms = _run(driver, tmp_path, container_steps=[1], ksm=True, concurrent=False)
+    assert seen == ["0"]
     assert not _by(ms, "density.ksm_saved_per_instance")
 
 
