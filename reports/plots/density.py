@@ -32,6 +32,7 @@ Series = dict[tuple[str, str, str], dict[int, float]]
 _MEMORY = (
     ("density.memavailable_drop_per_instance", "-", "MemAvailable drop / N"),
     ("density.attributable_per_instance", "--", "attributed by the driver / N"),
+    ("density.attributable_ksm_per_instance", ":", "attributed, net of KSM's saving / N"),
 )
 
 
@@ -128,7 +129,8 @@ def density_plots(
             "Solid: the host's MemAvailable drop since before the first sandbox, divided by N (all of "
             "it: runtime processes, page tables, anything else the host did meanwhile); dashed: what "
             "the driver attributes to its sandboxes (cgroup usage; qemu without guest RAM plus guest "
-            "RAM backed), divided by N. A flat line is a constant cost per sandbox; a falling one, a "
+            "RAM backed), divided by N; dotted (runs with ksm = true): the same net of what KSM "
+            "shared host-wide. A flat line is a constant cost per sandbox; a falling one, a "
             f"fixed cost shared by more sandboxes. {reached}"
         )
         if dropped:
