@@ -9,10 +9,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from isobench.errors import ResultsError
 from isobench.results import Results, atomic_write_text
 
 from .document import Document, build_document
+from .files import fresh_plots_dir
 from .findings import findings
 from .headline import Headline, build_headline
 from .html import render_html
@@ -76,17 +76,7 @@ def _safe(name: str) -> str:
 
 def render(results: Results, out_dir: Path) -> ReportPaths:
     """Write report.html, summary.md, plots/*.png and tables/*.csv into ``out_dir``."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        plots_dir = out_dir / "plots"
-        plots_dir.mkdir(exist_ok=True)
-        # Figures of an earlier rendering may no longer apply (e.g. a re-rendered interrupted run).
-        for old in plots_dir.glob("*.png"):
-            old.unlink()
-    except OSError as err:
-        raise ResultsError(
-            f"cannot write the report into {out_dir}: {err.strerror}; pick a writable directory"
-        ) from err
+    plots_dir = fresh_plots_dir(out_dir, "*.png", "report")
     doc = build_document(results, plots_dir)
     html_path = out_dir / "report.html"
     md_path = out_dir / "summary.md"

@@ -19,12 +19,13 @@ from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
-from .cells import NATIVE, Cell, CellKey, driver_order, group_cells
+from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, variant_of
 from .compare import DEFAULT_MIN_EFFECT
 from .memory import idle_overhead
 from .units import NA, TIMES, human, human_ratio, plain
 
 __all__ = [
+    "BELOW_TARGET",
     "CONTAINMENT",
     "MEMORY",
     "MIN_EFFECT",
@@ -42,6 +43,9 @@ __all__ = [
 MIN_EFFECT = DEFAULT_MIN_EFFECT
 
 Verdict = Literal["better", "worse", "same", "unsure", "baseline", "none"]
+
+#: Marks a figure that missed the budgeted run's precision target.
+BELOW_TARGET = "\u2020"
 
 #: Questions answered by something other than one metric's cells.
 MEMORY = "memory"
@@ -141,6 +145,9 @@ class Figure:
     detail: str = ""
     #: Everything in words, for a tooltip.
     tip: str = ""
+    #: A budgeted run could not bring this figure to its precision target (the interval is wider
+    #: than ``--precision`` of the median); the report marks it with :data:`BELOW_TARGET`.
+    below_target: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,23 @@ class Headline:
     figures: Mapping[tuple[str, str], Figure]
     #: Repetitions per question (the smallest over drivers).
     n: Mapping[str, int] = field(default_factory=dict)
+    #: The budgeted run's precision target (a fraction), None for a run with a fixed count.
+    precision: float | None = None
+
+    @property
+    def below_target(self) -> int:
+        """How many shown figures missed the precision target."""
+        return sum(f.below_target for f in self.figures.values())
+
+    def footnote(self) -> str:
+        """One sentence explaining :data:`BELOW_TARGET`, or "" when no figure carries it."""
+        if not self.below_target or self.precision is None:
+            return ""
+        return (
+            f"{BELOW_TARGET} below this run's precision target: the budget did not buy enough "
+            f"repetitions to bring the median's interval within \u00b1{self.precision * 100:.3g}% "
+            "(a longer --budget, or fewer drivers or workloads, would)."
+        )
 
     def figure(self, driver: str, question: str) -> Figure | None:
         return self.figures.get((driver, question))
@@ -319,6 +343,31 @@ def _containment_figures(cells: Mapping[CellKey, Cell], q: Question) -> dict[str
     return out
 
 
+def _missed_targets(results: Results | None) -> tuple[float | None, set[tuple[str, str, str]]]:
+    """A budgeted run's target and the (driver, metric, variant) figures that did not meet it."""
+    budget = results.run.get("budget") if results is not None else None
+    if not isinstance(budget, Mapping) or not isinstance(budget.get("precision"), int | float):
+        return None, set()
+    missed: set[tuple[str, str, str]] = set()
+    for unit in budget.get("units") or ():
+        for f in unit.get("figures") or ():
+            if f.get("met") is False:
+                missed.add((str(unit.get("driver")), str(f.get("metric")), str(f.get("variant") or "")))
+    return float(budget["precision"]), missed
+
+
+def _mark_missed(fig: Figure, cell: Cell, missed: set[tuple[str, str, str]]) -> Figure:
+    params = {k: v for k, v in cell.params.items() if k != "ab"}
+    if (fig.driver, cell.key.metric, variant_of(params)) not in missed:
+        return fig
+    return replace(
+        fig,
+        below_target=True,
+        text=fig.text + BELOW_TARGET,
+        tip=fig.tip + "; below the run's precision target (too few repetitions for the budget)",
+    )
+
+
 def build_headline(
     results: Results | None = None, *, cells: Mapping[CellKey, Cell] | None = None
 ) -> Headline:
@@ -326,6 +375,7 @@ def build_headline(
     if cells is None:
         cells = group_cells(results) if results is not None else {}
     figures: dict[tuple[str, str], Figure] = {}
+    precision, missed = _missed_targets(results)
     drivers = {c.key.driver for c in cells.values()}
     questions: list[Question] = []
     for q in QUESTIONS:
@@ -352,7 +402,7 @@ def build_headline(
             for d in sorted({c.key.driver for c in relevant}, key=driver_order):
                 cell = _pick(relevant, q, d)
                 if cell is not None:
-                    by_driver[d] = cell_figure(q, cell, native)
+                    by_driver[d] = _mark_missed(cell_figure(q, cell, native), cell, missed)
         if by_driver:
             questions.append(q)
             for d, fig in by_driver.items():
@@ -367,6 +417,7 @@ def build_headline(
         questions=tuple(questions),
         figures=figures,
         n=n,
+        precision=precision,
     )
 
 

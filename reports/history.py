@@ -25,6 +25,7 @@ from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_
 from isobench.stats import summarize
 
 from .cells import driver_order, group_cells
+from .files import fresh_plots_dir
 
 log = logging.getLogger(__name__)
 
@@ -249,15 +250,7 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
     runs = load_runs(paths, skipped)
     if not runs:
         raise ResultsError("no runs to draw")
-    try:
-        plots_dir = out_dir / "plots"
-        plots_dir.mkdir(parents=True, exist_ok=True)
-        for old in plots_dir.glob("history-*.png"):
-            old.unlink()
-    except OSError as err:
-        raise ResultsError(
-            f"cannot write the history into {out_dir}: {err.strerror}; pick a writable directory"
-        ) from err
+    plots_dir = fresh_plots_dir(out_dir, "history-*.png", "history")
     labels = [f"{_when(r)[5:16]}\n{r.run_id[-6:]}" for r in runs]
     figures: list[tuple[str, Path, str]] = []
     findings: list[str] = []

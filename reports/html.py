@@ -122,6 +122,8 @@ def _headline(doc: Document) -> str:
         rows = [(d, [h.figure(d, q.key) for q in h.questions]) for d in h.drivers]
         out.append(_grid(rows, head, "grid headline"))
         out.append(_LEGEND)
+        if h.footnote():
+            out.append(f'<p class="legend">{escape(h.footnote())}</p>')
     out.append('<ul class="findings">' + "".join(f"<li>{escape(f)}</li>" for f in doc.findings) + "</ul>")
     if not h.empty:
         out.append(

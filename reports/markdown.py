@@ -63,6 +63,8 @@ def headline_markdown(h: Headline) -> str:
         "significant difference, or not compared. In brackets: the median's interval (\u00b1 share of the "
         "median) and the ratio to native (\u00d7).\n"
     )
+    if h.footnote():
+        lines.append(f"{_md(h.footnote())}\n")
     params = "; ".join(f"**{_md(q.title)}**: {_md(q.params)}" for q in h.questions)
     lines.append(f"\n{params}.\n")
     return "\n".join(lines)

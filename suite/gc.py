@@ -14,7 +14,7 @@ from isobench.runstate import dead_runs, live_runs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GcReport", "collect_garbage"]
+__all__ = ["GcReport", "gc"]
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _canary_gc(run_id: str | None, report: GcReport) -> None:
         report.errors.append(f"leakage canaries: {err}")
 
 
-def collect_garbage(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
+def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
     its run id. Live runs are never touched.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["run_command", "tool_version"]
+__all__ = ["communicate", "run_command", "tool_version"]
 
 
 def run_command(
@@ -45,14 +45,7 @@ def run_command(
         raise SandboxError(f"command not found: {argv[0]}") from err
     except PermissionError as err:
         raise SandboxError(f"command not executable: {argv[0]}") from err
-    try:
-        out, err_out = proc.communicate(input=stdin, timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        _kill_group(proc)
-        raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
-    except BaseException:
-        _kill_group(proc)
-        raise
+    out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout)
     end = time.monotonic_ns()
     return ExecResult(
         argv=tuple(argv),
@@ -78,6 +71,21 @@ def _thread_affinity(cpus: Collection[int] | None) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, saved)
+
+
+def communicate(
+    proc: subprocess.Popen[bytes], argv: Sequence[str], *, stdin: bytes | None, timeout: float
+) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of ``proc``, started in its own session; on timeout (a CellTimeout naming
+    ``argv``) or any interrupt its whole process group is SIGKILLed first."""
+    try:
+        return proc.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        _kill_group(proc)
+        raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
+    except BaseException:
+        _kill_group(proc)
+        raise
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -4,13 +4,13 @@
 "KVM internal error: emulation failure". So the decision is a PROBE BOOT of the host's kernel under
 ``qemu-system-x86_64 -accel kvm`` (no libvirt: both guest drivers share it, and the ``qemu`` driver
 must work where libvirt is absent) with a deadline, cached per host + host kernel + qemu in
-``<state_dir>/guest/``. ``isobench doctor`` shows the frozen :class:`AccelProbe` through the
-drivers' availability details.
+``<state_dir>/guest/``. A probe that only ran out of time is no verdict and is cached briefly
+(probecache.py). ``isobench doctor`` shows the frozen :class:`AccelProbe`, with a cached
+negative's age, through the drivers' availability details.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from isobench.drivers.guest import probecache
+from isobench.drivers.guest.probecache import Outcome
 from isobench.drivers.guest.process import kill_qemu, one_line, spawn_qemu
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 
@@ -32,8 +34,8 @@ __all__ = ["Accel", "AccelChoice", "AccelProbe", "choose_accel", "probe_accel", 
 #: The accelerator a guest runs under: the one definition both guest drivers use.
 Accel = Literal["kvm", "tcg"]
 
-#: deadline seconds -> (kvm booted?, reason)
-BootProbe = Callable[[float], tuple[bool, str]]
+#: deadline seconds -> (ok, failed or timeout, reason)
+BootProbe = Callable[[float], tuple[Outcome, str]]
 
 #: The probe guest's ``-name``: the qemu driver's gc() finds a leftover by its ``isobench-qemu-``.
 PROBE_NAME = "isobench-qemu-accelprobe"
@@ -46,9 +48,16 @@ class AccelProbe:
     reason: str
     cached: bool = False
     checked_at: float = 0.0
+    #: ok, failed (a verdict) or timeout (none: cached briefly, then probed again)
+    outcome: Outcome = "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def described(self, now: float | None = None) -> str:
+        """The reason, and for a negative answer its age and when it is asked again."""
+        note = probecache.describe(self.outcome, self.checked_at, cached=self.cached, now=now)
+        return f"{self.reason} ({note})" if note else self.reason
 
 
 def _cache_path(state_dir: Path, proc: Path, binary: str) -> Path:
@@ -78,24 +87,22 @@ def probe_accel(
 ) -> AccelProbe:
     """Whether KVM works here; cached, so the probe boot runs once per host, kernel and qemu."""
     cache = _cache_path(state_dir, proc, binary)
-    if not refresh and cache.exists():
+    hit = None if refresh else probecache.load(cache)
+    if hit is not None:
         try:
-            d = json.loads(cache.read_text())
-            return AccelProbe(d["usable"], d["accel"], d["reason"], cached=True, checked_at=d["checked_at"])
-        except (OSError, ValueError, KeyError):
-            log.warning("ignoring unreadable accel cache %s", cache)
+            f = hit.fields
+            return AccelProbe(
+                bool(f["usable"]), f["accel"], str(f["reason"]), True, hit.checked_at, hit.outcome
+            )
+        except KeyError:
+            log.warning("ignoring incomplete accel cache %s", cache)
 
-    def qemu_boot(deadline: float) -> tuple[bool, str]:
+    def qemu_boot(deadline: float) -> tuple[Outcome, str]:
         return qemu_probe_boot(deadline, binary=binary)
 
     result = _probe(dev_kvm, sys_root, boot or qemu_boot, deadline_s)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        tmp.rename(cache)
-    except OSError as err:
-        log.warning("cannot cache the accel probe in %s: %s", cache, err)
+    fields = {"usable": result.usable, "accel": result.accel, "reason": result.reason}
+    probecache.save(cache, fields, outcome=result.outcome, checked_at=result.checked_at)
     return result
 
 
@@ -103,23 +110,31 @@ def _probe(dev_kvm: Path, sys_root: Path, boot: BootProbe, deadline_s: float) ->
     now = time.time()
     if not dev_kvm.exists():
         return AccelProbe(
-            False, "tcg", f"{dev_kvm} is missing (no KVM module or not exposed here)", checked_at=now
+            False,
+            "tcg",
+            f"{dev_kvm} is missing (no KVM module or not exposed here)",
+            checked_at=now,
+            outcome="failed",
         )
     try:
         fd = os.open(dev_kvm, os.O_RDWR | os.O_CLOEXEC)
         os.close(fd)
     except PermissionError:
-        return AccelProbe(False, "tcg", f"permission denied opening {dev_kvm}", checked_at=now)
+        return AccelProbe(
+            False, "tcg", f"permission denied opening {dev_kvm}", checked_at=now, outcome="failed"
+        )
     except OSError as err:
-        return AccelProbe(False, "tcg", f"cannot open {dev_kvm}: {err.strerror}", checked_at=now)
+        return AccelProbe(
+            False, "tcg", f"cannot open {dev_kvm}: {err.strerror}", checked_at=now, outcome="failed"
+        )
     pvm = (sys_root / "module/kvm_pvm").exists()
-    ok, why = boot(deadline_s)
-    if ok:
+    outcome, why = boot(deadline_s)
+    if outcome == "ok":
         return AccelProbe(
             True, "kvm", f"a KVM probe guest booted{' (kvm-pvm)' if pvm else ''}", checked_at=now
         )
     prefix = "kvm-pvm: " if pvm else ""
-    return AccelProbe(False, "tcg", f"{prefix}KVM probe boot failed: {why}", checked_at=now)
+    return AccelProbe(False, "tcg", f"{prefix}KVM probe boot failed: {why}", checked_at=now, outcome=outcome)
 
 
 def probe_argv(binary: str, kernel: Path) -> list[str]:
@@ -142,12 +157,13 @@ def probe_argv(binary: str, kernel: Path) -> list[str]:
 
 def qemu_probe_boot(
     deadline_s: float, *, binary: str = "qemu-system-x86_64", kernel: Path | None = None
-) -> tuple[bool, str]:
+) -> tuple[Outcome, str]:
     """Boot ``kernel`` (the host's cloud kernel) under KVM without a root disk; wait for it to print.
 
-    Success is the kernel banner on the serial console; failure is qemu reporting a KVM internal
+    ``ok`` is the kernel banner on the serial console; ``failed`` is qemu reporting a KVM internal
     error (kvm-pvm's "emulation failure": qemu then pauses the guest and stays up, so the log is
-    read while it runs), qemu exiting, or silence until the deadline.
+    read while it runs) or qemu exiting; ``timeout`` is silence until the deadline, which a loaded
+    host can cause too, so it decides this run only.
     """
     if kernel is None:
         from isobench.images.recipe import host_kernel
@@ -155,31 +171,31 @@ def qemu_probe_boot(
         try:
             kernel, _ = host_kernel()
         except UsageError as err:
-            return False, str(err)
+            return "failed", str(err)
     with tempfile.TemporaryDirectory(prefix="isobench-accel-probe-") as tmp:
         work = Path(tmp)
         console, qlog = work / "console.log", work / "qemu.log"
         try:
             proc = spawn_qemu(probe_argv(binary, kernel), work, qlog)
         except SandboxError as err:
-            return False, str(err)
+            return "failed", str(err)
         try:
             end = time.monotonic() + deadline_s
             while True:
                 if "Linux version" in _read(console):
-                    return True, "kernel banner seen"
+                    return "ok", "kernel banner seen"
                 said = _read(qlog)
                 if "emulation failure" in said:
-                    return False, "KVM internal error: emulation failure"
+                    return "failed", "KVM internal error: emulation failure"
                 if "KVM internal error" in said:
-                    return False, one_line(said[said.index("KVM internal error") :])
+                    return "failed", one_line(said[said.index("KVM internal error") :])
                 if proc.poll() is not None:
                     return (
-                        False,
+                        "failed",
                         f"qemu exited with {proc.returncode} before the kernel printed: {one_line(said[-300:])}",
                     )
                 if time.monotonic() >= end:
-                    return False, f"no kernel output within {deadline_s:g}s"
+                    return "timeout", f"no kernel output within {deadline_s:g}s"
                 time.sleep(0.05)
         finally:
             kill_qemu(proc)
@@ -231,7 +247,7 @@ class AccelChoice:
         out: dict[str, Any] = {"accel": self()}
         if self.probe is not None:
             out["kvm_usable"] = self.probe.usable
-            out["kvm_probe"] = self.probe.reason
+            out["kvm_probe"] = self.probe.described()
         return out
 
     def metadata(self) -> dict[str, Any]:

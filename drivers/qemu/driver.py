@@ -54,7 +54,14 @@ from isobench.drivers.qemu.command import (
     machine_types,
     qemu_argv,
 )
-from isobench.drivers.qemu.machine import MachineChoice, MicrovmProbe, cache_path, load_choice, save_choice
+from isobench.drivers.qemu.machine import (
+    BootTimeout,
+    MachineChoice,
+    MicrovmProbe,
+    cache_path,
+    load_choice,
+    save_choice,
+)
 from isobench.drivers.qemu.network import (
     LINK_PREFIX,
     GuestNic,
@@ -270,8 +277,7 @@ class QemuDriver:
         cache = cache_path(self._ctx.state_dir, self.opts.proc_root, qemu, self._image().digest, accel)
         self._machine = load_choice(cache)
         if self._machine is None:
-            self._machine = self.microvm_probe.run(self._launch, accel, self.run_id)
-            save_choice(cache, self._machine)
+            self._machine = save_choice(cache, self.microvm_probe.run(self._launch, accel, self.run_id))
         return self._machine
 
     # -- protocol --------------------------------------------------------------------------
@@ -291,7 +297,7 @@ class QemuDriver:
             return Availability(ok=False, reason=str(err))
         details.update(
             machine=choice.machine,
-            machine_reason=choice.reason,
+            machine_reason=choice.described(),
             guest_tsc_khz=choice.tsc_khz,
             image=img.digest,
             qemu=self.qemu_version(),
@@ -384,7 +390,7 @@ class QemuDriver:
             try:
                 ready, ready_ns = channel.wait_ready(deadline)
             except TimeoutError:
-                raise SandboxError(
+                raise BootTimeout(
                     f"guest {g.name} ({machine}) was not ready within {boot_timeout:.0f}s; last console line:"
                     f" {last_line(g.dir / CONSOLE_LOG)!r}"
                 ) from None
@@ -480,6 +486,6 @@ def _connect_qmp(path: str, proc: subprocess.Popen[bytes], deadline: float, gdir
             return QmpClient.connect(path, min(deadline, time.monotonic() + 0.2))
         except SandboxError:
             if time.monotonic() >= deadline:
-                raise SandboxError(
+                raise BootTimeout(
                     f"qemu did not bring up QMP within the spawn timeout: {last_line(gdir / QEMU_LOG)!r}"
                 ) from None

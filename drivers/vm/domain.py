@@ -1,6 +1,21 @@
-"""Libvirt domain XML for one isobench guest, built declaratively from a frozen config.
+"""Libvirt domain XML for one isobench guest, built declaratively from a frozen config and the
+profile of the hypervisor the URI reaches (hypervisor.py): KVM/TCG through qemu (measured), Xen
+HVM through libxl and VMware ESXi (generated and validated, not run).
 
-Choices that matter for the numbers:
+Per hypervisor:
+- qemu: ``type`` kvm or qemu by accel, q35, direct kernel boot, virtio disks/NIC/serial, see below;
+- xen: ``type='xen'``, HVM (not PV) booted straight from the image's kernel and initrd (libxl
+  accepts ``<kernel>``/``<initrd>``/``<cmdline>`` for HVM), disks on ``bus='xen'`` (xvda, xvdb,
+  qcow2 through qdisk), a ``netfront`` NIC, the serial console log plus a Xen PV console (hvc0),
+  and the agent on a Xen PV channel (``<channel><target type='xen'>``) at a socket path we give,
+  since libxl does not pick one; no virtio-serial controller, no q35 slots;
+- esx: ``type='vmware'``, no direct kernel boot (ESXi boots a disk with a bootloader, so the
+  kernel command line lives in the disk's bootloader config), disks ``[datastore] <domain>/<file>.vmdk``
+  on a ``vmpvscsi`` controller, a ``vmxnet3`` NIC on a port group with a MAC in VMware's static
+  range, the console log as a datastore file, and, since ESXi has no channel devices, the agent on
+  COM2 served by ESXi over TCP.
+
+Choices that matter for the numbers (qemu):
 - direct kernel boot (no bootloader, no disk scan) on q35;
 - the CPU model is explicit: ``qemu64`` under TCG, ``host-model`` under KVM; host-passthrough is
   avoided because qemu aborts on MSR 0x10a (arch-capabilities) on some hosts;
@@ -33,6 +48,7 @@ from pathlib import Path
 from isobench.drivers.guest.agent import PORT_NAME
 from isobench.drivers.guest.config import GuestConfig
 from isobench.drivers.guest.image import DISK_CACHE, DISK_IO
+from isobench.drivers.vm.hypervisor import QEMU, Hypervisor
 
 __all__ = [
     "SLOT_AGENT_SERIAL",
@@ -40,6 +56,7 @@ __all__ = [
     "SLOT_NET",
     "SLOT_ROOT_DISK",
     "DomainConfig",
+    "EsxPlacement",
     "NetConfig",
     "domain_xml",
     "network_xml",
@@ -63,6 +80,16 @@ class NetConfig:
     mac: str
 
 
+@dataclass(frozen=True)
+class EsxPlacement:
+    """Where an ESXi guest lives: its disks and .vmx in ``[datastore] <domain>/``, its NIC on a port
+    group, its agent serial port on a TCP port of the ESXi host."""
+
+    datastore: str = "datastore1"
+    portgroup: str = "VM Network"
+    agent_port: int = 50100
+
+
 @dataclass(frozen=True, kw_only=True)
 class DomainConfig(GuestConfig):
     overlay: Path
@@ -73,10 +100,14 @@ class DomainConfig(GuestConfig):
     title: str = "isobench guest"
     #: Carries run id and owner pid so gc() can tell live runs from dead ones.
     description: str = ""
+    hypervisor: Hypervisor = QEMU
+    #: The agent channel's socket; None lets libvirt choose (qemu). Xen's libxl needs one given.
+    agent_socket: Path | None = None
+    esx: EsxPlacement = EsxPlacement()
 
     @property
     def domain_type(self) -> str:
-        return "kvm" if self.accel == "kvm" else "qemu"
+        return self.hypervisor.type_for(self.accel)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -94,87 +125,167 @@ def _cpuset(cpus: tuple[int, ...]) -> str:
     return ",".join(str(c) for c in sorted(set(cpus)))
 
 
-def domain_xml(cfg: DomainConfig) -> str:
-    dom = ET.Element("domain", type=cfg.domain_type)
+def _mac(mac: str, oui: str) -> str:
+    """``mac`` moved into the hypervisor's OUI; ESXi's static range is 00:50:56:00-3f:xx:xx."""
+    tail = mac.split(":")[3:]
+    if oui == "00:50:56":
+        tail[0] = f"{int(tail[0], 16) & 0x3F:02x}"
+    return ":".join([oui, *tail])
+
+
+def _datastore_path(cfg: DomainConfig, file: str) -> str:
+    """``[datastore] <domain>/<file>``: ESXi keeps the .vmx next to the first disk."""
+    return f"[{cfg.esx.datastore}] {cfg.name}/{file}"
+
+
+def _head(dom: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
     _sub(dom, "name", cfg.name)
     _sub(dom, "title", cfg.title)
     _sub(dom, "description", cfg.description)
-    _sub(dom, "memory", str(cfg.memory_mib), unit="MiB")
-    _sub(dom, "currentMemory", str(cfg.memory_mib), unit="MiB")
+    memory = cfg.memory_mib
+    if hv.name == "esx":
+        memory = -(-memory // 4) * 4  # ESXi sizes guest memory in 4 MiB steps
+    _sub(dom, "memory", str(memory), unit="MiB")
+    _sub(dom, "currentMemory", str(memory), unit="MiB")
     vcpu_attrs = {"placement": "static"}
     if cfg.cpuset:
         vcpu_attrs["cpuset"] = _cpuset(cfg.cpuset)
     _sub(dom, "vcpu", str(cfg.vcpus), **vcpu_attrs)
-    if cfg.cpuset:
+    if cfg.cpuset and hv.vcpu_pin:
         tune = _sub(dom, "cputune")
         # One vCPU per listed host CPU, round-robin, so pinning is explicit per vCPU.
         cpus = sorted(set(cfg.cpuset))
         for i in range(cfg.vcpus):
             _sub(tune, "vcpupin", vcpu=str(i), cpuset=str(cpus[i % len(cpus)]))
-        _sub(tune, "emulatorpin", cpuset=_cpuset(cfg.cpuset))
+        if hv.emulator_pin:
+            _sub(tune, "emulatorpin", cpuset=_cpuset(cfg.cpuset))
 
+
+def _os(dom: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
     os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="q35")
-    _sub(os_el, "kernel", str(cfg.kernel))
-    _sub(os_el, "initrd", str(cfg.initrd))
-    _sub(os_el, "cmdline", cfg.cmdline)
+    type_attrs = {"arch": "x86_64"}
+    if hv.machine is not None:
+        type_attrs["machine"] = hv.machine
+    _sub(os_el, "type", "hvm", **type_attrs)
+    if hv.direct_kernel_boot:
+        _sub(os_el, "kernel", str(cfg.kernel))
+        _sub(os_el, "initrd", str(cfg.initrd))
+        _sub(os_el, "cmdline", cfg.cmdline)
+    if hv.features:
+        features = _sub(dom, "features")
+        for name in hv.features:  # acpi: the agent powers off through ACPI
+            _sub(features, name)
 
-    features = _sub(dom, "features")
-    _sub(features, "acpi")  # the agent powers off through ACPI
-    _sub(features, "apic")
 
-    if cfg.accel == "kvm":
+def _cpu_and_lifecycle(dom: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
+    if hv.cpu_element and cfg.accel == "kvm":
         cpu = _sub(dom, "cpu", mode=cfg.cpu_model or "host-model", check="none")
         _sub(cpu, "feature", policy="disable", name="arch-capabilities")
-    else:
+    elif hv.cpu_element:
         cpu = _sub(dom, "cpu", mode="custom", match="exact", check="none")
         _sub(cpu, "model", cfg.cpu_model or "qemu64", fallback="forbid")
-    _sub(dom, "clock", offset="utc")
-    _sub(dom, "on_poweroff", "destroy")
-    _sub(dom, "on_reboot", "destroy")
-    _sub(dom, "on_crash", "destroy")
+    if hv.lifecycle:
+        _sub(dom, "clock", offset="utc")
+        for event in ("on_poweroff", "on_reboot", "on_crash"):
+            _sub(dom, event, "destroy")
 
-    devices = _sub(dom, "devices")
+
+def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) -> None:
+    """Disk ``index``: 0 the root (the overlay), 1 the volume's data disk."""
     disk = _sub(devices, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type="qcow2", cache=DISK_CACHE, io=DISK_IO, discard="unmap")
-    _sub(disk, "source", file=str(cfg.overlay))
-    backing = _sub(disk, "backingStore", type="file")
-    _sub(backing, "format", type="raw")
-    src = _sub(backing, "source", file=str(cfg.backing))
-    # The image is world-readable and shared by concurrent guests: never chown it.
-    _sub(src, "seclabel", model="dac", relabel="no")
-    _sub(backing, "backingStore")
-    _sub(disk, "target", dev="vda", bus="virtio")
-    _pci(disk, SLOT_ROOT_DISK)
-    if cfg.data_disk is not None:
-        data = _sub(devices, "disk", type="file", device="disk")
-        _sub(data, "driver", name="qemu", type="raw", cache=DISK_CACHE, io=DISK_IO)
-        _sub(data, "source", file=str(cfg.data_disk))
-        _sub(data, "target", dev="vdb", bus="virtio")
-        _pci(data, SLOT_DATA_DISK)
+    if hv.name == "esx":
+        source = _datastore_path(cfg, f"{cfg.name}.vmdk" if index == 0 else "data.vmdk")
+    else:
+        source = str(cfg.overlay if index == 0 else cfg.data_disk)
+    if hv.disk_driver is not None and index == 0:
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO, "discard": "unmap"} if hv.pci_slots else {}
+        _sub(disk, "driver", name=hv.disk_driver, type="qcow2", **tuning)
+    elif hv.disk_driver is not None:
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO} if hv.pci_slots else {}
+        _sub(disk, "driver", name=hv.disk_driver, type="raw", **tuning)
+    _sub(disk, "source", file=source)
+    if index == 0 and hv.backing_chain:
+        backing = _sub(disk, "backingStore", type="file")
+        _sub(backing, "format", type="raw")
+        src = _sub(backing, "source", file=str(cfg.backing))
+        # The image is world-readable and shared by concurrent guests: never chown it.
+        _sub(src, "seclabel", model="dac", relabel="no")
+        _sub(backing, "backingStore")
+    _sub(disk, "target", dev=hv.disk_prefix + "ab"[index], bus=hv.disk_bus)
+    if hv.pci_slots:
+        _pci(disk, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
+    elif hv.scsi_model is not None:
+        _sub(disk, "address", type="drive", controller="0", bus="0", target="0", unit=str(index))
 
-    _sub(devices, "controller", type="usb", model="none")
-    vser = _sub(devices, "controller", type="virtio-serial", index="0")
-    _pci(vser, SLOT_AGENT_SERIAL)
 
-    if cfg.net is not None:
-        iface = _sub(devices, "interface", type="network")
-        _sub(iface, "mac", address=cfg.net.mac)
-        _sub(iface, "source", network=cfg.net.network)
-        _sub(iface, "model", type="virtio")
+def _interface(devices: ET.Element, net: NetConfig, cfg: DomainConfig, hv: Hypervisor) -> None:
+    iface = _sub(devices, "interface", type=hv.nic_type)
+    _sub(iface, "mac", address=_mac(net.mac, hv.mac_oui))
+    if hv.nic_type == "network":
+        _sub(iface, "source", network=net.network)
+    else:
+        _sub(iface, "source", bridge=cfg.esx.portgroup)
+    _sub(iface, "model", type=hv.nic_model)
+    if hv.pci_slots:
         _sub(iface, "rom", enabled="no")
         _pci(iface, SLOT_NET)
 
+
+def _consoles_and_agent(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
     serial = _sub(devices, "serial", type="file")
-    _sub(serial, "source", path=str(cfg.console_log), append="off")
+    if hv.name == "esx":  # a file in the guest's datastore directory
+        _sub(serial, "source", path=_datastore_path(cfg, "console.log"))
+    else:
+        _sub(serial, "source", path=str(cfg.console_log), append="off")
     _sub(serial, "target", port="0")
-
+    if hv.agent == "tcp-serial":
+        # COM2, served by ESXi on its own address ("VM serial port connected over network").
+        agent = _sub(devices, "serial", type="tcp")
+        _sub(agent, "source", mode="bind", host="0.0.0.0", service=str(cfg.esx.agent_port))
+        _sub(agent, "protocol", type="raw")
+        _sub(agent, "target", port="1")
+        return
+    if hv.pv_console:
+        # hvc0, the PV console xenconsoled gives HVM guests too; console 0 stays the serial log
+        console = _sub(devices, "console", type="pty")
+        _sub(console, "target", type="xen", port="0")
     channel = _sub(devices, "channel", type="unix")
-    _sub(channel, "source", mode="bind")
-    _sub(channel, "target", type="virtio", name=PORT_NAME)
+    if cfg.agent_socket is not None:
+        _sub(channel, "source", mode="bind", path=str(cfg.agent_socket))
+    else:
+        _sub(channel, "source", mode="bind")
+    _sub(channel, "target", type=hv.agent, name=PORT_NAME)
 
-    _sub(devices, "memballoon", model="none")
-    if cfg.accel == "tcg":
+
+def domain_xml(cfg: DomainConfig) -> str:
+    """The domain for ``cfg`` on ``cfg.hypervisor``; what differs per hypervisor is read from its
+    profile (hypervisor.py), so the qemu spelling is unchanged by the other two."""
+    hv = cfg.hypervisor
+    if hv.agent == "xen" and cfg.agent_socket is None:
+        raise ValueError("a Xen domain needs agent_socket: libxl does not choose a channel path")
+    dom = ET.Element("domain", type=hv.type_for(cfg.accel))
+    _head(dom, cfg, hv)
+    _os(dom, cfg, hv)
+    _cpu_and_lifecycle(dom, cfg, hv)
+
+    devices = _sub(dom, "devices")
+    _disk(devices, cfg, hv, 0)
+    if cfg.data_disk is not None:
+        _disk(devices, cfg, hv, 1)
+    if hv.pci_slots:
+        _sub(devices, "controller", type="usb", model="none")
+    if hv.agent == "virtio":
+        vser = _sub(devices, "controller", type="virtio-serial", index="0")
+        if hv.pci_slots:
+            _pci(vser, SLOT_AGENT_SERIAL)
+    if hv.scsi_model is not None:
+        _sub(devices, "controller", type="scsi", index="0", model=hv.scsi_model)
+    if cfg.net is not None:
+        _interface(devices, cfg.net, cfg, hv)
+    _consoles_and_agent(devices, cfg, hv)
+    if hv.pci_slots:
+        _sub(devices, "memballoon", model="none")
+    if hv.name == "qemu" and cfg.accel == "tcg":
         caps = _sub(dom, f"{{{QEMU_NS}}}capabilities")
         _sub(caps, f"{{{QEMU_NS}}}del", capability="cpu-unavailable-features")
     ET.indent(dom)

@@ -61,6 +61,7 @@ from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
+from isobench.drivers.vm.hypervisor import hypervisor_for_uri
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.images import find_image
 
@@ -71,6 +72,9 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as 
 __all__ = ["VmDriver", "VmSandbox"]
 
 PREFIX = "isobench"
+
+#: Why a xen:// or esx:// URI does not run (the same API reaches them; see hypervisor.py).
+NOT_MEASURED = "only KVM/TCG is measured here; the XML for Xen/ESXi is generated and validated but not run"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -145,6 +149,7 @@ class VmDriver:
         opts = ctx.options
         self.opts = GuestOptions.parse("vm", opts)
         self.uri: str = str(opts.get("uri", "qemu:///system"))
+        self.hypervisor = hypervisor_for_uri(self.uri)
         self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
         self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
         self.run_id = _safe(ctx.run_id)
@@ -165,13 +170,23 @@ class VmDriver:
 
     def conn(self) -> libvirt.virConnect:
         if self._conn is None:
+            hv = self.hypervisor
             try:
-                self._conn = libvirt.open(self.uri)
+                conn = libvirt.open(self.uri)
             except libvirt.libvirtError as err:
+                if not hv.measured:
+                    raise DriverUnavailable(f"drivers.vm.uri={self.uri}: {NOT_MEASURED}") from err
                 raise DriverUnavailable(
                     f"cannot connect to libvirt at {self.uri}: {_lv_msg(err)}; start it (`virtlogd -d; libvirtd -d`)"
                     " or set drivers.vm.uri"
                 ) from err
+            if not hv.measured:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+                raise DriverUnavailable(
+                    f"{self.uri} answers, but isobench cannot run {hv.title} guests yet: {hv.not_run_because}"
+                )
+            self._conn = conn
         return self._conn
 
     def qemu_pid(self, domain: str) -> int | None:
@@ -266,6 +281,11 @@ class VmDriver:
                 net=net,
                 title=f"isobench guest {spec.name}",
                 description=f"isobench run_id={self.run_id} pid={os.getpid()}",
+                hypervisor=self.hypervisor,
+                # libvirt picks the socket for qemu; libxl needs one given
+                agent_socket=self.run_dir / f"{_safe(spec.name)}.agent.sock"
+                if self.hypervisor.agent == "xen"
+                else None,
             )
             with clock.phase("define"):
                 try:

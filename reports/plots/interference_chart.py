@@ -2,7 +2,7 @@
 contained.
 
 A degradation D is already relative (to the victim alone on the same driver, see
-:mod:`isobench.leakage.interference`): 0 = unaffected, +0.25 = 25% worse, and it can be slightly
+:mod:`isobench.interference`): 0 = unaffected, +0.25 = 25% worse, and it can be slightly
 negative from noise. It is no quantity with a ratio to native, so it is drawn as a percentage in a
 table-like heat map (drivers as rows, victim x stressor as columns, 0 in white), and the containment
 verdicts as pass / FAIL.

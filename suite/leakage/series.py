@@ -184,29 +184,30 @@ def aligned_points(
 # --- pure parsers of the sampled files ------------------------------------------------------
 
 
-def stat_busy(text: str) -> tuple[float, float] | None:
-    """(busy, total) jiffies of the aggregate ``cpu`` line of /proc/stat."""
+def _cpu_jiffies(text: str, at_least: int) -> list[float] | None:
+    """The fields of the aggregate ``cpu`` line of /proc/stat, if it has ``at_least`` of them."""
     for line in text.splitlines():
         if line.startswith("cpu "):
             f = [float(x) for x in line.split()[1:]]
-            if len(f) < 4:
-                return None
-            idle = f[3] + (f[4] if len(f) > 4 else 0.0)
-            # guest/guest_nice (fields 9, 10) are already counted in user/nice.
-            total = sum(f[:8])
-            return total - idle, total
+            return f if len(f) >= at_least else None
     return None
+
+
+def stat_busy(text: str) -> tuple[float, float] | None:
+    """(busy, total) jiffies of the aggregate ``cpu`` line of /proc/stat."""
+    f = _cpu_jiffies(text, 4)
+    if f is None:
+        return None
+    idle = f[3] + (f[4] if len(f) > 4 else 0.0)
+    # guest/guest_nice (fields 9, 10) are already counted in user/nice.
+    total = sum(f[:8])
+    return total - idle, total
 
 
 def stat_steal(text: str) -> tuple[float, float] | None:
     """(steal, total) jiffies: the share of time a hypervisor ran someone else on our CPUs."""
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            f = [float(x) for x in line.split()[1:]]
-            if len(f) < 8:
-                return None
-            return f[7], sum(f[:8])
-    return None
+    f = _cpu_jiffies(text, 8)
+    return (f[7], sum(f[:8])) if f is not None else None
 
 
 def loadavg_running(text: str) -> float | None:

@@ -9,68 +9,126 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+import types
+import typing
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import CellTimeout, UsageError, WorkloadError
 
 __all__ = [
     "Budget",
+    "Params",
     "last_line",
     "resolve_params",
     "run_checked",
     "strip_ansi",
 ]
 
-P = TypeVar("P")
+
+class Params:
+    """Base of every workload's parameters: a frozen dataclass with a ``quick()`` classmethod, every
+    field checked when it is made, so a bad ``[workloads.<name>]`` value is one clear error before a
+    run, not a failed tool an hour in.
+
+    A field is checked against its annotation (``int``, ``float`` (an int will do), ``str``,
+    ``bool``, ``tuple[X, ...]`` (not empty), ``X | None``) and its metadata: numbers are > 0 unless
+    ``min`` names a lower bound (e.g. 0 for "off" or "auto"); ``choices`` lists the allowed values of
+    a string, or of each item of a tuple; ``path`` asks for an absolute path. A subclass checks what
+    spans fields in its own ``__post_init__`` after calling this one.
+    """
+
+    #: The workload's name, for the error messages.
+    workload: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            _check_field(self.workload, f, hints[f.name], getattr(self, f.name))
+
+
+P = TypeVar("P", bound=Params)
 
 
 def resolve_params(cls: type[P], quick: bool, overrides: Mapping[str, Any], workload: str) -> P:
     """The workload's parameters: its quick or full defaults, with the user's config on top.
 
-    ``cls`` is a frozen dataclass with a ``quick()`` classmethod; unknown keys are a usage error so a
-    typo in the config file does not silently measure the default.
+    Unknown keys are a usage error so a typo in the config file does not silently measure the
+    default; the values are checked by the class (see :class:`Params`).
     """
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r} is not a dataclass")
     base: Any = cls.quick() if quick else cls()  # type: ignore[attr-defined]
-    known = {f.name: f for f in dataclasses.fields(base)}
+    known = [f.name for f in dataclasses.fields(base)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise UsageError(
             f"workload {workload}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
+    # Config files give lists for tuples and ints for floats; anything else is checked as given.
+    hints = typing.get_type_hints(cls)
     fixed: dict[str, Any] = {}
     for key, given in overrides.items():
-        current = getattr(base, key)
         value = given
-        # Config files give lists for tuples and ints for floats; anything else is the user's mistake.
-        if isinstance(current, tuple) and isinstance(value, list):
+        if isinstance(value, list):
             value = tuple(value)
-        elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        elif hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if current is not None and not isinstance(value, type(current)):
-            raise UsageError(
-                f"workload {workload}: parameter {key} must be {type(current).__name__}, got {value!r}"
-            )
-        _check_range(workload, key, value, known[key].metadata.get("min"))
         fixed[key] = value
     result: P = dataclasses.replace(base, **fixed)
     return result
 
 
-def _check_range(workload: str, key: str, value: object, minimum: float | None) -> None:
-    """Sizes, counts and durations are positive; a field whose metadata names a ``min`` (e.g. 0 for
-    "off" or "auto") may go down to it. Checked here, before the run, not by the tool an hour in."""
+def _type_ok(value: object, hint: Any) -> bool:
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(hint)
+        return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    return "none" if hint is type(None) else str(hint.__name__)
+
+
+def _check_field(workload: str, f: dataclasses.Field[Any], hint: Any, value: object) -> None:
+    key = f.name
+    if not _type_ok(value, hint):
+        raise UsageError(f"workload {workload}: parameter {key} must be {_type_name(hint)}, got {value!r}")
+    if value is None:
+        return
     values = value if isinstance(value, tuple) else (value,)
+    if not values:
+        raise UsageError(f"workload {workload}: parameter {key} must not be empty")
+    minimum: float | None = f.metadata.get("min")
     for v in values:
         if not isinstance(v, int | float) or isinstance(v, bool):
             continue
-        n = float(v)
-        if (minimum is None and not n > 0) or (minimum is not None and not n >= minimum):
+        if (minimum is None and not v > 0) or (minimum is not None and not v >= minimum):
             bound = "> 0" if minimum is None else f">= {minimum:g}"
             raise UsageError(f"workload {workload}: parameter {key} must be {bound}, got {value!r}")
+    choices: Collection[str] | None = f.metadata.get("choices")
+    if choices is not None:
+        bad = [v for v in values if v not in choices]
+        if bad and isinstance(value, tuple):
+            raise UsageError(
+                f"{workload}.{key}: unknown {', '.join(map(str, bad))}; known: {', '.join(choices)}"
+            )
+        if bad:
+            raise UsageError(f"{workload}.{key} must be one of {', '.join(choices)}, not {value!r}")
+    if f.metadata.get("path") and not all(str(v).startswith("/") for v in values):
+        raise UsageError(f"workload {workload}: parameter {key} must be an absolute path, got {value!r}")
 
 
 class Budget:

@@ -31,6 +31,7 @@ from typing import Any
 
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError
+from isobench.leakage.series import stat_busy
 from isobench.procs import run_command
 from isobench.signals import shielded
 from isobench.workloads.base import SandboxFactory
@@ -81,9 +82,10 @@ def mem_available(proc_root: Path = Path("/proc")) -> int:
 
 def host_busy_seconds(proc_root: Path = Path("/proc")) -> float:
     """CPU seconds the whole host has spent busy (not idle, not iowait) since boot."""
-    with open(proc_root / "stat") as fh:
-        f = [float(x) for x in fh.readline().split()[1:9]]
-    return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+    parsed = stat_busy((proc_root / "stat").read_text())
+    if parsed is None:
+        raise IsobenchError(f"{proc_root}/stat has no aggregate cpu line")
+    return parsed[0] / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int, proc_root: Path = Path("/proc")) -> float | None:

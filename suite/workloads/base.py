@@ -60,8 +60,9 @@ class Workload(Protocol):
     precision_figures: ClassVar[tuple[str, ...]]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
-    #: Its parameters: a frozen dataclass with a ``quick()`` classmethod (see ``resolve_params``);
-    #: ``[workloads.<name>]`` in the config is checked against it before a run starts.
+    #: Its parameters: a frozen dataclass deriving from ``_common.Params`` with a ``quick()``
+    #: classmethod; ``[workloads.<name>]`` in the config is checked against it (types, ranges, allowed
+    #: values) before a run starts.
     params_type: ClassVar[type]
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]: ...

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.drivers.base import Sandbox, SandboxSpec
-from isobench.errors import UsageError, WorkloadError
+from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads._sysbench import SysbenchCpu, parse_sysbench_cpu
 from isobench.workloads.base import WorkloadContext
 
@@ -27,19 +27,15 @@ __all__ = ["WORKLOAD", "CpuParams", "CpuWorkload", "all_vcpus", "cpu_measurement
 
 
 @dataclass(frozen=True)
-class CpuParams:
+class CpuParams(Params):
+    workload: ClassVar[str] = "cpu"
+
     #: Total events (prime searches up to ``max_prime``) per variant: ~1.2 s on one native core, and
     #: 20-50x that in a TCG guest, which a default run must still finish.
     events: int = 5000
     max_prime: int = 10000
     #: vCPUs of the all-vCPU variant: 0 = every CPU the run may use; 1 = no such variant.
     all_vcpus: int = field(default=0, metadata={"min": 0})
-
-    def __post_init__(self) -> None:
-        if self.all_vcpus < 0:
-            raise UsageError(
-                f"cpu.all_vcpus must be >= 0 (0 = every CPU the run may use), not {self.all_vcpus}"
-            )
 
     @classmethod
     def quick(cls) -> CpuParams:

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 from isobench.errors import DriverUnavailable, SandboxError, UsageError, WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params
+from isobench.workloads._common import Budget, Params, resolve_params
 from isobench.workloads._fleet import (
     SERIAL_CREATE,
     Fleet,
@@ -85,7 +85,9 @@ def _fraction(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True)
-class DensityParams:
+class DensityParams(Params):
+    workload: ClassVar[str] = "density"
+
     #: N for drivers whose sandboxes are processes (containers, runc, bwrap, host).
     container_steps: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
     #: N for drivers that boot a guest; more is allowed while memory allows.
@@ -108,6 +110,7 @@ class DensityParams:
     ksm_pages_to_scan: int = 2000
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("container_steps", "guest_steps"):
             steps = getattr(self, name)
             if not steps or list(steps) != sorted(set(steps)):

@@ -15,15 +15,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import posixpath
+import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from isobench.drivers.base import Sandbox
-from isobench.errors import IsobenchError, WorkloadError
+from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, last_line, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, last_line, resolve_params, run_checked
 from isobench.workloads._fio import FioJob, parse_fio_json
 from isobench.workloads.base import WorkloadContext
 
@@ -39,22 +40,39 @@ PATTERNS: dict[str, tuple[str, str]] = {
     "rand_write": ("randwrite", "4k"),
 }
 
+#: The fio I/O engines a config may name: the synchronous ones and Linux's native asynchronous ones.
+IOENGINES = ("libaio", "io_uring", "psync", "sync", "pvsync", "pvsync2", "posixaio")
+_FIO_TIME = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)?")
+
 DATA_FILE = "isobench-fio.dat"
 PROBE_FILE = "isobench-fio-probe.dat"
 VOLUME_MOUNT = "/data"
 
 
 @dataclass(frozen=True)
-class DiskParams:
+class DiskParams(Params):
+    workload: ClassVar[str] = "disk"
+
     size_mib: int = 512
+    #: fio durations: a number with an optional unit (us, ms, s, m, h); ramp_time may be 0.
     runtime: str = "5s"
     ramp_time: str = "1s"
     iodepths: tuple[int, ...] = (1, 32)
-    patterns: tuple[str, ...] = tuple(PATTERNS)
-    ioengine: str = "libaio"
+    patterns: tuple[str, ...] = field(default=tuple(PATTERNS), metadata={"choices": tuple(PATTERNS)})
+    ioengine: str = field(default="libaio", metadata={"choices": IOENGINES})
     #: Also measure a volume at /data on drivers that can attach one (their metadata's ``volume``
     #: says how): a bind-mounted host directory for containers, a raw disk image for guests.
     volume: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, value, zero_ok in (("runtime", self.runtime, False), ("ramp_time", self.ramp_time, True)):
+            m = _FIO_TIME.fullmatch(value)
+            if m is None or (not zero_ok and float(m.group(1)) == 0):
+                raise UsageError(
+                    f"workload disk: parameter {key} must be a fio duration like 5s or 500ms"
+                    f"{'' if zero_ok else ' (> 0)'}, got {value!r}"
+                )
 
     @classmethod
     def quick(cls) -> DiskParams:
@@ -148,9 +166,6 @@ class DiskWorkload:
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)
-        unknown = set(params.patterns) - set(PATTERNS)
-        if unknown:
-            raise WorkloadError(f"disk: unknown patterns {sorted(unknown)}; known: {', '.join(PATTERNS)}")
         budget = Budget(ctx.timeout, "disk")
         out: list[Measurement] = []
         volume = ctx.spec.volume

@@ -17,14 +17,16 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "IdleMemoryParams", "IdleMemoryWorkload", "idle_measurements", "parse_meminfo"]
 
 
 @dataclass(frozen=True)
-class IdleMemoryParams:
+class IdleMemoryParams(Params):
+    workload: ClassVar[str] = "idle-memory"
+
     #: Seconds the sandbox idles before it is measured (lets a guest finish booting services).
     settle_seconds: float = field(default=5.0, metadata={"min": 0})
 

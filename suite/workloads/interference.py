@@ -2,7 +2,7 @@
 
 Two sandboxes of the same driver with the same limits: a *victim* runs a steady benchmark alone
 (baseline), then once next to each *stressor* running in the *aggressor*. Per pair it reports the
-degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.leakage.interference`),
+degradation D of the victim's mean throughput and p99 latency (see :mod:`isobench.interference`),
 whether the aggressor stayed contained, and host CPU time spent outside both sandboxes.
 
 Host CPU outside (best effort): busy jiffies of the whole host (/proc/stat) minus the CPU time the
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import IsobenchError, UsageError, WorkloadError
-from isobench.leakage.interference import (
+from isobench.errors import IsobenchError, WorkloadError
+from isobench.interference.catalogue import (
     DEFAULT_STRESSORS,
     DEFAULT_VICTIMS,
     QUICK_STRESSORS,
@@ -33,12 +33,11 @@ from isobench.leakage.interference import (
     VICTIMS,
     Stressor,
     Victim,
-    VictimResult,
-    degradation,
 )
+from isobench.interference.parsers import VictimResult, degradation
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import resolve_params
+from isobench.workloads._common import Params, resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -131,24 +130,13 @@ def _run_victim(sb: Sandbox, victim: Victim, duration: float) -> VictimResult:
 
 
 @dataclass(frozen=True)
-class InterferenceParams:
+class InterferenceParams(Params):
+    workload: ClassVar[str] = "interference"
+
     #: seconds each victim runs, alone and next to each stressor
     duration: float = 3.0
-    victims: tuple[str, ...] = DEFAULT_VICTIMS
-    stressors: tuple[str, ...] = DEFAULT_STRESSORS
-
-    def __post_init__(self) -> None:
-        for kind, given, known in (
-            ("victims", self.victims, VICTIMS),
-            ("stressors", self.stressors, STRESSORS),
-        ):
-            unknown = [x for x in given if x not in known]
-            if unknown:
-                raise UsageError(
-                    f"interference.{kind}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
-                )
-        if self.duration <= 0:
-            raise UsageError(f"interference.duration must be > 0 seconds, got {self.duration}")
+    victims: tuple[str, ...] = field(default=DEFAULT_VICTIMS, metadata={"choices": tuple(VICTIMS)})
+    stressors: tuple[str, ...] = field(default=DEFAULT_STRESSORS, metadata={"choices": tuple(STRESSORS)})
 
     @classmethod
     def quick(cls) -> InterferenceParams:

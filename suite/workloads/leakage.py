@@ -22,7 +22,7 @@ from isobench.leakage import (
     run_static,
 )
 from isobench.model import Measurement
-from isobench.workloads._common import resolve_params
+from isobench.workloads._common import Params, resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,9 @@ __all__ = ["WORKLOAD", "LeakageWorkload"]
 
 
 @dataclass(frozen=True)
-class LeakageParams:
+class LeakageParams(Params):
+    workload: ClassVar[str] = "leakage"
+
     #: also run the correlation channels (the static probes always run)
     correlations: bool = True
 

@@ -41,7 +41,7 @@ from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, resolve_params
+from isobench.workloads._common import Budget, Params, resolve_params
 from isobench.workloads._fleet import (
     HostWatch,
     host_busy_seconds,
@@ -73,13 +73,15 @@ FRACTIONAL_CPU_OPTION = {"container": "cpus"}
 
 
 @dataclass(frozen=True)
-class LimitsParams:
+class LimitsParams(Params):
+    workload: ClassVar[str] = "limits"
+
     #: CPU quotas to request, in CPUs.
     cpu_quotas: tuple[float, ...] = (0.5, 1.0)
     #: Seconds each CPU burn runs.
     cpu_seconds: float = 3.0
-    #: CPUs of the cpuset request; empty = the host's last CPU.
-    cpuset: tuple[int, ...] = field(default=(), metadata={"min": 0})
+    #: CPUs of the cpuset request; none = the host's last CPU.
+    cpuset: tuple[int, ...] | None = field(default=None, metadata={"min": 0})
     #: The pids limit requested (the spec's pids_limit) for the fork probe.
     pids_limit: int = 128
     #: The memory eater stops itself at this multiple of the memory limit ...
@@ -88,8 +90,7 @@ class LimitsParams:
     host_memory_fraction: float = 0.25
 
     def __post_init__(self) -> None:
-        if not self.cpu_quotas:
-            raise UsageError("workload limits: cpu_quotas must name at least one quota")
+        super().__post_init__()
         if not 0 < self.host_memory_fraction <= 0.5:
             raise UsageError(
                 f"workload limits: host_memory_fraction must be in (0, 0.5], got {self.host_memory_fraction}"

@@ -8,12 +8,12 @@ rather than cache bandwidth. Time-bound rather than size-bound so TCG guests fin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads._sysbench import SysbenchMemory, parse_sysbench_memory
 from isobench.workloads.base import WorkloadContext
 
@@ -21,12 +21,14 @@ __all__ = ["WORKLOAD", "MemoryBandwidthParams", "MemoryBandwidthWorkload", "band
 
 
 @dataclass(frozen=True)
-class MemoryBandwidthParams:
+class MemoryBandwidthParams(Params):
+    workload: ClassVar[str] = "memory-bandwidth"
+
     #: Seconds per (operation, threads) variant.
     seconds: int = 5
     #: Buffer walked per event; 4x the 32 MiB L3 of the reference machine.
     block_mib: int = 128
-    operations: tuple[str, ...] = ("read", "write")
+    operations: tuple[str, ...] = field(default=("read", "write"), metadata={"choices": ("read", "write")})
 
     @classmethod
     def quick(cls) -> MemoryBandwidthParams:
@@ -86,9 +88,6 @@ class MemoryBandwidthWorkload:
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(MemoryBandwidthParams, ctx.quick, ctx.params, self.name)
-        bad = set(params.operations) - {"read", "write"}
-        if bad:
-            raise WorkloadError(f"memory-bandwidth: operations must be read/write, got {sorted(bad)}")
         if params.block_mib * 2 > ctx.spec.memory_mib:
             raise WorkloadError(
                 f"memory-bandwidth: block_mib={params.block_mib} does not fit a "

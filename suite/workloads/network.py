@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import IsobenchError, UsageError, WorkloadError
+from isobench.errors import IsobenchError, WorkloadError
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, last_line, resolve_params, strip_ansi
+from isobench.workloads._common import Budget, Params, last_line, resolve_params, strip_ansi
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,13 @@ __all__ = [
 
 #: How long a refused client keeps retrying while the server inside is still starting (TCG is slow).
 SERVER_START_SECONDS = 30.0
+PLACEMENTS = ("cross-cpu", "same-cpu", "free")
 
 
 @dataclass(frozen=True)
-class NetworkParams:
+class NetworkParams(Params):
+    workload: ClassVar[str] = "network"
+
     iperf_seconds: int = 10
     #: Seconds iperf3 omits at the start (TCP slow start).
     iperf_omit: int = field(default=1, metadata={"min": 0})
@@ -68,20 +71,11 @@ class NetworkParams:
     #: sockperf message size in bytes.
     message_size: int = 64
     #: cross-cpu | same-cpu | free (see the module docstring).
-    placement: str = "cross-cpu"
-
-    def __post_init__(self) -> None:
-        if self.placement not in PLACEMENTS:
-            raise UsageError(
-                f"network.placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}"
-            )
+    placement: str = field(default="cross-cpu", metadata={"choices": PLACEMENTS})
 
     @classmethod
     def quick(cls) -> NetworkParams:
         return cls(iperf_seconds=2, iperf_omit=0, latency_seconds=1)
-
-
-PLACEMENTS = ("cross-cpu", "same-cpu", "free")
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.drivers.base import Sandbox
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = [
@@ -58,9 +58,14 @@ DIR_ENTRIES = 100
 
 
 @dataclass(frozen=True)
-class OverlayParams:
-    files: tuple[str, ...] = ("file-4k", "file-64k", "file-1m", "file-16m", "file-256m")
-    fixtures_dir: str = FIXTURES_DIR
+class OverlayParams(Params):
+    workload: ClassVar[str] = "overlay"
+
+    files: tuple[str, ...] = field(
+        default=("file-4k", "file-64k", "file-1m", "file-16m", "file-256m"),
+        metadata={"choices": tuple(f for f in FIXTURES if f.startswith("file-"))},
+    )
+    fixtures_dir: str = field(default=FIXTURES_DIR, metadata={"path": True})
 
     @classmethod
     def quick(cls) -> OverlayParams:
@@ -182,9 +187,6 @@ class OverlayWorkload:
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(OverlayParams, ctx.quick, ctx.params, self.name)
-        unknown = [f for f in params.files if f not in FIXTURES or f == "whiteout-file"]
-        if unknown:
-            raise WorkloadError(f"overlay: unknown fixture files {unknown}; known: {', '.join(FIXTURES)}")
         budget = Budget(ctx.timeout, "overlay")
         # The host driver runs on the real root: never write into it.
         staged = ctx.driver.name == "host"

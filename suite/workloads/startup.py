@@ -14,14 +14,16 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement, PhaseTiming
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "StartupParams", "StartupWorkload", "startup_measurements"]
 
 
 @dataclass(frozen=True)
-class StartupParams:
+class StartupParams(Params):
+    workload: ClassVar[str] = "startup"
+
     #: The trivial command whose exit marks "started"; ``true`` exists in every image.
     command: tuple[str, ...] = ("true",)
 

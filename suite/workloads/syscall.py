@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, resolve_params, run_checked
+from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads.base import WorkloadContext
 
@@ -38,7 +38,9 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class SyscallParams:
+class SyscallParams(Params):
+    workload: ClassVar[str] = "syscall"
+
     #: dd records: each is one read(2) and one write(2).
     dd_records: int = 2_000_000
     #: seconds stress-ng forks for.
@@ -46,7 +48,7 @@ class SyscallParams:
     #: the fork+exec loop runs whole chunks until at least this many seconds have passed.
     fork_exec_seconds: float = 3.0
     fork_exec_chunk: int = 100
-    exec_path: str = "/bin/true"
+    exec_path: str = field(default="/bin/true", metadata={"path": True})
 
     @classmethod
     def quick(cls) -> SyscallParams:

@@ -154,3 +154,40 @@ def test_empty_run_has_an_empty_headline() -> None:
     assert findings(h, r.run) == [
         "No figure of this run answers a headline question (no successful measurement)."
     ]
+
+
+def _with_budget(results: Results, target: float) -> Results:
+    """The run record a budgeted run writes, computed from the samples by the budget's own code."""
+    from dataclasses import replace as dc_replace
+
+    from isobench.budget import figure_precision
+
+    units = []
+    for driver in {s.driver for s in results.samples}:
+        for workload in ("startup", "cpu"):
+            mine = [s for s in results.samples if s.driver == driver and s.workload == workload]
+            figs = figure_precision(mine, ("startup.to_ready", "cpu.*"))
+            units.append(
+                {"driver": driver, "workload": workload, "figures": [f.to_dict(target) for f in figs]}
+            )
+    run = dict(results.run, budget={"precision": target, "units": units})
+    return dc_replace(results, run=run)
+
+
+def test_figures_below_a_budgets_precision_target_are_marked() -> None:
+    from isobench.reports.headline import BELOW_TARGET
+
+    results = build_real_results(n=6)
+    plain_h = build_headline(results)
+    assert plain_h.below_target == 0 and plain_h.footnote() == ""
+    # the samples spread by ~1% (cov 0.01): every figure meets 5%, none meets 0.01%
+    loose = build_headline(_with_budget(results, 0.05))
+    assert loose.below_target == 0 and loose.footnote() == ""
+    tight = build_headline(_with_budget(results, 0.0001))
+    marked = {(d, q) for (d, q), f in tight.figures.items() if f.below_target}
+    assert marked == {(d, q) for d in tight.drivers for q in ("start", "cpu")}
+    vm = tight.figure("vm", "start")
+    assert vm is not None and vm.text.endswith(BELOW_TARGET) and "precision target" in vm.tip
+    leak = tight.figure("container", "leak")  # not a counted figure: never marked
+    assert leak is not None and not leak.below_target
+    assert "\u00b10.01%" in tight.footnote() and BELOW_TARGET in tight.footnote()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from isobench.errors import UsageError
-from isobench.gc import collect_garbage
+from isobench.gc import gc
 from isobench.runstate import RunLock, dead_runs, live_runs
 
 
@@ -33,7 +33,7 @@ def test_killed_runner_leaves_a_dead_run_that_gc_removes(tmp_path: Path, recordi
     assert p.returncode == -9
     assert [d.name for d in dead_runs(tmp_path)] == ["dead1"]
     with RunLock.acquire(tmp_path, "alive"):
-        report = collect_garbage(tmp_path)
+        report = gc(tmp_path)
         assert report.live == ["alive"]
         assert (tmp_path / "runs" / "alive").exists()  # a live run is never touched
     assert any("dead1" in r for r in report.removed)
@@ -68,13 +68,13 @@ def recording(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
 def test_plain_gc_never_sweeps_the_host(tmp_path: Path, recording: list[str | None]) -> None:
     # An empty state dir shows no live run, yet a run of another state dir may be alive: a plain gc
     # must not call gc(None) (which removes every isobench resource on the host).
-    collect_garbage(tmp_path)
+    gc(tmp_path)
     assert recording == []
 
 
 def test_sweep_is_explicit_and_refused_while_a_run_lives(tmp_path: Path, recording: list[str | None]) -> None:
     with RunLock.acquire(tmp_path, "alive"), pytest.raises(UsageError, match="alive"):
-        collect_garbage(tmp_path, sweep_all=True)
+        gc(tmp_path, sweep_all=True)
     assert recording == []
-    collect_garbage(tmp_path, sweep_all=True)
+    gc(tmp_path, sweep_all=True)
     assert recording == [None]

@@ -214,7 +214,7 @@ def test_params_are_validated(tmp_path: Path) -> None:
     assert resolve_params(LimitsParams, True, {}, "limits").cpu_seconds == 2.0
     with pytest.raises(UsageError, match="host_memory_fraction"):
         resolve_params(LimitsParams, True, {"host_memory_fraction": 0.9}, "limits")
-    with pytest.raises(UsageError, match="cpu_quotas"):
+    with pytest.raises(UsageError, match="cpu_quotas must not be empty"):
         resolve_params(LimitsParams, True, {"cpu_quotas": []}, "limits")
     with pytest.raises(UsageError, match="not available"):
         _run(FakeDriver(respond=_responder(0, "cap 2\n", FORK_CAPPED)), tmp_path, cpuset=[4096])

@@ -63,7 +63,7 @@ def test_all_vcpus(
 
 
 def test_all_vcpus_rejects_negative() -> None:
-    with pytest.raises(UsageError, match=r"cpu\.all_vcpus must be >= 0"):
+    with pytest.raises(UsageError, match=r"parameter all_vcpus must be >= 0"):
         CpuParams(all_vcpus=-1)
 
 

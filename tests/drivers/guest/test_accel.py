@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, choose_accel, probe_accel, qemu_probe_boot
+from isobench.drivers.guest.probecache import TIMEOUT_TTL_S, Outcome
 from isobench.errors import DriverUnavailable
 
 
@@ -17,7 +18,9 @@ def _fake_kvm(tmp_path: Path) -> Path:
 
 
 def test_accel_kvm_works(tmp_path: Path) -> None:
-    res = probe_accel(tmp_path, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path, boot=lambda *_: (True, "ok"))
+    res = probe_accel(
+        tmp_path, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path, boot=lambda *_: ("ok", "banner")
+    )
     assert (res.usable, res.accel) == (True, "kvm")
     again = probe_accel(
         tmp_path,
@@ -42,10 +45,58 @@ def test_accel_probe_fails_on_kvm_pvm(tmp_path: Path) -> None:
         tmp_path,
         dev_kvm=_fake_kvm(tmp_path),
         sys_root=tmp_path,
-        boot=lambda *_: (False, "KVM internal error: emulation failure"),
+        boot=lambda *_: ("failed", "KVM internal error: emulation failure"),
     )
     assert (res.usable, res.accel) == (False, "tcg")
     assert res.reason.startswith("kvm-pvm:") and "emulation failure" in res.reason
+    # qemu said why: a verdict, kept, and doctor says how old it is and how to ask again
+    again = probe_accel(
+        tmp_path,
+        dev_kvm=_fake_kvm(tmp_path),
+        sys_root=tmp_path,
+        boot=lambda *_: pytest.fail("a genuine failure is cached"),
+    )
+    assert (again.usable, again.cached, again.outcome) == (False, True, "failed")
+    assert "kept as a verdict" in again.described() and again.described().startswith(res.reason)
+
+
+def _cache_file(tmp_path: Path) -> Path:
+    (found,) = (tmp_path / "guest").glob("accel-*.json")
+    return found
+
+
+def test_a_timed_out_kvm_probe_is_no_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Silence until the deadline (a loaded host) decides this run, and later runs probe again."""
+    boots: list[str] = []
+
+    def slow(_deadline: float) -> tuple[Outcome, str]:
+        boots.append("timeout")
+        return "timeout", "no kernel output within 10s"
+
+    kvm = _fake_kvm(tmp_path)
+    first = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=slow)
+    assert (first.usable, first.outcome) == (False, "timeout")
+    assert "a timeout is no verdict" in first.described()
+    # the runs right after reuse it (no probe storm on a loaded host), and say when it expires
+    soon = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: pytest.fail("within TTL"))
+    assert soon.cached and soon.outcome == "timeout" and "probed again after" in soon.described()
+    # once it has expired, the next run probes again, and a real answer replaces it
+    t0 = first.checked_at
+    monkeypatch.setattr("time.time", lambda: t0 + TIMEOUT_TTL_S + 1)
+    later = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    assert (later.usable, later.cached, later.outcome) == (True, False, "ok") and boots == ["timeout"]
+
+
+def test_an_accel_cache_of_the_old_format_is_probed_again(tmp_path: Path) -> None:
+    """Old entries cannot tell a timeout from a failure (this host had cached one such timeout)."""
+    kvm = _fake_kvm(tmp_path)
+    probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    _cache_file(tmp_path).write_text(
+        '{"usable": false, "accel": "tcg", "reason": "kvm-pvm: KVM probe boot failed: no kernel'
+        ' output within 10s", "cached": false, "checked_at": 1796036481.49}'
+    )
+    res = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    assert (res.usable, res.cached) == (True, False)
 
 
 def test_tcg_asked_for_runs_no_probe() -> None:
@@ -77,7 +128,7 @@ def _gone(tmp_path: Path) -> bool:
     return not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
-def _boot(tmp_path: Path, binary: str, deadline: float = 10) -> tuple[bool, str]:
+def _boot(tmp_path: Path, binary: str, deadline: float = 10) -> tuple[Outcome, str]:
     return qemu_probe_boot(deadline, binary=binary, kernel=tmp_path / "vmlinuz")
 
 
@@ -85,7 +136,7 @@ def test_probe_boot_sees_the_kernel_banner_and_kills_the_guest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     qemu = _fake_qemu(tmp_path, monkeypatch, "echo 'Linux version 6.1.0-cloud' > console.log\nexec sleep 60")
-    assert _boot(tmp_path, qemu) == (True, "kernel banner seen")
+    assert _boot(tmp_path, qemu) == ("ok", "kernel banner seen")
     assert _gone(tmp_path)
     argv = (tmp_path / "argv").read_text().split()
     assert argv[argv.index("-accel") + 1] == "kvm"
@@ -102,19 +153,19 @@ def test_probe_boot_reads_kvm_pvm_emulation_failure_while_qemu_stays_up(
         monkeypatch,
         "echo 'KVM internal error. Suberror: 1' >&2\necho 'emulation failure' >&2\nexec sleep 60",
     )
-    assert _boot(tmp_path, qemu) == (False, "KVM internal error: emulation failure")
+    assert _boot(tmp_path, qemu) == ("failed", "KVM internal error: emulation failure")
     assert _gone(tmp_path)
 
 
 def test_probe_boot_when_qemu_exits_or_stays_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     qemu = _fake_qemu(tmp_path, monkeypatch, "echo 'Could not access KVM kernel module' >&2\nexit 1")
-    ok, why = _boot(tmp_path, qemu)
-    assert not ok and why.startswith("qemu exited with 1") and "Could not access KVM" in why
+    outcome, why = _boot(tmp_path, qemu)
+    assert outcome == "failed" and why.startswith("qemu exited with 1") and "Could not access KVM" in why
     silent = _fake_qemu(tmp_path, monkeypatch, "exec sleep 60")
-    assert _boot(tmp_path, silent, deadline=0.3) == (False, "no kernel output within 0.3s")
+    assert _boot(tmp_path, silent, deadline=0.3) == ("timeout", "no kernel output within 0.3s")
     assert _gone(tmp_path)
-    ok, why = _boot(tmp_path, str(tmp_path / "no-such-qemu"))
-    assert not ok and "cannot run" in why
+    outcome, why = _boot(tmp_path, str(tmp_path / "no-such-qemu"))
+    assert outcome == "failed" and "cannot run" in why
 
 
 def test_probe_accel_boots_qemu_directly_and_caches_per_binary(

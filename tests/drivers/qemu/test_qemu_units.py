@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.guest.accel import AccelProbe
+from isobench.drivers.guest.probecache import TIMEOUT_TTL_S
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
-from isobench.drivers.qemu.machine import tsc_khz_from_dmesg
+from isobench.drivers.qemu.machine import BootTimeout, tsc_khz_from_dmesg
 from isobench.drivers.qemu.network import RunNetwork, list_links
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
@@ -334,15 +335,21 @@ class _FakeSandbox:
         self.destroyed = True
 
 
+#: A scripted boot that qemu ends with an error (as opposed to None: not ready in time).
+CRASH = "<qemu exited>"
+
+
 def _script_launch(drv: QemuDriver, outcomes: list[str | None]) -> list[MachineChoice]:
-    """Replace real boots: each outcome is dmesg text (ready) or None (boot failed)."""
+    """Replace real boots: each outcome is dmesg text (ready), None (not ready in time) or CRASH."""
     seen: list[MachineChoice] = []
 
     def launch(spec: SandboxSpec, choice: MachineChoice, timeout: float) -> Any:
         seen.append(choice)
         out = outcomes.pop(0)
         if out is None:
-            raise SandboxError("guest was not ready within 30s")
+            raise BootTimeout("guest was not ready within 30s")
+        if out == CRASH:
+            raise SandboxError("guest died before ready (qemu exited with 1)")
         return _FakeSandbox(out)
 
     drv._launch = launch  # type: ignore[method-assign,assignment]
@@ -377,6 +384,81 @@ def test_auto_machine_q35_when_microvm_never_boots(tmp_path: Path) -> None:
     _script_launch(drv, [None, None, None])
     choice = drv.machine()
     assert choice.machine == "q35" and "no TSC rate learned" in choice.reason
+
+
+def _cache(tmp_path: Path) -> Path:
+    (found,) = (tmp_path / "state" / "qemu").glob("machine-*.json")
+    return found
+
+
+def test_microvm_probes_that_only_timed_out_are_no_lasting_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug this host had: one slow probe (host under load) meant q35 for every later run."""
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [None, None, None])
+    slow = drv.machine()
+    assert (slow.machine, slow.outcome) == ("q35", "timeout")
+    assert "a timeout is no verdict" in drv.availability().details["machine_reason"]
+    # right after: this answer stands (no probe storm while the host is loaded), and says so
+    soon = _driver(tmp_path)
+    _script_launch(soon, [])
+    again = soon.machine()
+    assert (again.machine, again.cached, again.outcome) == ("q35", True, "timeout")
+    assert "probed again after" in again.described()
+    # later: probed again, and microvm wins once the guests boot in time
+    t0 = again.checked_at
+    monkeypatch.setattr("time.time", lambda: t0 + TIMEOUT_TTL_S + 1)
+    later = _driver(tmp_path)
+    dmesg = (DATA / "dmesg-microvm-tcg.txt").read_text()
+    _script_launch(later, [dmesg, "", "", ""])
+    assert (later.machine().machine, later.machine().cached) == ("microvm", False)
+    assert '"outcome": "ok"' in _cache(tmp_path).read_text()
+
+
+def test_a_microvm_boot_that_qemu_fails_is_cached_as_a_verdict_with_its_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [(DATA / "dmesg-microvm-tcg.txt").read_text(), CRASH])
+    failed = drv.machine()
+    assert (failed.machine, failed.outcome) == ("q35", "failed")
+    t0 = failed.checked_at
+    monkeypatch.setattr("time.time", lambda: t0 + 3 * 86400)
+    later = _driver(tmp_path)
+    _script_launch(later, [])  # a verdict: no boot, days later too
+    cached = later.machine()
+    assert (cached.machine, cached.cached, cached.outcome) == ("q35", True, "failed")
+    shown = later.availability().details["machine_reason"]
+    assert shown.startswith("microvm probe boot 1 failed") and "probed 3 days ago" in shown
+    assert f"delete {_cache(tmp_path)} to probe again" in shown
+
+
+def test_a_mixed_tsc_step_with_a_qemu_failure_is_a_verdict(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [None, CRASH, None])
+    assert (drv.machine().machine, drv.machine().outcome) == ("q35", "failed")
+
+
+def test_a_machine_cache_of_the_old_format_is_probed_again(tmp_path: Path) -> None:
+    """The entry this host carried (written before outcomes existed) is read as absent."""
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    _script_launch(drv, [None, None, None])
+    drv.machine()
+    old = {
+        "machine": "q35",
+        "reason": "microvm probe: no TSC rate learned (guest isobench-qemu-202611301054094453-microvm-probe-3"
+        " (microvm) was not ready within 30s; last console line: '')",
+        "tsc_khz": None,
+    }
+    _cache(tmp_path).write_text(json.dumps(old))
+    again = _driver(tmp_path)
+    _script_launch(again, [(DATA / "dmesg-microvm-tcg.txt").read_text(), "", "", ""])
+    assert (again.machine().machine, again.machine().cached) == ("microvm", False)
 
 
 def test_auto_machine_under_kvm_skips_the_tsc_step(tmp_path: Path) -> None:

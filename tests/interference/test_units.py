@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 from isobench.errors import WorkloadError
-from isobench.leakage.interference import (
-    STRESSORS,
-    VICTIMS,
-    VictimResult,
-    degradation,
-    parse_fio,
-    parse_iperf3,
-    parse_sysbench,
-)
+from isobench.interference.catalogue import STRESSORS, VICTIMS
+from isobench.interference.parsers import VictimResult, degradation, parse_fio, parse_iperf3, parse_sysbench
 
 DATA = Path(__file__).parent / "data"
 
@@ -92,3 +85,16 @@ def test_every_stressor_is_time_bounded_and_sized_from_limits() -> None:
 def test_victim_commands_use_the_workdir() -> None:
     assert "cd /isobench-work && fio" in VICTIMS["disk"].command(2, "/isobench-work")
     assert "--time=2" in VICTIMS["cpu"].command(1.6, "/w")
+
+
+def test_interference_needs_nothing_from_leakage() -> None:
+    # Its own package: the workload and its catalogue import without the leakage probes.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, isobench.workloads.interference, isobench.interference.catalogue; "
+        "print(sorted(m for m in sys.modules if m.startswith('isobench.leakage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,81 @@
+"""The commands about this host rather than a run: gc, list, doctor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from isobench.cli.output import console, out
+from isobench.config import RunConfig
+from isobench.drivers.base import all_drivers
+from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["doctor", "gc_cmd", "list_cmd"]
+
+
+@click.command(name="gc")
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
+)
+@click.option(
+    "--all",
+    "sweep_all",
+    is_flag=True,
+    help="Also remove every isobench-named resource on this host, whichever run made it. Only when "
+    "no isobench run is active on the host: runs of other state dirs are invisible here.",
+)
+def gc_cmd(state_dir: Path, sweep_all: bool) -> None:
+    """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
+    from isobench.gc import gc
+
+    report = gc(state_dir, sweep_all=sweep_all)
+    for item in report.removed:
+        out.print(f"removed {escape(item)}", highlight=False)
+    for run_id in report.live:
+        out.print(f"left alone: live run {run_id}")
+    for err in report.errors:
+        console.print(f"[red]gc error:[/] {escape(err)}", highlight=False)
+    if not report.removed:
+        out.print("nothing to remove")
+    if report.errors:
+        sys.exit(1)
+
+
+@click.command(name="list")
+def list_cmd() -> None:
+    """The drivers and workloads this isobench knows."""
+    t = Table(title="drivers")
+    t.add_column("name")
+    t.add_column("description")
+    for name, cls in all_drivers().items():
+        t.add_row(name, cls.description)
+    out.print(t)
+    t = Table(title="workloads")
+    t.add_column("name")
+    t.add_column("default")
+    t.add_column("description")
+    for name, wcls in all_workloads().items():
+        t.add_row(name, "yes" if name in DEFAULT_WORKLOADS else "", wcls.description)
+    out.print(t)
+
+
+@click.command()
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
+)
+def doctor(state_dir: Path) -> None:
+    """What this host can do, and why not."""
+    from isobench.doctor import diagnose
+
+    rows = diagnose(state_dir)
+    t = Table(title="isobench doctor")
+    t.add_column("check")
+    t.add_column("status")
+    t.add_column("detail", overflow="fold")
+    style = {"ok": "green", "warn": "yellow", "fail": "red", "info": "cyan"}
+    for check in rows:
+        t.add_row(check.name, f"[{style[check.status]}]{check.status}[/]", check.detail)
+    out.print(t)

@@ -1,0 +1,165 @@
+"""What the CLI prints: the headline, a comparison, the run's progress bar and the budget's story.
+The consoles live here; rich lives only in this package."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from isobench.budget import budget_summary, mmss
+from isobench.model import Sample
+from isobench.reports import overview, render
+from isobench.reports.compare import Comparison
+from isobench.results import Results
+from isobench.runner import Cell
+from isobench.runner import Progress as RunProgress
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+__all__ = [
+    "RichProgress",
+    "console",
+    "out",
+    "print_budget",
+    "print_comparison",
+    "print_summary",
+    "render_report",
+]
+
+console = Console(stderr=True)
+# Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column fallback.
+out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+class RichProgress(RunProgress):
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        self._task = self._p.add_task("starting", total=total, budget="")
+
+    def extend(self, more: int) -> None:
+        total = self._p.tasks[0].total or 0
+        self._p.update(self._task, total=total + more)
+
+    def cell_skipped(self, cell: Cell) -> None:
+        self.extend(-1)
+
+    def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
+        left = "" if budget_left is None else f"budget left {mmss(budget_left)}"
+        self._p.update(self._task, description=escape(cell.label), budget=left)
+
+    def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
+        for s in samples:
+            if s.failed:
+                self._p.console.print(
+                    f"[red]failed[/] {escape(cell.label)}: {escape(s.error or '')}", highlight=False
+                )
+        self._p.advance(self._task)
+
+
+_VERDICT_STYLE = {"better": "green", "worse": "red", "same": "", "unsure": "", "baseline": "dim", "none": ""}
+
+
+def print_summary(results: Results) -> None:
+    """The headline (questions as rows so six drivers fit a terminal), the findings, and one line
+    per kind of warning; everything else is in the report."""
+    ov = overview(results)
+    h = ov.headline
+    if h.empty:
+        out.print("[yellow]no successful measurements[/]")
+    else:
+        table = Table(
+            title=f"isobench run {escape(results.run_id)}: what isolation costs",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        table.add_column("question", no_wrap=True)
+        table.add_column("n", justify="right", style="dim")
+        for d in h.drivers:
+            table.add_column(escape(d), justify="right")
+        for q in h.questions:
+            row = [escape(q.title), str(h.n.get(q.key) or "")]
+            for d in h.drivers:
+                f = h.figure(d, q.key)
+                if f is None:
+                    row.append("[dim]-[/]")
+                    continue
+                style = _VERDICT_STYLE.get(f.verdict, "")
+                text = escape(f.text)
+                row.append(f"[{style}]{text}[/]" if style else text)
+            table.add_row(*row)
+        out.print(table)
+        out.print(
+            "[green]green[/]: better than native, [red]red[/]: worse (the 95% interval of the ratio excludes 1)"
+        )
+        if h.footnote():
+            out.print(escape(h.footnote()), highlight=False)
+    for line in ov.findings:
+        out.print(f"- {escape(line)}", highlight=False)
+    for g in ov.warnings:
+        out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
+
+
+def print_budget(results: Results) -> None:
+    for line in budget_summary(results.run):
+        out.print(escape(line), highlight=False)
+
+
+def render_report(results: Results, out_dir: Path) -> None:
+    paths = render(results, out_dir)
+    out.print(f"report: {paths.html}")
+
+
+def print_comparison(cmp: Comparison, title: str, *, show_all: bool = False) -> None:
+    """The changed (or, with show_all, every) figure as a table, then one line of counts, one line
+    per rule and the gate's decision: short enough for a CI log whatever the matrix size."""
+    rows = cmp.rows(show_all=show_all)
+    if rows:
+        t = Table(title=title)
+        for col in (
+            "metric",
+            "baseline",
+            "current",
+            "change [95% CI]",
+            "p (Holm)",
+            "detectable",
+            "verdict",
+            "gate",
+        ):
+            t.add_column(col)
+        style = {"faster": "green", "slower": "red"}
+        for row in rows:
+            verdict = row["verdict"]
+            colour = style.get(verdict)
+            t.add_row(
+                # Sample names and params are data: "[hardening=false]" must not be read as markup.
+                escape(row["metric"]),
+                escape(row["baseline"]),
+                escape(row["current"]),
+                escape(row["change"]),
+                escape(row["p"]),
+                escape(row["detectable"]),
+                f"[{colour}]{verdict}[/]" if colour else verdict,
+                f"[red]{row['failed']}[/]",
+            )
+        out.print(t)
+    else:
+        out.print(f"{escape(title)}: no figure changed significantly", highlight=False)
+    out.print(escape(cmp.counts()), highlight=False)
+    for line in cmp.rule_summaries():
+        out.print(escape(line), highlight=False)
+    for w in cmp.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    for f in cmp.failures():
+        click.echo(f"isobench: gate: {f}", err=True)
+    if cmp.rules:
+        verdict = {0: "pass", 1: "FAIL", 3: "cannot judge"}[cmp.exit_code]
+        out.print(f"gate: {verdict} (exit {cmp.exit_code}, family-wise alpha {cmp.alpha:g})", highlight=False)

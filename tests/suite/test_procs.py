@@ -1,0 +1,43 @@
+"""Host processes with deadlines: a timeout or an interrupt kills the command's whole group."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from isobench.errors import CellTimeout, SandboxError
+from isobench.procs import run_command
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A killed child not yet reaped by its new parent still answers: wait for the reaping.
+        stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+        if stat.split(") ")[-1].startswith("Z"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_output_and_stdin() -> None:
+    res = run_command(["cat"], timeout=30, stdin=b"hello")
+    assert (res.exit_code, res.stdout, res.ok) == (0, "hello", True)
+
+
+def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    with pytest.raises(CellTimeout, match="did not finish within"):
+        run_command(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=2)
+    assert _gone(int(pidfile.read_text()))
+
+
+def test_missing_command_is_a_sandbox_error() -> None:
+    with pytest.raises(SandboxError, match="command not found: isobench-no-such-tool"):
+        run_command(["isobench-no-such-tool"], timeout=5)

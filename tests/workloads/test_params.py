@@ -1,0 +1,116 @@
+"""Every workload's parameters are checked completely when the config is loaded: types, ranges and
+the values an enum allows. A bad value is one line and exit 2 before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from isobench import cli
+from isobench.errors import UsageError
+from isobench.workloads._common import Params, resolve_params
+from isobench.workloads.base import all_workloads, check_params
+
+#: One bad value per workload (and per kind of check), with the line the user reads.
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("cpu", {"events": 0}, "workload cpu: parameter events must be > 0, got 0"),
+    ("cpu", {"max_prime": True}, "workload cpu: parameter max_prime must be int, got True"),
+    ("disk", {"size_mib": 0}, "workload disk: parameter size_mib must be > 0, got 0"),
+    (
+        "disk",
+        {"iodepths": ["deep"]},
+        "workload disk: parameter iodepths must be a list of int, got ('deep',)",
+    ),
+    ("disk", {"iodepths": []}, "workload disk: parameter iodepths must not be empty"),
+    ("disk", {"patterns": ["rand_read", "zigzag"]}, "disk.patterns: unknown zigzag; known: seq_read"),
+    ("disk", {"ioengine": "warp"}, "disk.ioengine must be one of libaio"),
+    ("disk", {"runtime": "five"}, "workload disk: parameter runtime must be a fio duration"),
+    ("disk", {"runtime": "0s"}, "parameter runtime must be a fio duration like 5s or 500ms (> 0), got '0s'"),
+    ("disk", {"ramp_time": "1 s"}, "workload disk: parameter ramp_time must be a fio duration"),
+    ("idle-memory", {"settle_seconds": -1}, "workload idle-memory: parameter settle_seconds must be >= 0"),
+    ("interference", {"duration": 0}, "workload interference: parameter duration must be > 0, got 0.0"),
+    ("interference", {"victims": ["cpu", "gpu"]}, "interference.victims: unknown gpu; known: cpu"),
+    ("leakage", {"correlations": 1}, "workload leakage: parameter correlations must be bool, got 1"),
+    ("memory-bandwidth", {"operations": ["copy"]}, "memory-bandwidth.operations: unknown copy; known: read"),
+    ("memory-bandwidth", {"block_mib": -64}, "workload memory-bandwidth: parameter block_mib must be > 0"),
+    ("network", {"message_size": 0}, "workload network: parameter message_size must be > 0, got 0"),
+    ("network", {"placement": "anywhere"}, "network.placement must be one of cross-cpu, same-cpu, free"),
+    ("overlay", {"files": ["file-4k", "whiteout-file"]}, "overlay.files: unknown whiteout-file; known:"),
+    ("overlay", {"fixtures_dir": "fixtures"}, "parameter fixtures_dir must be an absolute path"),
+    ("startup", {"command": []}, "workload startup: parameter command must not be empty"),
+    ("startup", {"command": "true"}, "workload startup: parameter command must be a list of str, got 'true'"),
+    ("syscall", {"fork_exec_chunk": 0}, "workload syscall: parameter fork_exec_chunk must be > 0"),
+    ("syscall", {"exec_path": "true"}, "workload syscall: parameter exec_path must be an absolute path"),
+]
+
+
+def test_every_workload_is_covered_by_a_bad_value() -> None:
+    assert {name for name, _, _ in BAD} == set(all_workloads())
+
+
+@pytest.mark.parametrize(("workload", "given", "message"), BAD)
+def test_bad_value_is_a_usage_error(workload: str, given: dict[str, Any], message: str) -> None:
+    for quick in (False, True):
+        with pytest.raises(UsageError) as err:
+            check_params({workload: given}, quick=quick)
+        assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("workload", "given", "message"), BAD[::3])
+def test_bad_value_in_the_config_file_stops_the_cli_before_the_run(
+    tmp_path: Path, workload: str, given: dict[str, Any], message: str
+) -> None:
+    def toml(v: Any) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, list):
+            return "[" + ", ".join(map(toml, v)) + "]"
+        return f"'{v}'" if isinstance(v, str) else str(v)
+
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text(f"[workloads.{workload}]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in given.items()))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--drivers",
+            "host",
+            "-o",
+            str(out),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_params_know_their_workload_and_their_defaults_are_valid() -> None:
+    for name, w in all_workloads().items():
+        cls = w.params_type
+        assert issubclass(cls, Params), name
+        assert cls.workload == name
+        assert resolve_params(cls, False, {}, name) == cls()
+        assert resolve_params(cls, True, {}, name) == cls.quick()  # type: ignore[attr-defined]
+
+
+def test_config_ints_become_floats_and_lists_tuples() -> None:
+    from isobench.workloads.interference import InterferenceParams
+
+    p = resolve_params(InterferenceParams, False, {"duration": 2, "victims": ["memory"]}, "interference")
+    assert p.duration == 2.0 and isinstance(p.duration, float)
+    assert p.victims == ("memory",)
+
+
+def test_direct_construction_is_checked_too() -> None:
+    from isobench.workloads.cpu import CpuParams
+
+    with pytest.raises(UsageError, match=r"workload cpu: parameter all_vcpus must be >= 0, got -1"):
+        CpuParams(all_vcpus=-1)
