@@ -19,6 +19,7 @@ from isobench.model import Sample
 from isobench.results import Results
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from ..cells import Cell, CellKey, driver_order
@@ -30,10 +31,12 @@ __all__ = ["Series", "density_plots", "density_series", "stop_notes"]
 Series = dict[tuple[str, str, str], dict[int, float]]
 
 _MEMORY = (
-    ("density.memavailable_drop_per_instance", "-", "MemAvailable drop / N"),
-    ("density.attributable_per_instance", "--", "attributed by the driver / N"),
+    ("density.attributable_per_instance", "-", "attributed by the driver / N"),
     ("density.attributable_ksm_per_instance", ":", "attributed, net of KSM's saving / N"),
+    ("density.memavailable_drop_per_instance", "--", "MemAvailable drop / N (noisy)"),
 )
+#: Lines of a figure's noisier measure are drawn lighter, so the reliable one reads first.
+_FAINT = frozenset({"density.memavailable_drop_per_instance"})
 
 
 def density_series(cells: Mapping[CellKey, Cell]) -> tuple[Series, list[int]]:
@@ -73,14 +76,14 @@ def _n_axis(ax: Axes, ns: Iterable[int]) -> None:
 
 
 def _lines(
-    ax: Axes, series: Series, picks: Iterable[tuple[str, str, str, str]], unit: str
+    ax: Axes, series: Series, picks: Iterable[tuple[str, str, str]], unit: str
 ) -> tuple[int, list[int]]:
-    """Draw (metric, mode, style, label) per driver; returns how many points were left out (<= 0)
+    """Draw (metric, mode, line style) per driver; returns how many points were left out (<= 0)
     and every N drawn."""
     dropped = 0
     all_n: list[int] = []
     drivers = sorted({d for d, _, _ in series}, key=driver_order)
-    for metric, mode, style, what in picks:
+    for metric, mode, style in picks:
         for d in drivers:
             points = series.get((d, metric, mode))
             if not points:
@@ -90,22 +93,33 @@ def _lines(
             if not xs:
                 continue
             all_n += xs
+            faint = metric in _FAINT
             ax.plot(
                 xs,
                 [points[n] for n in xs],
                 style,
                 marker="o",
-                ms=4,
+                ms=3 if faint else 4,
+                lw=1.0 if faint else 1.8,
+                alpha=0.55 if faint else 1.0,
                 color=colour(d),
-                label=tex_safe(f"{d}: {what}"),
                 gid=f"{d}|{metric}|{mode}",
             )
     if all_n:
         ax.set_yscale("log")
         human_ticks(ax, unit, axis="y")
         _n_axis(ax, all_n)
-        ax.legend(fontsize=7, loc="best")
     return dropped, all_n
+
+
+def _legend(fig: Figure, series: Series, styles: Iterable[tuple[str, str]]) -> None:
+    """One legend beside the panels: a colour per driver, a line style per measure."""
+    drivers = sorted({d for d, _, _ in series}, key=driver_order)
+    handles = [Line2D([], [], color=colour(d), lw=2, label=tex_safe(d)) for d in drivers]
+    handles += [
+        Line2D([], [], color="black", ls=style, lw=1.5, label=tex_safe(what)) for style, what in styles
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
 
 
 def density_plots(
@@ -119,18 +133,20 @@ def density_plots(
     reached = ("N reached: " + "; ".join(notes.values()) + ". ") if notes else ""
     plots: list[Plot] = []
 
-    fig = Figure(figsize=(9.5, 5.2))
+    fig = Figure(figsize=(11, 5.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    dropped, drawn = _lines(ax, series, [(m, "", s, w) for m, s, w in _MEMORY], "bytes")
+    dropped, drawn = _lines(ax, series, [(m, "", s) for m, s, _ in _MEMORY], "bytes")
     if drawn:
+        present = {m for _, m, _ in series}
+        _legend(fig, series, [(s, w) for m, s, w in _MEMORY if m in present])
         ax.set_title("Host memory per idle sandbox vs N (log-log)", fontsize=10)
         ax.set_ylabel("bytes per sandbox")
         caption = (
-            "Solid: the host's MemAvailable drop since before the first sandbox, divided by N (all of "
-            "it: runtime processes, page tables, anything else the host did meanwhile); dashed: what "
-            "the driver attributes to its sandboxes (cgroup usage; qemu without guest RAM plus guest "
-            "RAM backed), divided by N; dotted (runs with ksm = true): the same net of what KSM "
-            "shared host-wide. A flat line is a constant cost per sandbox; a falling one, a "
+            "Solid: what the driver attributes to its sandboxes (cgroup usage; qemu without guest "
+            "RAM plus guest RAM backed), divided by N; dotted (runs with ksm = true): the same net of "
+            "what KSM shared host-wide; dashed and faint: the host's MemAvailable drop since before "
+            "the first sandbox, divided by N (all of it: runtime processes, page tables, and anything "
+            "else the host did meanwhile, so only meaningful on a quiet host). A flat line is a constant cost per sandbox; a falling one, a "
             f"fixed cost shared by more sandboxes. {reached}"
         )
         if dropped:
@@ -139,25 +155,26 @@ def density_plots(
             Plot(
                 "density",
                 "Memory per sandbox vs N",
-                save(fig, plots_dir / "density-memory.png"),
+                save(fig, plots_dir / "density-memory.png", layout=False),
                 caption + f"{count_text(ns)} per point (median).",
             )
         )
 
-    fig = Figure(figsize=(12, 5.2))
+    fig = Figure(figsize=(13, 5.2), layout="constrained")
     left = fig.add_subplot(1, 2, 1)
     right = fig.add_subplot(1, 2, 2)
-    d1, drawn1 = _lines(left, series, [("density.start_latency_nth", "", "-", "N-th start")], "seconds")
+    d1, drawn1 = _lines(left, series, [("density.start_latency_nth", "", "-")], "seconds")
     d2, drawn2 = _lines(
         right,
         series,
         [
-            ("density.ready_all", "sequential", "-", "one after another"),
-            ("density.ready_all", "concurrent", "--", "all at once"),
+            ("density.ready_all", "sequential", "-"),
+            ("density.ready_all", "concurrent", "--"),
         ],
         "seconds",
     )
     if drawn1 or drawn2:
+        _legend(fig, series, [("-", "N-th start; one after another"), ("--", "all at once")])
         left.set_title("Start latency of the N-th sandbox (N-1 running)", fontsize=10)
         right.set_title("Time until all N are ready", fontsize=10)
         left.set_ylabel("seconds")
@@ -170,5 +187,6 @@ def density_plots(
         )
         if d1 + d2:
             caption += f" {d1 + d2} value(s) at zero are not drawn."
-        plots.append(Plot("density", "Start-up vs N", save(fig, plots_dir / "density-startup.png"), caption))
+        path = save(fig, plots_dir / "density-startup.png", layout=False)
+        plots.append(Plot("density", "Start-up vs N", path, caption))
     return plots
