@@ -169,6 +169,10 @@ def test_report_shows_density_figures_and_the_limits_table(
     assert "Limit fidelity" in html and "cgroup OOM kill" in html
     assert (tmp_path / "tables" / "limits.csv").exists()
     assert "Density" not in ", ".join(paths.empty_sections)
+    # density and limits have their own figures and table; a ratio to native means nothing for them
+    names = {p.name for p in paths.plots}
+    assert {"density-memory.png", "density-startup.png"} <= names
+    assert not {"ratio-density.png", "ratio-limits.png"} & names
 
 
 def test_a_run_without_density_does_not_call_it_missing(results: Results, tmp_path: Path) -> None:
