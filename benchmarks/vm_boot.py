@@ -160,7 +160,7 @@ def driver_boot(
     try:
         pid = drv.qemu_pid(sb.domain_name)
         argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0") if pid else []
-        stats = dict(sb.stats())
+        stats = sb.stats().as_dict()
     finally:
         sb.destroy()
     return {**{p.name: p.seconds for p in sb.phases}, "qemu_cpu_s": stats["cpu_seconds"]}, argv, stats

@@ -1,8 +1,9 @@
 """The one protocol every driver implements, and the registry that finds drivers.
 
-A driver is a folder ``drivers/<name>/`` whose ``__init__.py`` exposes ``DRIVER``, a class with a
-``name`` class attribute implementing :class:`Driver`. The registry imports the folders it finds, so
-adding a driver touches no other driver (asv's ``tool_name`` plugins).
+A driver is a folder ``drivers/<name>/`` whose ``__init__.py`` exposes ``DRIVER``, a class with
+``name`` and ``capabilities`` class attributes implementing :class:`Driver`. The registry imports the
+folders it finds, so adding a driver touches no other driver (asv's ``tool_name`` plugins); the
+order drivers are listed in everywhere is their ``capabilities.order``.
 """
 
 from __future__ import annotations
@@ -15,33 +16,53 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from isobench.drivers.capabilities import (
+    VOLUME_MOUNT,
+    Accel,
+    Capabilities,
+    DriverKind,
+    ExecModel,
+    RootStorage,
+    Volume,
+)
+from isobench.drivers.options import DriverOptions, OptionTypes
+from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "VOLUME_MOUNT",
+    "Accel",
     "Availability",
+    "Capabilities",
     "Driver",
     "DriverContext",
+    "DriverKind",
+    "DriverOptions",
+    "ExecModel",
     "ExecResult",
     "OptionTypes",
     "PhaseClock",
+    "RootStorage",
     "Sandbox",
     "SandboxBase",
     "SandboxSpec",
+    "SandboxStats",
+    "Volume",
     "all_drivers",
     "check_driver_options",
     "get_driver",
+    "presentation_order",
+    "registered_capabilities",
     "started_or_cleaned",
 ]
-
-#: What each key of a driver's ``[drivers.<name>]`` table may hold: the accepted value types
-#: (``type(None)`` where null means "off"). bool is accepted only where it is named, never as a number.
-OptionTypes = Mapping[str, tuple[type, ...]]
 
 #: Every resource a run creates carries this prefix and the run id, so ``isobench gc`` can find it.
 RESOURCE_PREFIX = "isobench"
@@ -58,6 +79,9 @@ class DriverContext:
     run_id: str
     #: The ``[drivers.<name>]`` table of the config file.
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The host as drivers may see it (/proc, /sys, cgroupfs, euid, the libvirt URI); tests pass
+    #: one rooted at a fake tree instead of the real host.
+    host: HostProbe = field(default_factory=HostProbe)
 
 
 @dataclass(frozen=True)
@@ -166,8 +190,8 @@ class Sandbox(Protocol):
         """Run a command inside and wait for it. Raises SandboxError if it cannot be started."""
         ...
 
-    def stats(self) -> Mapping[str, float]:
-        """Resource use as the host sees it (e.g. memory_bytes, cpu_seconds), keyed by metric name."""
+    def stats(self) -> SandboxStats:
+        """Resource use as the host sees it (memory_bytes, cpu_seconds, ...; None where unknown)."""
         ...
 
     def destroy(self) -> None: ...
@@ -249,8 +273,12 @@ class Driver(Protocol):
     name: ClassVar[str]
     #: One line for ``isobench doctor`` and reports.
     description: ClassVar[str]
-    #: Every option its ``[drivers.<name>]`` table may set; anything else is refused before a run.
-    option_types: ClassVar[OptionTypes]
+    #: Its ``[drivers.<name>]`` table as a frozen dataclass (types and ranges in the fields);
+    #: anything else is refused before a run.
+    options_type: ClassVar[type[DriverOptions]]
+    #: What it is (kind, root storage, volume, exec model, order): what workloads, the CLI and
+    #: reports ask instead of its name. A guest's accel is ``Accel.PENDING`` here.
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, ctx: DriverContext) -> None: ...
 
@@ -258,6 +286,11 @@ class Driver(Protocol):
 
     def create(self, spec: SandboxSpec) -> Sandbox:
         """Create, start and wait until ready. On failure nothing it made is left behind."""
+        ...
+
+    def probed_capabilities(self) -> Capabilities:
+        """``capabilities`` with what a probe of this host decides filled in (a guest's accel),
+        running the probe if it has not run yet; a driver without probes returns ``capabilities``."""
         ...
 
     def metadata(self) -> Mapping[str, Any]:
@@ -294,37 +327,42 @@ def all_drivers() -> dict[str, type[Driver]]:
         cls = getattr(mod, "DRIVER", None)
         if cls is None:
             continue
+        if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+            log.warning(
+                "driver folder %s: DRIVER declares no capabilities (a ClassVar[Capabilities]); skipped",
+                modname,
+            )
+            continue
         found[cls.name] = cls
-    return dict(sorted(found.items(), key=lambda kv: _ORDER.get(kv[0], 99)))
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].capabilities.order, kv[0])))
 
 
-#: Presentation order: the baseline first, then our own runtime, then guests, then peers.
-_ORDER = {"host": 0, "container": 1, "vm": 2, "runc": 3, "bwrap": 4, "qemu": 5}
+@cache
+def _registered() -> dict[str, Capabilities]:
+    return {name: cls.capabilities for name, cls in all_drivers().items()}
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+def registered_capabilities(name: str) -> Capabilities | None:
+    """The capabilities of the driver called ``name`` here, or None for a driver this isobench does
+    not have (a results file from elsewhere). For code that holds a name, not a driver: reports."""
+    return _registered().get(name)
+
+
+def presentation_order(name: str) -> tuple[int, str]:
+    """The sort key of a driver name in every table: its ``capabilities.order``, unknown names last."""
+    caps = registered_capabilities(name)
+    return (caps.order if caps is not None else 1 << 30, name)
 
 
 def check_driver_options(tables: Mapping[str, Mapping[str, Any]]) -> None:
-    """Every ``[drivers.<name>]`` table, checked before a run starts: a typo or a wrong type is one
-    clear error then, not a default silently measured (or a traceback from deep in a driver)."""
+    """Every ``[drivers.<name>]`` table, parsed before a run starts: a typo, a wrong type or a value
+    out of range is one clear error then, not a default silently measured (or a failure deep in a
+    driver at run time)."""
     known = all_drivers()
     for name, given in tables.items():
         if name not in known:
             raise UsageError(f"[drivers.{name}]: no such driver; known: {', '.join(known)}")
-        types = known[name].option_types
-        for key, value in given.items():
-            if key not in types:
-                raise UsageError(
-                    f"[drivers.{name}]: unknown option {key!r}; known: {', '.join(sorted(types)) or 'none'}"
-                )
-            accepted = types[key]
-            is_bool = isinstance(value, bool)
-            if (is_bool and bool not in accepted) or not isinstance(value, accepted):
-                raise UsageError(
-                    f"[drivers.{name}]: option {key} must be {_type_names(accepted)}, got {value!r}"
-                )
+        known[name].options_type.parse(name, given)
 
 
 def get_driver(name: str, ctx: DriverContext) -> Driver:

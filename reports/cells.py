@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from isobench.drivers.base import presentation_order
 from isobench.model import Better, Sample
 from isobench.results import Results
 
@@ -24,8 +25,6 @@ __all__ = [
 
 #: The native baseline every ratio is taken against.
 NATIVE = "host"
-# Felter et al. order: native, then containers, then virtual machines; unknown drivers go last.
-_KNOWN_ORDER = ("host", "container", "runc", "bwrap", "vm", "qemu")
 
 
 #: Leakage metrics that summarise the probes rather than being one (0/1) probe.
@@ -37,11 +36,9 @@ def is_leak_probe(metric: str) -> bool:
 
 
 def driver_order(name: str) -> tuple[int, str]:
-    """Sort key putting native first, containers next, VMs after, anything else alphabetically."""
-    try:
-        return (_KNOWN_ORDER.index(name), name)
-    except ValueError:
-        return (len(_KNOWN_ORDER), name)
+    """Sort key of a driver's rows and bars: the order its capabilities declare (Felter et al.: native,
+    then containers, then virtual machines), drivers this isobench does not have last by name."""
+    return presentation_order(name)
 
 
 def _scalar(v: Any) -> str:

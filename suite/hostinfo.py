@@ -13,14 +13,15 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from isobench.cgroupfs import detect_layout
-from isobench.errors import SandboxError
+from isobench.hostsys import HostProbe
+from isobench.hostsys.cgroups import HostMode
+from isobench.hostsys.cgroups import cgroup_mode as _probed_mode
 
 log = logging.getLogger(__name__)
 
-CgroupMode = Literal["v1", "hybrid", "unified", "none"]
+CgroupMode = HostMode
 
 __all__ = ["CgroupMode", "cgroup_mode", "collect", "tool_versions", "virtualization"]
 
@@ -32,16 +33,9 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cgroup_mode_from_mountinfo(mountinfo: str) -> CgroupMode:
-    """v1, hybrid or unified as :func:`isobench.cgroupfs.detect_layout` sees it; none without cgroups."""
-    try:
-        return detect_layout(mountinfo).mode
-    except SandboxError:
-        return "none"
-
-
 def cgroup_mode(root: Path = Path("/")) -> CgroupMode:
-    return cgroup_mode_from_mountinfo(_read(root / "proc/self/mountinfo") or "")
+    """v1, hybrid or unified as :mod:`isobench.hostsys.cgroups` decides it; none without cgroups."""
+    return _probed_mode(HostProbe(root=root))
 
 
 def virtualization(root: Path = Path("/")) -> dict[str, Any]:

@@ -23,23 +23,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
+    DriverOptions,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
     started_or_cleaned,
 )
 from isobench.drivers.bwrap.command import (
@@ -48,7 +49,9 @@ from isobench.drivers.bwrap.command import (
     bwrap_argv,
     parse_version,
 )
+from isobench.drivers.options import option
 from isobench.errors import SandboxError, UsageError
+from isobench.hostsys import Tools
 from isobench.images import image_rootfs
 from isobench.mounts import (
     OverlayDirs,
@@ -57,9 +60,9 @@ from isobench.mounts import (
     parse_mountinfo,
     umount,
 )
-from isobench.procs import run_command, tool_version
+from isobench.procs import run_command
 
-__all__ = ["BwrapDriver", "BwrapSandbox", "HostProbe", "resource_name"]
+__all__ = ["BwrapDriver", "BwrapSandbox", "resource_name"]
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +86,10 @@ def owned(name: str, run_id: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class HostProbe:
-    """The host facts the driver reads. Defaults are the real host; tests pass fakes."""
-
-    which: Callable[[str], str | None] = shutil.which
-    geteuid: Callable[[], int] = os.geteuid
-    version: Callable[[str], str] = tool_version
-    proc_root: Path = field(default=Path("/proc"))
+class BwrapOptions(DriverOptions):
+    binary: str = "bwrap"
+    #: Seconds any one bwrap or mount command may take.
+    command_timeout: float = option(60.0, gt=0)
 
 
 class BwrapSandbox(SandboxBase):
@@ -138,9 +138,9 @@ class BwrapSandbox(SandboxBase):
                 raise SandboxError(f"bwrap could not run {argv[0]!r} in sandbox {self.name}: {failure[-1]}")
         return dataclasses.replace(res, argv=tuple(argv))
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.
-        return {}
+        return SandboxStats()
 
     def _teardown(self) -> list[str]:
         return self._root.release()
@@ -165,22 +165,24 @@ class BwrapDriver:
     description: ClassVar[str] = (
         "reference namespace sandbox: bubblewrap per exec over the suite image (no cgroup limits)"
     )
-    option_types: ClassVar[OptionTypes] = {"binary": (str,), "command_timeout": (int, float)}
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=30)
+    options_type: ClassVar[type[DriverOptions]] = BwrapOptions
 
-    def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
+    def __init__(self, ctx: DriverContext, tools: Tools | None = None) -> None:
         self._ctx = ctx
-        self._probe = probe or HostProbe()
-        self._binary = str(ctx.options.get("binary", "bwrap"))
-        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self._tools = tools or Tools()
+        self.opts = BwrapOptions.parse(self.name, ctx.options)
+        self._binary = self.opts.binary
+        self._timeout = self.opts.command_timeout
         self._version: str | None = None
 
     def _bwrap_version(self, path: str) -> str:
         if self._version is None:
-            self._version = self._probe.version(path)
+            self._version = self._tools.version(path)
         return self._version
 
     def availability(self) -> Availability:
-        p = self._probe
+        p = self._tools
         path = p.which(self._binary)
         details: dict[str, Any] = {
             "binary": path,
@@ -196,14 +198,17 @@ class BwrapDriver:
         details["version"] = version
         details["overlay_option"] = parsed is not None and parsed >= OVERLAY_OPTION_SINCE
         details["cpu_affinity"] = p.which("taskset") is not None
-        if p.geteuid() != 0:
+        if not self._ctx.host.is_root:
             return Availability(
                 False, "the bwrap driver mounts a per-sandbox overlay and needs root; run as root", details
             )
         return Availability(True, "", details)
 
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
+
     def metadata(self) -> Mapping[str, Any]:
-        path = self._probe.which(self._binary)
+        path = self._tools.which(self._binary)
         return {
             "isolation": "bubblewrap",
             "bwrap_version": self._bwrap_version(path) if path else None,
@@ -214,7 +219,7 @@ class BwrapDriver:
             "exec_model": "fresh bwrap process per exec",
             "rootfs": "overlay(image lower, per-sandbox upper) mounted once at create",
             "network": "spec.network: host netns, address 127.0.0.1; else own netns, loopback only",
-            "cpu_affinity": "taskset from spec.cpuset" if self._probe.which("taskset") else "none",
+            "cpu_affinity": "taskset from spec.cpuset" if self._tools.which("taskset") else "none",
             "volume": "bind mount of a host directory at /data",
         }
 
@@ -228,10 +233,10 @@ class BwrapDriver:
             if not spec.volume.is_dir():
                 raise UsageError(f"volume {spec.volume} is not a directory; create it first")
             volume = spec.volume.resolve()
-        path = self._probe.which(self._binary)
+        path = self._tools.which(self._binary)
         if path is None:
             raise SandboxError(f"{self._binary} is not installed; install the Debian package `bubblewrap`")
-        taskset = self._probe.which("taskset") if spec.cpuset else None
+        taskset = self._tools.which("taskset") if spec.cpuset else None
         if spec.cpuset and taskset is None:
             log.warning("taskset not found: bwrap sandbox %s runs without CPU affinity", spec.name)
         base = self._ctx.work_dir.resolve() / resource_name(spec.run_id, spec.name)
@@ -256,7 +261,7 @@ class BwrapDriver:
         need no collecting: --die-with-parent ends them with the run that started them."""
         removed: list[str] = []
         try:
-            text = (self._probe.proc_root / "self" / "mountinfo").read_text()
+            text = (self._ctx.host.proc / "self" / "mountinfo").read_text()
         except OSError:
             text = ""
 

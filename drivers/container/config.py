@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from isobench.drivers.base import SandboxSpec
-from isobench.drivers.container.cgroups import CgroupLimits
 from isobench.drivers.container.names import sanitize
+from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
+from isobench.hostsys.cgroups import CgroupLimits
 
 __all__ = [
     "ALL_NAMESPACES",
@@ -36,29 +37,47 @@ __all__ = [
     "DRIVER_OPTIONS",
     "SANDBOX_OPTIONS",
     "ContainerConfig",
+    "ContainerOptions",
     "config_from_spec",
 ]
 
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
-_NUMBER = (int, float)
-_NULL = type(None)
-#: Options that shape one sandbox (they may also come from a workload, per sandbox).
-SANDBOX_OPTIONS: dict[str, tuple[type, ...]] = {
-    "namespaces": (list, tuple),
-    "hardening": (bool,),
-    "rootless": (bool,),
-    "uid_map": (str,),
-    "gid_map": (str,),
-    "layers": (list, tuple),
-    "cpus": (*_NUMBER, _NULL),
-    "swap_mib": (int, _NULL),
-    "cgroup": (bool,),
-    "hostname": (str,),
-}
-#: Options of the driver itself (read by ContainerDriver; passed through the spec and ignored here).
-DRIVER_OPTIONS: dict[str, tuple[type, ...]] = {"cgroup_parent": (str,)}
 _PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class ContainerOptions(DriverOptions):
+    """The ``[drivers.container]`` table. Only ``cgroup_parent`` belongs to the driver itself; the
+    rest shape each sandbox and may also come from a workload per sandbox, so they are read from
+    ``SandboxSpec.options`` by :func:`config_from_spec` (and checked here first, before a run)."""
+
+    cgroup_parent: str = ""
+    namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+    hardening: bool = True
+    rootless: bool = False
+    uid_map: str | None = None
+    gid_map: str | None = None
+    layers: tuple[str, ...] = ()
+    #: None: no CPU quota; absent: spec.vcpus.
+    cpus: float | None = option(None, gt=0)
+    swap_mib: int | None = option(0, ge=0)
+    cgroup: bool = True
+    hostname: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.namespaces if n not in ALL_NAMESPACES]
+        if unknown:
+            raise UsageError(
+                f"drivers.container.namespaces: unknown namespace {unknown[0]!r}; "
+                f"choose from {', '.join(ALL_NAMESPACES)}"
+            )
+
+
+#: Options that shape one sandbox (they may also come from a workload, per sandbox).
+SANDBOX_OPTIONS = frozenset(ContainerOptions.option_types()) - {"cgroup_parent"}
+#: Options of the driver itself (read by ContainerDriver; passed through the spec and ignored here).
+DRIVER_OPTIONS = frozenset({"cgroup_parent"})
 
 
 @dataclass(frozen=True)
@@ -118,9 +137,11 @@ def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | Non
     )
 
 
-def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
+def config_from_spec(
+    spec: SandboxSpec, image_root: Path, *, euid: int | None = None, egid: int | None = None
+) -> ContainerConfig:
     options = dict(spec.options)
-    known = SANDBOX_OPTIONS.keys() | DRIVER_OPTIONS.keys()
+    known = SANDBOX_OPTIONS | DRIVER_OPTIONS
     unknown = sorted(set(options) - known)
     if unknown:
         raise UsageError(
@@ -138,8 +159,8 @@ def config_from_spec(spec: SandboxSpec, image_root: Path) -> ContainerConfig:
         raise UsageError(f"sandbox {spec.name}: volume {spec.volume} is not a directory; create it first")
     uid_map = gid_map = None
     if "user" in namespaces:
-        uid_map = str(options.get("uid_map", f"0 {os.geteuid()} 1"))
-        gid_map = str(options.get("gid_map", f"0 {os.getegid()} 1"))
+        uid_map = str(options.get("uid_map", f"0 {os.geteuid() if euid is None else euid} 1"))
+        gid_map = str(options.get("gid_map", f"0 {os.getegid() if egid is None else egid} 1"))
     if spec.cpuset is not None and not spec.cpuset:
         raise UsageError(f"sandbox {spec.name}: cpuset must name at least one CPU")
     return ContainerConfig(

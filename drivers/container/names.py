@@ -6,11 +6,11 @@ characters, so they carry a 6-hex digest of the run id instead: ``isob<digest><s
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
 from isobench.drivers.base import RESOURCE_PREFIX
+from isobench.hostsys.links import MAX_IFNAME, run_tag
 
 __all__ = ["VETH_PREFIX", "ContainerNames", "names_for", "run_prefix", "sanitize", "veth_run_prefix"]
 
@@ -18,7 +18,6 @@ __all__ = ["VETH_PREFIX", "ContainerNames", "names_for", "run_prefix", "sanitize
 VETH_PREFIX = "isob"
 _KIND = "ctr"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_MAX_VETH = 15
 
 
 def sanitize(text: str, limit: int = 64) -> str:
@@ -42,7 +41,7 @@ def matches(name: str, run_id: str | None) -> bool:
 
 
 def run_digest(run_id: str) -> str:
-    return hashlib.sha256(run_id.encode()).hexdigest()[:6]
+    return run_tag(run_id)
 
 
 def veth_run_prefix(run_id: str | None) -> str:
@@ -74,5 +73,5 @@ def names_for(run_id: str, sandbox: str, seq: int) -> ContainerNames:
     tag = _base36(seq % 36**4)
     veth = f"{veth_run_prefix(run_id)}{tag}"
     host, peer = f"{veth}h", f"{veth}c"
-    assert len(host) <= _MAX_VETH, host
+    assert len(host) <= MAX_IFNAME, host
     return ContainerNames(ident=ident, hostname=sanitize(sandbox, 63), veth_host=host, veth_peer=peer)

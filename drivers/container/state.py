@@ -72,9 +72,9 @@ def process_start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def current_owner() -> tuple[int, str]:
+def current_owner(proc: Path = Path("/proc")) -> tuple[int, str]:
     pid = os.getpid()
-    return pid, process_start_time(pid) or ""
+    return pid, process_start_time(pid, proc) or ""
 
 
 def owner_alive(record: Record, proc: Path = Path("/proc")) -> bool:

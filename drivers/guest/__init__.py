@@ -6,7 +6,7 @@ lifecycle, ``qemu`` into a command line and a process's lifecycle. Everything el
 
 - ``agent``: the host side of the in-guest agent protocol (exec, ready frame, power-off);
 - ``accel``: KVM or TCG, decided by a probe boot of QEMU itself (no libvirt), cached per host;
-- ``options``: the options both drivers take (``GUEST_OPTIONS``) parsed into :class:`GuestOptions`;
+- ``options``: the options both drivers take, the frozen :class:`GuestOptions` their own extend;
 - ``image``: image lookup and checks, and the per-guest qcow2 overlay;
 - ``datadisk``: the volume as a raw ext4 disk (``vdb`` at ``/data``);
 - ``memory``: qemu's own memory (smaps without guest RAM), the guest's view, host pre-checks;

@@ -26,6 +26,7 @@ from isobench.drivers.guest import probecache
 from isobench.drivers.guest.probecache import Outcome
 from isobench.drivers.guest.process import kill_qemu, one_line, spawn_qemu
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,16 @@ def _cache_path(state_dir: Path, proc: Path, binary: str) -> Path:
 def probe_accel(
     state_dir: Path,
     *,
+    host: HostProbe | None = None,
     binary: str = "qemu-system-x86_64",
-    dev_kvm: Path = Path("/dev/kvm"),
-    sys_root: Path = Path("/sys"),
-    proc: Path = Path("/proc"),
     boot: BootProbe | None = None,
     refresh: bool = False,
     deadline_s: float = 10.0,
 ) -> AccelProbe:
-    """Whether KVM works here; cached, so the probe boot runs once per host, kernel and qemu."""
-    cache = _cache_path(state_dir, proc, binary)
+    """Whether KVM works on ``host`` (/dev/kvm, /sys/module and /proc under its root); cached, so the
+    probe boot runs once per host, kernel and qemu."""
+    host = host or HostProbe()
+    cache = _cache_path(state_dir, host.proc, binary)
     hit = None if refresh else probecache.load(cache)
     if hit is not None:
         try:
@@ -100,7 +101,7 @@ def probe_accel(
     def qemu_boot(deadline: float) -> tuple[Outcome, str]:
         return qemu_probe_boot(deadline, binary=binary)
 
-    result = _probe(dev_kvm, sys_root, boot or qemu_boot, deadline_s)
+    result = _probe(host.path("/dev/kvm"), host.sys, boot or qemu_boot, deadline_s)
     fields = {"usable": result.usable, "accel": result.accel, "reason": result.reason}
     probecache.save(cache, fields, outcome=result.outcome, checked_at=result.checked_at)
     return result

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec
+from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.memory import guest_used_bytes, host_memavailable_kib, qemu_process_stats
 from isobench.errors import CellTimeout, SandboxError
@@ -67,9 +67,9 @@ class GuestSandbox(SandboxBase):
         self._check_exec(argv)
         return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         """qemu as the host sees it, the guest's own view of its memory, and the host's
-        MemAvailable drop since create (see memory.py): the same keys from both drivers."""
+        MemAvailable drop since create (see memory.py): the same figures from both drivers."""
         pid = self.qemu_pid()
         guest_ram = self._spec.memory_mib << 20
         out = {} if pid is None else qemu_process_stats(self._proc_root / str(pid), guest_ram)
@@ -82,7 +82,7 @@ class GuestSandbox(SandboxBase):
         avail = host_memavailable_kib(self._proc_root)
         if avail is not None:
             out["vm.host_memavailable_delta_bytes"] = float((self._memavail_before_kib - avail) * 1024)
-        return out
+        return SandboxStats.from_dict(out)
 
     def _teardown(self) -> list[str]:
         # the destroy phase runs from the call until the guest holds nothing

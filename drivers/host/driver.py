@@ -12,19 +12,33 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
+    DriverKind,
+    DriverOptions,
+    ExecModel,
     ExecResult,
-    OptionTypes,
     PhaseClock,
+    RootStorage,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
+    Volume,
 )
+from isobench.drivers.options import option
 from isobench.procs import run_command
+
+
+@dataclass(frozen=True)
+class HostOptions(DriverOptions):
+    #: Seconds slept inside create: an injected regression for the gate's validation only.
+    start_delay: float = option(0.0, ge=0)
 
 
 class HostSandbox(SandboxBase):
@@ -57,8 +71,9 @@ class HostSandbox(SandboxBase):
             argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin, cpus=self._spec.cpuset
         )
 
-    def stats(self) -> Mapping[str, float]:
-        return {}
+    def stats(self) -> SandboxStats:
+        # No cgroup of its own: nothing to attribute to it.
+        return SandboxStats()
 
     def _teardown(self) -> list[str]:
         shutil.rmtree(self._scratch, ignore_errors=True)
@@ -68,13 +83,25 @@ class HostSandbox(SandboxBase):
 class HostDriver:
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "native baseline: no isolation, host binaries, host filesystem"
-    option_types: ClassVar[OptionTypes] = {"start_delay": (int, float)}
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        kind=DriverKind.NATIVE,
+        root_storage=RootStorage.HOST_FS,
+        volume=Volume.HOST_PATH,
+        switchable_hardening=False,
+        exec_model=ExecModel.DIRECT,
+        order=0,
+    )
+    options_type: ClassVar[type[DriverOptions]] = HostOptions
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
+        self.opts = HostOptions.parse(self.name, ctx.options)
 
     def availability(self) -> Availability:
         return Availability(ok=True)
+
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
 
     def metadata(self) -> Mapping[str, Any]:
         # A volume is just a host directory: the baseline the sandboxes' volume rows compare to.
@@ -83,8 +110,8 @@ class HostDriver:
             "volume": "host directory",
             "cpu_affinity": "spec.cpuset",
         }
-        if self._ctx.options.get("start_delay"):
-            meta["start_delay_s"] = float(self._ctx.options["start_delay"])
+        if self.opts.start_delay:
+            meta["start_delay_s"] = self.opts.start_delay
         return meta
 
     def create(self, spec: SandboxSpec) -> HostSandbox:

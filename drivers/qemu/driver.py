@@ -31,18 +31,26 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    Capabilities,
+    DriverContext,
+    DriverOptions,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
-from isobench.drivers.guest.options import GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import kill_qemu, last_line, spawn_qemu, wait_exit
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.options import option
 from isobench.drivers.qemu.command import (
     AGENT_SOCKET,
     CONSOLE_LOG,
@@ -63,17 +71,14 @@ from isobench.drivers.qemu.machine import (
     save_choice,
 )
 from isobench.drivers.qemu.network import (
-    LINK_PREFIX,
     GuestNic,
-    IpRunner,
     RunNetwork,
-    ip_command,
-    list_links,
-    net_tag,
+    run_prefix,
 )
 from isobench.drivers.qemu.procscan import find_guests
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys.links import Links
 from isobench.images import Image
 from isobench.procs import run_command
 
@@ -93,10 +98,6 @@ def _safe(s: str) -> str:
 
 #: (state_dir, qemu binary) -> AccelProbe; the real one is the guest core's cached probe boot.
 AccelProber = Callable[[Path, str], AccelProbe]
-
-
-def _real_accel_probe(state_dir: Path, binary: str) -> AccelProbe:
-    return probe_accel(state_dir, binary=binary)
 
 
 def _real_run(argv: Sequence[str]) -> tuple[int, str, str]:
@@ -155,7 +156,7 @@ class QemuSandbox(GuestSandbox):
             ready,
             clock,
             address=guest.nic.address if guest.nic is not None else None,
-            proc_root=driver.opts.proc_root,
+            proc_root=driver.host.proc,
             memavail_before_kib=memavail_before_kib,
         )
         self._driver = driver
@@ -183,22 +184,28 @@ class QemuSandbox(GuestSandbox):
             self._driver.teardown(g)
 
 
+@dataclass(frozen=True)
+class QemuOptions(GuestOptions):
+    binary: str = "qemu-system-x86_64"
+    qemu_img: str = "qemu-img"
+    machine: Literal["auto", "microvm", "q35"] = "auto"
+    #: Seconds for qemu to create its sockets after it is started.
+    spawn_timeout: float = option(30.0, gt=0)
+    #: The microvm probe (see MicrovmProbe): a boot not ready by probe_timeout failed.
+    probe_timeout: float = option(30.0, gt=0)
+    probe_attempts: int = option(3, ge=1)
+    probe_boots: int = option(3, ge=1)
+    #: A firmware image for q35 (default: qemu's own SeaBIOS).
+    bios: Path | None = None
+
+
 class QemuDriver:
     name: ClassVar[str] = "qemu"
     description: ClassVar[str] = (
         "qemu-system-x86_64 launched directly (no libvirt): microvm or q35, same guest as vm"
     )
-    option_types: ClassVar[OptionTypes] = {
-        **GUEST_OPTIONS,
-        "binary": (str,),
-        "qemu_img": (str,),
-        "machine": (str,),
-        "spawn_timeout": (int, float),
-        "probe_timeout": (int, float),
-        "probe_attempts": (int,),
-        "probe_boots": (int,),
-        "bios": (str,),
-    }
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=50)
+    options_type: ClassVar[type[DriverOptions]] = QemuOptions
 
     def __init__(
         self,
@@ -206,34 +213,27 @@ class QemuDriver:
         *,
         which: Callable[[str], str | None] = shutil.which,
         run: Callable[[Sequence[str]], tuple[int, str, str]] = _real_run,
-        accel_probe: AccelProber = _real_accel_probe,
-        ip: IpRunner = ip_command,
+        accel_probe: AccelProber | None = None,
+        links: Links | None = None,
     ) -> None:
         self._ctx = ctx
-        opts = ctx.options
-        self.opts = GuestOptions.parse("qemu", opts)
-        self.binary: str = str(opts.get("binary", "qemu-system-x86_64"))
-        self.qemu_img: str = str(opts.get("qemu_img", "qemu-img"))
-        self.machine_option: str = str(opts.get("machine", "auto"))
-        if self.machine_option not in ("auto", "microvm", "q35"):
-            raise UsageError(
-                f"drivers.qemu.machine must be auto, microvm or q35, not {self.machine_option!r}"
-            )
-        self.spawn_timeout: float = float(opts.get("spawn_timeout", 30))
+        self.host = ctx.host
+        self.opts = QemuOptions.parse(self.name, ctx.options)
+        self.binary: str = self.opts.binary
+        self.qemu_img: str = self.opts.qemu_img
+        self.machine_option: str = self.opts.machine
+        self.spawn_timeout: float = self.opts.spawn_timeout
         #: A microvm guest that is not ready by probe_timeout is taken as "does not boot here".
         self.microvm_probe = MicrovmProbe(
-            timeout=float(opts.get("probe_timeout", 30)),
-            attempts=int(opts.get("probe_attempts", 3)),
-            boots=int(opts.get("probe_boots", 3)),
+            timeout=self.opts.probe_timeout, attempts=self.opts.probe_attempts, boots=self.opts.probe_boots
         )
-        bios = opts.get("bios")
-        self.bios: Path | None = Path(bios) if bios else None
+        self.bios: Path | None = self.opts.bios
         self.run_id = _safe(ctx.run_id)
         self._which = which
         self._run = run
-        self._accel_probe = accel_probe
-        self._ip = ip
-        self._net = RunNetwork(self.run_id, ip)
+        self._accel_probe = accel_probe or self._probe_accel
+        self._links = links or Links()
+        self._net = RunNetwork(self.run_id, self._links)
         self.accel = AccelChoice(
             "qemu", self.opts.accel, lambda: self._accel_probe(self._ctx.state_dir, self.binary)
         )
@@ -242,6 +242,9 @@ class QemuDriver:
         self._seq = 0
 
     # -- host facts ------------------------------------------------------------------------
+    def _probe_accel(self, state_dir: Path, binary: str) -> AccelProbe:
+        return probe_accel(state_dir, host=self.host, binary=binary)
+
     def qemu_version(self) -> str:
         if self._version is None:
             code, out, _ = self._run([self.binary, "-version"])
@@ -274,13 +277,16 @@ class QemuDriver:
             return self._machine
         accel = self.accel()
         qemu = self._which(self.binary) or self.binary
-        cache = cache_path(self._ctx.state_dir, self.opts.proc_root, qemu, self._image().digest, accel)
+        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, self._image().digest, accel)
         self._machine = load_choice(cache)
         if self._machine is None:
             self._machine = save_choice(cache, self.microvm_probe.run(self._launch, accel, self.run_id))
         return self._machine
 
     # -- protocol --------------------------------------------------------------------------
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities.with_accel(self.accel())
+
     def availability(self) -> Availability:
         for tool in (self.binary, self.qemu_img):
             if self._which(tool) is None:
@@ -333,7 +339,7 @@ class QemuDriver:
         if spec.volume is not None:
             check_volume(spec.volume)
         accel = self.accel()
-        avail = reserve_host_memory(spec.name, spec.memory_mib, self.opts.proc_root)
+        avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         self._seq += 1
         leaf = f"{_safe(spec.name)}-{self._seq}"
         g = _Guest(name=f"{PREFIX}-{self.run_id}-{leaf}", dir=self._ctx.work_dir / leaf, spec=spec)
@@ -440,7 +446,7 @@ class QemuDriver:
         own = f"{PREFIX}-{self.run_id}-"
         victims = [
             (pid, name)
-            for pid, name in find_guests(self.opts.proc_root, prefix)
+            for pid, name in find_guests(self.host.proc, prefix)
             if want is not None or not name.startswith(own)
         ]
         for pid, name in victims:
@@ -449,26 +455,21 @@ class QemuDriver:
             gone.append(f"process {pid} {name}")
         for pid, _ in victims:
             end = time.monotonic() + 10
-            while (self.opts.proc_root / str(pid)).exists() and time.monotonic() < end:
+            while (self.host.proc / str(pid)).exists() and time.monotonic() < end:
                 # A SIGKILLed child of ours stays a zombie until reaped.
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.01)
-        link_prefix = f"{LINK_PREFIX}{net_tag(want)}" if want is not None else LINK_PREFIX
-        own_links = f"{LINK_PREFIX}{net_tag(self.run_id)}"
+        own_links = run_prefix(self.run_id)
         try:
-            links = [
-                n
-                for n in list_links(self._ip, link_prefix)
-                if want is not None or not n.startswith(own_links)
-            ]
+            # gc of every run (want None) leaves this driver's own run alone.
+            links = self._links.gc(
+                run_prefix(want), lambda link: want is not None or not link.name.startswith(own_links)
+            )
         except SandboxError as err:
             log.warning("qemu gc: cannot list links: %s", err)
             links = []
-        # Taps before bridges: a bridge goes more cleanly once its ports are gone.
-        for name in sorted(links, key=lambda n: n.endswith("br")):
-            if self._net.delete_link(name):
-                gone.append(f"link {name}")
+        gone += [f"link {name}" for name in links]
         if want is not None and want == self.run_id and self._ctx.work_dir.is_dir():
             for d in self._ctx.work_dir.iterdir():
                 if d.is_dir() and ((d / OVERLAY).exists() or (d / QEMU_LOG).exists()):

@@ -7,51 +7,29 @@ gets the /24 ``10.215.<n>.0`` picked from its run id, the bridge is ``.1`` and g
 Interface names are limited to 15 characters, so they carry a 6-hex digest of the run id:
 bridge ``isobq<digest>br``, taps ``isobq<digest>t<k>``. The ``isobq`` prefix is this driver's alone
 (runc uses ``isobr``, the container driver ``isob<hex>``), so gc() finds them by name. Links are
-made with iproute2 behind the :class:`IpRunner` seam so tests record the calls instead.
+made by :mod:`isobench.hostsys.links`, whose runner seam lets tests record the calls instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from isobench.errors import SandboxError
-from isobench.procs import run_command
+from isobench.hostsys.links import Links, ifname, run_tag
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LINK_PREFIX", "IpRunner", "RunNetwork", "ip_command", "list_links", "net_tag"]
+__all__ = ["LINK_PREFIX", "GuestNic", "RunNetwork", "run_prefix"]
 
 LINK_PREFIX = "isobq"
 SUBNET_BASE = "10.215"
-_MAX_IFNAME = 15
-
-#: argv (without the leading "ip") -> (exit code, stdout, stderr)
-IpRunner = Callable[[Sequence[str]], tuple[int, str, str]]
 
 
-def ip_command(args: Sequence[str]) -> tuple[int, str, str]:
-    res = run_command(["ip", *args], timeout=30)
-    return res.exit_code, res.stdout, res.stderr
-
-
-def net_tag(run_id: str) -> str:
-    return hashlib.sha256(run_id.encode()).hexdigest()[:6]
-
-
-def list_links(ip: IpRunner, prefix: str = LINK_PREFIX) -> list[str]:
-    """Names of links starting with ``prefix`` (``ip -j link`` parsed)."""
-    code, out, err = ip(["-j", "link", "show"])
-    if code != 0:
-        raise SandboxError(f"`ip link show` failed: {err.strip()}")
-    try:
-        links = json.loads(out or "[]")
-    except ValueError as err_:
-        raise SandboxError(f"`ip -j link show` printed unparsable output: {out[:200]!r}") from err_
-    return [str(lk["ifname"]) for lk in links if str(lk.get("ifname", "")).startswith(prefix)]
+def run_prefix(run_id: str | None) -> str:
+    """What every link of ``run_id`` starts with (every run's when None)."""
+    return LINK_PREFIX if run_id is None else f"{LINK_PREFIX}{run_tag(run_id)}"
 
 
 @dataclass(frozen=True)
@@ -65,13 +43,13 @@ class GuestNic:
 class RunNetwork:
     """The bridge of one run and the taps hanging off it."""
 
-    def __init__(self, run_id: str, ip: IpRunner = ip_command) -> None:
+    def __init__(self, run_id: str, links: Links) -> None:
         self.run_id = run_id
-        self._ip = ip
-        self.tag = net_tag(run_id)
+        self._links = links
+        self.tag = run_tag(run_id)
         # 1..250: .0 and the top values stay free so the /24 is never a broadcast-looking one.
         self.octet = 1 + int(hashlib.sha256(f"qemu:{run_id}".encode()).hexdigest(), 16) % 250
-        self.bridge = f"{LINK_PREFIX}{self.tag}br"
+        self.bridge = ifname(f"{LINK_PREFIX}{self.tag}br")
         self._bridge_up = False
         self._touched = False
         self._next = 0
@@ -80,13 +58,6 @@ class RunNetwork:
     def host_address(self) -> str:
         return f"{SUBNET_BASE}.{self.octet}.1"
 
-    def _run(self, *args: str) -> None:
-        code, _, err = self._ip(list(args))
-        if code != 0:
-            raise SandboxError(
-                f"`ip {' '.join(args)}` failed: {err.strip()}; guest networking needs root and iproute2"
-            )
-
     def ensure_bridge(self) -> None:
         if self._bridge_up:
             return
@@ -94,11 +65,13 @@ class RunNetwork:
         try:
             # STP off and no forward delay: a new tap forwards at once, so boot time does not
             # include a bridge learning period.
-            self._run("link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-            self._run("addr", "add", f"{self.host_address}/24", "dev", self.bridge)
-            self._run("link", "set", self.bridge, "up")
+            self._links.command(
+                "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"
+            )
+            self._links.command("addr", "add", f"{self.host_address}/24", "dev", self.bridge)
+            self._links.command("link", "set", self.bridge, "up")
         except SandboxError:
-            self.delete_link(self.bridge)
+            self._links.discard(self.bridge)
             raise
         self._bridge_up = True
 
@@ -109,31 +82,28 @@ class RunNetwork:
         k = self._next
         if k > 250:
             raise SandboxError(f"run {self.run_id}: more than 250 networked guests in one run")
-        tap = f"{LINK_PREFIX}{self.tag}t{k}"
-        assert len(tap) <= _MAX_IFNAME
+        tap = ifname(f"{LINK_PREFIX}{self.tag}t{k}")
         try:
-            self._run("tuntap", "add", "dev", tap, "mode", "tap")
-            self._run("link", "set", tap, "master", self.bridge)
-            self._run("link", "set", tap, "up")
+            self._links.command("tuntap", "add", "dev", tap, "mode", "tap")
+            self._links.command("link", "set", tap, "master", self.bridge)
+            self._links.command("link", "set", tap, "up")
         except SandboxError:
-            self.delete_link(tap)
+            self._links.discard(tap)
             raise
         mac = f"52:54:00:d7:{self.octet:02x}:{k + 1:02x}"
         return GuestNic(tap=tap, mac=mac, address=f"{SUBNET_BASE}.{self.octet}.{k + 1}")
 
     def delete_link(self, name: str) -> bool:
-        """Remove ``name`` if it exists; True if it was removed."""
-        code, _, err = self._ip(["link", "del", name])
-        if code != 0 and "Cannot find device" not in err and "does not exist" not in err:
-            log.warning("removing link %s failed: %s", name, err.strip())
-        return code == 0
+        """Remove ``name`` if it exists; True if it was removed (a failure is logged)."""
+        try:
+            return self._links.delete(name)
+        except SandboxError as err:
+            log.warning("%s", err)
+            return False
 
     def close(self) -> None:
         """Remove the bridge and any tap of this run still present (nothing if never networked)."""
         if not self._touched:
             return
-        for name in list_links(self._ip, f"{LINK_PREFIX}{self.tag}"):
-            if name != self.bridge:
-                self.delete_link(name)
-        self.delete_link(self.bridge)
+        self._links.gc(run_prefix(self.run_id))
         self._bridge_up = False

@@ -25,24 +25,31 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
     Availability,
+    Capabilities,
     DriverContext,
+    DriverOptions,
     ExecResult,
-    OptionTypes,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
+    SandboxStats,
     started_or_cleaned,
 )
+from isobench.drivers.options import option
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
-from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
 from isobench.errors import SandboxError, UsageError
+from isobench.hostsys import HostProbe, Tools
+from isobench.hostsys.cgroups import cgroup_mode, open_manager
+from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
 from isobench.mounts import (
     OverlayDirs,
@@ -89,6 +96,15 @@ def runc_error(stderr: str) -> str:
     return lines[-1] if lines else "no error output"
 
 
+@dataclass(frozen=True)
+class RuncOptions(DriverOptions):
+    binary: str = "runc"
+    #: runc's ``--root``: its state of every container, shared by all runs so gc finds them.
+    state_root: Path = DEFAULT_STATE_ROOT
+    #: Seconds any one runc command may take.
+    command_timeout: float = option(60.0, gt=0)
+
+
 class RuncSandbox(SandboxBase):
     """One runc container. Owns its container, cgroup (through runc), overlay, veth and bundle dir."""
 
@@ -102,7 +118,8 @@ class RuncSandbox(SandboxBase):
         base: Path,
         runc: Sequence[str],
         clock: PhaseClock,
-        probe: HostProbe,
+        host: HostProbe,
+        links: Links,
         timeout: float,
     ) -> None:
         super().__init__(spec, clock)
@@ -110,7 +127,8 @@ class RuncSandbox(SandboxBase):
         self._base = base
         self._root = OverlayRoot(base)
         self._runc = tuple(runc)
-        self._probe = probe
+        self._host = host
+        self._links = links
         self._timeout = timeout
         self._created = False
         self._veth: network.Veth | None = None
@@ -162,13 +180,13 @@ class RuncSandbox(SandboxBase):
             )
         return dataclasses.replace(res, argv=tuple(argv))
 
-    def stats(self) -> Mapping[str, float]:
+    def stats(self) -> SandboxStats:
         if self._destroyed or not self._created:
-            return {}
+            return SandboxStats()
         res = run_command([*self._runc, "events", "--stats", self._ident], timeout=self._timeout)
         if not res.ok:
             raise SandboxError(f"runc events failed for {self._ident}: {runc_error(res.stderr)}")
-        return parse_events_stats(res.stdout)
+        return SandboxStats.from_dict(parse_events_stats(res.stdout))
 
     def _teardown(self) -> list[str]:
         errors: list[str] = []
@@ -177,9 +195,9 @@ class RuncSandbox(SandboxBase):
                 self._kill_and_delete()
             except SandboxError as err:
                 errors.append(str(err))
-        if self._veth is not None and (self._probe.sys_class_net / self._veth.host_link).exists():
+        if self._veth is not None:
             try:
-                network.teardown_veth(self._veth.host_link)
+                self._links.delete(self._veth.host_link)
             except SandboxError as err:
                 errors.append(str(err))
         return errors + self._root.release()
@@ -196,7 +214,7 @@ class RuncSandbox(SandboxBase):
             if self._pid is not None:
                 # Fails harmlessly when the init is already gone; the wait below is the check.
                 run_command([*self._runc, "kill", self._ident, "KILL"], timeout=self._timeout)
-                if not _wait_gone(self._probe.proc_root, self._pid, self._timeout):
+                if not _wait_gone(self._host.proc, self._pid, self._timeout):
                     raise SandboxError(f"init {self._pid} of {self._ident} survived SIGKILL")
         with self._clock.phase("runc_delete"):
             res = run_command([*self._runc, "delete", "--force", self._ident], timeout=self._timeout)
@@ -229,7 +247,7 @@ class RuncSandbox(SandboxBase):
             self._pid = int(pid_file.read_text().strip())
         if self._spec.network:
             with clock.phase("network"):
-                self._veth = network.setup_veth(self._pid, self._ident)
+                self._veth = network.setup_veth(self._links, self._pid, self._ident)
         with clock.phase("runc_start"):
             res = run_command([*self._runc, "start", self._ident], timeout=self._timeout)
             if not res.ok:
@@ -272,18 +290,18 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
-    option_types: ClassVar[OptionTypes] = {
-        "binary": (str,),
-        "state_root": (str,),
-        "command_timeout": (int, float),
-    }
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20)
+    options_type: ClassVar[type[DriverOptions]] = RuncOptions
 
-    def __init__(self, ctx: DriverContext, probe: HostProbe | None = None) -> None:
+    def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:
         self._ctx = ctx
-        self._probe = probe or HostProbe()
-        self._binary = str(ctx.options.get("binary", "runc"))
-        self._state_root = Path(str(ctx.options.get("state_root", DEFAULT_STATE_ROOT)))
-        self._timeout = float(ctx.options.get("command_timeout", 60.0))
+        self._host = ctx.host
+        self._tools = tools or Tools()
+        self._links = links or Links()
+        self.opts = RuncOptions.parse(self.name, ctx.options)
+        self._binary = self.opts.binary
+        self._state_root = self.opts.state_root
+        self._timeout = self.opts.command_timeout
         self._version: str | None = None
 
     @property
@@ -293,30 +311,33 @@ class RuncDriver:
     def _runc(self) -> list[str]:
         return [self._binary, "--root", str(self._state_root)]
 
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities
+
     def _runc_version(self, path: str) -> str:
         if self._version is None:
-            self._version = self._probe.version(path)
+            self._version = self._tools.version(path)
         return self._version
 
     def availability(self) -> Availability:
-        p = self._probe
+        p = self._tools
         path = p.which(self._binary)
-        mode = cgroup_mode(p.cgroup_root)
+        mode = cgroup_mode(self._host)
         details: dict[str, Any] = {"binary": path, "cgroup_mode": mode, "cgroup_limits": True}
         if path is None:
             return Availability(
                 False, f"{self._binary} is not installed; install the Debian package `runc`", details
             )
         details["version"] = self._runc_version(path)
-        if p.geteuid() != 0:
+        if not self._host.is_root:
             return Availability(
                 False, "the runc driver needs root (rootless runc is not used); run as root", details
             )
-        missing = missing_controllers(p.cgroup_root, mode)
+        missing = missing_controllers(open_manager(self._host)) if mode != "none" else ["any"]
         if missing:
             return Availability(
                 False,
-                f"cgroup mode {mode!r} lacks controllers {', '.join(missing)} under {p.cgroup_root}; "
+                f"cgroup mode {mode!r} lacks controllers {', '.join(missing)}; "
                 "mount cgroup v1 controllers or enable them in cgroup2",
                 details,
             )
@@ -324,12 +345,12 @@ class RuncDriver:
         return Availability(True, "", details)
 
     def metadata(self) -> Mapping[str, Any]:
-        path = self._probe.which(self._binary)
+        path = self._tools.which(self._binary)
         return {
             "isolation": "oci-runtime",
             "runtime": "runc",
             "runc_version": self._runc_version(path) if path else None,
-            "cgroup_mode": cgroup_mode(self._probe.cgroup_root),
+            "cgroup_mode": cgroup_mode(self._host),
             "cgroup_limits": True,
             "namespaces": list(NAMESPACES),
             "capabilities": "docker-default",
@@ -355,7 +376,8 @@ class RuncDriver:
             base=self._ctx.work_dir.resolve() / ident,
             runc=self._runc(),
             clock=PhaseClock(),
-            probe=self._probe,
+            host=self._host,
+            links=self._links,
             timeout=self._timeout,
         )
         hostname = _UNSAFE.sub("-", spec.name)[:63] or "sandbox"
@@ -377,7 +399,7 @@ class RuncDriver:
         return removed
 
     def _gc_containers(self, run_id: str | None) -> list[str]:
-        if not self._state_root.is_dir() or self._probe.which(self._binary) is None:
+        if not self._state_root.is_dir() or self._tools.which(self._binary) is None:
             return []
         res = run_command([*self._runc(), "list", "--format", "json"], timeout=self._timeout)
         if not res.ok:
@@ -395,21 +417,20 @@ class RuncDriver:
         return removed
 
     def _gc_links(self, run_id: str | None) -> list[str]:
-        if self._probe.which("ip") is None:
+        if self._tools.which("ip") is None:
             return []
-        removed = []
-        for link in network.list_links():
-            if network.slot_of(link.name) is not None and owned(link.alias, run_id):
-                try:
-                    network.teardown_veth(link.name)
-                    removed.append(f"veth {link.name}")
-                except SandboxError as err:
-                    log.warning("%s", err)
-        return removed
+        try:
+            gone = self._links.gc(
+                network.PREFIX, lambda lk: network.slot_of(lk.name) is not None and owned(lk.alias, run_id)
+            )
+        except SandboxError as err:
+            log.warning("runc gc: cannot list links: %s", err)
+            return []
+        return [f"veth {name}" for name in gone]
 
     def _gc_mounts(self, run_id: str | None) -> list[str]:
         try:
-            text = (self._probe.proc_root / "self" / "mountinfo").read_text()
+            text = (self._host.proc / "self" / "mountinfo").read_text()
         except OSError:
             return []
 
@@ -429,22 +450,18 @@ class RuncDriver:
         return removed
 
     def _gc_cgroups(self, run_id: str | None) -> list[str]:
-        removed = []
-        root = self._probe.cgroup_root
+        """runc removes its cgroups at delete; a container that never got there leaves them."""
         try:
-            hierarchies = [h for h in root.iterdir() if h.is_dir() and not h.is_symlink()]
-        except OSError:
+            manager = open_manager(self._host)
+        except SandboxError:
             return []
-        if (root / "cgroup.procs").is_file():
-            hierarchies = [root]
-        for hier in hierarchies:
+        removed = []
+        for name in manager.find(lambda n: owned(n, run_id)):
             try:
-                leaves = [d for d in hier.iterdir() if d.is_dir() and owned(d.name, run_id)]
-            except OSError:
-                continue
-            for leaf in leaves:
-                if _remove_cgroup(leaf):
-                    removed.append(f"cgroup {leaf}")
+                manager.open(name).remove()
+                removed.append(f"cgroup {name}")
+            except SandboxError as err:
+                log.warning("%s", err)
         return removed
 
     def _gc_dirs(self, run_id: str | None) -> list[str]:
@@ -453,7 +470,7 @@ class RuncDriver:
             return []
         mounted = {
             e.mount_point
-            for e in parse_mountinfo(_read(self._probe.proc_root / "self" / "mountinfo"))
+            for e in parse_mountinfo(_read(self._host.proc / "self" / "mountinfo"))
             if e.fs_type == "overlay"
         }
         removed = []
@@ -483,27 +500,3 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-
-
-def _remove_cgroup(leaf: Path) -> bool:
-    """Kill what is left in a cgroup tree and remove it, deepest first."""
-    tree = sorted(
-        (p for p in [leaf, *leaf.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-    )
-    for _ in range(20):
-        for node in tree:
-            for pid in _read(node / "cgroup.procs").split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-        for node in tree:
-            try:
-                node.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                break
-        if not leaf.exists():
-            return True
-        time.sleep(0.05)
-    log.warning("cgroup %s could not be removed", leaf)
-    return False

@@ -41,11 +41,19 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import libvirt
-from isobench.drivers.base import Availability, DriverContext, OptionTypes, PhaseClock, SandboxSpec
+from isobench.drivers.base import (
+    Availability,
+    Capabilities,
+    DriverContext,
+    DriverOptions,
+    PhaseClock,
+    SandboxSpec,
+)
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
@@ -56,7 +64,7 @@ from isobench.drivers.guest.datadisk import (
 )
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
-from isobench.drivers.guest.options import GUEST_OPTIONS, GuestOptions
+from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
@@ -108,7 +116,7 @@ class VmSandbox(GuestSandbox):
             ready,
             clock,
             address=address,
-            proc_root=driver.opts.proc_root,
+            proc_root=driver.host.proc,
             memavail_before_kib=memavail_before_kib,
         )
         self._driver = driver
@@ -133,25 +141,24 @@ class VmSandbox(GuestSandbox):
                 self._pidfd = None
 
 
+@dataclass(frozen=True)
+class VmOptions(GuestOptions):
+    #: The libvirt connection (default: the host probe's, qemu:///system).
+    uri: str | None = None
+
+
 class VmDriver:
     name: ClassVar[str] = "vm"
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
-    option_types: ClassVar[OptionTypes] = {
-        **GUEST_OPTIONS,
-        "uri": (str,),
-        # Where the driver looks for libvirt's files (tests point these at fakes).
-        "libvirt_run": (str,),
-        "libvirt_log": (str,),
-    }
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=40)
+    options_type: ClassVar[type[DriverOptions]] = VmOptions
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
-        opts = ctx.options
-        self.opts = GuestOptions.parse("vm", opts)
-        self.uri: str = str(opts.get("uri", "qemu:///system"))
+        self.host = ctx.host
+        self.opts = VmOptions.parse(self.name, ctx.options)
+        self.uri: str = self.opts.uri or ctx.host.libvirt_uri
         self.hypervisor = hypervisor_for_uri(self.uri)
-        self.libvirt_run: Path = Path(opts.get("libvirt_run", "/run/libvirt/qemu"))
-        self.libvirt_log: Path = Path(opts.get("libvirt_log", "/var/log/libvirt/qemu"))
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
@@ -191,7 +198,7 @@ class VmDriver:
 
     def qemu_pid(self, domain: str) -> int | None:
         try:
-            return int((self.libvirt_run / f"{domain}.pid").read_text().strip())
+            return int((self.host.libvirt_run / f"{domain}.pid").read_text().strip())
         except (OSError, ValueError):
             return None
 
@@ -200,9 +207,12 @@ class VmDriver:
         if self.uri.startswith("test:"):  # libvirt's test driver runs no guest: nothing to probe
             kvm = self.opts.accel == "kvm"
             return AccelProbe(kvm, "kvm" if kvm else "tcg", "libvirt's test driver runs no guest")
-        return probe_accel(self._ctx.state_dir)
+        return probe_accel(self._ctx.state_dir, host=self.host)
 
     # -- protocol ---------------------------------------------------------------------------
+    def probed_capabilities(self) -> Capabilities:
+        return self.capabilities.with_accel(self.accel())
+
     def availability(self) -> Availability:
         try:
             conn = self.conn()
@@ -242,7 +252,7 @@ class VmDriver:
                 )
         accel = self.accel()
         conn = self.conn()
-        avail = reserve_host_memory(spec.name, spec.memory_mib, self.opts.proc_root)
+        avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         name = f"{PREFIX}-{self.run_id}-{_safe(spec.name)}"
         self._wait_pending(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,7 @@ class VmDriver:
         (self.run_dir / "owner").write_text(f"{os.getpid()}\n")
         overlay = self.run_dir / f"{_safe(spec.name)}.qcow2"
         console = self.run_dir / f"{_safe(spec.name)}.console.log"
-        files = [overlay, console, self.libvirt_log / f"{name}.log"]
+        files = [overlay, console, self.host.libvirt_log / f"{name}.log"]
         dom: libvirt.virDomain | None = None
         channel: AgentChannel | None = None
         pidfd: int | None = None
@@ -472,7 +482,7 @@ class VmDriver:
         def owned(rid: str, pid: int | None) -> bool:
             if want is not None:
                 return rid == want
-            return pid is None or not (self.opts.proc_root / str(pid)).exists()
+            return pid is None or not (self.host.proc / str(pid)).exists()
 
         runs: set[str] = set()
         for dom in conn.listAllDomains():
@@ -487,7 +497,7 @@ class VmDriver:
                     continue
             if not owned(rid, pid):
                 continue
-            self.teardown(dom, [self.libvirt_log / f"{name}.log"])
+            self.teardown(dom, [self.host.libvirt_log / f"{name}.log"])
             gone.append(f"domain {name}")
             runs.add(rid)
         for net in conn.listAllNetworks():

@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from isobench.drivers.base import registered_capabilities
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -25,7 +26,6 @@ from ..units import Scale, axis_scale, human, plain
 
 __all__ = [
     "DPI",
-    "GUESTS",
     "OPTIONAL_SECTIONS",
     "SECTIONS",
     "Plot",
@@ -60,10 +60,9 @@ SECTIONS: dict[str, str] = {
 OPTIONAL_SECTIONS = frozenset({"density"})
 
 DPI = 100
-#: Drivers that boot a guest kernel: their startup and memory live on another scale than processes'.
-GUESTS = frozenset({"vm", "qemu"})
 
 _PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+#: The drivers with a colour of their own, in the order they get one (the first six).
 _KNOWN = ("host", "container", "runc", "bwrap", "vm", "qemu")
 
 
@@ -342,8 +341,14 @@ def cell_median(c: Cell) -> float:
     return float(np.median(c.values))
 
 
+def _guest(driver: str) -> bool:
+    """It boots a guest kernel: its startup and memory live on another scale than processes'."""
+    caps = registered_capabilities(driver)
+    return caps is not None and caps.guest
+
+
 def kinds(drivers: Sequence[str]) -> list[tuple[str, list[str]]]:
     """Drivers split into processes/containers and guests, the two scales of startup and memory."""
-    procs = [d for d in drivers if d not in GUESTS]
-    guests = [d for d in drivers if d in GUESTS]
+    procs = [d for d in drivers if not _guest(d)]
+    guests = [d for d in drivers if _guest(d)]
     return [(name, ds) for name, ds in (("processes and containers", procs), ("guests", guests)) if ds]

@@ -26,7 +26,7 @@ from isobench.cli.output import (
 )
 from isobench.cli.results import compare, export, finalize_cmd, history, report
 from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse_precision
-from isobench.drivers.base import check_driver_options
+from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
 from isobench.runner import new_run_id, run_matrix
@@ -180,11 +180,12 @@ def _run_locked(
     for name, avail in skipped.items():
         console.print(f"[yellow]skipping driver {name}:[/] {escape(avail.reason)}", highlight=False)
     for name, driver in chosen.items():
-        meta = driver.metadata()
-        if meta.get("accel") == "tcg":
+        if driver.probed_capabilities().accel is Accel.TCG:
+            # why, in the words the driver records with every sample
+            reason = driver.metadata().get("accel_reason", "KVM is not usable here")
             console.print(
                 f"[bold yellow]warning:[/] driver {name} uses TCG (software emulation): "
-                f"{escape(str(meta.get('accel_reason', 'KVM is not usable here')))}; guest figures are not KVM figures",
+                f"{escape(str(reason))}; guest figures are not KVM figures",
                 highlight=False,
             )
 

@@ -49,9 +49,10 @@ def list_cmd() -> None:
     """The drivers and workloads this isobench knows."""
     t = Table(title="drivers")
     t.add_column("name")
+    t.add_column("kind")
     t.add_column("description")
     for name, cls in all_drivers().items():
-        t.add_row(name, cls.description)
+        t.add_row(name, cls.capabilities.kind, cls.description)
     out.print(t)
     t = Table(title="workloads")
     t.add_column("name")

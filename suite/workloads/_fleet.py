@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError
@@ -57,14 +56,12 @@ MAX_WORKERS = 128
 
 def is_guest(driver: Driver) -> bool:
     """Whether the driver boots a guest kernel (its sandboxes cost a guest's RAM)."""
-    # capabilities: replace with driver.capabilities().kind == "vm" once Capabilities exist.
-    meta: Mapping[str, Any] = driver.metadata()
-    return "accel" in meta or driver.name in ("vm", "qemu")
+    return driver.capabilities.guest
 
 
 def qemu_pid(sandbox: Sandbox) -> int | None:
-    """The guest's qemu process on the host, when the sandbox is a guest that knows it."""
-    # capabilities: a typed guest-process accessor once the sandbox stats are typed.
+    """The guest's qemu process on the host, when the sandbox is a guest that knows it (the
+    protocol has no accessor for it: GuestSandbox.qemu_pid, of both guest drivers)."""
     fn = getattr(sandbox, "qemu_pid", None)
     if not callable(fn):
         return None
@@ -104,10 +101,9 @@ def sandbox_cpu_seconds(sandbox: Sandbox, proc_root: Path = Path("/proc")) -> fl
     if pid is not None:
         return process_cpu_seconds(pid, proc_root)
     try:
-        value = sandbox.stats().get("cpu_seconds")
+        return sandbox.stats().cpu_seconds
     except IsobenchError:
         return None
-    return float(value) if value is not None else None
 
 
 @dataclass

@@ -430,7 +430,7 @@ class DensityWorkload:
     ) -> Observation:
         time.sleep(p.settle_seconds + (p.ksm_settle_seconds if ksm else 0.0))
         sandboxes = fleet.sandboxes
-        stats = [dict(sb.stats()) for sb in sandboxes]
+        stats = [sb.stats().as_dict() for sb in sandboxes]
         drop = float(start_avail - mem_available(self._proc))
         t0, busy0 = time.monotonic(), host_busy_seconds(self._proc)
         cpu0 = [sandbox_cpu_seconds(sb, self._proc) for sb in sandboxes]

@@ -1,8 +1,8 @@
 """The ``disk`` workload: fio sequential 1 MiB and random 4 KiB reads and writes at queue depth 1
-and 32, on the sandbox's root storage and on a volume at ``/data``: the spec's, or else one the
-cell makes for drivers that can attach one (their metadata has ``volume``). For the host driver
-the volume is a plain directory of the host filesystem: the baseline of the volume rows, as its
-root storage is the baseline of the root rows.
+and 32, on the sandbox's root storage and on a volume: the spec's, or else one the cell makes
+for drivers that can attach one (``capabilities.volume``). Sandboxes see it at ``/data``; the native
+driver sees a plain directory of the host filesystem at its own path: the baseline of the volume
+rows, as its root storage is the baseline of the root rows.
 
 O_DIRECT is used where the filesystem accepts it (probed first: tmpfs before Linux 6.6 and some
 overlay setups refuse it); without it reads may come from a warm page cache, and every figure says
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from isobench.drivers.base import Sandbox
+from isobench.drivers.base import VOLUME_MOUNT, Sandbox, Volume
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import Budget, Params, last_line, resolve_params, run_checked
@@ -46,7 +46,6 @@ _FIO_TIME = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)?")
 
 DATA_FILE = "isobench-fio.dat"
 PROBE_FILE = "isobench-fio-probe.dat"
-VOLUME_MOUNT = "/data"
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class DiskParams(Params):
     iodepths: tuple[int, ...] = (1, 32)
     patterns: tuple[str, ...] = field(default=tuple(PATTERNS), metadata={"choices": tuple(PATTERNS)})
     ioengine: str = field(default="libaio", metadata={"choices": IOENGINES})
-    #: Also measure a volume at /data on drivers that can attach one (their metadata's ``volume``
-    #: says how): a bind-mounted host directory for containers, a raw disk image for guests.
+    #: Also measure a volume on drivers that can attach one (``capabilities.volume``): a bind-mounted
+    #: host directory for containers, a raw disk image for guests, a plain directory natively.
     volume: bool = True
 
     def __post_init__(self) -> None:
@@ -169,19 +168,22 @@ class DiskWorkload:
         budget = Budget(ctx.timeout, "disk")
         out: list[Measurement] = []
         volume = ctx.spec.volume
-        attach = ctx.driver.metadata().get("volume")
-        if volume is None and attach and params.volume and ctx.scratch is not None:
+        caps = ctx.driver.capabilities
+        if volume is not None and caps.volume is None:
+            raise WorkloadError(f"disk: driver {ctx.driver.name} attaches no volumes, but the spec gives one")
+        if volume is None and caps.volume is not None and params.volume and ctx.scratch is not None:
             # The cell's own volume: an empty host directory the runner removes after the cell.
             volume = ctx.scratch / "volume"
             volume.mkdir()
         with ctx.sandbox(volume=volume) as sandbox:
             storages: list[tuple[str, str, dict[str, Any]]] = [("root", sandbox.workdir, {})]
             if volume is not None:
-                # Every isolating driver mounts the volume at /data; the host driver runs on the
-                # host's own tree, where the volume is simply its directory.
-                inside = str(volume) if ctx.driver.name == "host" else VOLUME_MOUNT
-                storages.append(("volume", inside, {"volume": attach or "given by the spec"}))
-            if volume is not None and ctx.driver.name != "host":
+                # How the driver attaches it, in the words of its metadata: recorded with each figure.
+                attach = ctx.driver.metadata().get("volume")
+                storages.append(
+                    ("volume", caps.volume_path(volume), {"volume": attach or "given by the spec"})
+                )
+            if volume is not None and caps.volume is Volume.DATA_MOUNT:
                 # fio on an unmounted /data would measure the root disk under the volume's name
                 check = sandbox.exec(["mountpoint", "-q", VOLUME_MOUNT], timeout=budget.cap(60))
                 if not check.ok:

@@ -1,7 +1,8 @@
 """The ``idle-memory`` workload: the footprint of one idle sandbox, seen from the host and from inside.
 
-* host view: ``sandbox.stats()["memory_bytes"]`` -- whatever the driver measures (cgroup usage for
-  containers, qemu PSS + guest RAM RSS for VMs); the driver's other ``*_bytes`` figures come along.
+* host view: ``sandbox.stats().memory_bytes`` -- whatever the driver measures (cgroup usage for
+  containers, qemu PSS + guest RAM RSS for VMs); the driver's other byte figures come along, each
+  under the name ``SandboxStats.as_dict`` gives it.
 * inside view: MemTotal - MemAvailable of the sandbox's /proc/meminfo. A container shares the host
   kernel, so its /proc/meminfo is the host's; the metadata says which kernel the figure is about.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from isobench.drivers.base import SandboxStats
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import Budget, Params, resolve_params, run_checked
@@ -47,17 +49,15 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 
 def idle_measurements(
-    stats: Mapping[str, float], inside: Mapping[str, int], host: Mapping[str, int], driver: str
+    stats: SandboxStats, inside: Mapping[str, int], host: Mapping[str, int], driver: str
 ) -> list[Measurement]:
     out: list[Measurement] = []
     meta = {"driver_method": driver}
-    if "memory_bytes" in stats:
-        out.append(
-            Measurement("idle-memory.host_view", float(stats["memory_bytes"]), "bytes", "lower", {}, meta)
-        )
-    for key, value in sorted(stats.items()):
-        if key != "memory_bytes" and key.endswith("_bytes"):
-            out.append(Measurement(f"idle-memory.host_view.{key}", float(value), "bytes", "lower", {}, meta))
+    if stats.memory_bytes is not None:
+        out.append(Measurement("idle-memory.host_view", stats.memory_bytes, "bytes", "lower", {}, meta))
+    for key, value in sorted(stats.memory_figures().items()):
+        if key != "memory_bytes":
+            out.append(Measurement(f"idle-memory.host_view.{key}", value, "bytes", "lower", {}, meta))
     # Same MemTotal as the host's: the sandbox reads the host kernel's accounting.
     own_kernel = inside["MemTotal"] != host["MemTotal"]
     inside_meta = {
@@ -95,7 +95,7 @@ class IdleMemoryWorkload:
         budget = Budget(ctx.timeout, "idle-memory")
         with ctx.sandbox() as sandbox:
             time.sleep(budget.cap(params.settle_seconds))
-            stats = dict(sandbox.stats())
+            stats = sandbox.stats()
             res = run_checked(
                 sandbox, ["cat", "/proc/meminfo"], timeout=budget.cap(60), what="cat /proc/meminfo"
             )

@@ -6,7 +6,7 @@ degradation D of the victim's mean throughput and p99 latency (see :mod:`isobenc
 whether the aggressor stayed contained, and host CPU time spent outside both sandboxes.
 
 Host CPU outside (best effort): busy jiffies of the whole host (/proc/stat) minus the CPU time the
-driver accounts to the two sandboxes (``stats()["cpu_seconds"]``: cgroup cpuacct for containers,
+driver accounts to the two sandboxes (``stats().cpu_seconds``: cgroup cpuacct for containers,
 the qemu process for guests), minus the same figure per second during the baseline. Drivers that
 account no CPU (``host``) get no such figure. What remains is work the kernel did for the aggressor
 without charging it: writeback, softirqs, kswapd.
@@ -18,11 +18,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from isobench.drivers.base import ExecResult, Sandbox
+from isobench.drivers.base import ExecResult, Sandbox, SandboxStats
 from isobench.errors import IsobenchError, WorkloadError
 from isobench.interference.catalogue import (
     DEFAULT_STRESSORS,
@@ -77,10 +77,9 @@ def _host_busy_s() -> float:
 
 def _cpu(sb: Sandbox) -> float | None:
     try:
-        v = sb.stats().get("cpu_seconds")
+        return sb.stats().cpu_seconds
     except IsobenchError:
         return None
-    return float(v) if v is not None else None
 
 
 class _Meter:
@@ -114,7 +113,7 @@ def _watch_host(stop: threading.Event, out: _Liveness) -> None:
 
 def _oom_kills(sb: Sandbox) -> float | None:
     try:
-        v = sb.stats().get("oom_kills")
+        v = sb.stats().oom_kills
     except IsobenchError:
         return None
     return float(v) if v is not None else None
@@ -303,19 +302,19 @@ class InterferenceWorkload:
         host_alive = alive.failures == 0 and worst < HOST_ALIVE_S and bool(alive.latencies)
         facts["host_alive"] = host_alive
         try:
-            st: Mapping[str, float] = aggr_sb.stats()
+            st = aggr_sb.stats()
         except IsobenchError:
-            st = {}
+            st = SandboxStats()
         limits_held = True
-        peak = st.get("memory_peak_bytes")
+        peak = st.memory_peak_bytes
         if peak is not None:
             # The cgroup's high-water mark since creation: it covers every stressor so far.
             facts["aggressor_memory_peak_mib"] = round(peak / 2**20, 1)
             limits_held &= peak <= ctx.spec.memory_mib * 2**20 * 1.05
-        if "oom_kills" in st and oom_before is not None:
-            facts["aggressor_oom_kills"] = st["oom_kills"] - oom_before
-        if "pids" in st and ctx.spec.pids_limit is not None:
-            limits_held &= st["pids"] <= ctx.spec.pids_limit
+        if st.oom_kills is not None and oom_before is not None:
+            facts["aggressor_oom_kills"] = st.oom_kills - oom_before
+        if st.pids is not None and ctx.spec.pids_limit is not None:
+            limits_held &= st.pids <= ctx.spec.pids_limit
         facts["limits_checked"] = peak is not None
         facts["contained"] = host_alive and limits_held
         return facts

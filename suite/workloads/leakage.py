@@ -1,10 +1,11 @@
 """The ``leakage`` workload: how much a sandbox can see of its host, probe by probe.
 
-Run once per driver. A driver with a switchable hardening profile (its metadata has a ``hardening``
-entry, as the container driver's does) is scored with the profile on and off in the same cell, so
-the report shows what hardening buys; ``hardening`` is then in every measurement's params. A spec
-that sets ``options["hardening"]`` itself is scored with that profile only. The host plants canaries
-for each sandbox and drives the correlation loads; see :mod:`isobench.leakage`.
+Run once per driver. A driver whose hardening can be switched off
+(``capabilities.switchable_hardening``, as the container driver's can) is scored with the profile on
+and off in the same cell, so the report shows what hardening buys; ``hardening`` is then in every
+measurement's params. A spec that sets ``options["hardening"]`` itself is scored with that profile
+only. The host plants canaries for each sandbox and drives the correlation loads; see
+:mod:`isobench.leakage`.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _profiles(ctx: WorkloadContext) -> tuple[bool | None, ...]:
     """Hardening profiles to score: both where the driver can switch it, else just what it has."""
     if "hardening" in ctx.spec.options:
         return (bool(ctx.spec.options["hardening"]),)
-    if "hardening" in ctx.driver.metadata():
+    if ctx.driver.capabilities.switchable_hardening:
         return (True, False)
     return (None,)
 

@@ -348,7 +348,7 @@ class LimitsWorkload:
 
 def _oom_kills(sb: Sandbox) -> float | None:
     try:
-        value = sb.stats().get("oom_kills")
+        value = sb.stats().oom_kills
     except IsobenchError:
         return None
     return float(value) if value is not None else None

@@ -298,7 +298,7 @@ class NetworkWorkload:
                 params.placement,
                 sorted(os.sched_getaffinity(0)),
                 ctx.spec.cpuset,
-                guest=ctx.driver.metadata().get("isolation") == "vm",
+                guest=ctx.driver.capabilities.guest,
             )
             meta: dict[str, Any] = {
                 "address": address,

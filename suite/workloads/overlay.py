@@ -9,9 +9,9 @@ the host's root storage.
   back to copy + delete. The rename(2) result is probed separately (perl, Essential in Debian) and
   recorded, the ``mv`` time is what users experience.
 
-The files must pre-exist in the image's lower layer (``FIXTURES_DIR``, see ``FIXTURES``). The host
-driver's root is the real host, which must never be written to, so for it they are staged in the
-sandbox's workdir first: a native filesystem with no copy-on-write, the baseline.
+The files must pre-exist in the image's lower layer (``FIXTURES_DIR``, see ``FIXTURES``). A driver
+whose root storage is the host's own filesystem (the native baseline) must never write to it, so
+for it they are staged in the sandbox's workdir first: a native filesystem with no copy-on-write.
 Timing is inside the sandbox with ``date +%s%N`` around each command; ``overlay.noop`` is that
 harness's own cost (two ``date`` and one ``/bin/true``) for reference.
 """
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from isobench.drivers.base import Sandbox
+from isobench.drivers.base import RootStorage, Sandbox
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import Budget, Params, resolve_params, run_checked
@@ -73,7 +73,7 @@ class OverlayParams(Params):
 
 
 def stage_script(target: str) -> str:
-    """Creates the fixtures under ``target`` (host driver only), same names, sizes and layout."""
+    """Creates the fixtures under ``target`` (a root on the host's own tree), same names, sizes and layout."""
     lines = ["set -e", f"mkdir -p {target}"]
     for name, size in FIXTURES.items():
         lines.append(f"head -c {size} /dev/zero | tr '\\0' 'i' > {target}/{name}")
@@ -188,8 +188,8 @@ class OverlayWorkload:
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = resolve_params(OverlayParams, ctx.quick, ctx.params, self.name)
         budget = Budget(ctx.timeout, "overlay")
-        # The host driver runs on the real root: never write into it.
-        staged = ctx.driver.name == "host"
+        # A sandbox on the host's own tree: never write into its root.
+        staged = ctx.driver.capabilities.root_storage is RootStorage.HOST_FS
         with ctx.sandbox() as sandbox:
             fixtures = params.fixtures_dir
             if staged:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pytest
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, started_or_cleaned
+from isobench.drivers.base import (
+    ExecResult,
+    PhaseClock,
+    SandboxBase,
+    SandboxSpec,
+    SandboxStats,
+    started_or_cleaned,
+)
 from isobench.errors import SandboxError
 
 
@@ -36,8 +43,8 @@ class _Fake(SandboxBase):
         self._check_exec(argv)
         return ExecResult(tuple(argv), 0, "", "", 0, 0)
 
-    def stats(self) -> Mapping[str, float]:
-        return {}
+    def stats(self) -> SandboxStats:
+        return SandboxStats()
 
     def _teardown(self) -> list[str]:
         self.teardowns += 1

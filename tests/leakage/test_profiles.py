@@ -1,34 +1,31 @@
-"""Which hardening profiles the leakage workload scores on a driver."""
+"""Which hardening profiles the leakage workload scores on a driver: asked of its capabilities."""
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.container import ContainerDriver
+from isobench.drivers.host import HostDriver
+from isobench.drivers.qemu import QemuDriver
+from isobench.drivers.runc import RuncDriver
+from isobench.testing import FakeDriver, workload_context
 from isobench.workloads.base import WorkloadContext
 from isobench.workloads.leakage import _profiles
 
 
-class _Driver:
-    def __init__(self, meta: Mapping[str, Any]) -> None:
-        self.meta = meta
-
-    def metadata(self) -> Mapping[str, Any]:
-        return self.meta
-
-
-def _ctx(meta: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> WorkloadContext:
-    spec = SandboxSpec(name="isobench-t", run_id="t", image=Path("/nonexistent"), options=options or {})
-    return WorkloadContext(driver=_Driver(meta), spec=spec, sandbox=lambda **kw: None)  # type: ignore[arg-type,return-value]
+def _ctx(driver: Any, options: Mapping[str, Any] | None = None) -> WorkloadContext:
+    ctx = workload_context(FakeDriver.like(driver))
+    ctx.spec = ctx.spec.__class__(name=ctx.spec.name, run_id=ctx.spec.run_id, options=options or {})
+    return ctx
 
 
 def test_switchable_driver_is_scored_both_ways() -> None:
-    assert _profiles(_ctx({"hardening": "caps, seccomp"})) == (True, False)
+    assert _profiles(_ctx(ContainerDriver)) == (True, False)
 
 
 def test_spec_choice_wins() -> None:
-    assert _profiles(_ctx({"hardening": "x"}, {"hardening": False})) == (False,)
+    assert _profiles(_ctx(ContainerDriver, {"hardening": False})) == (False,)
 
 
 def test_driver_without_a_profile_runs_once_unlabelled() -> None:
-    assert _profiles(_ctx({"isolation": "vm"})) == (None,)
+    for driver in (HostDriver, RuncDriver, QemuDriver):
+        assert _profiles(_ctx(driver)) == (None,), driver.name

@@ -1,31 +1,35 @@
 from pathlib import Path
 
-from isobench.hostinfo import cgroup_mode, cgroup_mode_from_mountinfo, collect, virtualization
+from isobench.hostinfo import cgroup_mode, collect, virtualization
 
 V1 = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory\n"
 V2 = "36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw\n"
 ROOT = "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n"
 
 
-def test_cgroup_modes() -> None:
-    assert cgroup_mode_from_mountinfo(ROOT + V1) == "v1"
-    assert cgroup_mode_from_mountinfo(ROOT + V1 + V2) == "hybrid"
-    assert (
-        cgroup_mode_from_mountinfo(ROOT + V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")) == "unified"
-    )
-    assert cgroup_mode_from_mountinfo(ROOT) == "none"
+def _mode(root: Path, mountinfo: str) -> str:
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "proc/self/mountinfo").write_text(mountinfo)
+    return cgroup_mode(root)
 
 
-def test_host_report_and_container_manager_agree() -> None:
+def test_cgroup_modes(tmp_path: Path) -> None:
+    assert _mode(tmp_path, ROOT + V1) == "v1"
+    assert _mode(tmp_path, ROOT + V1 + V2) == "hybrid"
+    assert _mode(tmp_path, ROOT + V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")) == "unified"
+    assert _mode(tmp_path, ROOT) == "none"
+
+
+def test_host_report_and_cgroup_manager_agree(tmp_path: Path) -> None:
     """A v1 hierarchy with no controller (name=systemd) beside a cgroup2 root is a unified host:
-    the container driver manages it with its v2 backend, and the host report must say the same."""
-    from isobench.drivers.container.cgroups import detect_layout
+    the cgroup manager drives it with its v2 backend, and the host report must say the same."""
+    from isobench.hostsys import HostProbe
+    from isobench.hostsys.cgroups import V2Manager, open_manager
 
     named = "37 25 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
     v2_root = V2.replace("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-    for text in (ROOT + V1, ROOT + V1 + V2, ROOT + v2_root, ROOT + named + v2_root):
-        assert cgroup_mode_from_mountinfo(text) == detect_layout(text).mode
-    assert cgroup_mode_from_mountinfo(ROOT + named + v2_root) == "unified"
+    assert _mode(tmp_path, ROOT + named + v2_root) == "unified"
+    assert isinstance(open_manager(HostProbe(root=tmp_path)), V2Manager)
 
 
 def test_fake_tree(tmp_path: Path) -> None:

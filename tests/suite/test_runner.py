@@ -1,87 +1,32 @@
 """The runner against fake drivers and workloads: failures recorded, deadlines, teardown on every path."""
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from isobench.config import RunConfig
-from isobench.drivers.base import Availability, DriverContext, ExecResult, PhaseClock, SandboxSpec
+from isobench.drivers.base import DriverContext
 from isobench.errors import WorkloadError
-from isobench.model import Measurement, PhaseTiming
+from isobench.model import Measurement
 from isobench.results import load_results
 from isobench.runner import run_matrix
 from isobench.runstate import live_runs
+from isobench.testing import FakeDriver
 from isobench.workloads.base import WorkloadContext
 
 
-class FakeSandbox:
-    def __init__(self, spec: SandboxSpec, log: list[str]) -> None:
-        self.spec = spec
-        self.log = log
-        self.clock = PhaseClock()
-        self.destroyed = False
-        log.append(f"create {spec.name}")
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def phases(self) -> Sequence[PhaseTiming]:
-        return self.clock.phases
-
-    @property
-    def workdir(self) -> str:
-        return "/tmp"
-
-    @property
-    def address(self) -> str | None:
-        return None
-
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        return ExecResult(tuple(argv), 0, "", "", 0, 1)
-
-    def stats(self) -> Mapping[str, float]:
-        return {}
-
-    def destroy(self) -> None:
-        if not self.destroyed:
-            self.log.append(f"destroy {self.spec.name}")
-        self.destroyed = True
-
-
-class FakeDriver:
-    name: ClassVar[str] = "fake"
-    description: ClassVar[str] = "test double"
-
-    def __init__(self, ctx: DriverContext, log: list[str], name: str = "fake") -> None:
-        self.ctx = ctx
-        self.log = log
-        self.name = name  # type: ignore[misc]
-
-    def availability(self) -> Availability:
-        return Availability(True)
-
-    def metadata(self) -> Mapping[str, Any]:
-        return {"accel": "tcg", "fake": True}
-
-    def create(self, spec: SandboxSpec) -> FakeSandbox:
-        return FakeSandbox(spec, self.log)
-
-    def gc(self, run_id: str | None = None) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        self.log.append(f"close {self.name}")
+def logging_driver(ctx: DriverContext, log: list[str], name: str = "fake") -> FakeDriver:
+    """A driver whose sandboxes run anything (exit 0, no output) and log their life cycle in ``log``."""
+    return FakeDriver.like(
+        FakeDriver.capabilities,
+        name=name,
+        ctx=ctx,
+        script=[("", "")],
+        metadata={"accel": "tcg", "fake": True},
+        events=log,
+    )
 
 
 class Steady:
@@ -179,7 +124,7 @@ def _run(
     log: list[str] = []
     config = RunConfig(state_dir=tmp_path / "state", output=tmp_path / "out", repetitions=2, warmups=1, **cfg)
     ctx = DriverContext(state_dir=config.state_dir, work_dir=tmp_path / "w", run_id="r1")
-    drv = {d: FakeDriver(ctx, log, d) for d in drivers}
+    drv = {d: logging_driver(ctx, log, d) for d in drivers}
     run_dir = tmp_path / "out" / "r1"
     run_dir.mkdir(parents=True)
     results, errors = run_matrix(
@@ -254,7 +199,7 @@ def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_matrix(
             config,
-            {"fake": FakeDriver(ctx, log)},  # type: ignore[dict-item]
+            {"fake": logging_driver(ctx, log)},
             {"steady": Steady(), "interrupts": Interrupts()},  # type: ignore[dict-item]
             run_id="r2",
             run_dir=run_dir,
@@ -331,7 +276,7 @@ def _run_budget(
     run_dir.mkdir(parents=True)
     results, errors = run_matrix(
         config,
-        {d: FakeDriver(ctx, log, d) for d in drivers},  # type: ignore[misc]
+        {d: logging_driver(ctx, log, d) for d in drivers},
         workloads,
         run_id="rb",
         run_dir=run_dir,

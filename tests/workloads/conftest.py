@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
+from isobench.drivers.base import Driver, DriverContext, SandboxSpec
+from isobench.testing import workload_context
 from isobench.workloads.base import WorkloadContext
 
 DATA = Path(__file__).parent / "data"
@@ -27,16 +26,7 @@ def data() -> Callable[[str], str]:
 def make_context(driver: Driver, spec: SandboxSpec, **kwargs: Any) -> WorkloadContext:
     """A WorkloadContext whose factory creates through the driver and destroys in finally, like the
     runner does."""
-
-    @contextmanager
-    def factory(**overrides: Any) -> Iterator[Sandbox]:
-        sandbox = driver.create(replace(spec, **overrides))
-        try:
-            yield sandbox
-        finally:
-            sandbox.destroy()
-
-    return WorkloadContext(driver=driver, spec=spec, sandbox=factory, **kwargs)
+    return workload_context(driver, spec=spec, **kwargs)
 
 
 @pytest.fixture

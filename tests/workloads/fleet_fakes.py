@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.base import Availability, ExecResult, SandboxSpec
+from isobench.drivers.base import Availability, Capabilities, ExecResult, SandboxSpec, SandboxStats
 from isobench.errors import SandboxError
 
 Responder = Callable[[Sequence[str]], ExecResult]
@@ -55,8 +55,8 @@ class FakeSandbox:
         self.book.execs.append((self.spec, tuple(argv)))
         return self.book.respond(argv)
 
-    def stats(self) -> Mapping[str, float]:
-        return dict(self.stats_value)
+    def stats(self) -> SandboxStats:
+        return SandboxStats.from_dict(self.stats_value)
 
     def destroy(self) -> None:
         if not self.destroyed:
@@ -79,7 +79,9 @@ class FakeDriver:
         stats: Mapping[str, float] | None = None,
         respond: Responder | None = None,
         create_delay: float = 0.0,
+        guest: bool = False,
     ) -> None:
+        self.capabilities = Capabilities.vm(order=5) if guest else Capabilities.container(order=1)
         self.fail_at = fail_at
         self.fail_with = fail_with
         self.meta = dict(meta or {})

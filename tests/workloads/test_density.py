@@ -58,7 +58,7 @@ def test_steps_measure_every_n_and_destroy_everything(tmp_path: Path) -> None:
 
 
 def test_guest_steps_are_used_for_a_guest_driver(tmp_path: Path) -> None:
-    driver = FakeDriver(meta={"accel": "tcg"})
+    driver = FakeDriver(guest=True)
     ms = _run(driver, tmp_path, guest_steps=[1, 2], container_steps=[1, 5], concurrent=False)
     assert _by(ms, "density.n_reached")[0].metadata["kind"] == "guest"
     assert _by(ms, "density.n_reached")[0].value == 2
@@ -133,7 +133,7 @@ def test_fleet_drains_its_pool_before_a_failure_propagates(tmp_path: Path) -> No
 def test_memory_stops_the_ramp_before_the_host_runs_short(tmp_path: Path) -> None:
     # 8 GiB available, at most 30% of it (2458 MiB); each guest counts at its 512 MiB of RAM at
     # least: 8 guests fit (4 more: 2048 MiB), 16 do not (8 more: 4096 MiB)
-    driver = FakeDriver(meta={"accel": "tcg"}, stats={"memory_bytes": 200 * MIB})
+    driver = FakeDriver(guest=True, stats={"memory_bytes": 200 * MIB})
     ms = _run(driver, tmp_path, guest_steps=[1, 2, 4, 8, 16], concurrent=False, memory_fraction=0.3)
     (reached,) = _by(ms, "density.n_reached")
     assert reached.value == 8
@@ -181,7 +181,7 @@ def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
     (ksm / "pages_shared").write_text("10\n")
     (ksm / "pages_sharing").write_text("256\n")
     seen: list[str] = []
-    driver = FakeDriver(meta={"accel": "tcg"}, stats={"memory_bytes": 300 * MIB})
+    driver = FakeDriver(guest=True, stats={"memory_bytes": 300 * MIB})
     original = driver.create
 
     def create(spec: SandboxSpec) -> Any:
@@ -203,7 +203,7 @@ def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
 def test_ksm_is_restored_when_the_cell_fails(tmp_path: Path) -> None:
     ksm = _ksm_tree(tmp_path, run="2")
     with pytest.raises(WorkloadError):
-        _run(FakeDriver(meta={"accel": "tcg"}, fail_at=1), tmp_path, ksm=True)
+        _run(FakeDriver(guest=True, fail_at=1), tmp_path, ksm=True)
     assert (ksm / "run").read_text().strip() == "2"
     assert (ksm / "pages_to_scan").read_text().strip() == "100"
     assert KsmSwitch(tmp_path / "sys").available

@@ -179,7 +179,7 @@ def test_a_guest_cannot_express_half_a_cpu(tmp_path: Path) -> None:
     class Vm(FakeDriver):
         name = "vm"
 
-    driver = Vm(meta={"accel": "tcg"}, respond=_responder(137, "420\n", FORK_CAPPED))
+    driver = Vm(guest=True, respond=_responder(137, "420\n", FORK_CAPPED))
     ms = _run(driver, tmp_path, log=[])
     delivered = [m for m in ms if m.metric == "limits.cpu.delivered"]
     assert [m.params["requested_cpus"] for m in delivered] == [1.0]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.base import SandboxSpec, SandboxStats
 from isobench.errors import UsageError, WorkloadError
 from isobench.workloads._common import resolve_params
 from isobench.workloads._fio import parse_fio_json
@@ -196,13 +196,15 @@ def test_meminfo_and_idle(data: Data) -> None:
     host = parse_meminfo(data("proc_meminfo_host.txt"))
     assert host["MemTotal"] == 24684084 * 1024
     guest = {"MemTotal": 480 << 20, "MemAvailable": 400 << 20}
-    ms = idle_measurements({"memory_bytes": 3e6, "memory_peak_bytes": 4e6, "pids": 1}, guest, host, "vm")
+    stats = SandboxStats(memory_bytes=3e6, memory_peak_bytes=4e6, pids=1, qemu_pss_bytes=2e6)
+    ms = idle_measurements(stats, guest, host, "vm")
     by = {m.metric: m for m in ms}
     assert by["idle-memory.host_view"].value == 3e6
     assert "idle-memory.host_view.memory_peak_bytes" in by and "idle-memory.host_view.pids" not in by
+    assert by["idle-memory.host_view.vm.qemu_pss_bytes"].value == 2e6  # the name it was always recorded by
     assert by["idle-memory.inside_used"].value == 80 << 20
     assert by["idle-memory.inside_used"].metadata["kernel"] == "own"
-    shared = idle_measurements({}, host, host, "container")
+    shared = idle_measurements(SandboxStats(), host, host, "container")
     assert shared[0].metadata["kernel"] == "shared with host"
     with pytest.raises(WorkloadError, match="MemAvailable"):
         parse_meminfo("MemTotal: 1 kB\n")

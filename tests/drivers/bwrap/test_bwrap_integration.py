@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.base import SandboxSpec, SandboxStats
 from isobench.drivers.bwrap.driver import BwrapDriver, BwrapSandbox
 from isobench.errors import SandboxError
 
@@ -49,7 +49,7 @@ def test_exec_in_own_namespaces_and_clean_teardown(
         assert (res.exit_code, res.stdout, res.argv[0]) == (3, "in\nbar\n", "sh")
         with pytest.raises(SandboxError, match="nosuchcmd"):
             sb.exec(["nosuchcmd"], timeout=10)
-        assert sb.stats() == {}
+        assert sb.stats() == SandboxStats()
     finally:
         sb.destroy()
     sb.destroy()  # idempotent

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from isobench.drivers.base import DriverContext
 from isobench.drivers.bwrap.command import CAPABILITIES, BwrapSettings, bwrap_argv, parse_version
-from isobench.drivers.bwrap.driver import BwrapDriver, HostProbe, owned, resource_name
+from isobench.drivers.bwrap.driver import BwrapDriver, owned, resource_name
+from isobench.hostsys import HostProbe, Tools
 
 ROOT = Path("/w/isobench-bwrap-r1-sb/merged")
 
@@ -73,9 +74,9 @@ def test_names_and_ownership() -> None:
 def _driver(
     tmp_path: Path, *, found: dict[str, str], euid: int = 0, version: str = "bubblewrap 0.8.0"
 ) -> BwrapDriver:
-    ctx = DriverContext(state_dir=tmp_path / "s", work_dir=tmp_path / "w", run_id="r1")
-    probe = HostProbe(which=found.get, geteuid=lambda: euid, version=lambda _b: version)
-    return BwrapDriver(ctx, probe=probe)
+    host = HostProbe(root=tmp_path / "host", euid=euid)
+    ctx = DriverContext(state_dir=tmp_path / "s", work_dir=tmp_path / "w", run_id="r1", host=host)
+    return BwrapDriver(ctx, tools=Tools(which=found.get, version=lambda _b: version))
 
 
 TOOLS = {"bwrap": "/usr/bin/bwrap", "taskset": "/usr/bin/taskset"}

@@ -7,13 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
-from isobench.drivers.base import SandboxSpec
-from isobench.drivers.container import names
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.container import ContainerDriver, names
 from isobench.drivers.container.config import DEFAULT_NAMESPACES, config_from_spec
-from isobench.drivers.container.network import list_links, parse_used_addresses, pick_subnet
+from isobench.drivers.container.network import own_link, parse_used_addresses, pick_subnet
 from isobench.drivers.container.report import parse_report
 from isobench.drivers.container.state import Record, kill_recorded_init, owner_alive
 from isobench.errors import SandboxError, UsageError
+from isobench.hostsys import HostProbe
+from isobench.hostsys.fake import FakeIp, fake_host
+from isobench.hostsys.links import Links
 from isobench.mounts import find_mounts
 
 
@@ -115,13 +118,13 @@ def test_veth_names_fit_and_are_ours() -> None:
     assert names.names_for("a", "x", 1).veth_host != names.names_for("b", "x", 1).veth_host
 
 
-def test_list_links_only_ours(tmp_path: Path) -> None:
+def test_own_links_only() -> None:
     ours = names.names_for("r", "x", 3)
-    for link in ("lo", "eth0", ours.veth_host, "isobench0", "isob-runc-1"):
-        (tmp_path / link).mkdir()
-    assert list_links(names.veth_run_prefix("r"), tmp_path) == [ours.veth_host]
-    assert list_links(names.veth_run_prefix(None), tmp_path) == [ours.veth_host]
-    assert list_links(names.veth_run_prefix("other"), tmp_path) == []
+    assert own_link(ours.veth_host) and own_link(ours.veth_peer)
+    for other in ("lo", "eth0", "isobench0", "isob-runc-1", "isobr3h", "isobqabcdefbr"):
+        assert not own_link(other), other
+    assert ours.veth_host.startswith(names.veth_run_prefix("r"))
+    assert not ours.veth_host.startswith(names.veth_run_prefix("other"))
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -238,3 +241,33 @@ def test_helper_build_failure_is_driver_unavailable(tmp_path: Path) -> None:
     not_a_dir.write_text("")
     with pytest.raises(DriverUnavailable, match="cannot build the container helper"):
         ensure_helper(not_a_dir)
+
+
+# ------------------------------------------------------------------------------------------ host probe
+
+
+def _driver_on(host: HostProbe, tmp_path: Path) -> ContainerDriver:
+    return ContainerDriver(DriverContext(tmp_path / "state", tmp_path / "work", "r", host=host))
+
+
+def test_availability_and_mode_come_from_the_context_probe(tmp_path: Path) -> None:
+    user = fake_host(tmp_path / "user", "hybrid", euid=1000)
+    assert "needs root" in _driver_on(user, tmp_path).availability().reason
+    no_overlay = fake_host(tmp_path / "nofs", "unified", filesystems=("ext4",))
+    assert "overlayfs is not available" in _driver_on(no_overlay, tmp_path).availability().reason
+    for mode in ("v1", "hybrid", "unified"):
+        host = fake_host(tmp_path / mode, mode)  # type: ignore[arg-type]
+        assert _driver_on(host, tmp_path).metadata()["cgroup_mode"] == mode
+
+
+def test_gc_removes_stray_cgroups_of_the_run_in_a_fake_tree(tmp_path: Path) -> None:
+    host = fake_host(tmp_path / "h", "unified")
+    cg = host.path("/sys/fs/cgroup")
+    ours, other = names.names_for("r", "x", 1).ident, names.names_for("r2", "x", 1).ident
+    (cg / ours).mkdir()
+    (cg / other).mkdir()
+    removed = ContainerDriver(
+        DriverContext(tmp_path / "s", tmp_path / "w", "r", host=host), Links(FakeIp())
+    ).gc("r")
+    assert removed == [f"cgroup {ours}"]
+    assert not (cg / ours).exists() and (cg / other).is_dir()

@@ -9,23 +9,22 @@ import pytest
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, choose_accel, probe_accel, qemu_probe_boot
 from isobench.drivers.guest.probecache import TIMEOUT_TTL_S, Outcome
 from isobench.errors import DriverUnavailable
+from isobench.hostsys import HostProbe
 
 
-def _fake_kvm(tmp_path: Path) -> Path:
-    dev = tmp_path / "kvm"
-    dev.write_text("")
-    return dev
+def _fake_kvm(tmp_path: Path) -> HostProbe:
+    """A host whose /dev/kvm exists (and opens: a plain file here)."""
+    (tmp_path / "dev").mkdir(exist_ok=True)
+    (tmp_path / "dev/kvm").write_text("")
+    return HostProbe(root=tmp_path)
 
 
 def test_accel_kvm_works(tmp_path: Path) -> None:
-    res = probe_accel(
-        tmp_path, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path, boot=lambda *_: ("ok", "banner")
-    )
+    res = probe_accel(tmp_path, host=_fake_kvm(tmp_path), boot=lambda *_: ("ok", "banner"))
     assert (res.usable, res.accel) == (True, "kvm")
     again = probe_accel(
         tmp_path,
-        dev_kvm=_fake_kvm(tmp_path),
-        sys_root=tmp_path,
+        host=_fake_kvm(tmp_path),
         boot=lambda *_: pytest.fail("cached result must not boot again"),
     )
     assert again.cached and again.accel == "kvm"
@@ -33,18 +32,17 @@ def test_accel_kvm_works(tmp_path: Path) -> None:
 
 def test_accel_kvm_missing(tmp_path: Path) -> None:
     res = probe_accel(
-        tmp_path, dev_kvm=tmp_path / "nokvm", boot=lambda *_: pytest.fail("no probe without /dev/kvm")
+        tmp_path, host=HostProbe(root=tmp_path), boot=lambda *_: pytest.fail("no probe without /dev/kvm")
     )
     assert (res.usable, res.accel) == (False, "tcg")
     assert "missing" in res.reason
 
 
 def test_accel_probe_fails_on_kvm_pvm(tmp_path: Path) -> None:
-    (tmp_path / "module/kvm_pvm").mkdir(parents=True)
+    (tmp_path / "sys/module/kvm_pvm").mkdir(parents=True)
     res = probe_accel(
         tmp_path,
-        dev_kvm=_fake_kvm(tmp_path),
-        sys_root=tmp_path,
+        host=_fake_kvm(tmp_path),
         boot=lambda *_: ("failed", "KVM internal error: emulation failure"),
     )
     assert (res.usable, res.accel) == (False, "tcg")
@@ -52,8 +50,7 @@ def test_accel_probe_fails_on_kvm_pvm(tmp_path: Path) -> None:
     # qemu said why: a verdict, kept, and doctor says how old it is and how to ask again
     again = probe_accel(
         tmp_path,
-        dev_kvm=_fake_kvm(tmp_path),
-        sys_root=tmp_path,
+        host=_fake_kvm(tmp_path),
         boot=lambda *_: pytest.fail("a genuine failure is cached"),
     )
     assert (again.usable, again.cached, again.outcome) == (False, True, "failed")
@@ -74,28 +71,28 @@ def test_a_timed_out_kvm_probe_is_no_verdict(tmp_path: Path, monkeypatch: pytest
         return "timeout", "no kernel output within 10s"
 
     kvm = _fake_kvm(tmp_path)
-    first = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=slow)
+    first = probe_accel(tmp_path, host=kvm, boot=slow)
     assert (first.usable, first.outcome) == (False, "timeout")
     assert "a timeout is no verdict" in first.described()
     # the runs right after reuse it (no probe storm on a loaded host), and say when it expires
-    soon = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: pytest.fail("within TTL"))
+    soon = probe_accel(tmp_path, host=kvm, boot=lambda *_: pytest.fail("within TTL"))
     assert soon.cached and soon.outcome == "timeout" and "probed again after" in soon.described()
     # once it has expired, the next run probes again, and a real answer replaces it
     t0 = first.checked_at
     monkeypatch.setattr("time.time", lambda: t0 + TIMEOUT_TTL_S + 1)
-    later = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    later = probe_accel(tmp_path, host=kvm, boot=lambda *_: ("ok", "banner"))
     assert (later.usable, later.cached, later.outcome) == (True, False, "ok") and boots == ["timeout"]
 
 
 def test_an_accel_cache_of_the_old_format_is_probed_again(tmp_path: Path) -> None:
     """Old entries cannot tell a timeout from a failure (this host had cached one such timeout)."""
     kvm = _fake_kvm(tmp_path)
-    probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    probe_accel(tmp_path, host=kvm, boot=lambda *_: ("ok", "banner"))
     _cache_file(tmp_path).write_text(
         '{"usable": false, "accel": "tcg", "reason": "kvm-pvm: KVM probe boot failed: no kernel'
         ' output within 10s", "cached": false, "checked_at": 1796036481.49}'
     )
-    res = probe_accel(tmp_path, dev_kvm=kvm, sys_root=tmp_path, boot=lambda *_: ("ok", "banner"))
+    res = probe_accel(tmp_path, host=kvm, boot=lambda *_: ("ok", "banner"))
     assert (res.usable, res.cached) == (True, False)
 
 
@@ -175,7 +172,7 @@ def test_probe_accel_boots_qemu_directly_and_caches_per_binary(
     monkeypatch.setattr(
         "isobench.drivers.guest.accel.qemu_probe_boot", lambda d, binary: _boot(tmp_path, binary, d)
     )
-    res = probe_accel(tmp_path / "state", binary=qemu, dev_kvm=_fake_kvm(tmp_path), sys_root=tmp_path)
+    res = probe_accel(tmp_path / "state", binary=qemu, host=_fake_kvm(tmp_path))
     assert (res.usable, res.accel, res.cached) == (True, "kvm", False)
     cached = list((tmp_path / "state" / "guest").glob("accel-*.json"))
     assert len(cached) == 1

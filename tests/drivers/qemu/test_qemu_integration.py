@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from isobench.drivers.base import DriverContext, Sandbox, SandboxSpec
 from isobench.drivers.qemu import QemuDriver
-from isobench.drivers.qemu.network import LINK_PREFIX, ip_command, list_links, net_tag
+from isobench.drivers.qemu.network import run_prefix
 from isobench.drivers.qemu.procscan import find_guests
+from isobench.hostsys.links import Links
 from isobench.images import find_image
 from isobench.workloads.base import WorkloadContext, get_workload
 
@@ -39,8 +40,8 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuDriver]:
 
 
 def _leftovers(drv: QemuDriver) -> list[str]:
-    found = [name for _, name in find_guests(drv.opts.proc_root, f"isobench-qemu-{drv.run_id}-")]
-    found += list_links(ip_command, f"{LINK_PREFIX}{net_tag(drv.run_id)}")
+    found = [name for _, name in find_guests(drv.host.proc, f"isobench-qemu-{drv.run_id}-")]
+    found += [lk.name for lk in Links().find(run_prefix(drv.run_id))]
     work = drv._ctx.work_dir
     if work.exists():
         found += [p.name for p in work.iterdir()]
@@ -106,9 +107,9 @@ def test_exec_network_pinning_stats_destroy(driver: QemuDriver) -> None:
         for task in Path(f"/proc/{pid}/task").iterdir():
             assert os.sched_getaffinity(int(task.name)) == {0}
         st = sb.stats()
-        assert 0 < st["vm.qemu_pss_bytes"] < 1 << 30
-        assert 0 < st["vm.guest_used_bytes"] < 256 << 20
-        assert st["vm.guest_ram_rss_bytes"] > 0 and st["cpu_seconds"] > 0
+        assert 0 < (st.qemu_pss_bytes or 0) < 1 << 30
+        assert 0 < (st.guest_used_bytes or 0) < 256 << 20
+        assert (st.guest_ram_rss_bytes or 0) > 0 and (st.cpu_seconds or 0) > 0
     finally:
         sb.destroy()
     sb.destroy()  # idempotent
@@ -153,5 +154,5 @@ def test_runner_killed_mid_boot_is_collected_by_gc(driver: QemuDriver, tmp_path:
     gc_driver = QemuDriver(DriverContext(STATE, work, run_id, {}))
     gone = gc_driver.gc(run_id)
     assert any(g.startswith("process ") for g in gone), gone
-    assert any(g.startswith(f"link {LINK_PREFIX}{net_tag(run_id)}") for g in gone), gone
+    assert any(g.startswith(f"link {run_prefix(run_id)}") for g in gone), gone
     assert _leftovers(gc_driver) == []

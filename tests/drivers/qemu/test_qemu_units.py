@@ -17,10 +17,14 @@ from isobench.drivers.guest.probecache import TIMEOUT_TTL_S
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
 from isobench.drivers.qemu.machine import BootTimeout, tsc_khz_from_dmesg
-from isobench.drivers.qemu.network import RunNetwork, list_links
+from isobench.drivers.qemu.network import RunNetwork
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.hostsys import HostProbe
+from isobench.hostsys.fake import FakeIp
+from isobench.hostsys.links import Links
+from isobench.testing import FakeSandbox
 
 DATA = Path(__file__).parent / "data"
 HELP = (DATA / "machine-help-7.2.txt").read_text()
@@ -125,33 +129,9 @@ def test_find_guests_in_a_fake_proc(tmp_path: Path) -> None:
 
 
 # -- network --------------------------------------------------------------------------------
-class FakeIp:
-    def __init__(self, fail_on: str | None = None) -> None:
-        self.calls: list[list[str]] = []
-        self.links: set[str] = set()
-        self.fail_on = fail_on
-
-    def __call__(self, args: Sequence[str]) -> tuple[int, str, str]:
-        a = list(args)
-        self.calls.append(a)
-        if self.fail_on is not None and self.fail_on in a:
-            return 2, "", "RTNETLINK answers: Operation not permitted"
-        if a[:2] == ["-j", "link"]:
-            return 0, json.dumps([{"ifname": n} for n in sorted(self.links)] + [{"ifname": "lo"}]), ""
-        if a[:2] == ["link", "add"]:
-            self.links.add(a[2])
-        elif a[:2] == ["tuntap", "add"]:
-            self.links.add(a[3])
-        elif a[:2] == ["link", "del"]:
-            if a[2] not in self.links:
-                return 1, "", f'Cannot find device "{a[2]}"'
-            self.links.discard(a[2])
-        return 0, "", ""
-
-
 def test_run_network_bridge_taps_addresses_and_close() -> None:
     ip = FakeIp()
-    net = RunNetwork("20261128001600abcd", ip)
+    net = RunNetwork("20261128001600abcd", Links(ip))
     a, b = net.add_guest(), net.add_guest()
     assert net.bridge.startswith("isobq") and all(len(n) <= 15 for n in (net.bridge, a.tap, b.tap))
     assert a.address == f"10.215.{net.octet}.2" and b.address == f"10.215.{net.octet}.3"
@@ -160,29 +140,30 @@ def test_run_network_bridge_taps_addresses_and_close() -> None:
     assert ["link", "set", a.tap, "master", net.bridge] in ip.calls
     assert sum(c[:2] == ["link", "add"] for c in ip.calls) == 1  # one bridge per run
     net.close()
-    assert ip.links == set()
+    assert ip.links == {}
 
 
 def test_run_network_failure_leaves_no_link_and_says_why() -> None:
     ip = FakeIp(fail_on="master")
-    net = RunNetwork("r1", ip)
+    net = RunNetwork("r1", Links(ip))
     with pytest.raises(SandboxError, match="needs root and iproute2"):
         net.add_guest()
-    assert ip.links == {net.bridge}  # the tap is gone; the bridge is the run's, removed by close
+    assert set(ip.links) == {net.bridge}  # the tap is gone; the bridge is the run's, removed by close
     net.close()
-    assert ip.links == set()
+    assert ip.links == {}
 
 
 def test_close_without_networking_runs_no_ip_command() -> None:
     ip = FakeIp()
-    RunNetwork("r1", ip).close()
+    RunNetwork("r1", Links(ip)).close()
     assert ip.calls == []
 
 
 def test_list_links_parses_recorded_ip_json() -> None:
     out = (DATA / "ip-link-lo.json").read_text()
-    assert list_links(lambda _a: (0, out, ""), "lo") == ["lo"]
-    assert list_links(lambda _a: (0, out, ""), "isobq") == []
+    links = Links(lambda _a, _i: (0, out, ""))
+    assert [lk.name for lk in links.find("lo")] == ["lo"]
+    assert links.find("isobq") == []
 
 
 # -- QMP ------------------------------------------------------------------------------------
@@ -246,6 +227,7 @@ def _driver(
     which: Callable[[str], str | None] = lambda b: f"/usr/bin/{b}",
     help_text: str = HELP,
     kvm: bool = False,
+    host: HostProbe | None = None,
 ) -> QemuDriver:
     def run(argv: Sequence[str]) -> tuple[int, str, str]:
         if list(argv[1:]) == ["-machine", "help"]:
@@ -257,8 +239,8 @@ def _driver(
     def accel_probe(_state: Path, _binary: str) -> AccelProbe:
         return AccelProbe(kvm, "kvm" if kvm else "tcg", "fake probe")
 
-    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {})
-    return QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, ip=FakeIp())
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {}, host or HostProbe())
+    return QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, links=Links(FakeIp()))
 
 
 def test_unavailable_without_qemu_binary(tmp_path: Path) -> None:
@@ -321,20 +303,6 @@ def test_available_q35_details_and_metadata(tmp_path: Path) -> None:
     )
 
 
-class _FakeSandbox:
-    def __init__(self, dmesg: str) -> None:
-        self.dmesg = dmesg
-        self.destroyed = False
-
-    def exec(self, argv: Sequence[str], *, timeout: float) -> Any:
-        from isobench.drivers.base import ExecResult
-
-        return ExecResult(tuple(argv), 0, self.dmesg, "", 0, 1)
-
-    def destroy(self) -> None:
-        self.destroyed = True
-
-
 #: A scripted boot that qemu ends with an error (as opposed to None: not ready in time).
 CRASH = "<qemu exited>"
 
@@ -350,7 +318,7 @@ def _script_launch(drv: QemuDriver, outcomes: list[str | None]) -> list[MachineC
             raise BootTimeout("guest was not ready within 30s")
         if out == CRASH:
             raise SandboxError("guest died before ready (qemu exited with 1)")
-        return _FakeSandbox(out)
+        return FakeSandbox(script=[("", out)])  # every command prints the recorded dmesg
 
     drv._launch = launch  # type: ignore[method-assign,assignment]
     return seen
@@ -477,8 +445,8 @@ def test_a_volume_that_is_no_directory_is_refused_before_anything_is_made(tmp_pa
 
 
 def test_gc_with_nothing_to_collect(tmp_path: Path) -> None:
-    drv = _driver(tmp_path, options={"proc_root": str(tmp_path / "proc")})
-    (tmp_path / "proc").mkdir()
+    drv = _driver(tmp_path, host=HostProbe(root=tmp_path / "host"))
+    (tmp_path / "host/proc").mkdir(parents=True)
     assert drv.gc("r1") == [] and drv.gc() == []
 
 

@@ -60,7 +60,7 @@ def test_create_exec_in_own_namespaces_and_clean_teardown(
         with pytest.raises(SandboxError, match="nosuchcmd"):
             sb.exec(["nosuchcmd"], timeout=10)
         stats = sb.stats()
-        assert stats["pids"] >= 1 and stats["memory_bytes"] > 0 and stats["cpu_seconds"] > 0
+        assert (stats.pids or 0) >= 1 and (stats.memory_bytes or 0) > 0 and (stats.cpu_seconds or 0) > 0
     finally:
         sb.destroy()
     sb.destroy()  # idempotent
@@ -73,7 +73,7 @@ def test_memory_limit_is_applied_and_enforced(
 ) -> None:
     sb = runc_driver.create(_spec(run_id, busybox_rootfs, name="mem", memory_mib=32, pids_limit=50))
     try:
-        assert sb.stats()["memory_limit_bytes"] == 32 * 1024 * 1024
+        assert sb.stats().memory_limit_bytes == 32 * 1024 * 1024
         assert (CGROUP_ROOT / "memory" / sb.ident / "memory.limit_in_bytes").read_text().strip() == str(
             32 * 1024 * 1024
         )
@@ -160,7 +160,7 @@ def test_interrupt_during_create_tears_down_what_was_made(
     runc_driver: RuncDriver, busybox_rootfs: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ctrl-C after the container, its cgroups and the overlay exist, before the network is up.
-    def interrupted(pid: int, alias: str) -> None:
+    def interrupted(_links: object, pid: int, alias: str) -> None:
         made.append((CGROUP_ROOT / "memory" / alias).is_dir() and Path(f"/proc/{pid}").exists())
         raise KeyboardInterrupt
 

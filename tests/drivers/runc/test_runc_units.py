@@ -10,9 +10,13 @@ from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import oci_config
 from isobench.drivers.runc.driver import RuncDriver, owned, resource_name, runc_error
-from isobench.drivers.runc.probe import HostProbe, cgroup_mode, missing_controllers
+from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
 from isobench.errors import SandboxError
+from isobench.hostsys import HostProbe, Tools
+from isobench.hostsys.cgroups import open_manager
+from isobench.hostsys.fake import fake_host
+from isobench.hostsys.links import parse_links
 from isobench.mounts import (
     OverlayDirs,
     overlay_mounts,
@@ -138,7 +142,7 @@ def test_pick_slot_takes_lowest_free_and_reports_exhaustion() -> None:
 
 
 def test_parse_links_on_recorded_ip_json() -> None:
-    links = network.parse_links((DATA / "ip_link.json").read_text())
+    links = parse_links((DATA / "ip_link.json").read_text())
     assert [(lk.name, lk.alias) for lk in links] == [
         ("lo", ""),
         ("isobr0h", "isobench-runc-rec-net"),
@@ -164,48 +168,19 @@ def test_overlay_options_refuse_separator_characters(tmp_path: Path) -> None:
         overlay_options(Path("/img:other"), dirs)
 
 
-# -- availability through the HostProbe seam ----------------------------------------------------------
-
-
-def _v1_tree(root: Path, controllers: tuple[str, ...], unified: bool = True) -> Path:
-    for c in controllers:
-        (root / c).mkdir(parents=True)
-        (root / c / "cgroup.procs").write_text("")
-    if unified:
-        (root / "unified").mkdir(parents=True)
-        (root / "unified" / "cgroup.controllers").write_text("")
-    return root
-
-
-def _v2_tree(root: Path, controllers: str) -> Path:
-    root.mkdir(parents=True)
-    (root / "cgroup.controllers").write_text(controllers + "\n")
-    return root
-
-
-def _driver(tmp_path: Path, probe: HostProbe) -> RuncDriver:
-    ctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id="r1")
-    return RuncDriver(ctx, probe=probe)
-
+# -- availability through the context's HostProbe ----------------------------------------------------
 
 ALL_V1 = ("memory", "cpu", "cpuacct", "cpuset", "pids", "devices")
+FOUND = {"runc": "/usr/sbin/runc", "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter"}
 
 
-def _probe(cgroot: Path, *, which: dict[str, str] | None = None, euid: int = 0) -> HostProbe:
-    found = {"runc": "/usr/sbin/runc", "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter"}
-    if which is not None:
-        found = which
-    return HostProbe(
-        which=found.get,
-        geteuid=lambda: euid,
-        version=lambda _b: "runc version 1.1.5",
-        cgroup_root=cgroot,
-    )
+def _driver(tmp_path: Path, host: HostProbe, which: dict[str, str] = FOUND) -> RuncDriver:
+    ctx = DriverContext(state_dir=tmp_path / "state", work_dir=tmp_path / "work", run_id="r1", host=host)
+    return RuncDriver(ctx, tools=Tools(which=which.get, version=lambda _b: "runc version 1.1.5"))
 
 
 def test_available_on_hybrid_v1_as_root(tmp_path: Path) -> None:
-    root = _v1_tree(tmp_path / "cg", ALL_V1)
-    avail = _driver(tmp_path, _probe(root)).availability()
+    avail = _driver(tmp_path, fake_host(tmp_path / "h", "hybrid", v1=ALL_V1)).availability()
     assert avail.ok, avail.reason
     assert avail.details["cgroup_mode"] == "hybrid"
     assert avail.details["version"] == "runc version 1.1.5"
@@ -213,47 +188,53 @@ def test_available_on_hybrid_v1_as_root(tmp_path: Path) -> None:
 
 
 def test_unavailable_without_runc_binary(tmp_path: Path) -> None:
-    root = _v1_tree(tmp_path / "cg", ALL_V1)
-    avail = _driver(tmp_path, _probe(root, which={})).availability()
+    avail = _driver(tmp_path, fake_host(tmp_path / "h", v1=ALL_V1), which={}).availability()
     assert not avail.ok
     assert "runc is not installed" in avail.reason
 
 
 def test_unavailable_when_not_root(tmp_path: Path) -> None:
-    root = _v1_tree(tmp_path / "cg", ALL_V1)
-    avail = _driver(tmp_path, _probe(root, euid=1000)).availability()
+    avail = _driver(tmp_path, fake_host(tmp_path / "h", v1=ALL_V1, euid=1000)).availability()
     assert not avail.ok
     assert "needs root" in avail.reason
 
 
 def test_unavailable_without_cgroups_or_with_missing_controllers(tmp_path: Path) -> None:
-    empty = tmp_path / "none"
-    empty.mkdir()
-    avail = _driver(tmp_path, _probe(empty)).availability()
-    assert not avail.ok and "'none'" in avail.reason and "memory" in avail.reason
+    avail = _driver(tmp_path, fake_host(tmp_path / "none", None)).availability()
+    assert not avail.ok and "'none'" in avail.reason
 
-    partial = _v2_tree(tmp_path / "v2", "cpu io memory")
-    avail = _driver(tmp_path, _probe(partial)).availability()
+    partial = fake_host(tmp_path / "v2", "unified", v2="cpu io memory")
+    avail = _driver(tmp_path, partial).availability()
     assert not avail.ok
     assert "'unified'" in avail.reason and "cpuset, pids" in avail.reason
 
 
-def test_cgroup_mode_detection(tmp_path: Path) -> None:
-    assert cgroup_mode(_v2_tree(tmp_path / "a", "cpuset cpu io memory pids")) == "unified"
-    assert missing_controllers(tmp_path / "a", "unified") == []
-    assert cgroup_mode(_v1_tree(tmp_path / "b", ALL_V1, unified=False)) == "v1"
-    assert cgroup_mode(_v1_tree(tmp_path / "c", ALL_V1)) == "hybrid"
-    assert missing_controllers(_v1_tree(tmp_path / "d", ("memory", "cpu")), "v1") == [
-        "cpuacct",
-        "cpuset",
-        "pids",
-    ]
+def test_missing_controllers_per_mode(tmp_path: Path) -> None:
+    assert missing_controllers(open_manager(fake_host(tmp_path / "a", "unified"))) == []
+    v1 = fake_host(tmp_path / "d", "v1", v1=("memory", "cpu"))
+    assert missing_controllers(open_manager(v1)) == ["cpuacct", "cpuset", "pids"]
 
 
 def test_metadata_records_isolation_settings(tmp_path: Path) -> None:
-    root = _v1_tree(tmp_path / "cg", ALL_V1)
-    meta = _driver(tmp_path, _probe(root)).metadata()
+    meta = _driver(tmp_path, fake_host(tmp_path / "h", v1=ALL_V1)).metadata()
     assert meta["runtime"] == "runc"
     assert meta["cgroup_limits"] is True
     assert meta["cgroup_mode"] == "hybrid"
     assert meta["namespaces"] == ["pid", "network", "ipc", "uts", "mount"]
+
+
+def test_gc_removes_a_dead_containers_cgroups_in_every_hierarchy(tmp_path: Path) -> None:
+    """runc makes its cgroup in every mounted hierarchy (name=systemd and a hybrid's cgroup2 too);
+    gc removes each of them, and nothing of another run's."""
+    host = fake_host(tmp_path / "h", "hybrid", v1=ALL_V1)
+    cg = host.path("/sys/fs/cgroup")
+    for hier in (*ALL_V1, "systemd", "unified"):
+        (cg / hier / "isobench-runc-r1-web").mkdir()
+        (cg / hier / "isobench-runc-r2-web").mkdir()
+    (cg / "memory/isobench-runc-r1-web/child").mkdir()  # a runtime's nested cgroup
+    # os.rmdir refuses a non-empty directory, as cgroupfs does with a child cgroup: the nested one
+    # must go first for the leaf to go at all.
+    removed = _driver(tmp_path, host, which={})._gc_cgroups("r1")
+    assert removed == ["cgroup isobench-runc-r1-web"]
+    assert not any((cg / h / "isobench-runc-r1-web").exists() for h in (*ALL_V1, "systemd", "unified"))
+    assert all((cg / h / "isobench-runc-r2-web").is_dir() for h in (*ALL_V1, "systemd", "unified"))

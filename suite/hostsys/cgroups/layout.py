@@ -1,7 +1,8 @@
 """Where the host's cgroup hierarchies are mounted, read from ``/proc/self/mountinfo`` text.
 
-One parser for the whole suite: the host report (``isobench doctor``, every result's host block)
-and the container driver's cgroup manager both ask it, so they cannot disagree about the mode.
+The one cgroup-mode detector of the suite: the host report (``isobench doctor``, every result's
+host block), the container driver's cgroups and the runc driver's checks and gc all ask it, so they
+cannot disagree about the mode.
 
 - ``unified``: cgroup2 alone (``/sys/fs/cgroup`` is cgroup2, controllers live there);
 - ``hybrid``: v1 controller hierarchies plus a cgroup2 mount (systemd's ``unified``, or, on these
@@ -39,11 +40,22 @@ class CgroupLayout:
     v1_mounts: Mapping[str, Path] = field(default_factory=dict)
     #: The cgroup2 mount point, if any (unified root, or the hybrid's ``unified`` mount).
     v2_root: Path | None = None
+    #: v1 hierarchies without a controller (``name=systemd``): other runtimes (runc) make cgroups
+    #: there too, so gc looks in them.
+    named_mounts: tuple[Path, ...] = ()
+
+    def hierarchies(self) -> tuple[Path, ...]:
+        """Every mounted hierarchy's root, each once: where a cgroup of a given name may exist."""
+        found = [*self.v1_mounts.values(), *self.named_mounts]
+        if self.v2_root is not None:
+            found.append(self.v2_root)
+        return tuple(dict.fromkeys(found))
 
 
 def detect_layout(mountinfo: str) -> CgroupLayout:
     """Parse ``/proc/self/mountinfo`` text; raise SandboxError when no cgroup fs is mounted."""
     v1: dict[str, Path] = {}
+    named: list[Path] = []
     v2: Path | None = None
     for entry in parse_mountinfo(mountinfo):
         mount_point = Path(entry.mount_point)
@@ -52,12 +64,18 @@ def detect_layout(mountinfo: str) -> CgroupLayout:
             if v2 is None or mount_point == Path("/sys/fs/cgroup"):
                 v2 = mount_point
         elif entry.fs_type == "cgroup":
-            for opt in entry.super_options.split(","):
-                if not opt or opt in _V1_NOT_CONTROLLERS or "=" in opt:
-                    continue
+            controllers = [
+                opt
+                for opt in entry.super_options.split(",")
+                if opt and opt not in _V1_NOT_CONTROLLERS and "=" not in opt
+            ]
+            for opt in controllers:
                 v1.setdefault(opt, mount_point)
+            if not controllers:
+                named.append(mount_point)
     if v1:
-        return CgroupLayout(mode="hybrid" if v2 is not None else "v1", v1_mounts=v1, v2_root=v2)
+        mode: Mode = "hybrid" if v2 is not None else "v1"
+        return CgroupLayout(mode=mode, v1_mounts=v1, v2_root=v2, named_mounts=tuple(named))
     if v2 is not None:
         return CgroupLayout(mode="unified", v2_root=v2)
     raise SandboxError("no cgroup filesystem is mounted (see /proc/self/mountinfo); mount cgroup2 or v1")

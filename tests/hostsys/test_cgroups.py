@@ -1,20 +1,22 @@
-"""cgroup managers against fake cgroupfs trees, and host mode detection from fake mountinfo."""
+"""cgroup managers against fake cgroupfs trees (a fake host root, the probe's seam), and host mode
+detection from recorded mountinfo."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from isobench.drivers.container.cgroups import (
+from isobench.errors import SandboxError
+from isobench.hostsys.cgroups import (
     CgroupLimits,
     V1Manager,
     V2Manager,
     detect_layout,
+    host_layout,
     open_manager,
     parse_flat_keyed,
 )
-from isobench.errors import SandboxError
+from isobench.hostsys.fake import fake_host, fake_rmdir
 
 # Recorded from this project's CI host (cgroup v1 + empty cgroup2 "unified": hybrid).
 HYBRID_MOUNTINFO = """\
@@ -60,14 +62,21 @@ def test_detect_unified() -> None:
     layout = detect_layout(UNIFIED_MOUNTINFO)
     assert layout.mode == "unified"
     assert layout.v2_root == Path("/sys/fs/cgroup")
-    assert isinstance(open_manager(UNIFIED_MOUNTINFO), V2Manager)
 
 
 def test_detect_v1_comounted() -> None:
     layout = detect_layout(V1_MOUNTINFO)
     assert layout.mode == "v1"
     assert layout.v1_mounts["cpu"] == layout.v1_mounts["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
-    assert isinstance(open_manager(V1_MOUNTINFO), V1Manager)
+
+
+def test_manager_per_mode_and_mounts_under_the_probe_root(tmp_path: Path) -> None:
+    assert isinstance(open_manager(fake_host(tmp_path / "u", "unified")), V2Manager)
+    v1 = fake_host(tmp_path / "v", "v1", v1=("cpu,cpuacct", "memory", "pids"))
+    assert isinstance(open_manager(v1), V1Manager)
+    layout = host_layout(v1)
+    assert layout.v1_mounts["cpuacct"] == tmp_path / "v/sys/fs/cgroup/cpu,cpuacct"
+    assert layout.named_mounts == (tmp_path / "v/sys/fs/cgroup/systemd",)
 
 
 def test_detect_nothing_mounted() -> None:
@@ -83,24 +92,12 @@ def test_detect_this_host() -> None:
 # ------------------------------------------------------------------------------------------ v1 fake
 
 
-def fake_rmdir(path: Path) -> None:
-    # cgroupfs removes a directory full of control files; a plain filesystem needs rmtree.
-    if not path.exists():
-        raise FileNotFoundError(path)
-    shutil.rmtree(path)
-
-
 def fake_v1(
     tmp_path: Path, controllers: tuple[str, ...] = ("cpu", "cpuacct", "cpuset", "memory", "pids")
 ) -> V1Manager:
-    lines = []
-    for i, c in enumerate(controllers):
-        mount = tmp_path / c
-        mount.mkdir()
-        lines.append(f"{30 + i} 1 0:{30 + i} / {mount} rw - cgroup cgroup rw,{c}")
-    if "cpuset" in controllers:
-        (tmp_path / "cpuset" / "cpuset.mems").write_text("0\n")
-    return open_manager("\n".join(lines) + "\n", rmdir=fake_rmdir)  # type: ignore[return-value]
+    mgr = open_manager(fake_host(tmp_path, "v1", v1=controllers), rmdir=fake_rmdir)
+    assert isinstance(mgr, V1Manager)
+    return mgr
 
 
 def test_v1_applies_limits(tmp_path: Path) -> None:
@@ -112,22 +109,26 @@ def test_v1_applies_limits(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="swap accounting"):
         mgr.create("cg1", limits)
     # Nothing is left after the failure.
-    assert not any((tmp_path / c / "cg1").exists() for c in ("cpu", "cpuacct", "cpuset", "memory", "pids"))
+    assert not any(
+        (tmp_path / "sys/fs/cgroup" / c / "cg1").exists()
+        for c in ("cpu", "cpuacct", "cpuset", "memory", "pids")
+    )
     cg = mgr.create(
         "cg1",
         CgroupLimits(
             memory_bytes=64 << 20, swap_bytes=None, cpu_quota_us=50_000, cpuset=(1, 0), pids_max=100
         ),
     )
-    assert (tmp_path / "memory/cg1/memory.limit_in_bytes").read_text() == str(64 << 20)
-    assert not (tmp_path / "memory/cg1/memory.memsw.limit_in_bytes").exists()
-    assert (tmp_path / "cpu/cg1/cpu.cfs_quota_us").read_text() == "50000"
-    assert (tmp_path / "cpu/cg1/cpu.cfs_period_us").read_text() == "100000"
-    assert (tmp_path / "cpuset/cg1/cpuset.cpus").read_text() == "0,1"
-    assert (tmp_path / "cpuset/cg1/cpuset.mems").read_text() == "0"
-    assert (tmp_path / "pids/cg1/pids.max").read_text() == "100"
+    assert (tmp_path / "sys/fs/cgroup/memory/cg1/memory.limit_in_bytes").read_text() == str(64 << 20)
+    assert not (tmp_path / "sys/fs/cgroup/memory/cg1/memory.memsw.limit_in_bytes").exists()
+    assert (tmp_path / "sys/fs/cgroup/cpu/cg1/cpu.cfs_quota_us").read_text() == "50000"
+    assert (tmp_path / "sys/fs/cgroup/cpu/cg1/cpu.cfs_period_us").read_text() == "100000"
+    assert (tmp_path / "sys/fs/cgroup/cpuset/cg1/cpuset.cpus").read_text() == "0,1"
+    assert (tmp_path / "sys/fs/cgroup/cpuset/cg1/cpuset.mems").read_text() == "0"
+    assert (tmp_path / "sys/fs/cgroup/pids/cg1/pids.max").read_text() == "100"
     assert set(cg.procs_files) == {
-        tmp_path / c / "cg1" / "cgroup.procs" for c in ("cpu", "cpuacct", "cpuset", "memory", "pids")
+        tmp_path / "sys/fs/cgroup" / c / "cg1" / "cgroup.procs"
+        for c in ("cpu", "cpuacct", "cpuset", "memory", "pids")
     }
     assert all(f.name == "tasks" for f in cg.self_attach_files)
     assert mgr.find(lambda n: n.startswith("cg")) == ["cg1"]
@@ -140,17 +141,11 @@ def test_v1_missing_controller_names_it(tmp_path: Path) -> None:
     mgr = fake_v1(tmp_path, controllers=("cpu", "cpuacct", "memory"))
     with pytest.raises(SandboxError, match="'pids' is not mounted"):
         mgr.create("cg", CgroupLimits(memory_bytes=1 << 30))
-    assert not (tmp_path / "memory" / "cg").exists()
+    assert not (tmp_path / "sys/fs/cgroup/memory" / "cg").exists()
 
 
 def test_v1_comounted_dirs_once(tmp_path: Path) -> None:
-    for c in ("cpu,cpuacct", "memory", "pids"):
-        (tmp_path / c).mkdir()
-    text = "".join(
-        f"{i} 1 0:{i} / {tmp_path / c} rw - cgroup cgroup rw,{c}\n"
-        for i, c in enumerate(("cpu,cpuacct", "memory", "pids"))
-    )
-    mgr = open_manager(text, rmdir=fake_rmdir)
+    mgr = fake_v1(tmp_path, ("cpu,cpuacct", "memory", "pids"))
     cg = mgr.create("x", CgroupLimits(memory_bytes=1 << 30, swap_bytes=None, cpu_quota_us=100_000))
     assert len(cg.procs_files) == 3
     cg.remove()
@@ -176,12 +171,14 @@ def test_v1_unapplicable_limit_is_one_error_and_leaves_nothing(tmp_path: Path) -
 def test_v1_stats_from_fake_files(tmp_path: Path) -> None:
     mgr = fake_v1(tmp_path)
     cg = mgr.create("s", CgroupLimits(memory_bytes=1 << 30, swap_bytes=None))
-    (tmp_path / "memory/s/memory.usage_in_bytes").write_text("1048576\n")
-    (tmp_path / "memory/s/memory.max_usage_in_bytes").write_text("2097152\n")
-    (tmp_path / "memory/s/memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
-    (tmp_path / "memory/s/memory.stat").write_text("cache 4096\nrss 8192\ntotal_rss 8192\n")
-    (tmp_path / "cpuacct/s/cpuacct.usage").write_text("1500000000\n")
-    (tmp_path / "pids/s/pids.current").write_text("3\n")
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.usage_in_bytes").write_text("1048576\n")
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.max_usage_in_bytes").write_text("2097152\n")
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+    )
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.stat").write_text("cache 4096\nrss 8192\ntotal_rss 8192\n")
+    (tmp_path / "sys/fs/cgroup/cpuacct/s/cpuacct.usage").write_text("1500000000\n")
+    (tmp_path / "sys/fs/cgroup/pids/s/pids.current").write_text("3\n")
     st = cg.stats()
     assert st["memory_bytes"] == 1048576
     assert st["memory_peak_bytes"] == 2097152
@@ -196,18 +193,17 @@ def test_v1_stats_from_fake_files(tmp_path: Path) -> None:
 
 
 def fake_v2(tmp_path: Path, controllers: str = "cpuset cpu io memory pids") -> V2Manager:
-    root = tmp_path / "cg2"
-    root.mkdir()
-    (root / "cgroup.controllers").write_text(controllers + "\n")
+    host = fake_host(tmp_path, "unified", v2=controllers)
+    mgr = open_manager(host, rmdir=fake_rmdir)
+    root = tmp_path / "sys/fs/cgroup"
     (root / "cgroup.subtree_control").write_text("memory\n")
-    mgr = open_manager(f"30 1 0:26 / {root} rw - cgroup2 cgroup2 rw\n", rmdir=fake_rmdir)
     assert isinstance(mgr, V2Manager) and mgr.base == root
     return mgr
 
 
 def test_v2_applies_limits_and_enables_controllers(tmp_path: Path) -> None:
     mgr = fake_v2(tmp_path)
-    root = tmp_path / "cg2"
+    root = tmp_path / "sys/fs/cgroup"
     cg = mgr.create(
         "c1",
         CgroupLimits(memory_bytes=256 << 20, swap_bytes=None, cpu_quota_us=150_000, cpuset=(0,), pids_max=64),
@@ -229,12 +225,12 @@ def test_v2_swap_unsupported_is_one_error_and_leaves_nothing(tmp_path: Path) -> 
     mgr = fake_v2(tmp_path)
     with pytest.raises(SandboxError, match=r"memory\.swap\.max"):
         mgr.create("c2", CgroupLimits(memory_bytes=256 << 20, swap_bytes=0))
-    assert not (tmp_path / "cg2" / "c2").exists()
+    assert not (tmp_path / "sys/fs/cgroup" / "c2").exists()
 
 
 def test_v2_swap_limit_written(tmp_path: Path) -> None:
     mgr = fake_v2(tmp_path)
-    root = tmp_path / "cg2"
+    root = tmp_path / "sys/fs/cgroup"
 
     real_mkdir = Path.mkdir
 
@@ -253,13 +249,13 @@ def test_v2_missing_controller_names_it(tmp_path: Path) -> None:
     mgr = fake_v2(tmp_path, controllers="cpu memory")
     with pytest.raises(SandboxError, match="'pids' is not available"):
         mgr.create("c", CgroupLimits(memory_bytes=1 << 30, swap_bytes=None))
-    assert not (tmp_path / "cg2" / "c").exists()
+    assert not (tmp_path / "sys/fs/cgroup" / "c").exists()
 
 
 def test_v2_stats_from_fake_files(tmp_path: Path) -> None:
     mgr = fake_v2(tmp_path)
     cg = mgr.create("s", CgroupLimits(memory_bytes=1 << 30, swap_bytes=None))
-    d = tmp_path / "cg2" / "s"
+    d = tmp_path / "sys/fs/cgroup" / "s"
     (d / "memory.current").write_text("4096\n")
     (d / "memory.peak").write_text("8192\n")
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")

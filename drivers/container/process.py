@@ -1,0 +1,110 @@
+"""Running the native helper: its stdio, its report pipe, its deadline, and the phases it reports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+
+from isobench.drivers.base import ExecResult, PhaseClock
+from isobench.drivers.container.report import HelperReport, parse_report
+from isobench.errors import CellTimeout, SandboxError
+
+__all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "add_helper_phases", "read_all", "run_helper"]
+
+DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+START_TIMEOUT_S = 30.0
+
+
+def read_all(fd: int, deadline: float) -> str:
+    """Read a pipe to EOF, giving up at ``deadline`` (monotonic seconds)."""
+    chunks: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SandboxError(f"container helper did not finish setup within {START_TIMEOUT_S:.0f}s")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        data = os.read(fd, 65536)
+        if not data:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(data)
+
+
+def run_helper(
+    cmd: list[str],
+    argv: list[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str],
+    stdin: bytes | None,
+) -> tuple[ExecResult, HelperReport]:
+    """Run the helper with the command's stdio captured and its setup errors on a report pipe."""
+    r, w = os.pipe()
+    start = time.monotonic_ns()
+    try:
+        proc = subprocess.Popen(
+            [*cmd[:2], "--report-fd", str(w), *cmd[2:], "--", *argv],
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            pass_fds=(w,),
+            start_new_session=True,
+        )
+    except OSError as err:
+        os.close(r)
+        os.close(w)
+        raise SandboxError(f"cannot start container helper {cmd[0]}: {err}") from err
+    os.close(w)
+    try:
+        try:
+            out, err_out = proc.communicate(input=stdin, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            _killpg(proc)
+            raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
+        except BaseException:
+            _killpg(proc)
+            raise
+        end = time.monotonic_ns()
+        report = parse_report(read_all(r, time.monotonic() + 5))
+    finally:
+        os.close(r)
+    if report.error:
+        raise SandboxError(f"cannot run {argv[0]} in the container: {report.error}")
+    result = ExecResult(
+        argv=tuple(argv),
+        exit_code=proc.returncode,
+        stdout=out.decode(errors="replace"),
+        stderr=err_out.decode(errors="replace"),
+        start_ns=start,
+        end_ns=end,
+    )
+    return result, report
+
+
+def _killpg(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a helper and everything it started.
+
+    SIGTERM first: the helper SIGKILLs its in-container child and reaps it, so no zombie of the
+    container's pid namespace ends up waiting on the host's init. Then SIGKILL the whole group.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def add_helper_phases(clock: PhaseClock, report: HelperReport, spawn_ns: int) -> None:
+    if report.started_ns is not None:
+        clock.add("spawn", spawn_ns, report.started_ns)
+    for p in report.phases:
+        clock.add(p.name, p.start_ns, p.end_ns)

@@ -1,0 +1,105 @@
+"""What one container owns on the host, and the one way it is released (on every path: a
+destroy, a failed create, a cold run's end, gc of a dead run)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isobench.drivers.container import names as naming
+from isobench.drivers.container.network import VethPair
+from isobench.drivers.container.state import Record
+from isobench.errors import IsobenchError
+from isobench.hostsys.cgroups import Cgroup
+from isobench.hostsys.links import Links
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Resources", "cgroup_args"]
+
+
+@dataclass
+class Resources:
+    """Everything one container owns, filled in as it is made; ``release`` undoes what is there."""
+
+    names: naming.ContainerNames
+    record: Record | None = None
+    record_path: Path | None = None
+    base_dir: Path | None = None
+    cgroup: Cgroup | None = None
+    monitor: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    veth: VethPair | None = None
+    links: Links = field(default_factory=Links)
+    errors: list[str] = field(default_factory=list)
+
+    def _step(self, what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except (OSError, IsobenchError, subprocess.SubprocessError) as err:
+            self.errors.append(f"{what}: {err}")
+            log.warning("teardown of %s: %s: %s", self.names.ident, what, err)
+
+    def release(self) -> None:
+        """Tear down in reverse order; every step runs even if an earlier one failed."""
+        if self.pidfd is not None:
+            self._step("kill init", lambda: _pidfd_kill(self.pidfd))
+        if self.monitor is not None:
+            self._step("reap helper", lambda: _reap(self.monitor))
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self.cgroup is not None:
+            self._step("remove cgroup", self.cgroup.remove)
+        veth = self.veth
+        if veth is not None:
+            self._step("delete veth", lambda: self.links.delete(veth.host))
+        if self.base_dir is not None:
+            self._step("remove overlay dirs", lambda: _rmtree(self.base_dir))
+        record_path = self.record_path
+        if record_path is not None and not self.errors:
+            # Kept when anything failed above, so a later gc() still knows what to look for.
+            self._step("remove record", lambda: record_path.unlink(missing_ok=True))
+        self.monitor = None
+        self.cgroup = None
+        self.veth = None
+        self.base_dir = None
+        self.record_path = None
+
+
+def _pidfd_kill(pidfd: int | None) -> None:
+    if pidfd is None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+
+def _reap(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _rmtree(path: Path | None) -> None:
+    if path is not None and path.exists():
+        shutil.rmtree(path)
+
+
+def cgroup_args(cg: Cgroup | None) -> list[str]:
+    if cg is None:
+        return []
+    own = cg.self_attach_files
+    if own:
+        return [a for f in own for a in ("--cgroup-tasks", str(f))]
+    return [a for f in cg.procs_files for a in ("--cgroup-procs", str(f))]

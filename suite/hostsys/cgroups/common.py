@@ -1,0 +1,206 @@
+"""What both cgroup backends share: the manager and cgroup interfaces, limits, and the file
+helpers (read a value, write a limit, kill everything inside, remove a tree).
+
+Creating a cgroup either applies every limit or raises one :class:`SandboxError` naming the
+controller or file, having removed whatever it made (youki's ``libcgroups`` split, in small).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from isobench.errors import SandboxError
+from isobench.hostsys.cgroups.layout import Mode
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Cgroup", "CgroupLimits", "CgroupManager", "Rmdir", "parse_flat_keyed"]
+
+Rmdir = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    """What to enforce. None means "no limit" for that resource."""
+
+    memory_bytes: int | None = None
+    #: Swap allowed *on top of* memory_bytes; 0 forbids swapping, None leaves swap unlimited.
+    swap_bytes: int | None = 0
+    cpu_quota_us: int | None = None
+    cpu_period_us: int = 100_000
+    cpuset: tuple[int, ...] | None = None
+    pids_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpu_quota_us is not None and self.cpu_quota_us < 1000:
+            raise SandboxError(f"cgroup cpu quota {self.cpu_quota_us}us is below the kernel minimum 1000us")
+        if self.swap_bytes is not None and self.memory_bytes is None and self.swap_bytes > 0:
+            raise SandboxError("cgroup swap limit needs a memory limit as well")
+
+
+class Cgroup(Protocol):
+    """One container's cgroup (in every hierarchy it spans)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def procs_files(self) -> tuple[Path, ...]:
+        """Files another process writes a pid to so that pid joins the cgroup everywhere."""
+        ...
+
+    @property
+    def self_attach_files(self) -> tuple[Path, ...]:
+        """Files a single-threaded process writes "0" to in order to move *itself* (v1's cheap path);
+        a process uses either these or :attr:`procs_files`, not both."""
+        ...
+
+    def stats(self) -> dict[str, float]: ...
+
+    def pids(self) -> set[int]: ...
+
+    def kill(self) -> None:
+        """SIGKILL everything inside until it is empty."""
+        ...
+
+    def remove(self) -> None:
+        """Kill what is left and remove the directories. Idempotent."""
+        ...
+
+
+class CgroupManager(Protocol):
+    mode: Mode
+
+    def controllers(self) -> set[str]:
+        """Controllers a cgroup made here can use."""
+        ...
+
+    def create(self, name: str, limits: CgroupLimits) -> Cgroup: ...
+
+    def find(self, match: Callable[[str], bool]) -> list[str]:
+        """Names of existing cgroups (directly under our parent) that ``match`` accepts."""
+        ...
+
+    def open(self, name: str) -> Cgroup:
+        """An existing cgroup by name, in every hierarchy it exists in (for gc)."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------------ shared
+
+
+def write_value(path: Path, value: str, what: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as err:
+        raise SandboxError(
+            f"cgroup: cannot set {what} ({path.name}={value.strip()}): {err.strerror or err}; "
+            "lower or drop that limit"
+        ) from err
+
+
+def read_number(path: Path, default: float = 0.0) -> float:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return default
+    if text == "max":
+        return float("inf")
+    try:
+        return float(text)
+    except ValueError:
+        return default
+
+
+def parse_flat_keyed(text: str) -> dict[str, float]:
+    """``key value`` lines (memory.stat, cpu.stat, memory.events, memory.oom_control)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+def read_keyed(path: Path) -> dict[str, float]:
+    try:
+        return parse_flat_keyed(path.read_text())
+    except OSError:
+        return {}
+
+
+def read_pids(path: Path) -> set[int]:
+    try:
+        return {int(x) for x in path.read_text().split()}
+    except (OSError, ValueError):
+        return set()
+
+
+def kill_loop(procs_files: Iterable[Path], deadline_s: float = 5.0) -> None:
+    """SIGKILL until no process is left; a fork bomb under a pids limit is finite, so this ends."""
+    files = list(procs_files)
+    end = time.monotonic() + deadline_s
+    while True:
+        pids: set[int] = set()
+        for f in files:
+            pids |= read_pids(f)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > end:
+            raise SandboxError(f"cgroup still has processes {sorted(pids)} after SIGKILL; check for D-state")
+        time.sleep(0.002)
+
+
+def rmdir_retry(path: Path, rmdir: Rmdir, deadline_s: float = 5.0) -> None:
+    """rmdir a cgroup; EBUSY lasts until killed tasks have fully exited."""
+    end = time.monotonic() + deadline_s
+    delay = 0.0005
+    while True:
+        try:
+            rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY or time.monotonic() > end:
+                raise SandboxError(f"cannot remove cgroup {path}: {err.strerror}") from err
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def cpulist(cpus: tuple[int, ...]) -> str:
+    return ",".join(str(c) for c in sorted(set(cpus)))
+
+
+def cgroup_tree(top: Path) -> list[Path]:
+    """``top`` and every cgroup below it, deepest first: the order they can be removed in."""
+    try:
+        below = [p for p in top.rglob("*") if p.is_dir()]
+    except OSError:
+        below = []
+    return [*sorted(below, key=lambda p: len(p.parts), reverse=True), top]
+
+
+def remove_trees(tops: Iterable[Path], rmdir: Rmdir) -> None:
+    """Kill every process in the cgroups ``tops`` and below them, then remove them deepest first
+    (another runtime may have made children; ours never do)."""
+    trees = [cgroup_tree(top) for top in tops]
+    kill_loop(node / "cgroup.procs" for tree in trees for node in tree)
+    for tree in trees:
+        for node in tree:
+            rmdir_retry(node, rmdir)

@@ -1,0 +1,400 @@
+"""Workload orchestration without root: what each workload runs, in which sandboxes, how it turns
+recorded tool output into samples, and the branches it takes on a driver's capabilities (the fakes
+that stand for a new native or guest driver have other names: behaviour must follow capabilities).
+
+Every sandbox here is an ``isobench.testing.FakeSandbox`` answering from recorded outputs (tests/
+workloads/data); the real tools run in the integration tests (test_host.py, test_drivers.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from isobench.drivers.base import Capabilities, DriverKind, ExecModel, ExecResult, RootStorage, SandboxStats
+from isobench.drivers.container import ContainerDriver
+from isobench.drivers.host import HostDriver
+from isobench.drivers.qemu import QemuDriver
+from isobench.errors import WorkloadError
+from isobench.model import Measurement
+from isobench.testing import FakeDriver, Reply, in_turn, workload_context
+from isobench.workloads import network
+from isobench.workloads.base import get_workload
+from isobench.workloads.idle_memory import IdleMemoryWorkload
+from isobench.workloads.overlay import FIXTURES, FIXTURES_DIR
+
+Data = Callable[[str], str]
+
+
+def by_metric(ms: list[Measurement]) -> dict[str, list[Measurement]]:
+    out: dict[str, list[Measurement]] = {}
+    for m in ms:
+        out.setdefault(m.metric, []).append(m)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ startup
+
+
+def test_startup_times_the_drivers_phases_and_one_exec() -> None:
+    driver = FakeDriver.like(ContainerDriver, script=[("^true$", Reply(seconds=0.25))])
+    ms = by_metric(list(get_workload("startup").run(workload_context(driver))))
+    assert driver.commands() == ["true"]
+    assert {"startup.phase.create", "startup.phase.ready", "startup.phase.destroy"} <= set(ms)
+    assert ms["startup.exec"][0].value >= 0.25
+    assert ms["startup.to_exit"][0].value >= ms["startup.to_ready"][0].value + 0.25
+    assert ms["startup.total"][0].value >= ms["startup.to_exit"][0].value
+    assert ms["startup.phase.destroy"][0].phase == "destroy"
+    assert driver.sandboxes[0].destroyed
+
+
+def test_startup_runs_the_configured_command_and_names_it_when_it_fails() -> None:
+    driver = FakeDriver(script=[("^/bin/false -x$", Reply(stderr="no\n", exit_code=1))])
+    ctx = workload_context(driver, params={"command": ["/bin/false", "-x"]})
+    with pytest.raises(WorkloadError, match=r"/bin/false -x failed in sandbox .* \(exit 1\): no"):
+        list(get_workload("startup").run(ctx))
+    assert driver.sandboxes[0].destroyed
+
+
+# ---------------------------------------------------------------------------------------------- cpu
+
+
+def sysbench_cpu(data: Data) -> Callable[[tuple[str, ...]], str]:
+    """The recorded sysbench run for the asked thread count, claiming the asked event count."""
+
+    def answer(argv: tuple[str, ...]) -> str:
+        threads = int(next(a for a in argv if a.startswith("--threads=")).split("=")[1])
+        events = next(a for a in argv if a.startswith("--events=")).split("=")[1]
+        text = data("sysbench_cpu_1thread.txt" if threads == 1 else "sysbench_cpu_2threads.txt")
+        return re.sub(r"(total number of events:\s+)\d+", rf"\g<1>{events}", text)
+
+    return answer
+
+
+def test_cpu_all_variant_gets_its_own_wider_sandbox(data: Data) -> None:
+    driver = FakeDriver.like(HostDriver, script=[("^sysbench cpu ", sysbench_cpu(data))])
+    ctx = workload_context(driver, params={"events": 2000, "all_vcpus": 2})
+    ms = by_metric(list(get_workload("cpu").run(ctx)))
+    assert [sb.spec.vcpus for sb in driver.sandboxes] == [1, 2]
+    assert [c.sandbox for c in driver.calls] == [sb.name for sb in driver.sandboxes]
+    assert driver.commands()[1] == (
+        "sysbench cpu --threads=2 --events=2000 --time=0 --cpu-max-prime=10000 run"
+    )
+    eps = {m.params["variant"]: m for m in ms["cpu.events_per_second"]}
+    assert (eps["single"].value, eps["all"].value) == (4295.37, 8410.79)
+    assert (eps["all"].params["threads"], eps["all"].metadata["sandbox_vcpus"]) == (2, 2)
+
+
+def test_cpu_runs_both_variants_in_one_sandbox_that_is_wide_enough(data: Data) -> None:
+    driver = FakeDriver(script=[("^sysbench cpu ", sysbench_cpu(data))])
+    ctx = workload_context(driver, params={"events": 2000, "all_vcpus": 2})
+    ctx.spec = ctx.spec.__class__(name=ctx.spec.name, run_id=ctx.spec.run_id, vcpus=2)
+    list(get_workload("cpu").run(ctx))
+    assert len(driver.sandboxes) == 1 and len(driver.calls) == 2
+
+
+def test_cpu_refuses_a_run_that_did_other_work(data: Data) -> None:
+    driver = FakeDriver(script=[("^sysbench cpu ", data("sysbench_cpu_1thread.txt"))])  # 2000 events
+    with pytest.raises(WorkloadError, match="ran 2000 events, asked for 500"):
+        list(get_workload("cpu").run(workload_context(driver, params={"all_vcpus": 1})))
+
+
+# --------------------------------------------------------------------------------- memory-bandwidth
+
+
+def test_memory_bandwidth_runs_each_operation_in_one_sandbox(data: Data) -> None:
+    driver = FakeDriver(
+        script=[
+            ("--memory-oper=read ", data("sysbench_memory_read_1thread.txt")),
+            ("--memory-oper=write ", data("sysbench_memory_write_2threads.txt")),
+        ]
+    )
+    ms = by_metric(list(get_workload("memory-bandwidth").run(workload_context(driver))))
+    assert len(driver.sandboxes) == 1
+    assert [c.split()[:3] for c in driver.commands()] == [["sysbench", "memory", "--threads=1"]] * 2
+    assert ms["memory-bandwidth.read.bandwidth"][0].value == pytest.approx(17725.50 * 2**20)
+    assert set(ms) == {"memory-bandwidth.read.bandwidth", "memory-bandwidth.write.bandwidth"}
+
+
+def test_memory_bandwidth_refuses_a_block_the_sandbox_cannot_hold() -> None:
+    driver = FakeDriver()
+    ctx = workload_context(driver, params={"block_mib": 512})
+    with pytest.raises(WorkloadError, match="does not fit a 512 MiB sandbox"):
+        list(get_workload("memory-bandwidth").run(ctx))
+    assert driver.sandboxes == []
+
+
+# ------------------------------------------------------------------------------------------ syscall
+
+
+def test_syscall_runs_dd_stress_ng_and_the_loop(data: Data) -> None:
+    driver = FakeDriver(
+        script=[
+            ("^dd ", Reply(stderr=data("dd_syscall_gnu.txt"))),
+            ("^stress-ng --fork 1 ", Reply(stderr=data("stress_ng_fork.stderr"))),
+            ("^sh -c i=0;", data("fork_exec_loop_timed.txt")),
+        ]
+    )
+    ms = by_metric(
+        list(get_workload("syscall").run(workload_context(driver, params={"dd_records": 1_000_000})))
+    )
+    assert driver.commands()[:2] == [
+        "dd if=/dev/zero of=/dev/null bs=1 count=1000000",
+        "stress-ng --fork 1 --timeout 1s --metrics-brief",
+    ]
+    assert "do /bin/true;" in driver.commands()[2]
+    assert ms["syscall.read_write.per_call"][0].value == pytest.approx(0.466293 / 2e6)
+    assert ms["syscall.fork.ops_per_second"][0].value == pytest.approx(1324.65)
+    fork_exec = ms["syscall.fork_exec.per_op"][0]
+    assert fork_exec.value == pytest.approx((1795834602965363406 - 1795834602460331537) / 1e9 / 800)
+    assert fork_exec.metadata["iterations"] == 800
+
+
+# --------------------------------------------------------------------------------------------- disk
+
+
+def fio_script(data: Data, *, direct_ok: bool = True, mounted: bool = True) -> list[Any]:
+    doc = json.loads(data("fio_direct_4jobs.json"))
+
+    def fio(argv: tuple[str, ...]) -> str:
+        # fio reports the direct flag it ran with
+        out = copy.deepcopy(doc)
+        out["global options"]["direct"] = next(a for a in argv if a.startswith("--direct=")).split("=")[1]
+        return json.dumps(out)
+
+    refused = Reply(stderr="fio: looks like your file system does not support direct=1\n", exit_code=1)
+    return [
+        ("^mountpoint -q /data$", Reply(exit_code=0 if mounted else 1)),
+        ("^stat -f -c %T ", "ext2/ext3\n"),
+        ("^fio .*--name=probe", Reply() if direct_ok else refused),
+        ("^fio ", fio),
+        ("^sh -c rm -f ", ""),
+    ]
+
+
+def fio_dirs(driver: FakeDriver) -> list[str]:
+    return [re.sub(r".*--directory=(\S+).*", r"\1", c) for c in driver.commands() if "--name=seq_read" in c]
+
+
+def test_disk_native_volume_is_a_host_directory_at_its_own_path(data: Data, tmp_path: Path) -> None:
+    driver = FakeDriver.like(
+        HostDriver.capabilities,
+        name="baremetal",
+        script=fio_script(data),
+        metadata={"volume": "host directory"},
+    )
+    ms = list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
+    volume = tmp_path / "volume"
+    assert volume.is_dir() and driver.sandboxes[0].spec.volume == volume
+    assert fio_dirs(driver) == ["/var/tmp/isobench", str(volume)]
+    assert not any(c.startswith("mountpoint") for c in driver.commands())
+    storages = {m.params["storage"]: m for m in ms if m.metric == "disk.rand_read.iops"}
+    assert storages["volume"].metadata["volume"] == "host directory"
+    assert storages["root"].metadata["cache"] == "cold" and storages["root"].params["direct"] is True
+    assert len(ms) == 2 * 4 * 4  # two storages, four recorded jobs, four figures each
+
+
+def test_disk_sandbox_volume_is_checked_mounted_at_data(data: Data, tmp_path: Path) -> None:
+    driver = FakeDriver.like(ContainerDriver, script=fio_script(data), metadata={"volume": "bind mount"})
+    list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
+    assert driver.commands()[0] == "mountpoint -q /data"
+    assert fio_dirs(driver) == ["/var/tmp/isobench", "/data"]
+
+
+def test_disk_refuses_to_measure_an_unmounted_data(data: Data, tmp_path: Path) -> None:
+    driver = FakeDriver.like(
+        QemuDriver.capabilities, name="firecracker", script=fio_script(data, mounted=False)
+    )
+    with pytest.raises(WorkloadError, match="/data is not a mount point"):
+        list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
+    assert not any(c.startswith("fio") for c in driver.commands())
+
+
+def test_disk_runs_buffered_where_o_direct_is_refused(data: Data, tmp_path: Path) -> None:
+    driver = FakeDriver(script=fio_script(data, direct_ok=False))
+    ms = list(get_workload("disk").run(workload_context(driver, params={"volume": False}, scratch=tmp_path)))
+    assert all("--direct=0" in c for c in driver.commands() if "--name=seq_read" in c)
+    assert {m.metadata["cache"] for m in ms} == {"warm"}
+    assert "does not support direct=1" in ms[0].metadata["direct_unsupported"]
+    assert not (tmp_path / "volume").exists()  # volume=False: no volume made
+
+
+def test_disk_on_a_driver_without_volumes_measures_the_root_only(data: Data, tmp_path: Path) -> None:
+    no_volumes = Capabilities(
+        DriverKind.CONTAINER, RootStorage.OVERLAYFS, None, False, ExecModel.RUNTIME_EXEC, 5
+    )
+    driver = FakeDriver.like(no_volumes, script=fio_script(data))
+    ms = list(get_workload("disk").run(workload_context(driver, scratch=tmp_path)))
+    assert {m.params["storage"] for m in ms} == {"root"} and fio_dirs(driver) == ["/var/tmp/isobench"]
+    ctx = workload_context(driver, scratch=tmp_path)
+    ctx.spec = ctx.spec.__class__(name="s", run_id="r", volume=tmp_path)
+    with pytest.raises(WorkloadError, match="attaches no volumes"):
+        list(get_workload("disk").run(ctx))
+
+
+# ------------------------------------------------------------------------------------------ overlay
+
+
+def overlay_stdout(files: tuple[str, ...], rename: str = "errno 18") -> str:
+    lines = ["t noop 1000"]
+    for f in files:
+        lines += [f"size {f} {FIXTURES[f]}", f"t first_write:{f} 200000", f"t later_write:{f} 20000"]
+    lines += ["t delete_file 3000", "t delete_dir 400000", "t recreate_dir 5000", "t rename_dir 600000"]
+    return "\n".join([*lines, f"rename {rename}", ""])
+
+
+QUICK_FILES = ("file-4k", "file-1m", "file-16m")
+
+
+def test_overlay_stages_fixtures_on_a_root_on_the_host_tree() -> None:
+    script = [("^sh -c set -e", ""), ("^sh -c set -u", overlay_stdout(QUICK_FILES))]
+    driver = FakeDriver.like(HostDriver.capabilities, name="baremetal", script=script)
+    ms = by_metric(list(get_workload("overlay").run(workload_context(driver))))
+    staging, script = driver.commands()
+    assert "mkdir -p /var/tmp/isobench/isobench-fixtures" in staging
+    assert "[ -d /var/tmp/isobench/isobench-fixtures ]" in script and f" {FIXTURES_DIR}" not in script
+    assert ms["overlay.noop"][0].metadata["fixtures"].startswith("staged in workdir")
+
+
+@pytest.mark.parametrize("driver_type", [ContainerDriver, QemuDriver])
+def test_overlay_uses_the_image_lower_layer_in_sandboxes(driver_type: Any) -> None:
+    driver = FakeDriver.like(driver_type, script=[("^sh -c set -u", overlay_stdout(QUICK_FILES))])
+    ms = by_metric(list(get_workload("overlay").run(workload_context(driver))))
+    assert len(driver.commands()) == 1 and f"[ -d {FIXTURES_DIR} ]" in driver.commands()[0]
+    first = {m.params["file"]: m.value for m in ms["overlay.first_write"]}
+    assert first == dict.fromkeys(QUICK_FILES, 200e-6)
+    assert ms["overlay.rename_dir"][0].metadata["rename_syscall"] == "EXDEV"
+    assert ms["overlay.noop"][0].metadata["fixtures"] == "image lower layer"
+
+
+def test_overlay_says_to_rebuild_an_image_without_fixtures() -> None:
+    missing = Reply(stdout=f"missing {FIXTURES_DIR}\n", exit_code=3)
+    driver = FakeDriver.like(ContainerDriver, script=[("^sh -c set -u", missing)])
+    with pytest.raises(WorkloadError, match="rebuild it"):
+        list(get_workload("overlay").run(workload_context(driver)))
+
+
+# ---------------------------------------------------------------------------------------- network
+
+
+@pytest.fixture
+def host_client(monkeypatch: pytest.MonkeyPatch, data: Data) -> list[list[str]]:
+    """The host side of the network workload, scripted: two usable CPUs, the client tools there,
+    and their recorded outputs. Returns the client argvs run."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(network.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(network.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+
+    def run_command(argv: list[str], *, timeout: float) -> ExecResult:
+        ran.append(list(argv))
+        out = (
+            data("iperf3_client_loopback.json") if "iperf3" in argv else data("sockperf_pingpong_fullrtt.txt")
+        )
+        return ExecResult(tuple(argv), 0, out, "", 0, 1)
+
+    monkeypatch.setattr(network, "run_command", run_command)
+    return ran
+
+
+def servers(driver: FakeDriver) -> list[str]:
+    return [c for c in driver.commands() if c.startswith("sh -c echo $$")]
+
+
+def test_network_pins_client_and_server_on_other_cpus(host_client: list[list[str]]) -> None:
+    driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
+    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
+    assert driver.sandboxes[0].spec.network
+    iperf, sockperf = servers(driver)
+    assert "timeout 42 taskset -c 1 iperf3 -s -1 -B 10.0.0.2 -p " in iperf
+    assert "taskset -c 1 sockperf server --tcp -i 10.0.0.2" in sockperf
+    assert [argv[:4] for argv in host_client] == [
+        ["taskset", "-c", "0", "iperf3"],
+        ["taskset", "-c", "0", "sockperf"],
+    ]
+    tput = ms["network.tcp_throughput"][0]
+    assert tput.value == pytest.approx(18814841085.4436 / 8)
+    assert (tput.metadata["client_cpu"], tput.metadata["server_cpu"], tput.metadata["client"]) == (
+        0,
+        1,
+        "host",
+    )
+    assert ms["network.tcp_rtt.p50"][0].value == pytest.approx(14.581e-6)
+
+
+def test_network_leaves_a_guests_vcpus_where_they_are(host_client: list[list[str]]) -> None:
+    driver = FakeDriver.like(QemuDriver.capabilities, name="firecracker", script=[(r"^sh -c echo \$\$", "")])
+    ms = list(get_workload("network").run(workload_context(driver)))
+    assert all("taskset" not in s for s in servers(driver))
+    assert host_client[0][:3] == ["taskset", "-c", "0"]  # the host client is still pinned
+    assert {m.metadata["server_cpu"] for m in ms} == {None}
+    assert "server in a guest" in ms[0].metadata["placement_note"]
+
+
+def test_network_retries_while_the_server_inside_starts(
+    host_client: list[list[str]], monkeypatch: pytest.MonkeyPatch, data: Data
+) -> None:
+    served = threading.Event()
+    answers = in_turn(data("iperf3_client_refused.json"), data("iperf3_client_loopback.json"))
+
+    def run_command(argv: list[str], *, timeout: float) -> ExecResult:
+        host_client.append(list(argv))
+        if "iperf3" not in argv:
+            return ExecResult(tuple(argv), 0, data("sockperf_pingpong_fullrtt.txt"), "", 0, 1)
+        out = answers(tuple(argv))
+        served.set()
+        return ExecResult(tuple(argv), 0, str(out), "", 0, 1)
+
+    def server(argv: tuple[str, ...]) -> str:
+        served.wait(10)  # a server that keeps running until a client got through
+        return ""
+
+    monkeypatch.setattr(network, "run_command", run_command)
+    driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", server)])
+    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
+    assert [argv[3] for argv in host_client] == ["iperf3", "iperf3", "sockperf"]
+    assert ms["network.tcp_throughput"][0].value > 0
+
+
+def test_network_needs_an_address(host_client: list[list[str]]) -> None:
+    driver = FakeDriver.like(ContainerDriver, address=None)
+    with pytest.raises(WorkloadError, match="gave the sandbox no address"):
+        list(get_workload("network").run(workload_context(driver)))
+    assert driver.commands() == [] and driver.sandboxes[0].destroyed
+
+
+# ------------------------------------------------------------------------------------ idle-memory
+
+GUEST_MEMINFO = "MemTotal:         491520 kB\nMemFree:          400000 kB\nMemAvailable:     409600 kB\n"
+
+
+def test_idle_memory_records_every_byte_figure_of_the_typed_stats(data: Data, tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text(data("proc_meminfo_host.txt"))
+    stats = SandboxStats(memory_bytes=9e7, cpu_seconds=1.0, qemu_pss_bytes=3e7, guest_used_bytes=4e7)
+    driver = FakeDriver.like(QemuDriver, script=[("^cat /proc/meminfo$", GUEST_MEMINFO)], stats=stats)
+    ctx = workload_context(driver, params={"settle_seconds": 0})
+    ms = by_metric(list(IdleMemoryWorkload(proc_root=tmp_path).run(ctx)))
+    assert set(ms) == {
+        "idle-memory.host_view",
+        "idle-memory.host_view.vm.qemu_pss_bytes",
+        "idle-memory.host_view.vm.guest_used_bytes",
+        "idle-memory.inside_used",
+    }
+    assert ms["idle-memory.host_view"][0].value == 9e7
+    assert ms["idle-memory.inside_used"][0].value == (491520 - 409600) * 1024
+    assert ms["idle-memory.inside_used"][0].metadata["kernel"] == "own"
+
+
+def test_idle_memory_of_a_driver_that_measures_nothing(data: Data, tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text(data("proc_meminfo_host.txt"))
+    driver = FakeDriver.like(HostDriver, script=[("^cat /proc/meminfo$", data("proc_meminfo_host.txt"))])
+    ms = list(
+        IdleMemoryWorkload(proc_root=tmp_path).run(workload_context(driver, params={"settle_seconds": 0}))
+    )
+    assert [m.metric for m in ms] == ["idle-memory.inside_used"]
+    assert ms[0].metadata["kernel"] == "shared with host"
