@@ -22,13 +22,13 @@ from isobench.workloads.density import (
 )
 
 from .conftest import make_context  # type: ignore[import-not-found]
-from .fleet_fakes import FakeDriver, fake_proc  # type: ignore[import-not-found]
+from .fleet_fakes import FleetDriver, fake_proc, fleet_driver  # type: ignore[import-not-found]
 
 FAST = {"settle_seconds": 0.0, "idle_seconds": 0.01, "ksm_settle_seconds": 0.0}
 
 
 def _run(
-    driver: FakeDriver, tmp_path: Path, sys_root: Path | None = None, **params: Any
+    driver: FleetDriver, tmp_path: Path, sys_root: Path | None = None, **params: Any
 ) -> list[Measurement]:
     spec = SandboxSpec(name="isobench-t-fake", run_id="t", memory_mib=512)
     ctx = make_context(driver, spec, quick=True, timeout=120.0, params={**FAST, **params})
@@ -41,7 +41,7 @@ def _by(ms: list[Measurement], metric: str) -> list[Measurement]:
 
 
 def test_steps_measure_every_n_and_destroy_everything(tmp_path: Path) -> None:
-    driver = FakeDriver(stats={"memory_bytes": 2 * MIB, "cpu_seconds": 1.0})
+    driver = fleet_driver(stats={"memory_bytes": 2 * MIB, "cpu_seconds": 1.0})
     ms = _run(driver, tmp_path, container_steps=[1, 3])
     seq = [m for m in _by(ms, "density.ready_all") if m.params["start"] == "sequential"]
     conc = [m for m in _by(ms, "density.ready_all") if m.params["start"] == "concurrent"]
@@ -58,14 +58,14 @@ def test_steps_measure_every_n_and_destroy_everything(tmp_path: Path) -> None:
 
 
 def test_guest_steps_are_used_for_a_guest_driver(tmp_path: Path) -> None:
-    driver = FakeDriver(guest=True)
+    driver = fleet_driver(guest=True)
     ms = _run(driver, tmp_path, guest_steps=[1, 2], container_steps=[1, 5], concurrent=False)
     assert _by(ms, "density.n_reached")[0].metadata["kind"] == "guest"
     assert _by(ms, "density.n_reached")[0].value == 2
 
 
 def test_a_failed_create_midway_stops_and_cleans_up(tmp_path: Path) -> None:
-    driver = FakeDriver(fail_at=4, fail_with="fork: Resource temporarily unavailable")
+    driver = fleet_driver(fail_at=4, fail_with="fork: Resource temporarily unavailable")
     ms = _run(driver, tmp_path, container_steps=[1, 2, 5], concurrent=False)
     (reached,) = _by(ms, "density.n_reached")
     assert reached.value == 2
@@ -75,14 +75,14 @@ def test_a_failed_create_midway_stops_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_a_failure_at_the_first_sandbox_is_a_failed_cell(tmp_path: Path) -> None:
-    driver = FakeDriver(fail_at=1)
+    driver = fleet_driver(fail_at=1)
     with pytest.raises(WorkloadError, match="not even one sandbox"):
         _run(driver, tmp_path)
     assert driver.leaked == []
 
 
 def test_interrupt_midway_destroys_what_was_started(tmp_path: Path) -> None:
-    driver = FakeDriver()
+    driver = fleet_driver()
     original = driver.create
     calls = {"n": 0}
 
@@ -100,7 +100,7 @@ def test_interrupt_midway_destroys_what_was_started(tmp_path: Path) -> None:
 
 
 def test_a_failed_concurrent_start_keeps_measurements_and_cleans_up(tmp_path: Path) -> None:
-    driver = FakeDriver(fail_at=5)  # ramp 1 + 2 = 3 creates, then concurrent N=1 (4th), N=2 fails
+    driver = fleet_driver(fail_at=5)  # ramp 1 + 2 = 3 creates, then concurrent N=1 (4th), N=2 fails
     ms = _run(driver, tmp_path, container_steps=[1, 3])
     (reached,) = _by(ms, "density.n_reached")
     assert reached.value == 3
@@ -109,7 +109,7 @@ def test_a_failed_concurrent_start_keeps_measurements_and_cleans_up(tmp_path: Pa
 
 
 def test_concurrent_start_really_overlaps(tmp_path: Path) -> None:
-    driver = FakeDriver(create_delay=0.2)
+    driver = fleet_driver(create_delay=0.2)
     fleet = Fleet(make_context(driver, SandboxSpec(name="x", run_id="t")).sandbox, "x")
     try:
         times = fleet.start_concurrently(5)
@@ -120,7 +120,7 @@ def test_concurrent_start_really_overlaps(tmp_path: Path) -> None:
 
 
 def test_fleet_drains_its_pool_before_a_failure_propagates(tmp_path: Path) -> None:
-    driver = FakeDriver(fail_at=2, create_delay=0.05)
+    driver = fleet_driver(fail_at=2, create_delay=0.05)
     fleet = Fleet(make_context(driver, SandboxSpec(name="x", run_id="t")).sandbox, "x")
     with pytest.raises(Exception, match=r"create \d: boom"):
         fleet.start_concurrently(6)
@@ -133,7 +133,7 @@ def test_fleet_drains_its_pool_before_a_failure_propagates(tmp_path: Path) -> No
 def test_memory_stops_the_ramp_before_the_host_runs_short(tmp_path: Path) -> None:
     # 8 GiB available, at most 30% of it (2458 MiB); each guest counts at its 512 MiB of RAM at
     # least: 8 guests fit (4 more: 2048 MiB), 16 do not (8 more: 4096 MiB)
-    driver = FakeDriver(guest=True, stats={"memory_bytes": 200 * MIB})
+    driver = fleet_driver(guest=True, stats={"memory_bytes": 200 * MIB})
     ms = _run(driver, tmp_path, guest_steps=[1, 2, 4, 8, 16], concurrent=False, memory_fraction=0.3)
     (reached,) = _by(ms, "density.n_reached")
     assert reached.value == 8
@@ -181,7 +181,7 @@ def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
     (ksm / "pages_shared").write_text("10\n")
     (ksm / "pages_sharing").write_text("256\n")
     seen: list[str] = []
-    driver = FakeDriver(guest=True, stats={"memory_bytes": 300 * MIB})
+    driver = fleet_driver(guest=True, stats={"memory_bytes": 300 * MIB})
     original = driver.create
 
     def create(spec: SandboxSpec) -> Any:
@@ -203,7 +203,7 @@ def test_ksm_is_turned_on_and_restored(tmp_path: Path) -> None:
 def test_ksm_is_restored_when_the_cell_fails(tmp_path: Path) -> None:
     ksm = _ksm_tree(tmp_path, run="2")
     with pytest.raises(WorkloadError):
-        _run(FakeDriver(guest=True, fail_at=1), tmp_path, ksm=True)
+        _run(fleet_driver(guest=True, fail_at=1), tmp_path, ksm=True)
     assert (ksm / "run").read_text().strip() == "2"
     assert (ksm / "pages_to_scan").read_text().strip() == "100"
     assert KsmSwitch(tmp_path / "sys").available
@@ -221,7 +221,7 @@ def test_ksm_switch_undoes_a_half_done_enter(tmp_path: Path) -> None:
 def test_ksm_is_left_alone_for_containers(tmp_path: Path) -> None:
     ksm = _ksm_tree(tmp_path)
     seen: list[str] = []
-    driver = FakeDriver()
+    driver = fleet_driver()
     original = driver.create
 
     def create(spec: SandboxSpec) -> Any:

@@ -3,14 +3,14 @@ through a fake driver whose sandboxes answer like the real probes did on this ho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from isobench.drivers.base import ExecResult, SandboxSpec
+from isobench.drivers.base import SandboxSpec
 from isobench.errors import UsageError, WorkloadError
 from isobench.model import Measurement
+from isobench.testing import Reply, Rule
 from isobench.workloads._common import resolve_params
 from isobench.workloads._limit_probes import (
     BURN,
@@ -25,7 +25,7 @@ from isobench.workloads._limit_probes import (
 from isobench.workloads.limits import LimitsParams, LimitsWorkload, quota_overrides
 
 from .conftest import make_context  # type: ignore[import-not-found]
-from .fleet_fakes import FakeDriver, fake_proc, result  # type: ignore[import-not-found]
+from .fleet_fakes import FleetDriver, fake_proc, fleet_driver  # type: ignore[import-not-found]
 
 MIB = 1 << 20
 
@@ -120,23 +120,19 @@ def test_the_probes_are_perl_without_modules() -> None:
         assert "use " not in script and "require" not in script
 
 
-def _responder(mem_exit: int, mem_out: str, fork_out: str) -> Any:
-    def respond(argv: Sequence[str]) -> ExecResult:
-        if argv[:2] == ["perl", "-e"] or tuple(argv[:2]) == ("perl", "-e"):
-            script = argv[2]
-            if script == BURN:
-                return result(argv, 0, BURN_OUT)
-            if script == FORK:
-                return result(argv, 0, fork_out)
-            if script == EAT:
-                return result(argv, mem_exit, mem_out)
-        return result(argv)
-
-    return respond
+def _script(mem_exit: int, mem_out: str, fork_out: str) -> list[Rule]:
+    """The probes answered as they were on this host; the rules match a line of each script."""
+    return [
+        (r"Cpus_allowed_list", BURN_OUT),
+        (r"getppid", fork_out),
+        (r"push @hold", Reply(stdout=mem_out, exit_code=mem_exit)),
+        (r"^dmesg$", ""),
+        (r"^true$", ""),
+    ]
 
 
 def _run(
-    driver: FakeDriver, tmp_path: Path, log: list[str] | None = None, **params: Any
+    driver: FleetDriver, tmp_path: Path, log: list[str] | None = None, **params: Any
 ) -> list[Measurement]:
     spec = SandboxSpec(name="isobench-t-fake", run_id="t", memory_mib=512)
     ctx = make_context(driver, spec, quick=True, timeout=120.0, params=params)
@@ -152,9 +148,9 @@ def _one(ms: list[Measurement], metric: str, **params: Any) -> Measurement:
 
 
 def test_a_container_cell(tmp_path: Path) -> None:
-    driver = FakeDriver(
+    driver = fleet_driver(
         stats={"cpu_seconds": 1.0, "oom_kills": 0.0},
-        respond=_responder(137, "1\n506\n507\n", FORK_REFUSED),
+        script=_script(137, "1\n506\n507\n", FORK_REFUSED),
     )
     ms = _run(driver, tmp_path, cpuset=[0])
     assert _one(ms, "limits.cpu.delivered", requested_cpus=0.5).value == pytest.approx(1.32 / 2.05)
@@ -176,38 +172,33 @@ def test_a_container_cell(tmp_path: Path) -> None:
 
 
 def test_a_guest_cannot_express_half_a_cpu(tmp_path: Path) -> None:
-    class Vm(FakeDriver):
-        name = "vm"
-
-    driver = Vm(guest=True, respond=_responder(137, "420\n", FORK_CAPPED))
+    driver = fleet_driver(guest=True, script=_script(137, "420\n", FORK_CAPPED))
     ms = _run(driver, tmp_path, log=[])
     delivered = [m for m in ms if m.metric == "limits.cpu.delivered"]
     assert [m.params["requested_cpus"] for m in delivered] == [1.0]
     assert delivered[0].metadata["not_expressible"] == [0.5]
     assert "cap of 512" in _one(ms, "limits.pids.forks").metadata["stopped_by"]
     # a guest's dmesg was asked for after the eater died, to find the guest's OOM killer
-    assert any(argv == ("dmesg",) for _, argv in driver.execs)
+    assert "dmesg" in driver.commands()
     assert driver.leaked == []
 
 
 def test_sandboxes_are_destroyed_when_a_probe_fails(tmp_path: Path) -> None:
-    driver = FakeDriver(respond=lambda argv: result(argv, 1, "", "perl: not found"))
+    driver = fleet_driver(script=[(r"^perl", Reply(exit_code=1, stderr="perl: not found"))])
     with pytest.raises(WorkloadError, match="CPU burner failed"):
         _run(driver, tmp_path)
     assert driver.leaked == []
 
 
 def test_quota_overrides() -> None:
-    class Runc(FakeDriver):
-        name = "runc"
-
-    assert quota_overrides(FakeDriver(), 0.5, {"hardening": True}) == {
+    runc = fleet_driver(name="runc")
+    assert quota_overrides(fleet_driver(), 0.5, {"hardening": True}) == {
         "vcpus": 1,
         "options": {"hardening": True, "cpus": 0.5},
     }
-    assert quota_overrides(Runc(), 1.0, {}) == {"vcpus": 1}
-    assert quota_overrides(Runc(), 2.0, {}) == {"vcpus": 2}
-    assert quota_overrides(Runc(), 0.5, {}) is None
+    assert quota_overrides(runc, 1.0, {}) == {"vcpus": 1}
+    assert quota_overrides(runc, 2.0, {}) == {"vcpus": 2}
+    assert quota_overrides(runc, 0.5, {}) is None
 
 
 def test_params_are_validated(tmp_path: Path) -> None:
@@ -217,4 +208,4 @@ def test_params_are_validated(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cpu_quotas must not be empty"):
         resolve_params(LimitsParams, True, {"cpu_quotas": []}, "limits")
     with pytest.raises(UsageError, match="not available"):
-        _run(FakeDriver(respond=_responder(0, "cap 2\n", FORK_CAPPED)), tmp_path, cpuset=[4096])
+        _run(fleet_driver(script=_script(0, "cap 2\n", FORK_CAPPED)), tmp_path, cpuset=[4096])
