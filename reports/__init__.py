@@ -59,6 +59,8 @@ def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:
     frames = {"summary.csv": doc.summary, "failures.csv": doc.failures}
     if not doc.leakage.empty:
         frames["leakage.csv"] = doc.leakage
+    if not doc.limits.empty:
+        frames["limits.csv"] = doc.limits
     for workload, df in doc.wide.items():
         frames[f"wide-{_safe(workload)}.csv"] = df
     for name, df in frames.items():

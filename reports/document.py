@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from .cells import group_cells, variant_of
 from .findings import findings
 from .grid import GridTable, question_tables
 from .headline import Headline, build_headline
+from .limits_table import limits_table
 from .methods import method_text, recorded_tools
-from .plots import SECTIONS, Plot, all_plots
+from .plots import OPTIONAL_SECTIONS, SECTIONS, Plot, all_plots
 from .tables import failures_table, leakage_table, summary_table, wide_table
 from .units import human
 from .warnings import WarningGroup, group_warnings
@@ -68,6 +69,8 @@ class Document:
     warning_groups: tuple[WarningGroup, ...]
     #: Per workload, the tables that fit a window (drivers as rows).
     grids: dict[str, list[GridTable]]
+    #: Limit fidelity (the limits workload): requested vs delivered per driver and limit.
+    limits: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -140,7 +143,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
     failures = failures_table(results)
 
     present = {p.section for p in plots}
-    empty = tuple(SECTIONS[s] for s in SECTIONS if s not in present)
+    empty = tuple(SECTIONS[s] for s in SECTIONS if s not in present and s not in OPTIONAL_SECTIONS)
 
     wide: dict[str, pd.DataFrame] = {}
     if not summary.empty:
@@ -179,4 +182,5 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         plots=tuple(plots),
         empty_sections=empty,
         methods=tuple(methods),
+        limits=limits_table(results),
     )

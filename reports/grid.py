@@ -41,7 +41,13 @@ class GridTable:
 
 
 def detail_only(metric: str) -> bool:
-    return ".phase." in metric or is_leak_probe(metric) or metric.startswith("idle-memory.host_view.")
+    return (
+        ".phase." in metric
+        or is_leak_probe(metric)
+        or metric.startswith("idle-memory.host_view.")
+        # one column per N or per request would not fit; their figures and the limits table show them
+        or metric.startswith(("density.", "limits."))
+    )
 
 
 def _kv(params: Params) -> str:

@@ -177,6 +177,14 @@ def _tables(doc: Document) -> str:
     if not doc.leakage.empty:
         out.append('<h3 id="leak-score">Leak score</h3>')
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
+    if not doc.limits.empty:
+        out.append('<h3 id="limits">Limit fidelity: requested vs delivered</h3>')
+        out.append(
+            "<p>The same requests to every driver (the limits workload); ratio = delivered / "
+            "requested: about \u00d71 is a limit held, well above it no limit at all. A CPU share "
+            "below the quota with the host busy is the host's contention, not the limit.</p>"
+        )
+        out.append(_table(doc.limits, numeric=("n",)))
     out.append('<h3 id="failures">Failed cells</h3>')
     out.append(_table(doc.failures) if not doc.failures.empty else "<p>None.</p>")
     out.append("</section>")

@@ -49,6 +49,17 @@ _WORKLOADS: dict[str, str] = {
         'A victim workload runs while a neighbour sandbox runs a stressor (param "stressor"); the '
         "interference.* metrics give the victim's degradation relative to running alone."
     ),
+    "density": (
+        "N idle sandboxes started one after another (and, separately, all at once), N stepping up while "
+        "memory, idle CPU and the cell's time allow: time until all N are ready, the N-th start, the "
+        "host's MemAvailable drop and the driver-attributed memory per sandbox, and idle CPU per "
+        "sandbox (params: n, start). density.n_reached says how far it got and why it stopped."
+    ),
+    "limits": (
+        "The same limits requested from every driver, then probed from inside: CPU quota (busy "
+        "processes, their CPU time over wall time), cpuset (CPUs they were seen on), pids (fork until "
+        "refused), memory (hold one more MiB until stopped). Fidelity = delivered / requested."
+    ),
     "idle-memory": (
         "Memory charged to an idle sandbox as the host sees it, broken down into components "
         "(idle-memory.<component>); a total is the host-side sum where the workload recorded one."

@@ -16,8 +16,9 @@ from isobench.model import Sample
 from isobench.results import Results
 
 from ..cells import Cell, CellKey
-from ._base import SECTIONS, Plot
+from ._base import OPTIONAL_SECTIONS, SECTIONS, Plot
 from .absolute import disk_plots, network_plots
+from .density import density_plots
 from .interference_chart import interference_chart
 from .leakage_chart import leakage_heatmap
 from .memory_chart import memory_chart
@@ -26,7 +27,7 @@ from .startup import startup_distribution, startup_timeline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SECTIONS", "Plot", "all_plots"]
+__all__ = ["OPTIONAL_SECTIONS", "SECTIONS", "Plot", "all_plots"]
 
 
 def all_plots(
@@ -49,6 +50,7 @@ def all_plots(
         ("network", lambda: network_plots(summary, cells, plots_dir)),
         ("leakage", lambda: leakage_heatmap(cells, plots_dir)),
         ("interference", lambda: interference_chart(cells, plots_dir)),
+        ("density", lambda: density_plots(cells, plots_dir, samples)),
     ]
     plots: list[Plot] = []
     errors: list[str] = []

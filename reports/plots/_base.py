@@ -26,6 +26,7 @@ from ..units import Scale, axis_scale, human, plain
 
 __all__ = [
     "DPI",
+    "OPTIONAL_SECTIONS",
     "SECTIONS",
     "Plot",
     "ci_err",
@@ -53,7 +54,10 @@ SECTIONS: dict[str, str] = {
     "network": "Network",
     "leakage": "Information leakage",
     "interference": "Noisy-neighbour interference",
+    "density": "Density: sandboxes per host",
 }
+#: Sections of opt-in workloads: a run without them is not missing anything.
+OPTIONAL_SECTIONS = frozenset({"density"})
 
 DPI = 100
 

@@ -41,7 +41,7 @@ from ._base import (
 __all__ = ["REDUNDANT", "ratio_bars", "speed_rows"]
 
 #: Workloads with a chart of their own, or whose figures have no ratio to native.
-OWN_CHART = frozenset({"startup", "idle-memory", "leakage", "interference"})
+OWN_CHART = frozenset({"startup", "idle-memory", "leakage", "interference", "density", "limits"})
 #: Metrics that repeat another one of the same chart: cpu.time = events / events_per_second, the
 #: average event latency is its reciprocal per thread; a disk job's bandwidth is its IOPS times the
 #: block size (seq jobs are read as bandwidth, random ones as IOPS) and its p50 latency at QD1 is

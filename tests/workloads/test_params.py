@@ -17,6 +17,9 @@ from isobench.workloads.base import all_workloads, check_params
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("cpu", {"events": 0}, "workload cpu: parameter events must be > 0, got 0"),
     ("cpu", {"max_prime": True}, "workload cpu: parameter max_prime must be int, got True"),
+    ("density", {"container_steps": [5, 1]}, "workload density: container_steps must be increasing"),
+    ("density", {"memory_fraction": 1.5}, "workload density: parameter memory_fraction must be in (0, 1]"),
+    ("density", {"ksm": 1}, "workload density: parameter ksm must be bool, got 1"),
     ("disk", {"size_mib": 0}, "workload disk: parameter size_mib must be > 0, got 0"),
     (
         "disk",
@@ -33,6 +36,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("interference", {"duration": 0}, "workload interference: parameter duration must be > 0, got 0.0"),
     ("interference", {"victims": ["cpu", "gpu"]}, "interference.victims: unknown gpu; known: cpu"),
     ("leakage", {"correlations": 1}, "workload leakage: parameter correlations must be bool, got 1"),
+    ("limits", {"cpu_quotas": []}, "workload limits: parameter cpu_quotas must not be empty"),
+    ("limits", {"cpuset": [-1]}, "workload limits: parameter cpuset must be >= 0, got (-1,)"),
+    ("limits", {"memory_cap_factor": 1}, "workload limits: memory_cap_factor must be > 1"),
     ("memory-bandwidth", {"operations": ["copy"]}, "memory-bandwidth.operations: unknown copy; known: read"),
     ("memory-bandwidth", {"block_mib": -64}, "workload memory-bandwidth: parameter block_mib must be > 0"),
     ("network", {"message_size": 0}, "workload network: parameter message_size must be > 0, got 0"),
