@@ -6,9 +6,9 @@ inspect that gives the init's pid and the address), ``ready`` (a point: the init
 (the first ``true`` round trip, made inside create() so a broken image fails there), ``remove``
 inside the enclosing ``destroy``. Once destroyed, the daemon's own phases (``daemon_create``,
 ``daemon_start`` split into ``daemon_network`` and ``daemon_runtime``, ``daemon_die``,
-``daemon_destroy``; see events.py) are added from one bounded
-events query, made on the first look at ``phases`` after destroy: no timed interval (not even the
-startup workload's outer bracket) contains it, and workloads that never look do not pay for it.
+``daemon_destroy``; see events.py) are added from one bounded events query, made on the first look
+at ``phases`` after destroy: no timed interval (not even the startup workload's outer bracket)
+contains it, and workloads that never look do not pay for it.
 """
 
 from __future__ import annotations
