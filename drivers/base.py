@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, final, runtime_checkable
 
 from isobench.drivers.capabilities import (
     VOLUME_MOUNT,
@@ -47,6 +47,7 @@ __all__ = [
     "DriverKind",
     "DriverOptions",
     "ExecModel",
+    "ExecRequest",
     "ExecResult",
     "OptionTypes",
     "PhaseClock",
@@ -106,6 +107,16 @@ class SandboxSpec:
             raise UsageError(f"sandbox {self.name}: vcpus must be >= 1, got {self.vcpus}")
         if self.memory_mib < 16:
             raise UsageError(f"sandbox {self.name}: memory_mib must be >= 16, got {self.memory_mib}")
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """One command to run inside a sandbox, as :meth:`SandboxBase.exec` checked it."""
+
+    argv: tuple[str, ...]
+    timeout: float
+    env: Mapping[str, str] | None = None
+    stdin: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +213,9 @@ _S = TypeVar("_S", bound="Sandbox")
 
 class SandboxBase(ABC):
     """What every Sandbox shares, written once: its spec and name, its phase clock, a guard against
-    use after destroy, and an idempotent ``destroy`` timed as the ``destroy`` phase that names what it
-    could not release. A driver's sandbox adds exec, stats, workdir and address, and ``_teardown``."""
+    use after destroy, the checks of every ``exec``, and an idempotent ``destroy`` timed as the
+    ``destroy`` phase that names what it could not release. A driver's sandbox adds ``_exec``, stats,
+    workdir and address, and ``_teardown``."""
 
     #: The words error messages use for this kind of sandbox ("runc sandbox").
     kind: ClassVar[str] = "sandbox"
@@ -229,12 +241,26 @@ class SandboxBase(ABC):
     def destroyed(self) -> bool:
         return self._destroyed
 
-    def _check_exec(self, argv: Sequence[str]) -> None:
-        """Refuse an exec on a destroyed sandbox or without a command, in the same words everywhere."""
+    @final
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Refuse an exec on a destroyed sandbox or without a command, in the same words everywhere;
+        else hand it to the driver's ``_exec``."""
         if self._destroyed:
             raise SandboxError(f"{self.kind} {self.name} is destroyed; create a new one")
         if not argv:
             raise SandboxError("exec needs a command")
+        return self._exec(ExecRequest(tuple(argv), timeout, env, stdin))
+
+    @abstractmethod
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        """Run ``req`` inside and wait for it. Raises SandboxError if it cannot be started."""
 
     def destroy(self) -> None:
         """Release everything; a second call does nothing. Raises SandboxError naming what is left."""

@@ -36,6 +36,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    ExecRequest,
     ExecResult,
     PhaseClock,
     SandboxBase,
@@ -118,25 +119,19 @@ class BwrapSandbox(SandboxBase):
         """The host command line that runs ``argv`` in this sandbox."""
         return bwrap_argv(self._settings, argv, env)
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         if not self._root.mounted:
             raise SandboxError(f"sandbox {self.name} is not set up; create it again")
         # bwrap's --die-with-parent plus run_command's process-group kill end the whole sandbox
         # on timeout or Ctrl-C.
-        res = run_command(self.command(argv, env), timeout=timeout, stdin=stdin)
+        res = run_command(self.command(req.argv, req.env), timeout=req.timeout, stdin=req.stdin)
         if res.exit_code == 1:
             failure = _BWRAP_FAILURE.findall(res.stderr)
             if failure:
-                raise SandboxError(f"bwrap could not run {argv[0]!r} in sandbox {self.name}: {failure[-1]}")
-        return dataclasses.replace(res, argv=tuple(argv))
+                raise SandboxError(
+                    f"bwrap could not run {req.argv[0]!r} in sandbox {self.name}: {failure[-1]}"
+                )
+        return dataclasses.replace(res, argv=req.argv)
 
     def stats(self) -> SandboxStats:
         # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.

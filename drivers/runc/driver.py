@@ -34,6 +34,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    ExecRequest,
     ExecResult,
     PhaseClock,
     SandboxBase,
@@ -157,28 +158,20 @@ class RuncSandbox(SandboxBase):
     def init_pid(self) -> int | None:
         return self._pid
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         if not self._created:
             raise SandboxError(f"sandbox {self.name} is not running; create it again")
         cmd = [*self._runc, "exec", "--cwd", WORKDIR]
-        for key, value in (env or {}).items():
+        for key, value in (req.env or {}).items():
             cmd += ["--env", f"{key}={value}"]
-        cmd += [self._ident, *argv]
-        res = run_command(cmd, timeout=timeout, stdin=stdin)
+        cmd += [self._ident, *req.argv]
+        res = run_command(cmd, timeout=req.timeout, stdin=req.stdin)
         # runc reports its own failure to start the process as exit 255 plus an "exec failed" log.
         if res.exit_code == 255 and 'msg="exec failed' in res.stderr:
             raise SandboxError(
-                f"cannot run {argv[0]!r} in runc sandbox {self.name}: {runc_error(res.stderr)}"
+                f"cannot run {req.argv[0]!r} in runc sandbox {self.name}: {runc_error(res.stderr)}"
             )
-        return dataclasses.replace(res, argv=tuple(argv))
+        return dataclasses.replace(res, argv=req.argv)
 
     def stats(self) -> SandboxStats:
         if self._destroyed or not self._created:
