@@ -56,9 +56,7 @@ class GuestSandbox(SandboxBase):
         """Stop the guest and release what it holds; called once, by destroy()."""
 
     def _exec(self, req: ExecRequest) -> ExecResult:
-        return self._channel.exec(
-            req.argv, timeout=req.timeout, env=req.env, stdin=req.stdin, cwd=self._ready.workdir
-        )
+        return self._channel.exec(req, cwd=self._ready.workdir)
 
     def stats(self) -> SandboxStats:
         """qemu as the host sees it, the guest's own view of its memory, and the host's
@@ -68,7 +66,7 @@ class GuestSandbox(SandboxBase):
         out = {} if pid is None else qemu_process_stats(self._proc_root / str(pid), guest_ram)
         if not self._destroyed:
             with contextlib.suppress(SandboxError, CellTimeout):
-                res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
+                res = self._channel.exec(ExecRequest(("cat", "/proc/meminfo"), timeout=30))
                 used = guest_used_bytes(res.stdout) if res.ok else None
                 if used is not None:
                     out["vm.guest_used_bytes"] = used
