@@ -94,7 +94,7 @@ def umount(target: Path) -> None:
 class OverlayRoot:
     """A sandbox's own root: the directory it made for its overlay and the overlay mounted there.
 
-    ``make`` records each step as it succeeds, so ``release`` undoes exactly what was made, also
+    ``make`` records each step as it succeeds, so ``destroy`` undoes exactly what was made, also
     after a create that failed half-way; it never deletes through a still-mounted overlay.
     """
 
@@ -120,7 +120,7 @@ class OverlayRoot:
         mount_overlay(lower, self.dirs)
         self._mounted = True
 
-    def release(self) -> list[str]:
+    def destroy(self) -> list[str]:
         """Unmount, then remove the directory; return what could not be released."""
         errors: list[str] = []
         if self._mounted:

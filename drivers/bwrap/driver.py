@@ -138,7 +138,7 @@ class BwrapSandbox(SandboxBase):
         return SandboxStats()
 
     def _teardown(self) -> list[str]:
-        return self._root.release()
+        return self._root.destroy()
 
     def _start(self, lower: Path, timeout: float) -> None:
         with self._clock.phase("create"):

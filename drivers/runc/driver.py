@@ -193,7 +193,7 @@ class RuncSandbox(SandboxBase):
                 self._links.delete(self._veth.host_link)
             except SandboxError as err:
                 errors.append(str(err))
-        return errors + self._root.release()
+        return errors + self._root.destroy()
 
     def _kill_and_delete(self) -> None:
         """SIGKILL the init (which ends the whole pid namespace), wait for it, then delete.
