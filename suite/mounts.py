@@ -8,9 +8,11 @@ under the run's work dir. Mounting goes through mount(2) directly (not the ``mou
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import re
 import shutil
@@ -25,11 +27,14 @@ __all__ = [
     "OverlayDirs",
     "OverlayRoot",
     "find_mounts",
+    "gc_overlay_roots",
     "mount_overlay",
     "overlay_mounts",
     "parse_mountinfo",
     "umount",
 ]
+
+log = logging.getLogger(__name__)
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -186,3 +191,36 @@ def find_mounts(match: Callable[[str], bool], mountinfo: str | None = None) -> l
         e.mount_point for e in parse_mountinfo(mountinfo) if any(match(p) for p in Path(e.mount_point).parts)
     }
     return sorted(found, key=lambda p: -p.count("/"))
+
+
+def gc_overlay_roots(mountinfo: Path, work_dir: Path, owned: Callable[[str], bool]) -> list[str]:
+    """Remove dead sandboxes' :class:`OverlayRoot` s: unmount every overlay at ``<root>/merged`` whose
+    root's name ``owned`` accepts (read from the ``mountinfo`` file), then remove those roots under
+    ``work_dir``, never one whose overlay is still mounted. Returns what went."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        text = ""
+
+    def ours(mount_point: str) -> bool:
+        p = Path(mount_point)
+        return p.name == "merged" and owned(p.parent.name)
+
+    removed: list[str] = []
+    still_mounted: set[str] = set()
+    for entry in overlay_mounts(parse_mountinfo(text), ours):
+        try:
+            umount(Path(entry.mount_point))
+        except SandboxError as err:
+            log.warning("%s", err)
+            still_mounted.add(entry.mount_point)
+            continue
+        shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
+        removed.append(f"overlay {entry.mount_point}")
+    if work_dir.is_dir():
+        for d in work_dir.iterdir():
+            if d.is_dir() and owned(d.name) and str(d / "merged") not in still_mounted:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(d)
+                    removed.append(f"dir {d}")
+    return removed

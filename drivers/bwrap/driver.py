@@ -20,11 +20,9 @@ trip, made inside create() so a broken image fails there), ``destroy``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,13 +52,7 @@ from isobench.drivers.options import option
 from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import Tools
 from isobench.images import image_rootfs
-from isobench.mounts import (
-    OverlayDirs,
-    OverlayRoot,
-    overlay_mounts,
-    parse_mountinfo,
-    umount,
-)
+from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
 from isobench.procs import run_command
 
 __all__ = ["BwrapDriver", "BwrapSandbox", "resource_name"]
@@ -254,32 +246,6 @@ class BwrapDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         """Unmount and remove sandbox roots of ``run_id`` (all bwrap ones if None). bwrap processes
         need no collecting: --die-with-parent ends them with the run that started them."""
-        removed: list[str] = []
-        try:
-            text = (self._ctx.host.proc / "self" / "mountinfo").read_text()
-        except OSError:
-            text = ""
-
-        def ours(mount_point: str) -> bool:
-            p = Path(mount_point)
-            return p.name == "merged" and owned(p.parent.name, run_id)
-
-        entries = parse_mountinfo(text)
-        still_mounted: set[str] = set()
-        for entry in overlay_mounts(entries, ours):
-            try:
-                umount(Path(entry.mount_point))
-            except SandboxError as err:
-                log.warning("%s", err)
-                still_mounted.add(entry.mount_point)
-                continue
-            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
-            removed.append(f"overlay {entry.mount_point}")
-        work = self._ctx.work_dir
-        if work.is_dir():
-            for d in work.iterdir():
-                if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in still_mounted:
-                    with contextlib.suppress(OSError):
-                        shutil.rmtree(d)
-                        removed.append(f"dir {d}")
-        return removed
+        return gc_overlay_roots(
+            self._ctx.host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
+        )

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -52,13 +51,7 @@ from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
-from isobench.mounts import (
-    OverlayDirs,
-    OverlayRoot,
-    overlay_mounts,
-    parse_mountinfo,
-    umount,
-)
+from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
 from isobench.procs import run_command
 
 __all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]
@@ -384,9 +377,10 @@ class RuncDriver:
         removed: list[str] = []
         removed += self._gc_containers(run_id)
         removed += self._gc_links(run_id)
-        removed += self._gc_mounts(run_id)
+        removed += gc_overlay_roots(
+            self._host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
+        )
         removed += self._gc_cgroups(run_id)
-        removed += self._gc_dirs(run_id)
         with contextlib.suppress(OSError):  # only when empty: other runs may still own containers
             self._state_root.rmdir()
         return removed
@@ -421,27 +415,6 @@ class RuncDriver:
             return []
         return [f"veth {name}" for name in gone]
 
-    def _gc_mounts(self, run_id: str | None) -> list[str]:
-        try:
-            text = (self._host.proc / "self" / "mountinfo").read_text()
-        except OSError:
-            return []
-
-        def ours(mount_point: str) -> bool:
-            p = Path(mount_point)
-            return p.name == "merged" and owned(p.parent.name, run_id)
-
-        removed = []
-        for entry in overlay_mounts(parse_mountinfo(text), ours):
-            try:
-                umount(Path(entry.mount_point))
-            except SandboxError as err:
-                log.warning("%s", err)
-                continue
-            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
-            removed.append(f"overlay {entry.mount_point}")
-        return removed
-
     def _gc_cgroups(self, run_id: str | None) -> list[str]:
         """runc removes its cgroups at delete; a container that never got there leaves them."""
         try:
@@ -455,22 +428,6 @@ class RuncDriver:
                 removed.append(f"cgroup {name}")
             except SandboxError as err:
                 log.warning("%s", err)
-        return removed
-
-    def _gc_dirs(self, run_id: str | None) -> list[str]:
-        work = self._ctx.work_dir
-        if not work.is_dir():
-            return []
-        mounted = {
-            e.mount_point
-            for e in parse_mountinfo(_read(self._host.proc / "self" / "mountinfo"))
-            if e.fs_type == "overlay"
-        }
-        removed = []
-        for d in work.iterdir():
-            if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in mounted:
-                shutil.rmtree(d, ignore_errors=True)
-                removed.append(f"dir {d}")
         return removed
 
 
