@@ -48,6 +48,7 @@ from isobench.drivers.bwrap.command import (
     bwrap_argv,
     parse_version,
 )
+from isobench.drivers.naming import ResourceNames, hostname
 from isobench.drivers.options import option
 from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import Tools
@@ -60,22 +61,16 @@ __all__ = ["BwrapDriver", "BwrapSandbox", "resource_name"]
 log = logging.getLogger(__name__)
 
 PREFIX = "isobench-bwrap-"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: bwrap prints its own setup failures as "bwrap: <reason>" and exits 1.
 _BWRAP_FAILURE = re.compile(r"^bwrap: (.+)$", re.MULTILINE)
 #: First bubblewrap release with --overlay/--overlay-src.
 OVERLAY_OPTION_SINCE = (0, 9, 0)
 
 
-def resource_name(run_id: str, name: str) -> str:
-    """``isobench-bwrap-<run>-<name>``: the sandbox's directory under the run's work dir."""
-    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
-
-
-def owned(name: str, run_id: str | None) -> bool:
-    if run_id is None:
-        return name.startswith(PREFIX)
-    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+#: ``isobench-bwrap-<run>-<name>``: the sandbox's directory under the run's work dir.
+NAMES = ResourceNames(PREFIX)
+resource_name = NAMES.of
+owned = NAMES.owned
 
 
 @dataclass(frozen=True)
@@ -230,7 +225,7 @@ class BwrapDriver:
         settings = BwrapSettings(
             binary=path,
             root=OverlayDirs(base).merged,
-            hostname=_UNSAFE.sub("-", spec.name)[:63] or "sandbox",
+            hostname=hostname(spec.name),
             share_net=spec.network,
             volume=volume,
             cpuset=spec.cpuset,

@@ -41,6 +41,7 @@ from isobench.drivers.base import (
     SandboxStats,
     started_or_cleaned,
 )
+from isobench.drivers.naming import ResourceNames, hostname
 from isobench.drivers.options import option
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
@@ -65,20 +66,13 @@ INIT_ARGS = ("sleep", "2147483647")
 DEFAULT_STATE_ROOT = Path("/run/isobench-runc")
 PREFIX = "isobench-runc-"
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _RUNC_MSG = re.compile(r'level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"')
 
 
-def resource_name(run_id: str, name: str) -> str:
-    """``isobench-runc-<run>-<name>``: container id, cgroup, bundle dir and veth alias of a sandbox."""
-    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
-
-
-def owned(name: str, run_id: str | None) -> bool:
-    """Whether a resource name belongs to this driver (and to ``run_id`` when given)."""
-    if run_id is None:
-        return name.startswith(PREFIX)
-    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+#: ``isobench-runc-<run>-<name>``: container id, cgroup, bundle dir and veth alias of a sandbox.
+NAMES = ResourceNames(PREFIX)
+resource_name = NAMES.of
+owned = NAMES.owned
 
 
 def runc_error(stderr: str) -> str:
@@ -366,8 +360,8 @@ class RuncDriver:
             links=self._links,
             timeout=self._timeout,
         )
-        hostname = _UNSAFE.sub("-", spec.name)[:63] or "sandbox"
-        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, hostname=hostname))
+        host_name = hostname(spec.name)
+        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, hostname=host_name))
 
     def close(self) -> None:
         # Nothing is shared between this driver's sandboxes; each destroy() removed its own.
