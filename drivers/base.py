@@ -8,9 +8,7 @@ order drivers are listed in everywhere is their ``capabilities.order``.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +32,7 @@ from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
+from isobench.plugins import plugins
 
 log = logging.getLogger(__name__)
 
@@ -333,26 +332,10 @@ class Driver(Protocol):
         ...
 
 
-def _driver_modules() -> Iterator[str]:
-    import isobench.drivers as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.ispkg:
-            yield info.name
-
-
 def all_drivers() -> dict[str, type[Driver]]:
     """Every driver folder that imports, by name. A folder that fails to import is logged, not fatal."""
     found: dict[str, type[Driver]] = {}
-    for modname in _driver_modules():
-        try:
-            mod = importlib.import_module(f"isobench.drivers.{modname}")
-        except Exception as err:  # a broken driver must not take the others down
-            log.warning("driver folder %s failed to import: %s", modname, err)
-            continue
-        cls = getattr(mod, "DRIVER", None)
-        if cls is None:
-            continue
+    for modname, cls in plugins("isobench.drivers", "DRIVER", "driver folder"):
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
             log.warning(
                 "driver folder %s: DRIVER declares no capabilities (a ClassVar[Capabilities]); skipped",
