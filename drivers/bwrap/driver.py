@@ -21,6 +21,7 @@ trip, made inside create() so a broken image fails there), ``destroy``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -156,12 +157,8 @@ class BwrapDriver:
         self.opts = BwrapOptions.parse(self.name, ctx.options)
         self._binary = self.opts.binary
         self._timeout = self.opts.command_timeout
-        self._version: str | None = None
-
-    def _bwrap_version(self, path: str) -> str:
-        if self._version is None:
-            self._version = self._tools.version(path)
-        return self._version
+        #: Asked once per binary: availability() and metadata() both report it.
+        self._version = functools.cache(self._tools.version)
 
     def availability(self) -> Availability:
         p = self._tools
@@ -175,7 +172,7 @@ class BwrapDriver:
             return Availability(
                 False, f"{self._binary} is not installed; install the Debian package `bubblewrap`", details
             )
-        version = self._bwrap_version(path)
+        version = self._version(path)
         parsed = parse_version(version)
         details["version"] = version
         details["overlay_option"] = parsed is not None and parsed >= OVERLAY_OPTION_SINCE
@@ -193,7 +190,7 @@ class BwrapDriver:
         path = self._tools.which(self._binary)
         return {
             "isolation": "bubblewrap",
-            "bwrap_version": self._bwrap_version(path) if path else None,
+            "bwrap_version": self._version(path) if path else None,
             "cgroup_limits": False,
             "namespaces": ["pid", "ipc", "uts", "cgroup", "mount", "network unless spec.network"],
             "user_namespace": False,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -282,7 +283,8 @@ class RuncDriver:
         self._binary = self.opts.binary
         self._state_root = self.opts.state_root
         self._timeout = self.opts.command_timeout
-        self._version: str | None = None
+        #: Asked once per binary: availability() and metadata() both report it.
+        self._version = functools.cache(self._tools.version)
 
     @property
     def state_root(self) -> Path:
@@ -294,11 +296,6 @@ class RuncDriver:
     def probed_capabilities(self) -> Capabilities:
         return self.capabilities
 
-    def _runc_version(self, path: str) -> str:
-        if self._version is None:
-            self._version = self._tools.version(path)
-        return self._version
-
     def availability(self) -> Availability:
         p = self._tools
         path = p.which(self._binary)
@@ -308,7 +305,7 @@ class RuncDriver:
             return Availability(
                 False, f"{self._binary} is not installed; install the Debian package `runc`", details
             )
-        details["version"] = self._runc_version(path)
+        details["version"] = self._version(path)
         if not self._host.is_root:
             return Availability(
                 False, "the runc driver needs root (rootless runc is not used); run as root", details
@@ -329,7 +326,7 @@ class RuncDriver:
         return {
             "isolation": "oci-runtime",
             "runtime": "runc",
-            "runc_version": self._runc_version(path) if path else None,
+            "runc_version": self._version(path) if path else None,
             "cgroup_mode": cgroup_mode(self._host),
             "cgroup_limits": True,
             "namespaces": list(NAMESPACES),
