@@ -8,9 +8,7 @@ order drivers are listed in everywhere is their ``capabilities.order``.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, final, runtime_checkable
 
 from isobench.drivers.capabilities import (
     VOLUME_MOUNT,
@@ -34,6 +32,7 @@ from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
+from isobench.plugins import plugins
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,7 @@ __all__ = [
     "DriverKind",
     "DriverOptions",
     "ExecModel",
+    "ExecRequest",
     "ExecResult",
     "OptionTypes",
     "PhaseClock",
@@ -106,6 +106,16 @@ class SandboxSpec:
             raise UsageError(f"sandbox {self.name}: vcpus must be >= 1, got {self.vcpus}")
         if self.memory_mib < 16:
             raise UsageError(f"sandbox {self.name}: memory_mib must be >= 16, got {self.memory_mib}")
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """One command to run inside a sandbox, as :meth:`SandboxBase.exec` checked it."""
+
+    argv: tuple[str, ...]
+    timeout: float
+    env: Mapping[str, str] | None = None
+    stdin: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +212,9 @@ _S = TypeVar("_S", bound="Sandbox")
 
 class SandboxBase(ABC):
     """What every Sandbox shares, written once: its spec and name, its phase clock, a guard against
-    use after destroy, and an idempotent ``destroy`` timed as the ``destroy`` phase that names what it
-    could not release. A driver's sandbox adds exec, stats, workdir and address, and ``_teardown``."""
+    use after destroy, the checks of every ``exec``, and an idempotent ``destroy`` timed as the
+    ``destroy`` phase that names what it could not release. A driver's sandbox adds ``_exec``, stats,
+    workdir and address, and ``_teardown``."""
 
     #: The words error messages use for this kind of sandbox ("runc sandbox").
     kind: ClassVar[str] = "sandbox"
@@ -229,12 +240,26 @@ class SandboxBase(ABC):
     def destroyed(self) -> bool:
         return self._destroyed
 
-    def _check_exec(self, argv: Sequence[str]) -> None:
-        """Refuse an exec on a destroyed sandbox or without a command, in the same words everywhere."""
+    @final
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Refuse an exec on a destroyed sandbox or without a command, in the same words everywhere;
+        else hand it to the driver's ``_exec``."""
         if self._destroyed:
             raise SandboxError(f"{self.kind} {self.name} is destroyed; create a new one")
         if not argv:
             raise SandboxError("exec needs a command")
+        return self._exec(ExecRequest(tuple(argv), timeout, env, stdin))
+
+    @abstractmethod
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        """Run ``req`` inside and wait for it. Raises SandboxError if it cannot be started."""
 
     def destroy(self) -> None:
         """Release everything; a second call does nothing. Raises SandboxError naming what is left."""
@@ -307,26 +332,10 @@ class Driver(Protocol):
         ...
 
 
-def _driver_modules() -> Iterator[str]:
-    import isobench.drivers as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.ispkg:
-            yield info.name
-
-
 def all_drivers() -> dict[str, type[Driver]]:
     """Every driver folder that imports, by name. A folder that fails to import is logged, not fatal."""
     found: dict[str, type[Driver]] = {}
-    for modname in _driver_modules():
-        try:
-            mod = importlib.import_module(f"isobench.drivers.{modname}")
-        except Exception as err:  # a broken driver must not take the others down
-            log.warning("driver folder %s failed to import: %s", modname, err)
-            continue
-        cls = getattr(mod, "DRIVER", None)
-        if cls is None:
-            continue
+    for modname, cls in plugins("isobench.drivers", "DRIVER", "driver folder"):
         if not isinstance(getattr(cls, "capabilities", None), Capabilities):
             log.warning(
                 "driver folder %s: DRIVER declares no capabilities (a ClassVar[Capabilities]); skipped",

@@ -8,9 +8,11 @@ under the run's work dir. Mounting goes through mount(2) directly (not the ``mou
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import re
 import shutil
@@ -25,11 +27,14 @@ __all__ = [
     "OverlayDirs",
     "OverlayRoot",
     "find_mounts",
+    "gc_overlay_roots",
     "mount_overlay",
     "overlay_mounts",
     "parse_mountinfo",
     "umount",
 ]
+
+log = logging.getLogger(__name__)
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
@@ -94,7 +99,7 @@ def umount(target: Path) -> None:
 class OverlayRoot:
     """A sandbox's own root: the directory it made for its overlay and the overlay mounted there.
 
-    ``make`` records each step as it succeeds, so ``release`` undoes exactly what was made, also
+    ``make`` records each step as it succeeds, so ``destroy`` undoes exactly what was made, also
     after a create that failed half-way; it never deletes through a still-mounted overlay.
     """
 
@@ -120,7 +125,7 @@ class OverlayRoot:
         mount_overlay(lower, self.dirs)
         self._mounted = True
 
-    def release(self) -> list[str]:
+    def destroy(self) -> list[str]:
         """Unmount, then remove the directory; return what could not be released."""
         errors: list[str] = []
         if self._mounted:
@@ -186,3 +191,36 @@ def find_mounts(match: Callable[[str], bool], mountinfo: str | None = None) -> l
         e.mount_point for e in parse_mountinfo(mountinfo) if any(match(p) for p in Path(e.mount_point).parts)
     }
     return sorted(found, key=lambda p: -p.count("/"))
+
+
+def gc_overlay_roots(mountinfo: Path, work_dir: Path, owned: Callable[[str], bool]) -> list[str]:
+    """Remove dead sandboxes' :class:`OverlayRoot` s: unmount every overlay at ``<root>/merged`` whose
+    root's name ``owned`` accepts (read from the ``mountinfo`` file), then remove those roots under
+    ``work_dir``, never one whose overlay is still mounted. Returns what went."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        text = ""
+
+    def ours(mount_point: str) -> bool:
+        p = Path(mount_point)
+        return p.name == "merged" and owned(p.parent.name)
+
+    removed: list[str] = []
+    still_mounted: set[str] = set()
+    for entry in overlay_mounts(parse_mountinfo(text), ours):
+        try:
+            umount(Path(entry.mount_point))
+        except SandboxError as err:
+            log.warning("%s", err)
+            still_mounted.add(entry.mount_point)
+            continue
+        shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
+        removed.append(f"overlay {entry.mount_point}")
+    if work_dir.is_dir():
+        for d in work_dir.iterdir():
+            if d.is_dir() and owned(d.name) and str(d / "merged") not in still_mounted:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(d)
+                    removed.append(f"dir {d}")
+    return removed

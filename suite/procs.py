@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["communicate", "run_command", "tool_version"]
+__all__ = ["communicate", "finished", "run_command", "tool_version"]
 
 
 def run_command(
@@ -46,14 +46,20 @@ def run_command(
     except PermissionError as err:
         raise SandboxError(f"command not executable: {argv[0]}") from err
     out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout)
-    end = time.monotonic_ns()
+    return finished(proc, argv, out, err_out, start)
+
+
+def finished(
+    proc: subprocess.Popen[bytes], argv: Sequence[str], out: bytes, err_out: bytes, start_ns: int
+) -> ExecResult:
+    """The result of ``proc``, which ran ``argv`` from ``start_ns`` until now and said ``out``/``err_out``."""
     return ExecResult(
         argv=tuple(argv),
         exit_code=proc.returncode,
         stdout=out.decode(errors="replace"),
         stderr=err_out.decode(errors="replace"),
-        start_ns=start,
-        end_ns=end,
+        start_ns=start_ns,
+        end_ns=time.monotonic_ns(),
     )
 
 
@@ -74,17 +80,24 @@ def _thread_affinity(cpus: Collection[int] | None) -> Iterator[None]:
 
 
 def communicate(
-    proc: subprocess.Popen[bytes], argv: Sequence[str], *, stdin: bytes | None, timeout: float
+    proc: subprocess.Popen[bytes],
+    argv: Sequence[str],
+    *,
+    stdin: bytes | None,
+    timeout: float,
+    kill: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> tuple[bytes, bytes]:
     """(stdout, stderr) of ``proc``, started in its own session; on timeout (a CellTimeout naming
-    ``argv``) or any interrupt its whole process group is SIGKILLed first."""
+    ``argv``) or any interrupt it is stopped first: by ``kill`` if given, else its whole process
+    group is SIGKILLed."""
+    stop = kill or _kill_group
     try:
         return proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        _kill_group(proc)
+        stop(proc)
         raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
     except BaseException:
-        _kill_group(proc)
+        stop(proc)
         raise
 
 

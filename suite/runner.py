@@ -454,43 +454,21 @@ def driver_context(config: RunConfig, run_id: str, name: str) -> DriverContext:
     )
 
 
-def run_matrix(
-    config: RunConfig,
-    drivers: Mapping[str, Driver],
-    workloads: Mapping[str, Workload],
-    *,
-    run_id: str,
-    run_dir: Path,
-    run_info: Mapping[str, Any],
-    progress: Progress | None = None,
-    variants: Mapping[str, RunConfig] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    lock: RunLock | None = None,
-) -> tuple[Results, list[str]]:
-    """Own the run's state (lock + work dir) for its whole life and remove it on every path.
+def run_matrix(runner: Runner, *, lock: RunLock | None = None) -> tuple[Results, list[str]]:
+    """Own the run's state (lock + work dir) for the runner's whole life and remove it on every path.
 
     ``lock`` is the run's lock when the caller took it already: drivers probe the host when they
     are selected (a probe guest lives under the run's work dir), so the CLI locks the run first.
     Returns the finalised results and the teardown errors (resources that may have leaked).
     """
-    owned = RunLock.acquire(config.state_dir, run_id) if lock is None else contextlib.nullcontext(lock)
+    state_dir = runner.config.state_dir
+    owned = RunLock.acquire(state_dir, runner.run_id) if lock is None else contextlib.nullcontext(lock)
     with owned as held:
-        runner = Runner(
-            config,
-            drivers,
-            workloads,
-            run_id=run_id,
-            run_dir=run_dir,
-            run_info=run_info,
-            progress=progress,
-            variants=variants,
-            clock=clock,
-        )
         try:
             return runner.run(), runner.teardown_errors
         finally:
             with shielded():
-                for driver in drivers.values():
+                for driver in runner.drivers.values():
                     try:
                         driver.close()
                     except Exception as err:

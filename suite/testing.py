@@ -36,6 +36,7 @@ from isobench.drivers.base import (
     Capabilities,
     Driver,
     DriverContext,
+    ExecRequest,
     ExecResult,
     OptionTypes,
     PhaseClock,
@@ -168,16 +169,8 @@ class FakeSandbox(SandboxBase):
     def address(self) -> str | None:
         return self._address
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
-        call = Call(self.name, tuple(argv), timeout, env, stdin)
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        call = Call(self.name, req.argv, req.timeout, req.env, req.stdin)
         with self._lock:  # servers exec from a background thread (the network workload)
             self.calls.append(call)
         for pattern, response in self._rules:

@@ -20,11 +20,10 @@ trip, made inside create() so a broken image fails there), ``destroy``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import logging
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    ExecRequest,
     ExecResult,
     PhaseClock,
     SandboxBase,
@@ -49,17 +49,12 @@ from isobench.drivers.bwrap.command import (
     bwrap_argv,
     parse_version,
 )
+from isobench.drivers.naming import ResourceNames, hostname
 from isobench.drivers.options import option
 from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import Tools
 from isobench.images import image_rootfs
-from isobench.mounts import (
-    OverlayDirs,
-    OverlayRoot,
-    overlay_mounts,
-    parse_mountinfo,
-    umount,
-)
+from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
 from isobench.procs import run_command
 
 __all__ = ["BwrapDriver", "BwrapSandbox", "resource_name"]
@@ -67,22 +62,16 @@ __all__ = ["BwrapDriver", "BwrapSandbox", "resource_name"]
 log = logging.getLogger(__name__)
 
 PREFIX = "isobench-bwrap-"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: bwrap prints its own setup failures as "bwrap: <reason>" and exits 1.
 _BWRAP_FAILURE = re.compile(r"^bwrap: (.+)$", re.MULTILINE)
 #: First bubblewrap release with --overlay/--overlay-src.
 OVERLAY_OPTION_SINCE = (0, 9, 0)
 
 
-def resource_name(run_id: str, name: str) -> str:
-    """``isobench-bwrap-<run>-<name>``: the sandbox's directory under the run's work dir."""
-    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
-
-
-def owned(name: str, run_id: str | None) -> bool:
-    if run_id is None:
-        return name.startswith(PREFIX)
-    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+#: ``isobench-bwrap-<run>-<name>``: the sandbox's directory under the run's work dir.
+NAMES = ResourceNames(PREFIX)
+resource_name = NAMES.of
+owned = NAMES.owned
 
 
 @dataclass(frozen=True)
@@ -118,32 +107,26 @@ class BwrapSandbox(SandboxBase):
         """The host command line that runs ``argv`` in this sandbox."""
         return bwrap_argv(self._settings, argv, env)
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         if not self._root.mounted:
             raise SandboxError(f"sandbox {self.name} is not set up; create it again")
         # bwrap's --die-with-parent plus run_command's process-group kill end the whole sandbox
         # on timeout or Ctrl-C.
-        res = run_command(self.command(argv, env), timeout=timeout, stdin=stdin)
+        res = run_command(self.command(req.argv, req.env), timeout=req.timeout, stdin=req.stdin)
         if res.exit_code == 1:
             failure = _BWRAP_FAILURE.findall(res.stderr)
             if failure:
-                raise SandboxError(f"bwrap could not run {argv[0]!r} in sandbox {self.name}: {failure[-1]}")
-        return dataclasses.replace(res, argv=tuple(argv))
+                raise SandboxError(
+                    f"bwrap could not run {req.argv[0]!r} in sandbox {self.name}: {failure[-1]}"
+                )
+        return dataclasses.replace(res, argv=req.argv)
 
     def stats(self) -> SandboxStats:
         # Nothing outlives an exec and bwrap makes no cgroup: there is nothing to sample.
         return SandboxStats()
 
     def _teardown(self) -> list[str]:
-        return self._root.release()
+        return self._root.destroy()
 
     def _start(self, lower: Path, timeout: float) -> None:
         with self._clock.phase("create"):
@@ -174,12 +157,8 @@ class BwrapDriver:
         self.opts = BwrapOptions.parse(self.name, ctx.options)
         self._binary = self.opts.binary
         self._timeout = self.opts.command_timeout
-        self._version: str | None = None
-
-    def _bwrap_version(self, path: str) -> str:
-        if self._version is None:
-            self._version = self._tools.version(path)
-        return self._version
+        #: Asked once per binary: availability() and metadata() both report it.
+        self._version = functools.cache(self._tools.version)
 
     def availability(self) -> Availability:
         p = self._tools
@@ -193,7 +172,7 @@ class BwrapDriver:
             return Availability(
                 False, f"{self._binary} is not installed; install the Debian package `bubblewrap`", details
             )
-        version = self._bwrap_version(path)
+        version = self._version(path)
         parsed = parse_version(version)
         details["version"] = version
         details["overlay_option"] = parsed is not None and parsed >= OVERLAY_OPTION_SINCE
@@ -211,7 +190,7 @@ class BwrapDriver:
         path = self._tools.which(self._binary)
         return {
             "isolation": "bubblewrap",
-            "bwrap_version": self._bwrap_version(path) if path else None,
+            "bwrap_version": self._version(path) if path else None,
             "cgroup_limits": False,
             "namespaces": ["pid", "ipc", "uts", "cgroup", "mount", "network unless spec.network"],
             "user_namespace": False,
@@ -243,7 +222,7 @@ class BwrapDriver:
         settings = BwrapSettings(
             binary=path,
             root=OverlayDirs(base).merged,
-            hostname=_UNSAFE.sub("-", spec.name)[:63] or "sandbox",
+            hostname=hostname(spec.name),
             share_net=spec.network,
             volume=volume,
             cpuset=spec.cpuset,
@@ -259,32 +238,6 @@ class BwrapDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         """Unmount and remove sandbox roots of ``run_id`` (all bwrap ones if None). bwrap processes
         need no collecting: --die-with-parent ends them with the run that started them."""
-        removed: list[str] = []
-        try:
-            text = (self._ctx.host.proc / "self" / "mountinfo").read_text()
-        except OSError:
-            text = ""
-
-        def ours(mount_point: str) -> bool:
-            p = Path(mount_point)
-            return p.name == "merged" and owned(p.parent.name, run_id)
-
-        entries = parse_mountinfo(text)
-        still_mounted: set[str] = set()
-        for entry in overlay_mounts(entries, ours):
-            try:
-                umount(Path(entry.mount_point))
-            except SandboxError as err:
-                log.warning("%s", err)
-                still_mounted.add(entry.mount_point)
-                continue
-            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
-            removed.append(f"overlay {entry.mount_point}")
-        work = self._ctx.work_dir
-        if work.is_dir():
-            for d in work.iterdir():
-                if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in still_mounted:
-                    with contextlib.suppress(OSError):
-                        shutil.rmtree(d)
-                        removed.append(f"dir {d}")
-        return removed
+        return gc_overlay_roots(
+            self._ctx.host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
+        )

@@ -10,6 +10,7 @@ start-up benchmarks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -27,7 +28,6 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
-    ExecResult,
     PhaseClock,
     SandboxSpec,
 )
@@ -308,14 +308,7 @@ class ContainerDriver:
         clock.add("create", t0, report.exec_ns or end)
         clock.add("total", t0, end)
         return ColdRun(
-            result=ExecResult(
-                argv=result.argv,
-                exit_code=result.exit_code,
-                stdout=result.stdout,
-                stderr=result.stderr,
-                start_ns=t0,
-                end_ns=end,
-            ),
+            result=dataclasses.replace(result, start_ns=t0, end_ns=end),
             phases=tuple(sorted(clock.phases, key=lambda p: p.start_ns)),
         )
 

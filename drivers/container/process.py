@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 from isobench.drivers.base import ExecResult, PhaseClock
 from isobench.drivers.container.report import HelperReport, parse_report
-from isobench.errors import CellTimeout, SandboxError
+from isobench.errors import SandboxError
+from isobench.procs import communicate, finished
 
 __all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "add_helper_phases", "read_all", "run_helper"]
 
@@ -63,28 +64,13 @@ def run_helper(
         raise SandboxError(f"cannot start container helper {cmd[0]}: {err}") from err
     os.close(w)
     try:
-        try:
-            out, err_out = proc.communicate(input=stdin, timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            _killpg(proc)
-            raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
-        except BaseException:
-            _killpg(proc)
-            raise
-        end = time.monotonic_ns()
+        out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout, kill=_killpg)
+        result = finished(proc, argv, out, err_out, start)
         report = parse_report(read_all(r, time.monotonic() + 5))
     finally:
         os.close(r)
     if report.error:
         raise SandboxError(f"cannot run {argv[0]} in the container: {report.error}")
-    result = ExecResult(
-        argv=tuple(argv),
-        exit_code=proc.returncode,
-        stdout=out.decode(errors="replace"),
-        stderr=err_out.decode(errors="replace"),
-        start_ns=start,
-        end_ns=end,
-    )
     return result, report
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
+from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.container.config import ContainerConfig
 from isobench.drivers.container.process import DEFAULT_ENV, run_helper
 from isobench.drivers.container.resources import Resources, cgroup_args
@@ -82,23 +81,14 @@ class ContainerSandbox(SandboxBase):
         """The host end of the veth (what the container reaches the host at)."""
         return str(self._res.veth.host_ip) if self._res.veth else None
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        cwd: str | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         cmd = [str(self._helper), "exec", "--pid", str(self._init_pid), "--ns", self._config.ns_arg]
         cmd += cgroup_args(self._res.cgroup)
         if self._config.hardening:
             cmd.append("--harden")
-        cmd += ["--cwd", cwd or WORKDIR]
+        cmd += ["--cwd", WORKDIR]
         result, _ = run_helper(
-            cmd, list(argv), timeout=timeout, env={**DEFAULT_ENV, **(env or {})}, stdin=stdin
+            cmd, list(req.argv), timeout=req.timeout, env={**DEFAULT_ENV, **(req.env or {})}, stdin=req.stdin
         )
         return result
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from isobench.drivers.base import ExecResult
+from isobench.drivers.base import ExecRequest, ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
 log = logging.getLogger(__name__)
@@ -156,18 +156,10 @@ class AgentChannel:
             raise SandboxError(f"guest agent spoke before ready: frame type {kind!r}")
         return parse_ready(payload), now
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        cwd: str = "",
-    ) -> ExecResult:
-        frame = encode_exec(argv, env, cwd, stdin)
+    def exec(self, req: ExecRequest, cwd: str = "") -> ExecResult:
+        frame = encode_exec(req.argv, req.env, cwd, req.stdin)
         with self._busy:
-            return self._run(frame, argv, timeout)
+            return self._run(frame, req.argv, req.timeout)
 
     def _run(self, frame: bytes, argv: Sequence[str], timeout: float) -> ExecResult:
         """Send one exec frame and collect its output until the exit frame (or kill at timeout)."""

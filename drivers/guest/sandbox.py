@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
+from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.memory import guest_used_bytes, host_memavailable_kib, qemu_process_stats
 from isobench.errors import CellTimeout, SandboxError
@@ -56,16 +55,8 @@ class GuestSandbox(SandboxBase):
     def _stop(self) -> None:
         """Stop the guest and release what it holds; called once, by destroy()."""
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
-        return self._channel.exec(argv, timeout=timeout, env=env, stdin=stdin, cwd=self._ready.workdir)
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        return self._channel.exec(req, cwd=self._ready.workdir)
 
     def stats(self) -> SandboxStats:
         """qemu as the host sees it, the guest's own view of its memory, and the host's
@@ -75,7 +66,7 @@ class GuestSandbox(SandboxBase):
         out = {} if pid is None else qemu_process_stats(self._proc_root / str(pid), guest_ram)
         if not self._destroyed:
             with contextlib.suppress(SandboxError, CellTimeout):
-                res = self._channel.exec(["cat", "/proc/meminfo"], timeout=30)
+                res = self._channel.exec(ExecRequest(("cat", "/proc/meminfo"), timeout=30))
                 used = guest_used_bytes(res.stdout) if res.ok else None
                 if used is not None:
                     out["vm.guest_used_bytes"] = used

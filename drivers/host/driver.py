@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ from isobench.drivers.base import (
     DriverKind,
     DriverOptions,
     ExecModel,
+    ExecRequest,
     ExecResult,
     PhaseClock,
     RootStorage,
@@ -58,17 +59,14 @@ class HostSandbox(SandboxBase):
     def address(self) -> str | None:
         return "127.0.0.1" if self._spec.network else None
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         return run_command(
-            argv, timeout=timeout, env=env, cwd=self._scratch, stdin=stdin, cpus=self._spec.cpuset
+            req.argv,
+            timeout=req.timeout,
+            env=req.env,
+            cwd=self._scratch,
+            stdin=req.stdin,
+            cpus=self._spec.cpuset,
         )
 
     def stats(self) -> SandboxStats:

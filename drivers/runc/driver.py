@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -34,6 +34,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    ExecRequest,
     ExecResult,
     PhaseClock,
     SandboxBase,
@@ -41,6 +42,7 @@ from isobench.drivers.base import (
     SandboxStats,
     started_or_cleaned,
 )
+from isobench.drivers.naming import ResourceNames, hostname
 from isobench.drivers.options import option
 from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
@@ -51,13 +53,7 @@ from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
-from isobench.mounts import (
-    OverlayDirs,
-    OverlayRoot,
-    overlay_mounts,
-    parse_mountinfo,
-    umount,
-)
+from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
 from isobench.procs import run_command
 
 __all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]
@@ -71,20 +67,13 @@ INIT_ARGS = ("sleep", "2147483647")
 DEFAULT_STATE_ROOT = Path("/run/isobench-runc")
 PREFIX = "isobench-runc-"
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _RUNC_MSG = re.compile(r'level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"')
 
 
-def resource_name(run_id: str, name: str) -> str:
-    """``isobench-runc-<run>-<name>``: container id, cgroup, bundle dir and veth alias of a sandbox."""
-    return f"{PREFIX}{_UNSAFE.sub('-', run_id)}-{_UNSAFE.sub('-', name)}"
-
-
-def owned(name: str, run_id: str | None) -> bool:
-    """Whether a resource name belongs to this driver (and to ``run_id`` when given)."""
-    if run_id is None:
-        return name.startswith(PREFIX)
-    return name.startswith(f"{PREFIX}{_UNSAFE.sub('-', run_id)}-")
+#: ``isobench-runc-<run>-<name>``: container id, cgroup, bundle dir and veth alias of a sandbox.
+NAMES = ResourceNames(PREFIX)
+resource_name = NAMES.of
+owned = NAMES.owned
 
 
 def runc_error(stderr: str) -> str:
@@ -157,28 +146,20 @@ class RuncSandbox(SandboxBase):
     def init_pid(self) -> int | None:
         return self._pid
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
         if not self._created:
             raise SandboxError(f"sandbox {self.name} is not running; create it again")
         cmd = [*self._runc, "exec", "--cwd", WORKDIR]
-        for key, value in (env or {}).items():
+        for key, value in (req.env or {}).items():
             cmd += ["--env", f"{key}={value}"]
-        cmd += [self._ident, *argv]
-        res = run_command(cmd, timeout=timeout, stdin=stdin)
+        cmd += [self._ident, *req.argv]
+        res = run_command(cmd, timeout=req.timeout, stdin=req.stdin)
         # runc reports its own failure to start the process as exit 255 plus an "exec failed" log.
         if res.exit_code == 255 and 'msg="exec failed' in res.stderr:
             raise SandboxError(
-                f"cannot run {argv[0]!r} in runc sandbox {self.name}: {runc_error(res.stderr)}"
+                f"cannot run {req.argv[0]!r} in runc sandbox {self.name}: {runc_error(res.stderr)}"
             )
-        return dataclasses.replace(res, argv=tuple(argv))
+        return dataclasses.replace(res, argv=req.argv)
 
     def stats(self) -> SandboxStats:
         if self._destroyed or not self._created:
@@ -200,7 +181,7 @@ class RuncSandbox(SandboxBase):
                 self._links.delete(self._veth.host_link)
             except SandboxError as err:
                 errors.append(str(err))
-        return errors + self._root.release()
+        return errors + self._root.destroy()
 
     def _kill_and_delete(self) -> None:
         """SIGKILL the init (which ends the whole pid namespace), wait for it, then delete.
@@ -302,7 +283,8 @@ class RuncDriver:
         self._binary = self.opts.binary
         self._state_root = self.opts.state_root
         self._timeout = self.opts.command_timeout
-        self._version: str | None = None
+        #: Asked once per binary: availability() and metadata() both report it.
+        self._version = functools.cache(self._tools.version)
 
     @property
     def state_root(self) -> Path:
@@ -314,11 +296,6 @@ class RuncDriver:
     def probed_capabilities(self) -> Capabilities:
         return self.capabilities
 
-    def _runc_version(self, path: str) -> str:
-        if self._version is None:
-            self._version = self._tools.version(path)
-        return self._version
-
     def availability(self) -> Availability:
         p = self._tools
         path = p.which(self._binary)
@@ -328,7 +305,7 @@ class RuncDriver:
             return Availability(
                 False, f"{self._binary} is not installed; install the Debian package `runc`", details
             )
-        details["version"] = self._runc_version(path)
+        details["version"] = self._version(path)
         if not self._host.is_root:
             return Availability(
                 False, "the runc driver needs root (rootless runc is not used); run as root", details
@@ -349,7 +326,7 @@ class RuncDriver:
         return {
             "isolation": "oci-runtime",
             "runtime": "runc",
-            "runc_version": self._runc_version(path) if path else None,
+            "runc_version": self._version(path) if path else None,
             "cgroup_mode": cgroup_mode(self._host),
             "cgroup_limits": True,
             "namespaces": list(NAMESPACES),
@@ -380,8 +357,8 @@ class RuncDriver:
             links=self._links,
             timeout=self._timeout,
         )
-        hostname = _UNSAFE.sub("-", spec.name)[:63] or "sandbox"
-        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, hostname=hostname))
+        host_name = hostname(spec.name)
+        return started_or_cleaned(sandbox, lambda: sandbox._start(lower, hostname=host_name))
 
     def close(self) -> None:
         # Nothing is shared between this driver's sandboxes; each destroy() removed its own.
@@ -391,9 +368,10 @@ class RuncDriver:
         removed: list[str] = []
         removed += self._gc_containers(run_id)
         removed += self._gc_links(run_id)
-        removed += self._gc_mounts(run_id)
+        removed += gc_overlay_roots(
+            self._host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
+        )
         removed += self._gc_cgroups(run_id)
-        removed += self._gc_dirs(run_id)
         with contextlib.suppress(OSError):  # only when empty: other runs may still own containers
             self._state_root.rmdir()
         return removed
@@ -428,27 +406,6 @@ class RuncDriver:
             return []
         return [f"veth {name}" for name in gone]
 
-    def _gc_mounts(self, run_id: str | None) -> list[str]:
-        try:
-            text = (self._host.proc / "self" / "mountinfo").read_text()
-        except OSError:
-            return []
-
-        def ours(mount_point: str) -> bool:
-            p = Path(mount_point)
-            return p.name == "merged" and owned(p.parent.name, run_id)
-
-        removed = []
-        for entry in overlay_mounts(parse_mountinfo(text), ours):
-            try:
-                umount(Path(entry.mount_point))
-            except SandboxError as err:
-                log.warning("%s", err)
-                continue
-            shutil.rmtree(Path(entry.mount_point).parent, ignore_errors=True)
-            removed.append(f"overlay {entry.mount_point}")
-        return removed
-
     def _gc_cgroups(self, run_id: str | None) -> list[str]:
         """runc removes its cgroups at delete; a container that never got there leaves them."""
         try:
@@ -462,22 +419,6 @@ class RuncDriver:
                 removed.append(f"cgroup {name}")
             except SandboxError as err:
                 log.warning("%s", err)
-        return removed
-
-    def _gc_dirs(self, run_id: str | None) -> list[str]:
-        work = self._ctx.work_dir
-        if not work.is_dir():
-            return []
-        mounted = {
-            e.mount_point
-            for e in parse_mountinfo(_read(self._host.proc / "self" / "mountinfo"))
-            if e.fs_type == "overlay"
-        }
-        removed = []
-        for d in work.iterdir():
-            if d.is_dir() and owned(d.name, run_id) and str(d / "merged") not in mounted:
-                shutil.rmtree(d, ignore_errors=True)
-                removed.append(f"dir {d}")
         return removed
 
 

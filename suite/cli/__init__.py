@@ -29,7 +29,7 @@ from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse
 from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
-from isobench.runner import new_run_id, run_matrix
+from isobench.runner import Runner, new_run_id, run_matrix
 from isobench.runstate import RunLock
 from isobench.workloads.base import Workload, check_params
 from rich.logging import RichHandler
@@ -204,7 +204,7 @@ def _run_locked(
         console=console,
         transient=False,
     ) as bar:
-        results, teardown_errors = run_matrix(
+        runner = Runner(
             config,
             chosen,
             chosen_workloads,
@@ -213,8 +213,8 @@ def _run_locked(
             run_info=info,
             progress=RichProgress(bar),
             variants=variants or None,
-            lock=lock,
         )
+        results, teardown_errors = run_matrix(runner, lock=lock)
     print_summary(results)
     print_budget(results)
     out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 #: IFNAMSIZ - 1: the longest interface name the kernel takes.
 MAX_IFNAME = 15
 _TIMEOUT = 30.0
-_GONE = ("Cannot find device", "does not exist")
+#: What ``ip link del`` says of a link that is not there; "No such device" when the kernel dropped a
+#: veth with its namespace between the lookup and the delete (a container's init just killed).
+_GONE = ("Cannot find device", "does not exist", "No such device")
 _FAILED_AT = re.compile(r"Command failed -:(\d+)")
 
 #: argv, stdin -> (exit code, stdout, stderr)

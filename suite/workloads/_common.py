@@ -15,12 +15,13 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
-from isobench.errors import CellTimeout, UsageError, WorkloadError
+from isobench.errors import CellTimeout, IsobenchError, UsageError, WorkloadError
 
 __all__ = [
     "Budget",
     "Params",
     "last_line",
+    "oom_kills",
     "resolve_params",
     "run_checked",
     "strip_ansi",
@@ -177,3 +178,12 @@ def strip_ansi(text: str) -> str:
 def last_line(text: str) -> str:
     lines = [line.strip() for line in strip_ansi(text).splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def oom_kills(sb: Sandbox) -> float | None:
+    """The sandbox's OOM kills so far, or None when its driver cannot tell."""
+    try:
+        value = sb.stats().oom_kills
+    except IsobenchError:
+        return None
+    return float(value) if value is not None else None

@@ -7,10 +7,8 @@ Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the regis
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from isobench.drivers.base import Driver, Sandbox, SandboxSpec
 from isobench.errors import UsageError
 from isobench.model import Measurement
+from isobench.plugins import plugins
 
 log = logging.getLogger(__name__)
 
@@ -86,25 +85,11 @@ DEFAULT_WORKLOADS = (
 )
 
 
-def _workload_modules() -> Iterator[str]:
-    import isobench.workloads as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name != "base":
-            yield info.name
-
-
 def all_workloads() -> dict[str, type[Workload]]:
+    """Every workload module that imports, by name. A module that fails to import is logged, not fatal."""
     found: dict[str, type[Workload]] = {}
-    for modname in _workload_modules():
-        try:
-            mod = importlib.import_module(f"isobench.workloads.{modname}")
-        except Exception as err:
-            log.warning("workload module %s failed to import: %s", modname, err)
-            continue
-        cls = getattr(mod, "WORKLOAD", None)
-        if cls is not None:
-            found[cls.name] = cls
+    for _, cls in plugins("isobench.workloads", "WORKLOAD", "workload module"):
+        found[cls.name] = cls
     return dict(sorted(found.items()))
 
 

@@ -37,7 +37,7 @@ from isobench.interference.catalogue import (
 from isobench.interference.parsers import VictimResult, degradation
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Params, resolve_params
+from isobench.workloads._common import Params, oom_kills, resolve_params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,6 @@ def _watch_host(stop: threading.Event, out: _Liveness) -> None:
         except IsobenchError:
             out.failures += 1
         stop.wait(0.25)
-
-
-def _oom_kills(sb: Sandbox) -> float | None:
-    try:
-        v = sb.stats().oom_kills
-    except IsobenchError:
-        return None
-    return float(v) if v is not None else None
 
 
 def _run_victim(sb: Sandbox, victim: Victim, duration: float) -> VictimResult:
@@ -267,7 +259,7 @@ class InterferenceWorkload:
         stop = threading.Event()
         alive = _Liveness()
         watcher = threading.Thread(target=_watch_host, args=(stop, alive), daemon=True)
-        oom_before = _oom_kills(aggr_sb)
+        oom_before = oom_kills(aggr_sb)
         thread.start()
         watcher.start()
         try:

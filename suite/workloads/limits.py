@@ -41,7 +41,7 @@ from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, Params, resolve_params
+from isobench.workloads._common import Budget, Params, oom_kills, resolve_params
 from isobench.workloads._fleet import (
     HostWatch,
     host_busy_seconds,
@@ -303,13 +303,13 @@ class LimitsWorkload:
         cap = int(
             min(p.memory_cap_factor * limit_mib, p.host_memory_fraction * mem_available(self._proc) / MIB)
         )
-        oom_before = _oom_kills(sb)
+        oom_before = oom_kills(sb)
         log_before = self._kernel_log()
         watch = HostWatch(interval=0.1)
         with watch.running():
             res = sb.exec(["perl", "-e", EAT, str(cap)], timeout=budget.cap(600))
         host_log = [x for x in new_log_lines(log_before, self._kernel_log()) if "perl" in x]
-        oom_after = _oom_kills(sb)
+        oom_after = oom_kills(sb)
         alive = _answers(sb)
         guest_log: list[str] = []
         if is_guest(ctx.driver) and alive:
@@ -344,14 +344,6 @@ class LimitsWorkload:
         if watch.worst is not None:
             out.append(Measurement("limits.memory.host_probe_max", watch.worst, "seconds", "lower", params))
         return out
-
-
-def _oom_kills(sb: Sandbox) -> float | None:
-    try:
-        value = sb.stats().oom_kills
-    except IsobenchError:
-        return None
-    return float(value) if value is not None else None
 
 
 def _answers(sb: Sandbox) -> bool:

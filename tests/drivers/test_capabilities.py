@@ -153,13 +153,14 @@ def test_a_driver_without_capabilities_is_skipped_with_a_warning(
 ) -> None:
     import types
 
+    from isobench import plugins
     from isobench.drivers import base
 
     class Undeclared:
         name = "undeclared"
 
     modules = {"isobench.drivers.undeclared": types.SimpleNamespace(DRIVER=Undeclared)}
-    monkeypatch.setattr(base, "_driver_modules", lambda: iter(["undeclared"]))
-    monkeypatch.setattr(base.importlib, "import_module", modules.__getitem__)
+    monkeypatch.setattr(plugins, "_modules", lambda package: iter(["undeclared"]))
+    monkeypatch.setattr(plugins.importlib, "import_module", modules.__getitem__)
     assert base.all_drivers() == {}
     assert "driver folder undeclared: DRIVER declares no capabilities" in caplog.text

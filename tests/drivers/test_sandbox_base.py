@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import pytest
 from isobench.drivers.base import (
+    ExecRequest,
     ExecResult,
     PhaseClock,
     SandboxBase,
@@ -32,16 +31,8 @@ class _Fake(SandboxBase):
     def address(self) -> str | None:
         return None
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
-        return ExecResult(tuple(argv), 0, "", "", 0, 0)
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        return ExecResult(req.argv, 0, "", "", 0, 0)
 
     def stats(self) -> SandboxStats:
         return SandboxStats()

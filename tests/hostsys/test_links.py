@@ -78,6 +78,13 @@ def test_delete_is_quiet_when_gone_and_loud_otherwise() -> None:
         Links(FakeIp(links=["b"], fail_on="del")).delete("b")
 
 
+def test_delete_of_a_veth_its_namespace_took_along_meanwhile_is_quiet() -> None:
+    def ip(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
+        return 2, "", "RTNETLINK answers: No such device\n"
+
+    assert Links(ip).delete("isob525d5864h") is False
+
+
 def test_gc_by_prefix_ports_before_bridges_and_only_owned() -> None:
     ip = FakeIp(links=["isobqabcdefbr", "isobqabcdeft1", "isobqabcdeft2", "isobq999999t1", "eth0"])
     gone = Links(ip).gc("isobqabcdef", lambda lk: lk.name != "isobqabcdeft2")

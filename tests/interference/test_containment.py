@@ -7,7 +7,8 @@ from typing import Any
 from isobench.drivers.base import ExecResult, SandboxSpec, SandboxStats
 from isobench.errors import SandboxError
 from isobench.testing import FakeDriver, FakeSandbox, workload_context
-from isobench.workloads.interference import InterferenceWorkload, _cpu, _Liveness, _oom_kills
+from isobench.workloads._common import oom_kills
+from isobench.workloads.interference import InterferenceWorkload, _cpu, _Liveness
 
 MIB = 2**20
 
@@ -46,5 +47,5 @@ def test_unreadable_stats_count_as_unknown() -> None:
         raise SandboxError("runc events failed")
 
     sb = FakeSandbox(stats=broken)
-    assert (_cpu(sb), _oom_kills(sb)) == (None, None)
-    assert (_cpu(FakeSandbox(stats=SandboxStats(cpu_seconds=1.5))), _oom_kills(FakeSandbox())) == (1.5, None)
+    assert (_cpu(sb), oom_kills(sb)) == (None, None)
+    assert (_cpu(FakeSandbox(stats=SandboxStats(cpu_seconds=1.5))), oom_kills(FakeSandbox())) == (1.5, None)

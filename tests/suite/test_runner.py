@@ -11,7 +11,7 @@ from isobench.drivers.base import DriverContext
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
 from isobench.results import load_results
-from isobench.runner import run_matrix
+from isobench.runner import Runner, run_matrix
 from isobench.runstate import live_runs
 from isobench.testing import FakeDriver
 from isobench.workloads.base import WorkloadContext
@@ -128,12 +128,14 @@ def _run(
     run_dir = tmp_path / "out" / "r1"
     run_dir.mkdir(parents=True)
     results, errors = run_matrix(
-        config,
-        drv,
-        workloads,
-        run_id="r1",
-        run_dir=run_dir,  # type: ignore[arg-type]
-        run_info={"run_id": "r1"},
+        Runner(
+            config,
+            drv,
+            workloads,
+            run_id="r1",
+            run_dir=run_dir,  # type: ignore[arg-type]
+            run_info={"run_id": "r1"},
+        )
     )
     assert errors == []
     return results, log, run_dir
@@ -198,12 +200,14 @@ def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path: Path) -> None:
     run_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):
         run_matrix(
-            config,
-            {"fake": logging_driver(ctx, log)},
-            {"steady": Steady(), "interrupts": Interrupts()},  # type: ignore[dict-item]
-            run_id="r2",
-            run_dir=run_dir,
-            run_info={"run_id": "r2"},
+            Runner(
+                config,
+                {"fake": logging_driver(ctx, log)},
+                {"steady": Steady(), "interrupts": Interrupts()},  # type: ignore[dict-item]
+                run_id="r2",
+                run_dir=run_dir,
+                run_info={"run_id": "r2"},
+            )
         )
     assert _balanced(log)
     res = load_results(run_dir)
@@ -275,14 +279,16 @@ def _run_budget(
     run_dir = tmp_path / "out" / "rb"
     run_dir.mkdir(parents=True)
     results, errors = run_matrix(
-        config,
-        {d: logging_driver(ctx, log, d) for d in drivers},
-        workloads,
-        run_id="rb",
-        run_dir=run_dir,
-        run_info={"run_id": "rb"},
-        variants=variants,
-        clock=clock,
+        Runner(
+            config,
+            {d: logging_driver(ctx, log, d) for d in drivers},
+            workloads,
+            run_id="rb",
+            run_dir=run_dir,
+            run_info={"run_id": "rb"},
+            variants=variants,
+            clock=clock,
+        )
     )
     assert errors == []
     return results, log

@@ -110,3 +110,18 @@ def test_teardown_treats_an_already_gone_path_as_removed() -> None:
     assert errors == []
     _note_rm_error(errors, "/busy", PermissionError(13, "Permission denied"))
     assert errors == ["rm /busy: [Errno 13] Permission denied"]
+
+
+def test_gc_removes_only_the_owned_roots(tmp_path: Path) -> None:
+    from isobench.mounts import gc_overlay_roots
+
+    work = tmp_path / "work"
+    for name in ("isobench-bwrap-r1-a", "isobench-bwrap-r1-b", "isobench-bwrap-r2-a", "other"):
+        (work / name / "upper").mkdir(parents=True)
+    # b's overlay is in the (fake) mount table; a mount that is already gone counts as unmounted.
+    merged = work / "isobench-bwrap-r1-b" / "merged"
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"36 35 0:50 / {merged} rw - overlay overlay rw,lowerdir=/l\n")
+    gone = gc_overlay_roots(mountinfo, work, lambda n: owned(n, "r1"))
+    assert gone == [f"overlay {merged}", f"dir {work / 'isobench-bwrap-r1-a'}"]
+    assert sorted(p.name for p in work.iterdir()) == ["isobench-bwrap-r2-a", "other"]

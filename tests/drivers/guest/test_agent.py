@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from isobench.drivers.base import ExecResult
+from isobench.drivers.base import ExecRequest, ExecResult
 from isobench.drivers.guest.agent import HEADER, AgentChannel, encode_frame, parse_ready
 from isobench.errors import CellTimeout, SandboxError
 
@@ -39,7 +39,7 @@ def test_agent_protocol_ready_and_exec() -> None:
     ch = AgentChannel(host)
     r, _ = ch.wait_ready(deadline=__import__("time").monotonic() + 5)
     assert (r.boottime_ns, r.init_uptime_s, r.kernel) == (7, 0.5, "6.1")
-    res = ch.exec(["x"], timeout=5)
+    res = ch.exec(ExecRequest(("x",), timeout=5))
     assert (res.stdout, res.stderr, res.exit_code) == ("hello", "oops", 3)
 
 
@@ -49,11 +49,11 @@ def test_agent_protocol_signal_failure_and_corruption() -> None:
         guest, [encode_frame(b"X", b"signal 9"), encode_frame(b"F", b"cannot execute nope"), b"garbage!!"]
     )
     ch = AgentChannel(host)
-    assert ch.exec(["x"], timeout=5).exit_code == -9
+    assert ch.exec(ExecRequest(("x",), timeout=5)).exit_code == -9
     with pytest.raises(SandboxError, match="cannot execute nope"):
-        ch.exec(["nope"], timeout=5)
+        ch.exec(ExecRequest(("nope",), timeout=5))
     with pytest.raises(SandboxError, match="corrupt"):
-        ch.exec(["x"], timeout=5)
+        ch.exec(ExecRequest(("x",), timeout=5))
 
 
 def test_agent_timeout_sends_kill() -> None:
@@ -68,7 +68,7 @@ def test_agent_timeout_sends_kill() -> None:
 
     threading.Thread(target=agent, daemon=True).start()
     with pytest.raises(CellTimeout):
-        ch.exec(["sleep", "100"], timeout=0.2)
+        ch.exec(ExecRequest(("sleep", "100"), timeout=0.2))
 
 
 def test_concurrent_execs_queue_instead_of_mixing_frames() -> None:
@@ -93,7 +93,10 @@ def test_concurrent_execs_queue_instead_of_mixing_frames() -> None:
     threading.Thread(target=agent, daemon=True).start()
     ch = AgentChannel(host)
     results: list[ExecResult] = []
-    callers = [threading.Thread(target=lambda: results.append(ch.exec(["x"], timeout=5))) for _ in range(2)]
+    callers = [
+        threading.Thread(target=lambda: results.append(ch.exec(ExecRequest(("x",), timeout=5))))
+        for _ in range(2)
+    ]
     for c in callers:
         c.start()
         time.sleep(0.05)
