@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
+from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.docker.engine import ContainerConfig, Engine
 from isobench.drivers.docker.events import ClockOffset, daemon_phases, event_times
 from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
@@ -123,15 +123,8 @@ class DockerSandbox(SandboxBase):
     def address(self) -> str | None:
         return self._address
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_exec(argv)
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        argv, timeout, env, stdin = req.argv, req.timeout, req.env, req.stdin
         if self._id is None:
             raise SandboxError(f"docker sandbox {self.name} is not running; create it again")
         engine = self._engine
