@@ -27,8 +27,9 @@ driver's own option for it):
 
 During the pids and memory probes a host-side probe runs ``true`` every 0.1 s: the worst latency
 says whether the host stayed responsive; and a neighbour sandbox of the same driver runs a fixed
-loop in short rounds (``limits.<probe>.neighbour_throughput``: its slowest round during the probe
-over its rounds alone before; ``neighbour_latency_max``: its worst exec round trip beyond the loop). Fidelity (``limits.<kind>.fidelity``) = delivered /
+loop in short rounds (``limits.<probe>.neighbour_throughput``: its median round during the probe
+over its median alone before; ``neighbour_latency_max``: its worst exec round trip beyond the loop).
+On a 2-CPU host a neighbour shares CPUs with the bomb, so well below 1 can be plain CPU contention. Fidelity (``limits.<kind>.fidelity``) = delivered /
 requested: 1 is a limit held exactly; well above 1 is no limit. The memory probe runs last (an OOM
 kill may take the sandbox with it); ``limits.memory.sandbox_alive`` says whether it still answers.
 """
