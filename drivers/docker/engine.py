@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from isobench.drivers.docker.events import api_time
 from isobench.errors import CellTimeout, SandboxError
 
 __all__ = ["ContainerConfig", "DockerEngine", "Engine", "ExecOutput", "NetworkConfig", "pump", "read_frames"]
@@ -107,6 +108,11 @@ class Engine(Protocol):
 
     def stats(self, container_id: str) -> Mapping[str, Any]:
         """One stats document of the stats API (not streamed)."""
+        ...
+
+    def events(self, *, since_ns: int, until_ns: int) -> list[Mapping[str, Any]]:
+        """The daemon's container and network events between two wall-clock times (ns since the
+        epoch), oldest first; ``until_ns`` must not lie in the future (the daemon would wait)."""
         ...
 
     def network_id(self, name: str) -> str | None: ...
@@ -338,6 +344,25 @@ class DockerEngine:
     def stats(self, container_id: str) -> Mapping[str, Any]:
         with _translated("stats"):
             return dict(self._api.stats(container_id, stream=False))
+
+    def events(self, *, since_ns: int, until_ns: int) -> list[Mapping[str, Any]]:
+        with _translated("events"):
+            # A bounded query: with ``until`` in the past the daemon replays its buffered events and
+            # closes the stream. docker-py forwards since/until as given and its stubs say int, but
+            # whole seconds would miss the current second's events or make the daemon wait for the
+            # next one: the API also takes "seconds.nanoseconds".
+            stream = self._api.events(  # type: ignore[call-overload]
+                since=api_time(since_ns),
+                until=api_time(until_ns),
+                # Not filtered by container: that filter drops the network events (their actor is
+                # the network), which name the container only in an attribute.
+                filters={"type": ["container", "network"]},
+                decode=True,
+            )
+            try:
+                return [dict(ev) for ev in stream]
+            finally:
+                stream.close()
 
     def network_id(self, name: str) -> str | None:
         with _translated("list networks"):

@@ -4,12 +4,17 @@ stats from its cgroup, ``remove(force)`` as teardown.
 Phases: ``create`` (``POST /containers/create``), ``start`` (``POST /containers/<id>/start`` and the
 inspect that gives the init's pid and the address), ``ready`` (a point: the init runs), ``exec``
 (the first ``true`` round trip, made inside create() so a broken image fails there), ``remove``
-inside the enclosing ``destroy``.
+inside the enclosing ``destroy``. Once destroyed, the daemon's own phases (``daemon_create``,
+``daemon_start`` split into ``daemon_network`` and ``daemon_runtime``, ``daemon_die``,
+``daemon_destroy``; see events.py) are added from one bounded events query, made on the first look
+at ``phases`` after destroy: no timed interval (not even the startup workload's outer bracket)
+contains it, and workloads that never look do not pay for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -19,9 +24,11 @@ from typing import Any
 
 from isobench.drivers.base import ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.docker.engine import ContainerConfig, Engine
+from isobench.drivers.docker.events import ClockOffset, daemon_phases, event_times
 from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
 from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats
 from isobench.errors import CellTimeout, SandboxError
+from isobench.model import PhaseTiming
 
 __all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config"]
 
@@ -33,6 +40,11 @@ _MIB = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 #: How ``docker exec`` says the runtime could not start the process (exit 126 or 127 follows).
 _EXEC_FAILED = "OCI runtime exec failed"
+#: Events are asked for from this long before the create request: the daemon's ``since`` is
+#: inclusive, but a margin costs next to nothing (events of other objects are dropped by id).
+_SINCE_MARGIN_NS = 1_000_000_000
+
+log = logging.getLogger(__name__)
 
 
 def container_config(
@@ -93,6 +105,16 @@ class DockerSandbox(SandboxBase):
         self._pid: int | None = None
         self._address: str | None = None
         self._cgroup: ContainerCgroup | None = None
+        self._offset: ClockOffset | None = None
+        self._daemon_read = False
+
+    @property
+    def phases(self) -> Sequence[PhaseTiming]:
+        """The client's phases; after destroy also the daemon's (read here, once: see the module doc)."""
+        if self._destroyed and not self._daemon_read:
+            self._daemon_read = True
+            self._add_daemon_phases()
+        return super().phases
 
     @property
     def container_id(self) -> str | None:
@@ -182,11 +204,30 @@ class DockerSandbox(SandboxBase):
                 return [f"container {self._config.name}: {err}"]
         return []
 
+    def _add_daemon_phases(self) -> None:
+        """Docker's own view, next to the client's phases; without it a warning, never an error."""
+        client = {p.name: p for p in self._clock.phases}
+        create = client.get("create")
+        if self._id is None or self._offset is None or create is None:
+            return
+        try:
+            events = self._engine.events(
+                since_ns=self._offset.to_realtime(create.start_ns) - _SINCE_MARGIN_NS,
+                until_ns=time.time_ns(),
+            )
+        except (SandboxError, ValueError) as err:
+            log.warning("%s: cannot read the daemon's events (%s); no daemon phases", self.name, err)
+            return
+        times = event_times(events, self._id)
+        for p in daemon_phases(times, client, self._offset, what=f"docker sandbox {self.name}"):
+            self._clock.add(p.name, p.start_ns, p.end_ns)
+
     # -- creation (called by the driver through started_or_cleaned) ----------------------------------
 
     def _start(self) -> None:
         clock = self._clock
         engine = self._engine
+        self._offset = ClockOffset.measure()
         with clock.phase("create"):
             self._id = engine.create_container(self._config)
         with clock.phase("start"):

@@ -81,6 +81,8 @@ DEFAULT_WORKLOADS = (
     "network",
     "leakage",
     "interference",
+    "limits",
+    "density",
 )
 
 

@@ -4,6 +4,7 @@ calls and injectable failures)."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,12 +39,29 @@ class FakeEngine:
     networks_made: dict[str, NetworkConfig] = field(default_factory=dict)
     execs: dict[str, FakeExec] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
+    #: The daemon's container events, as the Engine API gives them (wall-clock ``timeNano``).
+    daemon_events: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _check(self, name: str) -> None:
         if name in self.fail:
             raise self.fail[name]
+
+    def _event(self, container_id: str, action: str, network: str | None = None) -> None:
+        actor = (
+            {"ID": container_id}
+            if network is None
+            else {"ID": network, "Attributes": {"container": container_id}}
+        )
+        self.daemon_events.append(
+            {
+                "Type": "container" if network is None else "network",
+                "Action": action,
+                "Actor": actor,
+                "timeNano": time.time_ns(),
+            }
+        )
 
     def ping(self) -> bool:
         self._check("ping")
@@ -82,11 +100,14 @@ class FakeEngine:
         self._check("create_container")
         cid = f"c{next(self._ids)}"
         self.containers_made[cid] = config
+        self._event(cid, "create")
         return cid
 
     def start(self, container_id: str) -> None:
         self._check("start")
+        self._event(container_id, "connect", network=self.containers_made[container_id].network)
         self.running.add(container_id)
+        self._event(container_id, "start")
 
     def inspect(self, container_id: str) -> Mapping[str, Any]:
         config = self.containers_made[container_id]
@@ -99,8 +120,12 @@ class FakeEngine:
 
     def remove(self, container_id: str) -> None:
         self._check("remove")
+        if container_id in self.running:
+            self._event(container_id, "kill")
+            self._event(container_id, "die")
         self.running.discard(container_id)
-        self.containers_made.pop(container_id, None)
+        if self.containers_made.pop(container_id, None) is not None:
+            self._event(container_id, "destroy")
         self.removed.append(container_id)
 
     def containers(self, labels: Mapping[str, str | None]) -> list[str]:
@@ -133,6 +158,10 @@ class FakeEngine:
 
     def stats(self, container_id: str) -> Mapping[str, Any]:
         return {"memory_stats": {"usage": 1000}, "cpu_stats": {"cpu_usage": {"total_usage": 2_000_000_000}}}
+
+    def events(self, *, since_ns: int, until_ns: int) -> list[Mapping[str, Any]]:
+        self._check("events")
+        return [ev for ev in self.daemon_events if since_ns <= ev["timeNano"] <= until_ns]
 
     def network_id(self, name: str) -> str | None:
         return name if name in self.networks_made else None

@@ -111,6 +111,26 @@ def test_a_container_with_limits_exec_stats_and_a_clean_close(
         assert big.exit_code != 0
     finally:
         sb.destroy()
+    # Docker's own view next to the client's: the daemon's create and start events fall inside their
+    # calls, in order, before ready, the network set up before the runtime starts the init; its die
+    # and destroy inside the remove.
+    by = {p.name: p for p in sb.phases}
+    d_create, d_start, d_net, d_runtime, d_die, d_destroy = (
+        by[f"daemon_{n}"] for n in ("create", "start", "network", "runtime", "die", "destroy")
+    )
+    assert by["create"].start_ns == d_create.start_ns <= d_create.end_ns <= by["create"].end_ns
+    assert (
+        by["create"].end_ns <= d_start.start_ns < d_start.end_ns <= by["start"].end_ns <= by["ready"].end_ns
+    )
+    assert (
+        d_start.start_ns
+        == d_net.start_ns
+        <= d_net.end_ns
+        == d_runtime.start_ns
+        < d_runtime.end_ns
+        == d_start.end_ns
+    )
+    assert by["remove"].start_ns <= d_die.end_ns <= d_destroy.end_ns <= by["remove"].end_ns
     driver.close()
     assert leftovers(slot, run_id) == []
 
