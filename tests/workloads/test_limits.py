@@ -280,3 +280,13 @@ def test_params_are_validated(tmp_path: Path) -> None:
         resolve_params(LimitsParams, True, {"cpu_quotas": []}, "limits")
     with pytest.raises(UsageError, match="not available"):
         _run(fleet_driver(script=_script(0, "cap 2\n", FORK_CAPPED)), tmp_path, cpuset=[4096])
+
+
+def test_a_neighbour_that_cannot_run_its_loop_leaves_only_its_figures_out(tmp_path: Path) -> None:
+    driver = fleet_driver(
+        script=_script(137, "1\n506\n", FORK_REFUSED, Reply(exit_code=2, stderr="perl: not found"))
+    )
+    ms = _run(driver, tmp_path)
+    assert not [m for m in ms if "neighbour" in m.metric]
+    assert _one(ms, "limits.pids.forks").value == 125 and _one(ms, "limits.memory.stopped_at")
+    assert driver.leaked == []
