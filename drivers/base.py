@@ -100,8 +100,13 @@ class SandboxSpec:
     volume: Path | None = None
     #: Driver-specific switches (e.g. ``namespaces``, ``hardening`` for the container driver).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Disk bandwidth cap in bytes/s, read and write each, on the sandbox's root storage and volume;
+    #: None = no limit. Only drivers whose ``capabilities.io_throttle`` is set can express it.
+    io_bps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.io_bps is not None and self.io_bps < 4096:
+            raise UsageError(f"sandbox {self.name}: io_bps must be >= 4096 bytes/s, got {self.io_bps}")
         if self.vcpus < 1:
             raise UsageError(f"sandbox {self.name}: vcpus must be >= 1, got {self.vcpus}")
         if self.memory_mib < 16:

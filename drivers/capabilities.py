@@ -93,6 +93,8 @@ class Capabilities:
     order: int
     #: Guests only (None otherwise): the accelerator, ``Accel.PENDING`` until probed.
     accel: Accel | None = None
+    #: It applies ``SandboxSpec.io_bps`` (disk bandwidth throttling); others refuse a spec with it.
+    io_throttle: bool = False
 
     def __post_init__(self) -> None:
         if (self.kind is DriverKind.VM) != (self.accel is not None):
@@ -101,7 +103,9 @@ class Capabilities:
             raise ValueError(f"a {self.kind} driver cannot have {self.root_storage} root storage")
 
     @classmethod
-    def container(cls, *, order: int, switchable_hardening: bool = False) -> Capabilities:
+    def container(
+        cls, *, order: int, switchable_hardening: bool = False, io_throttle: bool = False
+    ) -> Capabilities:
         """A container runtime over the suite image: overlayfs root, volumes bind-mounted at ``/data``,
         commands started by the runtime in the sandbox's namespaces."""
         return cls(
@@ -111,6 +115,7 @@ class Capabilities:
             switchable_hardening=switchable_hardening,
             exec_model=ExecModel.RUNTIME_EXEC,
             order=order,
+            io_throttle=io_throttle,
         )
 
     @classmethod
@@ -125,6 +130,7 @@ class Capabilities:
             exec_model=ExecModel.GUEST_AGENT,
             order=order,
             accel=Accel.PENDING,
+            io_throttle=True,
         )
 
     @property

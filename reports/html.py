@@ -182,7 +182,9 @@ def _tables(doc: Document) -> str:
         out.append(
             "<p>The same requests to every driver (the limits workload); ratio = delivered / "
             "requested: about \u00d71 is a limit held, well above it no limit at all. A CPU share "
-            "below the quota with the host busy is the host's contention, not the limit.</p>"
+            "below the quota with the host busy is the host's contention, not the limit. The pids and "
+            "memory rows say how the host (a probe's worst latency) and a neighbour sandbox of the "
+            "same driver (its loop's pace vs alone) fared meanwhile.</p>"
         )
         out.append(_table(doc.limits, numeric=("n",)))
     out.append('<h3 id="failures">Failed cells</h3>')

@@ -41,6 +41,16 @@ _STOPPED: dict[str, tuple[str, Callable[[str], str], Callable[[float], str], str
 }
 
 
+#: While the pids and memory probes run: the host's probe and the neighbour sandbox.
+OTHERS = ("host_probe_max", "neighbour_throughput", "neighbour_latency_max")
+
+#: The disk probe: per delivered metric, the row's limit name and its fidelity metric.
+_IO = {
+    "limits.io.write.delivered": ("disk write", "limits.io.write.fidelity"),
+    "limits.io.read.delivered": ("disk read", "limits.io.read.fidelity"),
+}
+
+
 def _median(samples: list[Sample]) -> float:
     return statistics.median(float(s.value) for s in samples if s.value is not None)
 
@@ -56,6 +66,17 @@ def _cpu_note(delivered: list[Sample], host: list[Sample]) -> str:
     other, cpus = _meta(delivered, "host_other_cpus"), _meta(delivered, "host_cpus")
     if isinstance(other, int | float) and cpus:
         parts.append(f"other work kept {max(other, 0):.2f} of the host's {cpus} CPUs busy meanwhile")
+    return "; ".join(parts)
+
+
+def _others_note(host: list[Sample], throughput: list[Sample], latency: list[Sample]) -> str:
+    """How the host (its probe's worst latency) and the neighbour sandbox (its pace) fared."""
+    parts = []
+    if host:
+        parts.append(f"host probe worst {human(_median(host), 'seconds')}")
+    if throughput:
+        extra = f", exec worst +{human(_median(latency), 'seconds')}" if latency else ""
+        parts.append(f"neighbour ran at {human(_median(throughput), 'ratio')} of its pace alone{extra}")
     return "; ".join(parts)
 
 
@@ -114,6 +135,9 @@ def limits_table(results: Results | Iterable[Sample]) -> pd.DataFrame:
                 )
             elif metric in _STOPPED:
                 limit, asked, got, ratio_metric = _STOPPED[metric]
+                probe = metric.split(".")[1]
+                others = _others_note(*(get(d, f"limits.{probe}.{m}", param) for m in OTHERS))
+                note = "; ".join(x for x in (str(_meta(group, "stopped_by") or ""), others) if x)
                 rows.append(
                     _row(
                         d,
@@ -121,7 +145,26 @@ def limits_table(results: Results | Iterable[Sample]) -> pd.DataFrame:
                         asked(param),
                         got(_median(group)),
                         get(d, ratio_metric, param),
-                        str(_meta(group, "stopped_by") or ""),
+                        note,
+                        len(group),
+                    )
+                )
+            elif metric in _IO:
+                limit, ratio_metric = _IO[metric]
+                unlimited = bool(_meta(group, "not_expressible"))
+                note = (
+                    "not expressible by this driver: measured unlimited"
+                    if unlimited
+                    else f"dd, O_DIRECT, {_meta(group, 'size_mib')} MiB"
+                )
+                rows.append(
+                    _row(
+                        d,
+                        limit,
+                        human(float(param), "bytes_per_second"),
+                        human(_median(group), "bytes_per_second"),
+                        [] if unlimited else get(d, ratio_metric, param),
+                        note,
                         len(group),
                     )
                 )

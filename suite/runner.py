@@ -35,7 +35,7 @@ from isobench.budget import (
 )
 from isobench.config import RunConfig
 from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
-from isobench.errors import IsobenchError
+from isobench.errors import IsobenchError, UsageError
 from isobench.model import Sample
 from isobench.results import Journal, Results, finalize
 from isobench.runstate import RunLock, run_work_dir
@@ -170,6 +170,8 @@ class Runner:
         if "options" in overrides:
             overrides["options"] = {**base.options, **overrides["options"]}
         spec = replace(base, name=name, **overrides)
+        if spec.io_bps is not None and not driver.capabilities.io_throttle:
+            raise UsageError(f"driver {driver.name} cannot limit disk bandwidth (io_bps); leave it unset")
         sandbox: Sandbox | None = None
         try:
             # Ctrl-C is deferred until create() returns, so the finally below always owns the sandbox.

@@ -19,6 +19,7 @@ ignored):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container.names import sanitize
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
+from isobench.hostsys import HostProbe
+from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import CgroupLimits
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "ContainerConfig",
     "ContainerOptions",
     "config_from_spec",
+    "with_io_limit",
 ]
 
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
@@ -174,3 +178,17 @@ def config_from_spec(
         network=spec.network,
         volume=spec.volume,
     )
+
+
+def with_io_limit(
+    config: ContainerConfig, spec: SandboxSpec, root_dir: Path, probe: HostProbe
+) -> ContainerConfig:
+    """``config`` with the spec's disk bandwidth limit on the disks holding the container's root
+    storage (``root_dir``, its overlay upper layer) and its volume."""
+    if spec.io_bps is None:
+        return config
+    if config.limits is None:
+        raise UsageError(f"sandbox {spec.name}: io_bps needs a cgroup; drop option cgroup=false")
+    disks = tuple((d.major, d.minor) for d in disks_of([root_dir, config.volume], probe))
+    limits = dataclasses.replace(config.limits, io_bps=spec.io_bps, io_devices=disks)
+    return dataclasses.replace(config, limits=limits)

@@ -37,6 +37,7 @@ from isobench.drivers.container.config import (
     ContainerConfig,
     ContainerOptions,
     config_from_spec,
+    with_io_limit,
 )
 from isobench.drivers.container.helper import ensure_helper, helper_key
 from isobench.drivers.container.network import own_link, setup_veth
@@ -76,7 +77,9 @@ class ContainerDriver:
     description: ClassVar[str] = (
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=10, switchable_hardening=True)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(
+        order=10, switchable_hardening=True, io_throttle=True
+    )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 
     def __init__(self, ctx: DriverContext, links: Links | None = None) -> None:
@@ -167,6 +170,7 @@ class ContainerDriver:
                 veth=names.veth_host if config.network else None,
             )
             res.record_path = res.record.write(self._ctx.state_dir)
+            config = with_io_limit(config, spec, base, host)
             if config.limits is not None:
                 with clock.phase("cgroup"):
                     res.cgroup = self.cgroups().create(names.ident, config.limits)

@@ -54,6 +54,7 @@ from isobench.drivers.docker.sandbox import DockerSandbox, container_config
 from isobench.drivers.docker.stats import cgroup_roots, find_cgroup_dirs, remove_cgroup_tree
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
+from isobench.hostsys.blockdev import disks_of
 from isobench.images import ImageMissing, find_image, image_rootfs
 from isobench.procs import tool_version
 
@@ -103,7 +104,7 @@ class DockerDriver:
     )
     options_type: ClassVar[type[DriverOptions]] = DockerOptions
     #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25, io_throttle=True)
 
     def __init__(
         self,
@@ -339,8 +340,13 @@ class DockerDriver:
                 raise UsageError(f"volume {spec.volume} is not a directory; create it first")
             spec = dataclasses.replace(spec, volume=spec.volume.resolve())
         engine = self._ensure()
+        io_disks: list[str] = []
+        if spec.io_bps is not None:
+            root = self._facts.get("root_dir")
+            io_disks = [d.path for d in disks_of([Path(root) if root else None, spec.volume], self._ctx.host)]
         config = container_config(
             spec,
+            io_disks=io_disks,
             image=self._image_ref(rootfs),
             network=network_name(self._ctx.run_id),
             # A systemd cgroup driver (an existing daemon's) takes only slices: leave it its default.
@@ -431,6 +437,7 @@ def _facts(engine: Engine) -> dict[str, Any]:
         "storage_driver": info.get("Driver"),
         "cgroup_driver": info.get("CgroupDriver"),
         "cgroup_version": info.get("CgroupVersion"),
+        "root_dir": info.get("DockerRootDir"),
         # "name=seccomp,profile=default": Docker's built-in default profile.
         "seccomp": seccomp.split("profile=", 1)[1] if seccomp and "profile=" in seccomp else seccomp,
     }

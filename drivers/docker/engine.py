@@ -44,6 +44,8 @@ class ContainerConfig:
     binds: Mapping[str, str] = field(default_factory=dict)
     network: str = "none"
     stop_timeout: int = 1
+    #: Disk bandwidth caps: (device path such as ``/dev/vda``, bytes/s), read and write each.
+    device_bps: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,8 @@ class DockerEngine:
                 cgroup_parent=config.cgroup_parent,
                 binds={src: {"bind": dst, "mode": "rw"} for src, dst in config.binds.items()},
                 network_mode=config.network,
+                device_read_bps=[{"Path": path, "Rate": rate} for path, rate in config.device_bps] or None,
+                device_write_bps=[{"Path": path, "Rate": rate} for path, rate in config.device_bps] or None,
             )
         )
 

@@ -48,10 +48,18 @@ log = logging.getLogger(__name__)
 
 
 def container_config(
-    spec: SandboxSpec, *, image: str, network: str | None, cgroup_parent: str
+    spec: SandboxSpec,
+    *,
+    image: str,
+    network: str | None,
+    cgroup_parent: str,
+    io_disks: Sequence[str] = (),
 ) -> ContainerConfig:
     """The container for ``spec``: the same limits every container driver sets (memory without swap,
-    a CPU quota of ``vcpus``, the cpuset, the pids limit), labelled with the run id."""
+    a CPU quota of ``vcpus``, the cpuset, the pids limit, the disk bandwidth on ``io_disks``: device
+    paths), labelled with the run id."""
+    if spec.io_bps is not None and not io_disks:
+        raise SandboxError(f"sandbox {spec.name}: io_bps needs the disks to throttle")
     memory = spec.memory_mib * _MIB
     return ContainerConfig(
         name=container_name(spec.run_id, spec.name),
@@ -68,6 +76,7 @@ def container_config(
         pids_limit=spec.pids_limit,
         binds={str(spec.volume): "/data"} if spec.volume is not None else {},
         network=network if spec.network and network else "none",
+        device_bps=tuple((d, spec.io_bps) for d in io_disks) if spec.io_bps is not None else (),
     )
 
 

@@ -29,6 +29,9 @@ class GuestConfig:
     cpu_model: str | None = None
     #: A raw data disk (the volume, see datadisk.py): the second virtio-blk, vdb.
     data_disk: Path | None = None
+    #: Disk bandwidth, bytes/s read and write each, on every disk of the guest (the launcher's
+    #: block-layer throttling: libvirt ``<iotune>``, qemu ``throttling.bps-*``); None: unlimited.
+    io_bps: int | None = None
 
     @classmethod
     def for_spec(
@@ -62,5 +65,6 @@ class GuestConfig:
             cmdline=cmdline,
             cpu_model=cpu_model,
             data_disk=data_disk,
+            io_bps=spec.io_bps,
             **launcher,
         )

@@ -103,16 +103,21 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
     ]
     if cfg.bios is not None:
         argv += ["-bios", str(cfg.bios)]
+    # qemu's block-layer throttle: what the guest's disk delivers, whatever the host's cache does.
+    throttle = (
+        "" if cfg.io_bps is None else f",throttling.bps-read={cfg.io_bps},throttling.bps-write={cfg.io_bps}"
+    )
     argv += [
         "-drive",
-        f"file={cfg.overlay},if=none,id=root,format=qcow2,cache={DISK_CACHE},aio={DISK_IO},discard=unmap",
+        f"file={cfg.overlay},if=none,id=root,format=qcow2,cache={DISK_CACHE},aio={DISK_IO},discard=unmap"
+        + throttle,
         "-device",
         "virtio-blk-pci,drive=root",
     ]
     if cfg.data_disk is not None:
         argv += [
             "-drive",
-            f"file={cfg.data_disk},if=none,id=data,format=raw,cache={DISK_CACHE},aio={DISK_IO}",
+            f"file={cfg.data_disk},if=none,id=data,format=raw,cache={DISK_CACHE},aio={DISK_IO}{throttle}",
             "-device",
             "virtio-blk-pci,drive=data",
         ]

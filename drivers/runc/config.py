@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from isobench.drivers.base import SandboxSpec
+from isobench.errors import SandboxError
 from isobench.oci import DOCKER_DEFAULT_CAPABILITIES
 
 __all__ = ["CPU_PERIOD_US", "DEFAULT_CAPABILITIES", "ENV_PATH", "oci_config"]
@@ -89,7 +90,7 @@ def _default_mounts() -> list[dict[str, Any]]:
     ]
 
 
-def _resources(spec: SandboxSpec) -> dict[str, Any]:
+def _resources(spec: SandboxSpec, io_devices: Sequence[tuple[int, int]]) -> dict[str, Any]:
     cpu: dict[str, Any] = {"quota": spec.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US}
     if spec.cpuset is not None:
         cpu["cpus"] = ",".join(str(c) for c in sorted(spec.cpuset))
@@ -100,6 +101,9 @@ def _resources(spec: SandboxSpec) -> dict[str, Any]:
     }
     if spec.pids_limit is not None:
         resources["pids"] = {"limit": spec.pids_limit}
+    if spec.io_bps is not None:
+        rates = [{"major": major, "minor": minor, "rate": spec.io_bps} for major, minor in io_devices]
+        resources["blockIO"] = {"throttleReadBpsDevice": rates, "throttleWriteBpsDevice": rates}
     return resources
 
 
@@ -110,8 +114,12 @@ def oci_config(
     args: Sequence[str],
     cgroups_path: str,
     hostname: str,
+    io_devices: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
-    """The config.json of one sandbox. ``rootfs`` is the overlay's merged dir (absolute)."""
+    """The config.json of one sandbox. ``rootfs`` is the overlay's merged dir (absolute);
+    ``io_devices`` the disks (``major, minor``) the spec's ``io_bps`` is applied to."""
+    if spec.io_bps is not None and not io_devices:
+        raise SandboxError(f"sandbox {spec.name}: io_bps needs the disks to throttle")
     caps = list(DEFAULT_CAPABILITIES)
     mounts = _default_mounts()
     if spec.volume is not None:
@@ -144,7 +152,7 @@ def oci_config(
         "mounts": mounts,
         "linux": {
             "cgroupsPath": cgroups_path,
-            "resources": _resources(spec),
+            "resources": _resources(spec, io_devices),
             "namespaces": [{"type": ns} for ns in NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),

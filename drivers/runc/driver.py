@@ -50,6 +50,7 @@ from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
 from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import HostProbe, Tools
+from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
@@ -210,12 +211,18 @@ class RuncSandbox(SandboxBase):
             self._root.make(lower, self.name, self._spec.run_id)
             dirs = self.overlay
             (dirs.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            io_devices = (
+                [(d.major, d.minor) for d in disks_of([dirs.upper, self._spec.volume], self._host)]
+                if self._spec.io_bps is not None
+                else []
+            )
             config = oci_config(
                 self._spec,
                 rootfs=dirs.merged,
                 args=INIT_ARGS,
                 cgroups_path=f"/{self._ident}",
                 hostname=hostname,
+                io_devices=io_devices,
             )
             (self._base / "config.json").write_text(json.dumps(config, indent=1))
         with clock.phase("runc_create"):
@@ -271,7 +278,7 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20, io_throttle=True)
     options_type: ClassVar[type[DriverOptions]] = RuncOptions
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:

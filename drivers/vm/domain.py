@@ -49,6 +49,7 @@ from isobench.drivers.guest.agent import PORT_NAME
 from isobench.drivers.guest.config import GuestConfig
 from isobench.drivers.guest.image import DISK_CACHE, DISK_IO
 from isobench.drivers.vm.hypervisor import QEMU, Hypervisor
+from isobench.errors import SandboxError
 
 __all__ = [
     "SLOT_AGENT_SERIAL",
@@ -212,6 +213,12 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         _sub(src, "seclabel", model="dac", relabel="no")
         _sub(backing, "backingStore")
     _sub(disk, "target", dev=hv.disk_prefix + "ab"[index], bus=hv.disk_bus)
+    if cfg.io_bps is not None:
+        if hv.name != "qemu":
+            raise SandboxError(f"guest {cfg.name}: io_bps (<iotune>) is implemented for qemu guests only")
+        tune = _sub(disk, "iotune")
+        _sub(tune, "read_bytes_sec", str(cfg.io_bps))
+        _sub(tune, "write_bytes_sec", str(cfg.io_bps))
     if hv.pci_slots:
         _pci(disk, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
     elif hv.scsi_model is not None:

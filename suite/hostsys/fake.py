@@ -5,6 +5,7 @@ and a recording iproute2 for the :class:`~isobench.hostsys.links.Links` runner s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from isobench.hostsys.cgroups.layout import Mode
 from isobench.hostsys.probe import HostProbe
 
-__all__ = ["ALL_V1", "FakeIp", "fake_host", "fake_rmdir"]
+__all__ = ["ALL_V1", "FakeIp", "fake_disk", "fake_host", "fake_rmdir"]
 
 ALL_V1 = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
 
@@ -22,6 +23,30 @@ def fake_rmdir(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(path)
     shutil.rmtree(path)
+
+
+def fake_disk(root: Path, *, holding: Iterable[Path] = ()) -> None:
+    """A /sys/dev/block under ``root`` as the kernel lays it out: disk ``vda`` (254:0) with partition
+    ``vda1`` (254:1), links into /sys/devices; the real device of each directory in ``holding``
+    (tests' tmp dirs) appears as that partition, so a driver throttles ``254:0`` for them."""
+    disk = root / "sys/devices/pci0000:00/virtio1/block/vda"
+    part = disk / "vda1"
+    part.mkdir(parents=True, exist_ok=True)
+    (disk / "dev").write_text("254:0\n")
+    (disk / "uevent").write_text("MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n")
+    (part / "dev").write_text("254:1\n")
+    (part / "partition").write_text("1\n")
+    (part / "uevent").write_text("MAJOR=254\nMINOR=1\nDEVNAME=vda1\nDEVTYPE=partition\n")
+    links = root / "sys/dev/block"
+    links.mkdir(parents=True, exist_ok=True)
+    targets = {"254:0": "../../devices/pci0000:00/virtio1/block/vda"}
+    targets["254:1"] = targets["254:0"] + "/vda1"
+    for path in holding:
+        st_dev = path.stat().st_dev
+        targets[f"{os.major(st_dev)}:{os.minor(st_dev)}"] = targets["254:1"]
+    for name, target in targets.items():
+        (links / name).unlink(missing_ok=True)
+        (links / name).symlink_to(target)
 
 
 def fake_host(

@@ -18,14 +18,18 @@ __all__ = [
     "BURN",
     "EAT",
     "FORK",
+    "NEIGHBOUR",
     "Burn",
+    "Copied",
     "Forks",
     "MemoryStop",
     "classify_memory_stop",
     "new_log_lines",
     "parse_burn",
     "parse_cpu_list",
+    "parse_dd",
     "parse_forks",
+    "parse_neighbour",
 ]
 
 #: ``perl -e BURN N SECONDS``: N busy children for SECONDS; the parent samples which CPU each runs
@@ -77,6 +81,57 @@ while (@kids < $cap) {
 print "forks " . scalar(@kids) . "\n$why\n";
 kill 'KILL', @kids; waitpid($_, 0) for @kids;
 """
+
+
+#: ``perl -e NEIGHBOUR SECONDS``: fixed units of work (100k increments each) for SECONDS; how many
+#: units and over what wall time. A neighbour sandbox's throughput before and during a bomb.
+NEIGHBOUR = r"""
+$| = 1;
+my ($secs) = @ARGV;
+sub up { open(my $f, '<', '/proc/uptime') or die "uptime: $!"; my $l = <$f>; close $f; return (split ' ', $l)[0]; }
+my $t0 = up(); my $end = $t0 + $secs; my ($n, $x, $t) = (0, 0, $t0);
+while ($t < $end) { for (1 .. 100000) { $x++ } $n++; $t = up() }
+print "units $n wall $t0 $t\n";
+"""
+
+
+def parse_neighbour(stdout: str) -> float:
+    """NEIGHBOUR's output as work units per second."""
+    m = re.search(r"^units (\d+) wall (\S+) (\S+)$", stdout, re.MULTILINE)
+    if m is None:
+        raise WorkloadError(f"the neighbour loop printed no units line: {stdout[-200:]!r}")
+    wall = float(m.group(3)) - float(m.group(2))
+    if wall <= 0:
+        raise WorkloadError(f"the neighbour loop ran for no measurable time: {stdout[-200:]!r}")
+    return int(m.group(1)) / wall
+
+
+@dataclass(frozen=True)
+class Copied:
+    """What ``dd`` said it copied: bytes over its own wall time."""
+
+    bytes: int
+    seconds: float
+
+    @property
+    def bps(self) -> float:
+        return self.bytes / self.seconds
+
+
+#: GNU (``... copied, 2.00047 s, 21.0 MB/s``) and busybox (``... copied, 2.000427 seconds, ...``)
+#: dd alike; a locale may write the decimal comma.
+_DD = re.compile(r"^(\d+) bytes\b.*\bcopied, ([0-9]+(?:[.,][0-9]+)?(?:e[-+]?[0-9]+)?) s", re.MULTILINE)
+
+
+def parse_dd(stderr: str) -> Copied:
+    """dd's closing summary (on stderr) as bytes and seconds."""
+    m = _DD.search(stderr)
+    if m is None:
+        raise WorkloadError(f"dd printed no summary: {stderr.strip()[-200:]!r}")
+    seconds = float(m.group(2).replace(",", "."))
+    if seconds <= 0:
+        raise WorkloadError(f"dd copied in no measurable time: {m.group(0)!r}")
+    return Copied(int(m.group(1)), seconds)
 
 
 def parse_cpu_list(text: str) -> tuple[int, ...]:

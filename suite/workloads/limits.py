@@ -18,17 +18,29 @@ driver's own option for it):
   host's MemAvailable); where it stopped (bytes) and by what: cgroup OOM kill, guest OOM killer,
   allocation failure, or nothing (the cap: no limit).
 
+- disk bandwidth (``io_mib_per_s``, default 20 MiB/s, read and write each): on drivers that can
+  express it (``capabilities.io_throttle``: cgroup blkio / io.max, OCI ``blockIO``, Docker's
+  ``device_*_bps``, libvirt ``<iotune>``, qemu ``throttling.bps-*``), the sandbox's volume at
+  ``/data`` is written and then read with dd and O_DIRECT (buffered writes escape v1 blkio
+  throttling), ``io_mib_per_s x io_seconds`` MiB each way; delivered = dd's bytes over its time. On
+  the others the same dd runs unlimited and the samples say ``not_expressible``.
+
 During the pids and memory probes a host-side probe runs ``true`` every 0.1 s: the worst latency
-says whether the host stayed responsive. Fidelity (``limits.<kind>.fidelity``) = delivered /
+says whether the host stayed responsive; and a neighbour sandbox of the same driver runs a fixed
+loop in short rounds (``limits.<probe>.neighbour_throughput``: its median round during the probe
+over its median alone before; ``neighbour_latency_max``: its worst exec round trip beyond the loop).
+On a 2-CPU host a neighbour shares CPUs with the bomb, so well below 1 can be plain CPU contention. Fidelity (``limits.<kind>.fidelity``) = delivered /
 requested: 1 is a limit held exactly; well above 1 is no limit. The memory probe runs last (an OOM
 kill may take the sandbox with it); ``limits.memory.sandbox_alive`` says whether it still answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import posixpath
 import threading
 import time
 from collections import Counter
@@ -55,11 +67,14 @@ from isobench.workloads._limit_probes import (
     EAT,
     FORK,
     Burn,
+    Copied,
     classify_memory_stop,
     new_log_lines,
     parse_burn,
+    parse_dd,
     parse_forks,
 )
+from isobench.workloads._neighbour import Neighbour
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -67,6 +82,8 @@ log = logging.getLogger(__name__)
 __all__ = ["WORKLOAD", "LimitsParams", "LimitsWorkload", "quota_overrides"]
 
 MIB = 1 << 20
+#: The disk probe's file, in the volume (or the sandbox's workdir when there is none).
+IO_FILE = "isobench-limits-io.bin"
 #: Drivers whose spec can carry a fractional CPU quota, and the option that carries it.
 # capabilities: replace with a typed "cpu quota" capability of the driver.
 FRACTIONAL_CPU_OPTION = {"container": "cpus"}
@@ -88,6 +105,13 @@ class LimitsParams(Params):
     memory_cap_factor: float = 2.0
     #: ... and never holds more than this share of the host's MemAvailable.
     host_memory_fraction: float = 0.25
+    #: Disk bandwidth to request (read and write each), MiB/s ...
+    io_mib_per_s: float = field(default=20.0, metadata={"min": 0.1})
+    #: ... and how long each direction should take at that rate (its size: rate x seconds).
+    io_seconds: float = field(default=3.0, metadata={"min": 0.1})
+    #: The neighbour sandbox's loop: seconds per round, and rounds alone for its baseline.
+    neighbour_round_s: float = field(default=0.3, metadata={"min": 0.05})
+    neighbour_baseline_rounds: int = field(default=3, metadata={"min": 1})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,7 +124,7 @@ class LimitsParams(Params):
 
     @classmethod
     def quick(cls) -> LimitsParams:
-        return cls(cpu_seconds=2.0)
+        return cls(cpu_seconds=2.0, io_seconds=2.0, neighbour_baseline_rounds=2)
 
 
 def quota_overrides(driver: Driver, quota: float, options: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -145,8 +169,8 @@ class _ThreadCpus:
 
 class LimitsWorkload:
     name: ClassVar[str] = "limits"
-    description: ClassVar[str] = "requested vs delivered: CPU quota, cpuset, pids, memory"
-    tools: ClassVar[tuple[str, ...]] = ("perl",)
+    description: ClassVar[str] = "requested vs delivered: CPU quota, cpuset, disk bandwidth, pids, memory"
+    tools: ClassVar[tuple[str, ...]] = ("perl", "dd", "rm")
     max_repetitions: ClassVar[int | None] = 3
     quick_repetitions: ClassVar[int | None] = 1
     precision_figures: ClassVar[tuple[str, ...]] = ()
@@ -180,12 +204,31 @@ class LimitsWorkload:
                 out += self._cpu(sb, quota, burners, p.cpu_seconds, budget)
         if not_expressible:
             out = [_with_meta(m, not_expressible=not_expressible) for m in out]
-        with ctx.sandbox(
-            name=f"{ctx.spec.name}-lim", vcpus=1, cpuset=tuple(cpuset), pids_limit=p.pids_limit
-        ) as sb:
+        caps = ctx.driver.capabilities
+        volume = ctx.spec.volume
+        if volume is None and caps.volume is not None and ctx.scratch is not None:
+            # The cell's own volume: an empty host directory the runner removes after the cell.
+            volume = ctx.scratch / "limits-volume"
+            volume.mkdir(exist_ok=True)
+        io_bps = round(p.io_mib_per_s * MIB) if caps.io_throttle else None
+        with (
+            ctx.sandbox(
+                name=f"{ctx.spec.name}-lim",
+                vcpus=1,
+                cpuset=tuple(cpuset),
+                pids_limit=p.pids_limit,
+                volume=volume,
+                io_bps=io_bps,
+            ) as sb,
+            ctx.sandbox(name=f"{ctx.spec.name}-nbr", vcpus=1, cpuset=None, volume=None, io_bps=None) as nb,
+        ):
             out += self._cpuset(sb, tuple(cpuset), burners, p.cpu_seconds, budget)
-            out += self._pids(sb, p.pids_limit, budget)
-            out += self._memory(ctx, sb, p, budget)
+            directory = caps.volume_path(volume) if volume is not None else sb.workdir
+            out += self._io(sb, directory, p, io_bps, budget)
+            neighbour = Neighbour(nb, p.neighbour_round_s, timeout=budget.cap(120))
+            neighbour.measure_baseline(p.neighbour_baseline_rounds)
+            out += self._pids(sb, p.pids_limit, budget, neighbour)
+            out += self._memory(ctx, sb, p, budget, neighbour)
         return out
 
     # ------------------------------------------------------------------------------------ probes
@@ -274,10 +317,57 @@ class LimitsWorkload:
             Measurement("limits.cpuset.fidelity", 1.0 - outside, "ratio", "none", params, meta),
         ]
 
-    def _pids(self, sb: Sandbox, limit: int, budget: Budget) -> list[Measurement]:
+    def _io(
+        self, sb: Sandbox, directory: str, p: LimitsParams, io_bps: int | None, budget: Budget
+    ) -> list[Measurement]:
+        size_mib = max(1, round(p.io_mib_per_s * p.io_seconds))
+        path = posixpath.join(directory, IO_FILE)
+        timeout = budget.cap(p.io_seconds * 20 + 60)
+
+        def dd(*argv: str) -> Copied:
+            res = sb.exec(["dd", *argv, "bs=1M"], timeout=timeout)
+            if not res.ok:
+                raise WorkloadError(
+                    f"disk probe in {sb.name}: dd {argv[-1]} failed (exit {res.exit_code}): "
+                    f"{res.stderr.strip()[-200:]}"
+                )
+            return parse_dd(res.stderr)
+
+        try:
+            wrote = dd("if=/dev/zero", f"of={path}", f"count={size_mib}", "oflag=direct")
+            read = dd(f"if={path}", "of=/dev/null", "iflag=direct")
+        finally:
+            # The volume outlives the sandbox.
+            with contextlib.suppress(IsobenchError):
+                sb.exec(["rm", "-f", path], timeout=60)
+        params = {"requested_bps": round(p.io_mib_per_s * MIB)}
+        meta: dict[str, Any] = {
+            "tool": "dd, O_DIRECT, 1 MiB blocks",
+            "size_mib": size_mib,
+            "directory": directory,
+        }
+        if io_bps is None:
+            meta["not_expressible"] = True
+        out: list[Measurement] = []
+        for direction, copied in (("write", wrote), ("read", read)):
+            m = {**meta, "seconds": round(copied.seconds, 3)}
+            out.append(
+                Measurement(
+                    f"limits.io.{direction}.delivered", copied.bps, "bytes_per_second", "none", params, m
+                )
+            )
+            if io_bps is not None:
+                out.append(
+                    Measurement(
+                        f"limits.io.{direction}.fidelity", copied.bps / io_bps, "ratio", "none", params, m
+                    )
+                )
+        return out
+
+    def _pids(self, sb: Sandbox, limit: int, budget: Budget, neighbour: Neighbour) -> list[Measurement]:
         cap = 4 * limit
         watch = HostWatch(interval=0.05)
-        with watch.running():
+        with watch.running(), neighbour.running() as during:
             res = sb.exec(["perl", "-e", FORK, str(cap)], timeout=budget.cap(300))
         forks = parse_forks(res.stdout)
         params = {"requested_pids": limit}
@@ -294,10 +384,10 @@ class LimitsWorkload:
         ]
         if watch.worst is not None:
             out.append(Measurement("limits.pids.host_probe_max", watch.worst, "seconds", "lower", params))
-        return out
+        return out + neighbour.measurements("pids", during, params)
 
     def _memory(
-        self, ctx: WorkloadContext, sb: Sandbox, p: LimitsParams, budget: Budget
+        self, ctx: WorkloadContext, sb: Sandbox, p: LimitsParams, budget: Budget, neighbour: Neighbour
     ) -> list[Measurement]:
         limit_mib = ctx.spec.memory_mib
         cap = int(
@@ -306,7 +396,7 @@ class LimitsWorkload:
         oom_before = oom_kills(sb)
         log_before = self._kernel_log()
         watch = HostWatch(interval=0.1)
-        with watch.running():
+        with watch.running(), neighbour.running() as during:
             res = sb.exec(["perl", "-e", EAT, str(cap)], timeout=budget.cap(600))
         host_log = [x for x in new_log_lines(log_before, self._kernel_log()) if "perl" in x]
         oom_after = oom_kills(sb)
@@ -343,7 +433,7 @@ class LimitsWorkload:
         ]
         if watch.worst is not None:
             out.append(Measurement("limits.memory.host_probe_max", watch.worst, "seconds", "lower", params))
-        return out
+        return out + neighbour.measurements("memory", during, params)
 
 
 def _answers(sb: Sandbox) -> bool:

@@ -284,3 +284,37 @@ def test_limits_validation() -> None:
 
 def test_parse_flat_keyed_skips_junk() -> None:
     assert parse_flat_keyed("a 1\nbad\nb x\nc 2 3\nd 4\n") == {"a": 1.0, "d": 4.0}
+
+
+def test_v1_disk_bandwidth_goes_to_blkio_throttle(tmp_path: Path) -> None:
+    mgr = fake_v1(tmp_path, ("cpu", "cpuacct", "memory", "pids", "blkio"))
+    limits = CgroupLimits(memory_bytes=64 << 20, swap_bytes=None, io_bps=20 << 20, io_devices=((254, 0),))
+    assert "blkio" in mgr.controllers_for(limits)
+    assert "blkio" not in mgr.controllers_for(CgroupLimits(memory_bytes=64 << 20, swap_bytes=None))
+    cg = mgr.create("io1", limits)
+    blkio = tmp_path / "sys/fs/cgroup/blkio/io1"
+    assert (blkio / "blkio.throttle.read_bps_device").read_text() == f"254:0 {20 << 20}"
+    assert (blkio / "blkio.throttle.write_bps_device").read_text() == f"254:0 {20 << 20}"
+    assert blkio / "cgroup.procs" in cg.procs_files
+    cg.remove()
+    assert not blkio.exists()
+
+
+def test_v1_disk_bandwidth_without_blkio_is_one_error(tmp_path: Path) -> None:
+    mgr = fake_v1(tmp_path)
+    with pytest.raises(SandboxError, match="'blkio' is not mounted"):
+        mgr.create("io2", CgroupLimits(swap_bytes=None, io_bps=1 << 20, io_devices=((8, 0),)))
+    assert not (tmp_path / "sys/fs/cgroup/memory/io2").exists()
+
+
+def test_v2_disk_bandwidth_goes_to_io_max(tmp_path: Path) -> None:
+    mgr = fake_v2(tmp_path)
+    root = tmp_path / "sys/fs/cgroup"
+    mgr.create("io3", CgroupLimits(swap_bytes=None, io_bps=5 << 20, io_devices=((8, 16),)))
+    assert "+io" in (root / "cgroup.subtree_control").read_text()
+    assert (root / "io3/io.max").read_text() == f"8:16 rbps={5 << 20} wbps={5 << 20}"
+
+
+def test_disk_bandwidth_needs_a_device() -> None:
+    with pytest.raises(SandboxError, match="at least one device"):
+        CgroupLimits(io_bps=1 << 20)

@@ -11,6 +11,7 @@ from isobench.reports import render
 from isobench.reports.cells import group_cells
 from isobench.reports.limits_table import limits_table
 from isobench.reports.plots.density import density_plots, density_series, stop_notes
+from isobench.reports.units import NA
 from isobench.results import Results
 from matplotlib.figure import Figure
 
@@ -96,6 +97,31 @@ def _limits(make: Callable[..., list[Sample]]) -> list[Sample]:
     s += make(
         "runc", "limits", "limits.cpuset.fidelity", [1.0], "ratio", params=c, metadata={"seen_cpus": [1]}
     )
+    s += make("container", "limits", "limits.memory.host_probe_max", [0.004], "seconds", params=m)
+    s += make("container", "limits", "limits.memory.neighbour_throughput", [0.97], "ratio", params=m)
+    s += make("container", "limits", "limits.memory.neighbour_latency_max", [0.012], "seconds", params=m)
+    io = {"requested_bps": 20 * 2**20}
+    limited = {"size_mib": 40}
+    s += make(
+        "runc",
+        "limits",
+        "limits.io.write.delivered",
+        [20.5 * MiB],
+        "bytes_per_second",
+        params=io,
+        metadata=limited,
+    )
+    s += make("runc", "limits", "limits.io.write.fidelity", [1.025], "ratio", params=io)
+    unlimited = {"size_mib": 40, "not_expressible": True}
+    s += make(
+        "bwrap",
+        "limits",
+        "limits.io.read.delivered",
+        [900 * MiB],
+        "bytes_per_second",
+        params=io,
+        metadata=unlimited,
+    )
     return s
 
 
@@ -150,7 +176,19 @@ def test_limits_table_rows(make_samples: Callable[..., list[Sample]]) -> None:
     assert "other work kept 1.25 of the host's 2 CPUs busy" in cpu["stopped by / note"]
     assert rows[("vm", "CPU quota", "0.500 CPUs")]["delivered"] == "not expressible by this driver's spec"
     mem = rows[("container", "memory", "512 MiB")]
-    assert mem["delivered"] == "507 MiB" and mem["stopped by / note"] == "cgroup OOM kill"
+    assert mem["delivered"] == "507 MiB"
+    assert mem["stopped by / note"] == (
+        "cgroup OOM kill; host probe worst 4.00 ms; neighbour ran at \u00d70.970 of its pace alone,"
+        " exec worst +12.0 ms"
+    )
+    disk = rows[("runc", "disk write", "20.0 MiB/s")]
+    assert (disk["delivered"], disk["ratio"], disk["stopped by / note"]) == (
+        "20.5 MiB/s",
+        "\u00d71.02",
+        "dd, O_DIRECT, 40 MiB",
+    )
+    free = rows[("bwrap", "disk read", "20.0 MiB/s")]
+    assert free["ratio"] == NA and "not expressible" in free["stopped by / note"]
     pids = rows[("host", "pids", "128 processes")]
     assert pids["delivered"] == "513 processes" and pids["ratio"] == "\u00d74.01"
     assert rows[("runc", "cpuset", "CPU 1")]["delivered"] == "ran on CPU 1"

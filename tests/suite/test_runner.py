@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import pytest
 from isobench.config import RunConfig
-from isobench.drivers.base import DriverContext
-from isobench.errors import WorkloadError
+from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.errors import UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.results import load_results
 from isobench.runner import Runner, run_matrix
@@ -389,3 +389,27 @@ def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
     # 1 + 30 + 1 (first pass) + 1 + 30; then the median (1 s) fits the 7 s left, the slowest not
     assert len(w.seen) == 5 and clock.now == 63.0
     assert results.run["budget"]["stopped"] == "budget spent"
+
+
+class AsksDiskLimit:
+    name: ClassVar[str] = "asks-disk-limit"
+    description: ClassVar[str] = ""
+    tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
+    quick_repetitions: ClassVar[int | None] = None
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox(io_bps=1 << 20):
+            return [Measurement("asks.value", 1.0, "s")]
+
+
+def test_a_disk_limit_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
+    # FakeDriver's capabilities have no io_throttle (as host and bwrap): nothing may be created
+    results, log, _ = _run(tmp_path, {"asks": AsksDiskLimit()})
+    assert all("cannot limit disk bandwidth" in (s.error or "") for s in results.samples)
+    assert not [line for line in log if line.startswith("create")]
+
+
+def test_io_bps_is_validated() -> None:
+    with pytest.raises(UsageError, match="io_bps must be >= 4096"):
+        SandboxSpec(name="s", run_id="r", io_bps=100)

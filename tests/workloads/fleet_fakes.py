@@ -14,7 +14,7 @@ from isobench.drivers.base import Capabilities, SandboxSpec, SandboxStats
 from isobench.errors import SandboxError
 from isobench.testing import FakeDriver, FakeSandbox, Rule
 
-CONTAINER = Capabilities.container(order=1)
+CONTAINER = Capabilities.container(order=1, io_throttle=True)
 GUEST = Capabilities.vm(order=5)
 
 

@@ -17,7 +17,7 @@ from .conftest import make_context  # type: ignore[import-not-found]
 
 STATE_DIR = Path("/var/lib/isobench")
 TINY_DENSITY = {"container_steps": [1, 3], "guest_steps": [1, 2], "settle_seconds": 0.2, "idle_seconds": 0.5}
-TINY_LIMITS = {"cpu_seconds": 1.0}
+TINY_LIMITS = {"cpu_seconds": 1.0, "io_mib_per_s": 10.0, "io_seconds": 1.0, "neighbour_baseline_rounds": 1}
 
 GUEST = [pytest.mark.integration, pytest.mark.slow]
 CASES = [
@@ -38,8 +38,10 @@ def context(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workload
     spec = SandboxSpec(
         name=f"isobench-{run_id}", run_id=run_id, image=None if guest else image.rootfs, memory_mib=256
     )
+    scratch = tmp_path / "scratch"  # the cell's volume goes here, as the runner's does
+    scratch.mkdir()
     try:
-        yield make_context(driver, spec, quick=True, timeout=400.0)
+        yield make_context(driver, spec, quick=True, timeout=400.0, scratch=scratch)
     finally:
         driver.close()
         assert driver.gc(run_id) == [], f"{name} left resources behind"
@@ -95,3 +97,15 @@ def test_limits_for_real(context: WorkloadContext) -> None:
         assert mem.metadata["stopped_by"] == "guest OOM killer"
         assert mem.value < 256 * 2**20
     assert _one(ms, "limits.memory.sandbox_alive").value == 1.0
+    # disk bandwidth: 10 MiB/s asked, O_DIRECT on the volume; the host cannot express it
+    for direction in ("write", "read"):
+        delivered = _one(ms, f"limits.io.{direction}.delivered")
+        assert delivered.params["requested_bps"] == 10 * 2**20
+        if name == "host":
+            assert delivered.metadata["not_expressible"] is True
+            assert not [m for m in ms if m.metric == f"limits.io.{direction}.fidelity"]
+        else:
+            assert 0.5 < _one(ms, f"limits.io.{direction}.fidelity").value < 1.5
+    # the neighbour ran its loop during both bombs
+    for probe in ("pids", "memory"):
+        assert _one(ms, f"limits.{probe}.neighbour_throughput").value > 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.base import Capabilities, SandboxSpec
 from isobench.errors import UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.testing import Reply, Rule
@@ -16,11 +16,14 @@ from isobench.workloads._limit_probes import (
     BURN,
     EAT,
     FORK,
+    NEIGHBOUR,
     classify_memory_stop,
     new_log_lines,
     parse_burn,
     parse_cpu_list,
+    parse_dd,
     parse_forks,
+    parse_neighbour,
 )
 from isobench.workloads.limits import LimitsParams, LimitsWorkload, quota_overrides
 
@@ -34,6 +37,10 @@ BURN_OUT = "allowed 0-1\non 1\non 0\non 1\non 1\nwall 9712.31 9714.36\ncpu 0.9 0
 # FORK in a container with pids.max = 128, and on the host (no limit: the probe's cap).
 FORK_REFUSED = "forks 125\nrefused: Resource temporarily unavailable\n"
 FORK_CAPPED = "forks 512\ncap\n"
+# GNU dd's summary (stderr) for the disk probe's 40 MiB at 20 MiB/s, write and read.
+DD_WRITE = "40+0 records in\n40+0 records out\n41943040 bytes (42 MB, 40 MiB) copied, 2.04518 s, 20.5 MB/s\n"
+DD_READ = "40+0 records in\n40+0 records out\n41943040 bytes (42 MB, 40 MiB) copied, 1.99655 s, 21.0 MB/s\n"
+NEIGHBOUR_OUT = "units 30 wall 100.00 100.30\n"
 
 
 def test_parse_burn() -> None:
@@ -55,6 +62,25 @@ def test_parse_cpu_list() -> None:
     assert parse_cpu_list("3\n") == (3,)
     with pytest.raises(WorkloadError):
         parse_cpu_list("a-b")
+
+
+def test_parse_dd() -> None:
+    w = parse_dd(DD_WRITE)
+    assert (w.bytes, w.seconds) == (40 * MIB, 2.04518)
+    assert w.bps == pytest.approx(40 * MIB / 2.04518)
+    busybox = parse_dd("41943040 bytes (40.0MB) copied, 2.000427 seconds, 20.0MB/s\n")
+    assert busybox.seconds == 2.000427
+    assert parse_dd("1048576 bytes (1,0 MB, 1,0 MiB) copied, 0,5 s, 2,1 MB/s").seconds == 0.5
+    with pytest.raises(WorkloadError, match="no summary"):
+        parse_dd("dd: failed to open '/data/x': Invalid argument\n")
+
+
+def test_parse_neighbour() -> None:
+    assert parse_neighbour(NEIGHBOUR_OUT) == pytest.approx(100.0)
+    with pytest.raises(WorkloadError):
+        parse_neighbour("units 3 wall 5.0 5.0\n")
+    with pytest.raises(WorkloadError):
+        parse_neighbour("")
 
 
 def test_parse_forks() -> None:
@@ -116,14 +142,18 @@ def test_new_log_lines_survive_a_full_ring_buffer() -> None:
 
 def test_the_probes_are_perl_without_modules() -> None:
     # the guest image and every host have perl-base; nothing may need a module from elsewhere
-    for script in (BURN, EAT, FORK):
+    for script in (BURN, EAT, FORK, NEIGHBOUR):
         assert "use " not in script and "require" not in script
 
 
-def _script(mem_exit: int, mem_out: str, fork_out: str) -> list[Rule]:
+def _script(mem_exit: int, mem_out: str, fork_out: str, neighbour: Any = NEIGHBOUR_OUT) -> list[Rule]:
     """The probes answered as they were on this host; the rules match a line of each script."""
     return [
         (r"Cpus_allowed_list", BURN_OUT),
+        (r"^dd if=/dev/zero ", Reply(stderr=DD_WRITE)),
+        (r"^dd if=", Reply(stderr=DD_READ)),
+        (r"^rm -f ", ""),
+        (r"units \$n", neighbour),
         (r"getppid", fork_out),
         (r"push @hold", Reply(stdout=mem_out, exit_code=mem_exit)),
         (r"^dmesg$", ""),
@@ -168,7 +198,48 @@ def test_a_container_cell(tmp_path: Path) -> None:
     assert quotas and quotas[0].options["cpus"] == 0.5 and quotas[0].cpuset is None
     limited = [s for s in driver.specs if s.name.endswith("-lim")]
     assert limited[0].cpuset == (0,) and limited[0].pids_limit == 128
+    # disk bandwidth: 20 MiB/s asked through the spec, 40 MiB each way with O_DIRECT, then removed
+    assert limited[0].io_bps == 20 * MIB
+    wrote = _one(ms, "limits.io.write.delivered", requested_bps=20 * MIB)
+    assert wrote.value == pytest.approx(40 * MIB / 2.04518) and wrote.unit == "bytes_per_second"
+    assert _one(ms, "limits.io.read.fidelity").value == pytest.approx(40 / 1.99655 / 20)
+    dd = [c for c in driver.commands() if c.startswith("dd ")]
+    assert "oflag=direct" in dd[0] and "count=40" in dd[0] and "iflag=direct" in dd[1]
+    assert any(c.startswith("rm -f ") and c.endswith("isobench-limits-io.bin") for c in driver.commands())
+    # the neighbour: a sandbox of its own, unlimited disk, steady loop -> unaffected
+    neighbours = [s for s in driver.specs if s.name.endswith("-nbr")]
+    assert len(neighbours) == 1 and neighbours[0].io_bps is None and neighbours[0].cpuset is None
+    for probe in ("pids", "memory"):
+        assert _one(ms, f"limits.{probe}.neighbour_throughput").value == pytest.approx(1.0)
+        assert _one(ms, f"limits.{probe}.neighbour_latency_max").unit == "seconds"
     assert driver.leaked == []
+
+
+def test_a_driver_that_cannot_limit_disk_bandwidth(tmp_path: Path) -> None:
+    """bwrap and host: the same dd, unlimited, reported as not expressible, with no fidelity."""
+    driver = FleetDriver.like(
+        Capabilities.container(order=1), name="bwrap", script=_script(0, "cap 2\n", FORK_CAPPED)
+    )
+    ms = _run(driver, tmp_path)  # type: ignore[arg-type]
+    wrote = _one(ms, "limits.io.write.delivered")
+    assert wrote.metadata["not_expressible"] is True
+    assert not [m for m in ms if m.metric.startswith("limits.io.") and m.metric.endswith("fidelity")]
+    assert all(s.io_bps is None for s in driver.specs)  # type: ignore[attr-defined]
+
+
+def test_a_neighbour_slowed_down_by_the_bomb(tmp_path: Path) -> None:
+    rounds = iter([NEIGHBOUR_OUT, NEIGHBOUR_OUT])  # the quick baseline: two rounds alone
+
+    def neighbour(argv: tuple[str, ...]) -> Reply:
+        # after the baseline: a quarter of the throughput, and 0.2 s more than the loop's round
+        return Reply(stdout=next(rounds, "units 30 wall 100.00 101.20\n"), seconds=float(argv[-1]) + 0.2)
+
+    driver = fleet_driver(script=_script(137, "1\n506\n", FORK_REFUSED, neighbour))
+    ms = _run(driver, tmp_path, neighbour_round_s=0.05)
+    nb = _one(ms, "limits.pids.neighbour_throughput")
+    assert nb.value == pytest.approx(0.25)
+    assert nb.metadata["baseline_units_per_s"] == 100.0
+    assert _one(ms, "limits.memory.neighbour_latency_max").value >= 0.2
 
 
 def test_a_guest_cannot_express_half_a_cpu(tmp_path: Path) -> None:
@@ -209,3 +280,13 @@ def test_params_are_validated(tmp_path: Path) -> None:
         resolve_params(LimitsParams, True, {"cpu_quotas": []}, "limits")
     with pytest.raises(UsageError, match="not available"):
         _run(fleet_driver(script=_script(0, "cap 2\n", FORK_CAPPED)), tmp_path, cpuset=[4096])
+
+
+def test_a_neighbour_that_cannot_run_its_loop_leaves_only_its_figures_out(tmp_path: Path) -> None:
+    driver = fleet_driver(
+        script=_script(137, "1\n506\n", FORK_REFUSED, Reply(exit_code=2, stderr="perl: not found"))
+    )
+    ms = _run(driver, tmp_path)
+    assert not [m for m in ms if "neighbour" in m.metric]
+    assert _one(ms, "limits.pids.forks").value == 125 and _one(ms, "limits.memory.stopped_at")
+    assert driver.leaked == []

@@ -39,8 +39,14 @@ class CgroupLimits:
     cpu_period_us: int = 100_000
     cpuset: tuple[int, ...] | None = None
     pids_max: int | None = None
+    #: Disk bandwidth, bytes/s read and write each, on every device of ``io_devices``
+    #: (``(major, minor)`` of whole disks); None: no limit.
+    io_bps: int | None = None
+    io_devices: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.io_bps is not None and not self.io_devices:
+            raise SandboxError("cgroup disk bandwidth limit needs at least one device")
         if self.cpu_quota_us is not None and self.cpu_quota_us < 1000:
             raise SandboxError(f"cgroup cpu quota {self.cpu_quota_us}us is below the kernel minimum 1000us")
         if self.swap_bytes is not None and self.memory_bytes is None and self.swap_bytes > 0:

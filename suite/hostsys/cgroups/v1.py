@@ -106,6 +106,8 @@ class V1Manager:
         wanted = list(V1_BASE)
         if limits.cpuset is not None:
             wanted.append("cpuset")
+        if limits.io_bps is not None:
+            wanted.append("blkio")
         return tuple(wanted)
 
     def create(self, name: str, limits: CgroupLimits) -> V1Cgroup:
@@ -161,6 +163,16 @@ class V1Manager:
             common.write_value(cs / "cpuset.mems", mems or "0", "cpuset memory nodes")
         if limits.pids_max is not None:
             common.write_value(dirs["pids"] / "pids.max", str(limits.pids_max), "pids limit")
+        if limits.io_bps is not None:
+            # Only direct and writeback-less I/O is throttled: v1 blkio cannot charge page-cache
+            # writeback to the cgroup that dirtied the pages.
+            for major, minor in limits.io_devices:
+                for rw in ("read", "write"):
+                    common.write_value(
+                        dirs["blkio"] / f"blkio.throttle.{rw}_bps_device",
+                        f"{major}:{minor} {limits.io_bps}",
+                        f"disk {rw} bandwidth",
+                    )
 
     def _hierarchy_bases(self) -> list[Path]:
         return list(dict.fromkeys(self._under(m) for m in [*self._mounts.values(), *self._others]))

@@ -97,6 +97,7 @@ class V2Manager:
 
     def create(self, name: str, limits: CgroupLimits) -> V2Cgroup:
         wanted = list(V2_BASE) + (["cpuset"] if limits.cpuset is not None else [])
+        wanted += ["io"] if limits.io_bps is not None else []
         self._enable(wanted)
         path = self.base / name
         try:
@@ -150,6 +151,9 @@ class V2Manager:
             common.write_value(path / "cpuset.cpus", common.cpulist(limits.cpuset), "cpuset")
         if limits.pids_max is not None:
             common.write_value(path / "pids.max", str(limits.pids_max), "pids limit")
+        for major, minor in limits.io_devices if limits.io_bps is not None else ():
+            bps = limits.io_bps
+            common.write_value(path / "io.max", f"{major}:{minor} rbps={bps} wbps={bps}", "disk bandwidth")
 
     def find(self, match: Callable[[str], bool]) -> list[str]:
         try:

@@ -271,3 +271,21 @@ def test_gc_removes_stray_cgroups_of_the_run_in_a_fake_tree(tmp_path: Path) -> N
     ).gc("r")
     assert removed == [f"cgroup {ours}"]
     assert not (cg / ours).exists() and (cg / other).is_dir()
+
+
+def test_disk_bandwidth_on_the_disks_of_root_and_volume(tmp_path: Path) -> None:
+    from isobench.drivers.container.config import with_io_limit
+    from isobench.hostsys.fake import fake_disk
+
+    root = tmp_path / "host"
+    fake_disk(root, holding=[tmp_path])
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    cfg = config_from_spec(spec(tmp_path, volume=vol, io_bps=20 << 20), tmp_path)
+    limited = with_io_limit(cfg, spec(tmp_path, io_bps=20 << 20), tmp_path, HostProbe(root=root))
+    assert limited.limits is not None
+    assert (limited.limits.io_bps, limited.limits.io_devices) == (20 << 20, ((254, 0),))
+    assert with_io_limit(cfg, spec(tmp_path), tmp_path, HostProbe(root=root)) is cfg
+    nocg = config_from_spec(spec(tmp_path, options={"cgroup": False}), tmp_path)
+    with pytest.raises(UsageError, match="needs a cgroup"):
+        with_io_limit(nocg, spec(tmp_path, io_bps=1 << 20), tmp_path, HostProbe(root=root))

@@ -572,3 +572,18 @@ def test_pump_has_a_deadline() -> None:
     _daemon_side(theirs, read_stdin=False, hang=True)
     with pytest.raises(CellTimeout, match=r"within 0\.5s"):
         pump(ours, None, timeout=0.5)
+
+
+def test_disk_bandwidth_is_docker_py_device_bps(tmp_path: Path) -> None:
+    spec = _spec(io_bps=20 << 20, volume=tmp_path)
+    c = container_config(spec, image="i", network=None, cgroup_parent="p", io_disks=["/dev/vda"])
+    assert c.device_bps == (("/dev/vda", 20 << 20),)
+    hc = DockerEngine("unix:///nonexistent.sock", timeout=5, version="1.41").host_config(c)
+    rates = [{"Path": "/dev/vda", "Rate": 20 << 20}]
+    assert hc["BlkioDeviceReadBps"] == rates and hc["BlkioDeviceWriteBps"] == rates
+    plain = container_config(_spec(), image="i", network=None, cgroup_parent="p")
+    assert "BlkioDeviceReadBps" not in DockerEngine("unix:///x.sock", timeout=5, version="1.41").host_config(
+        plain
+    )
+    with pytest.raises(SandboxError, match="disks to throttle"):
+        container_config(spec, image="i", network=None, cgroup_parent="p")

@@ -455,3 +455,11 @@ def test_kvm_request_raises_at_create_time_too(tmp_path: Path) -> None:
     drv = _driver(tmp_path, options={"accel": "kvm", "machine": "q35"})
     with pytest.raises(DriverUnavailable, match="KVM was requested"):
         drv.create(SandboxSpec("g", "r1"))
+
+
+def test_disk_bandwidth_is_qemus_block_throttle_on_both_drives() -> None:
+    argv = qemu_argv(_cfg(data_disk=Path("/v/isobench-x.data.img"), io_bps=20 << 20))
+    throttle = f"throttling.bps-read={20 << 20},throttling.bps-write={20 << 20}"
+    drives = _opt(argv, "-drive")
+    assert len(drives) == 2 and all(d.endswith("," + throttle) for d in drives)
+    assert not any("throttling" in d for d in _opt(qemu_argv(_cfg()), "-drive"))

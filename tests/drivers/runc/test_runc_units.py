@@ -238,3 +238,18 @@ def test_gc_removes_a_dead_containers_cgroups_in_every_hierarchy(tmp_path: Path)
     assert removed == ["cgroup isobench-runc-r1-web"]
     assert not any((cg / h / "isobench-runc-r1-web").exists() for h in (*ALL_V1, "systemd", "unified"))
     assert all((cg / h / "isobench-runc-r2-web").is_dir() for h in (*ALL_V1, "systemd", "unified"))
+
+
+def test_config_disk_bandwidth_is_oci_block_io() -> None:
+    spec = SandboxSpec(name="web", run_id="r1", io_bps=20 << 20)
+    cfg = oci_config(
+        spec, rootfs=Path("/m"), args=("true",), cgroups_path="/c", hostname="web", io_devices=[(254, 0)]
+    )
+    rates = [{"major": 254, "minor": 0, "rate": 20 << 20}]
+    assert cfg["linux"]["resources"]["blockIO"] == {
+        "throttleReadBpsDevice": rates,
+        "throttleWriteBpsDevice": rates,
+    }
+    assert "blockIO" not in _config()["linux"]["resources"]  # type: ignore[index]
+    with pytest.raises(SandboxError, match="disks to throttle"):
+        oci_config(spec, rootfs=Path("/m"), args=("true",), cgroups_path="/c", hostname="web")

@@ -38,6 +38,10 @@ def domain_cases(guest_config: DomainConfig) -> dict[str, DomainConfig]:
     return {
         "domain_tcg_net.xml": guest_config,
         "domain_kvm.xml": dataclasses.replace(guest_config, accel="kvm", cpuset=None, net=None, vcpus=1),
+        # the limits workload's disk probe: 20 MiB/s read and write on both disks
+        "domain_tcg_iotune.xml": dataclasses.replace(
+            guest_config, net=None, data_disk=_DATA, io_bps=20 * 1024 * 1024
+        ),
         "domain_xen.xml": dataclasses.replace(
             guest_config, hypervisor=XEN, agent_socket=Path("/runs/g0.agent.sock"), data_disk=_DATA
         ),

@@ -16,7 +16,7 @@ from isobench.drivers.base import DriverContext
 from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml
 from isobench.drivers.vm.driver import NOT_MEASURED, VmDriver
 from isobench.drivers.vm.hypervisor import ESX, QEMU, XEN, hypervisor_for_uri
-from isobench.errors import DriverUnavailable, UsageError
+from isobench.errors import DriverUnavailable, SandboxError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -163,3 +163,17 @@ def test_a_xen_uri_that_answers_still_says_why_it_is_not_run(
     ):
         drv.conn()
     assert closed == [True]
+
+
+def test_iotune_is_a_qemu_guest_spelling_only(domain_cases: dict[str, DomainConfig]) -> None:
+    """Both disks carry the limit; a hypervisor whose <iotune> is not measured here refuses it."""
+    tuned = ET.fromstring(domain_xml(domain_cases["domain_tcg_iotune.xml"]))
+    rates = [
+        (d.findtext("iotune/read_bytes_sec"), d.findtext("iotune/write_bytes_sec"))
+        for d in tuned.iter("disk")
+    ]
+    assert rates == [(str(20 << 20), str(20 << 20))] * 2
+    plain = ET.fromstring(domain_xml(domain_cases["domain_tcg_net.xml"]))
+    assert plain.find("devices/disk/iotune") is None
+    with pytest.raises(SandboxError, match="qemu guests only"):
+        domain_xml(dataclasses.replace(domain_cases["domain_xen.xml"], io_bps=1 << 20))
