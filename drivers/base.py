@@ -103,8 +103,16 @@ class SandboxSpec:
     #: Disk bandwidth cap in bytes/s, read and write each, on the sandbox's root storage and volume;
     #: None = no limit. Only drivers whose ``capabilities.io_throttle`` is set can express it.
     io_bps: int | None = None
+    #: CPU time per scheduling period, in CPUs (0.5: half of one CPU), instead of ``vcpus`` whole
+    #: CPUs; at most ``vcpus``. None = ``vcpus``. Only drivers whose ``capabilities.cpu_quota`` is
+    #: set can express it.
+    cpu_quota: float | None = None
 
     def __post_init__(self) -> None:
+        if self.cpu_quota is not None and not 0.01 <= self.cpu_quota <= self.vcpus:
+            raise UsageError(
+                f"sandbox {self.name}: cpu_quota must be in [0.01, vcpus={self.vcpus}], got {self.cpu_quota}"
+            )
         if self.io_bps is not None and self.io_bps < 4096:
             raise UsageError(f"sandbox {self.name}: io_bps must be >= 4096 bytes/s, got {self.io_bps}")
         if self.vcpus < 1:

@@ -95,6 +95,9 @@ class Capabilities:
     accel: Accel | None = None
     #: It applies ``SandboxSpec.io_bps`` (disk bandwidth throttling); others refuse a spec with it.
     io_throttle: bool = False
+    #: It applies ``SandboxSpec.cpu_quota`` (a CPU-time quota in CPUs, fractions allowed); others
+    #: refuse a spec with it.
+    cpu_quota: bool = False
 
     def __post_init__(self) -> None:
         if (self.kind is DriverKind.VM) != (self.accel is not None):
@@ -104,7 +107,12 @@ class Capabilities:
 
     @classmethod
     def container(
-        cls, *, order: int, switchable_hardening: bool = False, io_throttle: bool = False
+        cls,
+        *,
+        order: int,
+        switchable_hardening: bool = False,
+        io_throttle: bool = False,
+        cpu_quota: bool = False,
     ) -> Capabilities:
         """A container runtime over the suite image: overlayfs root, volumes bind-mounted at ``/data``,
         commands started by the runtime in the sandbox's namespaces."""
@@ -116,6 +124,7 @@ class Capabilities:
             exec_model=ExecModel.RUNTIME_EXEC,
             order=order,
             io_throttle=io_throttle,
+            cpu_quota=cpu_quota,
         )
 
     @classmethod

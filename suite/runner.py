@@ -172,6 +172,8 @@ class Runner:
         spec = replace(base, name=name, **overrides)
         if spec.io_bps is not None and not driver.capabilities.io_throttle:
             raise UsageError(f"driver {driver.name} cannot limit disk bandwidth (io_bps); leave it unset")
+        if spec.cpu_quota is not None and not driver.capabilities.cpu_quota:
+            raise UsageError(f"driver {driver.name} cannot express a CPU quota (cpu_quota); leave it unset")
         sandbox: Sandbox | None = None
         try:
             # Ctrl-C is deferred until create() returns, so the finally below always owns the sandbox.

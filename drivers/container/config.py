@@ -125,7 +125,7 @@ def _namespaces(value: Any, spec: SandboxSpec, rootless: bool) -> tuple[str, ...
 def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | None:
     if not options.get("cgroup", True):
         return None
-    cpus = options.get("cpus", float(spec.vcpus))
+    cpus = options.get("cpus", spec.cpu_quota if spec.cpu_quota is not None else float(spec.vcpus))
     if cpus is not None and (not isinstance(cpus, int | float) or cpus <= 0):
         raise UsageError(f"sandbox {spec.name}: option cpus must be a positive number or null, got {cpus!r}")
     swap = options.get("swap_mib", 0)

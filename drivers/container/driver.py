@@ -78,7 +78,7 @@ class ContainerDriver:
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
     capabilities: ClassVar[Capabilities] = Capabilities.container(
-        order=10, switchable_hardening=True, io_throttle=True
+        order=10, switchable_hardening=True, io_throttle=True, cpu_quota=True
     )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 

@@ -104,7 +104,7 @@ class DockerDriver:
     )
     options_type: ClassVar[type[DriverOptions]] = DockerOptions
     #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25, io_throttle=True)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25, io_throttle=True, cpu_quota=True)
 
     def __init__(
         self,

@@ -70,7 +70,7 @@ def container_config(
         labels={LABEL_RUN: spec.run_id, LABEL_SANDBOX: spec.name},
         cgroup_parent=cgroup_parent,
         cpuset_cpus=",".join(str(c) for c in sorted(spec.cpuset)) if spec.cpuset else None,
-        nano_cpus=spec.vcpus * 1_000_000_000,
+        nano_cpus=round((spec.cpu_quota if spec.cpu_quota is not None else spec.vcpus) * 1_000_000_000),
         mem_limit=memory,
         memswap_limit=memory,
         pids_limit=spec.pids_limit,

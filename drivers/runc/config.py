@@ -91,7 +91,8 @@ def _default_mounts() -> list[dict[str, Any]]:
 
 
 def _resources(spec: SandboxSpec, io_devices: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    cpu: dict[str, Any] = {"quota": spec.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US}
+    cpus = spec.cpu_quota if spec.cpu_quota is not None else spec.vcpus
+    cpu: dict[str, Any] = {"quota": max(1000, round(cpus * CPU_PERIOD_US)), "period": CPU_PERIOD_US}
     if spec.cpuset is not None:
         cpu["cpus"] = ",".join(str(c) for c in sorted(spec.cpuset))
     resources: dict[str, Any] = {

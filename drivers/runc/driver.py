@@ -278,7 +278,7 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20, io_throttle=True)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20, io_throttle=True, cpu_quota=True)
     options_type: ClassVar[type[DriverOptions]] = RuncOptions
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:

@@ -7,7 +7,7 @@ driver's own option for it):
   busy processes than the host has CPUs for ``cpu_seconds``; delivered = their CPU time over wall
   time as measured inside (``limits.cpu.delivered``), and the CPU time the host charged to the
   sandbox over the same exec (``limits.cpu.host_accounted``, where the driver accounts it). A quota
-  the driver cannot express (a fractional CPU on a driver whose spec has whole vCPUs only) is not
+  the driver cannot express (a fractional CPU where `capabilities.cpu_quota` is unset: whole vCPUs only) is not
   measured and is listed in the samples' metadata (``not_expressible``).
 - cpuset (``cpuset``, default the host's last CPU): the burners again, in a sandbox pinned there;
   which CPUs they were seen running on (/proc/<pid>/stat field 39, sampled every 0.1 s; for a guest
@@ -44,7 +44,7 @@ import posixpath
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -84,9 +84,6 @@ __all__ = ["WORKLOAD", "LimitsParams", "LimitsWorkload", "quota_overrides"]
 MIB = 1 << 20
 #: The disk probe's file, in the volume (or the sandbox's workdir when there is none).
 IO_FILE = "isobench-limits-io.bin"
-#: Drivers whose spec can carry a fractional CPU quota, and the option that carries it.
-# capabilities: replace with a typed "cpu quota" capability of the driver.
-FRACTIONAL_CPU_OPTION = {"container": "cpus"}
 
 
 @dataclass(frozen=True)
@@ -127,13 +124,12 @@ class LimitsParams(Params):
         return cls(cpu_seconds=2.0, io_seconds=2.0, neighbour_baseline_rounds=2)
 
 
-def quota_overrides(driver: Driver, quota: float, options: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Spec overrides that ask ``driver`` for ``quota`` CPUs, or None when it cannot express it."""
-    whole = float(quota).is_integer()
-    option = FRACTIONAL_CPU_OPTION.get(driver.name)
-    if option is not None:
-        return {"vcpus": max(1, math.ceil(quota)), "options": {**options, option: float(quota)}}
-    if whole:
+def quota_overrides(driver: Driver, quota: float) -> dict[str, Any] | None:
+    """Spec overrides that ask ``driver`` for ``quota`` CPUs, or None when it cannot express it:
+    a CPU-time quota where the driver has one (``capabilities.cpu_quota``), else whole vCPUs."""
+    if driver.capabilities.cpu_quota:
+        return {"vcpus": max(1, math.ceil(quota)), "cpu_quota": float(quota)}
+    if float(quota).is_integer():
         return {"vcpus": int(quota)}
     return None
 
@@ -196,7 +192,7 @@ class LimitsWorkload:
         out: list[Measurement] = []
         not_expressible: list[float] = []
         for quota in p.cpu_quotas:
-            overrides = quota_overrides(ctx.driver, quota, ctx.spec.options)
+            overrides = quota_overrides(ctx.driver, quota)
             if overrides is None:
                 not_expressible.append(quota)
                 continue

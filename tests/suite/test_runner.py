@@ -413,3 +413,25 @@ def test_a_disk_limit_the_driver_cannot_express_is_refused_before_create(tmp_pat
 def test_io_bps_is_validated() -> None:
     with pytest.raises(UsageError, match="io_bps must be >= 4096"):
         SandboxSpec(name="s", run_id="r", io_bps=100)
+
+
+class AsksCpuQuota(AsksDiskLimit):
+    name: ClassVar[str] = "asks-cpu-quota"
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox(cpu_quota=0.5):
+            return [Measurement("asks.value", 1.0, "s")]
+
+
+def test_a_cpu_quota_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
+    results, log, _ = _run(tmp_path, {"asks": AsksCpuQuota()})
+    assert all("cannot express a CPU quota" in (s.error or "") for s in results.samples)
+    assert not [line for line in log if line.startswith("create")]
+
+
+def test_cpu_quota_is_validated() -> None:
+    with pytest.raises(UsageError, match="cpu_quota must be in"):
+        SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=1.5)
+    with pytest.raises(UsageError, match="cpu_quota must be in"):
+        SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
+    assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5

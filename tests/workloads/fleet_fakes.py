@@ -14,7 +14,9 @@ from isobench.drivers.base import Capabilities, SandboxSpec, SandboxStats
 from isobench.errors import SandboxError
 from isobench.testing import FakeDriver, FakeSandbox, Rule
 
-CONTAINER = Capabilities.container(order=1, io_throttle=True)
+CONTAINER = Capabilities.container(order=1, io_throttle=True, cpu_quota=True)
+#: A container runtime that can only give whole CPUs.
+WHOLE_CPUS = Capabilities.container(order=2)
 GUEST = Capabilities.vm(order=5)
 
 
@@ -57,7 +59,7 @@ class FleetDriver(FakeDriver):
 
 
 def fleet_driver(*, guest: bool = False, name: str | None = None, **kwargs: Any) -> FleetDriver:
-    """A container-like fake (named ``container``, so it takes a fractional CPU quota), or a guest."""
+    """A container-like fake (a CPU-time quota and disk throttling: as the container driver), or a guest."""
     caps = GUEST if guest else CONTAINER
     return FleetDriver.like(caps, name=name or ("vm" if guest else "container"), **kwargs)  # type: ignore[return-value]
 

@@ -28,7 +28,7 @@ from isobench.workloads._limit_probes import (
 from isobench.workloads.limits import LimitsParams, LimitsWorkload, quota_overrides
 
 from .conftest import make_context  # type: ignore[import-not-found]
-from .fleet_fakes import FleetDriver, fake_proc, fleet_driver  # type: ignore[import-not-found]
+from .fleet_fakes import CONTAINER, WHOLE_CPUS, FleetDriver, fake_proc, fleet_driver  # type: ignore[import-not-found]
 
 MIB = 1 << 20
 
@@ -193,9 +193,9 @@ def test_a_container_cell(tmp_path: Path) -> None:
     stop = _one(ms, "limits.memory.stopped_at")
     assert stop.value == 507 * MIB
     assert "no OOM line" in stop.metadata["stopped_by"]  # the fake's oom_kills never moves
-    # the 0.5 CPU quota went to the container driver as its fractional option
+    # the 0.5 CPU quota went to the driver as a CPU-time quota in the spec
     quotas = [s for s in driver.specs if s.name.endswith("-cpu0.5")]
-    assert quotas and quotas[0].options["cpus"] == 0.5 and quotas[0].cpuset is None
+    assert quotas and quotas[0].cpu_quota == 0.5 and quotas[0].vcpus == 1 and quotas[0].cpuset is None
     limited = [s for s in driver.specs if s.name.endswith("-lim")]
     assert limited[0].cpuset == (0,) and limited[0].pids_limit == 128
     # disk bandwidth: 20 MiB/s asked through the spec, 40 MiB each way with O_DIRECT, then removed
@@ -261,15 +261,15 @@ def test_sandboxes_are_destroyed_when_a_probe_fails(tmp_path: Path) -> None:
     assert driver.leaked == []
 
 
-def test_quota_overrides() -> None:
-    runc = fleet_driver(name="runc")
-    assert quota_overrides(fleet_driver(), 0.5, {"hardening": True}) == {
-        "vcpus": 1,
-        "options": {"hardening": True, "cpus": 0.5},
-    }
-    assert quota_overrides(runc, 1.0, {}) == {"vcpus": 1}
-    assert quota_overrides(runc, 2.0, {}) == {"vcpus": 2}
-    assert quota_overrides(runc, 0.5, {}) is None
+def test_quota_overrides_ask_the_capability_not_the_name() -> None:
+    # named like a driver without the capability: the capability decides
+    quota = FleetDriver.like(CONTAINER, name="bwrap")
+    assert quota_overrides(quota, 0.5) == {"vcpus": 1, "cpu_quota": 0.5}
+    assert quota_overrides(quota, 1.5) == {"vcpus": 2, "cpu_quota": 1.5}
+    whole = FleetDriver.like(WHOLE_CPUS, name="container")
+    assert quota_overrides(whole, 1.0) == {"vcpus": 1}
+    assert quota_overrides(whole, 2.0) == {"vcpus": 2}
+    assert quota_overrides(whole, 0.5) is None
 
 
 def test_params_are_validated(tmp_path: Path) -> None:

@@ -289,3 +289,11 @@ def test_disk_bandwidth_on_the_disks_of_root_and_volume(tmp_path: Path) -> None:
     nocg = config_from_spec(spec(tmp_path, options={"cgroup": False}), tmp_path)
     with pytest.raises(UsageError, match="needs a cgroup"):
         with_io_limit(nocg, spec(tmp_path, io_bps=1 << 20), tmp_path, HostProbe(root=root))
+
+
+def test_a_spec_cpu_quota_is_the_cgroup_quota(tmp_path: Path) -> None:
+    limits = config_from_spec(spec(tmp_path, vcpus=1, cpu_quota=0.5), tmp_path).limits
+    assert limits is not None and limits.cpu_quota_us == 50_000
+    # the driver option still wins: it is the user's explicit word for this driver
+    limits = config_from_spec(spec(tmp_path, cpu_quota=0.5, options={"cpus": 0.25}), tmp_path).limits
+    assert limits is not None and limits.cpu_quota_us == 25_000

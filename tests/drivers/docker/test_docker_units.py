@@ -66,6 +66,11 @@ def test_spec_limits_map_to_the_container(tmp_path: Path) -> None:
     assert c.name == "isobench-docker-r1-isobench-r1-docker-1"
 
 
+def test_a_spec_cpu_quota_is_nano_cpus() -> None:
+    c = container_config(_spec(vcpus=1, cpu_quota=0.5), image="i", network="n", cgroup_parent="p")
+    assert c.nano_cpus == 500_000_000
+
+
 def test_no_network_no_cpuset_no_volume() -> None:
     c = container_config(_spec(pids_limit=None), image="i", network="isobench-r1", cgroup_parent="p")
     assert (c.network, c.cpuset_cpus, c.binds, c.pids_limit) == ("none", None, {}, None)

@@ -56,6 +56,11 @@ def test_config_limits_follow_the_spec() -> None:
     assert res["devices"] == [{"allow": False, "access": "rwm"}]
 
 
+def test_a_spec_cpu_quota_is_the_oci_quota() -> None:
+    res = _config(vcpus=1, cpu_quota=0.5)["linux"]["resources"]  # type: ignore[index]
+    assert res["cpu"] == {"quota": 50_000, "period": 100_000}
+
+
 def test_config_namespaces_and_hardening_match_runc_spec_defaults() -> None:
     cfg = _config()
     linux = cfg["linux"]
