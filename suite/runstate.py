@@ -17,7 +17,7 @@ from pathlib import Path
 
 from isobench.errors import UsageError
 
-__all__ = ["RunLock", "dead_runs", "live_runs"]
+__all__ = ["RunLock", "dead_runs", "is_locked", "live_runs"]
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -59,7 +59,8 @@ class RunLock:
             os.close(fd)
 
 
-def _is_locked(lock: Path) -> bool:
+def is_locked(lock: Path) -> bool:
+    """Whether a live process holds an flock on ``lock`` (a missing file is not locked)."""
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -77,11 +78,11 @@ def live_runs(state_dir: Path) -> list[str]:
     base = runs_dir(state_dir)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if _is_locked(p / "lock"))
+    return sorted(p.name for p in base.iterdir() if is_locked(p / "lock"))
 
 
 def dead_runs(state_dir: Path) -> list[Path]:
     base = runs_dir(state_dir)
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not _is_locked(p / "lock"))
+    return sorted(p for p in base.iterdir() if p.is_dir() and not is_locked(p / "lock"))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobench.errors import DriverUnavailable
+from isobench.runstate import is_locked
 
 __all__ = [
     "BRIDGE_PREFIX",
@@ -169,14 +170,4 @@ class SlotLock:
 
 def slot_is_free(slot: Slot) -> bool:
     """Whether no process (runner or daemon) holds the slot's lock."""
-    try:
-        fd = os.open(slot.lock_path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return not is_locked(slot.lock_path)
