@@ -207,6 +207,11 @@ def findings(
 ) -> list[str]:
     """A few sentences with what matters, most important first."""
     if h.empty:
+        if total:  # measured, but only workloads no headline question asks about (density, limits)
+            return [
+                "No figure of this run answers a headline question; the report's tables and sections "
+                f"hold its {total} figure{'s' if total != 1 else ''}."
+            ]
         return ["No figure of this run answers a headline question (no successful measurement)."]
     # TCG qualifies every guest figure after it; how sure the numbers are closes the list
     out = _startup(h) + _memory(h) + _accel(run, h.drivers) + _compared(h)

@@ -74,7 +74,9 @@ def print_summary(results: Results) -> None:
     ov = overview(results)
     h = ov.headline
     if h.empty:
-        out.print("[yellow]no successful measurements[/]")
+        # a run of only density or limits has figures but no headline: the findings say where
+        if next(results.measured(), None) is None:
+            out.print("[yellow]no successful measurements[/]")
     else:
         table = Table(
             title=f"isobench run {escape(results.run_id)}: what isolation costs",

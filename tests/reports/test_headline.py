@@ -191,3 +191,17 @@ def test_figures_below_a_budgets_precision_target_are_marked() -> None:
     leak = tight.figure("container", "leak")  # not a counted figure: never marked
     assert leak is not None and not leak.below_target
     assert "\u00b10.01%" in tight.footnote() and BELOW_TARGET in tight.footnote()
+
+
+def test_a_run_without_headline_figures_says_where_its_figures_are() -> None:
+    from isobench.reports import overview
+
+    from .conftest import _samples
+
+    samples = _samples("container", "density", "density.n_reached", [20.0], unit="sandboxes")
+    r = Results(run={"run_id": "x"}, samples=list(samples))
+    ov = overview(r)
+    assert ov.headline.empty
+    assert ov.findings[0] == (
+        "No figure of this run answers a headline question; the report's tables and sections hold its 1 figure."
+    )
