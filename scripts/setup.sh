@@ -36,8 +36,17 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start its service while installing (Debian's policy-rc.d convention): a system
+  # dockerd would add docker0 and iptables rules that the docker driver's private daemon avoids.
+  policy=/usr/sbin/policy-rc.d
+  ours=
+  if [ ! -e "$policy" ]; then  # a policy the machine already has is kept and obeyed
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && ours=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$ours" ]; then rm -f "$policy"; trap - EXIT; fi
 else
   say "system packages: all present"
 fi
