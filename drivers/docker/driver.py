@@ -51,10 +51,12 @@ from isobench.drivers.docker.names import (
     slot_is_free,
 )
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config
-from isobench.drivers.docker.stats import cgroup_roots, find_cgroup_dirs, remove_cgroup_tree
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
+from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
+from isobench.hostsys.cgroups import detect_layout
+from isobench.hostsys.cgroups.common import find_anywhere, remove_trees
 from isobench.images import ImageMissing, find_image, image_rootfs
 from isobench.procs import tool_version
 
@@ -394,7 +396,7 @@ class DockerDriver:
         if self._daemon is not None:
             errors += self._daemon.stop()
             self._daemon = None
-        errors += _remove_cgroup_parent(self._ctx.run_id)
+        errors += _remove_cgroup_parent(self._ctx.host, self._ctx.run_id)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -417,7 +419,7 @@ class DockerDriver:
                 slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
                 if slot.exec_root.exists() and slot_is_free(slot):
                     removed += stop_slot(slot)
-        removed += _gc_cgroups(run_id)
+        removed += _gc_cgroups(self._ctx.host, run_id)
         return removed
 
 
@@ -443,30 +445,42 @@ def _facts(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _cgroup_parents(run_id: str | None) -> list[Path]:
-    """A run's cgroup parent in every hierarchy (every run's, when ``run_id`` is None)."""
+def _cgroup_parents(host: HostProbe, run_id: str | None) -> list[Path]:
+    """A run's cgroup parent (every run's, when ``run_id`` is None) in every hierarchy. Docker's
+    cgroupfs driver makes a relative parent under the daemon's own cgroup in each hierarchy: the
+    root, or wherever the runner that started the daemon sat (here: a nested memory cgroup)."""
     try:
-        roots = cgroup_roots(Path("/proc/self/mountinfo").read_text())
-    except OSError:
+        layout = detect_layout(host.mountinfo())
+    except SandboxError:
         return []
-    if run_id is None:
-        prefix = cgroup_parent("")
-        return find_cgroup_dirs(roots, lambda n: n.startswith(prefix))
-    name = cgroup_parent(run_id)
-    return find_cgroup_dirs(roots, lambda n: n == name)
+    prefix = cgroup_parent(run_id or "")
+    return find_anywhere(
+        [host.path(h) for h in layout.hierarchies()],
+        lambda n: n == prefix or (run_id is None and n.startswith(prefix)),
+    )
 
 
-def _remove_cgroup_parent(run_id: str) -> list[str]:
-    """The run's cgroup parent (Docker leaves it when its last container goes)."""
-    return [f"cgroup {p} could not be removed" for p in _cgroup_parents(run_id) if not remove_cgroup_tree(p)]
-
-
-def _gc_cgroups(run_id: str | None) -> list[str]:
-    """A dead run's container cgroups and their parent: what is left in them is killed first."""
-    removed = []
-    for parent in _cgroup_parents(run_id):
-        if remove_cgroup_tree(parent):
+def _removed_cgroups(host: HostProbe, run_id: str | None) -> tuple[list[str], list[str]]:
+    """Remove the cgroup parents of ``run_id`` (of every run: None), killing what is left in them
+    first; which went, and which could not be removed."""
+    removed, errors = [], []
+    for parent in _cgroup_parents(host, run_id):
+        try:
+            remove_trees([parent], os.rmdir)
             removed.append(f"cgroup {parent}")
-        else:
-            log.warning("cgroup %s could not be removed", parent)
+        except SandboxError as err:
+            errors.append(str(err))
+    return removed, errors
+
+
+def _remove_cgroup_parent(host: HostProbe, run_id: str) -> list[str]:
+    """The run's cgroup parent (Docker leaves it when its last container goes): what is left."""
+    return _removed_cgroups(host, run_id)[1]
+
+
+def _gc_cgroups(host: HostProbe, run_id: str | None) -> list[str]:
+    """A dead run's container cgroups and their parent: what went (failures are logged)."""
+    removed, errors = _removed_cgroups(host, run_id)
+    for err in errors:
+        log.warning("%s", err)
     return removed

@@ -10,27 +10,19 @@ the container driver); the names match runc's ``parse_events_stats``.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups import CgroupLayout, detect_layout
-from isobench.mounts import parse_mountinfo
 
 __all__ = [
     "ContainerCgroup",
     "cgroup_of",
-    "cgroup_roots",
-    "find_cgroup_dirs",
     "parse_api_stats",
     "parse_proc_cgroup",
-    "remove_cgroup_tree",
 ]
 
 #: An unlimited v1 memory cgroup reports PAGE_COUNTER_MAX pages in bytes; that is not a limit.
@@ -137,42 +129,6 @@ def cgroup_of(
     if "memory" not in dirs:
         raise SandboxError(f"container init {pid} is in no memory cgroup")
     return ContainerCgroup(v1=dirs)
-
-
-def cgroup_roots(mountinfo: str) -> list[Path]:
-    """Every cgroup hierarchy's mount point, named ones (``name=systemd``) included: Docker's
-    cgroupfs driver makes a container's cgroup in each of them."""
-    return sorted(
-        {Path(e.mount_point) for e in parse_mountinfo(mountinfo) if e.fs_type in ("cgroup", "cgroup2")}
-    )
-
-
-def find_cgroup_dirs(roots: Iterable[Path], match: Callable[[str], bool]) -> list[Path]:
-    """Top-level cgroup directories (in every hierarchy) whose name ``match`` accepts."""
-    found: list[Path] = []
-    for root in roots:
-        with contextlib.suppress(OSError):
-            found += [d for d in root.iterdir() if d.is_dir() and match(d.name)]
-    return found
-
-
-def remove_cgroup_tree(top: Path, deadline_s: float = 5.0) -> bool:
-    """Kill what is left in a cgroup tree and remove it, deepest first; whether it is gone."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        tree = sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts))
-        for node in tree:
-            for pid in _read(node / "cgroup.procs").split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-        for node in tree:
-            with contextlib.suppress(OSError):
-                node.rmdir()
-        if not top.exists():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 def _num(doc: Any, *path: str) -> float | None:

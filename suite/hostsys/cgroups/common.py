@@ -202,6 +202,19 @@ def cgroup_tree(top: Path) -> list[Path]:
     return [*sorted(below, key=lambda p: len(p.parts), reverse=True), top]
 
 
+def find_anywhere(bases: Iterable[Path], match: Callable[[str], bool]) -> list[Path]:
+    """Cgroups at any depth below ``bases`` whose name ``match`` accepts, not looking inside a match.
+    For cgroups placed relative to another process's cgroup (Docker's cgroupfs driver puts a relative
+    parent under the *daemon's* cgroup, which may be nested), so only a walk finds them."""
+    found: list[Path] = []
+    for base in bases:
+        for top, dirs, _ in os.walk(base):
+            hits = [d for d in dirs if match(d)]
+            found += [Path(top) / d for d in hits]
+            dirs[:] = [d for d in dirs if d not in hits]
+    return found
+
+
 def remove_trees(tops: Iterable[Path], rmdir: Rmdir) -> None:
     """Kill every process in the cgroups ``tops`` and below them, then remove them deepest first
     (another runtime may have made children; ours never do)."""

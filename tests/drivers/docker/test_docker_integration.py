@@ -39,7 +39,8 @@ def leftovers(slot: Slot, run_id: str) -> list[str]:
             found.append(f"mount {line.split()[4]}")
     if Path("/sys/class/net", slot.bridge).exists():
         found.append(f"bridge {slot.bridge}")
-    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/isobench-docker-{run_id}")]
+    # anywhere in a hierarchy: Docker puts a relative parent under the daemon's own cgroup
+    found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/**/isobench-docker-{run_id}")]
     if slot.exec_root.exists():
         found.append(f"exec root {slot.exec_root}")
     return found
