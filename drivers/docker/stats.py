@@ -1,11 +1,10 @@
 """A Docker container's resource use, read from its cgroup (the figures every container driver
-reports), the Engine's stats API document parsed into the same names (a cross-check), and the
-removal of a run's cgroup parent.
+reports), and the Engine's stats API document parsed into the same names (a cross-check).
 
 The cgroup is found from ``/proc/<init pid>/cgroup`` rather than from the daemon's configuration,
 so it is right for the private daemon (cgroupfs driver, our cgroup parent) and for an existing one
-(systemd slices, cgroup v2) alike. Self-contained on purpose (the suite's cgroup code belongs to
-the container driver); the names match runc's ``parse_events_stats``.
+(systemd slices, cgroup v2) alike. The names match runc's ``parse_events_stats`` (the rss and the
+limit, which the suite's own cgroup reader in :mod:`isobench.hostsys.cgroups` does not report).
 """
 
 from __future__ import annotations
