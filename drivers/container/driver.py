@@ -36,10 +36,11 @@ from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
     ContainerConfig,
     ContainerOptions,
+    check_overlay_fits,
     config_from_spec,
     with_io_limit,
 )
-from isobench.drivers.container.helper import ensure_helper, helper_key
+from isobench.drivers.container.helper import ARGV0, HelperImage, ensure_helper, helper_key, seal_helper
 from isobench.drivers.container.network import own_link, setup_veth
 from isobench.drivers.container.process import (
     DEFAULT_ENV,
@@ -50,7 +51,7 @@ from isobench.drivers.container.process import (
 )
 from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.drivers.container.resources import Resources, cgroup_args
-from isobench.drivers.container.sandbox import WORKDIR, ColdRun, ContainerSandbox
+from isobench.drivers.container.sandbox import ColdRun, ContainerSandbox, make_container_dirs
 from isobench.drivers.container.state import (
     Record,
     current_owner,
@@ -87,6 +88,7 @@ class ContainerDriver:
         self.opts = ContainerOptions.parse(self.name, ctx.options)
         self._links = links or Links()
         self._helper_path: Path | None = None
+        self._image: HelperImage | None = None
         self._manager: V1Manager | V2Manager | None = None
 
     # ---------------------------------------------------------------------------- plumbing
@@ -95,6 +97,12 @@ class ContainerDriver:
         if self._helper_path is None:
             self._helper_path = ensure_helper(self._ctx.state_dir)
         return self._helper_path
+
+    def helper_image(self) -> HelperImage:
+        """The sealed copy every helper process runs from (made once per driver)."""
+        if self._image is None:
+            self._image = seal_helper(self.helper())
+        return self._image
 
     def cgroups(self) -> V1Manager | V2Manager:
         if self._manager is None:
@@ -135,9 +143,22 @@ class ContainerDriver:
             "cgroup_mode": mode,
             "default_namespaces": list(DEFAULT_NAMESPACES),
             "hardening": "caps=OCI default, no_new_privs, masked/ro paths, seccomp denylist",
+            "runtime_hardening": (
+                "helper from a sealed memfd, undumpable quiet init, parent-death signals, exec by "
+                "pidfd, mount targets in root, explicit rlimits, nosuid/nodev root and volume"
+            ),
+            "user_namespace": self._userns_mode(),
             "kernel": platform.release(),
             "volume": "bind mount of a host directory at /data",
         }
+
+    def _userns_mode(self) -> str:
+        """What the driver's own options make of the user namespace (a sandbox may override)."""
+        if self.opts.subids is not None:
+            return f"rootless: container root is subordinate host ids {self.opts.subids}"
+        if "user" in self.opts.namespaces:
+            return "identity: container root is host root (not rootless)"
+        return "none"
 
     # ---------------------------------------------------------------------------- life cycle
 
@@ -145,15 +166,13 @@ class ContainerDriver:
         """Config, record, cgroup and overlay directories. On failure nothing is left."""
         host = self._ctx.host
         config = config_from_spec(spec, self._image_root(spec), euid=host.euid, egid=host.egid)
-        self.helper()  # build before any resource exists: a missing compiler leaves nothing behind
+        check_overlay_fits(config, spec, self._ctx.work_dir)
+        self.helper_image()  # build before any resource exists: a missing compiler leaves nothing behind
         with clock.phase("overlay_dirs"):
             names, base = self._claim(spec)
             res = Resources(names=names, base_dir=base, links=self._links)
             try:
-                for sub in ("upper", "work", "merged"):
-                    (base / sub).mkdir()
-                # The sandbox's workdir sits in the upper layer from the start: on its own storage.
-                (base / "upper" / WORKDIR.lstrip("/")).mkdir()
+                make_container_dirs(base, config)
             except BaseException:
                 res.release()
                 raise
@@ -187,7 +206,9 @@ class ContainerDriver:
             names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
             base = self._ctx.work_dir / names.ident
             try:
-                base.mkdir()
+                # 0700: no other host user reaches the upper layer (a set-uid file a container root
+                # wrote there would otherwise be theirs to run) or the work dir.
+                base.mkdir(mode=0o700)
             except FileExistsError:
                 continue
             return names, base
@@ -198,7 +219,11 @@ class ContainerDriver:
     ) -> list[str]:
         assert res.base_dir is not None
         base = res.base_dir
-        args = [str(self.helper()), mode, "--ns", config.ns_arg, "--hostname", config.hostname]
+        args = [ARGV0, mode, "--ppid", str(os.getpid()), "--ns", config.ns_arg, "--hostname", config.hostname]
+        for rl in config.rlimits:
+            args += ["--rlimit", rl.arg]
+        if config.subids is not None:
+            args += ["--idmap-dir", str(base / "idmap")]
         for lower in config.lowers:
             args += ["--lower", str(lower)]
         args += [
@@ -229,14 +254,17 @@ class ContainerDriver:
             assert res.base_dir is not None
             r, w = os.pipe()
             spawn_ns = time.monotonic_ns()
+            image = self.helper_image()
             try:
                 with open(res.base_dir / "helper.log", "wb") as log_fh:
                     res.monitor = subprocess.Popen(
                         [args[0], args[1], "--report-fd", str(w), *args[2:]],
+                        executable=image.executable,
                         stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL,
                         stderr=log_fh,
-                        pass_fds=(w,),
+                        env={},  # the init's environment: nothing of the runner's
+                        pass_fds=(w, image.fd),
                         start_new_session=True,
                     )
             finally:
@@ -271,7 +299,7 @@ class ContainerDriver:
             now = time.monotonic_ns()
             clock.add("create", t0, now)
             clock.add("ready", now, now)
-            return ContainerSandbox(spec, config, self.helper(), res, report.container_pid, clock)
+            return ContainerSandbox(spec, config, self.helper_image(), res, report.container_pid, clock)
         except BaseException:
             res.release()
             raise
@@ -297,7 +325,9 @@ class ContainerDriver:
         try:
             args = self._helper_args("run", config, res, spec)
             spawn_ns = time.monotonic_ns()
-            result, report = run_helper(args, list(argv), timeout=timeout, env=DEFAULT_ENV, stdin=None)
+            result, report = run_helper(
+                self.helper_image(), args, list(argv), timeout=timeout, env=DEFAULT_ENV, stdin=None
+            )
         except BaseException:
             res.release()
             raise
@@ -320,7 +350,9 @@ class ContainerDriver:
 
     def close(self) -> None:
         # Every sandbox owns its cgroup, mounts and veth, and destroy() removed them.
-        pass
+        if self._image is not None:
+            os.close(self._image.fd)
+            self._image = None
 
     def gc(self, run_id: str | None = None) -> list[str]:
         """Remove containers of dead runners: by record first, then anything matching by name."""

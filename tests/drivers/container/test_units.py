@@ -67,11 +67,20 @@ def test_bad_options_are_usage_errors(
         config_from_spec(spec(tmp_path, options=options, network=network), tmp_path)
 
 
-def test_rootless_adds_user_namespace_and_maps(tmp_path: Path) -> None:
-    cfg = config_from_spec(spec(tmp_path, options={"rootless": True}), tmp_path)
+def test_user_namespace_alone_maps_root_to_the_caller_which_is_not_rootless(tmp_path: Path) -> None:
+    cfg = config_from_spec(spec(tmp_path, options={"namespaces": [*DEFAULT_NAMESPACES, "user"]}), tmp_path)
     assert "user" in cfg.namespaces
     assert cfg.uid_map == f"0 {os.geteuid()} 1"
     assert cfg.gid_map == f"0 {os.getegid()} 1"
+    assert cfg.subids is None
+
+
+def test_rootless_maps_root_to_a_subordinate_range(tmp_path: Path) -> None:
+    cfg = config_from_spec(spec(tmp_path, options={"rootless": True, "subids": "100000:65536"}), tmp_path)
+    assert "user" in cfg.namespaces
+    assert (cfg.uid_map, cfg.gid_map) == ("0 100000 65536", "0 100000 65536")
+    with pytest.raises(UsageError, match="rootless needs subids"):
+        config_from_spec(spec(tmp_path, options={"rootless": True}), tmp_path)
 
 
 def test_layers_stack_above_image(tmp_path: Path) -> None:
