@@ -256,10 +256,44 @@ static void close_stray_fds(void) {
 }
 
 /* Die with the runner: a SIGKILLed runner must not leave containers behind. The getppid() check
- * closes the race of a runner that died before the prctl (we were then already reparented). */
+ * closes the race of a runner that died before the prctl (we were then already reparented).
+ *
+ * A parent-death signal follows the *thread* that spawned us, though, and an init's helper
+ * outlives the call that made it (the density workload creates sandboxes from a thread pool that
+ * is shut down afterwards). So that helper watches the runner *process* through a pidfd in its
+ * wait loop instead (wait_container); the helpers of run, exec and netexec live only inside a
+ * call and take the signal. */
+static int runner_pidfd = -1;
+
 static void guard_runner(void) {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("parent-death signal");
+    if (!strcmp(cfg.mode, "init") && cfg.runner_pid > 0) {
+        runner_pidfd = (int)syscall(SYS_pidfd_open, cfg.runner_pid, 0);
+        if (runner_pidfd < 0) die("pidfd_open of the runner %d", (int)cfg.runner_pid);
+    } else if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+        die("parent-death signal");
+    }
     if (cfg.runner_pid > 0 && getppid() != cfg.runner_pid) _exit(SETUP_FAILED);
+}
+
+/* Wait for the container's pid 1; SIGKILL it first if the runner dies (init mode). */
+static void wait_container(pid_t pid, int *status) {
+    int child_pidfd = runner_pidfd >= 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    struct pollfd fds[2] = {{.fd = child_pidfd, .events = POLLIN}, {.fd = runner_pidfd, .events = POLLIN}};
+    while (child_pidfd >= 0) {
+        /* The timeout is a fallback: here (6.18) the death of a multi-threaded runner did not
+         * always wake a poll on its pidfd, so the runner is also checked for as our parent. */
+        int n = poll(fds, 2, 250);
+        if (n < 0 && errno != EINTR) die("wait for container");
+        if (n == 0 && fds[1].fd >= 0 && getppid() != cfg.runner_pid) fds[1].revents = POLLIN;
+        if (fds[1].revents) {
+            kill(pid, SIGKILL);
+            fds[1].fd = -1;
+        }
+        if (fds[0].revents) break;
+    }
+    while (waitpid(pid, status, 0) < 0) {
+        if (errno != EINTR) die("wait for container");
+    }
 }
 
 /* The same for a process the helper started inside the container. In a new pid namespace
@@ -347,9 +381,12 @@ static void become_quiet_init(void) {
 
 /* Mount targets are resolved as the container will see them: symlinks in the image are followed,
  * but never out of its root (openat2 RESOLVE_IN_ROOT), so an image's `/proc -> /etc` means the
- * image's /etc, not the host's. ``out`` gets the resolved host path (no symlinks left in it).
- * Returns -1 with errno set when it does not exist. */
+ * image's /etc, not the host's. ``out`` gets the result as a path relative to the root, which is
+ * the working directory while the root is built: it holds no symlink (so nothing can redirect it;
+ * no tenant process exists yet), and it works for a subordinate-id root that may not walk the
+ * host path above its directory. Returns -1 with errno set when it does not exist. */
 static int root_fd = -1;
+static char root_path[4096]; /* the root's resolved host path */
 
 static int in_root(const char *rel, char *out, size_t n) {
     struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
@@ -365,6 +402,13 @@ static int in_root(const char *rel, char *out, size_t n) {
         die("resolve %s in the root", rel);
     }
     out[len] = '\0';
+    size_t root_len = strlen(root_path);
+    if (strncmp(out, root_path, root_len) || (out[root_len] != '/' && out[root_len] != '\0')) {
+        errno = EXDEV;
+        die("%s resolved outside the root", rel);
+    }
+    memmove(out + 1, out + root_len, (size_t)len - root_len + 1);
+    out[0] = '.';
     return 0;
 }
 
@@ -455,25 +499,32 @@ static void build_root(void) {
     uint64_t t0 = now_ns();
     /* Nothing we mount may propagate back to the host's mount table. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    /* Subordinate ids: the working directory is the container's directory (see child_main), and
+     * every path is relative to it: its root uid may not walk the host path above it. */
+    const char *merged = cfg.idmap_dir ? "merged" : cfg.merged;
     opt_append(&opts, "lowerdir=");
     for (int i = 0; i < cfg.n_lowers; i++) {
-        if (cfg.idmap_dir) opt_append(&opts, "%s%s/%d", i ? ":" : "", cfg.idmap_dir, i);
+        if (cfg.idmap_dir) opt_append(&opts, "%sidmap/%d", i ? ":" : "", i);
         else opt_append(&opts, "%s%s", i ? ":" : "", cfg.lowers[i]);
     }
-    opt_append(&opts, ",upperdir=%s,workdir=%s%s", cfg.upper, cfg.work,
-               (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "");
+    opt_append(&opts, ",upperdir=%s,workdir=%s%s", cfg.idmap_dir ? "upper" : cfg.upper,
+               cfg.idmap_dir ? "work" : cfg.work, (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "");
     /* Hardened: no set-id binary or device node of the image or of the upper layer works. */
-    xmount("overlay", cfg.merged, "overlay", cfg.harden ? MS_NOSUID | MS_NODEV : 0, opts.s);
-    root_fd = open(cfg.merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root_fd < 0) die("open %s", cfg.merged);
+    xmount("overlay", merged, "overlay", cfg.harden ? MS_NOSUID | MS_NODEV : 0, opts.s);
+    root_fd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) die("open %s", merged);
+    snprintf(p, sizeof p, "/proc/self/fd/%d", root_fd);
+    ssize_t len = readlink(p, root_path, sizeof root_path - 1);
+    if (len < 0 || (size_t)len >= sizeof root_path - 1) die("resolve %s", merged);
+    root_path[len] = '\0';
+    if (fchdir(root_fd) < 0) die("chdir into the root");
     uint64_t t1 = now_ns();
     stamp("overlay", t0, t1);
 
     if (cfg.volume) {
-        char src[4096];
-        snprintf(src, sizeof src, "%s/volume", cfg.idmap_dir ? cfg.idmap_dir : "");
         root_dir("data", 0755, p, sizeof p);
-        xmount(cfg.idmap_dir ? src : cfg.volume, p, NULL, MS_BIND | MS_REC, NULL);
+        /* ".." of the root (the working directory) is the container's directory */
+        xmount(cfg.idmap_dir ? "../idmap/volume" : cfg.volume, p, NULL, MS_BIND | MS_REC, NULL);
         xmount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL);
     }
     root_dir("proc", 0555, p, sizeof p);
@@ -496,8 +547,9 @@ static void build_root(void) {
     uint64_t t3 = now_ns();
     /* pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it,
      * so no directory for the old root is needed inside the image (runc does the same). */
-    if (chdir(cfg.merged) < 0) die("chdir %s", cfg.merged);
+    if (fchdir(root_fd) < 0) die("chdir into the root");
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root into %s", cfg.merged);
+    close(root_fd);
     if (umount2(".", MNT_DETACH) < 0) die("unmount old root");
     if (chdir("/") < 0) die("chdir /");
     stamp("pivot_root", t3, now_ns());
@@ -605,6 +657,7 @@ __attribute__((noreturn)) static void init_loop(void) {
 
 static int child_main(int sync_fd, int helper_pidfd) {
     char c;
+    if (runner_pidfd >= 0) close(runner_pidfd); /* the container holds nothing of the runner */
     /* Wait until the parent has put us in our cgroups (v2) or written our id maps (user ns). */
     if (sync_fd >= 0) {
         if (read(sync_fd, &c, 1) != 1) die("parent vanished before setup");
@@ -612,6 +665,9 @@ static int child_main(int sync_fd, int helper_pidfd) {
     }
     uint64_t t0 = now_ns();
     attach_self_tasks();
+    /* Still the host's root uid: the last moment the host path to the container's directory can
+     * be walked (see build_root). */
+    if (cfg.idmap_dir && (chdir(cfg.idmap_dir) < 0 || chdir("..") < 0)) die("chdir %s/..", cfg.idmap_dir);
     if (cfg.ns_flags & CLONE_NEWUSER) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root in user namespace");
     }
@@ -780,9 +836,7 @@ static int start_container(void) {
     }
     if (!strcmp(cfg.mode, "init")) close_report(); /* the report's EOF tells the driver "ready" */
     int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) die("wait for container");
-    }
+    wait_container(pid, &status);
     uint64_t t2 = now_ns();
     report_line("W %llu\n", (unsigned long long)t2);
     close_report();
@@ -843,6 +897,10 @@ static int exec_into(void) {
     if (pid < 0) die("fork");
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        /* setns into a user namespace keeps the host uid, which a subordinate-id map leaves
+         * unmapped: become the container's root as its pid 1 did. */
+        if ((cfg.ns_flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+            die("become root in the user namespace");
         guard_helper(helper_pidfd);
         if (chdir(cfg.cwd ? cfg.cwd : "/") < 0) die("chdir %s", cfg.cwd ? cfg.cwd : "/");
         apply_rlimits();
