@@ -162,7 +162,21 @@ class ContainerDriver:
 
     # ---------------------------------------------------------------------------- life cycle
 
-    def _prepare(self, spec: SandboxSpec, clock: PhaseClock) -> tuple[ContainerConfig, Resources]:
+    def _mount_point(self, config: ContainerConfig, base: Path) -> Path:
+        """Where the helper mounts the container's root. It does so in the container's own mount
+        namespace, so every container can use the same empty directory (one mkdir and one rmdir
+        fewer per container); a subordinate-id root, which may not walk the host path to it, gets
+        its own in its directory."""
+        if config.subids is not None:
+            return base / "merged"
+        shared = self._ctx.state_dir / "container" / "mnt"
+        if not shared.is_dir():
+            shared.mkdir(parents=True, exist_ok=True)
+        return shared
+
+    def _prepare(
+        self, spec: SandboxSpec, clock: PhaseClock, *, workdir: bool = True
+    ) -> tuple[ContainerConfig, Resources]:
         """Config, record, cgroup and overlay directories. On failure nothing is left."""
         host = self._ctx.host
         config = config_from_spec(spec, self._image_root(spec), euid=host.euid, egid=host.egid)
@@ -172,7 +186,7 @@ class ContainerDriver:
             names, base = self._claim(spec)
             res = Resources(names=names, base_dir=base, links=self._links)
             try:
-                make_container_dirs(base, config)
+                make_container_dirs(base, config, workdir=workdir)
             except BaseException:
                 res.release()
                 raise
@@ -232,7 +246,7 @@ class ContainerDriver:
             "--work",
             str(base / "work"),
             "--merged",
-            str(base / "merged"),
+            str(self._mount_point(config, base)),
         ]
         if config.volume is not None:
             args += ["--volume", str(config.volume)]
@@ -321,7 +335,7 @@ class ContainerDriver:
         """
         clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock)
+        config, res = self._prepare(spec, clock, workdir=False)
         try:
             args = self._helper_args("run", config, res, spec)
             spawn_ns = time.monotonic_ns()

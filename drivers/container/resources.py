@@ -92,7 +92,18 @@ def _reap(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 def _rmtree(path: Path | None) -> None:
-    if path is not None and path.exists():
+    if path is None:
+        return
+    # A cold run leaves only empty directories (overlayfs's work/work included): rmdir them
+    # directly, cheaper than rmtree's walk; anything with content falls through to rmtree.
+    for sub in ("work/work", "work", "upper", ""):
+        try:
+            os.rmdir(path / sub)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
+    if path.exists():
         shutil.rmtree(path)
 
 
