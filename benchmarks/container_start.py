@@ -146,6 +146,9 @@ def main() -> int:
                 rest = [n for n in FULL_NS if n != ns]
                 contenders[f"variant: default minus {ns}"] = ours(f"minus-{ns}", {"namespaces": rest})
             contenders["variant: default plus user"] = ours("plus-user", {"namespaces": [*FULL_NS, "user"]})
+            contenders["variant: rootless (subids)"] = ours(
+                "rootless", {"namespaces": FULL_NS, "rootless": True, "subids": "100000:65536"}
+            )
             contenders["variant: mount ns only"] = ours("mount-only", {"namespaces": ["mount"]})
             contenders["variant: default, no cgroup"] = ours(
                 "no-cgroup", {"namespaces": FULL_NS, "cgroup": False}
@@ -209,6 +212,8 @@ def main() -> int:
                 drv.close()
         leftovers = [x for drv in peers.values() for x in drv.gc(run_id)]
         report(samples, phases, clone_s, have_runc, args.rounds)
+        if not args.no_variants:
+            helper_image_costs(driver)
         if leftovers:
             print(f"\nWARNING: gc removed leftovers: {leftovers}")
         if args.json:
@@ -218,6 +223,34 @@ def main() -> int:
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def helper_image_costs(driver: ContainerDriver, n: int = 60) -> None:
+    """What running every helper from a sealed memfd costs: an exec from the memfd against one from
+    the file (the helper's usage error: exec, parse, exit), and the copy runc makes per start
+    (memfd_create + write + seal of the binary), which this driver makes once per driver."""
+    # Imported here: the rest of this script also runs on the code before the sealed helper.
+    from isobench.drivers.container.helper import ARGV0, seal_helper
+
+    image = driver.helper_image()
+    path = str(image.path)
+    times: dict[str, list[float]] = defaultdict(list)
+
+    def spawn(name: str, executable: str, fds: tuple[int, ...]) -> None:
+        t = time.perf_counter()
+        subprocess.run([ARGV0], executable=executable, pass_fds=fds, capture_output=True, check=False)
+        times[name].append(time.perf_counter() - t)
+
+    for _ in range(n):
+        spawn("exec from file", path, ())
+        spawn("exec from memfd", image.executable, (image.fd,))
+        t = time.perf_counter()
+        os.close(seal_helper(image.path).fd)
+        times["copy+seal per start"].append(time.perf_counter() - t)
+    size = image.path.stat().st_size / 2**20
+    print(f"\nthe sealed helper image ({size:.1f} MiB), medians of {n}")
+    for name, vals in times.items():
+        print(f"  {name:22s} {summarize(vals).median * 1e3:8.3f} ms")
 
 
 def report(

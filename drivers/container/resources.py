@@ -96,7 +96,7 @@ def _rmtree(path: Path | None) -> None:
         return
     # A cold run leaves only empty directories (overlayfs's work/work included): rmdir them
     # directly, cheaper than rmtree's walk; anything with content falls through to rmtree.
-    for sub in ("work/work", "work", "upper", ""):
+    for sub in ("work/work/incompat/volatile", "work/work/incompat", "work/work", "work", "upper", ""):
         try:
             os.rmdir(path / sub)
         except FileNotFoundError:

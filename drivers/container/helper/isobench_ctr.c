@@ -56,6 +56,7 @@ struct config {
     int report_fd;
     int ns_flags;        /* CLONE_NEW* chosen by the driver */
     int harden;
+    int volatile_upper;  /* overlay "volatile": no syncs of an upper layer that is deleted after */
     const char *lowers[MAX_LIST];
     int n_lowers;
     const char *upper, *work, *merged, *volume, *hostname, *cwd;
@@ -174,11 +175,12 @@ static void parse_args(int argc, char **argv) {
             i++;
             break;
         }
-        if (i + 1 >= argc && strcmp(a, "--harden")) {
+        if (i + 1 >= argc && strcmp(a, "--harden") && strcmp(a, "--volatile")) {
             fprintf(stderr, "isobench-ctr: %s needs a value\n", a);
             exit(2);
         }
         if (!strcmp(a, "--harden")) cfg.harden = 1;
+        else if (!strcmp(a, "--volatile")) cfg.volatile_upper = 1;
         else if (!strcmp(a, "--report-fd")) cfg.report_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--ns")) cfg.ns_flags = parse_ns(argv[++i]);
         else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LIST) cfg.lowers[cfg.n_lowers++] = argv[++i];
@@ -507,8 +509,9 @@ static void build_root(void) {
         if (cfg.idmap_dir) opt_append(&opts, "%sidmap/%d", i ? ":" : "", i);
         else opt_append(&opts, "%s%s", i ? ":" : "", cfg.lowers[i]);
     }
-    opt_append(&opts, ",upperdir=%s,workdir=%s%s", cfg.idmap_dir ? "upper" : cfg.upper,
-               cfg.idmap_dir ? "work" : cfg.work, (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "");
+    opt_append(&opts, ",upperdir=%s,workdir=%s%s%s", cfg.idmap_dir ? "upper" : cfg.upper,
+               cfg.idmap_dir ? "work" : cfg.work, (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "",
+               cfg.volatile_upper ? ",volatile" : "");
     /* Hardened: no set-id binary or device node of the image or of the upper layer works. */
     xmount("overlay", merged, "overlay", cfg.harden ? MS_NOSUID | MS_NODEV : 0, opts.s);
     root_fd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -684,7 +687,9 @@ static int child_main(int sync_fd, int helper_pidfd) {
     if (cfg.ns_flags & CLONE_NEWNET) loopback_up();
     stamp("identity", t1, now_ns());
     if (cfg.cwd && chdir(cfg.cwd) < 0) die("chdir %s", cfg.cwd);
+    uint64_t t3 = now_ns();
     apply_rlimits();
+    stamp("rlimits", t3, now_ns());
     if (cfg.harden) harden();
     if (!strcmp(cfg.mode, "init")) init_loop();
     uint64_t t2 = now_ns();
