@@ -284,7 +284,7 @@ static void wait_container(pid_t pid, int *status) {
     while (child_pidfd >= 0) {
         /* The timeout is a fallback: here (6.18) the death of a multi-threaded runner did not
          * always wake a poll on its pidfd, so the runner is also checked for as our parent. */
-        int n = poll(fds, 2, 250);
+        int n = poll(fds, 2, 1000);
         if (n < 0 && errno != EINTR) die("wait for container");
         if (n == 0 && fds[1].fd >= 0 && getppid() != cfg.runner_pid) fds[1].revents = POLLIN;
         if (fds[1].revents) {
