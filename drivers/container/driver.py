@@ -267,32 +267,36 @@ class ContainerDriver:
             args = self._helper_args("init", config, res, spec)
             assert res.base_dir is not None
             r, w = os.pipe()
+            # The helper's stderr, read only when it fails: in memory, not a file on disk to
+            # create and remove (a journal update each).
+            log_fd = os.memfd_create("isobench-ctr-log", os.MFD_CLOEXEC)
             spawn_ns = time.monotonic_ns()
             image = self.helper_image()
             try:
-                with open(res.base_dir / "helper.log", "wb") as log_fh:
-                    res.monitor = subprocess.Popen(
-                        [args[0], args[1], "--report-fd", str(w), *args[2:]],
-                        executable=image.executable,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=log_fh,
-                        env={},  # the init's environment: nothing of the runner's
-                        pass_fds=(w, image.fd),
-                        start_new_session=True,
-                    )
+                res.monitor = subprocess.Popen(
+                    [args[0], args[1], "--report-fd", str(w), *args[2:]],
+                    executable=image.executable,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log_fd,
+                    env={},  # the init's environment: nothing of the runner's
+                    pass_fds=(w, image.fd),
+                    start_new_session=True,
+                )
             finally:
                 os.close(w)
             try:
                 report = parse_report(read_all(r, time.monotonic() + START_TIMEOUT_S))
+                log_text = os.pread(log_fd, 65536, 0).decode(errors="replace").strip()
             finally:
                 os.close(r)
+                os.close(log_fd)
             if report.container_pid is not None:
                 # A pidfd pins the identity: the kill at teardown can never hit a recycled pid.
                 with contextlib.suppress(ProcessLookupError):
                     res.pidfd = os.pidfd_open(report.container_pid)
             if report.error or not report.ready or report.container_pid is None:
-                raise SandboxError(f"container {spec.name} failed to start: {self._why(report, res)}")
+                raise SandboxError(f"container {spec.name} failed to start: {self._why(report, log_text)}")
             add_helper_phases(clock, report, spawn_ns)
             if res.record is not None:
                 pid = report.container_pid
@@ -319,13 +323,10 @@ class ContainerDriver:
             raise
 
     @staticmethod
-    def _why(report: HelperReport, res: Resources) -> str:
+    def _why(report: HelperReport, log_text: str) -> str:
         if report.error:
             return report.error
-        text = ""
-        if res.base_dir is not None and (res.base_dir / "helper.log").exists():
-            text = (res.base_dir / "helper.log").read_text(errors="replace").strip()
-        return text or "the helper exited without reporting; see the kernel log (dmesg)"
+        return log_text or "the helper exited without reporting; see the kernel log (dmesg)"
 
     def run_cold(self, spec: SandboxSpec, argv: Sequence[str], *, timeout: float = 60.0) -> ColdRun:
         """Start ``argv`` as pid 1 of a fresh container, wait for it, tear everything down.
