@@ -72,8 +72,7 @@ struct config {
     const char *rlimits[MAX_LIST]; /* NAME=SOFT:HARD, applied before exec */
     int n_rlimits;
     char **argv;
-    int argc_all;        /* main's argc/argv/envp: pid 1 scrubs them (its /proc cmdline, environ) */
-    char **argv_all, **envp;
+    char *args_start, *args_end; /* main's argv and environment strings: pid 1 scrubs them */
 };
 
 static struct config cfg = {.report_fd = -1, .target_pidfd = -1};
@@ -366,13 +365,9 @@ static void apply_rlimits(void) {
 /* The container's pid 1 shows nothing of the host: no host paths or cgroup files in its
  * cmdline, no environment, stdio on the container's /dev/null, its own name. */
 static void become_quiet_init(void) {
-    char *start = cfg.argv_all[0];
-    char *end = start;
-    for (int i = 0; i < cfg.argc_all; i++) end = cfg.argv_all[i] + strlen(cfg.argv_all[i]) + 1;
-    for (char **e = cfg.envp; e && *e; e++)
-        if (*e + strlen(*e) + 1 > end) end = *e + strlen(*e) + 1;
-    memset(start, 0, (size_t)(end - start));
-    snprintf(start, (size_t)(end - start), "isobench-init");
+    char *start = cfg.args_start;
+    memset(start, 0, (size_t)(cfg.args_end - start));
+    snprintf(start, (size_t)(cfg.args_end - start), "isobench-init");
     prctl(PR_SET_NAME, "isobench-init", 0, 0, 0);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0) die("open /dev/null in the container");
@@ -720,7 +715,7 @@ static void write_id_maps(pid_t pid) {
  * namespace is made private first: nothing attached there may propagate to the host. */
 static void idmap_attach(int tree, int userns, const char *src, const char *target) {
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
-    if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("idmap %s", src);
+    if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) die("idmap %s", src);
     if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("attach %s at %s", src, target);
     close(tree);
 }
@@ -926,9 +921,11 @@ static int exec_into(void) {
 
 int main(int argc, char **argv, char **envp) {
     uint64_t t0 = now_ns();
-    cfg.argc_all = argc;
-    cfg.argv_all = argv;
-    cfg.envp = envp;
+    /* The kernel lays argv and then the environment out as one run of strings (what /proc shows
+     * as cmdline and environ); measured before parsing, which cuts --ns lists up in place. */
+    cfg.args_start = cfg.args_end = argv[0];
+    for (int i = 0; i < argc && argv[i] == cfg.args_end; i++) cfg.args_end += strlen(argv[i]) + 1;
+    for (char **e = envp; *e && *e == cfg.args_end; e++) cfg.args_end += strlen(*e) + 1;
     parse_args(argc, argv);
     close_stray_fds();
     guard_runner();
