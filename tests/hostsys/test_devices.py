@@ -20,8 +20,12 @@ from isobench.hostsys.cgroups import (
     detect_layout,
     open_manager,
 )
-from isobench.hostsys.cgroups import common as cg_common
-from isobench.hostsys.cgroups.devices import attach_device_filter, device_program, run_device_program
+from isobench.hostsys.cgroups.devices import (
+    attach_device_filter,
+    device_program,
+    run_device_program,
+    write_v1_rules,
+)
 from isobench.hostsys.fake import fake_host, fake_rmdir
 
 PROGRAM = device_program(CONTAINER_DEVICES)
@@ -59,24 +63,22 @@ def test_program_wildcards_and_access_subsets() -> None:
         DeviceRule("x", 1, 1)
 
 
-def test_v1_writes_deny_all_then_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    writes: list[tuple[str, str]] = []
-    real = cg_common.write_value
-
-    def record(path: Path, value: str, what: str) -> None:
-        writes.append((path.name, value))
-        real(path, value, what)
-
-    monkeypatch.setattr(cg_common, "write_value", record)
+def test_v1_writes_deny_all_then_each_rule(tmp_path: Path) -> None:
     manager = open_manager(fake_host(tmp_path, "hybrid"), rmdir=fake_rmdir)
     cg = manager.create("box", CgroupLimits(devices=CONTAINER_DEVICES))
-    dev = [w for w in writes if w[0].startswith("devices.")]
-    assert dev[0] == ("devices.deny", "a")
-    assert dev[1:] == [("devices.allow", r.v1_line()) for r in CONTAINER_DEVICES]
-    assert ("devices.allow", "c 136:* rwm") in dev
+    box = tmp_path / "sys/fs/cgroup/devices/box"
+    assert (box / "devices.deny").read_text() == "a"
+    # One write(2) per rule on one open file: a plain file holds them back to back.
+    assert (box / "devices.allow").read_text() == "".join(r.v1_line() for r in CONTAINER_DEVICES)
+    assert "c 136:* rwm" in (box / "devices.allow").read_text()
     # The container joins the devices hierarchy like every other one.
-    assert tmp_path / "sys/fs/cgroup/devices/box/tasks" in cg.self_attach_files
+    assert box / "tasks" in cg.self_attach_files
     cg.remove()
+
+
+def test_v1_device_write_failure_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match=r"device allowlist \(devices.deny=a\): No such file"):
+        write_v1_rules(tmp_path / "gone", CONTAINER_DEVICES)
 
 
 def test_v1_without_devices_controller_refuses(tmp_path: Path) -> None:

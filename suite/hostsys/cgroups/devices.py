@@ -26,7 +26,7 @@ __all__ = [
     "attach_device_filter",
     "device_program",
     "run_device_program",
-    "v1_device_lines",
+    "write_v1_rules",
 ]
 
 
@@ -67,9 +67,23 @@ CONTAINER_DEVICES = (
 )
 
 
-def v1_device_lines(rules: Sequence[DeviceRule]) -> list[tuple[str, str]]:
-    """(file, line) writes that leave a fresh v1 devices cgroup allowing exactly ``rules``."""
-    return [("devices.deny", "a"), *(("devices.allow", r.v1_line()) for r in rules)]
+def write_v1_rules(directory: Path, rules: Sequence[DeviceRule]) -> None:
+    """Leave a fresh v1 devices cgroup allowing exactly ``rules``: ``a`` to ``devices.deny``, then
+    each rule to ``devices.allow``. The kernel takes one rule per write(2), so each file is opened
+    once and written rule by rule (an open and close per rule cost ~0.1 ms each here)."""
+    for name, lines in (("devices.deny", ["a"]), ("devices.allow", [r.v1_line() for r in rules])):
+        line = lines[0] if lines else ""
+        try:
+            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)  # as write_text
+            try:
+                for line in lines:
+                    os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise SandboxError(
+                f"cgroup: cannot set the device allowlist ({name}={line}): {err.strerror or err}"
+            ) from err
 
 
 # ------------------------------------------------------------------------------------------------ eBPF

@@ -176,8 +176,7 @@ class V1Manager:
                         f"disk {rw} bandwidth",
                     )
         if limits.devices is not None:
-            for name, line in devices.v1_device_lines(limits.devices):
-                common.write_value(dirs["devices"] / name, line, "device allowlist")
+            devices.write_v1_rules(dirs["devices"], limits.devices)
 
     def _hierarchy_bases(self) -> list[Path]:
         return list(dict.fromkeys(self._under(m) for m in [*self._mounts.values(), *self._others]))
