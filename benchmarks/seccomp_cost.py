@@ -5,8 +5,9 @@
 - libseccomp at every start, as the helper did: the old denylist (default allow, 50 names, the clone
   flag rules) and the new allowlist (Docker's profile, same rules as the cached filter), each built
   and exported to BPF (``seccomp_export_bpf``; the kernel load is common to every approach);
-- the kernel load of the cached raw filter: the helper's ``hardening`` phase (capabilities,
-  no_new_privs, load) from ``benchmarks/container_start.py``.
+- the kernel load (``seccomp(SECCOMP_SET_MODE_FILTER)``: check and JIT) of either filter, timed
+  in forked children; the helper's ``hardening`` phase in ``benchmarks/container_start.py`` adds
+  the capability drop and no_new_privs.
 
     .venv/bin/python benchmarks/seccomp_cost.py [--n 200]
 """
@@ -141,6 +142,39 @@ def allowlist(lib: ctypes.CDLL, out: int) -> None:
     lib.seccomp_release(ctx)
 
 
+def exported(build: Callable[[ctypes.CDLL, int], None], lib: ctypes.CDLL) -> bytes:
+    with tempfile.TemporaryFile() as fh:
+        build(lib, fh.fileno())
+        fh.seek(0)
+        return fh.read()
+
+
+def load_time(program: bytes) -> float:
+    """Seconds the kernel takes to install ``program`` (in a child, which exits right after)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(program, len(program))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+    prog = Fprog(len(program) // 8, ctypes.addressof(buf))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        t = time.perf_counter()
+        ok = libc.syscall(317, 1, 0, ctypes.byref(prog)) == 0  # seccomp(SET_MODE_FILTER)
+        os.write(w, str(time.perf_counter() - t if ok else -1.0).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    value = float(os.read(r, 64))
+    os.close(r)
+    if value < 0:
+        raise SystemExit("the kernel refused the filter")
+    return value
+
+
 def timed(fn: Callable[[], object], n: int) -> list[float]:
     fn()  # warm
     out = []
@@ -170,11 +204,14 @@ def main() -> int:
             "libseccomp, old denylist (per start, before)": timed(lambda: old_denylist(lib, devnull), args.n),
             "libseccomp, Docker allowlist (per start)": timed(lambda: allowlist(lib, devnull), args.n),
         }
+    old_bpf, new_bpf = exported(old_denylist, lib), compile_filter(resolve_once)
+    rows["kernel load, old denylist"] = [load_time(old_bpf) for _ in range(args.n)]
+    rows["kernel load, Docker allowlist (cached BPF)"] = [load_time(new_bpf) for _ in range(args.n)]
     os.close(devnull)
-    print("seccomp filter preparation, median of n runs (ctypes adds ~1 us per libseccomp call)")
+    print("seccomp filter cost, median of n runs (ctypes adds ~1 us per libseccomp call)")
     for name, vals in rows.items():
         print(f"  {name:48s} {statistics.median(vals) * 1e3:8.3f} ms  (n={len(vals)})")
-    print(f"  cached filter: {len(compile_filter(resolve_once)) // 8} BPF instructions")
+    print(f"  BPF instructions: old denylist {len(old_bpf) // 8}, Docker allowlist {len(new_bpf) // 8}")
     return 0
 
 
