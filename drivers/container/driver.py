@@ -53,6 +53,7 @@ from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.drivers.container.resources import Resources, cgroup_args, seccomp_args
 from isobench.drivers.container.sandbox import WORKDIR, ColdRun, ContainerSandbox
 from isobench.drivers.container.seccomp import filter_path
+from isobench.drivers.container.seccomp.cache import profile_digest
 from isobench.drivers.container.state import (
     Record,
     current_owner,
@@ -152,6 +153,8 @@ class ContainerDriver:
                 "caps=OCI default, no_new_privs, masked/ro paths, seccomp=Docker default allowlist, "
                 "devices allowlist"
             ),
+            # Which profile data and compiler the hardened figures were measured with.
+            "seccomp_profile": profile_digest()[:16],
             "kernel": platform.release(),
             "volume": "bind mount of a host directory at /data",
         }
