@@ -209,7 +209,8 @@ def attach_device_filter(cgroup_dir: Path, rules: Sequence[DeviceRule]) -> None:
         detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise SandboxError(
             f"cannot load the cgroup device program: {err.strerror} {detail[0]}".strip()
-            + "; the kernel needs CONFIG_CGROUP_BPF and CONFIG_BPF_SYSCALL"
+            + "; it needs CONFIG_CGROUP_BPF, CONFIG_BPF_SYSCALL and CAP_BPF (or run the container"
+            + " with hardening=false, which drops the device allowlist)"
         ) from err
     try:
         fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
