@@ -6,7 +6,8 @@ ignored):
 - ``namespaces``: names from pid, mount, uts, ipc, net, cgroup, user (default: all but user);
   ``mount`` is required (the overlay root and pivot_root live in it).
 - ``hardening``: bool, default True (caps to the OCI default set, no_new_privs, masked and
-  read-only paths, seccomp denylist).
+  read-only paths, Docker's seccomp allowlist, a device allowlist in the cgroup).
+- ``seccomp_allow``: names of relaxations of the seccomp profile (``io_uring``), default none.
 - ``rootless``: bool, default False: a user namespace whose root is an unprivileged subordinate
   range of host ids (``subids`` is then required): container root is not host root.
 - ``subids``: ``START:COUNT`` or a user with ranges in /etc/subuid and /etc/subgid; maps container
@@ -35,17 +36,19 @@ from typing import Any
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container.names import sanitize
 from isobench.drivers.container.rlimits import Rlimit, parse_rlimits
+from isobench.drivers.container.seccomp import relaxation_names
 from isobench.drivers.container.subids import SubIds, parse_subids
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
-from isobench.hostsys.cgroups import CgroupLimits
+from isobench.hostsys.cgroups import CONTAINER_DEVICES, CgroupLimits
 
 __all__ = [
     "ALL_NAMESPACES",
     "DEFAULT_NAMESPACES",
     "DRIVER_OPTIONS",
+    "HARDENED_CAPS",
     "SANDBOX_OPTIONS",
     "ContainerConfig",
     "ContainerOptions",
@@ -62,6 +65,9 @@ MAX_LAYERS = 63
 _MAX_OVERLAY_OPTIONS = 4095
 #: Longest container directory name (isobench-<run>-ctr-<name>-<n>, see names.py) plus margin.
 _IDENT_MAX = 100
+#: The capabilities a hardened container keeps: the helper's ``kept_caps`` (the OCI default set; a
+#: test holds the two equal). The seccomp profile's capability conditions are resolved against it.
+HARDENED_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class ContainerOptions(DriverOptions):
     cgroup_parent: str = ""
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     hardening: bool = True
+    seccomp_allow: tuple[str, ...] = ()
     rootless: bool = False
     uid_map: str | None = None
     gid_map: str | None = None
@@ -97,6 +104,7 @@ class ContainerOptions(DriverOptions):
             parse_subids(self.subids, "drivers.container.subids")
         if self.rootless and self.subids is None:
             raise UsageError(_ROOTLESS_NEEDS_SUBIDS.format(where="drivers.container"))
+        _relaxations(self.seccomp_allow, "drivers.container")
 
 
 _ROOTLESS_NEEDS_SUBIDS = (
@@ -124,6 +132,9 @@ class ContainerConfig:
     rlimits: tuple[Rlimit, ...] = ()
     #: Container root is this unprivileged host range; image and volume are idmapped to it.
     subids: SubIds | None = None
+    #: Relaxations of the seccomp profile; the compiled filter is set by the driver.
+    seccomp_allow: tuple[str, ...] = ()
+    seccomp_filter: Path | None = None
 
     @property
     def ns_arg(self) -> str:
@@ -151,6 +162,18 @@ def _namespaces(value: Any, spec: SandboxSpec, rootless: bool) -> tuple[str, ...
     return tuple(n for n in ALL_NAMESPACES if n in chosen)
 
 
+def _relaxations(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise UsageError(f"{where}: option seccomp_allow must be a list, e.g. ['io_uring']")
+    known = relaxation_names()
+    unknown = [str(v) for v in value if v not in known]
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown seccomp relaxation {unknown[0]!r}; choose from {', '.join(known)}"
+        )
+    return tuple(sorted(set(value)))
+
+
 def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | None:
     if not options.get("cgroup", True):
         return None
@@ -167,6 +190,8 @@ def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | Non
         cpu_period_us=_PERIOD_US,
         cpuset=spec.cpuset,
         pids_max=spec.pids_limit,
+        # The device allowlist is hardening: off with it, like seccomp and the capability drop.
+        devices=CONTAINER_DEVICES if options.get("hardening", True) else None,
     )
 
 
@@ -224,6 +249,7 @@ def config_from_spec(
         volume=spec.volume,
         rlimits=parse_rlimits(rlimits_opt, where),
         subids=subids,
+        seccomp_allow=_relaxations(options.get("seccomp_allow", ()), f"sandbox {spec.name}"),
     )
 
 

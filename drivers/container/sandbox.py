@@ -11,7 +11,7 @@ from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBa
 from isobench.drivers.container.config import ContainerConfig
 from isobench.drivers.container.helper import ARGV0, HelperImage
 from isobench.drivers.container.process import DEFAULT_ENV, run_helper
-from isobench.drivers.container.resources import Resources, cgroup_args
+from isobench.drivers.container.resources import Resources, cgroup_args, seccomp_args
 from isobench.errors import SandboxError
 from isobench.model import PhaseTiming
 
@@ -130,8 +130,7 @@ class ContainerSandbox(SandboxBase):
         cmd += cgroup_args(self._res.cgroup)
         for rl in self._config.rlimits:
             cmd += ["--rlimit", rl.arg]
-        if self._config.hardening:
-            cmd.append("--harden")
+        cmd += seccomp_args(self._config.hardening, self._config.seccomp_filter)
         cmd += ["--cwd", WORKDIR]
         result, _ = run_helper(
             self._helper,
