@@ -9,7 +9,16 @@ primitive without walking through an open door; the host plants the canaries it 
 from isobench.escape.battery import run_battery
 from isobench.escape.build import ensure_probe
 from isobench.escape.canaries import LINK_NAME, Canaries, planted
-from isobench.escape.verdicts import PRIMITIVES, HostFacts, Primitive, Result, Verdict, decide, measurements, parse_lines
+from isobench.escape.verdicts import (
+    PRIMITIVES,
+    HostFacts,
+    Primitive,
+    Result,
+    Verdict,
+    decide,
+    measurements,
+    parse_lines,
+)
 
 __all__ = [
     "LINK_NAME",

@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 from isobench.drivers.base import Sandbox
+from isobench.errors import WorkloadError
 from isobench.escape.canaries import Canaries
 from isobench.escape.verdicts import Result, decide, parse_lines
-from isobench.errors import WorkloadError
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,9 @@ def _errname(err: OSError) -> str:
 
 
 def _locate(probe: Path, path: Path) -> dict[str, object]:
-    res = subprocess.run([str(probe), "locate", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    res = subprocess.run(
+        [str(probe), "locate", str(path)], capture_output=True, text=True, timeout=30, check=False
+    )
     try:
         found = json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -173,7 +175,9 @@ def planted(base: Path, probe: Path, *, lifetime: float = 600.0) -> Iterator[Can
         where = _locate(probe, canary)
         handle_type = where.get("handle_type")
         if where.get("handle_errno") or not isinstance(handle_type, int):
-            problems["open_by_handle"] = f"name_to_handle_at: {where.get('handle_errno') or where.get('error')}"
+            problems["open_by_handle"] = (
+                f"name_to_handle_at: {where.get('handle_errno') or where.get('error')}"
+            )
         physical, dev = where.get("physical"), str(where.get("dev") or "")
         host_errno = ""
         if where.get("fiemap_errno") or not isinstance(physical, int):

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from isobench.model import Measurement
 
@@ -46,19 +46,30 @@ class Primitive:
     cve: str = ""
     #: It acts on the kernel the sandbox runs on: no host meaning in a guest.
     kernel_wide: bool = False
+    #: A table heading.
+    short: str = ""
 
 
 PRIMITIVES: tuple[Primitive, ...] = (
-    Primitive("runtime_exe", "overwrite the runtime binary via /proc/<pid>/exe", "CVE-2019-5736"),
-    Primitive("release_agent", "cgroup v1 release_agent", "CVE-2022-0492", kernel_wide=True),
-    Primitive("leaked_fd", "leaked host directory fd", "CVE-2024-21626"),
-    Primitive("mknod_block", "mknod of the host's block device, raw read"),
-    Primitive("core_pattern", "write /proc/sys/kernel/core_pattern", kernel_wide=True),
-    Primitive("sysrq_trigger", "write /proc/sysrq-trigger", kernel_wide=True),
-    Primitive("open_by_handle", 'open_by_handle_at on a host inode ("shocker")'),
-    Primitive("ptrace", "ptrace of a host process"),
-    Primitive("kernel_module", "load a kernel module", kernel_wide=True),
-    Primitive("volume_symlink", "symlink in the volume pointing out of it"),
+    Primitive(
+        "runtime_exe",
+        "overwrite the runtime binary via /proc/<pid>/exe",
+        "CVE-2019-5736",
+        short="runtime binary via /proc/pid/exe",
+    ),
+    Primitive(
+        "release_agent", "cgroup v1 release_agent", "CVE-2022-0492", kernel_wide=True, short="release_agent"
+    ),
+    Primitive("leaked_fd", "leaked host directory fd", "CVE-2024-21626", short="leaked dir fd"),
+    Primitive("mknod_block", "mknod of the host's block device, raw read", short="mknod block dev"),
+    Primitive("core_pattern", "write /proc/sys/kernel/core_pattern", kernel_wide=True, short="core_pattern"),
+    Primitive("sysrq_trigger", "write /proc/sysrq-trigger", kernel_wide=True, short="sysrq-trigger"),
+    Primitive(
+        "open_by_handle", 'open_by_handle_at on a host inode ("shocker")', short="open_by_handle (shocker)"
+    ),
+    Primitive("ptrace", "ptrace of a host process", short="ptrace host process"),
+    Primitive("kernel_module", "load a kernel module", kernel_wide=True, short="kernel module"),
+    Primitive("volume_symlink", "symlink in the volume pointing out of it", short="volume symlink"),
 )
 
 _CAP_SYS_ADMIN = 21
@@ -90,8 +101,8 @@ class Result:
 def parse_lines(stdout: str) -> dict[str, dict[str, Any]]:
     """The probe's JSON lines by primitive (``_env`` and ``_done`` included); others are ignored."""
     out: dict[str, dict[str, Any]] = {}
-    for line in stdout.splitlines():
-        line = line.strip()
+    for raw in stdout.splitlines():
+        line = raw.strip()
         if not line.startswith("{"):
             continue
         try:
@@ -103,7 +114,21 @@ def parse_lines(stdout: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-StatFn = Callable[[str], os.stat_result]
+class StatLike(Protocol):
+    """What :func:`os.stat` answers that the decision compares."""
+
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+
+
+#: The host's stat(), a seam for tests.
+StatFn = Callable[[str], StatLike]
 
 
 def _failed(err: str) -> str:
@@ -191,7 +216,10 @@ def _leaked_fd(f: Mapping[str, Any]) -> tuple[Verdict, str]:
                 f"{what} ({w.get('target')}) led {w.get('steps')} levels up to a root holding the host's canary"
             )
     errs = sorted({str(w.get("errno") or "no canary") for w in walks})
-    return Verdict.BLOCKED, f"{len(walks)} directory fd(s) incl. the cwd walked to a root without the canary ({', '.join(errs)})"
+    return (
+        Verdict.BLOCKED,
+        f"{len(walks)} directory fd(s) incl. the cwd walked to a root without the canary ({', '.join(errs)})",
+    )
 
 
 def _mknod_block(f: Mapping[str, Any], host: HostFacts) -> tuple[Verdict, str]:

@@ -44,7 +44,7 @@ class EscapeParams(Params):
 def state_dir_of(scratch: Path | None) -> Path:
     """The run's state directory (the cell's scratch is ``<state_dir>/runs/<id>/work/cells/<n>``),
     where the probe is cached; the default one outside a run."""
-    for parent in (scratch.parents if scratch is not None else ()):
+    for parent in scratch.parents if scratch is not None else ():
         if parent.name == "runs":
             return parent.parent
     return DEFAULT_STATE_DIR
@@ -80,7 +80,9 @@ class EscapeWorkload:
                 where = base / ("default" if hardening is None else f"hardening-{str(hardening).lower()}")
                 where.mkdir()
                 with planted(where, probe, lifetime=ctx.timeout) as canaries:
-                    overrides: dict[str, Any] = {} if hardening is None else {"options": {"hardening": hardening}}
+                    overrides: dict[str, Any] = (
+                        {} if hardening is None else {"options": {"hardening": hardening}}
+                    )
                     volume_inside = None
                     if caps.volume is not None:
                         overrides["volume"] = canaries.volume
