@@ -332,8 +332,6 @@ def decide(
     out = []
     for p in primitives:
         f = lines.get(p.name)
-        if f is not None and not isinstance(f, Mapping):
-            f = None
         na = _not_here(p, host, own_kernel)
         if na is not None:
             seen = f" (inside: {json.dumps({k: v for k, v in f.items() if k != 'p'})[:160]})" if f else ""
