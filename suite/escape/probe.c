@@ -388,6 +388,27 @@ static void leaked_fd(void) {
     printf("]}\n");
 }
 
+/* The device cgroup (v1) rules this process is under, ";"-joined, or "" when not readable. */
+static void devices_list(char *out, size_t size) {
+    char line[512], rel[400] = "", path[512];
+    out[0] = 0;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%*[^:]:devices:%399s", rel) == 1) break;
+    if (f) fclose(f);
+    const char *tries[2] = {"/sys/fs/cgroup/devices/devices.list", path};
+    snprintf(path, sizeof path, "/sys/fs/cgroup/devices%s/devices.list", rel);
+    for (int i = 0; i < 2 && !out[0]; i++) {
+        FILE *d = fopen(tries[i], "re");
+        while (d && fgets(line, sizeof line, d) && strlen(out) + strlen(line) + 2 < size) {
+            line[strcspn(line, "\n")] = 0;
+            if (out[0]) strcat(out, ";");
+            strcat(out, line);
+        }
+        if (d) fclose(d);
+    }
+}
+
 /* mknod of the host's block device, then one raw block read where the host's canary lies. */
 static void mknod_block(void) {
     unsigned maj = 0, min = 0;
@@ -417,6 +438,9 @@ static void mknod_block(void) {
     printf(",\"dev\":\"%u:%u\",\"offset\":%lld", maj, min, offset);
     kv_str("mknod_errno", en(merr), 1);
     if (!merr) {
+        char rules[1024];
+        devices_list(rules, sizeof rules);
+        kv_str("devices_list", rules, 1);
         kv_str("open_errno", en(oerr), 1);
         if (!oerr) {
             kv_str("read_errno", en(rerr), 1);

@@ -26,6 +26,7 @@ __all__ = [
     "Result",
     "Verdict",
     "decide",
+    "device_allowed",
     "measurements",
     "parse_lines",
 ]
@@ -222,6 +223,26 @@ def _leaked_fd(f: Mapping[str, Any]) -> tuple[Verdict, str]:
     )
 
 
+def device_allowed(rules: str, kind: str, dev: str, access: str = "r") -> bool:
+    """Whether cgroup v1 ``devices.list`` rules (";"-joined lines: ``b 8:0 rwm``, ``a *:* rwm``)
+    let a process open device ``dev`` ("major:minor") of ``kind`` ("b" or "c") for ``access``."""
+    major, _, minor = dev.partition(":")
+    for rule in rules.split(";"):
+        parts = rule.split()
+        if len(parts) != 3:
+            continue
+        rkind, rdev, raccess = parts
+        rmajor, _, rminor = rdev.partition(":")
+        if (
+            rkind in ("a", kind)
+            and rmajor in ("*", major)
+            and rminor in ("*", minor)
+            and all(c in raccess for c in access)
+        ):
+            return True
+    return False
+
+
 def _mknod_block(f: Mapping[str, Any], host: HostFacts) -> tuple[Verdict, str]:
     dev = f.get("dev", "?")
     if f.get("found"):
@@ -229,6 +250,12 @@ def _mknod_block(f: Mapping[str, Any], host: HostFacts) -> tuple[Verdict, str]:
     if f.get("mknod_errno"):
         return Verdict.BLOCKED, f"mknod {dev}: {f['mknod_errno']}"
     if f.get("open_errno"):
+        rules = str(f.get("devices_list") or "")
+        if rules and not device_allowed(rules, "b", str(dev)):
+            return (
+                Verdict.BLOCKED,
+                f"mknod {dev} ok, open {f['open_errno']}: the device cgroup allows no b {dev} ({rules[:80]})",
+            )
         if f["open_errno"] == host.host_blockdev_errno:
             return Verdict.ERROR, (
                 f"mknod {dev} ok, open {f['open_errno']}: the host itself gets {host.host_blockdev_errno} "

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from isobench.escape import PRIMITIVES, HostFacts, Verdict, decide, measurements, parse_lines
+from isobench.escape.verdicts import device_allowed
 
 DATA = Path(__file__).parent / "data"
 
@@ -101,7 +102,7 @@ def test_guest_blocks_the_canaries_and_kernel_primitives_are_not_applicable() ->
 
 
 def test_recordings_name_every_primitive() -> None:
-    for name in ("host", "container-hardened", "container-unhardened", "qemu"):
+    for name in ("host", "container-hardened", "container-unhardened", "runc", "qemu"):
         lines = _lines(name)
         assert {p.name for p in PRIMITIVES} | {"_env", "_done"} == set(lines), name
 
@@ -191,3 +192,37 @@ def test_measurements_keep_every_verdict_and_count_the_open_ones() -> None:
 def test_parse_lines_skips_noise() -> None:
     got = parse_lines('garbage\n{"p":"core_pattern","errno":""}\n{not json\n{"no_p":1}\n')
     assert got == {"core_pattern": {"p": "core_pattern", "errno": ""}}
+
+
+def test_runc_blocks_everything_and_its_device_cgroup_explains_the_block_device() -> None:
+    results = {r.name: r for r in decide(_lines("runc"), THIS_KERNEL, stat=_host_files(who=lambda w: False))}
+    assert {k: r.verdict for k, r in results.items() if r.verdict is not Verdict.NA} == {
+        k: Verdict.BLOCKED
+        for k in (
+            "runtime_exe",
+            "release_agent",
+            "leaked_fd",
+            "mknod_block",
+            "core_pattern",
+            "open_by_handle",
+            "ptrace",
+            "volume_symlink",
+        )
+    }
+    assert "device cgroup allows no b 254:0" in results["mknod_block"].evidence
+
+
+@pytest.mark.parametrize(
+    ("rules", "allowed"),
+    [
+        ("a *:* rwm", True),
+        ("b *:* m;c *:* m;c 1:3 rwm", False),
+        ("b 254:* r", True),
+        ("b 254:1 rwm", False),
+        ("c 254:0 rwm", False),
+        ("b 254:0 w", False),
+        ("", False),
+    ],
+)
+def test_device_allowed(rules: str, allowed: bool) -> None:
+    assert device_allowed(rules, "b", "254:0") is allowed
