@@ -231,6 +231,87 @@ static const char *const CONTROLLERS[] = {"rdma", "memory", "pids", "cpuset", "d
                                           "blkio", "cpu,cpuacct", "perf_event", "net_cls,net_prio",
                                           "hugetlb", "misc", NULL};
 
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = write(fd, text, strlen(text));
+    (void)n;
+    close(fd);
+}
+
+/* A fresh cgroup v1 mount and its release_agent opened for writing, in a child whose mount
+ * namespace is its own (nothing is left if it dies meanwhile); prints ",key":... fragments. */
+static void mount_attempt(int userns, const char *prefix) {
+    int pfd[2];
+    fflush(stdout);
+    if (pipe(pfd) < 0) {
+        printf(",\"%smount_errno\":\"pipe %s\"", prefix, en(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        char out[300];
+        uid_t uid = getuid();
+        gid_t gid = getgid();
+        int uerr = unshare(userns ? CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWCGROUP : CLONE_NEWNS) < 0 ? errno : 0;
+        if (uerr) {
+            snprintf(out, sizeof out, ",\"%sunshare_errno\":\"%s\"", prefix, en(uerr));
+        } else {
+            if (userns) {
+                char map[64];
+                write_file("/proc/self/setgroups", "deny");
+                snprintf(map, sizeof map, "0 %u 1", uid);
+                write_file("/proc/self/uid_map", map);
+                snprintf(map, sizeof map, "0 %u 1", gid);
+                write_file("/proc/self/gid_map", map);
+            }
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+            char dir[512];
+            snprintf(dir, sizeof dir, "%s/isobench-escape-cg-XXXXXX", arg("work"));
+            if (!mkdtemp(dir)) {
+                snprintf(out, sizeof out, ",\"%smkdtemp_errno\":\"%s\"", prefix, en(errno));
+            } else {
+                int merr = ENOENT;
+                const char *used = "";
+                for (int i = 0; CONTROLLERS[i]; i++) {
+                    if (mount("cgroup", dir, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, CONTROLLERS[i]) == 0) {
+                        merr = 0;
+                        used = CONTROLLERS[i];
+                        break;
+                    }
+                    merr = errno;
+                }
+                int oerr = EBADF;
+                if (!merr) {
+                    char ra[600];
+                    snprintf(ra, sizeof ra, "%s/release_agent", dir);
+                    int fd = open(ra, O_WRONLY | O_CLOEXEC); /* never written: closed at once */
+                    oerr = fd < 0 ? errno : 0;
+                    if (fd >= 0) close(fd);
+                    umount2(dir, MNT_DETACH);
+                }
+                rmdir(dir);
+                snprintf(out, sizeof out,
+                         ",\"%smount_errno\":\"%s\",\"%scontroller\":\"%s\",\"%sopen_errno\":\"%s\"", prefix,
+                         en(merr), prefix, used, prefix, merr ? "" : en(oerr));
+            }
+        }
+        ssize_t wr = write(pfd[1], out, strlen(out));
+        _exit(wr < 0);
+    }
+    close(pfd[1]);
+    char buf[320] = "";
+    ssize_t n = pid > 0 ? read(pfd[0], buf, sizeof buf - 1) : -1;
+    buf[n > 0 ? n : 0] = 0;
+    close(pfd[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    if (n > 0)
+        printf("%s", buf);
+    else
+        printf(",\"%smount_errno\":\"fork failed\"", prefix);
+}
+
 /* CVE-2022-0492: a cgroup v1 release_agent writable (opened for writing, never written). */
 static void release_agent(void) {
     printf("{\"p\":\"release_agent\",\"existing\":[");
@@ -253,61 +334,10 @@ static void release_agent(void) {
     }
     if (d) closedir(d);
     printf("]");
-    fflush(stdout);
-    /* A fresh mount, in a mount namespace of its own so nothing is left if we die meanwhile. */
-    int pfd[2];
-    if (pipe(pfd) < 0) {
-        printf(",\"mount_errno\":\"pipe %s\"}\n", en(errno));
-        return;
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        char out[256];
-        int uerr = unshare(CLONE_NEWNS) < 0 ? errno : 0;
-        if (uerr) {
-            snprintf(out, sizeof out, ",\"unshare_errno\":\"%s\"", en(uerr));
-        } else {
-            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-            char dir[512];
-            snprintf(dir, sizeof dir, "%s/isobench-escape-cg-XXXXXX", arg("work"));
-            if (!mkdtemp(dir)) {
-                snprintf(out, sizeof out, ",\"mkdtemp_errno\":\"%s\"", en(errno));
-            } else {
-                int merr = ENOENT;
-                const char *used = "";
-                for (int i = 0; CONTROLLERS[i]; i++) {
-                    if (mount("cgroup", dir, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, CONTROLLERS[i]) == 0) {
-                        merr = 0;
-                        used = CONTROLLERS[i];
-                        break;
-                    }
-                    merr = errno;
-                }
-                int oerr = EBADF;
-                if (!merr) {
-                    char ra[600];
-                    snprintf(ra, sizeof ra, "%s/release_agent", dir);
-                    int fd = open(ra, O_WRONLY | O_CLOEXEC);
-                    oerr = fd < 0 ? errno : 0;
-                    if (fd >= 0) close(fd);
-                    umount2(dir, MNT_DETACH);
-                }
-                rmdir(dir);
-                snprintf(out, sizeof out, ",\"mount_errno\":\"%s\",\"controller\":\"%s\",\"open_errno\":\"%s\"",
-                         en(merr), used, merr ? "" : en(oerr));
-            }
-        }
-        ssize_t wr = write(pfd[1], out, strlen(out));
-        _exit(wr < 0);
-    }
-    close(pfd[1]);
-    char buf[300] = "";
-    ssize_t n = pid > 0 ? read(pfd[0], buf, sizeof buf - 1) : -1;
-    buf[n > 0 ? n : 0] = 0;
-    close(pfd[0]);
-    if (pid > 0) waitpid(pid, NULL, 0);
-    printf("%s}\n", n > 0 ? buf : ",\"mount_errno\":\"fork failed\"");
+    mount_attempt(0, "");
+    /* The CVE's own path: a user and cgroup namespace of its own, root in it. */
+    mount_attempt(1, "userns_");
+    printf("}\n");
 }
 
 /* CVE-2024-21626: a directory fd (or the cwd) from outside the root, walked up to a root that

@@ -185,23 +185,36 @@ def _runtime_exe(f: Mapping[str, Any], stat: StatFn) -> tuple[Verdict, str]:
     return Verdict.BLOCKED, "; ".join(seen) or "no other process's binary visible"
 
 
+def _mount_text(f: Mapping[str, Any], prefix: str) -> str:
+    if f.get(f"{prefix}unshare_errno"):
+        return f"unshare {f[f'{prefix}unshare_errno']}"
+    if f.get(f"{prefix}mount_errno"):
+        return f"mount -t cgroup {f[f'{prefix}mount_errno']}"
+    if f"{prefix}mount_errno" not in f:
+        return "not tried"
+    opened = _failed(str(f.get(f"{prefix}open_errno", "")))
+    return f"mount -t cgroup -o {f.get(f'{prefix}controller')} ok, release_agent open {opened}"
+
+
 def _release_agent(f: Mapping[str, Any], env: Mapping[str, Any]) -> tuple[Verdict, str]:
     opened = [str(e["path"]) for e in f.get("existing") or [] if e.get("errno") == ""]
     refused = sorted({str(e.get("errno")) for e in f.get("existing") or [] if e.get("errno")})
     if f.get("mount_errno") == "" and f.get("open_errno") == "":
         opened.append(f"a fresh cgroup v1 mount ({f.get('controller')})")
-    if "unshare_errno" in f:
-        mount = f"unshare(CLONE_NEWNS) {f['unshare_errno']}"
-    elif f.get("mount_errno"):
-        mount = f"mount -t cgroup {f['mount_errno']}"
-    else:
-        mount = f"mount -t cgroup -o {f.get('controller')} ok, open {_failed(str(f.get('open_errno', '')))}"
+    tried = (
+        f"new mount namespace: {_mount_text(f, '')}; new user+cgroup namespace: {_mount_text(f, 'userns_')}"
+    )
     if not opened:
         existing = f"existing: {', '.join(refused)}" if refused else "no release_agent mounted"
-        return Verdict.BLOCKED, f"{existing}; {mount}"
+        if f.get("userns_mount_errno") == "" and f.get("userns_open_errno") == "":
+            return Verdict.BLOCKED, (
+                f"{existing}; {tried}: opened from a user namespace, whose write the kernel refuses "
+                "(the CVE-2022-0492 fix)"
+            )
+        return Verdict.BLOCKED, f"{existing}; {tried}"
     where = opened[0] + (f" (+{len(opened) - 1} more)" if len(opened) > 1 else "")
     if _init_userns(str(env.get("uid_map", ""))) and _has_cap(str(env.get("cap_eff", "")), _CAP_SYS_ADMIN):
-        return Verdict.OPEN, f"opened {where} for writing (not written); {mount}"
+        return Verdict.OPEN, f"opened {where} for writing (not written); {tried}"
     return Verdict.BLOCKED, (
         f"opened {where}, but outside the initial user namespace or without CAP_SYS_ADMIN, "
         "so the kernel refuses the write itself"

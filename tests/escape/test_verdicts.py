@@ -226,3 +226,19 @@ def test_runc_blocks_everything_and_its_device_cgroup_explains_the_block_device(
 )
 def test_device_allowed(rules: str, allowed: bool) -> None:
     assert device_allowed(rules, "b", "254:0") is allowed
+
+
+def test_release_agent_reached_only_through_a_new_user_namespace_is_blocked() -> None:
+    ra = {
+        "existing": [],
+        "unshare_errno": "EPERM",
+        "userns_mount_errno": "",
+        "userns_controller": "rdma",
+        "userns_open_errno": "",
+    }
+    results = {r.name: r for r in decide({"_env": _env(), "release_agent": ra}, THIS_KERNEL)}
+    assert results["release_agent"].verdict is Verdict.BLOCKED
+    assert (
+        "user namespace" in results["release_agent"].evidence
+        and "CVE-2022-0492 fix" in results["release_agent"].evidence
+    )
