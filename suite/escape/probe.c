@@ -239,6 +239,20 @@ static void write_file(const char *path, const char *text) {
     close(fd);
 }
 
+/* Whether the controller (the first of a "a,b" list) is already bound to a v1 hierarchy: only
+ * then does a mount of it reuse that hierarchy. Binding an unbound one would move it off the v2
+ * hierarchy for every process on the machine, which is not ours to do. */
+static int bound_v1(const char *controllers) {
+    char want[32], name[64], line[256];
+    snprintf(want, sizeof want, "%.*s", (int)strcspn(controllers, ","), controllers);
+    int hierarchy = 0, enabled = 0, found = 0;
+    FILE *f = fopen("/proc/cgroups", "re");
+    while (f && !found && fgets(line, sizeof line, f))
+        found = sscanf(line, "%63s %d %*d %d", name, &hierarchy, &enabled) == 3 && strcmp(name, want) == 0;
+    if (f) fclose(f);
+    return found && hierarchy > 0 && enabled;
+}
+
 /* A fresh cgroup v1 mount and its release_agent opened for writing, in a child whose mount
  * namespace is its own (nothing is left if it dies meanwhile); prints ",key":... fragments. */
 static void mount_attempt(int userns, const char *prefix) {
@@ -272,9 +286,11 @@ static void mount_attempt(int userns, const char *prefix) {
             if (!mkdtemp(dir)) {
                 snprintf(out, sizeof out, ",\"%smkdtemp_errno\":\"%s\"", prefix, en(errno));
             } else {
-                int merr = ENOENT;
+                int merr = ENOENT, tried = 0;
                 const char *used = "";
                 for (int i = 0; CONTROLLERS[i]; i++) {
+                    if (!bound_v1(CONTROLLERS[i])) continue;
+                    tried = 1;
                     if (mount("cgroup", dir, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, CONTROLLERS[i]) == 0) {
                         merr = 0;
                         used = CONTROLLERS[i];
@@ -294,7 +310,8 @@ static void mount_attempt(int userns, const char *prefix) {
                 rmdir(dir);
                 snprintf(out, sizeof out,
                          ",\"%smount_errno\":\"%s\",\"%scontroller\":\"%s\",\"%sopen_errno\":\"%s\"", prefix,
-                         en(merr), prefix, used, prefix, merr ? "" : en(oerr));
+                         tried ? en(merr) : "no controller on a v1 hierarchy", prefix, used, prefix,
+                         merr ? "" : en(oerr));
             }
         }
         ssize_t wr = write(pfd[1], out, strlen(out));
