@@ -115,3 +115,23 @@ def test_probe_args_are_paths_as_the_sandbox_sees_them(state_dir: Path, tmp_path
         args = dict(a.split("=", 1) for a in c.probe_args(work="/w", volume="/data"))
         assert args["canary"] == str(c.file) and args["volume"] == "/data" and args["work"] == "/w"
         assert dataclasses.asdict(c)["token"] == args["token"] and len(c.token) == 15
+
+
+@pytest.mark.slow
+def test_guest_blocks_every_host_primitive(tmp_path: Path, run_id: str) -> None:
+    """A TCG guest of the suite's image (qemu, no libvirt): its own kernel, so the kernel-wide
+    primitives are n/a and every canary stays out of reach."""
+    from isobench.drivers.qemu import QemuDriver
+
+    state = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
+    drv = QemuDriver(DriverContext(state, tmp_path / "work", run_id))
+    spec = SandboxSpec(name=f"isobench-{run_id}-esc", run_id=run_id, memory_mib=512)
+    try:
+        verdicts, evidence = _verdicts(_run(drv, spec, tmp_path / "cell"))
+    finally:
+        drv.gc(run_id)
+        drv.close()
+    for name in ("release_agent", "core_pattern", "sysrq_trigger", "kernel_module"):
+        assert verdicts[name] == "n/a" and "own kernel" in evidence[name], (name, evidence[name])
+    for name in ("runtime_exe", "leaked_fd", "mknod_block", "open_by_handle", "ptrace", "volume_symlink"):
+        assert verdicts[name] == "blocked", (name, evidence[name])
