@@ -72,7 +72,6 @@ def build_command(output: Path, *, static: bool = True) -> list[str]:
         "-o",
         str(output),
         str(SOURCE),
-        "-lseccomp",
     ]
 
 
@@ -89,7 +88,9 @@ def ensure_helper(state_dir: Path) -> Path:
     if target.exists():
         return target
     if shutil.which("gcc") is None:
-        raise DriverUnavailable("container helper needs gcc to build; install gcc and libseccomp-dev")
+        raise DriverUnavailable(
+            "container helper needs gcc to build; install gcc (and the static libc, libc6-dev)"
+        )
     try:
         bin_dir.mkdir(parents=True, exist_ok=True)
         return _build(bin_dir, target)
@@ -116,7 +117,7 @@ def _build(bin_dir: Path, target: Path) -> Path:
             errors = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "gcc failed"
         tmp.unlink(missing_ok=True)
         raise DriverUnavailable(
-            f"cannot build the container helper ({errors}); install gcc and libseccomp-dev"
+            f"cannot build the container helper ({errors}); install gcc (and the static libc, libc6-dev)"
         )
 
 
