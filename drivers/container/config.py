@@ -10,7 +10,8 @@ ignored):
 - ``rootless``: bool, default False: adds the user namespace and maps container root to the
   calling user.
 - ``uid_map`` / ``gid_map``: id map lines when ``user`` is on (default ``0 <euid> 1``).
-- ``layers``: extra read-only layers stacked *above* the image (topmost first).
+- ``layers``: extra read-only layers stacked *above* the image (topmost first); a spec's layer
+  stack (``SandboxSpec.layers``) goes between them and the image.
 - ``cpus``: CPU quota in CPUs (float; default ``spec.vcpus``; None = no quota).
 - ``swap_mib``: swap allowed on top of memory (default 0; None = unlimited).
 - ``cgroup``: bool, default True (False runs without a cgroup: no limits, no stats).
@@ -28,6 +29,7 @@ from typing import Any
 
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container.names import sanitize
+from isobench.drivers.layerstack import MOUNT_DATA_LIMIT, overlay_lowerdir_fits
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
 from isobench.hostsys import HostProbe
@@ -41,6 +43,7 @@ __all__ = [
     "SANDBOX_OPTIONS",
     "ContainerConfig",
     "ContainerOptions",
+    "check_overlay_fits",
     "config_from_spec",
     "with_io_limit",
 ]
@@ -154,6 +157,8 @@ def config_from_spec(
     rootless = bool(options.get("rootless", False))
     namespaces = _namespaces(options.get("namespaces"), spec, rootless)
     layers = tuple(Path(p) for p in options.get("layers", ()) or ())
+    if spec.layers is not None:
+        layers += spec.layers.dirs
     for layer in (*layers, image_root):
         if not layer.is_dir():
             raise UsageError(f"sandbox {spec.name}: image layer {layer} is not a directory; build the image")
@@ -178,6 +183,18 @@ def config_from_spec(
         network=spec.network,
         volume=spec.volume,
     )
+
+
+def check_overlay_fits(config: ContainerConfig, upper: Path, work: Path) -> None:
+    """Refuse a stack whose overlay options would not fit the page mount(2) copies: the kernel
+    would otherwise mount a different stack than asked for."""
+    lowers = ":".join(str(p) for p in config.lowers)
+    options = f"lowerdir={lowers},upperdir={upper},workdir={work},userxattr"
+    if not overlay_lowerdir_fits(options):
+        raise UsageError(
+            f"{len(config.lowers)} overlay layers need {len(options)} bytes of mount options, over the "
+            f"{MOUNT_DATA_LIMIT} mount(2) takes; use fewer layers or shorter paths"
+        )
 
 
 def with_io_limit(

@@ -28,6 +28,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
 )
@@ -36,6 +37,7 @@ from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
     ContainerConfig,
     ContainerOptions,
+    check_overlay_fits,
     config_from_spec,
     with_io_limit,
 )
@@ -78,7 +80,11 @@ class ContainerDriver:
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
     capabilities: ClassVar[Capabilities] = Capabilities.container(
-        order=10, switchable_hardening=True, io_throttle=True, cpu_quota=True
+        order=10,
+        switchable_hardening=True,
+        io_throttle=True,
+        cpu_quota=True,
+        layer_stack=LayerStackKind.OVERLAY_LOWERS,
     )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 
@@ -150,6 +156,7 @@ class ContainerDriver:
             names, base = self._claim(spec)
             res = Resources(names=names, base_dir=base, links=self._links)
             try:
+                check_overlay_fits(config, base / "upper", base / "work")
                 for sub in ("upper", "work", "merged"):
                     (base / sub).mkdir()
                 # The sandbox's workdir sits in the upper layer from the start: on its own storage.

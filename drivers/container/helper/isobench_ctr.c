@@ -47,13 +47,15 @@
 
 #define SETUP_FAILED 125
 #define MAX_LIST 64
+/* overlayfs stacks up to 500 lower layers; the layers workload goes deeper than MAX_LIST */
+#define MAX_LOWERS 512
 
 struct config {
     const char *mode;
     int report_fd;
     int ns_flags;        /* CLONE_NEW* chosen by the driver */
     int harden;
-    const char *lowers[MAX_LIST];
+    const char *lowers[MAX_LOWERS];
     int n_lowers;
     const char *upper, *work, *merged, *volume, *hostname, *cwd;
     const char *cgroup_procs[MAX_LIST];  /* parent writes the pid here */
@@ -171,7 +173,7 @@ static void parse_args(int argc, char **argv) {
         if (!strcmp(a, "--harden")) cfg.harden = 1;
         else if (!strcmp(a, "--report-fd")) cfg.report_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--ns")) cfg.ns_flags = parse_ns(argv[++i]);
-        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LIST) cfg.lowers[cfg.n_lowers++] = argv[++i];
+        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LOWERS) cfg.lowers[cfg.n_lowers++] = argv[++i];
         else if (!strcmp(a, "--upper")) cfg.upper = argv[++i];
         else if (!strcmp(a, "--work")) cfg.work = argv[++i];
         else if (!strcmp(a, "--merged")) cfg.merged = argv[++i];

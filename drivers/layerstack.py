@@ -1,0 +1,49 @@
+"""A stack of read-only layers a sandbox is asked to run over (``SandboxSpec.layers``).
+
+The stack is built and cached on the host by ``isobench.layers`` (once per image, depth and
+placement recipe); a driver only attaches it, the way its ``capabilities.layer_stack`` says:
+overlayfs lower directories (topmost first) above the image, or a qcow2 backing chain under a
+per-sandbox overlay as the guest's data disk. A stack carries both spellings when both are built,
+so one value serves every driver of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobench.drivers.capabilities import LayerStackKind
+
+__all__ = ["MOUNT_DATA_LIMIT", "LayerStack", "overlay_lowerdir_fits"]
+
+#: mount(2) copies at most one page of option data: a longer ``lowerdir=`` string is cut, so the
+#: kernel would see a different (or broken) stack. The deepest stack a legacy mount can name.
+MOUNT_DATA_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class LayerStack:
+    """``depth`` read-only layers; ``dirs`` topmost first (overlayfs), ``chain_top`` the topmost qcow2
+    of the backing chain (its backing files named in each image's header)."""
+
+    depth: int
+    digest: str
+    dirs: tuple[Path, ...] = ()
+    chain_top: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"a layer stack has at least one layer, not {self.depth}")
+        if self.dirs and len(self.dirs) != self.depth:
+            raise ValueError(f"stack {self.digest}: {len(self.dirs)} directories for depth {self.depth}")
+
+    def has(self, kind: LayerStackKind) -> bool:
+        """It holds the spelling a driver of ``kind`` attaches."""
+        if kind is LayerStackKind.OVERLAY_LOWERS:
+            return bool(self.dirs)
+        return self.chain_top is not None
+
+
+def overlay_lowerdir_fits(options: str) -> bool:
+    """An overlay mount's option string fits the page mount(2) copies (with its NUL)."""
+    return len(options.encode()) < MOUNT_DATA_LIMIT
