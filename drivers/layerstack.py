@@ -23,19 +23,25 @@ MOUNT_DATA_LIMIT = 4096
 
 @dataclass(frozen=True)
 class LayerStack:
-    """``depth`` read-only layers; ``dirs`` topmost first (overlayfs), ``chain_top`` the topmost qcow2
-    of the backing chain (its backing files named in each image's header)."""
+    """``depth`` read-only layers; ``dirs`` topmost first (overlayfs), ``chain`` the qcow2 images of
+    the backing chain, topmost first (each image's header names the next as its backing file)."""
 
     depth: int
     digest: str
     dirs: tuple[Path, ...] = ()
-    chain_top: Path | None = None
+    chain: tuple[Path, ...] = ()
+
+    @property
+    def chain_top(self) -> Path | None:
+        return self.chain[0] if self.chain else None
 
     def __post_init__(self) -> None:
         if self.depth < 1:
             raise ValueError(f"a layer stack has at least one layer, not {self.depth}")
         if self.dirs and len(self.dirs) != self.depth:
             raise ValueError(f"stack {self.digest}: {len(self.dirs)} directories for depth {self.depth}")
+        if self.chain and len(self.chain) != self.depth:
+            raise ValueError(f"stack {self.digest}: {len(self.chain)} chain images for depth {self.depth}")
 
     def has(self, kind: LayerStackKind) -> bool:
         """It holds the spelling a driver of ``kind`` attaches."""

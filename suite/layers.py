@@ -217,12 +217,12 @@ def _build_chain(stack: Path, chain: Path, depth: int, placement: Placement, qem
 
 
 def _stack_value(root: Path, digest: str, depth: int) -> LayerStack:
-    chain_top = root / "chain" / f"{depth - 1:03d}.qcow2"
+    chain = tuple(root / "chain" / f"{i:03d}.qcow2" for i in reversed(range(depth)))
     return LayerStack(
         depth=depth,
         digest=digest,
         dirs=tuple(root / "dirs" / str(i) for i in reversed(range(depth))),
-        chain_top=chain_top if (root / "chain" / ".complete").exists() else None,
+        chain=chain if (root / "chain" / ".complete").exists() else (),
     )
 
 

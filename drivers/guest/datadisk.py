@@ -77,30 +77,16 @@ LAYERS_DESCRIPTION = (
 LAYERS_DISK = "layers.qcow2"
 
 
-def make_layers_disk(
-    stack: LayerStack, directory: Path, *, spec_name: str, qemu_img: str = "qemu-img"
-) -> Path:
-    """The guest's data disk over ``stack``: a new qcow2 overlay in ``directory`` whose backing is the
+def make_layers_disk(stack: LayerStack, path: Path, *, spec_name: str, qemu_img: str = "qemu-img") -> Path:
+    """The guest's data disk over ``stack``: a new qcow2 overlay at ``path`` whose backing is the
     stack's top image, so the guest writes here and never into the cached chain (a VM's running
-    state over its snapshots). The caller removes ``directory``."""
+    state over its snapshots). The caller removes ``path``."""
     if stack.chain_top is None:
         raise UsageError(f"sandbox {spec_name}: the layer stack {stack.digest} has no qcow2 chain; build it")
-    path = directory / LAYERS_DISK
     res = run_command(
-        [
-            qemu_img,
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "qcow2",
-            "-b",
-            str(stack.chain_top.resolve()),
-            str(path),
-        ],
+        [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(stack.chain_top.resolve()), str(path)],
         timeout=120,
-    )
+    )  # fmt: skip
     if not res.ok:
         raise SandboxError(
             f"qemu-img create over the layer chain {stack.chain_top}: {res.stderr.strip()[-300:]}"

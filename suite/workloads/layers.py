@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import LayerStack, LayerStackKind, Sandbox
-from isobench.errors import WorkloadError
+from isobench.errors import UsageError, WorkloadError
 from isobench.layers import LAYERS_SUBDIR, Placement, StackKind, ensure_stack
 from isobench.model import Measurement
 from isobench.procs import run_command
@@ -87,6 +87,9 @@ elsif ($phase eq "write") { wr("first_write"); wr("later_write") }
 else { die "unknown phase $phase" }
 """
 
+#: overlayfs refuses more lower layers than this (OVL_MAX_STACK).
+MAX_DEPTH = 500
+
 #: Phases run each after a cache drop, in this order.
 COLD_PHASES = ("readdir", "stat-b", "stat-t", "stat-m", "open", "read")
 
@@ -116,6 +119,13 @@ class LayersParams(Params):
     write_kib: int = 1024
     #: Repetitions of the warm stats inside one exec.
     warm_repetitions: int = 20
+    #: Drop the caches (host, and a guest's own) before each cold phase; off, "cold" is not cold.
+    drop_caches: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if max(self.depths) > MAX_DEPTH:
+            raise UsageError(f"workload layers: depths go up to {MAX_DEPTH} (overlayfs' lower-layer limit)")
 
     @classmethod
     def quick(cls) -> LayersParams:
@@ -307,11 +317,11 @@ class LayersWorkload:
 
     def _probe(self, sb: Sandbox, root: str, p: LayersParams, budget: Budget) -> tuple[str, bool, bool]:
         text: list[str] = []
-        host_dropped = True
-        inside = True
+        host_dropped = inside = p.drop_caches
 
         def run(phase: str, drop: bool) -> None:
             nonlocal host_dropped, inside
+            drop = drop and p.drop_caches
             if drop:
                 host_dropped &= drop_host_caches()
             argv = [
