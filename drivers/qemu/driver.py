@@ -375,7 +375,7 @@ class QemuDriver:
             if spec.layers is not None:
                 with clock.phase("data_disk"):
                     g.data_disk = make_layers_disk(
-                        spec.layers, g.dir, spec_name=spec.name, qemu_img=self.qemu_img
+                        spec.layers, g.dir / "layers.qcow2", spec_name=spec.name, qemu_img=self.qemu_img
                     )
             if spec.network:
                 g.nic = self._net.add_guest()
