@@ -27,6 +27,7 @@ bubblewrap) record ``layers.applicable`` = 0 and why, instead of a figure faked 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -36,12 +37,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import LayerStack, LayerStackKind, Sandbox
-from isobench.errors import UsageError, WorkloadError
+from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.layers import LAYERS_SUBDIR, Placement, StackKind, ensure_stack
 from isobench.model import Measurement
 from isobench.procs import run_command
 from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COLD_PHASES",
@@ -279,11 +282,23 @@ class LayersWorkload:
         budget = Budget(ctx.timeout, "layers")
         kinds = (StackKind.DIRS, StackKind.CHAIN) if kind is LayerStackKind.QCOW2_CHAIN else (StackKind.DIRS,)
         out: list[Measurement] = []
+        reached, refused, why = 0, None, "every depth done"
         for depth in sorted(p.depths):
-            budget.left()
-            stack = ensure_stack(ctx.state_dir, image, depth, p.placement(), kinds)
-            out += self._depth(ctx, stack, kind, p, budget)
-        return out
+            try:
+                budget.left()
+                stack = ensure_stack(ctx.state_dir, image, depth, p.placement(), kinds)
+                out += self._depth(ctx, stack, kind, p, budget)
+            except IsobenchError as err:
+                if not out:
+                    raise
+                # A driver or the kernel refused this depth (or the cell's time ran out): what was
+                # measured stands, and why it stopped here is recorded.
+                refused, why = depth, str(err)
+                log.warning("layers: stopped at depth %d on %s: %s", depth, ctx.driver.name, err)
+                break
+            reached = depth
+        meta = {"refused_at": refused, "stopped": why, "stack": str(kind)}
+        return [*out, Measurement("layers.depth_reached", reached, "layers", "higher", {}, meta)]
 
     def _depth(
         self, ctx: WorkloadContext, stack: LayerStack, kind: LayerStackKind, p: LayersParams, budget: Budget

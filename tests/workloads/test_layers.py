@@ -153,3 +153,28 @@ def test_drivers_without_layers_say_so(tmp_path: Path) -> None:
     assert (m.metric, m.value) == ("layers.applicable", 0)
     assert "no read-only layers" in m.metadata["reason"]
     assert driver.sandboxes == []
+
+
+def test_a_depth_the_driver_refuses_ends_the_ramp_and_says_why(tmp_path: Path) -> None:
+    from isobench.errors import UsageError
+
+    class Refusing(FakeDriver):
+        def create(self, spec):  # type: ignore[no-untyped-def]
+            if spec.layers is not None and spec.layers.depth > 2:
+                raise UsageError(
+                    "5 overlay layers need 5000 bytes of mount options, over the 4096 mount(2) takes"
+                )
+            return super().create(spec)
+
+    driver = Refusing.like(ContainerDriver)
+    p = LayersParams(**{**SMALL, "depths": (2, 5, 9)})
+    ENTRIES[0] = merged_entries(2, p)
+    driver.on(r"^perl -e", _probe_reply(p))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    ctx = workload_context(driver, params={**SMALL, "depths": [2, 5, 9]}, scratch=scratch)
+    out = list(LayersWorkload().run(dataclasses.replace(ctx, state_dir=_state(tmp_path))))
+    (reached,) = [m for m in out if m.metric == "layers.depth_reached"]
+    assert reached.value == 2 and reached.metadata["refused_at"] == 5
+    assert "mount options" in reached.metadata["stopped"]
+    assert {m.params.get("depth") for m in out if m.metric == "layers.stat_bottom_cold"} == {2}
