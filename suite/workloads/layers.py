@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import LayerStack, LayerStackKind, Sandbox
+from isobench.drivers.guest.datadisk import make_layers_disk
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.layers import LAYERS_SUBDIR, Placement, StackKind, ensure_stack
 from isobench.model import Measurement
-from isobench.procs import run_command
 from isobench.workloads._common import Budget, Params, resolve_params, run_checked
 from isobench.workloads.base import WorkloadContext
 
@@ -229,24 +229,8 @@ def add_layer_seconds(stack: LayerStack, kind: LayerStackKind, scratch: Path) ->
     target = scratch / f"extra-{stack.depth}"
     t0 = time.monotonic_ns()
     if kind is LayerStackKind.QCOW2_CHAIN:
-        assert stack.chain_top is not None
-        res = run_command(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(stack.chain_top),
-                f"{target}.qcow2",
-            ],
-            timeout=120,
-        )
-        if not res.ok:
-            raise WorkloadError(f"qemu-img create -b over depth {stack.depth}: {res.stderr.strip()[-200:]}")
+        # What a snapshot costs: the same overlay a guest's data disk gets, over the whole chain.
+        make_layers_disk(stack, Path(f"{target}.qcow2"), spec_name="layers.add_layer")
     else:
         (target / LAYERS_SUBDIR).mkdir(parents=True)
         fd = os.open(target / LAYERS_SUBDIR / "extra", os.O_WRONLY | os.O_CREAT, 0o644)
