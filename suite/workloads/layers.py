@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.base import LayerStack, LayerStackKind, Sandbox
+from isobench.drivers.base import LayerStack, LayerStackKind, RootStorage, Sandbox
 from isobench.drivers.guest.datadisk import make_layers_disk
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.layers import LAYERS_SUBDIR, Placement, StackKind, ensure_stack
@@ -256,7 +256,11 @@ class LayersWorkload:
         caps = ctx.driver.capabilities
         kind = caps.layer_stack
         if kind is None:
-            reason = f"{caps.root_storage} root storage: no read-only layers to stack"
+            reason = (
+                "its root is the host's own tree: no read-only layers to stack"
+                if caps.root_storage is RootStorage.HOST_FS
+                else f"the driver attaches no layer stacks ({caps.root_storage} root, capabilities.layer_stack unset)"
+            )
             return [Measurement("layers.applicable", 0, "bool", "none", {}, {"reason": reason})]
         if ctx.state_dir is None or ctx.scratch is None:
             raise WorkloadError("the layers workload needs the run's state dir (for its cached stacks)")

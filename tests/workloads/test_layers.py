@@ -151,7 +151,7 @@ def test_drivers_without_layers_say_so(tmp_path: Path) -> None:
     ctx = dataclasses.replace(workload_context(driver, params=SMALL), state_dir=_state(tmp_path))
     (m,) = LayersWorkload().run(ctx)
     assert (m.metric, m.value) == ("layers.applicable", 0)
-    assert "no read-only layers" in m.metadata["reason"]
+    assert "attaches no layer stacks (overlayfs root" in m.metadata["reason"]
     assert driver.sandboxes == []
 
 
