@@ -94,8 +94,11 @@ def make_layers_disk(stack: LayerStack, path: Path, *, spec_name: str, qemu_img:
     return path
 
 
-def check_volume(volume: Path) -> None:
-    """Refuse a volume that is no directory, before a guest makes anything."""
+def check_volume(volume: Path, *, layers: LayerStack | None = None) -> None:
+    """Refuse a volume that is no directory, or one next to a layer stack (a guest has one data
+    disk), before a guest makes anything."""
+    if layers is not None:
+        raise UsageError(f"a guest's data disk is its volume {volume} or its layer stack, not both")
     if not volume.is_dir():
         raise UsageError(f"volume {volume} is not a directory; create it first")
 

@@ -343,11 +343,7 @@ class QemuDriver:
         img = self._image(spec)
         check_image(img)
         if spec.volume is not None:
-            check_volume(spec.volume)
-            if spec.layers is not None:
-                raise UsageError(
-                    f"sandbox {spec.name}: a guest's data disk is its volume or its layer stack, not both"
-                )
+            check_volume(spec.volume, layers=spec.layers)
         accel = self.accel()
         avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         self._seq += 1

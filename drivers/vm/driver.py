@@ -244,12 +244,8 @@ class VmDriver:
         t_create = time.monotonic_ns()
         img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
         check_image(img)
-        if spec.volume is not None and spec.layers is not None:
-            raise UsageError(
-                f"sandbox {spec.name}: a guest's data disk is its volume or its layer stack, not both"
-            )
         if spec.volume is not None:
-            check_volume(spec.volume)
+            check_volume(spec.volume, layers=spec.layers)
             closed = untraversable_parent(spec.volume)
             if closed is not None:
                 raise UsageError(

@@ -73,3 +73,11 @@ def test_qemu_attaches_the_chain_overlay_as_qcow2() -> None:
     )  # fmt: skip
     drives = [a for a in qemu_argv(cfg) if a.startswith("file=/g/layers.qcow2")]
     assert len(drives) == 1 and ",format=qcow2," in drives[0]
+
+
+def test_a_guest_takes_a_volume_or_a_layer_stack_not_both(tmp_path: Path) -> None:
+    from isobench.drivers.guest.datadisk import check_volume
+
+    check_volume(tmp_path)
+    with pytest.raises(UsageError, match=r"its volume .* or its layer stack, not both"):
+        check_volume(tmp_path, layers=_layers(tmp_path, 1))
