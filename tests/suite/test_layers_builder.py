@@ -91,3 +91,19 @@ def test_stacks_go_with_their_image_and_gc_clears_orphans(tmp_path: Path) -> Non
     report = gc(tmp_path)
     assert any(str(orphan.dirs[0].parent.parent) in r for r in report.removed)
     assert kept.dirs[0].is_dir()
+
+
+def test_image_rm_removes_the_stacks_built_over_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from isobench import cli
+
+    gone = ensure_stack(tmp_path, _image(tmp_path, "aaa"), 1, SMALL)
+    other = ensure_stack(tmp_path, _image(tmp_path, "bbb"), 1, SMALL)
+    res = CliRunner().invoke(
+        cli.main,
+        ["image", "rm", "default", "--digest", "aaa", "--state-dir", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    assert not gone.dirs[0].exists() and other.dirs[0].is_dir()
+    assert str(gone.dirs[0].parent.parent) in res.output
