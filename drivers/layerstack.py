@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from isobench.drivers.capabilities import LayerStackKind
 
-__all__ = ["MOUNT_DATA_LIMIT", "LayerStack", "overlay_lowerdir_fits"]
+__all__ = ["MOUNT_DATA_LIMIT", "LayerAdder", "LayerStack", "overlay_lowerdir_fits"]
 
 #: mount(2) copies at most one page of option data: a longer ``lowerdir=`` string is cut, so the
 #: kernel would see a different (or broken) stack. The deepest stack a legacy mount can name.
@@ -48,6 +49,14 @@ class LayerStack:
         if kind is LayerStackKind.OVERLAY_LOWERS:
             return bool(self.dirs)
         return self.chain_top is not None
+
+
+@runtime_checkable
+class LayerAdder(Protocol):
+    """A driver whose own way of adding one more layer over a stack is not a directory or a qcow2
+    overlay the host makes (Docker: a commit). Returns the seconds it took; leaves nothing behind."""
+
+    def add_layer(self, stack: LayerStack) -> float: ...
 
 
 def overlay_lowerdir_fits(options: str) -> bool:

@@ -42,7 +42,7 @@ from isobench.drivers.docker.daemon import (
 )
 from isobench.drivers.docker.engine import DockerEngine, Engine, NetworkConfig
 from isobench.drivers.docker.image import ensure_image
-from isobench.drivers.docker.layers import ensure_layered_image
+from isobench.drivers.docker.layers import commit_one_more, ensure_layered_image
 from isobench.drivers.docker.names import (
     DEFAULT_RUNTIME_DIR,
     LABEL_RUN,
@@ -337,6 +337,11 @@ class DockerDriver:
             if took is not None:
                 self._facts["image_import_s"] = round(took, 3)
         return ref
+
+    def add_layer(self, stack: LayerStack) -> float:
+        """One more layer over the stack's image, as Docker makes one: a commit (``LayerAdder``)."""
+        rootfs = image_rootfs(None, self._ctx.state_dir)
+        return commit_one_more(self._ensure(), self._layered_ref(self._image_ref(rootfs), stack))
 
     def _layered_ref(self, base: str, stack: LayerStack) -> str:
         ref, took = ensure_layered_image(self._ensure(), base, stack)

@@ -23,7 +23,7 @@ from isobench.drivers.docker.engine import Engine
 from isobench.drivers.layerstack import LayerStack
 from isobench.errors import IsobenchError
 
-__all__ = ["LAYERS_REPOSITORY", "ensure_layered_image", "layer_tar"]
+__all__ = ["LAYERS_REPOSITORY", "commit_one_more", "ensure_layered_image", "layer_tar"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,19 @@ def ensure_layered_image(engine: Engine, base: str, stack: LayerStack) -> tuple[
     took = time.monotonic() - started
     log.info("committed %d layers over %s as %s in %.1f s", stack.depth, base, ref, took)
     return ref, took
+
+
+def commit_one_more(engine: Engine, ref: str) -> float:
+    """Seconds one more commit over ``ref`` takes (a layer of one 4 KiB file); the image it made is
+    removed again."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("isobench-layers/d/extra")
+        info.size = 4096
+        tar.addfile(info, io.BytesIO(b"l" * 4096))
+    data = buf.getvalue()
+    started = time.monotonic()
+    image = engine.commit_layer(ref, data, None, None)
+    took = time.monotonic() - started
+    engine.remove_image(image)
+    return took

@@ -178,3 +178,21 @@ def test_a_depth_the_driver_refuses_ends_the_ramp_and_says_why(tmp_path: Path) -
     assert reached.value == 2 and reached.metadata["refused_at"] == 5
     assert "mount options" in reached.metadata["stopped"]
     assert {m.params.get("depth") for m in out if m.metric == "layers.stat_bottom_cold"} == {2}
+
+
+def test_a_driver_with_its_own_way_of_adding_a_layer_is_timed_by_it(tmp_path: Path) -> None:
+    from isobench.drivers.docker.driver import DockerDriver
+    from isobench.drivers.layerstack import LayerAdder
+
+    asked: list[int] = []
+
+    class Committing(FakeDriver):
+        def add_layer(self, stack: LayerStack) -> float:
+            asked.append(stack.depth)
+            return 0.25
+
+    driver = Committing.like(DockerDriver)
+    assert isinstance(driver, LayerAdder)
+    out = _run(driver, tmp_path, [2])
+    (added,) = [m for m in out if m.metric == "layers.add_layer"]
+    assert asked == [2] and added.value == 0.25 and "commit" in added.metadata["what"]

@@ -61,3 +61,14 @@ def test_a_failed_build_removes_the_layers_it_committed(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="max depth"):
         ensure_layered_image(engine, "base", stack)
     assert engine.images == {}
+
+
+def test_one_more_layer_is_a_commit_that_is_removed_again(tmp_path: Path) -> None:
+    from isobench.drivers.docker.layers import commit_one_more
+
+    engine = FakeEngine()
+    ref, _ = ensure_layered_image(engine, "base", _stack(tmp_path, 2))
+    before = dict(engine.images)
+    assert commit_one_more(engine, ref) >= 0
+    assert engine.commits[-1][0] == ref and engine.commits[-1][2] is None
+    assert engine.images == before
