@@ -18,8 +18,8 @@ overlay, attached as the guest's data disk (guests). Measured inside, by a small
 * warm stat of the same names and misses (the dentry cache), for reference.
 
 On the host: the time to add one more layer (a directory holding one file, fsync'd; for a chain
-``qemu-img create -b <top>``, which opens the whole chain) and the sandbox's start to ready, each
-per depth. Caches: the host's page, dentry and inode caches are dropped (``drop_caches`` = 3, after
+``qemu-img create -b <top>``, which opens the whole chain; a driver with its own way, a
+``LayerAdder``, times that: Docker commits) and the sandbox's start to ready, each per depth. Caches: the host's page, dentry and inode caches are dropped (``drop_caches`` = 3, after
 ``sync``) from the host before every cold phase; a guest also drops its own inside. Which drops
 happened is in every sample's metadata. Drivers that stack no layers (the native baseline,
 bubblewrap) record ``layers.applicable`` = 0 and why, instead of a figure faked some other way.
