@@ -81,6 +81,7 @@ DEFAULT_WORKLOADS = (
     "disk",
     "network",
     "leakage",
+    "escape",
     "interference",
     "limits",
     "density",
