@@ -9,6 +9,7 @@ from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import UsageError
+from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
@@ -43,6 +44,20 @@ def _canary_gc(run_id: str | None, report: GcReport) -> None:
         report.errors.append(f"leakage canaries: {err}")
 
 
+def _stack_gc(state_dir: Path, report: GcReport) -> None:
+    """Layer stacks (isobench.layers) of images that are gone, and builds whose builder died; a
+    stack of an existing image is a cache and stays."""
+    from isobench.images import images_dir
+
+    try:
+        base = images_dir(state_dir)
+        builds = sorted(base.iterdir()) if base.is_dir() else []
+        keep = [p.name.rsplit("-", 1)[-1] for p in builds if (p / ".complete").exists()]
+        report.removed.extend(f"layer stack: {p}" for p in remove_stacks(state_dir, keep_images=keep))
+    except OSError as err:
+        report.errors.append(f"layer stacks: {err}")
+
+
 def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
     its run id. Live runs are never touched.
@@ -53,6 +68,7 @@ def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
     is alive, and the caller must know no other isobench run is active on the host.
     """
     report = GcReport(live=live_runs(state_dir))
+    _stack_gc(state_dir, report)
     for run_dir in dead_runs(state_dir):
         _driver_gc(state_dir, run_dir.name, run_dir / "work", report)
         _canary_gc(run_dir.name, report)

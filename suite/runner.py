@@ -174,6 +174,12 @@ class Runner:
             raise UsageError(f"driver {driver.name} cannot limit disk bandwidth (io_bps); leave it unset")
         if spec.cpu_quota is not None and not driver.capabilities.cpu_quota:
             raise UsageError(f"driver {driver.name} cannot express a CPU quota (cpu_quota); leave it unset")
+        if spec.layers is not None:
+            kind = driver.capabilities.layer_stack
+            if kind is None or not spec.layers.has(kind):
+                raise UsageError(
+                    f"driver {driver.name} cannot stack these layers ({kind or 'no layer stacks'}); leave them unset"
+                )
         sandbox: Sandbox | None = None
         try:
             # Ctrl-C is deferred until create() returns, so the finally below always owns the sandbox.
@@ -231,6 +237,7 @@ class Runner:
             params=config.workload_params.get(cell.workload, {}),
             timeout=self.config.timeout,
             scratch=scratch,
+            state_dir=self.config.state_dir,
         )
         try:
             scratch.mkdir(parents=True)

@@ -17,7 +17,8 @@ ignored):
   ``0 <euid> 1``: container root *is* the runner's uid, root here, so that is not rootless).
 - ``rlimits``: ``["nofile=1024:4096", "core=0", ...]`` over explicit defaults
   (:mod:`isobench.drivers.container.rlimits`); nothing is inherited from the runner.
-- ``layers``: extra read-only layers stacked *above* the image (topmost first).
+- ``layers``: extra read-only layers stacked *above* the image (topmost first); a spec's layer
+  stack (``SandboxSpec.layers``) goes between them and the image.
 - ``cpus``: CPU quota in CPUs (float; default ``spec.vcpus``; None = no quota).
 - ``swap_mib``: swap allowed on top of memory (default 0; None = unlimited).
 - ``cgroup``: bool, default True (False runs without a cgroup: no limits, no stats).
@@ -38,6 +39,7 @@ from isobench.drivers.container.names import sanitize
 from isobench.drivers.container.rlimits import Rlimit, parse_rlimits
 from isobench.drivers.container.seccomp import relaxation_names
 from isobench.drivers.container.subids import SubIds, parse_subids
+from isobench.drivers.layerstack import MOUNT_DATA_LIMIT
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
 from isobench.hostsys import HostProbe
@@ -60,9 +62,9 @@ __all__ = [
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 _PERIOD_US = 100_000
-#: The helper takes at most 64 lower layers; the kernel reads one page of mount options.
-MAX_LAYERS = 63
-_MAX_OVERLAY_OPTIONS = 4095
+#: The helper takes at most 512 lower layers (MAX_LOWERS; overlayfs allows 500), the image included;
+#: the kernel reads one page of mount options, which in practice stops a stack sooner.
+MAX_LAYERS = 512
 #: Longest container directory name (isobench-<run>-ctr-<name>-<n>, see names.py) plus margin.
 _IDENT_MAX = 100
 #: The capabilities a hardened container keeps: the helper's ``kept_caps`` (the OCI default set; a
@@ -220,8 +222,10 @@ def config_from_spec(
     if isinstance(rlimits_opt, str) or not isinstance(rlimits_opt, Sequence):
         raise UsageError(f"{where}: option rlimits must be a list, e.g. ['nofile=1024:4096']")
     layers = tuple(Path(p) for p in options.get("layers", ()) or ())
+    if spec.layers is not None:
+        layers += spec.layers.dirs
     if len(layers) + 1 > MAX_LAYERS:
-        raise UsageError(f"{where}: at most {MAX_LAYERS - 1} extra layers, got {len(layers)}")
+        raise UsageError(f"{where}: at most {MAX_LAYERS - 1} layers over the image, got {len(layers)}")
     for layer in (*layers, image_root):
         if not layer.is_dir():
             raise UsageError(f"sandbox {spec.name}: image layer {layer} is not a directory; build the image")
@@ -262,10 +266,11 @@ def check_overlay_fits(config: ContainerConfig, spec: SandboxSpec, work_dir: Pat
     size = (
         len("lowerdir=") + sum(lowers) + len(lowers) + 2 * (base + 10) + len(",upperdir=,workdir=,userxattr")
     )
-    if size > _MAX_OVERLAY_OPTIONS:
+    if size >= MOUNT_DATA_LIMIT:
         raise UsageError(
-            f"sandbox {spec.name}: overlay options would be ~{size} bytes, over the kernel's "
-            f"{_MAX_OVERLAY_OPTIONS}: use fewer or shorter layer paths, or a shorter work dir"
+            f"sandbox {spec.name}: {len(config.lowers)} overlay layers need ~{size} bytes of mount options,"
+            f" over the {MOUNT_DATA_LIMIT} mount(2) takes; use fewer or shorter layer paths, or a shorter"
+            " work dir"
         )
 
 

@@ -28,6 +28,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
 )
@@ -82,7 +83,11 @@ class ContainerDriver:
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
     capabilities: ClassVar[Capabilities] = Capabilities.container(
-        order=10, switchable_hardening=True, io_throttle=True, cpu_quota=True
+        order=10,
+        switchable_hardening=True,
+        io_throttle=True,
+        cpu_quota=True,
+        layer_stack=LayerStackKind.OVERLAY_LOWERS,
     )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 

@@ -51,6 +51,8 @@
 
 #define SETUP_FAILED 125
 #define MAX_LIST 64
+/* overlayfs stacks up to 500 lower layers; the layers workload goes deeper than MAX_LIST */
+#define MAX_LOWERS 512
 
 struct config {
     const char *mode;
@@ -58,7 +60,7 @@ struct config {
     int ns_flags;        /* CLONE_NEW* chosen by the driver */
     int harden;
     int volatile_upper;  /* overlay "volatile": no syncs of an upper layer that is deleted after */
-    const char *lowers[MAX_LIST];
+    const char *lowers[MAX_LOWERS];
     int n_lowers;
     const char *upper, *work, *merged, *volume, *hostname, *cwd;
     const char *cgroup_procs[MAX_LIST];  /* parent writes the pid here */
@@ -185,7 +187,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--volatile")) cfg.volatile_upper = 1;
         else if (!strcmp(a, "--report-fd")) cfg.report_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--ns")) cfg.ns_flags = parse_ns(argv[++i]);
-        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LIST) cfg.lowers[cfg.n_lowers++] = argv[++i];
+        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LOWERS) cfg.lowers[cfg.n_lowers++] = argv[++i];
         else if (!strcmp(a, "--upper")) cfg.upper = argv[++i];
         else if (!strcmp(a, "--work")) cfg.work = argv[++i];
         else if (!strcmp(a, "--merged")) cfg.merged = argv[++i];
@@ -732,7 +734,7 @@ static void idmap_layers(pid_t pid) {
     int child_mnt = open(p, O_RDONLY | O_CLOEXEC);
     int own_mnt = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
     if (userns < 0 || child_mnt < 0 || own_mnt < 0) die("open the namespaces of pid %d", (int)pid);
-    int trees[MAX_LIST + 1];
+    int trees[MAX_LOWERS + 1];
     int n = 0;
     for (; n < cfg.n_lowers; n++) {
         trees[n] = open_tree(AT_FDCWD, cfg.lowers[n], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
