@@ -44,8 +44,11 @@ def quiet_dask(verbose: bool) -> None:
     "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
 )
 @click.option("--name", help="This host's name in the results (default: its hostname).")
+@click.option("--drivers", help="Offer only these drivers (default: every driver available here).")
 @click.option("--local-index", type=int, hidden=True, help="Set by --cluster local:N.")
-def worker(scheduler: str, state_dir: Path, name: str | None, local_index: int | None) -> None:
+def worker(
+    scheduler: str, state_dir: Path, name: str | None, drivers: str | None, local_index: int | None
+) -> None:
     """Probe this host (as `isobench doctor` does), then run cells of fleet runs for SCHEDULER, one at
     a time, until stopped (Ctrl-C or SIGTERM tears down whatever cell is running)."""
     from isobench.cluster.probe import host_identity, probe_resources, resources_text
@@ -54,13 +57,13 @@ def worker(scheduler: str, state_dir: Path, name: str | None, local_index: int |
     quiet_dask(logging.getLogger("isobench").getEffectiveLevel() < logging.WARNING)
     state_dir.mkdir(parents=True, exist_ok=True)
     host = name or host_identity(local_index)
-    resources = probe_resources(state_dir)
-    out.print(f"isobench worker {escape(host)}: {resources_text(resources)}", highlight=False)
 
     def ready(address: str) -> None:
         out.print(f"joined {escape(scheduler)} as {escape(address)}; waiting for cells", highlight=False)
 
     try:
+        resources = probe_resources(state_dir, launch.split_names(drivers))
+        out.print(f"isobench worker {escape(host)}: {resources_text(resources)}", highlight=False)
         serve(scheduler, HostState(host, state_dir, resources), on_ready=ready)
     except KeyboardInterrupt:
         # a cell that was running tore its sandboxes down, and the open runs were closed
@@ -86,7 +89,7 @@ def run_on_cluster(
 
     quiet_dask(logging.getLogger("isobench").getEffectiveLevel() < logging.WARNING)
     started = time.monotonic()
-    with connect(spec, config.state_dir) as conn:
+    with connect(spec, config.state_dir, config.drivers) as conn:
         address = conn.address
         run_dir = config.output / run_id
         run_dir.mkdir()

@@ -59,13 +59,19 @@ class DaskFleet:
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
 
+    def _identity(self) -> dict[str, Any]:
+        # Asked of the scheduler each time: Client.scheduler_info() returns a cache that the
+        # client's own periodic refresh may have just replaced with one without the workers.
+        rpc = self.client.scheduler
+        if rpc is None:
+            raise UsageError(f"the Dask client lost the scheduler at {self.address}")
+        return dict(self.client.sync(rpc.identity, n_workers=-1)["workers"])
+
     def _workers(self) -> dict[str, Any]:
-        info = self.client.scheduler_info(n_workers=-1)
-        return {str(w.get("name")): addr for addr, w in info["workers"].items()}
+        return {str(w.get("name")): addr for addr, w in self._identity().items()}
 
     def hosts(self) -> dict[str, dict[str, float]]:
-        info = self.client.scheduler_info(n_workers=-1)
-        return {str(w.get("name")): dict(w.get("resources") or {}) for w in info["workers"].values()}
+        return {str(w.get("name")): dict(w.get("resources") or {}) for w in self._identity().values()}
 
     def submit(self, host: str, task: CellTask, resources: Mapping[str, float]) -> Any:
         addr = self._workers().get(host)

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +59,12 @@ def worker_state_dir(state_dir: Path, index: int) -> Path:
 
 
 @contextlib.contextmanager
-def local_cluster(n: int, state_dir: Path, *, timeout: float = 120.0) -> Iterator[LocalFleet]:
-    """Start the scheduler and ``n`` workers; stop them (SIGTERM, then SIGKILL) on every path."""
+def local_cluster(
+    n: int, state_dir: Path, drivers: Sequence[str] | None = None, *, timeout: float = 300.0
+) -> Iterator[LocalFleet]:
+    """Start the scheduler and ``n`` workers (offering only ``drivers``, when given: a worker probes
+    what it offers, and a guest driver's probe boots a guest); stop them (SIGTERM, then SIGKILL) on
+    every path."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(  # type: ignore[no-untyped-call]
@@ -78,6 +82,7 @@ def local_cluster(n: int, state_dir: Path, *, timeout: float = 120.0) -> Iterato
             for i, d in enumerate(dirs):
                 cmd = [sys.executable, "-m", "isobench.cli", "worker", "--scheduler", address]
                 cmd += ["--local-index", str(i), "--state-dir", str(d)]
+                cmd += ["--drivers", ",".join(drivers)] if drivers else []
                 procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
             with Client(address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
                 _wait_for_workers(client, procs, n, timeout)
@@ -89,7 +94,7 @@ def local_cluster(n: int, state_dir: Path, *, timeout: float = 120.0) -> Iterato
 def _wait_for_workers(client: object, procs: list[subprocess.Popen[bytes]], n: int, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        info = client.scheduler_info(n_workers=-1)  # type: ignore[attr-defined]
+        info = client.sync(client.scheduler.identity, n_workers=-1)  # type: ignore[attr-defined]
         if len(info["workers"]) >= n:
             return
         dead = [p for p in procs if p.poll() is not None]

@@ -8,7 +8,7 @@ driver the doctor finds available becomes a ``driver-<name>`` resource, a workin
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from isobench.doctor import Check
@@ -36,10 +36,11 @@ def resources_from_checks(checks: Iterable[Check]) -> dict[str, float]:
     return resources
 
 
-def probe_resources(state_dir: Path) -> dict[str, float]:
+def probe_resources(state_dir: Path, drivers: Collection[str] | None = None) -> dict[str, float]:
+    """Probe every driver (or only ``drivers``: a guest driver's probe boots a guest)."""
     from isobench.doctor import driver_checks
 
-    return resources_from_checks(driver_checks(state_dir))
+    return resources_from_checks(driver_checks(state_dir, only=drivers))
 
 
 def resources_text(resources: Mapping[str, float]) -> str:

@@ -25,7 +25,7 @@ from isobench.workloads.base import Workload
 
 from .client import FleetOutcome, drive, fleet_header
 from .fleet import DaskFleet, Fleet
-from .local import local_cluster, parse_local
+from .local import LocalFleet, local_cluster, parse_local
 from .plan import FleetPlan
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,21 @@ class Connection:
     fleet: Fleet
     #: Cells running at once over the fleet: 1 when every worker is on this machine (local:N).
     max_inflight: int | None = None
+    #: The scheduler and worker processes started here for local:N.
+    local: LocalFleet | None = None
 
 
 @contextlib.contextmanager
-def connect(spec: str, state_dir: Path) -> Iterator[Connection]:
-    """The fleet ``spec`` names: a scheduler address, or ``local:N`` started here for the run."""
+def connect(spec: str, state_dir: Path, drivers: Sequence[str] | None = None) -> Iterator[Connection]:
+    """The fleet ``spec`` names: a scheduler address, or ``local:N`` started here for the run (its
+    workers probe only ``drivers``, when given)."""
     n = parse_local(spec)
     with contextlib.ExitStack() as stack:
-        address = spec if n is None else stack.enter_context(local_cluster(n, state_dir)).address
+        local = None if n is None else stack.enter_context(local_cluster(n, state_dir, drivers))
+        address = spec if local is None else local.address
         fleet = DaskFleet(address)
         stack.callback(fleet.close)
-        yield Connection(address, fleet, None if n is None else 1)
+        yield Connection(address, fleet, None if local is None else 1, local)
 
 
 @dataclass
