@@ -65,7 +65,7 @@ class DaskFleet:
         rpc = self.client.scheduler
         if rpc is None:
             raise UsageError(f"the Dask client lost the scheduler at {self.address}")
-        return dict(self.client.sync(rpc.identity, n_workers=-1)["workers"])
+        return dict(self.client.sync(rpc.identity, n_workers=-1)["workers"])  # type: ignore[no-untyped-call]
 
     def _workers(self) -> dict[str, Any]:
         return {str(w.get("name")): addr for addr, w in self._identity().items()}
