@@ -9,7 +9,9 @@ result reaches the client, so a client killed mid-run loses only the cells in fl
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +65,7 @@ def drive(
     progress: Progress,
     poll: float = 2.0,
     max_inflight: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FleetOutcome:
     """Run ``plan`` on ``fleet`` to the end; every sample goes to ``journal`` as it arrives.
 
@@ -100,11 +103,15 @@ def drive(
             journal.append(sample)
             progress.cell_finished(placed.cell, [sample])
 
+    checked = -math.inf
     while not plan.done():
-        live = fleet.hosts()
-        for host in plan.hosts:
-            if host not in live and host not in outcome.lost:
-                lose(host, "it left the scheduler")
+        # who is alive, asked at most every `poll` seconds: with 100 hosts the answer is ~100 KB
+        if clock() - checked >= poll:
+            checked = clock()
+            live = fleet.hosts()
+            for host in plan.hosts:
+                if host not in live and host not in outcome.lost:
+                    lose(host, "it left the scheduler")
         for host in sorted(plan.idle(), key=lambda h: last_start.get(h, -1)):
             if max_inflight is not None and len(inflight) >= max_inflight:
                 break
@@ -128,7 +135,8 @@ def drive(
                 samples = fleet.result(handle)
             except Exception as err:
                 if host not in fleet.hosts():
-                    inflight[handle] = (host, placed)  # lost with its host, retried below
+                    inflight[handle] = (host, placed)  # lost with its host, retried above
+                    checked = -math.inf
                     continue
                 # the task itself failed on a live host (not a cell's failure: those are samples)
                 samples = [lost_sample(run_id, placed, f"task failed on {host}: {type(err).__name__}: {err}")]

@@ -55,6 +55,7 @@ class DaskFleet:
         except OSError as err:
             raise UsageError(f"cannot reach the Dask scheduler at {address}: {err}") from None
         self.address = address
+        self._addresses: dict[str, str] = {}
 
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
@@ -71,10 +72,13 @@ class DaskFleet:
         return {str(w.get("name")): addr for addr, w in self._identity().items()}
 
     def hosts(self) -> dict[str, dict[str, float]]:
-        return {str(w.get("name")): dict(w.get("resources") or {}) for w in self._identity().values()}
+        workers = self._identity()
+        self._addresses = {str(w.get("name")): addr for addr, w in workers.items()}
+        return {str(w.get("name")): dict(w.get("resources") or {}) for w in workers.values()}
 
     def submit(self, host: str, task: CellTask, resources: Mapping[str, float]) -> Any:
-        addr = self._workers().get(host)
+        # the addresses as of the last hosts(): the client asks that every few seconds, not per cell
+        addr = self._addresses.get(host)
         if addr is None:
             raise LookupError(host)
         return self.client.submit(
