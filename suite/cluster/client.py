@@ -103,48 +103,55 @@ def drive(
             journal.append(sample)
             progress.cell_finished(placed.cell, [sample])
 
-    checked = -math.inf
-    while not plan.done():
-        # who is alive, asked at most every `poll` seconds: with 100 hosts the answer is ~100 KB
-        if clock() - checked >= poll:
-            checked = clock()
-            live = fleet.hosts()
-            for host in plan.hosts:
-                if host not in live and host not in outcome.lost:
-                    lose(host, "it left the scheduler")
-        for host in sorted(plan.idle(), key=lambda h: last_start.get(h, -1)):
-            if max_inflight is not None and len(inflight) >= max_inflight:
-                break
-            placed = plan.next_cell(host)
-            if placed is None:
-                continue
-            try:
-                handle: Handle = fleet.submit(host, task(placed), placed.resources)
-            except LookupError:
-                lose(host, "it left the scheduler")
-                continue
-            inflight[handle] = (host, placed)
-            last_start[host] = index
-            progress.cell_started(placed.cell, index)
-            index += 1
-        if not inflight:
-            continue
-        for handle in fleet.wait(list(inflight), poll):
-            host, placed = inflight.pop(handle)
-            try:
-                samples = fleet.result(handle)
-            except Exception as err:
-                if host not in fleet.hosts():
-                    inflight[handle] = (host, placed)  # lost with its host, retried above
-                    checked = -math.inf
+    try:
+        checked = -math.inf
+        while not plan.done():
+            # who is alive, asked at most every `poll` seconds: with 100 hosts the answer is ~100 KB
+            if clock() - checked >= poll:
+                checked = clock()
+                live = fleet.hosts()
+                for host in plan.hosts:
+                    if host not in live and host not in outcome.lost:
+                        lose(host, "it left the scheduler")
+            for host in sorted(plan.idle(), key=lambda h: last_start.get(h, -1)):
+                if max_inflight is not None and len(inflight) >= max_inflight:
+                    break
+                placed = plan.next_cell(host)
+                if placed is None:
                     continue
-                # the task itself failed on a live host (not a cell's failure: those are samples)
-                samples = [lost_sample(run_id, placed, f"task failed on {host}: {type(err).__name__}: {err}")]
+                try:
+                    handle: Handle = fleet.submit(host, task(placed), placed.resources)
+                except LookupError:
+                    lose(host, "it left the scheduler")
+                    continue
+                inflight[handle] = (host, placed)
+                last_start[host] = index
+                progress.cell_started(placed.cell, index)
+                index += 1
+            if not inflight:
+                continue
+            for handle in fleet.wait(list(inflight), poll):
+                host, placed = inflight.pop(handle)
+                try:
+                    samples = fleet.result(handle)
+                except Exception as err:
+                    if host not in fleet.hosts():
+                        inflight[handle] = (host, placed)  # lost with its host, retried above
+                        checked = -math.inf
+                        continue
+                    # the task itself failed on a live host (not a cell's failure: those are samples)
+                    samples = [
+                        lost_sample(run_id, placed, f"task failed on {host}: {type(err).__name__}: {err}")
+                    ]
+                fleet.forget(handle)
+                plan.finished(host)
+                for s in samples:
+                    journal.append(s)
+                progress.cell_finished(placed.cell, samples)
+    finally:
+        # interrupted or failed: cells not started are cancelled (one running on a host ends there)
+        for handle in inflight:
             fleet.forget(handle)
-            plan.finished(host)
-            for s in samples:
-                journal.append(s)
-            progress.cell_finished(placed.cell, samples)
     live = fleet.hosts()
     closing = [h for h in plan.hosts if h in live and h not in outcome.lost]
     for host, errors in fleet.close_run(run_id, closing).items():

@@ -79,6 +79,10 @@ class HostState:
     def open(self, task: CellTask) -> Runner:
         if task.run_id in self.runs:
             return self.runs[task.run_id].runner
+        # One run open at a time: a run whose client went away without closing it (interrupted,
+        # killed) is closed by the next run's first cell rather than holding its lock, drivers and
+        # daemons until the worker stops. (Were it alive, its next cell would open it again.)
+        self.close_all()
         config = replace(task.config, state_dir=self.state_dir)
         local_id = self.local_run_id(task.run_id)
         stack = contextlib.ExitStack()

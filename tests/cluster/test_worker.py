@@ -147,3 +147,13 @@ def test_the_executor_runs_tasks_in_the_serving_thread() -> None:
     assert isinstance(futures[1].exception(), ValueError)
     with pytest.raises(RuntimeError, match="shutting down"):
         ex.submit(job, 1)
+
+
+def test_a_new_run_closes_one_its_client_left_open(fake_host: Any) -> None:
+    state, made = fake_host
+    execute_cell(_task())
+    other = CellTask("20261130130000abcd", __version__, RunConfig(), ("fake",), ("steady",), _task().cell)
+    execute_cell(other)
+    assert made[0].closed and not made[1].closed
+    assert list(state.runs) == [other.run_id]
+    assert live_runs(state.state_dir) == [state.local_run_id(other.run_id)]
