@@ -27,11 +27,9 @@ RUN_ID = "20261130120000abcd"
 
 
 class Steady:
+    """A workload as far as ``Runner.run_cell`` needs one: it names the sandbox it ran in."""
+
     name: ClassVar[str] = "steady"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox() as sb:
