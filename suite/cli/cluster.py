@@ -126,5 +126,6 @@ def run_on_cluster(
         render_report(results, run_dir)
     if done.outcome.teardown_errors:
         console.print("[red]some sandboxes could not be torn down; run `isobench gc` on the hosts named[/]")
-    if results.failures() or done.outcome.teardown_errors:
+    # a lost host may have left sandboxes behind, as a failed teardown does: exit 1 for both
+    if results.failures() or done.outcome.teardown_errors or done.outcome.lost:
         sys.exit(1)

@@ -70,7 +70,7 @@ def test_a_run_on_two_local_workers_survives_losing_one(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
     text = log.read_text()
-    assert code == 0, text
+    assert code == 1, text  # a lost host is exit 1 (it may have left sandboxes), though nothing failed
     assert "the fleet: the same figure on every host" in text and "lost host(s) local-1@" in text
     (run_dir,) = out.iterdir()
     doc = json.loads((run_dir / "results.json").read_text())
