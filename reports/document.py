@@ -14,6 +14,7 @@ import pandas as pd
 from isobench.results import Results
 
 from .cells import group_cells, variant_of
+from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .fleet import Fleet, fleet_view, main_results
 from .grid import GridTable, question_tables
@@ -74,6 +75,9 @@ class Document:
     limits: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: A fleet run's hosts side by side (None for one host); the headline is then ``fleet.main``'s.
     fleet: Fleet | None = None
+    #: The escape battery: a verdict per driver and primitive, and the evidence behind each.
+    escape: pd.DataFrame = field(default_factory=pd.DataFrame)
+    escape_evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -195,4 +199,6 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         methods=tuple(methods),
         limits=limits_table(results),
         fleet=fleet,
+        escape=escape_table(results),
+        escape_evidence=escape_evidence(results),
     )
