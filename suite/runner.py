@@ -58,6 +58,7 @@ __all__ = [
     "Progress",
     "Runner",
     "budget_limits",
+    "close_drivers",
     "config_caps",
     "expand_matrix",
     "new_run_id",
@@ -478,11 +479,16 @@ def run_matrix(runner: Runner, *, lock: RunLock | None = None) -> tuple[Results,
         try:
             return runner.run(), runner.teardown_errors
         finally:
-            with shielded():
-                for driver in runner.drivers.values():
-                    try:
-                        driver.close()
-                    except Exception as err:
-                        log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
-                        runner.teardown_errors.append(f"close {driver.name}: {err}")
-                shutil.rmtree(held.work_dir, ignore_errors=True)
+            close_drivers(runner, held.work_dir)
+
+
+def close_drivers(runner: Runner, work_dir: Path) -> None:
+    """Close the runner's drivers and remove the run's work dir (a fleet worker's run ends so too)."""
+    with shielded():
+        for driver in runner.drivers.values():
+            try:
+                driver.close()
+            except Exception as err:
+                log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
+                runner.teardown_errors.append(f"close {driver.name}: {err}")
+        shutil.rmtree(work_dir, ignore_errors=True)
