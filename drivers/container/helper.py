@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,8 +122,22 @@ def _build(bin_dir: Path, target: Path) -> Path:
         )
 
 
-def _prune(bin_dir: Path, keep: Path) -> None:
-    """Builds of older sources are dead weight (running copies keep their inode when unlinked)."""
+#: A build of other sources is kept this long after its last use: another checkout or an older
+#: installed version on the same host may still be starting containers from it.
+PRUNE_AFTER_S = 7 * 24 * 3600
+
+
+def _prune(bin_dir: Path, keep: Path, *, now: float | None = None) -> None:
+    """Remove builds of other sources not used for :data:`PRUNE_AFTER_S` (their access time, which
+    every start refreshes, or their mtime where atime is not kept). A running copy keeps its inode
+    when unlinked; a checkout that wants a pruned build rebuilds it."""
+    now = time.time() if now is None else now
     for old in bin_dir.glob("isobench-ctr-*"):
-        if old != keep:
+        if old == keep:
+            continue
+        try:
+            st = old.stat()
+        except FileNotFoundError:
+            continue
+        if now - max(st.st_atime, st.st_mtime) > PRUNE_AFTER_S:
             old.unlink(missing_ok=True)
