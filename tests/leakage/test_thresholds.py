@@ -58,7 +58,7 @@ def test_one_point_fewer_than_the_minimum_cannot_decide(pairs: dict[str, Any]) -
     assert "only 7" in v.evidence
 
 
-@pytest.mark.parametrize("name", [n for n in PAIRS if n != "r_just_above_0.5"])
+@pytest.mark.parametrize("name", PAIRS)
 def test_pair_is_the_recorded_series_window(
     pairs: dict[str, Any], recorded: Callable[[str], Any], name: str
 ) -> None:
@@ -80,6 +80,30 @@ def test_pair_is_the_recorded_series_window(
     window = slice(pair["start"], pair["start"] + pair["points"])
     assert xs[window] == pair["xs"]
     assert ys[window] == pytest.approx(pair["ys"])
+
+
+@pytest.mark.parametrize(
+    ("source", "probe", "status"),
+    [
+        ("corr_host_cpu.json", "loadavg", "leaks"),  # r = 0.816 over 27 points
+        ("corr_ctr_cpu.json", "loadavg", "leaks"),  # r = 0.838, the own container (hardened)
+        ("corr_host_ipi.json", "interrupts", "inconclusive"),  # r = 0.777 at quick length
+        ("corr_host_cpu.json", "pressure_cpu", "closed"),  # r = 0.49999
+        ("corr_host_cpu.json", "proc_stat", "inconclusive"),  # constant: the host's CPUs were saturated
+    ],
+)
+def test_whole_recorded_series(recorded: Callable[[str], Any], source: str, probe: str, status: str) -> None:
+    from isobench.leakage.runner import decide_correlation
+
+    rec = recorded(source)
+    pat = rec["pattern"]
+    samples = s.parse_dump(rec["stdout"])
+    offset, how = s.align_offset(samples[0].t, samples[-1].t, rec["exec_start"], rec["exec_end"])
+    p = next(x for x in CORRELATION_PROBES if x.name == probe)
+    v = decide_correlation(
+        p, samples, s.LoadPattern(pat["start"], pat["period"], pat["periods"]), offset, how
+    )
+    assert v.status == status, v
 
 
 def test_ns_last_pid_follows_host_forks_but_not_clearly_enough_at_quick_length(
