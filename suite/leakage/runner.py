@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -210,12 +212,27 @@ def decide_correlation(
     pattern: s.LoadPattern,
     offset: float,
     how: str,
+    host_samples: Sequence[s.Sample] | None = None,
 ) -> Verdict:
-    """Pure: the recorded samples and the host's pattern in, a verdict out."""
+    """Pure: the recorded samples and the host's pattern in, a verdict out.
+
+    ``host_samples`` (the host reading the same file meanwhile, on its boot clock) tell a series
+    that is constant inside because the sandbox has its own copy (closed: the host's moved) from
+    one that is constant everywhere (a saturated host: inconclusive)."""
     xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
     if not xs:
         return Verdict("correlation", False, f"{probe.path} not readable inside", n=0)
     v = rules.correlation(xs, ys)
+    if v.inconclusive and len(set(ys)) == 1 and host_samples:
+        _hx, hy = s.aligned_points(host_samples, probe.path, probe.extract, probe.kind, pattern, 0.0)
+        if len(set(hy)) > 1:
+            return Verdict(
+                "correlation",
+                False,
+                f"constant inside over {len(ys)} samples while the host's moved "
+                f"({min(hy):.4g}..{max(hy):.4g} over {len(hy)}) ({how})",
+                n=len(ys),
+            )
     return replace(v, evidence=f"{v.evidence} ({how})")
 
 
@@ -251,7 +268,7 @@ def run_correlations(
     scratch = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-leak-", dir=scratch_root))
     try:
         for load, members in groups.items():
-            results.extend(_run_group(sandbox, load, members, settings, scratch))
+            results.extend(_run_group(sandbox, load, members, settings, scratch, hv))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
@@ -266,12 +283,34 @@ def _boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
+@contextlib.contextmanager
+def _host_sampler(hv: HostView, paths: Sequence[str], interval: float) -> Iterator[list[s.Sample]]:
+    """The host reads the same files as the sandbox, in a thread, for as long as the block runs."""
+    samples: list[s.Sample] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            files = {p: text for p in paths if (text := hv.read(p)) is not None}
+            samples.append(s.Sample(_boottime(), files))
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, name="leakage-host-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _run_group(
     sandbox: Sandbox,
     load: LoadKind,
     members: Sequence[CorrelationProbe],
     st: CorrelationSettings,
     scratch: Path,
+    hv: HostView,
 ) -> list[ProbeResult]:
     paths = sorted({p.path for p in members})
     st = replace(st, period=max(st.period, _MIN_PERIOD.get(load, 0.0)))
@@ -280,7 +319,10 @@ def _run_group(
     t0 = _boottime()
     pattern = s.LoadPattern(start=t0 + st.lead, period=st.period, periods=st.periods)
     try:
-        with running_load(load, pattern.start, st.period, st.periods, scratch):
+        with (
+            running_load(load, pattern.start, st.period, st.periods, scratch),
+            _host_sampler(hv, paths, st.interval) as host_samples,
+        ):
             res = sandbox.exec(["sh", "-c", script], timeout=pattern_len + st.lead + st.tail + 60)
             t1 = _boottime()
     except CellTimeout:
@@ -295,7 +337,7 @@ def _run_group(
     out = []
     offset, how = s.align_offset(samples[0].t, samples[-1].t, t0, t1)
     for p in members:
-        v = decide_correlation(p, samples, pattern, offset, how)
+        v = decide_correlation(p, samples, pattern, offset, how, host_samples)
         log.info("leakage %s: %s", p.name, v.evidence)
         out.append(ProbeResult(p.name, p.weight, p.description, v))
     return out

@@ -122,3 +122,31 @@ def test_ns_last_pid_follows_host_forks_but_not_clearly_enough_at_quick_length(
     )
     assert v.status == "inconclusive", v
     assert v.r is not None and 0.5 <= v.r < 0.8
+
+
+def test_constant_inside_while_the_host_moved_is_closed_not_inconclusive(
+    recorded: Callable[[str], Any],
+) -> None:
+    """The own container (its own network namespace) during the host's loopback UDP load: its
+    /proc/net/snmp never moved. Alone that is "cannot tell"; with the host's own readings of the
+    same file moving meanwhile, the sandbox has its own copy: closed."""
+    from isobench.leakage.runner import decide_correlation
+
+    rec = recorded("corr_ctr_net_snmp.json")
+    pat = rec["pattern"]
+    pattern = s.LoadPattern(pat["start"], pat["period"], pat["periods"])
+    samples = s.parse_dump(rec["stdout"])
+    offset, how = s.align_offset(samples[0].t, samples[-1].t, rec["exec_start"], rec["exec_end"])
+    probe = next(p for p in CORRELATION_PROBES if p.name == "net_snmp")
+    alone = decide_correlation(probe, samples, pattern, offset, how)
+    assert alone.status == "inconclusive" and "constant" in alone.evidence
+    first, last = recorded("procfs_samples.json")["files"]["/proc/net/snmp"]
+    ticks = [pattern.start + 0.05 * k for k in range(int(pattern.end - pattern.start) * 20)]
+    moving = [
+        s.Sample(t, {"/proc/net/snmp": first if k < len(ticks) // 2 else last}) for k, t in enumerate(ticks)
+    ]
+    v = decide_correlation(probe, samples, pattern, offset, how, moving)
+    assert v.status == "closed", v
+    assert "host's moved" in v.evidence
+    still = [s.Sample(t, {"/proc/net/snmp": first}) for t in ticks]
+    assert decide_correlation(probe, samples, pattern, offset, how, still).status == "inconclusive"
