@@ -16,6 +16,13 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    "n", "median", "half_width", "met"}]}]}); run["ab"] = {"labels", "configs"} in an
                    A/B run, whose samples carry params["ab"] = label; every sample's metadata has
                    "round" and "slot". Version 1 loads as is (it has none of these keys).
+    3  2026-11-30  leakage: a probe that could not run or could not decide has no leakage.<probe>
+                   sample any more (version 2 stored a 0, i.e. "closed", with metadata inconclusive);
+                   leakage.score leaves them out of its denominator and lists them in its metadata
+                   ("errors", "inconclusive": {probe: reason}); new aggregates leakage.errors and
+                   leakage.inconclusive (counts); every leakage.<probe> has metadata["status"]. Leak
+                   scores of version 2 and 3 differ by construction (history shows a step). Version 2
+                   loads as is.
 """
 
 from __future__ import annotations
@@ -46,9 +53,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"
