@@ -240,24 +240,31 @@ def leakage_table(summary: pd.DataFrame, results: Results | None = None) -> pd.D
             "probes": len(probes),
         }
         if results is not None:
-            errors, undecided = left_out.get((str(driver), str(variant)), ((), ()))
+            errors, undecided, bounds = left_out.get((str(driver), str(variant)), ((), (), ""))
             row["could not run"] = ", ".join(errors)
             row["could not decide"] = ", ".join(undecided)
+            row["score if those were closed..leaked"] = bounds
         rows.append(row)
     df = pd.DataFrame(rows)
     df["_o"] = df["driver"].map(driver_order)
     return df.sort_values(["_o", "variant"]).drop(columns="_o").reset_index(drop=True)
 
 
-def leakage_left_out(results: Results) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]]:
+def leakage_left_out(results: Results) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...], str]]:
     """Per (driver, variant): the probes that could not run and those that could not decide in any
-    repetition (from the metadata of "leakage.score"), sorted by name."""
-    found: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    repetition (from the metadata of "leakage.score"), sorted by name, and the widest bounds of the
+    score over them ("12.5-30.0%": every one closed, every one leaking; "" without any)."""
+    found: dict[tuple[str, str], tuple[set[str], set[str], list[float]]] = {}
     for s in results.samples:
         if s.metric != "leakage.score" or s.value is None or s.warmup:
             continue
         meta = s.metadata or {}
-        errors, undecided = found.setdefault((s.driver, variant_of(s.params)), (set(), set()))
+        errors, undecided, bounds = found.setdefault((s.driver, variant_of(s.params)), (set(), set(), []))
         errors.update(meta.get("errors") or {})
         undecided.update(meta.get("inconclusive") or {})
-    return {k: (tuple(sorted(e)), tuple(sorted(u))) for k, (e, u) in found.items()}
+        if meta.get("bounds") and (meta.get("errors") or meta.get("inconclusive")):
+            bounds.extend(float(b) for b in meta["bounds"])
+    return {
+        k: (tuple(sorted(e)), tuple(sorted(u)), f"{min(b):.1f}-{max(b):.1f}%" if b else "")
+        for k, (e, u, b) in found.items()
+    }

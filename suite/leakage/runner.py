@@ -62,10 +62,21 @@ class Score:
     #: Probes shown but not scored: could not run / ran but cannot tell.
     errors: int = 0
     inconclusive: int = 0
+    #: Summed weight of those left out (errors and inconclusive).
+    left_out_weight: int = 0
 
     @property
     def percent(self) -> float:
         return 100.0 * self.weighted / self.max_weighted if self.max_weighted else 0.0
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The score if every probe left out were closed, and if every one leaked: two sandboxes
+        whose bounds overlap are not ranked apart by this run."""
+        total = self.max_weighted + self.left_out_weight
+        if not total:
+            return 0.0, 0.0
+        return 100.0 * self.weighted / total, 100.0 * (self.weighted + self.left_out_weight) / total
 
 
 @dataclass(frozen=True)
@@ -364,6 +375,7 @@ def score(results: Sequence[ProbeResult]) -> Score:
         evaluated=len(scored),
         errors=sum(r.verdict.status == "error" for r in results),
         inconclusive=sum(r.verdict.status == "inconclusive" for r in results),
+        left_out_weight=sum(r.weight for r in results if r.verdict.status in ("error", "inconclusive")),
     )
 
 
@@ -419,6 +431,7 @@ def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> l
                 **summary,
                 "weighted": sc.weighted,
                 "max_weighted": sc.max_weighted,
+                "bounds": [round(b, 2) for b in sc.bounds],
                 "weights": "see isobench.leakage.catalogue",
             },
         )

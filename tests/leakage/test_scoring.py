@@ -82,3 +82,17 @@ def test_a_failed_probe_cannot_flatter_the_score() -> None:
     ]
     broken = [*ok, ProbeResult("devices", 3, "d", rules.error("presence", "exec stopped"))]
     assert score(broken).percent == score(ok).percent == 100.0
+
+
+def test_bounds_span_every_left_out_probe_closed_or_leaking() -> None:
+    from isobench.leakage import rules
+
+    results = [
+        ProbeResult("boot_id", 1, "d", Verdict("equal", True, "same")),
+        ProbeResult("capabilities", 3, "d", Verdict("presence", False, "none")),
+        ProbeResult("diskstats", 2, "d", rules.correlation([0, 1] * 6, [5.0] * 12)),
+    ]
+    sc = score(results)
+    assert sc.percent == 25.0
+    assert sc.bounds == (100 / 6, 50.0)  # 1/6 if diskstats is closed, 3/6 if it leaks
+    assert score(results[:2]).bounds == (25.0, 25.0)

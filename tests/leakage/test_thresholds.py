@@ -1,8 +1,8 @@
 """Each threshold of the correlation rule, on real series recorded on this host that sit just above
 and just below it (tests/leakage/data/thresholds.json; how they were recorded: data/README.md).
 
-Moving any threshold (r >= 0.8, p < 0.01, the undecided zone from r = 0.5, the 8-point minimum) past
-one of these pairs fails a test here."""
+Moving any threshold (r >= 0.8, p < 0.01, the undecided zone from r = 0.5 or p < 0.05, the 8-point
+minimum) past one of these pairs fails a test here."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ PAIRS = [
     "p_just_below_0.01",
     "r_just_above_0.5",
     "r_just_below_0.5",
+    "p_just_below_0.05",
+    "p_just_above_0.05",
     "eight_points_leak",
 ]
 
@@ -48,6 +50,9 @@ def test_pairs_sit_close_to_the_thresholds(pairs: dict[str, Any]) -> None:
     assert rules.MAX_P_VALUE / 2 < p["p_just_below_0.01"] < rules.MAX_P_VALUE
     assert rules.UNDECIDED_CORRELATION <= r["r_just_above_0.5"] < rules.UNDECIDED_CORRELATION + 0.03
     assert rules.UNDECIDED_CORRELATION - 0.03 < r["r_just_below_0.5"] < rules.UNDECIDED_CORRELATION
+    assert rules.UNDECIDED_P_VALUE - 0.01 < p["p_just_below_0.05"] < rules.UNDECIDED_P_VALUE
+    assert rules.UNDECIDED_P_VALUE < p["p_just_above_0.05"] < rules.UNDECIDED_P_VALUE + 0.02
+    assert r["p_just_below_0.05"] < rules.UNDECIDED_CORRELATION > r["p_just_above_0.05"]
     assert len(pairs["eight_points_leak"]["xs"]) == rules.MIN_POINTS
 
 
@@ -88,7 +93,7 @@ def test_pair_is_the_recorded_series_window(
         ("corr_host_cpu.json", "loadavg", "leaks"),  # r = 0.816 over 27 points
         ("corr_ctr_cpu.json", "loadavg", "leaks"),  # r = 0.838, the own container (hardened)
         ("corr_host_ipi.json", "interrupts", "inconclusive"),  # r = 0.777 at quick length
-        ("corr_host_cpu.json", "pressure_cpu", "closed"),  # r = 0.49999
+        ("corr_host_cpu.json", "pressure_cpu", "inconclusive"),  # r = 0.49999 but p = 0.008
         ("corr_host_cpu.json", "proc_stat", "inconclusive"),  # constant: the host's CPUs were saturated
     ],
 )
