@@ -149,3 +149,24 @@ def test_hardened_container_still_sees_host_softirqs(
     assert r.r is not None and r.r > 0.5, r
     # Its own network namespace keeps its own /proc/net/snmp: constant inside while the host's moved.
     assert v["net_snmp"].status == "closed" and "host's moved" in v["net_snmp"].evidence, v["net_snmp"]
+
+
+def test_hardened_container_on_the_image_tries_the_blocked_syscalls_and_reads_its_init(
+    open_box: Callable[..., tuple[Any, SandboxSpec]],
+) -> None:
+    """On the built image (it has perl): every probe runs; the seccomp and /proc/1 verdicts agree
+    with what the sandbox itself shows, whichever way the runtime is built today."""
+    try:
+        image = find_image(Path("/var/lib/isobench")).rootfs
+    except ImageMissing:
+        pytest.skip("the default image is not built here; `isobench image build`")
+    sb, spec = open_box({"hardening": True}, image)
+    v = {n: r.verdict for n, r in _static(sb, spec).items()}
+    assert [n for n, x in v.items() if x.status == "error"] == []
+    seccomp = v["seccomp"]
+    assert "Seccomp mode 2" in seccomp.evidence and "21 tried" in seccomp.evidence, seccomp
+    assert not v["devices"].leaks, v["devices"]
+    environ = sb.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"], timeout=10).stdout
+    cmdline = sb.exec(["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"], timeout=10).stdout
+    exposed = "ISOBENCH_LEAK_CANARY=" in environ or "/var/lib/isobench" in cmdline
+    assert v["proc1"].leaks is exposed, (v["proc1"], environ, cmdline)
