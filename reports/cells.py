@@ -27,8 +27,9 @@ __all__ = [
 NATIVE = "host"
 
 
-#: Leakage metrics that summarise the probes rather than being one (0/1) probe.
-LEAK_AGGREGATES = frozenset({"leakage.score", "leakage.count"})
+#: Leakage metrics that summarise the probes rather than being one (0/1) probe: the score, the
+#: count of leaking probes, and the counts of probes left out of the score (could not run / decide).
+LEAK_AGGREGATES = frozenset({"leakage.score", "leakage.count", "leakage.errors", "leakage.inconclusive"})
 
 
 def is_leak_probe(metric: str) -> bool:

@@ -193,7 +193,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         summary=summary,
         wide=wide,
         failures=failures,
-        leakage=leakage_table(summary) if not summary.empty else pd.DataFrame(),
+        leakage=leakage_table(summary, results) if not summary.empty else pd.DataFrame(),
         plots=tuple(plots),
         empty_sections=empty,
         methods=tuple(methods),

@@ -191,6 +191,11 @@ def _tables(doc: Document) -> str:
         )
     if not doc.leakage.empty:
         out.append('<h3 id="leak-score">Leak score</h3>')
+        out.append(
+            "<p>The weighted share of the scored probes that leak. A probe that could not run here "
+            "and a channel whose series could not decide (too short, constant, or following the load "
+            "short of r &ge; 0.8 with p &lt; 0.01) are named, not scored: neither counts as closed.</p>"
+        )
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     if not doc.limits.empty:
         out.append('<h3 id="limits">Limit fidelity: requested vs delivered</h3>')

@@ -9,7 +9,7 @@ import pandas as pd
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
-from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe
+from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe, variant_of
 from .units import human_ci, human_ratio, plain
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "fmt_ci",
     "fmt_interval",
     "fmt_ratio",
+    "leakage_left_out",
     "leakage_table",
     "summary_table",
     "wide_table",
@@ -214,29 +215,56 @@ def failures_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["driver", "workload", "repetition", "metric", "error"])
 
 
-def leakage_table(summary: pd.DataFrame) -> pd.DataFrame:
+def leakage_table(summary: pd.DataFrame, results: Results | None = None) -> pd.DataFrame:
     """Leak score per driver (and hardening variant): the medians of "leakage.score" and
     "leakage.count" as the workload computed them, and how many probes leaked in at least half of
-    the repetitions out of how many were evaluated."""
+    the repetitions out of how many were scored. With ``results``, also the probes left out of the
+    score: those that could not run ("error") and those that could not decide ("inconclusive"),
+    each named, so a score is never read as covering more than it does."""
     leak = summary[summary["metric"].str.startswith("leakage.")]
     if leak.empty:
         return pd.DataFrame()
+    left_out = leakage_left_out(results) if results is not None else {}
     rows: list[dict[str, object]] = []
     for (driver, variant), grp in leak.groupby(["driver", "variant"], sort=False):
         score = grp[grp["metric"] == "leakage.score"]
         count = grp[grp["metric"] == "leakage.count"]
         probes = grp[[is_leak_probe(str(m)) for m in grp["metric"]]]
-        rows.append(
-            {
-                "driver": driver,
-                "variant": variant,
-                "score": float(score["median"].iloc[0]) if not score.empty else math.nan,
-                "score unit": str(score["unit"].iloc[0]) if not score.empty else "",
-                "count": float(count["median"].iloc[0]) if not count.empty else math.nan,
-                "probes leaking": int((probes["median"] >= 0.5).sum()),
-                "probes": len(probes),
-            }
-        )
+        row: dict[str, object] = {
+            "driver": driver,
+            "variant": variant,
+            "score": float(score["median"].iloc[0]) if not score.empty else math.nan,
+            "score unit": str(score["unit"].iloc[0]) if not score.empty else "",
+            "count": float(count["median"].iloc[0]) if not count.empty else math.nan,
+            "probes leaking": int((probes["median"] >= 0.5).sum()),
+            "probes": len(probes),
+        }
+        if results is not None:
+            errors, undecided, bounds = left_out.get((str(driver), str(variant)), ((), (), ""))
+            row["could not run"] = ", ".join(errors)
+            row["could not decide"] = ", ".join(undecided)
+            row["score if those were closed..leaked"] = bounds
+        rows.append(row)
     df = pd.DataFrame(rows)
     df["_o"] = df["driver"].map(driver_order)
     return df.sort_values(["_o", "variant"]).drop(columns="_o").reset_index(drop=True)
+
+
+def leakage_left_out(results: Results) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...], str]]:
+    """Per (driver, variant): the probes that could not run and those that could not decide in any
+    repetition (from the metadata of "leakage.score"), sorted by name, and the widest bounds of the
+    score over them ("12.5-30.0%": every one closed, every one leaking; "" without any)."""
+    found: dict[tuple[str, str], tuple[set[str], set[str], list[float]]] = {}
+    for s in results.samples:
+        if s.metric != "leakage.score" or s.value is None or s.warmup:
+            continue
+        meta = s.metadata or {}
+        errors, undecided, bounds = found.setdefault((s.driver, variant_of(s.params)), (set(), set(), []))
+        errors.update(meta.get("errors") or {})
+        undecided.update(meta.get("inconclusive") or {})
+        if meta.get("bounds") and (meta.get("errors") or meta.get("inconclusive")):
+            bounds.extend(float(b) for b in meta["bounds"])
+    return {
+        k: (tuple(sorted(e)), tuple(sorted(u)), f"{min(b):.1f}-{max(b):.1f}%" if b else "")
+        for k, (e, u, b) in found.items()
+    }

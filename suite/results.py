@@ -23,6 +23,13 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    run["cluster"] = {"scheduler", "hosts": {name: {"name", "resources", "info",
                    "drivers"}}} and run["fleet"] = {"lost_hosts", "cells_retried", "cells_lost"}.
                    Versions 1 and 2 load as is (a single-host run has none of these keys).
+    4  2026-11-30  leakage: a probe that could not run or could not decide has no leakage.<probe>
+                   sample any more (version 2 stored a 0, i.e. "closed", with metadata inconclusive);
+                   leakage.score leaves them out of its denominator and lists them in its metadata
+                   ("errors", "inconclusive": {probe: reason}); new aggregates leakage.errors and
+                   leakage.inconclusive (counts); every leakage.<probe> has metadata["status"]. Leak
+                   scores of version 4 and of earlier ones differ by construction (history shows a
+                   step). Versions 1-3 load as is.
 """
 
 from __future__ import annotations
@@ -53,9 +60,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"

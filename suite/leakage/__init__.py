@@ -7,7 +7,7 @@ of four rules (:mod:`isobench.leakage.rules`). The catalogue and its weights are
 
 from isobench.leakage.catalogue import STATIC_PROBES, Facts, StaticProbe
 from isobench.leakage.correlation import CORRELATION_PROBES, CorrelationProbe
-from isobench.leakage.host import Canaries, HostView, gc, planted_canaries
+from isobench.leakage.host import Canaries, HostView, env_canary, gc, planted_canaries
 from isobench.leakage.rules import Verdict
 from isobench.leakage.runner import (
     CorrelationSettings,
@@ -31,6 +31,7 @@ __all__ = [
     "Score",
     "StaticProbe",
     "Verdict",
+    "env_canary",
     "gc",
     "measurements",
     "planted_canaries",

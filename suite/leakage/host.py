@@ -25,7 +25,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Canaries", "HostView", "canary_token", "gc", "planted_canaries"]
+__all__ = ["ENV_CANARY", "Canaries", "HostView", "canary_token", "env_canary", "gc", "planted_canaries"]
+
+#: The runner's environment variable a sandbox's init must not inherit (see :func:`env_canary`).
+ENV_CANARY = "ISOBENCH_LEAK_CANARY"
 
 
 def canary_token(run_id: str) -> str:
@@ -74,6 +77,11 @@ class Canaries:
     netdev: str | None = None
     unix_socket: str | None = None
     kmsg: str | None = None
+    #: Listening loopback sockets in the host's network namespace (/proc/net/tcp, /proc/net/udp).
+    tcp_port: int | None = None
+    udp_port: int | None = None
+    #: The value of ENV_CANARY in the runner while the sandbox was created (see env_canary).
+    env: str | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -158,6 +166,18 @@ def planted_canaries(run_id: str, tmp_root: Path = Path("/tmp")) -> Iterator[Can
         except OSError as err:
             problems.append(f"unix socket: {err}")
 
+        # Loopback TCP (listening) and UDP sockets: /proc/net/{tcp,udp} list them per netns.
+        for sock_kind, attr in ((socket.SOCK_STREAM, "tcp_port"), (socket.SOCK_DGRAM, "udp_port")):
+            try:
+                ip = socket.socket(socket.AF_INET, sock_kind)
+                stack.callback(ip.close)
+                ip.bind(("127.0.0.1", 0))
+                if sock_kind == socket.SOCK_STREAM:
+                    ip.listen(1)
+                found[attr] = ip.getsockname()[1]
+            except OSError as err:
+                problems.append(f"{attr}: {err}")
+
         # A kernel log line. It cannot be taken back, so it says what it is.
         try:
             msg = f"{token}-kmsg: isobench leakage canary, harmless"
@@ -169,7 +189,27 @@ def planted_canaries(run_id: str, tmp_root: Path = Path("/tmp")) -> Iterator[Can
 
         # Let the sleeper exec so its comm is the token before anyone looks.
         _wait_comm(found.get("process_pid"), token)
+        env = os.environ.get(ENV_CANARY)
+        if env is not None and env.startswith(token):
+            found["env"] = env
         yield Canaries(token=token, problems=tuple(problems), **found)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def env_canary(run_id: str) -> Iterator[str]:
+    """Put ENV_CANARY in the runner's environment while a sandbox is created: a runtime whose init
+    inherits the runner's environment shows it in the sandbox's /proc/1/environ. Enter it before
+    the sandbox is created and :func:`planted_canaries` inside it, which then records the value."""
+    value = canary_token(run_id) + "-env"
+    old = os.environ.get(ENV_CANARY)
+    os.environ[ENV_CANARY] = value
+    try:
+        yield value
+    finally:
+        if old is None:
+            os.environ.pop(ENV_CANARY, None)
+        else:
+            os.environ[ENV_CANARY] = old
 
 
 def _wait_comm(pid: object, token: str, timeout: float = 2.0) -> None:

@@ -23,8 +23,8 @@ from typing import Literal
 
 __all__ = ["LOAD_KINDS", "LoadKind", "running_load"]
 
-LoadKind = Literal["cpu", "memory", "disk", "files", "ipi", "net"]
-LOAD_KINDS: tuple[LoadKind, ...] = ("cpu", "memory", "disk", "files", "ipi", "net")
+LoadKind = Literal["cpu", "memory", "disk", "files", "ipi", "net", "fork"]
+LOAD_KINDS: tuple[LoadKind, ...] = ("cpu", "memory", "disk", "files", "ipi", "net", "fork")
 
 #: Sizes chosen to stand well above the background noise of a busy 2-core host, yet stay small.
 MEMORY_BYTES = 256 << 20
@@ -230,6 +230,19 @@ def _net(start: float, period: float, periods: int, _dir: Path) -> None:
         rx.close()
 
 
+def _fork(start: float, period: float, periods: int, _dir: Path) -> None:
+    """Short-lived children: each takes the next pid of the host's pid namespace (ns_last_pid)."""
+
+    def on(deadline: float) -> None:
+        while _now() < deadline:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+    _follow(start, period, periods, on, lambda: None)
+
+
 _KINDS: dict[str, Callable[[float, float, int, Path], None]] = {
     "cpu": _cpu,
     "memory": _memory,
@@ -237,6 +250,7 @@ _KINDS: dict[str, Callable[[float, float, int, Path], None]] = {
     "files": _files,
     "ipi": _ipi,
     "net": _net,
+    "fork": _fork,
 }
 
 

@@ -18,22 +18,40 @@ from typing import Literal
 __all__ = [
     "MAX_P_VALUE",
     "MIN_CORRELATION",
+    "MIN_POINTS",
+    "UNDECIDED_CORRELATION",
+    "UNDECIDED_P_VALUE",
     "Rule",
+    "Status",
     "Verdict",
     "canary",
     "correlation",
     "equal",
+    "error",
     "not_applicable",
     "presence",
     "within",
 ]
 
 Rule = Literal["equal", "canary", "correlation", "presence"]
+#: What a verdict means for the score: only "leaks" and "closed" are scored; "error" (the probe could
+#: not run), "inconclusive" (it ran but cannot tell) and "n/a" (nothing to leak here) are shown with
+#: their reason and left out of the denominator, so neither a broken probe nor a short series can
+#: make a sandbox look better isolated than it is.
+Status = Literal["leaks", "closed", "inconclusive", "error", "n/a"]
 
 #: A correlation probe leaks at r >= 0.8 with p < 0.01 (the issue's acceptance bar). Series are
 #: oriented so that the host's load raises them; a negative r is therefore never counted.
 MIN_CORRELATION = 0.8
 MAX_P_VALUE = 0.01
+#: Below the bar but at r >= 0.5, or at any positive r with p < 0.05, the series does follow the
+#: load, only not clearly enough at this length (a quick run's short series on a busy host land
+#: here: diskstats gave r = 0.44, p = 0.013 in a quick run and r = 0.88 in a full one):
+#: "inconclusive", not "closed". Closed means no sign of the load at all.
+UNDECIDED_CORRELATION = 0.5
+UNDECIDED_P_VALUE = 0.05
+#: Fewer aligned points than this cannot reach p < 0.01 at any useful r.
+MIN_POINTS = 8
 
 #: Evidence strings are stored with every sample; keep them readable in a table cell.
 _EVIDENCE_MAX = 240
@@ -51,9 +69,26 @@ class Verdict:
     r: float | None = None
     p: float | None = None
     n: int | None = None
-    #: Too little data to tell (e.g. a slow guest took few samples): counted as "does not leak",
-    #: but flagged so a report does not read it as proof of isolation.
+    #: Ran, but cannot tell (too few samples, a constant series, a significant but weak r): shown,
+    #: not scored.
     inconclusive: bool = False
+    #: The probe could not run (a tool missing inside, its section lost, the exec failed): shown,
+    #: not scored. Never read as "closed".
+    error: bool = False
+
+    @property
+    def status(self) -> Status:
+        if not self.applicable:
+            return "n/a"
+        if self.error:
+            return "error"
+        if self.inconclusive:
+            return "inconclusive"
+        return "leaks" if self.leaks else "closed"
+
+    @property
+    def scored(self) -> bool:
+        return self.status in ("leaks", "closed")
 
 
 def _short(text: str) -> str:
@@ -63,6 +98,11 @@ def _short(text: str) -> str:
 
 def not_applicable(rule: Rule, why: str) -> Verdict:
     return Verdict(rule=rule, leaks=False, evidence=_short(why), applicable=False)
+
+
+def error(rule: Rule, why: str) -> Verdict:
+    """The probe could not run: never a "closed" answer."""
+    return Verdict(rule=rule, leaks=False, evidence=_short(why), error=True)
 
 
 def equal(host: str | None, inside: str | None, *, what: str = "value") -> Verdict:
@@ -116,9 +156,13 @@ def correlation(
     *,
     min_r: float = MIN_CORRELATION,
     max_p: float = MAX_P_VALUE,
-    min_points: int = 8,
+    undecided_r: float = UNDECIDED_CORRELATION,
+    undecided_p: float = UNDECIDED_P_VALUE,
+    min_points: int = MIN_POINTS,
 ) -> Verdict:
-    """Pearson r between the host's on/off pattern and the series read inside, point by point."""
+    """Pearson r between the host's on/off pattern and the series read inside, point by point:
+    leaks at r >= ``min_r`` and p < ``max_p``; inconclusive short of that at r >= ``undecided_r`` or
+    at any positive r with p < ``undecided_p``; closed otherwise."""
     from scipy import stats
 
     if len(pattern) != len(series):
@@ -140,6 +184,10 @@ def correlation(
     r = float(res.statistic)
     p = float(res.pvalue)
     if math.isnan(r):
-        return Verdict("correlation", False, f"r undefined over {n} samples", n=n)
+        return Verdict("correlation", False, f"r undefined over {n} samples", n=n, inconclusive=True)
     leaks = r >= min_r and p < max_p
-    return Verdict("correlation", leaks, f"r={r:.3f} p={p:.2g} n={n}", r=round(r, 4), p=p, n=n)
+    undecided = not leaks and (r >= undecided_r or (r > 0 and p < undecided_p))
+    evidence = f"r={r:.3f} p={p:.2g} n={n}"
+    if undecided:
+        evidence += f" (follows the load, short of r>={min_r:g} with p<{max_p:g}: cannot decide)"
+    return Verdict("correlation", leaks, evidence, r=round(r, 4), p=p, n=n, inconclusive=undecided)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from isobench.drivers.base import Sandbox, SandboxSpec
-from isobench.errors import WorkloadError
+from isobench.errors import CellTimeout, IsobenchError, WorkloadError
 from isobench.leakage import rules
 from isobench.leakage import series as s
-from isobench.leakage.catalogue import STATIC_PROBES, Facts, StaticProbe, decide_shared_kernel
+from isobench.leakage.catalogue import STATIC_PROBES, Facts, StaticProbe, decide_shared_kernel, first_disk
 from isobench.leakage.correlation import CORRELATION_PROBES, CorrelationProbe
 from isobench.leakage.host import Canaries, HostView
 from isobench.leakage.loads import LoadKind, running_load
@@ -25,11 +27,13 @@ from isobench.model import Measurement
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ERROR_MARK",
     "CorrelationSettings",
     "ProbeResult",
     "Score",
     "decide_static",
     "measurements",
+    "parse_sections",
     "run_correlations",
     "run_static",
     "score",
@@ -53,11 +57,26 @@ class Score:
     count: int
     weighted: int
     max_weighted: int
+    #: Probes scored (leaks or closed).
     evaluated: int
+    #: Probes shown but not scored: could not run / ran but cannot tell.
+    errors: int = 0
+    inconclusive: int = 0
+    #: Summed weight of those left out (errors and inconclusive).
+    left_out_weight: int = 0
 
     @property
     def percent(self) -> float:
         return 100.0 * self.weighted / self.max_weighted if self.max_weighted else 0.0
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The score if every probe left out were closed, and if every one leaked: two sandboxes
+        whose bounds overlap are not ranked apart by this run."""
+        total = self.max_weighted + self.left_out_weight
+        if not total:
+            return 0.0, 0.0
+        return 100.0 * self.weighted / total, 100.0 * (self.weighted + self.left_out_weight) / total
 
 
 @dataclass(frozen=True)
@@ -76,12 +95,20 @@ class CorrelationSettings:
 
     @classmethod
     def quick(cls) -> CorrelationSettings:
-        # The smoke matrix drives the two loads behind the strongest channels here (CPU: proc_stat,
-        # loadavg; cross-CPU wake-ups: interrupts); full runs drive all six.
-        return cls(period=0.25, periods=8, loads=("cpu", "ipi"))
+        # Every load, as in a full run, only shorter: a quick score over fewer channels ranked the
+        # drivers differently from a full one (2026-11-30). What a short series cannot decide is
+        # "inconclusive" (rules.UNDECIDED_CORRELATION), left out of the score and listed.
+        return cls(period=0.25, periods=8)
 
 
 # --- static probes -----------------------------------------------------------------------------
+
+
+#: A probe's script prints this (and a reason) when it cannot run here, e.g. a tool is missing.
+ERROR_MARK = "@@error "
+_RC = "@@rc "
+#: Exit codes of a shell that could not find (127) or execute (126) a command.
+_NOT_RUN = {126: "a command it needs is not executable", 127: "a command it needs is missing"}
 
 
 def static_script(probes: Sequence[StaticProbe], facts: Facts) -> str:
@@ -89,19 +116,45 @@ def static_script(probes: Sequence[StaticProbe], facts: Facts) -> str:
     for p in probes:
         parts.append(f'echo "{_SECTION}{p.name}"')
         parts.append(f"( {p.script(facts)} ) 2>/dev/null")
+        parts.append(f'echo "{_RC}$?"')
     parts.append("exit 0")
     return "\n".join(parts) + "\n"
 
 
 def split_sections(stdout: str) -> dict[str, str]:
+    """Each probe's output, without the exit-status lines."""
+    return {k: text for k, (text, _rc) in parse_sections(stdout).items()}
+
+
+def parse_sections(stdout: str) -> dict[str, tuple[str, int | None]]:
+    """Each probe's output and its script's exit status (None when the section has no status line)."""
     out: dict[str, list[str]] = {}
-    current: list[str] | None = None
+    rcs: dict[str, int | None] = {}
+    current: str | None = None
     for line in stdout.splitlines():
         if line.startswith(_SECTION):
-            current = out.setdefault(line[len(_SECTION) :].strip(), [])
+            current = line[len(_SECTION) :].strip()
+            out.setdefault(current, [])
+            rcs.setdefault(current, None)
+        elif current is not None and line.startswith(_RC):
+            rest = line[len(_RC) :].strip()
+            rcs[current] = int(rest) if rest.isdigit() else None
         elif current is not None:
-            current.append(line)
-    return {k: "\n".join(v) for k, v in out.items()}
+            out[current].append(line)
+    return {k: ("\n".join(v), rcs[k]) for k, v in out.items()}
+
+
+def _could_not_run(probe: StaticProbe, section: tuple[str, int | None] | None) -> Verdict | None:
+    """An error verdict when the probe's section says it did not run, else None."""
+    if section is None:
+        return rules.error(probe.rule, "no output section: the probing exec stopped before this probe")
+    text, rc = section
+    for line in text.splitlines():
+        if line.startswith(ERROR_MARK):
+            return rules.error(probe.rule, line[len(ERROR_MARK) :].strip())
+    if rc in _NOT_RUN:
+        return rules.error(probe.rule, f"exit {rc}: {_NOT_RUN[rc]} in the sandbox")
+    return None
 
 
 def decide_static(
@@ -109,13 +162,21 @@ def decide_static(
     host: Mapping[str, str | None],
     inside: Mapping[str, str],
     facts: Facts,
+    statuses: Mapping[str, int | None] | None = None,
 ) -> list[ProbeResult]:
-    """Pure: readings in, verdicts out. boot_id decides first whether the kernel is shared."""
+    """Pure: readings in, verdicts out. boot_id decides first whether the kernel is shared.
+
+    ``statuses`` (each probe's exit status, from :func:`parse_sections`) lets a probe that did not
+    run be told from one that found nothing; without it every reading is taken as given."""
     shared = decide_shared_kernel(host.get("boot_id"), inside.get("boot_id"))
     facts = replace(facts, shared_kernel=shared)
     results = []
     for p in probes:
-        v = p.decide(host.get(p.name), inside.get(p.name), facts)
+        failed = None
+        if statuses is not None:
+            section = (inside[p.name], statuses.get(p.name)) if p.name in inside else None
+            failed = _could_not_run(p, section)
+        v = failed or p.decide(host.get(p.name), inside.get(p.name), facts)
         results.append(ProbeResult(p.name, p.weight, p.description, v))
     return results
 
@@ -136,6 +197,7 @@ def run_static(
         sandbox_name=spec.name,
         allowed_cpus=len(spec.cpuset) if spec.cpuset else spec.vcpus,
         memory_mib=spec.memory_mib,
+        host_disk=first_disk(hv.read("proc/partitions")),
     )
     script = static_script(probes, facts)
     host = {p.name: p.host(hv, facts) for p in probes}
@@ -146,7 +208,10 @@ def run_static(
             f"{res.stderr.strip()[:200]}; check that the image has sh, cat and grep"
         )
     facts = replace(facts, exec_seconds=res.seconds)
-    return decide_static(probes, host, split_sections(res.stdout), facts)
+    sections = parse_sections(res.stdout)
+    inside = {k: text for k, (text, _rc) in sections.items()}
+    statuses = {k: rc for k, (_text, rc) in sections.items()}
+    return decide_static(probes, host, inside, facts, statuses)
 
 
 # --- correlation probes ------------------------------------------------------------------------
@@ -158,12 +223,27 @@ def decide_correlation(
     pattern: s.LoadPattern,
     offset: float,
     how: str,
+    host_samples: Sequence[s.Sample] | None = None,
 ) -> Verdict:
-    """Pure: the recorded samples and the host's pattern in, a verdict out."""
+    """Pure: the recorded samples and the host's pattern in, a verdict out.
+
+    ``host_samples`` (the host reading the same file meanwhile, on its boot clock) tell a series
+    that is constant inside because the sandbox has its own copy (closed: the host's moved) from
+    one that is constant everywhere (a saturated host: inconclusive)."""
     xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
     if not xs:
         return Verdict("correlation", False, f"{probe.path} not readable inside", n=0)
     v = rules.correlation(xs, ys)
+    if v.inconclusive and len(set(ys)) == 1 and host_samples:
+        _hx, hy = s.aligned_points(host_samples, probe.path, probe.extract, probe.kind, pattern, 0.0)
+        if len(set(hy)) > 1:
+            return Verdict(
+                "correlation",
+                False,
+                f"constant inside over {len(ys)} samples while the host's moved "
+                f"({min(hy):.4g}..{max(hy):.4g} over {len(hy)}) ({how})",
+                n=len(ys),
+            )
     return replace(v, evidence=f"{v.evidence} ({how})")
 
 
@@ -199,7 +279,7 @@ def run_correlations(
     scratch = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-leak-", dir=scratch_root))
     try:
         for load, members in groups.items():
-            results.extend(_run_group(sandbox, load, members, settings, scratch))
+            results.extend(_run_group(sandbox, load, members, settings, scratch, hv))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
@@ -214,12 +294,34 @@ def _boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
+@contextlib.contextmanager
+def _host_sampler(hv: HostView, paths: Sequence[str], interval: float) -> Iterator[list[s.Sample]]:
+    """The host reads the same files as the sandbox, in a thread, for as long as the block runs."""
+    samples: list[s.Sample] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            files = {p: text for p in paths if (text := hv.read(p)) is not None}
+            samples.append(s.Sample(_boottime(), files))
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, name="leakage-host-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _run_group(
     sandbox: Sandbox,
     load: LoadKind,
     members: Sequence[CorrelationProbe],
     st: CorrelationSettings,
     scratch: Path,
+    hv: HostView,
 ) -> list[ProbeResult]:
     paths = sorted({p.path for p in members})
     st = replace(st, period=max(st.period, _MIN_PERIOD.get(load, 0.0)))
@@ -227,58 +329,75 @@ def _run_group(
     script = s.sampler_script(paths, st.lead + pattern_len + st.tail, st.interval)
     t0 = _boottime()
     pattern = s.LoadPattern(start=t0 + st.lead, period=st.period, periods=st.periods)
-    with running_load(load, pattern.start, st.period, st.periods, scratch):
-        res = sandbox.exec(["sh", "-c", script], timeout=pattern_len + st.lead + st.tail + 60)
-        t1 = _boottime()
+    try:
+        with (
+            running_load(load, pattern.start, st.period, st.periods, scratch),
+            _host_sampler(hv, paths, st.interval) as host_samples,
+        ):
+            res = sandbox.exec(["sh", "-c", script], timeout=pattern_len + st.lead + st.tail + 60)
+            t1 = _boottime()
+    except CellTimeout:
+        raise
+    except IsobenchError as err:
+        # One group's exec failing says nothing about the sandbox's isolation: shown, not scored.
+        return _all_error(members, f"the sampling exec failed: {err}")
     samples = s.parse_dump(res.stdout)
-    out = []
     if len(samples) < 2:
         why = f"sampling loop gave {len(samples)} samples (exit {res.exit_code}: {res.stderr.strip()[:120]})"
-        for p in members:
-            v = Verdict("correlation", False, why, n=0, inconclusive=True)
-            out.append(ProbeResult(p.name, p.weight, p.description, v))
-        return out
+        return _all_error(members, why)
+    out = []
     offset, how = s.align_offset(samples[0].t, samples[-1].t, t0, t1)
     for p in members:
-        v = decide_correlation(p, samples, pattern, offset, how)
+        v = decide_correlation(p, samples, pattern, offset, how, host_samples)
         log.info("leakage %s: %s", p.name, v.evidence)
         out.append(ProbeResult(p.name, p.weight, p.description, v))
     return out
+
+
+def _all_error(members: Sequence[CorrelationProbe], why: str) -> list[ProbeResult]:
+    return [
+        ProbeResult(p.name, p.weight, p.description, replace(rules.error("correlation", why), n=0))
+        for p in members
+    ]
 
 
 # --- scoring and measurements -----------------------------------------------------------------
 
 
 def score(results: Sequence[ProbeResult]) -> Score:
-    applicable = [r for r in results if r.verdict.applicable]
-    leaking = [r for r in applicable if r.verdict.leaks]
+    """Weighted share of the *scored* probes that leak: errors, inconclusive and n/a stay out."""
+    scored = [r for r in results if r.verdict.scored]
+    leaking = [r for r in scored if r.verdict.leaks]
     return Score(
         count=len(leaking),
         weighted=sum(r.weight for r in leaking),
-        max_weighted=sum(r.weight for r in applicable),
-        evaluated=len(applicable),
+        max_weighted=sum(r.weight for r in scored),
+        evaluated=len(scored),
+        errors=sum(r.verdict.status == "error" for r in results),
+        inconclusive=sum(r.verdict.status == "inconclusive" for r in results),
+        left_out_weight=sum(r.weight for r in results if r.verdict.status in ("error", "inconclusive")),
     )
 
 
 def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> list[Measurement]:
-    """One bool per applicable probe, then ``leakage.count`` and ``leakage.score``."""
+    """One bool per scored probe, then ``leakage.count``, ``leakage.score``, and the counts of probes
+    left out: ``leakage.errors`` and ``leakage.inconclusive`` (their reasons in the metadata)."""
     out: list[Measurement] = []
-    skipped: dict[str, str] = {}
+    left_out: dict[str, dict[str, str]] = {"n/a": {}, "error": {}, "inconclusive": {}}
     for r in results:
         v = r.verdict
-        if not v.applicable:
-            skipped[r.name] = v.evidence
+        if not v.scored:
+            left_out[v.status][r.name] = v.evidence
             continue
         meta: dict[str, Any] = {
             "evidence": v.evidence,
             "rule": v.rule,
             "weight": r.weight,
             "what": r.description,
+            "status": v.status,
         }
         if v.r is not None:
             meta.update({"r": v.r, "p": v.p, "n": v.n})
-        if v.inconclusive:
-            meta["inconclusive"] = True
         out.append(
             Measurement(
                 f"leakage.{r.name}",
@@ -290,26 +409,37 @@ def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> l
             )
         )
     sc = score(results)
-    leaking = sorted(r.name for r in results if r.verdict.applicable and r.verdict.leaks)
-    summary = {"leaking": leaking, "not_applicable": skipped, "evaluated": sc.evaluated}
+    leaking = sorted(r.name for r in results if r.verdict.scored and r.verdict.leaks)
+    summary = {
+        "leaking": leaking,
+        "not_applicable": left_out["n/a"],
+        "errors": left_out["error"],
+        "inconclusive": left_out["inconclusive"],
+        "evaluated": sc.evaluated,
+    }
+
+    def aggregate(metric: str, value: float, unit: str, meta: Mapping[str, Any]) -> Measurement:
+        return Measurement(metric, value, unit, "lower", params=dict(params), metadata=dict(meta))
+
+    out.append(aggregate("leakage.count", float(sc.count), "probes", summary))
     out.append(
-        Measurement(
-            "leakage.count", float(sc.count), "probes", "lower", params=dict(params), metadata=summary
-        )
-    )
-    out.append(
-        Measurement(
+        aggregate(
             "leakage.score",
             round(sc.percent, 2),
             "%",
-            "lower",
-            params=dict(params),
-            metadata={
+            {
                 **summary,
                 "weighted": sc.weighted,
                 "max_weighted": sc.max_weighted,
+                "bounds": [round(b, 2) for b in sc.bounds],
                 "weights": "see isobench.leakage.catalogue",
             },
+        )
+    )
+    out.append(aggregate("leakage.errors", float(sc.errors), "probes", {"probes": left_out["error"]}))
+    out.append(
+        aggregate(
+            "leakage.inconclusive", float(sc.inconclusive), "probes", {"probes": left_out["inconclusive"]}
         )
     )
     return out

@@ -309,3 +309,78 @@ def softirqs_net(text: str) -> float | None:
 def single_number(text: str) -> float | None:
     parts = text.split()
     return float(parts[0]) if parts and _NUM.match(parts[0]) else None
+
+
+def pressure_some_total(text: str) -> float | None:
+    """The ``some ... total=`` of a /proc/pressure file: microseconds some task stalled (a counter)."""
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field in line.split():
+                if field.startswith("total=") and _NUM.match(field[6:]):
+                    return float(field[6:])
+    return None
+
+
+def schedstat_running(text: str) -> float | None:
+    """Sum over CPUs of the time tasks ran there (ns; the 7th number of each ``cpuN`` line)."""
+    total = 0.0
+    seen = False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu") and parts[0][3:].isdigit() and len(parts) >= 8:
+            if not _NUM.match(parts[7]):
+                return None
+            total += float(parts[7])
+            seen = True
+    return total if seen else None
+
+
+def snmp_udp_in(text: str) -> float | None:
+    """Udp InDatagrams of /proc/net/snmp (a header line of names, then one of values)."""
+    lines = [ln.split() for ln in text.splitlines() if ln.startswith("Udp:")]
+    if len(lines) < 2 or "InDatagrams" not in lines[0]:
+        return None
+    value = lines[1][lines[0].index("InDatagrams")]
+    return float(value) if _NUM.match(value) else None
+
+
+def buddyinfo_used(text: str) -> float | None:
+    """-(free pages over every zone and order), so allocation on the host raises it."""
+    total = 0.0
+    seen = False
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 4 and parts[0] == "Node" and parts[2] == "zone":
+            counts = parts[4:]
+            if not all(_NUM.match(c) for c in counts):
+                return None
+            total += sum(float(c) * 2**order for order, c in enumerate(counts))
+            seen = True
+    return -total if seen else None
+
+
+def pagetypeinfo_used(text: str) -> float | None:
+    """-(free pages per migrate type over every order), from /proc/pagetypeinfo's first table."""
+    total = 0.0
+    seen = False
+    for line in text.splitlines():
+        if line.startswith("Number of blocks"):
+            break  # the second table counts pageblocks, not free pages
+        parts = line.split()
+        # "Node 0, zone Normal, type Movable 12 3 0 ..."
+        if len(parts) > 6 and parts[0] == "Node" and parts[4] == "type":
+            counts = parts[6:]
+            if not all(_NUM.match(c) for c in counts):
+                continue
+            total += sum(float(c) * 2**order for order, c in enumerate(counts))
+            seen = True
+    return -total if seen else None
+
+
+def slabinfo_filp(text: str) -> float | None:
+    """Active ``filp`` objects in /proc/slabinfo: one per open file on the whole host."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[0] == "filp" and _NUM.match(parts[1]):
+            return float(parts[1])
+    return None

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from isobench.leakage import (
     CorrelationSettings,
+    env_canary,
     measurements,
     planted_canaries,
     run_correlations,
@@ -60,7 +61,13 @@ class LeakageWorkload:
         for hardening in _profiles(ctx):
             params: dict[str, Any] = {} if hardening is None else {"hardening": hardening}
             overrides: dict[str, Any] = {} if hardening is None else {"options": {"hardening": hardening}}
-            with ctx.sandbox(**overrides) as sandbox, planted_canaries(ctx.spec.run_id) as canaries:
+            # The environment canary must be in place while the sandbox is created (its init
+            # inherits it or not); the others are planted once it runs.
+            with (
+                env_canary(ctx.spec.run_id),
+                ctx.sandbox(**overrides) as sandbox,
+                planted_canaries(ctx.spec.run_id) as canaries,
+            ):
                 if canaries.problems:
                     log.warning("some canaries could not be planted: %s", "; ".join(canaries.problems))
                 results = run_static(sandbox, ctx.spec, canaries, timeout=min(120.0, ctx.timeout))

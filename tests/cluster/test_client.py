@@ -15,7 +15,7 @@ from isobench.cluster.plan import HOST_SLOT, FleetPlan, driver_resource
 from isobench.cluster.worker import HOST_PARAM, CellTask
 from isobench.config import RunConfig
 from isobench.model import Sample
-from isobench.results import JOURNAL, Journal, finalize
+from isobench.results import JOURNAL, SCHEMA_VERSION, Journal, finalize
 from isobench.runner import Progress
 
 OFFER = {HOST_SLOT: 1.0, driver_resource("host"): 1.0, driver_resource("container"): 1.0}
@@ -187,7 +187,7 @@ def test_the_fleet_record_lands_in_results(tmp_path: Path) -> None:
     fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, die_at={2: "a"})
     _run(tmp_path, fleet, fleet.hosts())
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["run"]["fleet"]["lost_hosts"] == ["a"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from isobench.config import RunConfig
 from isobench.gc import gc
 from isobench.images import images_dir
+from isobench.results import SCHEMA_VERSION
 from isobench.runstate import live_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,7 +75,7 @@ def test_a_run_on_two_local_workers_survives_losing_one(tmp_path: Path) -> None:
     assert "the fleet: the same figure on every host" in text and "lost host(s) local-1@" in text
     (run_dir,) = out.iterdir()
     doc = json.loads((run_dir / "results.json").read_text())
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == SCHEMA_VERSION
     hosts = sorted(doc["run"]["cluster"]["hosts"])
     assert [h.split("@")[0] for h in hosts] == ["local-0", "local-1"]
     assert doc["run"]["fleet"]["lost_hosts"] == [hosts[1]]

@@ -16,19 +16,19 @@ def _facts(rec: dict[str, Any], **kw: Any) -> Facts:
     canaries = Canaries(**{**c, "problems": tuple(c["problems"])})
     base = Facts(
         canaries=canaries,
-        run_id="rec1",
-        sandbox_name="isobench-rec1-leak",
+        run_id=rec.get("run_id", "rec1"),
+        sandbox_name=rec.get("sandbox_name", "isobench-rec1-leak"),
         allowed_cpus=1,
         memory_mib=512,
         exec_seconds=rec["exec_seconds"],
+        host_disk=rec.get("host_disk"),
     )
     return replace(base, **kw)
 
 
 def _verdicts(rec: dict[str, Any], inside: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
-    res = decide_static(
-        STATIC_PROBES, rec["host"], inside if inside is not None else rec["inside"], _facts(rec, **kw)
-    )
+    readings = inside if inside is not None else rec["inside"]
+    res = decide_static(STATIC_PROBES, rec["host"], readings, _facts(rec, **kw), rec.get("statuses"))
     return {r.name: r.verdict for r in res}
 
 
@@ -70,10 +70,19 @@ def test_host_recording_leaks_everything_applicable(static_host: dict[str, Any])
         "writable_paths",
         "cpu_topology",
         "memory_total",
+        "cmdline",
+        "net_tcp",
+        "net_udp",
+        "arp",
+        "devices",
+        "cpuinfo_mhz",
     ):
         assert name in leaking, (name, v[name])
-    # The sandbox id is nowhere in a host process's cgroup: nothing to see there.
+    # The sandbox id is nowhere in a host process's cgroup: nothing to see there; and the host's
+    # own /proc/1 is its init, which never saw the runner's environment.
     assert not v["cgroup_id"].leaks
+    assert v["proc1"].status == "closed", v["proc1"]
+    assert all(x.status != "error" for x in v.values()), {n: x for n, x in v.items() if x.error}
     # This host has no modules, no sched_debug, no LSM, no RAPL: those are not applicable, not "safe".
     for name in ("modules", "sched_debug", "lsm_label", "rapl"):
         assert not v[name].applicable
@@ -111,6 +120,12 @@ def _guest_inside(rec: dict[str, Any]) -> dict[str, str]:
         mountinfo_host_paths="22 1 254:0 / / ro,relatime - ext4 /dev/vda ro",
         cpu_topology="1\n0\n0",
         memory_total="MemTotal:         480000 kB",
+        cmdline="console=ttyS0 root=/dev/vda ro",
+        net_tcp="  sl  local_address rem_address   st",
+        net_udp="  sl  local_address rem_address   st",
+        arp="IP address       HW type     Flags       HW address            Mask     Device",
+        proc1="== env\n== cmdline /sbin/isobench-agent\n== exe /sbin/isobench-agent\n== exe-here yes",
+        cpuinfo_mhz="cpu MHz\t\t: 2445.426",
     )
     return inside
 

@@ -37,11 +37,62 @@ def test_measurements_shape() -> None:
     assert ms["leakage.score"].metadata["leaking"] == ["boot_id", "interrupts"]
 
 
-def test_too_few_samples_is_flagged_inconclusive() -> None:
+def test_too_few_samples_is_inconclusive_listed_and_not_scored() -> None:
     from isobench.leakage import rules
 
     v = rules.correlation([0, 1, 0], [1, 2, 1])
-    assert v.inconclusive
-    ms = {m.metric: m for m in measurements([ProbeResult("softirqs", 2, "d", v)], {})}
-    assert ms["leakage.softirqs"].value == 0.0
-    assert ms["leakage.softirqs"].metadata["inconclusive"] is True
+    assert v.status == "inconclusive"
+    results = [
+        ProbeResult("softirqs", 2, "d", v),
+        ProbeResult("boot_id", 1, "d", Verdict("equal", True, "same")),
+    ]
+    ms = {m.metric: m for m in measurements(results, {})}
+    assert "leakage.softirqs" not in ms  # no 0 that a table would read as "closed"
+    assert ms["leakage.inconclusive"].value == 1.0
+    assert "softirqs" in ms["leakage.score"].metadata["inconclusive"]
+    assert ms["leakage.score"].value == 100.0  # the one scored probe leaks
+    assert ms["leakage.score"].metadata["max_weighted"] == 1
+
+
+def test_a_probe_that_could_not_run_is_an_error_shown_not_scored() -> None:
+    from isobench.leakage import rules
+
+    results = [
+        ProbeResult("seccomp", 1, "d", rules.error("presence", "no perl in the sandbox")),
+        ProbeResult("capabilities", 3, "d", Verdict("presence", False, "none")),
+        ProbeResult("boot_id", 1, "d", Verdict("equal", True, "same")),
+    ]
+    sc = score(results)
+    assert (sc.count, sc.weighted, sc.max_weighted, sc.evaluated, sc.errors) == (1, 1, 4, 2, 1)
+    assert sc.percent == 25.0
+    ms = {m.metric: m for m in measurements(results, {})}
+    assert "leakage.seccomp" not in ms
+    assert ms["leakage.errors"].value == 1.0
+    assert ms["leakage.errors"].metadata["probes"] == {"seccomp": "no perl in the sandbox"}
+    assert ms["leakage.capabilities"].metadata["status"] == "closed"
+
+
+def test_a_failed_probe_cannot_flatter_the_score() -> None:
+    """Before: an error counted as "closed", so a sandbox whose probes broke scored lower (better)."""
+    from isobench.leakage import rules
+
+    ok = [
+        ProbeResult("boot_id", 1, "d", Verdict("equal", True, "same")),
+        ProbeResult("caps", 3, "d", Verdict("presence", True, "x")),
+    ]
+    broken = [*ok, ProbeResult("devices", 3, "d", rules.error("presence", "exec stopped"))]
+    assert score(broken).percent == score(ok).percent == 100.0
+
+
+def test_bounds_span_every_left_out_probe_closed_or_leaking() -> None:
+    from isobench.leakage import rules
+
+    results = [
+        ProbeResult("boot_id", 1, "d", Verdict("equal", True, "same")),
+        ProbeResult("capabilities", 3, "d", Verdict("presence", False, "none")),
+        ProbeResult("diskstats", 2, "d", rules.correlation([0, 1] * 6, [5.0] * 12)),
+    ]
+    sc = score(results)
+    assert sc.percent == 25.0
+    assert sc.bounds == (100 / 6, 50.0)  # 1/6 if diskstats is closed, 3/6 if it leaks
+    assert score(results[:2]).bounds == (25.0, 25.0)

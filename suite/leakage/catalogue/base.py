@@ -36,6 +36,8 @@ class Facts:
     exec_seconds: float = 1.0
     #: Does the sandbox run on the host's kernel? None until boot_id is decided.
     shared_kernel: bool | None = None
+    #: major:minor of the host's first disk (from /proc/partitions): what mknod tries to reach.
+    host_disk: str | None = None
 
 
 Script = Callable[[Facts], str]

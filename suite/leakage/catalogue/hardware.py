@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 
 from isobench.leakage import rules
-from isobench.leakage.catalogue.base import Decide, Facts, HostRead, StaticProbe, first_float, script
+from isobench.leakage.catalogue.base import (
+    Decide,
+    Facts,
+    HostRead,
+    StaticProbe,
+    first_float,
+    host_file,
+    own_kernel,
+    script,
+)
 from isobench.leakage.host import HostView
 from isobench.leakage.rules import Verdict
 
@@ -72,6 +81,22 @@ _thermal_host, _thermal = _hw_file("sys/class/thermal/thermal_zone*/temp", "ther
 _rapl_host, _rapl = _hw_file("sys/class/powercap/intel-rapl:*/energy_uj", "RAPL energy counter")
 
 
+def cpu_mhz(text: str | None) -> float | None:
+    """The first "cpu MHz" of /proc/cpuinfo (the host's live clock where it scales)."""
+    m = re.search(r"^cpu MHz\s*:\s*([0-9.]+)", text or "", re.M)
+    return float(m.group(1)) if m else None
+
+
+def _cpuinfo_mhz(host: str | None, inside: str | None, _f: Facts) -> Verdict:
+    h, i = cpu_mhz(host), cpu_mhz(inside)
+    # Read moments apart; a scaling CPU may move a little in between.
+    return rules.within(h, i, h * 0.01 if h else 0.0, what="cpu MHz")
+
+
+def _dmi(host: str | None, inside: str | None, _f: Facts) -> Verdict:
+    return rules.equal(host, inside, what="DMI product_uuid")
+
+
 #: Fingerprints of the host's hardware, and one power side channel (RAPL).
 PROBES: tuple[StaticProbe, ...] = (
     StaticProbe(
@@ -94,6 +119,25 @@ PROBES: tuple[StaticProbe, ...] = (
         script("grep '^MemTotal' /proc/meminfo"),
         _host_memtotal,
         _memory_total,
+    ),
+    StaticProbe(
+        "cpuinfo_mhz",
+        "equal",
+        1,
+        "/proc/cpuinfo's cpu MHz is the host's (a live frequency where the CPU scales)",
+        script("grep -m 1 '^cpu MHz' /proc/cpuinfo"),
+        host_file("proc/cpuinfo"),
+        # A guest's kernel calibrates its own clock (close to the host's under KVM): not this leak.
+        own_kernel(_cpuinfo_mhz),
+    ),
+    StaticProbe(
+        "dmi_product_uuid",
+        "equal",
+        1,
+        "the machine's DMI product_uuid equals the host's",
+        script("cat /sys/class/dmi/id/product_uuid"),
+        host_file("sys/class/dmi/id/product_uuid"),
+        _dmi,
     ),
     StaticProbe(
         "cpufreq",

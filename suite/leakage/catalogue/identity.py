@@ -7,7 +7,15 @@ import socket
 import time
 
 from isobench.leakage import rules
-from isobench.leakage.catalogue.base import Facts, StaticProbe, first_float, host_file, no_host_read, script
+from isobench.leakage.catalogue.base import (
+    Facts,
+    StaticProbe,
+    first_float,
+    host_file,
+    no_host_read,
+    own_kernel,
+    script,
+)
 from isobench.leakage.host import HostView
 from isobench.leakage.rules import Verdict
 
@@ -74,6 +82,11 @@ def _kernel_release(host: str | None, inside: str | None, _f: Facts) -> Verdict:
 
 def _kernel_version(host: str | None, inside: str | None, _f: Facts) -> Verdict:
     return rules.equal(host, inside, what="kernel version")
+
+
+def _cmdline(host: str | None, inside: str | None, _f: Facts) -> Verdict:
+    # It names the host's root device (root=UUID=...) and boot options.
+    return rules.equal(host, inside, what="kernel command line")
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -158,7 +171,9 @@ PROBES: tuple[StaticProbe, ...] = (
         "kernel release equals the host's (the guest kernel differs)",
         script("cat /proc/sys/kernel/osrelease"),
         host_file("proc/sys/kernel/osrelease"),
-        _kernel_release,
+        # A guest booting the host's own kernel package prints the same release: only a shared
+        # kernel (same boot_id) makes it the host's.
+        own_kernel(_kernel_release),
     ),
     StaticProbe(
         "kernel_version",
@@ -167,7 +182,16 @@ PROBES: tuple[StaticProbe, ...] = (
         "/proc/version equals the host's",
         script("cat /proc/version"),
         host_file("proc/version"),
-        _kernel_version,
+        own_kernel(_kernel_version),
+    ),
+    StaticProbe(
+        "cmdline",
+        "equal",
+        1,
+        "/proc/cmdline equals the host's (its root device and boot options)",
+        script("cat /proc/cmdline"),
+        host_file("proc/cmdline"),
+        own_kernel(_cmdline),
     ),
     StaticProbe(
         "timer_list",
