@@ -27,6 +27,7 @@ from isobench.drivers.docker.names import Slot
 from isobench.errors import DriverUnavailable, SandboxError
 from isobench.mounts import find_mounts, umount
 from isobench.procs import run_command
+from isobench.results import atomic_write_text
 
 __all__ = [
     "DaemonRecord",
@@ -88,10 +89,10 @@ class DaemonRecord:
 
 
 def write_record(path: Path, record: DaemonRecord) -> None:
+    """Atomically and durably (fsync'd, as the journal): a runner killed at any moment leaves
+    either no record or a whole one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(asdict(record)))
 
 
 def read_record(path: Path) -> DaemonRecord | None:

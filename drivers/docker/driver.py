@@ -52,7 +52,7 @@ from isobench.drivers.docker.names import (
 )
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config
 from isobench.drivers.options import DriverOptions, option
-from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
+from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import detect_layout
@@ -419,8 +419,10 @@ class DockerDriver:
                 slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
                 if slot.exec_root.exists() and slot_is_free(slot):
                     removed += stop_slot(slot)
-        removed += _gc_cgroups(self._ctx.host, run_id)
-        return removed
+        gone, left = _removed_cgroups(self._ctx.host, run_id)
+        if left:
+            raise GcIncomplete(removed + gone, left)
+        return removed + gone
 
 
 def _facts(engine: Engine) -> dict[str, Any]:
@@ -476,11 +478,3 @@ def _removed_cgroups(host: HostProbe, run_id: str | None) -> tuple[list[str], li
 def _remove_cgroup_parent(host: HostProbe, run_id: str) -> list[str]:
     """The run's cgroup parent (Docker leaves it when its last container goes): what is left."""
     return _removed_cgroups(host, run_id)[1]
-
-
-def _gc_cgroups(host: HostProbe, run_id: str | None) -> list[str]:
-    """A dead run's container cgroups and their parent: what went (failures are logged)."""
-    removed, errors = _removed_cgroups(host, run_id)
-    for err in errors:
-        log.warning("%s", err)
-    return removed
