@@ -294,7 +294,8 @@ class Runner:
             raise
         finally:
             journal.close(status, teardown_errors=self.teardown_errors, **extra)
-            results = finalize(self.run_dir)
+            if journal.failed is None:  # else the journal's own error propagates, not a second one
+                results = finalize(self.run_dir)
         return results
 
     def _run_fixed(self, journal: Journal) -> None:
@@ -478,4 +479,7 @@ def run_matrix(runner: Runner, *, lock: RunLock | None = None) -> tuple[Results,
                     except Exception as err:
                         log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
                         runner.teardown_errors.append(f"close {driver.name}: {err}")
-                shutil.rmtree(held.work_dir, ignore_errors=True)
+                if runner.teardown_errors:
+                    held.keep = True  # what leaked is found by `isobench gc` from the kept state
+                else:
+                    shutil.rmtree(held.work_dir, ignore_errors=True)
