@@ -66,6 +66,7 @@ class Record:
 
     def write(self, state_dir: Path) -> Path:
         path = records_dir(state_dir) / f"{self.ident}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(asdict(self)))
         return path
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import signal
@@ -15,11 +17,43 @@ from faultrun import ALL_DRIVERS, gc_state, run_args
 from leftovers import run_ids_in
 
 KILLS = int(os.environ.get("ISOBENCH_FAULTS_KILLS", "10"))
-#: Kill moments are drawn from (0, SPAN) s after the runner starts. A whole run of the tiny matrix
-#: over the seven drivers took 29-41 s here (CLI start, driver probes and metadata, the private
-#: dockerd, two TCG boots), so a span of 35 s covers every phase; a moment past the run's end
-#: checks a clean exit instead.
-SPAN = float(os.environ.get("ISOBENCH_FAULTS_KILL_SPAN", "35"))
+CELLS = len(ALL_DRIVERS.split(","))
+#: A moment is a stage of the run and a delay into it. Stage 0: from the runner's start (CLI,
+#: lock, driver probes and metadata, the private dockerd: several seconds on a loaded host); stage
+#: k in 1..CELLS: once k-1 cells are in the journal (so inside cell k, or the next one: guest cells
+#: take 3-8 s, container cells well under one); stage CELLS+1: every cell done (teardown: close()
+#: of every driver, the dockerd's stop, finalize). Waiting on the journal rather than a clock puts
+#: the kills in every phase whatever the host's load.
+STAGE0_S = 8.0
+DELAY_S = 2.0
+
+
+def _cells_done(out: Path) -> int:
+    drivers = set()
+    for journal in out.glob("*/journal.jsonl"):
+        with contextlib.suppress(OSError):
+            for line in journal.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if rec.get("type") == "sample":
+                        drivers.add(rec.get("driver"))
+    return len(drivers)
+
+
+def _kill_at(proc: subprocess.Popen[bytes], out: Path, stage: int, delay: float) -> bool:
+    """Wait for ``stage``, then ``delay`` s, then SIGKILL the runner; False if it ended first."""
+    deadline = time.monotonic() + 900
+    while stage > 0 and _cells_done(out) < stage - 1 and proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run made no progress to stage {stage} in 900 s")
+        time.sleep(0.05)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)  # the runner only, as a crash would: not its group
+        proc.wait()
+        return True
 
 
 def _seed() -> int:
@@ -31,32 +65,28 @@ def test_sigkill_at_random_moments_then_gc_leaves_nothing(
 ) -> None:
     seed = _seed()
     rng = random.Random(seed)
-    moments = [rng.uniform(0.2, SPAN) for _ in range(KILLS)]
+    moments = []
+    for _ in range(KILLS):
+        stage = rng.randrange(CELLS + 2)
+        moments.append((stage, rng.uniform(0.0, STAGE0_S if stage == 0 else DELAY_S)))
     # Printed (pytest shows it with -s and with every failure) so a failure can be replayed:
     # ISOBENCH_FAULTS_SEED=<seed>.
-    print(f"fault seed {seed}: kill moments {', '.join(f'{m:.1f}' for m in moments)} s over {ALL_DRIVERS}")
+    print(f"fault seed {seed}: kills (stage, delay s) {moments} over {ALL_DRIVERS}")
     failures = []
-    for i, moment in enumerate(moments):
+    for i, (stage, delay) in enumerate(moments):
         out = tmp_path / f"kill{i}"
         out.mkdir()
-        log = (tmp_path / f"kill{i}.log").open("w")
-        proc = subprocess.Popen(
-            run_args(faults_state, out, seed=seed + i), stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            proc.wait(timeout=moment)
-            killed = False
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)  # the runner only, as a crash would: not its group
-            proc.wait()
-            killed = True
-        log.close()
+        with (tmp_path / f"kill{i}.log").open("w") as log:
+            proc = subprocess.Popen(
+                run_args(faults_state, out, seed=seed + i), stdout=log, stderr=subprocess.STDOUT
+            )
+            killed = _kill_at(proc, out, stage, delay)
         runs = run_ids_in(faults_state, out)
         t0 = time.monotonic()
         gc = gc_state(faults_state)
         took = time.monotonic() - t0
         left = check_clean(runs)
-        what = f"kill {i} at {moment:.1f}s ({'killed' if killed else f'exited {proc.returncode} first'})"
+        what = f"kill {i} at stage {stage} + {delay:.1f}s ({'killed' if killed else f'exited {proc.returncode} first'})"
         print(f"{what}: runs {sorted(runs)}, gc {took:.1f}s exit {gc.returncode}, {len(left)} left")
         if gc.returncode != 0 or left:
             failures.append(
