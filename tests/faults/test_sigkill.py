@@ -68,7 +68,7 @@ def test_sigkill_at_random_moments_then_gc_leaves_nothing(
     moments = []
     for _ in range(KILLS):
         stage = rng.randrange(CELLS + 2)
-        moments.append((stage, rng.uniform(0.0, STAGE0_S if stage == 0 else DELAY_S)))
+        moments.append((stage, round(rng.uniform(0.0, STAGE0_S if stage == 0 else DELAY_S), 2)))
     # Printed (pytest shows it with -s and with every failure) so a failure can be replayed:
     # ISOBENCH_FAULTS_SEED=<seed>.
     print(f"fault seed {seed}: kills (stage, delay s) {moments} over {ALL_DRIVERS}")

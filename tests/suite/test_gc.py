@@ -112,7 +112,7 @@ def test_a_full_disk_leaves_whole_journal_records(tmp_path: Path, monkeypatch: p
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(ResultsError, match="cannot write the journal .*No space left on device"):
+    with pytest.raises(ResultsError, match=r"cannot write the journal .*No space left on device"):
         journal.append(_sample(1))
     monkeypatch.setattr(os, "fsync", real_fsync)
     with pytest.raises(ResultsError):

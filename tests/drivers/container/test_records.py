@@ -80,7 +80,7 @@ def test_a_failed_removal_keeps_the_record_and_says_what_is_left(tmp_path: Path)
     host = fake_host(tmp_path / "host", "v1", v1=("memory", "pids"))
     stuck = Path(rec.cgroup_paths[0])
     (stuck / "child-file").write_text("x")  # a plain directory with a file: rmdir fails (ENOTEMPTY)
-    removed, left = collect(rec, path, host, Links(FakeIp()), lambda _n: [])
+    _, left = collect(rec, path, host, Links(FakeIp()), lambda _n: [])
     assert f"{rec.ident}: cgroup {stuck}" in left
     assert left[-1] == f"{rec.ident}: record kept at {path}"
     assert path.exists()
