@@ -79,8 +79,9 @@ def _from_json(data: dict[str, object]) -> Record:
     known = {f.name for f in fields(Record)}
     data = {k: v for k, v in data.items() if k in known}
     data.setdefault("version", 1)
-    if isinstance(data.get("cgroup_paths"), list):
-        data["cgroup_paths"] = tuple(str(p) for p in data["cgroup_paths"])  # type: ignore[union-attr]
+    paths = data.get("cgroup_paths")
+    if isinstance(paths, list):
+        data["cgroup_paths"] = tuple(str(p) for p in paths)
     return Record(**data)  # type: ignore[arg-type]
 
 
