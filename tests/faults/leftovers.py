@@ -63,6 +63,11 @@ class Scope:
                     slots.append(slot)
         return slots
 
+    def free_slot_roots(self) -> list[Path]:
+        """Exec and data roots of the free slots: a daemon, mount or shim there outlived its run
+        (a live run of this state dir, e.g. a concurrent test's, holds its slot)."""
+        return [r for s in self.free_docker_slots() for r in (s.exec_root, s.home)]
+
 
 def run_ids_in(state_dir: Path, output: Path) -> set[str]:
     """Run ids a test's runs used: their state dirs and results dirs (one of them may be missing:
@@ -110,7 +115,7 @@ def _netns(scope: Scope) -> list[str]:
 
 
 def _mounts(scope: Scope) -> list[str]:
-    roots = [str(scope.state_dir) + "/", *(str(s.exec_root) + "/" for s in scope.free_docker_slots())]
+    roots = [str(r) + "/" for r in scope.free_slot_roots()]
     entries = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
     return [
         f"mount {e.mount_point}"
@@ -134,8 +139,7 @@ def _domains(scope: Scope) -> list[str]:
 
 
 def _processes(scope: Scope) -> list[str]:
-    needles = [r.encode() for r in scope.run_ids] + [str(scope.state_dir).encode() + b"/"]
-    needles += [str(s.exec_root).encode() + b"/" for s in scope.free_docker_slots()]
+    needles = [r.encode() for r in scope.run_ids] + [str(r).encode() + b"/" for r in scope.free_slot_roots()]
     me = os.getpid()
     out = []
     for entry in Path("/proc").iterdir():
