@@ -77,12 +77,17 @@ def dockerd_args(binary: str, slot: Slot) -> list[str]:
 
 @dataclass(frozen=True)
 class DaemonRecord:
-    """What a run writes into its work dir before starting a daemon, so gc of the dead run finds it."""
+    """What a run writes into its work dir before starting a daemon, so gc of the dead run finds it.
+
+    Format history (``version``): 1 had no version key; 2 is written atomically and fsync'd (the
+    same fields). Both load.
+    """
 
     slot: int
     runtime_dir: str
     state_dir: str
     pid: int | None = None
+    version: int = 2
 
     def slot_paths(self) -> Slot:
         return Slot(self.slot, Path(self.runtime_dir), Path(self.state_dir))
@@ -103,6 +108,7 @@ def read_record(path: Path) -> DaemonRecord | None:
             runtime_dir=str(doc["runtime_dir"]),
             state_dir=str(doc["state_dir"]),
             pid=int(doc["pid"]) if doc.get("pid") is not None else None,
+            version=int(doc.get("version", 1)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
