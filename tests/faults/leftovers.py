@@ -21,6 +21,7 @@ from isobench.drivers.container import names as ctr_names
 from isobench.drivers.docker.names import DEFAULT_RUNTIME_DIR, Slot, cgroup_parent, slot_is_free
 from isobench.drivers.qemu.network import run_prefix as qemu_link_prefix
 from isobench.mounts import parse_mountinfo
+from isobench.runstate import dead_runs
 
 __all__ = ["Scope", "leftovers", "run_ids_in"]
 
@@ -70,12 +71,11 @@ class Scope:
 
 
 def run_ids_in(state_dir: Path, output: Path) -> set[str]:
-    """Run ids a test's runs used: their state dirs and results dirs (one of them may be missing:
-    a runner killed between the two)."""
-    found = set()
-    for base in (state_dir / "runs", output):
-        if base.is_dir():
-            found |= {p.name for p in base.iterdir() if p.is_dir() and p.name != "gc-sweep"}
+    """Run ids a test's dead runs used: their results dirs, and the state dirs of dead runs (a
+    runner killed between locking its state and making its results dir has only the latter; a
+    live run there is another test's)."""
+    found = {p.name for p in output.iterdir() if p.is_dir()} if output.is_dir() else set()
+    found |= {p.name for p in dead_runs(state_dir) if p.name != "gc-sweep"}
     return found
 
 
