@@ -61,6 +61,9 @@ def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:
         frames["leakage.csv"] = doc.leakage
     if not doc.limits.empty:
         frames["limits.csv"] = doc.limits
+    if not doc.escape.empty:
+        frames["escape.csv"] = doc.escape
+        frames["escape-evidence.csv"] = doc.escape_evidence
     for workload, df in doc.wide.items():
         frames[f"wide-{_safe(workload)}.csv"] = df
     for name, df in frames.items():

@@ -14,6 +14,7 @@ import pandas as pd
 from isobench.results import Results
 
 from .cells import group_cells, variant_of
+from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .grid import GridTable, question_tables
 from .headline import Headline, build_headline
@@ -71,6 +72,9 @@ class Document:
     grids: dict[str, list[GridTable]]
     #: Limit fidelity (the limits workload): requested vs delivered per driver and limit.
     limits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The escape battery: a verdict per driver and primitive, and the evidence behind each.
+    escape: pd.DataFrame = field(default_factory=pd.DataFrame)
+    escape_evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -183,4 +187,6 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         empty_sections=empty,
         methods=tuple(methods),
         limits=limits_table(results),
+        escape=escape_table(results),
+        escape_evidence=escape_evidence(results),
     )

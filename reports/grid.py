@@ -47,6 +47,8 @@ def detail_only(metric: str) -> bool:
         or metric.startswith("idle-memory.host_view.")
         # one column per N or per request would not fit; their figures and the limits table show them
         or metric.startswith(("density.", "limits."))
+        # one 0/1 per escape primitive: the escape battery table shows them with their evidence
+        or (metric.startswith("escape.") and metric != "escape.open")
     )
 
 

@@ -187,6 +187,19 @@ def _tables(doc: Document) -> str:
             "same driver (its loop's pace vs alone) fared meanwhile.</p>"
         )
         out.append(_table(doc.limits, numeric=("n",)))
+    if not doc.escape.empty:
+        out.append('<h3 id="escape">Escape battery</h3>')
+        out.append(
+            "<p>Each known escape primitive tried from inside every driver's sandbox against a canary "
+            "the host planted (never the host itself): open = the sandbox reached the canary or holds "
+            "the permission that is the whole attack; blocked = it did not; n/a = no host meaning "
+            "here (the sandbox runs its own kernel, this kernel lacks the feature, no volume); error "
+            "= it could not be tried. The host driver is the baseline with no isolation.</p>"
+        )
+        out.append(_table(doc.escape, numeric=("open",)))
+        out.append(
+            "<details><summary>evidence for every cell</summary>" + _table(doc.escape_evidence) + "</details>"
+        )
     out.append('<h3 id="failures">Failed cells</h3>')
     out.append(_table(doc.failures) if not doc.failures.empty else "<p>None.</p>")
     out.append("</section>")

@@ -96,6 +96,10 @@ def render_markdown(doc: Document, out_dir: Path) -> str:
         "`tables/failures.csv`; charts in `plots/*.png`; all of it with methods and run metadata in "
         "`report.html`.\n"
     )
+    if not doc.escape.empty:
+        parts.append(
+            "\n## Escape battery\n\n" + md_table(doc.escape) + "\nEvidence: `tables/escape-evidence.csv`.\n"
+        )
     if doc.empty_sections:
         parts.append(f"\nNo data in this run for: {_md(', '.join(doc.empty_sections))}.\n")
     return "".join(parts)

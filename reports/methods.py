@@ -45,6 +45,13 @@ _WORKLOADS: dict[str, str] = {
         'metrics leakage.<probe>; leakage.score aggregates the probes. Param "hardening" names the '
         "sandbox hardening profile used."
     ),
+    "escape": (
+        "A static probe tries each known escape primitive from inside the sandbox against canaries "
+        "the host planted (a file found by its token, a process named by it, a symlink in the "
+        "volume), never walking through a door it finds open: files whose write would act on the "
+        "host are opened for writing and closed unwritten. escape.<primitive> is 1 (open) or 0 "
+        "(blocked); escape.open counts the open ones and holds every verdict with its evidence."
+    ),
     "interference": (
         'A victim workload runs while a neighbour sandbox runs a stressor (param "stressor"); the '
         "interference.* metrics give the victim's degradation relative to running alone."

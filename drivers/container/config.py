@@ -6,7 +6,8 @@ ignored):
 - ``namespaces``: names from pid, mount, uts, ipc, net, cgroup, user (default: all but user);
   ``mount`` is required (the overlay root and pivot_root live in it).
 - ``hardening``: bool, default True (caps to the OCI default set, no_new_privs, masked and
-  read-only paths, seccomp denylist).
+  read-only paths, Docker's seccomp allowlist, a device allowlist in the cgroup).
+- ``seccomp_allow``: names of relaxations of the seccomp profile (``io_uring``), default none.
 - ``rootless``: bool, default False: adds the user namespace and maps container root to the
   calling user.
 - ``uid_map`` / ``gid_map``: id map lines when ``user`` is on (default ``0 <euid> 1``).
@@ -28,16 +29,18 @@ from typing import Any
 
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container.names import sanitize
+from isobench.drivers.container.seccomp import relaxation_names
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
-from isobench.hostsys.cgroups import CgroupLimits
+from isobench.hostsys.cgroups import CONTAINER_DEVICES, CgroupLimits
 
 __all__ = [
     "ALL_NAMESPACES",
     "DEFAULT_NAMESPACES",
     "DRIVER_OPTIONS",
+    "HARDENED_CAPS",
     "SANDBOX_OPTIONS",
     "ContainerConfig",
     "ContainerOptions",
@@ -48,6 +51,9 @@ __all__ = [
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 _PERIOD_US = 100_000
+#: The capabilities a hardened container keeps: the helper's ``kept_caps`` (the OCI default set; a
+#: test holds the two equal). The seccomp profile's capability conditions are resolved against it.
+HARDENED_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class ContainerOptions(DriverOptions):
     cgroup_parent: str = ""
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     hardening: bool = True
+    seccomp_allow: tuple[str, ...] = ()
     rootless: bool = False
     uid_map: str | None = None
     gid_map: str | None = None
@@ -76,6 +83,7 @@ class ContainerOptions(DriverOptions):
                 f"drivers.container.namespaces: unknown namespace {unknown[0]!r}; "
                 f"choose from {', '.join(ALL_NAMESPACES)}"
             )
+        _relaxations(self.seccomp_allow, "drivers.container")
 
 
 #: Options that shape one sandbox (they may also come from a workload, per sandbox).
@@ -95,6 +103,9 @@ class ContainerConfig:
     gid_map: str | None
     network: bool
     volume: Path | None
+    #: Relaxations of the seccomp profile; the compiled filter is set by the driver.
+    seccomp_allow: tuple[str, ...] = ()
+    seccomp_filter: Path | None = None
 
     @property
     def ns_arg(self) -> str:
@@ -122,6 +133,18 @@ def _namespaces(value: Any, spec: SandboxSpec, rootless: bool) -> tuple[str, ...
     return tuple(n for n in ALL_NAMESPACES if n in chosen)
 
 
+def _relaxations(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise UsageError(f"{where}: option seccomp_allow must be a list, e.g. ['io_uring']")
+    known = relaxation_names()
+    unknown = [str(v) for v in value if v not in known]
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown seccomp relaxation {unknown[0]!r}; choose from {', '.join(known)}"
+        )
+    return tuple(sorted(set(value)))
+
+
 def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | None:
     if not options.get("cgroup", True):
         return None
@@ -138,6 +161,8 @@ def _limits(spec: SandboxSpec, options: Mapping[str, Any]) -> CgroupLimits | Non
         cpu_period_us=_PERIOD_US,
         cpuset=spec.cpuset,
         pids_max=spec.pids_limit,
+        # The device allowlist is hardening: off with it, like seccomp and the capability drop.
+        devices=CONTAINER_DEVICES if options.get("hardening", True) else None,
     )
 
 
@@ -177,6 +202,7 @@ def config_from_spec(
         gid_map=gid_map,
         network=spec.network,
         volume=spec.volume,
+        seccomp_allow=_relaxations(options.get("seccomp_allow", ()), f"sandbox {spec.name}"),
     )
 
 

@@ -22,7 +22,7 @@ from isobench.hostsys.links import Links
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Resources", "cgroup_args"]
+__all__ = ["Resources", "cgroup_args", "seccomp_args"]
 
 
 @dataclass
@@ -103,3 +103,11 @@ def cgroup_args(cg: Cgroup | None) -> list[str]:
     if own:
         return [a for f in own for a in ("--cgroup-tasks", str(f))]
     return [a for f in cg.procs_files for a in ("--cgroup-procs", str(f))]
+
+
+def seccomp_args(hardening: bool, filter_path: Path | None) -> list[str]:
+    """The helper's hardening switch and the compiled filter it loads (read before any setns)."""
+    if not hardening:
+        return []
+    assert filter_path is not None, "hardening without a compiled seccomp filter"
+    return ["--harden", "--seccomp", str(filter_path)]

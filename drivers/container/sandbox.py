@@ -8,7 +8,7 @@ from pathlib import Path
 from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
 from isobench.drivers.container.config import ContainerConfig
 from isobench.drivers.container.process import DEFAULT_ENV, run_helper
-from isobench.drivers.container.resources import Resources, cgroup_args
+from isobench.drivers.container.resources import Resources, cgroup_args, seccomp_args
 from isobench.model import PhaseTiming
 
 __all__ = ["WORKDIR", "ColdRun", "ContainerSandbox"]
@@ -84,8 +84,7 @@ class ContainerSandbox(SandboxBase):
     def _exec(self, req: ExecRequest) -> ExecResult:
         cmd = [str(self._helper), "exec", "--pid", str(self._init_pid), "--ns", self._config.ns_arg]
         cmd += cgroup_args(self._res.cgroup)
-        if self._config.hardening:
-            cmd.append("--harden")
+        cmd += seccomp_args(self._config.hardening, self._config.seccomp_filter)
         cmd += ["--cwd", WORKDIR]
         result, _ = run_helper(
             cmd, list(req.argv), timeout=req.timeout, env={**DEFAULT_ENV, **(req.env or {})}, stdin=req.stdin

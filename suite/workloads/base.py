@@ -79,6 +79,7 @@ DEFAULT_WORKLOADS = (
     "disk",
     "network",
     "leakage",
+    "escape",
     "interference",
     "limits",
     "density",

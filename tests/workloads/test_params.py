@@ -32,6 +32,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("disk", {"runtime": "five"}, "workload disk: parameter runtime must be a fio duration"),
     ("disk", {"runtime": "0s"}, "parameter runtime must be a fio duration like 5s or 500ms (> 0), got '0s'"),
     ("disk", {"ramp_time": "1 s"}, "workload disk: parameter ramp_time must be a fio duration"),
+    ("escape", {"probe_timeout": 0}, "workload escape: parameter probe_timeout must be > 0, got 0"),
     ("idle-memory", {"settle_seconds": -1}, "workload idle-memory: parameter settle_seconds must be >= 0"),
     ("interference", {"duration": 0}, "workload interference: parameter duration must be > 0, got 0.0"),
     ("interference", {"victims": ["cpu", "gpu"]}, "interference.victims: unknown gpu; known: cpu"),

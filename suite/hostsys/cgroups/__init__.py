@@ -8,6 +8,9 @@ a fake cgroupfs tree (:mod:`isobench.hostsys.fake`) and hands the drivers a prob
 - ``unified``: ``/sys/fs/cgroup`` is cgroup2, controllers live there -> v2 backend;
 - ``hybrid``: v1 controller hierarchies plus a cgroup2 mount with no controllers -> v1 backend;
 - ``v1``: only v1 hierarchies -> v1 backend.
+
+Device allowlists (``CgroupLimits.devices``): the v1 ``devices`` controller, or on v2 a cgroup
+device BPF program (:mod:`isobench.hostsys.cgroups.devices`).
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from typing import Literal
 
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups.common import Cgroup, CgroupLimits, CgroupManager, Rmdir, parse_flat_keyed
+from isobench.hostsys.cgroups.devices import CONTAINER_DEVICES, DeviceRule
 from isobench.hostsys.cgroups.layout import CgroupLayout, Mode, detect_layout
 from isobench.hostsys.cgroups.v1 import V1Cgroup, V1Manager
 from isobench.hostsys.cgroups.v2 import V2Cgroup, V2Manager
 from isobench.hostsys.probe import HostProbe
 
 __all__ = [
+    "CONTAINER_DEVICES",
     "Cgroup",
     "CgroupLayout",
     "CgroupLimits",
     "CgroupManager",
+    "DeviceRule",
     "HostMode",
     "Mode",
     "V1Cgroup",

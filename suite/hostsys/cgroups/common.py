@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from isobench.errors import SandboxError
+from isobench.hostsys.cgroups.devices import DeviceRule
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class CgroupLimits:
     #: (``(major, minor)`` of whole disks); None: no limit.
     io_bps: int | None = None
     io_devices: tuple[tuple[int, int], ...] = ()
+    #: Devices the cgroup may use (v1 devices controller, v2 device program); None: no control.
+    devices: tuple[DeviceRule, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.io_bps is not None and not self.io_devices:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from isobench.errors import SandboxError
-from isobench.hostsys.cgroups import common
+from isobench.hostsys.cgroups import common, devices
 from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
 from isobench.hostsys.cgroups.layout import CgroupLayout, Mode
 
@@ -108,6 +108,8 @@ class V1Manager:
             wanted.append("cpuset")
         if limits.io_bps is not None:
             wanted.append("blkio")
+        if limits.devices is not None:
+            wanted.append("devices")
         return tuple(wanted)
 
     def create(self, name: str, limits: CgroupLimits) -> V1Cgroup:
@@ -173,6 +175,8 @@ class V1Manager:
                         f"{major}:{minor} {limits.io_bps}",
                         f"disk {rw} bandwidth",
                     )
+        if limits.devices is not None:
+            devices.write_v1_rules(dirs["devices"], limits.devices)
 
     def _hierarchy_bases(self) -> list[Path]:
         return list(dict.fromkeys(self._under(m) for m in [*self._mounts.values(), *self._others]))

@@ -10,6 +10,7 @@ from pathlib import Path
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups import common
 from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
+from isobench.hostsys.cgroups.devices import AttachDeviceFilter, attach_device_filter
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,18 @@ class V2Manager:
 
     mode: Mode = "unified"
 
-    def __init__(self, root: Path, *, parent: str = "", rmdir: Rmdir = os.rmdir) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        parent: str = "",
+        rmdir: Rmdir = os.rmdir,
+        attach_devices: AttachDeviceFilter = attach_device_filter,
+    ) -> None:
         self._root = root
         self._parent = parent.strip("/")
         self._rmdir = rmdir
+        self._attach_devices = attach_devices
 
     @property
     def base(self) -> Path:
@@ -154,6 +163,9 @@ class V2Manager:
         for major, minor in limits.io_devices if limits.io_bps is not None else ():
             bps = limits.io_bps
             common.write_value(path / "io.max", f"{major}:{minor} rbps={bps} wbps={bps}", "disk bandwidth")
+        if limits.devices is not None:
+            # v2 has no devices controller: a BPF program attached to the cgroup is the allowlist.
+            self._attach_devices(path, limits.devices)
 
     def find(self, match: Callable[[str], bool]) -> list[str]:
         try:
