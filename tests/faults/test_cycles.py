@@ -16,7 +16,7 @@ from isobench.drivers.container import ContainerDriver
 
 CONTAINER_CYCLES = 1000 if FULL else 100
 #: Alternating between the two guest drivers (qemu, then vm): TCG boots take 3-7 s each here.
-GUEST_CYCLES = 100 if FULL else 4
+GUEST_CYCLES = int(os.environ.get("ISOBENCH_FAULTS_GUEST_CYCLES") or (100 if FULL else 4))
 #: Where the baseline is taken: after the first cycles have loaded every module, compiled the
 #: helper, opened the libvirt connection and filled the caches that are meant to stay.
 BASELINE_AT = 10
