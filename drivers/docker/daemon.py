@@ -35,6 +35,7 @@ __all__ = [
     "dockerd_args",
     "last_error",
     "read_record",
+    "slot_leftovers",
     "stop_dockerd",
     "stop_slot",
 ]
@@ -336,3 +337,17 @@ def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
         else:
             removed.append(f"bridge {slot.bridge}")
     return removed, errors
+
+
+def slot_leftovers(slot: Slot) -> list[str]:
+    """What of ``slot`` is still on the host (mounts under its roots, its bridge), without touching
+    it: for gc to report after :func:`stop_slot`, when a new run may already hold the slot."""
+    roots = (str(slot.exec_root), str(slot.data_root))
+    left = [
+        f"mount {m}"
+        for m in find_mounts(lambda _: True)
+        if any(m == r or m.startswith(r + "/") for r in roots)
+    ]
+    if Path("/sys/class/net", slot.bridge).exists():
+        left.append(f"bridge {slot.bridge}")
+    return left

@@ -34,6 +34,7 @@ from isobench.drivers.docker.daemon import (
     DaemonRecord,
     PrivateDaemon,
     read_record,
+    slot_leftovers,
     stop_dockerd,
     stop_slot,
     write_record,
@@ -406,6 +407,7 @@ class DockerDriver:
 
     def gc(self, run_id: str | None = None) -> list[str]:
         removed: list[str] = []
+        left_in_slot: list[str] = []
         record = read_record(self.record_path) if run_id is not None else None
         if record is not None:
             slot = record.slot_paths()
@@ -414,14 +416,17 @@ class DockerDriver:
             stopped = stop_dockerd(slot, record.pid) if record.pid is not None else []
             if stopped or slot_is_free(slot):
                 removed += stopped + stop_slot(slot)
+                # What stop_slot could not remove (a busy mount, the bridge), unless a new run
+                # took the slot meanwhile (then what is there is its own).
+                left_in_slot = slot_leftovers(slot) if slot_is_free(slot) else []
         if run_id is None:
             for index in range(SLOTS):
                 slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
                 if slot.exec_root.exists() and slot_is_free(slot):
                     removed += stop_slot(slot)
         gone, left = _removed_cgroups(self._ctx.host, run_id)
-        if left:
-            raise GcIncomplete(removed + gone, left)
+        if left or left_in_slot:
+            raise GcIncomplete(removed + gone, left_in_slot + left)
         return removed + gone
 
 
