@@ -24,9 +24,11 @@ from isobench.drivers.capabilities import (
     Capabilities,
     DriverKind,
     ExecModel,
+    LayerStackKind,
     RootStorage,
     Volume,
 )
+from isobench.drivers.layerstack import LayerStack
 from isobench.drivers.options import DriverOptions, OptionTypes
 from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
@@ -48,6 +50,8 @@ __all__ = [
     "ExecModel",
     "ExecRequest",
     "ExecResult",
+    "LayerStack",
+    "LayerStackKind",
     "OptionTypes",
     "PhaseClock",
     "RootStorage",
@@ -107,6 +111,9 @@ class SandboxSpec:
     #: CPUs; at most ``vcpus``. None = ``vcpus``. Only drivers whose ``capabilities.cpu_quota`` is
     #: set can express it.
     cpu_quota: float | None = None
+    #: Read-only layers under the sandbox (``isobench.layers`` builds them); only drivers whose
+    #: ``capabilities.layer_stack`` is set attach them, and only a guest refuses them next to a volume.
+    layers: LayerStack | None = None
 
     def __post_init__(self) -> None:
         if self.cpu_quota is not None and not 0.01 <= self.cpu_quota <= self.vcpus:

@@ -21,6 +21,7 @@ __all__ = [
     "Capabilities",
     "DriverKind",
     "ExecModel",
+    "LayerStackKind",
     "RootStorage",
     "Volume",
 ]
@@ -68,6 +69,17 @@ class ExecModel(enum.StrEnum):
     GUEST_AGENT = "guest agent"
 
 
+class LayerStackKind(enum.StrEnum):
+    """How a driver stacks read-only layers under a sandbox (``SandboxSpec.layers``)."""
+
+    #: Host directories as overlayfs lower layers under the sandbox's writable upper layer; the
+    #: stack's tree is seen at ``/`` (merged with the image).
+    OVERLAY_LOWERS = "overlayfs lower layers"
+    #: A qcow2 backing chain, one image per layer, under a per-sandbox qcow2 overlay, attached as
+    #: the guest's data disk and seen at ``/data``.
+    QCOW2_CHAIN = "qcow2 backing chain"
+
+
 class Accel(enum.StrEnum):
     """A guest's accelerator."""
 
@@ -98,6 +110,8 @@ class Capabilities:
     #: It applies ``SandboxSpec.cpu_quota`` (a CPU-time quota in CPUs, fractions allowed); others
     #: refuse a spec with it.
     cpu_quota: bool = False
+    #: How it stacks ``SandboxSpec.layers`` (None: it cannot; the runner refuses a spec with them).
+    layer_stack: LayerStackKind | None = None
 
     def __post_init__(self) -> None:
         if (self.kind is DriverKind.VM) != (self.accel is not None):
@@ -113,6 +127,7 @@ class Capabilities:
         switchable_hardening: bool = False,
         io_throttle: bool = False,
         cpu_quota: bool = False,
+        layer_stack: LayerStackKind | None = None,
     ) -> Capabilities:
         """A container runtime over the suite image: overlayfs root, volumes bind-mounted at ``/data``,
         commands started by the runtime in the sandbox's namespaces."""
@@ -125,10 +140,11 @@ class Capabilities:
             order=order,
             io_throttle=io_throttle,
             cpu_quota=cpu_quota,
+            layer_stack=layer_stack,
         )
 
     @classmethod
-    def vm(cls, *, order: int) -> Capabilities:
+    def vm(cls, *, order: int, layer_stack: LayerStackKind | None = None) -> Capabilities:
         """A guest of the suite image: qcow2 overlay root, the volume a disk mounted at ``/data``,
         commands through the in-guest agent, the accelerator decided by a probe."""
         return cls(
@@ -140,12 +156,20 @@ class Capabilities:
             order=order,
             accel=Accel.PENDING,
             io_throttle=True,
+            layer_stack=layer_stack,
         )
 
     @property
     def guest(self) -> bool:
         """Its sandboxes run their own kernel."""
         return self.kind is DriverKind.VM
+
+    def layers_path(self, subdir: str) -> str:
+        """Where ``subdir`` of a layer stack's tree is seen inside a sandbox of this driver."""
+        if self.layer_stack is None:
+            raise ValueError("this driver stacks no layers")
+        base = "" if self.layer_stack is LayerStackKind.OVERLAY_LOWERS else VOLUME_MOUNT
+        return f"{base}/{subdir.strip('/')}"
 
     def volume_path(self, host_dir: Path) -> str:
         """Where a volume made of ``host_dir`` is seen inside a sandbox of this driver."""

@@ -14,6 +14,7 @@ from isobench.results import Results, atomic_write_text
 from .document import Document, build_document
 from .files import fresh_plots_dir
 from .findings import findings
+from .fleet import Fleet, fleet_view, main_results
 from .headline import Headline, build_headline
 from .html import render_html
 from .markdown import render_markdown
@@ -42,15 +43,18 @@ class Overview:
     headline: Headline
     findings: tuple[str, ...]
     warnings: tuple[WarningGroup, ...]
+    #: Several hosts (a fleet run): the headline is ``fleet.main``'s, the view compares them all.
+    fleet: Fleet | None = None
 
 
 def overview(results: Results) -> Overview:
     summary = summary_table(results)
     failures = failures_table(results)
-    headline = build_headline(results)
+    fleet = fleet_view(results)
+    headline = build_headline(main_results(results, fleet))
     noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     said = findings(headline, results.run, noisy=noisy, total=len(summary), failed=len(failures))
-    return Overview(headline, tuple(said), group_warnings(results.run, summary, failures))
+    return Overview(headline, tuple(said), group_warnings(results.run, summary, failures), fleet)
 
 
 def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:
@@ -61,6 +65,8 @@ def _write_tables(doc: Document, tables_dir: Path) -> tuple[Path, ...]:
         frames["leakage.csv"] = doc.leakage
     if not doc.limits.empty:
         frames["limits.csv"] = doc.limits
+    if doc.fleet is not None:
+        frames["fleet.csv"] = doc.fleet.table()
     if not doc.escape.empty:
         frames["escape.csv"] = doc.escape
         frames["escape-evidence.csv"] = doc.escape_evidence

@@ -16,6 +16,7 @@ from isobench.results import Results
 from .cells import group_cells, variant_of
 from .escape_table import escape_evidence, escape_table
 from .findings import findings
+from .fleet import Fleet, fleet_view, main_results
 from .grid import GridTable, question_tables
 from .headline import Headline, build_headline
 from .limits_table import limits_table
@@ -72,6 +73,8 @@ class Document:
     grids: dict[str, list[GridTable]]
     #: Limit fidelity (the limits workload): requested vs delivered per driver and limit.
     limits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: A fleet run's hosts side by side (None for one host); the headline is then ``fleet.main``'s.
+    fleet: Fleet | None = None
     #: The escape battery: a verdict per driver and primitive, and the evidence behind each.
     escape: pd.DataFrame = field(default_factory=pd.DataFrame)
     escape_evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -87,6 +90,9 @@ class Document:
 
     @property
     def heading(self) -> str:
+        if self.fleet is not None:
+            n = len(self.fleet.hosts)
+            return f"What isolation costs on {self.fleet.main} (1 of {n} hosts: the fleet view compares them)"
         return "What isolation costs on this host"
 
     def subtitle(self) -> str:
@@ -169,7 +175,12 @@ def build_document(results: Results, plots_dir: Path) -> Document:
                 tools=tuple(recorded_tools(ws)),
             )
         )
-    headline = build_headline(results, cells=cells)
+    fleet = fleet_view(results)
+    headline = (
+        build_headline(results, cells=cells)
+        if fleet is None
+        else build_headline(main_results(results, fleet))
+    )
     noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     return Document(
         headline=headline,
@@ -187,6 +198,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         empty_sections=empty,
         methods=tuple(methods),
         limits=limits_table(results),
+        fleet=fleet,
         escape=escape_table(results),
         escape_evidence=escape_evidence(results),
     )

@@ -70,12 +70,27 @@ def headline_markdown(h: Headline) -> str:
     return "\n".join(lines)
 
 
+def fleet_markdown(doc: Document) -> str:
+    """The fleet view: one row per driver and question, one column per host."""
+    if doc.fleet is None:
+        return ""
+    f = doc.fleet
+    head = ["driver", "question", *f.hosts]
+    lines = ["\n## Fleet: the same figure on every host\n", "| " + " | ".join(_md(c) for c in head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for driver, question, figs in f.rows():
+        lines.append("| " + " | ".join([_md(driver), _md(question), *(_figure(x) for x in figs)]) + " |")
+    lines.append("\nEach ratio is to the native baseline measured on the same host.\n")
+    return "\n".join(lines)
+
+
 def render_markdown(doc: Document, out_dir: Path) -> str:
     del out_dir  # paths below are relative to the report directory summary.md is written into
     parts = [
         f"# {_md(doc.heading)}\n\n",
         f"{_md(doc.subtitle())}\n\n",
         headline_markdown(doc.headline),
+        fleet_markdown(doc),
         "\n## Findings\n\n",
         "".join(f"- {_md(f)}\n" for f in doc.findings),
         "\n## Warnings\n\n",

@@ -62,6 +62,15 @@ _WORKLOADS: dict[str, str] = {
         "host's MemAvailable drop and the driver-attributed memory per sandbox, and idle CPU per "
         "sandbox (params: n, start). density.n_reached says how far it got and why it stopped."
     ),
+    "layers": (
+        "D read-only layers over the same files (param depth): overlayfs lower directories under the "
+        "container's upper layer, or a qcow2 backing chain under a guest's overlay as its data disk. "
+        "Inside, per operation over 64 names, each phase after the caches were dropped: stat of a "
+        "bottom-layer file, a top-layer file and a name in no layer, open, a listing of the merged "
+        "directory, a cold read, the first 4 KiB write (copy-up vs cluster allocation); on the host, "
+        "one more layer and start to ready. The seed's claim (overlayfs needs just two layers, so "
+        "lookups are cheaper than AUFS's walk) is quoted next to the figure."
+    ),
     "limits": (
         "The same limits requested from every driver, then probed from inside: CPU quota (busy "
         "processes, their CPU time over wall time), cpuset (CPUs they were seen on), pids (fork until "

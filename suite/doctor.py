@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,9 +75,11 @@ def host_checks(root: Path = Path("/")) -> list[Check]:
     return checks
 
 
-def driver_checks(state_dir: Path) -> list[Check]:
+def driver_checks(state_dir: Path, only: Collection[str] | None = None) -> list[Check]:
     checks: list[Check] = []
     for name, cls in all_drivers().items():
+        if only is not None and name not in only:
+            continue
         ctx = DriverContext(
             state_dir=state_dir, work_dir=state_dir / "runs" / "doctor" / name, run_id="doctor"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import GcIncomplete, UsageError
+from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
@@ -72,6 +73,20 @@ def _canary_gc(run_id: str | None, report: GcReport) -> bool:
     return True
 
 
+def _stack_gc(state_dir: Path, report: GcReport) -> None:
+    """Layer stacks (isobench.layers) of images that are gone, and builds whose builder died; a
+    stack of an existing image is a cache and stays."""
+    from isobench.images import images_dir
+
+    try:
+        base = images_dir(state_dir)
+        builds = sorted(base.iterdir()) if base.is_dir() else []
+        keep = [p.name.rsplit("-", 1)[-1] for p in builds if (p / ".complete").exists()]
+        report.removed.extend(f"layer stack: {p}" for p in remove_stacks(state_dir, keep_images=keep))
+    except OSError as err:
+        report.errors.append(f"layer stacks: {err}")
+
+
 def scratch_gc(run_id: str | None, report: GcReport, root: Path = SCRATCH_ROOT) -> bool:
     """The leakage loads' scratch directories (a disk load's file can be large)."""
     clean = True
@@ -95,6 +110,7 @@ def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH
     is alive, and the caller must know no other isobench run is active on the host.
     """
     report = GcReport(live=live_runs(state_dir))
+    _stack_gc(state_dir, report)
     for run_dir in dead_runs(state_dir):
         run_id = run_dir.name
         clean = _driver_gc(state_dir, run_id, run_dir / "work", report)

@@ -16,10 +16,11 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.drivers.layerstack import MOUNT_DATA_LIMIT, overlay_lowerdir_fits
 from isobench.errors import SandboxError
 
 __all__ = [
@@ -61,15 +62,24 @@ class OverlayDirs:
         return self.base / "merged"
 
 
-def overlay_options(lower: Path, dirs: OverlayDirs) -> str:
-    """The mount data string. Paths with the option separators cannot be expressed, so refuse them."""
-    for p in (lower, dirs.upper, dirs.work):
+def overlay_options(lower: Path | Sequence[Path], dirs: OverlayDirs) -> str:
+    """The mount data string; ``lower`` is one layer or several, topmost first. Paths with the
+    option separators cannot be expressed, and a string over the page mount(2) copies would be cut:
+    refuse both."""
+    lowers = [lower] if isinstance(lower, Path) else list(lower)
+    for p in (*lowers, dirs.upper, dirs.work):
         if re.search(r"[,:\\]", str(p)):
             raise SandboxError(f"overlay path {p} contains ',', ':' or '\\'; use a path without them")
-    return f"lowerdir={lower},upperdir={dirs.upper},workdir={dirs.work}"
+    data = f"lowerdir={':'.join(map(str, lowers))},upperdir={dirs.upper},workdir={dirs.work}"
+    if not overlay_lowerdir_fits(data):
+        raise SandboxError(
+            f"{len(lowers)} overlay layers need {len(data)} bytes of mount options, over the "
+            f"{MOUNT_DATA_LIMIT} mount(2) takes; use fewer layers or shorter paths"
+        )
+    return data
 
 
-def mount_overlay(lower: Path, dirs: OverlayDirs) -> None:
+def mount_overlay(lower: Path | Sequence[Path], dirs: OverlayDirs) -> None:
     """Create upper/work/merged and mount the overlay on ``merged``."""
     data = overlay_options(lower, dirs)
     for d in (dirs.upper, dirs.work, dirs.merged):
@@ -112,7 +122,7 @@ class OverlayRoot:
     def mounted(self) -> bool:
         return self._mounted
 
-    def make(self, lower: Path, sandbox: str, run_id: str) -> None:
+    def make(self, lower: Path | Sequence[Path], sandbox: str, run_id: str) -> None:
         base = self.dirs.base
         base.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -16,6 +16,13 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    "n", "median", "half_width", "met"}]}]}); run["ab"] = {"labels", "configs"} in an
                    A/B run, whose samples carry params["ab"] = label; every sample's metadata has
                    "round" and "slot". Version 1 loads as is (it has none of these keys).
+    3  2026-11-30  fleet runs (``--cluster``): every sample has params["host"] (the host it was
+                   measured on, so cells, ratios to native and comparisons stay per host) and
+                   metadata["host_run_id"] (the id its resources on that host carried: what
+                   `isobench gc` there names); a retried cell's metadata["retry_of"] (the lost host);
+                   run["cluster"] = {"scheduler", "hosts": {name: {"name", "resources", "info",
+                   "drivers"}}} and run["fleet"] = {"lost_hosts", "cells_retried", "cells_lost"}.
+                   Versions 1 and 2 load as is (a single-host run has none of these keys).
 """
 
 from __future__ import annotations
@@ -46,9 +53,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"

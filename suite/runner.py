@@ -58,6 +58,7 @@ __all__ = [
     "Progress",
     "Runner",
     "budget_limits",
+    "close_drivers",
     "config_caps",
     "expand_matrix",
     "new_run_id",
@@ -174,6 +175,12 @@ class Runner:
             raise UsageError(f"driver {driver.name} cannot limit disk bandwidth (io_bps); leave it unset")
         if spec.cpu_quota is not None and not driver.capabilities.cpu_quota:
             raise UsageError(f"driver {driver.name} cannot express a CPU quota (cpu_quota); leave it unset")
+        if spec.layers is not None:
+            kind = driver.capabilities.layer_stack
+            if kind is None or not spec.layers.has(kind):
+                raise UsageError(
+                    f"driver {driver.name} cannot stack these layers ({kind or 'no layer stacks'}); leave them unset"
+                )
         sandbox: Sandbox | None = None
         try:
             # Ctrl-C is deferred until create() returns, so the finally below always owns the sandbox.
@@ -231,6 +238,7 @@ class Runner:
             params=config.workload_params.get(cell.workload, {}),
             timeout=self.config.timeout,
             scratch=scratch,
+            state_dir=self.config.state_dir,
         )
         try:
             scratch.mkdir(parents=True)
@@ -472,14 +480,20 @@ def run_matrix(runner: Runner, *, lock: RunLock | None = None) -> tuple[Results,
         try:
             return runner.run(), runner.teardown_errors
         finally:
-            with shielded():
-                for driver in runner.drivers.values():
-                    try:
-                        driver.close()
-                    except Exception as err:
-                        log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
-                        runner.teardown_errors.append(f"close {driver.name}: {err}")
-                if runner.teardown_errors:
-                    held.keep = True  # what leaked is found by `isobench gc` from the kept state
-                else:
-                    shutil.rmtree(held.work_dir, ignore_errors=True)
+            close_drivers(runner, held.work_dir)
+            if runner.teardown_errors:
+                held.keep = True  # what leaked is found by `isobench gc` from the kept state
+
+
+def close_drivers(runner: Runner, work_dir: Path) -> None:
+    """Close the runner's drivers and remove the run's work dir (a fleet worker's run ends so too),
+    unless a teardown failed: then the work dir stays for ``isobench gc`` (records in it)."""
+    with shielded():
+        for driver in runner.drivers.values():
+            try:
+                driver.close()
+            except Exception as err:
+                log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
+                runner.teardown_errors.append(f"close {driver.name}: {err}")
+        if not runner.teardown_errors:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from isobench.images.builder import build_image, list_images, prune_images, remove_image
 from isobench.images.recipe import default_recipe
+from isobench.layers import remove_stacks
 from isobench.runstate import live_runs
 
 __all__ = ["image_group"]
@@ -51,6 +52,8 @@ def build_cmd(
         else:
             for p in prune_images(state_dir, name, keep=img.digest):
                 say(f"removed older build {p.name}")
+                for stack in remove_stacks(state_dir, image_digests=[p.name.removeprefix(f"{name}-")]):
+                    say(f"removed its layer stack {stack.name}")
     click.echo(str(img.root))
 
 
@@ -81,3 +84,6 @@ def rm_cmd(state_dir: Path, name: str, digest: str | None) -> None:
     """Remove builds of NAME."""
     for p in remove_image(state_dir, name, digest):
         click.echo(f"removed {p}")
+        # The layer stacks built over it (isobench.layers) go with it.
+        for stack in remove_stacks(state_dir, image_digests=[p.name.removeprefix(f"{name}-")]):
+            click.echo(f"removed {stack}")

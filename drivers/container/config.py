@@ -8,10 +8,17 @@ ignored):
 - ``hardening``: bool, default True (caps to the OCI default set, no_new_privs, masked and
   read-only paths, Docker's seccomp allowlist, a device allowlist in the cgroup).
 - ``seccomp_allow``: names of relaxations of the seccomp profile (``io_uring``), default none.
-- ``rootless``: bool, default False: adds the user namespace and maps container root to the
-  calling user.
-- ``uid_map`` / ``gid_map``: id map lines when ``user`` is on (default ``0 <euid> 1``).
-- ``layers``: extra read-only layers stacked *above* the image (topmost first).
+- ``rootless``: bool, default False: a user namespace whose root is an unprivileged subordinate
+  range of host ids (``subids`` is then required): container root is not host root.
+- ``subids``: ``START:COUNT`` or a user with ranges in /etc/subuid and /etc/subgid; maps container
+  ids 0..COUNT-1 to them (implies ``user``), with the image and volume idmapped so their files
+  still appear root-owned inside.
+- ``uid_map`` / ``gid_map``: id map lines when ``user`` is on without ``subids`` (default
+  ``0 <euid> 1``: container root *is* the runner's uid, root here, so that is not rootless).
+- ``rlimits``: ``["nofile=1024:4096", "core=0", ...]`` over explicit defaults
+  (:mod:`isobench.drivers.container.rlimits`); nothing is inherited from the runner.
+- ``layers``: extra read-only layers stacked *above* the image (topmost first); a spec's layer
+  stack (``SandboxSpec.layers``) goes between them and the image.
 - ``cpus``: CPU quota in CPUs (float; default ``spec.vcpus``; None = no quota).
 - ``swap_mib``: swap allowed on top of memory (default 0; None = unlimited).
 - ``cgroup``: bool, default True (False runs without a cgroup: no limits, no stats).
@@ -29,7 +36,10 @@ from typing import Any
 
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container.names import sanitize
+from isobench.drivers.container.rlimits import Rlimit, parse_rlimits
 from isobench.drivers.container.seccomp import relaxation_names
+from isobench.drivers.container.subids import SubIds, parse_subids
+from isobench.drivers.layerstack import MOUNT_DATA_LIMIT
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import UsageError
 from isobench.hostsys import HostProbe
@@ -44,6 +54,7 @@ __all__ = [
     "SANDBOX_OPTIONS",
     "ContainerConfig",
     "ContainerOptions",
+    "check_overlay_fits",
     "config_from_spec",
     "with_io_limit",
 ]
@@ -51,6 +62,11 @@ __all__ = [
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup", "user")
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 _PERIOD_US = 100_000
+#: The helper takes at most 512 lower layers (MAX_LOWERS; overlayfs allows 500), the image included;
+#: the kernel reads one page of mount options, which in practice stops a stack sooner.
+MAX_LAYERS = 512
+#: Longest container directory name (isobench-<run>-ctr-<name>-<n>, see names.py) plus margin.
+_IDENT_MAX = 100
 #: The capabilities a hardened container keeps: the helper's ``kept_caps`` (the OCI default set; a
 #: test holds the two equal). The seccomp profile's capability conditions are resolved against it.
 HARDENED_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
@@ -75,6 +91,8 @@ class ContainerOptions(DriverOptions):
     swap_mib: int | None = option(0, ge=0)
     cgroup: bool = True
     hostname: str | None = None
+    rlimits: tuple[str, ...] = ()
+    subids: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [n for n in self.namespaces if n not in ALL_NAMESPACES]
@@ -83,8 +101,18 @@ class ContainerOptions(DriverOptions):
                 f"drivers.container.namespaces: unknown namespace {unknown[0]!r}; "
                 f"choose from {', '.join(ALL_NAMESPACES)}"
             )
+        parse_rlimits(self.rlimits, "drivers.container.rlimits")
+        if self.subids is not None:
+            parse_subids(self.subids, "drivers.container.subids")
+        if self.rootless and self.subids is None:
+            raise UsageError(_ROOTLESS_NEEDS_SUBIDS.format(where="drivers.container"))
         _relaxations(self.seccomp_allow, "drivers.container")
 
+
+_ROOTLESS_NEEDS_SUBIDS = (
+    "{where}: rootless needs subids (START:COUNT, e.g. 100000:65536, or a user in /etc/subuid), "
+    "so that container root is not host root"
+)
 
 #: Options that shape one sandbox (they may also come from a workload, per sandbox).
 SANDBOX_OPTIONS = frozenset(ContainerOptions.option_types()) - {"cgroup_parent"}
@@ -103,6 +131,9 @@ class ContainerConfig:
     gid_map: str | None
     network: bool
     volume: Path | None
+    rlimits: tuple[Rlimit, ...] = ()
+    #: Container root is this unprivileged host range; image and volume are idmapped to it.
+    subids: SubIds | None = None
     #: Relaxations of the seccomp profile; the compiled filter is set by the driver.
     seccomp_allow: tuple[str, ...] = ()
     seccomp_filter: Path | None = None
@@ -176,9 +207,25 @@ def config_from_spec(
         raise UsageError(
             f"sandbox {spec.name}: unknown container option {unknown[0]!r}; known: {', '.join(sorted(known))}"
         )
+    where = f"sandbox {spec.name}"
+    subids_opt = options.get("subids")
+    if subids_opt is not None and not isinstance(subids_opt, str):
+        raise UsageError(f"{where}: option subids must be a string (START:COUNT or a user name)")
+    subids = parse_subids(subids_opt, where) if subids_opt is not None else None
     rootless = bool(options.get("rootless", False))
-    namespaces = _namespaces(options.get("namespaces"), spec, rootless)
+    if rootless and subids is None:
+        raise UsageError(_ROOTLESS_NEEDS_SUBIDS.format(where=where))
+    if subids is not None and ("uid_map" in options or "gid_map" in options):
+        raise UsageError(f"{where}: give either subids or uid_map/gid_map, not both")
+    namespaces = _namespaces(options.get("namespaces"), spec, subids is not None)
+    rlimits_opt = options.get("rlimits", ())
+    if isinstance(rlimits_opt, str) or not isinstance(rlimits_opt, Sequence):
+        raise UsageError(f"{where}: option rlimits must be a list, e.g. ['nofile=1024:4096']")
     layers = tuple(Path(p) for p in options.get("layers", ()) or ())
+    if spec.layers is not None:
+        layers += spec.layers.dirs
+    if len(layers) + 1 > MAX_LAYERS:
+        raise UsageError(f"{where}: at most {MAX_LAYERS - 1} layers over the image, got {len(layers)}")
     for layer in (*layers, image_root):
         if not layer.is_dir():
             raise UsageError(f"sandbox {spec.name}: image layer {layer} is not a directory; build the image")
@@ -187,7 +234,9 @@ def config_from_spec(
     if spec.volume is not None and not spec.volume.is_dir():
         raise UsageError(f"sandbox {spec.name}: volume {spec.volume} is not a directory; create it first")
     uid_map = gid_map = None
-    if "user" in namespaces:
+    if subids is not None:
+        uid_map, gid_map = subids.uid_map, subids.gid_map
+    elif "user" in namespaces:
         uid_map = str(options.get("uid_map", f"0 {os.geteuid() if euid is None else euid} 1"))
         gid_map = str(options.get("gid_map", f"0 {os.getegid() if egid is None else egid} 1"))
     if spec.cpuset is not None and not spec.cpuset:
@@ -202,8 +251,27 @@ def config_from_spec(
         gid_map=gid_map,
         network=spec.network,
         volume=spec.volume,
+        rlimits=parse_rlimits(rlimits_opt, where),
+        subids=subids,
         seccomp_allow=_relaxations(options.get("seccomp_allow", ()), f"sandbox {spec.name}"),
     )
+
+
+def check_overlay_fits(config: ContainerConfig, spec: SandboxSpec, work_dir: Path) -> None:
+    """The helper refuses overlay options over one page; say so before anything is made."""
+    base = len(str(work_dir)) + 1 + _IDENT_MAX
+    lowers = [len(str(p)) for p in config.lowers]
+    if config.subids is not None:
+        lowers = [base + 12 for _ in config.lowers]  # <base>/idmap/<i>
+    size = (
+        len("lowerdir=") + sum(lowers) + len(lowers) + 2 * (base + 10) + len(",upperdir=,workdir=,userxattr")
+    )
+    if size >= MOUNT_DATA_LIMIT:
+        raise UsageError(
+            f"sandbox {spec.name}: {len(config.lowers)} overlay layers need ~{size} bytes of mount options,"
+            f" over the {MOUNT_DATA_LIMIT} mount(2) takes; use fewer or shorter layer paths, or a shorter"
+            " work dir"
+        )
 
 
 def with_io_limit(

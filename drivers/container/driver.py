@@ -28,6 +28,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
 )
@@ -38,10 +39,11 @@ from isobench.drivers.container.config import (
     HARDENED_CAPS,
     ContainerConfig,
     ContainerOptions,
+    check_overlay_fits,
     config_from_spec,
     with_io_limit,
 )
-from isobench.drivers.container.helper import ensure_helper, helper_key
+from isobench.drivers.container.helper import ARGV0, HelperImage, ensure_helper, helper_key, seal_helper
 from isobench.drivers.container.network import own_link, setup_veth
 from isobench.drivers.container.process import (
     DEFAULT_ENV,
@@ -52,7 +54,7 @@ from isobench.drivers.container.process import (
 )
 from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.drivers.container.resources import Resources, cgroup_args, seccomp_args
-from isobench.drivers.container.sandbox import WORKDIR, ColdRun, ContainerSandbox
+from isobench.drivers.container.sandbox import ColdRun, ContainerSandbox, make_container_dirs
 from isobench.drivers.container.seccomp import filter_path
 from isobench.drivers.container.seccomp.cache import profile_digest
 from isobench.drivers.container.state import (
@@ -82,7 +84,11 @@ class ContainerDriver:
         "isobench's own containers: namespaces, cgroups, overlayfs root, pivot_root, seccomp"
     )
     capabilities: ClassVar[Capabilities] = Capabilities.container(
-        order=10, switchable_hardening=True, io_throttle=True, cpu_quota=True
+        order=10,
+        switchable_hardening=True,
+        io_throttle=True,
+        cpu_quota=True,
+        layer_stack=LayerStackKind.OVERLAY_LOWERS,
     )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
 
@@ -91,6 +97,7 @@ class ContainerDriver:
         self.opts = ContainerOptions.parse(self.name, ctx.options)
         self._links = links or Links()
         self._helper_path: Path | None = None
+        self._image: HelperImage | None = None
         self._manager: V1Manager | V2Manager | None = None
         self._filters: dict[tuple[str, ...], Path] = {}
 
@@ -100,6 +107,12 @@ class ContainerDriver:
         if self._helper_path is None:
             self._helper_path = ensure_helper(self._ctx.state_dir)
         return self._helper_path
+
+    def helper_image(self) -> HelperImage:
+        """The sealed copy every helper process runs from (made once per driver)."""
+        if self._image is None:
+            self._image = seal_helper(self.helper())
+        return self._image
 
     def seccomp_filter(self, config: ContainerConfig) -> Path | None:
         """The compiled seccomp filter for ``config`` (None without hardening); compiled on first
@@ -156,17 +169,45 @@ class ContainerDriver:
             ),
             # Which profile data and compiler the hardened figures were measured with.
             "seccomp_profile": profile_digest()[:16],
+            "runtime_hardening": (
+                "helper from a sealed memfd, undumpable quiet init, parent-death signals, exec by "
+                "pidfd, mount targets in root, explicit rlimits, nosuid/nodev root and volume"
+            ),
+            "user_namespace": self._userns_mode(),
             "kernel": platform.release(),
             "volume": "bind mount of a host directory at /data",
         }
 
+    def _userns_mode(self) -> str:
+        """What the driver's own options make of the user namespace (a sandbox may override)."""
+        if self.opts.subids is not None:
+            return f"rootless: container root is subordinate host ids {self.opts.subids}"
+        if "user" in self.opts.namespaces:
+            return "identity: container root is host root (not rootless)"
+        return "none"
+
     # ---------------------------------------------------------------------------- life cycle
 
-    def _prepare(self, spec: SandboxSpec, clock: PhaseClock) -> tuple[ContainerConfig, Resources]:
+    def _mount_point(self, config: ContainerConfig, base: Path) -> Path:
+        """Where the helper mounts the container's root. It does so in the container's own mount
+        namespace, so every container can use the same empty directory (one mkdir and one rmdir
+        fewer per container); a subordinate-id root, which may not walk the host path to it, gets
+        its own in its directory."""
+        if config.subids is not None:
+            return base / "merged"
+        shared = self._ctx.state_dir / "container" / "mnt"
+        if not shared.is_dir():
+            shared.mkdir(parents=True, exist_ok=True)
+        return shared
+
+    def _prepare(
+        self, spec: SandboxSpec, clock: PhaseClock, *, workdir: bool = True
+    ) -> tuple[ContainerConfig, Resources]:
         """Config, record, cgroup and overlay directories. On failure nothing is left."""
         host = self._ctx.host
         config = config_from_spec(spec, self._image_root(spec), euid=host.euid, egid=host.egid)
-        self.helper()  # build before any resource exists: a missing compiler leaves nothing behind
+        check_overlay_fits(config, spec, self._ctx.work_dir)
+        self.helper_image()  # build before any resource exists: a missing compiler leaves nothing behind
         config = replace(config, seccomp_filter=self.seccomp_filter(config))
         with clock.phase("overlay_dirs"):
             names, base = self._claim(spec)
@@ -175,10 +216,7 @@ class ContainerDriver:
                 # Write-ahead: the record names every resource before the first one past the
                 # claimed directory exists, so a runner killed at any moment leaves gc a full list.
                 res.record_path = self._write_ahead(res, config, names, base)
-                for sub in ("upper", "work", "merged"):
-                    (base / sub).mkdir()
-                # The sandbox's workdir sits in the upper layer from the start: on its own storage.
-                (base / "upper" / WORKDIR.lstrip("/")).mkdir()
+                make_container_dirs(base, config, workdir=workdir)
             except BaseException:
                 res.release()
                 raise
@@ -220,7 +258,9 @@ class ContainerDriver:
             names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
             base = self._ctx.work_dir / names.ident
             try:
-                base.mkdir()
+                # 0700: no other host user reaches the upper layer (a set-uid file a container root
+                # wrote there would otherwise be theirs to run) or the work dir.
+                base.mkdir(mode=0o700)
             except FileExistsError:
                 continue
             return names, base
@@ -231,7 +271,11 @@ class ContainerDriver:
     ) -> list[str]:
         assert res.base_dir is not None
         base = res.base_dir
-        args = [str(self.helper()), mode, "--ns", config.ns_arg, "--hostname", config.hostname]
+        args = [ARGV0, mode, "--ppid", str(os.getpid()), "--ns", config.ns_arg, "--hostname", config.hostname]
+        for rl in config.rlimits:
+            args += ["--rlimit", rl.arg]
+        if config.subids is not None:
+            args += ["--idmap-dir", str(base / "idmap")]
         for lower in config.lowers:
             args += ["--lower", str(lower)]
         args += [
@@ -240,7 +284,7 @@ class ContainerDriver:
             "--work",
             str(base / "work"),
             "--merged",
-            str(base / "merged"),
+            str(self._mount_point(config, base)),
         ]
         if config.volume is not None:
             args += ["--volume", str(config.volume)]
@@ -260,30 +304,37 @@ class ContainerDriver:
             args = self._helper_args("init", config, res, spec)
             assert res.base_dir is not None
             r, w = os.pipe()
+            # The helper's stderr, read only when it fails: in memory, not a file on disk to
+            # create and remove (a journal update each).
+            log_fd = os.memfd_create("isobench-ctr-log", os.MFD_CLOEXEC)
             spawn_ns = time.monotonic_ns()
+            image = self.helper_image()
             try:
-                with open(res.base_dir / "helper.log", "wb") as log_fh:
-                    res.monitor = subprocess.Popen(
-                        [args[0], args[1], "--report-fd", str(w), *args[2:]],
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=log_fh,
-                        pass_fds=(w,),
-                        start_new_session=True,
-                    )
+                res.monitor = subprocess.Popen(
+                    [args[0], args[1], "--report-fd", str(w), *args[2:]],
+                    executable=image.executable,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log_fd,
+                    env={},  # the init's environment: nothing of the runner's
+                    pass_fds=(w, image.fd),
+                    start_new_session=True,
+                )
             finally:
                 os.close(w)
             self._note(res, helper_pid=res.monitor.pid)
             try:
                 report = parse_report(read_all(r, time.monotonic() + START_TIMEOUT_S))
+                log_text = os.pread(log_fd, 65536, 0).decode(errors="replace").strip()
             finally:
                 os.close(r)
+                os.close(log_fd)
             if report.container_pid is not None:
                 # A pidfd pins the identity: the kill at teardown can never hit a recycled pid.
                 with contextlib.suppress(ProcessLookupError):
                     res.pidfd = os.pidfd_open(report.container_pid)
             if report.error or not report.ready or report.container_pid is None:
-                raise SandboxError(f"container {spec.name} failed to start: {self._why(report, res)}")
+                raise SandboxError(f"container {spec.name} failed to start: {self._why(report, log_text)}")
             add_helper_phases(clock, report, spawn_ns)
             self._note(res, init_pid=report.container_pid)
             if config.network:
@@ -299,7 +350,7 @@ class ContainerDriver:
             now = time.monotonic_ns()
             clock.add("create", t0, now)
             clock.add("ready", now, now)
-            return ContainerSandbox(spec, config, self.helper(), res, report.container_pid, clock)
+            return ContainerSandbox(spec, config, self.helper_image(), res, report.container_pid, clock)
         except BaseException:
             res.release()
             raise
@@ -319,27 +370,31 @@ class ContainerDriver:
         res.record.write(self._ctx.state_dir)
 
     @staticmethod
-    def _why(report: HelperReport, res: Resources) -> str:
+    def _why(report: HelperReport, log_text: str) -> str:
         if report.error:
             return report.error
-        text = ""
-        if res.base_dir is not None and (res.base_dir / "helper.log").exists():
-            text = (res.base_dir / "helper.log").read_text(errors="replace").strip()
-        return text or "the helper exited without reporting; see the kernel log (dmesg)"
+        return log_text or "the helper exited without reporting; see the kernel log (dmesg)"
 
     def run_cold(self, spec: SandboxSpec, argv: Sequence[str], *, timeout: float = 60.0) -> ColdRun:
         """Start ``argv`` as pid 1 of a fresh container, wait for it, tear everything down.
 
         ``result.start_ns`` is the driver call and ``result.end_ns`` the command's exit as the
         helper saw it, so teardown is not part of the start-up figure (it is its own phase).
+        The root's upper layer is volatile (overlayfs ``volatile``: fsync is not durable), since
+        it is deleted when the command exits; use a sandbox for anything that measures disks.
         """
         clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock)
+        config, res = self._prepare(spec, clock, workdir=False)
         try:
-            args = self._helper_args("run", config, res, spec)
+            # The upper layer of a cold run is deleted the moment it exits: overlayfs need not
+            # sync it to disk when the root is unmounted (a journal commit, ~6 ms here under load).
+            # So fsync inside a cold run does not reach the disk: it is for start-up figures.
+            args = [*self._helper_args("run", config, res, spec), "--volatile"]
             spawn_ns = time.monotonic_ns()
-            result, report = run_helper(args, list(argv), timeout=timeout, env=DEFAULT_ENV, stdin=None)
+            result, report = run_helper(
+                self.helper_image(), args, list(argv), timeout=timeout, env=DEFAULT_ENV, stdin=None
+            )
         except BaseException:
             res.release()
             raise
@@ -362,7 +417,9 @@ class ContainerDriver:
 
     def close(self) -> None:
         # Every sandbox owns its cgroup, mounts and veth, and destroy() removed them.
-        pass
+        if self._image is not None:
+            os.close(self._image.fd)
+            self._image = None
 
     def gc(self, run_id: str | None = None) -> list[str]:
         """Remove containers of dead runners: by record first, then anything matching by name.

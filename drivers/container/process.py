@@ -11,13 +11,19 @@ import time
 from collections.abc import Mapping
 
 from isobench.drivers.base import ExecResult, PhaseClock
+from isobench.drivers.container.helper import HelperImage
 from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.errors import SandboxError
 from isobench.procs import communicate, finished
 
 __all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "add_helper_phases", "read_all", "run_helper"]
 
-DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+#: The whole environment of a command in a container (plus the exec request's own): never the runner's.
+DEFAULT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "TERM": "xterm",
+}
 START_TIMEOUT_S = 30.0
 
 
@@ -38,24 +44,28 @@ def read_all(fd: int, deadline: float) -> str:
 
 
 def run_helper(
+    image: HelperImage,
     cmd: list[str],
     argv: list[str],
     *,
     timeout: float,
     env: Mapping[str, str],
     stdin: bytes | None,
+    pass_fds: tuple[int, ...] = (),
 ) -> tuple[ExecResult, HelperReport]:
-    """Run the helper with the command's stdio captured and its setup errors on a report pipe."""
+    """Run the helper (from its sealed image) with the command's stdio captured and its setup
+    errors on a report pipe. ``env`` is the command's whole environment."""
     r, w = os.pipe()
     start = time.monotonic_ns()
     try:
         proc = subprocess.Popen(
             [*cmd[:2], "--report-fd", str(w), *cmd[2:], "--", *argv],
+            executable=image.executable,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
-            pass_fds=(w,),
+            pass_fds=(w, image.fd, *pass_fds),
             start_new_session=True,
         )
     except OSError as err:

@@ -26,6 +26,8 @@ from isobench.drivers.base import (
     Availability,
     Capabilities,
     DriverContext,
+    LayerStack,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
     started_or_cleaned,
@@ -41,6 +43,7 @@ from isobench.drivers.docker.daemon import (
 )
 from isobench.drivers.docker.engine import DockerEngine, Engine, NetworkConfig
 from isobench.drivers.docker.image import ensure_image
+from isobench.drivers.docker.layers import commit_one_more, ensure_layered_image
 from isobench.drivers.docker.names import (
     DEFAULT_RUNTIME_DIR,
     LABEL_RUN,
@@ -107,7 +110,9 @@ class DockerDriver:
     )
     options_type: ClassVar[type[DriverOptions]] = DockerOptions
     #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=25, io_throttle=True, cpu_quota=True)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(
+        order=25, io_throttle=True, cpu_quota=True, layer_stack=LayerStackKind.OVERLAY_LOWERS
+    )
 
     def __init__(
         self,
@@ -334,6 +339,17 @@ class DockerDriver:
                 self._facts["image_import_s"] = round(took, 3)
         return ref
 
+    def add_layer(self, stack: LayerStack) -> float:
+        """One more layer over the stack's image, as Docker makes one: a commit (``LayerAdder``)."""
+        rootfs = image_rootfs(None, self._ctx.state_dir)
+        return commit_one_more(self._ensure(), self._layered_ref(self._image_ref(rootfs), stack))
+
+    def _layered_ref(self, base: str, stack: LayerStack) -> str:
+        ref, took = ensure_layered_image(self._ensure(), base, stack)
+        if took is not None:
+            self._facts[f"layers_commit_s_depth{stack.depth}"] = round(took, 3)
+        return ref
+
     # -- sandboxes ------------------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec) -> DockerSandbox:
@@ -347,10 +363,14 @@ class DockerDriver:
         if spec.io_bps is not None:
             root = self._facts.get("root_dir")
             io_disks = [d.path for d in disks_of([Path(root) if root else None, spec.volume], self._ctx.host)]
+        image = self._image_ref(rootfs)
+        if spec.layers is not None:
+            # Built (once per daemon) before the sandbox's clock starts: never timed as a start.
+            image = self._layered_ref(image, spec.layers)
         config = container_config(
             spec,
             io_disks=io_disks,
-            image=self._image_ref(rootfs),
+            image=image,
             network=network_name(self._ctx.run_id),
             # A systemd cgroup driver (an existing daemon's) takes only slices: leave it its default.
             cgroup_parent=""

@@ -82,6 +82,11 @@ class Engine(Protocol):
         """Remove the image (gone already is fine)."""
         ...
 
+    def commit_layer(self, image: str, tar: bytes, repository: str | None, tag: str | None) -> str:
+        """A new image: ``image`` with ``tar`` unpacked at ``/`` as one more layer (a container made,
+        never started, the archive put in, committed, removed); returns the new image's id."""
+        ...
+
     def create_container(self, config: ContainerConfig) -> str: ...
 
     def start(self, container_id: str) -> None: ...
@@ -266,6 +271,18 @@ class DockerEngine:
 
             with contextlib.suppress(docker.errors.NotFound):
                 self._api.remove_image(ref, force=True)
+
+    def commit_layer(self, image: str, tar: bytes, repository: str | None, tag: str | None) -> str:
+        with _translated("commit a layer"):
+            api = self._api
+            cid = str(api.create_container(image, command=["/bin/true"])["Id"])
+            try:
+                if not api.put_archive(cid, "/", tar):
+                    raise SandboxError(f"docker refused the layer archive for a container of {image}")
+                return str(api.commit(cid, repository=repository, tag=tag)["Id"])
+            finally:
+                with contextlib.suppress(Exception):
+                    api.remove_container(cid, force=True, v=True)
 
     def host_config(self, config: ContainerConfig) -> dict[str, Any]:
         """The HostConfig docker-py builds for ``config`` (offline: no request is made)."""

@@ -29,6 +29,8 @@ class GuestConfig:
     cpu_model: str | None = None
     #: A raw data disk (the volume, see datadisk.py): the second virtio-blk, vdb.
     data_disk: Path | None = None
+    #: The data disk's format: ``raw`` (a volume) or ``qcow2`` (an overlay over a layer stack's chain).
+    data_format: str = "raw"
     #: Disk bandwidth, bytes/s read and write each, on every disk of the guest (the launcher's
     #: block-layer throttling: libvirt ``<iotune>``, qemu ``throttling.bps-*``); None: unlimited.
     io_bps: int | None = None
@@ -45,6 +47,7 @@ class GuestConfig:
         cpu_model: str | None,
         data_disk: Path | None,
         ip: str | None = None,
+        data_format: str = "raw",
         **launcher: Any,
     ) -> Self:
         """The guest ``spec`` asks for, booted from ``img``; ``launcher`` holds the subclass's fields.
@@ -65,6 +68,7 @@ class GuestConfig:
             cmdline=cmdline,
             cpu_model=cpu_model,
             data_disk=data_disk,
+            data_format=data_format,
             io_bps=spec.io_bps,
             **launcher,
         )

@@ -14,16 +14,19 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from isobench.drivers.layerstack import LayerStack
 from isobench.errors import SandboxError, UsageError
 from isobench.procs import run_command
 
 __all__ = [
     "CMDLINE_FLAG",
     "DEFAULT_SIZE_MIB",
+    "LAYERS_DESCRIPTION",
     "MIN_SIZE_MIB",
     "VOLUME_DESCRIPTION",
     "check_volume",
     "make_data_disk",
+    "make_layers_disk",
     "untraversable_parent",
 ]
 
@@ -67,8 +70,35 @@ def make_data_disk(volume: Path, leaf: str, size_mib: int = DEFAULT_SIZE_MIB) ->
     return path
 
 
-def check_volume(volume: Path) -> None:
-    """Refuse a volume that is no directory, before a guest makes anything."""
+LAYERS_DESCRIPTION = (
+    "qcow2 backing chain of the stack's layers under a per-guest qcow2 overlay, virtio-blk (vdb) at /data"
+)
+#: The per-guest overlay over a layer stack's chain, in the guest's own directory.
+LAYERS_DISK = "layers.qcow2"
+
+
+def make_layers_disk(stack: LayerStack, path: Path, *, spec_name: str, qemu_img: str = "qemu-img") -> Path:
+    """The guest's data disk over ``stack``: a new qcow2 overlay at ``path`` whose backing is the
+    stack's top image, so the guest writes here and never into the cached chain (a VM's running
+    state over its snapshots). The caller removes ``path``."""
+    if stack.chain_top is None:
+        raise UsageError(f"sandbox {spec_name}: the layer stack {stack.digest} has no qcow2 chain; build it")
+    res = run_command(
+        [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(stack.chain_top.resolve()), str(path)],
+        timeout=120,
+    )  # fmt: skip
+    if not res.ok:
+        raise SandboxError(
+            f"qemu-img create over the layer chain {stack.chain_top}: {res.stderr.strip()[-300:]}"
+        )
+    return path
+
+
+def check_volume(volume: Path, *, layers: LayerStack | None = None) -> None:
+    """Refuse a volume that is no directory, or one next to a layer stack (a guest has one data
+    disk), before a guest makes anything."""
+    if layers is not None:
+        raise UsageError(f"a guest's data disk is its volume {volume} or its layer stack, not both")
     if not volume.is_dir():
         raise UsageError(f"volume {volume} is not a directory; create it first")
 

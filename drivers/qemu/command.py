@@ -117,7 +117,7 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
     if cfg.data_disk is not None:
         argv += [
             "-drive",
-            f"file={cfg.data_disk},if=none,id=data,format=raw,cache={DISK_CACHE},aio={DISK_IO}{throttle}",
+            f"file={cfg.data_disk},if=none,id=data,format={cfg.data_format},cache={DISK_CACHE},aio={DISK_IO}{throttle}",
             "-device",
             "virtio-blk-pci,drive=data",
         ]

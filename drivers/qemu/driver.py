@@ -38,12 +38,18 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
 )
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
-from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
+from isobench.drivers.guest.datadisk import (
+    VOLUME_DESCRIPTION,
+    check_volume,
+    make_data_disk,
+    make_layers_disk,
+)
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
@@ -204,7 +210,7 @@ class QemuDriver:
     description: ClassVar[str] = (
         "qemu-system-x86_64 launched directly (no libvirt): microvm or q35, same guest as vm"
     )
-    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=50)
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=50, layer_stack=LayerStackKind.QCOW2_CHAIN)
     options_type: ClassVar[type[DriverOptions]] = QemuOptions
 
     def __init__(
@@ -337,7 +343,7 @@ class QemuDriver:
         img = self._image(spec)
         check_image(img)
         if spec.volume is not None:
-            check_volume(spec.volume)
+            check_volume(spec.volume, layers=spec.layers)
         accel = self.accel()
         avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         self._seq += 1
@@ -362,6 +368,11 @@ class QemuDriver:
                     g.data_disk = make_data_disk(
                         spec.volume, f"{self.run_id}-{leaf}", self.opts.data_disk_mib
                     )
+            if spec.layers is not None:
+                with clock.phase("data_disk"):
+                    g.data_disk = make_layers_disk(
+                        spec.layers, g.dir / "layers.qcow2", spec_name=spec.name, qemu_img=self.qemu_img
+                    )
             if spec.network:
                 g.nic = self._net.add_guest()
             cfg = QemuConfig.for_spec(
@@ -372,6 +383,7 @@ class QemuDriver:
                 cmdline=cmdline,
                 cpu_model=self.opts.cpu_model,
                 data_disk=g.data_disk,
+                data_format="raw" if spec.layers is None else "qcow2",
                 ip=None if g.nic is None else f"{g.nic.address}/{g.nic.prefix}",
                 machine=machine,
                 net=NetDevice(g.nic.tap, g.nic.mac) if g.nic is not None else None,

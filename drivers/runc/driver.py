@@ -36,6 +36,7 @@ from isobench.drivers.base import (
     DriverOptions,
     ExecRequest,
     ExecResult,
+    LayerStackKind,
     PhaseClock,
     SandboxBase,
     SandboxSpec,
@@ -205,7 +206,7 @@ class RuncSandbox(SandboxBase):
 
     # -- creation steps (called by the driver) ----------------------------------------------------
 
-    def _start(self, lower: Path, hostname: str) -> None:
+    def _start(self, lower: Path | tuple[Path, ...], hostname: str) -> None:
         clock = self._clock
         with clock.phase("create"):
             self._root.make(lower, self.name, self._spec.run_id)
@@ -278,7 +279,9 @@ class RuncDriver:
     description: ClassVar[str] = (
         "reference OCI runtime: runc (create/start/exec) over the suite image through an overlay"
     )
-    capabilities: ClassVar[Capabilities] = Capabilities.container(order=20, io_throttle=True, cpu_quota=True)
+    capabilities: ClassVar[Capabilities] = Capabilities.container(
+        order=20, io_throttle=True, cpu_quota=True, layer_stack=LayerStackKind.OVERLAY_LOWERS
+    )
     options_type: ClassVar[type[DriverOptions]] = RuncOptions
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:
@@ -348,7 +351,9 @@ class RuncDriver:
         return image_rootfs(spec.image, self._ctx.state_dir)
 
     def create(self, spec: SandboxSpec) -> RuncSandbox:
-        lower = self._image_root(spec)
+        image = self._image_root(spec)
+        # A spec's layer stack sits on the image, topmost first, as Docker's image layers do.
+        lower = image if spec.layers is None else (*spec.layers.dirs, image)
         if spec.volume is not None:
             if not spec.volume.is_dir():
                 raise UsageError(f"volume {spec.volume} is not a directory; create it first")

@@ -105,6 +105,9 @@ class DomainConfig(GuestConfig):
     #: The agent channel's socket; None lets libvirt choose (qemu). Xen's libxl needs one given.
     agent_socket: Path | None = None
     esx: EsxPlacement = EsxPlacement()
+    #: The data disk's backing chain, topmost first (a layer stack's qcow2 images), when it is a
+    #: qcow2 overlay: spelt out so libvirt never relabels the shared, cached images.
+    data_chain: tuple[Path, ...] = ()
 
     @property
     def domain_type(self) -> str:
@@ -191,6 +194,17 @@ def _cpu_and_lifecycle(dom: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> No
             _sub(dom, event, "destroy")
 
 
+def _backing_chain(disk: ET.Element, chain: tuple[Path, ...]) -> None:
+    """``<backingStore>`` elements for a qcow2 chain, topmost first, none of them relabelled."""
+    parent = disk
+    for image in chain:
+        parent = _sub(parent, "backingStore", type="file")
+        _sub(parent, "format", type="qcow2")
+        src = _sub(parent, "source", file=str(image))
+        _sub(src, "seclabel", model="dac", relabel="no")
+    _sub(parent, "backingStore")
+
+
 def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) -> None:
     """Disk ``index``: 0 the root (the overlay), 1 the volume's data disk."""
     disk = _sub(devices, "disk", type="file", device="disk")
@@ -203,8 +217,10 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         _sub(disk, "driver", name=hv.disk_driver, type="qcow2", **tuning)
     elif hv.disk_driver is not None:
         tuning = {"cache": DISK_CACHE, "io": DISK_IO} if hv.pci_slots else {}
-        _sub(disk, "driver", name=hv.disk_driver, type="raw", **tuning)
+        _sub(disk, "driver", name=hv.disk_driver, type=cfg.data_format, **tuning)
     _sub(disk, "source", file=source)
+    if index == 1 and cfg.data_chain:
+        _backing_chain(disk, cfg.data_chain)
     if index == 0 and hv.backing_chain:
         backing = _sub(disk, "backingStore", type="file")
         _sub(backing, "format", type="raw")

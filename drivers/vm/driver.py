@@ -51,6 +51,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    LayerStackKind,
     PhaseClock,
     SandboxSpec,
 )
@@ -60,6 +61,7 @@ from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
     check_volume,
     make_data_disk,
+    make_layers_disk,
     untraversable_parent,
 )
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
@@ -150,7 +152,7 @@ class VmOptions(GuestOptions):
 class VmDriver:
     name: ClassVar[str] = "vm"
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
-    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=40)
+    capabilities: ClassVar[Capabilities] = Capabilities.vm(order=40, layer_stack=LayerStackKind.QCOW2_CHAIN)
     options_type: ClassVar[type[DriverOptions]] = VmOptions
 
     def __init__(self, ctx: DriverContext) -> None:
@@ -245,7 +247,7 @@ class VmDriver:
         img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
         check_image(img)
         if spec.volume is not None:
-            check_volume(spec.volume)
+            check_volume(spec.volume, layers=spec.layers)
             closed = untraversable_parent(spec.volume)
             if closed is not None:
                 raise UsageError(
@@ -277,6 +279,12 @@ class VmDriver:
                         spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.opts.data_disk_mib
                     )
                 files.append(data_disk)
+            if spec.layers is not None:
+                with clock.phase("data_disk"):
+                    data_disk = make_layers_disk(
+                        spec.layers, self.run_dir / f"{_safe(spec.name)}.layers.qcow2", spec_name=spec.name
+                    )
+                files.append(data_disk)
             cfg = DomainConfig.for_spec(
                 name,
                 spec,
@@ -285,6 +293,8 @@ class VmDriver:
                 cmdline=self.opts.cmdline,
                 cpu_model=self.opts.cpu_model,
                 data_disk=data_disk,
+                data_format="raw" if spec.layers is None else "qcow2",
+                data_chain=() if spec.layers is None else spec.layers.chain,
                 ip=None if address is None else f"{address}/24",
                 overlay=overlay,
                 backing=img.disk,

@@ -20,6 +20,7 @@ from ._base import OPTIONAL_SECTIONS, SECTIONS, Plot
 from .absolute import disk_plots, network_plots
 from .density import density_plots
 from .interference_chart import interference_chart
+from .layers import layers_plots
 from .leakage_chart import leakage_heatmap
 from .memory_chart import memory_chart
 from .ratios import ratio_bars
@@ -51,6 +52,7 @@ def all_plots(
         ("leakage", lambda: leakage_heatmap(cells, plots_dir)),
         ("interference", lambda: interference_chart(cells, plots_dir)),
         ("density", lambda: density_plots(cells, plots_dir, samples)),
+        ("layers", lambda: layers_plots(cells, plots_dir)),
     ]
     plots: list[Plot] = []
     errors: list[str] = []

@@ -55,9 +55,10 @@ SECTIONS: dict[str, str] = {
     "leakage": "Information leakage",
     "interference": "Noisy-neighbour interference",
     "density": "Density: sandboxes per host",
+    "layers": "Layers and snapshots: what depth costs",
 }
 #: Sections of opt-in workloads: a run without them is not missing anything.
-OPTIONAL_SECTIONS = frozenset({"density"})
+OPTIONAL_SECTIONS = frozenset({"density", "layers"})
 
 DPI = 100
 

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 from isobench import __version__, launch
+from isobench.cli.cluster import run_on_cluster, worker
 from isobench.cli.host import doctor, gc_cmd, list_cmd
 from isobench.cli.output import (
     RichProgress,
@@ -22,6 +23,7 @@ from isobench.cli.output import (
     print_budget,
     print_comparison,
     print_summary,
+    progress_bar,
     render_report,
 )
 from isobench.cli.results import compare, export, finalize_cmd, history, report
@@ -34,7 +36,6 @@ from isobench.runstate import RunLock
 from isobench.workloads.base import Workload, check_params
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 __all__ = ["main", "print_comparison", "print_summary"]
 
@@ -113,6 +114,12 @@ def main(verbose: int) -> None:
     "[workloads.X]), interleaved round by round: `--ab A.toml B.toml` or `--ab A=a.toml --ab B=b.toml`.",
 )
 @click.argument("more_ab", nargs=-1, type=click.Path(path_type=Path), metavar="")
+@click.option(
+    "--cluster",
+    metavar="tcp://HOST:8786|local:N",
+    help="Run the matrix on every host of a Dask cluster (`isobench worker` on each), or on N local "
+    "workers; a fixed repetition count (-n N or --quick).",
+)
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 def run(
     drivers: str | None,
@@ -130,6 +137,7 @@ def run(
     seed: int | None,
     ab: tuple[str, ...],
     more_ab: tuple[Path, ...],
+    cluster: str | None,
     no_report: bool,
 ) -> None:
     """Run the matrix: drivers x workloads, repeated in interleaved rounds inside a time budget
@@ -162,6 +170,12 @@ def run(
     check_params(config.workload_params, quick=config.quick)
     check_driver_options(config.driver_options)
     launch.check_output_dir(config.output)
+    if cluster is not None:
+        from isobench.cluster import check_fleet_config
+
+        check_fleet_config(config, ab=bool(variants))
+        run_on_cluster(cluster, config, run_id, chosen_workloads, no_report)
+        return
     # The run owns its state before any driver probes the host: a probe (a microvm or KVM test
     # boot) works under the run's work dir, which the lock's owner removes on every path.
     with RunLock.acquire(config.state_dir, run_id) as lock:
@@ -195,15 +209,7 @@ def _run_locked(
     plan = launch.describe_plan(config, list(chosen), chosen_workloads, list(variants))
     console.print(f"run {run_id}: " + "\n".join(plan), highlight=False)
     started = time.monotonic()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[budget]}"),
-        console=console,
-        transient=False,
-    ) as bar:
+    with progress_bar() as bar:
         runner = Runner(
             config,
             chosen,
@@ -226,6 +232,6 @@ def _run_locked(
         sys.exit(1)
 
 
-for _command in (report, finalize_cmd, gc_cmd, list_cmd, doctor, compare, export, history):
+for _command in (report, finalize_cmd, gc_cmd, list_cmd, doctor, compare, export, history, worker):
     main.add_command(_command)
 main.add_command(image_group, name="image")

@@ -13,13 +13,14 @@ from isobench.budget import budget_summary, mmss
 from isobench.model import Sample
 from isobench.reports import overview, render
 from isobench.reports.compare import Comparison
+from isobench.reports.fleet import Fleet
 from isobench.results import Results
 from isobench.runner import Cell
 from isobench.runner import Progress as RunProgress
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 __all__ = [
@@ -28,13 +29,28 @@ __all__ = [
     "out",
     "print_budget",
     "print_comparison",
+    "print_fleet",
     "print_summary",
+    "progress_bar",
     "render_report",
 ]
 
 console = Console(stderr=True)
 # Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column fallback.
 out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def progress_bar() -> Progress:
+    """The bar a run shows: the cell, the count, the time, and a budgeted run's time left."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[budget]}"),
+        console=console,
+        transient=False,
+    )
 
 
 class RichProgress(RunProgress):
@@ -104,10 +120,37 @@ def print_summary(results: Results) -> None:
         )
         if h.footnote():
             out.print(escape(h.footnote()), highlight=False)
+    if ov.fleet is not None:
+        print_fleet(ov.fleet)
     for line in ov.findings:
         out.print(f"- {escape(line)}", highlight=False)
     for g in ov.warnings:
         out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
+
+
+#: More hosts than this do not fit a terminal side by side: the report has them all.
+FLEET_COLUMNS = 6
+
+
+def print_fleet(fleet: Fleet) -> None:
+    """The same figure on every host (up to FLEET_COLUMNS of them), each against its own native."""
+    hosts = fleet.hosts[:FLEET_COLUMNS]
+    table = Table(title="the fleet: the same figure on every host", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("driver", no_wrap=True)
+    table.add_column("question", no_wrap=True)
+    for h in hosts:
+        table.add_column(escape(h), justify="right")
+    for driver, question, figs in fleet.rows():
+        cells = []
+        for f in figs[: len(hosts)]:
+            style = _VERDICT_STYLE.get(f.verdict, "") if f is not None else "dim"
+            text = escape(f.text) if f is not None else "-"
+            cells.append(f"[{style}]{text}[/]" if style else text)
+        table.add_row(escape(driver), escape(question), *cells)
+    out.print(table)
+    more = len(fleet.hosts) - len(hosts)
+    tail = f"; {more} more host(s) in the report's fleet view" if more else ""
+    out.print(f"headline above: host {escape(fleet.main)}; each ratio is to its own host's native{tail}")
 
 
 def print_budget(results: Results) -> None:

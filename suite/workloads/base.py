@@ -44,6 +44,8 @@ class WorkloadContext:
     #: An empty host directory for this cell's files (e.g. a volume), under the run's locked work
     #: dir: the runner removes it when the cell ends, ``isobench gc`` when the run died.
     scratch: Path | None = None
+    #: The run's long-lived state (built images, cached layer stacks); None in tests that need none.
+    state_dir: Path | None = None
 
 
 class Workload(Protocol):

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import pytest
 from isobench.config import RunConfig
-from isobench.drivers.base import DriverContext, SandboxSpec
+from isobench.drivers.base import DriverContext, LayerStack, SandboxSpec
 from isobench.errors import UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.results import load_results
@@ -435,3 +435,17 @@ def test_cpu_quota_is_validated() -> None:
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
     assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5
+
+
+class AsksLayers(AsksDiskLimit):
+    name: ClassVar[str] = "asks-layers"
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox(layers=LayerStack(depth=1, digest="d", dirs=(Path("/l/0"),))):
+            return [Measurement("asks.value", 1.0, "s")]
+
+
+def test_a_layer_stack_the_driver_cannot_attach_is_refused_before_create(tmp_path: Path) -> None:
+    results, log, _ = _run(tmp_path, {"asks": AsksLayers()})
+    assert all("cannot stack these layers" in (s.error or "") for s in results.samples)
+    assert not [line for line in log if line.startswith("create")]

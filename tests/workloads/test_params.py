@@ -36,6 +36,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("idle-memory", {"settle_seconds": -1}, "workload idle-memory: parameter settle_seconds must be >= 0"),
     ("interference", {"duration": 0}, "workload interference: parameter duration must be > 0, got 0.0"),
     ("interference", {"victims": ["cpu", "gpu"]}, "interference.victims: unknown gpu; known: cpu"),
+    ("layers", {"depths": [1, 0]}, "workload layers: parameter depths must be > 0, got (1, 0)"),
+    ("layers", {"depths": [1, 501]}, "workload layers: depths go up to 500 (overlayfs' lower-layer limit)"),
     ("leakage", {"correlations": 1}, "workload leakage: parameter correlations must be bool, got 1"),
     ("limits", {"cpu_quotas": []}, "workload limits: parameter cpu_quotas must not be empty"),
     ("limits", {"cpuset": [-1]}, "workload limits: parameter cpuset must be >= 0, got (-1,)"),

@@ -25,7 +25,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -38,6 +40,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -48,13 +51,16 @@
 
 #define SETUP_FAILED 125
 #define MAX_LIST 64
+/* overlayfs stacks up to 500 lower layers; the layers workload goes deeper than MAX_LIST */
+#define MAX_LOWERS 512
 
 struct config {
     const char *mode;
     int report_fd;
     int ns_flags;        /* CLONE_NEW* chosen by the driver */
     int harden;
-    const char *lowers[MAX_LIST];
+    int volatile_upper;  /* overlay "volatile": no syncs of an upper layer that is deleted after */
+    const char *lowers[MAX_LOWERS];
     int n_lowers;
     const char *upper, *work, *merged, *volume, *hostname, *cwd;
     const char *cgroup_procs[MAX_LIST];  /* parent writes the pid here */
@@ -62,11 +68,17 @@ struct config {
     const char *cgroup_tasks[MAX_LIST];  /* the process writes "0" here itself (v1 fast path) */
     int n_tasks;
     const char *uid_map, *gid_map;
+    const char *idmap_dir; /* subordinate ids: layers and volume are attached idmapped here */
     pid_t target_pid;    /* exec/netexec */
+    int target_pidfd;    /* exec: the container's pid 1, held by the driver (no pid-number race) */
+    pid_t runner_pid;    /* --ppid: the process that spawned us; we die with it */
+    const char *rlimits[MAX_LIST]; /* NAME=SOFT:HARD, applied before exec */
+    int n_rlimits;
     char **argv;
+    char *args_start, *args_end; /* main's argv and environment strings: pid 1 scrubs them */
 };
 
-static struct config cfg = {.report_fd = -1};
+static struct config cfg = {.report_fd = -1, .target_pidfd = -1};
 static char report_buf[8192];
 static size_t report_len;
 
@@ -167,14 +179,15 @@ static void parse_args(int argc, char **argv) {
             i++;
             break;
         }
-        if (i + 1 >= argc && strcmp(a, "--harden")) {
+        if (i + 1 >= argc && strcmp(a, "--harden") && strcmp(a, "--volatile")) {
             fprintf(stderr, "isobench-ctr: %s needs a value\n", a);
             exit(2);
         }
         if (!strcmp(a, "--harden")) cfg.harden = 1;
+        else if (!strcmp(a, "--volatile")) cfg.volatile_upper = 1;
         else if (!strcmp(a, "--report-fd")) cfg.report_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--ns")) cfg.ns_flags = parse_ns(argv[++i]);
-        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LIST) cfg.lowers[cfg.n_lowers++] = argv[++i];
+        else if (!strcmp(a, "--lower") && cfg.n_lowers < MAX_LOWERS) cfg.lowers[cfg.n_lowers++] = argv[++i];
         else if (!strcmp(a, "--upper")) cfg.upper = argv[++i];
         else if (!strcmp(a, "--work")) cfg.work = argv[++i];
         else if (!strcmp(a, "--merged")) cfg.merged = argv[++i];
@@ -188,6 +201,10 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--uid-map")) cfg.uid_map = argv[++i];
         else if (!strcmp(a, "--gid-map")) cfg.gid_map = argv[++i];
         else if (!strcmp(a, "--pid")) cfg.target_pid = (pid_t)atoi(argv[++i]);
+        else if (!strcmp(a, "--pidfd")) cfg.target_pidfd = atoi(argv[++i]);
+        else if (!strcmp(a, "--idmap-dir")) cfg.idmap_dir = argv[++i];
+        else if (!strcmp(a, "--ppid")) cfg.runner_pid = (pid_t)atoi(argv[++i]);
+        else if (!strcmp(a, "--rlimit") && cfg.n_rlimits < MAX_LIST) cfg.rlimits[cfg.n_rlimits++] = argv[++i];
         else if (!strcmp(a, "--seccomp")) read_seccomp_filter(argv[++i]);
         else {
             fprintf(stderr, "isobench-ctr: unknown option %s\n", a);
@@ -225,7 +242,202 @@ static void xmount(const char *src, const char *dst, const char *type, unsigned 
     if (mount(src, dst, type, flags, data) < 0) die("mount %s on %s", type ? type : src, dst);
 }
 
-static void path_join(char *out, size_t n, const char *a, const char *b) { snprintf(out, n, "%s%s", a, b); }
+/* ---------------------------------------------------------------- runtime hardening */
+
+/* Only stdio, the report pipe and the container's pidfd survive: the driver passes the sealed
+ * helper image as an fd too, and nothing of the runner may reach the container's pid 1. */
+static void close_stray_fds(void) {
+    int keep[2] = {cfg.report_fd, cfg.target_pidfd};
+    if (keep[0] > keep[1]) {
+        int t = keep[0];
+        keep[0] = keep[1];
+        keep[1] = t;
+    }
+    unsigned int from = 3;
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < (int)from) continue;
+        if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
+        from = (unsigned int)keep[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0);
+}
+
+/* Die with the runner: a SIGKILLed runner must not leave containers behind. The getppid() check
+ * closes the race of a runner that died before the prctl (we were then already reparented).
+ *
+ * A parent-death signal follows the *thread* that spawned us, though, and an init's helper
+ * outlives the call that made it (the density workload creates sandboxes from a thread pool that
+ * is shut down afterwards). So that helper watches the runner *process* through a pidfd in its
+ * wait loop instead (wait_container); the helpers of run, exec and netexec live only inside a
+ * call and take the signal. */
+static int runner_pidfd = -1;
+
+static void guard_runner(void) {
+    if (!strcmp(cfg.mode, "init") && cfg.runner_pid > 0) {
+        runner_pidfd = (int)syscall(SYS_pidfd_open, cfg.runner_pid, 0);
+        if (runner_pidfd < 0) die("pidfd_open of the runner %d", (int)cfg.runner_pid);
+    } else if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) {
+        die("parent-death signal");
+    }
+    if (cfg.runner_pid > 0 && getppid() != cfg.runner_pid) _exit(SETUP_FAILED);
+}
+
+/* Wait for the container's pid 1; SIGKILL it first if the runner dies (init mode). */
+static void wait_container(pid_t pid, int *status) {
+    int child_pidfd = runner_pidfd >= 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    struct pollfd fds[2] = {{.fd = child_pidfd, .events = POLLIN}, {.fd = runner_pidfd, .events = POLLIN}};
+    while (child_pidfd >= 0) {
+        /* The timeout is a fallback: here (6.18) the death of a multi-threaded runner did not
+         * always wake a poll on its pidfd, so the runner is also checked for as our parent. */
+        int n = poll(fds, 2, 1000);
+        if (n < 0 && errno != EINTR) die("wait for container");
+        if (n == 0 && fds[1].fd >= 0 && getppid() != cfg.runner_pid) fds[1].revents = POLLIN;
+        if (fds[1].revents) {
+            kill(pid, SIGKILL);
+            fds[1].fd = -1;
+        }
+        if (fds[0].revents) break;
+    }
+    while (waitpid(pid, status, 0) < 0) {
+        if (errno != EINTR) die("wait for container");
+    }
+}
+
+/* The same for a process the helper started inside the container. In a new pid namespace
+ * getppid() says 0 whoever the parent is, so the race check polls a pidfd of the helper instead
+ * (readable once it exited). Called after any credential change, which clears the signal. */
+static void guard_helper(int helper_pidfd) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("parent-death signal");
+    struct pollfd pfd = {.fd = helper_pidfd, .events = POLLIN};
+    if (helper_pidfd >= 0 && poll(&pfd, 1, 0) != 0) _exit(SETUP_FAILED);
+    if (helper_pidfd >= 0) close(helper_pidfd);
+    /* Until its execve, this process is the helper: a tenant may not open its /proc files
+     * (exe, environ, mem), ptrace it or signal it through them. execve makes a command dumpable
+     * again; the init never execs and stays so. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("make undumpable");
+}
+
+static int self_pidfd(void) {
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd < 0) die("pidfd_open of the helper");
+    return fd;
+}
+
+static const struct {
+    const char *name;
+    int resource;
+} rlimit_names[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},       {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},     {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},     {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},   {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
+};
+
+static rlim_t parse_rlim(const char *s, const char *spec) {
+    if (!strncmp(s, "inf", 3) && (s[3] == '\0' || s[3] == ':')) return RLIM_INFINITY;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || (*end && *end != ':')) {
+        errno = EINVAL;
+        die("rlimit %s", spec);
+    }
+    return (rlim_t)v;
+}
+
+/* Explicit limits from the spec (NAME=SOFT:HARD), never the runner's: set while the process still
+ * has CAP_SYS_RESOURCE, so a hard limit above the runner's can be granted. */
+static void apply_rlimits(void) {
+    for (int i = 0; i < cfg.n_rlimits; i++) {
+        const char *spec = cfg.rlimits[i];
+        const char *eq = strchr(spec, '=');
+        const char *colon = eq ? strchr(eq, ':') : NULL;
+        int resource = -1;
+        for (size_t k = 0; eq && k < sizeof rlimit_names / sizeof rlimit_names[0]; k++)
+            if (strlen(rlimit_names[k].name) == (size_t)(eq - spec) &&
+                !strncmp(rlimit_names[k].name, spec, (size_t)(eq - spec)))
+                resource = rlimit_names[k].resource;
+        if (resource < 0 || !colon) {
+            errno = EINVAL;
+            die("rlimit %s", spec);
+        }
+        struct rlimit rl = {parse_rlim(eq + 1, spec), parse_rlim(colon + 1, spec)};
+        if (setrlimit(resource, &rl) < 0) die("setrlimit %s", spec);
+    }
+}
+
+/* The container's pid 1 shows nothing of the host: no host paths or cgroup files in its
+ * cmdline, no environment, stdio on the container's /dev/null, its own name. */
+static void become_quiet_init(void) {
+    char *start = cfg.args_start;
+    memset(start, 0, (size_t)(cfg.args_end - start));
+    snprintf(start, (size_t)(cfg.args_end - start), "isobench-init");
+    prctl(PR_SET_NAME, "isobench-init", 0, 0, 0);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) die("open /dev/null in the container");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(null, fd) < 0) die("stdio on /dev/null");
+    close(null);
+}
+
+/* Mount targets are resolved as the container will see them: symlinks in the image are followed,
+ * but never out of its root (openat2 RESOLVE_IN_ROOT), so an image's `/proc -> /etc` means the
+ * image's /etc, not the host's. ``out`` gets the result as a path relative to the root, which is
+ * the working directory while the root is built: it holds no symlink (so nothing can redirect it;
+ * no tenant process exists yet), and it works for a subordinate-id root that may not walk the
+ * host path above its directory. Returns -1 with errno set when it does not exist. */
+static int root_fd = -1;
+static char root_path[4096]; /* the root's resolved host path */
+
+static int in_root(const char *rel, char *out, size_t n) {
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof how);
+    if (fd < 0) return -1;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(link, out, n - 1);
+    int saved = errno;
+    close(fd);
+    if (len < 0 || (size_t)len >= n - 1) {
+        errno = len < 0 ? saved : ENAMETOOLONG;
+        die("resolve %s in the root", rel);
+    }
+    out[len] = '\0';
+    size_t root_len = strlen(root_path);
+    if (strncmp(out, root_path, root_len) || (out[root_len] != '/' && out[root_len] != '\0')) {
+        errno = EXDEV;
+        die("%s resolved outside the root", rel);
+    }
+    memmove(out + 1, out + root_len, (size_t)len - root_len + 1);
+    out[0] = '.';
+    return 0;
+}
+
+/* A top-level directory of the root (proc, sys, dev, data), made if the image lacks it. */
+static void root_dir(const char *name, mode_t mode, char *out, size_t n) {
+    if (mkdirat(root_fd, name, mode) < 0 && errno != EEXIST) die("mkdir /%s in the root", name);
+    if (in_root(name, out, n) < 0) die("resolve /%s in the root", name);
+}
+
+/* Overlay options grow with the layers; the kernel reads one page of them. */
+struct optbuf {
+    char s[4096];
+    size_t len;
+};
+
+__attribute__((format(printf, 2, 3))) static void opt_append(struct optbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s + b->len, sizeof b->s - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof b->s - b->len) {
+        errno = E2BIG;
+        die("overlay options longer than %zu bytes (too many or too long layer paths)", sizeof b->s - 1);
+    }
+    b->len += (size_t)n;
+}
 
 /* ---------------------------------------------------------------- root filesystem */
 
@@ -238,10 +450,9 @@ static const char *const readonly_paths[] = {"/proc/bus", "/proc/fs", "/proc/irq
                                              "/proc/sysrq-trigger", NULL};
 static const char *const dev_nodes[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
 
-static void setup_dev(const char *root) {
-    char dev[4096], p[4096], host[64];
-    path_join(dev, sizeof dev, root, "/dev");
-    mkdir(dev, 0755);
+/* ``dev`` is the resolved /dev of the root; everything below it is on the tmpfs mounted here. */
+static void setup_dev(const char *dev) {
+    char p[4096], host[64];
     xmount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
     /* Bind the host's nodes instead of mknod: works the same with and without a user namespace. */
     for (int i = 0; dev_nodes[i]; i++) {
@@ -267,67 +478,82 @@ static void setup_dev(const char *root) {
     }
 }
 
-static void mask_paths(const char *root) {
+static void mask_paths(void) {
     char p[4096];
     struct stat st;
     for (int i = 0; masked_paths[i]; i++) {
-        path_join(p, sizeof p, root, masked_paths[i]);
-        if (stat(p, &st) < 0) continue; /* absent on this kernel: nothing to hide */
+        /* absent on this kernel: nothing to hide */
+        if (in_root(masked_paths[i], p, sizeof p) < 0 || stat(p, &st) < 0) continue;
         if (S_ISDIR(st.st_mode))
             xmount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         else
             xmount("/dev/null", p, NULL, MS_BIND, NULL);
     }
     for (int i = 0; readonly_paths[i]; i++) {
-        path_join(p, sizeof p, root, readonly_paths[i]);
-        if (stat(p, &st) < 0) continue;
+        if (in_root(readonly_paths[i], p, sizeof p) < 0) continue;
         xmount(p, p, NULL, MS_BIND | MS_REC, NULL);
         xmount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     }
 }
 
 static void build_root(void) {
-    char opts[8192], p[4096];
+    char p[4096];
+    static struct optbuf opts;
     uint64_t t0 = now_ns();
     /* Nothing we mount may propagate back to the host's mount table. */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-    size_t off = (size_t)snprintf(opts, sizeof opts, "lowerdir=");
-    for (int i = 0; i < cfg.n_lowers; i++)
-        off += (size_t)snprintf(opts + off, sizeof opts - off, "%s%s", i ? ":" : "", cfg.lowers[i]);
-    snprintf(opts + off, sizeof opts - off, ",upperdir=%s,workdir=%s%s", cfg.upper, cfg.work,
-             (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "");
-    xmount("overlay", cfg.merged, "overlay", 0, opts);
+    /* Subordinate ids: the working directory is the container's directory (see child_main), and
+     * every path is relative to it: its root uid may not walk the host path above it. */
+    const char *merged = cfg.idmap_dir ? "merged" : cfg.merged;
+    opt_append(&opts, "lowerdir=");
+    for (int i = 0; i < cfg.n_lowers; i++) {
+        if (cfg.idmap_dir) opt_append(&opts, "%sidmap/%d", i ? ":" : "", i);
+        else opt_append(&opts, "%s%s", i ? ":" : "", cfg.lowers[i]);
+    }
+    opt_append(&opts, ",upperdir=%s,workdir=%s%s%s", cfg.idmap_dir ? "upper" : cfg.upper,
+               cfg.idmap_dir ? "work" : cfg.work, (cfg.ns_flags & CLONE_NEWUSER) ? ",userxattr" : "",
+               cfg.volatile_upper ? ",volatile" : "");
+    /* Hardened: no set-id binary or device node of the image or of the upper layer works. */
+    xmount("overlay", merged, "overlay", cfg.harden ? MS_NOSUID | MS_NODEV : 0, opts.s);
+    root_fd = open(merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) die("open %s", merged);
+    snprintf(p, sizeof p, "/proc/self/fd/%d", root_fd);
+    ssize_t len = readlink(p, root_path, sizeof root_path - 1);
+    if (len < 0 || (size_t)len >= sizeof root_path - 1) die("resolve %s", merged);
+    root_path[len] = '\0';
+    if (fchdir(root_fd) < 0) die("chdir into the root");
     uint64_t t1 = now_ns();
     stamp("overlay", t0, t1);
 
     if (cfg.volume) {
-        path_join(p, sizeof p, cfg.merged, "/data");
-        mkdir(p, 0755);
-        xmount(cfg.volume, p, NULL, MS_BIND | MS_REC, NULL);
+        root_dir("data", 0755, p, sizeof p);
+        /* ".." of the root (the working directory) is the container's directory */
+        xmount(cfg.idmap_dir ? "../idmap/volume" : cfg.volume, p, NULL, MS_BIND | MS_REC, NULL);
+        if (cfg.harden) xmount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL);
     }
-    path_join(p, sizeof p, cfg.merged, "/proc");
-    mkdir(p, 0555);
+    root_dir("proc", 0555, p, sizeof p);
     xmount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    path_join(p, sizeof p, cfg.merged, "/sys");
-    mkdir(p, 0555);
+    root_dir("sys", 0555, p, sizeof p);
     if (mount("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
         /* sysfs refuses a fresh mount in a user ns without its own net ns: bind the host's, read-only */
         xmount("/sys", p, NULL, MS_BIND | MS_REC, NULL);
         xmount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     }
-    setup_dev(cfg.merged);
+    root_dir("dev", 0755, p, sizeof p);
+    setup_dev(p);
     uint64_t t2 = now_ns();
     stamp("mounts", t1, t2);
     if (cfg.harden) {
-        mask_paths(cfg.merged);
+        mask_paths();
         stamp("masks", t2, now_ns());
     }
 
     uint64_t t3 = now_ns();
     /* pivot_root(".", ".") stacks the old root under the new one; detaching "." then drops it,
      * so no directory for the old root is needed inside the image (runc does the same). */
-    if (chdir(cfg.merged) < 0) die("chdir %s", cfg.merged);
+    if (fchdir(root_fd) < 0) die("chdir into the root");
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root into %s", cfg.merged);
+    close(root_fd);
     if (umount2(".", MNT_DETACH) < 0) die("unmount old root");
     if (chdir("/") < 0) die("chdir /");
     stamp("pivot_root", t3, now_ns());
@@ -351,7 +577,7 @@ static void drop_caps(void) {
     memset(data, 0, sizeof data);
     for (int w = 0; w < 2; w++) {
         uint32_t bits = (uint32_t)(keep >> (32 * w));
-        data[w].effective = data[w].permitted = data[w].inheritable = bits;
+        data[w].effective = data[w].permitted = bits; /* inheritable stays empty: nothing to pass on */
     }
     if (syscall(SYS_capset, &hdr, data) < 0) die("capset");
 }
@@ -413,34 +639,29 @@ static void loopback_up(void) {
     close(s);
 }
 
-static void noop_handler(int sig) { (void)sig; }
-
 __attribute__((noreturn)) static void init_loop(void) {
-    /* pid 1 of a pid namespace only gets signals it has a handler for, so install no-op handlers,
-     * block them and take them synchronously. */
+    /* Only SIGCHLD is taken (blocked, waited for). Every other signal keeps its default action,
+     * and the kernel drops a default-action signal sent to pid 1 from inside its own namespace:
+     * a tenant cannot kill or stop its init (kill -9 1 included). Teardown is a SIGKILL from the
+     * host, an ancestor namespace, which always lands. */
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        signal(sigs[i], noop_handler);
-        sigaddset(&set, sigs[i]);
-    }
+    sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    become_quiet_init();
     report_line("R\n");
     close_report();
     for (;;) {
-        int sig = sigwaitinfo(&set, NULL);
-        if (sig == SIGCHLD) {
+        if (sigwaitinfo(&set, NULL) == SIGCHLD) {
             while (waitpid(-1, NULL, WNOHANG) > 0) {
             }
-        } else if (sig > 0) {
-            _exit(0); /* leaving pid 1 makes the kernel kill everything else in the namespace */
         }
     }
 }
 
-static int child_main(int sync_fd) {
+static int child_main(int sync_fd, int helper_pidfd) {
     char c;
+    if (runner_pidfd >= 0) close(runner_pidfd); /* the container holds nothing of the runner */
     /* Wait until the parent has put us in our cgroups (v2) or written our id maps (user ns). */
     if (sync_fd >= 0) {
         if (read(sync_fd, &c, 1) != 1) die("parent vanished before setup");
@@ -448,9 +669,13 @@ static int child_main(int sync_fd) {
     }
     uint64_t t0 = now_ns();
     attach_self_tasks();
+    /* Still the host's root uid: the last moment the host path to the container's directory can
+     * be walked (see build_root). */
+    if (cfg.idmap_dir && (chdir(cfg.idmap_dir) < 0 || chdir("..") < 0)) die("chdir %s/..", cfg.idmap_dir);
     if (cfg.ns_flags & CLONE_NEWUSER) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root in user namespace");
     }
+    guard_helper(helper_pidfd); /* after the credential change, which would clear it */
     if (cfg.ns_flags & CLONE_NEWCGROUP) {
         /* After the attach, so the namespace root is the container's own cgroup. */
         if (unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup namespace");
@@ -463,6 +688,9 @@ static int child_main(int sync_fd) {
     if (cfg.ns_flags & CLONE_NEWNET) loopback_up();
     stamp("identity", t1, now_ns());
     if (cfg.cwd && chdir(cfg.cwd) < 0) die("chdir %s", cfg.cwd);
+    uint64_t t3 = now_ns();
+    apply_rlimits();
+    stamp("rlimits", t3, now_ns());
     if (cfg.harden) harden();
     if (!strcmp(cfg.mode, "init")) init_loop();
     uint64_t t2 = now_ns();
@@ -484,6 +712,52 @@ static void write_id_maps(pid_t pid) {
         snprintf(p, sizeof p, "/proc/%d/gid_map", (int)pid);
         write_file(p, cfg.gid_map);
     }
+}
+
+/* Subordinate ids: the image layers and the volume are attached idmapped to the container's user
+ * namespace (on-disk uid 0 is its root), inside its mount namespace, so their root-owned files stay
+ * root-owned inside without a chowned copy. Setting an idmap needs host privilege, so the helper
+ * does it for its child, after writing the id maps and before releasing it. The child's mount
+ * namespace is made private first: nothing attached there may propagate to the host. */
+static void idmap_attach(int tree, int userns, const char *src, const char *target) {
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) die("idmap %s", src);
+    if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("attach %s at %s", src, target);
+    close(tree);
+}
+
+static void idmap_layers(pid_t pid) {
+    char p[4096];
+    snprintf(p, sizeof p, "/proc/%d/ns/user", (int)pid);
+    int userns = open(p, O_RDONLY | O_CLOEXEC);
+    snprintf(p, sizeof p, "/proc/%d/ns/mnt", (int)pid);
+    int child_mnt = open(p, O_RDONLY | O_CLOEXEC);
+    int own_mnt = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (userns < 0 || child_mnt < 0 || own_mnt < 0) die("open the namespaces of pid %d", (int)pid);
+    int trees[MAX_LOWERS + 1];
+    int n = 0;
+    for (; n < cfg.n_lowers; n++) {
+        trees[n] = open_tree(AT_FDCWD, cfg.lowers[n], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (trees[n] < 0) die("clone the mount of %s", cfg.lowers[n]);
+    }
+    if (cfg.volume) {
+        trees[n] = open_tree(AT_FDCWD, cfg.volume, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (trees[n] < 0) die("clone the mount of %s", cfg.volume);
+    }
+    if (setns(child_mnt, CLONE_NEWNS) < 0) die("enter the mount namespace of pid %d", (int)pid);
+    xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    for (int i = 0; i < cfg.n_lowers; i++) {
+        snprintf(p, sizeof p, "%s/%d", cfg.idmap_dir, i);
+        idmap_attach(trees[i], userns, cfg.lowers[i], p);
+    }
+    if (cfg.volume) {
+        snprintf(p, sizeof p, "%s/volume", cfg.idmap_dir);
+        idmap_attach(trees[n], userns, cfg.volume, p);
+    }
+    if (setns(own_mnt, CLONE_NEWNS) < 0) die("return to the helper's mount namespace");
+    close(userns);
+    close(child_mnt);
+    close(own_mnt);
 }
 
 /* The helper's child lives in the container's pid namespace but the helper does not. If both died
@@ -540,6 +814,7 @@ static int start_container(void) {
     int flags = (cfg.ns_flags & ~CLONE_NEWCGROUP) | SIGCHLD;
     sigset_t old_mask;
     block_stop_signals(&old_mask);
+    int helper_pidfd = self_pidfd();
     uint64_t t0 = now_ns();
     pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, 0);
     if (pid < 0) die("clone with namespaces 0x%x", cfg.ns_flags);
@@ -548,14 +823,16 @@ static int start_container(void) {
         if (need_sync) close(sync[1]);
         /* The child's own stamps are its report; the parent's buffered lines are not repeated. */
         report_len = 0;
-        _exit(child_main(sync[0]));
+        _exit(child_main(sync[0], helper_pidfd));
     }
     uint64_t t1 = now_ns();
+    close(helper_pidfd);
     forward_stop_signals(pid, &old_mask);
     if (need_sync) close(sync[0]);
     stamp("clone", t0, t1);
     report_line("C %d\n", (int)pid);
     if (cfg.ns_flags & CLONE_NEWUSER) write_id_maps(pid);
+    if (cfg.idmap_dir) idmap_layers(pid);
     attach_cgroups(pid);
     stamp("cgroup_attach", t1, now_ns());
     flush_report();
@@ -565,9 +842,7 @@ static int start_container(void) {
     }
     if (!strcmp(cfg.mode, "init")) close_report(); /* the report's EOF tells the driver "ready" */
     int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) die("wait for container");
-    }
+    wait_container(pid, &status);
     uint64_t t2 = now_ns();
     report_line("W %llu\n", (unsigned long long)t2);
     close_report();
@@ -580,11 +855,16 @@ static const char *const ns_order[] = {"user", "cgroup", "ipc", "uts", "net", "p
 static const int ns_order_flags[] = {CLONE_NEWUSER, CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWUTS,
                                      CLONE_NEWNET,  CLONE_NEWPID,    CLONE_NEWNS};
 
-static int exec_into(void) {
-    if (cfg.target_pid <= 0 || !cfg.argv[0]) {
-        fprintf(stderr, "isobench-ctr: exec needs --pid and a command\n");
-        return 2;
-    }
+/* Join every namespace of the container in one setns on the pidfd the driver holds: no pid number
+ * that could have been recycled is looked up, and the joins are atomic. */
+static void join_by_pidfd(void) {
+    attach_cgroups(getpid());
+    attach_self_tasks();
+    if (setns(cfg.target_pidfd, cfg.ns_flags) < 0) die("setns into the container through its pidfd");
+    close(cfg.target_pidfd);
+}
+
+static void join_by_pid(void) {
     int fds[8];
     char p[64];
     /* Open every namespace first: after joining the mount namespace /proc is the container's. */
@@ -602,6 +882,15 @@ static int exec_into(void) {
         if (setns(fds[i], ns_order_flags[i]) < 0) die("setns %s of pid %d", ns_order[i], (int)cfg.target_pid);
         close(fds[i]);
     }
+}
+
+static int exec_into(void) {
+    if ((cfg.target_pid <= 0 && cfg.target_pidfd < 0) || !cfg.argv[0]) {
+        fprintf(stderr, "isobench-ctr: exec needs --pidfd (or --pid) and a command\n");
+        return 2;
+    }
+    if (cfg.target_pidfd >= 0) join_by_pidfd();
+    else join_by_pid();
     if (!strcmp(cfg.mode, "netexec")) {
         execvp(cfg.argv[0], cfg.argv);
         die("exec %s", cfg.argv[0]);
@@ -609,16 +898,24 @@ static int exec_into(void) {
     /* Joining a pid namespace applies to children only. */
     sigset_t old_mask;
     block_stop_signals(&old_mask);
+    int helper_pidfd = self_pidfd();
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        /* setns into a user namespace keeps the host uid, which a subordinate-id map leaves
+         * unmapped: become the container's root as its pid 1 did. */
+        if ((cfg.ns_flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+            die("become root in the user namespace");
+        guard_helper(helper_pidfd);
         if (chdir(cfg.cwd ? cfg.cwd : "/") < 0) die("chdir %s", cfg.cwd ? cfg.cwd : "/");
+        apply_rlimits();
         if (cfg.harden) harden();
         report_len = 0; /* stamps of the exec path are not reported */
         execvp(cfg.argv[0], cfg.argv);
         die("exec %s", cfg.argv[0]);
     }
+    close(helper_pidfd);
     forward_stop_signals(pid, &old_mask);
     close_report();
     int status;
@@ -628,9 +925,16 @@ static int exec_into(void) {
     return status_code(status);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv, char **envp) {
     uint64_t t0 = now_ns();
+    /* The kernel lays argv and then the environment out as one run of strings (what /proc shows
+     * as cmdline and environ); measured before parsing, which cuts --ns lists up in place. */
+    cfg.args_start = cfg.args_end = argv[0];
+    for (int i = 0; i < argc && argv[i] == cfg.args_end; i++) cfg.args_end += strlen(argv[i]) + 1;
+    for (char **e = envp; *e && *e == cfg.args_end; e++) cfg.args_end += strlen(*e) + 1;
     parse_args(argc, argv);
+    close_stray_fds();
+    guard_runner();
     report_line("S %llu\n", (unsigned long long)t0);
     if (!strcmp(cfg.mode, "run") || !strcmp(cfg.mode, "init")) return start_container();
     if (!strcmp(cfg.mode, "exec")) return exec_into();

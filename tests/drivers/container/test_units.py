@@ -67,11 +67,20 @@ def test_bad_options_are_usage_errors(
         config_from_spec(spec(tmp_path, options=options, network=network), tmp_path)
 
 
-def test_rootless_adds_user_namespace_and_maps(tmp_path: Path) -> None:
-    cfg = config_from_spec(spec(tmp_path, options={"rootless": True}), tmp_path)
+def test_user_namespace_alone_maps_root_to_the_caller_which_is_not_rootless(tmp_path: Path) -> None:
+    cfg = config_from_spec(spec(tmp_path, options={"namespaces": [*DEFAULT_NAMESPACES, "user"]}), tmp_path)
     assert "user" in cfg.namespaces
     assert cfg.uid_map == f"0 {os.geteuid()} 1"
     assert cfg.gid_map == f"0 {os.getegid()} 1"
+    assert cfg.subids is None
+
+
+def test_rootless_maps_root_to_a_subordinate_range(tmp_path: Path) -> None:
+    cfg = config_from_spec(spec(tmp_path, options={"rootless": True, "subids": "100000:65536"}), tmp_path)
+    assert "user" in cfg.namespaces
+    assert (cfg.uid_map, cfg.gid_map) == ("0 100000 65536", "0 100000 65536")
+    with pytest.raises(UsageError, match="rootless needs subids"):
+        config_from_spec(spec(tmp_path, options={"rootless": True}), tmp_path)
 
 
 def test_layers_stack_above_image(tmp_path: Path) -> None:
@@ -297,3 +306,20 @@ def test_a_spec_cpu_quota_is_the_cgroup_quota(tmp_path: Path) -> None:
     # the driver option still wins: it is the user's explicit word for this driver
     limits = config_from_spec(spec(tmp_path, cpu_quota=0.5, options={"cpus": 0.25}), tmp_path).limits
     assert limits is not None and limits.cpu_quota_us == 25_000
+
+
+def test_helper_builds_of_other_sources_are_pruned_only_when_unused_for_a_week(tmp_path: Path) -> None:
+    # Two checkouts of different versions on one host share the bin dir: a fresh build of one must
+    # not delete the other's helper while it is in use.
+    import os
+
+    from isobench.drivers.container.helper import PRUNE_AFTER_S, _prune
+
+    keep, recent, stale = (tmp_path / f"isobench-ctr-{n}" for n in ("keep", "recent", "stale"))
+    for path in (keep, recent, stale):
+        path.write_bytes(b"x")
+    now = 1_000_000_000.0
+    os.utime(recent, (now - 60, now - 60))
+    os.utime(stale, (now - PRUNE_AFTER_S - 1, now - PRUNE_AFTER_S - 1))
+    _prune(tmp_path, keep=keep, now=now)
+    assert keep.exists() and recent.exists() and not stale.exists()

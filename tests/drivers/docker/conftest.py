@@ -42,6 +42,8 @@ class FakeEngine:
     #: The daemon's container events, as the Engine API gives them (wall-clock ``timeNano``).
     daemon_events: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
+    #: Per committed layer: (the image it went on, the archive's size, the tag).
+    commits: list[tuple[str, int, str | None]] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _check(self, name: str) -> None:
@@ -95,6 +97,16 @@ class FakeEngine:
 
     def remove_image(self, ref: str) -> None:
         self.images.pop(ref, None)
+        for tag, image_id in list(self.images.items()):
+            if image_id == ref:
+                del self.images[tag]
+
+    def commit_layer(self, image: str, tar: bytes, repository: str | None, tag: str | None) -> str:
+        self._check("commit_layer")
+        image_id = f"sha256:layer{next(self._ids)}"
+        self.commits.append((image, len(tar), tag))
+        self.images[f"{repository}:{tag}" if tag else image_id] = image_id
+        return image_id
 
     def create_container(self, config: ContainerConfig) -> str:
         self._check("create_container")
