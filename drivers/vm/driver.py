@@ -406,7 +406,8 @@ class VmDriver:
                     dom.destroy()
             except libvirt.libvirtError as err:
                 log.warning("destroying %s failed: %s", dom.name(), _lv_msg(err))
-                self._left.append(f"domain {dom.name()}: destroy failed: {_lv_msg(err)}")
+                if _still_active(dom):  # not when it stopped meanwhile ("domain is not running")
+                    self._left.append(f"domain {dom.name()}: destroy failed: {_lv_msg(err)}")
             try:
                 dom.undefine()
             except libvirt.libvirtError as err:
@@ -537,6 +538,14 @@ class VmDriver:
         if left:
             raise GcIncomplete(gone, left)
         return gone
+
+
+def _still_active(dom: libvirt.virDomain) -> bool:
+    """Whether ``dom`` still runs; True when libvirt cannot say (its connection is gone)."""
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError as err:
+        return bool(err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN)
 
 
 def _int(s: str) -> int | None:
