@@ -41,3 +41,13 @@ class ResultsError(IsobenchError):
     """Results on disk are missing, corrupt or of an unknown schema version."""
 
     exit_code = 2
+
+
+class GcIncomplete(SandboxError):
+    """A driver's gc removed what it could, and these resources are still there. ``str(err)`` names
+    them; ``removed`` and ``leftovers`` (one line each) let ``isobench gc`` list both."""
+
+    def __init__(self, removed: list[str], leftovers: list[str]) -> None:
+        super().__init__(f"{len(leftovers)} left: {'; '.join(leftovers)}")
+        self.removed = removed
+        self.leftovers = leftovers

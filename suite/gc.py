@@ -1,47 +1,76 @@
-"""``isobench gc``: remove what dead runs left behind, never touching a live run's resources."""
+"""``isobench gc``: remove what dead runs left behind, never touching a live run's resources.
+
+A run's state directory (its lock, its drivers' records, its work dir) is removed only once every
+driver's gc removed everything of that run; otherwise it is kept, with the records in it, so the
+next gc knows what to look for, and every leftover is one line of the report (exit status 1).
+"""
 
 from __future__ import annotations
 
+import glob
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
-from isobench.errors import UsageError
+from isobench.errors import GcIncomplete, UsageError
 from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GcReport", "gc"]
+__all__ = ["SCRATCH_ROOT", "GcReport", "gc"]
+
+#: Where the leakage workload's correlation loads keep their scratch files
+#: (``isobench-<run_id>-leak-*``, see isobench.leakage.runner.run_correlations).
+SCRATCH_ROOT = Path("/var/tmp")
 
 
 @dataclass
 class GcReport:
     removed: list[str] = field(default_factory=list)
+    #: Resources still there after gc tried, one line each (their run's state is kept).
+    leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     live: list[str] = field(default_factory=list)
+    #: State directories of dead runs kept because something of theirs is left.
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.leftovers or self.errors)
 
 
-def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport) -> None:
+def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport) -> bool:
+    """Every driver's gc of ``run_id``; whether all of them finished with nothing left."""
+    clean = True
     for name, cls in all_drivers().items():
         ctx = DriverContext(state_dir=state_dir, work_dir=work_dir / name, run_id=run_id or "gc")
         try:
             removed = cls(ctx).gc(run_id)
+        except GcIncomplete as err:
+            report.removed.extend(f"{name}: {r}" for r in err.removed)
+            report.leftovers.extend(f"{name}: {r}" for r in err.leftovers)
+            clean = False
+            continue
         except Exception as err:
             report.errors.append(f"{name}: {err}")
+            clean = False
             continue
         report.removed.extend(f"{name}: {r}" for r in removed)
+    return clean
 
 
-def _canary_gc(run_id: str | None, report: GcReport) -> None:
+def _canary_gc(run_id: str | None, report: GcReport) -> bool:
     """Leakage canaries are planted on the host itself, outside any driver."""
     try:
         report.removed.extend(f"leakage canary: {r}" for r in leakage_gc(run_id))
     except Exception as err:
         report.errors.append(f"leakage canaries: {err}")
+        return False
+    return True
 
 
 def _stack_gc(state_dir: Path, report: GcReport) -> None:
@@ -58,7 +87,20 @@ def _stack_gc(state_dir: Path, report: GcReport) -> None:
         report.errors.append(f"layer stacks: {err}")
 
 
-def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
+def scratch_gc(run_id: str | None, report: GcReport, root: Path = SCRATCH_ROOT) -> bool:
+    """The leakage loads' scratch directories (a disk load's file can be large)."""
+    clean = True
+    for d in sorted(root.glob(f"isobench-{glob.escape(run_id) if run_id else '*'}-leak-*")):
+        shutil.rmtree(d, ignore_errors=True)
+        if d.exists():
+            report.leftovers.append(f"leakage scratch: {d}")
+            clean = False
+        else:
+            report.removed.append(f"leakage scratch: {d}")
+    return clean
+
+
+def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH_ROOT) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
     its run id. Live runs are never touched.
 
@@ -70,10 +112,17 @@ def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
     report = GcReport(live=live_runs(state_dir))
     _stack_gc(state_dir, report)
     for run_dir in dead_runs(state_dir):
-        _driver_gc(state_dir, run_dir.name, run_dir / "work", report)
-        _canary_gc(run_dir.name, report)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        report.removed.append(f"state: {run_dir}")
+        run_id = run_dir.name
+        clean = _driver_gc(state_dir, run_id, run_dir / "work", report)
+        clean = _canary_gc(run_id, report) and clean
+        clean = scratch_gc(run_id, report, scratch_root) and clean
+        if clean:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            report.removed.append(f"state: {run_dir}")
+        else:
+            report.kept.append(
+                f"state: {run_dir} (kept: run {run_id} has leftovers; gc again once they are freed)"
+            )
     if sweep_all:
         if report.live:
             raise UsageError(
@@ -82,5 +131,6 @@ def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
         sweep_dir = state_dir / "runs" / "gc-sweep"
         _driver_gc(state_dir, None, sweep_dir, report)
         _canary_gc(None, report)
+        scratch_gc(None, report, scratch_root)
         shutil.rmtree(sweep_dir, ignore_errors=True)
     return report

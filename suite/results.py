@@ -120,21 +120,49 @@ class Journal:
 
     def __init__(self, run_dir: Path, run: Mapping[str, Any]) -> None:
         self.path = run_dir / JOURNAL
+        #: Why the journal cannot be written any more (a full disk), once a write has failed.
+        self.failed: str | None = None
         self._f: IO[str] = open(self.path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
         _fsync_dir(run_dir)
         self._write({"type": "header", "schema_version": SCHEMA_VERSION, "run": dict(run)})
 
     def _write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(dumps(record) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        if self.failed is not None:
+            raise ResultsError(self.failed)
+        end = self._f.tell()
+        try:
+            self._f.write(dumps(record) + "\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as err:
+            # A full disk (ENOSPC) or a dead one: cut the half-written line, so the journal stays
+            # whole records that `isobench finalize` reads, and say it in one line.
+            self.failed = (
+                f"cannot write the journal {self.path}: {err.strerror or err}; what was measured "
+                f"before is kept there (free space, then `isobench finalize {self.path.parent}`)"
+            )
+            self._cut(end)
+            raise ResultsError(self.failed) from err
+
+    def _cut(self, end: int) -> None:
+        """Drop everything after offset ``end``, buffered bytes included (they never reach disk)."""
+        fd = os.dup(self._f.fileno())
+        with contextlib.suppress(OSError):
+            self._f.close()  # its flush fails again on a full disk; the buffer is dropped with it
+        try:
+            os.ftruncate(fd, end)
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def append(self, sample: Sample) -> None:
         self._write({"type": "sample", **sample.to_dict()})
 
     def close(self, status: str, **extra: Any) -> None:
-        if self._f.closed:
-            return
+        if self._f.closed or self.failed is not None:
+            return  # a failed journal already said why; its end stays unwritten ("interrupted")
         self._write({"type": "end", "status": status, "ended": time.time(), **extra})
         self._f.close()
 
@@ -251,8 +279,14 @@ def finalize(run_dir: Path) -> Results:
         "run": results.run,
         "samples": [s.to_dict() for s in results.samples],
     }
-    atomic_write_text(run_dir / RESULTS, dumps(doc, indent=1) + "\n")
-    write_csv(run_dir / CSV, results.samples)
+    try:
+        atomic_write_text(run_dir / RESULTS, dumps(doc, indent=1) + "\n")
+        write_csv(run_dir / CSV, results.samples)
+    except OSError as err:
+        raise ResultsError(
+            f"cannot write the results of {run_dir}: {err.strerror or err}; the journal there is "
+            f"whole: free space, then `isobench finalize {run_dir}`"
+        ) from err
     return results
 
 

@@ -302,7 +302,8 @@ class Runner:
             raise
         finally:
             journal.close(status, teardown_errors=self.teardown_errors, **extra)
-            results = finalize(self.run_dir)
+            if journal.failed is None:  # else the journal's own error propagates, not a second one
+                results = finalize(self.run_dir)
         return results
 
     def _run_fixed(self, journal: Journal) -> None:
@@ -480,10 +481,13 @@ def run_matrix(runner: Runner, *, lock: RunLock | None = None) -> tuple[Results,
             return runner.run(), runner.teardown_errors
         finally:
             close_drivers(runner, held.work_dir)
+            if runner.teardown_errors:
+                held.keep = True  # what leaked is found by `isobench gc` from the kept state
 
 
 def close_drivers(runner: Runner, work_dir: Path) -> None:
-    """Close the runner's drivers and remove the run's work dir (a fleet worker's run ends so too)."""
+    """Close the runner's drivers and remove the run's work dir (a fleet worker's run ends so too),
+    unless a teardown failed: then the work dir stays for ``isobench gc`` (records in it)."""
     with shielded():
         for driver in runner.drivers.values():
             try:
@@ -491,4 +495,5 @@ def close_drivers(runner: Runner, work_dir: Path) -> None:
             except Exception as err:
                 log.error("closing driver %s failed: %s (run `isobench gc`)", driver.name, err)
                 runner.teardown_errors.append(f"close {driver.name}: {err}")
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if not runner.teardown_errors:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -33,6 +33,9 @@ class RunLock:
     run_id: str
     dir: Path
     fd: int
+    #: Set when a teardown failed: the state dir outlives the run (its lock freed), so ``isobench
+    #: gc`` sees a dead run and removes what it left.
+    keep: bool = False
 
     @property
     def work_dir(self) -> Path:
@@ -49,13 +52,15 @@ class RunLock:
         except OSError as err:
             raise UsageError(f"cannot create state directory {d}: {err.strerror}") from err
         fd = os.open(d / "lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        lock = cls(run_id, d, fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{os.getpid()}\n".encode())
             (d / "work").mkdir()
-            yield cls(run_id, d, fd)
+            yield lock
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            if not lock.keep:
+                shutil.rmtree(d, ignore_errors=True)
             os.close(fd)
 
 

@@ -33,6 +33,7 @@ from isobench.drivers.base import (
     SandboxSpec,
 )
 from isobench.drivers.container import names as naming
+from isobench.drivers.container.collect import collect
 from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
     HARDENED_CAPS,
@@ -59,13 +60,13 @@ from isobench.drivers.container.seccomp.cache import profile_digest
 from isobench.drivers.container.state import (
     Record,
     current_owner,
-    kill_recorded_init,
     load_records,
     owner_alive,
+    planned_cgroup_paths,
     process_start_time,
     records_dir,
 )
-from isobench.errors import IsobenchError, SandboxError
+from isobench.errors import GcIncomplete, IsobenchError, SandboxError
 from isobench.hostsys.cgroups import Cgroup, V1Manager, V2Manager, open_manager
 from isobench.hostsys.links import Links
 from isobench.mounts import find_mounts, umount
@@ -212,23 +213,14 @@ class ContainerDriver:
             names, base = self._claim(spec)
             res = Resources(names=names, base_dir=base, links=self._links)
             try:
+                # Write-ahead: the record names every resource before the first one past the
+                # claimed directory exists, so a runner killed at any moment leaves gc a full list.
+                res.record_path = self._write_ahead(res, config, names, base)
                 make_container_dirs(base, config, workdir=workdir)
             except BaseException:
                 res.release()
                 raise
         try:
-            owner_pid, owner_start = current_owner(self._ctx.host.proc)
-            records_dir(self._ctx.state_dir).mkdir(parents=True, exist_ok=True)
-            res.record = Record(
-                ident=names.ident,
-                run_id=self._ctx.run_id,
-                owner_pid=owner_pid,
-                owner_start=owner_start,
-                dir=str(base),
-                cgroup=names.ident if config.limits is not None else None,
-                veth=names.veth_host if config.network else None,
-            )
-            res.record_path = res.record.write(self._ctx.state_dir)
             config = with_io_limit(config, spec, base, host)
             if config.limits is not None:
                 with clock.phase("cgroup"):
@@ -237,6 +229,26 @@ class ContainerDriver:
             res.release()
             raise
         return config, res
+
+    def _write_ahead(
+        self, res: Resources, config: ContainerConfig, names: naming.ContainerNames, base: Path
+    ) -> Path:
+        owner_pid, owner_start = current_owner(self._ctx.host.proc)
+        records_dir(self._ctx.state_dir).mkdir(parents=True, exist_ok=True)
+        cgroup_paths: tuple[str, ...] = ()
+        if config.limits is not None:
+            cgroup_paths = planned_cgroup_paths(self._ctx.host, self.opts.cgroup_parent, names.ident)
+        res.record = Record(
+            ident=names.ident,
+            run_id=self._ctx.run_id,
+            owner_pid=owner_pid,
+            owner_start=owner_start,
+            dir=str(base),
+            cgroup=names.ident if config.limits is not None else None,
+            cgroup_paths=cgroup_paths,
+            veth=names.veth_host if config.network else None,
+        )
+        return res.record.write(self._ctx.state_dir)
 
     def _claim(self, spec: SandboxSpec) -> tuple[naming.ContainerNames, Path]:
         """Pick unused names by creating the container's directory: mkdir is atomic, so two runner
@@ -310,6 +322,7 @@ class ContainerDriver:
                 )
             finally:
                 os.close(w)
+            self._note(res, helper_pid=res.monitor.pid)
             try:
                 report = parse_report(read_all(r, time.monotonic() + START_TIMEOUT_S))
                 log_text = os.pread(log_fd, 65536, 0).decode(errors="replace").strip()
@@ -323,12 +336,7 @@ class ContainerDriver:
             if report.error or not report.ready or report.container_pid is None:
                 raise SandboxError(f"container {spec.name} failed to start: {self._why(report, log_text)}")
             add_helper_phases(clock, report, spawn_ns)
-            if res.record is not None:
-                pid = report.container_pid
-                res.record = replace(
-                    res.record, init_pid=pid, init_start=process_start_time(pid, self._ctx.host.proc)
-                )
-                res.record.write(self._ctx.state_dir)
+            self._note(res, init_pid=report.container_pid)
             if config.network:
                 with clock.phase("veth"):
                     res.veth = setup_veth(
@@ -346,6 +354,20 @@ class ContainerDriver:
         except BaseException:
             res.release()
             raise
+
+    def _note(self, res: Resources, *, helper_pid: int | None = None, init_pid: int | None = None) -> None:
+        """Add a process that now exists to the container's record (with its start time, so gc
+        never kills a recycled pid)."""
+        if res.record is None:
+            return
+        proc = self._ctx.host.proc
+        if helper_pid is not None:
+            res.record = replace(
+                res.record, helper_pid=helper_pid, helper_start=process_start_time(helper_pid, proc)
+            )
+        if init_pid is not None:
+            res.record = replace(res.record, init_pid=init_pid, init_start=process_start_time(init_pid, proc))
+        res.record.write(self._ctx.state_dir)
 
     @staticmethod
     def _why(report: HelperReport, log_text: str) -> str:
@@ -400,8 +422,10 @@ class ContainerDriver:
             self._image = None
 
     def gc(self, run_id: str | None = None) -> list[str]:
-        """Remove containers of dead runners: by record first, then anything matching by name."""
+        """Remove containers of dead runners: by record first, then anything matching by name.
+        Raises :class:`GcIncomplete` naming what is still there (its records are kept)."""
         removed: list[str] = []
+        leftovers: list[str] = []
         live_idents: set[str] = set()
         live_veths: set[str] = set()
         for path, rec in load_records(self._ctx.state_dir):
@@ -412,19 +436,9 @@ class ContainerDriver:
                 if rec.veth:
                     live_veths.add(rec.veth)
                 continue
-            res = Resources(
-                names=naming.ContainerNames(rec.ident, "", rec.veth or "", ""),
-                record_path=path,
-                base_dir=Path(rec.dir),
-                links=self._links,
-            )
-            kill_recorded_init(rec, self._ctx.host.proc)
-            if rec.cgroup:
-                res.cgroup = self._open_cgroup(rec.cgroup)
-            if rec.veth:
-                self._links.discard(rec.veth)
-            res.release()
-            removed.append(rec.ident)
+            gone, left = collect(rec, path, self._ctx.host, self._links, self._legacy_cgroup)
+            removed += [rec.ident, *gone] if not left else gone
+            leftovers += left
 
         def stray(name: str) -> bool:
             return naming.matches(name, run_id) and name not in live_idents
@@ -435,8 +449,11 @@ class ContainerDriver:
             manager = None
         if manager is not None:
             for name in manager.find(stray):
-                manager.open(name).remove()
-                removed.append(f"cgroup {name}")
+                try:
+                    manager.open(name).remove()
+                    removed.append(f"cgroup {name}")
+                except IsobenchError as err:
+                    leftovers.append(f"cgroup {name}: {err}")
         # Container mounts live in private mount namespaces; any on the host is a bug's leftover.
         for point in find_mounts(stray, self._ctx.host.mountinfo()):
             umount(Path(point))
@@ -454,7 +471,14 @@ class ContainerDriver:
                 if d.is_dir() and stray(d.name):
                     shutil.rmtree(d, ignore_errors=True)
                     removed.append(f"dir {d}")
+        if leftovers:
+            raise GcIncomplete(removed, leftovers)
         return removed
+
+    def _legacy_cgroup(self, name: str) -> list[Path]:
+        """A version 1 record's cgroup (a name under this driver's parent) in every hierarchy."""
+        cg = self._open_cgroup(name)
+        return [f.parent for f in cg.procs_files] if cg is not None else []
 
     def _open_cgroup(self, name: str) -> Cgroup | None:
         try:

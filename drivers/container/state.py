@@ -1,8 +1,18 @@
 """Records of live containers, so ``gc()`` of a later process knows what a dead runner left behind.
 
 One small JSON file per container under ``<state_dir>/container/live/``, written before the first
-resource exists and removed after the last one is gone. A record whose owner process is still alive
-belongs to a running runner and is left alone.
+resource exists (write-ahead: the full path the cgroup will have in every hierarchy, the directory,
+the veth name), updated as processes appear, replaced atomically and fsync'd (as the journal is), and
+removed only after the last resource is gone. A record whose owner process is still alive belongs to
+a running runner and is left alone.
+
+Record format history (``version``; a record is versioned data, read by a later isobench):
+
+- 1 (no ``version`` key): ``cgroup`` is a name relative to the driver's ``cgroup_parent``, which gc
+  does not know (it looked at the hierarchies' roots); the init pid only once the container is ready.
+- 2: ``cgroup_paths`` (the cgroup's full path in every hierarchy, written before it is made),
+  ``helper_pid``/``helper_start`` (the native helper, whose session holds the container's init from
+  its first moment). Version 1 records still load; gc treats their cgroup as before.
 """
 
 from __future__ import annotations
@@ -12,18 +22,27 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from isobench.hostsys import HostProbe
+from isobench.hostsys.cgroups import host_layout
+from isobench.results import atomic_write_text
+
 __all__ = [
+    "RECORD_VERSION",
     "Record",
     "current_owner",
     "kill_recorded_init",
     "load_records",
     "owner_alive",
+    "planned_cgroup_paths",
     "process_start_time",
+    "record_processes",
     "records_dir",
 ]
+
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -38,17 +57,32 @@ class Record:
     #: Host pid and start time of the container's pid 1 once it runs (gc kills it even without a cgroup).
     init_pid: int | None = None
     init_start: str | None = None
+    #: Where the cgroup is (or will be) in every hierarchy: written before it is made.
+    cgroup_paths: tuple[str, ...] = ()
+    #: The native helper (a session leader; the container's init is in its session until ready).
+    helper_pid: int | None = None
+    helper_start: str | None = None
+    version: int = RECORD_VERSION
 
     def write(self, state_dir: Path) -> Path:
         path = records_dir(state_dir) / f"{self.ident}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(asdict(self)))
         return path
 
 
 def records_dir(state_dir: Path) -> Path:
     return state_dir / "container" / "live"
+
+
+def _from_json(data: dict[str, object]) -> Record:
+    known = {f.name for f in fields(Record)}
+    data = {k: v for k, v in data.items() if k in known}
+    data.setdefault("version", 1)
+    paths = data.get("cgroup_paths")
+    if isinstance(paths, list):
+        data["cgroup_paths"] = tuple(str(p) for p in paths)
+    return Record(**data)  # type: ignore[arg-type]
 
 
 def load_records(state_dir: Path) -> Iterator[tuple[Path, Record]]:
@@ -58,9 +92,16 @@ def load_records(state_dir: Path) -> Iterator[tuple[Path, Record]]:
     for path in sorted(d.glob("*.json")):
         try:
             data = json.loads(path.read_text())
-            yield path, Record(**data)
+            yield path, _from_json(data)
         except (OSError, ValueError, TypeError):
             continue
+
+
+def planned_cgroup_paths(host: HostProbe, parent: str, name: str) -> tuple[str, ...]:
+    """Where a cgroup ``name`` under ``parent`` would be in every mounted hierarchy (a superset of
+    the ones the manager uses): known before the cgroup exists, so it can be recorded first."""
+    parent = parent.strip("/")
+    return tuple(str(h / parent / name if parent else h / name) for h in host_layout(host).hierarchies())
 
 
 def process_start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
@@ -91,3 +132,40 @@ def kill_recorded_init(record: Record, proc: Path = Path("/proc")) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(record.init_pid, signal.SIGKILL)
     return True
+
+
+def _stat_fields(pid_dir: Path) -> list[str] | None:
+    try:
+        return (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def record_processes(record: Record, proc: Path = Path("/proc")) -> list[int]:
+    """Host pids that belong to ``record``'s container: helpers whose command line names its
+    directory (they are started with it, so this needs no pid written first), every process in
+    their sessions (the init before it is ready), and the recorded init if it is still that process.
+    """
+    needle = (record.dir.rstrip("/") + "/").encode()
+    helpers: set[int] = set()
+    sessions: dict[int, int] = {}
+    try:
+        entries = [e for e in proc.iterdir() if e.name.isdigit()]
+    except OSError:
+        entries = []
+    for entry in entries:
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "cmdline").read_bytes():
+                helpers.add(pid)
+        st = _stat_fields(entry)
+        if st is not None and len(st) > 3:
+            sessions[pid] = int(st[3])  # field 6: session id
+    if record.helper_pid is not None and process_start_time(record.helper_pid, proc) == record.helper_start:
+        helpers.add(record.helper_pid)
+    found = set(helpers) | {pid for pid, sid in sessions.items() if sid in helpers}
+    if record.init_pid is not None and process_start_time(record.init_pid, proc) == record.init_start:
+        found.add(record.init_pid)
+    return sorted(found)

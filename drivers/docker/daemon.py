@@ -27,6 +27,7 @@ from isobench.drivers.docker.names import Slot
 from isobench.errors import DriverUnavailable, SandboxError
 from isobench.mounts import find_mounts, umount
 from isobench.procs import run_command
+from isobench.results import atomic_write_text
 
 __all__ = [
     "DaemonRecord",
@@ -34,6 +35,7 @@ __all__ = [
     "dockerd_args",
     "last_error",
     "read_record",
+    "slot_leftovers",
     "stop_dockerd",
     "stop_slot",
 ]
@@ -76,22 +78,27 @@ def dockerd_args(binary: str, slot: Slot) -> list[str]:
 
 @dataclass(frozen=True)
 class DaemonRecord:
-    """What a run writes into its work dir before starting a daemon, so gc of the dead run finds it."""
+    """What a run writes into its work dir before starting a daemon, so gc of the dead run finds it.
+
+    Format history (``version``): 1 had no version key; 2 is written atomically and fsync'd (the
+    same fields). Both load.
+    """
 
     slot: int
     runtime_dir: str
     state_dir: str
     pid: int | None = None
+    version: int = 2
 
     def slot_paths(self) -> Slot:
         return Slot(self.slot, Path(self.runtime_dir), Path(self.state_dir))
 
 
 def write_record(path: Path, record: DaemonRecord) -> None:
+    """Atomically and durably (fsync'd, as the journal): a runner killed at any moment leaves
+    either no record or a whole one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(asdict(record)))
 
 
 def read_record(path: Path) -> DaemonRecord | None:
@@ -102,6 +109,7 @@ def read_record(path: Path) -> DaemonRecord | None:
             runtime_dir=str(doc["runtime_dir"]),
             state_dir=str(doc["state_dir"]),
             pid=int(doc["pid"]) if doc.get("pid") is not None else None,
+            version=int(doc.get("version", 1)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -329,3 +337,17 @@ def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
         else:
             removed.append(f"bridge {slot.bridge}")
     return removed, errors
+
+
+def slot_leftovers(slot: Slot) -> list[str]:
+    """What of ``slot`` is still on the host (mounts under its roots, its bridge), without touching
+    it: for gc to report after :func:`stop_slot`, when a new run may already hold the slot."""
+    roots = (str(slot.exec_root), str(slot.data_root))
+    left = [
+        f"mount {m}"
+        for m in find_mounts(lambda _: True)
+        if any(m == r or m.startswith(r + "/") for r in roots)
+    ]
+    if Path("/sys/class/net", slot.bridge).exists():
+        left.append(f"bridge {slot.bridge}")
+    return left

@@ -36,6 +36,7 @@ from isobench.drivers.docker.daemon import (
     DaemonRecord,
     PrivateDaemon,
     read_record,
+    slot_leftovers,
     stop_dockerd,
     stop_slot,
     write_record,
@@ -55,7 +56,7 @@ from isobench.drivers.docker.names import (
 )
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config
 from isobench.drivers.options import DriverOptions, option
-from isobench.errors import DriverUnavailable, IsobenchError, SandboxError, UsageError
+from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import detect_layout
@@ -426,6 +427,7 @@ class DockerDriver:
 
     def gc(self, run_id: str | None = None) -> list[str]:
         removed: list[str] = []
+        left_in_slot: list[str] = []
         record = read_record(self.record_path) if run_id is not None else None
         if record is not None:
             slot = record.slot_paths()
@@ -434,13 +436,18 @@ class DockerDriver:
             stopped = stop_dockerd(slot, record.pid) if record.pid is not None else []
             if stopped or slot_is_free(slot):
                 removed += stopped + stop_slot(slot)
+                # What stop_slot could not remove (a busy mount, the bridge), unless a new run
+                # took the slot meanwhile (then what is there is its own).
+                left_in_slot = slot_leftovers(slot) if slot_is_free(slot) else []
         if run_id is None:
             for index in range(SLOTS):
                 slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
                 if slot.exec_root.exists() and slot_is_free(slot):
                     removed += stop_slot(slot)
-        removed += _gc_cgroups(self._ctx.host, run_id)
-        return removed
+        gone, left = _removed_cgroups(self._ctx.host, run_id)
+        if left or left_in_slot:
+            raise GcIncomplete(removed + gone, left_in_slot + left)
+        return removed + gone
 
 
 def _facts(engine: Engine) -> dict[str, Any]:
@@ -496,11 +503,3 @@ def _removed_cgroups(host: HostProbe, run_id: str | None) -> tuple[list[str], li
 def _remove_cgroup_parent(host: HostProbe, run_id: str) -> list[str]:
     """The run's cgroup parent (Docker leaves it when its last container goes): what is left."""
     return _removed_cgroups(host, run_id)[1]
-
-
-def _gc_cgroups(host: HostProbe, run_id: str | None) -> list[str]:
-    """A dead run's container cgroups and their parent: what went (failures are logged)."""
-    removed, errors = _removed_cgroups(host, run_id)
-    for err in errors:
-        log.warning("%s", err)
-    return removed

@@ -83,7 +83,7 @@ from isobench.drivers.qemu.network import (
 )
 from isobench.drivers.qemu.procscan import find_guests
 from isobench.drivers.qemu.qmp import QmpClient
-from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.hostsys.links import Links
 from isobench.images import Image
 from isobench.procs import run_command
@@ -472,6 +472,9 @@ class QemuDriver:
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.01)
+        left = [
+            f"process {pid} {name} still running" for pid, name in victims if _running(self.host.proc, pid)
+        ]
         own_links = run_prefix(self.run_id)
         try:
             # gc of every run (want None) leaves this driver's own run alone.
@@ -487,7 +490,18 @@ class QemuDriver:
                 if d.is_dir() and ((d / OVERLAY).exists() or (d / QEMU_LOG).exists()):
                     shutil.rmtree(d, ignore_errors=True)
                     gone.append(f"dir {d}")
+        if left:
+            raise GcIncomplete(gone, left)
         return gone
+
+
+def _running(proc: Path, pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an exited qemu holds nothing)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _connect_qmp(path: str, proc: subprocess.Popen[bytes], deadline: float, gdir: Path) -> QmpClient:

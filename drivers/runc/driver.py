@@ -49,7 +49,7 @@ from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
 from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
-from isobench.errors import SandboxError, UsageError
+from isobench.errors import GcIncomplete, SandboxError, UsageError
 from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
@@ -377,15 +377,20 @@ class RuncDriver:
         pass
 
     def gc(self, run_id: str | None = None) -> list[str]:
+        """Containers, veths, overlay roots and cgroups of ``run_id``; raises GcIncomplete naming
+        the cgroups that could not be removed."""
         removed: list[str] = []
         removed += self._gc_containers(run_id)
         removed += self._gc_links(run_id)
         removed += gc_overlay_roots(
             self._host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
         )
-        removed += self._gc_cgroups(run_id)
+        left: list[str] = []
+        removed += self._gc_cgroups(run_id, left)
         with contextlib.suppress(OSError):  # only when empty: other runs may still own containers
             self._state_root.rmdir()
+        if left:
+            raise GcIncomplete(removed, left)
         return removed
 
     def _gc_containers(self, run_id: str | None) -> list[str]:
@@ -418,8 +423,9 @@ class RuncDriver:
             return []
         return [f"veth {name}" for name in gone]
 
-    def _gc_cgroups(self, run_id: str | None) -> list[str]:
-        """runc removes its cgroups at delete; a container that never got there leaves them."""
+    def _gc_cgroups(self, run_id: str | None, left: list[str] | None = None) -> list[str]:
+        """runc removes its cgroups at delete; a container that never got there leaves them. Those
+        that cannot be removed are appended to ``left``."""
         try:
             manager = open_manager(self._host)
         except SandboxError:
@@ -431,6 +437,8 @@ class RuncDriver:
                 removed.append(f"cgroup {name}")
             except SandboxError as err:
                 log.warning("%s", err)
+                if left is not None:
+                    left.append(f"cgroup {name}: {err}")
         return removed
 
 

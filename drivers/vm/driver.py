@@ -72,7 +72,7 @@ from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
 from isobench.drivers.vm.hypervisor import hypervisor_for_uri
-from isobench.errors import DriverUnavailable, SandboxError, UsageError
+from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.images import find_image
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ class VmDriver:
         self._net_index = 0
         #: Teardowns still finishing libvirt's bookkeeping, by domain name (see the module doc).
         self._pending: dict[str, threading.Thread] = {}
+        #: Domains a teardown could not destroy or undefine (close() reports them).
+        self._left: list[str] = []
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -404,18 +406,26 @@ class VmDriver:
                     dom.destroy()
             except libvirt.libvirtError as err:
                 log.warning("destroying %s failed: %s", dom.name(), _lv_msg(err))
+                if _still_active(dom):  # not when it stopped meanwhile ("domain is not running")
+                    self._left.append(f"domain {dom.name()}: destroy failed: {_lv_msg(err)}")
             try:
                 dom.undefine()
             except libvirt.libvirtError as err:
                 if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     log.warning("undefining %s failed: %s", dom.name(), _lv_msg(err))
+                    self._left.append(f"domain {dom.name()}: undefine failed: {_lv_msg(err)}")
         for f in files:
             with contextlib.suppress(OSError):
                 f.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Remove the run's network and directory (after its sandboxes are destroyed)."""
+        """Remove the run's network and directory (after its sandboxes are destroyed). Raises
+        SandboxError when a teardown failed (libvirtd gone mid-run): then the domain is still
+        defined, the run's state must stay for ``isobench gc``, and the run dir with it."""
         self._wait_pending()
+        left, self._left = self._left, []
+        if left:
+            raise SandboxError(f"vm sandboxes left behind: {'; '.join(left)}; run `isobench gc`")
         self._remove_network(f"{PREFIX}-{self.run_id}")
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._conn is not None:
@@ -524,7 +534,18 @@ class VmDriver:
                         continue  # our own live run
                     shutil.rmtree(d, ignore_errors=True)
                     gone.append(f"dir {d}")
+        left, self._left = self._left, []
+        if left:
+            raise GcIncomplete(gone, left)
         return gone
+
+
+def _still_active(dom: libvirt.virDomain) -> bool:
+    """Whether ``dom`` still runs; True when libvirt cannot say (its connection is gone)."""
+    try:
+        return bool(dom.isActive())
+    except libvirt.libvirtError as err:
+        return bool(err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN)
 
 
 def _int(s: str) -> int | None:

@@ -36,11 +36,15 @@ def gc_cmd(state_dir: Path, sweep_all: bool) -> None:
         out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:
         out.print(f"left alone: live run {run_id}")
+    for item in report.leftovers:
+        console.print(f"[red]left:[/] {escape(item)}", highlight=False)
+    for item in report.kept:
+        console.print(f"[yellow]kept[/] {escape(item)}", highlight=False)
     for err in report.errors:
         console.print(f"[red]gc error:[/] {escape(err)}", highlight=False)
-    if not report.removed:
+    if not report.removed and report.clean:
         out.print("nothing to remove")
-    if report.errors:
+    if not report.clean:
         sys.exit(1)
 
 

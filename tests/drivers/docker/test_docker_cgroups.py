@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isobench.drivers.docker.driver import _gc_cgroups, _remove_cgroup_parent
+from isobench.drivers.docker.driver import _remove_cgroup_parent, _removed_cgroups
 from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import fake_host
 
@@ -42,6 +42,7 @@ def test_a_runs_cgroup_parent_is_removed_below_the_runners_own_cgroup_too(tmp_pa
 def test_gc_of_every_run_takes_only_docker_parents(tmp_path: Path) -> None:
     host = _host(tmp_path)
     made = _parents(tmp_path)
-    removed = _gc_cgroups(host, None)
+    removed, left = _removed_cgroups(host, None)
+    assert left == []
     assert len(removed) == 3 and all(r.startswith("cgroup ") for r in removed)
     assert [p for p in made.values() if p.exists()] == [made["not-ours"]]
