@@ -44,6 +44,7 @@ from isobench.drivers.base import (
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
+from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
@@ -186,6 +187,9 @@ class QemuSandbox(GuestSandbox):
 
 @dataclass(frozen=True)
 class QemuOptions(GuestOptions):
+    #: The direct launcher shows the VM side's best start by default (the ``vm`` driver the stock
+    #: distro guest): the micro kernel on microvm.
+    kernel: KernelFlavour = "micro"
     binary: str = "qemu-system-x86_64"
     qemu_img: str = "qemu-img"
     machine: Literal["auto", "microvm", "q35"] = "auto"
@@ -254,6 +258,9 @@ class QemuDriver:
     def _image(self, spec: SandboxSpec | None = None) -> Image:
         return guest_image(self._ctx.state_dir, self.opts.image, spec.image if spec is not None else None)
 
+    def _boot(self, img: Image) -> GuestBoot:
+        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
+
     # -- machine type ----------------------------------------------------------------------
     def machine(self) -> MachineChoice:
         """microvm when asked for, or (auto) when this qemu has it and a probe guest booted on it."""
@@ -277,7 +284,11 @@ class QemuDriver:
             return self._machine
         accel = self.accel()
         qemu = self._which(self.binary) or self.binary
-        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, self._image().digest, accel)
+        img = self._image()
+        # The probe's answer holds for the kernel it booted: the micro kernel's build is in the key.
+        boot = self._boot(img)
+        guest = img.digest if boot.flavour == "stock" else f"{img.digest}-micro-{boot.kernel_build}"
+        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, guest, accel)
         self._machine = load_choice(cache)
         if self._machine is None:
             self._machine = save_choice(cache, self.microvm_probe.run(self._launch, accel, self.run_id))
@@ -297,6 +308,7 @@ class QemuDriver:
         try:
             img = self._image()
             check_image(img)
+            boot = self._boot(img)
             details = self.accel.details()
             choice = self.machine()
         except (DriverUnavailable, UsageError) as err:
@@ -306,6 +318,7 @@ class QemuDriver:
             machine_reason=choice.described(),
             guest_tsc_khz=choice.tsc_khz,
             image=img.digest,
+            kernel_flavour=boot.flavour,
             qemu=self.qemu_version(),
         )
         return Availability(ok=True, details=details)
@@ -324,7 +337,10 @@ class QemuDriver:
         md["disk"] = OVERLAY_DESCRIPTION
         md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(UsageError):
-            md["image"] = self._image().digest
+            img = self._image()
+            md["image"] = img.digest
+            md.update(self._boot(img).metadata())
+        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
 
     def create(self, spec: SandboxSpec) -> QemuSandbox:
@@ -336,6 +352,7 @@ class QemuDriver:
         t_create = time.monotonic_ns()
         img = self._image(spec)
         check_image(img)
+        boot = self._boot(img)
         if spec.volume is not None:
             check_volume(spec.volume)
         accel = self.accel()
@@ -373,7 +390,9 @@ class QemuDriver:
                 cpu_model=self.opts.cpu_model,
                 data_disk=g.data_disk,
                 ip=None if g.nic is None else f"{g.nic.address}/{g.nic.prefix}",
+                boot=boot,
                 machine=machine,
+                virtio_mmio=machine == "microvm" and boot.flavour == "micro",
                 net=NetDevice(g.nic.tap, g.nic.mac) if g.nic is not None else None,
                 bios=self.bios,
                 binary=self.binary,

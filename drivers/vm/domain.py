@@ -122,6 +122,14 @@ def _pci(parent: ET.Element, slot: int) -> None:
     _sub(parent, "address", type="pci", domain="0x0000", bus="0x00", slot=f"0x{slot:02x}", function="0x0")
 
 
+def _address(parent: ET.Element, hv: Hypervisor, slot: int) -> None:
+    """A virtio device's place: a virtio-mmio transport on microvm, else its slot on q35's root bus."""
+    if hv.virtio_mmio:
+        _sub(parent, "address", type="virtio-mmio")
+    else:
+        _pci(parent, slot)
+
+
 def _cpuset(cpus: tuple[int, ...]) -> str:
     return ",".join(str(c) for c in sorted(set(cpus)))
 
@@ -198,11 +206,12 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         source = _datastore_path(cfg, f"{cfg.name}.vmdk" if index == 0 else "data.vmdk")
     else:
         source = str(cfg.overlay if index == 0 else cfg.data_disk)
+    qemu_disk = hv.pci_slots or hv.virtio_mmio
     if hv.disk_driver is not None and index == 0:
-        tuning = {"cache": DISK_CACHE, "io": DISK_IO, "discard": "unmap"} if hv.pci_slots else {}
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO, "discard": "unmap"} if qemu_disk else {}
         _sub(disk, "driver", name=hv.disk_driver, type="qcow2", **tuning)
     elif hv.disk_driver is not None:
-        tuning = {"cache": DISK_CACHE, "io": DISK_IO} if hv.pci_slots else {}
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO} if qemu_disk else {}
         _sub(disk, "driver", name=hv.disk_driver, type="raw", **tuning)
     _sub(disk, "source", file=source)
     if index == 0 and hv.backing_chain:
@@ -219,8 +228,8 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         tune = _sub(disk, "iotune")
         _sub(tune, "read_bytes_sec", str(cfg.io_bps))
         _sub(tune, "write_bytes_sec", str(cfg.io_bps))
-    if hv.pci_slots:
-        _pci(disk, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
+    if hv.pci_slots or hv.virtio_mmio:
+        _address(disk, hv, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
     elif hv.scsi_model is not None:
         _sub(disk, "address", type="drive", controller="0", bus="0", target="0", unit=str(index))
 
@@ -235,7 +244,8 @@ def _interface(devices: ET.Element, net: NetConfig, cfg: DomainConfig, hv: Hyper
     _sub(iface, "model", type=hv.nic_model)
     if hv.pci_slots:
         _sub(iface, "rom", enabled="no")
-        _pci(iface, SLOT_NET)
+    if hv.pci_slots or hv.virtio_mmio:
+        _address(iface, hv, SLOT_NET)
 
 
 def _consoles_and_agent(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
@@ -279,18 +289,18 @@ def domain_xml(cfg: DomainConfig) -> str:
     _disk(devices, cfg, hv, 0)
     if cfg.data_disk is not None:
         _disk(devices, cfg, hv, 1)
-    if hv.pci_slots:
+    if hv.pci_slots or hv.virtio_mmio:
         _sub(devices, "controller", type="usb", model="none")
     if hv.agent == "virtio":
         vser = _sub(devices, "controller", type="virtio-serial", index="0")
-        if hv.pci_slots:
-            _pci(vser, SLOT_AGENT_SERIAL)
+        if hv.pci_slots or hv.virtio_mmio:
+            _address(vser, hv, SLOT_AGENT_SERIAL)
     if hv.scsi_model is not None:
         _sub(devices, "controller", type="scsi", index="0", model=hv.scsi_model)
     if cfg.net is not None:
         _interface(devices, cfg.net, cfg, hv)
     _consoles_and_agent(devices, cfg, hv)
-    if hv.pci_slots:
+    if hv.pci_slots or hv.virtio_mmio:
         _sub(devices, "memballoon", model="none")
     if hv.name == "qemu" and cfg.accel == "tcg":
         caps = _sub(dom, f"{{{QEMU_NS}}}capabilities")

@@ -62,6 +62,7 @@ from isobench.drivers.guest.datadisk import (
     make_data_disk,
     untraversable_parent,
 )
+from isobench.drivers.guest.flavour import GuestBoot, guest_boot
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
@@ -69,9 +70,9 @@ from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
-from isobench.drivers.vm.hypervisor import hypervisor_for_uri
+from isobench.drivers.vm.hypervisor import QEMU, QEMU_MICROVM, hypervisor_for_uri
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
-from isobench.images import find_image
+from isobench.images import Image, find_image
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,9 @@ class VmDriver:
         self.opts = VmOptions.parse(self.name, ctx.options)
         self.uri: str = self.opts.uri or ctx.host.libvirt_uri
         self.hypervisor = hypervisor_for_uri(self.uri)
+        if self.opts.kernel == "micro" and self.hypervisor == QEMU:
+            # The micro guest boots on microvm, its devices on virtio-mmio (hypervisor.py).
+            self.hypervisor = QEMU_MICROVM
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
@@ -218,10 +222,17 @@ class VmDriver:
             conn = self.conn()
             img = find_image(self._ctx.state_dir, self.opts.image)
             check_image(img)
+            boot = self._boot(img)
             details = self.accel.details()
         except (DriverUnavailable, UsageError) as err:
             return Availability(ok=False, reason=str(err))
-        details.update(uri=self.uri, image=img.digest, hypervisor=conn.getType())
+        details.update(
+            uri=self.uri,
+            image=img.digest,
+            hypervisor=conn.getType(),
+            kernel_flavour=boot.flavour,
+            machine=self.hypervisor.machine,
+        )
         return Availability(ok=True, details=details)
 
     def metadata(self) -> Mapping[str, Any]:
@@ -233,15 +244,23 @@ class VmDriver:
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
+        md["machine"] = self.hypervisor.machine
         with contextlib.suppress(UsageError):
-            md["image"] = find_image(self._ctx.state_dir, self.opts.image).digest
+            img = find_image(self._ctx.state_dir, self.opts.image)
+            md["image"] = img.digest
+            md.update(self._boot(img).metadata())
+        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
+
+    def _boot(self, img: Image) -> GuestBoot:
+        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
 
     def create(self, spec: SandboxSpec) -> VmSandbox:
         clock = PhaseClock()
         t_create = time.monotonic_ns()
         img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
         check_image(img)
+        boot = self._boot(img)
         if spec.volume is not None:
             check_volume(spec.volume)
             closed = untraversable_parent(spec.volume)
@@ -284,6 +303,7 @@ class VmDriver:
                 cpu_model=self.opts.cpu_model,
                 data_disk=data_disk,
                 ip=None if address is None else f"{address}/24",
+                boot=boot,
                 overlay=overlay,
                 backing=img.disk,
                 console_log=console,

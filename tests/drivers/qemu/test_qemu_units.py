@@ -216,7 +216,13 @@ def _fake_image(state: Path, digest: str = "abc123") -> Path:
     disk = bytearray(4096)
     disk[1024 + 56 : 1024 + 58] = b"\x53\xef"
     (root / "rootfs.ext4").write_bytes(bytes(disk))
+    (root / "rootfs/bin").mkdir(parents=True)
+    (root / "rootfs/bin/busybox").write_bytes(b"\x7fELF busybox")
     (root / ".complete").write_text("")
+    micro = state / "images" / "kernel-micro-def456"
+    micro.mkdir()
+    (micro / "vmlinux").write_bytes(b"\x7fELF" + bytes(60))
+    (micro / ".complete").write_text("")
     return root
 
 
