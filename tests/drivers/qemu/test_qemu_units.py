@@ -4,6 +4,7 @@ through fakes, networking through a recording ``ip``, QMP against a socketpair."
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -307,6 +308,48 @@ def test_available_q35_details_and_metadata(tmp_path: Path) -> None:
         "qemu64",
         "QEMU emulator version 7.2.22",
     )
+
+
+def test_the_micro_kernel_is_the_default_and_every_sample_says_which_kernel(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    micro = _driver(tmp_path, options={"machine": "q35"})
+    assert micro.availability().details["kernel_flavour"] == "micro"
+    md = micro.metadata()
+    assert (md["kernel_flavour"], md["kernel_build"]) == ("micro", "def456")
+    assert "loadable modules" in md["kernel_lacks"]
+    stock = _driver(tmp_path, options={"machine": "q35", "kernel": "stock"}).metadata()
+    assert (stock["kernel_flavour"], stock["kernel_build"]) == ("stock", "abc123")
+
+
+def test_micro_kernel_missing_makes_the_driver_unavailable_with_the_fix(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    shutil.rmtree(tmp_path / "state/images/kernel-micro-def456")
+    avail = _driver(tmp_path, options={"machine": "q35"}).availability()
+    assert not avail.ok and "micro guest kernel is not built" in avail.reason
+    assert _driver(tmp_path, options={"machine": "q35", "kernel": "stock"}).availability().ok
+
+
+def test_microvm_with_the_micro_kernel_has_no_pci_at_all() -> None:
+    argv = qemu_argv(
+        _cfg(
+            machine="microvm",
+            virtio_mmio=True,
+            kernel=Path("/k/vmlinux"),
+            data_disk=Path("/v/d.img"),
+            net=NetDevice("isobqabcdeft1", "52:54:00:d7:01:02"),
+        )
+    )
+    assert _opt(argv, "-machine") == ["microvm,pit=on,pic=on,rtc=on,isa-serial=on"]
+    assert _opt(argv, "-kernel") == ["/k/vmlinux"]
+    assert _opt(argv, "-device") == [
+        "virtio-blk-device,drive=root",
+        "virtio-blk-device,drive=data",
+        "virtio-serial-device",
+        "virtserialport,chardev=agent,name=org.isobench.agent.0",
+        "virtio-net-device,netdev=net0,mac=52:54:00:d7:01:02",
+    ]
+    with pytest.raises(ValueError, match="microvm"):
+        _cfg(machine="q35", virtio_mmio=True)
 
 
 #: A scripted boot that qemu ends with an error (as opposed to None: not ready in time).
