@@ -9,6 +9,7 @@ from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import UsageError
+from isobench.images.builder import remove_interrupted_builds
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
 
@@ -58,6 +59,7 @@ def gc(state_dir: Path, *, sweep_all: bool = False) -> GcReport:
         _canary_gc(run_dir.name, report)
         shutil.rmtree(run_dir, ignore_errors=True)
         report.removed.append(f"state: {run_dir}")
+    report.removed.extend(f"image build: {p}" for p in remove_interrupted_builds(state_dir))
     if sweep_all:
         if report.live:
             raise UsageError(

@@ -35,6 +35,7 @@ __all__ = [
     "host_apt_sources",
     "list_images",
     "remove_image",
+    "remove_interrupted_builds",
     "run_step",
     "staged_build",
 ]
@@ -98,6 +99,21 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+def remove_interrupted_builds(state_dir: Path, name: str = "") -> list[Path]:
+    """Remove the ``.tmp-<name>*`` directories of builds whose process is gone (every name when
+    ``name`` is empty): what a build killed outright leaves (a micro kernel's is a source tree)."""
+    gone: list[Path] = []
+    base = images_dir(state_dir)
+    if not base.is_dir():
+        return gone
+    for stale in sorted(base.glob(f".tmp-{name}*")):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if stale.is_dir() and not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(stale, ignore_errors=True)
+            gone.append(stale)
+    return gone
+
+
 @contextlib.contextmanager
 def staged_build(state_dir: Path, name: str, digest: str, say: Progress) -> Iterator[Path]:
     """A fresh ``<images>/.tmp-<name>-<digest>-<pid>/`` for the body to fill. When the body returns,
@@ -109,11 +125,8 @@ def staged_build(state_dir: Path, name: str, digest: str, say: Progress) -> Iter
     # The state dir must be traversable by libvirt's unprivileged qemu user.
     for d in (state_dir, base):
         d.chmod(0o755)
-    for stale in base.glob(f".tmp-{name}-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
-            say(f"removing interrupted build {stale.name}")
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in remove_interrupted_builds(state_dir, name):
+        say(f"removed interrupted build {stale.name}")
     final = base / f"{name}-{digest}"
     tmp = base / f".tmp-{name}-{digest}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

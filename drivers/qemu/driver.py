@@ -1,9 +1,13 @@
 """The ``qemu`` driver: qemu-system-x86_64 launched directly, no libvirt, same guest as ``vm``.
 
-Same kernel, initramfs, root disk, in-guest agent and accel decision as the ``vm`` driver (all in
-the guest core, isobench.drivers.guest), so ``vm`` minus ``qemu`` is what libvirt costs. This
-module is the launcher: a command line (command.py), a process and its teardown. The machine type
-is ``microvm`` where the image's guest really boots on it, else ``q35`` (machine.py).
+Same image, root disk, in-guest agent and accel decision as the ``vm`` driver (all in the guest
+core, isobench.drivers.guest). By default it boots the micro kernel (``kernel = "micro"``:
+vmlinux through PVH, everything built in, drivers/guest/flavour.py), so a default run shows both
+ends of the VM side: ``vm`` the stock distro guest, ``qemu`` the best start a VM here has. With
+``kernel = "stock"`` it boots the same kernel as ``vm``, and ``vm`` minus ``qemu`` is what libvirt
+costs. This module is the launcher: a command line (command.py), a process and its teardown. The
+machine type is ``microvm`` where the guest really boots on it, else ``q35`` (machine.py); the micro
+kernel's devices are virtio-mmio there (no PCI bus), the stock kernel's virtio-pci.
 
 Resources, all named after the run: the qemu process ``-name isobench-qemu-<run_id>-<sandbox>-<n>``
 (gc() finds it in /proc by that name), the guest directory ``<work_dir>/<sandbox>-<n>/`` (qcow2

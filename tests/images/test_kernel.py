@@ -3,13 +3,21 @@ building a kernel (that is set-up's job: `isobench image build`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from isobench.errors import UsageError
+from isobench.gc import gc
 from isobench.images import Image
-from isobench.images.builder import BuildError, list_images, remove_image, staged_build
+from isobench.images.builder import (
+    BuildError,
+    list_images,
+    remove_image,
+    remove_interrupted_builds,
+    staged_build,
+)
 from isobench.images.kernel import (
     KERNEL_NAME,
     KernelRecipe,
@@ -131,3 +139,14 @@ def test_a_failed_staged_build_leaves_no_directory_and_keeps_its_log(tmp_path: P
     with staged_build(tmp_path, KERNEL_NAME, "d2", said.append) as tmp:
         (tmp / "vmlinux").write_bytes(b"\x7fELF")
     assert find_micro_kernel(tmp_path).digest == "d2"
+
+
+def test_gc_removes_builds_killed_outright_and_spares_running_ones(tmp_path: Path) -> None:
+    base = tmp_path / "images"
+    dead = base / f".tmp-{KERNEL_NAME}-d1-999999999"  # no such pid
+    running = base / f".tmp-{KERNEL_NAME}-d2-{os.getpid()}"
+    for d in (dead, running):
+        (d / "src").mkdir(parents=True)
+    assert gc(tmp_path).removed == [f"image build: {dead}"]
+    assert running.is_dir() and not dead.exists()
+    assert remove_interrupted_builds(tmp_path / "nowhere") == []
