@@ -41,6 +41,7 @@ Choices that matter for the numbers (qemu):
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,10 @@ __all__ = [
     "DomainConfig",
     "EsxPlacement",
     "NetConfig",
+    "agent_socket_of",
     "domain_xml",
     "network_xml",
+    "owner_of",
 ]
 
 #: libvirt's QEMU namespace, for ``<qemu:capabilities>`` (see the module doc).
@@ -318,3 +321,26 @@ def network_xml(name: str, bridge: str, host_ip: str, prefix: int) -> str:
     _sub(net, "ip", address=host_ip, prefix=str(prefix))
     ET.indent(net)
     return ET.tostring(net, encoding="unicode") + "\n"
+
+
+def owner_of(live_xml: str) -> tuple[str | None, int | None]:
+    """The run id and owner pid a domain's ``<description>`` records (None, None: not ours)."""
+    try:
+        desc = ET.fromstring(live_xml).findtext("description") or ""
+    except ET.ParseError:
+        return None, None
+    m = re.search(r"isobench run_id=(\S+) pid=(\d+)", desc)
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def agent_socket_of(domain: str, live_xml: str) -> str:
+    """The agent channel's socket path, which libvirt chose, from the running domain's XML."""
+    live = ET.fromstring(live_xml)
+    for ch in live.iterfind("./devices/channel"):
+        target = ch.find("target")
+        source = ch.find("source")
+        if target is not None and target.get("name") == PORT_NAME and source is not None:
+            path = source.get("path")
+            if path:
+                return path
+    raise SandboxError(f"domain {domain} has no agent channel socket in its live XML")

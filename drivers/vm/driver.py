@@ -69,7 +69,14 @@ from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
-from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
+from isobench.drivers.vm.domain import (
+    DomainConfig,
+    NetConfig,
+    agent_socket_of,
+    domain_xml,
+    network_xml,
+    owner_of,
+)
 from isobench.drivers.vm.hypervisor import QEMU, QEMU_MICROVM, hypervisor_for_uri
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.images import Image, find_image
@@ -332,7 +339,9 @@ class VmDriver:
             pidfd = self._pidfd(name)
             deadline = time.monotonic() + self.opts.boot_timeout
             try:
-                channel = AgentChannel.connect(_agent_socket(dom), time.monotonic() + 10)
+                channel = AgentChannel.connect(
+                    agent_socket_of(dom.name(), dom.XMLDesc()), time.monotonic() + 10
+                )
                 ready, ready_ns = channel.wait_ready(deadline)
             except TimeoutError:
                 raise SandboxError(
@@ -509,7 +518,10 @@ class VmDriver:
             name = str(dom.name())
             if not name.startswith(f"{PREFIX}-"):
                 continue
-            rid, pid = _owner_of(dom)
+            try:
+                rid, pid = owner_of(dom.XMLDesc())
+            except libvirt.libvirtError:
+                continue
             if rid is None:
                 if name.startswith(f"{PREFIX}-probe-") and want is None:
                     rid, pid = "probe", _int(name.rsplit("-", 1)[-1])
@@ -541,29 +553,8 @@ def _int(s: str) -> int | None:
     return int(s) if s.isdigit() else None
 
 
-def _owner_of(dom: libvirt.virDomain) -> tuple[str | None, int | None]:
-    try:
-        desc = ET.fromstring(dom.XMLDesc()).findtext("description") or ""
-    except (libvirt.libvirtError, ET.ParseError):
-        return None, None
-    m = re.search(r"isobench run_id=(\S+) pid=(\d+)", desc)
-    return (m.group(1), int(m.group(2))) if m else (None, None)
-
-
 def _owner_pid(run_dir: Path) -> int | None:
     try:
         return int((run_dir / "owner").read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _agent_socket(dom: libvirt.virDomain) -> str:
-    live = ET.fromstring(dom.XMLDesc())
-    for ch in live.iterfind("./devices/channel"):
-        target = ch.find("target")
-        source = ch.find("source")
-        if target is not None and target.get("name") == "org.isobench.agent.0" and source is not None:
-            path = source.get("path")
-            if path:
-                return path
-    raise SandboxError(f"domain {dom.name()} has no agent channel socket in its live XML")
