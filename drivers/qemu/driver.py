@@ -72,6 +72,7 @@ from isobench.drivers.qemu.machine import (
     MachineChoice,
     MicrovmProbe,
     cache_path,
+    host_tsc_khz,
     load_choice,
     save_choice,
 )
@@ -233,7 +234,10 @@ class QemuDriver:
         self.spawn_timeout: float = self.opts.spawn_timeout
         #: A microvm guest that is not ready by probe_timeout is taken as "does not boot here".
         self.microvm_probe = MicrovmProbe(
-            timeout=self.opts.probe_timeout, attempts=self.opts.probe_attempts, boots=self.opts.probe_boots
+            timeout=self.opts.probe_timeout,
+            attempts=self.opts.probe_attempts,
+            boots=self.opts.probe_boots,
+            host_tsc_khz=host_tsc_khz(self.host.proc, self.host.sys),
         )
         self.bios: Path | None = self.opts.bios
         self.run_id = _safe(ctx.run_id)
