@@ -25,13 +25,13 @@ KernelFlavour = Literal["stock", "micro"]
 #: What a tinyconfig-based kernel built for start-up does not have (vm-images/micro-kernel.config
 #: says why each is left out). Recorded in the metadata of every micro-guest sample.
 MICRO_LACKS = (
-    "loadable modules",
-    "cgroups (no /sys/fs/cgroup in the guest)",
+    "loadable modules (/proc/modules)",
+    "cgroups (no /proc/cgroups, no /sys/fs/cgroup in the guest)",
     "namespaces",
-    "IPv6",
     "perf events",
-    "KSM, hugetlbfs, swap",
-    "/proc/kallsyms, /proc/config.gz, /proc/sched_debug, /proc/timer_list",
+    "transparent hugepages, KSM, hugetlbfs, swap",
+    "/proc/kallsyms, /proc/kcore, /proc/config.gz, /proc/keys, /proc/sched_debug, /proc/pressure,"
+    " /proc/sysrq-trigger",
 )
 
 

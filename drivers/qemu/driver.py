@@ -45,7 +45,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
 from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
@@ -72,7 +72,6 @@ from isobench.drivers.qemu.machine import (
     MachineChoice,
     MicrovmProbe,
     cache_path,
-    host_tsc_khz,
     load_choice,
     save_choice,
 )

@@ -81,27 +81,6 @@ def tsc_khz_from_dmesg(text: str) -> int | None:
     return int(m.group(1)) * 1000 + int(m.group(2).ljust(3, "0")[:3])
 
 
-def host_tsc_khz(proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> int | None:
-    """The host's TSC rate in kHz, when the host kernel knows it exactly (pure over the two roots).
-
-    Under TCG the guest's TSC is the host's (qemu's rdtsc reads the host counter), so this is the
-    ``tsc_early_khz`` a TCG guest needs, without a probe guest having to calibrate it first (which
-    fails on a loaded host, the reason it is needed). Trusted only with ``constant_tsc`` and
-    ``tsc_known_freq`` and no cpufreq driver: "cpu MHz" is then the kernel's tsc_khz.
-    """
-    try:
-        text = (proc_root / "cpuinfo").read_text()
-    except OSError:
-        return None
-    flags = re.search(r"^flags\s*:(.*)$", text, re.M)
-    mhz = re.search(r"^cpu MHz\s*:\s*(\d+)\.(\d+)", text, re.M)
-    if flags is None or mhz is None or (sys_root / "devices/system/cpu/cpu0/cpufreq").exists():
-        return None
-    if not {"constant_tsc", "tsc_known_freq"} <= set(flags.group(1).split()):
-        return None
-    return int(mhz.group(1)) * 1000 + int(mhz.group(2).ljust(3, "0")[:3])
-
-
 def cache_path(state_dir: Path, proc_root: Path, qemu: str, digest: str, accel: Accel) -> Path:
     try:
         kernel = (proc_root / "sys/kernel/osrelease").read_text().strip()

@@ -54,7 +54,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
@@ -259,6 +259,14 @@ class VmDriver:
         md.setdefault("kernel_flavour", self.opts.kernel)
         return md
 
+    def _cmdline(self, accel: str) -> str:
+        """microvm has no HPET or PM timer: under TCG a guest must be told its TSC rate (the host's;
+        see host_tsc_khz), or it may fail to calibrate it on a loaded host and hang."""
+        khz = host_tsc_khz(self.host.proc, self.host.sys)
+        if self.hypervisor.machine == "microvm" and accel == "tcg" and khz is not None:
+            return f"{self.opts.cmdline} tsc_early_khz={khz}"
+        return self.opts.cmdline
+
     def _boot(self, img: Image) -> GuestBoot:
         return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
 
@@ -306,7 +314,7 @@ class VmDriver:
                 spec,
                 img,
                 accel=accel,
-                cmdline=self.opts.cmdline,
+                cmdline=self._cmdline(accel),
                 cpu_model=self.opts.cpu_model,
                 data_disk=data_disk,
                 ip=None if address is None else f"{address}/24",
