@@ -45,7 +45,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import VOLUME_DESCRIPTION, check_volume, make_data_disk
 from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
@@ -380,7 +380,7 @@ class QemuDriver:
                 make_overlay(img, Path(OVERLAY), qemu_img=self.qemu_img, cwd=g.dir)
             cmdline = self.opts.cmdline
             if choice.tsc_khz:
-                cmdline += f" tsc_early_khz={choice.tsc_khz}"
+                cmdline += f" {tcg_tsc_args(choice.tsc_khz)}"
             if spec.volume is not None:
                 with clock.phase("data_disk"):
                     g.data_disk = make_data_disk(

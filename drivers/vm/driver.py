@@ -54,7 +54,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
@@ -264,7 +264,7 @@ class VmDriver:
         see host_tsc_khz), or it may fail to calibrate it on a loaded host and hang."""
         khz = host_tsc_khz(self.host.proc, self.host.sys)
         if self.hypervisor.machine == "microvm" and accel == "tcg" and khz is not None:
-            return f"{self.opts.cmdline} tsc_early_khz={khz}"
+            return f"{self.opts.cmdline} {tcg_tsc_args(khz)}"
         return self.opts.cmdline
 
     def _boot(self, img: Image) -> GuestBoot:
