@@ -282,9 +282,12 @@ class QemuDriver:
                 raise DriverUnavailable(
                     f"{self.binary} has no {self.machine_option} machine type; set drivers.qemu.machine=auto"
                 )
-            self._machine = MachineChoice(
-                "microvm" if self.machine_option == "microvm" else "q35", "configured"
-            )
+            if self.machine_option == "microvm":
+                # under TCG a configured microvm needs the TSC rate as much as a probed one
+                tsc = self.microvm_probe.host_tsc_khz if self.accel() == "tcg" else None
+                self._machine = MachineChoice("microvm", "configured", tsc)
+            else:
+                self._machine = MachineChoice("q35", "configured")
             return self._machine
         if "microvm" not in types:
             self._machine = MachineChoice("q35", f"{self.binary} has no microvm machine type")
