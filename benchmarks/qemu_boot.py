@@ -77,7 +77,7 @@ def main() -> None:
     try:
         for i in range(args.runs):
             for label, drv in drivers.items():
-                sb = drv.create(SandboxSpec(f"b{i}", run_id, memory_mib=args.memory_mib))
+                sb = drv.create(SandboxSpec(f"b{i}-{label}", run_id, memory_mib=args.memory_mib))
                 sb.destroy()
                 for p in sb.phases:
                     phases[label].setdefault(p.name, []).append(p.seconds)
