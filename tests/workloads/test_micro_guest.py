@@ -3,7 +3,9 @@ the qemu driver at the smallest sizes. startup, cpu and disk already run on it i
 (the qemu driver boots the micro kernel by default); here the rest of the families: idle memory
 (the guest's /proc/meminfo), the syscall and memory-bandwidth probes, the overlay copy-up, the
 network (virtio-net, iperf3, sockperf) and leakage (the /proc and /sys files it reads, some of
-which the micro kernel does not have: those are verdicts, not errors)."""
+which the micro kernel does not have: those are verdicts, not errors) and interference (a
+stressor next to a victim in the guest). density and limits run on it in
+test_density_limits_real.py (the qemu driver's default kernel)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ PARAMS: dict[str, dict[str, object]] = {"leakage": {"correlations": False}}
 
 
 @pytest.mark.parametrize(
-    "workload", ["idle-memory", "syscall", "memory-bandwidth", "overlay", "network", "leakage"]
+    "workload",
+    ["idle-memory", "syscall", "memory-bandwidth", "overlay", "network", "leakage", "interference"],
 )
 def test_workload_on_the_micro_guest(micro: WorkloadContext, workload: str) -> None:
     micro.params = dict(PARAMS.get(workload, {}))
