@@ -66,16 +66,15 @@ class KernelRecipe:
     fragment: str
 
     def digest(self) -> str:
-        """16 hex digits of sha256 over the source version, the fragment and the recipe version."""
-        h = hashlib.sha256()
-        h.update(
-            json.dumps(
-                {"package": SOURCE_PACKAGE, "version": self.source_version, "recipe": KERNEL_RECIPE_VERSION},
-                sort_keys=True,
-            ).encode()
-        )
-        h.update(self.fragment.encode())
-        return h.hexdigest()[:16]
+        """16 hex digits of sha256 over the source version, the fragment's options (not its
+        comments: rewording one must not cost a rebuild) and the recipe version."""
+        inputs = {
+            "package": SOURCE_PACKAGE,
+            "version": self.source_version,
+            "recipe": KERNEL_RECIPE_VERSION,
+            "options": sorted(fragment_options(self.fragment).items()),
+        }
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

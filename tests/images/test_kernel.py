@@ -77,6 +77,8 @@ def test_digest_follows_the_source_version_and_the_fragment_only(tmp_path: Path)
     assert r.digest() == KernelRecipe(tmp_path / "elsewhere.tar.xz", "6.1.1-1", "CONFIG_A=y\n").digest()
     assert r.digest() != KernelRecipe(r.source, "6.1.1-2", r.fragment).digest()
     assert r.digest() != KernelRecipe(r.source, r.source_version, "CONFIG_A=y\nCONFIG_B=y\n").digest()
+    # a comment is no input
+    assert r.digest() == KernelRecipe(r.source, r.source_version, "# why\nCONFIG_A=y\n").digest()
     assert len(r.digest()) == 16
 
 
