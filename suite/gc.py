@@ -15,6 +15,7 @@ from pathlib import Path
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import GcIncomplete, UsageError
+from isobench.images.builder import remove_interrupted_builds
 from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
 from isobench.runstate import dead_runs, live_runs
@@ -123,6 +124,7 @@ def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH
             report.kept.append(
                 f"state: {run_dir} (kept: run {run_id} has leftovers; gc again once they are freed)"
             )
+    report.removed.extend(f"image build: {p}" for p in remove_interrupted_builds(state_dir))
     if sweep_all:
         if report.live:
             raise UsageError(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from isobench.errors import UsageError
 
-__all__ = ["Image", "ImageMissing", "find_image", "image_rootfs"]
+__all__ = ["Image", "ImageMissing", "find_image", "image_rootfs", "newest_build"]
 
 
 class ImageMissing(UsageError):
@@ -48,17 +48,23 @@ def images_dir(state_dir: Path) -> Path:
     return state_dir / "images"
 
 
-def find_image(state_dir: Path, name: str = "default") -> Image:
-    """The newest complete build of ``name``. A build is complete once its ``.complete`` marker exists."""
-    base = images_dir(state_dir)
+def newest_build(state_dir: Path, name: str) -> Path | None:
+    """The newest complete ``<name>-<digest>`` build directory (its ``.complete`` marker exists)."""
     candidates = sorted(
-        (p for p in base.glob(f"{name}-*") if (p / ".complete").exists()),
+        (p for p in images_dir(state_dir).glob(f"{name}-*") if (p / ".complete").exists()),
         key=lambda p: (p / ".complete").stat().st_mtime,
         reverse=True,
     )
-    if not candidates:
-        raise ImageMissing(f"image {name!r} is not built under {base}; run `isobench image build`")
-    root = candidates[0]
+    return candidates[0] if candidates else None
+
+
+def find_image(state_dir: Path, name: str = "default") -> Image:
+    """The newest complete build of ``name``. A build is complete once its ``.complete`` marker exists."""
+    root = newest_build(state_dir, name)
+    if root is None:
+        raise ImageMissing(
+            f"image {name!r} is not built under {images_dir(state_dir)}; run `isobench image build`"
+        )
     return Image(name=name, digest=root.name.removeprefix(f"{name}-"), root=root)
 
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,17 @@ from isobench.workloads.overlay import DIR_ENTRIES, FIXTURE_DIRS, FIXTURES, FIXT
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildError", "ImageInfo", "build_image", "host_apt_sources", "list_images", "remove_image"]
+__all__ = [
+    "BuildError",
+    "ImageInfo",
+    "build_image",
+    "host_apt_sources",
+    "list_images",
+    "remove_image",
+    "remove_interrupted_builds",
+    "run_step",
+    "staged_build",
+]
 
 AGENT_PATH = "usr/local/sbin/isobench-agent"
 
@@ -65,13 +75,15 @@ def host_apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[Path]:
     return found
 
 
-def _run(step: str, argv: Sequence[str], log_file: Path, progress: Progress) -> None:
+def run_step(
+    step: str, argv: Sequence[str], log_file: Path, progress: Progress, cwd: Path | None = None
+) -> None:
     progress(f"{step}: {' '.join(argv[:3])}{' ...' if len(argv) > 3 else ''}")
     with log_file.open("ab") as lf:
         lf.write(f"\n$ {' '.join(argv)}\n".encode())
         lf.flush()
         try:
-            proc = subprocess.run(list(argv), stdout=lf, stderr=subprocess.STDOUT, check=False)
+            proc = subprocess.run(list(argv), stdout=lf, stderr=subprocess.STDOUT, check=False, cwd=cwd)
         except FileNotFoundError as err:
             raise BuildError(f"image build step {step!r} needs {argv[0]}, which is not installed") from err
     if proc.returncode != 0:
@@ -85,6 +97,59 @@ def _dir_size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, f)).st_blocks * 512
     return total
+
+
+def remove_interrupted_builds(state_dir: Path, name: str = "") -> list[Path]:
+    """Remove the ``.tmp-<name>*`` directories of builds whose process is gone (every name when
+    ``name`` is empty): what a build killed outright leaves (a micro kernel's is a source tree)."""
+    gone: list[Path] = []
+    base = images_dir(state_dir)
+    if not base.is_dir():
+        return gone
+    for stale in sorted(base.glob(f".tmp-{name}*")):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if stale.is_dir() and not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(stale, ignore_errors=True)
+            gone.append(stale)
+    return gone
+
+
+@contextlib.contextmanager
+def staged_build(state_dir: Path, name: str, digest: str, say: Progress) -> Iterator[Path]:
+    """A fresh ``<images>/.tmp-<name>-<digest>-<pid>/`` for the body to fill. When the body returns,
+    its ``.complete`` marker is written and it becomes ``<name>-<digest>/`` by a rename (an older
+    build of that digest, under --force, is replaced only then); on every other path it is removed.
+    Interrupted builds of ``name`` (their pid gone) are removed first."""
+    base = images_dir(state_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    # The state dir must be traversable by libvirt's unprivileged qemu user.
+    for d in (state_dir, base):
+        d.chmod(0o755)
+    for stale in remove_interrupted_builds(state_dir, name):
+        say(f"removed interrupted build {stale.name}")
+    final = base / f"{name}-{digest}"
+    tmp = base / f".tmp-{name}-{digest}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        (tmp / ".complete").write_text(f"{digest}\n")
+        if final.exists():  # --force: replace the old build in one step after the new one is whole
+            old = base / f".tmp-{name}-old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        kept = base / f".failed-{name}-{digest}.log"
+        with contextlib.suppress(OSError):
+            (tmp / "build.log").replace(kept)
+            say(f"build log kept at {kept}")
+        say(f"build failed; removing {tmp}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def build_image(
@@ -103,22 +168,9 @@ def build_image(
     if (final / ".complete").exists() and not force:
         say(f"image {recipe.name}-{digest} is up to date")
         return Image(recipe.name, digest, final)
-    base.mkdir(parents=True, exist_ok=True)
-    # The state dir must be traversable by libvirt's unprivileged qemu user.
-    for d in (state_dir, base):
-        d.chmod(0o755)
-    for stale in base.glob(f".tmp-{recipe.name}-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
-            say(f"removing interrupted build {stale.name}")
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = base / f".tmp-{recipe.name}-{digest}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tmp.chmod(0o755)
-    log_file = tmp / "build.log"
     started = time.monotonic()
-    try:
+    with staged_build(state_dir, recipe.name, digest, say) as tmp:
+        log_file = tmp / "build.log"
         _build_into(tmp, recipe, log_file, say, etc_apt)
         img = Image(recipe.name, digest, tmp)
         meta = {
@@ -133,18 +185,6 @@ def build_image(
             "package_versions": _package_versions(img.rootfs),
         }
         (tmp / "image.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / ".complete").write_text(f"{digest}\n")
-        if final.exists():  # --force: replace the old build in one step after the new one is whole
-            old = base / f".tmp-{recipe.name}-old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        say(f"build failed; removing {tmp}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"built {final} in {time.monotonic() - started:.0f}s")
     return Image(recipe.name, digest, final)
 
@@ -171,7 +211,7 @@ def _build_into(tmp: Path, recipe: Recipe, log_file: Path, say: Progress, etc_ap
     src = tmp / "agent.c"
     src.write_bytes(agent_source())
     agent = tmp / "isobench-agent"
-    _run("compile agent", ["gcc", "-static", "-O2", "-Wall", "-o", str(agent), str(src)], log_file, say)
+    run_step("compile agent", ["gcc", "-static", "-O2", "-Wall", "-o", str(agent), str(src)], log_file, say)
     src.unlink()
     # 2. The root filesystem from Debian packages.
     cmd = [
@@ -184,7 +224,7 @@ def _build_into(tmp: Path, recipe: Recipe, log_file: Path, say: Progress, etc_ap
         str(img.rootfs),
         *(str(p) for p in host_apt_sources(etc_apt)),
     ]
-    _run("debootstrap rootfs", cmd, log_file, say)
+    run_step("debootstrap rootfs", cmd, log_file, say)
     dest = img.rootfs / AGENT_PATH
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(agent, dest)
@@ -214,7 +254,7 @@ def _build_into(tmp: Path, recipe: Recipe, log_file: Path, say: Progress, etc_ap
     size_mib = max(recipe.disk_size_mib, used // (1 << 20) * 2 + 256)
     with img.disk.open("wb") as f:
         f.truncate(size_mib << 20)
-    _run(
+    run_step(
         "root disk",
         [
             "mkfs.ext4",

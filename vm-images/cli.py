@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from isobench.images.builder import build_image, list_images, prune_images, remove_image
+from isobench.images.kernel import KERNEL_NAME, build_micro_kernel, default_kernel_recipe, micro_initrd
 from isobench.images.recipe import default_recipe
 from isobench.layers import remove_stacks
 from isobench.runstate import live_runs
@@ -34,10 +35,23 @@ def image_group() -> None:
 @click.option("--disk-size-mib", default=4096, show_default=True, type=int, help="Sparse root disk size.")
 @click.option("--force", is_flag=True, help="Rebuild even if an identical build exists.")
 @click.option("--keep-old", is_flag=True, help="Keep older builds of NAME (default: remove them).")
+@click.option(
+    "--micro-kernel/--no-micro-kernel",
+    default=True,
+    show_default=True,
+    help='Also build the micro guest kernel (guest drivers\' kernel = "micro"; minutes, once).',
+)
 def build_cmd(
-    state_dir: Path, name: str, suite: str | None, disk_size_mib: int, force: bool, keep_old: bool
+    state_dir: Path,
+    name: str,
+    suite: str | None,
+    disk_size_mib: int,
+    force: bool,
+    keep_old: bool,
+    micro_kernel: bool,
 ) -> None:
-    """Build the image (a no-op when its inputs are unchanged); older builds of the name go."""
+    """Build the image and the micro guest kernel (each a no-op when its inputs are unchanged);
+    older builds go."""
     logging.getLogger("isobench.images").setLevel(logging.INFO)
     recipe = default_recipe(name=name, suite=suite, disk_size_mib=disk_size_mib)
 
@@ -45,6 +59,10 @@ def build_cmd(
         click.echo(f"[image] {msg}", err=True)
 
     img = build_image(state_dir, recipe, force=force, progress=say)
+    kernel = None
+    if micro_kernel:
+        kernel = build_micro_kernel(state_dir, default_kernel_recipe(), force=force, progress=say)
+        micro_initrd(kernel, img)
     if not keep_old:
         live = live_runs(state_dir)
         if live:
@@ -54,6 +72,9 @@ def build_cmd(
                 say(f"removed older build {p.name}")
                 for stack in remove_stacks(state_dir, image_digests=[p.name.removeprefix(f"{name}-")]):
                     say(f"removed its layer stack {stack.name}")
+            if kernel is not None:
+                for p in prune_images(state_dir, KERNEL_NAME, keep=kernel.digest):
+                    say(f"removed older build {p.name}")
     click.echo(str(img.root))
 
 

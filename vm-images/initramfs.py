@@ -108,9 +108,13 @@ def module_load_order(modules_dir: Path, wanted: Sequence[str]) -> list[str]:
 
 
 def initramfs_entries(
-    busybox: Path, init_script: bytes, modules_dir: Path, modules: Sequence[str]
+    busybox: Path, init_script: bytes, modules_dir: Path | None, modules: Sequence[str]
 ) -> list[CpioEntry]:
-    order = module_load_order(modules_dir, modules)
+    """The archive's entries; ``modules_dir`` None (and no modules) for a kernel with everything
+    built in: /modules.order is then empty and /init loads nothing."""
+    if modules_dir is None and modules:
+        raise UsageError("kernel modules asked for without a module tree")
+    order = [] if modules_dir is None else module_load_order(modules_dir, modules)
     if any(m.endswith((".xz", ".zst", ".gz")) for m in order):
         raise UsageError("compressed kernel modules are not supported by the isobench initramfs")
     entries = [
@@ -127,6 +131,7 @@ def initramfs_entries(
             if d not in seen_dirs:
                 seen_dirs.add(d)
                 entries.append(CpioEntry(d, _DIR | 0o755))
+        assert modules_dir is not None  # an order is only ever read from a module tree
         entries.append(CpioEntry(f"lib/modules/{mod}", _REG | 0o644, (modules_dir / mod).read_bytes()))
     entries.append(CpioEntry("modules.order", _REG | 0o644, "".join(f"{m}\n" for m in order).encode()))
     return entries

@@ -10,6 +10,7 @@ from typing import Any, Self
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.guest.accel import Accel
 from isobench.drivers.guest.datadisk import CMDLINE_FLAG as DATA_CMDLINE_FLAG
+from isobench.drivers.guest.flavour import GuestBoot
 from isobench.images import Image
 
 __all__ = ["GuestConfig"]
@@ -48,9 +49,11 @@ class GuestConfig:
         data_disk: Path | None,
         ip: str | None = None,
         data_format: str = "raw",
+        boot: GuestBoot | None = None,
         **launcher: Any,
     ) -> Self:
-        """The guest ``spec`` asks for, booted from ``img``; ``launcher`` holds the subclass's fields.
+        """The guest ``spec`` asks for, booted from ``img`` (with ``boot``'s kernel and initramfs
+        when given: the micro kernel); ``launcher`` holds the subclass's fields.
 
         The kernel command line tells the initramfs what to set up: ``isobench.ip=<addr>/<prefix>``
         for the NIC and ``isobench.data=vdb`` for the volume's disk."""
@@ -63,8 +66,8 @@ class GuestConfig:
             accel=accel,
             memory_mib=spec.memory_mib,
             vcpus=spec.vcpus,
-            kernel=img.kernel,
-            initrd=img.initrd,
+            kernel=img.kernel if boot is None else boot.kernel,
+            initrd=img.initrd if boot is None else boot.initrd,
             cmdline=cmdline,
             cpu_model=cpu_model,
             data_disk=data_disk,

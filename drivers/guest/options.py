@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from isobench.drivers.guest.datadisk import DEFAULT_SIZE_MIB, MIN_SIZE_MIB
+from isobench.drivers.guest.flavour import KernelFlavour
 from isobench.drivers.options import DriverOptions, option
 
 __all__ = ["DEFAULT_CMDLINE", "AccelOption", "GuestOptions"]
@@ -23,6 +24,8 @@ class GuestOptions(DriverOptions):
     accel: AccelOption = "auto"
     #: The built image's name (``isobench image build``).
     image: str = "default"
+    #: ``stock``: the image's Debian cloud kernel; ``micro``: the minimal kernel (drivers/guest/flavour.py).
+    kernel: KernelFlavour = "stock"
     #: Create -> agent ready, seconds.
     boot_timeout: float = option(120.0, gt=0)
     #: How long destroy() waits for qemu to exit before it kills harder.

@@ -9,8 +9,10 @@ only by what libvirt itself costs:
 - the agent's virtio-serial port is a unix socket qemu listens on; the console goes to a file;
 - -nodefaults/-no-user-config, no display, no balloon, no USB: only the devices the benchmark uses.
 
-Devices are virtio-pci on both machine types: the image's initramfs loads virtio_pci but not
-virtio_mmio (a module in Debian's cloud kernel), so microvm runs with ``pcie=on``.
+Devices are virtio-pci on both machine types for the stock kernel: the image's initramfs loads
+virtio_pci but not virtio_mmio (a module in Debian's cloud kernel), so microvm runs with ``pcie=on``.
+The micro kernel (drivers/guest/flavour.py) has virtio-mmio built in: on microvm its devices sit on
+virtio-mmio transports and the machine has no PCI bus at all, as a Firecracker-class guest.
 """
 
 from __future__ import annotations
@@ -52,14 +54,25 @@ class QemuConfig(GuestConfig):
     net: NetDevice | None = None
     bios: Path | None = None
     binary: str = "qemu-system-x86_64"
+    #: Virtio devices on virtio-mmio (microvm without PCI; the micro kernel) instead of PCI.
+    virtio_mmio: bool = False
+
+    def __post_init__(self) -> None:
+        if self.virtio_mmio and self.machine != "microvm":
+            raise ValueError("virtio-mmio devices need the microvm machine")
 
     @property
     def machine_arg(self) -> str:
         if self.machine == "microvm":
-            # pcie=on: the initramfs has virtio_pci only. pit/pic/rtc on: under TCG there is no
-            # kvmclock, so the guest needs legacy timers to calibrate against.
-            return "microvm,pcie=on,pit=on,pic=on,rtc=on,isa-serial=on"
+            # pcie=on: the stock initramfs has virtio_pci only. pit/pic/rtc on: under TCG there is
+            # no kvmclock, so the guest needs legacy timers to calibrate against.
+            pcie = "" if self.virtio_mmio else "pcie=on,"
+            return f"microvm,{pcie}pit=on,pic=on,rtc=on,isa-serial=on"
         return "q35"
+
+    def device(self, kind: str) -> str:
+        """The qemu device of virtio ``kind`` (``blk``, ``serial``, ``net``) on this transport."""
+        return f"virtio-{kind}-{'device' if self.virtio_mmio else 'pci'}"
 
     @property
     def cpu_arg(self) -> str:
@@ -112,18 +125,18 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
         f"file={cfg.overlay},if=none,id=root,format=qcow2,cache={DISK_CACHE},aio={DISK_IO},discard=unmap"
         + throttle,
         "-device",
-        "virtio-blk-pci,drive=root",
+        f"{cfg.device('blk')},drive=root",
     ]
     if cfg.data_disk is not None:
         argv += [
             "-drive",
             f"file={cfg.data_disk},if=none,id=data,format={cfg.data_format},cache={DISK_CACHE},aio={DISK_IO}{throttle}",
             "-device",
-            "virtio-blk-pci,drive=data",
+            f"{cfg.device('blk')},drive=data",
         ]
     argv += [
         "-device",
-        "virtio-serial-pci",
+        cfg.device("serial"),
         "-chardev",
         f"socket,id=agent,path={AGENT_SOCKET},server=on,wait=off",
         "-device",
@@ -140,7 +153,7 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
             "-netdev",
             f"tap,id=net0,ifname={cfg.net.tap},script=no,downscript=no",
             "-device",
-            f"virtio-net-pci,netdev=net0,mac={cfg.net.mac}",
+            f"{cfg.device('net')},netdev=net0,mac={cfg.net.mac}",
         ]
     return argv
 

@@ -1,9 +1,13 @@
 """The ``qemu`` driver: qemu-system-x86_64 launched directly, no libvirt, same guest as ``vm``.
 
-Same kernel, initramfs, root disk, in-guest agent and accel decision as the ``vm`` driver (all in
-the guest core, isobench.drivers.guest), so ``vm`` minus ``qemu`` is what libvirt costs. This
-module is the launcher: a command line (command.py), a process and its teardown. The machine type
-is ``microvm`` where the image's guest really boots on it, else ``q35`` (machine.py).
+Same image, root disk, in-guest agent and accel decision as the ``vm`` driver (all in the guest
+core, isobench.drivers.guest). By default it boots the micro kernel (``kernel = "micro"``:
+vmlinux through PVH, everything built in, drivers/guest/flavour.py), so a default run shows both
+ends of the VM side: ``vm`` the stock distro guest, ``qemu`` the best start a VM here has. With
+``kernel = "stock"`` it boots the same kernel as ``vm``, and ``vm`` minus ``qemu`` is what libvirt
+costs. This module is the launcher: a command line (command.py), a process and its teardown. The
+machine type is ``microvm`` where the guest really boots on it, else ``q35`` (machine.py); the micro
+kernel's devices are virtio-mmio there (no PCI bus), the stock kernel's virtio-pci.
 
 Resources, all named after the run: the qemu process ``-name isobench-qemu-<run_id>-<sandbox>-<n>``
 (gc() finds it in /proc by that name), the guest directory ``<work_dir>/<sandbox>-<n>/`` (qcow2
@@ -42,7 +46,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
@@ -50,6 +54,7 @@ from isobench.drivers.guest.datadisk import (
     make_data_disk,
     make_layers_disk,
 )
+from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
@@ -192,6 +197,9 @@ class QemuSandbox(GuestSandbox):
 
 @dataclass(frozen=True)
 class QemuOptions(GuestOptions):
+    #: The direct launcher shows the VM side's best start by default (the ``vm`` driver the stock
+    #: distro guest): the micro kernel on microvm.
+    kernel: KernelFlavour = "micro"
     binary: str = "qemu-system-x86_64"
     qemu_img: str = "qemu-img"
     machine: Literal["auto", "microvm", "q35"] = "auto"
@@ -231,7 +239,10 @@ class QemuDriver:
         self.spawn_timeout: float = self.opts.spawn_timeout
         #: A microvm guest that is not ready by probe_timeout is taken as "does not boot here".
         self.microvm_probe = MicrovmProbe(
-            timeout=self.opts.probe_timeout, attempts=self.opts.probe_attempts, boots=self.opts.probe_boots
+            timeout=self.opts.probe_timeout,
+            attempts=self.opts.probe_attempts,
+            boots=self.opts.probe_boots,
+            host_tsc_khz=host_tsc_khz(self.host.proc, self.host.sys),
         )
         self.bios: Path | None = self.opts.bios
         self.run_id = _safe(ctx.run_id)
@@ -260,6 +271,9 @@ class QemuDriver:
     def _image(self, spec: SandboxSpec | None = None) -> Image:
         return guest_image(self._ctx.state_dir, self.opts.image, spec.image if spec is not None else None)
 
+    def _boot(self, img: Image) -> GuestBoot:
+        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
+
     # -- machine type ----------------------------------------------------------------------
     def machine(self) -> MachineChoice:
         """microvm when asked for, or (auto) when this qemu has it and a probe guest booted on it."""
@@ -274,16 +288,23 @@ class QemuDriver:
                 raise DriverUnavailable(
                     f"{self.binary} has no {self.machine_option} machine type; set drivers.qemu.machine=auto"
                 )
-            self._machine = MachineChoice(
-                "microvm" if self.machine_option == "microvm" else "q35", "configured"
-            )
+            if self.machine_option == "microvm":
+                # under TCG a configured microvm needs the TSC rate as much as a probed one
+                tsc = self.microvm_probe.host_tsc_khz if self.accel() == "tcg" else None
+                self._machine = MachineChoice("microvm", "configured", tsc)
+            else:
+                self._machine = MachineChoice("q35", "configured")
             return self._machine
         if "microvm" not in types:
             self._machine = MachineChoice("q35", f"{self.binary} has no microvm machine type")
             return self._machine
         accel = self.accel()
         qemu = self._which(self.binary) or self.binary
-        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, self._image().digest, accel)
+        img = self._image()
+        # The probe's answer holds for the kernel it booted: the micro kernel's build is in the key.
+        boot = self._boot(img)
+        guest = img.digest if boot.flavour == "stock" else f"{img.digest}-micro-{boot.kernel_build}"
+        cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, guest, accel)
         self._machine = load_choice(cache)
         if self._machine is None:
             self._machine = save_choice(cache, self.microvm_probe.run(self._launch, accel, self.run_id))
@@ -303,6 +324,7 @@ class QemuDriver:
         try:
             img = self._image()
             check_image(img)
+            boot = self._boot(img)
             details = self.accel.details()
             choice = self.machine()
         except (DriverUnavailable, UsageError) as err:
@@ -312,6 +334,7 @@ class QemuDriver:
             machine_reason=choice.described(),
             guest_tsc_khz=choice.tsc_khz,
             image=img.digest,
+            kernel_flavour=boot.flavour,
             qemu=self.qemu_version(),
         )
         return Availability(ok=True, details=details)
@@ -330,7 +353,10 @@ class QemuDriver:
         md["disk"] = OVERLAY_DESCRIPTION
         md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(UsageError):
-            md["image"] = self._image().digest
+            img = self._image()
+            md["image"] = img.digest
+            md.update(self._boot(img).metadata())
+        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
 
     def create(self, spec: SandboxSpec) -> QemuSandbox:
@@ -342,6 +368,7 @@ class QemuDriver:
         t_create = time.monotonic_ns()
         img = self._image(spec)
         check_image(img)
+        boot = self._boot(img)
         if spec.volume is not None:
             check_volume(spec.volume, layers=spec.layers)
         accel = self.accel()
@@ -362,7 +389,7 @@ class QemuDriver:
                 make_overlay(img, Path(OVERLAY), qemu_img=self.qemu_img, cwd=g.dir)
             cmdline = self.opts.cmdline
             if choice.tsc_khz:
-                cmdline += f" tsc_early_khz={choice.tsc_khz}"
+                cmdline += f" {tcg_tsc_args(choice.tsc_khz)}"
             if spec.volume is not None:
                 with clock.phase("data_disk"):
                     g.data_disk = make_data_disk(
@@ -385,7 +412,9 @@ class QemuDriver:
                 data_disk=g.data_disk,
                 data_format="raw" if spec.layers is None else "qcow2",
                 ip=None if g.nic is None else f"{g.nic.address}/{g.nic.prefix}",
+                boot=boot,
                 machine=machine,
+                virtio_mmio=machine == "microvm" and boot.flavour == "micro",
                 net=NetDevice(g.nic.tap, g.nic.mac) if g.nic is not None else None,
                 bios=self.bios,
                 binary=self.binary,

@@ -135,6 +135,8 @@ class MicrovmProbe:
     timeout: float = 30.0
     attempts: int = 3
     boots: int = 3
+    #: The host's exact TSC rate (host_tsc_khz): under TCG no learning boot is needed then.
+    host_tsc_khz: int | None = None
 
     def run(self, launch: Launch, accel: Accel, run_id: str) -> MachineChoice:
         """Boot the image on microvm until it is known to boot reliably; otherwise q35.
@@ -145,10 +147,10 @@ class MicrovmProbe:
         when every failure was a guest not ready in time, else ``failed``.
         """
         spec = SandboxSpec(name="microvm-probe", run_id=run_id, memory_mib=256)
-        tsc_khz: int | None = None
+        tsc_khz: int | None = self.host_tsc_khz if accel == "tcg" else None
         failures: list[str] = []
         timeouts = 0
-        if accel == "tcg":
+        if accel == "tcg" and tsc_khz is None:
             for _ in range(self.attempts):
                 try:
                     sb = launch(spec, MachineChoice("microvm", "probe"), self.timeout)

@@ -41,6 +41,7 @@ Choices that matter for the numbers (qemu):
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,10 @@ __all__ = [
     "DomainConfig",
     "EsxPlacement",
     "NetConfig",
+    "agent_socket_of",
     "domain_xml",
     "network_xml",
+    "owner_of",
 ]
 
 #: libvirt's QEMU namespace, for ``<qemu:capabilities>`` (see the module doc).
@@ -123,6 +126,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 def _pci(parent: ET.Element, slot: int) -> None:
     _sub(parent, "address", type="pci", domain="0x0000", bus="0x00", slot=f"0x{slot:02x}", function="0x0")
+
+
+def _address(parent: ET.Element, hv: Hypervisor, slot: int) -> None:
+    """A virtio device's place: a virtio-mmio transport on microvm, else its slot on q35's root bus."""
+    if hv.virtio_mmio:
+        _sub(parent, "address", type="virtio-mmio")
+    else:
+        _pci(parent, slot)
 
 
 def _cpuset(cpus: tuple[int, ...]) -> str:
@@ -212,11 +223,12 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         source = _datastore_path(cfg, f"{cfg.name}.vmdk" if index == 0 else "data.vmdk")
     else:
         source = str(cfg.overlay if index == 0 else cfg.data_disk)
+    qemu_disk = hv.pci_slots or hv.virtio_mmio
     if hv.disk_driver is not None and index == 0:
-        tuning = {"cache": DISK_CACHE, "io": DISK_IO, "discard": "unmap"} if hv.pci_slots else {}
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO, "discard": "unmap"} if qemu_disk else {}
         _sub(disk, "driver", name=hv.disk_driver, type="qcow2", **tuning)
     elif hv.disk_driver is not None:
-        tuning = {"cache": DISK_CACHE, "io": DISK_IO} if hv.pci_slots else {}
+        tuning = {"cache": DISK_CACHE, "io": DISK_IO} if qemu_disk else {}
         _sub(disk, "driver", name=hv.disk_driver, type=cfg.data_format, **tuning)
     _sub(disk, "source", file=source)
     if index == 1 and cfg.data_chain:
@@ -235,8 +247,8 @@ def _disk(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor, index: int) ->
         tune = _sub(disk, "iotune")
         _sub(tune, "read_bytes_sec", str(cfg.io_bps))
         _sub(tune, "write_bytes_sec", str(cfg.io_bps))
-    if hv.pci_slots:
-        _pci(disk, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
+    if hv.pci_slots or hv.virtio_mmio:
+        _address(disk, hv, SLOT_ROOT_DISK if index == 0 else SLOT_DATA_DISK)
     elif hv.scsi_model is not None:
         _sub(disk, "address", type="drive", controller="0", bus="0", target="0", unit=str(index))
 
@@ -251,7 +263,8 @@ def _interface(devices: ET.Element, net: NetConfig, cfg: DomainConfig, hv: Hyper
     _sub(iface, "model", type=hv.nic_model)
     if hv.pci_slots:
         _sub(iface, "rom", enabled="no")
-        _pci(iface, SLOT_NET)
+    if hv.pci_slots or hv.virtio_mmio:
+        _address(iface, hv, SLOT_NET)
 
 
 def _consoles_and_agent(devices: ET.Element, cfg: DomainConfig, hv: Hypervisor) -> None:
@@ -295,18 +308,18 @@ def domain_xml(cfg: DomainConfig) -> str:
     _disk(devices, cfg, hv, 0)
     if cfg.data_disk is not None:
         _disk(devices, cfg, hv, 1)
-    if hv.pci_slots:
+    if hv.pci_slots or hv.virtio_mmio:
         _sub(devices, "controller", type="usb", model="none")
     if hv.agent == "virtio":
         vser = _sub(devices, "controller", type="virtio-serial", index="0")
-        if hv.pci_slots:
-            _pci(vser, SLOT_AGENT_SERIAL)
+        if hv.pci_slots or hv.virtio_mmio:
+            _address(vser, hv, SLOT_AGENT_SERIAL)
     if hv.scsi_model is not None:
         _sub(devices, "controller", type="scsi", index="0", model=hv.scsi_model)
     if cfg.net is not None:
         _interface(devices, cfg.net, cfg, hv)
     _consoles_and_agent(devices, cfg, hv)
-    if hv.pci_slots:
+    if hv.pci_slots or hv.virtio_mmio:
         _sub(devices, "memballoon", model="none")
     if hv.name == "qemu" and cfg.accel == "tcg":
         caps = _sub(dom, f"{{{QEMU_NS}}}capabilities")
@@ -324,3 +337,26 @@ def network_xml(name: str, bridge: str, host_ip: str, prefix: int) -> str:
     _sub(net, "ip", address=host_ip, prefix=str(prefix))
     ET.indent(net)
     return ET.tostring(net, encoding="unicode") + "\n"
+
+
+def owner_of(live_xml: str) -> tuple[str | None, int | None]:
+    """The run id and owner pid a domain's ``<description>`` records (None, None: not ours)."""
+    try:
+        desc = ET.fromstring(live_xml).findtext("description") or ""
+    except ET.ParseError:
+        return None, None
+    m = re.search(r"isobench run_id=(\S+) pid=(\d+)", desc)
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def agent_socket_of(domain: str, live_xml: str) -> str:
+    """The agent channel's socket path, which libvirt chose, from the running domain's XML."""
+    live = ET.fromstring(live_xml)
+    for ch in live.iterfind("./devices/channel"):
+        target = ch.find("target")
+        source = ch.find("source")
+        if target is not None and target.get("name") == PORT_NAME and source is not None:
+            path = source.get("path")
+            if path:
+                return path
+    raise SandboxError(f"domain {domain} has no agent channel socket in its live XML")

@@ -55,7 +55,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.guest.accel import AccelChoice, AccelProbe, probe_accel
+from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
@@ -64,16 +64,24 @@ from isobench.drivers.guest.datadisk import (
     make_layers_disk,
     untraversable_parent,
 )
+from isobench.drivers.guest.flavour import GuestBoot, guest_boot
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line, one_line
 from isobench.drivers.guest.sandbox import GuestSandbox
-from isobench.drivers.vm.domain import DomainConfig, NetConfig, domain_xml, network_xml
-from isobench.drivers.vm.hypervisor import hypervisor_for_uri
+from isobench.drivers.vm.domain import (
+    DomainConfig,
+    NetConfig,
+    agent_socket_of,
+    domain_xml,
+    network_xml,
+    owner_of,
+)
+from isobench.drivers.vm.hypervisor import QEMU, QEMU_MICROVM, hypervisor_for_uri
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
-from isobench.images import find_image
+from isobench.images import Image, find_image
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +169,9 @@ class VmDriver:
         self.opts = VmOptions.parse(self.name, ctx.options)
         self.uri: str = self.opts.uri or ctx.host.libvirt_uri
         self.hypervisor = hypervisor_for_uri(self.uri)
+        if self.opts.kernel == "micro" and self.hypervisor == QEMU:
+            # The micro guest boots on microvm, its devices on virtio-mmio (hypervisor.py).
+            self.hypervisor = QEMU_MICROVM
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
@@ -222,10 +233,17 @@ class VmDriver:
             conn = self.conn()
             img = find_image(self._ctx.state_dir, self.opts.image)
             check_image(img)
+            boot = self._boot(img)
             details = self.accel.details()
         except (DriverUnavailable, UsageError) as err:
             return Availability(ok=False, reason=str(err))
-        details.update(uri=self.uri, image=img.digest, hypervisor=conn.getType())
+        details.update(
+            uri=self.uri,
+            image=img.digest,
+            hypervisor=conn.getType(),
+            kernel_flavour=boot.flavour,
+            machine=self.hypervisor.machine,
+        )
         return Availability(ok=True, details=details)
 
     def metadata(self) -> Mapping[str, Any]:
@@ -237,15 +255,31 @@ class VmDriver:
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
+        md["machine"] = self.hypervisor.machine
         with contextlib.suppress(UsageError):
-            md["image"] = find_image(self._ctx.state_dir, self.opts.image).digest
+            img = find_image(self._ctx.state_dir, self.opts.image)
+            md["image"] = img.digest
+            md.update(self._boot(img).metadata())
+        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
+
+    def _cmdline(self, accel: str) -> str:
+        """microvm has no HPET or PM timer: under TCG a guest must be told its TSC rate (the host's;
+        see host_tsc_khz), or it may fail to calibrate it on a loaded host and hang."""
+        khz = host_tsc_khz(self.host.proc, self.host.sys)
+        if self.hypervisor.machine == "microvm" and accel == "tcg" and khz is not None:
+            return f"{self.opts.cmdline} {tcg_tsc_args(khz)}"
+        return self.opts.cmdline
+
+    def _boot(self, img: Image) -> GuestBoot:
+        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
 
     def create(self, spec: SandboxSpec) -> VmSandbox:
         clock = PhaseClock()
         t_create = time.monotonic_ns()
         img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
         check_image(img)
+        boot = self._boot(img)
         if spec.volume is not None:
             check_volume(spec.volume, layers=spec.layers)
             closed = untraversable_parent(spec.volume)
@@ -290,12 +324,13 @@ class VmDriver:
                 spec,
                 img,
                 accel=accel,
-                cmdline=self.opts.cmdline,
+                cmdline=self._cmdline(accel),
                 cpu_model=self.opts.cpu_model,
                 data_disk=data_disk,
                 data_format="raw" if spec.layers is None else "qcow2",
                 data_chain=() if spec.layers is None else spec.layers.chain,
                 ip=None if address is None else f"{address}/24",
+                boot=boot,
                 overlay=overlay,
                 backing=img.disk,
                 console_log=console,
@@ -324,7 +359,9 @@ class VmDriver:
             pidfd = self._pidfd(name)
             deadline = time.monotonic() + self.opts.boot_timeout
             try:
-                channel = AgentChannel.connect(_agent_socket(dom), time.monotonic() + 10)
+                channel = AgentChannel.connect(
+                    agent_socket_of(dom.name(), dom.XMLDesc()), time.monotonic() + 10
+                )
                 ready, ready_ns = channel.wait_ready(deadline)
             except TimeoutError:
                 raise SandboxError(
@@ -509,7 +546,10 @@ class VmDriver:
             name = str(dom.name())
             if not name.startswith(f"{PREFIX}-"):
                 continue
-            rid, pid = _owner_of(dom)
+            try:
+                rid, pid = owner_of(dom.XMLDesc())
+            except libvirt.libvirtError:
+                continue
             if rid is None:
                 if name.startswith(f"{PREFIX}-probe-") and want is None:
                     rid, pid = "probe", _int(name.rsplit("-", 1)[-1])
@@ -552,29 +592,8 @@ def _int(s: str) -> int | None:
     return int(s) if s.isdigit() else None
 
 
-def _owner_of(dom: libvirt.virDomain) -> tuple[str | None, int | None]:
-    try:
-        desc = ET.fromstring(dom.XMLDesc()).findtext("description") or ""
-    except (libvirt.libvirtError, ET.ParseError):
-        return None, None
-    m = re.search(r"isobench run_id=(\S+) pid=(\d+)", desc)
-    return (m.group(1), int(m.group(2))) if m else (None, None)
-
-
 def _owner_pid(run_dir: Path) -> int | None:
     try:
         return int((run_dir / "owner").read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _agent_socket(dom: libvirt.virDomain) -> str:
-    live = ET.fromstring(dom.XMLDesc())
-    for ch in live.iterfind("./devices/channel"):
-        target = ch.find("target")
-        source = ch.find("source")
-        if target is not None and target.get("name") == "org.isobench.agent.0" and source is not None:
-            path = source.get("path")
-            if path:
-                return path
-    raise SandboxError(f"domain {dom.name()} has no agent channel socket in its live XML")

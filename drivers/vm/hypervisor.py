@@ -19,13 +19,22 @@ kept next to the first disk), and virt-manager's virtinst (``devices/disk.py`` `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from isobench.drivers.guest.accel import Accel
 from isobench.errors import UsageError
 
-__all__ = ["ESX", "HYPERVISORS", "QEMU", "XEN", "Hypervisor", "HypervisorName", "hypervisor_for_uri"]
+__all__ = [
+    "ESX",
+    "HYPERVISORS",
+    "QEMU",
+    "QEMU_MICROVM",
+    "XEN",
+    "Hypervisor",
+    "HypervisorName",
+    "hypervisor_for_uri",
+]
 
 HypervisorName = Literal["qemu", "xen", "esx"]
 
@@ -71,6 +80,9 @@ class Hypervisor:
     measured: bool
     #: Why isobench does not run this hypervisor (empty when it does).
     not_run_because: str = ""
+    #: Virtio devices on virtio-mmio transports instead of PCI slots (qemu's microvm machine has
+    #: no PCI bus as libvirt starts it).
+    virtio_mmio: bool = False
 
     def type_for(self, accel: Accel) -> str:
         if self.domain_type is not None:
@@ -167,6 +179,13 @@ ESX = Hypervisor(
         " with a bootloader, vmw_pvscsi and vmxnet3 in its initramfs) in a datastore, and an agent"
         " on /dev/ttyS1; the image recipe builds neither"
     ),
+)
+
+#: The micro guest (drivers/guest/flavour.py) on qemu's microvm machine: no PCI bus (libvirt 9
+#: starts microvm without ``pcie=on``), so every virtio device sits on a virtio-mmio transport,
+#: which the micro kernel has built in (the stock initramfs loads virtio_pci only).
+QEMU_MICROVM = replace(
+    QEMU, title="QEMU microvm (KVM or TCG)", machine="microvm", pci_slots=False, virtio_mmio=True
 )
 
 HYPERVISORS: dict[HypervisorName, Hypervisor] = {h.name: h for h in (QEMU, XEN, ESX)}

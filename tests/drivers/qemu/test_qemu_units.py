@@ -3,7 +3,9 @@ through fakes, networking through a recording ``ip``, QMP against a socketpair."
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
-from isobench.drivers.guest.accel import AccelProbe
+from isobench.drivers.guest.accel import AccelProbe, host_tsc_khz
 from isobench.drivers.guest.probecache import TIMEOUT_TTL_S
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
@@ -104,6 +106,19 @@ def test_tsc_rate_prefers_the_refined_calibration() -> None:
     assert tsc_khz_from_dmesg((DATA / "dmesg-microvm-tcg.txt").read_text()) == 2596160
     assert tsc_khz_from_dmesg((DATA / "dmesg-q35-tcg.txt").read_text()) == 2596125
     assert tsc_khz_from_dmesg((DATA / "dmesg-microvm-pit-failed.txt").read_text()) is None
+
+
+def test_host_tsc_rate_only_where_the_host_kernel_knows_it_exactly(tmp_path: Path) -> None:
+    proc, sys_root = tmp_path / "proc", tmp_path / "sys"
+    proc.mkdir()
+    flags = "fpu tsc constant_tsc nopl tsc_known_freq pni"
+    (proc / "cpuinfo").write_text(f"processor\t: 0\ncpu MHz\t\t: 2445.426\nflags\t\t: {flags}\n")
+    assert host_tsc_khz(proc, sys_root) == 2445426
+    (sys_root / "devices/system/cpu/cpu0/cpufreq").mkdir(parents=True)  # MHz is then the clock
+    assert host_tsc_khz(proc, sys_root) is None
+    (proc / "cpuinfo").write_text("cpu MHz\t\t: 2445.426\nflags\t\t: fpu tsc constant_tsc\n")
+    assert host_tsc_khz(proc, tmp_path / "nosys") is None  # calibrated, not known: no
+    assert host_tsc_khz(tmp_path / "noproc", sys_root) is None
 
 
 def test_guest_name_reads_the_name_argument_of_qemu_only() -> None:
@@ -216,7 +231,13 @@ def _fake_image(state: Path, digest: str = "abc123") -> Path:
     disk = bytearray(4096)
     disk[1024 + 56 : 1024 + 58] = b"\x53\xef"
     (root / "rootfs.ext4").write_bytes(bytes(disk))
+    (root / "rootfs/bin").mkdir(parents=True)
+    (root / "rootfs/bin/busybox").write_bytes(b"\x7fELF busybox")
     (root / ".complete").write_text("")
+    micro = state / "images" / "kernel-micro-def456"
+    micro.mkdir()
+    (micro / "vmlinux").write_bytes(b"\x7fELF" + bytes(60))
+    (micro / ".complete").write_text("")
     return root
 
 
@@ -240,7 +261,10 @@ def _driver(
         return AccelProbe(kvm, "kvm" if kvm else "tcg", "fake probe")
 
     ctx = DriverContext(tmp_path / "state", tmp_path / "work", "r1", options or {}, host or HostProbe())
-    return QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, links=Links(FakeIp()))
+    drv = QemuDriver(ctx, which=which, run=run, accel_probe=accel_probe, links=Links(FakeIp()))
+    # the scripted probes below learn the TSC rate from a guest, as on a host that does not know it
+    drv.microvm_probe = dataclasses.replace(drv.microvm_probe, host_tsc_khz=None)
+    return drv
 
 
 def test_unavailable_without_qemu_binary(tmp_path: Path) -> None:
@@ -301,6 +325,48 @@ def test_available_q35_details_and_metadata(tmp_path: Path) -> None:
         "qemu64",
         "QEMU emulator version 7.2.22",
     )
+
+
+def test_the_micro_kernel_is_the_default_and_every_sample_says_which_kernel(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    micro = _driver(tmp_path, options={"machine": "q35"})
+    assert micro.availability().details["kernel_flavour"] == "micro"
+    md = micro.metadata()
+    assert (md["kernel_flavour"], md["kernel_build"]) == ("micro", "def456")
+    assert any("loadable modules" in x for x in md["kernel_lacks"])
+    stock = _driver(tmp_path, options={"machine": "q35", "kernel": "stock"}).metadata()
+    assert (stock["kernel_flavour"], stock["kernel_build"]) == ("stock", "abc123")
+
+
+def test_micro_kernel_missing_makes_the_driver_unavailable_with_the_fix(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    shutil.rmtree(tmp_path / "state/images/kernel-micro-def456")
+    avail = _driver(tmp_path, options={"machine": "q35"}).availability()
+    assert not avail.ok and "micro guest kernel is not built" in avail.reason
+    assert _driver(tmp_path, options={"machine": "q35", "kernel": "stock"}).availability().ok
+
+
+def test_microvm_with_the_micro_kernel_has_no_pci_at_all() -> None:
+    argv = qemu_argv(
+        _cfg(
+            machine="microvm",
+            virtio_mmio=True,
+            kernel=Path("/k/vmlinux"),
+            data_disk=Path("/v/d.img"),
+            net=NetDevice("isobqabcdeft1", "52:54:00:d7:01:02"),
+        )
+    )
+    assert _opt(argv, "-machine") == ["microvm,pit=on,pic=on,rtc=on,isa-serial=on"]
+    assert _opt(argv, "-kernel") == ["/k/vmlinux"]
+    assert _opt(argv, "-device") == [
+        "virtio-blk-device,drive=root",
+        "virtio-blk-device,drive=data",
+        "virtio-serial-device",
+        "virtserialport,chardev=agent,name=org.isobench.agent.0",
+        "virtio-net-device,netdev=net0,mac=52:54:00:d7:01:02",
+    ]
+    with pytest.raises(ValueError, match="microvm"):
+        _cfg(machine="q35", virtio_mmio=True)
 
 
 #: A scripted boot that qemu ends with an error (as opposed to None: not ready in time).
@@ -402,6 +468,16 @@ def test_a_microvm_boot_that_qemu_fails_is_cached_as_a_verdict_with_its_age(
     shown = later.availability().details["machine_reason"]
     assert shown.startswith("microvm probe boot 1 failed") and "probed 3 days ago" in shown
     assert f"delete {_cache(tmp_path)} to probe again" in shown
+
+
+def test_a_host_that_knows_its_tsc_rate_needs_no_learning_boot(tmp_path: Path) -> None:
+    _fake_image(tmp_path / "state")
+    drv = _driver(tmp_path)
+    drv.microvm_probe = dataclasses.replace(drv.microvm_probe, host_tsc_khz=2445426)
+    seen = _script_launch(drv, ["", "", ""])  # the three verification boots only
+    choice = drv.machine()
+    assert (choice.machine, choice.tsc_khz) == ("microvm", 2445426)
+    assert [c.tsc_khz for c in seen] == [2445426] * 3
 
 
 def test_a_mixed_tsc_step_with_a_qemu_failure_is_a_verdict(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from isobench.drivers.vm.domain import DomainConfig, NetConfig
-from isobench.drivers.vm.hypervisor import ESX, XEN
+from isobench.drivers.vm.hypervisor import ESX, QEMU_MICROVM, XEN
 
 _DATA = Path("/v/isobench-run1-g0.data.img")
 
@@ -44,6 +44,14 @@ def domain_cases(guest_config: DomainConfig) -> dict[str, DomainConfig]:
         ),
         "domain_xen.xml": dataclasses.replace(
             guest_config, hypervisor=XEN, agent_socket=Path("/runs/g0.agent.sock"), data_disk=_DATA
+        ),
+        # the micro kernel on microvm: vmlinux (PVH), every virtio device on virtio-mmio
+        "domain_microvm.xml": dataclasses.replace(
+            guest_config,
+            hypervisor=QEMU_MICROVM,
+            kernel=Path("/img/kernel-micro/vmlinux"),
+            initrd=Path("/img/kernel-micro/initrd-abc.img"),
+            data_disk=_DATA,
         ),
         # 510 MiB: ESXi sizes memory in 4 MiB steps, so the XML asks for 512
         "domain_esx.xml": dataclasses.replace(guest_config, hypervisor=ESX, memory_mib=510, data_disk=_DATA),

@@ -1,0 +1,68 @@
+"""Which kernel a guest boots: the image's ``stock`` Debian cloud kernel (compressed bzImage, its
+virtio drivers as modules loaded by the initramfs), or the ``micro`` kernel (vm-images/kernel.py:
+tinyconfig plus what the agent and the workloads need, everything built in, the uncompressed
+``vmlinux`` entered through PVH, an initramfs without modules). Both guest drivers take the choice
+as ``kernel = "stock" | "micro"``; every sample's metadata says which (``kernel_flavour``).
+
+What the micro kernel cannot do is stated here once, so a workload that meets it fails with a reason
+and the metadata carries it, instead of a figure silently missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from isobench.errors import UsageError
+from isobench.images import Image
+from isobench.images.kernel import find_micro_kernel, micro_initrd
+
+__all__ = ["MICRO_LACKS", "GuestBoot", "KernelFlavour", "guest_boot"]
+
+KernelFlavour = Literal["stock", "micro"]
+
+#: What a tinyconfig-based kernel built for start-up does not have (vm-images/micro-kernel.config
+#: says why each is left out). Recorded in the metadata of every micro-guest sample.
+MICRO_LACKS = (
+    "loadable modules (/proc/modules)",
+    "cgroups (no /proc/cgroups, no /sys/fs/cgroup in the guest)",
+    "namespaces",
+    "perf events",
+    "transparent hugepages, KSM, hugetlbfs, swap",
+    "/proc/kallsyms, /proc/kcore, /proc/config.gz, /proc/keys, /proc/sched_debug, /proc/pressure,"
+    " /proc/sysrq-trigger",
+)
+
+
+@dataclass(frozen=True)
+class GuestBoot:
+    """The kernel and initramfs a guest is booted from, and what to record about them."""
+
+    flavour: KernelFlavour
+    kernel: Path
+    initrd: Path
+    #: The build the kernel comes from: the image's digest (stock) or the micro kernel's.
+    kernel_build: str
+
+    def metadata(self) -> dict[str, object]:
+        md: dict[str, object] = {"kernel_flavour": self.flavour, "kernel_build": self.kernel_build}
+        if self.flavour == "micro":
+            md["kernel_boot"] = "vmlinux via PVH, initramfs without modules"
+            md["kernel_lacks"] = list(MICRO_LACKS)
+        else:
+            md["kernel_boot"] = "bzImage, virtio modules from the initramfs"
+        return md
+
+
+def guest_boot(state_dir: Path, img: Image, flavour: KernelFlavour) -> GuestBoot:
+    """The boot files of ``flavour`` for ``img``; the micro initramfs is written on first use."""
+    if flavour == "stock":
+        return GuestBoot("stock", img.kernel, img.initrd, img.digest)
+    kernel = find_micro_kernel(state_dir)
+    with kernel.vmlinux.open("rb") as f:
+        if f.read(4) != b"\x7fELF":
+            raise UsageError(
+                f"{kernel.vmlinux} is not an ELF kernel; rebuild it with `isobench image build --force`"
+            )
+    return GuestBoot("micro", kernel.vmlinux, micro_initrd(kernel, img), kernel.digest)

@@ -1,0 +1,61 @@
+"""The guest's kernel flavour: which files each flavour boots, what every sample records, and the
+option both guest drivers take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from isobench.drivers.guest.flavour import MICRO_LACKS, guest_boot
+from isobench.drivers.guest.options import GuestOptions
+from isobench.errors import UsageError
+from isobench.images import Image
+
+
+def _image(state: Path) -> Image:
+    img = Image("default", "img1", state / "images/default-img1")
+    (img.rootfs / "bin").mkdir(parents=True)
+    (img.rootfs / "bin/busybox").write_bytes(b"\x7fELF busybox")
+    return img
+
+
+def _micro(state: Path, content: bytes = b"\x7fELF" + bytes(60)) -> Path:
+    root = state / "images/kernel-micro-k1"
+    root.mkdir(parents=True)
+    (root / "vmlinux").write_bytes(content)
+    (root / ".complete").write_text("k1")
+    return root
+
+
+def test_stock_boots_the_images_own_kernel_and_initramfs(tmp_path: Path) -> None:
+    img = _image(tmp_path)
+    boot = guest_boot(tmp_path, img, "stock")
+    assert (boot.kernel, boot.initrd, boot.kernel_build) == (img.kernel, img.initrd, "img1")
+    assert boot.metadata()["kernel_flavour"] == "stock" and "kernel_lacks" not in boot.metadata()
+
+
+def test_micro_boots_vmlinux_and_an_initramfs_without_modules(tmp_path: Path) -> None:
+    img = _image(tmp_path)
+    root = _micro(tmp_path)
+    boot = guest_boot(tmp_path, img, "micro")
+    assert (boot.kernel, boot.initrd, boot.kernel_build) == (root / "vmlinux", root / "initrd-img1.img", "k1")
+    assert boot.initrd.is_file()
+    md = boot.metadata()
+    assert md["kernel_flavour"] == "micro" and md["kernel_lacks"] == list(MICRO_LACKS)
+    assert "PVH" in str(md["kernel_boot"])
+
+
+def test_micro_without_its_kernel_or_with_a_bzimage_is_one_clear_error(tmp_path: Path) -> None:
+    img = _image(tmp_path)
+    with pytest.raises(UsageError, match=r"isobench image build.*kernel = \"stock\""):
+        guest_boot(tmp_path, img, "micro")
+    _micro(tmp_path, b"MZ" + bytes(0x400))
+    with pytest.raises(UsageError, match="not an ELF kernel"):
+        guest_boot(tmp_path, img, "micro")
+
+
+def test_the_kernel_option() -> None:
+    assert GuestOptions().kernel == "stock"
+    assert GuestOptions.parse("vm", {"kernel": "micro"}).kernel == "micro"
+    with pytest.raises(UsageError, match=r"drivers\.vm\.kernel must be stock or micro, not 'tiny'"):
+        GuestOptions.parse("vm", {"kernel": "tiny"})

@@ -1,0 +1,154 @@
+"""The micro guest kernel's recipe, its config checks, its initramfs and the staged build, without
+building a kernel (that is set-up's job: `isobench image build`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from isobench.errors import UsageError
+from isobench.gc import gc
+from isobench.images import Image
+from isobench.images.builder import (
+    BuildError,
+    list_images,
+    remove_image,
+    remove_interrupted_builds,
+    staged_build,
+)
+from isobench.images.kernel import (
+    KERNEL_NAME,
+    KernelRecipe,
+    MicroKernel,
+    config_fragment,
+    default_kernel_recipe,
+    find_micro_kernel,
+    fragment_options,
+    micro_initrd,
+    missing_options,
+)
+
+
+def test_the_fragment_has_what_the_agent_and_the_workloads_need() -> None:
+    opts = fragment_options(config_fragment())
+    needed = {
+        # PVH entry (qemu -kernel vmlinux), both virtio transports
+        "CONFIG_PVH",
+        "CONFIG_VIRTIO_PCI",
+        "CONFIG_VIRTIO_MMIO",
+        # root and data disk, the agent's virtio-serial port, the NIC
+        "CONFIG_VIRTIO_BLK",
+        "CONFIG_EXT4_FS",
+        "CONFIG_VIRTIO_CONSOLE",
+        "CONFIG_VIRTIO_NET",
+        "CONFIG_INET",
+        # what the agent mounts and the initramfs uses
+        "CONFIG_DEVTMPFS",
+        "CONFIG_TMPFS",
+        "CONFIG_UNIX98_PTYS",
+        "CONFIG_BLK_DEV_INITRD",
+        # the workload tools: fio's libaio and io_uring engines, stress-ng's and sysbench's timers
+        "CONFIG_AIO",
+        "CONFIG_IO_URING",
+        "CONFIG_POSIX_TIMERS",
+        "CONFIG_FUTEX",
+    }
+    assert {k for k, v in opts.items() if v == "y"} >= needed
+    assert "CONFIG_MODULES" not in opts  # tinyconfig has none, and the micro initramfs loads none
+
+
+def test_fragment_options_and_what_olddefconfig_dropped() -> None:
+    fragment = '# a comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x"\n'
+    assert fragment_options(fragment) == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": '"x"'}
+    resolved = 'CONFIG_A=y\nCONFIG_C="x"\n'
+    assert missing_options(fragment, resolved) == []
+    # an option whose dependency the fragment lacks is silently off after olddefconfig: caught
+    assert missing_options(fragment, "# CONFIG_A is not set\nCONFIG_B=y\n") == [
+        "CONFIG_A=y",
+        "CONFIG_B=n",
+        'CONFIG_C="x"',
+    ]
+
+
+def test_digest_follows_the_source_version_and_the_fragment_only(tmp_path: Path) -> None:
+    r = KernelRecipe(source=tmp_path / "a.tar.xz", source_version="6.1.1-1", fragment="CONFIG_A=y\n")
+    assert r.digest() == KernelRecipe(tmp_path / "elsewhere.tar.xz", "6.1.1-1", "CONFIG_A=y\n").digest()
+    assert r.digest() != KernelRecipe(r.source, "6.1.1-2", r.fragment).digest()
+    assert r.digest() != KernelRecipe(r.source, r.source_version, "CONFIG_A=y\nCONFIG_B=y\n").digest()
+    # a comment is no input
+    assert r.digest() == KernelRecipe(r.source, r.source_version, "# why\nCONFIG_A=y\n").digest()
+    assert len(r.digest()) == 16
+
+
+def test_recipe_needs_the_source_package(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"apt-get install linux-source-6\.1"):
+        default_kernel_recipe(tmp_path, version_of=lambda _p: "6.1.1-1")
+    (tmp_path / "linux-source-6.1.tar.xz").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"linux-source-6\.1"):
+        default_kernel_recipe(tmp_path, version_of=lambda _p: "")  # the tarball without its package
+    r = default_kernel_recipe(tmp_path, version_of=lambda _p: "6.1.1-1")
+    assert (r.source_version, r.fragment) == ("6.1.1-1", config_fragment())
+
+
+def _kernel(state: Path, digest: str = "k1") -> MicroKernel:
+    root = state / "images" / f"{KERNEL_NAME}-{digest}"
+    root.mkdir(parents=True)
+    (root / "vmlinux").write_bytes(b"\x7fELF")
+    (root / ".complete").write_text(digest)
+    return MicroKernel(digest, root)
+
+
+def test_find_the_micro_kernel_and_remove_it_like_an_image(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="isobench image build"):
+        find_micro_kernel(tmp_path)
+    k = _kernel(tmp_path)
+    assert find_micro_kernel(tmp_path) == k
+    assert [i.name for i in list_images(tmp_path)] == [KERNEL_NAME]
+    remove_image(tmp_path, KERNEL_NAME)
+    assert not k.root.exists()
+
+
+def test_the_micro_initramfs_is_the_images_init_and_busybox_without_modules(tmp_path: Path) -> None:
+    k = _kernel(tmp_path)
+    img = Image("default", "img1", tmp_path / "images/default-img1")
+    (img.rootfs / "bin").mkdir(parents=True)
+    (img.rootfs / "bin/busybox").write_bytes(b"\x7fELF busybox")
+    out = micro_initrd(k, img)
+    assert out == k.root / "initrd-img1.img"
+    listing = subprocess.run(["cpio", "-it"], stdin=out.open("rb"), capture_output=True, check=True)
+    names = listing.stdout.decode().split()
+    assert {"init", "bin/busybox", "modules.order"} <= set(names)
+    assert not [n for n in names if n.endswith(".ko")]
+    stamp = out.stat().st_mtime_ns
+    assert micro_initrd(k, img) == out and out.stat().st_mtime_ns == stamp  # written once per image
+
+
+def test_a_failed_staged_build_leaves_no_directory_and_keeps_its_log(tmp_path: Path) -> None:
+    said: list[str] = []
+
+    def failing_build() -> None:
+        with staged_build(tmp_path, KERNEL_NAME, "d1", said.append) as tmp:
+            (tmp / "build.log").write_text("make: *** error\n")
+            raise BuildError("build vmlinux failed")
+
+    with pytest.raises(BuildError):
+        failing_build()
+    base = tmp_path / "images"
+    assert [p.name for p in base.iterdir()] == [f".failed-{KERNEL_NAME}-d1.log"]
+    assert any("build log kept" in s for s in said)
+    with staged_build(tmp_path, KERNEL_NAME, "d2", said.append) as tmp:
+        (tmp / "vmlinux").write_bytes(b"\x7fELF")
+    assert find_micro_kernel(tmp_path).digest == "d2"
+
+
+def test_gc_removes_builds_killed_outright_and_spares_running_ones(tmp_path: Path) -> None:
+    base = tmp_path / "images"
+    dead = base / f".tmp-{KERNEL_NAME}-d1-999999999"  # no such pid
+    running = base / f".tmp-{KERNEL_NAME}-d2-{os.getpid()}"
+    for d in (dead, running):
+        (d / "src").mkdir(parents=True)
+    assert gc(tmp_path).removed == [f"image build: {dead}"]
+    assert running.is_dir() and not dead.exists()
+    assert remove_interrupted_builds(tmp_path / "nowhere") == []
