@@ -31,7 +31,6 @@ and a create() reusing the name wait for it, so nothing outlives the run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -39,7 +38,6 @@ import select
 import shutil
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +67,16 @@ from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
-from isobench.drivers.guest.process import last_line, one_line
+from isobench.drivers.guest.process import last_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.vm.domain import (
     DomainConfig,
-    NetConfig,
     agent_socket_of,
     domain_xml,
-    network_xml,
     owner_of,
 )
 from isobench.drivers.vm.hypervisor import QEMU, QEMU_MICROVM, hypervisor_for_uri
+from isobench.drivers.vm.network import RunNetwork, lv_msg, remove_network
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.images import Image, find_image
 
@@ -98,10 +95,6 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 def _safe(s: str) -> str:
     return _SAFE.sub("_", s)
-
-
-def _lv_msg(err: libvirt.libvirtError) -> str:
-    return one_line(err.get_error_message() or str(err))
 
 
 class VmSandbox(GuestSandbox):
@@ -175,7 +168,7 @@ class VmDriver:
         self.run_id = _safe(ctx.run_id)
         self._conn: libvirt.virConnect | None = None
         self.accel = AccelChoice("vm", self.opts.accel, self._probe_accel)
-        self._net_index = 0
+        self._net = RunNetwork(self.conn, self.run_id, PREFIX)
         #: Teardowns still finishing libvirt's bookkeeping, by domain name (see the module doc).
         self._pending: dict[str, threading.Thread] = {}
         #: Domains a teardown could not destroy or undefine (close() reports them).
@@ -199,7 +192,7 @@ class VmDriver:
                 if not hv.measured:
                     raise DriverUnavailable(f"drivers.vm.uri={self.uri}: {NOT_MEASURED}") from err
                 raise DriverUnavailable(
-                    f"cannot connect to libvirt at {self.uri}: {_lv_msg(err)}; start it (`virtlogd -d; libvirtd -d`)"
+                    f"cannot connect to libvirt at {self.uri}: {lv_msg(err)}; start it (`virtlogd -d; libvirtd -d`)"
                     " or set drivers.vm.uri"
                 ) from err
             if not hv.measured:
@@ -305,7 +298,7 @@ class VmDriver:
         pidfd: int | None = None
         try:
             make_overlay(img, overlay)
-            net, address = self._network(spec) if spec.network else (None, None)
+            net, address = self._net.attach() if spec.network else (None, None)
             data_disk = None
             if spec.volume is not None:
                 with clock.phase("data_disk"):
@@ -348,12 +341,12 @@ class VmDriver:
                 try:
                     dom = conn.defineXML(domain_xml(cfg))
                 except libvirt.libvirtError as err:
-                    raise SandboxError(f"libvirt rejected the domain {name}: {_lv_msg(err)}") from err
+                    raise SandboxError(f"libvirt rejected the domain {name}: {lv_msg(err)}") from err
             with clock.phase("start"):
                 try:
                     dom.create()
                 except libvirt.libvirtError as err:
-                    raise SandboxError(f"libvirt could not start {name}: {_lv_msg(err)}") from err
+                    raise SandboxError(f"libvirt could not start {name}: {lv_msg(err)}") from err
             t_started = time.monotonic_ns()
             clock.add("create", t_create, t_started)
             pidfd = self._pidfd(name)
@@ -442,15 +435,15 @@ class VmDriver:
                 if dom.isActive():
                     dom.destroy()
             except libvirt.libvirtError as err:
-                log.warning("destroying %s failed: %s", dom.name(), _lv_msg(err))
+                log.warning("destroying %s failed: %s", dom.name(), lv_msg(err))
                 if _still_active(dom):  # not when it stopped meanwhile ("domain is not running")
-                    self._left.append(f"domain {dom.name()}: destroy failed: {_lv_msg(err)}")
+                    self._left.append(f"domain {dom.name()}: destroy failed: {lv_msg(err)}")
             try:
                 dom.undefine()
             except libvirt.libvirtError as err:
                 if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    log.warning("undefining %s failed: %s", dom.name(), _lv_msg(err))
-                    self._left.append(f"domain {dom.name()}: undefine failed: {_lv_msg(err)}")
+                    log.warning("undefining %s failed: %s", dom.name(), lv_msg(err))
+                    self._left.append(f"domain {dom.name()}: undefine failed: {lv_msg(err)}")
         for f in files:
             with contextlib.suppress(OSError):
                 f.unlink(missing_ok=True)
@@ -463,70 +456,12 @@ class VmDriver:
         left, self._left = self._left, []
         if left:
             raise SandboxError(f"vm sandboxes left behind: {'; '.join(left)}; run `isobench gc`")
-        self._remove_network(f"{PREFIX}-{self.run_id}")
+        remove_network(self.conn, f"{PREFIX}-{self.run_id}")
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self._conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.close()
             self._conn = None
-
-    # -- network ----------------------------------------------------------------------------
-    def _subnet(self) -> int:
-        # 10.214.0.0/16 belongs to this driver (runc has 10.213/16, container 172.29/16).
-        return 16 + int(hashlib.sha256(self.run_id.encode()).hexdigest(), 16) % 200
-
-    def _network(self, spec: SandboxSpec) -> tuple[NetConfig, str]:
-        conn = self.conn()
-        net_name = f"{PREFIX}-{self.run_id}"
-        try:
-            net = conn.networkLookupByName(net_name)
-        except libvirt.libvirtError:
-            subnet = self._create_network(net_name)
-        else:  # made by an earlier sandbox of this run, maybe not on the run id's own /24
-            ip = ET.fromstring(net.XMLDesc()).find("ip")
-            subnet = int((ip.get("address", "") if ip is not None else "0.0.0.0").split(".")[2])
-        self._net_index += 1
-        host = 1 + self._net_index
-        mac = f"52:54:00:{subnet:02x}:{host // 256:02x}:{host % 256:02x}"
-        return NetConfig(network=net_name, mac=mac), f"10.214.{subnet}.{host}"
-
-    def _create_network(self, net_name: str) -> int:
-        """Define and start the run's network on a free /24; return its third octet.
-
-        The /24 is derived from the run id, so two concurrent runs can pick the same one; libvirt
-        then refuses ("already in use by interface ..."), and the next /24 is tried.
-        """
-        conn = self.conn()
-        bridge = f"isb{hashlib.sha256(self.run_id.encode()).hexdigest()[:8]}"  # IFNAMSIZ is 16
-        first = self._subnet()
-        taken = ""
-        for i in range(200):
-            subnet = 16 + (first - 16 + i) % 200
-            try:
-                net = conn.networkDefineXML(network_xml(net_name, bridge, f"10.214.{subnet}.1", 24))
-                net.create()
-                return subnet
-            except libvirt.libvirtError as err:
-                self._remove_network(net_name)
-                if "already in use" not in (err.get_error_message() or ""):
-                    raise SandboxError(f"cannot create network {net_name}: {_lv_msg(err)}") from err
-                taken = _lv_msg(err)
-        raise SandboxError(
-            f"cannot create network {net_name}: every 10.214.x.0/24 is taken ({taken});"
-            " remove stale networks with `isobench gc`"
-        )
-
-    def _remove_network(self, net_name: str) -> bool:
-        try:
-            net = self.conn().networkLookupByName(net_name)
-        except (libvirt.libvirtError, DriverUnavailable):
-            return False
-        with contextlib.suppress(libvirt.libvirtError):
-            if net.isActive():
-                net.destroy()
-        with contextlib.suppress(libvirt.libvirtError):
-            net.undefine()
-        return True
 
     # -- gc ---------------------------------------------------------------------------------
     def gc(self, run_id: str | None = None) -> list[str]:
@@ -564,7 +499,7 @@ class VmDriver:
             name = str(net.name())
             if name.startswith(f"{PREFIX}-"):
                 rid = name.removeprefix(f"{PREFIX}-")
-                if owned(rid, _owner_pid(self.runs_dir / name)) and self._remove_network(name):
+                if owned(rid, _owner_pid(self.runs_dir / name)) and remove_network(self.conn, name):
                     gone.append(f"network {name}")
         if self.runs_dir.is_dir():
             for d in self.runs_dir.iterdir():

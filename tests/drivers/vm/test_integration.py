@@ -130,27 +130,29 @@ def test_runner_killed_mid_boot_is_collected_by_gc(driver: VmDriver, tmp_path: P
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_network_moves_to_a_free_subnet_when_another_run_holds_its_own(
-    driver: VmDriver, tmp_path: Path
-) -> None:
+def test_network_moves_to_a_free_subnet_when_another_run_holds_its_own(driver: VmDriver) -> None:
     from isobench.drivers.vm.domain import network_xml
+    from isobench.drivers.vm.network import RunNetwork, remove_network
 
     run_id = f"subnet{os.getpid()}"
-    drv = VmDriver(DriverContext(STATE, tmp_path, run_id, {}))
+    net = RunNetwork(driver.conn, run_id)
     # Another run's network already sits on the /24 this run id hashes to.
     blocker = driver.conn().networkDefineXML(
         network_xml(
-            f"isobench-{run_id}-blocker", f"isbblk{os.getpid() % 100000}", f"10.214.{drv._subnet()}.1", 24
+            f"isobench-{run_id}-blocker",
+            f"isbblk{os.getpid() % 100000}",
+            f"10.214.{net.first_subnet()}.1",
+            24,
         )
     )
     try:
         blocker.create()
-        _, first = drv._network(SandboxSpec("n0", run_id, network=True))
-        _, second = drv._network(SandboxSpec("n1", run_id, network=True))
-        assert first.split(".")[2] == second.split(".")[2] != str(drv._subnet())
+        _, first = net.attach()
+        _, second = net.attach()
+        assert first.split(".")[2] == second.split(".")[2] != str(net.first_subnet())
         assert (first.rsplit(".", 1)[1], second.rsplit(".", 1)[1]) == ("2", "3")
     finally:
-        drv.close()
+        assert remove_network(driver.conn, net.name)
         blocker.destroy()
         blocker.undefine()
     assert not [n for n in driver.conn().listAllNetworks() if n.name().startswith(f"isobench-{run_id}")]
