@@ -201,6 +201,10 @@ def pump(raw: socket.socket, stdin: bytes | None, timeout: float) -> ExecOutput:
                 chunk = raw.recv(65536)
             except BlockingIOError:
                 continue
+            except ConnectionResetError:
+                # The daemon closed the stream with our input still unread in its buffer: the
+                # kernel then reports a reset instead of EOF, after every byte it had queued for us.
+                break
             if not chunk:
                 break
             frames, buffer = read_frames(buffer + chunk)
