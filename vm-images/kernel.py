@@ -6,7 +6,7 @@ decompresses a bzImage under TCG.
 A build lives in ``<state_dir>/images/kernel-micro-<digest>/`` (``vmlinux``, the resolved
 ``config``, ``kernel.json``) next to the images, so ``isobench image list|rm`` and the staged-build
 rules of builder.py cover it; the digest hashes the source package's version, the fragment and
-:data:`KERNEL_RECIPE_VERSION`, so a machine pays the build (~4 min on 2 idle cores) once per change.
+:data:`KERNEL_RECIPE_VERSION`, so a machine pays the build (6.5 min on 2 quiet cores) once per change.
 Its initramfs is the image's (same /init, same busybox) without modules: ``initrd-<image digest>.img``
 in the kernel's directory, written by :func:`micro_initrd` (uncompressed, as the stock one).
 """
