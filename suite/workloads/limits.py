@@ -53,7 +53,7 @@ from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, Params, oom_kills, resolve_params
+from isobench.workloads._common import BaseWorkload, Budget, Params, oom_kills
 from isobench.workloads._fleet import (
     HostWatch,
     host_busy_seconds,
@@ -163,14 +163,13 @@ class _ThreadCpus:
             stop.wait(0.1)
 
 
-class LimitsWorkload:
-    name: ClassVar[str] = "limits"
-    description: ClassVar[str] = "requested vs delivered: CPU quota, cpuset, disk bandwidth, pids, memory"
-    tools: ClassVar[tuple[str, ...]] = ("perl", "dd", "rm")
-    max_repetitions: ClassVar[int | None] = 3
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = LimitsParams
+class LimitsWorkload(BaseWorkload):
+    name = "limits"
+    description = "requested vs delivered: CPU quota, cpuset, disk bandwidth, pids, memory"
+    tools = ("perl", "dd", "rm")
+    max_repetitions = 3
+    quick_repetitions = 1
+    params_type = LimitsParams
 
     def __init__(
         self,
@@ -181,7 +180,7 @@ class LimitsWorkload:
         self._kernel_log = kernel_log
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        p = resolve_params(LimitsParams, ctx.quick, ctx.params, self.name)
+        p = LimitsParams.of(ctx)
         budget = Budget(ctx.timeout, "limits")
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))

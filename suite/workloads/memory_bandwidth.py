@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads._sysbench import SysbenchMemory, parse_sysbench_memory
 from isobench.workloads.base import WorkloadContext
 
@@ -77,17 +77,15 @@ def bandwidth_measurements(
     ]
 
 
-class MemoryBandwidthWorkload:
-    name: ClassVar[str] = "memory-bandwidth"
-    description: ClassVar[str] = "sysbench memory: sequential read/write bandwidth, 1 thread and all vCPUs"
-    tools: ClassVar[tuple[str, ...]] = ("sysbench",)
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("memory-bandwidth.*.bandwidth",)
-    params_type: ClassVar[type] = MemoryBandwidthParams
+class MemoryBandwidthWorkload(BaseWorkload):
+    name = "memory-bandwidth"
+    description = "sysbench memory: sequential read/write bandwidth, 1 thread and all vCPUs"
+    tools = ("sysbench",)
+    precision_figures = ("memory-bandwidth.*.bandwidth",)
+    params_type = MemoryBandwidthParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(MemoryBandwidthParams, ctx.quick, ctx.params, self.name)
+        params = MemoryBandwidthParams.of(ctx)
         if params.block_mib * 2 > ctx.spec.memory_mib:
             raise WorkloadError(
                 f"memory-bandwidth: block_mib={params.block_mib} does not fit a "
