@@ -117,6 +117,14 @@ def write_value(path: Path, value: str, what: str) -> None:
         ) from err
 
 
+def write_swap_limit(path: Path, value: int, what: str, no_accounting: str) -> None:
+    """A swap limit, which needs the kernel's swap accounting: without it the file is missing, and a
+    limit silently left off would measure something else than was asked."""
+    if not path.exists():
+        raise SandboxError(f"{no_accounting} or set the container option swap_mib to null")
+    write_value(path, str(value), what)
+
+
 def read_number(path: Path, default: float = 0.0) -> float:
     try:
         text = path.read_text().strip()

@@ -145,13 +145,12 @@ class V1Manager:
         if limits.memory_bytes is not None:
             common.write_value(mem / "memory.limit_in_bytes", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
-                memsw = mem / "memory.memsw.limit_in_bytes"
-                if not memsw.exists():
-                    raise SandboxError(
-                        "cgroup v1 memory controller has no swap accounting (memory.memsw.*); "
-                        "boot with swapaccount=1 or set the container option swap_mib to null"
-                    )
-                common.write_value(memsw, str(limits.memory_bytes + limits.swap_bytes), "memory+swap limit")
+                common.write_swap_limit(
+                    mem / "memory.memsw.limit_in_bytes",
+                    limits.memory_bytes + limits.swap_bytes,
+                    "memory+swap limit",
+                    "cgroup v1 memory controller has no swap accounting (memory.memsw.*); boot with swapaccount=1",
+                )
         cpu = dirs["cpu"]
         if limits.cpu_quota_us is not None:
             common.write_value(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us), "cpu period")

@@ -147,13 +147,12 @@ class V2Manager:
         if limits.memory_bytes is not None:
             common.write_value(path / "memory.max", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
-                swap = path / "memory.swap.max"
-                if not swap.exists():
-                    raise SandboxError(
-                        "cgroup v2 has no swap controller files (memory.swap.max); enable swap "
-                        "accounting or set the container option swap_mib to null"
-                    )
-                common.write_value(swap, str(limits.swap_bytes), "swap limit")
+                common.write_swap_limit(
+                    path / "memory.swap.max",
+                    limits.swap_bytes,
+                    "swap limit",
+                    "cgroup v2 has no swap controller files (memory.swap.max); enable swap accounting",
+                )
         if limits.cpu_quota_us is not None:
             common.write_value(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}", "cpu quota")
         if limits.cpuset is not None:
