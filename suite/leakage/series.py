@@ -205,7 +205,7 @@ def _negated(value: float | None) -> float | None:
 
 def _free_pages(counts: Sequence[str]) -> float:
     """Free pages of one buddy-allocator row: a count of free blocks per order (2**order pages)."""
-    return sum(float(c) * 2**order for order, c in enumerate(counts))
+    return sum(float(c) * (1 << order) for order, c in enumerate(counts))
 
 
 def _cpu_jiffies(text: str, at_least: int) -> list[float] | None:

@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import posixpath
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -52,6 +51,7 @@ from typing import Any, ClassVar
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
+from isobench.periodic import periodically
 from isobench.procs import run_command
 from isobench.workloads._common import BaseWorkload, Budget, Params, oom_kills
 from isobench.workloads._fleet import (
@@ -150,17 +150,14 @@ class _ThreadCpus:
     proc_root: Path
     seen: Counter[int] = field(default_factory=Counter)
 
-    def sample(self, stop: threading.Event) -> None:
-        tasks = self.proc_root / str(self.pid) / "task"
-        while not stop.is_set():
-            try:
-                for stat in tasks.glob("*/stat"):
-                    fields = stat.read_text().rsplit(")", 1)[1].split()
-                    if fields[0] == "R":
-                        self.seen[int(fields[36])] += 1
-            except (OSError, ValueError, IndexError):
-                pass
-            stop.wait(0.1)
+    def sample(self) -> None:
+        try:
+            for stat in (self.proc_root / str(self.pid) / "task").glob("*/stat"):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if fields[0] == "R":
+                    self.seen[int(fields[36])] += 1
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 class LimitsWorkload(BaseWorkload):
@@ -277,16 +274,13 @@ class LimitsWorkload(BaseWorkload):
     ) -> list[Measurement]:
         pid = qemu_pid(sb)
         threads = _ThreadCpus(pid, self._proc) if pid is not None else None
-        stop = threading.Event()
-        sampler = threading.Thread(target=threads.sample, args=(stop,), daemon=True) if threads else None
-        if sampler is not None:
-            sampler.start()
-        try:
+        sampling = (
+            periodically(threads.sample, 0.1, name="isobench-qemu-cpus", join_timeout=5)
+            if threads
+            else contextlib.nullcontext()
+        )
+        with sampling:
             burn, _, _ = self._burn(sb, burners, seconds, budget)
-        finally:
-            stop.set()
-            if sampler is not None:
-                sampler.join(timeout=5)
         seen, view = (
             (threads.seen, "host: CPUs of the guest's qemu threads")
             if threads
