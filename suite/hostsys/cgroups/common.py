@@ -183,6 +183,27 @@ def kill_loop(procs_files: Iterable[Path], deadline_s: float = 5.0) -> None:
         time.sleep(0.002)
 
 
+def make_cgroup(dirs: Iterable[Path], rmdir: Rmdir, apply: Callable[[], None]) -> None:
+    """mkdir each of ``dirs``, then ``apply()`` the limits; on any failure (Ctrl-C included) what was
+    made is removed again, newest first, so a half-made cgroup never outlives its error."""
+    made: list[Path] = []
+    try:
+        for d in dirs:
+            try:
+                d.mkdir()
+            except OSError as err:
+                raise SandboxError(f"cannot create cgroup {d}: {err.strerror}") from err
+            made.append(d)
+        apply()
+    except BaseException:
+        for d in reversed(made):
+            try:
+                rmdir_retry(d, rmdir)
+            except SandboxError as err:
+                log.warning("%s", err)
+        raise
+
+
 def rmdir_retry(path: Path, rmdir: Rmdir, deadline_s: float = 5.0) -> None:
     """rmdir a cgroup; EBUSY lasts until killed tasks have fully exited."""
     end = time.monotonic() + deadline_s

@@ -109,20 +109,8 @@ class V2Manager:
         wanted += ["io"] if limits.io_bps is not None else []
         self._enable(wanted)
         path = self.base / name
-        try:
-            path.mkdir()
-        except OSError as err:
-            raise SandboxError(f"cannot create cgroup {path}: {err.strerror}") from err
-        cg = V2Cgroup(name, path, self._rmdir)
-        try:
-            self._apply(path, limits)
-        except BaseException:
-            try:
-                common.rmdir_retry(path, self._rmdir)
-            except SandboxError as err:
-                log.warning("%s", err)
-            raise
-        return cg
+        common.make_cgroup([path], self._rmdir, lambda: self._apply(path, limits))
+        return V2Cgroup(name, path, self._rmdir)
 
     def _enable(self, wanted: list[str]) -> None:
         base = self.base
