@@ -2,7 +2,9 @@
 
 A workload is defined once and runs identically through every driver: it asks its context for a
 sandbox, runs real tools inside it, and turns their output into Measurements with a pure parser.
-Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the registry finds them.
+Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the registry finds them. Their
+classes derive from ``_common.BaseWorkload`` (the protocol's defaults) and read their parameters
+with ``XParams.of(ctx)``.
 """
 
 from __future__ import annotations
