@@ -3,6 +3,9 @@ the values an enum allows. A bad value is one line and exit 2 before anything ru
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +126,38 @@ def test_direct_construction_is_checked_too() -> None:
 
     with pytest.raises(UsageError, match=r"workload cpu: parameter all_vcpus must be >= 0, got -1"):
         CpuParams(all_vcpus=-1)
+
+
+def _number_kind(hint: Any) -> tuple[type, bool] | None:
+    """(int or float, is it a list) of a numeric parameter's annotation; None for the others."""
+    optional = typing.get_origin(hint) in (types.UnionType, typing.Union)
+    args = [h for h in typing.get_args(hint) if h is not type(None)] if optional else [hint]
+    if len(args) != 1:
+        return None
+    (inner,) = args
+    if typing.get_origin(inner) is tuple:
+        item = typing.get_args(inner)[0]
+        return (item, True) if item in (int, float) else None
+    return (inner, False) if inner in (int, float) else None
+
+
+def test_every_number_is_refused_below_its_bound_before_a_run() -> None:
+    """Item 7 of #20, for every numeric parameter of every workload (not one example each): zero and
+    a negative value are refused when the config is checked, or, where the field names the lowest
+    value it takes (``min``: 0 for "off" or "auto"), a value below that is."""
+    checked = 0
+    for name, w in all_workloads().items():
+        hints = typing.get_type_hints(w.params_type)
+        for f in dataclasses.fields(w.params_type):
+            kind = _number_kind(hints[f.name])
+            if kind is None:
+                continue
+            number, is_list = kind
+            minimum = f.metadata.get("min")
+            for bad in (0, -1) if minimum is None else (minimum - 1,):
+                value: Any = number(bad)
+                given = {f.name: [value] if is_list else value}
+                with pytest.raises(UsageError, match=f"parameter {f.name} must be"):
+                    check_params({name: given}, quick=True)
+                checked += 1
+    assert checked >= 60, checked
