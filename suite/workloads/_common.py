@@ -52,6 +52,12 @@ class Params:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             _check_field(self.workload, f, hints[f.name], getattr(self, f.name))
 
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        """Why these parameters cannot run in a sandbox of ``memory_mib`` on a host whose usable CPUs
+        are ``cpus`` (None where unknown, e.g. a fleet's workers), or None when they can. Checked
+        before a run against the run's sandbox and again in the cell; most workloads have nothing."""
+        return None
+
     @classmethod
     def of(cls: type[P], ctx: WorkloadContext) -> P:
         """This cell's parameters: the quick or full defaults with the user's config on top."""

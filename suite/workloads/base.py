@@ -10,7 +10,7 @@ with ``XParams.of(ctx)``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from isobench.plugins import plugins
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Workload", "WorkloadContext", "all_workloads", "check_params", "get_workload"]
+__all__ = ["Workload", "WorkloadContext", "all_workloads", "check_fit", "check_params", "get_workload"]
 
 
 class SandboxFactory(Protocol):
@@ -115,3 +115,24 @@ def check_params(params: Mapping[str, Mapping[str, Any]], *, quick: bool) -> Non
         if name not in known:
             raise UsageError(f"[workloads.{name}]: no such workload; known: {', '.join(known)}")
         resolve_params(known[name].params_type, quick, given, name)
+
+
+def check_fit(
+    workloads: Iterable[str],
+    params: Mapping[str, Mapping[str, Any]],
+    *,
+    quick: bool,
+    memory_mib: int,
+    cpus: Collection[int] | None,
+) -> None:
+    """The chosen workloads' parameters (defaults included) against the run's sandbox and host,
+    before a run starts: a block that cannot fit the sandbox's memory is one error then, not a
+    failed cell in every repetition. ``quick``: the sizes the run will use."""
+    from isobench.workloads._common import Params, resolve_params
+
+    known = all_workloads()
+    for name in workloads:
+        chosen: Params = resolve_params(known[name].params_type, quick, params.get(name, {}), name)
+        misfit = chosen.misfit(memory_mib, cpus)
+        if misfit:
+            raise UsageError(misfit)

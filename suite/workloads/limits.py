@@ -43,7 +43,7 @@ import os
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -123,6 +123,12 @@ class LimitsParams(Params):
     def quick(cls) -> LimitsParams:
         return cls(cpu_seconds=2.0, io_seconds=2.0, neighbour_baseline_rounds=2)
 
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        missing = sorted(set(self.cpuset or ()) - set(cpus)) if cpus is not None else []
+        if missing:
+            return f"workload limits: cpuset CPUs {missing} are not available to this run"
+        return None
+
 
 def quota_overrides(driver: Driver, quota: float) -> dict[str, Any] | None:
     """Spec overrides that ask ``driver`` for ``quota`` CPUs, or None when it cannot express it:
@@ -181,10 +187,10 @@ class LimitsWorkload(BaseWorkload):
         budget = Budget(ctx.timeout, "limits")
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))
+        misfit = p.misfit(ctx.spec.memory_mib, host_cpus)
+        if misfit:
+            raise UsageError(misfit)
         cpuset = p.cpuset or (host_cpus[-1],)
-        missing = sorted(set(cpuset) - set(host_cpus))
-        if missing:
-            raise UsageError(f"workload limits: cpuset CPUs {missing} are not available to this run")
         out: list[Measurement] = []
         not_expressible: list[float] = []
         for quota in p.cpu_quotas:

@@ -7,7 +7,7 @@ rather than cache bandwidth. Time-bound rather than size-bound so TCG guests fin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -33,6 +33,14 @@ class MemoryBandwidthParams(Params):
     @classmethod
     def quick(cls) -> MemoryBandwidthParams:
         return cls(seconds=1, block_mib=64)
+
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        if self.block_mib * 2 > memory_mib:
+            return (
+                f"workload memory-bandwidth: block_mib={self.block_mib} does not fit a {memory_mib} MiB "
+                "sandbox; lower block_mib or raise sandbox.memory_mib"
+            )
+        return None
 
 
 def sysbench_memory_argv(params: MemoryBandwidthParams, operation: str, threads: int) -> list[str]:
@@ -86,11 +94,9 @@ class MemoryBandwidthWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = MemoryBandwidthParams.of(ctx)
-        if params.block_mib * 2 > ctx.spec.memory_mib:
-            raise WorkloadError(
-                f"memory-bandwidth: block_mib={params.block_mib} does not fit a "
-                f"{ctx.spec.memory_mib} MiB sandbox; lower block_mib"
-            )
+        misfit = params.misfit(ctx.spec.memory_mib, None)
+        if misfit:
+            raise WorkloadError(misfit)
         budget = Budget(ctx.timeout, "memory-bandwidth")
         variants = [("single", 1)]
         if ctx.spec.vcpus > 1:

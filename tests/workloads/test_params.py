@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from isobench import cli
 from isobench.errors import UsageError
 from isobench.workloads._common import Params, resolve_params
-from isobench.workloads.base import all_workloads, check_params
+from isobench.workloads.base import all_workloads, check_fit, check_params
 
 #: One bad value per workload (and per kind of check), with the line the user reads.
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -161,3 +161,66 @@ def test_every_number_is_refused_below_its_bound_before_a_run() -> None:
                     check_params({name: given}, quick=True)
                 checked += 1
     assert checked >= 60, checked
+
+
+def test_parameters_that_cannot_fit_the_run_are_refused_before_it() -> None:
+    """What the type and range checks cannot see: a value against the run's sandbox or host."""
+    mb = {"memory-bandwidth": {"block_mib": 512}}
+    with pytest.raises(UsageError, match=r"block_mib=512 does not fit a 512 MiB sandbox; lower block_mib"):
+        check_fit(["memory-bandwidth"], mb, quick=True, memory_mib=512, cpus={0, 1})
+    check_fit(["memory-bandwidth"], mb, quick=True, memory_mib=1024, cpus={0, 1})
+    # The defaults count too, at the sizes the run will use: full sizes walk a 128 MiB block.
+    with pytest.raises(UsageError, match=r"block_mib=128 does not fit a 200 MiB sandbox"):
+        check_fit(["memory-bandwidth"], {}, quick=False, memory_mib=200, cpus=None)
+    check_fit(["memory-bandwidth"], {}, quick=True, memory_mib=200, cpus=None)
+    # A workload that is not chosen is not judged.
+    check_fit(["cpu"], mb, quick=True, memory_mib=64, cpus=None)
+    lim = {"limits": {"cpuset": [1, 7]}}
+    with pytest.raises(UsageError, match=r"workload limits: cpuset CPUs \[7\] are not available to this run"):
+        check_fit(["limits"], lim, quick=True, memory_mib=512, cpus={0, 1})
+    # A fleet's workers have their own CPUs: nothing to judge here.
+    check_fit(["limits"], lim, quick=True, memory_mib=512, cpus=None)
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        (
+            "[workloads.memory-bandwidth]\nblock_mib = 100000\n",
+            ["--workloads", "memory-bandwidth", "--quick"],
+            "workload memory-bandwidth: block_mib=100000 does not fit a 512 MiB sandbox",
+        ),
+        (
+            "[sandbox]\nmemory_mib = 100\n",
+            ["--workloads", "memory-bandwidth", "--sizes", "full", "-n", "1"],
+            "workload memory-bandwidth: block_mib=128 does not fit a 100 MiB sandbox",
+        ),
+        (
+            "[workloads.limits]\ncpuset = [4096]\n",
+            ["--workloads", "limits", "--quick"],
+            "workload limits: cpuset CPUs [4096] are not available to this run",
+        ),
+    ],
+)
+def test_a_misfit_stops_the_cli_before_the_run(
+    tmp_path: Path, toml: str, args: list[str], message: str
+) -> None:
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "out"
+    argv = [
+        "run",
+        "--config",
+        str(cfg),
+        "--drivers",
+        "host",
+        "-o",
+        str(out),
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    r = CliRunner().invoke(cli.main, [*argv, *args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
