@@ -81,23 +81,31 @@ def test_bad_value_in_the_config_file_stops_the_cli_before_the_run(
             return "[" + ", ".join(map(toml, v)) + "]"
         return f"'{v}'" if isinstance(v, str) else str(v)
 
-    cfg = tmp_path / "isobench.toml"
-    cfg.write_text(f"[workloads.{workload}]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in given.items()))
-    out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli.main,
-        [
-            "run",
-            "--config",
-            str(cfg),
-            "--drivers",
-            "host",
-            "-o",
-            str(out),
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
+    _assert_refused_before_the_run(
+        tmp_path,
+        f"[workloads.{workload}]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in given.items()),
+        [],
+        message,
     )
+
+
+def _assert_refused_before_the_run(tmp_path: Path, toml: str, args: list[str], message: str) -> None:
+    """``isobench run`` with this config file: one error line, exit 2, and no results directory."""
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "out"
+    argv = [
+        "run",
+        "--config",
+        str(cfg),
+        "--drivers",
+        "host",
+        "-o",
+        str(out),
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    r = CliRunner().invoke(cli.main, [*argv, *args])
     assert r.exit_code == 2, r.output
     assert message in r.output
     assert "Traceback" not in r.output
@@ -205,22 +213,4 @@ def test_parameters_that_cannot_fit_the_run_are_refused_before_it() -> None:
 def test_a_misfit_stops_the_cli_before_the_run(
     tmp_path: Path, toml: str, args: list[str], message: str
 ) -> None:
-    cfg = tmp_path / "isobench.toml"
-    cfg.write_text(toml)
-    out = tmp_path / "out"
-    argv = [
-        "run",
-        "--config",
-        str(cfg),
-        "--drivers",
-        "host",
-        "-o",
-        str(out),
-        "--state-dir",
-        str(tmp_path / "s"),
-    ]
-    r = CliRunner().invoke(cli.main, [*argv, *args])
-    assert r.exit_code == 2, r.output
-    assert message in r.output
-    assert "Traceback" not in r.output
-    assert not out.exists()
+    _assert_refused_before_the_run(tmp_path, toml, args, message)
