@@ -214,3 +214,11 @@ def test_a_misfit_stops_the_cli_before_the_run(
     tmp_path: Path, toml: str, args: list[str], message: str
 ) -> None:
     _assert_refused_before_the_run(tmp_path, toml, args, message)
+
+
+def test_each_ab_configuration_is_judged_against_its_own_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "big.toml").write_text("[sandbox]\nmemory_mib = 1024\n")
+    (tmp_path / "small.toml").write_text("[sandbox]\nmemory_mib = 100\n")
+    ab = ["--ab", str(tmp_path / "big.toml"), str(tmp_path / "small.toml")]
+    args = ["--workloads", "memory-bandwidth", "--sizes", "full", "-n", "1", *ab]
+    _assert_refused_before_the_run(tmp_path, "", args, "block_mib=128 does not fit a 100 MiB sandbox")
