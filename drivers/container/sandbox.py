@@ -87,7 +87,7 @@ class ContainerSandbox(SandboxBase):
         init_pid: int,
         clock: PhaseClock,
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         self._config = config
         self._helper = helper
         self._res = res
@@ -107,10 +107,6 @@ class ContainerSandbox(SandboxBase):
     def upper_dir(self) -> Path:
         assert self._res.base_dir is not None, "sandbox destroyed"
         return self._res.base_dir / "upper"
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
 
     @property
     def address(self) -> str | None:

@@ -95,7 +95,7 @@ class DockerSandbox(SandboxBase):
         timeout: float,
         death_note: Callable[[], str] = lambda: "",
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         #: Why the daemon is gone, when it is: a dead daemon is named, not "connection refused".
         self._death_note = death_note
         self._engine = engine
@@ -103,7 +103,6 @@ class DockerSandbox(SandboxBase):
         self._timeout = timeout
         self._id: str | None = None
         self._pid: int | None = None
-        self._address: str | None = None
         self._cgroup: ContainerCgroup | None = None
         self._offset: ClockOffset | None = None
         self._daemon_read = False
@@ -123,14 +122,6 @@ class DockerSandbox(SandboxBase):
     @property
     def init_pid(self) -> int | None:
         return self._pid
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
-
-    @property
-    def address(self) -> str | None:
-        return self._address
 
     def _exec(self, req: ExecRequest) -> ExecResult:
         argv, timeout, env, stdin = req.argv, req.timeout, req.env, req.stdin
@@ -227,12 +218,7 @@ class DockerSandbox(SandboxBase):
             engine.start(self._id)
             doc = engine.inspect(self._id)
             self._pid, self._address = _pid_and_address(doc, self._config.network)
-        now = time.monotonic_ns()
-        clock.add("ready", now, now)
-        with clock.phase("exec"):
-            probe = self.exec(["true"], timeout=self._timeout)
-        if not probe.ok:
-            raise SandboxError(f"docker sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+        self._ready_then_probe(self._timeout)
 
 
 def _pid_and_address(doc: Mapping[str, Any], network: str) -> tuple[int, str | None]:

@@ -113,7 +113,7 @@ class RuncSandbox(SandboxBase):
         links: Links,
         timeout: float,
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         self._ident = ident
         self._base = base
         self._root = OverlayRoot(base)
@@ -131,10 +131,6 @@ class RuncSandbox(SandboxBase):
     def ident(self) -> str:
         """The runc container id (also the cgroup leaf and bundle dir name)."""
         return self._ident
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
 
     @property
     def address(self) -> str | None:
@@ -241,12 +237,7 @@ class RuncSandbox(SandboxBase):
             res = run_command([*self._runc, "start", self._ident], timeout=self._timeout)
             if not res.ok:
                 raise SandboxError(f"runc start {self._ident} failed: {runc_error(res.stderr)}")
-        now = time.monotonic_ns()
-        clock.add("ready", now, now)
-        with clock.phase("exec"):
-            probe = self.exec(["true"], timeout=self._timeout)
-        if not probe.ok:
-            raise SandboxError(f"runc sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+        self._ready_then_probe(self._timeout)
 
     def _run_detached(self, argv: Sequence[str]) -> None:
         """Run ``runc create``. Its stdio becomes the container init's, so it must not be a pipe
