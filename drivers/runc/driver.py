@@ -193,7 +193,7 @@ class RuncSandbox(SandboxBase):
             if self._pid is not None:
                 # Fails harmlessly when the init is already gone; the wait below is the check.
                 run_command([*self._runc, "kill", self._ident, "KILL"], timeout=self._timeout)
-                if not _wait_gone(self._host.proc, self._pid, self._timeout):
+                if not _wait_gone(self._host, self._pid, self._timeout):
                     raise SandboxError(f"init {self._pid} of {self._ident} survived SIGKILL")
         with self._clock.phase("runc_delete"):
             res = run_command([*self._runc, "delete", "--force", self._ident], timeout=self._timeout)
@@ -433,22 +433,15 @@ class RuncDriver:
         return removed
 
 
-def _wait_gone(proc_root: Path, pid: int, timeout: float) -> bool:
+def _wait_gone(host: HostProbe, pid: int, timeout: float) -> bool:
     """Whether ``pid`` exits (or is a zombie: it is not our child to reap) within ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while time.monotonic() < deadline:
-        stat = _read(proc_root / str(pid) / "stat")
+        stat = host.read(f"/proc/{pid}/stat")
         # The state letter follows the parenthesised comm, which may itself contain ") ".
         if not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
     return False
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
