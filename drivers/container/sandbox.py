@@ -67,7 +67,7 @@ class ColdRun:
     @property
     def start_to_exit_s(self) -> float:
         """Driver call to the command's exit (teardown excluded)."""
-        return (self.result.end_ns - self.result.start_ns) / 1e9
+        return self.result.seconds
 
     def phase(self, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.name == name), None)
