@@ -19,7 +19,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
@@ -30,7 +30,7 @@ from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_
 from isobench.errors import CellTimeout, SandboxError
 from isobench.model import PhaseTiming
 
-__all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config"]
+__all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config", "naming_a_dead_daemon"]
 
 #: Writable directory inside every sandbox, in the container's overlay2 upper layer.
 WORKDIR = "/work"
@@ -78,6 +78,19 @@ def container_config(
         network=network if spec.network and network else "none",
         device_bps=tuple((d, spec.io_bps) for d in io_disks) if spec.io_bps is not None else (),
     )
+
+
+@contextlib.contextmanager
+def naming_a_dead_daemon(death_note: Callable[[], str]) -> Iterator[None]:
+    """A SandboxError raised while the daemon is dead becomes ``death_note()``'s words (why it
+    died), not the client's "connection refused"."""
+    try:
+        yield
+    except SandboxError as err:
+        note = death_note()
+        if note:
+            raise SandboxError(note) from err
+        raise
 
 
 class DockerSandbox(SandboxBase):
@@ -129,7 +142,7 @@ class DockerSandbox(SandboxBase):
             raise SandboxError(f"docker sandbox {self.name} is not running; create it again")
         engine = self._engine
         start = time.monotonic_ns()
-        try:
+        with naming_a_dead_daemon(self._death_note):
             exec_id = engine.exec_create(
                 self._id, argv, env=env or {}, workdir=WORKDIR, stdin=stdin is not None
             )
@@ -139,11 +152,6 @@ class DockerSandbox(SandboxBase):
                 self._kill_exec(exec_id)
                 raise
             state = engine.exec_inspect(exec_id)
-        except SandboxError as err:
-            note = self._death_note()
-            if note:
-                raise SandboxError(note) from err
-            raise
         end = time.monotonic_ns()
         code = state.get("ExitCode")
         stdout = out.stdout.decode(errors="replace")
