@@ -231,22 +231,36 @@ _S = TypeVar("_S", bound="Sandbox")
 
 
 class SandboxBase(ABC):
-    """What every Sandbox shares, written once: its spec and name, its phase clock, a guard against
-    use after destroy, the checks of every ``exec``, and an idempotent ``destroy`` timed as the
-    ``destroy`` phase that names what it could not release. A driver's sandbox adds ``_exec``, stats,
-    workdir and address, and ``_teardown``."""
+    """What every Sandbox shares, written once: its spec and name, its phase clock, its workdir and
+    address, a guard against use after destroy, the checks of every ``exec``, and an idempotent
+    ``destroy`` timed as the ``destroy`` phase that names what it could not release. A driver's
+    sandbox adds ``_exec``, stats and ``_teardown``."""
 
     #: The words error messages use for this kind of sandbox ("runc sandbox").
     kind: ClassVar[str] = "sandbox"
 
-    def __init__(self, spec: SandboxSpec, clock: PhaseClock) -> None:
+    def __init__(
+        self, spec: SandboxSpec, clock: PhaseClock, *, workdir: str, address: str | None = None
+    ) -> None:
         self._spec = spec
         self._clock = clock
+        self._workdir = workdir
+        #: A sandbox that learns its address only once started sets it then; one whose address
+        #: follows a resource it holds overrides :attr:`address` instead.
+        self._address = address
         self._destroyed = False
 
     @property
     def name(self) -> str:
         return self._spec.name
+
+    @property
+    def workdir(self) -> str:
+        return self._workdir
+
+    @property
+    def address(self) -> str | None:
+        return self._address
 
     @property
     def spec(self) -> SandboxSpec:
@@ -296,6 +310,20 @@ class SandboxBase(ABC):
     @abstractmethod
     def _teardown(self) -> list[str]:
         """Release what the sandbox holds, going on past failures; return what could not be released."""
+
+    def _ready_then_probe(self, timeout: float) -> None:
+        """Record ``ready`` now, then run ``true`` inside as the ``exec`` phase: a sandbox that cannot
+        run a command fails its create, not its first workload."""
+        now = time.monotonic_ns()
+        self._clock.add("ready", now, now)
+        with self._clock.phase("exec"):
+            probe = self.exec(["true"], timeout=timeout)
+        if not probe.ok:
+            tail = probe.stderr.strip()[-200:]
+            raise SandboxError(
+                f"{self.kind} {self.name} cannot run `true` (exit {probe.exit_code})"
+                + (f": {tail}" if tail else "")
+            )
 
 
 def started_or_cleaned(sandbox: _S, start: Callable[[], None]) -> _S:

@@ -141,11 +141,9 @@ class FakeSandbox(SandboxBase):
             spec = spec or SandboxSpec(name="fake", run_id="fake")
         now = time.monotonic_ns()
         clock.add("ready", now, now)
-        super().__init__(spec, clock)
+        # the address is given only when the spec asks for a network, as real drivers do
+        super().__init__(spec, clock, workdir=workdir, address=address if spec.network else None)
         self._rules = list(script)
-        self._workdir = workdir
-        #: Given only when the spec asks for a network, as real drivers do.
-        self._address = address if spec.network else None
         self._stats = stats
         #: Every exec, in order (shared with the driver that made this sandbox, if any).
         self.calls: list[Call] = calls if calls is not None else []
@@ -160,14 +158,6 @@ class FakeSandbox(SandboxBase):
 
     def commands(self) -> list[str]:
         return [c.command for c in self.calls if c.sandbox == self.name]
-
-    @property
-    def workdir(self) -> str:
-        return self._workdir
-
-    @property
-    def address(self) -> str | None:
-        return self._address
 
     def _exec(self, req: ExecRequest) -> ExecResult:
         call = Call(self.name, req.argv, req.timeout, req.env, req.stdin)

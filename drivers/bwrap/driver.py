@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import logging
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,17 +86,10 @@ class BwrapSandbox(SandboxBase):
     kind = "bwrap sandbox"
 
     def __init__(self, spec: SandboxSpec, *, base: Path, settings: BwrapSettings, clock: PhaseClock) -> None:
-        super().__init__(spec, clock)
+        # no network namespace of its own: the host's loopback reaches it
+        super().__init__(spec, clock, workdir=WORKDIR, address="127.0.0.1" if spec.network else None)
         self._root = OverlayRoot(base)
         self._settings = settings
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
-
-    @property
-    def address(self) -> str | None:
-        return "127.0.0.1" if self._spec.network else None
 
     @property
     def overlay(self) -> OverlayDirs:
@@ -132,15 +124,7 @@ class BwrapSandbox(SandboxBase):
         with self._clock.phase("create"):
             self._root.make(lower, self.name, self._spec.run_id)
             (self.overlay.merged / WORKDIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        now = time.monotonic_ns()
-        self._clock.add("ready", now, now)
-        with self._clock.phase("exec"):
-            probe = self.exec(["true"], timeout=timeout)
-        if not probe.ok:
-            raise SandboxError(
-                f"bwrap sandbox {self.name} cannot run `true` (exit {probe.exit_code}): "
-                f"{probe.stderr.strip()[-200:]}"
-            )
+        self._ready_then_probe(timeout)
 
 
 class BwrapDriver:

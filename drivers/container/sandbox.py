@@ -67,7 +67,7 @@ class ColdRun:
     @property
     def start_to_exit_s(self) -> float:
         """Driver call to the command's exit (teardown excluded)."""
-        return (self.result.end_ns - self.result.start_ns) / 1e9
+        return self.result.seconds
 
     def phase(self, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -87,7 +87,7 @@ class ContainerSandbox(SandboxBase):
         init_pid: int,
         clock: PhaseClock,
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         self._config = config
         self._helper = helper
         self._res = res
@@ -107,10 +107,6 @@ class ContainerSandbox(SandboxBase):
     def upper_dir(self) -> Path:
         assert self._res.base_dir is not None, "sandbox destroyed"
         return self._res.base_dir / "upper"
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
 
     @property
     def address(self) -> str | None:

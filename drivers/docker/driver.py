@@ -54,7 +54,7 @@ from isobench.drivers.docker.names import (
     network_name,
     slot_is_free,
 )
-from isobench.drivers.docker.sandbox import DockerSandbox, container_config
+from isobench.drivers.docker.sandbox import DockerSandbox, container_config, naming_a_dead_daemon
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
 from isobench.hostsys import HostProbe
@@ -385,13 +385,8 @@ class DockerDriver:
             timeout=self._timeout,
             death_note=self._death_note,
         )
-        try:
+        with naming_a_dead_daemon(self._death_note):
             return started_or_cleaned(sandbox, sandbox._start)
-        except SandboxError as err:
-            note = self._death_note()
-            if note:
-                raise SandboxError(note) from err
-            raise
 
     def _death_note(self) -> str:
         return self._daemon.death_note() if self._daemon is not None else ""

@@ -19,7 +19,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
@@ -30,7 +30,7 @@ from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_
 from isobench.errors import CellTimeout, SandboxError
 from isobench.model import PhaseTiming
 
-__all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config"]
+__all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config", "naming_a_dead_daemon"]
 
 #: Writable directory inside every sandbox, in the container's overlay2 upper layer.
 WORKDIR = "/work"
@@ -80,6 +80,19 @@ def container_config(
     )
 
 
+@contextlib.contextmanager
+def naming_a_dead_daemon(death_note: Callable[[], str]) -> Iterator[None]:
+    """A SandboxError raised while the daemon is dead becomes ``death_note()``'s words (why it
+    died), not the client's "connection refused"."""
+    try:
+        yield
+    except SandboxError as err:
+        note = death_note()
+        if note:
+            raise SandboxError(note) from err
+        raise
+
+
 class DockerSandbox(SandboxBase):
     """One container. Owns it from create until ``remove``."""
 
@@ -95,7 +108,7 @@ class DockerSandbox(SandboxBase):
         timeout: float,
         death_note: Callable[[], str] = lambda: "",
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         #: Why the daemon is gone, when it is: a dead daemon is named, not "connection refused".
         self._death_note = death_note
         self._engine = engine
@@ -103,7 +116,6 @@ class DockerSandbox(SandboxBase):
         self._timeout = timeout
         self._id: str | None = None
         self._pid: int | None = None
-        self._address: str | None = None
         self._cgroup: ContainerCgroup | None = None
         self._offset: ClockOffset | None = None
         self._daemon_read = False
@@ -124,21 +136,13 @@ class DockerSandbox(SandboxBase):
     def init_pid(self) -> int | None:
         return self._pid
 
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
-
-    @property
-    def address(self) -> str | None:
-        return self._address
-
     def _exec(self, req: ExecRequest) -> ExecResult:
         argv, timeout, env, stdin = req.argv, req.timeout, req.env, req.stdin
         if self._id is None:
             raise SandboxError(f"docker sandbox {self.name} is not running; create it again")
         engine = self._engine
         start = time.monotonic_ns()
-        try:
+        with naming_a_dead_daemon(self._death_note):
             exec_id = engine.exec_create(
                 self._id, argv, env=env or {}, workdir=WORKDIR, stdin=stdin is not None
             )
@@ -148,11 +152,6 @@ class DockerSandbox(SandboxBase):
                 self._kill_exec(exec_id)
                 raise
             state = engine.exec_inspect(exec_id)
-        except SandboxError as err:
-            note = self._death_note()
-            if note:
-                raise SandboxError(note) from err
-            raise
         end = time.monotonic_ns()
         code = state.get("ExitCode")
         stdout = out.stdout.decode(errors="replace")
@@ -227,12 +226,7 @@ class DockerSandbox(SandboxBase):
             engine.start(self._id)
             doc = engine.inspect(self._id)
             self._pid, self._address = _pid_and_address(doc, self._config.network)
-        now = time.monotonic_ns()
-        clock.add("ready", now, now)
-        with clock.phase("exec"):
-            probe = self.exec(["true"], timeout=self._timeout)
-        if not probe.ok:
-            raise SandboxError(f"docker sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+        self._ready_then_probe(self._timeout)
 
 
 def _pid_and_address(doc: Mapping[str, Any], network: str) -> tuple[int, str | None]:

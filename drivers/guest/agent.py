@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from isobench.drivers.base import ExecRequest, ExecResult
+from isobench.drivers.guest.unixsock import connect_unix, recv_until
 from isobench.errors import CellTimeout, SandboxError
 
 log = logging.getLogger(__name__)
@@ -101,17 +102,7 @@ class AgentChannel:
     @classmethod
     def connect(cls, path: str, deadline: float) -> AgentChannel:
         """Connect to qemu's listening socket, retrying until ``deadline`` (time.monotonic())."""
-        last: OSError | None = None
-        while time.monotonic() < deadline:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            try:
-                s.connect(path)
-                return cls(s)
-            except OSError as err:
-                s.close()
-                last = err
-                time.sleep(0.01)
-        raise SandboxError(f"cannot connect to guest agent socket {path}: {last}")
+        return cls(connect_unix(path, deadline, what="guest agent", pause_s=0.01))
 
     def close(self) -> None:
         self._sock.close()
@@ -134,19 +125,13 @@ class AgentChannel:
                     payload = self._buf[HEADER.size : end]
                     self._buf = self._buf[end:]
                     return kind, payload
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            self._sock.settimeout(left)
-            try:
-                chunk = self._sock.recv(1 << 20)
-            except TimeoutError:
-                raise
-            except OSError as err:
-                raise SandboxError(f"guest agent channel broke: {err}") from err
-            if not chunk:
-                raise SandboxError("guest agent channel closed (guest died or powered off)")
-            self._buf += chunk
+            self._buf += recv_until(
+                self._sock,
+                deadline,
+                size=1 << 20,
+                broke="guest agent channel broke",
+                closed="guest agent channel closed (guest died or powered off)",
+            )
 
     def wait_ready(self, deadline: float) -> tuple[AgentReady, int]:
         """Block until the ready frame; return it and the host CLOCK_MONOTONIC ns it arrived at."""

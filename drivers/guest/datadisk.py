@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from isobench.drivers.base import PhaseClock, SandboxSpec
 from isobench.drivers.layerstack import LayerStack
 from isobench.errors import SandboxError, UsageError
 from isobench.procs import run_command
@@ -26,6 +27,7 @@ __all__ = [
     "VOLUME_DESCRIPTION",
     "check_volume",
     "make_data_disk",
+    "make_guest_data_disk",
     "make_layers_disk",
     "untraversable_parent",
 ]
@@ -113,4 +115,25 @@ def untraversable_parent(directory: Path) -> Path | None:
                 return d
         except OSError:
             return d
+    return None
+
+
+def make_guest_data_disk(
+    spec: SandboxSpec,
+    clock: PhaseClock,
+    *,
+    leaf: str,
+    layers_path: Path,
+    size_mib: int,
+    qemu_img: str = "qemu-img",
+) -> Path | None:
+    """The guest's second disk when its spec asks for one, timed as the ``data_disk`` phase: the
+    volume's image (:func:`make_data_disk`, named by ``leaf``) or an overlay over its layer stack
+    at ``layers_path`` (:func:`check_volume` refused both). The caller removes it."""
+    if spec.layers is not None:
+        with clock.phase("data_disk"):
+            return make_layers_disk(spec.layers, layers_path, spec_name=spec.name, qemu_img=qemu_img)
+    if spec.volume is not None:
+        with clock.phase("data_disk"):
+            return make_data_disk(spec.volume, leaf, size_mib)
     return None

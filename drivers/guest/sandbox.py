@@ -32,20 +32,10 @@ class GuestSandbox(SandboxBase):
         proc_root: Path,
         memavail_before_kib: int,
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=ready.workdir, address=address)
         self._channel = channel
-        self._ready = ready
-        self._address = address
         self._proc_root = proc_root
         self._memavail_before_kib = memavail_before_kib
-
-    @property
-    def workdir(self) -> str:
-        return self._ready.workdir
-
-    @property
-    def address(self) -> str | None:
-        return self._address
 
     @abstractmethod
     def qemu_pid(self) -> int | None:
@@ -56,7 +46,7 @@ class GuestSandbox(SandboxBase):
         """Stop the guest and release what it holds; called once, by destroy()."""
 
     def _exec(self, req: ExecRequest) -> ExecResult:
-        return self._channel.exec(req, cwd=self._ready.workdir)
+        return self._channel.exec(req, cwd=self._workdir)
 
     def stats(self) -> SandboxStats:
         """qemu as the host sees it, the guest's own view of its memory, and the host's

@@ -48,16 +48,8 @@ class HostSandbox(SandboxBase):
     kind = "host sandbox"
 
     def __init__(self, spec: SandboxSpec, scratch: Path, clock: PhaseClock) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=str(scratch), address="127.0.0.1" if spec.network else None)
         self._scratch = scratch
-
-    @property
-    def workdir(self) -> str:
-        return str(self._scratch)
-
-    @property
-    def address(self) -> str | None:
-        return "127.0.0.1" if self._spec.network else None
 
     def _exec(self, req: ExecRequest) -> ExecResult:
         return run_command(

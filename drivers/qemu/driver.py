@@ -51,8 +51,7 @@ from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
     check_volume,
-    make_data_disk,
-    make_layers_disk,
+    make_guest_data_disk,
 )
 from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
 from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
@@ -390,16 +389,14 @@ class QemuDriver:
             cmdline = self.opts.cmdline
             if choice.tsc_khz:
                 cmdline += f" {tcg_tsc_args(choice.tsc_khz)}"
-            if spec.volume is not None:
-                with clock.phase("data_disk"):
-                    g.data_disk = make_data_disk(
-                        spec.volume, f"{self.run_id}-{leaf}", self.opts.data_disk_mib
-                    )
-            if spec.layers is not None:
-                with clock.phase("data_disk"):
-                    g.data_disk = make_layers_disk(
-                        spec.layers, g.dir / "layers.qcow2", spec_name=spec.name, qemu_img=self.qemu_img
-                    )
+            g.data_disk = make_guest_data_disk(
+                spec,
+                clock,
+                leaf=f"{self.run_id}-{leaf}",
+                layers_path=g.dir / "layers.qcow2",
+                size_mib=self.opts.data_disk_mib,
+                qemu_img=self.qemu_img,
+            )
             if spec.network:
                 g.nic = self._net.add_guest()
             cfg = QemuConfig.for_spec(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from typing import Any
 
+from isobench.drivers.guest.unixsock import connect_unix, recv_until
 from isobench.errors import SandboxError
 
 __all__ = ["QmpClient"]
@@ -24,19 +24,7 @@ class QmpClient:
     @classmethod
     def connect(cls, path: str, deadline: float) -> QmpClient:
         """Connect (retrying until qemu listens), read the greeting and negotiate capabilities."""
-        last: OSError | None = None
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            try:
-                s.connect(path)
-                break
-            except OSError as err:
-                s.close()
-                last = err
-                if time.monotonic() >= deadline:
-                    raise SandboxError(f"qemu's QMP socket {path} never accepted: {last}") from None
-                time.sleep(0.005)
-        client = cls(s)
+        client = cls(connect_unix(path, deadline, what="qemu's QMP", pause_s=0.005))
         try:
             greeting = client._read(deadline)
             if "QMP" not in greeting:
@@ -52,19 +40,16 @@ class QmpClient:
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SandboxError("qemu did not answer on QMP in time")
-            self._sock.settimeout(left)
             try:
-                chunk = self._sock.recv(65536)
+                self._buf += recv_until(
+                    self._sock,
+                    deadline,
+                    size=65536,
+                    broke="QMP connection broke",
+                    closed="qemu closed the QMP connection",
+                )
             except TimeoutError:
-                continue
-            except OSError as err:
-                raise SandboxError(f"QMP connection broke: {err}") from err
-            if not chunk:
-                raise SandboxError("qemu closed the QMP connection")
-            self._buf += chunk
+                raise SandboxError("qemu did not answer on QMP in time") from None
         line, _, self._buf = self._buf.partition(b"\n")
         try:
             msg = json.loads(line)

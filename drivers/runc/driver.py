@@ -113,7 +113,7 @@ class RuncSandbox(SandboxBase):
         links: Links,
         timeout: float,
     ) -> None:
-        super().__init__(spec, clock)
+        super().__init__(spec, clock, workdir=WORKDIR)
         self._ident = ident
         self._base = base
         self._root = OverlayRoot(base)
@@ -131,10 +131,6 @@ class RuncSandbox(SandboxBase):
     def ident(self) -> str:
         """The runc container id (also the cgroup leaf and bundle dir name)."""
         return self._ident
-
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
 
     @property
     def address(self) -> str | None:
@@ -197,7 +193,7 @@ class RuncSandbox(SandboxBase):
             if self._pid is not None:
                 # Fails harmlessly when the init is already gone; the wait below is the check.
                 run_command([*self._runc, "kill", self._ident, "KILL"], timeout=self._timeout)
-                if not _wait_gone(self._host.proc, self._pid, self._timeout):
+                if not _wait_gone(self._host, self._pid, self._timeout):
                     raise SandboxError(f"init {self._pid} of {self._ident} survived SIGKILL")
         with self._clock.phase("runc_delete"):
             res = run_command([*self._runc, "delete", "--force", self._ident], timeout=self._timeout)
@@ -241,12 +237,7 @@ class RuncSandbox(SandboxBase):
             res = run_command([*self._runc, "start", self._ident], timeout=self._timeout)
             if not res.ok:
                 raise SandboxError(f"runc start {self._ident} failed: {runc_error(res.stderr)}")
-        now = time.monotonic_ns()
-        clock.add("ready", now, now)
-        with clock.phase("exec"):
-            probe = self.exec(["true"], timeout=self._timeout)
-        if not probe.ok:
-            raise SandboxError(f"runc sandbox {self.name} cannot run `true` (exit {probe.exit_code})")
+        self._ready_then_probe(self._timeout)
 
     def _run_detached(self, argv: Sequence[str]) -> None:
         """Run ``runc create``. Its stdio becomes the container init's, so it must not be a pipe
@@ -442,22 +433,15 @@ class RuncDriver:
         return removed
 
 
-def _wait_gone(proc_root: Path, pid: int, timeout: float) -> bool:
+def _wait_gone(host: HostProbe, pid: int, timeout: float) -> bool:
     """Whether ``pid`` exits (or is a zombie: it is not our child to reap) within ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while time.monotonic() < deadline:
-        stat = _read(proc_root / str(pid) / "stat")
+        stat = host.read(f"/proc/{pid}/stat")
         # The state letter follows the parenthesised comm, which may itself contain ") ".
         if not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
     return False
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""

@@ -58,8 +58,7 @@ from isobench.drivers.guest.agent import AgentChannel, AgentReady
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
     check_volume,
-    make_data_disk,
-    make_layers_disk,
+    make_guest_data_disk,
     untraversable_parent,
 )
 from isobench.drivers.guest.flavour import GuestBoot, guest_boot
@@ -299,18 +298,14 @@ class VmDriver:
         try:
             make_overlay(img, overlay)
             net, address = self._net.attach() if spec.network else (None, None)
-            data_disk = None
-            if spec.volume is not None:
-                with clock.phase("data_disk"):
-                    data_disk = make_data_disk(
-                        spec.volume, f"{self.run_id}-{_safe(spec.name)}", self.opts.data_disk_mib
-                    )
-                files.append(data_disk)
-            if spec.layers is not None:
-                with clock.phase("data_disk"):
-                    data_disk = make_layers_disk(
-                        spec.layers, self.run_dir / f"{_safe(spec.name)}.layers.qcow2", spec_name=spec.name
-                    )
+            data_disk = make_guest_data_disk(
+                spec,
+                clock,
+                leaf=f"{self.run_id}-{_safe(spec.name)}",
+                layers_path=self.run_dir / f"{_safe(spec.name)}.layers.qcow2",
+                size_mib=self.opts.data_disk_mib,
+            )
+            if data_disk is not None:
                 files.append(data_disk)
             cfg = DomainConfig.for_spec(
                 name,

@@ -19,17 +19,9 @@ class _Fake(SandboxBase):
     kind = "fake sandbox"
 
     def __init__(self, leftovers: list[str] | None = None) -> None:
-        super().__init__(SandboxSpec(name="f", run_id="r"), PhaseClock())
+        super().__init__(SandboxSpec(name="f", run_id="r"), PhaseClock(), workdir="/w")
         self.leftovers = leftovers or []
         self.teardowns = 0
-
-    @property
-    def workdir(self) -> str:
-        return "/w"
-
-    @property
-    def address(self) -> str | None:
-        return None
 
     def _exec(self, req: ExecRequest) -> ExecResult:
         return ExecResult(req.argv, 0, "", "", 0, 0)
@@ -101,3 +93,22 @@ def test_successful_create_returns_the_sandbox() -> None:
     sb = _Fake()
     assert started_or_cleaned(sb, lambda: None) is sb
     assert sb.teardowns == 0
+
+
+class _Failing(_Fake):
+    def _exec(self, req: ExecRequest) -> ExecResult:
+        return ExecResult(req.argv, 126, "", "exec /bin/true: no such file\n", 0, 0)
+
+
+def test_ready_then_probe_times_ready_and_one_true() -> None:
+    sb = _Fake()
+    sb._ready_then_probe(timeout=5)
+    assert [p.name for p in sb.phases] == ["ready", "exec"]
+    assert (sb.workdir, sb.address) == ("/w", None)
+
+
+def test_a_sandbox_that_cannot_run_true_says_so_with_its_stderr() -> None:
+    with pytest.raises(
+        SandboxError, match=r"fake sandbox f cannot run `true` \(exit 126\): exec /bin/true: no such"
+    ):
+        _Failing()._ready_then_probe(timeout=5)

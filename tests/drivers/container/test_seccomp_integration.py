@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.container import ContainerDriver
+from isobench.errors import IsobenchError
+from isobench.hostsys.cbuild import CProgram, ensure_built
 
 pytestmark = pytest.mark.integration
 
@@ -48,13 +50,19 @@ KMSG = "open=/data/kmsg"  # a node of /dev/kmsg (1:11) made on the host: not in 
 NODEV = str(errno.EACCES)
 
 
+PROBE = CProgram(
+    name="isobench-seccomp-probe",
+    source=Path(__file__).with_name("seccomp_probe.c"),
+    cflags=("-O1",),
+    what="the seccomp probe",
+    error=IsobenchError,
+)
+
+
 @pytest.fixture(scope="module")
-def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed (the container helper is built with it too)")
+def probe_dir(tmp_path_factory: pytest.TempPathFactory, state_dir: Path) -> Path:
     d = tmp_path_factory.mktemp("probe")
-    src = Path(__file__).with_name("seccomp_probe.c")
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(d / "probe"), str(src)], check=True)
+    shutil.copy(ensure_built(PROBE, state_dir), d / "probe")
     os.mknod(d / "kmsg", 0o600 | stat.S_IFCHR, os.makedev(1, 11))
     return d
 

@@ -306,20 +306,3 @@ def test_a_spec_cpu_quota_is_the_cgroup_quota(tmp_path: Path) -> None:
     # the driver option still wins: it is the user's explicit word for this driver
     limits = config_from_spec(spec(tmp_path, cpu_quota=0.5, options={"cpus": 0.25}), tmp_path).limits
     assert limits is not None and limits.cpu_quota_us == 25_000
-
-
-def test_helper_builds_of_other_sources_are_pruned_only_when_unused_for_a_week(tmp_path: Path) -> None:
-    # Two checkouts of different versions on one host share the bin dir: a fresh build of one must
-    # not delete the other's helper while it is in use.
-    import os
-
-    from isobench.drivers.container.helper import PRUNE_AFTER_S, _prune
-
-    keep, recent, stale = (tmp_path / f"isobench-ctr-{n}" for n in ("keep", "recent", "stale"))
-    for path in (keep, recent, stale):
-        path.write_bytes(b"x")
-    now = 1_000_000_000.0
-    os.utime(recent, (now - 60, now - 60))
-    os.utime(stale, (now - PRUNE_AFTER_S - 1, now - PRUNE_AFTER_S - 1))
-    _prune(tmp_path, keep=keep, now=now)
-    assert keep.exists() and recent.exists() and not stale.exists()

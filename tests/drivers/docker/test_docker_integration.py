@@ -66,6 +66,18 @@ def _spec(run_id: str, image: Path, **kw: object) -> SandboxSpec:
     return SandboxSpec(name="sb", run_id=run_id, image=image, **kw)  # type: ignore[arg-type]
 
 
+def _connect_when_listening(address: str, port: int, within_s: float = 10) -> socket.socket:
+    """The exec that backgrounds ``nc -l`` returns before nc listens: refused means not yet."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return socket.create_connection((address, port), timeout=within_s)
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_a_container_with_limits_exec_stats_and_a_clean_close(
     driver: DockerDriver, busybox_rootfs: Path, run_id: str, tmp_path: Path
 ) -> None:
@@ -97,7 +109,7 @@ def test_a_container_with_limits_exec_stats_and_a_clean_close(
         # Reachable from the host over the run's bridge.
         assert sb.address is not None and sb.address.startswith("10.216.")
         assert sb.exec(["sh", "-c", "echo hello | nc -l -p 5000 >/dev/null 2>&1 &"], timeout=30).ok
-        with socket.create_connection((sb.address, 5000), timeout=10) as conn:
+        with _connect_when_listening(sb.address, 5000) as conn:
             assert conn.makefile().readline() == "hello\n"
         stats = sb.stats()
         assert stats.memory_limit_bytes == 64 * 1024 * 1024

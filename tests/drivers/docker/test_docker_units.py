@@ -34,7 +34,7 @@ from isobench.drivers.docker.names import (
     SlotLock,
     slot_is_free,
 )
-from isobench.drivers.docker.sandbox import INIT_ARGS, WORKDIR, container_config
+from isobench.drivers.docker.sandbox import INIT_ARGS, WORKDIR, container_config, naming_a_dead_daemon
 from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats, parse_proc_cgroup
 from isobench.errors import CellTimeout, DriverUnavailable, SandboxError
 
@@ -592,3 +592,16 @@ def test_disk_bandwidth_is_docker_py_device_bps(tmp_path: Path) -> None:
     )
     with pytest.raises(SandboxError, match="disks to throttle"):
         container_config(spec, image="i", network=None, cgroup_parent="p")
+
+
+def test_a_dead_daemon_is_named_instead_of_the_clients_error() -> None:
+    refused = SandboxError("connection refused")
+    dead = naming_a_dead_daemon(lambda: "dockerd exited with 1: bad config")
+    with pytest.raises(SandboxError, match=r"^dockerd exited with 1: bad config$") as got, dead:
+        raise refused
+    assert got.value.__cause__ is refused
+    alive = naming_a_dead_daemon(lambda: "")
+    with pytest.raises(SandboxError, match=r"^connection refused$"), alive:  # the error as it was
+        raise refused
+    with pytest.raises(CellTimeout), naming_a_dead_daemon(lambda: "dead"):  # not a SandboxError
+        raise CellTimeout("slow")

@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from isobench.drivers.guest.datadisk import make_data_disk, untraversable_parent
+from isobench.drivers.base import PhaseClock, SandboxSpec
+from isobench.drivers.guest.datadisk import make_data_disk, make_guest_data_disk, untraversable_parent
 from isobench.errors import SandboxError, UsageError
 
 
@@ -57,3 +58,15 @@ def test_untraversable_parent(tmp_path: Path) -> None:
     found = untraversable_parent(inner)
     # pytest's own tmp root is 0700: whatever is found lies above our directory
     assert found is None or closed.is_relative_to(found)
+
+
+def test_a_guest_gets_a_data_disk_only_for_a_volume_and_times_it(tmp_path: Path) -> None:
+    clock = PhaseClock()
+    none = make_guest_data_disk(
+        SandboxSpec(name="g", run_id="r"), clock, leaf="r-g", layers_path=tmp_path / "l.qcow2", size_mib=64
+    )
+    assert none is None and clock.phases == []
+    spec = SandboxSpec(name="g", run_id="r", volume=tmp_path)
+    img = make_guest_data_disk(spec, clock, leaf="r-g", layers_path=tmp_path / "l.qcow2", size_mib=64)
+    assert img == tmp_path / "isobench-r-g.data.img" and img.is_file()
+    assert [p.name for p in clock.phases] == ["data_disk"]
