@@ -338,11 +338,14 @@ class ContainerDriver:
             add_helper_phases(clock, report, spawn_ns)
             self._note(res, init_pid=report.container_pid)
             if config.network:
+                if res.pidfd is None:
+                    raise SandboxError(f"container {spec.name}: its init exited as it started")
                 with clock.phase("veth"):
                     res.veth = setup_veth(
                         self._links,
-                        self.helper(),
+                        self.helper_image(),
                         report.container_pid,
+                        res.pidfd,
                         res.names.veth_host,
                         res.names.veth_peer,
                         self._ctx.state_dir / "container" / "net.lock",
