@@ -10,8 +10,10 @@ from __future__ import annotations
 import glob
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import GcIncomplete, UsageError
@@ -44,11 +46,22 @@ class GcReport:
         return not (self.leftovers or self.errors)
 
 
-def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport) -> bool:
+#: ``[drivers.<name>]`` tables of a config file, by driver name.
+DriverOptions = Mapping[str, Mapping[str, Any]]
+
+
+def _driver_gc(
+    state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport, options: DriverOptions
+) -> bool:
     """Every driver's gc of ``run_id``; whether all of them finished with nothing left."""
     clean = True
     for name, cls in all_drivers().items():
-        ctx = DriverContext(state_dir=state_dir, work_dir=work_dir / name, run_id=run_id or "gc")
+        ctx = DriverContext(
+            state_dir=state_dir,
+            work_dir=work_dir / name,
+            run_id=run_id or "gc",
+            options=options.get(name, {}),
+        )
         try:
             removed = cls(ctx).gc(run_id)
         except GcIncomplete as err:
@@ -101,20 +114,28 @@ def scratch_gc(run_id: str | None, report: GcReport, root: Path = SCRATCH_ROOT) 
     return clean
 
 
-def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH_ROOT) -> GcReport:
+def gc(
+    state_dir: Path,
+    *,
+    sweep_all: bool = False,
+    scratch_root: Path = SCRATCH_ROOT,
+    driver_options: DriverOptions | None = None,
+) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
-    its run id. Live runs are never touched.
+    its run id. Live runs are never touched. ``driver_options`` are the runs' ``[drivers.*]``
+    tables (e.g. the libvirt URI their guests were defined on).
 
     ``sweep_all`` also removes every isobench-named resource on the host, whichever run made it
     (e.g. a runner killed before its state dir existed). Locks only show the runs of *this* state
     dir, so a sweep would destroy a live run that uses another one: it is refused while any run here
     is alive, and the caller must know no other isobench run is active on the host.
     """
+    options = driver_options or {}
     report = GcReport(live=live_runs(state_dir))
     _stack_gc(state_dir, report)
     for run_dir in dead_runs(state_dir):
         run_id = run_dir.name
-        clean = _driver_gc(state_dir, run_id, run_dir / "work", report)
+        clean = _driver_gc(state_dir, run_id, run_dir / "work", report, options)
         clean = _canary_gc(run_id, report) and clean
         clean = scratch_gc(run_id, report, scratch_root) and clean
         if clean:
@@ -131,7 +152,7 @@ def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH
                 f"refusing to sweep: run(s) {', '.join(report.live)} are alive; stop them or run without --all"
             )
         sweep_dir = state_dir / "runs" / "gc-sweep"
-        _driver_gc(state_dir, None, sweep_dir, report)
+        _driver_gc(state_dir, None, sweep_dir, report, options)
         _canary_gc(None, report)
         scratch_gc(None, report, scratch_root)
         shutil.rmtree(sweep_dir, ignore_errors=True)
