@@ -20,6 +20,7 @@ from isobench.errors import GcIncomplete, UsageError
 from isobench.images.builder import remove_interrupted_builds
 from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
+from isobench.liveruns import live_elsewhere
 from isobench.runstate import dead_runs, live_runs
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class GcReport:
     leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     live: list[str] = field(default_factory=list)
+    #: Live runs of other state directories (from the host-wide registry), described.
+    live_elsewhere: list[str] = field(default_factory=list)
     #: State directories of dead runs kept because something of theirs is left.
     kept: list[str] = field(default_factory=list)
 
@@ -120,21 +123,39 @@ def gc(
     sweep_all: bool = False,
     scratch_root: Path = SCRATCH_ROOT,
     driver_options: DriverOptions | None = None,
+    registry: Path | None = None,
 ) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
     its run id. Live runs are never touched. ``driver_options`` are the runs' ``[drivers.*]``
     tables (e.g. the libvirt URI their guests were defined on).
 
+    Locks only show the runs of *this* state dir; the host-wide registry (``registry``, see
+    :mod:`isobench.liveruns`) shows the live runs of every other one. A dead run here whose id is
+    live elsewhere (one run id in two state dirs) is left alone: its resources are found by that id.
+
     ``sweep_all`` also removes every isobench-named resource on the host, whichever run made it
-    (e.g. a runner killed before its state dir existed). Locks only show the runs of *this* state
-    dir, so a sweep would destroy a live run that uses another one: it is refused while any run here
-    is alive, and the caller must know no other isobench run is active on the host.
+    (e.g. a runner killed before its state dir existed). Names do not say which of them a live run
+    owns, so the sweep is refused while any run is alive, here or in any state dir, naming them.
     """
     options = driver_options or {}
-    report = GcReport(live=live_runs(state_dir))
+    elsewhere = live_elsewhere(state_dir, registry)
+    report = GcReport(live=live_runs(state_dir), live_elsewhere=[r.describe() for r in elsewhere])
+    if sweep_all and (report.live or elsewhere):
+        alive = [f"run {r} (this state dir)" for r in report.live] + report.live_elsewhere
+        raise UsageError(
+            f"refusing to sweep: {'; '.join(alive)} alive, and a sweep cannot tell their resources from"
+            " leftovers; stop them or run without --all"
+        )
     _stack_gc(state_dir, report)
+    busy_ids = {r.run_id: r for r in elsewhere}
     for run_dir in dead_runs(state_dir):
         run_id = run_dir.name
+        if run_id in busy_ids:
+            report.kept.append(
+                f"state: {run_dir} (kept: its resources carry id {run_id}, which {busy_ids[run_id].describe()}"
+                " uses now; gc again once that run ended)"
+            )
+            continue
         clean = _driver_gc(state_dir, run_id, run_dir / "work", report, options)
         clean = _canary_gc(run_id, report) and clean
         clean = scratch_gc(run_id, report, scratch_root) and clean
@@ -147,10 +168,6 @@ def gc(
             )
     report.removed.extend(f"image build: {p}" for p in remove_interrupted_builds(state_dir))
     if sweep_all:
-        if report.live:
-            raise UsageError(
-                f"refusing to sweep: run(s) {', '.join(report.live)} are alive; stop them or run without --all"
-            )
         sweep_dir = state_dir / "runs" / "gc-sweep"
         _driver_gc(state_dir, None, sweep_dir, report, options)
         _canary_gc(None, report)

@@ -34,8 +34,9 @@ __all__ = ["doctor", "gc_cmd", "list_cmd"]
     "--all",
     "sweep_all",
     is_flag=True,
-    help="Also remove every isobench-named resource on this host, whichever run made it. Only when "
-    "no isobench run is active on the host: runs of other state dirs are invisible here.",
+    help="Also remove every isobench-named resource on this host, whichever run made it. Refused "
+    "while any isobench run is alive (in this state dir or, through the host-wide registry "
+    "/run/isobench/live, in any other).",
 )
 def gc_cmd(state_dir: Path | None, config_path: Path | None, sweep_all: bool) -> None:
     """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
@@ -47,6 +48,8 @@ def gc_cmd(state_dir: Path | None, config_path: Path | None, sweep_all: bool) ->
         out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:
         out.print(f"left alone: live run {run_id}")
+    for desc in report.live_elsewhere:
+        out.print(f"left alone: live {escape(desc)}", highlight=False)
     for item in report.leftovers:
         console.print(f"[red]left:[/] {escape(item)}", highlight=False)
     for item in report.kept:
