@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from isobench.drivers.container import network as ctr_net
 from isobench.drivers.container.helper import ARGV0, HelperImage, ensure_helper, seal_helper
+from isobench.drivers.container.state import child_pidfd
 from isobench.errors import SandboxError
 from isobench.hostsys.fake import FakeIp
 from isobench.hostsys.links import Links
@@ -111,6 +112,23 @@ def test_the_veth_is_removed_when_the_inside_fails(tmp_path: Path, own_pidfd: in
     with pytest.raises(SandboxError, match="inside the sandbox failed: setns"):
         veth(Links(inside_fails), tmp_path, os.getpid(), own_pidfd)
     assert ip.links == {}
+
+
+def test_the_inits_pidfd_is_taken_only_while_it_is_the_helpers_child(tmp_path: Path) -> None:
+    # Here this test is the "helper" and a sleep its "init".
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        before = open_fds()
+        fd = child_pidfd(child.pid, os.getpid())
+        assert fd is not None
+        os.close(fd)
+        # Another process's child (a recycled pid): no pidfd, and none left open.
+        assert child_pidfd(child.pid, os.getpid() + 1) is None
+        assert open_fds() == before
+    finally:
+        child.kill()
+        child.wait()
+    assert child_pidfd(child.pid, os.getpid()) is None  # reaped: the pid is free
 
 
 # ---------------------------------------------------------------------------------- the real helper
