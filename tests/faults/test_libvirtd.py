@@ -12,6 +12,7 @@ system's restart would) before ``isobench gc`` removes them through it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -39,6 +40,9 @@ def private_libvirt(tmp_path: Path, faults_state: Path, output: Path) -> Iterato
             and runs
             and leftovers(Scope(faults_state, frozenset(runs), libvirt_uri=lv.uri))
         ):
+            if lv.libvirtd is None or lv.libvirtd.poll() is not None:
+                with contextlib.suppress(RuntimeError):
+                    lv.start_libvirtd()  # the test failed between the kill and the restart
             with_gc = _gc(lv, faults_state, tmp_path / "isobench.toml")
             print(f"finalizer gc: exit {with_gc.returncode}")
         forced = lv.stop()
