@@ -10,14 +10,17 @@ from __future__ import annotations
 import glob
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.errors import GcIncomplete, UsageError
 from isobench.images.builder import remove_interrupted_builds
 from isobench.layers import remove_stacks
 from isobench.leakage import gc as leakage_gc
+from isobench.liveruns import live_elsewhere
 from isobench.runstate import dead_runs, live_runs
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ class GcReport:
     leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     live: list[str] = field(default_factory=list)
+    #: Live runs of other state directories (from the host-wide registry), described.
+    live_elsewhere: list[str] = field(default_factory=list)
     #: State directories of dead runs kept because something of theirs is left.
     kept: list[str] = field(default_factory=list)
 
@@ -44,11 +49,22 @@ class GcReport:
         return not (self.leftovers or self.errors)
 
 
-def _driver_gc(state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport) -> bool:
+#: ``[drivers.<name>]`` tables of a config file, by driver name.
+DriverOptions = Mapping[str, Mapping[str, Any]]
+
+
+def _driver_gc(
+    state_dir: Path, run_id: str | None, work_dir: Path, report: GcReport, options: DriverOptions
+) -> bool:
     """Every driver's gc of ``run_id``; whether all of them finished with nothing left."""
     clean = True
     for name, cls in all_drivers().items():
-        ctx = DriverContext(state_dir=state_dir, work_dir=work_dir / name, run_id=run_id or "gc")
+        ctx = DriverContext(
+            state_dir=state_dir,
+            work_dir=work_dir / name,
+            run_id=run_id or "gc",
+            options=options.get(name, {}),
+        )
         try:
             removed = cls(ctx).gc(run_id)
         except GcIncomplete as err:
@@ -101,20 +117,46 @@ def scratch_gc(run_id: str | None, report: GcReport, root: Path = SCRATCH_ROOT) 
     return clean
 
 
-def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH_ROOT) -> GcReport:
+def gc(
+    state_dir: Path,
+    *,
+    sweep_all: bool = False,
+    scratch_root: Path = SCRATCH_ROOT,
+    driver_options: DriverOptions | None = None,
+    registry: Path | None = None,
+) -> GcReport:
     """Clear what dead runs left: a run whose lock is free is dead, and its resources are found by
-    its run id. Live runs are never touched.
+    its run id. Live runs are never touched. ``driver_options`` are the runs' ``[drivers.*]``
+    tables (e.g. the libvirt URI their guests were defined on).
+
+    Locks only show the runs of *this* state dir; the host-wide registry (``registry``, see
+    :mod:`isobench.liveruns`) shows the live runs of every other one. A dead run here whose id is
+    live elsewhere (one run id in two state dirs) is left alone: its resources are found by that id.
 
     ``sweep_all`` also removes every isobench-named resource on the host, whichever run made it
-    (e.g. a runner killed before its state dir existed). Locks only show the runs of *this* state
-    dir, so a sweep would destroy a live run that uses another one: it is refused while any run here
-    is alive, and the caller must know no other isobench run is active on the host.
+    (e.g. a runner killed before its state dir existed). Names do not say which of them a live run
+    owns, so the sweep is refused while any run is alive, here or in any state dir, naming them.
     """
-    report = GcReport(live=live_runs(state_dir))
+    options = driver_options or {}
+    elsewhere = live_elsewhere(state_dir, registry)
+    report = GcReport(live=live_runs(state_dir), live_elsewhere=[r.describe() for r in elsewhere])
+    if sweep_all and (report.live or elsewhere):
+        alive = [f"run {r} (this state dir)" for r in report.live] + report.live_elsewhere
+        raise UsageError(
+            f"refusing to sweep: {'; '.join(alive)} alive, and a sweep cannot tell their resources from"
+            " leftovers; stop them or run without --all"
+        )
     _stack_gc(state_dir, report)
+    busy_ids = {r.run_id: r for r in elsewhere}
     for run_dir in dead_runs(state_dir):
         run_id = run_dir.name
-        clean = _driver_gc(state_dir, run_id, run_dir / "work", report)
+        if run_id in busy_ids:
+            report.kept.append(
+                f"state: {run_dir} (kept: its resources carry id {run_id}, which {busy_ids[run_id].describe()}"
+                " uses now; gc again once that run ended)"
+            )
+            continue
+        clean = _driver_gc(state_dir, run_id, run_dir / "work", report, options)
         clean = _canary_gc(run_id, report) and clean
         clean = scratch_gc(run_id, report, scratch_root) and clean
         if clean:
@@ -126,12 +168,8 @@ def gc(state_dir: Path, *, sweep_all: bool = False, scratch_root: Path = SCRATCH
             )
     report.removed.extend(f"image build: {p}" for p in remove_interrupted_builds(state_dir))
     if sweep_all:
-        if report.live:
-            raise UsageError(
-                f"refusing to sweep: run(s) {', '.join(report.live)} are alive; stop them or run without --all"
-            )
         sweep_dir = state_dir / "runs" / "gc-sweep"
-        _driver_gc(state_dir, None, sweep_dir, report)
+        _driver_gc(state_dir, None, sweep_dir, report, options)
         _canary_gc(None, report)
         scratch_gc(None, report, scratch_root)
         shutil.rmtree(sweep_dir, ignore_errors=True)

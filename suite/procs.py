@@ -24,10 +24,12 @@ def run_command(
     cwd: Path | None = None,
     stdin: bytes | None = None,
     cpus: Collection[int] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ExecResult:
     """Run ``argv`` in its own session; on timeout or interrupt the whole group is SIGKILLed.
 
-    ``cpus``: the CPU affinity the command (and everything it starts) runs with.
+    ``cpus``: the CPU affinity the command (and everything it starts) runs with; ``pass_fds``:
+    descriptors it inherits (at the same numbers).
     """
     start = time.monotonic_ns()
     try:
@@ -40,6 +42,7 @@ def run_command(
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                pass_fds=tuple(pass_fds),
             )
     except FileNotFoundError as err:
         raise SandboxError(f"command not found: {argv[0]}") from err

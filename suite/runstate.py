@@ -2,7 +2,9 @@
 
 ``<state_dir>/runs/<run_id>/lock`` is locked while the runner lives; the kernel drops the lock when the
 process dies, however it dies. So ``isobench gc`` can tell a dead run's leftovers (lock free) from a
-live run's resources (lock held) without trusting pids.
+live run's resources (lock held) without trusting pids. A run also registers in the host-wide
+registry (:mod:`isobench.liveruns`) for as long as it holds the lock, so a gc of another state dir
+sees it too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobench.errors import UsageError
+from isobench.liveruns import register
 
 __all__ = ["RunLock", "dead_runs", "is_locked", "live_runs"]
 
@@ -57,7 +60,9 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{os.getpid()}\n".encode())
             (d / "work").mkdir()
-            yield lock
+            # The lock shows the run to gc of this state dir; the registry to every other one.
+            with register(run_id, state_dir):
+                yield lock
         finally:
             if not lock.keep:
                 shutil.rmtree(d, ignore_errors=True)

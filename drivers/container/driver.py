@@ -9,7 +9,6 @@ start-up benchmarks.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -59,6 +58,7 @@ from isobench.drivers.container.seccomp import filter_path
 from isobench.drivers.container.seccomp.cache import profile_digest
 from isobench.drivers.container.state import (
     Record,
+    child_pidfd,
     current_owner,
     load_records,
     owner_alive,
@@ -330,19 +330,22 @@ class ContainerDriver:
                 os.close(r)
                 os.close(log_fd)
             if report.container_pid is not None:
-                # A pidfd pins the identity: the kill at teardown can never hit a recycled pid.
-                with contextlib.suppress(ProcessLookupError):
-                    res.pidfd = os.pidfd_open(report.container_pid)
+                # A pidfd pins the identity: the kill at teardown, exec and the veth can never
+                # reach a recycled pid (it is taken while the pid is still the helper's child).
+                res.pidfd = child_pidfd(report.container_pid, res.monitor.pid)
             if report.error or not report.ready or report.container_pid is None:
                 raise SandboxError(f"container {spec.name} failed to start: {self._why(report, log_text)}")
+            if res.pidfd is None:
+                raise SandboxError(f"container {spec.name}: its init exited as it started")
             add_helper_phases(clock, report, spawn_ns)
             self._note(res, init_pid=report.container_pid)
             if config.network:
                 with clock.phase("veth"):
                     res.veth = setup_veth(
                         self._links,
-                        self.helper(),
+                        self.helper_image(),
                         report.container_pid,
+                        res.pidfd,
                         res.names.veth_host,
                         res.names.veth_peer,
                         self._ctx.state_dir / "container" / "net.lock",

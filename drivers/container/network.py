@@ -4,6 +4,10 @@ The host end gets the first address, the container end the second and a default 
 host end, so ``sandbox.address`` is reachable from the host and vice versa. Addresses are picked
 under a lock from what ``ip`` reports in use, so concurrent runs never hand out the same /30. The
 links themselves are made by :mod:`isobench.hostsys.links`.
+
+The container is reached through the pidfd the driver holds for its init, never by a pid number
+alone (which a dead init's reaped pid could have passed on): the peer end goes into a namespace fd
+opened under that pidfd's check, and ``netexec`` joins with ``setns(pidfd, CLONE_NEWNET)``.
 """
 
 from __future__ import annotations
@@ -11,18 +15,29 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import logging
+import os
 import re
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.drivers.container.helper import HelperImage
 from isobench.errors import SandboxError
 from isobench.hostsys.links import Links
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SUBNET", "VethPair", "own_link", "parse_used_addresses", "pick_subnet", "setup_veth"]
+__all__ = [
+    "SUBNET",
+    "VethPair",
+    "init_netns",
+    "own_link",
+    "parse_used_addresses",
+    "pick_subnet",
+    "setup_veth",
+]
 
 SUBNET = ipaddress.IPv4Network("172.29.0.0/16")
 _OWN_VETH = re.compile(r"^isob[0-9a-f]{6}[0-9a-z]{1,4}[hc]$")
@@ -67,18 +82,44 @@ def _locked(lock_path: Path) -> Iterator[None]:
         yield
 
 
-def setup_veth(links: Links, helper: Path, pid: int, host: str, peer: str, lock_path: Path) -> VethPair:
-    """Create the pair with its peer inside ``pid``'s net namespace and address both ends."""
-    with _locked(lock_path):
-        used = parse_used_addresses(links.addresses())
-        host_ip, ctr_ip = pick_subnet(used)
-        links.add_veth(host, peer, pid, f"{host_ip}/30")
+def init_netns(pid: int, pidfd: int, proc: Path = Path("/proc")) -> int:
+    """An fd of the network namespace of the process ``pidfd`` refers to, whose pid is ``pid``.
+
+    ``/proc/<pid>`` is opened first and the pidfd checked after: a process the pidfd can still
+    signal is not reaped, so its pid number was its own for the whole open (a zombie has no
+    namespaces left to open). Either failure is a SandboxError and no fd is left open."""
     try:
-        # The helper enters the container's namespaces the way exec does (a rootless container's
-        # net namespace belongs to its user namespace).
-        links.configure_inside(
-            [str(helper), "netexec", "--pid", str(pid), "--"], peer, f"{ctr_ip}/30", str(host_ip)
-        )
+        fd = os.open(proc / str(pid) / "ns" / "net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise SandboxError(
+            f"container init {pid} is gone: cannot open its network namespace ({err})"
+        ) from err
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except OSError as err:
+        os.close(fd)
+        raise SandboxError(f"container init {pid} is gone (its pid may have been reused): {err}") from err
+    return fd
+
+
+def setup_veth(
+    links: Links, helper: HelperImage, pid: int, pidfd: int, host: str, peer: str, lock_path: Path
+) -> VethPair:
+    """Create the pair with its peer inside the network namespace of the init ``pidfd`` holds (pid
+    ``pid``) and address both ends."""
+    netns = init_netns(pid, pidfd)
+    try:
+        with _locked(lock_path):
+            used = parse_used_addresses(links.addresses())
+            host_ip, ctr_ip = pick_subnet(used)
+            links.add_veth(host, peer, f"/proc/self/fd/{netns}", f"{host_ip}/30", pass_fds=(netns,))
+    finally:
+        os.close(netns)
+    try:
+        # The helper (its sealed copy) joins the container's net namespace through the pidfd, as
+        # exec does (a rootless container's net namespace belongs to its user namespace).
+        enter = [helper.executable, "netexec", "--ppid", str(os.getpid()), "--pidfd", str(pidfd), "--"]
+        links.configure_inside(enter, peer, f"{ctr_ip}/30", str(host_ip), pass_fds=(helper.fd, pidfd))
     except BaseException:
         links.discard(host)
         raise

@@ -113,6 +113,28 @@ def process_start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def child_pidfd(pid: int, parent: int, proc: Path = Path("/proc")) -> int | None:
+    """A pidfd of ``pid`` if it is, as the pidfd is taken, a child of ``parent`` (None if not).
+
+    The container's init stays the helper's child until the helper reaps it, so a pid number the
+    init freed and another process took is never pinned in its place: the parent is read between
+    the pidfd_open and a check that the pidfd still signals."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        signal.pidfd_send_signal(fd, 0)
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        ppid = None
+    if ppid != parent:
+        os.close(fd)
+        return None
+    return fd
+
+
 def current_owner(proc: Path = Path("/proc")) -> tuple[int, str]:
     pid = os.getpid()
     return pid, process_start_time(pid, proc) or ""

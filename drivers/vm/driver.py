@@ -68,6 +68,7 @@ from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.vm.cgroups import remove_guest_cgroups
 from isobench.drivers.vm.domain import (
     DomainConfig,
     agent_socket_of,
@@ -347,9 +348,11 @@ class VmDriver:
             pidfd = self._pidfd(name)
             deadline = time.monotonic() + self.opts.boot_timeout
             try:
-                channel = AgentChannel.connect(
-                    agent_socket_of(dom.name(), dom.XMLDesc()), time.monotonic() + 10
-                )
+                agent_socket = agent_socket_of(name, dom.XMLDesc())
+            except libvirt.libvirtError as err:  # libvirtd died right after starting it
+                raise SandboxError(f"libvirt lost {name} as it started: {lv_msg(err)}") from err
+            try:
+                channel = AgentChannel.connect(agent_socket, time.monotonic() + 10)
                 ready, ready_ns = channel.wait_ready(deadline)
             except TimeoutError:
                 raise SandboxError(
@@ -505,6 +508,9 @@ class VmDriver:
                     shutil.rmtree(d, ignore_errors=True)
                     gone.append(f"dir {d}")
         left, self._left = self._left, []
+        if want is not None:  # what a libvirtd killed mid-teardown left of guests it forgot
+            removed, stuck = remove_guest_cgroups(self.host.path("/sys/fs/cgroup"), f"{PREFIX}-{want}-")
+            gone, left = gone + removed, left + stuck
         if left:
             raise GcIncomplete(gone, left)
         return gone

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from isobench.cli.output import console, out
-from isobench.config import RunConfig
+from isobench.config import RunConfig, load_config
 from isobench.drivers.base import all_drivers
 from isobench.workloads.base import DEFAULT_WORKLOADS, all_workloads
 from rich.markup import escape
@@ -18,24 +18,38 @@ __all__ = ["doctor", "gc_cmd", "list_cmd"]
 
 @click.command(name="gc")
 @click.option(
-    "--state-dir", type=click.Path(path_type=Path), default=RunConfig().state_dir, show_default=True
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"[default: the config's, else {RunConfig().state_dir}]",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="The runs' TOML config file: its [drivers.*] tables (e.g. drivers.vm.uri) tell gc where they "
+    "made things.",
 )
 @click.option(
     "--all",
     "sweep_all",
     is_flag=True,
-    help="Also remove every isobench-named resource on this host, whichever run made it. Only when "
-    "no isobench run is active on the host: runs of other state dirs are invisible here.",
+    help="Also remove every isobench-named resource on this host, whichever run made it. Refused "
+    "while any isobench run is alive (in this state dir or, through the host-wide registry "
+    "/run/isobench/live, in any other).",
 )
-def gc_cmd(state_dir: Path, sweep_all: bool) -> None:
+def gc_cmd(state_dir: Path | None, config_path: Path | None, sweep_all: bool) -> None:
     """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
     from isobench.gc import gc
 
-    report = gc(state_dir, sweep_all=sweep_all)
+    config = load_config(config_path)
+    report = gc(state_dir or config.state_dir, sweep_all=sweep_all, driver_options=config.driver_options)
     for item in report.removed:
         out.print(f"removed {escape(item)}", highlight=False)
     for run_id in report.live:
         out.print(f"left alone: live run {run_id}")
+    for desc in report.live_elsewhere:
+        out.print(f"left alone: live {escape(desc)}", highlight=False)
     for item in report.leftovers:
         console.print(f"[red]left:[/] {escape(item)}", highlight=False)
     for item in report.kept:

@@ -89,15 +89,21 @@ def fake_host(
 class FakeIp:
     """iproute2 as a set of link names: records every ``ip`` command (a batch's lines one by one,
     without the ``ip``) and answers like the real one; commands behind a namespace prefix
-    (``nsenter ... ip``) are recorded in ``inside``. ``fail_on`` makes any command naming it fail."""
+    (``nsenter ... ip``) are recorded in ``inside``, descriptors a command inherits in
+    ``passed``. ``fail_on`` makes any command naming it fail."""
 
     def __init__(self, fail_on: str | None = None, links: Iterable[str] = ()) -> None:
         self.calls: list[list[str]] = []
         self.inside: list[list[str]] = []
         self.links: dict[str, str] = dict.fromkeys(links, "")
         self.fail_on = fail_on
+        self.passed: list[tuple[int, ...]] = []
 
-    def __call__(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+    def __call__(
+        self, argv: Sequence[str], stdin: str | None = None, /, *, pass_fds: Sequence[int] = ()
+    ) -> tuple[int, str, str]:
+        if pass_fds:
+            self.passed.append(tuple(pass_fds))
         args = list(argv)
         at = args.index("ip") if "ip" in args else 0
         inside, args = at > 0, args[at + 1 :]

@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from isobench.errors import SandboxError
 from isobench.procs import run_command
@@ -43,16 +43,26 @@ _TIMEOUT = 30.0
 _GONE = ("Cannot find device", "does not exist", "No such device")
 _FAILED_AT = re.compile(r"Command failed -:(\d+)")
 
-#: argv, stdin -> (exit code, stdout, stderr)
-Runner = Callable[[Sequence[str], str | None], tuple[int, str, str]]
+
+class Runner(Protocol):
+    """argv, stdin -> (exit code, stdout, stderr); the command inherits ``pass_fds`` (a namespace
+    or pidfd it must reach by descriptor, not by a pid number that could be recycled)."""
+
+    def __call__(
+        self, argv: Sequence[str], stdin: str | None = None, /, *, pass_fds: Sequence[int] = ()
+    ) -> tuple[int, str, str]: ...
 
 
 class LinkExists(SandboxError):
     """The name is taken (another sandbox, or another run, holds a link of that name)."""
 
 
-def run_host(argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
-    res = run_command(argv, timeout=_TIMEOUT, stdin=stdin.encode() if stdin is not None else None)
+def run_host(
+    argv: Sequence[str], stdin: str | None = None, /, *, pass_fds: Sequence[int] = ()
+) -> tuple[int, str, str]:
+    res = run_command(
+        argv, timeout=_TIMEOUT, stdin=stdin.encode() if stdin is not None else None, pass_fds=pass_fds
+    )
     return res.exit_code, res.stdout, res.stderr
 
 
@@ -121,11 +131,13 @@ class Links:
                 "sandbox networking needs root and iproute2"
             )
 
-    def batch(self, commands: Iterable[str], what: str, *, enter: Sequence[str] = ()) -> None:
+    def batch(
+        self, commands: Iterable[str], what: str, *, enter: Sequence[str] = (), pass_fds: Sequence[int] = ()
+    ) -> None:
         """Run ``ip`` commands as one ``ip -batch`` (inside a namespace when ``enter`` is a prefix
-        such as :func:`nsenter_net`)."""
+        such as :func:`nsenter_net`, which inherits ``pass_fds``)."""
         text = "".join(f"{c}\n" for c in commands)
-        code, _, err = self._run([*enter, self._ip, "-batch", "-"], text)
+        code, _, err = self._run([*enter, self._ip, "-batch", "-"], text, pass_fds=pass_fds)
         if code != 0:
             raise SandboxError(f"{what} failed: {err.strip() or code}")
 
@@ -143,19 +155,23 @@ class Links:
         self,
         host: str,
         peer: str,
-        netns_pid: int,
+        netns: int | str,
         host_cidr: str,
         *,
         alias: str | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
-        """A veth pair whose ``peer`` end is made inside ``netns_pid``'s network namespace, the host
-        end addressed and up, in one ``ip -batch``. :class:`LinkExists` when ``host`` is taken
-        (nothing is left); on any other failure the pair is deleted before the error propagates."""
-        lines = [f"link add {ifname(host)} type veth peer name {ifname(peer)} netns {netns_pid}"]
+        """A veth pair whose ``peer`` end is made inside the network namespace ``netns`` (a pid, or
+        a path such as ``/proc/self/fd/N`` with N in ``pass_fds``), the host end addressed and up,
+        in one ``ip -batch``. :class:`LinkExists` when ``host`` is taken (nothing is left); on any
+        other failure the pair is deleted before the error propagates."""
+        lines = [f"link add {ifname(host)} type veth peer name {ifname(peer)} netns {netns}"]
         if alias is not None:
             lines.append(f"link set dev {host} alias {alias}")
         lines += [f"addr add {host_cidr} dev {host}", f"link set dev {host} up"]
-        code, _, err = self._run([self._ip, "-batch", "-"], "".join(f"{c}\n" for c in lines))
+        code, _, err = self._run(
+            [self._ip, "-batch", "-"], "".join(f"{c}\n" for c in lines), pass_fds=pass_fds
+        )
         if code == 0:
             return
         failed_at = _FAILED_AT.search(err)
@@ -172,9 +188,10 @@ class Links:
         gateway: str,
         *,
         rename: str | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         """Inside a sandbox's namespace: (rename,) address and bring up ``dev``, route via
-        ``gateway``."""
+        ``gateway``. ``enter`` inherits ``pass_fds``."""
         name = rename or dev
         lines = [f"link set dev {dev} name {rename}"] if rename else []
         lines += [
@@ -182,7 +199,7 @@ class Links:
             f"link set dev {name} up",
             f"route add default via {gateway}",
         ]
-        self.batch(lines, f"configuring {name} inside the sandbox", enter=enter)
+        self.batch(lines, f"configuring {name} inside the sandbox", enter=enter, pass_fds=pass_fds)
 
     def gc(self, prefix: str, owned: Callable[[Link], bool] = lambda _l: True) -> list[str]:
         """Delete the links starting with ``prefix`` that ``owned`` accepts; return their names."""

@@ -37,6 +37,8 @@ class Scope:
     state_dir: Path
     run_ids: frozenset[str]
     docker_runtime_dir: Path = DEFAULT_RUNTIME_DIR
+    #: The libvirt the runs' guests were defined on (the libvirtd test's is a private one).
+    libvirt_uri: str = "qemu:///system"
 
     def names(self) -> list[str]:
         """Strings any resource of these runs carries in its name (cgroups, domains, dirs)."""
@@ -127,7 +129,7 @@ def _mounts(scope: Scope) -> list[str]:
 
 def _domains(scope: Scope) -> list[str]:
     res = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        ["virsh", "-c", scope.libvirt_uri, "list", "--all", "--name"],
         capture_output=True,
         text=True,
         check=False,

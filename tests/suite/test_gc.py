@@ -122,3 +122,25 @@ def test_a_full_disk_leaves_whole_journal_records(tmp_path: Path, monkeypatch: p
     assert [json.loads(ln)["type"] for ln in lines] == ["header", "sample"]
     results = read_journal(journal.path)
     assert [s.value for s in results.samples] == [0.0] and results.run["status"] == "interrupted"
+
+
+def test_config_driver_options_reach_every_drivers_gc(tmp_path: Path) -> None:
+    # A run whose guests live on another libvirt (drivers.vm.uri) is collected through that URI.
+    _dead_run(tmp_path / "state", "dead4")
+    (tmp_path / "isobench.toml").write_text('[drivers.probe]\nuri = "test:///default"\n')
+    script = textwrap.dedent(f"""
+        import sys
+        import isobench.gc as gcmod
+        class Probe:
+            def __init__(self, ctx): self.ctx = ctx
+            def gc(self, run_id=None): return [f"{{run_id}} via {{self.ctx.options.get('uri')}}"]
+        gcmod.all_drivers = lambda: {{"probe": Probe}}
+        gcmod.leakage_gc = lambda run_id: []
+        from isobench.cli import main
+        sys.argv = ["isobench", "gc", "--state-dir", {str(tmp_path / "state")!r},
+                    "--config", {str(tmp_path / "isobench.toml")!r}]
+        main(prog_name="isobench")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "removed probe: dead4 via test:///default" in res.stdout

@@ -12,7 +12,7 @@
  *   init  the same, but the container's pid 1 is this helper's tiny init that only reaps zombies,
  *         so exec can enter it later.
  *   exec  join a running container (cgroups + setns into its namespaces), harden, run argv.
- *   netexec  join only the network namespace of a pid and exec a *host* binary (ip, for veths).
+ *   netexec  join only the network namespace (through the pidfd) and exec a *host* binary (ip).
  *
  * Progress goes to --report-fd as lines, so the driver gets CLOCK_MONOTONIC phase stamps taken
  * inside the child (the clock is system-wide):
@@ -69,8 +69,7 @@ struct config {
     int n_tasks;
     const char *uid_map, *gid_map;
     const char *idmap_dir; /* subordinate ids: layers and volume are attached idmapped here */
-    pid_t target_pid;    /* exec/netexec */
-    int target_pidfd;    /* exec: the container's pid 1, held by the driver (no pid-number race) */
+    int target_pidfd;    /* exec/netexec: the container's pid 1, held by the driver (no pid-number race) */
     pid_t runner_pid;    /* --ppid: the process that spawned us; we die with it */
     const char *rlimits[MAX_LIST]; /* NAME=SOFT:HARD, applied before exec */
     int n_rlimits;
@@ -200,7 +199,6 @@ static void parse_args(int argc, char **argv) {
             cfg.cgroup_tasks[cfg.n_tasks++] = argv[++i];
         else if (!strcmp(a, "--uid-map")) cfg.uid_map = argv[++i];
         else if (!strcmp(a, "--gid-map")) cfg.gid_map = argv[++i];
-        else if (!strcmp(a, "--pid")) cfg.target_pid = (pid_t)atoi(argv[++i]);
         else if (!strcmp(a, "--pidfd")) cfg.target_pidfd = atoi(argv[++i]);
         else if (!strcmp(a, "--idmap-dir")) cfg.idmap_dir = argv[++i];
         else if (!strcmp(a, "--ppid")) cfg.runner_pid = (pid_t)atoi(argv[++i]);
@@ -851,10 +849,6 @@ static int start_container(void) {
 
 /* ---------------------------------------------------------------- exec / netexec */
 
-static const char *const ns_order[] = {"user", "cgroup", "ipc", "uts", "net", "pid", "mnt", NULL};
-static const int ns_order_flags[] = {CLONE_NEWUSER, CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWUTS,
-                                     CLONE_NEWNET,  CLONE_NEWPID,    CLONE_NEWNS};
-
 /* Join every namespace of the container in one setns on the pidfd the driver holds: no pid number
  * that could have been recycled is looked up, and the joins are atomic. */
 static void join_by_pidfd(void) {
@@ -864,33 +858,12 @@ static void join_by_pidfd(void) {
     close(cfg.target_pidfd);
 }
 
-static void join_by_pid(void) {
-    int fds[8];
-    char p[64];
-    /* Open every namespace first: after joining the mount namespace /proc is the container's. */
-    for (int i = 0; ns_order[i]; i++) {
-        fds[i] = -1;
-        if (!(cfg.ns_flags & ns_order_flags[i])) continue;
-        snprintf(p, sizeof p, "/proc/%d/ns/%s", (int)cfg.target_pid, ns_order[i]);
-        fds[i] = open(p, O_RDONLY | O_CLOEXEC);
-        if (fds[i] < 0) die("open %s", p);
-    }
-    attach_cgroups(getpid());
-    attach_self_tasks();
-    for (int i = 0; ns_order[i]; i++) {
-        if (fds[i] < 0) continue;
-        if (setns(fds[i], ns_order_flags[i]) < 0) die("setns %s of pid %d", ns_order[i], (int)cfg.target_pid);
-        close(fds[i]);
-    }
-}
-
 static int exec_into(void) {
-    if ((cfg.target_pid <= 0 && cfg.target_pidfd < 0) || !cfg.argv[0]) {
-        fprintf(stderr, "isobench-ctr: exec needs --pidfd (or --pid) and a command\n");
+    if (cfg.target_pidfd < 0 || !cfg.argv[0]) {
+        fprintf(stderr, "isobench-ctr: %s needs --pidfd and a command\n", cfg.mode);
         return 2;
     }
-    if (cfg.target_pidfd >= 0) join_by_pidfd();
-    else join_by_pid();
+    join_by_pidfd();
     if (!strcmp(cfg.mode, "netexec")) {
         execvp(cfg.argv[0], cfg.argv);
         die("exec %s", cfg.argv[0]);

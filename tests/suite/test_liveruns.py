@@ -1,0 +1,169 @@
+"""The host-wide live-run registry, on a registry dir of the test's own (no root needed), and gc
+consulting it: a run live in another state dir is never swept, nor are resources of its id."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from isobench.errors import UsageError
+from isobench.gc import gc
+from isobench.liveruns import LiveRun, live_elsewhere, live_runs_anywhere, register, start_time
+from isobench.runstate import RunLock
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    reg = tmp_path / "run" / "isobench" / "live"
+    monkeypatch.setenv("ISOBENCH_LIVE_DIR", str(reg))  # what RunLock registers in
+    return reg
+
+
+@pytest.fixture
+def other_process() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def plant(registry: Path, name: str, run: LiveRun) -> Path:
+    registry.mkdir(parents=True, exist_ok=True)
+    path = registry / name
+    path.write_text(json.dumps(run.__dict__))
+    return path
+
+
+def test_a_run_is_registered_while_it_holds_its_lock_and_only_then(tmp_path: Path, registry: Path) -> None:
+    with RunLock.acquire(tmp_path / "state", "r1"):
+        [run] = live_runs_anywhere()
+        assert run == LiveRun(
+            "r1", os.getpid(), start_time(os.getpid()) or "?", str((tmp_path / "state").resolve())
+        )
+        assert stat.S_IMODE(registry.stat().st_mode) == 0o700
+        assert live_elsewhere(tmp_path / "state") == []  # its own state dir shows it by its lock
+        assert live_elsewhere(tmp_path / "other") == [run]
+    assert live_runs_anywhere() == [] and list(registry.iterdir()) == []
+
+
+def test_the_entry_goes_on_an_exception_too(tmp_path: Path, registry: Path) -> None:
+    seen: list[int] = []
+
+    def run() -> None:
+        with register("r2", tmp_path):
+            seen.append(len(live_runs_anywhere()))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        run()
+    assert seen == [1] and list(registry.iterdir()) == []
+
+
+def test_a_killed_runs_entry_is_ignored_and_pruned(tmp_path: Path, registry: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from isobench.runstate import RunLock
+        with RunLock.acquire(Path({str(tmp_path / "state")!r}), "dead1"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    env = {**os.environ, "ISOBENCH_LIVE_DIR": str(registry)}
+    assert subprocess.run([sys.executable, "-c", script], env=env, check=False).returncode == -9
+    assert len(list(registry.iterdir())) == 1  # SIGKILL: no finally ran
+    assert live_runs_anywhere() == []
+    assert list(registry.iterdir()) == []
+
+
+def test_a_reused_pid_with_another_start_time_is_not_the_run(
+    tmp_path: Path, registry: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    real = start_time(other_process.pid)
+    assert real is not None
+    stale = plant(registry, "r3.x", LiveRun("r3", other_process.pid, str(int(real) - 1), str(tmp_path)))
+    garbage = registry / "r4.y"
+    garbage.write_text("{not json")
+    live = plant(registry, "r5.z", LiveRun("r5", other_process.pid, real, str(tmp_path)))
+    assert [r.run_id for r in live_runs_anywhere()] == ["r5"]
+    assert not stale.exists() and not garbage.exists() and live.exists()
+
+
+def test_an_unwritable_registry_does_not_stop_a_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with register("r6", tmp_path, registry=blocker / "live") as path:
+        assert path is None
+
+
+class _Sweeper:
+    """Stands in for every driver: records what gc asked, removes nothing."""
+
+    calls: list[str | None] = []
+
+    def __init__(self, ctx: object) -> None:
+        pass
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        _Sweeper.calls.append(run_id)
+        return [f"everything of {run_id or 'every run'}"]
+
+
+@pytest.fixture
+def drivers(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    import isobench.gc as gcmod
+
+    _Sweeper.calls = []
+    monkeypatch.setattr(gcmod, "all_drivers", lambda: {"sweeper": _Sweeper})
+    monkeypatch.setattr(gcmod, "leakage_gc", lambda run_id: [])
+    return _Sweeper.calls
+
+
+def _live_run_elsewhere(
+    registry: Path, tmp_path: Path, run_id: str, proc: subprocess.Popen[bytes]
+) -> LiveRun:
+    run = LiveRun(run_id, proc.pid, start_time(proc.pid) or "", str(tmp_path / "elsewhere"))
+    plant(registry, f"{run_id}.{proc.pid}.abc", run)
+    return run
+
+
+def test_sweep_is_refused_while_a_run_lives_in_another_state_dir_and_names_it(
+    tmp_path: Path, registry: Path, drivers: list[str | None], other_process: subprocess.Popen[bytes]
+) -> None:
+    _live_run_elsewhere(registry, tmp_path, "live7", other_process)
+    with pytest.raises(
+        UsageError, match=rf"refusing to sweep: run live7 \(pid {other_process.pid}, state dir .*elsewhere\)"
+    ):
+        gc(tmp_path / "state", sweep_all=True)
+    assert drivers == []  # nothing was swept
+    report = gc(tmp_path / "state")  # a plain gc still runs, and says who else lives
+    assert report.live_elsewhere == [
+        f"run live7 (pid {other_process.pid}, state dir {tmp_path / 'elsewhere'})"
+    ]
+    other_process.kill()
+    other_process.wait()
+    gc(tmp_path / "state", sweep_all=True)  # the run is gone: its stale entry no longer blocks
+    assert drivers == [None]
+
+
+def test_a_dead_run_whose_id_is_live_elsewhere_is_left_alone(
+    tmp_path: Path, registry: Path, drivers: list[str | None], other_process: subprocess.Popen[bytes]
+) -> None:
+    # One run id, two state dirs: here it died, there it lives; its resources carry the id.
+    dead = tmp_path / "state" / "runs" / "shared8"
+    dead.mkdir(parents=True)
+    _live_run_elsewhere(registry, tmp_path, "shared8", other_process)
+    report = gc(tmp_path / "state")
+    assert drivers == [] and dead.is_dir()
+    assert (
+        len(report.kept) == 1 and "shared8" in report.kept[0] and f"pid {other_process.pid}" in report.kept[0]
+    )
+    other_process.kill()
+    other_process.wait()
+    report = gc(tmp_path / "state")
+    assert drivers == ["shared8"] and not dead.exists()
