@@ -94,9 +94,19 @@ def _reap(proc: subprocess.Popen[bytes] | None) -> None:
 def _rmtree(path: Path | None) -> None:
     if path is None:
         return
+    # A cold run whose upper layer lived in memory left its directory empty: one rmdir.
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     # A container that wrote nothing leaves only empty directories (overlayfs's work dirs
-    # included): rmdir them directly, cheaper than rmtree's walk; anything with content falls
-    # through to rmtree.
+    # included, and the marker file of a ``volatile`` upper): remove them directly, cheaper than
+    # rmtree's walk; anything with content falls through to rmtree.
+    with contextlib.suppress(OSError):
+        os.unlink(path / "work/work/incompat/volatile/dirty")
     empty = ("work/work/incompat/volatile", "work/work/incompat", "work/work", "work", "upper/isobench-work")
     for sub in (*empty, "upper", ""):
         try:

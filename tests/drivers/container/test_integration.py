@@ -378,3 +378,43 @@ def test_cgroup_v2_backend_on_the_real_cgroup2_mount(ctx: DriverContext) -> None
         sleeper.wait()
         if (root / name).exists():
             os.rmdir(root / name)
+
+
+def test_a_cold_runs_upper_layer_is_in_memory(
+    driver: ContainerDriver, make_spec: SpecFactory, ctx: DriverContext, leftovers: Leftovers
+) -> None:
+    # Its writes go to a tmpfs of the container's own mount namespace: the container's directory
+    # on the host stays empty (no upper, no work dir to make and remove on the host's disk).
+    seen: list[list[str]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if ctx.work_dir.is_dir():
+                seen.extend(sorted(os.listdir(d)) for d in ctx.work_dir.iterdir() if d.is_dir())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = driver.run_cold(make_spec("cold"), ["sh", "-c", "echo kept > /f; sleep 0.5; cat /f"])
+    finally:
+        done.set()
+        watcher.join()
+    assert run.result.exit_code == 0 and run.result.stdout == "kept\n", run.result
+    assert seen and all(entries == [] for entries in seen), seen
+    assert leftovers() == []
+
+
+def test_a_cold_runs_in_memory_upper_is_bounded_by_its_memory(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers
+) -> None:
+    write = ["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=32 2>&1"]
+    # Its pages are charged to the container's memory cgroup: 32 MiB in a 16 MiB container is an
+    # OOM kill there, nothing on the host.
+    run = driver.run_cold(make_spec("coldfull", memory_mib=16), write)
+    assert run.result.exit_code == 137, run.result
+    # Without a cgroup, the tmpfs's own size (the sandbox's memory) is the bound.
+    run = driver.run_cold(make_spec("coldfull", memory_mib=16, options={"cgroup": False}), write)
+    assert run.result.exit_code != 0 and "No space left" in run.result.stdout, run.result
+    assert leftovers() == []
