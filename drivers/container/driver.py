@@ -78,11 +78,11 @@ _SEQ = itertools.count()
 
 
 def _cold_upper_in_memory(config: ContainerConfig, spec: SandboxSpec) -> bool:
-    """Whether a cold run's upper layer lives in memory: not with subordinate ids (the helper
-    attaches idmapped layers next to it, in the host directory) nor with a disk bandwidth limit
-    (which applies to the disk holding the root's writes). Its size is the sandbox's memory, and
-    its pages are charged to the container's memory cgroup."""
-    return config.subids is None and spec.io_bps is None
+    """Whether a cold run's upper layer lives in memory (option ``cold_upper``, default): not with
+    subordinate ids (the helper attaches idmapped layers next to it, in the host directory) nor
+    with a disk bandwidth limit (which applies to the disk holding the root's writes). Its size is
+    the sandbox's memory, and its pages are charged to the container's memory cgroup."""
+    return config.cold_upper == "memory" and config.subids is None and spec.io_bps is None
 
 
 class ContainerDriver:

@@ -418,3 +418,13 @@ def test_a_cold_runs_in_memory_upper_is_bounded_by_its_memory(
     run = driver.run_cold(make_spec("coldfull", memory_mib=16, options={"cgroup": False}), write)
     assert run.result.exit_code != 0 and "No space left" in run.result.stdout, run.result
     assert leftovers() == []
+
+
+def test_a_cold_run_can_keep_its_upper_layer_on_disk(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers
+) -> None:
+    run = driver.run_cold(
+        make_spec("colddisk", options={"cold_upper": "disk"}), ["sh", "-c", "echo x > /f; cat /f"]
+    )
+    assert run.result.exit_code == 0 and run.result.stdout == "x\n", run.result
+    assert leftovers() == []
