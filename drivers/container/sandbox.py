@@ -32,8 +32,8 @@ def make_container_dirs(base: Path, config: ContainerConfig, *, workdir: bool, u
     where the helper attaches the idmapped image layers and volume.
 
     Every directory is a journal update to make and one to remove (~1.6 ms each on this host's
-    ext4 under load), so there are only as many as needed; ``upper=False`` (a cold run, whose
-    helper makes them in a tmpfs of the container's own) makes neither ``upper`` nor ``work``.
+    ext4 under load), so there are only as many as needed; ``upper=False`` (a cold run whose
+    helper makes them in a tmpfs of the container's own) makes none, ``base`` included.
     """
     for sub, mode in (("upper", 0o755), ("work", 0o700)) if upper else ():
         (base / sub).mkdir(mode=mode)

@@ -65,14 +65,17 @@ class Record:
     helper_start: str | None = None
     version: int = RECORD_VERSION
 
-    def write(self, state_dir: Path) -> Path:
+    def write(self, state_dir: Path, *, exclusive: bool = False) -> Path:
+        """Write (or replace) the record; ``exclusive`` raises FileExistsError if one of that name
+        exists (how a container claims its names)."""
         path = records_dir(state_dir) / f"{self.ident}.json"
-        write_record(path, json.dumps(asdict(self)))
+        write_record(path, json.dumps(asdict(self)), exclusive=exclusive)
         return path
 
 
-def write_record(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (a temporary file renamed over it), without fsync.
+def write_record(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Replace ``path`` with ``text`` atomically (a temporary file renamed over it), without fsync;
+    ``exclusive``: link it there instead, which fails (FileExistsError) when ``path`` exists.
 
     A record exists so that gc finds what a runner that died left behind. A runner process that
     dies (SIGKILL, a crash) does not take the page cache with it: the renamed record is there for
@@ -92,7 +95,11 @@ def write_record(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

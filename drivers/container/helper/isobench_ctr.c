@@ -194,6 +194,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--merged")) cfg.merged = argv[++i];
         else if (!strcmp(a, "--volume")) cfg.volume = argv[++i];
         else if (!strcmp(a, "--upper-tmpfs")) cfg.upper_tmpfs = argv[++i];
+        else if (!strcmp(a, "--name")) i++; /* the container's host path: for gc's scan of cmdlines */
         else if (!strcmp(a, "--hostname")) cfg.hostname = argv[++i];
         else if (!strcmp(a, "--cwd")) cfg.cwd = argv[++i];
         else if (!strcmp(a, "--cgroup-procs") && cfg.n_cgroups < MAX_LIST)
@@ -498,9 +499,10 @@ static void mask_paths(void) {
     }
 }
 
-/* A cold run's upper layer is thrown away when its command exits: it lives in a tmpfs mounted over
- * the container's (empty, 0700) directory in the container's own mount namespace, made private
- * first, so the host never sees it. No host filesystem journal is touched to make or remove it,
+/* A cold run's upper layer is thrown away when its command exits: it lives in a tmpfs (0700)
+ * mounted over an empty directory (the parent of --upper, shared by every container) in the
+ * container's own mount namespace, made private first, so the host never sees it. No host
+ * filesystem journal is touched to make or remove it,
  * it goes away with the namespace on every path (a SIGKILLed runner included), and what the
  * container writes there is memory charged to its own cgroup (it is already attached). */
 static void mount_upper_tmpfs(void) {
@@ -509,7 +511,7 @@ static void mount_upper_tmpfs(void) {
     const char *slash = strrchr(cfg.upper, '/');
     if (!slash || slash == cfg.upper || (size_t)(slash - cfg.upper) >= sizeof dir || n >= sizeof dir) {
         errno = EINVAL;
-        die("--upper-tmpfs needs --upper in the container's directory, got %s", cfg.upper);
+        die("--upper-tmpfs needs --upper in a directory, got %s", cfg.upper);
     }
     memcpy(dir, cfg.upper, (size_t)(slash - cfg.upper));
     dir[slash - cfg.upper] = '\0';

@@ -125,3 +125,13 @@ def test_a_record_is_replaced_whole_without_fsync(tmp_path: Path, monkeypatch: p
     assert later.write(tmp_path) == path
     assert [r for _, r in load_records(tmp_path)] == [later]
     assert os.listdir(path.parent) == [path.name]  # no temporary file left beside it
+
+
+def test_an_exclusive_record_write_claims_the_name(tmp_path: Path) -> None:
+    rec = Record(ident="isobench-r1-ctr-a-0", run_id="r1", owner_pid=1, owner_start="2", dir="/w/a")
+    path = rec.write(tmp_path, exclusive=True)
+    other = Record(**{**rec.__dict__, "owner_pid": 3})
+    with pytest.raises(FileExistsError):
+        other.write(tmp_path, exclusive=True)  # another runner process wanting the same name
+    assert [r for _, r in load_records(tmp_path)] == [rec]
+    assert os.listdir(path.parent) == [path.name]
