@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,9 @@ def main() -> int:
         samples: dict[str, list[float]] = defaultdict(list)
         phases: dict[str, list[float]] = defaultdict(list)
         clone_s: dict[str, list[float]] = defaultdict(list)  # the clone() syscall alone, per variant
+        # CPU of this process and its children per start (getrusage): far steadier than wall time
+        # on a loaded host; the kernel's deferred work (namespace and cgroup teardown) is not in it.
+        cpu_s: dict[str, list[float]] = defaultdict(list)
         counter = iter(range(10**9))
 
         # The container's directory on tmpfs instead of this host's disk: what its journal updates
@@ -105,9 +109,11 @@ def main() -> int:
         ) -> Callable[[], None]:
             def go() -> None:
                 spec = SandboxSpec(name=f"b{next(counter)}", run_id=run_id, image=rootfs, options=options)
+                c = cpu_now()
                 t = time.perf_counter()
                 run = drv.run_cold(spec, ["/bin/true"])
                 took = time.perf_counter() - t
+                cpu_s[name].append(cpu_now() - c)
                 if run.result.exit_code != 0:
                     raise SystemExit(f"{name}: /bin/true failed: {run.result.stderr}")
                 # End to end like the external contenders: run_cold returns after teardown.
@@ -124,9 +130,11 @@ def main() -> int:
         def external(name: str, argv_fn: Callable[[], list[str]]) -> Callable[[], None]:
             def go() -> None:
                 argv = argv_fn()
+                c = cpu_now()
                 t = time.perf_counter()
                 subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
                 samples[name].append(time.perf_counter() - t)
+                cpu_s[name].append(cpu_now() - c)
 
             return go
 
@@ -218,6 +226,7 @@ def main() -> int:
             samples.clear()
             phases.clear()
             clone_s.clear()
+            cpu_s.clear()
             order = list(contenders.values())
             for _ in range(args.rounds):
                 random.shuffle(order)
@@ -229,6 +238,7 @@ def main() -> int:
                 drv.close()
         leftovers = [x for drv in peers.values() for x in drv.gc(run_id)]
         report(samples, phases, clone_s, have_runc, args.rounds)
+        report_cpu(cpu_s)
         if not args.no_variants:
             helper_image_costs(driver)
         if leftovers:
@@ -269,6 +279,18 @@ def helper_image_costs(driver: ContainerDriver, n: int = 60) -> None:
     print(f"\nthe sealed helper image ({size:.1f} MiB), medians of {n}")
     for name, vals in times.items():
         print(f"  {name:22s} {summarize(vals).median * 1e3:8.3f} ms")
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and of its reaped children (and theirs), user and system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def report_cpu(cpu_s: Mapping[str, list[float]]) -> None:
+    print("\nCPU per start (this process and its children, mean): the work itself, without the waiting")
+    for name, vals in sorted(cpu_s.items(), key=lambda kv: sum(kv[1]) / len(kv[1])):
+        print(f"  {name:16s} {sum(vals) / len(vals) * 1e3:8.2f} ms")
 
 
 def report(
