@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -82,10 +83,21 @@ def _pidfd_kill(pidfd: int | None) -> None:
 
 
 def _reap(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None:
+    """Wait for the helper to exit, at most 10 s (then SIGKILL its group). Through a pidfd: it wakes
+    the moment the helper exits, where ``Popen.wait(timeout)`` polls with sleeps of 1, 2, 4 ... ms."""
+    if proc is None or proc.returncode is not None:
         return
     try:
-        proc.wait(timeout=10)
+        pidfd = os.pidfd_open(proc.pid)  # not reaped yet, so the pid is still the helper's
+    except ProcessLookupError:
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], 10)
+        finally:
+            os.close(pidfd)
+    try:
+        proc.wait(timeout=0 if pidfd is not None else 10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

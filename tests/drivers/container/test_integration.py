@@ -435,3 +435,23 @@ def test_a_cold_run_can_keep_its_upper_layer_on_disk(
     )
     assert run.result.exit_code == 0 and run.result.stdout == "x\n", run.result
     assert leftovers() == []
+
+
+def test_a_cold_run_and_an_exec_never_sleep_waiting_for_the_helper(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helper's exit is awaited through a pidfd: Popen.wait(timeout) would poll with sleeps of
+    # 1, 2, 4 ... ms whenever the helper closed its pipes a moment before it could be reaped.
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    for i in range(10):
+        assert driver.run_cold(make_spec(f"nosleep{i}"), ["true"]).result.exit_code == 0
+    sb = driver.create(make_spec("nosleep"))
+    try:
+        for _ in range(10):
+            assert sb.exec(["true"], timeout=10).ok
+    finally:
+        sb.destroy()
+    assert slept == []
+    assert leftovers() == []
