@@ -143,6 +143,16 @@ def main() -> int:
             "floor: unshare -pfmuin chroot": external(
                 "floor", lambda: ["unshare", "-pfmuin", "--fork", "chroot", str(rootfs), "/bin/true"]
             ),
+            # The floor plus the same work, without hardening: the target namespaces, a cgroup
+            # with limits, the overlay root with /proc, /sys, /dev and pivot_root. What the
+            # container costs beyond it is what hardening costs; what it costs beyond the floor,
+            # the work the floor does not do.
+            "floor + same work: target, no hardening": ours(
+                "floor+work", {"namespaces": TARGET_NS, "hardening": False}
+            ),
+            "floor + mounts: target, no cgroup, no hardening": ours(
+                "floor+mounts", {"namespaces": TARGET_NS, "hardening": False, "cgroup": False}
+            ),
         }
         if have_runc:
             contenders["runc run"] = external(
@@ -321,6 +331,14 @@ def report(
             f"  container / {other:5s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
             f"target <= {target}: {verdict}"
         )
+    print("\nwhere the difference to the floor is, ratios of medians")
+    for a, b, what in (
+        ("floor+mounts", "floor", "namespaces' mounts, overlay root, pivot_root, the driver"),
+        ("floor+work", "floor+mounts", "the cgroup (mkdir, limits, attach, rmdir)"),
+        ("container", "floor+work", "hardening"),
+    ):
+        r = ratio_ci(samples[a], samples[b])
+        print(f"  {a:12s} / {b:12s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  ({what})")
     if "proto-container" in samples:
         print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
         for other in ("proto-runc", "proto-docker", "proto-bwrap"):
@@ -336,7 +354,14 @@ def report(
         print("\nvariants vs the default (6 namespaces, cgroup, overlay, hardening): median start and the")
         print("clone() syscall alone (the namespace creation cost, far less noisy than the whole start)")
         for name, vals in samples.items():
-            if name in {"container", "floor", "runc", "exec-into"} or name.startswith("proto-"):
+            if name in {
+                "container",
+                "floor",
+                "runc",
+                "exec-into",
+                "floor+work",
+                "floor+mounts",
+            } or name.startswith("proto-"):
                 continue
             med = summarize(vals).median
             cl = summarize(clone_s[name]).median
