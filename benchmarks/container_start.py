@@ -6,7 +6,8 @@ Every contender starts ``/bin/true`` in the same busybox root filesystem and is 
 made is gone again (teardown included: the container driver's ``run_cold`` returns after its
 ``destroy`` phase, ``runc run`` after deleting its container, ``unshare`` after its namespaces die). Rounds interleave all contenders in shuffled order,
 in one process, so machine drift hits them alike. Also reported: the cost of each namespace (the
-default set minus one), of the cgroup, of hardening, and the median of every phase.
+default set minus one), of the cgroup, of hardening, of a cold run's upper layer on disk instead
+of in memory, and the median of every phase.
 
     .venv/bin/python benchmarks/container_start.py [--rounds 40] [--rootfs DIR] [--json FILE]
 
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -92,11 +94,14 @@ def main() -> int:
         samples: dict[str, list[float]] = defaultdict(list)
         phases: dict[str, list[float]] = defaultdict(list)
         clone_s: dict[str, list[float]] = defaultdict(list)  # the clone() syscall alone, per variant
+        # CPU of this process and its children per start (getrusage): far steadier than wall time
+        # on a loaded host; the kernel's deferred work (namespace and cgroup teardown) is not in it.
+        cpu_s: dict[str, list[float]] = defaultdict(list)
         counter = iter(range(10**9))
 
-        # The container's directories on tmpfs instead of this host's disk: what their journal
-        # updates (mkdir, rmdir, overlayfs's work dirs) cost in a start. Not a configuration the
-        # driver uses; a measurement.
+        # The container's directory on tmpfs instead of this host's disk: what its journal updates
+        # (its mkdir and rmdir; a cold run's upper and work dirs are in memory already) cost in a
+        # start. Not a configuration the driver uses; a measurement.
         shm_driver = ContainerDriver(DriverContext(state_dir=driver_state, work_dir=shm_work, run_id=run_id))
 
         def ours(
@@ -104,9 +109,11 @@ def main() -> int:
         ) -> Callable[[], None]:
             def go() -> None:
                 spec = SandboxSpec(name=f"b{next(counter)}", run_id=run_id, image=rootfs, options=options)
+                c = cpu_now()
                 t = time.perf_counter()
                 run = drv.run_cold(spec, ["/bin/true"])
                 took = time.perf_counter() - t
+                cpu_s[name].append(cpu_now() - c)
                 if run.result.exit_code != 0:
                     raise SystemExit(f"{name}: /bin/true failed: {run.result.stderr}")
                 # End to end like the external contenders: run_cold returns after teardown.
@@ -123,9 +130,11 @@ def main() -> int:
         def external(name: str, argv_fn: Callable[[], list[str]]) -> Callable[[], None]:
             def go() -> None:
                 argv = argv_fn()
+                c = cpu_now()
                 t = time.perf_counter()
                 subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
                 samples[name].append(time.perf_counter() - t)
+                cpu_s[name].append(cpu_now() - c)
 
             return go
 
@@ -133,6 +142,16 @@ def main() -> int:
             "container (target ns, hardening)": ours("container", {"namespaces": TARGET_NS}, True),
             "floor: unshare -pfmuin chroot": external(
                 "floor", lambda: ["unshare", "-pfmuin", "--fork", "chroot", str(rootfs), "/bin/true"]
+            ),
+            # The floor plus the same work, without hardening: the target namespaces, a cgroup
+            # with limits, the overlay root with /proc, /sys, /dev and pivot_root. What the
+            # container costs beyond it is what hardening costs; what it costs beyond the floor,
+            # the work the floor does not do.
+            "floor + same work: target, no hardening": ours(
+                "floor+work", {"namespaces": TARGET_NS, "hardening": False}
+            ),
+            "floor + mounts: target, no cgroup, no hardening": ours(
+                "floor+mounts", {"namespaces": TARGET_NS, "hardening": False, "cgroup": False}
             ),
         }
         if have_runc:
@@ -164,8 +183,13 @@ def main() -> int:
             contenders["variant: default, no hardening"] = ours(
                 "no-hardening", {"namespaces": FULL_NS, "hardening": False}
             )
-            contenders["variant: target, dirs on tmpfs"] = ours(
+            contenders["variant: target, container dir on tmpfs"] = ours(
                 "dirs-on-tmpfs", {"namespaces": TARGET_NS}, drv=shm_driver
+            )
+            # What the cold run's in-memory upper layer saves: the same start with it on this
+            # host's disk (overlayfs volatile), as before.
+            contenders["variant: target, cold upper on disk"] = ours(
+                "upper-on-disk", {"namespaces": TARGET_NS, "cold_upper": "disk"}
             )
         # The same start through the Driver protocol (create -> exec /bin/true -> destroy), where the
         # peers are the runc, docker and bwrap drivers: what a user of `isobench run` gets from each
@@ -212,6 +236,7 @@ def main() -> int:
             samples.clear()
             phases.clear()
             clone_s.clear()
+            cpu_s.clear()
             order = list(contenders.values())
             for _ in range(args.rounds):
                 random.shuffle(order)
@@ -223,6 +248,7 @@ def main() -> int:
                 drv.close()
         leftovers = [x for drv in peers.values() for x in drv.gc(run_id)]
         report(samples, phases, clone_s, have_runc, args.rounds)
+        report_cpu(cpu_s)
         if not args.no_variants:
             helper_image_costs(driver)
         if leftovers:
@@ -265,6 +291,18 @@ def helper_image_costs(driver: ContainerDriver, n: int = 60) -> None:
         print(f"  {name:22s} {summarize(vals).median * 1e3:8.3f} ms")
 
 
+def cpu_now() -> float:
+    """CPU seconds of this process and of its reaped children (and theirs), user and system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def report_cpu(cpu_s: Mapping[str, list[float]]) -> None:
+    print("\nCPU per start (this process and its children, mean): the work itself, without the waiting")
+    for name, vals in sorted(cpu_s.items(), key=lambda kv: sum(kv[1]) / len(kv[1])):
+        print(f"  {name:16s} {sum(vals) / len(vals) * 1e3:8.2f} ms")
+
+
 def report(
     samples: Mapping[str, list[float]],
     phases: Mapping[str, list[float]],
@@ -293,6 +331,14 @@ def report(
             f"  container / {other:5s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
             f"target <= {target}: {verdict}"
         )
+    print("\nwhere the difference to the floor is, ratios of medians")
+    for a, b, what in (
+        ("floor+mounts", "floor", "namespaces' mounts, overlay root, pivot_root, the driver"),
+        ("floor+work", "floor+mounts", "the cgroup (mkdir, limits, attach, rmdir)"),
+        ("container", "floor+work", "hardening"),
+    ):
+        r = ratio_ci(samples[a], samples[b])
+        print(f"  {a:12s} / {b:12s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  ({what})")
     if "proto-container" in samples:
         print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
         for other in ("proto-runc", "proto-docker", "proto-bwrap"):
@@ -308,7 +354,14 @@ def report(
         print("\nvariants vs the default (6 namespaces, cgroup, overlay, hardening): median start and the")
         print("clone() syscall alone (the namespace creation cost, far less noisy than the whole start)")
         for name, vals in samples.items():
-            if name in {"container", "floor", "runc", "exec-into"} or name.startswith("proto-"):
+            if name in {
+                "container",
+                "floor",
+                "runc",
+                "exec-into",
+                "floor+work",
+                "floor+mounts",
+            } or name.startswith("proto-"):
                 continue
             med = summarize(vals).median
             cl = summarize(clone_s[name]).median

@@ -23,6 +23,10 @@ ignored):
 - ``swap_mib``: swap allowed on top of memory (default 0; None = unlimited).
 - ``cgroup``: bool, default True (False runs without a cgroup: no limits, no stats).
 - ``hostname``: default the sandbox name.
+- ``cold_upper``: where a cold run's (``run_cold``) thrown-away upper layer lives: ``memory``
+  (default: a tmpfs of the container's own, sized to its memory and charged to its cgroup) or
+  ``disk`` (the work dir, overlayfs ``volatile``). Subordinate ids and a disk bandwidth limit
+  always use the disk.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class ContainerOptions(DriverOptions):
     hostname: str | None = None
     rlimits: tuple[str, ...] = ()
     subids: str | None = None
+    cold_upper: str = "memory"
 
     def __post_init__(self) -> None:
         unknown = [n for n in self.namespaces if n not in ALL_NAMESPACES]
@@ -107,6 +112,7 @@ class ContainerOptions(DriverOptions):
         if self.rootless and self.subids is None:
             raise UsageError(_ROOTLESS_NEEDS_SUBIDS.format(where="drivers.container"))
         _relaxations(self.seccomp_allow, "drivers.container")
+        _cold_upper(self.cold_upper, "drivers.container")
 
 
 _ROOTLESS_NEEDS_SUBIDS = (
@@ -137,6 +143,8 @@ class ContainerConfig:
     #: Relaxations of the seccomp profile; the compiled filter is set by the driver.
     seccomp_allow: tuple[str, ...] = ()
     seccomp_filter: Path | None = None
+    #: Where a cold run's upper layer lives: "memory" or "disk" (see the module docstring).
+    cold_upper: str = "memory"
 
     @property
     def ns_arg(self) -> str:
@@ -254,7 +262,17 @@ def config_from_spec(
         rlimits=parse_rlimits(rlimits_opt, where),
         subids=subids,
         seccomp_allow=_relaxations(options.get("seccomp_allow", ()), f"sandbox {spec.name}"),
+        cold_upper=_cold_upper(options.get("cold_upper", "memory"), where),
     )
+
+
+COLD_UPPERS = ("memory", "disk")
+
+
+def _cold_upper(value: object, where: str) -> str:
+    if value not in COLD_UPPERS:
+        raise UsageError(f"{where}: option cold_upper must be one of {', '.join(COLD_UPPERS)}, got {value!r}")
+    return str(value)
 
 
 def check_overlay_fits(config: ContainerConfig, spec: SandboxSpec, work_dir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -82,10 +83,21 @@ def _pidfd_kill(pidfd: int | None) -> None:
 
 
 def _reap(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None:
+    """Wait for the helper to exit, at most 10 s (then SIGKILL its group). Through a pidfd: it wakes
+    the moment the helper exits, where ``Popen.wait(timeout)`` polls with sleeps of 1, 2, 4 ... ms."""
+    if proc is None or proc.returncode is not None:
         return
     try:
-        proc.wait(timeout=10)
+        pidfd = os.pidfd_open(proc.pid)  # not reaped yet, so the pid is still the helper's
+    except ProcessLookupError:
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], 10)
+        finally:
+            os.close(pidfd)
+    try:
+        proc.wait(timeout=0 if pidfd is not None else 10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -94,9 +106,19 @@ def _reap(proc: subprocess.Popen[bytes] | None) -> None:
 def _rmtree(path: Path | None) -> None:
     if path is None:
         return
+    # A cold run whose upper layer lived in memory left its directory empty: one rmdir.
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     # A container that wrote nothing leaves only empty directories (overlayfs's work dirs
-    # included): rmdir them directly, cheaper than rmtree's walk; anything with content falls
-    # through to rmtree.
+    # included, and the marker file of a ``volatile`` upper): remove them directly, cheaper than
+    # rmtree's walk; anything with content falls through to rmtree.
+    with contextlib.suppress(OSError):
+        os.unlink(path / "work/work/incompat/volatile/dirty")
     empty = ("work/work/incompat/volatile", "work/work/incompat", "work/work", "work", "upper/isobench-work")
     for sub in (*empty, "upper", ""):
         try:

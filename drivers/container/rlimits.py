@@ -12,6 +12,7 @@ above it is an error before the run, not a failed start.
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -98,6 +99,18 @@ def can_raise_limits(status: Path = Path("/proc/self/status")) -> bool:
     return False
 
 
+_CAN_RAISE: dict[int, bool] = {}
+
+
+def _runner_can_raise() -> bool:
+    """:func:`can_raise_limits` of this process, read once per process: every container start
+    parses its limits, and a runner's capabilities do not change while it runs."""
+    pid = os.getpid()
+    if pid not in _CAN_RAISE:
+        _CAN_RAISE[pid] = can_raise_limits()
+    return _CAN_RAISE[pid]
+
+
 def runner_hard_limit(name: str) -> int | None:
     """This process's hard limit (None = unlimited)."""
     hard = resource.getrlimit(getattr(resource, f"RLIMIT_{name.upper()}", _RLIMIT_LOCKS))[1]
@@ -116,7 +129,7 @@ def parse_rlimits(
     hard_limit: Callable[[str], int | None] = runner_hard_limit,
 ) -> tuple[Rlimit, ...]:
     """Every limit, the defaults overridden by ``items`` (``NAME=V`` or ``NAME=SOFT:HARD``)."""
-    raise_ok = can_raise_limits() if can_raise is None else can_raise
+    raise_ok = _runner_can_raise() if can_raise is None else can_raise
     chosen = dict(DEFAULT_RLIMITS)
     if not raise_ok:
         for name, (soft, hard) in DEFAULT_RLIMITS.items():

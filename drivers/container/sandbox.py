@@ -21,7 +21,7 @@ __all__ = ["WORKDIR", "ColdRun", "ContainerSandbox", "make_container_dirs"]
 WORKDIR = "/isobench-work"
 
 
-def make_container_dirs(base: Path, config: ContainerConfig, *, workdir: bool) -> None:
+def make_container_dirs(base: Path, config: ContainerConfig, *, workdir: bool, upper: bool = True) -> None:
     """The directories of one container under its own ``base`` (made 0700 by the caller).
 
     ``upper`` is the container's ``/`` (its mode shows inside, so 0755), ``work`` is overlayfs's
@@ -32,9 +32,10 @@ def make_container_dirs(base: Path, config: ContainerConfig, *, workdir: bool) -
     where the helper attaches the idmapped image layers and volume.
 
     Every directory is a journal update to make and one to remove (~1.6 ms each on this host's
-    ext4 under load), so there are only as many as needed.
+    ext4 under load), so there are only as many as needed; ``upper=False`` (a cold run whose
+    helper makes them in a tmpfs of the container's own) makes none, ``base`` included.
     """
-    for sub, mode in (("upper", 0o755), ("work", 0o700)):
+    for sub, mode in (("upper", 0o755), ("work", 0o700)) if upper else ():
         (base / sub).mkdir(mode=mode)
     owned = [base, base / "upper", base / "work"]
     if workdir:

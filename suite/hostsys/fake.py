@@ -4,6 +4,7 @@ and a recording iproute2 for the :class:`~isobench.hostsys.links.Links` runner s
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,9 +20,13 @@ ALL_V1 = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "
 
 
 def fake_rmdir(path: Path) -> None:
-    """cgroupfs removes a directory full of control files; a plain filesystem needs rmtree."""
+    """cgroupfs removes a directory full of control files; a plain filesystem needs rmtree. As the
+    kernel does, it refuses (EBUSY) while the cgroup holds a process."""
     if not path.exists():
         raise FileNotFoundError(path)
+    procs = path / "cgroup.procs"
+    if procs.exists() and procs.read_text().strip():
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
     shutil.rmtree(path)
 
 

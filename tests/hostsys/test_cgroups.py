@@ -3,6 +3,8 @@ detection from recorded mountinfo."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from isobench.hostsys.cgroups import (
     open_manager,
     parse_flat_keyed,
 )
+from isobench.hostsys.cgroups.common import remove_trees
 from isobench.hostsys.fake import fake_host, fake_rmdir
 
 # Recorded from this project's CI host (cgroup v1 + empty cgroup2 "unified": hybrid).
@@ -318,3 +321,25 @@ def test_v2_disk_bandwidth_goes_to_io_max(tmp_path: Path) -> None:
 def test_disk_bandwidth_needs_a_device() -> None:
     with pytest.raises(SandboxError, match="at least one device"):
         CgroupLimits(io_bps=1 << 20)
+
+
+def test_removing_an_empty_cgroup_is_one_rmdir_and_a_busy_one_goes_the_long_way(tmp_path: Path) -> None:
+    empty, busy = tmp_path / "empty", tmp_path / "busy"
+    for d in (empty, busy / "child"):
+        d.mkdir(parents=True)
+        (d / "cgroup.procs").write_text("")
+    (busy / "cgroup.procs").write_text("")
+    calls: list[str] = []
+    refused: set[Path] = {busy}
+
+    def rmdir(path: Path) -> None:
+        calls.append(path.name)
+        if path in refused:  # the kernel's EBUSY for a cgroup with a child
+            refused.discard(path)
+            raise OSError(errno.EBUSY, "busy", str(path))
+        shutil.rmtree(path)
+
+    remove_trees([empty, tmp_path / "gone", busy], rmdir)
+    # The empty one: its rmdir alone (no walk, no cgroup.procs read); the busy one: child first.
+    assert calls == ["empty", "gone", "busy", "child", "busy"]
+    assert not empty.exists() and not busy.exists()

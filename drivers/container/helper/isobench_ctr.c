@@ -60,6 +60,7 @@ struct config {
     int ns_flags;        /* CLONE_NEW* chosen by the driver */
     int harden;
     int volatile_upper;  /* overlay "volatile": no syncs of an upper layer that is deleted after */
+    const char *upper_tmpfs; /* tmpfs size: upper and work live in a tmpfs of the container's own */
     const char *lowers[MAX_LOWERS];
     int n_lowers;
     const char *upper, *work, *merged, *volume, *hostname, *cwd;
@@ -191,6 +192,8 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--work")) cfg.work = argv[++i];
         else if (!strcmp(a, "--merged")) cfg.merged = argv[++i];
         else if (!strcmp(a, "--volume")) cfg.volume = argv[++i];
+        else if (!strcmp(a, "--upper-tmpfs")) cfg.upper_tmpfs = argv[++i];
+        else if (!strcmp(a, "--name")) i++; /* the container's host path: for gc's scan of cmdlines */
         else if (!strcmp(a, "--hostname")) cfg.hostname = argv[++i];
         else if (!strcmp(a, "--cwd")) cfg.cwd = argv[++i];
         else if (!strcmp(a, "--cgroup-procs") && cfg.n_cgroups < MAX_LIST)
@@ -494,6 +497,28 @@ static void mask_paths(void) {
     }
 }
 
+/* A cold run's upper layer is thrown away when its command exits: it lives in a tmpfs (0700)
+ * mounted over an empty directory (the parent of --upper, shared by every container) in the
+ * container's own mount namespace, made private first, so the host never sees it. No host
+ * filesystem journal is touched to make or remove it,
+ * it goes away with the namespace on every path (a SIGKILLed runner included), and what the
+ * container writes there is memory charged to its own cgroup (it is already attached). */
+static void mount_upper_tmpfs(void) {
+    char data[64], dir[4096];
+    size_t n = strlen(cfg.upper);
+    const char *slash = strrchr(cfg.upper, '/');
+    if (!slash || slash == cfg.upper || (size_t)(slash - cfg.upper) >= sizeof dir || n >= sizeof dir) {
+        errno = EINVAL;
+        die("--upper-tmpfs needs --upper in a directory, got %s", cfg.upper);
+    }
+    memcpy(dir, cfg.upper, (size_t)(slash - cfg.upper));
+    dir[slash - cfg.upper] = '\0';
+    snprintf(data, sizeof data, "mode=700,size=%s", cfg.upper_tmpfs);
+    xmount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, data);
+    if (mkdir(cfg.upper, 0755) < 0) die("mkdir %s", cfg.upper);
+    if (mkdir(cfg.work, 0700) < 0) die("mkdir %s", cfg.work);
+}
+
 static void build_root(void) {
     char p[4096];
     static struct optbuf opts;
@@ -503,6 +528,7 @@ static void build_root(void) {
     /* Subordinate ids: the working directory is the container's directory (see child_main), and
      * every path is relative to it: its root uid may not walk the host path above it. */
     const char *merged = cfg.idmap_dir ? "merged" : cfg.merged;
+    if (cfg.upper_tmpfs) mount_upper_tmpfs();
     opt_append(&opts, "lowerdir=");
     for (int i = 0; i < cfg.n_lowers; i++) {
         if (cfg.idmap_dir) opt_append(&opts, "%sidmap/%d", i ? ":" : "", i);
@@ -798,6 +824,10 @@ static int status_code(int status) {
 static int start_container(void) {
     if (!cfg.merged || !cfg.upper || !cfg.work || cfg.n_lowers == 0) {
         fprintf(stderr, "isobench-ctr: --lower, --upper, --work and --merged are required\n");
+        return 2;
+    }
+    if (cfg.upper_tmpfs && cfg.idmap_dir) {
+        fprintf(stderr, "isobench-ctr: --upper-tmpfs does not go with --idmap-dir\n");
         return 2;
     }
     if (!strcmp(cfg.mode, "run") && !cfg.argv[0]) {

@@ -109,7 +109,12 @@ class CgroupManager(Protocol):
 
 def write_value(path: Path, value: str, what: str) -> None:
     try:
-        path.write_text(value)
+        # One open, write and close (Path.write_text adds an fstat, an ioctl and two lseeks).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as err:
         raise SandboxError(
             f"cgroup: cannot set {what} ({path.name}={value.strip()}): {err.strerror or err}; "
@@ -249,8 +254,23 @@ def find_anywhere(bases: Iterable[Path], match: Callable[[str], bool]) -> list[P
 
 def remove_trees(tops: Iterable[Path], rmdir: Rmdir) -> None:
     """Kill every process in the cgroups ``tops`` and below them, then remove them deepest first
-    (another runtime may have made children; ours never do)."""
-    trees = [cgroup_tree(top) for top in tops]
+    (another runtime may have made children; ours never do).
+
+    The kernel refuses to remove a cgroup that still holds a process or a child cgroup (EBUSY),
+    so one plain rmdir first is the whole job for an empty cgroup, the usual case at teardown: no
+    walk of its control files (a ``stat`` of each, ~100 per v1 container, 3.5 ms of a start here
+    under load) and no read of its ``cgroup.procs``. Anything else goes the long way."""
+    rest: list[Path] = []
+    for top in tops:
+        try:
+            rmdir(top)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            rest.append(top)
+    if not rest:
+        return
+    trees = [cgroup_tree(top) for top in rest]
     kill_loop(node / "cgroup.procs" for tree in trees for node in tree)
     for tree in trees:
         for node in tree:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.container import ContainerDriver, ContainerSandbox
+from isobench.drivers.container.state import load_records, record_processes
 from isobench.errors import CellTimeout, SandboxError
 from isobench.hostsys.cgroups import V2Manager
 
@@ -378,3 +379,79 @@ def test_cgroup_v2_backend_on_the_real_cgroup2_mount(ctx: DriverContext) -> None
         sleeper.wait()
         if (root / name).exists():
             os.rmdir(root / name)
+
+
+def test_a_cold_runs_upper_layer_is_in_memory(
+    driver: ContainerDriver, make_spec: SpecFactory, ctx: DriverContext, leftovers: Leftovers
+) -> None:
+    # Its writes go to a tmpfs of the container's own mount namespace: no directory of the container
+    # appears on the host (nothing to make and remove on the host's disk), and the helper still
+    # names the container's path in its command line, where gc looks for a record's helpers.
+    seen: set[str] = set()
+    helper_named: list[bool] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if ctx.work_dir.is_dir():
+                seen.update(os.listdir(ctx.work_dir))
+            for _path, rec in load_records(ctx.state_dir):
+                if rec.run_id == ctx.run_id:
+                    helper_named.append(bool(record_processes(rec)))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = driver.run_cold(make_spec("cold"), ["sh", "-c", "echo kept > /f; sleep 0.5; cat /f"])
+    finally:
+        done.set()
+        watcher.join()
+    assert run.result.exit_code == 0 and run.result.stdout == "kept\n", run.result
+    assert seen == set()
+    assert helper_named and any(helper_named)
+    assert leftovers() == []
+
+
+def test_a_cold_runs_in_memory_upper_is_bounded_by_its_memory(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers
+) -> None:
+    write = ["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=32 2>&1"]
+    # Its pages are charged to the container's memory cgroup: 32 MiB in a 16 MiB container is an
+    # OOM kill there, nothing on the host.
+    run = driver.run_cold(make_spec("coldfull", memory_mib=16), write)
+    assert run.result.exit_code == 137, run.result
+    # Without a cgroup, the tmpfs's own size (the sandbox's memory) is the bound.
+    run = driver.run_cold(make_spec("coldfull", memory_mib=16, options={"cgroup": False}), write)
+    assert run.result.exit_code != 0 and "No space left" in run.result.stdout, run.result
+    assert leftovers() == []
+
+
+def test_a_cold_run_can_keep_its_upper_layer_on_disk(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers
+) -> None:
+    run = driver.run_cold(
+        make_spec("colddisk", options={"cold_upper": "disk"}), ["sh", "-c", "echo x > /f; cat /f"]
+    )
+    assert run.result.exit_code == 0 and run.result.stdout == "x\n", run.result
+    assert leftovers() == []
+
+
+def test_a_cold_run_and_an_exec_never_sleep_waiting_for_the_helper(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helper's exit is awaited through a pidfd: Popen.wait(timeout) would poll with sleeps of
+    # 1, 2, 4 ... ms whenever the helper closed its pipes a moment before it could be reaped.
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    for i in range(10):
+        assert driver.run_cold(make_spec(f"nosleep{i}"), ["true"]).result.exit_code == 0
+    sb = driver.create(make_spec("nosleep"))
+    try:
+        for _ in range(10):
+            assert sb.exec(["true"], timeout=10).ok
+    finally:
+        sb.destroy()
+    assert slept == []
+    assert leftovers() == []

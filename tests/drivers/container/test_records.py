@@ -110,3 +110,28 @@ def test_record_processes_finds_the_helper_and_its_session_without_a_pid(tmp_pat
     finally:
         os.killpg(helper.pid, 9)
         helper.wait()
+
+
+def test_a_record_is_replaced_whole_without_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No fsync (the argument is in write_record's docstring): a start must not force a journal commit.
+    def no_fsync(fd: int) -> None:
+        raise AssertionError("a record write must not fsync")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    rec = Record(ident="isobench-r1-ctr-a-0", run_id="r1", owner_pid=1, owner_start="2", dir="/w/a")
+    path = rec.write(tmp_path)  # makes the records dir on first use
+    assert path.parent == records_dir(tmp_path)
+    later = Record(**{**rec.__dict__, "init_pid": 42, "init_start": "7"})
+    assert later.write(tmp_path) == path
+    assert [r for _, r in load_records(tmp_path)] == [later]
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left beside it
+
+
+def test_an_exclusive_record_write_claims_the_name(tmp_path: Path) -> None:
+    rec = Record(ident="isobench-r1-ctr-a-0", run_id="r1", owner_pid=1, owner_start="2", dir="/w/a")
+    path = rec.write(tmp_path, exclusive=True)
+    other = Record(**{**rec.__dict__, "owner_pid": 3})
+    with pytest.raises(FileExistsError):
+        other.write(tmp_path, exclusive=True)  # another runner process wanting the same name
+    assert [r for _, r in load_records(tmp_path)] == [rec]
+    assert os.listdir(path.parent) == [path.name]

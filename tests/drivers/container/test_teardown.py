@@ -183,3 +183,47 @@ def test_ctrl_c_in_runner_tears_down(
     assert "KeyboardInterrupt" in err
     assert not Path(f"/proc/{init_pid}").exists()
     assert leftovers() == []
+
+
+COLD_RUNNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from isobench.drivers.base import DriverContext, SandboxSpec
+    from isobench.drivers.container import ContainerDriver
+    state, work, run_id, image = sys.argv[1:5]
+    drv = ContainerDriver(DriverContext(state_dir=Path(state), work_dir=Path(work), run_id=run_id))
+    drv.run_cold(SandboxSpec(name="coldvictim", run_id=run_id, image=Path(image)), ["sleep", "600"])
+    """
+)
+
+
+def test_a_sigkilled_cold_run_with_its_upper_in_memory_is_collected_by_gc(
+    ctx: DriverContext, rootfs: Path, leftovers: Callable[[], list[str]]
+) -> None:
+    # No directory on the host: gc finds its helper by the path the helper names (--name), its
+    # cgroup by the record, and nothing else exists (the tmpfs went with the mount namespace).
+    from isobench.drivers.container.state import load_records, record_processes
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COLD_RUNNER, str(ctx.state_dir), str(ctx.work_dir), ctx.run_id, str(rootfs)]
+    )
+    deadline = time.monotonic() + 20
+    found: list[int] = []
+    while not found and time.monotonic() < deadline:
+        records = [rec for _, rec in load_records(ctx.state_dir) if rec.run_id == ctx.run_id]
+        found = record_processes(records[0]) if records else []
+        time.sleep(0.02)
+    assert found, "the cold run's helper never showed up"
+    time.sleep(0.2)  # let the container's sleep start
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in found) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in found)
+    left = leftovers()
+    assert left and not ctx.work_dir.exists(), left  # a record and a cgroup; no directory
+    removed = ContainerDriver(ctx).gc(ctx.run_id)
+    assert any("coldvictim" in item for item in removed), removed
+    assert leftovers() == []

@@ -58,6 +58,7 @@ def test_namespace_switches(tmp_path: Path) -> None:
         ({"hardenning": False}, False, "unknown container option 'hardenning'"),
         ({"cpus": 0}, False, "cpus must be a positive number"),
         ({"swap_mib": -1}, False, "swap_mib must be >= 0"),
+        ({"cold_upper": "tmpfs"}, False, "cold_upper must be one of memory, disk"),
     ],
 )
 def test_bad_options_are_usage_errors(
