@@ -46,30 +46,13 @@ def test_network_and_volume_are_told_to_the_initramfs_on_the_command_line() -> N
 
 
 def test_the_micro_kernel_boots_its_own_files_with_its_own_arguments() -> None:
-    boot = GuestBoot("micro", Path("/k/vmlinux"), Path("/k/initrd-x.img"), "k1", MICRO_CMDLINE)
-    cfg = QemuConfig.for_spec(
-        "g",
-        SandboxSpec("s", "r"),
-        IMG,
-        accel="tcg",
-        cmdline="quiet",
-        cpu_model=None,
-        data_disk=Path("/v/d.img"),
-        boot=boot,
-        machine="microvm",
-        virtio_mmio=True,
-    )
-    assert (cfg.kernel, cfg.initrd) == (Path("/k/vmlinux"), Path("/k/initrd-x.img"))
-    assert cfg.cmdline == f"quiet {MICRO_CMDLINE} isobench.data=vdb"
-    stock = GuestBoot("stock", IMG.kernel, IMG.initrd, IMG.digest)
-    plain = GuestConfig.for_spec(
-        "g",
-        SandboxSpec("s", "r"),
-        IMG,
-        accel="tcg",
-        cmdline="quiet",
-        cpu_model=None,
-        data_disk=None,
-        boot=stock,
-    )
-    assert plain.cmdline == "quiet"
+    def cfg(boot: GuestBoot) -> GuestConfig:
+        spec = SandboxSpec("s", "r")
+        return GuestConfig.for_spec(
+            "g", spec, IMG, accel="tcg", cmdline="quiet", cpu_model=None, data_disk=Path("/d"), boot=boot
+        )
+
+    micro = cfg(GuestBoot("micro", Path("/k/vmlinux"), Path("/k/initrd-x.img"), "k1", MICRO_CMDLINE))
+    assert (micro.kernel, micro.initrd) == (Path("/k/vmlinux"), Path("/k/initrd-x.img"))
+    assert micro.cmdline == f"quiet {MICRO_CMDLINE} isobench.data=vdb"
+    assert cfg(GuestBoot("stock", IMG.kernel, IMG.initrd, IMG.digest)).cmdline == "quiet isobench.data=vdb"
