@@ -29,6 +29,7 @@ MICRO_LACKS = (
     "cgroups (no /proc/cgroups, no /sys/fs/cgroup in the guest)",
     "namespaces",
     "perf events",
+    "IPv6",
     "transparent hugepages, KSM, hugetlbfs, swap",
     "/proc/kallsyms, /proc/kcore, /proc/config.gz, /proc/keys, /proc/sched_debug, /proc/pressure,"
     " /proc/sysrq-trigger",
