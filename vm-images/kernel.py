@@ -24,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -252,7 +253,8 @@ def micro_initrd(kernel: MicroKernel, compile_init: CompileInit = _gcc_static) -
     out = kernel.initrd(hashlib.sha256(src).hexdigest()[:16])
     if out.is_file():
         return out
-    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    # per process and thread: guests created in parallel may both find it missing
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         with tempfile.TemporaryDirectory(prefix="isobench-microinit-") as work:
             c_file, init = Path(work) / "microinit.c", Path(work) / "init"

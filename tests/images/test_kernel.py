@@ -191,3 +191,25 @@ def test_gc_removes_builds_killed_outright_and_spares_running_ones(tmp_path: Pat
     assert gc(tmp_path).removed == [f"image build: {dead}"]
     assert running.is_dir() and not dead.exists()
     assert remove_interrupted_builds(tmp_path / "nowhere") == []
+
+
+def test_guests_created_at_once_build_one_good_initramfs(tmp_path: Path) -> None:
+    import threading
+
+    k = _kernel(tmp_path)
+    go = threading.Barrier(4)
+
+    def slow_cc(_src: Path, out: Path) -> None:
+        go.wait()  # every thread is past the "is it built?" check before any writes
+        out.write_bytes(b"\x7fELF init" * 1000)
+
+    got: list[Path] = []
+    threads = [threading.Thread(target=lambda: got.append(micro_initrd(k, slow_cc))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and len(got) == 4
+    listing = subprocess.run(["cpio", "-it"], stdin=got[0].open("rb"), capture_output=True, check=True)
+    assert sorted(listing.stdout.decode().split()) == ["dev", "init", "newroot", "proc"]
+    assert [p.name for p in k.root.iterdir() if p.name.startswith(".")] == [".complete"]
