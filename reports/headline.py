@@ -6,6 +6,10 @@ and the terminal all show the same :class:`Headline`. A figure is either a value
 (CPU, memory bandwidth), with the median's interval where there is one (exact, order-statistic: the
 range at n <= 5, with the confidence it really has), and a verdict against native that respects the metric's direction ("lower" or "higher" is better): a difference whose
 interval includes native is *same*, not better or worse.
+
+A guest driver's row names the kernel its guests booted (``qemu (micro kernel)``, ``vm (stock
+kernel)``), read from the samples' ``kernel_flavour`` metadata, never from the driver's name: the
+flavour is an option of either guest driver, and the two ends of the VM side differ mostly by it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "Verdict",
     "build_headline",
     "cell_figure",
+    "driver_labels",
     "verdict",
 ]
 
@@ -160,6 +165,11 @@ class Headline:
     n: Mapping[str, int] = field(default_factory=dict)
     #: The budgeted run's precision target (a fraction), None for a run with a fixed count.
     precision: float | None = None
+    #: A row's name where it says more than the driver's (the guests' kernel flavour).
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def label(self, driver: str) -> str:
+        return self.labels.get(driver, driver)
 
     @property
     def below_target(self) -> int:
@@ -368,6 +378,19 @@ def _mark_missed(fig: Figure, cell: Cell, missed: set[tuple[str, str, str]]) -> 
     )
 
 
+def driver_labels(results: Results | None) -> dict[str, str]:
+    """``driver (micro kernel)`` for each driver whose samples name the kernel their guests booted
+    (``kernel_flavour``); ``driver (micro + stock kernels)`` when a run mixed them."""
+    flavours: dict[str, set[str]] = {}
+    for s in results.samples if results is not None else ():
+        flavour = s.metadata.get("kernel_flavour")
+        if isinstance(flavour, str) and flavour:
+            flavours.setdefault(s.driver, set()).add(flavour)
+    return {
+        d: f"{d} ({' + '.join(sorted(fs))} kernel{'s' if len(fs) > 1 else ''})" for d, fs in flavours.items()
+    }
+
+
 def build_headline(
     results: Results | None = None, *, cells: Mapping[CellKey, Cell] | None = None
 ) -> Headline:
@@ -418,6 +441,7 @@ def build_headline(
         figures=figures,
         n=n,
         precision=precision,
+        labels={d: label for d, label in driver_labels(results).items() if d in drivers},
     )
 
 

@@ -119,7 +119,7 @@ def _headline(doc: Document) -> str:
             + "</th>"
             for q in h.questions
         )
-        rows = [(d, [h.figure(d, q.key) for q in h.questions]) for d in h.drivers]
+        rows = [(h.label(d), [h.figure(d, q.key) for q in h.questions]) for d in h.drivers]
         out.append(_grid(rows, head, "grid headline"))
         out.append(_LEGEND)
         if h.footnote():

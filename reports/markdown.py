@@ -56,7 +56,7 @@ def headline_markdown(h: Headline) -> str:
     head = ["driver"] + [f"{q.title} (n={h.n[q.key]})" if h.n.get(q.key) else q.title for q in h.questions]
     lines = ["| " + " | ".join(_md(c) for c in head) + " |", "|" + "---|" * len(head)]
     for d in h.drivers:
-        cells = [_md(d)] + [_figure(h.figure(d, q.key)) for q in h.questions]
+        cells = [_md(h.label(d))] + [_figure(h.figure(d, q.key)) for q in h.questions]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
         "\n\u25b2 better than native, \u25bc worse (95% interval of the ratio excludes 1); no mark: no "

@@ -62,7 +62,7 @@ def build_cmd(
     kernel = None
     if micro_kernel:
         kernel = build_micro_kernel(state_dir, default_kernel_recipe(), force=force, progress=say)
-        micro_initrd(kernel, img)
+        micro_initrd(kernel)
     if not keep_old:
         live = live_runs(state_dir)
         if live:

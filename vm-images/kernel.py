@@ -7,8 +7,10 @@ A build lives in ``<state_dir>/images/kernel-micro-<digest>/`` (``vmlinux``, the
 ``config``, ``kernel.json``) next to the images, so ``isobench image list|rm`` and the staged-build
 rules of builder.py cover it; the digest hashes the source package's version, the fragment and
 :data:`KERNEL_RECIPE_VERSION`, so a machine pays the build (6.5 min on 2 quiet cores) once per change.
-Its initramfs is the image's (same /init, same busybox) without modules: ``initrd-<image digest>.img``
-in the kernel's directory, written by :func:`micro_initrd` (uncompressed, as the stock one).
+Its initramfs holds one static program, ``agent/microinit.c`` (what the stock guest's ``init.sh`` does,
+without a shell or busybox: under TCG every process started before the agent costs tens of
+milliseconds): ``initrd-<digest of that source>.img`` in the kernel's directory, written by
+:func:`micro_initrd` on first use (uncompressed, as the stock one).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,10 +32,9 @@ from importlib import resources
 from pathlib import Path
 
 from isobench.errors import UsageError
-from isobench.images import Image, images_dir, newest_build
+from isobench.images import images_dir, newest_build
 from isobench.images.builder import BuildError, Progress, run_step, staged_build
-from isobench.images.initramfs import initramfs_entries, write_cpio
-from isobench.images.recipe import init_script
+from isobench.images.initramfs import CpioEntry, write_cpio
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ __all__ = [
     "default_kernel_recipe",
     "find_micro_kernel",
     "fragment_options",
+    "micro_init_source",
     "micro_initrd",
     "missing_options",
 ]
@@ -91,8 +96,8 @@ class MicroKernel:
     def config(self) -> Path:
         return self.root / "config"
 
-    def initrd(self, image_digest: str) -> Path:
-        return self.root / f"initrd-{image_digest}.img"
+    def initrd(self, init_digest: str) -> Path:
+        return self.root / f"initrd-{init_digest}.img"
 
 
 def config_fragment() -> str:
@@ -217,18 +222,47 @@ def _build_into(tmp: Path, recipe: KernelRecipe, log_file: Path, say: Progress, 
     fragment.unlink()
 
 
-def micro_initrd(kernel: MicroKernel, image: Image) -> Path:
-    """The micro kernel's initramfs for ``image``: its /init and busybox, no modules (the kernel
-    has everything built in). Written once per image (atomically), uncompressed."""
-    out = kernel.initrd(image.digest)
+def micro_init_source() -> bytes:
+    return resources.files("isobench.images").joinpath("agent/microinit.c").read_bytes()
+
+
+#: Compiles C source ``src`` into a static executable ``out``.
+CompileInit = Callable[[Path, Path], None]
+
+
+def _gcc_static(src: Path, out: Path) -> None:
+    try:
+        res = subprocess.run(
+            ["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(src)],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise UsageError("the micro guest's /init is built with gcc; install gcc and libc6-dev") from None
+    if res.returncode != 0:
+        last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}"
+        raise UsageError(f"cannot build the micro guest's /init ({last}); install gcc and libc6-dev")
+
+
+def micro_initrd(kernel: MicroKernel, compile_init: CompileInit = _gcc_static) -> Path:
+    """The micro kernel's initramfs: /init is ``agent/microinit.c`` built static, plus the mount
+    points it uses (the kernel has every driver built in: no modules, no busybox). Written once per
+    version of that source (atomically), uncompressed."""
+    src = micro_init_source()
+    out = kernel.initrd(hashlib.sha256(src).hexdigest()[:16])
     if out.is_file():
         return out
-    busybox = image.rootfs / "bin/busybox"
-    if not busybox.is_file():
-        raise UsageError(f"image {image.name}-{image.digest} has no /bin/busybox; run `isobench image build`")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}")
+    # per process and thread: guests created in parallel may both find it missing
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}")
     try:
-        write_cpio(initramfs_entries(busybox, init_script(), None, ()), tmp)
+        with tempfile.TemporaryDirectory(prefix="isobench-microinit-") as work:
+            c_file, init = Path(work) / "microinit.c", Path(work) / "init"
+            c_file.write_bytes(src)
+            compile_init(c_file, init)
+            entries = [CpioEntry(d, stat.S_IFDIR | 0o755) for d in ("dev", "proc", "newroot")]
+            entries.append(CpioEntry("init", stat.S_IFREG | 0o755, init.read_bytes()))
+            write_cpio(entries, tmp)
         tmp.chmod(0o644)
         tmp.replace(out)
     finally:

@@ -52,11 +52,13 @@ class GuestConfig:
         boot: GuestBoot | None = None,
         **launcher: Any,
     ) -> Self:
-        """The guest ``spec`` asks for, booted from ``img`` (with ``boot``'s kernel and initramfs
-        when given: the micro kernel); ``launcher`` holds the subclass's fields.
+        """The guest ``spec`` asks for, booted from ``img`` (with ``boot``'s kernel, initramfs and
+        extra kernel arguments when given: the micro kernel); ``launcher`` holds the subclass's fields.
 
         The kernel command line tells the initramfs what to set up: ``isobench.ip=<addr>/<prefix>``
         for the NIC and ``isobench.data=vdb`` for the volume's disk."""
+        if boot is not None and boot.cmdline:
+            cmdline += f" {boot.cmdline}"
         if ip is not None:
             cmdline += f" isobench.ip={ip}"
         if data_disk is not None:

@@ -119,7 +119,7 @@ def print_summary(results: Results) -> None:
         table.add_column("question", no_wrap=True)
         table.add_column("n", justify="right", style="dim")
         for d in h.drivers:
-            table.add_column(escape(d), justify="right")
+            table.add_column(escape(h.label(d)), justify="right")
         for q in h.questions:
             row = [escape(q.title), str(h.n.get(q.key) or "")]
             for d in h.drivers:

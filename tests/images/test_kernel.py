@@ -3,14 +3,16 @@ building a kernel (that is set-up's job: `isobench image build`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from isobench.errors import UsageError
 from isobench.gc import gc
-from isobench.images import Image
 from isobench.images.builder import (
     BuildError,
     list_images,
@@ -26,6 +28,7 @@ from isobench.images.kernel import (
     default_kernel_recipe,
     find_micro_kernel,
     fragment_options,
+    micro_init_source,
     micro_initrd,
     missing_options,
 )
@@ -110,19 +113,55 @@ def test_find_the_micro_kernel_and_remove_it_like_an_image(tmp_path: Path) -> No
     assert not k.root.exists()
 
 
-def test_the_micro_initramfs_is_the_images_init_and_busybox_without_modules(tmp_path: Path) -> None:
+def _fake_gcc(compiled: list[bytes]) -> Callable[[Path, Path], None]:
+    def cc(src: Path, out: Path) -> None:
+        compiled.append(src.read_bytes())
+        out.write_bytes(b"\x7fELF init")
+
+    return cc
+
+
+def test_the_micro_initramfs_is_one_static_init_named_after_its_source(tmp_path: Path) -> None:
     k = _kernel(tmp_path)
-    img = Image("default", "img1", tmp_path / "images/default-img1")
-    (img.rootfs / "bin").mkdir(parents=True)
-    (img.rootfs / "bin/busybox").write_bytes(b"\x7fELF busybox")
-    out = micro_initrd(k, img)
-    assert out == k.root / "initrd-img1.img"
-    listing = subprocess.run(["cpio", "-it"], stdin=out.open("rb"), capture_output=True, check=True)
-    names = listing.stdout.decode().split()
-    assert {"init", "bin/busybox", "modules.order"} <= set(names)
-    assert not [n for n in names if n.endswith(".ko")]
+    compiled: list[bytes] = []
+    out = micro_initrd(k, _fake_gcc(compiled))
+    assert compiled == [micro_init_source()]
+    assert out == k.root / f"initrd-{hashlib.sha256(micro_init_source()).hexdigest()[:16]}.img"
+    listing = subprocess.run(["cpio", "-itv"], stdin=out.open("rb"), capture_output=True, check=True)
+    lines = listing.stdout.decode().splitlines()
+    assert sorted(line.split()[-1] for line in lines) == ["dev", "init", "newroot", "proc"]
+    assert any(line.startswith("-rwxr-xr-x") and line.endswith(" init") for line in lines)
     stamp = out.stat().st_mtime_ns
-    assert micro_initrd(k, img) == out and out.stat().st_mtime_ns == stamp  # written once per image
+    assert micro_initrd(k, _fake_gcc(compiled)) == out and out.stat().st_mtime_ns == stamp
+    assert len(compiled) == 1  # built once per version of the source
+    assert [p.name for p in k.root.iterdir() if p.name.startswith(".initrd")] == []
+
+
+def test_a_failing_init_build_leaves_no_initramfs(tmp_path: Path) -> None:
+    k = _kernel(tmp_path)
+
+    def broken(_src: Path, _out: Path) -> None:
+        raise UsageError("cannot build the micro guest's /init (error); install gcc and libc6-dev")
+
+    with pytest.raises(UsageError, match="install gcc"):
+        micro_initrd(k, broken)
+    assert sorted(p.name for p in k.root.iterdir()) == [".complete", "vmlinux"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (set-up installs it)")
+def test_the_micro_init_compiles_static_and_warning_free(tmp_path: Path) -> None:
+    src = tmp_path / "microinit.c"
+    src.write_bytes(micro_init_source())
+    out = tmp_path / "init"
+    res = subprocess.run(
+        ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(src)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:4] == b"\x7fELF"
+    assert b"isobench-agent" in out.read_bytes()
 
 
 def test_a_failed_staged_build_leaves_no_directory_and_keeps_its_log(tmp_path: Path) -> None:
@@ -152,3 +191,25 @@ def test_gc_removes_builds_killed_outright_and_spares_running_ones(tmp_path: Pat
     assert gc(tmp_path).removed == [f"image build: {dead}"]
     assert running.is_dir() and not dead.exists()
     assert remove_interrupted_builds(tmp_path / "nowhere") == []
+
+
+def test_guests_created_at_once_build_one_good_initramfs(tmp_path: Path) -> None:
+    import threading
+
+    k = _kernel(tmp_path)
+    go = threading.Barrier(4)
+
+    def slow_cc(_src: Path, out: Path) -> None:
+        go.wait()  # every thread is past the "is it built?" check before any writes
+        out.write_bytes(b"\x7fELF init" * 1000)
+
+    got: list[Path] = []
+    threads = [threading.Thread(target=lambda: got.append(micro_initrd(k, slow_cc))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 1 and len(got) == 4
+    listing = subprocess.run(["cpio", "-it"], stdin=got[0].open("rb"), capture_output=True, check=True)
+    assert sorted(listing.stdout.decode().split()) == ["dev", "init", "newroot", "proc"]
+    assert [p.name for p in k.root.iterdir() if p.name.startswith(".")] == [".complete"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from isobench.reports import overview, render
@@ -205,3 +206,38 @@ def test_a_run_without_headline_figures_says_where_its_figures_are() -> None:
     assert ov.findings[0] == (
         "No figure of this run answers a headline question; the report's tables and sections hold its 1 figure."
     )
+
+
+def test_guest_rows_name_their_kernel_flavour_from_the_samples(tmp_path: Path) -> None:
+    from dataclasses import replace as dc_replace
+
+    from isobench.reports.markdown import headline_markdown
+
+    base = build_real_results(drivers=("host", "container", "vm", "qemu"), workloads=("startup", "cpu"))
+    # the flavour is read from each sample's metadata, whatever the driver is called: here the
+    # vm driver ran the micro kernel and qemu both (a run with [drivers.qemu] kernel switched midway)
+    flavour = {"vm": ["micro"], "qemu": ["stock", "micro"]}
+    samples = [
+        dc_replace(
+            s, metadata={**s.metadata, "kernel_flavour": flavour[s.driver][i % len(flavour[s.driver])]}
+        )
+        if s.driver in flavour
+        else s
+        for i, s in enumerate(base.samples)
+    ]
+    results = dc_replace(base, samples=samples)
+    h = build_headline(results)
+    assert [h.label(d) for d in h.drivers] == [
+        "host",
+        "container",
+        "vm (micro kernel)",
+        "qemu (micro + stock kernels)",
+    ]
+    md = headline_markdown(h)
+    assert "| vm (micro kernel) |" in md and "| qemu (micro + stock kernels) |" in md
+    assert "| host |" in md
+    html = render(results, tmp_path).html.read_text()
+    headline = html[html.index('id="headline"') : html.index("</section>", html.index('id="headline"'))]
+    assert "<th>vm (micro kernel)</th>" in headline and "<th>qemu (micro + stock kernels)</th>" in headline
+    # without the metadata (results from before the micro guest) the row is the driver's name
+    assert build_headline(base).label("qemu") == "qemu"

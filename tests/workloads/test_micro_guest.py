@@ -9,6 +9,7 @@ test_density_limits_real.py (the qemu driver's default kernel)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -23,7 +24,8 @@ from isobench.workloads.base import WorkloadContext, get_workload
 
 from .conftest import make_context  # type: ignore[import-not-found]
 
-STATE_DIR = Path("/var/lib/isobench")
+#: As in tests/drivers/guest/test_micro_integration.py: another state dir tries another micro kernel.
+STATE_DIR = Path(os.environ.get("ISOBENCH_STATE_DIR", "/var/lib/isobench"))
 pytestmark = [pytest.mark.integration]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from isobench.drivers.base import SandboxSpec
 from isobench.drivers.guest.config import GuestConfig
+from isobench.drivers.guest.flavour import MICRO_CMDLINE, GuestBoot
 from isobench.drivers.qemu.command import QemuConfig, qemu_argv
 from isobench.images import Image
 
@@ -42,3 +43,16 @@ def test_network_and_volume_are_told_to_the_initramfs_on_the_command_line() -> N
     argv = qemu_argv(cfg)
     assert argv[argv.index("-append") + 1] == cfg.cmdline
     assert argv[argv.index("-cpu") + 1] == "max"
+
+
+def test_the_micro_kernel_boots_its_own_files_with_its_own_arguments() -> None:
+    def cfg(boot: GuestBoot) -> GuestConfig:
+        spec = SandboxSpec("s", "r")
+        return GuestConfig.for_spec(
+            "g", spec, IMG, accel="tcg", cmdline="quiet", cpu_model=None, data_disk=Path("/d"), boot=boot
+        )
+
+    micro = cfg(GuestBoot("micro", Path("/k/vmlinux"), Path("/k/initrd-x.img"), "k1", MICRO_CMDLINE))
+    assert (micro.kernel, micro.initrd) == (Path("/k/vmlinux"), Path("/k/initrd-x.img"))
+    assert micro.cmdline == f"quiet {MICRO_CMDLINE} isobench.data=vdb"
+    assert cfg(GuestBoot("stock", IMG.kernel, IMG.initrd, IMG.digest)).cmdline == "quiet isobench.data=vdb"

@@ -3,13 +3,15 @@ option both guest drivers take."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
-from isobench.drivers.guest.flavour import MICRO_LACKS, guest_boot
+from isobench.drivers.guest.flavour import MICRO_CMDLINE, MICRO_LACKS, guest_boot
 from isobench.drivers.guest.options import GuestOptions
 from isobench.errors import UsageError
 from isobench.images import Image
+from isobench.images.kernel import micro_init_source
 
 
 def _image(state: Path) -> Image:
@@ -34,14 +36,16 @@ def test_stock_boots_the_images_own_kernel_and_initramfs(tmp_path: Path) -> None
     assert boot.metadata()["kernel_flavour"] == "stock" and "kernel_lacks" not in boot.metadata()
 
 
-def test_micro_boots_vmlinux_and_an_initramfs_without_modules(tmp_path: Path) -> None:
+def test_micro_boots_vmlinux_and_its_own_initramfs(tmp_path: Path) -> None:
     img = _image(tmp_path)
     root = _micro(tmp_path)
+    initrd = root / f"initrd-{hashlib.sha256(micro_init_source()).hexdigest()[:16]}.img"
+    initrd.write_bytes(b"070701")  # built before (micro_initrd's own tests build one)
     boot = guest_boot(tmp_path, img, "micro")
-    assert (boot.kernel, boot.initrd, boot.kernel_build) == (root / "vmlinux", root / "initrd-img1.img", "k1")
-    assert boot.initrd.is_file()
+    assert (boot.kernel, boot.initrd, boot.kernel_build) == (root / "vmlinux", initrd, "k1")
     md = boot.metadata()
     assert md["kernel_flavour"] == "micro" and md["kernel_lacks"] == list(MICRO_LACKS)
+    assert boot.cmdline == md["kernel_args"] == MICRO_CMDLINE
     assert "PVH" in str(md["kernel_boot"])
 
 
