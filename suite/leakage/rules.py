@@ -109,14 +109,20 @@ class Verdict:
     @property
     def plausible(self) -> tuple[Status, ...]:
         """The statuses this evidence allows, for the score's interval: a probe that could not run or
-        decide may be either way; a correlation verdict may be any status its rule gives somewhere
-        in r's interval; every other verdict is what it is (static readings repeat exactly)."""
+        decide may be either way; a correlation verdict may be any status whose r threshold (0.5,
+        0.8) lies within r's interval; every other verdict is what it is (static readings repeat
+        exactly).
+
+        Only the r thresholds count: at r near 0 over n independent points, the 95% interval's upper
+        end *is* the r at which p = 0.05, so the p rule alone would call every closed channel
+        uncertain by a coin flip. A flip between closed and inconclusive through p alone moves the
+        score by one probe's weight in the denominator (under a point)."""
         st = self.status
         if st in ("error", "inconclusive"):
             return ("closed", "leaks")
         if st == "n/a" or self.r_low is None or self.r_high is None or self.n is None:
             return (st,)
-        ends = [_ORDER.index(correlation_status(r, self.n)) for r in (self.r_low, self.r_high)]
+        ends = [_ORDER.index(_status_by_r(r)) for r in (self.r_low, self.r_high)]
         lo, hi = min(*ends, _ORDER.index(st)), max(*ends, _ORDER.index(st))
         return _ORDER[lo : hi + 1]
 
@@ -262,6 +268,13 @@ def correlation_status(
     if r >= undecided_r or (r > 0 and p < undecided_p):
         return "inconclusive"
     return "closed"
+
+
+def _status_by_r(r: float) -> Status:
+    """The correlation rule's r thresholds alone (the margin of :attr:`Verdict.plausible`)."""
+    if r >= MIN_CORRELATION:
+        return "leaks"
+    return "inconclusive" if r >= UNDECIDED_CORRELATION else "closed"
 
 
 def _pearson_p(r: float, n: int) -> float:

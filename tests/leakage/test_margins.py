@@ -1,0 +1,136 @@
+"""The margin of the correlation rule: a leaks or closed verdict whose r's 95% interval reaches another
+verdict's r threshold is *uncertain*, on real series of this host (tests/leakage/data/margins.json;
+how they were recorded: data/README.md).
+
+Widening or narrowing the interval (its confidence, the effective number of points) or moving the
+margin off the r thresholds fails a test here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from isobench.leakage import ProbeResult, rules, score
+
+PAIRS = {
+    # name: (status, uncertain)
+    "leaks_certain_just": ("leaks", False),  # r = 0.925, r_low = 0.803 over 17.4 effective points
+    "leaks_uncertain_just": ("leaks", True),  # r = 0.932 but r_low = 0.797 over 14.3
+    "closed_certain_just": ("closed", False),  # r = -0.147, r_high = 0.497 over 11
+    "closed_uncertain_just": ("closed", True),  # r = 0.204, r_high = 0.503 over 35
+}
+
+
+@pytest.fixture
+def margins(recorded: Callable[[str], Any]) -> dict[str, Any]:
+    data: dict[str, Any] = recorded("margins.json")
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_recorded_series_on_either_side_of_the_margin(margins: dict[str, Any], name: str) -> None:
+    pair = margins["pairs"][name]
+    status, uncertain = PAIRS[name]
+    v = rules.correlation(pair["xs"], pair["ys"])
+    assert v.status == status, (name, v)
+    assert v.uncertain is uncertain, (name, v)
+    assert (v.r_low, v.r_high) == pytest.approx((pair["r_low"], pair["r_high"]), abs=1e-4)
+
+
+def test_the_pairs_sit_close_to_the_margin(margins: dict[str, Any]) -> None:
+    """Each pair is worth something only if its interval ends within 0.01 of the threshold."""
+    p = margins["pairs"]
+    assert rules.MIN_CORRELATION < p["leaks_certain_just"]["r_low"] < rules.MIN_CORRELATION + 0.01
+    assert rules.MIN_CORRELATION - 0.01 < p["leaks_uncertain_just"]["r_low"] < rules.MIN_CORRELATION
+    assert (
+        rules.UNDECIDED_CORRELATION - 0.01 < p["closed_certain_just"]["r_high"] < rules.UNDECIDED_CORRELATION
+    )
+    assert (
+        rules.UNDECIDED_CORRELATION
+        < p["closed_uncertain_just"]["r_high"]
+        < rules.UNDECIDED_CORRELATION + 0.01
+    )
+
+
+def test_the_margin_depends_on_the_effective_points_not_on_r_alone(margins: dict[str, Any]) -> None:
+    """The higher r is the uncertain one: its series rests on fewer independent points."""
+    certain = rules.correlation(
+        margins["pairs"]["leaks_certain_just"]["xs"], margins["pairs"]["leaks_certain_just"]["ys"]
+    )
+    unsure = rules.correlation(
+        margins["pairs"]["leaks_uncertain_just"]["xs"], margins["pairs"]["leaks_uncertain_just"]["ys"]
+    )
+    assert certain.r is not None and unsure.r is not None
+    assert unsure.r > certain.r
+    assert unsure.n_eff is not None and certain.n_eff is not None and unsure.n_eff < certain.n_eff
+
+
+def test_plausible_statuses() -> None:
+    leaks = rules.Verdict("correlation", True, "x", r=0.93, p=1e-9, n=56, r_low=0.797, r_high=0.978)
+    assert leaks.plausible == ("inconclusive", "leaks")
+    wide = rules.Verdict("correlation", False, "x", r=0.2, p=0.3, n=20, r_low=-0.3, r_high=0.85)
+    assert wide.plausible == ("closed", "inconclusive", "leaks")
+    firm = rules.Verdict("correlation", False, "x", r=0.0, p=0.9, n=80, r_low=-0.2, r_high=0.2)
+    assert firm.plausible == ("closed",) and not firm.uncertain
+    # could not run / could not decide: either way; static readings: what they are
+    assert rules.error("presence", "no perl").plausible == ("closed", "leaks")
+    assert rules.correlation([0, 1] * 6, [5.0] * 12).plausible == ("closed", "leaks")
+    assert rules.Verdict("equal", True, "same").plausible == ("leaks",)
+    assert rules.not_applicable("presence", "no RAPL").plausible == ("n/a",)
+
+
+def test_fisher_interval_and_effective_points() -> None:
+    lo, hi = rules.r_interval(0.5, 28)  # z = 0.549, half-width 1.96 / 5
+    assert (lo, hi) == pytest.approx((math.tanh(0.5493 - 0.392), math.tanh(0.5493 + 0.392)), abs=1e-3)
+    assert rules.r_interval(0.9, 4) == (-1.0, 1.0)
+    # A square wave of 10 readings per period (7 switches in 79 neighbour pairs): lag-1
+    # autocorrelation (72 - 7) / 80 = 0.8125, so 80 readings count as 16.4 independent ones.
+    wave = ([0.0] * 10 + [1.0] * 10) * 4
+    a = 65 / 80
+    assert rules.effective_points(wave, wave) == pytest.approx(80 * (1 - a * a) / (1 + a * a))
+    alternating = [float(k % 2) for k in range(80)]
+    assert rules.effective_points(wave, alternating) == 80  # a negative product counts as none
+
+
+def test_fewer_periods_give_a_wider_interval(margins: dict[str, Any]) -> None:
+    """A quick run's series is a prefix's length of a full one: the same channel, a wider interval."""
+    full = margins["pairs"]["leaks_certain_just"]
+    whole = rules.correlation(full["xs"], full["ys"])
+    half = rules.correlation(full["xs"][: len(full["xs"]) // 2], full["ys"][: len(full["ys"]) // 2])
+    assert whole.r_low is not None and whole.r_high is not None
+    assert half.r_low is not None and half.r_high is not None
+    assert half.r_high - half.r_low > whole.r_high - whole.r_low
+
+
+def test_a_channel_that_flipped_between_runs_is_open_in_each_of_them(margins: dict[str, Any]) -> None:
+    """/proc/meminfo inside the own container, six recordings a few minutes apart on this host: it
+    leaked in two quick runs (r 0.90, 0.81), looked closed in a third (0.33) and could not decide in
+    three full ones (0.40-0.67). Every run's plausible statuses meet every other's, so the score
+    intervals they give cannot exclude each other through this channel."""
+    runs = margins["meminfo_runs"]
+    verdicts = {name: rules.correlation(r["xs"], r["ys"]) for name, r in runs.items()}
+    statuses = {v.status for v in verdicts.values()}
+    assert statuses == {"leaks", "closed", "inconclusive"}
+    for a in verdicts.values():
+        for b in verdicts.values():
+            assert set(a.plausible) & set(b.plausible), (a, b)
+    # and none of the runs states its verdict as certain
+    assert all(v.uncertain or not v.scored for v in verdicts.values())
+
+
+def test_score_intervals_of_the_flipping_runs_overlap(margins: dict[str, Any]) -> None:
+    static = [
+        ProbeResult("boot_id", 1, "d", rules.Verdict("equal", True, "same")),
+        ProbeResult("capabilities", 3, "d", rules.Verdict("presence", False, "none")),
+    ]
+    scores = []
+    for r in margins["meminfo_runs"].values():
+        v = rules.correlation(r["xs"], r["ys"])
+        scores.append(
+            score([*static, *(ProbeResult(n, 2, "d", v) for n in ("meminfo", "vmstat", "zoneinfo"))])
+        )
+    points = [s.percent for s in scores]
+    assert max(points) - min(points) > 40  # the point score alone jumps
+    assert max(s.low for s in scores) <= min(s.high for s in scores)  # the intervals share a point
