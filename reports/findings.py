@@ -175,7 +175,8 @@ def _single(h: Headline) -> list[str]:
 
 
 def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
-    figs = [f for f in h.figures.values() if f.n > 0]
+    # the leak score and containment carry their own certainty (an interval, counts)
+    figs = [f for f in h.figures.values() if f.n > 0 and f.question not in (LEAK, CONTAINMENT)]
     if not figs:
         return []
     ns = sorted({f.n for f in figs})
