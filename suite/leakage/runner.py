@@ -240,7 +240,10 @@ def decide_correlation(
 
     ``host_samples`` (the host reading the same file meanwhile, on its boot clock) tell a series
     that is constant inside because the sandbox has its own copy (closed: the host's moved) from
-    one that is constant everywhere (a saturated host: inconclusive)."""
+    one that is constant everywhere (a saturated host: inconclusive), and a series that does not
+    follow the load because the sandbox is isolated (closed: the host's own reading followed it)
+    from one where the load never showed, not even on the host (inconclusive: /proc/pressure/cpu
+    gave r = 0.02 inside one run with the CPUs saturated by other work and 0.96 in the next)."""
     xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
     if not xs:
         return Verdict("correlation", False, f"{probe.path} not readable inside", n=0)
@@ -254,6 +257,17 @@ def decide_correlation(
                 f"constant inside over {len(ys)} samples while the host's moved "
                 f"({min(hy):.4g}..{max(hy):.4g} over {len(hy)}) ({how})",
                 n=len(ys),
+            )
+    if v.status == "closed" and host_samples and probe.host_reference:
+        hx, hy = s.aligned_points(host_samples, probe.path, probe.extract, probe.kind, pattern, 0.0)
+        on_host = rules.correlation(hx, hy) if hx else None
+        if on_host is not None and on_host.status != "leaks":
+            host_r = "constant" if on_host.r is None else f"r={on_host.r:.3f}"
+            return replace(
+                v,
+                inconclusive=True,
+                evidence=f"{v.evidence}, but the host's own reading did not follow the load either "
+                f"({host_r} over {len(hx)}): cannot tell ({how})",
             )
     return replace(v, evidence=f"{v.evidence} ({how})")
 

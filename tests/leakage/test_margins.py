@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from isobench.leakage import ProbeResult, rules, score
+from isobench.leakage import CORRELATION_PROBES, ProbeResult, rules, score
+from isobench.leakage import series as s
+from isobench.leakage.runner import decide_correlation
 
 PAIRS = {
     # name: (status, uncertain)
@@ -134,3 +136,42 @@ def test_score_intervals_of_the_flipping_runs_overlap(margins: dict[str, Any]) -
     points = [s.percent for s in scores]
     assert max(points) - min(points) > 40  # the point score alone jumps
     assert max(s.low for s in scores) <= min(s.high for s in scores)  # the intervals share a point
+
+
+def _dump(recorded: Callable[[str], Any], name: str) -> tuple[list[s.Sample], s.LoadPattern, float, str]:
+    rec = recorded(name)
+    pat = rec["pattern"]
+    samples = s.parse_dump(rec["stdout"])
+    offset, how = s.align_offset(samples[0].t, samples[-1].t, rec["exec_start"], rec["exec_end"])
+    return samples, s.LoadPattern(pat["start"], pat["period"], pat["periods"]), offset, how
+
+
+def test_closed_needs_the_hosts_own_reading_to_have_followed_the_load(recorded: Callable[[str], Any]) -> None:
+    """/proc/diskstats inside the own container, two quick runs two minutes apart: r = 0.86, then
+    r = -0.36 (the disk writer starved by other work). The container shares the host's diskstats,
+    so the second run's host reading did not follow the load either: not closed, cannot tell. Had
+    the host's reading followed it (the first run's, moved onto the second's schedule), closed."""
+    probe = next(p for p in CORRELATION_PROBES if p.name == "diskstats")
+    flat, pattern, offset, how = _dump(recorded, "corr_ctr_disk_flat.json")
+    alone = decide_correlation(probe, flat, pattern, offset, how)
+    assert alone.status == "closed" and alone.r is not None and alone.r < 0
+    same_file = decide_correlation(probe, flat, pattern, offset, how, flat)
+    assert same_file.status == "inconclusive", same_file
+    assert "host's own reading did not follow" in same_file.evidence
+    follows, other, _o, _h = _dump(recorded, "corr_ctr_disk_follows.json")
+    assert (other.period, other.periods) == (pattern.period, pattern.periods)
+    shift = pattern.start - other.start
+    moved = [s.Sample(x.t + shift, x.files) for x in follows]
+    assert decide_correlation(probe, flat, pattern, offset, how, moved).status == "closed"
+
+
+def test_steal_time_is_not_held_to_the_hosts_reading(recorded: Callable[[str], Any]) -> None:
+    """Steal time exists inside guests; the host's own does not follow its own load. Recorded in the
+    own container during the cpu load: r = -0.13, closed, whatever the host's reading did."""
+    probe = next(p for p in CORRELATION_PROBES if p.name == "steal_time")
+    samples, pattern, offset, how = _dump(recorded, "corr_ctr_cpu.json")
+    v = decide_correlation(probe, samples, pattern, offset, how, samples)
+    assert v.status == "closed", v
+    # pressure_cpu of the same recording (closed, r = -0.10) is held to it: the host's did not follow
+    pressure = next(p for p in CORRELATION_PROBES if p.name == "pressure_cpu")
+    assert decide_correlation(pressure, samples, pattern, offset, how, samples).status == "inconclusive"
