@@ -241,7 +241,8 @@ def decide_correlation(
     ``host_samples`` (the host reading the same file meanwhile, on its boot clock) tell a series
     that is constant inside because the sandbox has its own copy (closed: the host's moved) from
     one that is constant everywhere (a saturated host: inconclusive), and a series that does not
-    follow the load because the sandbox is isolated (closed: the host's own reading followed it)
+    follow the load because the sandbox is isolated (closed: the host's own reading followed it,
+    r >= 0.5)
     from one where the load never showed, not even on the host (inconclusive: /proc/pressure/cpu
     gave r = 0.02 inside one run with the CPUs saturated by other work and 0.96 in the next)."""
     xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
@@ -261,7 +262,8 @@ def decide_correlation(
     if v.status == "closed" and host_samples and probe.host_reference:
         hx, hy = s.aligned_points(host_samples, probe.path, probe.extract, probe.kind, pattern, 0.0)
         on_host = rules.correlation(hx, hy) if hx else None
-        if on_host is not None and on_host.status != "leaks":
+        # the host's reading need not clear the leak bar, only show the load (r >= 0.5)
+        if on_host is not None and (on_host.r is None or on_host.r < rules.UNDECIDED_CORRELATION):
             host_r = "constant" if on_host.r is None else f"r={on_host.r:.3f}"
             return replace(
                 v,

@@ -175,3 +175,18 @@ def test_steal_time_is_not_held_to_the_hosts_reading(recorded: Callable[[str], A
     # pressure_cpu of the same recording (closed, r = -0.10) is held to it: the host's did not follow
     pressure = next(p for p in CORRELATION_PROBES if p.name == "pressure_cpu")
     assert decide_correlation(pressure, samples, pattern, offset, how, samples).status == "inconclusive"
+
+
+def test_a_host_reading_short_of_the_bar_still_shows_the_load(recorded: Callable[[str], Any]) -> None:
+    """/proc/interrupts with no load driven (r = -0.07: closed) against the host's own reading during
+    the ipi load at quick length (r = 0.78: follows it, short of the leak bar): the load showed on
+    the host, so the quiet series stays closed; the same series against itself cannot tell."""
+    probe = next(p for p in CORRELATION_PROBES if p.name == "interrupts")
+    quiet, pattern, offset, how = _dump(recorded, "corr_ipi_noload.json")
+    host, host_pattern, _o, _h = _dump(recorded, "corr_host_ipi.json")
+    moved = [s.Sample(x.t + pattern.start - host_pattern.start, x.files) for x in host]
+    on_host = decide_correlation(probe, moved, pattern, 0.0, how)
+    assert on_host.status == "inconclusive" and on_host.r is not None
+    assert rules.UNDECIDED_CORRELATION <= on_host.r < rules.MIN_CORRELATION
+    assert decide_correlation(probe, quiet, pattern, offset, how, moved).status == "closed"
+    assert decide_correlation(probe, quiet, pattern, offset, how, quiet).status == "inconclusive"
