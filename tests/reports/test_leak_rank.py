@@ -156,3 +156,24 @@ def test_a_version_2_run_renders_without_an_interval(tmp_path: Path) -> None:
     assert "container 27.1% , runc" not in said
     assert "recorded no interval" in said
     assert "Cannot rank" not in said
+
+
+def test_history_bands_the_leak_score_and_rings_only_a_disjoint_run(tmp_path: Path) -> None:
+    from isobench.reports.history import TRENDS, trend_points
+    from isobench.reports.plots.trends import changed
+
+    def run(run_id: str, r: float, lo: float, hi: float) -> Results:
+        samples = _samples("runc", [*_static(4, 6), _corr("meminfo", r, lo, hi)])
+        return Results(run={"run_id": run_id}, samples=samples)
+
+    trend = next(t for t in TRENDS if t.metric == "leakage.score")
+    near = run("a", 0.9, 0.7, 0.97)  # 6/12 [4/10, 6/12]: meminfo left out .. leaking
+    also_near = run("b", 0.3, -0.2, 0.6)  # 4/12 [4/12, 4/10]: closed .. left out
+    certain = run("c", 0.3, -0.2, 0.4)  # 4/12 exactly
+    a, b, c = (trend_points([x], trend)[0] for x in (near, also_near, certain))
+    assert a.n == 1 and a.evidence_interval and (a.ci_low, a.ci_high) == (40.0, 50.0)
+    assert b.median == pytest.approx(33.33) and b.ci_high == 40.0
+    assert not changed(a, b)  # the score moved 17 points, but the intervals meet
+    far = Results(run={"run_id": "d"}, samples=_samples("runc", _static(9, 1)))
+    d = trend_points([far], trend)[0]
+    assert changed(c, d)  # 33% exactly, then 90% exactly: beyond either run
