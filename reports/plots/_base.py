@@ -29,6 +29,7 @@ __all__ = [
     "OPTIONAL_SECTIONS",
     "SECTIONS",
     "Plot",
+    "bar_segment",
     "ci_err",
     "colour",
     "count_text",
@@ -38,6 +39,7 @@ __all__ = [
     "interval_text",
     "label",
     "legend_entries",
+    "ring",
     "save",
     "short_metric",
     "short_variants",
@@ -328,6 +330,40 @@ def ci_err(mid: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> Any:
     above = np.clip(np.asarray(hi, dtype=float) - m, 0, None)
     none = ~(np.isfinite(below) & np.isfinite(above)) | ((below == 0) & (above == 0))
     return np.vstack([np.where(none, np.nan, below), np.where(none, np.nan, above)])
+
+
+def bar_segment(
+    ax: Axes,
+    y: float,
+    width: float,
+    *,
+    left: float,
+    height: float,
+    colour: Any,
+    label: str,
+    labelled: set[str],
+    **kw: Any,
+) -> None:
+    """One segment of a horizontal stacked bar, white-edged so neighbours stay apart; its label goes
+    into the legend the first time only (``labelled`` remembers which have)."""
+    shown = None if label in labelled else tex_safe(label)
+    ax.barh(y, width, left=left, height=height, color=colour, edgecolor="white", label=shown, **kw)
+    labelled.add(label)
+
+
+def ring(ax: Axes, x: float, y: float, *, marker: str, size: float, colour: str, **kw: Any) -> None:
+    """A hollow marker: it points at a value without hiding the bar or line under it."""
+    ax.plot(
+        [x],
+        [y],
+        marker=marker,
+        markersize=size,
+        markerfacecolor="none",
+        markeredgecolor=colour,
+        markeredgewidth=1.5,
+        linestyle="none",
+        **kw,
+    )
 
 
 def legend_entries(fig: Figure) -> dict[str, Artist]:

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from ..cells import NATIVE, driver_order
 from ..memory import GUEST_PARTS, idle_overhead
 from ..units import human, plain
-from ._base import Plot, colour, human_axis, legend_entries, save, tex_safe
+from ._base import Plot, bar_segment, colour, human_axis, legend_entries, ring, save, tex_safe
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,17 @@ def draw_memory(bars: list[MemoryBar], unmeasured: list[str]) -> Figure:
         for yi, b in enumerate(pbars):
             left = 0.0
             for lbl, v in b.parts:
-                ax.barh(
+                bar_segment(
+                    ax,
                     yi,
                     v,
                     left=left,
                     height=0.6,
-                    color=part_colour[lbl],
-                    edgecolor="white",
-                    label=None if lbl in shown else tex_safe(lbl),
+                    colour=part_colour[lbl],
+                    label=lbl,
+                    labelled=shown,
                     gid="part",
                 )
-                shown.add(lbl)
                 left += v
             ax.plot(
                 [b.total],
@@ -125,15 +125,13 @@ def draw_memory(bars: list[MemoryBar], unmeasured: list[str]) -> Figure:
             )
             shown.add("total")
             if b.memavailable_delta is not None:
-                ax.plot(
-                    [b.memavailable_delta],
-                    [yi],
+                ring(
+                    ax,
+                    b.memavailable_delta,
+                    yi,
                     marker="D",
-                    markersize=8,
-                    markerfacecolor="none",
-                    markeredgecolor="#c44e52",
-                    markeredgewidth=1.5,
-                    linestyle="none",
+                    size=8,
+                    colour="#c44e52",
                     label=None if "avail" in shown else "host MemAvailable drop (cross-check, not stacked)",
                     gid="memavailable",
                 )

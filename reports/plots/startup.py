@@ -18,6 +18,7 @@ from ..cells import Cell, CellKey, driver_order
 from ..units import human
 from ._base import (
     Plot,
+    bar_segment,
     count_text,
     distinct_colours,
     human_axis,
@@ -116,16 +117,9 @@ def startup_timeline(
             spans = spans_of[(driver, variant)]
             # Longest first, so phases nested inside a longer one are drawn on top and stay visible.
             for p, start, width in sorted(spans, key=lambda sp: -sp[2]):
-                ax.barh(
-                    yi,
-                    width,
-                    left=start,
-                    height=0.65,
-                    color=colours[p],
-                    edgecolor="white",
-                    label=None if p in labelled else tex_safe(p),
+                bar_segment(
+                    ax, yi, width, left=start, height=0.65, colour=colours[p], label=p, labelled=labelled
                 )
-                labelled.add(p)
                 leaf = not any(q != p and start <= st2 and st2 + w2 <= start + width for q, st2, w2 in spans)
                 if leaf and width >= 0.07 * max(ends_all[gi], 1e-12):
                     ax.text(start + width / 2, yi, tex_safe(p), ha="center", va="center", fontsize=7)

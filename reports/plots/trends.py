@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from ..cells import driver_order
 from ..history import Point, Trend, detect_step
 from ..units import human_pct
-from ._base import colour, count_text, human_axis, human_ticks, interval_text, save, tex_safe
+from ._base import colour, count_text, human_axis, human_ticks, interval_text, ring, save, tex_safe
 
 __all__ = ["GroupDrawing", "changed", "draw_group", "line_labels", "trend_word"]
 
@@ -77,17 +77,7 @@ def _series(
         ax.fill_between(x, lo, hi, color=c, alpha=alpha, linewidth=0)
     for prev, cur in itertools.pairwise(pts):
         if changed(prev, cur):
-            ax.plot(
-                [cur.run],
-                [scale(cur.median)],
-                marker="o",
-                markersize=11,
-                markerfacecolor="none",
-                markeredgecolor="#c00000",
-                markeredgewidth=1.5,
-                linestyle="none",
-                gid="changed",
-            )
+            ring(ax, cur.run, scale(cur.median), marker="o", size=11, colour="#c00000", gid="changed")
 
 
 def trend_word(better: str, up: bool) -> str:

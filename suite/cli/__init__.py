@@ -5,6 +5,7 @@ they print in :mod:`.output`."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,9 +32,9 @@ from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse
 from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
-from isobench.runner import Runner, new_run_id, run_matrix
+from isobench.runner import Runner, new_run_id, quick_sized, run_matrix
 from isobench.runstate import RunLock
-from isobench.workloads.base import Workload, check_params
+from isobench.workloads.base import Workload, check_fit, check_params
 from rich.logging import RichHandler
 from rich.markup import escape
 
@@ -84,7 +85,7 @@ def main(verbose: int) -> None:
 @click.option(
     "--budget",
     help="Wall time the matrix may take, e.g. 15m or 900s; repetitions are then decided while "
-    "running (the default run is budgeted: 15m).",
+    "running (the default run is budgeted: 18m).",
 )
 @click.option(
     "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."
@@ -168,6 +169,16 @@ def run(
     run_id = new_run_id()
     chosen_workloads = launch.select_workloads(config)
     check_params(config.workload_params, quick=config.quick)
+    # A fleet's workers have CPUs of their own: only a local run knows which it may use.
+    cpus = os.sched_getaffinity(0) if cluster is None else None
+    for cfg in (config, *variants.values()):
+        check_fit(
+            chosen_workloads,
+            cfg.workload_params,
+            quick=quick_sized(cfg),
+            memory_mib=cfg.memory_mib,
+            cpus=cpus,
+        )
     check_driver_options(config.driver_options)
     launch.check_output_dir(config.output)
     if cluster is not None:

@@ -4,6 +4,7 @@ The consoles live here; rich lives only in this package."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,15 @@ def progress_bar() -> Progress:
 
 
 class RichProgress(RunProgress):
+    """The bar on a terminal; where stderr is not one (CI logs, ``2> file``) rich draws the bar
+    only once at the end, so a long run would be silent: there each finished cell is one line."""
+
     def __init__(self, progress: Progress) -> None:
         self._p = progress
         self._task: Any = None
+        self._plain = not progress.console.is_terminal
+        self._cell_started = 0.0
+        self._budget_left = ""
 
     def start(self, total: int) -> None:
         self._task = self._p.add_task("starting", total=total, budget="")
@@ -71,6 +78,8 @@ class RichProgress(RunProgress):
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
         left = "" if budget_left is None else f"budget left {mmss(budget_left)}"
         self._p.update(self._task, description=escape(cell.label), budget=left)
+        self._cell_started = time.monotonic()
+        self._budget_left = left
 
     def cell_finished(self, cell: Cell, samples: Sequence[Sample]) -> None:
         for s in samples:
@@ -79,6 +88,14 @@ class RichProgress(RunProgress):
                     f"[red]failed[/] {escape(cell.label)}: {escape(s.error or '')}", highlight=False
                 )
         self._p.advance(self._task)
+        if self._plain:
+            task = self._p.tasks[0]
+            took = time.monotonic() - self._cell_started
+            left = f", {self._budget_left}" if self._budget_left else ""
+            self._p.console.print(
+                f"[{task.completed:.0f}/{task.total or 0:.0f}] {escape(cell.label)} {took:.1f} s{left}",
+                highlight=False,
+            )
 
 
 _VERDICT_STYLE = {"better": "green", "worse": "red", "same": "", "unsure": "", "baseline": "dim", "none": ""}

@@ -151,7 +151,7 @@ CORRELATION_PROBES: tuple[CorrelationProbe, ...] = (
         "/proc/sys/fs/file-nr follows host open files",
         "files",
         "/proc/sys/fs/file-nr",
-        s.file_nr_allocated,
+        s.single_number,
         "level",
     ),
     CorrelationProbe(

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from isobench.leakage.host import Canaries, HostView
 from isobench.leakage.loads import LoadKind, running_load
 from isobench.leakage.rules import Verdict
 from isobench.model import Measurement
+from isobench.periodic import periodically
 
 log = logging.getLogger(__name__)
 
@@ -325,21 +325,13 @@ def _boottime() -> float:
 def _host_sampler(hv: HostView, paths: Sequence[str], interval: float) -> Iterator[list[s.Sample]]:
     """The host reads the same files as the sandbox, in a thread, for as long as the block runs."""
     samples: list[s.Sample] = []
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            files = {p: text for p in paths if (text := hv.read(p)) is not None}
-            samples.append(s.Sample(_boottime(), files))
-            stop.wait(interval)
+    def sample() -> None:
+        files = {p: text for p in paths if (text := hv.read(p)) is not None}
+        samples.append(s.Sample(_boottime(), files))
 
-    thread = threading.Thread(target=loop, name="leakage-host-sampler", daemon=True)
-    thread.start()
-    try:
+    with periodically(sample, interval, name="leakage-host-sampler"):
         yield samples
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _run_group(

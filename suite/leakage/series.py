@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -184,6 +184,30 @@ def aligned_points(
 # --- pure parsers of the sampled files ------------------------------------------------------
 
 
+def _rows(text: str) -> Iterator[list[str]]:
+    """Each line of ``text``, split on white space."""
+    return (line.split() for line in text.splitlines())
+
+
+def _total(values: Iterable[float]) -> float | None:
+    """The sum of ``values``, or None when there were none: the file had no line to count."""
+    total = 0.0
+    seen = False
+    for v in values:
+        total += v
+        seen = True
+    return total if seen else None
+
+
+def _negated(value: float | None) -> float | None:
+    return None if value is None else -value
+
+
+def _free_pages(counts: Sequence[str]) -> float:
+    """Free pages of one buddy-allocator row: a count of free blocks per order (2**order pages)."""
+    return sum(float(c) * (1 << order) for order, c in enumerate(counts))
+
+
 def _cpu_jiffies(text: str, at_least: int) -> list[float] | None:
     """The fields of the aggregate ``cpu`` line of /proc/stat, if it has ``at_least`` of them."""
     for line in text.splitlines():
@@ -251,31 +275,12 @@ def vmstat_used(text: str) -> float | None:
 
 def zoneinfo_used(text: str) -> float | None:
     """-(sum of free pages over all zones)."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "pages" and parts[1] == "free":
-            total += float(parts[2])
-            seen = True
-    return -total if seen else None
+    return _negated(_total(float(p[2]) for p in _rows(text) if len(p) == 3 and p[:2] == ["pages", "free"]))
 
 
 def diskstats_written(text: str) -> float | None:
     """Sectors written, summed over every device (partitions double-count, proportionally)."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 10 and _NUM.match(parts[9]):
-            total += float(parts[9])
-            seen = True
-    return total if seen else None
-
-
-def file_nr_allocated(text: str) -> float | None:
-    parts = text.split()
-    return float(parts[0]) if parts and _NUM.match(parts[0]) else None
+    return _total(float(p[9]) for p in _rows(text) if len(p) >= 10 and _NUM.match(p[9]))
 
 
 def interrupts_total(text: str) -> float | None:
@@ -296,17 +301,12 @@ def interrupts_total(text: str) -> float | None:
 
 def softirqs_net(text: str) -> float | None:
     """NET_RX + NET_TX softirqs over all CPUs."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0] in ("NET_RX:", "NET_TX:"):
-            total += sum(float(p) for p in parts[1:] if _NUM.match(p))
-            seen = True
-    return total if seen else None
+    net = (p[1:] for p in _rows(text) if p and p[0] in ("NET_RX:", "NET_TX:"))
+    return _total(sum(float(c) for c in counts if _NUM.match(c)) for counts in net)
 
 
 def single_number(text: str) -> float | None:
+    """The first number of a file (/proc/sys/fs/file-nr's allocated handles, ns_last_pid, ...)."""
     parts = text.split()
     return float(parts[0]) if parts and _NUM.match(parts[0]) else None
 
@@ -323,16 +323,10 @@ def pressure_some_total(text: str) -> float | None:
 
 def schedstat_running(text: str) -> float | None:
     """Sum over CPUs of the time tasks ran there (ns; the 7th number of each ``cpuN`` line)."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu") and parts[0][3:].isdigit() and len(parts) >= 8:
-            if not _NUM.match(parts[7]):
-                return None
-            total += float(parts[7])
-            seen = True
-    return total if seen else None
+    ran = [p[7] for p in _rows(text) if p and p[0].startswith("cpu") and p[0][3:].isdigit() and len(p) >= 8]
+    if not all(_NUM.match(ns) for ns in ran):
+        return None
+    return _total(float(ns) for ns in ran)
 
 
 def snmp_udp_in(text: str) -> float | None:
@@ -346,35 +340,19 @@ def snmp_udp_in(text: str) -> float | None:
 
 def buddyinfo_used(text: str) -> float | None:
     """-(free pages over every zone and order), so allocation on the host raises it."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) > 4 and parts[0] == "Node" and parts[2] == "zone":
-            counts = parts[4:]
-            if not all(_NUM.match(c) for c in counts):
-                return None
-            total += sum(float(c) * 2**order for order, c in enumerate(counts))
-            seen = True
-    return -total if seen else None
+    zones = [p[4:] for p in _rows(text) if len(p) > 4 and p[0] == "Node" and p[2] == "zone"]
+    if not all(_NUM.match(c) for counts in zones for c in counts):
+        return None
+    return _negated(_total(_free_pages(counts) for counts in zones))
 
 
 def pagetypeinfo_used(text: str) -> float | None:
     """-(free pages per migrate type over every order), from /proc/pagetypeinfo's first table."""
-    total = 0.0
-    seen = False
-    for line in text.splitlines():
-        if line.startswith("Number of blocks"):
-            break  # the second table counts pageblocks, not free pages
-        parts = line.split()
-        # "Node 0, zone Normal, type Movable 12 3 0 ..."
-        if len(parts) > 6 and parts[0] == "Node" and parts[4] == "type":
-            counts = parts[6:]
-            if not all(_NUM.match(c) for c in counts):
-                continue
-            total += sum(float(c) * 2**order for order, c in enumerate(counts))
-            seen = True
-    return -total if seen else None
+    # The second table ("Number of blocks type ...") counts pageblocks, not free pages.
+    free_table = re.split(r"^Number of blocks", text, maxsplit=1, flags=re.MULTILINE)[0]
+    # "Node 0, zone Normal, type Movable 12 3 0 ..."
+    types = [p[6:] for p in _rows(free_table) if len(p) > 6 and p[0] == "Node" and p[4] == "type"]
+    return _negated(_total(_free_pages(counts) for counts in types if all(_NUM.match(c) for c in counts)))
 
 
 def slabinfo_filp(text: str) -> float | None:

@@ -12,12 +12,16 @@ import time
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import CellTimeout, IsobenchError, UsageError, WorkloadError
 
+if TYPE_CHECKING:
+    from isobench.workloads.base import WorkloadContext
+
 __all__ = [
+    "BaseWorkload",
     "Budget",
     "Params",
     "last_line",
@@ -48,8 +52,33 @@ class Params:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             _check_field(self.workload, f, hints[f.name], getattr(self, f.name))
 
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        """Why these parameters cannot run in a sandbox of ``memory_mib`` on a host whose usable CPUs
+        are ``cpus`` (None where unknown, e.g. a fleet's workers), or None when they can. Checked
+        before a run against the run's sandbox and again in the cell; most workloads have nothing."""
+        return None
+
+    @classmethod
+    def of(cls: type[P], ctx: WorkloadContext) -> P:
+        """This cell's parameters: the quick or full defaults with the user's config on top."""
+        return resolve_params(cls, ctx.quick, ctx.params, cls.workload)
+
 
 P = TypeVar("P", bound=Params)
+
+
+class BaseWorkload:
+    """The defaults of the :class:`~isobench.workloads.base.Workload` protocol, so a workload states
+    only what is its own: name, description, tools, the figures a budget repeats, repetition caps
+    where one cell already aggregates, and its ``params_type`` (read with ``XParams.of(ctx)``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    tools: ClassVar[tuple[str, ...]] = ()
+    max_repetitions: ClassVar[int | None] = None
+    quick_repetitions: ClassVar[int | None] = None
+    precision_figures: ClassVar[tuple[str, ...]] = ()
+    params_type: ClassVar[type[Params]]
 
 
 def resolve_params(cls: type[P], quick: bool, overrides: Mapping[str, Any], workload: str) -> P:

@@ -31,6 +31,7 @@ from pathlib import Path
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError
 from isobench.leakage.series import stat_busy
+from isobench.periodic import periodically
 from isobench.procs import run_command
 from isobench.signals import shielded
 from isobench.workloads.base import SandboxFactory
@@ -176,25 +177,16 @@ class HostWatch:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[HostWatch]:
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set():
-                t = time.monotonic()
-                try:
-                    run_command(["true"], timeout=10.0)
-                    self.latencies.append(time.monotonic() - t)
-                except IsobenchError:
-                    self.failures += 1
-                stop.wait(self.interval)
-
-        thread = threading.Thread(target=watch, name="isobench-host-watch", daemon=True)
-        thread.start()
-        try:
+        with periodically(self._probe, self.interval, name="isobench-host-watch", join_timeout=15.0):
             yield self
-        finally:
-            stop.set()
-            thread.join(timeout=15.0)
+
+    def _probe(self) -> None:
+        t = time.monotonic()
+        try:
+            run_command(["true"], timeout=10.0)
+            self.latencies.append(time.monotonic() - t)
+        except IsobenchError:
+            self.failures += 1
 
     @property
     def worst(self) -> float | None:

@@ -2,13 +2,15 @@
 
 A workload is defined once and runs identically through every driver: it asks its context for a
 sandbox, runs real tools inside it, and turns their output into Measurements with a pure parser.
-Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the registry finds them.
+Workload modules live in ``suite/workloads/`` and expose ``WORKLOAD``; the registry finds them. Their
+classes derive from ``_common.BaseWorkload`` (the protocol's defaults) and read their parameters
+with ``XParams.of(ctx)``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from isobench.plugins import plugins
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Workload", "WorkloadContext", "all_workloads", "check_params", "get_workload"]
+__all__ = ["Workload", "WorkloadContext", "all_workloads", "check_fit", "check_params", "get_workload"]
 
 
 class SandboxFactory(Protocol):
@@ -113,3 +115,24 @@ def check_params(params: Mapping[str, Mapping[str, Any]], *, quick: bool) -> Non
         if name not in known:
             raise UsageError(f"[workloads.{name}]: no such workload; known: {', '.join(known)}")
         resolve_params(known[name].params_type, quick, given, name)
+
+
+def check_fit(
+    workloads: Iterable[str],
+    params: Mapping[str, Mapping[str, Any]],
+    *,
+    quick: bool,
+    memory_mib: int,
+    cpus: Collection[int] | None,
+) -> None:
+    """The chosen workloads' parameters (defaults included) against the run's sandbox and host,
+    before a run starts: a block that cannot fit the sandbox's memory is one error then, not a
+    failed cell in every repetition. ``quick``: the sizes the run will use."""
+    from isobench.workloads._common import Params, resolve_params
+
+    known = all_workloads()
+    for name in workloads:
+        chosen: Params = resolve_params(known[name].params_type, quick, params.get(name, {}), name)
+        misfit = chosen.misfit(memory_mib, cpus)
+        if misfit:
+            raise UsageError(misfit)

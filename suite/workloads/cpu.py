@@ -19,7 +19,7 @@ from typing import ClassVar
 from isobench.drivers.base import Sandbox, SandboxSpec
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads._sysbench import SysbenchCpu, parse_sysbench_cpu
 from isobench.workloads.base import WorkloadContext
 
@@ -80,17 +80,15 @@ def cpu_measurements(result: SysbenchCpu, params: CpuParams, variant: str, vcpus
     ]
 
 
-class CpuWorkload:
-    name: ClassVar[str] = "cpu"
-    description: ClassVar[str] = "sysbench cpu: fixed prime-search work, 1 thread and all vCPUs"
-    tools: ClassVar[tuple[str, ...]] = ("sysbench",)
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("cpu.events_per_second",)
-    params_type: ClassVar[type] = CpuParams
+class CpuWorkload(BaseWorkload):
+    name = "cpu"
+    description = "sysbench cpu: fixed prime-search work, 1 thread and all vCPUs"
+    tools = ("sysbench",)
+    precision_figures = ("cpu.events_per_second",)
+    params_type = CpuParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(CpuParams, ctx.quick, ctx.params, self.name)
+        params = CpuParams.of(ctx)
         budget = Budget(ctx.timeout, "cpu")
         vcpus = ctx.spec.vcpus
         wide = all_vcpus(params, ctx.spec, len(os.sched_getaffinity(0)))

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 from isobench.errors import DriverUnavailable, SandboxError, UsageError, WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params
+from isobench.workloads._common import BaseWorkload, Budget, Params
 from isobench.workloads._fleet import (
     SERIAL_CREATE,
     Fleet,
@@ -268,22 +268,20 @@ class Observation:
         return out
 
 
-class DensityWorkload:
-    name: ClassVar[str] = "density"
-    description: ClassVar[str] = "N idle sandboxes: start time vs N, memory and idle CPU per instance"
-    tools: ClassVar[tuple[str, ...]] = ()
+class DensityWorkload(BaseWorkload):
+    name = "density"
+    description = "N idle sandboxes: start time vs N, memory and idle CPU per instance"
     #: One cell steps through every N; a few repetitions at most.
-    max_repetitions: ClassVar[int | None] = 3
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = DensityParams
+    max_repetitions = 3
+    quick_repetitions = 1
+    params_type = DensityParams
 
     def __init__(self, proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> None:
         self._proc = proc_root
         self._sys = sys_root
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        p = resolve_params(DensityParams, ctx.quick, ctx.params, self.name)
+        p = DensityParams.of(ctx)
         guest = is_guest(ctx.driver)
         steps = p.guest_steps if guest else p.container_steps
         ksm = KsmSwitch(self._sys, p.ksm_pages_to_scan) if p.ksm and guest else None

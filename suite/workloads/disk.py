@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from isobench.drivers.base import VOLUME_MOUNT, Sandbox, Volume
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, last_line, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, last_line, run_checked
 from isobench.workloads._fio import FioJob, parse_fio_json
 from isobench.workloads.base import WorkloadContext
 
@@ -152,19 +152,19 @@ def disk_measurements(
     return out
 
 
-class DiskWorkload:
-    name: ClassVar[str] = "disk"
-    description: ClassVar[str] = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
-    tools: ClassVar[tuple[str, ...]] = ("fio", "sh", "rm", "stat", "mountpoint")
+class DiskWorkload(BaseWorkload):
+    name = "disk"
+    description = "fio: seq 1 MiB / rand 4 KiB read+write, QD 1 and 32, root and volume"
+    tools = ("fio", "sh", "rm", "stat", "mountpoint")
     #: One cell already averages over time (thousands of I/Os or round trips): a few repetitions
     #: suffice, and one for a smoke run.
-    max_repetitions: ClassVar[int | None] = 3
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ("disk.*.iops",)
-    params_type: ClassVar[type] = DiskParams
+    max_repetitions = 3
+    quick_repetitions = 1
+    precision_figures = ("disk.*.iops",)
+    params_type = DiskParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(DiskParams, ctx.quick, ctx.params, self.name)
+        params = DiskParams.of(ctx)
         budget = Budget(ctx.timeout, "disk")
         out: list[Measurement] = []
         volume = ctx.spec.volume

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from isobench.config import DEFAULT_STATE_DIR
 from isobench.escape import ensure_probe, measurements, planted, run_battery
 from isobench.model import Measurement
-from isobench.workloads._common import Params, resolve_params
+from isobench.workloads._common import BaseWorkload, Params
 from isobench.workloads.base import WorkloadContext
 from isobench.workloads.leakage import _profiles as hardening_profiles
 
@@ -59,18 +59,17 @@ def _base(scratch: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-class EscapeWorkload:
-    name: ClassVar[str] = "escape"
-    description: ClassVar[str] = "escape battery: known container-escape primitives, blocked or open"
-    tools: ClassVar[tuple[str, ...]] = ("sh", "cat", "chmod", "rm")
+class EscapeWorkload(BaseWorkload):
+    name = "escape"
+    description = "escape battery: known container-escape primitives, blocked or open"
+    tools = ("sh", "cat", "chmod", "rm")
     #: One cell holds every verdict; repeating it sharpens nothing.
-    max_repetitions: ClassVar[int | None] = 1
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = EscapeParams
+    max_repetitions = 1
+    quick_repetitions = 1
+    params_type = EscapeParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(EscapeParams, ctx.quick, ctx.params, self.name)
+        params = EscapeParams.of(ctx)
         probe = ensure_probe(state_dir_of(ctx.scratch))
         caps = ctx.driver.capabilities
         out: list[Measurement] = []

@@ -19,7 +19,7 @@ from typing import ClassVar
 from isobench.drivers.base import SandboxStats
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "IdleMemoryParams", "IdleMemoryWorkload", "idle_measurements", "parse_meminfo"]
@@ -78,20 +78,18 @@ def idle_measurements(
     return out
 
 
-class IdleMemoryWorkload:
-    name: ClassVar[str] = "idle-memory"
-    description: ClassVar[str] = "footprint of one idle sandbox: host view (driver) and inside view"
-    tools: ClassVar[tuple[str, ...]] = ("cat",)
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("idle-memory.host_view", "idle-memory.inside_used")
-    params_type: ClassVar[type] = IdleMemoryParams
+class IdleMemoryWorkload(BaseWorkload):
+    name = "idle-memory"
+    description = "footprint of one idle sandbox: host view (driver) and inside view"
+    tools = ("cat",)
+    precision_figures = ("idle-memory.host_view", "idle-memory.inside_used")
+    params_type = IdleMemoryParams
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
         self._proc = proc_root
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(IdleMemoryParams, ctx.quick, ctx.params, self.name)
+        params = IdleMemoryParams.of(ctx)
         budget = Budget(ctx.timeout, "idle-memory")
         with ctx.sandbox() as sandbox:
             time.sleep(budget.cap(params.settle_seconds))

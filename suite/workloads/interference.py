@@ -37,7 +37,7 @@ from isobench.interference.catalogue import (
 from isobench.interference.parsers import VictimResult, degradation
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Params, oom_kills, resolve_params
+from isobench.workloads._common import BaseWorkload, Params, oom_kills
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -134,18 +134,17 @@ class InterferenceParams(Params):
         return cls(duration=2.0, victims=QUICK_VICTIMS, stressors=QUICK_STRESSORS)
 
 
-class InterferenceWorkload:
-    name: ClassVar[str] = "interference"
-    description: ClassVar[str] = "noisy neighbour: victim degradation next to stress-ng aggressors"
-    tools: ClassVar[tuple[str, ...]] = ("sh", "stress-ng", "sysbench")
+class InterferenceWorkload(BaseWorkload):
+    name = "interference"
+    description = "noisy neighbour: victim degradation next to stress-ng aggressors"
+    tools = ("sh", "stress-ng", "sysbench")
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
-    max_repetitions: ClassVar[int | None] = 1
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = InterferenceParams
+    max_repetitions = 1
+    quick_repetitions = 1
+    params_type = InterferenceParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        p = resolve_params(InterferenceParams, ctx.quick, ctx.params, self.name)
+        p = InterferenceParams.of(ctx)
         duration = p.duration
         victims = [VICTIMS[v] for v in p.victims]
         stressors = [STRESSORS[s] for s in p.stressors]

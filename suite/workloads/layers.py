@@ -42,7 +42,7 @@ from isobench.drivers.layerstack import LayerAdder
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.layers import LAYERS_SUBDIR, Placement, StackKind, ensure_stack
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -243,17 +243,16 @@ def add_layer_seconds(stack: LayerStack, kind: LayerStackKind, scratch: Path) ->
     return (time.monotonic_ns() - t0) / 1e9
 
 
-class LayersWorkload:
-    name: ClassVar[str] = "layers"
-    description: ClassVar[str] = "image layers / snapshot chain depth: lookups, misses, cold reads, copy-up"
-    tools: ClassVar[tuple[str, ...]] = ("perl", "sync")
-    max_repetitions: ClassVar[int | None] = 5
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = LayersParams
+class LayersWorkload(BaseWorkload):
+    name = "layers"
+    description = "image layers / snapshot chain depth: lookups, misses, cold reads, copy-up"
+    tools = ("perl", "sync")
+    max_repetitions = 5
+    quick_repetitions = 1
+    params_type = LayersParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        p = resolve_params(LayersParams, ctx.quick, ctx.params, self.name)
+        p = LayersParams.of(ctx)
         caps = ctx.driver.capabilities
         kind = caps.layer_stack
         if kind is None:

@@ -24,7 +24,7 @@ from isobench.leakage import (
     run_static,
 )
 from isobench.model import Measurement
-from isobench.workloads._common import Params, resolve_params
+from isobench.workloads._common import BaseWorkload, Params
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,17 @@ class LeakageParams(Params):
         return cls()
 
 
-class LeakageWorkload:
-    name: ClassVar[str] = "leakage"
-    description: ClassVar[str] = "information leakage probes (equality, canary, correlation, presence)"
-    tools: ClassVar[tuple[str, ...]] = ("sh", "cat", "grep", "sleep", "ls", "head", "wc", "readlink")
+class LeakageWorkload(BaseWorkload):
+    name = "leakage"
+    description = "information leakage probes (equality, canary, correlation, presence)"
+    tools = ("sh", "cat", "grep", "sleep", "ls", "head", "wc", "readlink")
     #: One cell holds its own comparison (verdicts / baseline vs stress); a smoke run needs one.
-    max_repetitions: ClassVar[int | None] = 1
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = LeakageParams
+    max_repetitions = 1
+    quick_repetitions = 1
+    params_type = LeakageParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        correlations = resolve_params(LeakageParams, ctx.quick, ctx.params, self.name).correlations
+        correlations = LeakageParams.of(ctx).correlations
         settings = CorrelationSettings.quick() if ctx.quick else CorrelationSettings()
         out: list[Measurement] = []
         for hardening in _profiles(ctx):

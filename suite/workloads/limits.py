@@ -41,10 +41,9 @@ import logging
 import math
 import os
 import posixpath
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,8 +51,9 @@ from typing import Any, ClassVar
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
+from isobench.periodic import periodically
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, Params, oom_kills, resolve_params
+from isobench.workloads._common import BaseWorkload, Budget, Params, oom_kills
 from isobench.workloads._fleet import (
     HostWatch,
     host_busy_seconds,
@@ -123,6 +123,12 @@ class LimitsParams(Params):
     def quick(cls) -> LimitsParams:
         return cls(cpu_seconds=2.0, io_seconds=2.0, neighbour_baseline_rounds=2)
 
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        missing = sorted(set(self.cpuset or ()) - set(cpus)) if cpus is not None else []
+        if missing:
+            return f"workload limits: cpuset CPUs {missing} are not available to this run"
+        return None
+
 
 def quota_overrides(driver: Driver, quota: float) -> dict[str, Any] | None:
     """Spec overrides that ask ``driver`` for ``quota`` CPUs, or None when it cannot express it:
@@ -150,27 +156,23 @@ class _ThreadCpus:
     proc_root: Path
     seen: Counter[int] = field(default_factory=Counter)
 
-    def sample(self, stop: threading.Event) -> None:
-        tasks = self.proc_root / str(self.pid) / "task"
-        while not stop.is_set():
-            try:
-                for stat in tasks.glob("*/stat"):
-                    fields = stat.read_text().rsplit(")", 1)[1].split()
-                    if fields[0] == "R":
-                        self.seen[int(fields[36])] += 1
-            except (OSError, ValueError, IndexError):
-                pass
-            stop.wait(0.1)
+    def sample(self) -> None:
+        try:
+            for stat in (self.proc_root / str(self.pid) / "task").glob("*/stat"):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if fields[0] == "R":
+                    self.seen[int(fields[36])] += 1
+        except (OSError, ValueError, IndexError):
+            pass
 
 
-class LimitsWorkload:
-    name: ClassVar[str] = "limits"
-    description: ClassVar[str] = "requested vs delivered: CPU quota, cpuset, disk bandwidth, pids, memory"
-    tools: ClassVar[tuple[str, ...]] = ("perl", "dd", "rm")
-    max_repetitions: ClassVar[int | None] = 3
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ()
-    params_type: ClassVar[type] = LimitsParams
+class LimitsWorkload(BaseWorkload):
+    name = "limits"
+    description = "requested vs delivered: CPU quota, cpuset, disk bandwidth, pids, memory"
+    tools = ("perl", "dd", "rm")
+    max_repetitions = 3
+    quick_repetitions = 1
+    params_type = LimitsParams
 
     def __init__(
         self,
@@ -181,14 +183,14 @@ class LimitsWorkload:
         self._kernel_log = kernel_log
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        p = resolve_params(LimitsParams, ctx.quick, ctx.params, self.name)
+        p = LimitsParams.of(ctx)
         budget = Budget(ctx.timeout, "limits")
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))
+        misfit = p.misfit(ctx.spec.memory_mib, host_cpus)
+        if misfit:
+            raise UsageError(misfit)
         cpuset = p.cpuset or (host_cpus[-1],)
-        missing = sorted(set(cpuset) - set(host_cpus))
-        if missing:
-            raise UsageError(f"workload limits: cpuset CPUs {missing} are not available to this run")
         out: list[Measurement] = []
         not_expressible: list[float] = []
         for quota in p.cpu_quotas:
@@ -278,16 +280,13 @@ class LimitsWorkload:
     ) -> list[Measurement]:
         pid = qemu_pid(sb)
         threads = _ThreadCpus(pid, self._proc) if pid is not None else None
-        stop = threading.Event()
-        sampler = threading.Thread(target=threads.sample, args=(stop,), daemon=True) if threads else None
-        if sampler is not None:
-            sampler.start()
-        try:
+        sampling = (
+            periodically(threads.sample, 0.1, name="isobench-qemu-cpus", join_timeout=5)
+            if threads
+            else contextlib.nullcontext()
+        )
+        with sampling:
             burn, _, _ = self._burn(sb, burners, seconds, budget)
-        finally:
-            stop.set()
-            if sampler is not None:
-                sampler.join(timeout=5)
         seen, view = (
             (threads.seen, "host: CPUs of the guest's qemu threads")
             if threads

@@ -7,13 +7,13 @@ rather than cache bandwidth. Time-bound rather than size-bound so TCG guests fin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads._sysbench import SysbenchMemory, parse_sysbench_memory
 from isobench.workloads.base import WorkloadContext
 
@@ -33,6 +33,14 @@ class MemoryBandwidthParams(Params):
     @classmethod
     def quick(cls) -> MemoryBandwidthParams:
         return cls(seconds=1, block_mib=64)
+
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        if self.block_mib * 2 > memory_mib:
+            return (
+                f"workload memory-bandwidth: block_mib={self.block_mib} does not fit a {memory_mib} MiB "
+                "sandbox; lower block_mib or raise sandbox.memory_mib"
+            )
+        return None
 
 
 def sysbench_memory_argv(params: MemoryBandwidthParams, operation: str, threads: int) -> list[str]:
@@ -77,22 +85,18 @@ def bandwidth_measurements(
     ]
 
 
-class MemoryBandwidthWorkload:
-    name: ClassVar[str] = "memory-bandwidth"
-    description: ClassVar[str] = "sysbench memory: sequential read/write bandwidth, 1 thread and all vCPUs"
-    tools: ClassVar[tuple[str, ...]] = ("sysbench",)
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("memory-bandwidth.*.bandwidth",)
-    params_type: ClassVar[type] = MemoryBandwidthParams
+class MemoryBandwidthWorkload(BaseWorkload):
+    name = "memory-bandwidth"
+    description = "sysbench memory: sequential read/write bandwidth, 1 thread and all vCPUs"
+    tools = ("sysbench",)
+    precision_figures = ("memory-bandwidth.*.bandwidth",)
+    params_type = MemoryBandwidthParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(MemoryBandwidthParams, ctx.quick, ctx.params, self.name)
-        if params.block_mib * 2 > ctx.spec.memory_mib:
-            raise WorkloadError(
-                f"memory-bandwidth: block_mib={params.block_mib} does not fit a "
-                f"{ctx.spec.memory_mib} MiB sandbox; lower block_mib"
-            )
+        params = MemoryBandwidthParams.of(ctx)
+        misfit = params.misfit(ctx.spec.memory_mib, None)
+        if misfit:
+            raise WorkloadError(misfit)
         budget = Budget(ctx.timeout, "memory-bandwidth")
         variants = [("single", 1)]
         if ctx.spec.vcpus > 1:

@@ -38,7 +38,7 @@ from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
 from isobench.model import Measurement
 from isobench.procs import run_command
-from isobench.workloads._common import Budget, Params, last_line, resolve_params, strip_ansi
+from isobench.workloads._common import BaseWorkload, Budget, Params, last_line, strip_ansi
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -262,10 +262,10 @@ class _Session(NamedTuple):
     meta: dict[str, Any]
 
 
-class NetworkWorkload:
-    name: ClassVar[str] = "network"
-    description: ClassVar[str] = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
-    tools: ClassVar[tuple[str, ...]] = (
+class NetworkWorkload(BaseWorkload):
+    name = "network"
+    description = "host->sandbox TCP throughput (iperf3) and round trip (sockperf)"
+    tools = (
         "iperf3",
         "sockperf",
         "sh",
@@ -277,13 +277,13 @@ class NetworkWorkload:
     )
     #: One cell already averages over time (thousands of I/Os or round trips): a few repetitions
     #: suffice, and one for a smoke run.
-    max_repetitions: ClassVar[int | None] = 3
-    quick_repetitions: ClassVar[int | None] = 1
-    precision_figures: ClassVar[tuple[str, ...]] = ("network.tcp_throughput", "network.tcp_rtt.p50")
-    params_type: ClassVar[type] = NetworkParams
+    max_repetitions = 3
+    quick_repetitions = 1
+    precision_figures = ("network.tcp_throughput", "network.tcp_rtt.p50")
+    params_type = NetworkParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(NetworkParams, ctx.quick, ctx.params, self.name)
+        params = NetworkParams.of(ctx)
         for tool, package in (("iperf3", "iperf3"), ("sockperf", "sockperf"), ("taskset", "util-linux")):
             if shutil.which(tool) is None:
                 raise WorkloadError(

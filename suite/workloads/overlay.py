@@ -26,7 +26,7 @@ from typing import ClassVar
 from isobench.drivers.base import RootStorage, Sandbox
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = [
@@ -176,17 +176,15 @@ def overlay_measurements(out: OverlayOutput, files: Iterable[str], staged: bool)
     return result
 
 
-class OverlayWorkload:
-    name: ClassVar[str] = "overlay"
-    description: ClassVar[str] = "copy-up by file size, whiteouts, opaque dirs, dir rename (EXDEV)"
-    tools: ClassVar[tuple[str, ...]] = ("sh", "date", "dd", "stat", "rm", "mv", "mkdir", "head", "tr")
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("overlay.*",)
-    params_type: ClassVar[type] = OverlayParams
+class OverlayWorkload(BaseWorkload):
+    name = "overlay"
+    description = "copy-up by file size, whiteouts, opaque dirs, dir rename (EXDEV)"
+    tools = ("sh", "date", "dd", "stat", "rm", "mv", "mkdir", "head", "tr")
+    precision_figures = ("overlay.*",)
+    params_type = OverlayParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(OverlayParams, ctx.quick, ctx.params, self.name)
+        params = OverlayParams.of(ctx)
         budget = Budget(ctx.timeout, "overlay")
         # A sandbox on the host's own tree: never write into its root.
         staged = ctx.driver.capabilities.root_storage is RootStorage.HOST_FS

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement, PhaseTiming
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "StartupParams", "StartupWorkload", "startup_measurements"]
@@ -81,17 +81,15 @@ def startup_measurements(
     return out
 
 
-class StartupWorkload:
-    name: ClassVar[str] = "startup"
-    description: ClassVar[str] = "cold start to ready and to exit of `true`, with the driver's phases"
-    tools: ClassVar[tuple[str, ...]] = ("true",)
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("startup.*",)
-    params_type: ClassVar[type] = StartupParams
+class StartupWorkload(BaseWorkload):
+    name = "startup"
+    description = "cold start to ready and to exit of `true`, with the driver's phases"
+    tools = ("true",)
+    precision_figures = ("startup.*",)
+    params_type = StartupParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(StartupParams, ctx.quick, ctx.params, self.name)
+        params = StartupParams.of(ctx)
         budget = Budget(ctx.timeout, "startup")
         outer_start = time.monotonic_ns()
         with ctx.sandbox() as sandbox:

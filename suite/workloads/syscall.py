@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import Budget, Params, resolve_params, run_checked
+from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads.base import WorkloadContext
 
@@ -116,17 +116,15 @@ def parse_fork_exec(stdout: str, min_seconds: float, chunk: int) -> ForkExecResu
     return ForkExecResult(iterations, seconds)
 
 
-class SyscallWorkload:
-    name: ClassVar[str] = "syscall"
-    description: ClassVar[str] = "cost of read/write syscalls (dd bs=1), fork (stress-ng) and fork+exec"
-    tools: ClassVar[tuple[str, ...]] = ("dd", "stress-ng", "sh", "date", "true")
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
-    precision_figures: ClassVar[tuple[str, ...]] = ("syscall.*",)
-    params_type: ClassVar[type] = SyscallParams
+class SyscallWorkload(BaseWorkload):
+    name = "syscall"
+    description = "cost of read/write syscalls (dd bs=1), fork (stress-ng) and fork+exec"
+    tools = ("dd", "stress-ng", "sh", "date", "true")
+    precision_figures = ("syscall.*",)
+    params_type = SyscallParams
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        params = resolve_params(SyscallParams, ctx.quick, ctx.params, self.name)
+        params = SyscallParams.of(ctx)
         budget = Budget(ctx.timeout, "syscall")
         with ctx.sandbox() as sandbox:
             dd = run_checked(

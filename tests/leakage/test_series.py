@@ -44,7 +44,7 @@ def test_parsers_on_recorded_formats() -> None:
     assert s.vmstat_used("nr_free_pages 12345\nnr_zone_inactive_anon 1\n") == -12345.0
     assert s.zoneinfo_used(ZONEINFO) == -403840.0
     assert s.diskstats_written(DISKSTATS) == 12000.0
-    assert s.file_nr_allocated("2016\t0\t9223372036854775807\n") == 2016.0
+    assert s.single_number("2016\t0\t9223372036854775807\n") == 2016.0
     assert s.interrupts_total(INTERRUPTS) == 1 + 11870 + 12574 + 100 + 200 + 0
     assert s.softirqs_net(SOFTIRQS) == 7 + 1 + 3953 + 5882
 
@@ -57,7 +57,7 @@ def test_parsers_return_none_on_garbage() -> None:
         s.vmstat_used,
         s.zoneinfo_used,
         s.diskstats_written,
-        s.file_nr_allocated,
+        s.single_number,
         s.softirqs_net,
         s.single_number,
     ):

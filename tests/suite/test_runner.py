@@ -352,6 +352,24 @@ def test_capped_workloads_start_at_their_quick_cap_and_grow_to_their_cap(tmp_pat
     assert results.run["budget"]["limits"]["capped"] == {"min_n": 1, "max_n": 3}
 
 
+def test_a_budget_too_small_for_the_first_pass_cuts_costly_one_shot_cells_not_cheap_repeats(
+    tmp_path: Path,
+) -> None:
+    """The first pass ends with the one-shot cells: a cheap figure gets its minimum n (and an
+    interval) before a costly cell that runs once anyway."""
+    clock = FakeClock()
+    cheap = Costed("cheap", clock, {"host": 1.0, "box": 1.0}, spread=0.3)
+    costly = Costed("costly", clock, {"host": 30.0, "box": 30.0}, spread=0.3, max_repetitions=1)
+    results, _ = _run_budget(tmp_path, {"costly": costly, "cheap": cheap}, clock, budget=40.0)
+    assert _n(results, "cheap", "host") >= 3 and _n(results, "cheap", "box") >= 3
+    assert len(costly.seen) == 1  # 6 x 1 s + 30 s; the second 30 s cell would end past 40 s
+    cheap_rounds = sorted(s.metadata["round"] for s in results.measured() if s.workload == "cheap")
+    assert cheap_rounds[:6] == [0, 0, 1, 1, 2, 2]
+    rounds = {s.metadata["round"] for s in results.measured() if s.workload == "costly"}
+    assert rounds == {2}  # the last round of the first pass
+    assert results.run["budget"]["stopped"] == "budget spent"
+
+
 def test_ab_runs_both_configurations_interleaved_with_labels(tmp_path: Path) -> None:
     clock = FakeClock()
     w = Costed("w", clock, {"host": 1.0, "box": 1.0}, spread=0.01)

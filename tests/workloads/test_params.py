@@ -3,6 +3,9 @@ the values an enum allows. A bad value is one line and exit 2 before anything ru
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from click.testing import CliRunner
 from isobench import cli
 from isobench.errors import UsageError
 from isobench.workloads._common import Params, resolve_params
-from isobench.workloads.base import all_workloads, check_params
+from isobench.workloads.base import all_workloads, check_fit, check_params
 
 #: One bad value per workload (and per kind of check), with the line the user reads.
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -78,23 +81,31 @@ def test_bad_value_in_the_config_file_stops_the_cli_before_the_run(
             return "[" + ", ".join(map(toml, v)) + "]"
         return f"'{v}'" if isinstance(v, str) else str(v)
 
-    cfg = tmp_path / "isobench.toml"
-    cfg.write_text(f"[workloads.{workload}]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in given.items()))
-    out = tmp_path / "out"
-    r = CliRunner().invoke(
-        cli.main,
-        [
-            "run",
-            "--config",
-            str(cfg),
-            "--drivers",
-            "host",
-            "-o",
-            str(out),
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
+    _assert_refused_before_the_run(
+        tmp_path,
+        f"[workloads.{workload}]\n" + "".join(f"{k} = {toml(v)}\n" for k, v in given.items()),
+        [],
+        message,
     )
+
+
+def _assert_refused_before_the_run(tmp_path: Path, toml: str, args: list[str], message: str) -> None:
+    """``isobench run`` with this config file: one error line, exit 2, and no results directory."""
+    cfg = tmp_path / "isobench.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "out"
+    argv = [
+        "run",
+        "--config",
+        str(cfg),
+        "--drivers",
+        "host",
+        "-o",
+        str(out),
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    r = CliRunner().invoke(cli.main, [*argv, *args])
     assert r.exit_code == 2, r.output
     assert message in r.output
     assert "Traceback" not in r.output
@@ -123,3 +134,91 @@ def test_direct_construction_is_checked_too() -> None:
 
     with pytest.raises(UsageError, match=r"workload cpu: parameter all_vcpus must be >= 0, got -1"):
         CpuParams(all_vcpus=-1)
+
+
+def _number_kind(hint: Any) -> tuple[type, bool] | None:
+    """(int or float, is it a list) of a numeric parameter's annotation; None for the others."""
+    optional = typing.get_origin(hint) in (types.UnionType, typing.Union)
+    args = [h for h in typing.get_args(hint) if h is not type(None)] if optional else [hint]
+    if len(args) != 1:
+        return None
+    (inner,) = args
+    if typing.get_origin(inner) is tuple:
+        item = typing.get_args(inner)[0]
+        return (item, True) if item in (int, float) else None
+    return (inner, False) if inner in (int, float) else None
+
+
+def test_every_number_is_refused_below_its_bound_before_a_run() -> None:
+    """Item 7 of #20, for every numeric parameter of every workload (not one example each): zero and
+    a negative value are refused when the config is checked, or, where the field names the lowest
+    value it takes (``min``: 0 for "off" or "auto"), a value below that is."""
+    checked = 0
+    for name, w in all_workloads().items():
+        hints = typing.get_type_hints(w.params_type)
+        for f in dataclasses.fields(w.params_type):
+            kind = _number_kind(hints[f.name])
+            if kind is None:
+                continue
+            number, is_list = kind
+            minimum = f.metadata.get("min")
+            for bad in (0, -1) if minimum is None else (minimum - 1,):
+                value: Any = number(bad)
+                given = {f.name: [value] if is_list else value}
+                with pytest.raises(UsageError, match=f"parameter {f.name} must be"):
+                    check_params({name: given}, quick=True)
+                checked += 1
+    assert checked >= 60, checked
+
+
+def test_parameters_that_cannot_fit_the_run_are_refused_before_it() -> None:
+    """What the type and range checks cannot see: a value against the run's sandbox or host."""
+    mb = {"memory-bandwidth": {"block_mib": 512}}
+    with pytest.raises(UsageError, match=r"block_mib=512 does not fit a 512 MiB sandbox; lower block_mib"):
+        check_fit(["memory-bandwidth"], mb, quick=True, memory_mib=512, cpus={0, 1})
+    check_fit(["memory-bandwidth"], mb, quick=True, memory_mib=1024, cpus={0, 1})
+    # The defaults count too, at the sizes the run will use: full sizes walk a 128 MiB block.
+    with pytest.raises(UsageError, match=r"block_mib=128 does not fit a 200 MiB sandbox"):
+        check_fit(["memory-bandwidth"], {}, quick=False, memory_mib=200, cpus=None)
+    check_fit(["memory-bandwidth"], {}, quick=True, memory_mib=200, cpus=None)
+    # A workload that is not chosen is not judged.
+    check_fit(["cpu"], mb, quick=True, memory_mib=64, cpus=None)
+    lim = {"limits": {"cpuset": [1, 7]}}
+    with pytest.raises(UsageError, match=r"workload limits: cpuset CPUs \[7\] are not available to this run"):
+        check_fit(["limits"], lim, quick=True, memory_mib=512, cpus={0, 1})
+    # A fleet's workers have their own CPUs: nothing to judge here.
+    check_fit(["limits"], lim, quick=True, memory_mib=512, cpus=None)
+
+
+@pytest.mark.parametrize(
+    ("toml", "args", "message"),
+    [
+        (
+            "[workloads.memory-bandwidth]\nblock_mib = 100000\n",
+            ["--workloads", "memory-bandwidth", "--quick"],
+            "workload memory-bandwidth: block_mib=100000 does not fit a 512 MiB sandbox",
+        ),
+        (
+            "[sandbox]\nmemory_mib = 100\n",
+            ["--workloads", "memory-bandwidth", "--sizes", "full", "-n", "1"],
+            "workload memory-bandwidth: block_mib=128 does not fit a 100 MiB sandbox",
+        ),
+        (
+            "[workloads.limits]\ncpuset = [4096]\n",
+            ["--workloads", "limits", "--quick"],
+            "workload limits: cpuset CPUs [4096] are not available to this run",
+        ),
+    ],
+)
+def test_a_misfit_stops_the_cli_before_the_run(
+    tmp_path: Path, toml: str, args: list[str], message: str
+) -> None:
+    _assert_refused_before_the_run(tmp_path, toml, args, message)
+
+
+def test_each_ab_configuration_is_judged_against_its_own_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "big.toml").write_text("[sandbox]\nmemory_mib = 1024\n")
+    (tmp_path / "small.toml").write_text("[sandbox]\nmemory_mib = 100\n")
+    ab = ["--ab", str(tmp_path / "big.toml"), str(tmp_path / "small.toml")]
+    args = ["--workloads", "memory-bandwidth", "--sizes", "full", "-n", "1", *ab]
+    _assert_refused_before_the_run(tmp_path, "", args, "block_mib=128 does not fit a 100 MiB sandbox")

@@ -117,6 +117,14 @@ def write_value(path: Path, value: str, what: str) -> None:
         ) from err
 
 
+def write_swap_limit(path: Path, value: int, what: str, no_accounting: str) -> None:
+    """A swap limit, which needs the kernel's swap accounting: without it the file is missing, and a
+    limit silently left off would measure something else than was asked."""
+    if not path.exists():
+        raise SandboxError(f"{no_accounting} or set the container option swap_mib to null")
+    write_value(path, str(value), what)
+
+
 def read_number(path: Path, default: float = 0.0) -> float:
     try:
         text = path.read_text().strip()
@@ -173,6 +181,27 @@ def kill_loop(procs_files: Iterable[Path], deadline_s: float = 5.0) -> None:
         if time.monotonic() > end:
             raise SandboxError(f"cgroup still has processes {sorted(pids)} after SIGKILL; check for D-state")
         time.sleep(0.002)
+
+
+def make_cgroup(dirs: Iterable[Path], rmdir: Rmdir, apply: Callable[[], None]) -> None:
+    """mkdir each of ``dirs``, then ``apply()`` the limits; on any failure (Ctrl-C included) what was
+    made is removed again, newest first, so a half-made cgroup never outlives its error."""
+    made: list[Path] = []
+    try:
+        for d in dirs:
+            try:
+                d.mkdir()
+            except OSError as err:
+                raise SandboxError(f"cannot create cgroup {d}: {err.strerror}") from err
+            made.append(d)
+        apply()
+    except BaseException:
+        for d in reversed(made):
+            try:
+                rmdir_retry(d, rmdir)
+            except SandboxError as err:
+                log.warning("%s", err)
+        raise
 
 
 def rmdir_retry(path: Path, rmdir: Rmdir, deadline_s: float = 5.0) -> None:

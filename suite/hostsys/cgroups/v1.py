@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -11,8 +10,6 @@ from isobench.errors import SandboxError
 from isobench.hostsys.cgroups import common, devices
 from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
 from isobench.hostsys.cgroups.layout import CgroupLayout, Mode
-
-log = logging.getLogger(__name__)
 
 __all__ = ["V1_BASE", "V1Cgroup", "V1Manager"]
 
@@ -121,37 +118,20 @@ class V1Manager:
                 f"(mounted: {', '.join(sorted(self._mounts)) or 'none'}); mount it under /sys/fs/cgroup"
             )
         dirs = {c: self._base(c) / name for c in wanted}
-        cg = V1Cgroup(name, dirs, self._rmdir)
-        made: list[Path] = []
-        try:
-            for d in dict.fromkeys(dirs.values()):
-                try:
-                    d.mkdir()
-                except OSError as err:
-                    raise SandboxError(f"cannot create cgroup {d}: {err.strerror}") from err
-                made.append(d)
-            self._apply(dirs, limits)
-        except BaseException:
-            for d in reversed(made):
-                try:
-                    common.rmdir_retry(d, self._rmdir)
-                except SandboxError as err:
-                    log.warning("%s", err)
-            raise
-        return cg
+        common.make_cgroup(dict.fromkeys(dirs.values()), self._rmdir, lambda: self._apply(dirs, limits))
+        return V1Cgroup(name, dirs, self._rmdir)
 
     def _apply(self, dirs: Mapping[str, Path], limits: CgroupLimits) -> None:
         mem = dirs["memory"]
         if limits.memory_bytes is not None:
             common.write_value(mem / "memory.limit_in_bytes", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
-                memsw = mem / "memory.memsw.limit_in_bytes"
-                if not memsw.exists():
-                    raise SandboxError(
-                        "cgroup v1 memory controller has no swap accounting (memory.memsw.*); "
-                        "boot with swapaccount=1 or set the container option swap_mib to null"
-                    )
-                common.write_value(memsw, str(limits.memory_bytes + limits.swap_bytes), "memory+swap limit")
+                common.write_swap_limit(
+                    mem / "memory.memsw.limit_in_bytes",
+                    limits.memory_bytes + limits.swap_bytes,
+                    "memory+swap limit",
+                    "cgroup v1 memory controller has no swap accounting (memory.memsw.*); boot with swapaccount=1",
+                )
         cpu = dirs["cpu"]
         if limits.cpu_quota_us is not None:
             common.write_value(cpu / "cpu.cfs_period_us", str(limits.cpu_period_us), "cpu period")

@@ -109,20 +109,8 @@ class V2Manager:
         wanted += ["io"] if limits.io_bps is not None else []
         self._enable(wanted)
         path = self.base / name
-        try:
-            path.mkdir()
-        except OSError as err:
-            raise SandboxError(f"cannot create cgroup {path}: {err.strerror}") from err
-        cg = V2Cgroup(name, path, self._rmdir)
-        try:
-            self._apply(path, limits)
-        except BaseException:
-            try:
-                common.rmdir_retry(path, self._rmdir)
-            except SandboxError as err:
-                log.warning("%s", err)
-            raise
-        return cg
+        common.make_cgroup([path], self._rmdir, lambda: self._apply(path, limits))
+        return V2Cgroup(name, path, self._rmdir)
 
     def _enable(self, wanted: list[str]) -> None:
         base = self.base
@@ -147,13 +135,12 @@ class V2Manager:
         if limits.memory_bytes is not None:
             common.write_value(path / "memory.max", str(limits.memory_bytes), "memory limit")
             if limits.swap_bytes is not None:
-                swap = path / "memory.swap.max"
-                if not swap.exists():
-                    raise SandboxError(
-                        "cgroup v2 has no swap controller files (memory.swap.max); enable swap "
-                        "accounting or set the container option swap_mib to null"
-                    )
-                common.write_value(swap, str(limits.swap_bytes), "swap limit")
+                common.write_swap_limit(
+                    path / "memory.swap.max",
+                    limits.swap_bytes,
+                    "swap limit",
+                    "cgroup v2 has no swap controller files (memory.swap.max); enable swap accounting",
+                )
         if limits.cpu_quota_us is not None:
             common.write_value(path / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}", "cpu quota")
         if limits.cpuset is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "no_host_read",
     "own_kernel",
     "script",
+    "table_rows",
 ]
 
 
@@ -81,6 +82,11 @@ def own_kernel(decide: Decide) -> Decide:
         return v
 
     return wrapped
+
+
+def table_rows(text: str | None) -> list[list[str]]:
+    """The rows of a /proc table below its header line (/proc/net/arp, route, partitions), split."""
+    return [line.split() for line in (text or "").splitlines()[1:]]
 
 
 def first_float(text: str | None) -> float | None:

@@ -4,7 +4,15 @@ and whether the sandbox sees them."""
 from __future__ import annotations
 
 from isobench.leakage import rules
-from isobench.leakage.catalogue.base import Decide, Facts, StaticProbe, host_file, no_host_read, script
+from isobench.leakage.catalogue.base import (
+    Decide,
+    Facts,
+    StaticProbe,
+    host_file,
+    no_host_read,
+    script,
+    table_rows,
+)
 from isobench.leakage.host import ENV_CANARY, HostView
 from isobench.leakage.rules import Verdict
 
@@ -84,12 +92,8 @@ def _socket(attr: str, where: str) -> Decide:
 
 
 def _arp_entries(text: str | None) -> set[tuple[str, str]]:
-    out = set()
-    for line in (text or "").splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 4 and parts[3] != "00:00:00:00:00:00":
-            out.add((parts[0], parts[3]))
-    return out
+    """(IP, MAC) of each complete neighbour entry."""
+    return {(p[0], p[3]) for p in table_rows(text) if len(p) >= 4 and p[3] != "00:00:00:00:00:00"}
 
 
 def _arp(host: str | None, inside: str | None, _f: Facts) -> Verdict:

@@ -15,6 +15,7 @@ from isobench.leakage.catalogue.base import (
     no_host_read,
     own_kernel,
     script,
+    table_rows,
 )
 from isobench.leakage.host import HostView
 from isobench.leakage.rules import Verdict
@@ -93,12 +94,10 @@ def _cmdline(host: str | None, inside: str | None, _f: Facts) -> Verdict:
 
 
 def _default_routes(text: str | None) -> set[tuple[str, str]]:
-    out: set[tuple[str, str]] = set()
-    for line in (text or "").splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 3 and parts[1] == "00000000" and parts[2] != "00000000":
-            out.add((parts[0], parts[2]))
-    return out
+    """(device, gateway in hex) of each default route that has a gateway."""
+    return {
+        (p[0], p[2]) for p in table_rows(text) if len(p) >= 3 and p[1] == "00000000" and p[2] != "00000000"
+    }
 
 
 def _gateway(host: str | None, inside: str | None, _f: Facts) -> Verdict:

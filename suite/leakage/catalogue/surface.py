@@ -12,7 +12,7 @@ import errno
 import re
 
 from isobench.leakage import rules
-from isobench.leakage.catalogue.base import Facts, StaticProbe, no_host_read, own_kernel
+from isobench.leakage.catalogue.base import Facts, StaticProbe, no_host_read, own_kernel, table_rows
 from isobench.leakage.rules import Verdict
 
 __all__ = ["BLOCKED_CALLS", "PROBES", "first_disk"]
@@ -112,8 +112,7 @@ _PTS_MAJOR = "88"
 
 def first_disk(partitions: str | None) -> str | None:
     """major:minor of the first whole disk in /proc/partitions (the device mknod tries to reach)."""
-    for line in (partitions or "").splitlines()[1:]:
-        parts = line.split()
+    for parts in table_rows(partitions):
         if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit() and not re.search(r"\d$", parts[3]):
             return f"{parts[0]}:{parts[1]}"
         if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit() and parts[3].startswith("nvme"):

@@ -1,0 +1,41 @@
+"""What a run prints while it runs, on a terminal and in a log."""
+
+from __future__ import annotations
+
+import io
+
+from isobench.cli.output import RichProgress, progress_bar
+from isobench.schedule import Cell
+from rich.console import Console
+
+
+def _progress(terminal: bool) -> tuple[RichProgress, io.StringIO]:
+    buf = io.StringIO()
+    bar = progress_bar()
+    bar.live.console = Console(file=buf, force_terminal=terminal, width=200)
+    return RichProgress(bar), buf
+
+
+def test_a_log_gets_one_line_per_finished_cell() -> None:
+    progress, buf = _progress(terminal=False)
+    progress.start(2)
+    first = Cell(round=0, repetition=1, warmup=False, driver="container", workload="startup")
+    progress.cell_started(first, 0, budget_left=600.0)
+    progress.cell_finished(first, [])
+    second = Cell(round=0, repetition=1, warmup=False, driver="vm", workload="cpu", variant="B")
+    progress.cell_started(second, 1)
+    progress.cell_finished(second, [])
+    lines = [line for line in buf.getvalue().splitlines() if line.startswith("[")]
+    assert lines[0].startswith("[1/2] startup on container (rep 1) ")
+    assert lines[0].endswith("s, budget left 10:00")
+    # a variant's brackets are text, not markup
+    assert lines[1].startswith("[2/2] cpu on vm [B] (rep 1) ")
+
+
+def test_a_terminal_gets_the_bar_not_a_line_per_cell() -> None:
+    progress, buf = _progress(terminal=True)
+    progress.start(1)
+    cell = Cell(round=0, repetition=1, warmup=False, driver="host", workload="cpu")
+    progress.cell_started(cell, 0)
+    progress.cell_finished(cell, [])
+    assert "[1/1]" not in buf.getvalue()
