@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .cells import NATIVE
-from .headline import CONTAINMENT, MEMORY, Figure, Headline, ratio_words
+from .headline import CONTAINMENT, LEAK, MEMORY, Figure, Headline, ratio_words
+from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio
 
 __all__ = ["findings"]
@@ -135,14 +136,11 @@ def _compared(h: Headline) -> list[str]:
 
 def _leak_and_containment(h: Headline) -> list[str]:
     out = []
-    leak = [f for f in _measured(h, "leak") if f.driver != NATIVE]
+    leak = [f for f in _measured(h, LEAK) if f.driver != NATIVE]
     if leak:
-        leak.sort(key=lambda f: f.value)
-        out.append(
-            "Leak score (lower is better): "
-            + ", ".join(f"{f.driver} {human(f.value, f.unit)}" for f in leak)
-            + "."
-        )
+        unit = leak[0].unit
+        scores = [Interval(f.driver, f.value, f.ci_low, f.ci_high) for f in leak]
+        out += ranking_sentences(scores, lambda v: human(v, unit))
     cont = [f for f in _measured(h, CONTAINMENT) if f.driver != NATIVE]
     if cont:
         full = [f.driver for f in cont if f.text.split("/")[0] == f.text.split("/")[-1]]
@@ -177,11 +175,12 @@ def _single(h: Headline) -> list[str]:
 
 
 def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
-    figs = [f for f in h.figures.values() if f.n > 0]
+    # the leak score and containment carry their own certainty (an interval, counts)
+    figs = [f for f in h.figures.values() if f.n > 0 and f.question not in (LEAK, CONTAINMENT)]
     if not figs:
         return []
     ns = sorted({f.n for f in figs})
-    single = [q.title for q in h.questions if h.n.get(q.key) == 1 and q.key not in ("leak", CONTAINMENT)]
+    single = [q.title for q in h.questions if h.n.get(q.key) == 1 and q.key not in (LEAK, CONTAINMENT)]
     if ns == [1]:
         text = "Every figure here is a single measurement (n=1): no interval, so none is ranked"
     else:

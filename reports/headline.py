@@ -25,12 +25,14 @@ from isobench.stats import ratio_ci, summarize
 
 from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, variant_of
 from .compare import DEFAULT_MIN_EFFECT
+from .leak_rank import leak_figures
 from .memory import idle_overhead
 from .units import NA, TIMES, human, human_ratio, plain
 
 __all__ = [
     "BELOW_TARGET",
     "CONTAINMENT",
+    "LEAK",
     "MEMORY",
     "MIN_EFFECT",
     "QUESTIONS",
@@ -55,6 +57,8 @@ BELOW_TARGET = "\u2020"
 #: Questions answered by something other than one metric's cells.
 MEMORY = "memory"
 CONTAINMENT = "containment"
+#: The leak score: its interval comes from the probes' evidence (isobench.reports.leak_rank).
+LEAK = "leak"
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ QUESTIONS: tuple[Question, ...] = (
         "1-byte read or write (dd bs=1), per call",
     ),
     Question(
-        "leak", "leak score", "leakage", "leakage.score", {"hardening": True}, "value",
+        LEAK, "leak score", "leakage", "leakage.score", {"hardening": True}, "value",
         "weighted share of host-information probes that leak; lower is better", exact=True,
     ),
     Question(
@@ -422,10 +426,14 @@ def build_headline(
             relevant = [c for c in cells.values() if c.key.workload == q.workload]
             native = _pick(relevant, q, NATIVE)
             by_driver = {}
+            picked: dict[str, str] = {}
             for d in sorted({c.key.driver for c in relevant}, key=driver_order):
                 cell = _pick(relevant, q, d)
                 if cell is not None:
                     by_driver[d] = _mark_missed(cell_figure(q, cell, native), cell, missed)
+                    picked[d] = cell.key.variant
+            if q.key == LEAK:
+                by_driver = leak_figures(by_driver, picked, results, NATIVE)
         if by_driver:
             questions.append(q)
             for d, fig in by_driver.items():

@@ -26,6 +26,7 @@ from isobench.stats import summarize
 
 from .cells import driver_order, group_cells
 from .files import fresh_plots_dir
+from .leak_rank import SCORE, leak_intervals
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class Point:
     better: str
     #: The confidence the interval really has (NaN at n = 1; the range below n = 6).
     ci_confidence: float = math.nan
+    #: The interval holds at n = 1 too: the leak score's range over its open probes
+    #: (:mod:`.leak_rank`), not a median's interval.
+    evidence_interval: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,10 +218,18 @@ def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:
     points: list[Point] = []
     for i, r in enumerate(runs):
         samples = [s for s in r.measured() if s.workload == trend.workload and s.metric == trend.metric]
+        leak = leak_intervals(r) if trend.metric == SCORE else {}
         for key, cell in group_cells(samples).items():
             if not trend.matches(cell.params) or not cell.values:
                 continue
             s = summarize(cell.values)
+            iv = leak.get((key.driver, key.variant))
+            if iv is not None and iv.known:
+                points.append(
+                    Point(i, key.driver, key.variant, s.n, s.median, iv.low, iv.high, cell.unit,
+                          str(cell.better), evidence_interval=True)
+                )  # fmt: skip
+                continue
             points.append(
                 Point(
                     i,
@@ -332,7 +344,8 @@ def _html(
         f"<title>isobench history — {len(runs)} runs</title><style>{_CSS}</style></head><body>",
         f"<h1>isobench history: {len(runs)} runs</h1>",
         "<p>The headline figures of each run in time order: per driver the median (line) and its "
-        "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below). "
+        "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below; "
+        "for the leak score the range its open probes allow, which holds at n = 1 too). "
         "A ringed point's interval does not overlap the previous run's: a "
         "change beyond the noise of either run.</p>",
         _changes(findings, len(runs)),

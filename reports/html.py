@@ -194,7 +194,10 @@ def _tables(doc: Document) -> str:
         out.append(
             "<p>The weighted share of the scored probes that leak. A probe that could not run here "
             "and a channel whose series could not decide (too short, constant, or following the load "
-            "short of r &ge; 0.8 with p &lt; 0.01) are named, not scored: neither counts as closed.</p>"
+            "short of r &ge; 0.8 with p &lt; 0.01) are named, not scored: neither counts as closed. "
+            "The interval is the lowest and highest score those probes and the channels near their "
+            "threshold (r's 95% interval reaches another verdict) allow; two configurations whose "
+            "intervals overlap are not ranked apart by this run.</p>"
         )
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     if not doc.limits.empty:

@@ -10,6 +10,7 @@ from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
 from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe, variant_of
+from .leak_rank import leak_intervals
 from .units import human_ci, human_ratio, plain
 
 __all__ = [
@@ -218,13 +219,16 @@ def failures_table(results: Results) -> pd.DataFrame:
 def leakage_table(summary: pd.DataFrame, results: Results | None = None) -> pd.DataFrame:
     """Leak score per driver (and hardening variant): the medians of "leakage.score" and
     "leakage.count" as the workload computed them, and how many probes leaked in at least half of
-    the repetitions out of how many were scored. With ``results``, also the probes left out of the
-    score: those that could not run ("error") and those that could not decide ("inconclusive"),
-    each named, so a score is never read as covering more than it does."""
+    the repetitions out of how many were scored. With ``results``, also the score's interval
+    (:mod:`.leak_rank`) and the probes behind it: those that could not run ("error"), those that
+    could not decide ("inconclusive"), and scored ones whose evidence sits within its sampling
+    error of the threshold ("near threshold"), each named, so a score is never read as covering more
+    than it does."""
     leak = summary[summary["metric"].str.startswith("leakage.")]
     if leak.empty:
         return pd.DataFrame()
     left_out = leakage_left_out(results) if results is not None else {}
+    intervals = leak_intervals(results) if results is not None else {}
     rows: list[dict[str, object]] = []
     for (driver, variant), grp in leak.groupby(["driver", "variant"], sort=False):
         score = grp[grp["metric"] == "leakage.score"]
@@ -240,31 +244,33 @@ def leakage_table(summary: pd.DataFrame, results: Results | None = None) -> pd.D
             "probes": len(probes),
         }
         if results is not None:
-            errors, undecided, bounds = left_out.get((str(driver), str(variant)), ((), (), ""))
+            iv = intervals.get((str(driver), str(variant)))
+            row["interval"] = iv.text() if iv is not None else ""
+            errors, undecided, uncertain = left_out.get((str(driver), str(variant)), ((), (), ()))
             row["could not run"] = ", ".join(errors)
             row["could not decide"] = ", ".join(undecided)
-            row["score if those were closed..leaked"] = bounds
+            row["near threshold"] = ", ".join(uncertain)
         rows.append(row)
     df = pd.DataFrame(rows)
     df["_o"] = df["driver"].map(driver_order)
     return df.sort_values(["_o", "variant"]).drop(columns="_o").reset_index(drop=True)
 
 
-def leakage_left_out(results: Results) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...], str]]:
-    """Per (driver, variant): the probes that could not run and those that could not decide in any
-    repetition (from the metadata of "leakage.score"), sorted by name, and the widest bounds of the
-    score over them ("12.5-30.0%": every one closed, every one leaking; "" without any)."""
-    found: dict[tuple[str, str], tuple[set[str], set[str], list[float]]] = {}
+def leakage_left_out(
+    results: Results,
+) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """Per (driver, variant): the probes that could not run, those that could not decide, and the
+    scored ones near their threshold in any repetition (from the metadata of "leakage.score"),
+    each sorted by name."""
+    found: dict[tuple[str, str], tuple[set[str], set[str], set[str]]] = {}
     for s in results.samples:
         if s.metric != "leakage.score" or s.value is None or s.warmup:
             continue
         meta = s.metadata or {}
-        errors, undecided, bounds = found.setdefault((s.driver, variant_of(s.params)), (set(), set(), []))
+        errors, undecided, uncertain = found.setdefault(
+            (s.driver, variant_of(s.params)), (set(), set(), set())
+        )
         errors.update(meta.get("errors") or {})
         undecided.update(meta.get("inconclusive") or {})
-        if meta.get("bounds") and (meta.get("errors") or meta.get("inconclusive")):
-            bounds.extend(float(b) for b in meta["bounds"])
-    return {
-        k: (tuple(sorted(e)), tuple(sorted(u)), f"{min(b):.1f}-{max(b):.1f}%" if b else "")
-        for k, (e, u, b) in found.items()
-    }
+        uncertain.update(meta.get("uncertain") or {})
+    return {k: (tuple(sorted(e)), tuple(sorted(u)), tuple(sorted(n))) for k, (e, u, n) in found.items()}

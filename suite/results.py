@@ -30,6 +30,13 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    leakage.inconclusive (counts); every leakage.<probe> has metadata["status"]. Leak
                    scores of version 4 and of earlier ones differ by construction (history shows a
                    step). Versions 1-3 load as is.
+    5  2026-11-30  leakage: leakage.score's metadata has "interval" ([low, high]: the score over every
+                   status its probes' evidence allows) and "uncertain" ({probe: evidence}: scored
+                   correlation channels whose r's 95% interval reaches another verdict); such a
+                   channel's leakage.<probe> has metadata "plausible" (its statuses), and every
+                   correlation one "r_interval" and "n_eff". Reports rank two leak scores only when
+                   their intervals are disjoint. Version 4 loads as is (its "bounds", the range over
+                   the probes left out, stands in for the interval); 1-3 have none (shown without).
 """
 
 from __future__ import annotations
@@ -60,9 +67,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"

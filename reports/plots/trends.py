@@ -37,7 +37,9 @@ def line_labels(points: Sequence[Point]) -> dict[tuple[str, str], str]:
 def changed(prev: Point, cur: Point) -> bool:
     """The two runs' intervals do not overlap (and both have one): beyond either run's noise."""
     bounds = (prev.ci_low, prev.ci_high, cur.ci_low, cur.ci_high)
-    if not all(math.isfinite(b) for b in bounds) or prev.n < 2 or cur.n < 2:
+    if not all(math.isfinite(b) for b in bounds):
+        return False
+    if (prev.n < 2 or cur.n < 2) and not (prev.evidence_interval and cur.evidence_interval):
         return False
     return cur.ci_low > prev.ci_high or cur.ci_high < prev.ci_low
 

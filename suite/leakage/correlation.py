@@ -26,6 +26,10 @@ class CorrelationProbe:
     kind: s.SeriesKind
     #: Only probed when the host has the file itself (RAPL): otherwise there is nothing to leak.
     host_optional: bool = False
+    #: A closed verdict needs the host's own reading of the file to follow the load meanwhile
+    #: (else the load never showed and the run cannot tell). Not for a channel that exists only
+    #: inside a guest (steal time: the host's own steal does not follow its own load).
+    host_reference: bool = True
 
 
 CORRELATION_PROBES: tuple[CorrelationProbe, ...] = (
@@ -55,6 +59,7 @@ CORRELATION_PROBES: tuple[CorrelationProbe, ...] = (
         "/proc/stat",
         s.stat_steal,
         "ratio",
+        host_reference=False,
     ),
     CorrelationProbe(
         "rapl_energy",

@@ -10,6 +10,7 @@ Every probe ends in one of these rules, so a report can say *why* something coun
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_P_VALUE",
     "MIN_CORRELATION",
     "MIN_POINTS",
+    "R_CONFIDENCE",
     "UNDECIDED_CORRELATION",
     "UNDECIDED_P_VALUE",
     "Rule",
@@ -26,10 +28,13 @@ __all__ = [
     "Verdict",
     "canary",
     "correlation",
+    "correlation_status",
+    "effective_points",
     "equal",
     "error",
     "not_applicable",
     "presence",
+    "r_interval",
     "within",
 ]
 
@@ -52,6 +57,12 @@ UNDECIDED_CORRELATION = 0.5
 UNDECIDED_P_VALUE = 0.05
 #: Fewer aligned points than this cannot reach p < 0.01 at any useful r.
 MIN_POINTS = 8
+#: Confidence of r's interval (:func:`r_interval`). A leaks or closed verdict whose rule gives another
+#: status somewhere in that interval is *uncertain*: the next run may well give the other one.
+R_CONFIDENCE = 0.95
+
+#: Statuses a scored correlation verdict moves through as r grows (at a fixed number of points).
+_ORDER: tuple[Status, ...] = ("closed", "inconclusive", "leaks")
 
 #: Evidence strings are stored with every sample; keep them readable in a table cell.
 _EVIDENCE_MAX = 240
@@ -75,6 +86,11 @@ class Verdict:
     #: The probe could not run (a tool missing inside, its section lost, the exec failed): shown,
     #: not scored. Never read as "closed".
     error: bool = False
+    #: Correlation probes only: r's interval (:data:`R_CONFIDENCE`) over the series' effective
+    #: number of independent points (``n_eff``, fewer than ``n``: neighbouring readings are alike).
+    r_low: float | None = None
+    r_high: float | None = None
+    n_eff: float | None = None
 
     @property
     def status(self) -> Status:
@@ -89,6 +105,31 @@ class Verdict:
     @property
     def scored(self) -> bool:
         return self.status in ("leaks", "closed")
+
+    @property
+    def plausible(self) -> tuple[Status, ...]:
+        """The statuses this evidence allows, for the score's interval: a probe that could not run or
+        decide may be either way; a correlation verdict may be any status whose r threshold (0.5,
+        0.8) lies within r's interval; every other verdict is what it is (static readings repeat
+        exactly).
+
+        Only the r thresholds count: at r near 0 over n independent points, the 95% interval's upper
+        end *is* the r at which p = 0.05, so the p rule alone would call every closed channel
+        uncertain by a coin flip. A flip between closed and inconclusive through p alone moves the
+        score by one probe's weight in the denominator (under a point)."""
+        st = self.status
+        if st in ("error", "inconclusive"):
+            return ("closed", "leaks")
+        if st == "n/a" or self.r_low is None or self.r_high is None or self.n is None:
+            return (st,)
+        ends = [_ORDER.index(_status_by_r(r)) for r in (self.r_low, self.r_high)]
+        lo, hi = min(*ends, _ORDER.index(st)), max(*ends, _ORDER.index(st))
+        return _ORDER[lo : hi + 1]
+
+    @property
+    def uncertain(self) -> bool:
+        """Scored, but its evidence sits within its own sampling error of the rule's threshold."""
+        return self.scored and len(self.plausible) > 1
 
 
 def _short(text: str) -> str:
@@ -185,9 +226,91 @@ def correlation(
     p = float(res.pvalue)
     if math.isnan(r):
         return Verdict("correlation", False, f"r undefined over {n} samples", n=n, inconclusive=True)
-    leaks = r >= min_r and p < max_p
-    undecided = not leaks and (r >= undecided_r or (r > 0 and p < undecided_p))
-    evidence = f"r={r:.3f} p={p:.2g} n={n}"
-    if undecided:
+    status = correlation_status(
+        r, n, min_r=min_r, max_p=max_p, undecided_r=undecided_r, undecided_p=undecided_p, p=p
+    )
+    n_eff = effective_points(pattern, series)
+    lo, hi = r_interval(r, n_eff)
+    evidence = f"r={r:.3f} [{lo:.2f}, {hi:.2f}] p={p:.2g} n={n}"
+    if status == "inconclusive":
         evidence += f" (follows the load, short of r>={min_r:g} with p<{max_p:g}: cannot decide)"
-    return Verdict("correlation", leaks, evidence, r=round(r, 4), p=p, n=n, inconclusive=undecided)
+    return Verdict(
+        "correlation",
+        status == "leaks",
+        evidence,
+        r=round(r, 4),
+        p=p,
+        n=n,
+        inconclusive=status == "inconclusive",
+        r_low=round(lo, 4),
+        r_high=round(hi, 4),
+        n_eff=round(n_eff, 1),
+    )
+
+
+def correlation_status(
+    r: float,
+    n: int,
+    *,
+    min_r: float = MIN_CORRELATION,
+    max_p: float = MAX_P_VALUE,
+    undecided_r: float = UNDECIDED_CORRELATION,
+    undecided_p: float = UNDECIDED_P_VALUE,
+    p: float | None = None,
+) -> Status:
+    """The correlation rule on r over ``n`` points (``p``: Pearson's two-sided p, derived from r and
+    n when not given): leaks at r >= ``min_r`` and p < ``max_p``; inconclusive short of that at
+    r >= ``undecided_r`` or at any positive r with p < ``undecided_p``; closed otherwise."""
+    if p is None:
+        p = _pearson_p(r, n)
+    if r >= min_r and p < max_p:
+        return "leaks"
+    if r >= undecided_r or (r > 0 and p < undecided_p):
+        return "inconclusive"
+    return "closed"
+
+
+def _status_by_r(r: float) -> Status:
+    """The correlation rule's r thresholds alone (the margin of :attr:`Verdict.plausible`)."""
+    if r >= MIN_CORRELATION:
+        return "leaks"
+    return "inconclusive" if r >= UNDECIDED_CORRELATION else "closed"
+
+
+def _pearson_p(r: float, n: int) -> float:
+    from scipy import stats
+
+    if n < 3:
+        return 1.0
+    if abs(r) >= 1.0:
+        return 0.0
+    t = r * math.sqrt((n - 2) / (1.0 - r * r))
+    return float(2 * stats.t.sf(abs(t), n - 2))
+
+
+def _lag1(xs: Sequence[float]) -> float:
+    mean = sum(xs) / len(xs)
+    d = [x - mean for x in xs]
+    var = sum(v * v for v in d)
+    return sum(a * b for a, b in itertools.pairwise(d)) / var if var else 0.0
+
+
+def effective_points(pattern: Sequence[float], series: Sequence[float]) -> float:
+    """How many independent points the correlation of two autocorrelated series rests on:
+    n (1 - a b) / (1 + a b), a and b their lag-1 autocorrelations (Bretherton et al. 1999, J. Climate
+    12:1990, eq. 31). Readings every 50 ms of a load switched every 0.25-0.5 s are far from
+    independent: a square wave alone has a ~ 0.8, so 61 readings over 8 periods count ~12 times."""
+    n = len(series)
+    ab = max(0.0, _lag1(pattern) * _lag1(series))
+    return n * (1 - ab) / (1 + ab)
+
+
+def r_interval(r: float, n_eff: float, confidence: float = R_CONFIDENCE) -> tuple[float, float]:
+    """Fisher's interval of Pearson r over ``n_eff`` independent points; (-1, 1) at 4 or fewer."""
+    from scipy import stats
+
+    if n_eff <= 4:
+        return -1.0, 1.0
+    z = math.atanh(max(-0.999999, min(0.999999, r)))
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) / math.sqrt(n_eff - 3)
+    return math.tanh(z - half), math.tanh(z + half)

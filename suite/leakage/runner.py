@@ -64,6 +64,14 @@ class Score:
     inconclusive: int = 0
     #: Summed weight of those left out (errors and inconclusive).
     left_out_weight: int = 0
+    #: The score's interval: its lowest and highest value over every status each probe's evidence
+    #: allows (:attr:`Verdict.plausible`): errors and inconclusive ones closed or leaking, uncertain
+    #: correlation channels anywhere their r's interval reaches. Two configurations whose intervals
+    #: overlap are not ranked apart by this run.
+    low: float = 0.0
+    high: float = 0.0
+    #: Scored probes whose evidence sits within its sampling error of the rule's threshold.
+    uncertain: int = 0
 
     @property
     def percent(self) -> float:
@@ -71,12 +79,15 @@ class Score:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        """The score if every probe left out were closed, and if every one leaked: two sandboxes
-        whose bounds overlap are not ranked apart by this run."""
+        """The score if every probe left out were closed, and if every one leaked."""
         total = self.max_weighted + self.left_out_weight
         if not total:
             return 0.0, 0.0
         return 100.0 * self.weighted / total, 100.0 * (self.weighted + self.left_out_weight) / total
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
@@ -229,7 +240,11 @@ def decide_correlation(
 
     ``host_samples`` (the host reading the same file meanwhile, on its boot clock) tell a series
     that is constant inside because the sandbox has its own copy (closed: the host's moved) from
-    one that is constant everywhere (a saturated host: inconclusive)."""
+    one that is constant everywhere (a saturated host: inconclusive), and a series that does not
+    follow the load because the sandbox is isolated (closed: the host's own reading followed it,
+    r >= 0.5)
+    from one where the load never showed, not even on the host (inconclusive: /proc/pressure/cpu
+    gave r = 0.02 inside one run with the CPUs saturated by other work and 0.96 in the next)."""
     xs, ys = s.aligned_points(samples, probe.path, probe.extract, probe.kind, pattern, offset)
     if not xs:
         return Verdict("correlation", False, f"{probe.path} not readable inside", n=0)
@@ -243,6 +258,18 @@ def decide_correlation(
                 f"constant inside over {len(ys)} samples while the host's moved "
                 f"({min(hy):.4g}..{max(hy):.4g} over {len(hy)}) ({how})",
                 n=len(ys),
+            )
+    if v.status == "closed" and host_samples and probe.host_reference:
+        hx, hy = s.aligned_points(host_samples, probe.path, probe.extract, probe.kind, pattern, 0.0)
+        on_host = rules.correlation(hx, hy) if hx else None
+        # the host's reading need not clear the leak bar, only show the load (r >= 0.5)
+        if on_host is not None and (on_host.r is None or on_host.r < rules.UNDECIDED_CORRELATION):
+            host_r = "constant" if on_host.r is None else f"r={on_host.r:.3f}"
+            return replace(
+                v,
+                inconclusive=True,
+                evidence=f"{v.evidence}, but the host's own reading did not follow the load either "
+                f"({host_r} over {len(hx)}): cannot tell ({how})",
             )
     return replace(v, evidence=f"{v.evidence} ({how})")
 
@@ -357,9 +384,13 @@ def _all_error(members: Sequence[CorrelationProbe], why: str) -> list[ProbeResul
 
 
 def score(results: Sequence[ProbeResult]) -> Score:
-    """Weighted share of the *scored* probes that leak: errors, inconclusive and n/a stay out."""
+    """Weighted share of the *scored* probes that leak: errors, inconclusive and n/a stay out. Its
+    interval takes every probe at the end of what its evidence allows that lowers (closed, else left
+    out, else leaks) or raises (leaks, else left out, else closed) the score."""
     scored = [r for r in results if r.verdict.scored]
     leaking = [r for r in scored if r.verdict.leaks]
+    low = _extreme(results, ("closed", "inconclusive", "leaks"))
+    high = _extreme(results, ("leaks", "inconclusive", "closed"))
     return Score(
         count=len(leaking),
         weighted=sum(r.weight for r in leaking),
@@ -368,7 +399,23 @@ def score(results: Sequence[ProbeResult]) -> Score:
         errors=sum(r.verdict.status == "error" for r in results),
         inconclusive=sum(r.verdict.status == "inconclusive" for r in results),
         left_out_weight=sum(r.weight for r in results if r.verdict.status in ("error", "inconclusive")),
+        low=low,
+        high=high,
+        uncertain=sum(r.verdict.uncertain for r in results),
     )
+
+
+def _extreme(results: Sequence[ProbeResult], preference: tuple[rules.Status, ...]) -> float:
+    """The score with each probe at the first status of ``preference`` its evidence allows."""
+    weighted = total = 0
+    for r in results:
+        allowed = r.verdict.plausible
+        st = next((s for s in preference if s in allowed), None)
+        if st == "leaks":
+            weighted += r.weight
+        if st in ("leaks", "closed"):
+            total += r.weight
+    return 100.0 * weighted / total if total else 0.0
 
 
 def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> list[Measurement]:
@@ -390,6 +437,10 @@ def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> l
         }
         if v.r is not None:
             meta.update({"r": v.r, "p": v.p, "n": v.n})
+        if v.r_low is not None:
+            meta.update({"r_interval": [v.r_low, v.r_high], "n_eff": v.n_eff})
+        if v.uncertain:
+            meta["plausible"] = list(v.plausible)
         out.append(
             Measurement(
                 f"leakage.{r.name}",
@@ -402,6 +453,7 @@ def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> l
         )
     sc = score(results)
     leaking = sorted(r.name for r in results if r.verdict.scored and r.verdict.leaks)
+    uncertain = {r.name: r.verdict.evidence for r in results if r.verdict.uncertain}
     summary = {
         "leaking": leaking,
         "not_applicable": left_out["n/a"],
@@ -424,6 +476,8 @@ def measurements(results: Sequence[ProbeResult], params: Mapping[str, Any]) -> l
                 "weighted": sc.weighted,
                 "max_weighted": sc.max_weighted,
                 "bounds": [round(b, 2) for b in sc.bounds],
+                "interval": [round(b, 2) for b in sc.interval],
+                "uncertain": uncertain,
                 "weights": "see isobench.leakage.catalogue",
             },
         )
