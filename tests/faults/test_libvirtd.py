@@ -70,7 +70,11 @@ def test_libvirtd_killed_mid_run(
     config = tmp_path / "isobench.toml"
     config.write_text(f'[drivers.vm]\nuri = "{lv.uri}"\n')
     argv = run_args(faults_state, output, drivers="host,vm")
-    argv[argv.index("-n") + 1] = "3"
+    # Five vm cells, so vm cells are still to come after the kill wherever it lands: a guest
+    # already booting may reach ready without libvirtd (the agent's socket is not libvirt's), and
+    # with three cells the kill could land on the last one, leaving no cell to fail (seen in CI:
+    # exit 1 from the teardown, no failure sample).
+    argv[argv.index("-n") + 1] = "5"
     run = subprocess.Popen(
         lv.enter([*argv, "--config", str(config)]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
