@@ -19,10 +19,11 @@ import hashlib
 import json
 import logging
 import os
-import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from isobench.procs import pinned_stat
 
 __all__ = ["LiveRun", "default_registry", "live_elsewhere", "live_runs_anywhere", "register", "start_time"]
 
@@ -49,22 +50,13 @@ class LiveRun:
 
 def start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
     """The start time of the process ``pid`` is now, or None if there is none."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
+    pinned = pinned_stat(pid, proc)
+    if pinned is None:
         return None
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-        signal.pidfd_send_signal(pidfd, 0)  # still that process: the stat read was its own
-    except OSError:
-        return None
-    finally:
-        os.close(pidfd)
-    # Field 22 (starttime) counted after the parenthesised command name, which may contain spaces.
-    try:
-        return stat.rsplit(")", 1)[1].split()[19]
-    except IndexError:
-        return None
+    pidfd, stat = pinned
+    os.close(pidfd)
+    # Field 22 (starttime), counted from field 3.
+    return stat[19] if len(stat) > 19 else None
 
 
 def _entry_name(run_id: str, pid: int, state_dir: str) -> str:

@@ -119,3 +119,22 @@ def tool_version(binary: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.splitlines()[0].strip() if out.strip() else ""
+
+
+def pinned_stat(pid: int, proc: Path = Path("/proc")) -> tuple[int, list[str]] | None:
+    """An open pidfd of ``pid`` and its ``/proc/<pid>/stat`` fields after the command name (which
+    may hold spaces and parentheses: field 3, the state, is index 0), read while the pidfd pins the
+    process: the pidfd still signals after the read, so the fields are that process's, not those of
+    a later one that took the pid number. None if there is no such process. The caller closes the
+    pidfd."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        signal.pidfd_send_signal(fd, 0)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd, stat.rsplit(")", 1)[1].split()

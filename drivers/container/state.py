@@ -28,6 +28,7 @@ from pathlib import Path
 
 from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups import host_layout
+from isobench.procs import pinned_stat
 
 __all__ = [
     "RECORD_VERSION",
@@ -158,15 +159,13 @@ def child_pidfd(pid: int, parent: int, proc: Path = Path("/proc")) -> int | None
     The container's init stays the helper's child until the helper reaps it, so a pid number the
     init freed and another process took is never pinned in its place: the parent is read between
     the pidfd_open and a check that the pidfd still signals."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
+    pinned = pinned_stat(pid, proc)
+    if pinned is None:
         return None
+    fd, stat = pinned
     try:
-        stat = (proc / str(pid) / "stat").read_text()
-        signal.pidfd_send_signal(fd, 0)
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+        ppid: int | None = int(stat[1])
+    except (ValueError, IndexError):
         ppid = None
     if ppid != parent:
         os.close(fd)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from isobench import procs
 from isobench.errors import CellTimeout, SandboxError
 from isobench.procs import run_command
 
@@ -41,3 +42,15 @@ def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
 def test_missing_command_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="command not found: isobench-no-such-tool"):
         run_command(["isobench-no-such-tool"], timeout=5)
+
+
+def test_pinned_stat_reads_fields_after_a_command_name_with_parentheses(tmp_path: Path) -> None:
+    pid = os.getpid()
+    (tmp_path / str(pid)).mkdir()
+    (tmp_path / str(pid) / "stat").write_text(f"{pid} (a) b (c) S 1 2 3\n")
+    pinned = procs.pinned_stat(pid, tmp_path)
+    assert pinned is not None
+    fd, fields = pinned
+    os.close(fd)
+    assert fields == ["S", "1", "2", "3"]
+    assert procs.pinned_stat(pid, tmp_path / "missing") is None  # the stat read failed: fd closed
