@@ -7,6 +7,7 @@ from pathlib import Path
 from isobench.drivers.docker.driver import _remove_cgroup_parent, _removed_cgroups
 from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import fake_host
+from isobench.liveruns import LiveRun, Sparing
 
 
 def _parents(tmp_path: Path) -> dict[str, Path]:
@@ -46,3 +47,21 @@ def test_gc_of_every_run_takes_only_docker_parents(tmp_path: Path) -> None:
     assert left == []
     assert len(removed) == 3 and all(r.startswith("cgroup ") for r in removed)
     assert [p for p in made.values() if p.exists()] == [made["not-ours"]]
+
+
+def test_a_sweep_spares_live_runs_and_containers_it_cannot_attribute(tmp_path: Path) -> None:
+    host = _host(tmp_path)
+    made = _parents(tmp_path)
+    busy = tmp_path / "sys/fs/cgroup/cpu/isobench-docker-r3"
+    (busy / "c0ffee").mkdir(parents=True)
+    (busy / "c0ffee" / "cgroup.procs").write_text("4242\n")  # a container of a daemon nobody stopped
+    sparing = Sparing((LiveRun("r2", 77, "1", "/state"),))
+    removed, left = _removed_cgroups(host, None, sparing)
+    assert left == [] and sorted(removed) == sorted(f"cgroup {made[k]}" for k in ("memory-r1", "cpu-r1"))
+    assert made["memory-r2"].exists() and busy.exists()
+    assert sparing.spared_lines() == [
+        f"spared 1 resource of live run r2 (pid 77): cgroup {made['memory-r2']}"
+    ]
+    assert sparing.kept_lines() == [
+        f"cgroup {busy} (kept: its containers run, under a daemon of no dead run)"
+    ]
