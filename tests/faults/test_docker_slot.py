@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from faultrun import run_args
+from isobench.drivers.docker import DockerDriver
 from isobench.drivers.docker.daemon import DaemonRecord, _slot_processes, read_record
 from isobench.drivers.docker.names import Slot, slot_is_free
 from isobench.gc import gc
@@ -72,6 +75,14 @@ def _docker_run(
         )
 
 
+def _running(pid: int) -> bool:
+    """Not exited (a zombie's command line is empty)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
 def _shims(slot: Slot) -> list[int]:
     return [pid for pid, what in _slot_processes(slot) if what == "containerd shim"]
 
@@ -86,18 +97,22 @@ def test_a_runner_killed_while_its_containers_run_frees_its_slot_and_gc_clears_i
         record = _wait_for("a private dockerd", _daemon_of(faults_state, out), proc)
         slot = _slot(record)
         _wait_for("a running container (a containerd shim)", lambda: _shims(slot), proc)
+        # A crash (or the OOM killer) of the daemon and its runner: containerd goes with dockerd
+        # (a parent-death signal), its shims do not. (The runner killed alone, the parent-death
+        # signal gives dockerd a SIGTERM, whose shutdown usually takes the shims along.)
+        assert isinstance(record, DaemonRecord) and record.pid is not None
+        os.kill(record.pid, signal.SIGKILL)
     finally:
-        proc.kill()  # the runner only (SIGKILL), as a crash would
+        proc.kill()  # the runner only, as a crash would
         proc.wait()
     runs = run_ids_in(faults_state, out)
     slots = docker_slots_of(faults_state, runs)
-    # The parent-death signal stops dockerd (and its containerd); shims may outlive them.
-    assert isinstance(record, DaemonRecord)
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{record.pid}").exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while _running(record.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     shims = _shims(slot)
     print(f"slot {slot.index}: {len(shims)} shim(s) outlived the daemon: {shims}")
+    assert shims, "no shim outlived its daemon: the moment this test is about did not happen"
     assert slot_is_free(slot), f"slot {slot.index} is still held once its runner and daemon died"
     report = gc(faults_state)
     assert report.clean, (report.leftovers, report.errors)
@@ -106,8 +121,14 @@ def test_a_runner_killed_while_its_containers_run_frees_its_slot_and_gc_clears_i
 
 
 def test_gc_all_clears_a_killed_run_and_spares_a_live_one(
-    faults_state: Path, tmp_path: Path, check_clean: Callable[..., list[str]]
+    faults_state: Path, tmp_path: Path, check_clean: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The sweep is the docker driver's alone: this host is shared with test processes that make
+    # runc containers, bwrap roots and guests without registering as runs, which a sweep of those
+    # drivers could not tell from leftovers (gc's own sparing of each driver is unit-tested).
+    import isobench.gc as gcmod
+
+    monkeypatch.setattr(gcmod, "all_drivers", lambda: {"docker": DockerDriver})
     live_out, dead_out = tmp_path / "live", tmp_path / "dead"
     live_out.mkdir()
     dead_out.mkdir()
