@@ -75,6 +75,13 @@ __all__ = [
 RESOURCE_PREFIX = "isobench"
 
 
+def _no_sparing() -> Sparing:
+    # isobench.liveruns imports isobench.procs, which imports this module.
+    from isobench.liveruns import Sparing
+
+    return Sparing()
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """What every driver is constructed with: where state lives and its own config section."""
@@ -92,14 +99,7 @@ class DriverContext:
     #: For ``gc(None)`` (``isobench gc --all``): the live runs whose resources the sweep leaves
     #: alone, noting them. Drivers that honour it say so with ``spares_live_runs = True``; gc does
     #: not sweep the others while a run lives.
-    sparing: Sparing = field(default_factory=lambda: _no_sparing())
-
-
-def _no_sparing() -> Sparing:
-    # isobench.liveruns imports isobench.procs, which imports this module.
-    from isobench.liveruns import Sparing
-
-    return Sparing()
+    sparing: Sparing = field(default_factory=_no_sparing)
 
 
 @dataclass(frozen=True)

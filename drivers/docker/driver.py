@@ -19,7 +19,6 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,15 +54,12 @@ from isobench.drivers.docker.names import (
     cgroup_parent,
     network_name,
 )
+from isobench.drivers.docker.parents import remove_cgroup_parent, removed_cgroups
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config, naming_a_dead_daemon
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
-from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
-from isobench.hostsys.cgroups import detect_layout
-from isobench.hostsys.cgroups.common import cgroup_tree, find_anywhere, remove_trees
 from isobench.images import ImageMissing, find_image, image_rootfs
-from isobench.liveruns import Sparing
 from isobench.procs import tool_version
 
 __all__ = ["DockerDriver", "DockerProbe"]
@@ -416,7 +412,7 @@ class DockerDriver:
         if self._daemon is not None:
             errors += self._daemon.stop()
             self._daemon = None
-        errors += _remove_cgroup_parent(self._ctx.host, self._ctx.run_id)
+        errors += remove_cgroup_parent(self._ctx.host, self._ctx.run_id)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -431,7 +427,7 @@ class DockerDriver:
             removed, left = self._gc_recorded()
         else:
             removed, left = self._gc_slots()
-        gone, cg_left = _removed_cgroups(self._ctx.host, run_id, self._ctx.sparing)
+        gone, cg_left = removed_cgroups(self._ctx.host, run_id, self._ctx.sparing)
         if left or cg_left:
             raise GcIncomplete(removed + gone, left + cg_left)
         return removed + gone
@@ -502,58 +498,3 @@ def _facts(engine: Engine) -> dict[str, Any]:
         # "name=seccomp,profile=default": Docker's built-in default profile.
         "seccomp": seccomp.split("profile=", 1)[1] if seccomp and "profile=" in seccomp else seccomp,
     }
-
-
-def _cgroup_parents(host: HostProbe, run_id: str | None) -> list[Path]:
-    """A run's cgroup parent (every run's, when ``run_id`` is None) in every hierarchy. Docker's
-    cgroupfs driver makes a relative parent under the daemon's own cgroup in each hierarchy: the
-    root, or wherever the runner that started the daemon sat (here: a nested memory cgroup)."""
-    try:
-        layout = detect_layout(host.mountinfo())
-    except SandboxError:
-        return []
-    prefix = cgroup_parent(run_id or "")
-    return find_anywhere(
-        [host.path(h) for h in layout.hierarchies()],
-        lambda n: n == prefix or (run_id is None and n.startswith(prefix)),
-    )
-
-
-def _removed_cgroups(
-    host: HostProbe, run_id: str | None, sparing: Sparing | None = None
-) -> tuple[list[str], list[str]]:
-    """Remove the cgroup parents of ``run_id`` (of every run but the ``sparing`` ones: None),
-    killing what is left in them first; which went, and which could not be removed."""
-    removed, errors = [], []
-    for parent in _cgroup_parents(host, run_id):
-        if sparing is not None:
-            if sparing.spares(f"cgroup {parent}", partial(_parent_of, parent.name)):
-                continue
-            if run_id is None and _has_processes(parent):
-                # Its containers run under a daemon the sweep did not stop (the slots of dead runs
-                # were cleared first, their containers with them): someone's, not a leftover.
-                sparing.keep(f"cgroup {parent}", "its containers run, under a daemon of no dead run")
-                continue
-        try:
-            remove_trees([parent], os.rmdir)
-            removed.append(f"cgroup {parent}")
-        except SandboxError as err:
-            errors.append(str(err))
-    return removed, errors
-
-
-def _parent_of(name: str, run_id: str) -> bool:
-    return name == cgroup_parent(run_id)
-
-
-def _has_processes(top: Path) -> bool:
-    for node in cgroup_tree(top):
-        with contextlib.suppress(OSError):
-            if (node / "cgroup.procs").read_text().strip():
-                return True
-    return False
-
-
-def _remove_cgroup_parent(host: HostProbe, run_id: str) -> list[str]:
-    """The run's cgroup parent (Docker leaves it when its last container goes): what is left."""
-    return _removed_cgroups(host, run_id)[1]
