@@ -339,13 +339,17 @@ def _fd_holders(path: Path, proc_root: Path = Path("/proc")) -> set[int]:
 
 
 def orphan_holders(slot: Slot, proc_root: Path = Path("/proc")) -> list[int] | None:
-    """The pids holding ``slot`` if they are all its own containerd and shims, orphaned by a dockerd
-    that died (they inherited the slot's flock from a dockerd started before daemons held slots by
-    record lock); None if the slot is free, held by a daemon, or by anything else (a runner)."""
+    """The pids holding ``slot``'s flock if they are all its own dockerd, containerd and shims:
+    they inherited it from a dockerd started before daemons held slots by record lock, and the
+    runner (which holds it for its whole life, and is none of them) is dead. None if the slot is
+    free, held by a daemon's record lock, or by anything else (a runner)."""
     if daemon_holds(slot) or not runner_holds(slot):
         return None
     holders = _fd_holders(slot.lock_path, proc_root)
     ours = {pid for pid, _ in _slot_processes(slot, proc_root)}
+    dockerd = _pid_from(slot.pidfile)
+    if dockerd is not None and _is_dockerd(slot)(_cmdline(dockerd, proc_root)):
+        ours.add(dockerd)
     if not holders or not holders <= ours:
         return None
     return sorted(holders)
