@@ -229,13 +229,23 @@ class Sparing:
         self.unknown[what] = why
 
     def spared_lines(self) -> list[str]:
-        """One line per live run: how many of its resources were spared, and which."""
+        """One line per live run: how many of its resources were spared, and which (a kind with
+        several, e.g. a cgroup in each hierarchy, as a count)."""
         return [
             f"spared {len(items)} resource{'s' if len(items) != 1 else ''} of live run {run.run_id} "
-            f"(pid {run.pid}): {', '.join(sorted(items))}"
+            f"(pid {run.pid}): {_summary(items)}"
             for run, items in sorted(self.spared.items(), key=lambda kv: kv[0].run_id)
         ]
 
     def kept_lines(self) -> list[str]:
         """One line per resource kept because whose it is could not be told."""
         return [f"{what} (kept: {why})" for what, why in sorted(self.unknown.items())]
+
+
+def _summary(items: Iterable[str]) -> str:
+    """``cgroup /a``, ``cgroup /b``, ``docker slot 3`` -> ``2 cgroup, docker slot 3``: by kind (all
+    but an item's last word)."""
+    kinds: dict[str, list[str]] = {}
+    for item in sorted(items):
+        kinds.setdefault(item.rsplit(" ", 1)[0] if " " in item else item, []).append(item)
+    return ", ".join(found[0] if len(found) == 1 else f"{len(found)} {kind}" for kind, found in kinds.items())

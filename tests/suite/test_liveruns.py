@@ -18,6 +18,7 @@ from isobench.drivers.base import DriverContext
 from isobench.gc import gc
 from isobench.liveruns import (
     LiveRun,
+    Sparing,
     live_elsewhere,
     live_runs_anywhere,
     register,
@@ -239,3 +240,19 @@ def test_a_dead_run_whose_id_is_live_elsewhere_is_left_alone(
     other_process.wait()
     report = gc(tmp_path / "state")
     assert drivers == ["shared8"] and not dead.exists()
+
+
+def test_what_a_sweep_spared_is_one_line_per_run_with_several_of_a_kind_counted() -> None:
+    a, b = LiveRun("a1", 11, "1", "/s"), LiveRun("b2", 22, "1", "/s")
+    sparing = Sparing((a, b))
+    for hierarchy in ("cpu", "memory", "pids"):
+        assert sparing.spares(f"cgroup /sys/fs/cgroup/{hierarchy}/x-a1", lambda rid: rid == "a1")
+    sparing.spare(a, "docker slot 3")
+    sparing.spare(b, "state /var/lib/isobench/runs/b2")
+    assert not sparing.spares("cgroup /sys/fs/cgroup/cpu/x-c3", lambda rid: rid == "c3")
+    sparing.keep("docker slot 9", "held by pid 5")
+    assert sparing.spared_lines() == [
+        "spared 4 resources of live run a1 (pid 11): 3 cgroup, docker slot 3",
+        "spared 1 resource of live run b2 (pid 22): state /var/lib/isobench/runs/b2",
+    ]
+    assert sparing.kept_lines() == ["docker slot 9 (kept: held by pid 5)"]
