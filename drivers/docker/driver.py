@@ -60,6 +60,7 @@ from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
 from isobench.hostsys.blockdev import disks_of
 from isobench.images import ImageMissing, find_image, image_rootfs
+from isobench.liveruns import stale_temp_files
 from isobench.procs import tool_version
 
 __all__ = ["DockerDriver", "DockerProbe"]
@@ -434,11 +435,16 @@ class DockerDriver:
 
     def _gc_recorded(self) -> tuple[list[str], list[str]]:
         path = self.record_path
+        # A runner killed mid-write leaves the temp file of an atomic write (record or not).
+        temps = list(stale_temp_files(path.parent))
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        gone = [f"stale temp file {tmp}" for tmp in temps]
         if not path.exists():
-            return [], []
+            return gone, []
         record = read_record(path)
         if record is None:
-            return [], [
+            return gone, [
                 f"unparsable daemon record {path} (kept with its run's state: it named the run's "
                 f"docker slot; delete it, then `isobench gc --all` clears every slot no live run holds)"
             ]
@@ -449,8 +455,8 @@ class DockerDriver:
         if outcome is None:
             # A runner holds the slot now: a new run took it (clearing what was left) and what is
             # there is its own.
-            return stopped, []
-        return stopped + outcome[0], outcome[1]
+            return gone + stopped, []
+        return gone + stopped + outcome[0], outcome[1]
 
     def _gc_slots(self) -> tuple[list[str], list[str]]:
         removed: list[str] = []

@@ -166,3 +166,13 @@ def test_an_unparsable_daemon_record_is_kept_and_named(tmp_path: Path) -> None:
     [line] = err.value.leftovers
     assert line.startswith(f"unparsable daemon record {driver.record_path} (kept") and "gc --all" in line
     assert driver.record_path.exists()
+
+
+def test_a_killed_writers_temp_file_next_to_the_record_goes(tmp_path: Path) -> None:
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "dead2")
+    driver = DockerDriver(ctx, probe=DockerProbe(runtime_dir=tmp_path / "runtime"))
+    driver.record_path.parent.mkdir(parents=True)
+    tmp = driver.record_path.parent / ".daemon.json.k3j4"
+    tmp.write_text('{"slot"')
+    os.utime(tmp, (time.time() - 90, time.time() - 90))
+    assert driver.gc("dead2") == [f"stale temp file {tmp}"] and not tmp.exists()
