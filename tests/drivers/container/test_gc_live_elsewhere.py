@@ -58,6 +58,8 @@ GC_WITH_TRIPWIRE = textwrap.dedent(
         def gc(self, run_id=None):
             if run_id is None:
                 print("SPY spares", sorted(r.run_id for r in self.ctx.sparing.runs), flush=True)
+                for run in self.ctx.sparing.runs:
+                    self.ctx.sparing.spare(run, "spy thing")
             return []
     gcmod.all_drivers = lambda: {"tripwire": Tripwire, "spy": Spy}
     from isobench.cli import main
@@ -97,6 +99,7 @@ def test_gc_all_from_another_state_dir_leaves_a_live_run_alone(tmp_path: Path, r
         assert "TRIPWIRE" not in text and "tripwire: not swept" in " ".join(text.split())
         assert gc.returncode == 0, text
         assert run_id in text[text.index("SPY spares") :].splitlines()[0]
+        assert f"spared 1 resource of live run {run_id} (pid {live.pid}): spy thing" in text
         assert f"run {run_id} (pid {live.pid}, state dir {tmp_path / 'state-a'})" in " ".join(text.split())
         assert cgroups_of(run_id) == before and all(p.is_dir() for p in before)
     finally:
