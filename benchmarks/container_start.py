@@ -18,6 +18,7 @@ pid+mount+uts+ipc+net namespaces, a cgroup and an overlay root, all timed end to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -191,6 +192,16 @@ def main() -> int:
             contenders["variant: target, cold upper on disk"] = ours(
                 "upper-on-disk", {"namespaces": TARGET_NS, "cold_upper": "disk"}
             )
+            glibc = glibc_helper(driver_state)
+            if glibc is not None:
+                # What building the helper with musl saves: the same source built with glibc.
+                glibc_driver = ContainerDriver(
+                    DriverContext(state_dir=driver_state, work_dir=tmp / "work-glibc", run_id=run_id),
+                    helper=glibc,
+                )
+                contenders["variant: target, helper built with glibc"] = ours(
+                    "glibc-helper", {"namespaces": TARGET_NS}, drv=glibc_driver
+                )
         # The same start through the Driver protocol (create -> exec /bin/true -> destroy), where the
         # peers are the runc, docker and bwrap drivers: what a user of `isobench run` gets from each
         # (docker: the daemon path, dockerd -> containerd -> shim -> runc, removal included).
@@ -261,6 +272,18 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(shm_work, ignore_errors=True)
+
+
+def glibc_helper(state_dir: Path) -> Path | None:
+    """The helper's source built static with glibc, where the driver builds it with musl (else None:
+    the driver's own build is that already)."""
+    # Imported here: the rest of this script also runs on the code before the musl build.
+    from isobench.drivers.container.helper import HELPER
+    from isobench.hostsys.cbuild import ensure_built
+
+    if not HELPER.prefer_musl or HELPER.builds()[0] == (False, True):
+        return None
+    return ensure_built(dataclasses.replace(HELPER, prefer_musl=False, static_only=True), state_dir)
 
 
 def helper_image_costs(driver: ContainerDriver, n: int = 60) -> None:
@@ -339,6 +362,9 @@ def report(
     ):
         r = ratio_ci(samples[a], samples[b])
         print(f"  {a:12s} / {b:12s} = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  ({what})")
+    if "glibc-helper" in samples:
+        r = ratio_ci(samples["glibc-helper"], samples["container"])
+        print(f"  helper built with glibc / with musl = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]")
     if "proto-container" in samples:
         print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
         for other in ("proto-runc", "proto-docker", "proto-bwrap"):

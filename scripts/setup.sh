@@ -21,7 +21,7 @@ case "$mode" in run|test|deps) ;; *) die "unknown mode '$mode'; use: run | test 
 
 # --- system packages -------------------------------------------------------------------------
 APT_PACKAGES=(
-  python3 python3-venv python3-dev gcc libc6-dev make pkg-config libvirt-dev procps
+  python3 python3-venv python3-dev gcc libc6-dev musl-tools make pkg-config libvirt-dev procps
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libxml2-utils
   linux-image-cloud-amd64 busybox-static mmdebstrap e2fsprogs cpio kmod
   fio stress-ng iperf3 sysbench sockperf perl

@@ -101,11 +101,13 @@ class ContainerDriver:
     #: gc(None) leaves containers of live runs (their records' owners, ``ctx.sparing``) alone.
     spares_live_runs: ClassVar[bool] = True
 
-    def __init__(self, ctx: DriverContext, links: Links | None = None) -> None:
+    def __init__(self, ctx: DriverContext, links: Links | None = None, *, helper: Path | None = None) -> None:
+        """``helper``: a built helper to run instead of this source's build (benchmarks compare
+        builds of it); it is sealed into a memfd all the same."""
         self._ctx = ctx
         self.opts = ContainerOptions.parse(self.name, ctx.options)
         self._links = links or Links()
-        self._helper_path: Path | None = None
+        self._helper_path: Path | None = helper
         self._image: HelperImage | None = None
         self._manager: V1Manager | V2Manager | None = None
         self._filters: dict[tuple[str, ...], Path] = {}

@@ -6,6 +6,7 @@ A fake ``gcc`` on PATH records its arguments and writes the output, so no compil
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,35 @@ def test_builds_of_other_sources_are_pruned_only_when_unused_for_a_week(tmp_path
     prune(tmp_path, "isobench-p", keep=keep, now=now)
     assert keep.exists() and recent.exists() and not stale.exists()
     assert another.exists()  # another program's builds are its own to prune
+
+
+def test_musl_first_where_preferred_and_installed(
+    tmp_path: Path, gcc_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # musl-gcc (a fake like gcc) is tried first, static, with the kernel's headers after musl's;
+    # its key differs from the gcc build's, so installing musl rebuilds instead of reusing that.
+    bindir = tmp_path / "fakebin"
+    gcc_only = CProgram(
+        "isobench-m", program(tmp_path).source, ("-O2",), "the m helper", DriverUnavailable, False
+    )
+    gcc_key = gcc_only.key()
+    (bindir / "musl-gcc").write_text(FAKE_GCC)
+    (bindir / "musl-gcc").chmod(0o755)
+    prog = CProgram(
+        "isobench-m", gcc_only.source, ("-O2",), "the m helper", DriverUnavailable, False, prefer_musl=True
+    )
+    assert gcc_only.key() == gcc_key and prog.key() != gcc_key
+    ensure_built(prog, tmp_path / "state")
+    (line,) = gcc_log.read_text().splitlines()
+    assert line.startswith("-O2 -static -idirafter /usr/include -idirafter /usr/include/")
+    # a failed musl build falls back to gcc, static first
+    monkeypatch.setenv("FAIL_ALL", "1")
+    (bindir / "gcc").write_text(FAKE_GCC.replace('[ -n "$FAIL_ALL" ]', "false"))
+    edited = prog.source.with_name("e.c")
+    edited.write_text("int main(void){return 2;}")
+    built = ensure_built(replace(prog, source=edited), tmp_path / "state")
+    assert built.is_file()
+    assert [("-idirafter" in ln, "-static" in ln) for ln in gcc_log.read_text().splitlines()[1:]] == [
+        (True, True),
+        (False, True),
+    ]

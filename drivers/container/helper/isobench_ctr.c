@@ -49,6 +49,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef __GLIBC__
+/* musl (what the driver builds this with where it is installed: see helper.py) has no wrappers for
+ * the new mount API. */
+#include <linux/mount.h>
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+static int open_tree(int dfd, const char *path, unsigned int flags) {
+    return (int)syscall(SYS_open_tree, dfd, path, flags);
+}
+static int move_mount(int from_dfd, const char *from, int to_dfd, const char *to, unsigned int flags) {
+    return (int)syscall(SYS_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+static int mount_setattr(int dfd, const char *path, unsigned int flags, struct mount_attr *attr, size_t size) {
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, attr, size);
+}
+#endif
+
 #define SETUP_FAILED 125
 #define MAX_LIST 64
 /* overlayfs stacks up to 500 lower layers; the layers workload goes deeper than MAX_LIST */
