@@ -13,7 +13,10 @@ from pathlib import Path
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["communicate", "finished", "run_command", "tool_version"]
+__all__ = ["Drain", "communicate", "finished", "run_command", "tool_version"]
+
+#: How :func:`communicate` collects a process's (stdout, stderr): ``drain(proc, stdin, timeout)``.
+Drain = Callable[[subprocess.Popen[bytes], bytes | None, float], tuple[bytes, bytes]]
 
 
 def run_command(
@@ -89,12 +92,16 @@ def communicate(
     stdin: bytes | None,
     timeout: float,
     kill: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    drain: Drain | None = None,
 ) -> tuple[bytes, bytes]:
     """(stdout, stderr) of ``proc``, started in its own session; on timeout (a CellTimeout naming
     ``argv``) or any interrupt it is stopped first: by ``kill`` if given, else its whole process
-    group is SIGKILLed."""
+    group is SIGKILLed. ``drain`` collects the output instead of ``Popen.communicate`` (called as
+    ``drain(proc, stdin, timeout)``, raising ``subprocess.TimeoutExpired`` when time runs out)."""
     stop = kill or _kill_group
     try:
+        if drain is not None:
+            return drain(proc, stdin, timeout)
         return proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as err:
         stop(proc)

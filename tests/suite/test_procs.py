@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -42,6 +43,34 @@ def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
 def test_missing_command_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="command not found: isobench-no-such-tool"):
         run_command(["isobench-no-such-tool"], timeout=5)
+
+
+def test_communicate_collects_through_a_drain_and_stops_through_kill_on_its_timeout() -> None:
+    # A runtime with its own way of waiting (the container helper's pidfd) and of stopping keeps
+    # the common contract: a CellTimeout naming the command, the process stopped first.
+    seen: list[str] = []
+
+    def drain(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float) -> tuple[bytes, bytes]:
+        seen.append(f"drain {stdin!r} {timeout}")
+        out, err = proc.communicate(input=stdin, timeout=timeout)
+        return out.upper(), err
+
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert procs.communicate(cat, ["cat"], stdin=b"hi", timeout=9, drain=drain) == (b"HI", b"")
+    assert seen == ["drain b'hi' 9"]
+
+    def slow(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float) -> tuple[bytes, bytes]:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+
+    def kill(proc: subprocess.Popen[bytes]) -> None:
+        seen.append("kill")
+        proc.kill()
+        proc.communicate()
+
+    sleeper = subprocess.Popen(["sleep", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with pytest.raises(CellTimeout, match="sleep 60 did not finish within 1s"):
+        procs.communicate(sleeper, ["sleep", "60"], stdin=None, timeout=1, kill=kill, drain=slow)
+    assert seen[-1] == "kill" and sleeper.returncode is not None
 
 
 def test_pinned_stat_reads_fields_after_a_command_name_with_parentheses(tmp_path: Path) -> None:
