@@ -20,6 +20,7 @@ from typing import Protocol
 
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups.devices import DeviceRule
+from isobench.hostsys.cgroups.files import write_lines
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
@@ -108,18 +109,7 @@ class CgroupManager(Protocol):
 
 
 def write_value(path: Path, value: str, what: str) -> None:
-    try:
-        # One open, write and close (Path.write_text adds an fstat, an ioctl and two lseeks).
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise SandboxError(
-            f"cgroup: cannot set {what} ({path.name}={value.strip()}): {err.strerror or err}; "
-            "lower or drop that limit"
-        ) from err
+    write_lines(path, (value,), what, "; lower or drop that limit")
 
 
 def write_swap_limit(path: Path, value: int, what: str, no_accounting: str) -> None:
