@@ -49,7 +49,7 @@ from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
 from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
-from isobench.errors import GcIncomplete, SandboxError, UsageError
+from isobench.errors import GcIncomplete, SandboxError
 from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
@@ -345,10 +345,7 @@ class RuncDriver:
         image = self._image_root(spec)
         # A spec's layer stack sits on the image, topmost first, as Docker's image layers do.
         lower = image if spec.layers is None else (*spec.layers.dirs, image)
-        if spec.volume is not None:
-            if not spec.volume.is_dir():
-                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
-            spec = dataclasses.replace(spec, volume=spec.volume.resolve())
+        spec = spec.with_volume_resolved()
         ident = resource_name(spec.run_id, spec.name)
         sandbox = RuncSandbox(
             spec,
