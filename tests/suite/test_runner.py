@@ -409,22 +409,38 @@ def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
     assert results.run["budget"]["stopped"] == "budget spent"
 
 
-class AsksDiskLimit:
-    name: ClassVar[str] = "asks-disk-limit"
+class AsksSpec:
+    """Asks its sandbox for one spec field (``fields``) that the fake driver cannot express."""
+
+    name: ClassVar[str] = "asks"
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
 
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(io_bps=1 << 20):
+        with ctx.sandbox(**self.fields):
             return [Measurement("asks.value", 1.0, "s")]
 
 
-def test_a_disk_limit_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
-    # FakeDriver's capabilities have no io_throttle (as host and bwrap): nothing may be created
-    results, log, _ = _run(tmp_path, {"asks": AsksDiskLimit()})
-    assert all("cannot limit disk bandwidth" in (s.error or "") for s in results.samples)
+@pytest.mark.parametrize(
+    ("fields", "refusal"),
+    [
+        # FakeDriver's capabilities have no io_throttle (as host and bwrap)
+        ({"io_bps": 1 << 20}, "cannot limit disk bandwidth"),
+        ({"cpu_quota": 0.5}, "cannot express a CPU quota"),
+        ({"layers": LayerStack(depth=1, digest="d", dirs=(Path("/l/0"),))}, "cannot stack these layers"),
+    ],
+    ids=["io_bps", "cpu_quota", "layers"],
+)
+def test_a_spec_the_driver_cannot_express_is_refused_before_create(
+    tmp_path: Path, fields: dict[str, Any], refusal: str
+) -> None:
+    results, log, _ = _run(tmp_path, {"asks": AsksSpec(**fields)})
+    assert results.samples and all(refusal in (s.error or "") for s in results.samples)
     assert not [line for line in log if line.startswith("create")]
 
 
@@ -433,37 +449,9 @@ def test_io_bps_is_validated() -> None:
         SandboxSpec(name="s", run_id="r", io_bps=100)
 
 
-class AsksCpuQuota(AsksDiskLimit):
-    name: ClassVar[str] = "asks-cpu-quota"
-
-    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(cpu_quota=0.5):
-            return [Measurement("asks.value", 1.0, "s")]
-
-
-def test_a_cpu_quota_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
-    results, log, _ = _run(tmp_path, {"asks": AsksCpuQuota()})
-    assert all("cannot express a CPU quota" in (s.error or "") for s in results.samples)
-    assert not [line for line in log if line.startswith("create")]
-
-
 def test_cpu_quota_is_validated() -> None:
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=1.5)
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
     assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5
-
-
-class AsksLayers(AsksDiskLimit):
-    name: ClassVar[str] = "asks-layers"
-
-    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(layers=LayerStack(depth=1, digest="d", dirs=(Path("/l/0"),))):
-            return [Measurement("asks.value", 1.0, "s")]
-
-
-def test_a_layer_stack_the_driver_cannot_attach_is_refused_before_create(tmp_path: Path) -> None:
-    results, log, _ = _run(tmp_path, {"asks": AsksLayers()})
-    assert all("cannot stack these layers" in (s.error or "") for s in results.samples)
-    assert not [line for line in log if line.startswith("create")]
