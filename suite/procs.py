@@ -13,7 +13,18 @@ from pathlib import Path
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["Drain", "communicate", "finished", "run_command", "tool_version"]
+__all__ = [
+    "Drain",
+    "communicate",
+    "cpu_seconds",
+    "finished",
+    "pinned_stat",
+    "run_command",
+    "running",
+    "split_stat",
+    "stat_fields",
+    "tool_version",
+]
 
 #: How :func:`communicate` collects a process's (stdout, stderr): ``drain(proc, stdin, timeout)``.
 Drain = Callable[[subprocess.Popen[bytes], bytes | None, float], tuple[bytes, bytes]]
@@ -128,12 +139,41 @@ def tool_version(binary: str) -> str:
     return out.splitlines()[0].strip() if out.strip() else ""
 
 
+def split_stat(text: str) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` text after the command name, which may hold spaces and
+    parentheses (field 3, the state, is index 0; field 22, the start time, index 19). Empty for a
+    text that is not one."""
+    _comm, closed, rest = text.rpartition(")")
+    return rest.split() if closed else []
+
+
+def stat_fields(pid: int, proc: Path = Path("/proc")) -> list[str] | None:
+    """:func:`split_stat` of ``pid``'s stat file under ``proc``, or None if there is no such process."""
+    try:
+        return split_stat((proc / str(pid) / "stat").read_text()) or None
+    except OSError:
+        return None
+
+
+def running(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie holds no resources any more)."""
+    fields = stat_fields(pid, proc)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def cpu_seconds(fields: Sequence[str]) -> float | None:
+    """utime + stime (all threads) from :func:`split_stat` fields, or None if they hold none."""
+    try:
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (ValueError, IndexError):
+        return None
+
+
 def pinned_stat(pid: int, proc: Path = Path("/proc")) -> tuple[int, list[str]] | None:
-    """An open pidfd of ``pid`` and its ``/proc/<pid>/stat`` fields after the command name (which
-    may hold spaces and parentheses: field 3, the state, is index 0), read while the pidfd pins the
-    process: the pidfd still signals after the read, so the fields are that process's, not those of
-    a later one that took the pid number. None if there is no such process. The caller closes the
-    pidfd."""
+    """An open pidfd of ``pid`` and its ``/proc/<pid>/stat`` fields (:func:`split_stat`), read while
+    the pidfd pins the process: the pidfd still signals after the read, so the fields are that
+    process's, not those of a later one that took the pid number. None if there is no such
+    process. The caller closes the pidfd."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
@@ -144,4 +184,4 @@ def pinned_stat(pid: int, proc: Path = Path("/proc")) -> tuple[int, list[str]] |
     except OSError:
         os.close(fd)
         return None
-    return fd, stat.rsplit(")", 1)[1].split()
+    return fd, split_stat(stat)

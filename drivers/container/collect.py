@@ -17,6 +17,7 @@ from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups.common import remove_trees
 from isobench.hostsys.links import Links
 from isobench.mounts import find_mounts, umount
+from isobench.procs import running
 
 __all__ = ["collect", "living"]
 
@@ -26,15 +27,7 @@ _EXIT_GRACE_S = 10.0
 
 def living(pids: list[int], proc: Path) -> list[int]:
     """Those of ``pids`` still running (a zombie has exited: it holds no resources)."""
-    alive = []
-    for pid in pids:
-        try:
-            stat = (proc / str(pid) / "stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-            alive.append(pid)
-    return alive
+    return [pid for pid in pids if running(pid, proc)]
 
 
 def _kill(pids: list[int], proc: Path) -> list[int]:

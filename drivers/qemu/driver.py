@@ -90,7 +90,7 @@ from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.hostsys.links import Links
 from isobench.images import Image
-from isobench.procs import run_command
+from isobench.procs import run_command, running
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +499,7 @@ class QemuDriver:
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.01)
         left = [
-            f"process {pid} {name} still running" for pid, name in victims if _running(self.host.proc, pid)
+            f"process {pid} {name} still running" for pid, name in victims if running(pid, self.host.proc)
         ]
         own_links = run_prefix(self.run_id)
         try:
@@ -519,15 +519,6 @@ class QemuDriver:
         if left:
             raise GcIncomplete(gone, left)
         return gone
-
-
-def _running(proc: Path, pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an exited qemu holds nothing)."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _connect_qmp(path: str, proc: subprocess.Popen[bytes], deadline: float, gdir: Path) -> QmpClient:

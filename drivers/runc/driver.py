@@ -56,7 +56,7 @@ from isobench.hostsys.cgroups import cgroup_mode, open_manager
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
 from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
-from isobench.procs import run_command
+from isobench.procs import run_command, running
 
 __all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]
 
@@ -435,9 +435,7 @@ def _wait_gone(host: HostProbe, pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while time.monotonic() < deadline:
-        stat = host.read(f"/proc/{pid}/stat")
-        # The state letter follows the parenthesised comm, which may itself contain ") ".
-        if not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
+        if not running(pid, host.proc):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.02)

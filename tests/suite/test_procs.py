@@ -83,3 +83,18 @@ def test_pinned_stat_reads_fields_after_a_command_name_with_parentheses(tmp_path
     os.close(fd)
     assert fields == ["S", "1", "2", "3"]
     assert procs.pinned_stat(pid, tmp_path / "missing") is None  # the stat read failed: fd closed
+
+
+def test_stat_fields_running_and_cpu_seconds_read_a_fake_proc_tree(tmp_path: Path) -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+    rest = " ".join(str(i) for i in range(4, 30))  # fields 4..29: utime (14) is 14, stime (15) 15
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text(f"7 (odd ) (name) S {rest}\n")
+    (tmp_path / "8").mkdir()
+    (tmp_path / "8" / "stat").write_text(f"8 (zombie) Z {rest}\n")
+    fields = procs.stat_fields(7, tmp_path)
+    assert fields is not None and fields[0] == "S" and fields[19] == "22"
+    assert procs.cpu_seconds(fields) == (14 + 15) / tick
+    assert procs.running(7, tmp_path) and not procs.running(8, tmp_path) and not procs.running(9, tmp_path)
+    assert procs.stat_fields(9, tmp_path) is None and procs.split_stat("no command name") == []
+    assert procs.cpu_seconds(["S"]) is None
