@@ -129,14 +129,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tool_version(binary: str) -> str:
-    """First line of ``<binary> --version``, or "" if it cannot say."""
+    """First line of what ``<binary> --version`` prints (on stdout, else stderr), or "" if it
+    cannot say (not installed, no output, no answer within 10 s)."""
     try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
+        p = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out.splitlines()[0].strip() if out.strip() else ""
+    lines = (p.stdout or p.stderr).strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def split_stat(text: str) -> list[str]:

@@ -98,3 +98,14 @@ def test_stat_fields_running_and_cpu_seconds_read_a_fake_proc_tree(tmp_path: Pat
     assert procs.running(7, tmp_path) and not procs.running(8, tmp_path) and not procs.running(9, tmp_path)
     assert procs.stat_fields(9, tmp_path) is None and procs.split_stat("no command name") == []
     assert procs.cpu_seconds(["S"]) is None
+
+
+def test_tool_version_is_the_first_line_printed_on_stdout_else_stderr(tmp_path: Path) -> None:
+    loud, quiet = tmp_path / "loud", tmp_path / "quiet"
+    loud.write_text("#!/bin/sh\necho\necho 'loud 1.2'\necho 'built today'\n")
+    quiet.write_text("#!/bin/sh\necho 'quiet 3.4' >&2\n")
+    for tool in (loud, quiet):
+        tool.chmod(0o755)
+    assert procs.tool_version(str(loud)) == "loud 1.2"
+    assert procs.tool_version(str(quiet)) == "quiet 3.4"
+    assert procs.tool_version(str(tmp_path / "missing")) == ""
