@@ -29,12 +29,18 @@ def logging_driver(ctx: DriverContext, log: list[str], name: str = "fake") -> Fa
     )
 
 
-class Steady:
-    name: ClassVar[str] = "steady"
+class WorkloadDefaults:
+    """The Workload protocol's class attributes at their defaults: each test workload below states
+    only its name and what it does."""
+
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+
+
+class Steady(WorkloadDefaults):
+    name: ClassVar[str] = "steady"
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox() as sb:
@@ -42,49 +48,33 @@ class Steady:
         return [Measurement("steady.value", 1.0, "s")]
 
 
-class Pair:
+class Pair(WorkloadDefaults):
     """Names its two sandboxes, as the interference workload does."""
 
     name: ClassVar[str] = "pair"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox(name=f"{ctx.spec.name}-victim") as v, ctx.sandbox(name=f"{ctx.spec.name}-aggr") as a:
             return [Measurement("pair.names", 1.0, "s", metadata={"v": v.name, "a": a.name})]
 
 
-class Raises:
+class Raises(WorkloadDefaults):
     name: ClassVar[str] = "raises"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
             raise WorkloadError("fio reported 3 errors")
 
 
-class Crashes:
+class Crashes(WorkloadDefaults):
     name: ClassVar[str] = "crashes"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         return [Measurement("x", 1 / 0, "s")]
 
 
-class Hangs:
+class Hangs(WorkloadDefaults):
     name: ClassVar[str] = "hangs"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -92,26 +82,18 @@ class Hangs:
         return []
 
 
-class Leaks:
+class Leaks(WorkloadDefaults):
     """Enters a sandbox and never leaves it: the runner must still destroy it."""
 
     name: ClassVar[str] = "leaks"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         ctx.sandbox().__enter__()
         return [Measurement("leaks.value", 2.0, "s")]
 
 
-class Interrupts:
+class Interrupts(WorkloadDefaults):
     name: ClassVar[str] = "interrupts"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -227,12 +209,8 @@ class FakeClock:
         return self.now
 
 
-class Costed:
+class Costed(WorkloadDefaults):
     """A workload whose cells take ``cost[driver]`` fake seconds and give values with a set spread."""
-
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    quick_repetitions: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -409,14 +387,10 @@ def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
     assert results.run["budget"]["stopped"] == "budget spent"
 
 
-class AsksSpec:
+class AsksSpec(WorkloadDefaults):
     """Asks its sandbox for one spec field (``fields``) that the fake driver cannot express."""
 
     name: ClassVar[str] = "asks"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def __init__(self, **fields: Any) -> None:
         self.fields = fields
