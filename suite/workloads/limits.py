@@ -184,7 +184,7 @@ class LimitsWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         p = LimitsParams.of(ctx)
-        budget = Budget(ctx.timeout, "limits")
+        budget = self.budget(ctx)
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))
         misfit = p.misfit(ctx.spec.memory_mib, host_cpus)
