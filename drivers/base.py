@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, final, runtime_checkable
 
 from isobench.drivers.capabilities import (
     VOLUME_MOUNT,
@@ -36,6 +36,9 @@ from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.model import PhaseTiming
 from isobench.plugins import plugins
+
+if TYPE_CHECKING:
+    from isobench.liveruns import Sparing
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,13 @@ __all__ = [
 RESOURCE_PREFIX = "isobench"
 
 
+def _no_sparing() -> Sparing:
+    # isobench.liveruns imports isobench.procs, which imports this module.
+    from isobench.liveruns import Sparing
+
+    return Sparing()
+
+
 @dataclass(frozen=True)
 class DriverContext:
     """What every driver is constructed with: where state lives and its own config section."""
@@ -87,6 +97,10 @@ class DriverContext:
     #: The host as drivers may see it (/proc, /sys, cgroupfs, euid, the libvirt URI); tests pass
     #: one rooted at a fake tree instead of the real host.
     host: HostProbe = field(default_factory=HostProbe)
+    #: For ``gc(None)`` (``isobench gc --all``): the live runs whose resources the sweep leaves
+    #: alone, noting them. Drivers that honour it say so with ``spares_live_runs = True``; gc does
+    #: not sweep the others while a run lives.
+    sparing: Sparing = field(default_factory=_no_sparing)
 
 
 @dataclass(frozen=True)

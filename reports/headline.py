@@ -175,6 +175,15 @@ class Headline:
     def label(self, driver: str) -> str:
         return self.labels.get(driver, driver)
 
+    def n_text(self, question: str) -> str:
+        """The repetitions behind a question's column: "3", or "3\u201359" when drivers differ (a
+        budget gives cheap, noisy figures more), "" when none."""
+        ns = [f.n for f in self.figures.values() if f.question == question and f.n]
+        if not ns:
+            return ""
+        lo, hi = min(ns), max(ns)
+        return str(lo) if lo == hi else f"{lo}\u2013{hi}"
+
     @property
     def below_target(self) -> int:
         """How many shown figures missed the precision target."""

@@ -116,7 +116,7 @@ def _headline(doc: Document) -> str:
     else:
         head = "<th>driver</th>" + "".join(
             f'<th title="{escape(q.params)}">{escape(q.title)}'
-            + (f"<small>n={h.n[q.key]}</small>" if h.n.get(q.key) else "")
+            + (f"<small>n={h.n_text(q.key)}</small>" if h.n_text(q.key) else "")
             + "</th>"
             for q in h.questions
         )

@@ -53,7 +53,9 @@ def headline_markdown(h: Headline) -> str:
     """The headline as a Markdown table, drivers as rows."""
     if h.empty:
         return "_No headline figure: this run has no successful measurement._\n"
-    head = ["driver"] + [f"{q.title} (n={h.n[q.key]})" if h.n.get(q.key) else q.title for q in h.questions]
+    head = ["driver"] + [
+        f"{q.title} (n={h.n_text(q.key)})" if h.n_text(q.key) else q.title for q in h.questions
+    ]
     lines = ["| " + " | ".join(_md(c) for c in head) + " |", "|" + "---|" * len(head)]
     for d in h.drivers:
         cells = [_md(h.label(d))] + [_figure(h.figure(d, q.key)) for q in h.questions]

@@ -134,6 +134,8 @@ class BwrapDriver:
     )
     capabilities: ClassVar[Capabilities] = Capabilities.container(order=30)
     options_type: ClassVar[type[DriverOptions]] = BwrapOptions
+    #: gc(None) leaves sandbox roots named after a live run (``ctx.sparing``) alone.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None) -> None:
         self._ctx = ctx
@@ -218,6 +220,9 @@ class BwrapDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         """Unmount and remove sandbox roots of ``run_id`` (all bwrap ones if None). bwrap processes
         need no collecting: --die-with-parent ends them with the run that started them."""
-        return gc_overlay_roots(
-            self._ctx.host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
-        )
+        sparing = self._ctx.sparing
+
+        def mine(n: str) -> bool:
+            return owned(n, run_id) and not sparing.spares(f"bwrap root {n}", lambda r: owned(n, r))
+
+        return gc_overlay_roots(self._ctx.host.proc / "self" / "mountinfo", self._ctx.work_dir, mine)

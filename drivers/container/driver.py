@@ -98,6 +98,8 @@ class ContainerDriver:
         layer_stack=LayerStackKind.OVERLAY_LOWERS,
     )
     options_type: ClassVar[type[DriverOptions]] = ContainerOptions
+    #: gc(None) leaves containers of live runs (their records' owners, ``ctx.sparing``) alone.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(self, ctx: DriverContext, links: Links | None = None) -> None:
         self._ctx = ctx
@@ -497,8 +499,23 @@ class ContainerDriver:
             removed += [rec.ident, *gone] if not left else gone
             leftovers += left
 
+        sparing = self._ctx.sparing
+
         def stray(name: str) -> bool:
-            return naming.matches(name, run_id) and name not in live_idents
+            return (
+                naming.matches(name, run_id)
+                and name not in live_idents
+                and not sparing.spares(f"container {name}", lambda live: naming.matches(name, live))
+            )
+
+        def stray_link(name: str) -> bool:
+            return (
+                own_link(name)
+                and name not in live_veths
+                and not sparing.spares(
+                    f"veth {name}", lambda live: name.startswith(naming.veth_run_prefix(live))
+                )
+            )
 
         try:
             manager: V1Manager | V2Manager | None = self.cgroups()
@@ -516,9 +533,7 @@ class ContainerDriver:
             umount(Path(point))
             removed.append(f"mount {point}")
         try:
-            gone = self._links.gc(
-                naming.veth_run_prefix(run_id), lambda lk: own_link(lk.name) and lk.name not in live_veths
-            )
+            gone = self._links.gc(naming.veth_run_prefix(run_id), lambda lk: stray_link(lk.name))
         except SandboxError as err:
             log.warning("container gc: cannot list links: %s", err)
             gone = []

@@ -6,6 +6,7 @@ no docker0 (``--bridge=none``; the driver creates its own network), and touches 
 the host's ip_forward. It is started in a session of its own (Ctrl-C reaches the runner, which then
 tears sandboxes down and stops the daemon) and, when started from the main thread, with a parent
 death signal: a runner killed outright takes its daemon down with it, which shuts its containers.
+The daemon's own process holds its slot (a record lock, names.py), so its children never do.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from isobench.drivers.docker.names import Slot
+from isobench.drivers.docker.names import Slot, SlotLock, daemon_holds, runner_holds
 from isobench.errors import DriverUnavailable, SandboxError
 from isobench.mounts import find_mounts, umount
 from isobench.procs import run_command
@@ -34,7 +37,10 @@ __all__ = [
     "PrivateDaemon",
     "dockerd_args",
     "last_error",
+    "orphan_holders",
     "read_record",
+    "reclaim_slot",
+    "slot_holders",
     "slot_leftovers",
     "stop_dockerd",
     "stop_slot",
@@ -134,13 +140,32 @@ def _pdeathsig_prefix() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
-class PrivateDaemon:
-    """One dockerd of one slot, started by this process."""
+#: ``python -c HOLD_SLOT <lock file> <dockerd> <args>``: take the slot's record lock in the process
+#: that then becomes dockerd. A record lock is the process's own: it survives the exec and dies with
+#: dockerd, and the containerd and shims dockerd starts (which may outlive it) do not inherit it, as
+#: they would an flock (Go leaves inherited descriptors open across its execs). The descriptor stays
+#: open in dockerd (closing it would drop the lock); children inherit it without the lock. Blocking:
+#: the caller holds the slot's flock, so only a gc's momentary test can be in the way.
+HOLD_SLOT = (
+    "import fcntl, os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "os.set_inheritable(fd, True)\n"
+    "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
-    def __init__(self, binary: str, slot: Slot, lock_fd: int, *, start_timeout: float) -> None:
+
+def holding_slot(slot: Slot, argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that its process holds ``slot`` for its life (see :data:`HOLD_SLOT`)."""
+    return [sys.executable, "-I", "-S", "-c", HOLD_SLOT, str(slot.lock_path), *argv]
+
+
+class PrivateDaemon:
+    """One dockerd of one slot, started by this process (which must hold the slot)."""
+
+    def __init__(self, binary: str, slot: Slot, *, start_timeout: float) -> None:
         self.slot = slot
         self._binary = binary
-        self._lock_fd = lock_fd
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -181,11 +206,10 @@ class PrivateDaemon:
         with slot.log_file.open("wb") as out:
             try:
                 self._proc = subprocess.Popen(
-                    [*_pdeathsig_prefix(), *dockerd_args(self._binary, slot)],
+                    [*_pdeathsig_prefix(), *holding_slot(slot, dockerd_args(self._binary, slot))],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
-                    pass_fds=(self._lock_fd,),
                     start_new_session=True,
                 )
             except OSError as err:
@@ -261,16 +285,74 @@ def _stop_pid(pid: int, belongs: Callable[[Sequence[str]], bool], what: str, gra
     return f"{what} {pid}"
 
 
-def _shim_pids(exec_root: Path, proc_root: Path = Path("/proc")) -> list[int]:
-    """containerd shims of this slot's containerd (their ``-address`` is in the exec root)."""
-    needle = str(exec_root / "containerd")
-    pids = []
+def _slot_processes(slot: Slot, proc_root: Path = Path("/proc")) -> list[tuple[int, str]]:
+    """The slot's containerd and shims, (pid, what): their command lines name a path in its exec
+    root (containerd's config and socket, a shim's ``-address``)."""
+    needle = str(slot.exec_root) + "/"
+    found = []
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = _cmdline(int(entry.name), proc_root)
+        if not argv or not any(needle in a for a in argv):
+            continue
+        name = Path(argv[0]).name
+        if name.startswith("containerd-shim"):
+            found.append((int(entry.name), "containerd shim"))
+        elif name == "containerd":
+            found.append((int(entry.name), "containerd"))
+    return found
+
+
+def _children(pids: set[int], proc_root: Path = Path("/proc")) -> list[int]:
+    """Processes whose parent is one of ``pids`` (a shim's children are its containers' inits)."""
+    out = []
     for entry in proc_root.iterdir():
         if entry.name.isdigit():
-            argv = _cmdline(int(entry.name), proc_root)
-            if argv and "containerd-shim" in argv[0] and any(needle in a for a in argv):
-                pids.append(int(entry.name))
-    return pids
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid in pids:
+                out.append(int(entry.name))
+    return out
+
+
+def _fd_holders(path: Path, proc_root: Path = Path("/proc")) -> set[int]:
+    """Processes (other than this one) with a descriptor open on ``path``."""
+    target = str(path)
+    me = os.getpid()
+    holders = set()
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == target:
+                    holders.add(int(entry.name))
+                    break
+    return holders
+
+
+def orphan_holders(slot: Slot, proc_root: Path = Path("/proc")) -> list[int] | None:
+    """The pids holding ``slot``'s flock if they are all its own dockerd, containerd and shims:
+    they inherited it from a dockerd started before daemons held slots by record lock, and the
+    runner (which holds it for its whole life, and is none of them) is dead. None if the slot is
+    free, held by a daemon's record lock, or by anything else (a runner)."""
+    if daemon_holds(slot) or not runner_holds(slot):
+        return None
+    holders = _fd_holders(slot.lock_path, proc_root)
+    ours = {pid for pid, _ in _slot_processes(slot, proc_root)}
+    dockerd = _pid_from(slot.pidfile)
+    if dockerd is not None and _is_dockerd(slot)(_cmdline(dockerd, proc_root)):
+        ours.add(dockerd)
+    if not holders or not holders <= ours:
+        return None
+    return sorted(holders)
 
 
 def _is_dockerd(slot: Slot) -> Callable[[Sequence[str]], bool]:
@@ -288,30 +370,56 @@ def stop_dockerd(slot: Slot, pid: int) -> list[str]:
 
 def stop_slot(slot: Slot) -> list[str]:
     """Stop whatever daemon of ``slot`` is still running (a dead run's; call it only while the
-    slot is free or held by the caller) and clear the slot: the dockerd, its containerd and shims,
-    every mount under its exec and data roots, its bridge."""
+    slot is free or held by the caller) and clear the slot: the dockerd, its containerd, the
+    shims' containers and the shims, every mount under its exec and data roots, its bridge."""
     removed: list[str] = []
-    exec_root = str(slot.exec_root)
+    pid = _pid_from(slot.pidfile)
+    if pid is not None:
+        removed += stop_dockerd(slot, pid)
+    exec_root = str(slot.exec_root) + "/"
 
     def is_containerd(argv: Sequence[str]) -> bool:
         return bool(argv) and argv[0].endswith("containerd") and any(exec_root in a for a in argv)
 
-    pid = _pid_from(slot.pidfile)
-    if pid is not None:
-        removed += stop_dockerd(slot, pid)
     ctrd = _pid_from(slot.containerd_pidfile)
     if ctrd is not None:
         gone = _stop_pid(ctrd, is_containerd, "containerd", 10.0)
         if gone:
             removed.append(gone)
-    for shim in _shim_pids(slot.exec_root):
+    left = _slot_processes(slot)
+    # A shim's children are its containers' inits: each takes its pid namespace down with it.
+    for child in _children({p for p, what in left if what == "containerd shim"}):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(shim, signal.SIGKILL)
-        removed.append(f"containerd shim {shim}")
+            os.kill(child, signal.SIGKILL)
+        removed.append(f"container process {child}")
+    for leftover, what in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(leftover, signal.SIGKILL)
+        removed.append(f"{what} {leftover}")
+    _wait_gone([p for p, _ in left], 5.0)
     cleared, errors = clear_slot(slot)
     for err in errors:
         log.warning("clearing docker slot %d: %s", slot.index, err)
     return removed + cleared
+
+
+def _wait_gone(pids: Sequence[int], grace: float) -> None:
+    """Until the SIGKILLed ``pids`` have exited (their mounts and descriptors go with them)."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_cmdline(p) for p in pids):
+        time.sleep(0.02)
+
+
+def _slot_mounts(slot: Slot) -> list[str]:
+    """Mounts under the slot's exec root, or under its data root in *any* state dir: only the slot's
+    holder runs a daemon on ``<state>/docker/slot-<k>``, so once the slot is free they are all left."""
+    data = re.compile(rf"/docker/slot-{slot.index}/data(/|$)")
+    exec_root = str(slot.exec_root)
+    return [
+        m
+        for m in find_mounts(lambda _: True)
+        if m == exec_root or m.startswith(exec_root + "/") or data.search(m)
+    ]
 
 
 def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
@@ -319,14 +427,12 @@ def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
     what was removed and what could not be."""
     removed: list[str] = []
     errors: list[str] = []
-    roots = (str(slot.exec_root), str(slot.data_root))
-    for mount_point in find_mounts(lambda _: True):
-        if any(mount_point == r or mount_point.startswith(r + "/") for r in roots):
-            try:
-                umount(Path(mount_point))
-                removed.append(f"mount {mount_point}")
-            except SandboxError as err:
-                errors.append(str(err))
+    for mount_point in _slot_mounts(slot):
+        try:
+            umount(Path(mount_point))
+            removed.append(f"mount {mount_point}")
+        except SandboxError as err:
+            errors.append(str(err))
     if slot.exec_root.exists():
         shutil.rmtree(slot.exec_root, ignore_errors=True)
         removed.append(f"exec root {slot.exec_root}")
@@ -340,14 +446,44 @@ def clear_slot(slot: Slot) -> tuple[list[str], list[str]]:
 
 
 def slot_leftovers(slot: Slot) -> list[str]:
-    """What of ``slot`` is still on the host (mounts under its roots, its bridge), without touching
-    it: for gc to report after :func:`stop_slot`, when a new run may already hold the slot."""
-    roots = (str(slot.exec_root), str(slot.data_root))
-    left = [
-        f"mount {m}"
-        for m in find_mounts(lambda _: True)
-        if any(m == r or m.startswith(r + "/") for r in roots)
-    ]
+    """What of ``slot`` is still on the host (its dockerd, containerd and shims, mounts, exec root,
+    bridge), without touching it: for gc to report after :func:`stop_slot`."""
+    left = [f"{what} {pid}" for pid, what in _slot_processes(slot)]
+    pid = _pid_from(slot.pidfile)
+    if pid is not None and _is_dockerd(slot)(_cmdline(pid)):
+        left.append(f"dockerd {pid}")
+    left += [f"mount {m}" for m in _slot_mounts(slot)]
+    if slot.exec_root.exists():
+        left.append(f"exec root {slot.exec_root}")
     if Path("/sys/class/net", slot.bridge).exists():
         left.append(f"bridge {slot.bridge}")
     return left
+
+
+def reclaim_slot(slot: Slot) -> tuple[list[str], list[str]] | None:
+    """Clear ``slot`` unless a runner holds it: (what went, what is still there), or None when a
+    runner holds it (a live run's, or one gc cannot tell).
+
+    Under the slot's flock, so no new run takes it meanwhile; a dockerd that outlived its runner
+    (it holds the record lock) is stopped too. Shims holding the flock (inherited from a dockerd
+    of before the record lock) are recognised as the slot's orphans and stopped first."""
+    removed: list[str] = []
+    if orphan_holders(slot) is not None:
+        # While they hold the flock nobody else can take the slot: clearing it races no one.
+        removed += stop_slot(slot)
+    lock = SlotLock.runner_lock(slot)
+    if lock is None:
+        return (removed, slot_leftovers(slot)) if removed else None
+    try:
+        removed += stop_slot(slot)
+        left = slot_leftovers(slot)
+        if daemon_holds(slot):
+            left.append(f"a process holding docker slot {slot.index}'s record lock {slot.lock_path}")
+        return removed, left
+    finally:
+        lock.release()
+
+
+def slot_holders(slot: Slot) -> set[int]:
+    """Every process with the slot's lock file open (its runner, its daemon, their children)."""
+    return _fd_holders(slot.lock_path)

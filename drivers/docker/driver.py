@@ -36,7 +36,8 @@ from isobench.drivers.docker.daemon import (
     DaemonRecord,
     PrivateDaemon,
     read_record,
-    slot_leftovers,
+    reclaim_slot,
+    slot_holders,
     stop_dockerd,
     stop_slot,
     write_record,
@@ -52,16 +53,14 @@ from isobench.drivers.docker.names import (
     SlotLock,
     cgroup_parent,
     network_name,
-    slot_is_free,
 )
+from isobench.drivers.docker.parents import remove_cgroup_parent, removed_cgroups
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config, naming_a_dead_daemon
 from isobench.drivers.options import DriverOptions, option
 from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError
-from isobench.hostsys import HostProbe
 from isobench.hostsys.blockdev import disks_of
-from isobench.hostsys.cgroups import detect_layout
-from isobench.hostsys.cgroups.common import find_anywhere, remove_trees
 from isobench.images import ImageMissing, find_image, image_rootfs
+from isobench.liveruns import stale_temp_files
 from isobench.procs import tool_version
 
 __all__ = ["DockerDriver", "DockerProbe"]
@@ -109,6 +108,8 @@ class DockerDriver:
         "Docker Engine (dockerd + containerd + runc, overlay2) over its API; a private daemon per run"
     )
     options_type: ClassVar[type[DriverOptions]] = DockerOptions
+    #: gc(None) leaves live runs' slots (held by their runners) and cgroups (named by run) alone.
+    spares_live_runs: ClassVar[bool] = True
     #: A container runtime over the suite image (overlay2 is overlayfs), between runc and bwrap.
     capabilities: ClassVar[Capabilities] = Capabilities.container(
         order=25, io_throttle=True, cpu_quota=True, layer_stack=LayerStackKind.OVERLAY_LOWERS
@@ -189,7 +190,7 @@ class DockerDriver:
             return str(err)
         try:
             stop_slot(lock.slot)
-            daemon = PrivateDaemon(binary, lock.slot, lock.fd, start_timeout=self._start_timeout)
+            daemon = PrivateDaemon(binary, lock.slot, start_timeout=self._start_timeout)
             pinger = self._factory(f"unix://{lock.slot.socket}", 5.0, PING_API_VERSION)
             try:
                 daemon.start(pinger.ping)
@@ -296,7 +297,7 @@ class DockerDriver:
         record = DaemonRecord(slot.index, str(slot.runtime_dir), str(slot.state_dir))
         write_record(self.record_path, record)
         binary = self._probe.which(self._binary) or self._binary
-        self._daemon = daemon = PrivateDaemon(binary, slot, lock.fd, start_timeout=self._start_timeout)
+        self._daemon = daemon = PrivateDaemon(binary, slot, start_timeout=self._start_timeout)
         url = f"unix://{slot.socket}"
         pinger = self._factory(url, 5.0, PING_API_VERSION)
         try:
@@ -409,7 +410,7 @@ class DockerDriver:
         if self._daemon is not None:
             errors += self._daemon.stop()
             self._daemon = None
-        errors += _remove_cgroup_parent(self._ctx.host, self._ctx.run_id)
+        errors += remove_cgroup_parent(self._ctx.host, self._ctx.run_id)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -418,28 +419,66 @@ class DockerDriver:
         return errors
 
     def gc(self, run_id: str | None = None) -> list[str]:
-        removed: list[str] = []
-        left_in_slot: list[str] = []
-        record = read_record(self.record_path) if run_id is not None else None
-        if record is not None:
-            slot = record.slot_paths()
-            # The dead run's daemon may live on, holding the slot: then the slot is still that run's
-            # and is cleared whole. Otherwise only a slot nobody holds is (another run may have it).
-            stopped = stop_dockerd(slot, record.pid) if record.pid is not None else []
-            if stopped or slot_is_free(slot):
-                removed += stopped + stop_slot(slot)
-                # What stop_slot could not remove (a busy mount, the bridge), unless a new run
-                # took the slot meanwhile (then what is there is its own).
-                left_in_slot = slot_leftovers(slot) if slot_is_free(slot) else []
-        if run_id is None:
-            for index in range(SLOTS):
-                slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
-                if slot.exec_root.exists() and slot_is_free(slot):
-                    removed += stop_slot(slot)
-        gone, left = _removed_cgroups(self._ctx.host, run_id)
-        if left or left_in_slot:
-            raise GcIncomplete(removed + gone, left_in_slot + left)
+        """The daemon of dead run ``run_id`` (its record names the slot) and its cgroups; with
+        None, every slot and cgroup parent no live run holds (``self._ctx.sparing``)."""
+        if run_id is not None:
+            removed, left = self._gc_recorded()
+        else:
+            removed, left = self._gc_slots()
+        gone, cg_left = removed_cgroups(self._ctx.host, run_id, self._ctx.sparing)
+        if left or cg_left:
+            raise GcIncomplete(removed + gone, left + cg_left)
         return removed + gone
+
+    def _gc_recorded(self) -> tuple[list[str], list[str]]:
+        path = self.record_path
+        # A runner killed mid-write leaves the temp file of an atomic write (record or not).
+        temps = list(stale_temp_files(path.parent))
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        gone = [f"stale temp file {tmp}" for tmp in temps]
+        if not path.exists():
+            return gone, []
+        record = read_record(path)
+        if record is None:
+            return gone, [
+                f"unparsable daemon record {path} (kept with its run's state: it named the run's "
+                f"docker slot; delete it, then `isobench gc --all` clears every slot no live run holds)"
+            ]
+        slot = record.slot_paths()
+        # The dead run's daemon may live on, holding the slot: stopped by its recorded pid.
+        stopped = stop_dockerd(slot, record.pid) if record.pid is not None else []
+        outcome = reclaim_slot(slot)
+        if outcome is None:
+            # A runner holds the slot now: a new run took it (clearing what was left) and what is
+            # there is its own.
+            return gone + stopped, []
+        return gone + stopped + outcome[0], outcome[1]
+
+    def _gc_slots(self) -> tuple[list[str], list[str]]:
+        removed: list[str] = []
+        left: list[str] = []
+        sparing = self._ctx.sparing
+        for index in range(SLOTS):
+            slot = Slot(index, self._probe.runtime_dir, self._ctx.state_dir)
+            if not (slot.lock_path.exists() or slot.exec_root.exists()):
+                continue
+            holders = slot_holders(slot)
+            owner = sparing.owner_of_pids(holders)
+            if owner is not None:
+                sparing.spare(owner, f"docker slot {index}")
+                continue
+            outcome = reclaim_slot(slot)
+            if outcome is None:
+                sparing.keep(
+                    f"docker slot {index}",
+                    f"held by pid {', '.join(map(str, sorted(holders))) or '?'}, no live isobench run "
+                    "this gc knows of (another state dir's run that could not register?)",
+                )
+                continue
+            removed += outcome[0]
+            left += outcome[1]
+        return removed, left
 
 
 def _facts(engine: Engine) -> dict[str, Any]:
@@ -462,36 +501,3 @@ def _facts(engine: Engine) -> dict[str, Any]:
         # "name=seccomp,profile=default": Docker's built-in default profile.
         "seccomp": seccomp.split("profile=", 1)[1] if seccomp and "profile=" in seccomp else seccomp,
     }
-
-
-def _cgroup_parents(host: HostProbe, run_id: str | None) -> list[Path]:
-    """A run's cgroup parent (every run's, when ``run_id`` is None) in every hierarchy. Docker's
-    cgroupfs driver makes a relative parent under the daemon's own cgroup in each hierarchy: the
-    root, or wherever the runner that started the daemon sat (here: a nested memory cgroup)."""
-    try:
-        layout = detect_layout(host.mountinfo())
-    except SandboxError:
-        return []
-    prefix = cgroup_parent(run_id or "")
-    return find_anywhere(
-        [host.path(h) for h in layout.hierarchies()],
-        lambda n: n == prefix or (run_id is None and n.startswith(prefix)),
-    )
-
-
-def _removed_cgroups(host: HostProbe, run_id: str | None) -> tuple[list[str], list[str]]:
-    """Remove the cgroup parents of ``run_id`` (of every run: None), killing what is left in them
-    first; which went, and which could not be removed."""
-    removed, errors = [], []
-    for parent in _cgroup_parents(host, run_id):
-        try:
-            remove_trees([parent], os.rmdir)
-            removed.append(f"cgroup {parent}")
-        except SandboxError as err:
-            errors.append(str(err))
-    return removed, errors
-
-
-def _remove_cgroup_parent(host: HostProbe, run_id: str) -> list[str]:
-    """The run's cgroup parent (Docker leaves it when its last container goes): what is left."""
-    return _removed_cgroups(host, run_id)[1]

@@ -82,6 +82,8 @@ class HostDriver:
         order=0,
     )
     options_type: ClassVar[type[DriverOptions]] = HostOptions
+    #: It leaves nothing on the host for a sweep to find, so there is nothing to spare either.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx

@@ -34,6 +34,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -219,6 +220,8 @@ class QemuDriver:
     )
     capabilities: ClassVar[Capabilities] = Capabilities.vm(order=50, layer_stack=LayerStackKind.QCOW2_CHAIN)
     options_type: ClassVar[type[DriverOptions]] = QemuOptions
+    #: gc(None) leaves guests and links named after a live run (``ctx.sparing``) alone.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -476,16 +479,18 @@ class QemuDriver:
 
     # -- gc --------------------------------------------------------------------------------
     def gc(self, run_id: str | None = None) -> list[str]:
-        """Kill qemu processes, remove taps, bridges and guest dirs of ``run_id`` (or every run but
-        this driver's own when None: gc passes None only when no run is alive)."""
+        """Kill qemu processes, remove taps, bridges and guest dirs of ``run_id`` (or, when None, of
+        every run but this driver's own and the live ones ``ctx.sparing`` names)."""
         gone: list[str] = []
         want = _safe(run_id) if run_id is not None else None
         prefix = f"{PREFIX}-{want}-" if want is not None else f"{PREFIX}-"
         own = f"{PREFIX}-{self.run_id}-"
+        sparing = self._ctx.sparing
         victims = [
             (pid, name)
             for pid, name in find_guests(self.host.proc, prefix)
-            if want is not None or not name.startswith(own)
+            if want is not None
+            or not (name.startswith(own) or sparing.spares(f"qemu guest {name}", partial(_guest_of, name)))
         ]
         for pid, name in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -505,7 +510,14 @@ class QemuDriver:
         try:
             # gc of every run (want None) leaves this driver's own run alone.
             links = self._links.gc(
-                run_prefix(want), lambda link: want is not None or not link.name.startswith(own_links)
+                run_prefix(want),
+                lambda link: (
+                    want is not None
+                    or not (
+                        link.name.startswith(own_links)
+                        or sparing.spares(f"link {link.name}", lambda r: link.name.startswith(run_prefix(r)))
+                    )
+                ),
             )
         except SandboxError as err:
             log.warning("qemu gc: cannot list links: %s", err)
@@ -519,6 +531,10 @@ class QemuDriver:
         if left:
             raise GcIncomplete(gone, left)
         return gone
+
+
+def _guest_of(name: str, run_id: str) -> bool:
+    return name.startswith(f"{PREFIX}-{_safe(run_id)}-")
 
 
 def _connect_qmp(path: str, proc: subprocess.Popen[bytes], deadline: float, gdir: Path) -> QmpClient:

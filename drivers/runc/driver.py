@@ -274,6 +274,8 @@ class RuncDriver:
         order=20, io_throttle=True, cpu_quota=True, layer_stack=LayerStackKind.OVERLAY_LOWERS
     )
     options_type: ClassVar[type[DriverOptions]] = RuncOptions
+    #: gc(None) leaves resources named after a live run (``ctx.sparing``) alone.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(self, ctx: DriverContext, tools: Tools | None = None, links: Links | None = None) -> None:
         self._ctx = ctx
@@ -371,7 +373,9 @@ class RuncDriver:
         removed += self._gc_containers(run_id)
         removed += self._gc_links(run_id)
         removed += gc_overlay_roots(
-            self._host.proc / "self" / "mountinfo", self._ctx.work_dir, lambda n: owned(n, run_id)
+            self._host.proc / "self" / "mountinfo",
+            self._ctx.work_dir,
+            lambda n: self._mine(n, run_id, "overlay root"),
         )
         left: list[str] = []
         removed += self._gc_cgroups(run_id, left)
@@ -380,6 +384,12 @@ class RuncDriver:
         if left:
             raise GcIncomplete(removed, left)
         return removed
+
+    def _mine(self, name: str, run_id: str | None, what: str) -> bool:
+        """Whether gc of ``run_id`` (of every run but the live ones: None) takes ``name``."""
+        return owned(name, run_id) and not self._ctx.sparing.spares(
+            f"{what} {name}", lambda r: owned(name, r)
+        )
 
     def _gc_containers(self, run_id: str | None) -> list[str]:
         if not self._state_root.is_dir() or self._tools.which(self._binary) is None:
@@ -391,7 +401,7 @@ class RuncDriver:
         removed = []
         for item in json.loads(res.stdout or "null") or []:
             cid = str(item.get("id", ""))
-            if owned(cid, run_id):
+            if self._mine(cid, run_id, "runc container"):
                 out = run_command([*self._runc(), "delete", "--force", cid], timeout=self._timeout)
                 if out.ok:
                     removed.append(f"runc container {cid}")
@@ -404,7 +414,11 @@ class RuncDriver:
             return []
         try:
             gone = self._links.gc(
-                network.PREFIX, lambda lk: network.slot_of(lk.name) is not None and owned(lk.alias, run_id)
+                network.PREFIX,
+                lambda lk: (
+                    network.slot_of(lk.name) is not None
+                    and self._mine(lk.alias, run_id, f"veth {lk.name} of")
+                ),
             )
         except SandboxError as err:
             log.warning("runc gc: cannot list links: %s", err)
@@ -419,7 +433,7 @@ class RuncDriver:
         except SandboxError:
             return []
         removed = []
-        for name in manager.find(lambda n: owned(n, run_id)):
+        for name in manager.find(lambda n: self._mine(n, run_id, "cgroup")):
             try:
                 manager.open(name).remove()
                 removed.append(f"cgroup {name}")

@@ -155,6 +155,8 @@ class VmDriver:
     description: ClassVar[str] = "libvirt/QEMU guests (KVM when it works, else TCG), direct kernel boot"
     capabilities: ClassVar[Capabilities] = Capabilities.vm(order=40, layer_stack=LayerStackKind.QCOW2_CHAIN)
     options_type: ClassVar[type[DriverOptions]] = VmOptions
+    #: gc(None) leaves guests, networks and dirs of live runs (``ctx.sparing``) alone.
+    spares_live_runs: ClassVar[bool] = True
 
     def __init__(self, ctx: DriverContext) -> None:
         self._ctx = ctx
@@ -463,15 +465,18 @@ class VmDriver:
 
     # -- gc ---------------------------------------------------------------------------------
     def gc(self, run_id: str | None = None) -> list[str]:
-        """Remove domains, networks, overlays and logs of ``run_id``, or of every dead run."""
+        """Remove domains, networks, overlays and logs of ``run_id``, or of every dead run (whose
+        owner pid is gone, and which is no live run of ``ctx.sparing``)."""
         self._wait_pending()  # our own sandboxes' teardowns would otherwise race gc's
         conn = self.conn()
         gone: list[str] = []
         want = _safe(run_id) if run_id is not None else None
 
-        def owned(rid: str, pid: int | None) -> bool:
+        def owned(rid: str, pid: int | None, what: str) -> bool:
             if want is not None:
                 return rid == want
+            if self._ctx.sparing.spares(what, lambda live: _safe(live) == rid):
+                return False
             return pid is None or not (self.host.proc / str(pid)).exists()
 
         runs: set[str] = set()
@@ -488,7 +493,7 @@ class VmDriver:
                     rid, pid = "probe", _int(name.rsplit("-", 1)[-1])
                 else:
                     continue
-            if not owned(rid, pid):
+            if not owned(rid, pid, f"domain {name}"):
                 continue
             self.teardown(dom, [self.host.libvirt_log / f"{name}.log"])
             gone.append(f"domain {name}")
@@ -497,12 +502,14 @@ class VmDriver:
             name = str(net.name())
             if name.startswith(f"{PREFIX}-"):
                 rid = name.removeprefix(f"{PREFIX}-")
-                if owned(rid, _owner_pid(self.runs_dir / name)) and remove_network(self.conn, name):
+                if owned(rid, _owner_pid(self.runs_dir / name), f"network {name}") and remove_network(
+                    self.conn, name
+                ):
                     gone.append(f"network {name}")
         if self.runs_dir.is_dir():
             for d in self.runs_dir.iterdir():
                 rid = d.name.removeprefix(f"{PREFIX}-")
-                if d.name.startswith(f"{PREFIX}-") and owned(rid, _owner_pid(d)):
+                if d.name.startswith(f"{PREFIX}-") and owned(rid, _owner_pid(d), f"dir {d}"):
                     if rid == self.run_id and want is None:
                         continue  # our own live run
                     shutil.rmtree(d, ignore_errors=True)

@@ -34,9 +34,9 @@ __all__ = ["doctor", "gc_cmd", "list_cmd"]
     "--all",
     "sweep_all",
     is_flag=True,
-    help="Also remove every isobench-named resource on this host, whichever run made it. Refused "
-    "while any isobench run is alive (in this state dir or, through the host-wide registry "
-    "/run/isobench/live, in any other).",
+    help="Also remove every isobench-named resource on this host, whichever run made it, except "
+    "those of live runs (in this state dir or, through the host-wide registry /run/isobench/live, in "
+    "any other): what was spared of each is said, and what could not be attributed is kept.",
 )
 def gc_cmd(state_dir: Path | None, config_path: Path | None, sweep_all: bool) -> None:
     """Remove cgroups, mounts, netns, veths, domains and dirs left by runs that died."""
@@ -50,6 +50,8 @@ def gc_cmd(state_dir: Path | None, config_path: Path | None, sweep_all: bool) ->
         out.print(f"left alone: live run {run_id}")
     for desc in report.live_elsewhere:
         out.print(f"left alone: live {escape(desc)}", highlight=False)
+    for line in report.spared:
+        out.print(escape(line), highlight=False)
     for item in report.leftovers:
         console.print(f"[red]left:[/] {escape(item)}", highlight=False)
     for item in report.kept:

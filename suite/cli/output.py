@@ -121,7 +121,7 @@ def print_summary(results: Results) -> None:
         for d in h.drivers:
             table.add_column(escape(h.label(d)), justify="right")
         for q in h.questions:
-            row = [escape(q.title), str(h.n.get(q.key) or "")]
+            row = [escape(q.title), h.n_text(q.key)]
             for d in h.drivers:
                 f = h.figure(d, q.key)
                 if f is None:

@@ -51,15 +51,20 @@ def output(tmp_path: Path) -> Path:
     return out
 
 
+#: ``check(run_ids, docker_slots=None)``: the leftovers of those runs (see leftovers.Scope).
+CheckClean = Callable[..., list[str]]
+
+
 @pytest.fixture
-def check_clean(faults_state: Path, output: Path) -> Iterator[Callable[[set[str]], list[str]]]:
+def check_clean(faults_state: Path, output: Path) -> Iterator[CheckClean]:
     """The leftovers of the given runs (and, at the end of the test, of every run it made: a
-    failing test gc's its own runs so the next one starts clean)."""
+    failing test gc's its own runs so the next one starts clean). ``docker_slots``: the slots the
+    runs' daemon records named before gc (:func:`leftovers.docker_slots_of`)."""
     seen: set[str] = set()
 
-    def check(run_ids: set[str]) -> list[str]:
+    def check(run_ids: set[str], docker_slots: frozenset[int] | None = None) -> list[str]:
         seen.update(run_ids)
-        return leftovers(Scope(faults_state, frozenset(run_ids)))
+        return leftovers(Scope(faults_state, frozenset(run_ids), docker_slots=docker_slots))
 
     yield check
     seen |= run_ids_in(faults_state, output)

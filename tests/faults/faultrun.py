@@ -16,7 +16,9 @@ ISOBENCH = [sys.executable, "-m", "isobench.cli"]
 ALL_DRIVERS = "host,container,runc,bwrap,docker,vm,qemu"
 
 
-def run_args(state: Path, output: Path, *, drivers: str = ALL_DRIVERS, seed: int = 1) -> list[str]:
+def run_args(
+    state: Path, output: Path, *, drivers: str = ALL_DRIVERS, seed: int = 1, repetitions: int = 1
+) -> list[str]:
     return [
         *ISOBENCH,
         "run",
@@ -25,7 +27,7 @@ def run_args(state: Path, output: Path, *, drivers: str = ALL_DRIVERS, seed: int
         "--workloads",
         "startup",
         "-n",
-        "1",
+        str(repetitions),
         "--warmups",
         "0",
         "--no-report",

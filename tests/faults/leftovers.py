@@ -2,8 +2,11 @@
 
 Other isobench runs (other state dirs, other people's tests) may be live on the same host at the
 same time, so nothing here looks for "anything named isobench": every check is tied to the run
-ids given, to the private state dir they used, or to a docker slot whose data root is in that state
-dir and which nobody holds now. Each leftover is one line saying what and where.
+ids given, to the private state dir they used, or to a docker slot those runs used (their daemon
+records name it; else any slot whose data root is in that state dir) which no runner holds now:
+a slot held only by its own dockerd, containerd or shims (say, orphans of a killed daemon that
+inherited its lock) is checked, as gc must have cleared it. Each leftover is one line saying what
+and where.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobench.drivers.container import names as ctr_names
-from isobench.drivers.docker.names import DEFAULT_RUNTIME_DIR, Slot, cgroup_parent, slot_is_free
+from isobench.drivers.docker.daemon import read_record, slot_holders
+from isobench.drivers.docker.names import DEFAULT_RUNTIME_DIR, Slot, cgroup_parent, daemon_holds
 from isobench.drivers.qemu.network import run_prefix as qemu_link_prefix
 from isobench.mounts import parse_mountinfo
 from isobench.runstate import dead_runs
 
-__all__ = ["Scope", "leftovers", "run_ids_in"]
+__all__ = ["Scope", "docker_slots_of", "leftovers", "run_ids_in"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: The processes the drivers start (the brief's ``pgrep -af 'dockerd|qemu-system|isobench-ctr|runc|bwrap'``).
@@ -37,6 +41,9 @@ class Scope:
     state_dir: Path
     run_ids: frozenset[str]
     docker_runtime_dir: Path = DEFAULT_RUNTIME_DIR
+    #: The docker slots the runs used (read from their records before gc removed them); None:
+    #: every slot whose data root is in the state dir.
+    docker_slots: frozenset[int] | None = None
     #: The libvirt the runs' guests were defined on (the libvirtd test's is a private one).
     libvirt_uri: str = "qemu:///system"
 
@@ -55,21 +62,44 @@ class Scope:
         return out
 
     def free_docker_slots(self) -> list[Slot]:
-        """Slots whose data root is in this state dir and which no run holds now."""
-        base = self.state_dir / "docker"
-        slots = []
-        for d in sorted(base.glob("slot-*")) if base.is_dir() else []:
-            index = d.name.removeprefix("slot-")
-            if index.isdigit():
-                slot = Slot(int(index), self.docker_runtime_dir, self.state_dir)
-                if slot_is_free(slot):
-                    slots.append(slot)
-        return slots
+        """The runs' slots that no runner holds now (a live run of this state dir, e.g. a
+        concurrent test's, or another state dir's run on the same slot holds it)."""
+        if self.docker_slots is not None:
+            indices = sorted(self.docker_slots)
+        else:
+            base = self.state_dir / "docker"
+            dirs = sorted(base.glob("slot-*")) if base.is_dir() else []
+            indices = [int(i) for d in dirs if (i := d.name.removeprefix("slot-")).isdigit()]
+        slots = [Slot(i, self.docker_runtime_dir, self.state_dir) for i in indices]
+        return [s for s in slots if not _runner_holds(s)]
 
     def free_slot_roots(self) -> list[Path]:
-        """Exec and data roots of the free slots: a daemon, mount or shim there outlived its run
-        (a live run of this state dir, e.g. a concurrent test's, holds its slot)."""
+        """Exec and data roots of the free slots: a daemon, mount or shim there outlived its run."""
         return [r for s in self.free_docker_slots() for r in (s.exec_root, s.home)]
+
+
+def _family(slot: Slot, pid: int) -> bool:
+    """Whether ``pid`` is the slot's own dockerd, containerd or shim (its command line says so)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return PROCESS_RE.search(argv) is not None and (str(slot.exec_root) + "/").encode() in argv
+
+
+def _runner_holds(slot: Slot) -> bool:
+    """Some process other than the slot's own daemon family holds it: a runner (or a test)."""
+    return any(not _family(slot, pid) for pid in slot_holders(slot))
+
+
+def docker_slots_of(state_dir: Path, run_ids: Iterable[str]) -> frozenset[int]:
+    """The slots the runs' daemon records name (read them before gc removes them)."""
+    found = set()
+    for rid in run_ids:
+        record = read_record(state_dir / "runs" / rid / "work" / "docker" / "daemon.json")
+        if record is not None:
+            found.add(record.slot)
+    return frozenset(found)
 
 
 def run_ids_in(state_dir: Path, output: Path) -> set[str]:
@@ -173,6 +203,11 @@ def _files(scope: Scope) -> list[str]:
             scope.state_dir / "runs" / rid,
         ]
         out += [f"path {p}" for p in paths if p.exists()]
+    for slot in scope.free_docker_slots():
+        if slot.exec_root.exists():
+            out.append(f"docker slot {slot.index}: exec root {slot.exec_root}")
+        if daemon_holds(slot):
+            out.append(f"docker slot {slot.index}: a daemon still holds it ({slot.lock_path})")
     live = scope.state_dir / "container" / "live"
     for rec in sorted(live.glob("*.json")) if live.is_dir() else []:
         try:

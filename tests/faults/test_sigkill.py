@@ -15,7 +15,7 @@ from pathlib import Path
 
 from faultrun import ALL_DRIVERS, run_args
 from isobench.gc import gc
-from leftovers import run_ids_in
+from leftovers import docker_slots_of, run_ids_in
 
 KILLS = int(os.environ.get("ISOBENCH_FAULTS_KILLS", "10"))
 CELLS = len(ALL_DRIVERS.split(","))
@@ -65,7 +65,7 @@ def _seed() -> int:
 
 
 def test_sigkill_at_random_moments_then_gc_leaves_nothing(
-    faults_state: Path, tmp_path: Path, check_clean: Callable[[set[str]], list[str]]
+    faults_state: Path, tmp_path: Path, check_clean: Callable[..., list[str]]
 ) -> None:
     seed = _seed()
     rng = random.Random(seed)
@@ -86,13 +86,14 @@ def test_sigkill_at_random_moments_then_gc_leaves_nothing(
             )
             killed = _kill_at(proc, out, stage, delay)
         runs = run_ids_in(faults_state, out)
+        slots = docker_slots_of(faults_state, runs)  # gc removes the records that name them
         t0 = time.monotonic()
         # isobench gc's own code, in this process: the CLI around it (one line per item, exit 1
         # unless clean) is tested in tests/suite/test_gc.py and by test_libvirtd; starting a fresh
         # interpreter per kill cost 10-30 s on a loaded host.
         report = gc(faults_state)
         took = time.monotonic() - t0
-        left = check_clean(runs)
+        left = check_clean(runs, slots)
         what = f"kill {i} at stage {stage} + {delay:.1f}s ({'killed' if killed else f'exited {proc.returncode} first'})"
         print(f"{what}: runs {sorted(runs)}, gc {took:.1f}s, {len(report.removed)} removed, {len(left)} left")
         if not report.clean or left:

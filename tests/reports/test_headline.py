@@ -241,3 +241,20 @@ def test_guest_rows_name_their_kernel_flavour_from_the_samples(tmp_path: Path) -
     assert "<th>vm (micro kernel)</th>" in headline and "<th>qemu (micro + stock kernels)</th>" in headline
     # without the metadata (results from before the micro guest) the row is the driver's name
     assert build_headline(base).label("qemu") == "qemu"
+
+
+def test_a_column_names_the_range_of_repetitions_when_drivers_got_different_counts() -> None:
+    from isobench.reports.markdown import headline_markdown
+
+    from .conftest import _samples
+
+    # a budget gives the cheap host start many more repetitions than a guest's
+    samples = _samples("host", "startup", "startup.to_ready", [0.001 + i * 1e-5 for i in range(59)])
+    samples += _samples("vm", "startup", "startup.to_ready", [3.0, 3.1, 3.2])
+    samples += _samples("host", "cpu", "cpu.events_per_second", [100.0, 101.0], better="higher")
+    samples += _samples("vm", "cpu", "cpu.events_per_second", [10.0, 11.0], better="higher")
+    h = build_headline(Results(run={"run_id": "x"}, samples=samples))
+    assert h.n_text("start") == "3\u201359"
+    assert h.n_text("cpu") == "2"
+    assert h.n_text("disk_root") == ""
+    assert "start to ready (n=3\u201359)" in headline_markdown(h)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,46 @@ def test_config_driver_options_reach_every_drivers_gc(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert "removed probe: dead4 via test:///default" in res.stdout
+
+
+def test_records_are_never_skipped_silently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A killed writer's temp file goes once a minute old; a torn record is kept and named.
+    import isobench.gc as gcmod
+
+    monkeypatch.setattr(gcmod, "all_drivers", dict)
+    monkeypatch.setattr(gcmod, "leakage_gc", lambda run_id: [])
+    records = tmp_path / "state" / "container" / "live"
+    records.mkdir(parents=True)
+    old, young = records / ".c1.json.x1y2", records / ".c2.json.z3w4"
+    for f in (old, young):
+        f.write_text('{"ident": "c')
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    torn = records / "c3.json"
+    torn.write_text('{"ident": "c3", "run_')
+    whole = records / "c4.json"
+    whole.write_text('{"ident": "c4"}')
+    report = gc(tmp_path / "state", scratch_root=tmp_path / "vartmp", registry=tmp_path / "registry")
+    assert report.removed == [f"container records: stale temp file {old}"]
+    [line] = report.leftovers
+    assert line.startswith(f"container records: unparsable record {torn} (kept") and "delete it" in line
+    assert not report.clean and torn.exists() and young.exists() and whole.exists() and not old.exists()
+
+
+def test_cli_gc_exits_1_on_a_torn_record(tmp_path: Path) -> None:
+    records = tmp_path / "state" / "container" / "live"
+    records.mkdir(parents=True)
+    (records / "c5.json").write_text("{")
+    script = textwrap.dedent(f"""
+        import sys
+        import isobench.gc as gcmod
+        gcmod.all_drivers = dict
+        gcmod.leakage_gc = lambda run_id: []
+        from isobench.cli import main
+        sys.argv = ["isobench", "gc", "--state-dir", {str(tmp_path / "state")!r}]
+        main(prog_name="isobench")
+    """)
+    env = {**os.environ, "ISOBENCH_LIVE_DIR": str(tmp_path / "registry"), "COLUMNS": "400"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, env=env)
+    assert res.returncode == 1, res.stderr
+    [line] = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("left:")]
+    assert line.startswith(f"left: container records: unparsable record {records / 'c5.json'} (kept")

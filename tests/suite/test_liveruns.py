@@ -9,13 +9,22 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from isobench.errors import UsageError
+from isobench.drivers.base import DriverContext
 from isobench.gc import gc
-from isobench.liveruns import LiveRun, live_elsewhere, live_runs_anywhere, register, start_time
+from isobench.liveruns import (
+    LiveRun,
+    Sparing,
+    live_elsewhere,
+    live_runs_anywhere,
+    register,
+    registry_problems,
+    start_time,
+)
 from isobench.runstate import RunLock
 
 
@@ -87,11 +96,36 @@ def test_a_reused_pid_with_another_start_time_is_not_the_run(
     real = start_time(other_process.pid)
     assert real is not None
     stale = plant(registry, "r3.x", LiveRun("r3", other_process.pid, str(int(real) - 1), str(tmp_path)))
-    garbage = registry / "r4.y"
-    garbage.write_text("{not json")
     live = plant(registry, "r5.z", LiveRun("r5", other_process.pid, real, str(tmp_path)))
     assert [r.run_id for r in live_runs_anywhere()] == ["r5"]
-    assert not stale.exists() and not garbage.exists() and live.exists()
+    assert not stale.exists() and live.exists()
+
+
+def test_a_torn_entry_is_kept_reported_and_its_named_pid_counts_as_live(
+    tmp_path: Path, registry: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    registry.mkdir(parents=True)
+    torn = registry / f"r4.{other_process.pid}.abcd1234"
+    torn.write_text('{"run_id": "r4", "pi')
+    dead_torn = registry / "r7.999999999.abcd1234"
+    dead_torn.write_text("{not json")
+    # Its start time and state dir are lost; its name still says which run and pid.
+    assert [(r.run_id, r.pid) for r in live_runs_anywhere()] == [("r4", other_process.pid)]
+    removed, problems = registry_problems(registry)
+    assert removed == [] and torn.exists() and dead_torn.exists()
+    assert len(problems) == 2 and all("unparsable live-run entry" in p and "delete it" in p for p in problems)
+    assert str(torn) in problems[0] and str(dead_torn) in problems[1]
+
+
+def test_a_killed_writers_temp_file_goes_once_a_minute_old(tmp_path: Path, registry: Path) -> None:
+    registry.mkdir(parents=True)
+    old, young = registry / ".r8.1.abc.tmp", registry / ".r9.1.abc.tmp"
+    for f in (old, young):
+        f.write_text('{"run_id": "r')
+    os.utime(old, (time.time() - 61, time.time() - 61))
+    removed, problems = registry_problems(registry)
+    assert removed == [f"stale temp file {old}"] and problems == []
+    assert not old.exists() and young.exists()
 
 
 def test_an_unwritable_registry_does_not_stop_a_run(tmp_path: Path) -> None:
@@ -102,16 +136,35 @@ def test_an_unwritable_registry_does_not_stop_a_run(tmp_path: Path) -> None:
 
 
 class _Sweeper:
-    """Stands in for every driver: records what gc asked, removes nothing."""
+    """Stands in for a driver whose sweep spares live runs: its resources are named by run id."""
 
     calls: list[str | None] = []
+    spares_live_runs = True
+    resources = ("res-live7", "res-dead9")
 
-    def __init__(self, ctx: object) -> None:
-        pass
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
 
     def gc(self, run_id: str | None = None) -> list[str]:
         _Sweeper.calls.append(run_id)
-        return [f"everything of {run_id or 'every run'}"]
+        if run_id is not None:
+            return [f"everything of {run_id}"]
+        return [
+            r for r in self.resources if not self.ctx.sparing.spares(r, lambda rid, r=r: r == f"res-{rid}")
+        ]
+
+
+class _Blind:
+    """A driver whose sweep cannot tell whose a resource is."""
+
+    calls: list[str | None] = []
+
+    def __init__(self, ctx: DriverContext) -> None:
+        pass
+
+    def gc(self, run_id: str | None = None) -> list[str]:
+        _Blind.calls.append(run_id)
+        return ["anything isobench"]
 
 
 @pytest.fixture
@@ -119,7 +172,8 @@ def drivers(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     import isobench.gc as gcmod
 
     _Sweeper.calls = []
-    monkeypatch.setattr(gcmod, "all_drivers", lambda: {"sweeper": _Sweeper})
+    _Blind.calls = []
+    monkeypatch.setattr(gcmod, "all_drivers", lambda: {"sweeper": _Sweeper, "blind": _Blind})
     monkeypatch.setattr(gcmod, "leakage_gc", lambda run_id: [])
     return _Sweeper.calls
 
@@ -132,23 +186,42 @@ def _live_run_elsewhere(
     return run
 
 
-def test_sweep_is_refused_while_a_run_lives_in_another_state_dir_and_names_it(
+def test_a_sweep_spares_a_run_live_in_another_state_dir_and_says_so(
     tmp_path: Path, registry: Path, drivers: list[str | None], other_process: subprocess.Popen[bytes]
 ) -> None:
     _live_run_elsewhere(registry, tmp_path, "live7", other_process)
-    with pytest.raises(
-        UsageError, match=rf"refusing to sweep: run live7 \(pid {other_process.pid}, state dir .*elsewhere\)"
-    ):
-        gc(tmp_path / "state", sweep_all=True)
-    assert drivers == []  # nothing was swept
-    report = gc(tmp_path / "state")  # a plain gc still runs, and says who else lives
+    scratch = tmp_path / "vartmp"
+    (scratch / "isobench-live7-leak-a").mkdir(parents=True)
+    (scratch / "isobench-dead9-leak-a").mkdir()
+    report = gc(tmp_path / "state", sweep_all=True, scratch_root=scratch)
+    assert drivers == [None] and _Blind.calls == []  # the blind driver is not swept while live7 lives
+    assert "sweeper: res-dead9" in report.removed and "sweeper: res-live7" not in report.removed
+    assert f"leakage scratch: {scratch / 'isobench-dead9-leak-a'}" in report.removed
+    assert (scratch / "isobench-live7-leak-a").is_dir()
+    assert report.spared == [
+        f"spared 2 resources of live run live7 (pid {other_process.pid}): "
+        f"leakage scratch {scratch / 'isobench-live7-leak-a'}, res-live7"
+    ]
+    assert any(k.startswith("blind: not swept") for k in report.kept)
     assert report.live_elsewhere == [
         f"run live7 (pid {other_process.pid}, state dir {tmp_path / 'elsewhere'})"
     ]
     other_process.kill()
     other_process.wait()
-    gc(tmp_path / "state", sweep_all=True)  # the run is gone: its stale entry no longer blocks
-    assert drivers == [None]
+    report = gc(tmp_path / "state", sweep_all=True, scratch_root=scratch)  # nobody lives: all of it
+    assert _Blind.calls == [None] and "sweeper: res-live7" in report.removed and report.spared == []
+
+
+def test_a_sweep_spares_a_live_run_of_its_own_state_dir(
+    tmp_path: Path, registry: Path, drivers: list[str | None]
+) -> None:
+    with RunLock.acquire(tmp_path / "state", "live7"):
+        report = gc(tmp_path / "state", sweep_all=True, scratch_root=tmp_path / "vartmp")
+    assert report.removed == ["sweeper: res-dead9"]
+    assert report.spared == [
+        f"spared 2 resources of live run live7 (pid {os.getpid()}): res-live7, "
+        f"state {tmp_path / 'state' / 'runs' / 'live7'}"
+    ]
 
 
 def test_a_dead_run_whose_id_is_live_elsewhere_is_left_alone(
@@ -167,3 +240,19 @@ def test_a_dead_run_whose_id_is_live_elsewhere_is_left_alone(
     other_process.wait()
     report = gc(tmp_path / "state")
     assert drivers == ["shared8"] and not dead.exists()
+
+
+def test_what_a_sweep_spared_is_one_line_per_run_with_several_of_a_kind_counted() -> None:
+    a, b = LiveRun("a1", 11, "1", "/s"), LiveRun("b2", 22, "1", "/s")
+    sparing = Sparing((a, b))
+    for hierarchy in ("cpu", "memory", "pids"):
+        assert sparing.spares(f"cgroup /sys/fs/cgroup/{hierarchy}/x-a1", lambda rid: rid == "a1")
+    sparing.spare(a, "docker slot 3")
+    sparing.spare(b, "state /var/lib/isobench/runs/b2")
+    assert not sparing.spares("cgroup /sys/fs/cgroup/cpu/x-c3", lambda rid: rid == "c3")
+    sparing.keep("docker slot 9", "held by pid 5")
+    assert sparing.spared_lines() == [
+        "spared 4 resources of live run a1 (pid 11): 3 cgroup, docker slot 3",
+        "spared 1 resource of live run b2 (pid 22): state /var/lib/isobench/runs/b2",
+    ]
+    assert sparing.kept_lines() == ["docker slot 9 (kept: held by pid 5)"]

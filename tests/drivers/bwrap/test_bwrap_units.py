@@ -8,6 +8,7 @@ from isobench.drivers.base import DriverContext
 from isobench.drivers.bwrap.command import CAPABILITIES, BwrapSettings, bwrap_argv, parse_version
 from isobench.drivers.bwrap.driver import BwrapDriver, owned, resource_name
 from isobench.hostsys import HostProbe, Tools
+from isobench.liveruns import LiveRun, Sparing
 
 ROOT = Path("/w/isobench-bwrap-r1-sb/merged")
 
@@ -125,3 +126,20 @@ def test_gc_removes_only_the_owned_roots(tmp_path: Path) -> None:
     gone = gc_overlay_roots(mountinfo, work, lambda n: owned(n, "r1"))
     assert gone == [f"overlay {merged}", f"dir {work / 'isobench-bwrap-r1-a'}"]
     assert sorted(p.name for p in work.iterdir()) == ["isobench-bwrap-r2-a", "other"]
+
+
+def test_a_sweep_spares_the_roots_of_a_live_run(tmp_path: Path) -> None:
+    host = HostProbe(root=tmp_path / "host")
+    (tmp_path / "host/proc/self").mkdir(parents=True)
+    (tmp_path / "host/proc/self/mountinfo").write_text("")
+    work = tmp_path / "w"
+    for name in ("isobench-bwrap-r1-a", "isobench-bwrap-r2-a"):
+        (work / name / "upper").mkdir(parents=True)
+    sparing = Sparing((LiveRun("r2", 42, "1", "/elsewhere"),))
+    ctx = DriverContext(state_dir=tmp_path / "s", work_dir=work, run_id="gc", host=host, sparing=sparing)
+    gone = BwrapDriver(ctx, tools=Tools(which=TOOLS.get, version=lambda _b: "bubblewrap 0.8.0")).gc(None)
+    assert gone == [f"dir {work / 'isobench-bwrap-r1-a'}"]
+    assert sorted(p.name for p in work.iterdir()) == ["isobench-bwrap-r2-a"]
+    assert sparing.spared_lines() == [
+        "spared 1 resource of live run r2 (pid 42): bwrap root isobench-bwrap-r2-a"
+    ]

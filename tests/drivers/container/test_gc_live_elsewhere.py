@@ -2,8 +2,9 @@
 cgroups) survives, and gc names the run. Through the real host-wide registry, a real run lock and
 a real container; marked integration (root).
 
-This host is shared, so the gc runs with every driver replaced by a tripwire: a regression that
-let the sweep through fails this test instead of sweeping other people's resources.
+This host is shared, so the gc runs with every driver replaced by a tripwire (a driver that cannot
+spare live runs: gc must not sweep it while one lives) and a spy (one that can: it is handed the
+live run to spare), so a regression fails this test instead of sweeping other people's resources.
 """
 
 from __future__ import annotations
@@ -51,7 +52,16 @@ GC_WITH_TRIPWIRE = textwrap.dedent(
             if run_id is None:
                 print("TRIPWIRE: the sweep ran", flush=True)
             return []
-    gcmod.all_drivers = lambda: {"tripwire": Tripwire}
+    class Spy:
+        spares_live_runs = True
+        def __init__(self, ctx): self.ctx = ctx
+        def gc(self, run_id=None):
+            if run_id is None:
+                print("SPY spares", sorted(r.run_id for r in self.ctx.sparing.runs), flush=True)
+                for run in self.ctx.sparing.runs:
+                    self.ctx.sparing.spare(run, "spy thing")
+            return []
+    gcmod.all_drivers = lambda: {"tripwire": Tripwire, "spy": Spy}
     from isobench.cli import main
     sys.argv = ["isobench", "gc", "--all", "--state-dir", sys.argv[1]]
     main(prog_name="isobench")
@@ -86,8 +96,10 @@ def test_gc_all_from_another_state_dir_leaves_a_live_run_alone(tmp_path: Path, r
             check=False,
         )
         text = gc.stdout + gc.stderr
-        assert "TRIPWIRE" not in text
-        assert gc.returncode == 2, text
+        assert "TRIPWIRE" not in text and "tripwire: not swept" in " ".join(text.split())
+        assert gc.returncode == 0, text
+        assert run_id in text[text.index("SPY spares") :].splitlines()[0]
+        assert f"spared 1 resource of live run {run_id} (pid {live.pid}): spy thing" in text
         assert f"run {run_id} (pid {live.pid}, state dir {tmp_path / 'state-a'})" in " ".join(text.split())
         assert cgroups_of(run_id) == before and all(p.is_dir() for p in before)
     finally:

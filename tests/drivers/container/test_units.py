@@ -17,6 +17,7 @@ from isobench.errors import SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import FakeIp, fake_host
 from isobench.hostsys.links import Links
+from isobench.liveruns import LiveRun, Sparing
 from isobench.mounts import find_mounts
 
 
@@ -281,6 +282,14 @@ def test_gc_removes_stray_cgroups_of_the_run_in_a_fake_tree(tmp_path: Path) -> N
     ).gc("r")
     assert removed == [f"cgroup {ours}"]
     assert not (cg / ours).exists() and (cg / other).is_dir()
+    # A sweep (gc of every run) while r2 lives: r3's goes, r2's is spared and said so.
+    dead = names.names_for("r3", "x", 1).ident
+    (cg / dead).mkdir()
+    sparing = Sparing((LiveRun("r2", 42, "1", "/elsewhere"),))
+    ctx = DriverContext(tmp_path / "s", tmp_path / "w", "gc", host=host, sparing=sparing)
+    assert ContainerDriver(ctx, Links(FakeIp())).gc(None) == [f"cgroup {dead}"]
+    assert (cg / other).is_dir()
+    assert sparing.spared_lines() == [f"spared 1 resource of live run r2 (pid 42): container {other}"]
 
 
 def test_disk_bandwidth_on_the_disks_of_root_and_volume(tmp_path: Path) -> None:

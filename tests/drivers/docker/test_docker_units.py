@@ -367,7 +367,7 @@ def test_a_daemon_that_dies_at_start_is_one_line_naming_its_log(tmp_path: Path) 
         'echo \'time="x" level=fatal msg="failed to start daemon: error initializing graphdriver"\' >&2; exit 1',
     )
     lock = _real_slot(tmp_path)
-    daemon = PrivateDaemon(binary, lock.slot, lock.fd, start_timeout=10)
+    daemon = PrivateDaemon(binary, lock.slot, start_timeout=10)
     with pytest.raises(DriverUnavailable) as err:
         daemon.start(lambda: False)
     msg = str(err.value)
@@ -379,7 +379,7 @@ def test_a_daemon_that_dies_at_start_is_one_line_naming_its_log(tmp_path: Path) 
 def test_a_daemon_that_never_answers_is_stopped(tmp_path: Path) -> None:
     binary = _fake_dockerd(tmp_path, "exec sleep 60")
     lock = _real_slot(tmp_path)
-    daemon = PrivateDaemon(binary, lock.slot, lock.fd, start_timeout=0.5)
+    daemon = PrivateDaemon(binary, lock.slot, start_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(DriverUnavailable, match="did not answer on"):
         daemon.start(lambda: False)
@@ -392,9 +392,10 @@ def test_a_daemon_that_never_answers_is_stopped(tmp_path: Path) -> None:
 def test_the_daemon_holds_its_slot_while_it_lives(tmp_path: Path) -> None:
     binary = _fake_dockerd(tmp_path, "exec sleep 60")
     lock = _real_slot(tmp_path)
-    daemon = PrivateDaemon(binary, lock.slot, lock.fd, start_timeout=5)
-    daemon.start(lambda: True)
-    lock.release()  # the runner's hold is gone; the daemon's inherited one is not
+    daemon = PrivateDaemon(binary, lock.slot, start_timeout=5)
+    # It answers once it runs (as dockerd answers only once it is dockerd).
+    daemon.start(lambda: Path(f"/proc/{daemon.pid}/cmdline").read_bytes().startswith(b"sleep"))
+    lock.release()  # the runner's hold is gone; the daemon's own one is not
     assert not slot_is_free(lock.slot)
     assert daemon.stop() == []
     assert slot_is_free(lock.slot)

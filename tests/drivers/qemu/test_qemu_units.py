@@ -26,6 +26,7 @@ from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import FakeIp
 from isobench.hostsys.links import Links
+from isobench.liveruns import LiveRun, Sparing
 from isobench.testing import FakeSandbox
 
 DATA = Path(__file__).parent / "data"
@@ -539,3 +540,17 @@ def test_disk_bandwidth_is_qemus_block_throttle_on_both_drives() -> None:
     drives = _opt(argv, "-drive")
     assert len(drives) == 2 and all(d.endswith("," + throttle) for d in drives)
     assert not any("throttling" in d for d in _opt(qemu_argv(_cfg()), "-drive"))
+
+
+def test_a_sweep_spares_the_guests_of_a_live_run(tmp_path: Path) -> None:
+    # Only a live run's guest is in the fake /proc: a dead one would get a real SIGKILL by its pid.
+    drv = _driver(tmp_path, host=HostProbe(root=tmp_path / "host"))
+    sparing = Sparing((LiveRun("r2", 42, "1", "/elsewhere"),))
+    drv._ctx = dataclasses.replace(drv._ctx, sparing=sparing)
+    guest = tmp_path / "host/proc/999999999"
+    guest.mkdir(parents=True)
+    (guest / "cmdline").write_bytes(b"qemu-system-x86_64\0-name\0isobench-qemu-r2-g0,debug-threads=on\0")
+    assert drv.gc() == []
+    assert sparing.spared_lines() == [
+        "spared 1 resource of live run r2 (pid 42): qemu guest isobench-qemu-r2-g0"
+    ]

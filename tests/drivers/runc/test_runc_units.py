@@ -17,6 +17,7 @@ from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.cgroups import open_manager
 from isobench.hostsys.fake import fake_host
 from isobench.hostsys.links import parse_links
+from isobench.liveruns import LiveRun, Sparing
 from isobench.mounts import (
     OverlayDirs,
     overlay_mounts,
@@ -258,3 +259,18 @@ def test_config_disk_bandwidth_is_oci_block_io() -> None:
     assert "blockIO" not in _config()["linux"]["resources"]  # type: ignore[index]
     with pytest.raises(SandboxError, match="disks to throttle"):
         oci_config(spec, rootfs=Path("/m"), args=("true",), cgroups_path="/c", hostname="web")
+
+
+def test_a_sweep_spares_the_cgroups_of_a_live_run(tmp_path: Path) -> None:
+    host = fake_host(tmp_path / "h", "hybrid", v1=ALL_V1)
+    cg = host.path("/sys/fs/cgroup")
+    for run in ("r1", "r2"):
+        (cg / "memory" / f"isobench-runc-{run}-web").mkdir()
+    sparing = Sparing((LiveRun("r2", 42, "1", "/elsewhere"),))
+    ctx = DriverContext(tmp_path / "state", tmp_path / "work", "gc", host=host, sparing=sparing)
+    driver = RuncDriver(ctx, tools=Tools(which={}.get, version=lambda _b: "runc version 1.1.5"))
+    assert driver._gc_cgroups(None) == ["cgroup isobench-runc-r1-web"]
+    assert (cg / "memory" / "isobench-runc-r2-web").is_dir()
+    assert sparing.spared_lines() == [
+        "spared 1 resource of live run r2 (pid 42): cgroup isobench-runc-r2-web"
+    ]

@@ -13,6 +13,7 @@ from isobench.drivers.guest.accel import AccelProbe
 from isobench.drivers.vm.domain import DomainConfig, domain_xml
 from isobench.drivers.vm.driver import VmDriver
 from isobench.errors import DriverUnavailable
+from isobench.liveruns import LiveRun, Sparing
 
 
 def test_libvirt_test_driver_accepts_the_domain_and_gc_removes_it(
@@ -37,6 +38,22 @@ def test_libvirt_test_driver_accepts_the_domain_and_gc_removes_it(
     assert drv.gc("run2") == ["domain isobench-run2-g0"]
     with pytest.raises(libvirt.libvirtError):
         drv.conn().lookupByName(other.name())
+
+
+def test_a_sweep_spares_a_live_runs_guest_whatever_its_recorded_owner(
+    tmp_path: Path, guest_config: DomainConfig
+) -> None:
+    # Its owner pid is dead (999999999), as in a guest of a run registered elsewhere by another
+    # process: the registry says the run lives, so the sweep leaves it.
+    sparing = Sparing((LiveRun("run1", 4242, "1", "/elsewhere"),))
+    ctx = DriverContext(tmp_path, tmp_path / "w", "gc", {"uri": "test:///default"}, sparing=sparing)
+    drv = VmDriver(ctx)
+    drv.conn().defineXML(domain_xml(guest_config)).create()
+    assert "domain isobench-run1-g0" not in drv.gc()
+    assert "isobench-run1-g0" in {d.name() for d in drv.conn().listAllDomains()}
+    assert sparing.spared_lines() == [
+        "spared 1 resource of live run run1 (pid 4242): domain isobench-run1-g0"
+    ]
 
 
 def test_unreachable_uri_is_one_clear_error(tmp_path: Path) -> None:
