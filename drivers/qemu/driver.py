@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -61,6 +60,7 @@ from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import kill_qemu, last_line, spawn_qemu, wait_exit
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.naming import safe_chars as _safe
 from isobench.drivers.options import option
 from isobench.drivers.qemu.command import (
     AGENT_SOCKET,
@@ -99,12 +99,7 @@ __all__ = ["QemuDriver", "QemuSandbox"]
 
 PREFIX = "isobench-qemu"
 QEMU_LOG = "qemu.log"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UNIX_PATH_MAX = 107
-
-
-def _safe(s: str) -> str:
-    return _SAFE.sub("_", s)
 
 
 #: (state_dir, qemu binary) -> AccelProbe; the real one is the guest core's cached probe boot.
