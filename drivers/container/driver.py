@@ -67,6 +67,7 @@ from isobench.drivers.container.state import (
 )
 from isobench.errors import GcIncomplete, IsobenchError, SandboxError
 from isobench.hostsys.cgroups import Cgroup, V1Manager, V2Manager, host_layout, open_manager
+from isobench.hostsys.cgroups.common import remove_matching
 from isobench.hostsys.links import Links
 from isobench.mounts import find_mounts, umount
 
@@ -522,12 +523,9 @@ class ContainerDriver:
         except IsobenchError:
             manager = None
         if manager is not None:
-            for name in manager.find(stray):
-                try:
-                    manager.open(name).remove()
-                    removed.append(f"cgroup {name}")
-                except IsobenchError as err:
-                    leftovers.append(f"cgroup {name}: {err}")
+            gone, left = remove_matching(manager, stray)
+            removed += gone
+            leftovers += left
         # Container mounts live in private mount namespaces; any on the host is a bug's leftover.
         for point in find_mounts(stray, self._ctx.host.mountinfo()):
             umount(Path(point))

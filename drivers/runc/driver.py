@@ -53,6 +53,7 @@ from isobench.errors import GcIncomplete, SandboxError
 from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
+from isobench.hostsys.cgroups.common import remove_matching
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
 from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
@@ -432,15 +433,11 @@ class RuncDriver:
             manager = open_manager(self._host)
         except SandboxError:
             return []
-        removed = []
-        for name in manager.find(lambda n: self._mine(n, run_id, "cgroup")):
-            try:
-                manager.open(name).remove()
-                removed.append(f"cgroup {name}")
-            except SandboxError as err:
-                log.warning("%s", err)
-                if left is not None:
-                    left.append(f"cgroup {name}: {err}")
+        removed, stuck = remove_matching(manager, lambda n: self._mine(n, run_id, "cgroup"))
+        for why in stuck:
+            log.warning("%s", why)
+        if left is not None:
+            left += stuck
         return removed
 
 

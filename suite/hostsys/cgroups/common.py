@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from isobench.errors import SandboxError
+from isobench.errors import IsobenchError, SandboxError
 from isobench.hostsys.cgroups.devices import DeviceRule
 from isobench.hostsys.cgroups.files import write_lines
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cgroup", "CgroupLimits", "CgroupManager", "Rmdir", "parse_flat_keyed"]
+__all__ = ["Cgroup", "CgroupLimits", "CgroupManager", "Rmdir", "parse_flat_keyed", "remove_matching"]
 
 Rmdir = Callable[[Path], None]
 
@@ -106,6 +106,20 @@ class CgroupManager(Protocol):
 
 
 # ------------------------------------------------------------------------------------------------ shared
+
+
+def remove_matching(manager: CgroupManager, match: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """Remove every cgroup of ``manager`` that ``match`` accepts (gc): ``(removed, left)``, each as
+    ``cgroup <name>``, a left one followed by why it could not go."""
+    removed: list[str] = []
+    left: list[str] = []
+    for name in manager.find(match):
+        try:
+            manager.open(name).remove()
+            removed.append(f"cgroup {name}")
+        except IsobenchError as err:
+            left.append(f"cgroup {name}: {err}")
+    return removed, left
 
 
 def write_value(path: Path, value: str, what: str) -> None:
