@@ -8,6 +8,7 @@ order drivers are listed in everywhere is their ``capabilities.order``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -140,6 +141,15 @@ class SandboxSpec:
             raise UsageError(f"sandbox {self.name}: vcpus must be >= 1, got {self.vcpus}")
         if self.memory_mib < 16:
             raise UsageError(f"sandbox {self.name}: memory_mib must be >= 16, got {self.memory_mib}")
+
+    def with_volume_resolved(self) -> SandboxSpec:
+        """This spec with its volume, if any, as the absolute path without links a runtime mounts;
+        a volume that is not a directory is refused here, before anything is made."""
+        if self.volume is None:
+            return self
+        if not self.volume.is_dir():
+            raise UsageError(f"volume {self.volume} is not a directory; create it first")
+        return dataclasses.replace(self, volume=self.volume.resolve())
 
 
 @dataclass(frozen=True)

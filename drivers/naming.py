@@ -9,13 +9,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ResourceNames", "hostname", "safe"]
+__all__ = ["ResourceNames", "hostname", "safe", "safe_chars"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe(text: str) -> str:
     return _UNSAFE.sub("-", text)
+
+
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def safe_chars(text: str) -> str:
+    """``text`` with each character a path or a guest's name cannot hold made ``_``, one for one
+    (not folded as :func:`safe` does): how the guest drivers, vm and qemu, have always named their
+    guests, so gc still matches the names older runs made."""
+    return _UNSAFE_CHAR.sub("_", text)
 
 
 def hostname(name: str) -> str:

@@ -9,7 +9,6 @@ ringed: a change beyond the noise of either run (no claim about its cause).
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import statistics
@@ -26,6 +25,7 @@ from isobench.stats import summarize
 
 from .cells import driver_order, group_cells
 from .files import fresh_plots_dir
+from .html import page_head, png_figure
 from .leak_rank import SCORE, leak_intervals
 
 log = logging.getLogger(__name__)
@@ -335,13 +335,7 @@ def _html(
         for i, r in enumerate(runs)
     )
     out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # As report.html: no scripts, no remote loads.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>isobench history — {len(runs)} runs</title><style>{_CSS}</style></head><body>",
+        *page_head(f"isobench history — {len(runs)} runs", _CSS),
         f"<h1>isobench history: {len(runs)} runs</h1>",
         "<p>The headline figures of each run in time order: per driver the median (line) and its "
         "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below; "
@@ -358,10 +352,6 @@ def _html(
     if not figures:
         out.append('<p id="no-data">None of the headline figures was measured in these runs.</p>')
     for group, path, caption in figures:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        out.append(
-            f'<figure id="history-{escape(group)}"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(group)} over runs"><figcaption>{escape(caption)}</figcaption></figure>'
-        )
+        out.append(png_figure(path, f"{group} over runs", caption, figure_id=f"history-{group}"))
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 from html import escape
+from pathlib import Path
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from .plots import SECTIONS
 from .tables import detail_table, fmt
 from .units import NA, unit_label
 
-__all__ = ["render_html"]
+__all__ = ["page_head", "png_figure", "render_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;
@@ -237,11 +238,7 @@ def _figures(doc: Document) -> str:
             continue
         out.append(f'<h3 id="fig-{section}">{escape(heading)}</h3>')
         for p in plots:
-            data = base64.b64encode(p.path.read_bytes()).decode("ascii")
-            out.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{escape(p.title)}">'
-                f"<figcaption>{escape(p.title)}: {escape(p.caption)}</figcaption></figure>"
-            )
+            out.append(png_figure(p.path, p.title, f"{p.title}: {p.caption}"))
     if doc.empty_sections:
         out.append(
             '<p id="no-data">No data in this run for: ' + escape(", ".join(doc.empty_sections)) + ".</p>"
@@ -286,16 +283,32 @@ def _metadata(doc: Document) -> str:
     return "".join(out)
 
 
-def render_html(doc: Document) -> str:
-    head = [
+def page_head(title: str, css: str) -> list[str]:
+    """The opening lines of a single-file page (report.html, history.html) up to ``<body>``. No
+    scripts, no remote loads: the file must work offline and cannot run injected code."""
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # No scripts, no remote loads: the file must work offline and cannot run injected code.
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{escape(doc.title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{css}</style></head><body>",
     ]
+
+
+def png_figure(path: Path, alt: str, caption: str, *, figure_id: str | None = None) -> str:
+    """A PNG embedded in the page (a data: URI, which the page's policy allows) with its caption;
+    ``alt`` and ``caption`` are escaped here."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    id_attr = f' id="{escape(figure_id)}"' if figure_id else ""
+    return (
+        f'<figure{id_attr}><img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
+
+
+def render_html(doc: Document) -> str:
+    head = page_head(doc.title, _CSS)
     nav = (
         '<nav><a href="#warnings">Warnings</a><a href="#tables">Tables</a><a href="#figures">Figures</a>'
         '<a href="#methods">Methods</a><a href="#metadata">Run and host</a></nav>'

@@ -9,7 +9,6 @@ import logging
 import os
 import platform
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups import HostMode
 from isobench.hostsys.cgroups import cgroup_mode as _probed_mode
+from isobench.procs import tool_version
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,22 @@ def virtualization(root: Path = Path("/")) -> dict[str, Any]:
     }
 
 
-_VERSION_COMMANDS: Mapping[str, tuple[str, ...]] = {
-    "qemu": ("qemu-system-x86_64", "--version"),
-    "libvirtd": ("libvirtd", "--version"),
-    "runc": ("runc", "--version"),
-    "dockerd": ("dockerd", "--version"),
-    "bwrap": ("bwrap", "--version"),
-    "fio": ("fio", "--version"),
-    "stress-ng": ("stress-ng", "--version"),
-    "iperf3": ("iperf3", "--version"),
-    "sysbench": ("sysbench", "--version"),
+#: What a results file records the version of, and the program asked (``<program> --version``).
+_VERSIONED: Mapping[str, str] = {
+    "qemu": "qemu-system-x86_64",
+    "libvirtd": "libvirtd",
+    "runc": "runc",
+    "dockerd": "dockerd",
+    "bwrap": "bwrap",
+    "fio": "fio",
+    "stress-ng": "stress-ng",
+    "iperf3": "iperf3",
+    "sysbench": "sysbench",
 }
 
 
 def tool_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name, argv in _VERSION_COMMANDS.items():
-        if shutil.which(argv[0]) is None:
-            out[name] = None
-            continue
-        try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-            first = (p.stdout or p.stderr).strip().splitlines()
-            out[name] = first[0] if first else None
-        except (OSError, subprocess.TimeoutExpired):
-            out[name] = None
+    out: dict[str, str | None] = {name: tool_version(binary) or None for name, binary in _VERSIONED.items()}
     try:
         import libvirt
 

@@ -13,7 +13,21 @@ from pathlib import Path
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
-__all__ = ["communicate", "finished", "run_command", "tool_version"]
+__all__ = [
+    "Drain",
+    "communicate",
+    "cpu_seconds",
+    "finished",
+    "pinned_stat",
+    "run_command",
+    "running",
+    "split_stat",
+    "stat_fields",
+    "tool_version",
+]
+
+#: How :func:`communicate` collects a process's (stdout, stderr): ``drain(proc, stdin, timeout)``.
+Drain = Callable[[subprocess.Popen[bytes], bytes | None, float], tuple[bytes, bytes]]
 
 
 def run_command(
@@ -89,12 +103,16 @@ def communicate(
     stdin: bytes | None,
     timeout: float,
     kill: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    drain: Drain | None = None,
 ) -> tuple[bytes, bytes]:
     """(stdout, stderr) of ``proc``, started in its own session; on timeout (a CellTimeout naming
     ``argv``) or any interrupt it is stopped first: by ``kill`` if given, else its whole process
-    group is SIGKILLed."""
+    group is SIGKILLed. ``drain`` collects the output instead of ``Popen.communicate`` (called as
+    ``drain(proc, stdin, timeout)``, raising ``subprocess.TimeoutExpired`` when time runs out)."""
     stop = kill or _kill_group
     try:
+        if drain is not None:
+            return drain(proc, stdin, timeout)
         return proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as err:
         stop(proc)
@@ -111,22 +129,51 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tool_version(binary: str) -> str:
-    """First line of ``<binary> --version``, or "" if it cannot say."""
+    """First line of what ``<binary> --version`` prints (on stdout, else stderr), or "" if it
+    cannot say (not installed, no output, no answer within 10 s)."""
     try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
+        p = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out.splitlines()[0].strip() if out.strip() else ""
+    lines = (p.stdout or p.stderr).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def split_stat(text: str) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` text after the command name, which may hold spaces and
+    parentheses (field 3, the state, is index 0; field 22, the start time, index 19). Empty for a
+    text that is not one."""
+    _comm, closed, rest = text.rpartition(")")
+    return rest.split() if closed else []
+
+
+def stat_fields(pid: int, proc: Path = Path("/proc")) -> list[str] | None:
+    """:func:`split_stat` of ``pid``'s stat file under ``proc``, or None if there is no such process."""
+    try:
+        return split_stat((proc / str(pid) / "stat").read_text()) or None
+    except OSError:
+        return None
+
+
+def running(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Whether ``pid`` exists and has not exited (a zombie holds no resources any more)."""
+    fields = stat_fields(pid, proc)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def cpu_seconds(fields: Sequence[str]) -> float | None:
+    """utime + stime (all threads) from :func:`split_stat` fields, or None if they hold none."""
+    try:
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (ValueError, IndexError):
+        return None
 
 
 def pinned_stat(pid: int, proc: Path = Path("/proc")) -> tuple[int, list[str]] | None:
-    """An open pidfd of ``pid`` and its ``/proc/<pid>/stat`` fields after the command name (which
-    may hold spaces and parentheses: field 3, the state, is index 0), read while the pidfd pins the
-    process: the pidfd still signals after the read, so the fields are that process's, not those of
-    a later one that took the pid number. None if there is no such process. The caller closes the
-    pidfd."""
+    """An open pidfd of ``pid`` and its ``/proc/<pid>/stat`` fields (:func:`split_stat`), read while
+    the pidfd pins the process: the pidfd still signals after the read, so the fields are that
+    process's, not those of a later one that took the pid number. None if there is no such
+    process. The caller closes the pidfd."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
@@ -137,4 +184,4 @@ def pinned_stat(pid: int, proc: Path = Path("/proc")) -> tuple[int, list[str]] |
     except OSError:
         os.close(fd)
         return None
-    return fd, stat.rsplit(")", 1)[1].split()
+    return fd, split_stat(stat)

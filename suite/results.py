@@ -47,13 +47,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from isobench.atomic import fsync_dir, replacing
 from isobench.errors import ResultsError
 from isobench.model import Sample
 
@@ -98,28 +98,10 @@ def dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(_clean(obj), default=_json_default, allow_nan=False, **kw)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``path`` so that a crash leaves either the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(path) as f:
+        f.write(text)
 
 
 class Journal:
@@ -130,7 +112,7 @@ class Journal:
         #: Why the journal cannot be written any more (a full disk), once a write has failed.
         self.failed: str | None = None
         self._f: IO[str] = open(self.path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
         self._write({"type": "header", "schema_version": SCHEMA_VERSION, "run": dict(run)})
 
     def _write(self, record: Mapping[str, Any]) -> None:
@@ -259,23 +241,14 @@ CSV_FIELDS = (
 
 
 def write_csv(path: Path, samples: Iterable[Sample]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            for s in samples:
-                d = s.to_dict()
-                d["params"] = dumps(d["params"], sort_keys=True)
-                d["metadata"] = dumps(d["metadata"], sort_keys=True)
-                w.writerow({k: d[k] for k in CSV_FIELDS})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(path, newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for s in samples:
+            d = s.to_dict()
+            d["params"] = dumps(d["params"], sort_keys=True)
+            d["metadata"] = dumps(d["metadata"], sort_keys=True)
+            w.writerow({k: d[k] for k in CSV_FIELDS})
 
 
 def finalize(run_dir: Path) -> Results:

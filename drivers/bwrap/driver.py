@@ -50,7 +50,7 @@ from isobench.drivers.bwrap.command import (
 )
 from isobench.drivers.naming import ResourceNames, hostname
 from isobench.drivers.options import option
-from isobench.errors import SandboxError, UsageError
+from isobench.errors import SandboxError
 from isobench.hostsys import Tools
 from isobench.images import image_rootfs
 from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
@@ -193,11 +193,7 @@ class BwrapDriver:
 
     def create(self, spec: SandboxSpec) -> BwrapSandbox:
         lower = self._image_root(spec)
-        volume = None
-        if spec.volume is not None:
-            if not spec.volume.is_dir():
-                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
-            volume = spec.volume.resolve()
+        spec = spec.with_volume_resolved()
         path = self._tools.which(self._binary)
         if path is None:
             raise SandboxError(f"{self._binary} is not installed; install the Debian package `bubblewrap`")
@@ -210,7 +206,7 @@ class BwrapDriver:
             root=OverlayDirs(base).merged,
             hostname=hostname(spec.name),
             share_net=spec.network,
-            volume=volume,
+            volume=spec.volume,
             cpuset=spec.cpuset,
             taskset=taskset,
         )

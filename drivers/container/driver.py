@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,7 @@ from isobench.drivers.base import (
     SandboxSpec,
 )
 from isobench.drivers.container import names as naming
-from isobench.drivers.container.collect import collect
+from isobench.drivers.container.collect import collect_runs
 from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
     HARDENED_CAPS,
@@ -43,7 +42,7 @@ from isobench.drivers.container.config import (
     with_io_limit,
 )
 from isobench.drivers.container.helper import ARGV0, HelperImage, ensure_helper, helper_key, seal_helper
-from isobench.drivers.container.network import own_link, setup_veth
+from isobench.drivers.container.network import setup_veth
 from isobench.drivers.container.process import (
     DEFAULT_ENV,
     START_TIMEOUT_S,
@@ -60,15 +59,12 @@ from isobench.drivers.container.state import (
     Record,
     child_pidfd,
     current_owner,
-    load_records,
-    owner_alive,
     planned_cgroup_paths,
     process_start_time,
 )
-from isobench.errors import GcIncomplete, IsobenchError, SandboxError
+from isobench.errors import IsobenchError, SandboxError
 from isobench.hostsys.cgroups import Cgroup, V1Manager, V2Manager, host_layout, open_manager
 from isobench.hostsys.links import Links
-from isobench.mounts import find_mounts, umount
 
 log = logging.getLogger(__name__)
 
@@ -485,69 +481,7 @@ class ContainerDriver:
     def gc(self, run_id: str | None = None) -> list[str]:
         """Remove containers of dead runners: by record first, then anything matching by name.
         Raises :class:`GcIncomplete` naming what is still there (its records are kept)."""
-        removed: list[str] = []
-        leftovers: list[str] = []
-        live_idents: set[str] = set()
-        live_veths: set[str] = set()
-        for path, rec in load_records(self._ctx.state_dir):
-            if run_id is not None and rec.run_id != run_id:
-                continue
-            if owner_alive(rec, self._ctx.host.proc):
-                live_idents.add(rec.ident)
-                if rec.veth:
-                    live_veths.add(rec.veth)
-                continue
-            gone, left = collect(rec, path, self._ctx.host, self._links, self._legacy_cgroup)
-            removed += [rec.ident, *gone] if not left else gone
-            leftovers += left
-
-        sparing = self._ctx.sparing
-
-        def stray(name: str) -> bool:
-            return (
-                naming.matches(name, run_id)
-                and name not in live_idents
-                and not sparing.spares(f"container {name}", lambda live: naming.matches(name, live))
-            )
-
-        def stray_link(name: str) -> bool:
-            return (
-                own_link(name)
-                and name not in live_veths
-                and not sparing.spares(
-                    f"veth {name}", lambda live: name.startswith(naming.veth_run_prefix(live))
-                )
-            )
-
-        try:
-            manager: V1Manager | V2Manager | None = self.cgroups()
-        except IsobenchError:
-            manager = None
-        if manager is not None:
-            for name in manager.find(stray):
-                try:
-                    manager.open(name).remove()
-                    removed.append(f"cgroup {name}")
-                except IsobenchError as err:
-                    leftovers.append(f"cgroup {name}: {err}")
-        # Container mounts live in private mount namespaces; any on the host is a bug's leftover.
-        for point in find_mounts(stray, self._ctx.host.mountinfo()):
-            umount(Path(point))
-            removed.append(f"mount {point}")
-        try:
-            gone = self._links.gc(naming.veth_run_prefix(run_id), lambda lk: stray_link(lk.name))
-        except SandboxError as err:
-            log.warning("container gc: cannot list links: %s", err)
-            gone = []
-        removed += [f"veth {link}" for link in gone]
-        if self._ctx.work_dir.is_dir():
-            for d in self._ctx.work_dir.iterdir():
-                if d.is_dir() and stray(d.name):
-                    shutil.rmtree(d, ignore_errors=True)
-                    removed.append(f"dir {d}")
-        if leftovers:
-            raise GcIncomplete(removed, leftovers)
-        return removed
+        return collect_runs(self._ctx, self._links, self.cgroups, self._legacy_cgroup, run_id)
 
     def _legacy_cgroup(self, name: str) -> list[Path]:
         """A version 1 record's cgroup (a name under this driver's parent) in every hierarchy."""

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from isobench.drivers.base import ExecResult, PhaseClock
 from isobench.drivers.container.helper import HelperImage
 from isobench.drivers.container.report import HelperReport, parse_report
-from isobench.errors import CellTimeout, SandboxError
-from isobench.procs import finished
+from isobench.errors import SandboxError
+from isobench.procs import communicate, finished
 
 __all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "add_helper_phases", "read_all", "run_helper"]
 
@@ -75,7 +75,9 @@ def run_helper(
         raise SandboxError(f"cannot start container helper {cmd[0]}: {err}") from err
     os.close(w)
     try:
-        out, err_out = _communicate(proc, argv, stdin=stdin, timeout=timeout)
+        # As every command (a CellTimeout naming argv on timeout, the helper stopped on every
+        # error path), but drained through a pidfd and stopped the helper's way.
+        out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout, kill=_killpg, drain=_drain_pidfd)
         result = finished(proc, argv, out, err_out, start)
         report = parse_report(read_all(r, time.monotonic() + 5))
     finally:
@@ -85,22 +87,14 @@ def run_helper(
     return result, report
 
 
-def _communicate(
-    proc: subprocess.Popen[bytes], argv: list[str], *, stdin: bytes | None, timeout: float
-) -> tuple[bytes, bytes]:
-    """(stdout, stderr) of the helper, as ``suite.procs.communicate`` (a CellTimeout naming
-    ``argv`` on timeout, the helper stopped on every error path), but its exit is awaited through a
-    pidfd. ``Popen.wait`` polls with sleeps of 1, 2, 4 ... ms, and a helper has closed its pipes a
-    moment before it can be reaped: a quarter of the cold starts and execs here slept 1 ms or more."""
+def _drain_pidfd(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of the helper, as ``Popen.communicate`` gives them, but its exit is awaited
+    through a pidfd. ``Popen.wait`` polls with sleeps of 1, 2, 4 ... ms, and a helper has closed its
+    pipes a moment before it can be reaped: a quarter of the cold starts and execs here slept 1 ms
+    or more."""
     pidfd = os.pidfd_open(proc.pid)  # not reaped yet, so the pid is still the helper's
     try:
         return _drain(proc, pidfd, stdin, time.monotonic() + timeout)
-    except subprocess.TimeoutExpired as err:
-        _killpg(proc)
-        raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
-    except BaseException:
-        _killpg(proc)
-        raise
     finally:
         os.close(pidfd)
 

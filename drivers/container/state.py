@@ -21,14 +21,14 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from isobench.atomic import replacing
 from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups import host_layout
-from isobench.procs import pinned_stat
+from isobench.procs import pinned_stat, stat_fields
 
 __all__ = [
     "RECORD_VERSION",
@@ -88,23 +88,8 @@ def write_record(path: Path, text: str, *, exclusive: bool = False) -> None:
     record torn by the crash does not parse and is skipped). Two fsyncs (file and directory)
     forced an ext4 journal commit on every start: 0.9 ms here when quiet, several under load.
     """
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        if exclusive:
-            os.link(tmp, path)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(path, durable=False, exclusive=exclusive, make_parent=True) as f:
+        f.write(text)
 
 
 def records_dir(state_dir: Path) -> Path:
@@ -145,12 +130,11 @@ def planned_cgroup_paths(
 
 
 def process_start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime) counted after the parenthesised command name, which may contain spaces.
-    return stat.rsplit(")", 1)[1].split()[19]
+    """Field 22 (starttime) of ``pid``: with the pid, which process it is (a reused pid starts
+    later). Read without pinning a pidfd (unlike :func:`~isobench.procs.pinned_stat`): the start
+    time is itself the identity check, and ``proc`` may be a fake tree."""
+    fields = stat_fields(pid, proc)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def child_pidfd(pid: int, parent: int, proc: Path = Path("/proc")) -> int | None:
@@ -194,13 +178,6 @@ def kill_recorded_init(record: Record, proc: Path = Path("/proc")) -> bool:
     return True
 
 
-def _stat_fields(pid_dir: Path) -> list[str] | None:
-    try:
-        return (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def record_processes(record: Record, proc: Path = Path("/proc")) -> list[int]:
     """Host pids that belong to ``record``'s container: helpers whose command line names its
     directory (they are started with it, so this needs no pid written first), every process in
@@ -220,7 +197,7 @@ def record_processes(record: Record, proc: Path = Path("/proc")) -> list[int]:
         with contextlib.suppress(OSError):
             if needle in (entry / "cmdline").read_bytes():
                 helpers.add(pid)
-        st = _stat_fields(entry)
+        st = stat_fields(pid, proc)
         if st is not None and len(st) > 3:
             sessions[pid] = int(st[3])  # field 6: session id
     if record.helper_pid is not None and process_start_time(record.helper_pid, proc) == record.helper_start:

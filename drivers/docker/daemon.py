@@ -29,7 +29,7 @@ from pathlib import Path
 from isobench.drivers.docker.names import Slot, SlotLock, daemon_holds, runner_holds
 from isobench.errors import DriverUnavailable, SandboxError
 from isobench.mounts import find_mounts, umount
-from isobench.procs import run_command
+from isobench.procs import run_command, stat_fields
 from isobench.results import atomic_write_text
 
 __all__ = [
@@ -309,11 +309,8 @@ def _children(pids: set[int], proc_root: Path = Path("/proc")) -> list[int]:
     out = []
     for entry in proc_root.iterdir():
         if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid in pids:
+            fields = stat_fields(int(entry.name), proc_root) or []
+            if len(fields) > 1 and fields[1].isdigit() and int(fields[1]) in pids:  # field 4: ppid
                 out.append(int(entry.name))
     return out
 

@@ -57,7 +57,7 @@ from isobench.drivers.docker.names import (
 from isobench.drivers.docker.parents import remove_cgroup_parent, removed_cgroups
 from isobench.drivers.docker.sandbox import DockerSandbox, container_config, naming_a_dead_daemon
 from isobench.drivers.options import DriverOptions, option
-from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError, UsageError
+from isobench.errors import DriverUnavailable, GcIncomplete, IsobenchError, SandboxError
 from isobench.hostsys.blockdev import disks_of
 from isobench.images import ImageMissing, find_image, image_rootfs
 from isobench.liveruns import stale_temp_files
@@ -355,10 +355,7 @@ class DockerDriver:
 
     def create(self, spec: SandboxSpec) -> DockerSandbox:
         rootfs = image_rootfs(spec.image, self._ctx.state_dir)
-        if spec.volume is not None:
-            if not spec.volume.is_dir():
-                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
-            spec = dataclasses.replace(spec, volume=spec.volume.resolve())
+        spec = spec.with_volume_resolved()
         engine = self._ensure()
         io_disks: list[str] = []
         if spec.io_bps is not None:

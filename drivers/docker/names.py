@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.drivers.naming import safe
 from isobench.errors import DriverUnavailable
 from isobench.runstate import is_locked
 
@@ -61,25 +62,19 @@ BRIDGE_PREFIX = "isobd"
 LABEL_RUN = "isobench.run"
 LABEL_SANDBOX = "isobench.sandbox"
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _safe(text: str) -> str:
-    return _UNSAFE.sub("-", text)
-
 
 def container_name(run_id: str, name: str) -> str:
     """``isobench-docker-<run>-<name>``: the container's name (its id is Docker's)."""
-    return f"isobench-docker-{_safe(run_id)}-{_safe(name)}"
+    return f"isobench-docker-{safe(run_id)}-{safe(name)}"
 
 
 def cgroup_parent(run_id: str) -> str:
     """The cgroup every container of a run is made under, so gc finds a dead run's cgroups."""
-    return f"isobench-docker-{_safe(run_id)}"
+    return f"isobench-docker-{safe(run_id)}"
 
 
 def network_name(run_id: str) -> str:
-    return f"isobench-{_safe(run_id)}"
+    return f"isobench-{safe(run_id)}"
 
 
 @dataclass(frozen=True)

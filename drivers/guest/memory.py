@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from isobench.errors import SandboxError
+from isobench.procs import cpu_seconds, split_stat
 
 __all__ = [
     "QemuMemory",
@@ -93,9 +93,10 @@ def qemu_process_stats(proc: Path, guest_ram_bytes: int) -> dict[str, float]:
         out["vm.qemu_uss_bytes"] = float(mem.uss_bytes)
         out["vm.guest_ram_rss_bytes"] = float(mem.guest_ram_rss_bytes)
         out["memory_bytes"] = float(mem.pss_bytes + mem.guest_ram_rss_bytes)
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        out["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        cpu = cpu_seconds(split_stat((proc / "stat").read_text()))
+        if cpu is not None:
+            out["cpu_seconds"] = cpu
     return out
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -61,6 +60,7 @@ from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import kill_qemu, last_line, spawn_qemu, wait_exit
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.naming import safe_chars as _safe
 from isobench.drivers.options import option
 from isobench.drivers.qemu.command import (
     AGENT_SOCKET,
@@ -91,7 +91,7 @@ from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.hostsys.links import Links
 from isobench.images import Image
-from isobench.procs import run_command
+from isobench.procs import run_command, running
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,7 @@ __all__ = ["QemuDriver", "QemuSandbox"]
 
 PREFIX = "isobench-qemu"
 QEMU_LOG = "qemu.log"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UNIX_PATH_MAX = 107
-
-
-def _safe(s: str) -> str:
-    return _SAFE.sub("_", s)
 
 
 #: (state_dir, qemu binary) -> AccelProbe; the real one is the guest core's cached probe boot.
@@ -504,7 +499,7 @@ class QemuDriver:
                     os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.01)
         left = [
-            f"process {pid} {name} still running" for pid, name in victims if _running(self.host.proc, pid)
+            f"process {pid} {name} still running" for pid, name in victims if running(pid, self.host.proc)
         ]
         own_links = run_prefix(self.run_id)
         try:
@@ -535,15 +530,6 @@ class QemuDriver:
 
 def _guest_of(name: str, run_id: str) -> bool:
     return name.startswith(f"{PREFIX}-{_safe(run_id)}-")
-
-
-def _running(proc: Path, pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an exited qemu holds nothing)."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _connect_qmp(path: str, proc: subprocess.Popen[bytes], deadline: float, gdir: Path) -> QmpClient:

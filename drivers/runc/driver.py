@@ -49,14 +49,15 @@ from isobench.drivers.runc import network
 from isobench.drivers.runc.config import NAMESPACES, oci_config
 from isobench.drivers.runc.probe import missing_controllers
 from isobench.drivers.runc.stats import parse_events_stats
-from isobench.errors import GcIncomplete, SandboxError, UsageError
+from isobench.errors import GcIncomplete, SandboxError
 from isobench.hostsys import HostProbe, Tools
 from isobench.hostsys.blockdev import disks_of
 from isobench.hostsys.cgroups import cgroup_mode, open_manager
+from isobench.hostsys.cgroups.common import remove_matching
 from isobench.hostsys.links import Links
 from isobench.images import image_rootfs
 from isobench.mounts import OverlayDirs, OverlayRoot, gc_overlay_roots
-from isobench.procs import run_command
+from isobench.procs import run_command, running
 
 __all__ = ["WORKDIR", "RuncDriver", "RuncSandbox", "resource_name", "runc_error"]
 
@@ -347,10 +348,7 @@ class RuncDriver:
         image = self._image_root(spec)
         # A spec's layer stack sits on the image, topmost first, as Docker's image layers do.
         lower = image if spec.layers is None else (*spec.layers.dirs, image)
-        if spec.volume is not None:
-            if not spec.volume.is_dir():
-                raise UsageError(f"volume {spec.volume} is not a directory; create it first")
-            spec = dataclasses.replace(spec, volume=spec.volume.resolve())
+        spec = spec.with_volume_resolved()
         ident = resource_name(spec.run_id, spec.name)
         sandbox = RuncSandbox(
             spec,
@@ -435,15 +433,11 @@ class RuncDriver:
             manager = open_manager(self._host)
         except SandboxError:
             return []
-        removed = []
-        for name in manager.find(lambda n: self._mine(n, run_id, "cgroup")):
-            try:
-                manager.open(name).remove()
-                removed.append(f"cgroup {name}")
-            except SandboxError as err:
-                log.warning("%s", err)
-                if left is not None:
-                    left.append(f"cgroup {name}: {err}")
+        removed, stuck = remove_matching(manager, lambda n: self._mine(n, run_id, "cgroup"))
+        for why in stuck:
+            log.warning("%s", why)
+        if left is not None:
+            left += stuck
         return removed
 
 
@@ -452,9 +446,7 @@ def _wait_gone(host: HostProbe, pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while time.monotonic() < deadline:
-        stat = host.read(f"/proc/{pid}/stat")
-        # The state letter follows the parenthesised comm, which may itself contain ") ".
-        if not stat or stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] in ("Z", "X"):
+        if not running(pid, host.proc):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.02)

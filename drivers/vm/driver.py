@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import select
 import shutil
 import threading
@@ -68,6 +67,7 @@ from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
 from isobench.drivers.guest.process import last_line
 from isobench.drivers.guest.sandbox import GuestSandbox
+from isobench.drivers.naming import safe_chars as _safe
 from isobench.drivers.vm.cgroups import remove_guest_cgroups
 from isobench.drivers.vm.domain import (
     DomainConfig,
@@ -90,11 +90,6 @@ PREFIX = "isobench"
 
 #: Why a xen:// or esx:// URI does not run (the same API reaches them; see hypervisor.py).
 NOT_MEASURED = "only KVM/TCG is measured here; the XML for Xen/ESXi is generated and validated but not run"
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def _safe(s: str) -> str:
-    return _SAFE.sub("_", s)
 
 
 class VmSandbox(GuestSandbox):

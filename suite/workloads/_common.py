@@ -80,6 +80,10 @@ class BaseWorkload:
     precision_figures: ClassVar[tuple[str, ...]] = ()
     params_type: ClassVar[type[Params]]
 
+    def budget(self, ctx: WorkloadContext) -> Budget:
+        """What is left of this cell's deadline (``ctx.timeout``), named after the workload."""
+        return Budget(ctx.timeout, self.name)
+
 
 def resolve_params(cls: type[P], quick: bool, overrides: Mapping[str, Any], workload: str) -> P:
     """The workload's parameters: its quick or full defaults, with the user's config on top.

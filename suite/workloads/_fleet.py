@@ -32,7 +32,7 @@ from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError
 from isobench.leakage.series import stat_busy
 from isobench.periodic import periodically
-from isobench.procs import run_command
+from isobench.procs import cpu_seconds, run_command, stat_fields
 from isobench.signals import shielded
 from isobench.workloads.base import SandboxFactory
 
@@ -88,11 +88,8 @@ def host_busy_seconds(proc_root: Path = Path("/proc")) -> float:
 
 def process_cpu_seconds(pid: int, proc_root: Path = Path("/proc")) -> float | None:
     """utime + stime of one process (all its threads), or None when it is gone."""
-    try:
-        fields = (proc_root / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = stat_fields(pid, proc_root)
+    return None if fields is None else cpu_seconds(fields)
 
 
 def sandbox_cpu_seconds(sandbox: Sandbox, proc_root: Path = Path("/proc")) -> float | None:

@@ -19,7 +19,7 @@ from typing import ClassVar
 from isobench.drivers.base import Sandbox, SandboxSpec
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
+from isobench.workloads._common import BaseWorkload, Params, run_checked
 from isobench.workloads._sysbench import SysbenchCpu, parse_sysbench_cpu
 from isobench.workloads.base import WorkloadContext
 
@@ -89,7 +89,7 @@ class CpuWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = CpuParams.of(ctx)
-        budget = Budget(ctx.timeout, "cpu")
+        budget = self.budget(ctx)
         vcpus = ctx.spec.vcpus
         wide = all_vcpus(params, ctx.spec, len(os.sched_getaffinity(0)))
 

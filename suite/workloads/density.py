@@ -298,7 +298,7 @@ class DensityWorkload(BaseWorkload):
         guest: bool,
         ksm: KsmSwitch | None,
     ) -> list[Measurement]:
-        budget = Budget(ctx.timeout, "density")
+        budget = self.budget(ctx)
         serial = ctx.driver.name in SERIAL_CREATE
         start_avail = mem_available(self._proc)
         base_rate = self._host_rate(p.idle_seconds)

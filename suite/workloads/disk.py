@@ -165,7 +165,7 @@ class DiskWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = DiskParams.of(ctx)
-        budget = Budget(ctx.timeout, "disk")
+        budget = self.budget(ctx)
         out: list[Measurement] = []
         volume = ctx.spec.volume
         caps = ctx.driver.capabilities

@@ -19,7 +19,7 @@ from typing import ClassVar
 from isobench.drivers.base import SandboxStats
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
+from isobench.workloads._common import BaseWorkload, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "IdleMemoryParams", "IdleMemoryWorkload", "idle_measurements", "parse_meminfo"]
@@ -90,7 +90,7 @@ class IdleMemoryWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = IdleMemoryParams.of(ctx)
-        budget = Budget(ctx.timeout, "idle-memory")
+        budget = self.budget(ctx)
         with ctx.sandbox() as sandbox:
             time.sleep(budget.cap(params.settle_seconds))
             stats = sandbox.stats()

@@ -267,7 +267,7 @@ class LayersWorkload(BaseWorkload):
         from isobench.images import find_image
 
         image = find_image(ctx.state_dir)
-        budget = Budget(ctx.timeout, "layers")
+        budget = self.budget(ctx)
         kinds = (StackKind.DIRS, StackKind.CHAIN) if kind is LayerStackKind.QCOW2_CHAIN else (StackKind.DIRS,)
         out: list[Measurement] = []
         reached, refused, why = 0, None, "every depth done"

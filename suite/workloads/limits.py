@@ -52,7 +52,7 @@ from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.periodic import periodically
-from isobench.procs import run_command
+from isobench.procs import run_command, split_stat
 from isobench.workloads._common import BaseWorkload, Budget, Params, oom_kills
 from isobench.workloads._fleet import (
     HostWatch,
@@ -159,8 +159,8 @@ class _ThreadCpus:
     def sample(self) -> None:
         try:
             for stat in (self.proc_root / str(self.pid) / "task").glob("*/stat"):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if fields[0] == "R":
+                fields = split_stat(stat.read_text())
+                if fields and fields[0] == "R":
                     self.seen[int(fields[36])] += 1
         except (OSError, ValueError, IndexError):
             pass
@@ -184,7 +184,7 @@ class LimitsWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         p = LimitsParams.of(ctx)
-        budget = Budget(ctx.timeout, "limits")
+        budget = self.budget(ctx)
         host_cpus = sorted(os.sched_getaffinity(0))
         burners = max(2, len(host_cpus))
         misfit = p.misfit(ctx.spec.memory_mib, host_cpus)

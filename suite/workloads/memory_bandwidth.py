@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
+from isobench.workloads._common import BaseWorkload, Params, run_checked
 from isobench.workloads._sysbench import SysbenchMemory, parse_sysbench_memory
 from isobench.workloads.base import WorkloadContext
 
@@ -97,7 +97,7 @@ class MemoryBandwidthWorkload(BaseWorkload):
         misfit = params.misfit(ctx.spec.memory_mib, None)
         if misfit:
             raise WorkloadError(misfit)
-        budget = Budget(ctx.timeout, "memory-bandwidth")
+        budget = self.budget(ctx)
         variants = [("single", 1)]
         if ctx.spec.vcpus > 1:
             variants.append(("all", ctx.spec.vcpus))

@@ -289,7 +289,7 @@ class NetworkWorkload(BaseWorkload):
                 raise WorkloadError(
                     f"network: the host needs {tool} for the client side; apt-get install {package}"
                 )
-        budget = Budget(ctx.timeout, "network")
+        budget = self.budget(ctx)
         with ctx.sandbox(network=True) as sandbox:
             address = sandbox.address
             if not address:

@@ -185,7 +185,7 @@ class OverlayWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = OverlayParams.of(ctx)
-        budget = Budget(ctx.timeout, "overlay")
+        budget = self.budget(ctx)
         # A sandbox on the host's own tree: never write into its root.
         staged = ctx.driver.capabilities.root_storage is RootStorage.HOST_FS
         with ctx.sandbox() as sandbox:

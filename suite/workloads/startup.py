@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement, PhaseTiming
-from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
+from isobench.workloads._common import BaseWorkload, Params, run_checked
 from isobench.workloads.base import WorkloadContext
 
 __all__ = ["WORKLOAD", "StartupParams", "StartupWorkload", "startup_measurements"]
@@ -90,7 +90,7 @@ class StartupWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = StartupParams.of(ctx)
-        budget = Budget(ctx.timeout, "startup")
+        budget = self.budget(ctx)
         outer_start = time.monotonic_ns()
         with ctx.sandbox() as sandbox:
             res = run_checked(sandbox, params.command, timeout=budget.left(), what=" ".join(params.command))

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from isobench.errors import WorkloadError
 from isobench.model import Measurement
-from isobench.workloads._common import BaseWorkload, Budget, Params, run_checked
+from isobench.workloads._common import BaseWorkload, Params, run_checked
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads.base import WorkloadContext
 
@@ -125,7 +125,7 @@ class SyscallWorkload(BaseWorkload):
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         params = SyscallParams.of(ctx)
-        budget = Budget(ctx.timeout, "syscall")
+        budget = self.budget(ctx)
         with ctx.sandbox() as sandbox:
             dd = run_checked(
                 sandbox,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from isobench.drivers.base import (
     ExecRequest,
@@ -12,7 +14,7 @@ from isobench.drivers.base import (
     SandboxStats,
     started_or_cleaned,
 )
-from isobench.errors import SandboxError
+from isobench.errors import SandboxError, UsageError
 
 
 class _Fake(SandboxBase):
@@ -112,3 +114,14 @@ def test_a_sandbox_that_cannot_run_true_says_so_with_its_stderr() -> None:
         SandboxError, match=r"fake sandbox f cannot run `true` \(exit 126\): exec /bin/true: no such"
     ):
         _Failing()._ready_then_probe(timeout=5)
+
+
+def test_a_spec_resolves_its_volume_and_refuses_one_that_is_no_directory(tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "vol")
+    spec = SandboxSpec(name="f", run_id="r", volume=tmp_path / "link")
+    assert spec.with_volume_resolved().volume == (tmp_path / "vol").resolve()
+    bare = SandboxSpec(name="f", run_id="r")
+    assert bare.with_volume_resolved() is bare
+    with pytest.raises(UsageError, match=r"volume .*missing is not a directory; create it first"):
+        SandboxSpec(name="f", run_id="r", volume=tmp_path / "missing").with_volume_resolved()

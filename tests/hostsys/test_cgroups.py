@@ -18,7 +18,7 @@ from isobench.hostsys.cgroups import (
     open_manager,
     parse_flat_keyed,
 )
-from isobench.hostsys.cgroups.common import remove_trees
+from isobench.hostsys.cgroups.common import remove_matching, remove_trees
 from isobench.hostsys.fake import fake_host, fake_rmdir
 
 # Recorded from this project's CI host (cgroup v1 + empty cgroup2 "unified": hybrid).
@@ -138,6 +138,22 @@ def test_v1_applies_limits(tmp_path: Path) -> None:
     cg.remove()
     cg.remove()  # idempotent
     assert mgr.find(lambda n: True) == []
+
+
+def test_remove_matching_removes_what_matches_and_names_what_stays(tmp_path: Path) -> None:
+    mgr = fake_v1(tmp_path)
+    for name in ("gc-a", "gc-b", "keep"):
+        mgr.create(name, CgroupLimits())
+    real_open = mgr.open
+
+    class Stuck:  # a cgroup the kernel will not let go of
+        def remove(self) -> None:
+            raise SandboxError("still busy")
+
+    mgr.open = lambda name: Stuck() if name == "gc-b" else real_open(name)  # type: ignore[method-assign, assignment, return-value]
+    removed, left = remove_matching(mgr, lambda n: n.startswith("gc-"))
+    assert removed == ["cgroup gc-a"] and left == ["cgroup gc-b: still busy"]
+    assert sorted(mgr.find(lambda n: True)) == ["gc-b", "keep"]
 
 
 def test_v1_missing_controller_names_it(tmp_path: Path) -> None:

@@ -29,12 +29,18 @@ def logging_driver(ctx: DriverContext, log: list[str], name: str = "fake") -> Fa
     )
 
 
-class Steady:
-    name: ClassVar[str] = "steady"
+class WorkloadDefaults:
+    """The Workload protocol's class attributes at their defaults: each test workload below states
+    only its name and what it does."""
+
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
+
+
+class Steady(WorkloadDefaults):
+    name: ClassVar[str] = "steady"
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox() as sb:
@@ -42,49 +48,33 @@ class Steady:
         return [Measurement("steady.value", 1.0, "s")]
 
 
-class Pair:
+class Pair(WorkloadDefaults):
     """Names its two sandboxes, as the interference workload does."""
 
     name: ClassVar[str] = "pair"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox(name=f"{ctx.spec.name}-victim") as v, ctx.sandbox(name=f"{ctx.spec.name}-aggr") as a:
             return [Measurement("pair.names", 1.0, "s", metadata={"v": v.name, "a": a.name})]
 
 
-class Raises:
+class Raises(WorkloadDefaults):
     name: ClassVar[str] = "raises"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
             raise WorkloadError("fio reported 3 errors")
 
 
-class Crashes:
+class Crashes(WorkloadDefaults):
     name: ClassVar[str] = "crashes"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         return [Measurement("x", 1 / 0, "s")]
 
 
-class Hangs:
+class Hangs(WorkloadDefaults):
     name: ClassVar[str] = "hangs"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -92,26 +82,18 @@ class Hangs:
         return []
 
 
-class Leaks:
+class Leaks(WorkloadDefaults):
     """Enters a sandbox and never leaves it: the runner must still destroy it."""
 
     name: ClassVar[str] = "leaks"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         ctx.sandbox().__enter__()
         return [Measurement("leaks.value", 2.0, "s")]
 
 
-class Interrupts:
+class Interrupts(WorkloadDefaults):
     name: ClassVar[str] = "interrupts"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
         with ctx.sandbox():
@@ -227,12 +209,8 @@ class FakeClock:
         return self.now
 
 
-class Costed:
+class Costed(WorkloadDefaults):
     """A workload whose cells take ``cost[driver]`` fake seconds and give values with a set spread."""
-
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    quick_repetitions: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -409,22 +387,34 @@ def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
     assert results.run["budget"]["stopped"] == "budget spent"
 
 
-class AsksDiskLimit:
-    name: ClassVar[str] = "asks-disk-limit"
-    description: ClassVar[str] = ""
-    tools: ClassVar[tuple[str, ...]] = ()
-    max_repetitions: ClassVar[int | None] = None
-    quick_repetitions: ClassVar[int | None] = None
+class AsksSpec(WorkloadDefaults):
+    """Asks its sandbox for one spec field (``fields``) that the fake driver cannot express."""
+
+    name: ClassVar[str] = "asks"
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
 
     def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(io_bps=1 << 20):
+        with ctx.sandbox(**self.fields):
             return [Measurement("asks.value", 1.0, "s")]
 
 
-def test_a_disk_limit_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
-    # FakeDriver's capabilities have no io_throttle (as host and bwrap): nothing may be created
-    results, log, _ = _run(tmp_path, {"asks": AsksDiskLimit()})
-    assert all("cannot limit disk bandwidth" in (s.error or "") for s in results.samples)
+@pytest.mark.parametrize(
+    ("fields", "refusal"),
+    [
+        # FakeDriver's capabilities have no io_throttle (as host and bwrap)
+        ({"io_bps": 1 << 20}, "cannot limit disk bandwidth"),
+        ({"cpu_quota": 0.5}, "cannot express a CPU quota"),
+        ({"layers": LayerStack(depth=1, digest="d", dirs=(Path("/l/0"),))}, "cannot stack these layers"),
+    ],
+    ids=["io_bps", "cpu_quota", "layers"],
+)
+def test_a_spec_the_driver_cannot_express_is_refused_before_create(
+    tmp_path: Path, fields: dict[str, Any], refusal: str
+) -> None:
+    results, log, _ = _run(tmp_path, {"asks": AsksSpec(**fields)})
+    assert results.samples and all(refusal in (s.error or "") for s in results.samples)
     assert not [line for line in log if line.startswith("create")]
 
 
@@ -433,37 +423,9 @@ def test_io_bps_is_validated() -> None:
         SandboxSpec(name="s", run_id="r", io_bps=100)
 
 
-class AsksCpuQuota(AsksDiskLimit):
-    name: ClassVar[str] = "asks-cpu-quota"
-
-    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(cpu_quota=0.5):
-            return [Measurement("asks.value", 1.0, "s")]
-
-
-def test_a_cpu_quota_the_driver_cannot_express_is_refused_before_create(tmp_path: Path) -> None:
-    results, log, _ = _run(tmp_path, {"asks": AsksCpuQuota()})
-    assert all("cannot express a CPU quota" in (s.error or "") for s in results.samples)
-    assert not [line for line in log if line.startswith("create")]
-
-
 def test_cpu_quota_is_validated() -> None:
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=1.5)
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
     assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5
-
-
-class AsksLayers(AsksDiskLimit):
-    name: ClassVar[str] = "asks-layers"
-
-    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
-        with ctx.sandbox(layers=LayerStack(depth=1, digest="d", dirs=(Path("/l/0"),))):
-            return [Measurement("asks.value", 1.0, "s")]
-
-
-def test_a_layer_stack_the_driver_cannot_attach_is_refused_before_create(tmp_path: Path) -> None:
-    results, log, _ = _run(tmp_path, {"asks": AsksLayers()})
-    assert all("cannot stack these layers" in (s.error or "") for s in results.samples)
-    assert not [line for line in log if line.startswith("create")]

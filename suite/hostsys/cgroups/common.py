@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from isobench.errors import SandboxError
+from isobench.errors import IsobenchError, SandboxError
 from isobench.hostsys.cgroups.devices import DeviceRule
+from isobench.hostsys.cgroups.files import write_lines
 from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cgroup", "CgroupLimits", "CgroupManager", "Rmdir", "parse_flat_keyed"]
+__all__ = ["Cgroup", "CgroupLimits", "CgroupManager", "Rmdir", "parse_flat_keyed", "remove_matching"]
 
 Rmdir = Callable[[Path], None]
 
@@ -107,19 +108,22 @@ class CgroupManager(Protocol):
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def write_value(path: Path, value: str, what: str) -> None:
-    try:
-        # One open, write and close (Path.write_text adds an fstat, an ioctl and two lseeks).
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+def remove_matching(manager: CgroupManager, match: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """Remove every cgroup of ``manager`` that ``match`` accepts (gc): ``(removed, left)``, each as
+    ``cgroup <name>``, a left one followed by why it could not go."""
+    removed: list[str] = []
+    left: list[str] = []
+    for name in manager.find(match):
         try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise SandboxError(
-            f"cgroup: cannot set {what} ({path.name}={value.strip()}): {err.strerror or err}; "
-            "lower or drop that limit"
-        ) from err
+            manager.open(name).remove()
+            removed.append(f"cgroup {name}")
+        except IsobenchError as err:
+            left.append(f"cgroup {name}: {err}")
+    return removed, left
+
+
+def write_value(path: Path, value: str, what: str) -> None:
+    write_lines(path, (value,), what, "; lower or drop that limit")
 
 
 def write_swap_limit(path: Path, value: int, what: str, no_accounting: str) -> None:
