@@ -297,7 +297,7 @@ class VmDriver:
         channel: AgentChannel | None = None
         pidfd: int | None = None
         try:
-            make_overlay(img, overlay)
+            make_overlay(img, overlay, template_dir=self._ctx.state_dir / "guest")
             net, address = self._net.attach() if spec.network else (None, None)
             data_disk = make_guest_data_disk(
                 spec,
