@@ -10,6 +10,7 @@ import pytest
 from isobench.drivers.guest.image import make_overlay
 from isobench.errors import SandboxError
 from isobench.images import Image
+from isobench.testing import fake_tool
 
 
 def _image(state: Path) -> Image:
@@ -21,10 +22,9 @@ def _image(state: Path) -> Image:
 
 def _fake_qemu_img(tmp_path: Path, calls: Path) -> str:
     """A qemu-img that records its argv and writes its arguments as the "overlay"."""
-    tool = tmp_path / "qemu-img"
-    tool.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nfor a; do out=$a; done\necho "qcow2 $*" > "$out"\n')
-    tool.chmod(0o755)
-    return str(tool)
+    return fake_tool(
+        tmp_path / "qemu-img", f'echo "$@" >> {calls}\nfor a; do out=$a; done\necho "qcow2 $*" > "$out"'
+    )
 
 
 def test_qemu_img_runs_once_per_image_and_every_guest_gets_a_copy(tmp_path: Path) -> None:
@@ -48,12 +48,10 @@ def test_qemu_img_runs_once_per_image_and_every_guest_gets_a_copy(tmp_path: Path
 
 def test_a_failing_qemu_img_leaves_no_template(tmp_path: Path) -> None:
     img = _image(tmp_path)
-    tool = tmp_path / "qemu-img"
-    tool.write_text("#!/bin/sh\necho 'no space left' >&2\nexit 1\n")
-    tool.chmod(0o755)
+    tool = fake_tool(tmp_path / "qemu-img", "echo 'no space left' >&2; exit 1")
     templates = tmp_path / "guest"
     with pytest.raises(SandboxError, match="no space left"):
-        make_overlay(img, tmp_path / "root.qcow2", qemu_img=str(tool), template_dir=templates)
+        make_overlay(img, tmp_path / "root.qcow2", qemu_img=tool, template_dir=templates)
     assert list(templates.iterdir()) == []
 
 
