@@ -58,7 +58,8 @@ APIC_BUS_HZ = 1_000_000_000
 def micro_cmdline(hz: int) -> str:
     """:data:`MICRO_CMDLINE` plus ``lapic_timer_period`` (APIC bus clocks per tick, what the
     kernel's calibration would measure): the micro kernel's patch (vm-images/micro-kernel.patch)
-    reads it and skips the calibration, which waits HZ/10 ticks, 100 ms of every boot."""
+    reads it and skips the calibration, which waits HZ/10 ticks, 100 ms of every boot. A build from
+    before the patch ignores it (and hands it to /init's environment, which the agent does not get)."""
     return f"{MICRO_CMDLINE} lapic_timer_period={APIC_BUS_HZ // hz}"
 
 
