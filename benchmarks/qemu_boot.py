@@ -7,7 +7,11 @@ driver's own phase (create start -> agent ready frame). What libvirt costs is vm
 machine type and devices); what the smallest machine saves is q35 - microvm; what the kernel costs
 is stock - micro on the same machine. The load average before and after is printed: under TCG
 every figure moves with what else the host runs.
-Usage: .venv/bin/python benchmarks/qemu_boot.py [--runs N] [--memory-mib 512] [--legs a,b]
+
+``--against S0`` adds every leg once more booted from state dir ``S0`` (label ``<leg>-base``), in
+the same rounds, and prints each leg's ratio to its base: this revision's micro kernel (in
+``--state-dir``) against another build (e.g. the one main's recipe built, in /var/lib/isobench).
+Usage: .venv/bin/python benchmarks/qemu_boot.py [--runs N] [--memory-mib 512] [--legs a,b] [--against S0]
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ LEGS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "qemu-microvm": (QemuDriver, {"machine": "microvm", "kernel": "stock"}),
     "qemu-microvm-micro": (QemuDriver, {"machine": "microvm", "kernel": "micro"}),
 }
+#: The label suffix of a leg booted from the ``--against`` state dir.
+BASE = "-base"
 #: (slower, faster) pairs whose ratio is printed.
 RATIOS = (
     ("vm", "qemu-q35"),
@@ -45,7 +51,7 @@ RATIOS = (
 
 
 def _driver(label: str, state_dir: Path, work: Path, run_id: str) -> Driver:
-    cls, options = LEGS[label]
+    cls, options = LEGS[label.removesuffix(BASE)]
     drv: Driver = cls(DriverContext(state_dir, work / label, run_id, options))
     if isinstance(drv, QemuDriver) and options.get("machine") == "microvm":
         # The auto choice (with its cached TSC rate) is what a run gets; reuse it for the microvm leg.
@@ -63,6 +69,7 @@ def main() -> None:
     ap.add_argument("--state-dir", type=Path, default=Path("/var/lib/isobench"))
     ap.add_argument("--memory-mib", type=int, default=512)
     ap.add_argument("--legs", default=",".join(LEGS), help=f"comma-separated, of: {', '.join(LEGS)}")
+    ap.add_argument("--against", type=Path, help="also boot every leg from this state dir (A/B)")
     args = ap.parse_args()
     labels = [x for x in args.legs.split(",") if x]
     unknown = [x for x in labels if x not in LEGS]
@@ -71,6 +78,9 @@ def main() -> None:
     run_id = f"qbench{int(time.time())}"
     work = Path(tempfile.mkdtemp(prefix=f"isobench-{run_id}-"))
     drivers = {label: _driver(label, args.state_dir, work, run_id) for label in labels}
+    if args.against is not None:
+        for label in labels:
+            drivers[label + BASE] = _driver(label + BASE, args.against, work / "base", run_id)
     boot: dict[str, list[float]] = {k: [] for k in drivers}
     phases: dict[str, dict[str, list[float]]] = {k: {} for k in drivers}
     load_before = os.getloadavg()
@@ -97,7 +107,8 @@ def main() -> None:
         s = summarize(xs)
         ph = ", ".join(f"{k}={statistics.median(v):.3f}" for k, v in phases[label].items())
         print(f"{label:19s} boot_total median {s.median:.3f}s [{s.ci_low:.3f}, {s.ci_high:.3f}] | {ph}")
-    for slow, fast in RATIOS:
+    pairs = list(RATIOS) + [(label + BASE, label) for label in labels if args.against is not None]
+    for slow, fast in pairs:
         if slow in boot and fast in boot:
             r = ratio_ci(boot[slow], boot[fast])
             print(f"{slow}/{fast} boot ratio {r.value:.3f}  95% CI [{r.ci_low:.3f}, {r.ci_high:.3f}]")

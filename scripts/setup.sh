@@ -25,7 +25,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libxml2-utils
   linux-image-cloud-amd64 busybox-static mmdebstrap e2fsprogs cpio kmod
   fio stress-ng iperf3 sysbench sockperf perl
-  linux-source-6.1 bison flex bc libelf-dev xz-utils  # the micro guest kernel (vm-images/kernel.py)
+  linux-source-6.1 bison flex bc libelf-dev xz-utils patch musl-tools  # the micro guest kernel and its /init (vm-images/kernel.py)
   runc bubblewrap docker.io iproute2 util-linux
   chromium
   git

@@ -55,6 +55,7 @@ __all__ = [
     "Response",
     "Rule",
     "UnscriptedExec",
+    "fake_tool",
     "in_turn",
     "workload_context",
 ]
@@ -306,3 +307,10 @@ def workload_context(
         timeout=timeout,
         scratch=scratch,
     )
+
+
+def fake_tool(path: Path, script: str) -> str:
+    """An executable ``/bin/sh`` script standing in for a host tool (qemu-img, dockerd, ...); its path."""
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)

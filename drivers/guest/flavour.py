@@ -16,9 +16,17 @@ from typing import Literal
 
 from isobench.errors import UsageError
 from isobench.images import Image
-from isobench.images.kernel import find_micro_kernel, micro_initrd
+from isobench.images.kernel import config_hz, find_micro_kernel, micro_initrd
 
-__all__ = ["MICRO_CMDLINE", "MICRO_LACKS", "GuestBoot", "KernelFlavour", "guest_boot"]
+__all__ = [
+    "APIC_BUS_HZ",
+    "MICRO_CMDLINE",
+    "MICRO_LACKS",
+    "GuestBoot",
+    "KernelFlavour",
+    "guest_boot",
+    "micro_cmdline",
+]
 
 KernelFlavour = Literal["stock", "micro"]
 
@@ -40,6 +48,19 @@ MICRO_LACKS = (
 #: in its text to the UP form, one text_poke (two page-table switches, each a TCG TLB flush) per
 #: site; ``no_timer_check``: the IO-APIC timer check spins 40e9/HZ TSC cycles (~65 ms here).
 MICRO_CMDLINE = "noreplace-smp no_timer_check"
+
+#: The local APIC timer's input clock in qemu (TCG's emulated APIC) and in KVM's in-kernel one: both
+#: count at 1 GHz (``apic=verbose`` on this host: "host bus clock speed is 1000.0000 MHz",
+#: "calibration result: 4000000" at HZ=250).
+APIC_BUS_HZ = 1_000_000_000
+
+
+def micro_cmdline(hz: int) -> str:
+    """:data:`MICRO_CMDLINE` plus ``lapic_timer_period`` (APIC bus clocks per tick, what the
+    kernel's calibration would measure): the micro kernel's patch (vm-images/micro-kernel.patch)
+    reads it and skips the calibration, which waits HZ/10 ticks, 100 ms of every boot. A build from
+    before the patch ignores it (and hands it to /init's environment, which the agent does not get)."""
+    return f"{MICRO_CMDLINE} lapic_timer_period={APIC_BUS_HZ // hz}"
 
 
 @dataclass(frozen=True)
@@ -75,4 +96,10 @@ def guest_boot(state_dir: Path, img: Image, flavour: KernelFlavour) -> GuestBoot
             raise UsageError(
                 f"{kernel.vmlinux} is not an ELF kernel; rebuild it with `isobench image build --force`"
             )
-    return GuestBoot("micro", kernel.vmlinux, micro_initrd(kernel), kernel.digest, MICRO_CMDLINE)
+    try:
+        hz = config_hz(kernel.config.read_text())
+    except OSError as err:
+        raise UsageError(
+            f"cannot read {kernel.config} ({err.strerror}); rebuild it with `isobench image build --force`"
+        ) from err
+    return GuestBoot("micro", kernel.vmlinux, micro_initrd(kernel), kernel.digest, micro_cmdline(hz))

@@ -3,6 +3,9 @@ per-guest qcow2 overlay over it, so guests never write the image."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from pathlib import Path
 
 from isobench.errors import SandboxError, UsageError
@@ -43,13 +46,49 @@ def check_image(img: Image) -> None:
             raise UsageError(f"image {img.name}-{img.digest}: {img.disk.name} is not ext4; {fix}")
 
 
-def make_overlay(img: Image, overlay: Path, *, qemu_img: str = "qemu-img", cwd: Path | None = None) -> None:
-    """Create the guest's qcow2 ``overlay`` whose read-only backing file is the image's raw disk."""
+def make_overlay(
+    img: Image,
+    overlay: Path,
+    *,
+    qemu_img: str = "qemu-img",
+    cwd: Path | None = None,
+    template_dir: Path | None = None,
+) -> None:
+    """Create the guest's qcow2 ``overlay`` whose read-only backing file is the image's raw disk.
+
+    With ``template_dir`` qemu-img runs once per image (and qemu-img binary): every later overlay
+    is a copy of that first one, which is the same bytes (an empty qcow2 naming the same backing
+    file). Each guest's create then skips a qemu-img exec: 20-40 ms here, ~0.3 ms to copy."""
+    where = overlay if cwd is None else cwd / overlay
+    if template_dir is None:
+        _qemu_img_create(img, where, qemu_img)
+        return
+    template = template_dir / f"overlay-{img.name}-{img.digest}-{_binary_id(qemu_img)}.qcow2"
+    if not template.is_file():
+        template_dir.mkdir(parents=True, exist_ok=True)
+        # per process and thread: guests created in parallel may both find it missing
+        tmp = template.with_name(f".{template.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            _qemu_img_create(img, tmp, qemu_img)
+            tmp.replace(template)
+        finally:
+            tmp.unlink(missing_ok=True)
+    shutil.copyfile(template, where)
+
+
+def _qemu_img_create(img: Image, overlay: Path, qemu_img: str) -> None:
     res = run_command(
-        [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(img.disk), str(overlay)],
-        timeout=30,
-        cwd=cwd,
+        [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(img.disk), str(overlay)], timeout=30
     )
     if not res.ok:
-        where = overlay if cwd is None else cwd / overlay
-        raise SandboxError(f"qemu-img could not create the overlay {where}: {res.stderr.strip()}")
+        raise SandboxError(f"qemu-img could not create the overlay {overlay}: {res.stderr.strip()}")
+
+
+def _binary_id(binary: str) -> str:
+    """Which qemu-img made a template: a new one may write another qcow2 version or defaults."""
+    path = shutil.which(binary) or binary
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "0"
+    return f"{int(st.st_mtime)}-{st.st_size}"

@@ -252,6 +252,8 @@ class QemuDriver:
             "qemu", self.opts.accel, lambda: self._accel_probe(self._ctx.state_dir, self.binary)
         )
         self._machine: MachineChoice | None = None
+        #: Where the per-image empty overlay lives that each guest's is copied from (make_overlay).
+        self._templates = ctx.state_dir / "guest"
         self._version: str | None = None
         self._seq = 0
 
@@ -383,7 +385,9 @@ class QemuDriver:
                 ) from None
             g.files_made = True
             with clock.phase("overlay"):
-                make_overlay(img, Path(OVERLAY), qemu_img=self.qemu_img, cwd=g.dir)
+                make_overlay(
+                    img, Path(OVERLAY), qemu_img=self.qemu_img, cwd=g.dir, template_dir=self._templates
+                )
             cmdline = self.opts.cmdline
             if choice.tsc_khz:
                 cmdline += f" {tcg_tsc_args(choice.tsc_khz)}"

@@ -294,7 +294,7 @@ class VmDriver:
         channel: AgentChannel | None = None
         pidfd: int | None = None
         try:
-            make_overlay(img, overlay)
+            make_overlay(img, overlay, template_dir=self._ctx.state_dir / "guest")
             net, address = self._net.attach() if spec.network else (None, None)
             data_disk = make_guest_data_disk(
                 spec,
@@ -425,14 +425,7 @@ class VmDriver:
 
     def teardown(self, dom: libvirt.virDomain | None, files: Sequence[Path]) -> None:
         """Destroy and undefine ``dom`` and remove its files; never raises for missing pieces."""
-        if dom is not None:
-            try:
-                if dom.isActive():
-                    dom.destroy()
-            except libvirt.libvirtError as err:
-                log.warning("destroying %s failed: %s", dom.name(), lv_msg(err))
-                if _still_active(dom):  # not when it stopped meanwhile ("domain is not running")
-                    self._left.append(f"domain {dom.name()}: destroy failed: {lv_msg(err)}")
+        if dom is not None and self._destroy(dom):
             try:
                 dom.undefine()
             except libvirt.libvirtError as err:
@@ -442,6 +435,27 @@ class VmDriver:
         for f in files:
             with contextlib.suppress(OSError):
                 f.unlink(missing_ok=True)
+
+    def _destroy(self, dom: libvirt.virDomain) -> bool:
+        """Stop ``dom``; False when libvirt no longer knows it (nothing left to undefine either).
+
+        A domain can go between our look and our destroy: it stopped meanwhile ("domain is not
+        running") or was already removed ("Domain not found", e.g. a guest that powered itself off
+        as a transient domain, or a gc of the same run). Both are the state teardown wants, not a
+        failure; only a domain that still runs after a failed destroy is left behind."""
+        try:
+            if dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as err:
+            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                log.debug("%s was already gone at teardown", dom.name())
+                return False
+            if _still_active(dom):
+                log.warning("destroying %s failed: %s", dom.name(), lv_msg(err))
+                self._left.append(f"domain {dom.name()}: destroy failed: {lv_msg(err)}")
+            else:
+                log.debug("%s stopped before its destroy: %s", dom.name(), lv_msg(err))
+        return True
 
     def close(self) -> None:
         """Remove the run's network and directory (after its sandboxes are destroyed). Raises

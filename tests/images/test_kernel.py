@@ -3,8 +3,8 @@ building a kernel (that is set-up's job: `isobench image build`)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -25,9 +25,13 @@ from isobench.images.kernel import (
     KernelRecipe,
     MicroKernel,
     config_fragment,
+    config_hz,
     default_kernel_recipe,
     find_micro_kernel,
     fragment_options,
+    init_compiler,
+    kernel_patch,
+    micro_init_digest,
     micro_init_source,
     micro_initrd,
     missing_options,
@@ -82,6 +86,8 @@ def test_digest_follows_the_source_version_and_the_fragment_only(tmp_path: Path)
     assert r.digest() != KernelRecipe(r.source, r.source_version, "CONFIG_A=y\nCONFIG_B=y\n").digest()
     # a comment is no input
     assert r.digest() == KernelRecipe(r.source, r.source_version, "# why\nCONFIG_A=y\n").digest()
+    # the patch is
+    assert r.digest() != KernelRecipe(r.source, r.source_version, r.fragment, patch="--- a/x\n").digest()
     assert len(r.digest()) == 16
 
 
@@ -92,7 +98,22 @@ def test_recipe_needs_the_source_package(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"linux-source-6\.1"):
         default_kernel_recipe(tmp_path, version_of=lambda _p: "")  # the tarball without its package
     r = default_kernel_recipe(tmp_path, version_of=lambda _p: "6.1.1-1")
-    assert (r.source_version, r.fragment) == ("6.1.1-1", config_fragment())
+    assert (r.source_version, r.fragment, r.patch) == ("6.1.1-1", config_fragment(), kernel_patch())
+
+
+def test_the_patch_is_what_the_micro_guest_relies_on() -> None:
+    """Its two changes, to the files they belong in (the build applies it with patch -p1)."""
+    patch = kernel_patch()
+    files = re.findall(r"^\+\+\+ b/(\S+)$", patch, re.MULTILINE)
+    assert files == ["arch/x86/kernel/apic/apic.c", "arch/x86/mm/init.c"]
+    assert 'early_param("lapic_timer_period"' in patch
+    assert "free_reserved_area((void *)begin, (void *)end, -1, what);" in patch
+
+
+def test_config_hz() -> None:
+    assert config_hz("CONFIG_HZ_250=y\nCONFIG_HZ=250\n") == 250
+    with pytest.raises(UsageError, match="CONFIG_HZ"):
+        config_hz("CONFIG_HZ_250=y\n")
 
 
 def _kernel(state: Path, digest: str = "k1") -> MicroKernel:
@@ -126,7 +147,9 @@ def test_the_micro_initramfs_is_one_static_init_named_after_its_source(tmp_path:
     compiled: list[bytes] = []
     out = micro_initrd(k, _fake_gcc(compiled))
     assert compiled == [micro_init_source()]
-    assert out == k.root / f"initrd-{hashlib.sha256(micro_init_source()).hexdigest()[:16]}.img"
+    assert out == k.root / f"initrd-{micro_init_digest(init_compiler())}.img"
+    # named after the compiler too: musl's /init is not glibc's
+    assert micro_init_digest("musl-gcc") != micro_init_digest("gcc")
     listing = subprocess.run(["cpio", "-itv"], stdin=out.open("rb"), capture_output=True, check=True)
     lines = listing.stdout.decode().splitlines()
     assert sorted(line.split()[-1] for line in lines) == ["dev", "init", "newroot", "proc"]
@@ -150,11 +173,12 @@ def test_a_failing_init_build_leaves_no_initramfs(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (set-up installs it)")
 def test_the_micro_init_compiles_static_and_warning_free(tmp_path: Path) -> None:
+    """With the compiler micro_initrd picks here (musl-gcc when installed, else glibc's gcc)."""
     src = tmp_path / "microinit.c"
     src.write_bytes(micro_init_source())
     out = tmp_path / "init"
     res = subprocess.run(
-        ["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(src)],
+        [init_compiler(), "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(src)],
         check=False,
         capture_output=True,
         text=True,

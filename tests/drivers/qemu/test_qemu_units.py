@@ -238,6 +238,7 @@ def _fake_image(state: Path, digest: str = "abc123") -> Path:
     micro = state / "images" / "kernel-micro-def456"
     micro.mkdir()
     (micro / "vmlinux").write_bytes(b"\x7fELF" + bytes(60))
+    (micro / "config").write_text("CONFIG_HZ=250\n")  # the tick rate sets lapic_timer_period
     (micro / ".complete").write_text("")
     return root
 

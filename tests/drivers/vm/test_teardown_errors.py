@@ -3,11 +3,13 @@ runner keeps the run's state for ``isobench gc``, instead of a warning in the lo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import libvirt
 import pytest
 from isobench.drivers.base import DriverContext
+from isobench.drivers.vm.domain import DomainConfig, domain_xml
 from isobench.drivers.vm.driver import VmDriver
 from isobench.errors import SandboxError
 
@@ -54,3 +56,24 @@ def test_a_domain_that_stopped_meanwhile_is_not_a_leftover(tmp_path: Path) -> No
     drv = VmDriver(DriverContext(tmp_path, tmp_path, "run1", {"uri": "test:///default"}))
     drv.retire(_StoppedMeanwhile(), [], None)  # type: ignore[arg-type]
     drv.close()
+
+
+def test_a_domain_already_gone_is_destroyed_without_a_warning(
+    tmp_path: Path, guest_config: DomainConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race behind "Domain not found" at teardown: the domain went (here: removed through
+    another handle) between create and destroy. libvirt's test driver answers the stale handle as
+    libvirtd does, with VIR_ERR_NO_DOMAIN: that is the state teardown wants, not a failure."""
+    drv = VmDriver(DriverContext(tmp_path, tmp_path, "run1", {"uri": "test:///default"}))
+    dom = drv.conn().defineXML(domain_xml(guest_config))
+    dom.create()
+    other = libvirt.open("test:///default").lookupByName(guest_config.name)
+    other.destroy()
+    other.undefine()
+    overlay = tmp_path / "g.qcow2"
+    overlay.write_text("x")
+    with caplog.at_level(logging.WARNING, logger="isobench.drivers.vm.driver"):
+        drv.retire(dom, [overlay], None)
+        drv.close()  # no "left behind" error either
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert not overlay.exists()
