@@ -268,8 +268,13 @@ def print_table(pairs: list[Pair], *, with_startup: bool) -> None:
         print(rate_line("on host start-up", sum(p.on_startup for p in ab), len(ab)))
     # An A/B alarm on a figure nothing slowed is a false alarm inside a detection: when these are
     # common, the detections above say as much about the machine as about the injection.
-    other = sum(any(names_other(g, with_startup) for g in p.gate_lines) for p in ab)
-    print(rate_line("on a figure not injected", other, len(ab)))
+    other = [any(names_other(g, with_startup) for g in p.gate_lines) for p in ab]
+    print(rate_line("on a figure not injected", sum(other), len(ab)))
+    print(
+        rate_line(
+            "on container cpu alone", sum(p.on_cpu and not o for p, o in zip(ab, other, strict=True)), len(ab)
+        )
+    )
 
 
 if __name__ == "__main__":

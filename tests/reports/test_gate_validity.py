@@ -59,4 +59,5 @@ def test_summarize_counts_alarms_per_kind_and_per_injected_figure(tmp_path: Path
     assert rows["detections (A/B)"][:3] == ["3", "2", "67%"]
     assert rows["on container cpu"][:3] == ["3", "2", "67%"]
     assert rows["on a figure not injected"][:3] == ["3", "1", "33%"]
+    assert rows["on container cpu alone"][:3] == ["3", "1", "33%"]  # the other one moved the host too
     assert "on host start-up" not in rows  # no start delay was injected
