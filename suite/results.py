@@ -37,6 +37,12 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    correlation one "r_interval" and "n_eff". Reports rank two leak scores only when
                    their intervals are disjoint. Version 4 loads as is (its "bounds", the range over
                    the probes left out, stands in for the interval); 1-3 have none (shown without).
+    6  2026-12-01  leakage: a correlation channel's metadata "p" (and the p < 0.01 / p < 0.05 of its
+                   verdict) is Pearson's p over "n_eff", the effective number of points r's interval
+                   already used, not over the raw count "n"; same keys. A channel near a p threshold
+                   may get another verdict than under version 5 (e.g. a window with r 0.84 over 8
+                   readings: p 0.009 leaks in 5, p 0.12 over 4.4 effective points in 6). Version 5 and
+                   older load as is.
 """
 
 from __future__ import annotations
@@ -67,9 +73,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"

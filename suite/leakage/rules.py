@@ -46,7 +46,10 @@ Rule = Literal["equal", "canary", "correlation", "presence"]
 Status = Literal["leaks", "closed", "inconclusive", "error", "n/a"]
 
 #: A correlation probe leaks at r >= 0.8 with p < 0.01 (the issue's acceptance bar). Series are
-#: oriented so that the host's load raises them; a negative r is therefore never counted.
+#: oriented so that the host's load raises them; a negative r is therefore never counted. p is
+#: Pearson's over the series' effective number of independent points (:func:`effective_points`), the
+#: same n as r's interval: neighbouring readings are alike, and over the raw count p would claim a
+#: certainty the series does not have.
 MIN_CORRELATION = 0.8
 MAX_P_VALUE = 0.01
 #: Below the bar but at r >= 0.5, or at any positive r with p < 0.05, the series does follow the
@@ -76,7 +79,8 @@ class Verdict:
     leaks: bool
     evidence: str
     applicable: bool = True
-    #: Correlation probes only: Pearson r, its two-sided p value and the number of points.
+    #: Correlation probes only: Pearson r, its two-sided p value (over ``n_eff``) and the number of
+    #: points.
     r: float | None = None
     p: float | None = None
     n: int | None = None
@@ -203,7 +207,8 @@ def correlation(
 ) -> Verdict:
     """Pearson r between the host's on/off pattern and the series read inside, point by point:
     leaks at r >= ``min_r`` and p < ``max_p``; inconclusive short of that at r >= ``undecided_r`` or
-    at any positive r with p < ``undecided_p``; closed otherwise."""
+    at any positive r with p < ``undecided_p``; closed otherwise. p is over the effective number of
+    points (:func:`effective_points`), as r's interval is."""
     from scipy import stats
 
     if len(pattern) != len(series):
@@ -221,17 +226,16 @@ def correlation(
         # Constant: either nothing reaches the sandbox, or the host is saturated so the load changes
         # nothing there either (e.g. 100% busy CPUs). Not proof either way.
         return Verdict("correlation", False, f"series constant over {n} samples", n=n, inconclusive=True)
-    res = stats.pearsonr(pattern, series)
-    r = float(res.statistic)
-    p = float(res.pvalue)
+    r = float(stats.pearsonr(pattern, series).statistic)
     if math.isnan(r):
         return Verdict("correlation", False, f"r undefined over {n} samples", n=n, inconclusive=True)
-    status = correlation_status(
-        r, n, min_r=min_r, max_p=max_p, undecided_r=undecided_r, undecided_p=undecided_p, p=p
-    )
     n_eff = effective_points(pattern, series)
+    p = _pearson_p(r, n_eff)
+    status = correlation_status(
+        r, n_eff, min_r=min_r, max_p=max_p, undecided_r=undecided_r, undecided_p=undecided_p, p=p
+    )
     lo, hi = r_interval(r, n_eff)
-    evidence = f"r={r:.3f} [{lo:.2f}, {hi:.2f}] p={p:.2g} n={n}"
+    evidence = f"r={r:.3f} [{lo:.2f}, {hi:.2f}] p={p:.2g} n={n} n_eff={n_eff:.1f}"
     if status == "inconclusive":
         evidence += f" (follows the load, short of r>={min_r:g} with p<{max_p:g}: cannot decide)"
     return Verdict(
@@ -250,7 +254,7 @@ def correlation(
 
 def correlation_status(
     r: float,
-    n: int,
+    n: float,
     *,
     min_r: float = MIN_CORRELATION,
     max_p: float = MAX_P_VALUE,
@@ -258,9 +262,10 @@ def correlation_status(
     undecided_p: float = UNDECIDED_P_VALUE,
     p: float | None = None,
 ) -> Status:
-    """The correlation rule on r over ``n`` points (``p``: Pearson's two-sided p, derived from r and
-    n when not given): leaks at r >= ``min_r`` and p < ``max_p``; inconclusive short of that at
-    r >= ``undecided_r`` or at any positive r with p < ``undecided_p``; closed otherwise."""
+    """The correlation rule on r over ``n`` independent points (for autocorrelated series their
+    effective number; ``p``: Pearson's two-sided p, derived from r and n when not given): leaks at
+    r >= ``min_r`` and p < ``max_p``; inconclusive short of that at r >= ``undecided_r`` or at any
+    positive r with p < ``undecided_p``; closed otherwise."""
     if p is None:
         p = _pearson_p(r, n)
     if r >= min_r and p < max_p:
@@ -277,10 +282,12 @@ def _status_by_r(r: float) -> Status:
     return "inconclusive" if r >= UNDECIDED_CORRELATION else "closed"
 
 
-def _pearson_p(r: float, n: int) -> float:
+def _pearson_p(r: float, n: float) -> float:
+    """Pearson's two-sided p of r over ``n`` independent points (a fractional effective n is fine:
+    Student's t takes any positive degrees of freedom)."""
     from scipy import stats
 
-    if n < 3:
+    if n <= 2:
         return 1.0
     if abs(r) >= 1.0:
         return 0.0

@@ -91,3 +91,22 @@ def test_r_above_bar_but_p_too_high_does_not_count() -> None:
     assert v.p is not None
     assert v.p >= 0.01
     assert not v.leaks
+
+
+def test_reading_the_same_values_more_often_is_no_more_evidence() -> None:
+    """The 8 points above (r = 0.80, p = 0.017), each read three times in a row, as a sampler faster
+    than the channel moves reads them. Over the 24 readings Pearson's p is 3e-6 and the channel would
+    leak; over the effective points (~8.5: neighbours are alike) p stays above 0.01."""
+    from scipy import stats
+
+    pattern = [0, 0, 1, 1, 0, 0, 1, 1]
+    series = [0.0, 0.45, 1.0, 0.55, 0.1, 0.3, 0.9, 0.5]
+    xs = [x for x in pattern for _ in range(3)]
+    ys = [y for y in series for _ in range(3)]
+    assert float(stats.pearsonr(xs, ys).pvalue) < rules.MAX_P_VALUE  # the raw count: "significant"
+    v = rules.correlation(xs, ys)
+    assert v.r is not None and v.r >= rules.MIN_CORRELATION
+    assert v.n_eff is not None and 7 < v.n_eff < 10
+    assert v.p is not None and v.p >= rules.MAX_P_VALUE
+    assert not v.leaks and v.status == "inconclusive"
+    assert f"n_eff={v.n_eff:.1f}" in v.evidence

@@ -63,14 +63,12 @@ def test_one_point_fewer_than_the_minimum_cannot_decide(pairs: dict[str, Any]) -
     assert "only 7" in v.evidence
 
 
-@pytest.mark.parametrize("name", PAIRS)
-def test_pair_is_the_recorded_series_window(
-    pairs: dict[str, Any], recorded: Callable[[str], Any], name: str
-) -> None:
-    """Every pair whose dump is kept here is re-derived from it: real data, not hand-made."""
-    pair = pairs[name]
-    rec = recorded(pair["source"])
-    probe = next(p for p in CORRELATION_PROBES if p.name == pair["probe"])
+def _window(
+    recorded: Callable[[str], Any], source: str, probe_name: str, start: int, points: int
+) -> tuple[list[float], list[float]]:
+    """The aligned series of one channel in a kept dump, cut to ``points`` from ``start``."""
+    rec = recorded(source)
+    probe = next(p for p in CORRELATION_PROBES if p.name == probe_name)
     pat = rec["pattern"]
     samples = s.parse_dump(rec["stdout"])
     offset, _how = s.align_offset(samples[0].t, samples[-1].t, rec["exec_start"], rec["exec_end"])
@@ -82,9 +80,42 @@ def test_pair_is_the_recorded_series_window(
         s.LoadPattern(pat["start"], pat["period"], pat["periods"]),
         offset,
     )
-    window = slice(pair["start"], pair["start"] + pair["points"])
-    assert xs[window] == pair["xs"]
-    assert ys[window] == pytest.approx(pair["ys"])
+    return xs[start : start + points], ys[start : start + points]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_pair_is_the_recorded_series_window(
+    pairs: dict[str, Any], recorded: Callable[[str], Any], name: str
+) -> None:
+    """Every pair whose dump is kept here is re-derived from it: real data, not hand-made."""
+    pair = pairs[name]
+    xs, ys = _window(recorded, pair["source"], pair["probe"], pair["start"], pair["points"])
+    assert xs == pair["xs"]
+    assert ys == pytest.approx(pair["ys"])
+
+
+def test_p_counts_the_effective_points_not_the_readings(
+    pairs: dict[str, Any], recorded: Callable[[str], Any]
+) -> None:
+    """ns_last_pid through the host driver during the fork load, 8 readings (this fixture's
+    p_just_below_0.01 while p was over every reading): r = 0.84 with p = 0.009 over the 8, a leak.
+    Neighbouring readings are alike: they count as 4.4 independent points, over which p = 0.12, so
+    the channel cannot decide. loadavg's 8-point window in the own container (r = 0.96) rests on 5.5
+    and stays a leak: p = 0.005."""
+    from scipy import stats
+
+    xs, ys = _window(recorded, "corr_host_fork.json", "ns_last_pid", 14, 8)
+    assert float(stats.pearsonr(xs, ys).pvalue) < rules.MAX_P_VALUE
+    was = rules.correlation(xs, ys)
+    assert was.r is not None and was.r >= rules.MIN_CORRELATION
+    assert was.n_eff is not None and was.n_eff < 5
+    assert was.p is not None and was.p > 10 * rules.MAX_P_VALUE
+    assert was.status == "inconclusive"
+    stays = pairs["eight_points_leak"]
+    raw = float(stats.pearsonr(stays["xs"], stays["ys"]).pvalue)
+    v = rules.correlation(stays["xs"], stays["ys"])
+    assert v.p is not None and raw < v.p < rules.MAX_P_VALUE
+    assert v.status == "leaks"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,63 @@
+"""benchmarks/gate_validity.py's own plumbing (its measurements are real runs, not tests): the help
+text (argparse once crashed on the rules' percent signs) and the table of a kept pairs.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gate_validity.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
+
+
+def test_help_shows_the_default_rules() -> None:
+    res = _run("--help")
+    assert res.returncode == 0, res.stderr
+    assert "startup.*:5%,cpu.*:5%" in res.stdout
+
+
+def _pair(kind: str, code: int, gate: list[str], load: list[float]) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "exit_code": code,
+        "gate_lines": gate,
+        "rule_lines": [],
+        "on_cpu": any("container/cpu." in g for g in gate),
+        "on_startup": any("host/startup." in g for g in gate),
+        "load": load,
+        "base": "b",
+        "cur": "c",
+    }
+
+
+def test_summarize_counts_alarms_per_kind_and_per_injected_figure(tmp_path: Path) -> None:
+    cpu = "isobench: gate: container/cpu.events_per_second [variant=all]: slower by -9% (p=1e-3), violates x"
+    host_cpu = "isobench: gate: host/cpu.events_per_second [variant=all]: slower by -40% (p=1e-6), violates x"
+    pairs = [
+        _pair("A/A", 0, [], [2.0, 2.5, 3.0]),
+        _pair("A/B", 1, [cpu], [3.0, 3.0, 3.1]),
+        _pair("A/A", 1, [host_cpu], [3.1, 3.0, 8.8]),  # a false alarm as the load rose
+        _pair("A/B", 1, [cpu, host_cpu], [8.8, 4.0, 4.2]),
+        _pair("A/A", 3, [], [4.2, 4.0, 4.0]),  # cannot judge: neither a pass nor an alarm
+        _pair("A/B", 0, [], [4.0, 4.0, 4.0]),
+    ]
+    kept = tmp_path / "pairs.json"
+    kept.write_text(json.dumps(pairs))
+    res = _run("--summarize", str(kept))
+    assert res.returncode == 0, res.stderr
+    rows = {line[:24].strip(): line[24:].split() for line in res.stdout.splitlines()[3:]}
+    assert "load average over the pairs: 2.00 to 8.80" in res.stdout
+    # compares (judged), alarms, rate, CI low, CI high, cannot judge
+    assert rows["false alarms (A/A)"][:3] == ["2", "1", "50%"]
+    assert rows["false alarms (A/A)"][-1] == "1"
+    assert "[  9%,  91%]" in res.stdout  # Wilson's 95% interval of 1 in 2
+    assert rows["detections (A/B)"][:3] == ["3", "2", "67%"]
+    assert rows["on container cpu"][:3] == ["3", "2", "67%"]
+    assert rows["on a figure not injected"][:3] == ["3", "1", "33%"]
+    assert rows["on container cpu alone"][:3] == ["3", "1", "33%"]  # the other one moved the host too
+    assert "on host start-up" not in rows  # no start delay was injected
