@@ -135,8 +135,10 @@ def drive(
                 try:
                     samples = fleet.result(handle)
                 except Exception as err:
-                    if host not in fleet.hosts():
-                        inflight[handle] = (host, placed)  # lost with its host, retried above
+                    # lost with its host (retried above once the host is seen gone), or a result that
+                    # could not be gathered in time from a live host (asked again on the next wait)
+                    if host not in fleet.hosts() or isinstance(err, TimeoutError):
+                        inflight[handle] = (host, placed)
                         checked = -math.inf
                         continue
                     # the task itself failed on a live host (not a cell's failure: those are samples)

@@ -17,6 +17,10 @@ from .worker import CellTask, close_run, execute_cell, worker_facts
 
 log = logging.getLogger(__name__)
 
+#: How long gathering a finished cell's samples may take (a few KB) before the client looks again
+#: at who is alive; see :meth:`DaskFleet.result`.
+RESULT_TIMEOUT = 20.0
+
 __all__ = ["DaskFleet", "Fleet", "Handle"]
 
 
@@ -104,7 +108,9 @@ class DaskFleet:
         return list(done)
 
     def result(self, handle: Any) -> list[Sample]:
-        return list(handle.result())
+        # Bounded: a task that finished on a host killed before its result was gathered is
+        # rescheduled by Dask, but only onto that (dead) host, so an unbounded result() never returns.
+        return list(handle.result(timeout=RESULT_TIMEOUT))
 
     def forget(self, handle: Any) -> None:
         handle.cancel()

@@ -37,6 +37,11 @@ class FakeFleet:
     journal_path: Path | None = None
     die_at: Mapping[int, str] = field(default_factory=dict)
     crash: set[int] = field(default_factory=set)
+    #: cells whose host dies after finishing them, before their result is gathered (Dask
+    #: reschedules such a task onto the dead host only: gathering it times out)
+    gone_before_gather: Mapping[int, str] = field(default_factory=dict)
+    #: cells whose result takes longer than the gather timeout once, on a live host
+    slow_gather: set[int] = field(default_factory=set)
     submitted: list[tuple[str, CellTask]] = field(default_factory=list)
     concurrent: list[int] = field(default_factory=list)
     journal_lines_seen: list[int] = field(default_factory=list)
@@ -72,6 +77,13 @@ class FakeFleet:
         t = handle.task
         if handle.n in self.crash:
             raise RuntimeError("worker task blew up")
+        if handle.n in self.gone_before_gather:
+            self.alive.pop(self.gone_before_gather[handle.n], None)
+            raise TimeoutError("no-worker")
+        if handle.n in self.slow_gather:
+            self.slow_gather.discard(handle.n)
+            self._pending.insert(0, handle)  # still finished: the next wait() hands it back
+            raise TimeoutError("slow")
         return [
             Sample(
                 run_id=t.run_id, driver=t.cell.driver, workload=t.cell.workload, metric="startup.total",
@@ -173,6 +185,35 @@ def test_a_task_that_raises_on_a_live_host_is_a_failure_sample(tmp_path: Path) -
     (failed,) = [s for s in samples if s.failed]
     assert "worker task blew up" in (failed.error or "") and failed.params[HOST_PARAM] == "a"
     assert len(samples) == 4
+
+
+def test_a_host_lost_between_finishing_a_cell_and_its_gathering_has_that_cell_retried(tmp_path: Path) -> None:
+    # seen in CI: local-1 was SIGKILLed right after its cell finished; the gather never returned
+    fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, gone_before_gather={1: "b"})
+    outcome, progress, samples = _run(tmp_path, fleet, fleet.hosts())
+    assert outcome.lost == ["b"] and outcome.retried >= 1 and not [s for s in samples if s.failed]
+    assert len(progress.finished) == progress.total
+    assert [s for s in samples if s.metadata.get("retry_of") == "b"]
+
+
+def test_a_slow_gather_on_a_live_host_is_asked_again_not_recorded_as_a_failure(tmp_path: Path) -> None:
+    fleet = FakeFleet({"a": dict(OFFER)}, slow_gather={0})
+    outcome, progress, samples = _run(tmp_path, fleet, fleet.hosts())
+    assert not outcome.lost and not [s for s in samples if s.failed]
+    assert len(samples) == 4 and len(progress.finished) == progress.total
+
+
+def test_the_dask_fleet_gathers_a_result_with_a_deadline() -> None:
+    from isobench.cluster.fleet import RESULT_TIMEOUT, DaskFleet
+
+    class Future:
+        def result(self, timeout: float | None = None) -> list[Sample]:
+            if timeout is None:
+                raise AssertionError("an unbounded gather can hang the whole run")
+            assert timeout == RESULT_TIMEOUT
+            return []
+
+    assert DaskFleet.result(object.__new__(DaskFleet), Future()) == []
 
 
 def test_local_workers_take_turns_one_cell_at_a_time(tmp_path: Path) -> None:
