@@ -16,6 +16,19 @@ Measured on this host with real budgeted runs, not simulated samples. Each *pair
   start-to-ready of ~0.18 ms, so even 1 ms is a several-fold regression, a check of the pipeline
   rather than of the 10% target.
 
+``--in-run`` measures the gate of an A/B run instead (``isobench run --ab``, README "A/B in one
+run"): each pair is ONE run holding both configurations, interleaved round by round in a seeded
+random order, judged by ``isobench compare RUN --ab A,B --fail-on RULES`` (the exact signed-rank test
+over rounds, Holm over the gated family). A whole-run shift of the machine then hits both sides
+alike; what is left to cry wolf is the round-to-round noise the test counts. Its run gets twice
+``--budget`` (the budget is per side in both modes). Every pair also keeps the per-round change the
+compare estimated for every gated figure (``effects`` in pairs.json), so the size of the injected
+regression is measured, not assumed.
+
+A start delay below 1 ms is spun on the monotonic clock (the host driver's ``start_delay``): a sleep
+cannot be that short, a spin adds its length to within microseconds, so ``--start-delay 0.000018``
+is a ~10% regression of a ~0.18 ms host start-to-ready.
+
 Pairs alternate A/A and A/B so drift of the machine hits both kinds alike. It prints every pair's
 exit code, the 1-minute load average before, between and after its two runs (on a shared
 runner a load change between the runs can make an A/A compare alarm), its rule lines and failures,
@@ -40,8 +53,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from isobench.config import parse_duration
+from isobench.reports.ab import compare_ab
+from isobench.reports.gate import parse_rules
+from isobench.results import load_results
 
 DEFAULT_RULES = "startup.*:5%,cpu.*:5%"
 
@@ -60,6 +79,9 @@ class Pair:
     load: tuple[float, float, float]
     base: str
     cur: str
+    #: ``--in-run``: gated figure -> the compare's change (B/A - 1), e.g. "container/cpu.events_per_second
+    #: [variant=single]": -0.09. Empty for two-run pairs.
+    effects: dict[str, float] = field(default_factory=dict)
 
 
 def load1() -> float:
@@ -77,19 +99,22 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def run_once(args: argparse.Namespace, config: Path, out: Path) -> Path:
-    """One budgeted run into ``out``; returns its run directory."""
+def run_once(args: argparse.Namespace, config: Path | None, out: Path, ab: Sequence[str] = ()) -> Path:
+    """One budgeted run into ``out`` (of ``config``, or an A/B run of ``ab``); returns its run directory."""
+    budget = args.budget
+    if ab:
+        budget = f"{2 * parse_duration(args.budget):.0f}s"
     cmd = [
         args.isobench,
         "run",
         "--budget",
-        args.budget,
+        budget,
         "--drivers",
         args.drivers,
         "--workloads",
         args.workloads,
-        "--config",
-        str(config),
+        *(["--config", str(config)] if config else []),
+        *[x for spec in ab for x in ("--ab", spec)],
         "--output",
         str(out),
         "--no-report",
@@ -106,15 +131,31 @@ def run_once(args: argparse.Namespace, config: Path, out: Path) -> Path:
     return run_dir
 
 
-def compare(args: argparse.Namespace, base: Path, cur: Path) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
-    """Exit code, failure lines (stderr) and rule lines (stdout) of one gated compare."""
-    cmd = [args.isobench, "compare", str(base), str(cur), "--fail-on", args.fail_on]
+def compare(
+    args: argparse.Namespace, base: Path, cur: Path | None
+) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+    """Exit code, failure lines (stderr) and rule lines (stdout) of one gated compare (of two runs, or
+    with ``cur`` None of the A/B run ``base``)."""
+    sides = [str(base), str(cur)] if cur else [str(base), "--ab", "A,B"]
+    cmd = [args.isobench, "compare", *sides, "--fail-on", args.fail_on]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode not in (0, 1, 3):
         sys.exit(f"compare failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
     gate = tuple(line for line in res.stderr.splitlines() if "gate" in line)
     rules = tuple(line for line in res.stdout.splitlines() if line.startswith("rule "))
     return res.returncode, gate, rules
+
+
+def ab_effects(run: Path, fail_on: str) -> dict[str, float]:
+    """Per gated figure of the A/B run ``run``: the paired change B/A - 1 its compare estimates."""
+    cmp = compare_ab(load_results(run), "A", "B", parse_rules([fail_on]))
+    return {
+        f"{c.key.driver}/{c.key.metric}" + (f" [{c.key.variant}]" if c.key.variant else ""): round(
+            c.change, 5
+        )
+        for c in cmp.changes
+        if c.gated and math.isfinite(c.change)
+    }
 
 
 def write_configs(work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
@@ -172,6 +213,11 @@ def main() -> int:
         default=str(Path(sys.executable).parent / "isobench"),
         help="the isobench to run (default: this venv's)",
     )
+    ap.add_argument(
+        "--in-run",
+        action="store_true",
+        help="each pair is one A/B run (isobench run --ab, both sides interleaved), compared paired by round",
+    )
     ap.add_argument("--keep", type=Path, help="keep the runs here (default: a temporary directory)")
     ap.add_argument(
         "--summarize",
@@ -206,10 +252,19 @@ def main() -> int:
         kind = "A/A" if i % 2 == 0 else "A/B"
         before = load1()
         print(f"pair {i + 1}/{2 * args.pairs} ({kind}), load {before:.2f}", flush=True)
-        base = run_once(args, conf_a, work / f"{i:02d}-base")
-        between = load1()
-        cur = run_once(args, conf_a if kind == "A/A" else conf_b, work / f"{i:02d}-cur")
-        code, gate, rules = compare(args, base, cur)
+        effects: dict[str, float] = {}
+        if args.in_run:
+            other = conf_a if kind == "A/A" else conf_b
+            base = run_once(args, None, work / f"{i:02d}-ab", ab=(f"A={conf_a}", f"B={other}"))
+            between = math.nan
+            code, gate, rules = compare(args, base, None)
+            effects = ab_effects(base, args.fail_on)
+            cur = base
+        else:
+            base = run_once(args, conf_a, work / f"{i:02d}-base")
+            between = load1()
+            cur = run_once(args, conf_a if kind == "A/A" else conf_b, work / f"{i:02d}-cur")
+            code, gate, rules = compare(args, base, cur)
         pair = Pair(
             kind,
             code,
@@ -220,11 +275,17 @@ def main() -> int:
             (before, between, load1()),
             base.name,
             cur.name,
+            effects,
         )
         pairs.append(pair)
         print(
             f"    compare: exit {code}, load {' -> '.join(f'{x:.2f}' for x in pair.load)}"
-            + "".join(f"\n      {line}" for line in (*rules, *gate[:6])),
+            + "".join(f"\n      {line}" for line in (*rules, *gate[:6]))
+            + (
+                "\n      changes: " + ", ".join(f"{k} {v:+.1%}" for k, v in sorted(effects.items()))
+                if effects
+                else ""
+            ),
             flush=True,
         )
         (work / "pairs.json").write_text(json.dumps([asdict(p) for p in pairs], indent=1))
@@ -250,13 +311,14 @@ def load_pairs(path: Path) -> list[Pair]:
                 load=(float(d["load"][0]), float(d["load"][1]), float(d["load"][2])),
                 base=str(d["base"]),
                 cur=str(d["cur"]),
+                effects={str(k): float(v) for k, v in d.get("effects", {}).items()},
             )
         )
     return out
 
 
 def print_table(pairs: list[Pair], *, with_startup: bool) -> None:
-    loads = [x for p in pairs for x in p.load]
+    loads = [x for p in pairs for x in p.load if math.isfinite(x)]
     print(f"1-minute load average over the pairs: {min(loads):.2f} to {max(loads):.2f}")
     print(f"{'':24}{'compares':>9}{'alarms':>8}{'rate':>7}  Wilson 95% CI   cannot judge")
     for kind, what in (("A/A", "false alarms (A/A)"), ("A/B", "detections (A/B)")):
@@ -277,6 +339,25 @@ def print_table(pairs: list[Pair], *, with_startup: bool) -> None:
             "on container cpu alone", sum(p.on_cpu and not o for p, o in zip(ab, other, strict=True)), len(ab)
         )
     )
+    print_effects(pairs)
+
+
+def print_effects(pairs: Sequence[Pair]) -> None:
+    """In-run pairs: the measured size of each figure's change, median and range over the pairs of a
+    kind (in A/B pairs the injected figures show the regression actually injected)."""
+    for kind in ("A/A", "A/B"):
+        per: dict[str, list[float]] = {}
+        count = sum(p.kind == kind for p in pairs)
+        for p in pairs:
+            if p.kind == kind:
+                for k, v in p.effects.items():
+                    per.setdefault(k, []).append(v)
+        if not per:
+            continue
+        print(f"{kind} pairs, change B/A per gated figure (median, range over {count} pairs):")
+        for k, vs in sorted(per.items()):
+            vs.sort()
+            print(f"  {k:58} {vs[len(vs) // 2]:+7.1%}  [{vs[0]:+7.1%}, {vs[-1]:+7.1%}]")
 
 
 if __name__ == "__main__":

@@ -61,3 +61,25 @@ def test_summarize_counts_alarms_per_kind_and_per_injected_figure(tmp_path: Path
     assert rows["on a figure not injected"][:3] == ["3", "1", "33%"]
     assert rows["on container cpu alone"][:3] == ["3", "1", "33%"]  # the other one moved the host too
     assert "on host start-up" not in rows  # no start delay was injected
+
+
+def test_summarize_shows_the_measured_size_of_in_run_changes(tmp_path: Path) -> None:
+    # An in-run pair (one A/B run) has no load between its runs and keeps each gated figure's change.
+    cpu = "container/cpu.events_per_second [variant=single]"
+    pairs = []
+    for i, change in enumerate((-0.08, -0.10, -0.12)):
+        aa = _pair("A/A", 0, [], [1.0, float("nan"), 1.5])
+        aa["effects"] = {cpu: 0.01 * i}
+        ab = _pair("A/B", 1, [f"isobench: gate: {cpu}: slower, violates x"], [1.5, float("nan"), 2.0])
+        ab["effects"] = {cpu: change}
+        pairs += [aa, ab]
+    kept = tmp_path / "pairs.json"
+    kept.write_text(json.dumps(pairs))
+    res = _run("--summarize", str(kept))
+    assert res.returncode == 0, res.stderr
+    assert "load average over the pairs: 1.00 to 2.00" in res.stdout
+    out = res.stdout.splitlines()
+    ab_at = out.index("A/B pairs, change B/A per gated figure (median, range over 3 pairs):")
+    assert out[ab_at + 1].split()[-4:] == ["-10.0%", "[", "-12.0%,", "-8.0%]"]
+    aa_at = out.index("A/A pairs, change B/A per gated figure (median, range over 3 pairs):")
+    assert out[aa_at + 1].split()[-4:] == ["+1.0%", "[", "+0.0%,", "+2.0%]"]

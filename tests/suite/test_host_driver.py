@@ -1,8 +1,10 @@
+import time
 from pathlib import Path
 
 import pytest
 from isobench.drivers.base import DriverContext, Sandbox, SandboxSpec, all_drivers
 from isobench.drivers.host import HostDriver
+from isobench.drivers.host import driver as host_driver
 from isobench.errors import CellTimeout, SandboxError
 
 
@@ -106,3 +108,17 @@ def test_start_delay_is_an_injected_create_phase_regression(tmp_path: Path) -> N
     create = next(p for p in sb.phases if p.name == "create")
     assert create.seconds >= 0.05
     assert drv.metadata()["start_delay_s"] == 0.05
+
+
+def test_a_start_delay_under_a_millisecond_is_spun_not_slept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sleep overshoots by tens of microseconds: an 18 us injection (10% of a host start) must spin.
+    slept: list[float] = []
+    monkeypatch.setattr(host_driver.time, "sleep", slept.append)
+    start = time.monotonic_ns()
+    host_driver.wait(0.0002)
+    assert time.monotonic_ns() - start >= 200_000
+    assert slept == []
+    host_driver.wait(0.002)
+    assert slept == [0.002]
+    host_driver.wait(0.0)
+    assert slept == [0.002]
