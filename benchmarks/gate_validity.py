@@ -54,11 +54,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from isobench.config import parse_duration
 from isobench.reports.ab import compare_ab
+from isobench.reports.cells import CellKey
+from isobench.reports.compare import compare as compare_runs
 from isobench.reports.gate import parse_rules
 from isobench.results import load_results
 
@@ -225,10 +227,18 @@ def main() -> int:
         metavar="PAIRS_JSON",
         help="run nothing: print the table of a measurement's pairs.json (e.g. one that was stopped)",
     )
+    ap.add_argument(
+        "--history",
+        action="store_true",
+        help="with --summarize: re-judge every two-run pair with compare --history, the history being "
+        "the measurement's other baseline-configuration runs (leave the pair out)",
+    )
     args = ap.parse_args()
     if args.summarize:
         kept = load_pairs(args.summarize)
         print(f"{len(kept)} pairs from {args.summarize}")
+        if args.history:
+            kept = rejudge_with_history(kept, args.summarize.parent, args.fail_on)
         print_table(kept, with_startup=bool(args.start_delay) or any(p.on_startup for p in kept))
         return 0
     if args.pairs < 1:
@@ -240,8 +250,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     conf_a, conf_b = write_configs(work, args)
     print(
-        f"gate validity: {args.pairs} A/A + {args.pairs} A/B pairs, budget {args.budget} per run, "
-        f"drivers {args.drivers}, workloads {args.workloads}, --fail-on '{args.fail_on}'; "
+        f"gate validity: {args.pairs} A/A + {args.pairs} A/B pairs, budget {args.budget} per "
+        + ("side (one A/B run per pair), " if args.in_run else "run, ")
+        + f"drivers {args.drivers}, workloads {args.workloads}, --fail-on '{args.fail_on}'; "
         f"A/B injects container cpus {args.quota_a} -> {args.quota_b}"
         + (f" and host start_delay {args.start_delay} s" if args.start_delay else ""),
         flush=True,
@@ -293,6 +304,51 @@ def main() -> int:
     print(f"\n{len(pairs)} pairs in {(time.monotonic() - started) / 60:.1f} min; runs kept in {work}")
     print_table(pairs, with_startup=bool(args.start_delay))
     return 0
+
+
+def rejudge_with_history(pairs: Sequence[Pair], work: Path, fail_on: str) -> list[Pair]:
+    """Each two-run pair judged again as ``isobench compare BASE CUR --history H`` would, H being
+    every other kept run of the baseline configuration (the A/A pairs' runs and the A/B pairs'
+    baselines, minus the pair's own): what a runner keeping its earlier runs would have decided.
+    Prints each pair's verdict and the detectable change per gated figure."""
+    rules = parse_rules([fail_on])
+    by_id = {d.name: d for d in work.glob("*/*") if d.is_dir()}
+    a_runs = [p.base for p in pairs] + [p.cur for p in pairs if p.kind == "A/A"]
+    loaded = {rid: load_results(by_id[rid]) for rid in {*a_runs, *(p.cur for p in pairs)}}
+    out = []
+    detectable: dict[str, list[float]] = {}
+    delayed = any(p.on_startup for p in pairs)  # the measurement injected a host start delay
+    for p in pairs:
+        history = [loaded[r] for r in a_runs if r not in (p.base, p.cur)]
+        cmp = compare_runs(loaded[p.base], loaded[p.cur], rules, resamples=0, history=history)
+        gate = tuple(
+            f"isobench: gate: {_figure(c.key)}: {c.change:+.1%}, violates {', '.join(c.failed_rules)}"
+            for c in cmp.changes
+            if c.failed
+        )
+        for c in cmp.changes:
+            if c.gated:
+                detectable.setdefault(_figure(c.key), []).append(c.detectable)
+        out.append(
+            replace(
+                p,
+                exit_code=cmp.exit_code,
+                gate_lines=gate,
+                on_cpu=any(names_cpu(g) for g in gate),
+                on_startup=any(names_startup(g, delayed) for g in gate),
+            )
+        )
+        print(f"  {p.kind} {p.base} -> {p.cur} (+{len(history)} history runs): exit {cmp.exit_code}")
+        for g in gate:
+            print(f"      {g}")
+    print("detectable change (80% power) per gated figure, median over the pairs:")
+    for k, vs in sorted(detectable.items()):
+        print(f"  {k:58} {sorted(vs)[len(vs) // 2]:7.0%}")
+    return out
+
+
+def _figure(key: CellKey) -> str:
+    return f"{key.driver}/{key.metric}" + (f" [{key.variant}]" if key.variant else "")
 
 
 def load_pairs(path: Path) -> list[Pair]:

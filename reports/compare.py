@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from isobench.errors import UsageError
-from isobench.exact import rank_sum_test
+from isobench.exact import PREDICTION_MIN_RUNS, prediction_test, rank_sum_test
 from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci
@@ -72,6 +72,7 @@ __all__ = [
     "min_repetitions",
     "parse_rule",
     "parse_rules",
+    "prediction_evidence",
     "sigma_log",
 ]
 
@@ -128,6 +129,33 @@ def evidence(
         test=rank_sum_test(c, b),
         sigma_log=sigma_log(b, c),
         identical=bool(b.size >= 2 and c.size >= 2 and np.all(pooled == pooled[0])),
+    )
+
+
+def prediction_evidence(key: CellKey, unit: str, better: Better, reference: ArrayLike, x: float) -> Evidence:
+    """One current run's median ``x`` against the medians of the reference runs (the baseline run and
+    its ``--history``): :func:`isobench.exact.prediction_test`; the noise is the reference's plain
+    standard deviation of logs, the baseline median the reference's median."""
+    ref = np.asarray(reference, dtype=float)
+    mb = float(np.median(ref))
+    positive = bool(np.all(ref > 0) and x > 0)
+    return Evidence(
+        key=key,
+        unit=unit,
+        better=better,
+        baseline_n=int(ref.size),
+        current_n=1,
+        baseline_median=mb,
+        current_median=x,
+        change=x / mb - 1.0 if mb != 0 else math.nan,
+        delta=x - mb,
+        change_ci_low=math.nan,
+        change_ci_high=math.nan,
+        change_ci_confidence=math.nan,
+        test=prediction_test(ref, x) if positive else rank_sum_test([x], ref),
+        sigma_log=float(np.std(np.log(ref), ddof=1)) if positive else sigma_log(ref),
+        prediction=positive,
+        identical=bool(np.all(ref == x)),
     )
 
 
@@ -201,29 +229,31 @@ def compare(
     min_effect: float = DEFAULT_MIN_EFFECT,
     resamples: int = 10_000,
     seed: int | None = 0,
+    history: Sequence[Results] = (),
 ) -> Comparison:
     """Compare every cell present on both sides; decide the gate from ``rules``. With more than one
-    run on either side the run is the unit of the test (each run counts with its median)."""
+    run on either side the run is the unit of the test (each run counts with its median).
+
+    ``history``: earlier runs of the baseline's configuration on the same host, joining the baseline
+    side as reference runs, so the run is the unit and run-to-run variation counts even with one
+    run per side: one current run is judged by where it falls against the reference runs' spread
+    (:func:`prediction_evidence`), several by the rank test over runs."""
     _check_options(alpha, min_effect)
     base_runs, cur_runs = _as_runs(baseline), _as_runs(current)
     if not base_runs or not cur_runs:
         raise UsageError("compare needs at least one run on each side")
-    by_run = len(base_runs) > 1 or len(cur_runs) > 1
-    base_cells = _side_cells(base_runs, by_run)
+    by_run = len(base_runs) > 1 or len(cur_runs) > 1 or bool(history)
+    base_cells = _side_cells([*base_runs, *history], by_run)
     cur_cells = _side_cells(cur_runs, by_run)
     common = [k for k in base_cells if k in cur_cells]
-    evidences = [
-        evidence(
-            k,
-            cur_cells[k][0].unit,
-            cur_cells[k][0].better,
-            base_cells[k][1],
-            cur_cells[k][1],
-            resamples=resamples,
-            seed=seed,
-        )
-        for k in common
-    ]
+    evidences = []
+    for k in common:
+        cell, ref = base_cells[k][0], base_cells[k][1]
+        values = cur_cells[k][1]
+        if by_run and len(values) == 1 and len(ref) >= PREDICTION_MIN_RUNS:
+            evidences.append(prediction_evidence(k, cell.unit, cell.better, ref, values[0]))
+        else:
+            evidences.append(evidence(k, cell.unit, cell.better, ref, values, resamples=resamples, seed=seed))
     warnings: list[str] = []
     changes = decide(evidences, rules, alpha=alpha, min_effect=min_effect, warnings=warnings)
     only_base = tuple(k for k in base_cells if k not in cur_cells)
@@ -242,7 +272,8 @@ def compare(
     if not by_run and any(c.gated and math.isfinite(c.p_adjusted) for c in changes):
         warnings.append(
             "one run per side: the test's unit is the sample, so run-to-run variation is not counted; "
-            "give several runs per side (--baseline D1 --baseline D2 ...) to count it"
+            "give earlier baseline runs (--history DIR) or several runs per side (-b D1 -b D2 ...) "
+            "to count it"
         )
     return Comparison(
         changes=tuple(changes),

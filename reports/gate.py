@@ -28,7 +28,7 @@ from typing import Literal
 
 import pandas as pd
 from isobench.errors import UsageError
-from isobench.exact import ExactTest, min_detectable_change, tarone_holm
+from isobench.exact import ExactTest, min_detectable_change, prediction_detectable, tarone_holm
 from isobench.model import Better
 
 from .cells import CellKey
@@ -121,6 +121,8 @@ class Evidence(Figure):
     test: ExactTest
     sigma_log: float  # noise of log(values), for the detectable effect
     paired: bool = False
+    #: One current run against reference runs (``compare --history``): :func:`prediction_test`.
+    prediction: bool = False
     #: Every value on both sides is the same: nothing changed and nothing to test.
     identical: bool = False
 
@@ -359,6 +361,14 @@ def _direction(better: Better, delta: float) -> Verdict:
     return "slower" if worse else "faster"
 
 
+def _detectable_change(e: Evidence, level: float, threshold: float) -> float:
+    if e.prediction:
+        return prediction_detectable(e.sigma_log, e.baseline_n, level=level, threshold=threshold)
+    return min_detectable_change(
+        e.sigma_log, e.baseline_n, e.current_n, level=level, threshold=threshold, paired=e.paired
+    )
+
+
 def decide(
     evidence: Sequence[Evidence],
     rules: Sequence[Rule],
@@ -374,7 +384,7 @@ def decide(
         for i, e in enumerate(evidence)
         if not e.identical
         and e.baseline_n >= (1 if e.paired else 2)
-        and e.current_n >= (1 if e.paired else 2)
+        and e.current_n >= (1 if e.paired or e.prediction else 2)
     ]
     adjusted = [math.nan] * len(evidence)
     judgeable = [False] * len(evidence)
@@ -405,14 +415,7 @@ def decide(
         if any(r.relative for r in matching[i]) and math.isnan(e.change):
             zero_base.append(_name(e.key))
         detectable = (
-            min_detectable_change(
-                e.sigma_log,
-                e.baseline_n,
-                e.current_n,
-                level=levels[i],
-                threshold=0.0 if absolute else threshold,
-                paired=e.paired,
-            )
+            _detectable_change(e, levels[i], 0.0 if absolute else threshold)
             if judgeable[i]
             else (math.nan if e.identical else math.inf)
         )

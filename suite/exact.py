@@ -27,6 +27,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import norm, rankdata
+from scipy.stats import t as student_t
 
 __all__ = [
     "EXACT_MAX",
@@ -34,6 +35,8 @@ __all__ = [
     "holm",
     "min_detectable_change",
     "paired_shift_ci",
+    "prediction_detectable",
+    "prediction_test",
     "rank_sum_test",
     "signed_rank_test",
     "tarone_holm",
@@ -163,6 +166,48 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+#: Fewest reference runs for :func:`prediction_test` (two leave one degree of freedom: useless).
+PREDICTION_MIN_RUNS = 3
+
+
+def prediction_test(reference: Values, x: float) -> ExactTest:
+    """Is the single run value ``x`` outside what the ``reference`` runs do? Two-sided p of the
+    Student-t prediction interval on log values: t = (log x - mean) / (s sqrt(1 + 1/n)), n - 1
+    degrees of freedom, with s the plain standard deviation of the reference's logs (inflated, not
+    hidden, by an outlying run: a conservative choice for heavy-tailed run-to-run shifts).
+
+    The test for one current run against the run-to-run spread its baseline is known to have
+    (``isobench compare --history``): a rank test cannot give one value against n better than
+    p = 2/(n+1), and the sample-level test of one run per side ignores run-to-run variation. Not
+    exact: it assumes the log run medians are normal; ``min_p`` is 0 (a continuous statistic)."""
+    ref = np.log(np.asarray(reference, dtype=float))
+    n = ref.size
+    if n < PREDICTION_MIN_RUNS or x <= 0 or not np.all(np.isfinite(ref)):
+        return ExactTest(math.nan, 1.0, False)
+    s = float(np.std(ref, ddof=1))
+    if s == 0.0:
+        return ExactTest(1.0 if math.log(x) == ref[0] else 0.0, 0.0, False)
+    t = (math.log(x) - float(np.mean(ref))) / (s * math.sqrt(1.0 + 1.0 / n))
+    return ExactTest(float(min(1.0, 2.0 * student_t.sf(abs(t), n - 1))), 0.0, False)
+
+
+def prediction_detectable(
+    sigma_log: float, n: int, *, level: float, threshold: float = 0.0, power: float = 0.8
+) -> float:
+    """Smallest true relative change of one run that :func:`prediction_test` at ``level`` (and a gate
+    at ``threshold``) flags with probability ``power``, for ``n`` reference runs whose logs have
+    standard deviation ``sigma_log``."""
+    if level <= 0 or n < PREDICTION_MIN_RUNS or not math.isfinite(sigma_log):
+        return math.inf
+    se = sigma_log * math.sqrt(1.0 + 1.0 / n)
+    z_power = _STD_NORMAL.inv_cdf(power)
+    needed = max(
+        (float(student_t.ppf(1.0 - level / 2.0, n - 1)) + z_power) * se,
+        math.log1p(threshold) + z_power * se,
+    )
+    return math.expm1(needed)
 
 
 def tarone_holm(

@@ -8,6 +8,7 @@
 # Both refs are checked out from this repository into WORKDIR (default: a new temporary directory),
 # exactly as the workflow's checkout steps do. As root, like the workflow's sudo steps. Prints each
 # step's wall time and the total; exits with the compare's code (0 pass, 1 regression, 3 cannot judge).
+# HISTORY=DIR (a folder of earlier baseline runs, like the workflow's kept ones) adds --history DIR.
 set -euo pipefail
 
 [ $# -ge 2 ] || { echo "usage: $0 BASE_REF CAND_REF [WORKDIR]" >&2; exit 2; }
@@ -59,7 +60,9 @@ done
 rc=0
 base=$(ls -d "$work"/isobench-baseline/*/ | head -n 1)
 cand=$(ls -d "$work"/isobench-candidate/*/ | head -n 1)
-step "compare" "$work/candidate/.venv/bin/isobench" compare "$base" "$cand" --fail-on "$FAIL_ON" || rc=$?
+hist=()
+[ -n "${HISTORY:-}" ] && hist=(--history "$HISTORY")
+step "compare" "$work/candidate/.venv/bin/isobench" compare "$base" "$cand" --fail-on "$FAIL_ON" "${hist[@]}" || rc=$?
 (cd "$work/candidate" && .venv/bin/isobench gc >/dev/null) || true
 printf '== whole gate: %d s; results in %s\n' "$(($(date +%s) - t0))" "$work" >&2
 exit "$rc"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from isobench.errors import UsageError
 from isobench.reports.ab import compare_ab
 from isobench.reports.compare import compare as compare_runs
 from isobench.reports.compare import parse_rules
-from isobench.results import finalize, load_results
+from isobench.results import Results, finalize, load_results
 from rich.markup import escape
 
 __all__ = ["compare", "export", "finalize_cmd", "history", "report"]
@@ -78,6 +78,15 @@ def finalize_cmd(run_dir: Path) -> None:
 @click.option(
     "--min-effect", type=float, default=0.05, show_default=True, help="Smallest relative change reported."
 )
+@click.option(
+    "--history",
+    "history_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Earlier runs of the baseline's configuration on this host (a run directory, or a folder of "
+    "them such as a CI trend folder; repeatable): they join the baseline as reference runs, so the "
+    "run is the unit and run-to-run variation counts even with one run per side.",
+)
 @click.option("--all", "show_all", is_flag=True, help="Print every compared figure, not only changes.")
 def compare(
     dirs: tuple[Path, ...],
@@ -87,6 +96,7 @@ def compare(
     fail_on: tuple[str, ...],
     alpha: float,
     min_effect: float,
+    history_dirs: tuple[Path, ...],
     show_all: bool,
 ) -> None:
     """Per metric: change in median with a CI and a verdict; with --fail-on, a regression gate.
@@ -94,6 +104,7 @@ def compare(
     \b
     isobench compare BASE CUR                     one run per side (unit: sample)
     isobench compare -b B1 -b B2 -c C1 -c C2      several runs per side (unit: run)
+    isobench compare BASE CUR --history TREND     one run per side against earlier runs (unit: run)
     isobench compare DIR --ab A,B                 B vs A of one A/B run (unit: round, paired)
 
     Exit 0: no rule violated; 1: a rule violated; 3: nothing violated but a gated figure could not be
@@ -102,8 +113,10 @@ def compare(
     rules = parse_rules(fail_on)
     if ab is not None:
         labels = launch.split_names(ab) or ()
-        if len(labels) != 2 or len(dirs) != 1 or baselines or currents:
-            raise UsageError("--ab takes two labels (--ab A,B) and exactly one results directory")
+        if len(labels) != 2 or len(dirs) != 1 or baselines or currents or history_dirs:
+            raise UsageError(
+                "--ab takes two labels (--ab A,B) and exactly one results directory (no --history)"
+            )
         cmp = compare_ab(
             load_results(dirs[0]), labels[0], labels[1], rules, alpha=alpha, min_effect=min_effect
         )
@@ -118,16 +131,30 @@ def compare(
             baselines, currents = (dirs[0],), (dirs[1],)
         else:
             raise UsageError("compare needs BASE CUR, or --baseline D ... --current D ..., or DIR --ab A,B")
-        cmp = compare_runs(
-            [load_results(d) for d in baselines],
-            [load_results(d) for d in currents],
-            rules,
-            alpha=alpha,
-            min_effect=min_effect,
-        )
+        base_runs = [load_results(d) for d in baselines]
+        cur_runs = [load_results(d) for d in currents]
+        history = _history(history_dirs, {r.run_id for r in (*base_runs, *cur_runs)})
+        cmp = compare_runs(base_runs, cur_runs, rules, alpha=alpha, min_effect=min_effect, history=history)
         title = f"{', '.join(map(str, baselines))} -> {', '.join(map(str, currents))}"
+        if history_dirs:
+            title += f" (with {len(history)} earlier baseline runs)"
     print_comparison(cmp, title, show_all=show_all)
     sys.exit(cmp.exit_code)
+
+
+def _history(dirs: Sequence[Path], compared: set[str]) -> list[Results]:
+    """The ``--history`` runs, without the runs being compared (a trend folder may hold them)."""
+    if not dirs:
+        return []
+    from isobench.reports.history import load_runs
+
+    skipped: list[str] = []
+    runs = [r for r in load_runs(dirs, skipped) if r.run_id not in compared]
+    if not runs:
+        raise UsageError(
+            f"--history {', '.join(map(str, dirs))}: no earlier runs there besides the compared ones"
+        )
+    return runs
 
 
 @click.command()

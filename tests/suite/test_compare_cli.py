@@ -132,7 +132,30 @@ def test_bad_invocations_are_one_line_usage_errors(tmp_path: Path) -> None:
         [str(d), "--ab", "A"],
         [str(d), "--ab", "A,B"],  # not an A/B run
         [str(d), str(d), "--fail-on", "startup"],
+        [str(d), "--ab", "A,B", "--history", str(d)],
     ):
         r = _invoke("compare", *args)
         assert r.exit_code == 2, (args, r.output)
         assert r.output.startswith("isobench: error: ") and len(r.output.strip().splitlines()) == 1
+
+
+def test_one_run_per_side_with_history(tmp_path: Path) -> None:
+    # The baseline and the current run differ by 8%, as two runs of the same code do on a busy host;
+    # the trend folder's earlier runs show such moves, so with --history there is no alarm.
+    trend = tmp_path / "trend"
+    levels = [1.0, 1.09, 0.94, 1.05, 0.97, 1.1, 0.92]
+    for i, level in enumerate(levels):
+        _write_run(trend / f"old{i}", {("vm", "startup.total"): _timings(i, 20, centre=level, cov=0.01)})
+    base = _write_run(trend / "base", {("vm", "startup.total"): _timings(90, 20, cov=0.01)})
+    cur = _write_run(tmp_path / "cur", {("vm", "startup.total"): _timings(91, 20, centre=1.08, cov=0.01)})
+    alone = _invoke("compare", str(base), str(cur), "--fail-on", "startup.*:5%")
+    assert alone.exit_code == 1, alone.output
+    r = _invoke("compare", str(base), str(cur), "--fail-on", "startup.*:5%", "--history", str(trend))
+    assert r.exit_code == 0, r.output
+    # The trend folder holds the baseline itself: it is not counted twice.
+    assert "(with 7 earlier baseline runs)" in r.output and "(unit: run)" in r.output
+    far = _write_run(tmp_path / "far", {("vm", "startup.total"): _timings(92, 20, centre=1.6, cov=0.01)})
+    r = _invoke("compare", str(base), str(far), "--fail-on", "startup.*:5%", "--history", str(trend))
+    assert r.exit_code == 1, r.output
+    bad = _invoke("compare", str(base), str(cur), "--history", str(tmp_path / "missing"))
+    assert bad.exit_code == 2 and bad.output.startswith("isobench: error: ")

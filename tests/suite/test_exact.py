@@ -149,3 +149,38 @@ def test_paired_interval_covers_at_least_its_stated_confidence(n: int) -> None:
         _, lo, hi, stated = paired_shift_ci(math.log(1.1) + rng.standard_t(4, n) * 0.03)
         covered += lo <= math.log(1.1) <= hi
     assert covered / trials >= stated - 0.04
+
+
+# -- one run against reference runs (compare --history) ---------------------------------------
+
+
+def test_prediction_test_golden_value() -> None:
+    from isobench.exact import prediction_test
+
+    # logs 1..5: mean 3, sd sqrt(2.5); one more run at 3 + t(0.975, 4) x sd x sqrt(1 + 1/5) sits
+    # exactly on the 95% prediction bound, so p = 0.05.
+    ref = np.exp([1.0, 2.0, 3.0, 4.0, 5.0])
+    x = math.exp(3.0 + 2.7764451052 * math.sqrt(2.5) * math.sqrt(1.2))
+    assert prediction_test(ref, x).p_value == pytest.approx(0.05, abs=1e-6)
+    assert prediction_test(ref, math.exp(3.0)).p_value == pytest.approx(1.0)
+    assert prediction_test(ref, x).min_p == 0.0 and not prediction_test(ref, x).exact
+    assert math.isnan(prediction_test(ref[:2], x).p_value)  # two runs: no usable spread
+
+
+def test_prediction_test_holds_its_level_and_its_stated_power() -> None:
+    from isobench.exact import prediction_detectable, prediction_test
+
+    rng = np.random.default_rng(5)
+    sims, n, sigma = 4000, 6, 0.05
+    alarms = sum(
+        prediction_test(np.exp(rng.normal(0, sigma, n)), math.exp(rng.normal(0, sigma))).p_value < 0.05
+        for _ in range(sims)
+    )
+    assert 0.04 <= alarms / sims <= 0.06
+    # The detectable change is stated for the true noise; a shift that size is flagged ~80%.
+    shift = math.log1p(prediction_detectable(sigma, n, level=0.05))
+    caught = sum(
+        prediction_test(np.exp(rng.normal(0, sigma, n)), math.exp(rng.normal(shift, sigma))).p_value < 0.05
+        for _ in range(sims)
+    )
+    assert 0.7 <= caught / sims <= 0.9
