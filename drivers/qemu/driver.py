@@ -48,6 +48,7 @@ from isobench.drivers.base import (
 )
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
+from isobench.drivers.guest.boot import BootTimeout, wait_for_agent
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
     check_volume,
@@ -74,7 +75,6 @@ from isobench.drivers.qemu.command import (
     qemu_argv,
 )
 from isobench.drivers.qemu.machine import (
-    BootTimeout,
     MachineChoice,
     MicrovmProbe,
     cache_path,
@@ -430,21 +430,15 @@ class QemuDriver:
             t_up = time.monotonic_ns()
             clock.add("spawn", t_spawn, t_up)
             clock.add("create", t_create, t_up)
-            deadline = time.monotonic() + boot_timeout
             with _sock_path(g.dir, AGENT_SOCKET) as agent_path:
-                g.channel = channel = AgentChannel.connect(agent_path, time.monotonic() + 10)
-            try:
-                ready, ready_ns = channel.wait_ready(deadline)
-            except TimeoutError:
-                raise BootTimeout(
-                    f"guest {g.name} ({machine}) was not ready within {boot_timeout:.0f}s; last console line:"
-                    f" {last_line(g.dir / CONSOLE_LOG)!r}"
-                ) from None
-            except SandboxError as err:
-                raise SandboxError(
-                    f"guest {g.name} ({machine}) died before ready ({err}); qemu said"
-                    f" {last_line(g.dir / QEMU_LOG)!r}, console {last_line(g.dir / CONSOLE_LOG)!r}"
-                ) from err
+                channel, ready, ready_ns = wait_for_agent(
+                    agent_path,
+                    boot_timeout,
+                    guest=f"{g.name} ({machine})",
+                    console=g.dir / CONSOLE_LOG,
+                    qemu_log=g.dir / QEMU_LOG,
+                )
+            g.channel = channel
             record_boot(clock, t_create, t_up, ready, ready_ns)
             return QemuSandbox(self, g, channel, ready, clock, avail)
         except BaseException:

@@ -54,6 +54,7 @@ from isobench.drivers.base import (
 )
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
+from isobench.drivers.guest.boot import wait_for_agent
 from isobench.drivers.guest.datadisk import (
     VOLUME_DESCRIPTION,
     check_volume,
@@ -65,7 +66,6 @@ from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
-from isobench.drivers.guest.process import last_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.naming import safe_chars as _safe
 from isobench.drivers.vm.cgroups import remove_guest_cgroups
@@ -343,23 +343,13 @@ class VmDriver:
             t_started = time.monotonic_ns()
             clock.add("create", t_create, t_started)
             pidfd = self._pidfd(name)
-            deadline = time.monotonic() + self.opts.boot_timeout
             try:
                 agent_socket = agent_socket_of(name, dom.XMLDesc())
             except libvirt.libvirtError as err:  # libvirtd died right after starting it
                 raise SandboxError(f"libvirt lost {name} as it started: {lv_msg(err)}") from err
-            try:
-                channel = AgentChannel.connect(agent_socket, time.monotonic() + 10)
-                ready, ready_ns = channel.wait_ready(deadline)
-            except TimeoutError:
-                raise SandboxError(
-                    f"guest {name} was not ready within {self.opts.boot_timeout:.0f}s; last console line:"
-                    f" {last_line(console)!r}"
-                ) from None
-            except SandboxError as err:
-                raise SandboxError(
-                    f"guest {name} died before ready ({err}); last console line: {last_line(console)!r}"
-                ) from err
+            channel, ready, ready_ns = wait_for_agent(
+                agent_socket, self.opts.boot_timeout, guest=name, console=console
+            )
             record_boot(clock, t_create, t_started, ready, ready_ns)
             return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail, pidfd)
         except BaseException:

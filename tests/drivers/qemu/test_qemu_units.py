@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.guest.accel import AccelProbe, host_tsc_khz
+from isobench.drivers.guest.boot import BootTimeout
 from isobench.drivers.guest.probecache import TIMEOUT_TTL_S
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
-from isobench.drivers.qemu.machine import BootTimeout, tsc_khz_from_dmesg
+from isobench.drivers.qemu.machine import tsc_khz_from_dmesg
 from isobench.drivers.qemu.network import RunNetwork
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
