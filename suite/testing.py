@@ -55,6 +55,7 @@ __all__ = [
     "Response",
     "Rule",
     "UnscriptedExec",
+    "fake_guest_image",
     "fake_tool",
     "in_turn",
     "workload_context",
@@ -314,3 +315,19 @@ def fake_tool(path: Path, script: str) -> str:
     path.write_text(f"#!/bin/sh\n{script}\n")
     path.chmod(0o755)
     return str(path)
+
+
+def fake_guest_image(state_dir: Path, digest: str = "abc123") -> Path:
+    """A built ``default`` image under ``state_dir`` as far as the guest core checks one (a kernel
+    with a setup header, an initramfs, an ext4 superblock), though nothing in it boots; its root."""
+    root = state_dir / "images" / f"default-{digest}"
+    root.mkdir(parents=True)
+    kernel = bytearray(0x400)
+    kernel[0x202:0x206] = b"HdrS"
+    (root / "vmlinuz").write_bytes(bytes(kernel))
+    (root / "initrd.img").write_bytes(b"07070100")
+    disk = bytearray(4096)
+    disk[1024 + 56 : 1024 + 58] = b"\x53\xef"
+    (root / "rootfs.ext4").write_bytes(bytes(disk))
+    (root / ".complete").write_text("")
+    return root

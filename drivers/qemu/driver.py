@@ -48,13 +48,11 @@ from isobench.drivers.base import (
 )
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
-from isobench.drivers.guest.datadisk import (
-    VOLUME_DESCRIPTION,
-    check_volume,
-    make_guest_data_disk,
-)
-from isobench.drivers.guest.flavour import GuestBoot, KernelFlavour, guest_boot
-from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
+from isobench.drivers.guest.boot import BootTimeout, wait_for_agent
+from isobench.drivers.guest.datadisk import make_guest_data_disk
+from isobench.drivers.guest.flavour import KernelFlavour, guest_boot
+from isobench.drivers.guest.image import guest_image, make_overlay
+from isobench.drivers.guest.launcher import checked_guest, guest_metadata
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
@@ -74,7 +72,6 @@ from isobench.drivers.qemu.command import (
     qemu_argv,
 )
 from isobench.drivers.qemu.machine import (
-    BootTimeout,
     MachineChoice,
     MicrovmProbe,
     cache_path,
@@ -90,7 +87,6 @@ from isobench.drivers.qemu.procscan import find_guests
 from isobench.drivers.qemu.qmp import QmpClient
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
 from isobench.hostsys.links import Links
-from isobench.images import Image
 from isobench.procs import run_command, running
 
 log = logging.getLogger(__name__)
@@ -267,12 +263,6 @@ class QemuDriver:
             self._version = out.splitlines()[0].strip() if code == 0 and out.strip() else ""
         return self._version
 
-    def _image(self, spec: SandboxSpec | None = None) -> Image:
-        return guest_image(self._ctx.state_dir, self.opts.image, spec.image if spec is not None else None)
-
-    def _boot(self, img: Image) -> GuestBoot:
-        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
-
     # -- machine type ----------------------------------------------------------------------
     def machine(self) -> MachineChoice:
         """microvm when asked for, or (auto) when this qemu has it and a probe guest booted on it."""
@@ -299,9 +289,9 @@ class QemuDriver:
             return self._machine
         accel = self.accel()
         qemu = self._which(self.binary) or self.binary
-        img = self._image()
+        img = guest_image(self._ctx.state_dir, self.opts.image)
         # The probe's answer holds for the kernel it booted: the micro kernel's build is in the key.
-        boot = self._boot(img)
+        boot = guest_boot(self._ctx.state_dir, img, self.opts.kernel)
         guest = img.digest if boot.flavour == "stock" else f"{img.digest}-micro-{boot.kernel_build}"
         cache = cache_path(self._ctx.state_dir, self.host.proc, qemu, guest, accel)
         self._machine = load_choice(cache)
@@ -321,9 +311,7 @@ class QemuDriver:
                     reason=f"{tool} is not installed; run `apt-get install qemu-system-x86 qemu-utils`",
                 )
         try:
-            img = self._image()
-            check_image(img)
-            boot = self._boot(img)
+            img, boot = checked_guest(self._ctx.state_dir, self.opts)
             details = self.accel.details()
             choice = self.machine()
         except (DriverUnavailable, UsageError) as err:
@@ -339,7 +327,7 @@ class QemuDriver:
         return Availability(ok=True, details=details)
 
     def metadata(self) -> Mapping[str, Any]:
-        md = self.accel.metadata()
+        md = guest_metadata(self.accel, self._ctx.state_dir, self.opts)
         md["launcher"] = "qemu (no libvirt)"
         with contextlib.suppress(DriverUnavailable, UsageError):
             choice = self.machine()
@@ -349,13 +337,6 @@ class QemuDriver:
                 md["guest_tsc_khz"] = choice.tsc_khz
             md["cpu_model"] = cpu_arg(md["accel"], self.opts.cpu_model)
         md["qemu_version"] = self.qemu_version()
-        md["disk"] = OVERLAY_DESCRIPTION
-        md["volume"] = VOLUME_DESCRIPTION
-        with contextlib.suppress(UsageError):
-            img = self._image()
-            md["image"] = img.digest
-            md.update(self._boot(img).metadata())
-        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
 
     def create(self, spec: SandboxSpec) -> QemuSandbox:
@@ -365,11 +346,7 @@ class QemuDriver:
         machine = choice.machine
         clock = PhaseClock()
         t_create = time.monotonic_ns()
-        img = self._image(spec)
-        check_image(img)
-        boot = self._boot(img)
-        if spec.volume is not None:
-            check_volume(spec.volume, layers=spec.layers)
+        img, boot = checked_guest(self._ctx.state_dir, self.opts, spec)
         accel = self.accel()
         avail = reserve_host_memory(spec.name, spec.memory_mib, self.host.proc)
         self._seq += 1
@@ -430,21 +407,15 @@ class QemuDriver:
             t_up = time.monotonic_ns()
             clock.add("spawn", t_spawn, t_up)
             clock.add("create", t_create, t_up)
-            deadline = time.monotonic() + boot_timeout
             with _sock_path(g.dir, AGENT_SOCKET) as agent_path:
-                g.channel = channel = AgentChannel.connect(agent_path, time.monotonic() + 10)
-            try:
-                ready, ready_ns = channel.wait_ready(deadline)
-            except TimeoutError:
-                raise BootTimeout(
-                    f"guest {g.name} ({machine}) was not ready within {boot_timeout:.0f}s; last console line:"
-                    f" {last_line(g.dir / CONSOLE_LOG)!r}"
-                ) from None
-            except SandboxError as err:
-                raise SandboxError(
-                    f"guest {g.name} ({machine}) died before ready ({err}); qemu said"
-                    f" {last_line(g.dir / QEMU_LOG)!r}, console {last_line(g.dir / CONSOLE_LOG)!r}"
-                ) from err
+                channel, ready, ready_ns = wait_for_agent(
+                    agent_path,
+                    boot_timeout,
+                    guest=f"{g.name} ({machine})",
+                    console=g.dir / CONSOLE_LOG,
+                    qemu_log=g.dir / QEMU_LOG,
+                )
+            g.channel = channel
             record_boot(clock, t_create, t_up, ready, ready_ns)
             return QemuSandbox(self, g, channel, ready, clock, avail)
         except BaseException:

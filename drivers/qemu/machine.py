@@ -22,6 +22,7 @@ from pathlib import Path
 from isobench.drivers.base import Sandbox, SandboxSpec
 from isobench.drivers.guest import probecache
 from isobench.drivers.guest.accel import Accel
+from isobench.drivers.guest.boot import BootTimeout
 from isobench.drivers.guest.probecache import Outcome
 from isobench.drivers.qemu.command import Machine
 from isobench.errors import CellTimeout, SandboxError, UsageError
@@ -29,17 +30,12 @@ from isobench.errors import CellTimeout, SandboxError, UsageError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BootTimeout",
     "MachineChoice",
     "MicrovmProbe",
     "load_choice",
     "save_choice",
     "tsc_khz_from_dmesg",
 ]
-
-
-class BootTimeout(SandboxError):
-    """A guest that was not ready by its deadline: on a loaded host that is no proof it never would be."""
 
 
 @dataclass(frozen=True)

@@ -54,18 +54,13 @@ from isobench.drivers.base import (
 )
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, host_tsc_khz, probe_accel, tcg_tsc_args
 from isobench.drivers.guest.agent import AgentChannel, AgentReady
-from isobench.drivers.guest.datadisk import (
-    VOLUME_DESCRIPTION,
-    check_volume,
-    make_guest_data_disk,
-    untraversable_parent,
-)
-from isobench.drivers.guest.flavour import GuestBoot, guest_boot
-from isobench.drivers.guest.image import OVERLAY_DESCRIPTION, check_image, guest_image, make_overlay
+from isobench.drivers.guest.boot import wait_for_agent
+from isobench.drivers.guest.datadisk import make_guest_data_disk, untraversable_parent
+from isobench.drivers.guest.image import make_overlay
+from isobench.drivers.guest.launcher import checked_guest, guest_metadata
 from isobench.drivers.guest.memory import reserve_host_memory
 from isobench.drivers.guest.options import GuestOptions
 from isobench.drivers.guest.phases import record_boot
-from isobench.drivers.guest.process import last_line
 from isobench.drivers.guest.sandbox import GuestSandbox
 from isobench.drivers.naming import safe_chars as _safe
 from isobench.drivers.vm.cgroups import remove_guest_cgroups
@@ -78,7 +73,6 @@ from isobench.drivers.vm.domain import (
 from isobench.drivers.vm.hypervisor import QEMU, QEMU_MICROVM, hypervisor_for_uri
 from isobench.drivers.vm.network import RunNetwork, lv_msg, remove_network
 from isobench.errors import DriverUnavailable, GcIncomplete, SandboxError, UsageError
-from isobench.images import Image, find_image
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +215,7 @@ class VmDriver:
     def availability(self) -> Availability:
         try:
             conn = self.conn()
-            img = find_image(self._ctx.state_dir, self.opts.image)
-            check_image(img)
-            boot = self._boot(img)
+            img, boot = checked_guest(self._ctx.state_dir, self.opts)
             details = self.accel.details()
         except (DriverUnavailable, UsageError) as err:
             return Availability(ok=False, reason=str(err))
@@ -237,20 +229,13 @@ class VmDriver:
         return Availability(ok=True, details=details)
 
     def metadata(self) -> Mapping[str, Any]:
-        md = self.accel.metadata()
+        md = guest_metadata(self.accel, self._ctx.state_dir, self.opts)
         md["uri"] = self.uri
         md["cpu_model"] = self.opts.cpu_model or ("qemu64" if md["accel"] == "tcg" else "host-model")
-        md["disk"] = OVERLAY_DESCRIPTION
-        md["volume"] = VOLUME_DESCRIPTION
         with contextlib.suppress(DriverUnavailable, libvirt.libvirtError):
             md["libvirt_version"] = self.conn().getLibVersion()
             md["hypervisor_version"] = self.conn().getVersion()
         md["machine"] = self.hypervisor.machine
-        with contextlib.suppress(UsageError):
-            img = find_image(self._ctx.state_dir, self.opts.image)
-            md["image"] = img.digest
-            md.update(self._boot(img).metadata())
-        md.setdefault("kernel_flavour", self.opts.kernel)
         return md
 
     def _cmdline(self, accel: str) -> str:
@@ -261,17 +246,11 @@ class VmDriver:
             return f"{self.opts.cmdline} {tcg_tsc_args(khz)}"
         return self.opts.cmdline
 
-    def _boot(self, img: Image) -> GuestBoot:
-        return guest_boot(self._ctx.state_dir, img, self.opts.kernel)
-
     def create(self, spec: SandboxSpec) -> VmSandbox:
         clock = PhaseClock()
         t_create = time.monotonic_ns()
-        img = guest_image(self._ctx.state_dir, self.opts.image, spec.image)
-        check_image(img)
-        boot = self._boot(img)
+        img, boot = checked_guest(self._ctx.state_dir, self.opts, spec)
         if spec.volume is not None:
-            check_volume(spec.volume, layers=spec.layers)
             closed = untraversable_parent(spec.volume)
             if closed is not None:
                 raise UsageError(
@@ -343,23 +322,13 @@ class VmDriver:
             t_started = time.monotonic_ns()
             clock.add("create", t_create, t_started)
             pidfd = self._pidfd(name)
-            deadline = time.monotonic() + self.opts.boot_timeout
             try:
                 agent_socket = agent_socket_of(name, dom.XMLDesc())
             except libvirt.libvirtError as err:  # libvirtd died right after starting it
                 raise SandboxError(f"libvirt lost {name} as it started: {lv_msg(err)}") from err
-            try:
-                channel = AgentChannel.connect(agent_socket, time.monotonic() + 10)
-                ready, ready_ns = channel.wait_ready(deadline)
-            except TimeoutError:
-                raise SandboxError(
-                    f"guest {name} was not ready within {self.opts.boot_timeout:.0f}s; last console line:"
-                    f" {last_line(console)!r}"
-                ) from None
-            except SandboxError as err:
-                raise SandboxError(
-                    f"guest {name} died before ready ({err}); last console line: {last_line(console)!r}"
-                ) from err
+            channel, ready, ready_ns = wait_for_agent(
+                agent_socket, self.opts.boot_timeout, guest=name, console=console
+            )
             record_boot(clock, t_create, t_started, ready, ready_ns)
             return VmSandbox(self, spec, dom, channel, ready, clock, files, address, avail, pidfd)
         except BaseException:

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.drivers.guest.accel import AccelProbe, host_tsc_khz
+from isobench.drivers.guest.boot import BootTimeout
 from isobench.drivers.guest.probecache import TIMEOUT_TTL_S
 from isobench.drivers.qemu import MachineChoice, QemuDriver
 from isobench.drivers.qemu.command import NetDevice, QemuConfig, machine_types, qemu_argv
-from isobench.drivers.qemu.machine import BootTimeout, tsc_khz_from_dmesg
+from isobench.drivers.qemu.machine import tsc_khz_from_dmesg
 from isobench.drivers.qemu.network import RunNetwork
 from isobench.drivers.qemu.procscan import find_guests, guest_name
 from isobench.drivers.qemu.qmp import QmpClient
@@ -27,7 +28,7 @@ from isobench.hostsys import HostProbe
 from isobench.hostsys.fake import FakeIp
 from isobench.hostsys.links import Links
 from isobench.liveruns import LiveRun, Sparing
-from isobench.testing import FakeSandbox
+from isobench.testing import FakeSandbox, fake_guest_image
 
 DATA = Path(__file__).parent / "data"
 HELP = (DATA / "machine-help-7.2.txt").read_text()
@@ -223,18 +224,9 @@ def test_qmp_greeting_capabilities_and_quit(tmp_path: Path) -> None:
 
 # -- availability and machine choice through fakes -------------------------------------------
 def _fake_image(state: Path, digest: str = "abc123") -> Path:
-    root = state / "images" / f"default-{digest}"
-    root.mkdir(parents=True)
-    kernel = bytearray(0x400)
-    kernel[0x202:0x206] = b"HdrS"
-    (root / "vmlinuz").write_bytes(bytes(kernel))
-    (root / "initrd.img").write_bytes(b"07070100")
-    disk = bytearray(4096)
-    disk[1024 + 56 : 1024 + 58] = b"\x53\xef"
-    (root / "rootfs.ext4").write_bytes(bytes(disk))
+    root = fake_guest_image(state, digest)
     (root / "rootfs/bin").mkdir(parents=True)
     (root / "rootfs/bin/busybox").write_bytes(b"\x7fELF busybox")
-    (root / ".complete").write_text("")
     micro = state / "images" / "kernel-micro-def456"
     micro.mkdir()
     (micro / "vmlinux").write_bytes(b"\x7fELF" + bytes(60))
