@@ -265,6 +265,12 @@ def compare(
         if r.matches(k)
     ]
     rule_errors += unmatched_rules(rules, [*base_cells, *cur_cells])
+    hosts = sorted({_hostname(r) for r in (*base_runs, *cur_runs, *history)} - {""})
+    if len(hosts) > 1:
+        warnings.append(
+            f"the runs come from {len(hosts)} hosts ({', '.join(hosts[:4])}): a comparison across "
+            "machines measures the machines, not the change"
+        )
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:
@@ -286,6 +292,11 @@ def compare(
         warnings=tuple(warnings),
         unit="run" if by_run else "sample",
     )
+
+
+def _hostname(run: Results) -> str:
+    host = run.run.get("host")
+    return str(host.get("hostname") or "") if isinstance(host, dict) else ""
 
 
 def _check_options(alpha: float, min_effect: float) -> None:

@@ -409,3 +409,16 @@ def test_recorded_runs_judged_against_their_history_do_not_alarm() -> None:
         assert math.isfinite(cmp.changes[0].detectable)
         alarms += cmp.failed
     assert alarms <= 0.05 * len(pairs)
+
+
+def test_runs_from_different_hosts_are_named_in_a_warning() -> None:
+    cells = {("vm", "startup.total"): _timings(1, 1.0)}
+    here, there, older = _run("a", cells), _run("b", cells), _run("c", cells)
+    here.run["host"] = {"hostname": "ci-1"}
+    there.run["host"] = {"hostname": "ci-1"}
+    assert not any("hosts" in w for w in compare(here, there, resamples=0).warnings)
+    older.run["host"] = {"hostname": "laptop"}
+    (warning,) = [
+        w for w in compare(here, there, resamples=0, history=[older, here]).warnings if "hosts" in w
+    ]
+    assert warning.startswith("the runs come from 2 hosts (ci-1, laptop)")
