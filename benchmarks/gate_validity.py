@@ -25,6 +25,10 @@ alike; what is left to cry wolf is the round-to-round noise the test counts. Its
 compare estimated for every gated figure (``effects`` in pairs.json), so the size of the injected
 regression is measured, not assumed.
 
+``--neighbour`` makes the shared runner on purpose: a background ``stress-ng --cpu 1`` switched on
+and off at random (20-90 s on, 20-90 s off, seeded), the neighbour job whose coming and going
+shifts whole runs. Without it the measurement shows this host as it is at the time.
+
 A start delay below 1 ms is spun on the monotonic clock (the host driver's ``start_delay``): a sleep
 cannot be that short, a spin adds its length to within microseconds, so ``--start-delay 0.000018``
 is a ~10% regression of a ~0.18 ms host start-to-ready.
@@ -49,9 +53,11 @@ import argparse
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -220,6 +226,12 @@ def main() -> int:
         action="store_true",
         help="each pair is one A/B run (isobench run --ab, both sides interleaved), compared paired by round",
     )
+    ap.add_argument(
+        "--neighbour",
+        action="store_true",
+        help="a stress-ng --cpu 1 switched on and off at random (20-90 s each) during the measurement",
+    )
+    ap.add_argument("--seed", type=int, default=1, help="the neighbour's schedule (default 1)")
     ap.add_argument("--keep", type=Path, help="keep the runs here (default: a temporary directory)")
     ap.add_argument(
         "--summarize",
@@ -257,6 +269,53 @@ def main() -> int:
         + (f" and host start_delay {args.start_delay} s" if args.start_delay else ""),
         flush=True,
     )
+    neighbour = Neighbour(args.seed) if args.neighbour else None
+    try:
+        pairs = measure(args, work, conf_a, conf_b)
+    finally:
+        if neighbour:
+            neighbour.stop()
+    print_table(pairs, with_startup=bool(args.start_delay))
+    return 0
+
+
+class Neighbour:
+    """A noisy neighbour: ``stress-ng --cpu 1`` on and off at random, until :meth:`stop`."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="neighbour", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._rng.uniform(20, 90)):
+            on = self._rng.uniform(20, 90)
+            with self._lock:  # never start one after stop() looked
+                if self._stop.is_set():
+                    return
+                print(f"    neighbour: stress-ng --cpu 1 for {on:.0f} s", flush=True)
+                proc = self._proc = subprocess.Popen(
+                    ["stress-ng", "--cpu", "1", "--timeout", f"{on:.0f}s", "--quiet"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            proc.wait()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+            proc = self._proc
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+        self._thread.join(timeout=5)
+
+
+def measure(args: argparse.Namespace, work: Path, conf_a: Path, conf_b: Path) -> list[Pair]:
+    """The pairs, alternating A/A and A/B; pairs.json rewritten after each."""
     pairs: list[Pair] = []
     started = time.monotonic()
     for i in range(2 * args.pairs):
@@ -302,8 +361,7 @@ def main() -> int:
         (work / "pairs.json").write_text(json.dumps([asdict(p) for p in pairs], indent=1))
 
     print(f"\n{len(pairs)} pairs in {(time.monotonic() - started) / 60:.1f} min; runs kept in {work}")
-    print_table(pairs, with_startup=bool(args.start_delay))
-    return 0
+    return pairs
 
 
 def rejudge_with_history(pairs: Sequence[Pair], work: Path, fail_on: str) -> list[Pair]:

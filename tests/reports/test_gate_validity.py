@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gate_validity.py"
 
@@ -83,3 +86,33 @@ def test_summarize_shows_the_measured_size_of_in_run_changes(tmp_path: Path) -> 
     assert out[ab_at + 1].split()[-4:] == ["-10.0%", "[", "-12.0%,", "-8.0%]"]
     aa_at = out.index("A/A pairs, change B/A per gated figure (median, range over 3 pairs):")
     assert out[aa_at + 1].split()[-4:] == ["+1.0%", "[", "+0.0%,", "+2.0%]"]
+
+
+def test_the_neighbour_stops_its_stress_ng(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gate_validity", SCRIPT)
+    assert spec and spec.loader
+    gv = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gate_validity", gv)  # dataclasses look their module up
+    spec.loader.exec_module(gv)
+
+    class FakeRng:  # off 10 ms, then on for 60 s, then off for a minute
+        def __init__(self) -> None:
+            self.draws = iter([0.01, 60.0, 60.0])
+
+        def uniform(self, low: float, high: float) -> float:
+            return next(self.draws)
+
+    n = gv.Neighbour(seed=1)
+    n.stop()  # a neighbour stopped before its first switch starts nothing
+    assert n._proc is None
+    monkeypatch.setattr(gv.random, "Random", lambda seed: FakeRng())
+    n = gv.Neighbour(seed=1)
+    deadline = time.monotonic() + 10
+    while n._proc is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc = n._proc
+    assert proc is not None and proc.poll() is None  # stress-ng is running
+    n.stop()
+    assert proc.poll() is not None  # and is gone after stop()
