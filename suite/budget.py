@@ -44,6 +44,7 @@ from isobench.schedule import Cell, Unit
 from isobench.stats import summarize
 
 __all__ = [
+    "AB_JUDGED_N",
     "ADAPTIVE_MAX_N",
     "DEFAULT_BUDGET_S",
     "DEFAULT_PRECISION",
@@ -74,6 +75,10 @@ FIRST_N = 3
 #: the median reaches 95% (isobench.stats: [x(1), x(6)] at n=6, 96.9%); below it the interval is
 #: the range at a lower confidence (93.8% at n=5), so the figure counts as not met yet.
 JUDGED_N = 6
+#: An A/B run's groups get at least this many rounds: their gate is the exact signed-rank test over
+#: rounds, whose smallest two-sided p is 2/2^n, so 6 rounds (0.031) cannot judge even two gated
+#: figures at alpha 0.05 however precise each median is, and 10 (0.002) can judge up to 25.
+AB_JUDGED_N = 10
 #: Repetitions an uncapped cell may get at most (a cell far from its target stops here).
 ADAPTIVE_MAX_N = 100
 
@@ -149,14 +154,16 @@ class GroupState:
     cost: float
     failed: bool = False
     figures: tuple[FigurePrecision, ...] = field(default=(), compare=False)
+    #: Repetitions before the group is judged against the target at all (AB_JUDGED_N in an A/B run).
+    min_n: int = JUDGED_N
 
 
 def needed_repetitions(g: GroupState, target: float) -> int:
     """Extra repetitions ``g`` needs to reach ``target``, from the 1/sqrt(n) law, within its cap."""
     if g.failed or g.worst is None or g.n >= g.max_n:
         return 0
-    if g.n < JUDGED_N:
-        return min(JUDGED_N, g.max_n) - g.n
+    if g.n < g.min_n:
+        return min(g.min_n, g.max_n) - g.n
     if g.worst <= target:
         return 0
     if not math.isfinite(g.worst):
@@ -168,7 +175,7 @@ def needed_repetitions(g: GroupState, target: float) -> int:
 def reachable(g: GroupState, target: float) -> bool:
     """Whether ``g`` is expected to reach ``target`` within its cap (a group not judged yet is
     given the benefit of the doubt until it is)."""
-    if g.n < JUDGED_N:
+    if g.n < min(g.min_n, g.max_n):
         return True
     if g.worst is None or not math.isfinite(g.worst):
         return False

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from isobench.budget import (
+    AB_JUDGED_N,
     ADAPTIVE_MAX_N,
     FIRST_N,
+    JUDGED_N,
     BudgetClock,
     GroupState,
     Ledger,
@@ -407,6 +409,7 @@ class Runner:
                         cost=sum(c if c is not None else math.inf for c in costs),
                         failed=any(self._ledger.failed(u) for u in units),
                         figures=tuple(figures),
+                        min_n=AB_JUDGED_N if len(self.labels) > 1 else JUDGED_N,
                     )
                 )
         return groups

@@ -1,6 +1,7 @@
 """The budget's allocation rule and precision bookkeeping, on known numbers."""
 
 import math
+from dataclasses import replace
 
 import pytest
 from isobench.budget import (
@@ -128,3 +129,16 @@ def test_a_cheap_cell_that_cannot_reach_the_target_still_gets_many_repetitions()
     keys = choose_round([phases, slow], 0.05, remaining=120.0)
     assert keys.count(("host-startup", "w")) > 10
     assert keys.count(("vm-cpu", "w")) == 1
+
+
+def test_an_ab_group_needs_enough_rounds_for_the_signed_rank_test() -> None:
+    from isobench.budget import AB_JUDGED_N
+    from isobench.exact import signed_rank_test
+
+    met = GroupState(key=("a", "w"), n=JUDGED_N, max_n=40, worst=0.01, cost=1.0, min_n=AB_JUDGED_N)
+    assert needed_repetitions(met, 0.05) == AB_JUDGED_N - JUDGED_N
+    assert needed_repetitions(replace(met, n=AB_JUDGED_N), 0.05) == 0
+    assert needed_repetitions(replace(met, max_n=8), 0.05) == 2  # a capped workload stops at its cap
+    # Why 10: the most extreme outcome of n rounds, every B above its A.
+    assert signed_rank_test([1.0] * JUDGED_N).p_value > 0.05 / 2
+    assert signed_rank_test([1.0] * AB_JUDGED_N).p_value < 0.05 / 25

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from isobench.budget import AB_JUDGED_N, JUDGED_N
 from isobench.config import RunConfig
 from isobench.drivers.base import DriverContext, LayerStack, SandboxSpec
 from isobench.errors import UsageError, WorkloadError
@@ -374,6 +375,29 @@ def test_ab_runs_both_configurations_interleaved_with_labels(tmp_path: Path) -> 
     )
     slots = [[s.metadata["slot"] for s in results.measured() if s.metadata["round"] == r] for r in per_round]
     assert all(sorted(sl) == [0, 1, 2, 3] for sl in slots)
+
+
+def test_a_budgeted_ab_run_gives_every_group_enough_rounds_for_its_paired_test(tmp_path: Path) -> None:
+    # Quiet figures meet a 5% target at n=6, where a run of one configuration stops them; an A/B
+    # run's gate is the signed-rank test over rounds, which cannot judge at 6 (p >= 0.031).
+    clock = FakeClock()
+    w = Costed("w", clock, {"host": 1.0, "box": 1.0}, spread=0.001)
+    base = RunConfig(state_dir=tmp_path / "state")
+    variants = {
+        "A": base,
+        "B": RunConfig(state_dir=tmp_path / "state", workload_params={"w": {"scale": 2.0}}),
+    }
+    results, _ = _run_budget(tmp_path, {"w": w}, clock, variants=variants, budget=1000.0)
+    for driver in ("host", "box"):
+        for label in ("A", "B"):
+            n = len(
+                {s.repetition for s in results.measured() if s.driver == driver and s.params["ab"] == label}
+            )
+            assert n == AB_JUDGED_N
+    plain_clock = FakeClock()
+    plain = Costed("w", plain_clock, {"host": 1.0, "box": 1.0}, spread=0.001)
+    single, _ = _run_budget(tmp_path / "single", {"w": plain}, plain_clock, budget=1000.0)
+    assert _n(single, "w", "host") == JUDGED_N  # met once judged: one configuration stops at 6
 
 
 def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
