@@ -79,7 +79,8 @@ JUDGED_N = 6
 #: rounds, whose smallest two-sided p is 2/2^n, so 6 rounds (0.031) cannot judge even two gated
 #: figures at alpha 0.05 however precise each median is, and 10 (0.002) can judge up to 25.
 AB_JUDGED_N = 10
-#: Repetitions an uncapped cell may get at most (a cell far from its target stops here).
+#: Repetitions an uncapped cell may get at most by default (a cell far from its target stops here);
+#: ``isobench run --max-n`` / ``[run] max_n`` raise it when the budget should buy more (a gate).
 ADAPTIVE_MAX_N = 100
 
 

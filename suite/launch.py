@@ -195,7 +195,7 @@ def describe_plan(
                 + ", ".join(f"{k} {v}" for k, v in capped.items())
             )
         return lines
-    limits = budget_limits(workloads)
+    limits = budget_limits(workloads, config.max_n)
     fewer = ", ".join(f"{w} {lo}" for w, (lo, _) in limits.items() if lo != FIRST_N)
     counted = [w for w, wl in workloads.items() if getattr(wl, "precision_figures", ())]
     lines.append(

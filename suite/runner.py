@@ -80,14 +80,17 @@ def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[st
     return repetition_caps(workloads, quick=config.quick, explicit=explicit)
 
 
-def budget_limits(workloads: Mapping[str, Workload]) -> dict[str, tuple[int, int]]:
+def budget_limits(
+    workloads: Mapping[str, Workload], max_n: int = ADAPTIVE_MAX_N
+) -> dict[str, tuple[int, int]]:
     """Per workload, the (minimum, maximum) n of a budgeted run: a capped workload starts at its
-    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N."""
+    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N and may grow to
+    ``max_n``."""
     limits: dict[str, tuple[int, int]] = {}
     for name, w in workloads.items():
         cap = w.max_repetitions
         low = min(c for c in (FIRST_N, w.quick_repetitions, cap) if c)
-        limits[name] = (low, cap or ADAPTIVE_MAX_N)
+        limits[name] = (low, cap or max_n)
     return limits
 
 
@@ -326,7 +329,7 @@ class Runner:
         """Minimum n for every unit, then rounds chosen by isobench.budget.choose_round."""
         rng = random.Random(self.seed)
         workloads = list(self.workloads)
-        limits = budget_limits(self.workloads)
+        limits = budget_limits(self.workloads, self.config.max_n)
         units = [Unit(d, w, v) for w in workloads for d in self.drivers for v in self.labels]
         run = BudgetClock(budget, self._clock)
         capped = [w for w, wl in self.workloads.items() if wl.max_repetitions or wl.quick_repetitions]

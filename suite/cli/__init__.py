@@ -90,6 +90,12 @@ def main(verbose: int) -> None:
 @click.option(
     "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."
 )
+@click.option(
+    "--max-n",
+    type=int,
+    help="Budgeted runs: repetitions a cell may get at most (default 100); raise it when the budget "
+    "should buy more precision, e.g. for a gate.",
+)
 @click.option("--repetitions", "-n", type=int, help="A fixed number of repetitions per cell (no budget).")
 @click.option("--warmups", type=int, help="Unrecorded warm-up rounds before measuring.")
 @click.option("--timeout", type=float, help="Seconds one cell may take.")
@@ -127,6 +133,7 @@ def run(
     workloads: str | None,
     budget: str | None,
     precision: str | None,
+    max_n: int | None,
     repetitions: int | None,
     warmups: int | None,
     timeout: float | None,
@@ -152,6 +159,7 @@ def run(
             ("workloads", launch.split_names(workloads)),
             ("budget", parse_duration(budget) if budget is not None else None),
             ("precision", parse_precision(precision) if precision is not None else None),
+            ("max_n", max_n),
             ("repetitions", repetitions),
             ("warmups", warmups),
             ("timeout", timeout),

@@ -227,6 +227,7 @@ def test_explicit_repetitions_beat_a_workloads_cap(tmp_path: Path) -> None:
         (["--budget", "soon"], "budget 'soon' is not a duration"),
         (["--budget", "0m"], "budget must be > 0"),
         (["--precision", "150%"], "precision must be between 0% and 100%"),
+        (["--max-n", "2"], "max_n must be >= 3"),
         (["--budget", "5m", "-n", "3"], "a budget and a fixed repetition count exclude each other"),
         (["--ab", "only.toml"], "--ab takes two configurations"),
         (["extra.toml"], "unexpected argument extra.toml"),

@@ -453,3 +453,13 @@ def test_cpu_quota_is_validated() -> None:
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
     assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5
+
+
+def test_max_n_bounds_what_a_budget_buys(tmp_path: Path) -> None:
+    # A figure that never meets its target grows to the cap, whatever budget is left.
+    clock = FakeClock()
+    noisy = Costed("noisy", clock, {"host": 1.0}, spread=0.5)
+    results, _ = _run_budget(tmp_path, {"noisy": noisy}, clock, drivers=("host",), budget=1000.0, max_n=12)
+    assert _n(results, "noisy", "host") == 12
+    assert results.run["budget"]["limits"]["noisy"] == {"min_n": 3, "max_n": 12}
+    assert clock.now < 1000.0
