@@ -63,6 +63,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from isobench.atomic import replacing
 from isobench.config import parse_duration
 from isobench.reports.ab import compare_ab
 from isobench.reports.cells import CellKey
@@ -158,13 +159,7 @@ def compare(
 def ab_effects(run: Path, fail_on: str) -> dict[str, float]:
     """Per gated figure of the A/B run ``run``: the paired change B/A - 1 its compare estimates."""
     cmp = compare_ab(load_results(run), "A", "B", parse_rules([fail_on]))
-    return {
-        f"{c.key.driver}/{c.key.metric}" + (f" [{c.key.variant}]" if c.key.variant else ""): round(
-            c.change, 5
-        )
-        for c in cmp.changes
-        if c.gated and math.isfinite(c.change)
-    }
+    return {_figure(c.key): round(c.change, 5) for c in cmp.changes if c.gated and math.isfinite(c.change)}
 
 
 def write_configs(work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
@@ -360,7 +355,8 @@ def measure(args: argparse.Namespace, work: Path, conf_a: Path, conf_b: Path) ->
             ),
             flush=True,
         )
-        (work / "pairs.json").write_text(json.dumps([asdict(p) for p in pairs], indent=1))
+        with replacing(work / "pairs.json") as f:  # a kill mid-write keeps the pairs before
+            f.write(json.dumps([asdict(p) for p in pairs], indent=1))
 
     print(f"\n{len(pairs)} pairs in {(time.monotonic() - started) / 60:.1f} min; runs kept in {work}")
     return pairs
@@ -371,6 +367,8 @@ def rejudge_with_history(pairs: Sequence[Pair], work: Path, fail_on: str) -> lis
     every other kept run of the baseline configuration (the A/A pairs' runs and the A/B pairs'
     baselines, minus the pair's own): what a runner keeping its earlier runs would have decided.
     Prints each pair's verdict and the detectable change per gated figure."""
+    if any(p.base == p.cur for p in pairs):
+        sys.exit("--history re-judges two-run pairs; these pairs are A/B runs (--in-run): judged in one run")
     rules = parse_rules([fail_on])
     by_id = {d.name: d for d in work.glob("*/*") if d.is_dir()}
     a_runs = [p.base for p in pairs] + [p.cur for p in pairs if p.kind == "A/A"]

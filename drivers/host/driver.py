@@ -3,8 +3,8 @@
 It honours ``spec.cpuset`` as CPU affinity of everything it runs, so the native baseline runs on
 the CPUs the sandboxes get. ``[drivers.host] start_delay = S`` waits S seconds inside ``create``
 (slept from 1 ms up, spun on the monotonic clock below: a sleep cannot be that short, so a spin is
-the only way to add e.g. 18 us, 10% of a host start): a known, injected start-up regression for validating the regression gate
-(``benchmarks/gate_validity.py``), never for measuring.
+the only way to add e.g. 18 us, 10% of a host start): a known, injected start-up regression for
+validating the regression gate (``benchmarks/gate_validity.py``), never for measuring.
 """
 
 from __future__ import annotations

@@ -133,22 +133,25 @@ def compare(
             raise UsageError("compare needs BASE CUR, or --baseline D ... --current D ..., or DIR --ab A,B")
         base_runs = [load_results(d) for d in baselines]
         cur_runs = [load_results(d) for d in currents]
-        history = _history(history_dirs, {r.run_id for r in (*base_runs, *cur_runs)})
+        skipped: list[str] = []
+        history = _history(history_dirs, {r.run_id for r in (*base_runs, *cur_runs)}, skipped)
         cmp = compare_runs(base_runs, cur_runs, rules, alpha=alpha, min_effect=min_effect, history=history)
         title = f"{', '.join(map(str, baselines))} -> {', '.join(map(str, currents))}"
         if history_dirs:
-            title += f" (with {len(history)} earlier baseline runs)"
+            title += f" (with {len(history)} earlier baseline runs" + (
+                f"; {len(skipped)} unreadable skipped)" if skipped else ")"
+            )
     print_comparison(cmp, title, show_all=show_all)
     sys.exit(cmp.exit_code)
 
 
-def _history(dirs: Sequence[Path], compared: set[str]) -> list[Results]:
-    """The ``--history`` runs, without the runs being compared (a trend folder may hold them)."""
+def _history(dirs: Sequence[Path], compared: set[str], skipped: list[str]) -> list[Results]:
+    """The ``--history`` runs, without the runs being compared (a trend folder may hold them); an
+    unreadable run inside a folder is named in ``skipped`` and left out."""
     if not dirs:
         return []
     from isobench.reports.history import load_runs
 
-    skipped: list[str] = []
     runs = [r for r in load_runs(dirs, skipped) if r.run_id not in compared]
     if not runs:
         raise UsageError(

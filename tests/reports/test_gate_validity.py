@@ -116,3 +116,16 @@ def test_the_neighbour_stops_its_stress_ng(monkeypatch: pytest.MonkeyPatch) -> N
     assert proc is not None and proc.poll() is None  # stress-ng is running
     n.stop()
     assert proc.poll() is not None  # and is gone after stop()
+
+
+def test_history_refuses_in_run_pairs(tmp_path: Path) -> None:
+    # An in-run pair is one A/B run (base == cur): there is no second run to judge against history.
+    pair = _pair("A/A", 0, [], [1.0, float("nan"), 1.0])
+    pair["cur"] = pair["base"]
+    kept = tmp_path / "pairs.json"
+    kept.write_text(json.dumps([pair]))
+    res = _run("--summarize", str(kept), "--history")
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "--history re-judges two-run pairs; these pairs are A/B runs (--in-run): judged in one run"
+    )

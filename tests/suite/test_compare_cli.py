@@ -154,6 +154,12 @@ def test_one_run_per_side_with_history(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     # The trend folder holds the baseline itself: it is not counted twice.
     assert "(with 7 earlier baseline runs)" in r.output and "(unit: run)" in r.output
+    broken = trend / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text("{not json")
+    r = _invoke("compare", str(base), str(cur), "--fail-on", "startup.*:5%", "--history", str(trend))
+    assert r.exit_code == 0, r.output
+    assert "(with 7 earlier baseline runs; 1 unreadable skipped)" in r.output
     far = _write_run(tmp_path / "far", {("vm", "startup.total"): _timings(92, 20, centre=1.6, cov=0.01)})
     r = _invoke("compare", str(base), str(far), "--fail-on", "startup.*:5%", "--history", str(trend))
     assert r.exit_code == 1, r.output

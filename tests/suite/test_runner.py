@@ -349,16 +349,20 @@ def test_a_budget_too_small_for_the_first_pass_cuts_costly_one_shot_cells_not_ch
     assert results.run["budget"]["stopped"] == "budget spent"
 
 
+def _ab_variants(tmp_path: Path) -> dict[str, RunConfig]:
+    """A: the defaults; B: workload ``w`` at twice its scale."""
+    state = tmp_path / "state"
+    return {
+        "A": RunConfig(state_dir=state),
+        "B": RunConfig(state_dir=state, workload_params={"w": {"scale": 2.0}}),
+    }
+
+
 def test_ab_runs_both_configurations_interleaved_with_labels(tmp_path: Path) -> None:
     clock = FakeClock()
     w = Costed("w", clock, {"host": 1.0, "box": 1.0}, spread=0.01)
-    base = RunConfig(state_dir=tmp_path / "state")
-    variants = {
-        "A": base,
-        "B": RunConfig(state_dir=tmp_path / "state", workload_params={"w": {"scale": 2.0}}),
-    }
     results, _ = _run_budget(
-        tmp_path, {"w": w}, clock, variants=variants, repetitions=3, repetitions_explicit=True
+        tmp_path, {"w": w}, clock, variants=_ab_variants(tmp_path), repetitions=3, repetitions_explicit=True
     )
     assert results.run["ab"]["labels"] == ["A", "B"]
     assert results.run["ab"]["configs"]["B"]["workloads"] == {"w": {"scale": 2.0}}
@@ -382,12 +386,7 @@ def test_a_budgeted_ab_run_gives_every_group_enough_rounds_for_its_paired_test(t
     # run's gate is the signed-rank test over rounds, which cannot judge at 6 (p >= 0.031).
     clock = FakeClock()
     w = Costed("w", clock, {"host": 1.0, "box": 1.0}, spread=0.001)
-    base = RunConfig(state_dir=tmp_path / "state")
-    variants = {
-        "A": base,
-        "B": RunConfig(state_dir=tmp_path / "state", workload_params={"w": {"scale": 2.0}}),
-    }
-    results, _ = _run_budget(tmp_path, {"w": w}, clock, variants=variants, budget=1000.0)
+    results, _ = _run_budget(tmp_path, {"w": w}, clock, variants=_ab_variants(tmp_path), budget=1000.0)
     for driver in ("host", "box"):
         for label in ("A", "B"):
             n = len(
