@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from isobench.errors import UsageError
-from isobench.exact import ExactTest, paired_shift_ci, signed_rank_test
+from isobench.exact import ExactTest, paired_change, signed_rank_test
 from isobench.model import Sample
 from isobench.results import Results
 
@@ -125,22 +125,14 @@ def _paired_evidence(key: CellKey, first: Sample, a: _Rounds, b: _Rounds) -> Evi
     n = len(rounds)
     ma = float(np.median(va)) if n else math.nan
     mb = float(np.median(vb)) if n else math.nan
-    positive = n > 0 and bool(np.all(va > 0) and np.all(vb > 0))
-    if positive:
-        d = np.log(vb / va)
-        est, lo, hi, confidence = paired_shift_ci(d)
-        change, lo_c, hi_c = math.expm1(est), math.expm1(lo), math.expm1(hi)
-    else:
-        d = vb - va
-        est, lo, hi, confidence = paired_shift_ci(d)
-        scale = abs(ma) if n and ma != 0 else math.nan
-        change, lo_c, hi_c = est / scale, lo / scale, hi / scale
+    pc = paired_change(va, vb)
+    d = pc.d
     delta = float(np.median(vb - va)) if n else math.nan
     test = signed_rank_test(d) if n else ExactTest(math.nan, 1.0, True)
     # The paired test's noise is that of the per-round (log) differences, not of either side.
     noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) if n else math.nan
-    if not positive and n:
-        noise /= abs(ma) if ma != 0 else math.nan
+    if not pc.log_scale and n:
+        noise /= pc.scale
     pooled = np.concatenate([va, vb])
     return Evidence(
         key=key,
@@ -150,11 +142,11 @@ def _paired_evidence(key: CellKey, first: Sample, a: _Rounds, b: _Rounds) -> Evi
         current_n=n,
         baseline_median=ma,
         current_median=mb,
-        change=change,
+        change=pc.change,
         delta=delta,
-        change_ci_low=lo_c,
-        change_ci_high=hi_c,
-        change_ci_confidence=confidence,
+        change_ci_low=pc.low,
+        change_ci_high=pc.high,
+        change_ci_confidence=pc.confidence,
         test=test,
         sigma_log=noise,
         paired=True,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from isobench.budget import ADAPTIVE_MAX_N, DEFAULT_BUDGET_S, DEFAULT_PRECISION
+from isobench.budget import AB_MAX_N, ADAPTIVE_MAX_N, DEFAULT_BUDGET_S, DEFAULT_PRECISION
 from isobench.errors import ConfigError, UsageError
 
 __all__ = ["SIZES", "RunConfig", "load_config", "load_variant", "parse_duration", "parse_precision"]
@@ -65,8 +65,9 @@ class RunConfig:
     budget: float | None = None
     #: Target relative half-width of a counted figure's 95% CI in a budgeted run.
     precision: float = DEFAULT_PRECISION
-    #: Repetitions an uncapped cell may get at most in a budgeted run (workloads' own caps still apply).
-    max_n: int = ADAPTIVE_MAX_N
+    #: Repetitions an uncapped cell may get at most in a budgeted run (workloads' own caps still
+    #: apply); None: ADAPTIVE_MAX_N, or AB_MAX_N in an A/B run (``cap``).
+    max_n: int | None = None
     #: Seed of the run order (None: drawn at start and recorded with the results).
     seed: int | None = None
     sizes: str = "auto"
@@ -91,12 +92,18 @@ class RunConfig:
             raise ConfigError(f"sandbox.memory_mib must be >= 64, got {self.memory_mib}")
         if self.budget is not None and self.budget <= 0:
             raise ConfigError(f"budget must be > 0 seconds, got {self.budget:g}")
-        if self.max_n < 3:
+        if self.max_n is not None and self.max_n < 3:
             raise ConfigError(f"max_n must be >= 3, got {self.max_n}")
         if not 0 < self.precision < 1:
             raise ConfigError(f"precision must be between 0% and 100%, got {self.precision:.1%}")
         if self.sizes not in SIZES:
             raise ConfigError(f"sizes must be one of {', '.join(SIZES)}, not {self.sizes!r}")
+
+    def cap(self, ab: bool = False) -> int:
+        """The most repetitions an uncapped cell of a budgeted run gets (``ab``: of an A/B run)."""
+        if self.max_n is not None:
+            return self.max_n
+        return AB_MAX_N if ab else ADAPTIVE_MAX_N
 
     def quickened(self) -> RunConfig:
         """The --quick smoke matrix: few repetitions, no warmup (workloads also shrink their sizes)."""

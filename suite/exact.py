@@ -267,6 +267,20 @@ def min_detectable_change(
     return math.expm1(needed)
 
 
+@functools.lru_cache(maxsize=64)
+def _signed_rank_cdf(n: int) -> npt.NDArray[np.float64]:
+    """P(W <= w) of the signed-rank statistic without ties at size ``n``: it depends on n alone, so a
+    budgeted A/B run that asks for it after every round (isobench.budget) counts it once."""
+    total = n * (n + 1) // 2
+    ways = np.zeros(total + 1, dtype=float)
+    ways[0] = 1.0
+    for w in range(1, n + 1):
+        ways[w:] += ways[: total + 1 - w].copy()
+    cdf: npt.NDArray[np.float64] = np.cumsum(ways) / 2.0**n
+    cdf.setflags(write=False)
+    return cdf
+
+
 def paired_shift_ci(d: Values, *, confidence: float = 0.95) -> tuple[float, float, float, float]:
     """Hodges-Lehmann estimate of the centre of paired differences ``d`` with the exact signed-rank
     interval: (estimate, low, high, achieved confidence). The interval is [W(k), W(M+1-k)] over the
@@ -282,13 +296,48 @@ def paired_shift_ci(d: Values, *, confidence: float = 0.95) -> tuple[float, floa
     if n == 1:
         return estimate, math.nan, math.nan, math.nan
     total = n * (n + 1) // 2
-    ways = np.zeros(total + 1, dtype=float)
-    ways[0] = 1.0
-    for w in range(1, n + 1):
-        ways[w:] += ways[: total + 1 - w].copy()
-    cdf = np.cumsum(ways) / 2.0**n
-    k = 1
-    while k < total // 2 and 2 * cdf[k] <= 1.0 - confidence:
-        k += 1
+    cdf = _signed_rank_cdf(n)
+    # k: the first rank (from 1, at most M/2) whose tail 2 P(W <= k) exceeds 1 - confidence
+    k = int(np.searchsorted(cdf, (1.0 - confidence) / 2.0, side="right"))
+    k = max(1, min(k, total // 2))
     achieved = 1.0 - 2.0 * float(cdf[k - 1])
     return estimate, float(walsh[k - 1]), float(walsh[total - k]), achieved
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """The change of B against A over paired values (rounds of an A/B run), relative to A."""
+
+    #: Hodges-Lehmann estimate and the exact signed-rank interval, as fractions (0.05: 5% more).
+    change: float
+    low: float
+    high: float
+    confidence: float
+    #: The differences the test runs on: log(B/A) when every value is positive, else B - A.
+    d: npt.NDArray[np.float64]
+    #: Whether ``d`` is on the log scale (else it is in the figure's unit, relative to ``scale``).
+    log_scale: bool
+    #: |median of A|, the unit of a change of values that are not all positive (nan when 0).
+    scale: float
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width relative to A: the precision an A/B run targets per change."""
+        return (self.high - self.low) / 2.0
+
+
+def paired_change(a: Values, b: Values, *, confidence: float = 0.95) -> PairedChange:
+    """How ``b`` changed against ``a`` (paired element-wise): on the log scale when every value is
+    positive (a ratio, what a time or a rate is), else as a difference relative to |median(a)|."""
+    va = np.asarray(a, dtype=float)
+    vb = np.asarray(b, dtype=float)
+    log_scale = va.size > 0 and bool(np.all(va > 0) and np.all(vb > 0))
+    if log_scale:
+        d = np.log(vb / va)
+        est, lo, hi, achieved = paired_shift_ci(d, confidence=confidence)
+        return PairedChange(math.expm1(est), math.expm1(lo), math.expm1(hi), achieved, d, True, math.nan)
+    d = vb - va
+    est, lo, hi, achieved = paired_shift_ci(d, confidence=confidence)
+    ma = abs(float(np.median(va))) if va.size else math.nan
+    scale = ma if ma != 0 else math.nan
+    return PairedChange(est / scale, lo / scale, hi / scale, achieved, d, False, scale)

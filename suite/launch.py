@@ -195,14 +195,20 @@ def describe_plan(
                 + ", ".join(f"{k} {v}" for k, v in capped.items())
             )
         return lines
-    limits = budget_limits(workloads, config.max_n)
+    limits = budget_limits(workloads, config.cap(ab=bool(variants)))
     fewer = ", ".join(f"{w} {lo}" for w, (lo, _) in limits.items() if lo != FIRST_N)
     counted = [w for w, wl in workloads.items() if getattr(wl, "precision_figures", ())]
+    target = (
+        f"95% interval of each change {' and '.join(f'{v}/{variants[0]}' for v in variants[1:])} "
+        f"(paired by round) is wider than +-{config.precision:.0%}"
+        if variants
+        else f"figures' 95% CI half-width is above {config.precision:.0%} of the median"
+    )
     lines.append(
         f"budget {_duration(config.budget)} for the matrix: first every cell {FIRST_N}x"
-        f"{f' ({fewer})' if fewer else ''}{warm}; then extra rounds for the cells whose figures' "
-        f"95% CI half-width is above {config.precision:.0%} of the median "
-        f"(counted: {', '.join(counted) or 'none'}), never starting a cell that cannot finish in time"
+        f"{f' ({fewer})' if fewer else ''}{warm}; then extra rounds, up to {config.cap(ab=bool(variants))}, "
+        f"for the cells whose {target} (counted: {', '.join(counted) or 'none'}), never starting a cell "
+        "that cannot finish in time"
     )
     if quick_sized(config) and not config.quick:
         lines.append("every workload at its quick sizes (--sizes full for full sizes)")

@@ -329,7 +329,7 @@ class Runner:
         """Minimum n for every unit, then rounds chosen by isobench.budget.choose_round."""
         rng = random.Random(self.seed)
         workloads = list(self.workloads)
-        limits = budget_limits(self.workloads, self.config.max_n)
+        limits = budget_limits(self.workloads, self.config.cap(ab=len(self.labels) > 1))
         units = [Unit(d, w, v) for w in workloads for d in self.drivers for v in self.labels]
         run = BudgetClock(budget, self._clock)
         capped = [w for w, wl in self.workloads.items() if wl.max_repetitions or wl.quick_repetitions]
@@ -402,6 +402,8 @@ class Runner:
                 patterns = tuple(getattr(wl, "precision_figures", ()))
                 units = [Unit(driver, workload, v) for v in self.labels]
                 figures = [f for u in units for f in self._ledger.figures(u, patterns)]
+                if len(units) > 1:  # A/B: what the gate tests is each change against the first
+                    figures = [f for u in units[1:] for f in self._ledger.changes(units[0], u, patterns)]
                 costs = [self._ledger.typical_cost(u) for u in units]
                 groups.append(
                     GroupState(
@@ -447,7 +449,10 @@ class Runner:
                 }
             )
         counted = [f for r in rows for f in r["figures"]]
-        return {
+        record: dict[str, Any] = {}
+        if len(self.labels) > 1:
+            record["changes"] = self._change_rows()
+        return record | {
             "seconds": budget,
             "spent": round(spent, 1),
             "precision": target,
@@ -458,6 +463,26 @@ class Runner:
             "cells_skipped": sum(self._ledger.skipped.values()),
             "units": rows,
         }
+
+    def _change_rows(self) -> list[dict[str, Any]]:
+        """An A/B run's changes against its first configuration, and how well each is known."""
+        target = self.config.precision
+        rows: list[dict[str, Any]] = []
+        base = self.labels[0]
+        for driver in self.drivers:
+            for workload, wl in self.workloads.items():
+                patterns = tuple(getattr(wl, "precision_figures", ()))
+                for label in self.labels[1:]:
+                    changes = self._ledger.changes(
+                        Unit(driver, workload, base), Unit(driver, workload, label), patterns
+                    )
+                    rows += [
+                        {"driver": driver, "workload": workload, "label": label, "against": base}
+                        | {k: v for k, v in f.to_dict(target).items() if k != "median"}
+                        | {"change": f.median if math.isfinite(f.median) else None}
+                        for f in changes
+                    ]
+        return rows
 
 
 def _options(config: RunConfig) -> dict[str, Any]:

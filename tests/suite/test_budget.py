@@ -3,14 +3,18 @@
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from isobench.budget import (
+    AB_JUDGED_N,
     JUDGED_N,
     GroupState,
+    change_precision,
     choose_round,
     figure_precision,
     needed_repetitions,
 )
+from isobench.exact import paired_change
 from isobench.model import Sample
 from isobench.stats import summarize
 
@@ -142,3 +146,60 @@ def test_an_ab_group_needs_enough_rounds_for_the_signed_rank_test() -> None:
     # Why 10: the most extreme outcome of n rounds, every B above its A.
     assert signed_rank_test([1.0] * JUDGED_N).p_value > 0.05 / 2
     assert signed_rank_test([1.0] * AB_JUDGED_N).p_value < 0.05 / 25
+
+
+def _rounds(metric: str, values: list[float], rounds: list[int], **params: object) -> list[Sample]:
+    return [
+        Sample("r", "host", "startup", metric, v, "seconds", i, params=dict(params), metadata={"round": r})
+        for i, (v, r) in enumerate(zip(values, rounds, strict=True))
+    ]
+
+
+def test_an_ab_change_is_known_by_its_paired_interval_not_by_the_sides() -> None:
+    # Both sides drift together over 12 rounds (+-40%), B is 10% slower in every round: each side's
+    # median is poorly known, the change exactly.
+    drift = [1.0, 1.4, 0.7, 1.2, 0.6, 1.3, 0.9, 1.1, 0.8, 1.35, 0.65, 1.05]
+    rounds = list(range(12))
+    a = _rounds("startup.total", drift, rounds, ab="A")
+    b = _rounds(
+        "startup.total", [1.1 * x * (1 + 0.001 * (i % 3)) for i, x in enumerate(drift)], rounds, ab="B"
+    )
+    (side,) = figure_precision(a, ("startup.*",))
+    (change,) = change_precision(a, b, ("startup.*",))
+    assert side.half_width > 0.15
+    assert change.n == 12 and change.median == pytest.approx(0.101, abs=0.002)
+    assert change.half_width < 0.002
+    expected = paired_change(drift, [s.value for s in b])
+    assert change.half_width == pytest.approx(expected.half_width)
+    assert change.variant == ""  # the A/B label is not part of the figure
+
+
+def test_an_ab_change_pairs_rounds_and_counts_only_those_both_sides_measured() -> None:
+    rng = np.random.default_rng(5)
+    a_vals = list(1.0 + 0.05 * rng.standard_normal(14))
+    b_vals = list(1.0 + 0.05 * rng.standard_normal(14))
+    a = _rounds("cpu.events_per_second", a_vals, list(range(14)))
+    b = _rounds("cpu.events_per_second", b_vals, list(range(2, 16)))  # rounds 2..15
+    (change,) = change_precision(a, b, ("cpu.*",))
+    assert change.n == 12
+    expected = paired_change(a_vals[2:], b_vals[:12])  # rounds 2..13
+    assert change.half_width == pytest.approx(expected.half_width)
+    assert change.median == pytest.approx(expected.change)
+
+
+def test_an_ab_change_below_the_rounds_its_test_needs_is_not_judged() -> None:
+    n = AB_JUDGED_N - 1
+    a = _rounds("startup.total", [1.0] * n, list(range(n)))
+    b = _rounds("startup.total", [1.1] * n, list(range(n)))
+    (change,) = change_precision(a, b, ("startup.*",))
+    assert change.half_width == math.inf and not change.met(0.05)
+    (only_a,) = change_precision(a, [], ("startup.*",))  # a figure one side never gave
+    assert only_a.n == 0 and only_a.half_width == math.inf
+
+
+def test_an_ab_change_of_a_figure_that_can_be_zero_is_relative_to_a() -> None:
+    a = _rounds("startup.phase.ready", [0.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0], list(range(10)))
+    b = _rounds("startup.phase.ready", [0.2, 2.2, 1.2, 2.2, 1.2, 2.2, 1.2, 2.2, 1.2, 2.2], list(range(10)))
+    (change,) = change_precision(a, b, ("startup.*",))
+    assert change.median == pytest.approx(0.2 / 1.5)  # +0.2 on a median of 1.5
+    assert change.half_width == pytest.approx(0.0, abs=1e-12)

@@ -287,6 +287,12 @@ def test_the_banner_states_the_budget_and_the_plan() -> None:
     assert "above 5% of the median" in text
     assert "counted: startup, disk" in text
     assert "every workload at its quick sizes" in text
+    assert "extra rounds, up to 100, " in text
+    ab = "\n".join(launch.describe_plan(config, ["host"], ws, variants=["A", "B"]))
+    assert (
+        "up to 400, for the cells whose 95% interval of each change B/A (paired by round) is wider than +-5%"
+        in ab
+    )
     fixed = launch.resolve(RunConfig(), {"repetitions": 4}, quick=False)
     assert fixed.budget is None and fixed.warmups == 1
     assert launch.describe_plan(fixed, ["host"], ws)[1] == "4 repetition(s) + 1 warm-up round(s)"

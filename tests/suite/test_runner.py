@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from isobench.budget import AB_JUDGED_N, JUDGED_N
+from isobench.budget import AB_JUDGED_N, JUDGED_N, budget_summary
 from isobench.config import RunConfig
 from isobench.drivers.base import DriverContext, LayerStack, SandboxSpec
 from isobench.errors import UsageError, WorkloadError
@@ -397,6 +397,81 @@ def test_a_budgeted_ab_run_gives_every_group_enough_rounds_for_its_paired_test(t
     plain = Costed("w", plain_clock, {"host": 1.0, "box": 1.0}, spread=0.001)
     single, _ = _run_budget(tmp_path / "single", {"w": plain}, plain_clock, budget=1000.0)
     assert _n(single, "w", "host") == JUDGED_N  # met once judged: one configuration stops at 6
+
+
+class Drifting(WorkloadDefaults):
+    """Each cell costs 1 fake second; its value is a level shared by every cell of the same round
+    (the machine drifting +-40% between rounds) times the configuration's ``scale``."""
+
+    name: ClassVar[str] = "w"
+    precision_figures: ClassVar[tuple[str, ...]] = ("*",)
+
+    def __init__(self, clock: FakeClock, cells_per_round: int) -> None:
+        import random
+
+        rng = random.Random(11)
+        self.levels = [rng.uniform(0.6, 1.4) for _ in range(1000)]
+        self.clock = clock
+        self.cells_per_round = cells_per_round
+        self.calls = 0
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        with ctx.sandbox():
+            self.clock.now += 1.0
+        level = self.levels[self.calls // self.cells_per_round]
+        self.calls += 1
+        return [Measurement("w.value", level * float(ctx.params.get("scale", 1.0)), "s")]
+
+
+def test_an_ab_run_spends_its_rounds_on_the_change_not_on_the_sides(tmp_path: Path) -> None:
+    # The sides drift +-40% from round to round, which a run of one configuration cannot average
+    # down within its cap; B/A is the same in every round, so an A/B run knows the change at once.
+    clock = FakeClock()
+    ab, _ = _run_budget(
+        tmp_path,
+        {"w": Drifting(clock, 2)},
+        clock,
+        drivers=("host",),
+        variants=_ab_variants(tmp_path),
+        budget=1000.0,
+    )
+    b = ab.run["budget"]
+    assert {_n(ab, "w", "host")} == {AB_JUDGED_N}
+    assert b["stopped"] == "every counted figure met the target"
+    assert b["limits"]["w"] == {"min_n": 3, "max_n": 400}  # an A/B run's default cap
+    (change,) = b["changes"]
+    assert change["label"] == "B" and change["against"] == "A" and change["met"]
+    assert change["change"] == pytest.approx(1.0) and change["n"] == AB_JUDGED_N  # B is twice A
+    assert all(not f["met"] for u in b["units"] for f in u["figures"])  # the sides are not known
+    assert (
+        budget_summary(ab.run)[1]
+        == "A/B: 1 of 1 changes known to ±5% (95% interval of the change, paired by round)"
+    )
+    single_clock = FakeClock()
+    single, _ = _run_budget(
+        tmp_path / "single", {"w": Drifting(single_clock, 1)}, single_clock, drivers=("host",), budget=1000.0
+    )
+    assert _n(single, "w", "host") == 100  # a plain run's default cap
+    assert single.run["budget"]["stopped"] == "repetition caps or failed cells"
+
+
+def test_an_ab_change_that_stays_noisy_gets_rounds_up_to_the_cap_and_is_named(tmp_path: Path) -> None:
+    clock = FakeClock()
+    w = Costed("w", clock, {"host": 1.0}, spread=0.3)
+    ab, _ = _run_budget(
+        tmp_path, {"w": w}, clock, drivers=("host",), variants=_ab_variants(tmp_path), budget=1000.0, max_n=30
+    )
+    assert _n(ab, "w", "host") == 30
+    (change,) = ab.run["budget"]["changes"]
+    assert not change["met"] and change["half_width"] > 0.05 and change["n"] == 30
+    lines = budget_summary(ab.run)
+    assert lines[1].startswith("A/B: 0 of 1 changes known to ±5%")
+    assert lines[2] == f"  w on host, B/A: n=30: worst w.value ±{change['half_width']:.1%}"
+
+
+def test_the_repetition_cap_is_larger_for_an_ab_run_unless_set() -> None:
+    assert RunConfig().cap() == 100 and RunConfig().cap(ab=True) == 400
+    assert RunConfig(max_n=50).cap() == RunConfig(max_n=50).cap(ab=True) == 50
 
 
 def test_a_round_whose_cells_no_longer_fit_ends_the_run(tmp_path: Path) -> None:
