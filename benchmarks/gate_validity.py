@@ -209,7 +209,9 @@ def main() -> int:
         default=DEFAULT_RULES,
         help=f"the gate's rules (default {DEFAULT_RULES.replace('%', '%%')})",
     )
-    ap.add_argument("--max-n", type=int, help="each run's --max-n (default: isobench's, 100)")
+    ap.add_argument(
+        "--max-n", type=int, help="each run's --max-n (default: isobench's, 100; 400 in an A/B run)"
+    )
     ap.add_argument("--quota-a", type=float, default=1.0, help="baseline [drivers.container] cpus")
     ap.add_argument("--quota-b", type=float, default=0.9, help="candidate [drivers.container] cpus")
     ap.add_argument("--start-delay", type=float, default=0.0, help="candidate [drivers.host] start_delay (s)")

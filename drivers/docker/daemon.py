@@ -29,7 +29,7 @@ from pathlib import Path
 from isobench.drivers.docker.names import Slot, SlotLock, daemon_holds, runner_holds
 from isobench.errors import DriverUnavailable, SandboxError
 from isobench.mounts import find_mounts, umount
-from isobench.procs import run_command, stat_fields
+from isobench.procs import run_command, running, stat_fields
 from isobench.results import atomic_write_text
 
 __all__ = [
@@ -282,6 +282,7 @@ def _stop_pid(pid: int, belongs: Callable[[Sequence[str]], bool], what: str, gra
     if belongs(_cmdline(pid)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    _wait_gone([pid], 5.0)  # its command line goes first; its mounts and files when it has exited
     return f"{what} {pid}"
 
 
@@ -378,22 +379,26 @@ def stop_slot(slot: Slot) -> list[str]:
     def is_containerd(argv: Sequence[str]) -> bool:
         return bool(argv) and argv[0].endswith("containerd") and any(exec_root in a for a in argv)
 
+    killed: list[int] = []
     ctrd = _pid_from(slot.containerd_pidfile)
     if ctrd is not None:
         gone = _stop_pid(ctrd, is_containerd, "containerd", 10.0)
         if gone:
             removed.append(gone)
+            killed.append(ctrd)
     left = _slot_processes(slot)
     # A shim's children are its containers' inits: each takes its pid namespace down with it.
     for child in _children({p for p, what in left if what == "containerd shim"}):
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
         removed.append(f"container process {child}")
+        killed.append(child)
     for leftover, what in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(leftover, signal.SIGKILL)
         removed.append(f"{what} {leftover}")
-    _wait_gone([p for p, _ in left], 5.0)
+        killed.append(leftover)
+    _wait_gone(killed, 5.0)
     cleared, errors = clear_slot(slot)
     for err in errors:
         log.warning("clearing docker slot %d: %s", slot.index, err)
@@ -401,9 +406,11 @@ def stop_slot(slot: Slot) -> list[str]:
 
 
 def _wait_gone(pids: Sequence[int], grace: float) -> None:
-    """Until the SIGKILLed ``pids`` have exited (their mounts and descriptors go with them)."""
+    """Until the SIGKILLed ``pids`` have exited (their mounts and descriptors go with them). An
+    exiting process loses its command line (its memory) before its files and namespaces, so an empty
+    cmdline is not "gone": only a zombie or no process at all is (``procs.running``)."""
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_cmdline(p) for p in pids):
+    while time.monotonic() < deadline and any(running(p) for p in pids):
         time.sleep(0.02)
 
 

@@ -176,3 +176,45 @@ def test_a_killed_writers_temp_file_next_to_the_record_goes(tmp_path: Path) -> N
     tmp.write_text('{"slot"')
     os.utime(tmp, (time.time() - 90, time.time() - 90))
     assert driver.gc("dead2") == [f"stale temp file {tmp}"] and not tmp.exists()
+
+
+def test_reclaiming_waits_until_killed_processes_have_exited_not_until_their_cmdline_is_empty() -> None:
+    # An exiting process loses its command line before its files and namespaces; the wait after the
+    # SIGKILLs must last until it is a zombie or gone. A real child: killed, not yet reaped (a zombie).
+    from isobench.drivers.docker import daemon
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        start = time.monotonic()
+        daemon._wait_gone([child.pid], 0.3)  # alive: the whole grace is waited
+        assert time.monotonic() - start >= 0.3
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while daemon.running(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        daemon._wait_gone([child.pid], 5.0)  # a zombie holds nothing: no wait
+        assert time.monotonic() - start < 1.0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_wait_asks_whether_processes_run_not_whether_they_have_a_cmdline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from isobench.drivers.docker import daemon
+
+    states = {11: [True, True, False], 12: [True, False]}  # pid: running() answers in turn
+    asked: list[int] = []
+
+    def running(pid: int) -> bool:
+        asked.append(pid)
+        seq = states[pid]
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+    monkeypatch.setattr(daemon, "running", running)
+    monkeypatch.setattr(daemon, "_cmdline", lambda *a: [])  # an exiting process: no cmdline yet
+    monkeypatch.setattr(daemon.time, "sleep", lambda s: None)
+    daemon._wait_gone([11, 12], 60.0)
+    assert states == {11: [False], 12: [False]} and 12 in asked
