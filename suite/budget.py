@@ -184,11 +184,13 @@ def change_precision(
         if len(rounds) < 2:
             out.append(FigurePrecision(key[0], key[1], len(rounds), math.nan, math.inf))
             continue
-        pc = paired_change(
-            [statistics.median(a[key][r]) for r in rounds], [statistics.median(b[key][r]) for r in rounds]
-        )
+        va = [statistics.median(a[key][r]) for r in rounds]
+        vb = [statistics.median(b[key][r]) for r in rounds]
+        pc = paired_change(va, vb)
         rel = pc.half_width
-        if len(rounds) < AB_JUDGED_N or math.isnan(rel):
+        if math.isnan(rel):  # relative to a zero median: known exactly only if nothing changed
+            rel = 0.0 if va == vb else math.inf
+        if len(rounds) < AB_JUDGED_N:
             rel = math.inf
         out.append(FigurePrecision(key[0], key[1], len(rounds), pc.change, rel))
     return out

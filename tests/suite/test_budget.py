@@ -203,3 +203,13 @@ def test_an_ab_change_of_a_figure_that_can_be_zero_is_relative_to_a() -> None:
     (change,) = change_precision(a, b, ("startup.*",))
     assert change.median == pytest.approx(0.2 / 1.5)  # +0.2 on a median of 1.5
     assert change.half_width == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_ab_change_of_a_figure_that_is_always_zero_is_known_exactly() -> None:
+    # A phase that takes no time on either side (startup.phase.ready): nothing to buy rounds for.
+    zeros = _rounds("startup.phase.ready", [0.0] * 12, list(range(12)))
+    (change,) = change_precision(zeros, zeros, ("startup.*",))
+    assert change.half_width == 0.0 and change.met(0.05)
+    moved = _rounds("startup.phase.ready", [0.0] * 11 + [1e-6], list(range(12)))
+    (change,) = change_precision(zeros, moved, ("startup.*",))
+    assert change.half_width == math.inf  # zero on A, not on B: no relative change to know
