@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, final, runtime_checkable
 
 from isobench.drivers.capabilities import (
+    BIND_VOLUME,
     VOLUME_MOUNT,
     Accel,
     Capabilities,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BIND_VOLUME",
     "VOLUME_MOUNT",
     "Accel",
     "Availability",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "BIND_VOLUME",
     "VOLUME_MOUNT",
     "Accel",
     "Capabilities",
@@ -28,6 +29,8 @@ __all__ = [
 
 #: Where every isolating driver shows a volume inside its sandboxes.
 VOLUME_MOUNT = "/data"
+#: How the drivers that bind-mount it describe their volumes (a driver's ``metadata()["volume"]``).
+BIND_VOLUME = f"bind mount of a host directory at {VOLUME_MOUNT}"
 
 
 class DriverKind(enum.StrEnum):

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobench.drivers.capabilities import VOLUME_MOUNT
 from isobench.oci import DOCKER_DEFAULT_CAPABILITIES
 
 __all__ = ["CAPABILITIES", "WORKDIR", "BwrapSettings", "bwrap_argv", "parse_version"]
@@ -56,7 +57,7 @@ def bwrap_argv(
     cmd += ["--hostname", s.hostname]
     cmd += ["--bind", str(s.root), "/", "--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
     if s.volume is not None:
-        cmd += ["--bind", str(s.volume), "/data"]
+        cmd += ["--bind", str(s.volume), VOLUME_MOUNT]
     cmd += ["--cap-drop", "ALL"]
     for cap in CAPABILITIES:
         cmd += ["--cap-add", cap]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
+    BIND_VOLUME,
     Availability,
     Capabilities,
     DriverContext,
@@ -185,14 +186,11 @@ class BwrapDriver:
             "rootfs": "overlay(image lower, per-sandbox upper) mounted once at create",
             "network": "spec.network: host netns, address 127.0.0.1; else own netns, loopback only",
             "cpu_affinity": "taskset from spec.cpuset" if self._tools.which("taskset") else "none",
-            "volume": "bind mount of a host directory at /data",
+            "volume": BIND_VOLUME,
         }
 
-    def _image_root(self, spec: SandboxSpec) -> Path:
-        return image_rootfs(spec.image, self._ctx.state_dir)
-
     def create(self, spec: SandboxSpec) -> BwrapSandbox:
-        lower = self._image_root(spec)
+        lower = image_rootfs(spec.image, self._ctx.state_dir)
         spec = spec.with_volume_resolved()
         path = self._tools.which(self._binary)
         if path is None:

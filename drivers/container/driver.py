@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
+    BIND_VOLUME,
     Availability,
     Capabilities,
     DriverContext,
@@ -184,7 +185,7 @@ class ContainerDriver:
             ),
             "user_namespace": self._userns_mode(),
             "kernel": platform.release(),
-            "volume": "bind mount of a host directory at /data",
+            "volume": BIND_VOLUME,
         }
 
     def _userns_mode(self) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
+    BIND_VOLUME,
     Availability,
     Capabilities,
     DriverContext,
@@ -248,7 +249,7 @@ class DockerDriver:
             "daemon": "private" if self._socket is None else f"existing at {self._socket}",
             "rootfs": "overlay2 (image layer lower, container layer upper)",
             "network": f"docker bridge network, subnet {self.slot.subnet if self.slot else '?'}",
-            "volume": "bind mount of a host directory at /data",
+            "volume": BIND_VOLUME,
             "image_import_s": self._facts.get("image_import_s"),
         }
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from isobench.drivers.base import ExecRequest, ExecResult, PhaseClock, SandboxBase, SandboxSpec, SandboxStats
+from isobench.drivers.capabilities import VOLUME_MOUNT
 from isobench.drivers.docker.engine import ContainerConfig, Engine
 from isobench.drivers.docker.events import ClockOffset, daemon_phases, event_times
 from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_name
@@ -74,7 +75,7 @@ def container_config(
         mem_limit=memory,
         memswap_limit=memory,
         pids_limit=spec.pids_limit,
-        binds={str(spec.volume): "/data"} if spec.volume is not None else {},
+        binds={str(spec.volume): VOLUME_MOUNT} if spec.volume is not None else {},
         network=network if spec.network and network else "none",
         device_bps=tuple((d, spec.io_bps) for d in io_disks) if spec.io_bps is not None else (),
     )

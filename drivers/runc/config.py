@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.base import VOLUME_MOUNT, SandboxSpec
 from isobench.errors import SandboxError
 from isobench.oci import DOCKER_DEFAULT_CAPABILITIES
 
@@ -126,7 +126,7 @@ def oci_config(
     if spec.volume is not None:
         mounts.append(
             {
-                "destination": "/data",
+                "destination": VOLUME_MOUNT,
                 "type": "bind",
                 "source": str(spec.volume),
                 "options": ["rbind", "rw"],

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from isobench.drivers.base import (
+    BIND_VOLUME,
     Availability,
     Capabilities,
     DriverContext,
@@ -338,14 +339,11 @@ class RuncDriver:
             "seccomp": False,
             "rootfs": "overlay(image lower, per-sandbox upper)",
             "network": f"veth /30 from {network.SUBNET}",
-            "volume": "bind mount of a host directory at /data",
+            "volume": BIND_VOLUME,
         }
 
-    def _image_root(self, spec: SandboxSpec) -> Path:
-        return image_rootfs(spec.image, self._ctx.state_dir)
-
     def create(self, spec: SandboxSpec) -> RuncSandbox:
-        image = self._image_root(spec)
+        image = image_rootfs(spec.image, self._ctx.state_dir)
         # A spec's layer stack sits on the image, topmost first, as Docker's image layers do.
         lower = image if spec.layers is None else (*spec.layers.dirs, image)
         spec = spec.with_volume_resolved()
