@@ -88,7 +88,22 @@ def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
     """A budgeted run says how many counted figures reached the precision target, and which cells
     did not (the per-figure record is run["budget"] in results.json)."""
     b = run.get("budget")
-    if not isinstance(b, Mapping) or not b.get("figures_counted"):
+    if not isinstance(b, Mapping):
+        return None
+    changes = b.get("changes")
+    if changes:  # an A/B run: what its rounds bought is each change's precision
+        met = sum(bool(c["met"]) for c in changes)
+        if met == len(changes):
+            return None
+        short = budget_summary(run)[2:]
+        line = (
+            f"{len(changes) - met} of {len(changes)} changes between the A/B configurations are not known "
+            f"to ±{float(b['precision']):.0%} (95% interval, paired by round) after the "
+            f"{mmss(float(b['seconds']))} budget ({b['stopped']}); the compare of this run can detect "
+            "only larger changes there. A longer --budget or a higher --max-n buys rounds."
+        )
+        return WarningGroup("precision", line, tuple(x.strip() for x in short))
+    if not b.get("figures_counted"):
         return None
     met, counted = int(b["figures_met"]), int(b["figures_counted"])
     if met == counted:

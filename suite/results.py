@@ -43,6 +43,12 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    may get another verdict than under version 5 (e.g. a window with r 0.84 over 8
                    readings: p 0.009 leaks in 5, p 0.12 over 4.4 effective points in 6). Version 5 and
                    older load as is.
+    7  2026-12-01  A/B runs: run["budget"]["changes"] = [{"driver", "workload", "label", "against",
+                   "metric", "variant", "n", "change", "half_width", "met"}]: every counted figure's
+                   change label/against paired by round and how well it is known (the relative
+                   half-width of its 95% interval); these decide an A/B run's extra rounds (the
+                   units' per-side figures stay). An A/B run's default cap, run["budget"]["limits"],
+                   is 400 instead of 100. Versions 1-6 load as is (no "changes").
 """
 
 from __future__ import annotations
@@ -73,9 +79,9 @@ __all__ = [
     "load_results",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"

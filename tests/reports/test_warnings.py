@@ -97,3 +97,43 @@ def test_a_budgeted_run_says_which_cells_missed_the_precision_target() -> None:
     )
     run["budget"]["figures_met"] = 3
     assert [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"] == []
+
+
+def test_an_ab_run_says_which_changes_missed_the_precision_target() -> None:
+    change = {"driver": "host", "workload": "startup", "label": "B", "against": "A", "variant": ""}
+    run = {
+        "budget": {
+            "seconds": 360.0,
+            "spent": 130.0,
+            "precision": 0.05,
+            "stopped": "repetition caps or failed cells",
+            "figures_counted": 4,
+            "figures_met": 4,  # the sides are known; not what an A/B run is for
+            "cells_skipped": 0,
+            "units": [],
+            "changes": [
+                {
+                    **change,
+                    "metric": "startup.to_ready",
+                    "n": 400,
+                    "change": 0.09,
+                    "half_width": 0.02,
+                    "met": True,
+                },
+                {
+                    **change,
+                    "metric": "startup.phase.spawn",
+                    "n": 400,
+                    "change": -0.1,
+                    "half_width": 0.10,
+                    "met": False,
+                },
+            ],
+        }
+    }
+    (g,) = [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"]
+    assert g.line.startswith("1 of 2 changes between the A/B configurations are not known to ±5%")
+    assert "after the 6:00 budget (repetition caps or failed cells)" in g.line
+    assert g.items == ("startup on host, B/A: n=400: worst startup.phase.spawn ±10.0%",)
+    run["budget"]["changes"][1]["met"] = True
+    assert [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"] == []
