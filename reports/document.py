@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 from isobench.results import Results
 
+from .ab import ab_labels
+from .ab_view import ABView, ab_views, first_configuration
 from .cells import group_cells, variant_of
 from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .fleet import Fleet, fleet_view, main_results
 from .grid import GridTable, question_tables
-from .headline import Headline, build_headline
+from .headline import QUESTIONS, Headline, build_headline
 from .limits_table import limits_table
 from .methods import method_text, recorded_tools
 from .plots import OPTIONAL_SECTIONS, SECTIONS, Plot, all_plots
@@ -78,6 +80,8 @@ class Document:
     #: The escape battery: a verdict per driver and primitive, and the evidence behind each.
     escape: pd.DataFrame = field(default_factory=pd.DataFrame)
     escape_evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: An A/B run's answer: each configuration after the first against the first (none otherwise).
+    ab: tuple[ABView, ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -176,11 +180,13 @@ def build_document(results: Results, plots_dir: Path) -> Document:
             )
         )
     fleet = fleet_view(results)
-    headline = (
-        build_headline(results, cells=cells)
-        if fleet is None
-        else build_headline(main_results(results, fleet))
-    )
+    if fleet is not None:
+        headline = build_headline(main_results(results, fleet))
+    elif len(ab_labels(results)) > 1:  # one configuration's figures, each with its own native baseline
+        headline = build_headline(first_configuration(results))
+    else:
+        headline = build_headline(results, cells=cells)
+    ab = ab_views(results, ((q.workload, q.metric) for q in QUESTIONS), headline.drivers)
     noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     return Document(
         headline=headline,
@@ -201,4 +207,5 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         fleet=fleet,
         escape=escape_table(results),
         escape_evidence=escape_evidence(results),
+        ab=ab,
     )

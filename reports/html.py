@@ -136,6 +136,35 @@ def _headline(doc: Document) -> str:
     return "".join(out)
 
 
+_VERDICT_CLASS = {"faster": "v-better", "slower": "v-worse", "no significant change": "v-same"}
+
+
+def _ab(doc: Document) -> str:
+    """An A/B run's answer, right under the headline: what each configuration changed."""
+    out = []
+    for view in doc.ab:
+        head = "".join(f"<th>{escape(h)}</th>" for h in view.header())
+        body = []
+        for c in view.rows():
+            texts = view.cells(c)
+            cls = _VERDICT_CLASS.get(c.verdict, "v-none")
+            tds = "".join(f"<td>{escape(t)}</td>" for t in texts[2:-1])
+            body.append(
+                f"<tr><th>{escape(texts[0])}</th><th>{escape(texts[1])}</th>{tds}"
+                f'<td class="{cls}">{escape(texts[-1])}</td></tr>'
+            )
+        table = (
+            f'<table class="grid ab"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            if body
+            else "<p>No figure was compared.</p>"
+        )
+        out.append(
+            f'<section id="ab-{escape(view.other)}"><h2>{escape(view.title)}</h2>{table}'
+            f'<p class="legend">{escape(view.legend())}</p></section>'
+        )
+    return "".join(out)
+
+
 def _fleet(doc: Document) -> str:
     """Each host's headline figure side by side, coloured against that host's own native."""
     if doc.fleet is None:
@@ -315,6 +344,7 @@ def render_html(doc: Document) -> str:
     )
     body = [
         _headline(doc),
+        _ab(doc),
         _fleet(doc),
         nav,
         _warnings(doc),

@@ -86,12 +86,26 @@ def fleet_markdown(doc: Document) -> str:
     return "\n".join(lines)
 
 
+def ab_markdown(doc: Document) -> str:
+    """An A/B run's answer (report.html's table), one table per configuration after the first."""
+    out = []
+    for view in doc.ab:
+        rows = [view.cells(c) for c in view.rows()]
+        out.append(f"\n## {_md(view.title)}\n\n")
+        out.append(
+            md_table(pd.DataFrame(rows, columns=view.header())) if rows else "_No figure was compared._\n"
+        )
+        out.append(f"\n{_md(view.legend())}\n")
+    return "".join(out)
+
+
 def render_markdown(doc: Document, out_dir: Path) -> str:
     del out_dir  # paths below are relative to the report directory summary.md is written into
     parts = [
         f"# {_md(doc.heading)}\n\n",
         f"{_md(doc.subtitle())}\n\n",
         headline_markdown(doc.headline),
+        ab_markdown(doc),
         fleet_markdown(doc),
         "\n## Findings\n\n",
         "".join(f"- {_md(f)}\n" for f in doc.findings),
