@@ -215,9 +215,11 @@ class ContainerDriver:
         return shared
 
     def _prepare(
-        self, spec: SandboxSpec, clock: PhaseClock, *, cold: bool = False
+        self, spec: SandboxSpec, clock: PhaseClock, *, cold: bool = False, defer_cgroup: bool = False
     ) -> tuple[ContainerConfig, Resources]:
-        """Config, record, cgroup and overlay directories. On failure nothing is left."""
+        """Config, record, cgroup and overlay directories. On failure nothing is left. With
+        ``defer_cgroup`` the cgroup is left for the caller to make (``_make_cgroup``) while the
+        helper starts."""
         host = self._ctx.host
         config = config_from_spec(spec, self._image_root(spec), euid=host.euid, egid=host.egid)
         check_overlay_fits(config, spec, self._ctx.work_dir)
@@ -237,13 +239,17 @@ class ContainerDriver:
                 raise
         try:
             config = with_io_limit(config, spec, base, host)
-            if config.limits is not None:
-                with clock.phase("cgroup"):
-                    res.cgroup = self.cgroups().create(names.ident, config.limits)
+            if config.limits is not None and not defer_cgroup:
+                self._make_cgroup(config, res, clock)
         except BaseException:
             res.release()
             raise
         return config, res
+
+    def _make_cgroup(self, config: ContainerConfig, res: Resources, clock: PhaseClock) -> None:
+        assert config.limits is not None
+        with clock.phase("cgroup"):
+            res.cgroup = self.cgroups().create(res.names.ident, config.limits)
 
     def _record(self, config: ContainerConfig, names: naming.ContainerNames, base: Path) -> Record:
         """What gc needs to find every resource of the container, before any exists."""
@@ -310,7 +316,9 @@ class ContainerDriver:
         spec: SandboxSpec,
         *,
         in_memory: bool = False,
+        cgroup: Cgroup | None = None,
     ) -> list[str]:
+        """The helper's arguments; ``cgroup``: where it attaches when ``res`` has no cgroup yet."""
         base = self._ctx.work_dir / res.names.ident
         args = [ARGV0, mode, "--ppid", str(os.getpid()), "--ns", config.ns_arg, "--hostname", config.hostname]
         for rl in config.rlimits:
@@ -337,7 +345,7 @@ class ContainerDriver:
         ]
         if config.volume is not None:
             args += ["--volume", str(config.volume)]
-        args += cgroup_args(res.cgroup)
+        args += cgroup_args(res.cgroup if res.cgroup is not None else cgroup)
         args += seccomp_args(config.hardening, config.seccomp_filter)
         if config.uid_map is not None:
             args += ["--uid-map", config.uid_map]
@@ -437,8 +445,14 @@ class ContainerDriver:
         """
         clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock, cold=True)
+        config, res = self._prepare(spec, clock, cold=True, defer_cgroup=True)
         try:
+            # The cgroup is made while the helper starts and clones, on the other CPU: the helper
+            # attaches its child only once told it exists (run_helper's ``go``), and a cgroup that
+            # cannot be made stops the helper with its child before anything runs.
+            planned = (
+                self.cgroups().plan(res.names.ident, config.limits) if config.limits is not None else None
+            )
             # The upper layer of a cold run is deleted the moment it exits. In memory (a tmpfs the
             # helper mounts in the container's own mount namespace) it costs no host journal update
             # to make or remove: a dozen mkdir/rmdir/unlink of overlayfs's upper and work dirs on
@@ -446,12 +460,18 @@ class ContainerDriver:
             # spares the sync at unmount (a journal commit, ~6 ms here under load). Either way fsync
             # inside a cold run does not reach a disk: cold runs are for start-up figures.
             in_memory = _cold_upper_in_memory(config, spec)
-            args = self._helper_args("run", config, res, spec, in_memory=in_memory)
+            args = self._helper_args("run", config, res, spec, in_memory=in_memory, cgroup=planned)
             if not in_memory:
                 args.append("--volatile")
             spawn_ns = time.monotonic_ns()
             result, report = run_helper(
-                self.helper_image(), args, list(argv), timeout=timeout, env=DEFAULT_ENV, stdin=None
+                self.helper_image(),
+                args,
+                list(argv),
+                timeout=timeout,
+                env=DEFAULT_ENV,
+                stdin=None,
+                go=(lambda: self._make_cgroup(config, res, clock)) if planned is not None else None,
             )
         except BaseException:
             res.release()

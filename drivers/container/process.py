@@ -9,7 +9,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from isobench.drivers.base import ExecResult, PhaseClock
 from isobench.drivers.container.helper import HelperImage
@@ -53,28 +53,40 @@ def run_helper(
     env: Mapping[str, str],
     stdin: bytes | None,
     pass_fds: tuple[int, ...] = (),
+    go: Callable[[], None] | None = None,
 ) -> tuple[ExecResult, HelperReport]:
     """Run the helper (from its sealed image) with the command's stdio captured and its setup
-    errors on a report pipe. ``env`` is the command's whole environment."""
+    errors on a report pipe. ``env`` is the command's whole environment.
+
+    ``go`` runs while the helper starts (its exec and clone overlap it on another CPU); the helper
+    attaches its child to the cgroups only after ``go`` returned. If ``go`` raises, the helper is
+    told so (EOF on its go pipe), kills its child and exits, and the exception propagates."""
     r, w = os.pipe()
+    go_r, go_w = os.pipe() if go is not None else (-1, -1)
+    go_args = ["--go-fd", str(go_r)] if go is not None else []
     start = time.monotonic_ns()
     try:
         proc = subprocess.Popen(
-            [*cmd[:2], "--report-fd", str(w), *cmd[2:], "--", *argv],
+            [*cmd[:2], "--report-fd", str(w), *go_args, *cmd[2:], "--", *argv],
             executable=image.executable,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
-            pass_fds=(w, image.fd, *pass_fds),
+            pass_fds=(w, image.fd, *pass_fds, *([go_r] if go is not None else [])),
             start_new_session=True,
         )
     except OSError as err:
-        os.close(r)
-        os.close(w)
+        for fd in (r, w, go_r, go_w):
+            if fd >= 0:
+                os.close(fd)
         raise SandboxError(f"cannot start container helper {cmd[0]}: {err}") from err
     os.close(w)
+    if go is not None:
+        os.close(go_r)
     try:
+        if go is not None:
+            _go(proc, argv, go, go_w)
         # As every command (a CellTimeout naming argv on timeout, the helper stopped on every
         # error path), but drained through a pidfd and stopped the helper's way.
         out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout, kill=_killpg, drain=_drain_pidfd)
@@ -85,6 +97,24 @@ def run_helper(
     if report.error:
         raise SandboxError(f"cannot run {argv[0]} in the container: {report.error}")
     return result, report
+
+
+def _go(proc: subprocess.Popen[bytes], argv: list[str], go: Callable[[], None], go_w: int) -> None:
+    """Run ``go``, then release the helper (one byte); if it raises, the EOF stops the helper,
+    which is reaped before the exception goes on."""
+    try:
+        go()
+    except BaseException:
+        os.close(go_w)
+        with contextlib.suppress(Exception):
+            communicate(proc, argv, stdin=None, timeout=5.0, kill=_killpg, drain=_drain_pidfd)
+        raise
+    try:
+        os.write(go_w, b"x")
+    except BrokenPipeError:
+        pass  # the helper is gone already: its report says why
+    finally:
+        os.close(go_w)
 
 
 def _drain_pidfd(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float) -> tuple[bytes, bytes]:

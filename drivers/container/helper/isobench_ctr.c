@@ -89,6 +89,7 @@ struct config {
     const char *uid_map, *gid_map;
     const char *idmap_dir; /* subordinate ids: layers and volume are attached idmapped here */
     int target_pidfd;    /* exec/netexec: the container's pid 1, held by the driver (no pid-number race) */
+    int go_fd;           /* run/init: one byte here when the driver has made the cgroups (EOF: it gave up) */
     pid_t runner_pid;    /* --ppid: the process that spawned us; we die with it */
     const char *rlimits[MAX_LIST]; /* NAME=SOFT:HARD, applied before exec */
     int n_rlimits;
@@ -96,7 +97,7 @@ struct config {
     char *args_start, *args_end; /* main's argv and environment strings: pid 1 scrubs them */
 };
 
-static struct config cfg = {.report_fd = -1, .target_pidfd = -1};
+static struct config cfg = {.report_fd = -1, .target_pidfd = -1, .go_fd = -1};
 static char report_buf[8192];
 static size_t report_len;
 
@@ -221,6 +222,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--uid-map")) cfg.uid_map = argv[++i];
         else if (!strcmp(a, "--gid-map")) cfg.gid_map = argv[++i];
         else if (!strcmp(a, "--pidfd")) cfg.target_pidfd = atoi(argv[++i]);
+        else if (!strcmp(a, "--go-fd")) cfg.go_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--idmap-dir")) cfg.idmap_dir = argv[++i];
         else if (!strcmp(a, "--ppid")) cfg.runner_pid = (pid_t)atoi(argv[++i]);
         else if (!strcmp(a, "--rlimit") && cfg.n_rlimits < MAX_LIST) cfg.rlimits[cfg.n_rlimits++] = argv[++i];
@@ -232,6 +234,7 @@ static void parse_args(int argc, char **argv) {
     }
     cfg.argv = argv + i;
     if (cfg.report_fd >= 0) fcntl(cfg.report_fd, F_SETFD, FD_CLOEXEC);
+    if (cfg.go_fd >= 0) fcntl(cfg.go_fd, F_SETFD, FD_CLOEXEC);
 }
 
 /* ---------------------------------------------------------------- small helpers */
@@ -263,17 +266,19 @@ static void xmount(const char *src, const char *dst, const char *type, unsigned 
 
 /* ---------------------------------------------------------------- runtime hardening */
 
-/* Only stdio, the report pipe and the container's pidfd survive: the driver passes the sealed
- * helper image as an fd too, and nothing of the runner may reach the container's pid 1. */
+/* Only stdio, the report pipe, the container's pidfd and the go pipe survive: the driver passes
+ * the sealed helper image as an fd too, and nothing of the runner may reach the container's pid 1
+ * (the child closes the go pipe first thing; report pipe and pidfd are close-on-exec). */
 static void close_stray_fds(void) {
-    int keep[2] = {cfg.report_fd, cfg.target_pidfd};
-    if (keep[0] > keep[1]) {
-        int t = keep[0];
-        keep[0] = keep[1];
-        keep[1] = t;
-    }
+    int keep[3] = {cfg.report_fd, cfg.target_pidfd, cfg.go_fd};
+    for (int i = 1; i < 3; i++) /* sort three */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
     unsigned int from = 3;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (keep[i] < (int)from) continue;
         if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
         from = (unsigned int)keep[i] + 1;
@@ -704,6 +709,7 @@ __attribute__((noreturn)) static void init_loop(void) {
 static int child_main(int sync_fd, int helper_pidfd) {
     char c;
     if (runner_pidfd >= 0) close(runner_pidfd); /* the container holds nothing of the runner */
+    if (cfg.go_fd >= 0) close(cfg.go_fd);
     /* Wait until the parent has put us in our cgroups (v2) or written our id maps (user ns). */
     if (sync_fd >= 0) {
         if (read(sync_fd, &c, 1) != 1) die("parent vanished before setup");
@@ -839,6 +845,27 @@ static int status_code(int status) {
     return 255;
 }
 
+/* The driver makes the container's cgroups while this helper starts and clones (they overlap on
+ * another CPU), then sends one byte: only then may the child be attached. EOF means the driver
+ * could not make them: the child goes, and so does the helper, with the reason. */
+static void await_go(pid_t child) {
+    if (cfg.go_fd < 0) return;
+    char g;
+    ssize_t n;
+    do n = read(cfg.go_fd, &g, 1);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    close(cfg.go_fd);
+    cfg.go_fd = -1;
+    if (n == 1) return;
+    kill(child, SIGKILL);
+    int status;
+    while (waitpid(child, &status, __WALL) < 0 && errno == EINTR) {
+    }
+    errno = n < 0 ? err : ECANCELED;
+    die("the driver did not make the container's cgroups");
+}
+
 static int start_container(void) {
     if (!cfg.merged || !cfg.upper || !cfg.work || cfg.n_lowers == 0) {
         fprintf(stderr, "isobench-ctr: --lower, --upper, --work and --merged are required\n");
@@ -852,8 +879,9 @@ static int start_container(void) {
         fprintf(stderr, "isobench-ctr: run needs a command after --\n");
         return 2;
     }
-    /* A hand-off to the child costs a wake-up; only pay it when the parent has work to do first. */
-    int need_sync = (cfg.ns_flags & CLONE_NEWUSER) || cfg.n_cgroups > 0;
+    /* A hand-off to the child costs a wake-up; only pay it when the parent has work to do first
+     * (write id maps, attach the child, or wait until the driver has made the cgroups). */
+    int need_sync = (cfg.ns_flags & CLONE_NEWUSER) || cfg.n_cgroups > 0 || cfg.go_fd >= 0;
     int sync[2] = {-1, -1};
     if (need_sync && pipe2(sync, O_CLOEXEC) < 0) die("pipe");
     /* The cgroup namespace is entered by the child after its cgroup attach, not at clone time. */
@@ -879,8 +907,15 @@ static int start_container(void) {
     report_line("C %d\n", (int)pid);
     if (cfg.ns_flags & CLONE_NEWUSER) write_id_maps(pid);
     if (cfg.idmap_dir) idmap_layers(pid);
+    uint64_t ta = t1;
+    if (cfg.go_fd >= 0) {
+        uint64_t tw = now_ns();
+        await_go(pid);
+        ta = now_ns();
+        stamp("cgroup_wait", tw, ta);
+    }
     attach_cgroups(pid);
-    stamp("cgroup_attach", t1, now_ns());
+    stamp("cgroup_attach", ta, now_ns());
     flush_report();
     if (need_sync) {
         if (write(sync[1], "x", 1) != 1) die("release child");

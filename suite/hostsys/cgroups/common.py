@@ -96,6 +96,12 @@ class CgroupManager(Protocol):
 
     def create(self, name: str, limits: CgroupLimits) -> Cgroup: ...
 
+    def plan(self, name: str, limits: CgroupLimits) -> Cgroup:
+        """The cgroup ``create`` would make, not made yet: its files' paths, so a process can be
+        told where to attach while the cgroup is being made. Raises what ``create`` would for a
+        controller the host lacks."""
+        ...
+
     def find(self, match: Callable[[str], bool]) -> list[str]:
         """Names of existing cgroups (directly under our parent) that ``match`` accepts."""
         ...

@@ -109,7 +109,7 @@ class V1Manager:
             wanted.append("devices")
         return tuple(wanted)
 
-    def create(self, name: str, limits: CgroupLimits) -> V1Cgroup:
+    def plan(self, name: str, limits: CgroupLimits) -> V1Cgroup:
         wanted = self.controllers_for(limits)
         missing = [c for c in wanted if c not in self._mounts]
         if missing:
@@ -117,9 +117,13 @@ class V1Manager:
                 f"cgroup v1 controller {missing[0]!r} is not mounted on this host "
                 f"(mounted: {', '.join(sorted(self._mounts)) or 'none'}); mount it under /sys/fs/cgroup"
             )
-        dirs = {c: self._base(c) / name for c in wanted}
+        return V1Cgroup(name, {c: self._base(c) / name for c in wanted}, self._rmdir)
+
+    def create(self, name: str, limits: CgroupLimits) -> V1Cgroup:
+        cg = self.plan(name, limits)
+        dirs = cg._dirs
         common.make_cgroup(dict.fromkeys(dirs.values()), self._rmdir, lambda: self._apply(dirs, limits))
-        return V1Cgroup(name, dirs, self._rmdir)
+        return cg
 
     def _apply(self, dirs: Mapping[str, Path], limits: CgroupLimits) -> None:
         mem = dirs["memory"]

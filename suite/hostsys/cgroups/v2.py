@@ -104,13 +104,19 @@ class V2Manager:
         except OSError:
             return set()
 
+    def plan(self, name: str, limits: CgroupLimits) -> V2Cgroup:
+        # Which controllers are delegated is known only to ``create`` (it enables them): here the
+        # path alone, which does not depend on them.
+        del limits
+        return V2Cgroup(name, self.base / name, self._rmdir)
+
     def create(self, name: str, limits: CgroupLimits) -> V2Cgroup:
         wanted = list(V2_BASE) + (["cpuset"] if limits.cpuset is not None else [])
         wanted += ["io"] if limits.io_bps is not None else []
         self._enable(wanted)
-        path = self.base / name
-        common.make_cgroup([path], self._rmdir, lambda: self._apply(path, limits))
-        return V2Cgroup(name, path, self._rmdir)
+        cg = self.plan(name, limits)
+        common.make_cgroup([cg.path], self._rmdir, lambda: self._apply(cg.path, limits))
+        return cg
 
     def _enable(self, wanted: list[str]) -> None:
         base = self.base

@@ -341,6 +341,55 @@ def test_run_cold(driver: ContainerDriver, make_spec: SpecFactory, leftovers: Le
     assert leftovers() == []
 
 
+def test_a_cold_runs_cgroup_is_made_while_the_helper_starts_and_before_its_child_joins(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers
+) -> None:
+    run = driver.run_cold(make_spec("overlap"), ["sh", "-c", "cat /proc/self/cgroup"])
+    assert run.result.exit_code == 0
+    phases = {p.name: p for p in run.phases}
+    spawn, cgroup, wait, join = (
+        phases["spawn"],
+        phases["cgroup"],
+        phases["cgroup_wait"],
+        phases["cgroup_join"],
+    )
+    assert spawn.start_ns <= cgroup.start_ns  # made after the helper was spawned ...
+    assert cgroup.end_ns <= wait.end_ns <= join.start_ns  # ... and the child joined only after it
+    # the command ran in its own cgroup (the cgroup namespace root is that cgroup: "/" in every hierarchy)
+    lines = [line for line in run.result.stdout.splitlines() if ":memory:" in line or line.startswith("0::")]
+    assert lines and all(line.endswith(":/") for line in lines), run.result.stdout
+    assert leftovers() == []
+
+
+def test_a_cold_run_whose_cgroup_cannot_be_made_stops_its_helper_and_leaves_nothing(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = driver.cgroups()
+
+    def refuse(name: str, limits: object) -> object:
+        raise SandboxError(f"cgroup {name} refused (test)")
+
+    monkeypatch.setattr(manager, "create", refuse)
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError, match="refused"):
+        driver.run_cold(make_spec("nocg"), ["sleep", "30"])
+    assert time.monotonic() - t0 < 10  # the helper stopped at once, not at the command's end
+    assert leftovers() == []
+    helpers = [
+        pid
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and driver._ctx.run_id.encode() in _cmdline(int(pid))
+    ]
+    assert helpers == []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_availability_and_metadata(driver: ContainerDriver) -> None:
     avail = driver.availability()
     assert avail.ok, avail.reason
