@@ -192,6 +192,15 @@ def main() -> int:
             contenders["variant: target, cold upper on disk"] = ours(
                 "upper-on-disk", {"namespaces": TARGET_NS, "cold_upper": "disk"}
             )
+            # What making the record and cgroup while the helper starts saves: the same start with
+            # both made before it (the order before issue 18's last step).
+            serial_driver = ContainerDriver(
+                DriverContext(state_dir=driver_state, work_dir=tmp / "work-serial", run_id=run_id),
+                overlap=False,
+            )
+            contenders["variant: target, record and cgroup before the helper starts"] = ours(
+                "serial-setup", {"namespaces": TARGET_NS}, drv=serial_driver
+            )
             glibc = glibc_helper(driver_state)
             if glibc is not None:
                 # What building the helper with musl saves: the same source built with glibc.
@@ -365,6 +374,12 @@ def report(
     if "glibc-helper" in samples:
         r = ratio_ci(samples["glibc-helper"], samples["container"])
         print(f"  helper built with glibc / with musl = {r.value:5.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}]")
+    if "serial-setup" in samples:
+        r = ratio_ci(samples["serial-setup"], samples["container"])
+        print(
+            f"  record and cgroup before the helper / while it starts = {r.value:5.2f}  "
+            f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        )
     if "proto-container" in samples:
         print("\nthrough the Driver protocol (create -> exec /bin/true -> destroy), ratios of medians")
         for other in ("proto-runc", "proto-docker", "proto-bwrap"):

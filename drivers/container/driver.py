@@ -27,6 +27,7 @@ from isobench.drivers.base import (
     Capabilities,
     DriverContext,
     DriverOptions,
+    ExecResult,
     LayerStackKind,
     PhaseClock,
     SandboxSpec,
@@ -72,6 +73,12 @@ log = logging.getLogger(__name__)
 __all__ = ["ColdRun", "ContainerDriver", "ContainerSandbox"]
 
 _SEQ = itertools.count()
+#: Names tried before a container gives up (each taken one was claimed by another runner process).
+_CLAIM_TRIES = 10_000
+
+
+class _NameTaken(Exception):
+    """Another runner process claimed these container names first."""
 
 
 def _cold_upper_in_memory(config: ContainerConfig, spec: SandboxSpec) -> bool:
@@ -98,10 +105,20 @@ class ContainerDriver:
     #: gc(None) leaves containers of live runs (their records' owners, ``ctx.sparing``) alone.
     spares_live_runs: ClassVar[bool] = True
 
-    def __init__(self, ctx: DriverContext, links: Links | None = None, *, helper: Path | None = None) -> None:
+    def __init__(
+        self,
+        ctx: DriverContext,
+        links: Links | None = None,
+        *,
+        helper: Path | None = None,
+        overlap: bool = True,
+    ) -> None:
         """``helper``: a built helper to run instead of this source's build (benchmarks compare
-        builds of it); it is sealed into a memfd all the same."""
+        builds of it); it is sealed into a memfd all the same. ``overlap=False``: a cold run makes
+        its record and cgroup before the helper starts, as it used to (what the overlap saves is
+        measured against it)."""
         self._ctx = ctx
+        self._overlap = overlap
         self.opts = ContainerOptions.parse(self.name, ctx.options)
         self._links = links or Links()
         self._helper_path: Path | None = helper
@@ -214,17 +231,28 @@ class ContainerDriver:
             shared.mkdir(parents=True, exist_ok=True)
         return shared
 
-    def _prepare(
-        self, spec: SandboxSpec, clock: PhaseClock, *, cold: bool = False, defer_cgroup: bool = False
-    ) -> tuple[ContainerConfig, Resources]:
-        """Config, record, cgroup and overlay directories. On failure nothing is left. With
-        ``defer_cgroup`` the cgroup is left for the caller to make (``_make_cgroup``) while the
-        helper starts."""
+    def _configure(self, spec: SandboxSpec) -> ContainerConfig:
+        """The container's config, checked, with its helper built and its seccomp filter compiled:
+        everything before the first resource."""
         host = self._ctx.host
         config = config_from_spec(spec, self._image_root(spec), euid=host.euid, egid=host.egid)
         check_overlay_fits(config, spec, self._ctx.work_dir)
         self.helper_image()  # build before any resource exists: a missing compiler leaves nothing behind
-        config = replace(config, seccomp_filter=self.seccomp_filter(config))
+        return replace(config, seccomp_filter=self.seccomp_filter(config))
+
+    def _prepare(
+        self,
+        spec: SandboxSpec,
+        clock: PhaseClock,
+        config: ContainerConfig,
+        *,
+        cold: bool = False,
+        defer_cgroup: bool = False,
+    ) -> tuple[ContainerConfig, Resources]:
+        """Record, cgroup and overlay directories of a ``_configure``d container. On failure
+        nothing is left. With ``defer_cgroup`` the cgroup is left for the caller to make
+        (``_make_cgroup``) while the helper starts."""
+        host = self._ctx.host
         # A cold run whose upper layer is in memory has no directory on the host at all.
         in_memory = cold and _cold_upper_in_memory(config, spec)
         with clock.phase("overlay_dirs"):
@@ -285,28 +313,36 @@ class ContainerDriver:
         memory has none: no journal update of the host's disk to make and remove it)."""
         if make_dir:
             self._ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(10_000):
+        for _ in range(_CLAIM_TRIES):
             names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
-            base = self._ctx.work_dir / names.ident
-            record = self._record(config, names, base)
-            try:
-                path = record.write(self._ctx.state_dir, exclusive=True)
-            except FileExistsError:
-                continue
-            if not make_dir:
-                return names, base, record, path
-            try:
-                # 0700: no other host user reaches the upper layer (a set-uid file a container root
-                # wrote there would otherwise be theirs to run) or the work dir.
-                base.mkdir(mode=0o700)
-            except FileExistsError:  # left by a dead runner of this run; gc's, not ours
-                path.unlink()
-                continue
-            except BaseException:
-                path.unlink()
-                raise
-            return names, base, record, path
+            claimed = self._claim_name(names, config, make_dir=make_dir)
+            if claimed is not None:
+                return names, *claimed
         raise SandboxError(f"no free container name for {spec.name} in {self._ctx.work_dir}; run gc")
+
+    def _claim_name(
+        self, names: naming.ContainerNames, config: ContainerConfig, *, make_dir: bool
+    ) -> tuple[Path, Record, Path] | None:
+        """Claim ``names`` (see ``_claim``): (directory, record, record path), or None if taken."""
+        base = self._ctx.work_dir / names.ident
+        record = self._record(config, names, base)
+        try:
+            path = record.write(self._ctx.state_dir, exclusive=True)
+        except FileExistsError:
+            return None
+        if not make_dir:
+            return base, record, path
+        try:
+            # 0700: no other host user reaches the upper layer (a set-uid file a container root
+            # wrote there would otherwise be theirs to run) or the work dir.
+            base.mkdir(mode=0o700)
+        except FileExistsError:  # left by a dead runner of this run; gc's, not ours
+            path.unlink()
+            return None
+        except BaseException:
+            path.unlink()
+            raise
+        return base, record, path
 
     def _helper_args(
         self,
@@ -356,7 +392,7 @@ class ContainerDriver:
     def create(self, spec: SandboxSpec) -> ContainerSandbox:
         clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock)
+        config, res = self._prepare(spec, clock, self._configure(spec))
         try:
             args = self._helper_args("init", config, res, spec)
             assert res.base_dir is not None
@@ -443,39 +479,26 @@ class ContainerDriver:
         The root's upper layer is volatile (overlayfs ``volatile``: fsync is not durable), since
         it is deleted when the command exits; use a sandbox for anything that measures disks.
         """
-        clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock, cold=True, defer_cgroup=True)
-        try:
-            # The cgroup is made while the helper starts and clones, on the other CPU: the helper
-            # attaches its child only once told it exists (run_helper's ``go``), and a cgroup that
-            # cannot be made stops the helper with its child before anything runs.
-            planned = (
-                self.cgroups().plan(res.names.ident, config.limits) if config.limits is not None else None
-            )
-            # The upper layer of a cold run is deleted the moment it exits. In memory (a tmpfs the
-            # helper mounts in the container's own mount namespace) it costs no host journal update
-            # to make or remove: a dozen mkdir/rmdir/unlink of overlayfs's upper and work dirs on
-            # ext4, 0.15-1 ms each here. Where it must stay on disk, overlayfs ``volatile`` still
-            # spares the sync at unmount (a journal commit, ~6 ms here under load). Either way fsync
-            # inside a cold run does not reach a disk: cold runs are for start-up figures.
-            in_memory = _cold_upper_in_memory(config, spec)
-            args = self._helper_args("run", config, res, spec, in_memory=in_memory, cgroup=planned)
-            if not in_memory:
-                args.append("--volatile")
-            spawn_ns = time.monotonic_ns()
-            result, report = run_helper(
-                self.helper_image(),
-                args,
-                list(argv),
-                timeout=timeout,
-                env=DEFAULT_ENV,
-                stdin=None,
-                go=(lambda: self._make_cgroup(config, res, clock)) if planned is not None else None,
-            )
-        except BaseException:
-            res.release()
-            raise
+        config = self._configure(spec)
+        # The upper layer of a cold run is deleted the moment it exits. In memory (a tmpfs the
+        # helper mounts in the container's own mount namespace) it costs no host journal update
+        # to make or remove: a dozen mkdir/rmdir/unlink of overlayfs's upper and work dirs on
+        # ext4, 0.15-1 ms each here. Where it must stay on disk, overlayfs ``volatile`` still
+        # spares the sync at unmount (a journal commit, ~6 ms here under load). Either way fsync
+        # inside a cold run does not reach a disk: cold runs are for start-up figures.
+        in_memory = _cold_upper_in_memory(config, spec)
+        for _ in range(_CLAIM_TRIES):
+            clock = PhaseClock()
+            try:
+                res, result, report, spawn_ns = self._start_cold(
+                    spec, argv, config, clock, in_memory=in_memory, timeout=timeout
+                )
+            except _NameTaken:
+                continue
+            break
+        else:
+            raise SandboxError(f"no free container name for {spec.name}; run gc")
         with clock.phase("destroy"):
             res.release()
         if res.errors:
@@ -490,6 +513,74 @@ class ContainerDriver:
             result=dataclasses.replace(result, start_ns=t0, end_ns=end),
             phases=tuple(sorted(clock.phases, key=lambda p: p.start_ns)),
         )
+
+    def _start_cold(
+        self,
+        spec: SandboxSpec,
+        argv: Sequence[str],
+        config: ContainerConfig,
+        clock: PhaseClock,
+        *,
+        in_memory: bool,
+        timeout: float,
+    ) -> tuple[Resources, ExecResult, HelperReport, int]:
+        """One attempt of ``run_cold`` up to the command's exit (the caller tears down).
+
+        What the host must hold before the helper's child may run is made *while* the helper starts
+        and clones, on the other CPU (run_helper's ``go``): the cgroup always, and the record too
+        when nothing else of the host is made (an in-memory upper layer without subordinate ids,
+        the default). Until ``go`` has returned the helper holds its child before the cgroup attach,
+        and a runner killed meanwhile takes both with it (parent-death signals): nothing exists for
+        gc to miss. If the cgroup cannot be made, or another runner process claimed the names
+        first (``_NameTaken``: the caller tries new ones), the helper stops its child and exits."""
+        late_claim = self._overlap and in_memory and config.subids is None
+        if late_claim:
+            names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
+            res = Resources(names=names, links=self._links)
+            base = self._ctx.work_dir / names.ident
+            try:
+                config = with_io_limit(config, spec, base, self._ctx.host)
+            except BaseException:
+                res.release()
+                raise
+        else:
+            config, res = self._prepare(spec, clock, config, cold=True, defer_cgroup=self._overlap)
+        try:
+            planned = (
+                self.cgroups().plan(res.names.ident, config.limits)
+                if config.limits is not None and res.cgroup is None
+                else None
+            )
+            args = self._helper_args("run", config, res, spec, in_memory=in_memory, cgroup=planned)
+            if not in_memory:
+                args.append("--volatile")
+
+            def go() -> None:
+                if late_claim:
+                    with clock.phase("overlay_dirs"):
+                        claimed = self._claim_name(res.names, config, make_dir=False)
+                        if claimed is None:
+                            raise _NameTaken(res.names.ident)
+                        _, res.record, res.record_path = claimed
+                        # nothing but the volume's mode (closed to other host users)
+                        make_container_dirs(base, config, workdir=False, upper=False)
+                if planned is not None:
+                    self._make_cgroup(config, res, clock)
+
+            spawn_ns = time.monotonic_ns()
+            result, report = run_helper(
+                self.helper_image(),
+                args,
+                list(argv),
+                timeout=timeout,
+                env=DEFAULT_ENV,
+                stdin=None,
+                go=go if late_claim or planned is not None else None,
+            )
+        except BaseException:
+            res.release()
+            raise
+        return res, result, report, spawn_ns
 
     # ---------------------------------------------------------------------------- recovery
 

@@ -353,8 +353,9 @@ def test_a_cold_runs_cgroup_is_made_while_the_helper_starts_and_before_its_child
         phases["cgroup_wait"],
         phases["cgroup_join"],
     )
-    assert spawn.start_ns <= cgroup.start_ns  # made after the helper was spawned ...
-    assert cgroup.end_ns <= wait.end_ns <= join.start_ns  # ... and the child joined only after it
+    record = phases["overlay_dirs"]  # the record (an in-memory upper makes no directory)
+    assert spawn.start_ns <= record.start_ns <= record.end_ns <= cgroup.start_ns  # after the spawn ...
+    assert cgroup.end_ns <= wait.end_ns <= join.start_ns  # ... and the child joined only after both
     # the command ran in its own cgroup (the cgroup namespace root is that cgroup: "/" in every hierarchy)
     lines = [line for line in run.result.stdout.splitlines() if ":memory:" in line or line.startswith("0::")]
     assert lines and all(line.endswith(":/") for line in lines), run.result.stdout
@@ -381,6 +382,25 @@ def test_a_cold_run_whose_cgroup_cannot_be_made_stops_its_helper_and_leaves_noth
         if pid.isdigit() and driver._ctx.run_id.encode() in _cmdline(int(pid))
     ]
     assert helpers == []
+
+
+def test_a_cold_run_whose_names_another_runner_claimed_meanwhile_tries_new_ones(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The record is claimed while the helper starts; losing the names to another runner process
+    # stops that helper (its child never ran) and the run starts again under new names.
+    claim = driver._claim_name
+    tried: list[str] = []
+
+    def first_taken(names, config, *, make_dir):  # type: ignore[no-untyped-def]
+        tried.append(names.ident)
+        return None if len(tried) == 1 else claim(names, config, make_dir=make_dir)
+
+    monkeypatch.setattr(driver, "_claim_name", first_taken)
+    run = driver.run_cold(make_spec("taken"), ["sh", "-c", "echo ran"])
+    assert run.result.exit_code == 0 and run.result.stdout == "ran\n"  # once: the first child never ran
+    assert len(tried) == 2 and tried[0] != tried[1]
+    assert leftovers() == []
 
 
 def _cmdline(pid: int) -> bytes:
