@@ -9,8 +9,8 @@ start-up benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import platform
@@ -32,7 +32,7 @@ from isobench.drivers.base import (
     PhaseClock,
     SandboxSpec,
 )
-from isobench.drivers.container import names as naming
+from isobench.drivers.container.claims import CLAIM_TRIES, Claims, next_names
 from isobench.drivers.container.collect import collect_runs
 from isobench.drivers.container.config import (
     DEFAULT_NAMESPACES,
@@ -58,23 +58,15 @@ from isobench.drivers.container.sandbox import ColdRun, ContainerSandbox, make_c
 from isobench.drivers.container.seccomp import filter_path
 from isobench.drivers.container.seccomp.cache import profile_digest
 from isobench.drivers.container.state import (
-    Record,
     child_pidfd,
-    current_owner,
-    planned_cgroup_paths,
-    process_start_time,
 )
 from isobench.errors import IsobenchError, SandboxError
-from isobench.hostsys.cgroups import Cgroup, V1Manager, V2Manager, host_layout, open_manager
+from isobench.hostsys.cgroups import Cgroup, V1Manager, V2Manager, open_manager
 from isobench.hostsys.links import Links
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ColdRun", "ContainerDriver", "ContainerSandbox"]
-
-_SEQ = itertools.count()
-#: Names tried before a container gives up (each taken one was claimed by another runner process).
-_CLAIM_TRIES = 10_000
 
 
 class _NameTaken(Exception):
@@ -125,8 +117,7 @@ class ContainerDriver:
         self._image: HelperImage | None = None
         self._manager: V1Manager | V2Manager | None = None
         self._filters: dict[tuple[str, ...], Path] = {}
-        self._hierarchies: tuple[Path, ...] | None = None
-        self._owner: tuple[int, str] | None = None
+        self._claims = Claims(ctx, self.opts.cgroup_parent)
 
     # ---------------------------------------------------------------------------- plumbing
 
@@ -256,7 +247,7 @@ class ContainerDriver:
         # A cold run whose upper layer is in memory has no directory on the host at all.
         in_memory = cold and _cold_upper_in_memory(config, spec)
         with clock.phase("overlay_dirs"):
-            names, base, record, record_path = self._claim(spec, config, make_dir=not in_memory)
+            names, base, record, record_path = self._claims.claim(spec.name, config, make_dir=not in_memory)
             res = Resources(names=names, record=record, record_path=record_path, links=self._links)
             res.base_dir = None if in_memory else base
             try:
@@ -278,71 +269,6 @@ class ContainerDriver:
         assert config.limits is not None
         with clock.phase("cgroup"):
             res.cgroup = self.cgroups().create(res.names.ident, config.limits)
-
-    def _record(self, config: ContainerConfig, names: naming.ContainerNames, base: Path) -> Record:
-        """What gc needs to find every resource of the container, before any exists."""
-        if self._owner is None or self._owner[0] != os.getpid():  # read once per process
-            self._owner = current_owner(self._ctx.host.proc)
-        owner_pid, owner_start = self._owner
-        cgroup_paths: tuple[str, ...] = ()
-        if config.limits is not None:
-            if self._hierarchies is None:  # the host's mount table, read once per driver
-                self._hierarchies = tuple(host_layout(self._ctx.host).hierarchies())
-            cgroup_paths = planned_cgroup_paths(
-                self._ctx.host, self.opts.cgroup_parent, names.ident, self._hierarchies
-            )
-        return Record(
-            ident=names.ident,
-            run_id=self._ctx.run_id,
-            owner_pid=owner_pid,
-            owner_start=owner_start,
-            dir=str(base),
-            cgroup=names.ident if config.limits is not None else None,
-            cgroup_paths=cgroup_paths,
-            veth=names.veth_host if config.network else None,
-        )
-
-    def _claim(
-        self, spec: SandboxSpec, config: ContainerConfig, *, make_dir: bool
-    ) -> tuple[naming.ContainerNames, Path, Record, Path]:
-        """Pick unused names by creating the container's record exclusively (a hard link to its
-        written copy, which fails when the name is taken), so two runner processes of one run can
-        never end up sharing a cgroup, directory or veth name. Write-ahead: the record names every
-        resource before the first one exists, so a runner killed at any moment leaves gc a full
-        list. Then the container's directory, when it has one (a cold run whose upper layer is in
-        memory has none: no journal update of the host's disk to make and remove it)."""
-        if make_dir:
-            self._ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        for _ in range(_CLAIM_TRIES):
-            names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
-            claimed = self._claim_name(names, config, make_dir=make_dir)
-            if claimed is not None:
-                return names, *claimed
-        raise SandboxError(f"no free container name for {spec.name} in {self._ctx.work_dir}; run gc")
-
-    def _claim_name(
-        self, names: naming.ContainerNames, config: ContainerConfig, *, make_dir: bool
-    ) -> tuple[Path, Record, Path] | None:
-        """Claim ``names`` (see ``_claim``): (directory, record, record path), or None if taken."""
-        base = self._ctx.work_dir / names.ident
-        record = self._record(config, names, base)
-        try:
-            path = record.write(self._ctx.state_dir, exclusive=True)
-        except FileExistsError:
-            return None
-        if not make_dir:
-            return base, record, path
-        try:
-            # 0700: no other host user reaches the upper layer (a set-uid file a container root
-            # wrote there would otherwise be theirs to run) or the work dir.
-            base.mkdir(mode=0o700)
-        except FileExistsError:  # left by a dead runner of this run; gc's, not ours
-            path.unlink()
-            return None
-        except BaseException:
-            path.unlink()
-            raise
-        return base, record, path
 
     def _helper_args(
         self,
@@ -392,11 +318,21 @@ class ContainerDriver:
     def create(self, spec: SandboxSpec) -> ContainerSandbox:
         clock = PhaseClock()
         t0 = time.monotonic_ns()
-        config, res = self._prepare(spec, clock, self._configure(spec))
+        config, res = self._prepare(spec, clock, self._configure(spec), defer_cgroup=self._overlap)
+        go_w = -1
         try:
-            args = self._helper_args("init", config, res, spec)
+            # As a cold run's: the cgroup is made while the helper starts and clones, and the
+            # helper attaches its init only after one byte on its go pipe (EOF: it gives up).
+            planned = (
+                self.cgroups().plan(res.names.ident, config.limits)
+                if config.limits is not None and res.cgroup is None
+                else None
+            )
+            args = self._helper_args("init", config, res, spec, cgroup=planned)
             assert res.base_dir is not None
             r, w = os.pipe()
+            go_r, go_w = os.pipe() if planned is not None else (-1, -1)
+            go_args = ["--go-fd", str(go_r)] if planned is not None else []
             # The helper's stderr, read only when it fails: in memory, not a file on disk to
             # create and remove (a journal update each).
             log_fd = os.memfd_create("isobench-ctr-log", os.MFD_CLOEXEC)
@@ -404,18 +340,26 @@ class ContainerDriver:
             image = self.helper_image()
             try:
                 res.monitor = subprocess.Popen(
-                    [args[0], args[1], "--report-fd", str(w), *args[2:]],
+                    [args[0], args[1], "--report-fd", str(w), *go_args, *args[2:]],
                     executable=image.executable,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log_fd,
                     env={},  # the init's environment: nothing of the runner's
-                    pass_fds=(w, image.fd),
+                    pass_fds=(w, image.fd, *([go_r] if planned is not None else [])),
                     start_new_session=True,
                 )
             finally:
                 os.close(w)
-            self._note(res, helper_pid=res.monitor.pid)
+                if go_r >= 0:
+                    os.close(go_r)
+            self._claims.note(res, helper_pid=res.monitor.pid)
+            if planned is not None:
+                self._make_cgroup(config, res, clock)
+                with contextlib.suppress(BrokenPipeError):  # the helper is gone: its report says why
+                    os.write(go_w, b"x")
+                os.close(go_w)
+                go_w = -1
             try:
                 report = parse_report(read_all(r, time.monotonic() + START_TIMEOUT_S))
                 log_text = os.pread(log_fd, 65536, 0).decode(errors="replace").strip()
@@ -431,7 +375,7 @@ class ContainerDriver:
             if res.pidfd is None:
                 raise SandboxError(f"container {spec.name}: its init exited as it started")
             add_helper_phases(clock, report, spawn_ns)
-            self._note(res, init_pid=report.container_pid)
+            self._claims.note(res, init_pid=report.container_pid)
             if config.network:
                 with clock.phase("veth"):
                     res.veth = setup_veth(
@@ -448,22 +392,10 @@ class ContainerDriver:
             clock.add("ready", now, now)
             return ContainerSandbox(spec, config, self.helper_image(), res, report.container_pid, clock)
         except BaseException:
+            if go_w >= 0:
+                os.close(go_w)  # before the release reaps the helper: the EOF is what stops it
             res.release()
             raise
-
-    def _note(self, res: Resources, *, helper_pid: int | None = None, init_pid: int | None = None) -> None:
-        """Add a process that now exists to the container's record (with its start time, so gc
-        never kills a recycled pid)."""
-        if res.record is None:
-            return
-        proc = self._ctx.host.proc
-        if helper_pid is not None:
-            res.record = replace(
-                res.record, helper_pid=helper_pid, helper_start=process_start_time(helper_pid, proc)
-            )
-        if init_pid is not None:
-            res.record = replace(res.record, init_pid=init_pid, init_start=process_start_time(init_pid, proc))
-        res.record.write(self._ctx.state_dir)
 
     @staticmethod
     def _why(report: HelperReport, log_text: str) -> str:
@@ -488,7 +420,7 @@ class ContainerDriver:
         # spares the sync at unmount (a journal commit, ~6 ms here under load). Either way fsync
         # inside a cold run does not reach a disk: cold runs are for start-up figures.
         in_memory = _cold_upper_in_memory(config, spec)
-        for _ in range(_CLAIM_TRIES):
+        for _ in range(CLAIM_TRIES):
             clock = PhaseClock()
             try:
                 res, result, report, spawn_ns = self._start_cold(
@@ -535,7 +467,7 @@ class ContainerDriver:
         first (``_NameTaken``: the caller tries new ones), the helper stops its child and exits."""
         late_claim = self._overlap and in_memory and config.subids is None
         if late_claim:
-            names = naming.names_for(self._ctx.run_id, spec.name, next(_SEQ))
+            names = next_names(self._ctx.run_id, spec.name)
             res = Resources(names=names, links=self._links)
             base = self._ctx.work_dir / names.ident
             try:
@@ -558,7 +490,7 @@ class ContainerDriver:
             def go() -> None:
                 if late_claim:
                     with clock.phase("overlay_dirs"):
-                        claimed = self._claim_name(res.names, config, make_dir=False)
+                        claimed = self._claims.claim_names(res.names, config, make_dir=False)
                         if claimed is None:
                             raise _NameTaken(res.names.ident)
                         _, res.record, res.record_path = claimed

@@ -384,19 +384,46 @@ def test_a_cold_run_whose_cgroup_cannot_be_made_stops_its_helper_and_leaves_noth
     assert helpers == []
 
 
+def test_a_sandboxs_cgroup_is_made_while_its_helper_starts_and_a_refused_one_leaves_nothing(
+    driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sb = driver.create(make_spec("sbover"))
+    try:
+        phases = {p.name: p for p in sb.phases}
+        assert phases["spawn"].start_ns <= phases["cgroup"].start_ns
+        assert phases["cgroup"].end_ns <= phases["cgroup_wait"].end_ns <= phases["cgroup_join"].start_ns
+        assert sb.exec(["true"], timeout=10).ok
+    finally:
+        sb.destroy()
+    assert leftovers() == []
+
+    def refuse(name: str, limits: object) -> object:
+        raise SandboxError(f"cgroup {name} refused (test)")
+
+    monkeypatch.setattr(driver.cgroups(), "create", refuse)
+    with pytest.raises(SandboxError, match="refused"):
+        driver.create(make_spec("sbnocg"))
+    assert leftovers() == []
+    assert [
+        pid
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and driver._ctx.run_id.encode() in _cmdline(int(pid))
+    ] == []
+
+
 def test_a_cold_run_whose_names_another_runner_claimed_meanwhile_tries_new_ones(
     driver: ContainerDriver, make_spec: SpecFactory, leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The record is claimed while the helper starts; losing the names to another runner process
     # stops that helper (its child never ran) and the run starts again under new names.
-    claim = driver._claim_name
+    claim = driver._claims.claim_names
     tried: list[str] = []
 
     def first_taken(names, config, *, make_dir):  # type: ignore[no-untyped-def]
         tried.append(names.ident)
         return None if len(tried) == 1 else claim(names, config, make_dir=make_dir)
 
-    monkeypatch.setattr(driver, "_claim_name", first_taken)
+    monkeypatch.setattr(driver._claims, "claim_names", first_taken)
     run = driver.run_cold(make_spec("taken"), ["sh", "-c", "echo ran"])
     assert run.result.exit_code == 0 and run.result.stdout == "ran\n"  # once: the first child never ran
     assert len(tried) == 2 and tried[0] != tried[1]
