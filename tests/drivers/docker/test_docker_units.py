@@ -1,13 +1,10 @@
 """The docker driver without a daemon: limits mapping, labels, exec results, failure cleanup,
-the image tag and import, the daemon's command line and death, the cgroup and stats readers."""
+the image tag and import, the daemon's command line and death (wire and readers: test_docker_wire)."""
 
 from __future__ import annotations
 
 import json
-import socket
-import struct
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from isobench.drivers.docker.daemon import (
     write_record,
 )
 from isobench.drivers.docker.driver import DockerDriver, DockerProbe
-from isobench.drivers.docker.engine import DockerEngine, pump, read_frames
+from isobench.drivers.docker.engine import DockerEngine
 from isobench.drivers.docker.image import REPOSITORY, ensure_image, image_tag
 from isobench.drivers.docker.names import (
     DEFAULT_RUNTIME_DIR,
@@ -34,8 +31,7 @@ from isobench.drivers.docker.names import (
     SlotLock,
     slot_is_free,
 )
-from isobench.drivers.docker.sandbox import INIT_ARGS, WORKDIR, container_config, naming_a_dead_daemon
-from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats, parse_proc_cgroup
+from isobench.drivers.docker.sandbox import INIT_ARGS, WORKDIR, container_config
 from isobench.errors import CellTimeout, DriverUnavailable, SandboxError
 
 from .conftest import FakeEngine  # type: ignore[import-not-found]
@@ -69,6 +65,21 @@ def test_spec_limits_map_to_the_container(tmp_path: Path) -> None:
 def test_a_spec_cpu_quota_is_nano_cpus() -> None:
     c = container_config(_spec(vcpus=1, cpu_quota=0.5), image="i", network="n", cgroup_parent="p")
     assert c.nano_cpus == 500_000_000
+
+
+def test_disk_bandwidth_is_docker_py_device_bps(tmp_path: Path) -> None:
+    spec = _spec(io_bps=20 << 20, volume=tmp_path)
+    c = container_config(spec, image="i", network=None, cgroup_parent="p", io_disks=["/dev/vda"])
+    assert c.device_bps == (("/dev/vda", 20 << 20),)
+    hc = DockerEngine("unix:///nonexistent.sock", timeout=5, version="1.41").host_config(c)
+    rates = [{"Path": "/dev/vda", "Rate": 20 << 20}]
+    assert hc["BlkioDeviceReadBps"] == rates and hc["BlkioDeviceWriteBps"] == rates
+    plain = container_config(_spec(), image="i", network=None, cgroup_parent="p")
+    assert "BlkioDeviceReadBps" not in DockerEngine("unix:///x.sock", timeout=5, version="1.41").host_config(
+        plain
+    )
+    with pytest.raises(SandboxError, match="disks to throttle"):
+        container_config(spec, image="i", network=None, cgroup_parent="p")
 
 
 def test_no_network_no_cpuset_no_volume() -> None:
@@ -411,95 +422,6 @@ def test_last_error_and_record_roundtrip(tmp_path: Path) -> None:
     assert read_record(tmp_path / "missing.json") is None
 
 
-# -- exec output frames, stats ------------------------------------------------------------------------
-
-
-def test_read_frames_splits_streams_and_keeps_a_partial_frame() -> None:
-    def frame(stream: int, payload: bytes) -> bytes:
-        return struct.pack(">BxxxL", stream, len(payload)) + payload
-
-    data = frame(1, b"out") + frame(2, b"err") + frame(1, b"more")[:6]
-    frames, rest = read_frames(data)
-    assert frames == [(1, b"out"), (2, b"err")]
-    assert rest == frame(1, b"more")[:6]
-
-
-def test_cgroup_v1_stats_from_a_fake_tree(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    (proc / "7").mkdir(parents=True)
-    (proc / "7" / "cgroup").write_text(
-        "9:name=systemd:/p/c\n8:pids:/p/c\n5:cpu,cpuacct:/p/c\n4:memory:/p/c\n0::/p/c\n"
-    )
-    mem = tmp_path / "cg" / "memory" / "p" / "c"
-    acct = tmp_path / "cg" / "cpu,cpuacct" / "p" / "c"
-    pids = tmp_path / "cg" / "pids" / "p" / "c"
-    for d in (mem, acct, pids):
-        d.mkdir(parents=True)
-    (mem / "memory.usage_in_bytes").write_text("4096\n")
-    (mem / "memory.max_usage_in_bytes").write_text("8192\n")
-    (mem / "memory.limit_in_bytes").write_text("536870912\n")
-    (mem / "memory.stat").write_text("rss 100\ntotal_rss 1024\n")
-    (acct / "cpuacct.usage").write_text("1500000000\n")
-    (pids / "pids.current").write_text("2\n")
-    mountinfo = "".join(
-        f"{i} 1 0:{i} / {tmp_path}/cg/{name} rw - cgroup cgroup rw,{opts}\n"
-        for i, (name, opts) in enumerate(
-            [("memory", "memory"), ("cpu,cpuacct", "cpu,cpuacct"), ("pids", "pids")], start=30
-        )
-    )
-    (proc / "self").mkdir()
-    (proc / "self" / "mountinfo").write_text(mountinfo)
-    cg = cgroup_of(7, proc_root=proc)
-    assert cg.stats() == {
-        "memory_bytes": 4096.0,
-        "memory_peak_bytes": 8192.0,
-        "memory_rss_bytes": 1024.0,
-        "cpu_seconds": 1.5,
-        "pids": 2.0,
-        "memory_limit_bytes": 536870912.0,
-    }
-
-
-def test_cgroup_v2_stats_and_a_vanished_cgroup(tmp_path: Path) -> None:
-    d = tmp_path / "c"
-    d.mkdir()
-    (d / "memory.current").write_text("2048\n")
-    (d / "memory.max").write_text("max\n")
-    (d / "memory.stat").write_text("anon 512\nfile 10\n")
-    (d / "cpu.stat").write_text("usage_usec 250000\nuser_usec 1\n")
-    (d / "pids.current").write_text("1\n")
-    assert ContainerCgroup(v2=d).stats() == {
-        "memory_bytes": 2048.0,
-        "memory_rss_bytes": 512.0,
-        "cpu_seconds": 0.25,
-        "pids": 1.0,
-    }
-    with pytest.raises(SandboxError, match="memory cgroup is gone"):
-        ContainerCgroup(v2=tmp_path / "gone").stats()
-
-
-def test_parse_proc_cgroup_and_api_stats() -> None:
-    assert parse_proc_cgroup("4:memory:/a\n3:cpu,cpuacct:/b\n1:name=systemd:/c\n0::/d\n") == {
-        "memory": "/a",
-        "cpu": "/b",
-        "cpuacct": "/b",
-        "": "/d",
-    }
-    doc = {
-        "memory_stats": {"usage": 10, "max_usage": 20, "stats": {"total_rss": 5}},
-        "cpu_stats": {"cpu_usage": {"total_usage": 3_000_000_000}},
-        "pids_stats": {"current": 1},
-    }
-    assert parse_api_stats(doc) == {
-        "memory_bytes": 10.0,
-        "memory_peak_bytes": 20.0,
-        "memory_rss_bytes": 5.0,
-        "cpu_seconds": 3.0,
-        "pids": 1.0,
-    }
-    assert parse_api_stats({}) == {}
-
-
 def _private_driver(tmp_path: Path, binary: str, *, answers: Any = lambda: True) -> DockerDriver:
     ctx = DriverContext(tmp_path / "state", tmp_path / "work", RUN, options={"binary": binary})
     probe = DockerProbe(
@@ -534,75 +456,3 @@ def test_a_private_daemon_that_cannot_start_makes_docker_unavailable(tmp_path: P
     assert not avail.ok
     assert "exited with code 1: error initializing graphdriver: driver not supported" in avail.reason
     assert not list((tmp_path / "state" / "docker").glob("probe-*.ok"))  # a failure is probed again
-
-
-def _frame(stream: int, payload: bytes) -> bytes:
-    return struct.pack(">BxxxL", stream, len(payload)) + payload
-
-
-def _daemon_side(sock: socket.socket, *, read_stdin: bool, hang: bool = False) -> threading.Thread:
-    """The daemon's end of an exec stream: echoes stdin as stdout (or ignores it), says bye on stderr."""
-
-    def serve() -> None:
-        got = b""
-        if read_stdin:
-            while chunk := sock.recv(65536):
-                got += chunk
-        sock.sendall(_frame(1, got or b"no input read") + _frame(2, b"bye"))
-        if hang:
-            time.sleep(3)
-        sock.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_pump_feeds_stdin_and_splits_the_output() -> None:
-    ours, theirs = socket.socketpair()
-    _daemon_side(theirs, read_stdin=True)
-    out = pump(ours, b"x" * 300_000, timeout=10)
-    assert (len(out.stdout), out.stderr) == (300_000, b"bye")
-
-
-def test_pump_does_not_block_on_input_nobody_reads() -> None:
-    ours, theirs = socket.socketpair()
-    _daemon_side(theirs, read_stdin=False)
-    started = time.monotonic()
-    out = pump(ours, b"x" * 10_000_000, timeout=10)
-    assert out.stdout == b"no input read" and time.monotonic() - started < 5
-
-
-def test_pump_has_a_deadline() -> None:
-    ours, theirs = socket.socketpair()
-    _daemon_side(theirs, read_stdin=False, hang=True)
-    with pytest.raises(CellTimeout, match=r"within 0\.5s"):
-        pump(ours, None, timeout=0.5)
-
-
-def test_disk_bandwidth_is_docker_py_device_bps(tmp_path: Path) -> None:
-    spec = _spec(io_bps=20 << 20, volume=tmp_path)
-    c = container_config(spec, image="i", network=None, cgroup_parent="p", io_disks=["/dev/vda"])
-    assert c.device_bps == (("/dev/vda", 20 << 20),)
-    hc = DockerEngine("unix:///nonexistent.sock", timeout=5, version="1.41").host_config(c)
-    rates = [{"Path": "/dev/vda", "Rate": 20 << 20}]
-    assert hc["BlkioDeviceReadBps"] == rates and hc["BlkioDeviceWriteBps"] == rates
-    plain = container_config(_spec(), image="i", network=None, cgroup_parent="p")
-    assert "BlkioDeviceReadBps" not in DockerEngine("unix:///x.sock", timeout=5, version="1.41").host_config(
-        plain
-    )
-    with pytest.raises(SandboxError, match="disks to throttle"):
-        container_config(spec, image="i", network=None, cgroup_parent="p")
-
-
-def test_a_dead_daemon_is_named_instead_of_the_clients_error() -> None:
-    refused = SandboxError("connection refused")
-    dead = naming_a_dead_daemon(lambda: "dockerd exited with 1: bad config")
-    with pytest.raises(SandboxError, match=r"^dockerd exited with 1: bad config$") as got, dead:
-        raise refused
-    assert got.value.__cause__ is refused
-    alive = naming_a_dead_daemon(lambda: "")
-    with pytest.raises(SandboxError, match=r"^connection refused$"), alive:  # the error as it was
-        raise refused
-    with pytest.raises(CellTimeout), naming_a_dead_daemon(lambda: "dead"):  # not a SandboxError
-        raise CellTimeout("slow")
