@@ -32,6 +32,7 @@ from isobench.exact import ExactTest, min_detectable_change, prediction_detectab
 from isobench.model import Better
 
 from .cells import CellKey
+from .units import human
 
 __all__ = [
     "CANNOT_JUDGE",
@@ -327,7 +328,8 @@ def _detectable(x: float) -> str:
 
 
 def _num(x: float, unit: str) -> str:
-    return f"{x:.4g} {unit}".strip()
+    """A median in its best unit, 4 significant digits ("152.8 us", not "0.0001528 seconds")."""
+    return human(x, unit, 4)
 
 
 def _name(key: CellKey) -> str:
