@@ -212,7 +212,10 @@ class DockerSandbox(SandboxBase):
             log.warning("%s: cannot read the daemon's events (%s); no daemon phases", self.name, err)
             return
         times = event_times(events, self._id)
-        for p in daemon_phases(times, client, self._offset, what=f"docker sandbox {self.name}"):
+        # How many the daemon returned: it keeps only its last 256 events, so a container that made
+        # it log many (an OOM loop's oom events) can lose its early ones; the warning says so.
+        what = f"docker sandbox {self.name} ({len(events)} daemon events read)"
+        for p in daemon_phases(times, client, self._offset, what=what):
             self._clock.add(p.name, p.start_ns, p.end_ns)
 
     # -- creation (called by the driver through started_or_cleaned) ----------------------------------
