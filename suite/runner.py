@@ -401,9 +401,10 @@ class Runner:
             for workload, wl in self.workloads.items():
                 patterns = tuple(getattr(wl, "precision_figures", ()))
                 units = [Unit(driver, workload, v) for v in self.labels]
-                figures = [f for u in units for f in self._ledger.figures(u, patterns)]
                 if len(units) > 1:  # A/B: what the gate tests is each change against the first
                     figures = [f for u in units[1:] for f in self._ledger.changes(units[0], u, patterns)]
+                else:
+                    figures = self._ledger.figures(units[0], patterns)
                 costs = [self._ledger.typical_cost(u) for u in units]
                 groups.append(
                     GroupState(

@@ -9,7 +9,6 @@ start-up benchmarks.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -48,6 +47,7 @@ from isobench.drivers.container.network import setup_veth
 from isobench.drivers.container.process import (
     DEFAULT_ENV,
     START_TIMEOUT_S,
+    GoPipe,
     add_helper_phases,
     read_all,
     run_helper,
@@ -265,6 +265,12 @@ class ContainerDriver:
             raise
         return config, res
 
+    def _planned_cgroup(self, config: ContainerConfig, res: Resources) -> Cgroup | None:
+        """The cgroup a container still has to make (None: it has one, or needs none)."""
+        if config.limits is None or res.cgroup is not None:
+            return None
+        return self.cgroups().plan(res.names.ident, config.limits)
+
     def _make_cgroup(self, config: ContainerConfig, res: Resources, clock: PhaseClock) -> None:
         assert config.limits is not None
         with clock.phase("cgroup"):
@@ -319,20 +325,15 @@ class ContainerDriver:
         clock = PhaseClock()
         t0 = time.monotonic_ns()
         config, res = self._prepare(spec, clock, self._configure(spec), defer_cgroup=self._overlap)
-        go_w = -1
+        pipe: GoPipe | None = None
         try:
             # As a cold run's: the cgroup is made while the helper starts and clones, and the
             # helper attaches its init only after one byte on its go pipe (EOF: it gives up).
-            planned = (
-                self.cgroups().plan(res.names.ident, config.limits)
-                if config.limits is not None and res.cgroup is None
-                else None
-            )
+            planned = self._planned_cgroup(config, res)
             args = self._helper_args("init", config, res, spec, cgroup=planned)
             assert res.base_dir is not None
             r, w = os.pipe()
-            go_r, go_w = os.pipe() if planned is not None else (-1, -1)
-            go_args = ["--go-fd", str(go_r)] if planned is not None else []
+            pipe = GoPipe() if planned is not None else None
             # The helper's stderr, read only when it fails: in memory, not a file on disk to
             # create and remove (a journal update each).
             log_fd = os.memfd_create("isobench-ctr-log", os.MFD_CLOEXEC)
@@ -340,26 +341,23 @@ class ContainerDriver:
             image = self.helper_image()
             try:
                 res.monitor = subprocess.Popen(
-                    [args[0], args[1], "--report-fd", str(w), *go_args, *args[2:]],
+                    [args[0], args[1], "--report-fd", str(w), *GoPipe.args_of(pipe), *args[2:]],
                     executable=image.executable,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log_fd,
                     env={},  # the init's environment: nothing of the runner's
-                    pass_fds=(w, image.fd, *([go_r] if planned is not None else [])),
+                    pass_fds=(w, image.fd, *GoPipe.fds_of(pipe)),
                     start_new_session=True,
                 )
             finally:
                 os.close(w)
-                if go_r >= 0:
-                    os.close(go_r)
+            if pipe is not None:
+                pipe.spawned()
             self._claims.note(res, helper_pid=res.monitor.pid)
-            if planned is not None:
+            if pipe is not None:
                 self._make_cgroup(config, res, clock)
-                with contextlib.suppress(BrokenPipeError):  # the helper is gone: its report says why
-                    os.write(go_w, b"x")
-                os.close(go_w)
-                go_w = -1
+                pipe.release()
             try:
                 report = parse_report(read_all(r, time.monotonic() + START_TIMEOUT_S))
                 log_text = os.pread(log_fd, 65536, 0).decode(errors="replace").strip()
@@ -392,8 +390,8 @@ class ContainerDriver:
             clock.add("ready", now, now)
             return ContainerSandbox(spec, config, self.helper_image(), res, report.container_pid, clock)
         except BaseException:
-            if go_w >= 0:
-                os.close(go_w)  # before the release reaps the helper: the EOF is what stops it
+            if pipe is not None:
+                pipe.close()  # before the release reaps the helper: the EOF is what stops it
             res.release()
             raise
 
@@ -478,11 +476,7 @@ class ContainerDriver:
         else:
             config, res = self._prepare(spec, clock, config, cold=True, defer_cgroup=self._overlap)
         try:
-            planned = (
-                self.cgroups().plan(res.names.ident, config.limits)
-                if config.limits is not None and res.cgroup is None
-                else None
-            )
+            planned = self._planned_cgroup(config, res)
             args = self._helper_args("run", config, res, spec, in_memory=in_memory, cgroup=planned)
             if not in_memory:
                 args.append("--volatile")

@@ -17,7 +17,7 @@ from isobench.drivers.container.report import HelperReport, parse_report
 from isobench.errors import SandboxError
 from isobench.procs import communicate, finished
 
-__all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "add_helper_phases", "read_all", "run_helper"]
+__all__ = ["DEFAULT_ENV", "START_TIMEOUT_S", "GoPipe", "add_helper_phases", "read_all", "run_helper"]
 
 #: The whole environment of a command in a container (plus the exec request's own): never the runner's.
 DEFAULT_ENV = {
@@ -62,31 +62,31 @@ def run_helper(
     attaches its child to the cgroups only after ``go`` returned. If ``go`` raises, the helper is
     told so (EOF on its go pipe), kills its child and exits, and the exception propagates."""
     r, w = os.pipe()
-    go_r, go_w = os.pipe() if go is not None else (-1, -1)
-    go_args = ["--go-fd", str(go_r)] if go is not None else []
+    pipe = GoPipe() if go is not None else None
     start = time.monotonic_ns()
     try:
         proc = subprocess.Popen(
-            [*cmd[:2], "--report-fd", str(w), *go_args, *cmd[2:], "--", *argv],
+            [*cmd[:2], "--report-fd", str(w), *GoPipe.args_of(pipe), *cmd[2:], "--", *argv],
             executable=image.executable,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
-            pass_fds=(w, image.fd, *pass_fds, *([go_r] if go is not None else [])),
+            pass_fds=(w, image.fd, *pass_fds, *GoPipe.fds_of(pipe)),
             start_new_session=True,
         )
     except OSError as err:
-        for fd in (r, w, go_r, go_w):
-            if fd >= 0:
-                os.close(fd)
+        os.close(r)
+        os.close(w)
+        if pipe is not None:
+            pipe.close()
         raise SandboxError(f"cannot start container helper {cmd[0]}: {err}") from err
     os.close(w)
-    if go is not None:
-        os.close(go_r)
+    if pipe is not None:
+        pipe.spawned()
     try:
-        if go is not None:
-            _go(proc, argv, go, go_w)
+        if go is not None and pipe is not None:
+            _go(proc, argv, go, pipe)
         # As every command (a CellTimeout naming argv on timeout, the helper stopped on every
         # error path), but drained through a pidfd and stopped the helper's way.
         out, err_out = communicate(proc, argv, stdin=stdin, timeout=timeout, kill=_killpg, drain=_drain_pidfd)
@@ -99,22 +99,54 @@ def run_helper(
     return result, report
 
 
-def _go(proc: subprocess.Popen[bytes], argv: list[str], go: Callable[[], None], go_w: int) -> None:
-    """Run ``go``, then release the helper (one byte); if it raises, the EOF stops the helper,
-    which is reaped before the exception goes on."""
+class GoPipe:
+    """The pipe a helper started with ``--go-fd`` waits on before it attaches its child to the
+    cgroups, which the driver makes meanwhile: one byte lets it go on, EOF makes it kill its child
+    and exit."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+
+    @staticmethod
+    def args_of(pipe: GoPipe | None) -> list[str]:
+        """The helper's arguments for ``pipe`` (none without one)."""
+        return ["--go-fd", str(pipe._r)] if pipe is not None else []
+
+    @staticmethod
+    def fds_of(pipe: GoPipe | None) -> tuple[int, ...]:
+        """The fd the helper must inherit (``pass_fds``)."""
+        return (pipe._r,) if pipe is not None else ()
+
+    def spawned(self) -> None:
+        """The helper holds its copy of the read end: ours goes, so the helper sees EOF if we die."""
+        os.close(self._r)
+        self._r = -1
+
+    def release(self) -> None:
+        """Let the helper go on (a helper already gone has said why in its report)."""
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self._w, b"x")
+        self.close()
+
+    def close(self) -> None:
+        """Close what is still open: without the byte, the helper gives up. Idempotent."""
+        for fd in (self._r, self._w):
+            if fd >= 0:
+                os.close(fd)
+        self._r = self._w = -1
+
+
+def _go(proc: subprocess.Popen[bytes], argv: list[str], go: Callable[[], None], pipe: GoPipe) -> None:
+    """Run ``go``, then release the helper; if it raises, the EOF stops the helper, which is
+    reaped before the exception goes on."""
     try:
         go()
     except BaseException:
-        os.close(go_w)
+        pipe.close()
         with contextlib.suppress(Exception):
             communicate(proc, argv, stdin=None, timeout=5.0, kill=_killpg, drain=_drain_pidfd)
         raise
-    try:
-        os.write(go_w, b"x")
-    except BrokenPipeError:
-        pass  # the helper is gone already: its report says why
-    finally:
-        os.close(go_w)
+    pipe.release()
 
 
 def _drain_pidfd(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float) -> tuple[bytes, bytes]:
