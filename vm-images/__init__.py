@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from isobench.errors import UsageError
 
-__all__ = ["Image", "ImageMissing", "find_image", "image_rootfs", "newest_build"]
+__all__ = ["Build", "Image", "ImageMissing", "find_image", "image_rootfs", "newest_build"]
 
 
 class ImageMissing(UsageError):
@@ -20,10 +21,21 @@ class ImageMissing(UsageError):
 
 
 @dataclass(frozen=True)
-class Image:
+class Build:
+    """One content-addressed build, ``<state_dir>/images/<name>-<digest>/``: an image or a kernel."""
+
     name: str
     digest: str
     root: Path
+
+    @classmethod
+    def at(cls, root: Path, name: str) -> Self:
+        """The build in directory ``root`` (``<name>-<digest>``)."""
+        return cls(name, root.name.removeprefix(f"{name}-"), root)
+
+
+class Image(Build):
+    """A root filesystem, as a directory tree (containers) and as an ext4 disk with a kernel (guests)."""
 
     @property
     def rootfs(self) -> Path:
@@ -65,7 +77,7 @@ def find_image(state_dir: Path, name: str = "default") -> Image:
         raise ImageMissing(
             f"image {name!r} is not built under {images_dir(state_dir)}; run `isobench image build`"
         )
-    return Image(name=name, digest=root.name.removeprefix(f"{name}-"), root=root)
+    return Image.at(root, name)
 
 
 def image_rootfs(image: Path | None, state_dir: Path) -> Path:

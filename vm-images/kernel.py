@@ -36,7 +36,7 @@ from importlib import resources
 from pathlib import Path
 
 from isobench.errors import UsageError
-from isobench.images import images_dir, newest_build
+from isobench.images import Build, images_dir, newest_build
 from isobench.images.builder import BuildError, Progress, run_step, staged_build
 from isobench.images.initramfs import CpioEntry, write_cpio
 
@@ -94,10 +94,8 @@ class KernelRecipe:
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class MicroKernel:
-    digest: str
-    root: Path
+class MicroKernel(Build):
+    """A micro kernel build (``kernel-micro-<digest>``): vmlinux, its config and its initrds."""
 
     @property
     def vmlinux(self) -> Path:
@@ -172,7 +170,7 @@ def find_micro_kernel(state_dir: Path) -> MicroKernel:
             f"the micro guest kernel is not built under {images_dir(state_dir)}; run `isobench image build`"
             ' (or set the guest driver\'s kernel = "stock")'
         )
-    return MicroKernel(root.name.removeprefix(f"{KERNEL_NAME}-"), root)
+    return MicroKernel.at(root, KERNEL_NAME)
 
 
 def build_micro_kernel(
@@ -189,7 +187,7 @@ def build_micro_kernel(
     final = images_dir(state_dir) / f"{KERNEL_NAME}-{digest}"
     if (final / ".complete").exists() and not force:
         say(f"micro kernel {KERNEL_NAME}-{digest} is up to date")
-        return MicroKernel(digest, final)
+        return MicroKernel(KERNEL_NAME, digest, final)
     started = time.monotonic()
     with staged_build(state_dir, KERNEL_NAME, digest, say) as tmp:
         log_file = tmp / "build.log"
@@ -205,7 +203,7 @@ def build_micro_kernel(
         }
         (tmp / "kernel.json").write_text(json.dumps(meta, indent=2) + "\n")
     say(f"built {final} in {time.monotonic() - started:.0f}s")
-    return MicroKernel(digest, final)
+    return MicroKernel(KERNEL_NAME, digest, final)
 
 
 def _build_into(tmp: Path, recipe: KernelRecipe, log_file: Path, say: Progress, jobs: int) -> None:

@@ -121,7 +121,7 @@ def _kernel(state: Path, digest: str = "k1") -> MicroKernel:
     root.mkdir(parents=True)
     (root / "vmlinux").write_bytes(b"\x7fELF")
     (root / ".complete").write_text(digest)
-    return MicroKernel(digest, root)
+    return MicroKernel(KERNEL_NAME, digest, root)
 
 
 def test_find_the_micro_kernel_and_remove_it_like_an_image(tmp_path: Path) -> None:
