@@ -35,7 +35,7 @@ from isobench.drivers.options import DriverOptions, OptionTypes
 from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError
 from isobench.hostsys import HostProbe
-from isobench.model import PhaseTiming
+from isobench.model import Interval, PhaseTiming
 from isobench.plugins import plugins
 
 if TYPE_CHECKING:
@@ -165,8 +165,8 @@ class ExecRequest:
 
 
 @dataclass(frozen=True)
-class ExecResult:
-    """What running one command inside a sandbox gave back."""
+class ExecResult(Interval):
+    """What running one command inside a sandbox gave back, and when (``seconds``: how long)."""
 
     argv: tuple[str, ...]
     exit_code: int
@@ -174,10 +174,6 @@ class ExecResult:
     stderr: str
     start_ns: int
     end_ns: int
-
-    @property
-    def seconds(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e9
 
     @property
     def ok(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 Better = Literal["lower", "higher", "none"]
 
-__all__ = ["Better", "Measurement", "PhaseTiming", "Sample"]
+__all__ = ["Better", "Interval", "Measurement", "PhaseTiming", "Sample"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,24 @@ class Measurement:
             raise ValueError(f"measurement {self.metric!r} has no numeric value: {self.value!r}")
 
 
-@dataclass(frozen=True)
-class PhaseTiming:
-    """A CLOCK_MONOTONIC interval of a sandbox's life (create, ready, exec, destroy, or finer)."""
+class Interval:
+    """What carries a CLOCK_MONOTONIC interval, ``start_ns`` to ``end_ns``, and its length."""
 
-    name: str
     start_ns: int
     end_ns: int
 
     @property
     def seconds(self) -> float:
         return (self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class PhaseTiming(Interval):
+    """An interval of a sandbox's life (create, ready, exec, destroy, or finer)."""
+
+    name: str
+    start_ns: int
+    end_ns: int
 
 
 @dataclass(frozen=True)
