@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from isobench.results import Results
 
 from .ab import ab_labels
 from .ab_view import ABView, ab_views, first_configuration
-from .cells import group_cells, variant_of
+from .cells import group_cells
 from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .fleet import Fleet, fleet_view, main_results
@@ -141,18 +140,7 @@ class Document:
 def build_document(results: Results, plots_dir: Path) -> Document:
     cells = group_cells(results)
     summary = summary_table(results, cells=cells)
-    phase_orders: dict[str, list[str]] = {}
-    offsets_acc: dict[tuple[str, str, str], list[float]] = {}
-    for s in results.measured():
-        if s.workload == "startup" and s.phase:
-            order = phase_orders.setdefault(s.driver, [])
-            if s.phase not in order:
-                order.append(s.phase)
-            off = s.metadata.get("offset_s")
-            if isinstance(off, int | float) and math.isfinite(off):
-                offsets_acc.setdefault((s.driver, variant_of(s.params), s.phase), []).append(float(off))
-    offsets = {k: float(np.median(v)) for k, v in offsets_acc.items()}
-    plots, plot_errors = all_plots(summary, cells, plots_dir, phase_orders, offsets, results)
+    plots, plot_errors = all_plots(summary, cells, plots_dir, results)
 
     failures = failures_table(results)
 

@@ -8,7 +8,7 @@ many measurements stand behind each mark.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -17,14 +17,14 @@ from isobench.results import Results
 
 from ..cells import Cell, CellKey
 from ._base import OPTIONAL_SECTIONS, SECTIONS, Plot
-from .absolute import disk_plots, network_plots
+from .absolute import absolute_plots
 from .density import density_plots
 from .interference_chart import interference_chart
 from .layers import layers_plots
 from .leakage_chart import leakage_heatmap
 from .memory_chart import memory_chart
 from .ratios import ratio_bars
-from .startup import startup_distribution, startup_timeline
+from .startup import PhaseLayout, startup_distribution, startup_timeline
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +35,20 @@ def all_plots(
     summary: pd.DataFrame,
     cells: Mapping[CellKey, Cell],
     plots_dir: Path,
-    phase_orders: Mapping[str, Sequence[str]],
-    offsets: Mapping[tuple[str, str, str], float],
     samples: Results | Iterable[Sample] = (),
 ) -> tuple[list[Plot], list[str]]:
     """Every figure the data allows; returns (plots, errors). One broken figure never costs the
     rest of the report: its error is returned for the report's warnings. ``samples`` (the run's
-    samples) feed the figures that need single repetitions, such as the memory overhead."""
+    samples) feed the figures that need single repetitions or their metadata, such as the memory
+    overhead and where each startup phase began."""
+    samples = list(samples.measured() if isinstance(samples, Results) else samples)
     makers: list[tuple[str, Callable[[], list[Plot]]]] = [
-        ("startup timeline", lambda: startup_timeline(summary, cells, plots_dir, phase_orders, offsets)),
+        ("startup timeline", lambda: startup_timeline(summary, cells, plots_dir, PhaseLayout.of(samples))),
         ("startup distribution", lambda: startup_distribution(summary, cells, plots_dir)),
         ("memory", lambda: memory_chart(samples, plots_dir)),
         ("relative to native", lambda: ratio_bars(summary, cells, plots_dir)),
-        ("disk", lambda: disk_plots(summary, cells, plots_dir)),
-        ("network", lambda: network_plots(summary, cells, plots_dir)),
+        ("disk", lambda: absolute_plots(summary, cells, plots_dir, "disk")),
+        ("network", lambda: absolute_plots(summary, cells, plots_dir, "network")),
         ("leakage", lambda: leakage_heatmap(cells, plots_dir)),
         ("interference", lambda: interference_chart(cells, plots_dir)),
         ("density", lambda: density_plots(cells, plots_dir, samples)),

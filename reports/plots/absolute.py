@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from ._base import (
     tex_safe,
 )
 
-__all__ = ["disk_plots", "network_plots"]
+__all__ = ["ABSOLUTE", "absolute_plots"]
 
 #: Throughput as a reader asks for it (random I/O in IOPS, sequential in bandwidth), and tail latency.
 DISK_METRICS = (
@@ -46,6 +47,32 @@ DISK_METRICS = (
     "disk.seq_write.latency.p99",
 )
 NETWORK_METRICS = ("network.tcp_throughput", "network.tcp_rtt.p50", "network.tcp_rtt.p99")
+
+
+@dataclass(frozen=True)
+class _Absolute:
+    """One workload's figure of absolute values (its report section is the workload's name)."""
+
+    metrics: Sequence[str]
+    title: str
+    #: The caption's first sentence(s): what was measured, and how.
+    what: str
+
+
+#: The workloads whose figures show absolute values per driver, by workload.
+ABSOLUTE: Mapping[str, _Absolute] = {
+    "disk": _Absolute(
+        DISK_METRICS,
+        "Disk: throughput and p99 latency per storage path and queue depth",
+        "fio on the sandbox's root storage and on a volume at /data. Random jobs are shown as "
+        "IOPS, sequential ones as bandwidth (the other is the same figure times the block size).",
+    ),
+    "network": _Absolute(
+        NETWORK_METRICS,
+        "Network: TCP throughput and round-trip time, host to sandbox",
+        "iperf3 (throughput) and sockperf ping-pong (full round trip) over each driver's network.",
+    ),
+}
 
 
 def _panel(ax: Axes, rows: pd.DataFrame, labels: Mapping[str, str], drivers: Sequence[str]) -> None:
@@ -87,17 +114,12 @@ def _panel(ax: Axes, rows: pd.DataFrame, labels: Mapping[str, str], drivers: Seq
     ax.grid(axis="y", alpha=0.3)
 
 
-def _figures(
-    summary: pd.DataFrame,
-    cells: Mapping[CellKey, Cell],
-    plots_dir: Path,
-    *,
-    workload: str,
-    metrics: Sequence[str],
-    section: str,
-    title: str,
-    what: str,
+def absolute_plots(
+    summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path, workload: str
 ) -> list[Plot]:
+    """``workload``'s figure (see :data:`ABSOLUTE`): a panel a metric, a bar a driver and variant."""
+    spec = ABSOLUTE[workload]
+    metrics, title, section = spec.metrics, spec.title, workload
     rows = summary[(summary["workload"] == workload) & summary["metric"].isin(metrics)]
     present = [m for m in metrics if m in set(rows["metric"])]
     if not present:
@@ -126,7 +148,7 @@ def _figures(
         ncols=len(drivers),
     )
     fig.tight_layout(rect=(0, 0, 1, top))
-    caption = f"{what} Median per driver; whiskers: {interval_text(rows['ci_confidence'])}. "
+    caption = f"{spec.what} Median per driver; whiskers: {interval_text(rows['ci_confidence'])}. "
     caption += f"{count_text(rows['n'])} repetitions per bar."
     fixed = fixed_params(
         {short_metric(str(m), workload): list(g["variant"]) for m, g in rows.groupby("metric", sort=False)},
@@ -135,32 +157,3 @@ def _figures(
     if fixed:
         caption += f" Fixed parameters: {fixed}."
     return [Plot(section, title, save(fig, plots_dir / f"{section}-{workload}.png", layout=False), caption)]
-
-
-def disk_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:
-    return _figures(
-        summary,
-        cells,
-        plots_dir,
-        workload="disk",
-        metrics=DISK_METRICS,
-        section="disk",
-        title="Disk: throughput and p99 latency per storage path and queue depth",
-        what=(
-            "fio on the sandbox's root storage and on a volume at /data. Random jobs are shown as "
-            "IOPS, sequential ones as bandwidth (the other is the same figure times the block size)."
-        ),
-    )
-
-
-def network_plots(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: Path) -> list[Plot]:
-    return _figures(
-        summary,
-        cells,
-        plots_dir,
-        workload="network",
-        metrics=NETWORK_METRICS,
-        section="network",
-        title="Network: TCP throughput and round-trip time, host to sandbox",
-        what="iperf3 (throughput) and sockperf ping-pong (full round trip) over each driver's network.",
-    )

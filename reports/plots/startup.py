@@ -7,14 +7,17 @@ in its own unit, where stacked phase lengths stay honest; the distributions use 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from isobench.model import Sample
 from matplotlib.figure import Figure
 
-from ..cells import Cell, CellKey, driver_order
+from ..cells import Cell, CellKey, driver_order, variant_of
 from ..units import human
 from ._base import (
     Plot,
@@ -31,29 +34,48 @@ from ._base import (
     tex_safe,
 )
 
-__all__ = ["split_by_scale", "startup_distribution", "startup_timeline"]
+__all__ = ["PhaseLayout", "split_by_scale", "startup_distribution", "startup_timeline"]
 
 _MAX_PANELS = 6
 #: The question first: how long until the sandbox is usable.
 _ORDER = ("startup.to_ready", "startup.exec", "startup.to_exit", "startup.total")
 
 
+@dataclass(frozen=True)
+class PhaseLayout:
+    """Where startup phases go on the timeline: each driver's phases in the order it recorded them,
+    and each phase's median start (``offset_s``, from the first phase's start) per driver and variant."""
+
+    orders: Mapping[str, Sequence[str]]
+    offsets: Mapping[tuple[str, str, str], float]
+
+    @classmethod
+    def of(cls, samples: Iterable[Sample]) -> PhaseLayout:
+        orders: dict[str, list[str]] = {}
+        offsets: dict[tuple[str, str, str], list[float]] = {}
+        for s in samples:
+            if s.workload != "startup" or not s.phase:
+                continue
+            order = orders.setdefault(s.driver, [])
+            if s.phase not in order:
+                order.append(s.phase)
+            off = s.metadata.get("offset_s")
+            if isinstance(off, int | float) and math.isfinite(off):
+                offsets.setdefault((s.driver, variant_of(s.params), s.phase), []).append(float(off))
+        return cls(orders, {k: float(np.median(v)) for k, v in offsets.items()})
+
+
 def _spans(
-    driver: str,
-    variant: str,
-    durations: Mapping[str, float],
-    phase_orders: Mapping[str, Sequence[str]],
-    all_phases: Sequence[str],
-    offsets: Mapping[tuple[str, str, str], float],
+    driver: str, variant: str, durations: Mapping[str, float], layout: PhaseLayout, all_phases: Sequence[str]
 ) -> list[tuple[str, float, float]]:
     """(phase, start, duration): at the recorded median offset where there is one (so a phase nested
     in another sits where it happened and is not counted twice), else after the previous phase."""
-    seq = [p for p in phase_orders.get(driver, ()) if p in durations]
+    seq = [p for p in layout.orders.get(driver, ()) if p in durations]
     seq += [p for p in all_phases if p in durations and p not in seq]
     left = 0.0
     spans: list[tuple[str, float, float]] = []
     for p in seq:
-        start = offsets.get((driver, variant, p))
+        start = layout.offsets.get((driver, variant, p))
         begin = left if start is None else start
         spans.append((p, begin, durations[p]))
         left = begin + durations[p]
@@ -82,8 +104,7 @@ def startup_timeline(
     summary: pd.DataFrame,
     cells: Mapping[CellKey, Cell],
     plots_dir: Path,
-    phase_orders: Mapping[str, Sequence[str]],
-    offsets: Mapping[tuple[str, str, str], float],
+    layout: PhaseLayout,
 ) -> list[Plot]:
     phased = [c for c in cells.values() if c.key.workload == "startup" and c.phase]
     if not phased:
@@ -92,12 +113,12 @@ def startup_timeline(
     for c in phased:
         bars.setdefault((c.key.driver, c.key.variant), {})[str(c.phase)] = float(np.median(c.values))
     all_phases: list[str] = []
-    for d in sorted(phase_orders, key=driver_order):
-        all_phases += [p for p in phase_orders[d] if p not in all_phases]
+    for d in sorted(layout.orders, key=driver_order):
+        all_phases += [p for p in layout.orders[d] if p not in all_phases]
     all_phases += sorted({p for b in bars.values() for p in b} - set(all_phases))
     colours = dict(zip(all_phases, distinct_colours(len(all_phases)), strict=True))
     order = sorted(bars, key=lambda dv: (driver_order(dv[0]), dv[1]))
-    spans_of = {dv: _spans(*dv, bars[dv], phase_orders, all_phases, offsets) for dv in order}
+    spans_of = {dv: _spans(*dv, bars[dv], layout, all_phases) for dv in order}
     end_of = {dv: max((st + w for _, st, w in spans_of[dv]), default=0.0) for dv in order}
     groups = [
         (name, cluster)

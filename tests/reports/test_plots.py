@@ -14,7 +14,7 @@ from isobench.reports.cells import group_cells
 from isobench.reports.plots.interference_chart import interference_chart
 from isobench.reports.plots.memory_chart import UNATTRIBUTED, draw_memory, memory_bars
 from isobench.reports.plots.ratios import ratio_bars, speed_rows
-from isobench.reports.plots.startup import split_by_scale, startup_timeline
+from isobench.reports.plots.startup import PhaseLayout, split_by_scale, startup_timeline
 from isobench.reports.tables import summary_table
 from isobench.results import Results
 from matplotlib.figure import Figure
@@ -169,9 +169,35 @@ def test_interference_is_degradation_percent_and_pass_fail(results: Results, tmp
 def test_startup_timeline_has_a_panel_per_kind(results: Results, tmp_path: Path) -> None:
     cells = group_cells(results)
     orders = {"host": ["create", "ready"], "container": ["create", "namespaces", "rootfs", "ready"]}
-    (plot,) = startup_timeline(summary_table(results, cells=cells), cells, tmp_path, orders, {})
+    (plot,) = startup_timeline(summary_table(results, cells=cells), cells, tmp_path, PhaseLayout(orders, {}))
     assert "own linear time axis" in plot.caption and "n = 10" in plot.caption
     assert plot.path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_phase_layout_keeps_each_drivers_order_and_the_median_offset() -> None:
+    def phase(driver: str, name: str, offset: object, workload: str = "startup") -> Sample:
+        meta = {} if offset is None else {"offset_s": offset}
+        return Sample(
+            "r", driver, workload, f"startup.phase.{name}", 1e-3, "seconds", 0, phase=name, metadata=meta
+        )
+
+    layout = PhaseLayout.of(
+        [
+            phase("container", "cgroup", 0.0),
+            phase("container", "spawn", 0.001),
+            phase("container", "spawn", 0.003),
+            phase("container", "spawn", float("nan")),
+            phase("container", "cgroup", None),
+            phase("host", "ready", 0.0),
+            phase("host", "other", 5.0, workload="cpu"),
+        ]
+    )
+    assert layout.orders == {"container": ["cgroup", "spawn"], "host": ["ready"]}
+    assert layout.offsets == {
+        ("container", "", "cgroup"): 0.0,
+        ("container", "", "spawn"): 0.002,
+        ("host", "", "ready"): 0.0,
+    }
 
 
 def test_startup_panels_splitsplit_by_scale_so_no_bar_is_a_sliver() -> None:
@@ -222,8 +248,7 @@ def test_no_figure_shows_e_notation_or_raw_bytes(
     samples = [*results.samples, *_io_samples(make_samples)]
     run = Results(run=results.run, samples=samples)
     cells = group_cells(run)
-    orders = {"host": ["create", "ready"], "vm": ["create", "define", "boot", "ready"]}
-    plots, errors = all_plots(summary_table(run, cells=cells), cells, tmp_path, orders, {}, run)
+    plots, errors = all_plots(summary_table(run, cells=cells), cells, tmp_path, run)
     assert errors == []
     assert {"disk-disk.png", "network-network.png", "memory-overhead.png"} <= {p.path.name for p in plots}
     assert len(drawn) == len(plots)
