@@ -86,36 +86,32 @@ def _tcg(run: Mapping[str, Any]) -> WarningGroup | None:
 
 def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
     """A budgeted run says how many counted figures reached the precision target, and which cells
-    did not (the per-figure record is run["budget"] in results.json)."""
+    did not (the per-figure record is run["budget"] in results.json). An A/B run's rounds buy each
+    change's precision, so there it counts changes."""
     b = run.get("budget")
     if not isinstance(b, Mapping):
         return None
-    changes = b.get("changes")
-    if changes:  # an A/B run: what its rounds bought is each change's precision
-        met = sum(bool(c["met"]) for c in changes)
-        if met == len(changes):
-            return None
+    target, budget = f"±{float(b['precision']):.0%}", f"{mmss(float(b['seconds']))} budget ({b['stopped']})"
+    if changes := b.get("changes"):
+        met, counted = sum(bool(c["met"]) for c in changes), len(changes)
         short = budget_summary(run)[2:]
         line = (
-            f"{len(changes) - met} of {len(changes)} changes between the A/B configurations are not known "
-            f"to ±{float(b['precision']):.0%} (95% interval, paired by round) after the "
-            f"{mmss(float(b['seconds']))} budget ({b['stopped']}); the compare of this run can detect "
-            "only larger changes there. A longer --budget or a higher --max-n buys rounds."
+            f"{counted - met} of {counted} changes between the A/B configurations are not known to {target} "
+            f"(95% interval, paired by round) after the {budget}; the compare of this run can detect only "
+            "larger changes there. A longer --budget or a higher --max-n buys rounds."
         )
-        return WarningGroup("precision", line, tuple(x.strip() for x in short))
-    if not b.get("figures_counted"):
+    elif b.get("figures_counted"):
+        met, counted = int(b["figures_met"]), int(b["figures_counted"])
+        short = budget_summary(run)[1:]
+        cells = f"{len(short)} driver/workload cell{'s' if len(short) != 1 else ''}"
+        line = (
+            f"{counted - met} of {counted} counted figures did not reach the precision target (95% interval "
+            f"within {target} of the median) in the {budget}; {cells} fell short. "
+            "A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
+        )
+    else:
         return None
-    met, counted = int(b["figures_met"]), int(b["figures_counted"])
-    if met == counted:
-        return None
-    short = budget_summary(run)[1:]
-    line = (
-        f"{counted - met} of {counted} counted figures did not reach the precision target (95% interval "
-        f"within ±{float(b['precision']):.0%} of the median) in the {mmss(float(b['seconds']))} budget "
-        f"({b['stopped']}); {len(short)} driver/workload cell{'s' if len(short) != 1 else ''} fell short. "
-        "A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
-    )
-    return WarningGroup("precision", line, tuple(x.strip() for x in short))
+    return None if met == counted else WarningGroup("precision", line, tuple(x.strip() for x in short))
 
 
 def group_warnings(
