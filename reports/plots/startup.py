@@ -8,8 +8,8 @@ in its own unit, where stacked phase lengths stay honest; the distributions use 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from ._base import (
     tex_safe,
 )
 
-__all__ = ["PhaseLayout", "split_by_scale", "startup_distribution", "startup_timeline"]
+__all__ = ["PhaseLayout", "lanes", "split_by_scale", "startup_distribution", "startup_timeline"]
 
 _MAX_PANELS = 6
 #: The question first: how long until the sandbox is usable.
@@ -44,25 +44,52 @@ _ORDER = ("startup.to_ready", "startup.exec", "startup.to_exit", "startup.total"
 @dataclass(frozen=True)
 class PhaseLayout:
     """Where startup phases go on the timeline: each driver's phases in the order it recorded them,
-    and each phase's median start (``offset_s``, from the first phase's start) per driver and variant."""
+    each phase's median start (``offset_s``, from the first phase's start) per driver and variant, and
+    which phases ran side by side."""
 
     orders: Mapping[str, Sequence[str]]
     offsets: Mapping[tuple[str, str, str], float]
+    #: (driver, variant) -> pairs of phases that overlapped without one holding the other in most
+    #: starts where both were recorded: work done at the same time (the runner making a cgroup while
+    #: its helper clones), which one bar drawn end to end would show as one after the other.
+    concurrent: Mapping[tuple[str, str], frozenset[frozenset[str]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, samples: Iterable[Sample]) -> PhaseLayout:
         orders: dict[str, list[str]] = {}
         offsets: dict[tuple[str, str, str], list[float]] = {}
+        starts: dict[tuple[str, str, str, int], dict[str, tuple[float, float]]] = {}
         for s in samples:
             if s.workload != "startup" or not s.phase:
                 continue
             order = orders.setdefault(s.driver, [])
             if s.phase not in order:
                 order.append(s.phase)
-            off = s.metadata.get("offset_s")
+            off, variant = s.metadata.get("offset_s"), variant_of(s.params)
             if isinstance(off, int | float) and math.isfinite(off):
-                offsets.setdefault((s.driver, variant_of(s.params), s.phase), []).append(float(off))
-        return cls(orders, {k: float(np.median(v)) for k, v in offsets.items()})
+                offsets.setdefault((s.driver, variant, s.phase), []).append(float(off))
+                if s.value is not None:
+                    one = starts.setdefault((s.run_id, s.driver, variant, s.repetition), {})
+                    one[s.phase] = (float(off), float(off) + float(s.value))
+        return cls(orders, {k: float(np.median(v)) for k, v in offsets.items()}, _concurrent(starts))
+
+
+def _concurrent(
+    starts: Mapping[tuple[str, str, str, int], Mapping[str, tuple[float, float]]],
+) -> dict[tuple[str, str], frozenset[frozenset[str]]]:
+    votes: dict[tuple[str, str], dict[frozenset[str], list[bool]]] = {}
+    for (_, driver, variant, _), phases in starts.items():
+        mine = votes.setdefault((driver, variant), {})
+        names = sorted(phases)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                (s1, e1), (s2, e2) = phases[a], phases[b]
+                nested = (s2 <= s1 and e1 <= e2) or (s1 <= s2 and e2 <= e1)
+                mine.setdefault(frozenset((a, b)), []).append(min(e1, e2) > max(s1, s2) and not nested)
+    return {
+        dv: frozenset(pair for pair, seen in pairs.items() if 2 * sum(seen) > len(seen))
+        for dv, pairs in votes.items()
+    }
 
 
 def _spans(
@@ -80,6 +107,24 @@ def _spans(
         spans.append((p, begin, durations[p]))
         left = begin + durations[p]
     return spans
+
+
+def lanes(spans: Sequence[tuple[str, float, float]], concurrent: Collection[frozenset[str]]) -> list[int]:
+    """A lane for each span: 0, unless it ran concurrently with a span already in a lane (see
+    :attr:`PhaseLayout.concurrent`), then the first lane holding none it ran beside."""
+    placed: list[list[str]] = []
+    out = [0] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda i: (spans[i][1], -spans[i][2])):
+        name = spans[i][0]
+        lane = next(
+            (k for k, there in enumerate(placed) if not any({name, o} in concurrent for o in there)), None
+        )
+        if lane is None:
+            lane = len(placed)
+            placed.append([])
+        placed[lane].append(name)
+        out[i] = lane
+    return out
 
 
 #: Bars share a panel while the longest is at most this many times the shortest: beyond it the
@@ -136,14 +181,21 @@ def startup_timeline(
         ends: list[float] = []
         for yi, (driver, variant) in enumerate(members):
             spans = spans_of[(driver, variant)]
+            lane_of = dict(
+                zip(spans, lanes(spans, layout.concurrent.get((driver, variant), ())), strict=True)
+            )
+            height = 0.65 / (max(lane_of.values(), default=0) + 1)
             # Longest first, so phases nested inside a longer one are drawn on top and stay visible.
-            for p, start, width in sorted(spans, key=lambda sp: -sp[2]):
+            for span in sorted(spans, key=lambda sp: -sp[2]):
+                p, start, width = span
+                y = yi - 0.325 + (lane_of[span] + 0.5) * height
                 bar_segment(
-                    ax, yi, width, left=start, height=0.65, colour=colours[p], label=p, labelled=labelled
+                    ax, y, width, left=start, height=height, colour=colours[p], label=p, labelled=labelled
                 )
-                leaf = not any(q != p and start <= st2 and st2 + w2 <= start + width for q, st2, w2 in spans)
+                inner = [sp for sp in spans if lane_of[sp] == lane_of[span] and sp != span]
+                leaf = not any(start <= st2 and st2 + w2 <= start + width for _, st2, w2 in inner)
                 if leaf and width >= 0.07 * max(ends_all[gi], 1e-12):
-                    ax.text(start + width / 2, yi, tex_safe(p), ha="center", va="center", fontsize=7)
+                    ax.text(start + width / 2, y, tex_safe(p), ha="center", va="center", fontsize=7)
             end = max((st + w for _, st, w in spans), default=0.0)
             ends.append(end)
             ax.annotate(
@@ -176,7 +228,9 @@ def startup_timeline(
             "Startup phase timeline",
             path,
             "Median duration of each startup phase per driver, in the order the driver recorded them "
-            "(a phase nested in another is drawn at its recorded offset, on top). Each panel has its own "
+            "(a phase nested in another is drawn at its recorded offset, on top; phases that ran at the same "
+            "time without nesting, such as the runner's work beside its helper's, share the bar in lanes). "
+            "Each panel has its own "
             "linear time axis: processes and containers apart from guests, and sandboxes more than "
             f"{_SCALE_SPREAD:.0f} times faster than the next apart from it, so no bar is a sliver. {count_text(ns)} starts per phase.",
         )

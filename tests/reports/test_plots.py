@@ -14,7 +14,7 @@ from isobench.reports.cells import group_cells
 from isobench.reports.plots.interference_chart import interference_chart
 from isobench.reports.plots.memory_chart import UNATTRIBUTED, draw_memory, memory_bars
 from isobench.reports.plots.ratios import ratio_bars, speed_rows
-from isobench.reports.plots.startup import PhaseLayout, split_by_scale, startup_timeline
+from isobench.reports.plots.startup import PhaseLayout, lanes, split_by_scale, startup_timeline
 from isobench.reports.tables import summary_table
 from isobench.results import Results
 from matplotlib.figure import Figure
@@ -198,6 +198,37 @@ def test_phase_layout_keeps_each_drivers_order_and_the_median_offset() -> None:
         ("container", "", "spawn"): 0.002,
         ("host", "", "ready"): 0.0,
     }
+
+
+def test_phases_that_ran_side_by_side_in_most_starts_get_lanes() -> None:
+    def start(rep: int, **spans: tuple[float, float]) -> list[Sample]:
+        return [
+            Sample(
+                "r",
+                "container",
+                "startup",
+                f"startup.phase.{p}",
+                w,
+                "seconds",
+                rep,
+                phase=p,
+                metadata={"offset_s": o},
+            )
+            for p, (o, w) in spans.items()
+        ]
+
+    # The helper clones while the runner makes the cgroup (2 of 3 starts); the wait sits inside the
+    # cgroup's time; create holds everything.
+    samples = [
+        *start(0, create=(0.0, 6.0), clone=(2.0, 1.0), cgroup=(2.5, 1.0), wait=(3.0, 0.4)),
+        *start(1, create=(0.0, 6.0), clone=(2.0, 1.0), cgroup=(2.8, 0.6), wait=(3.1, 0.3)),
+        *start(2, create=(0.0, 6.0), clone=(2.0, 1.0), cgroup=(3.0, 0.5), wait=(3.1, 0.3)),
+    ]
+    layout = PhaseLayout.of(samples)
+    assert layout.concurrent[("container", "")] == {frozenset({"clone", "cgroup"})}
+    spans = [("create", 0.0, 6.0), ("clone", 2.0, 1.0), ("cgroup", 2.8, 0.6), ("wait", 3.1, 0.3)]
+    assert lanes(spans, layout.concurrent[("container", "")]) == [0, 0, 1, 0]
+    assert lanes(spans, ()) == [0, 0, 0, 0]
 
 
 def test_startup_panels_splitsplit_by_scale_so_no_bar_is_a_sliver() -> None:
