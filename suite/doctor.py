@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from isobench import hostinfo
 from isobench.drivers.base import DriverContext, all_drivers
+from isobench.hostsys import HostProbe
+from isobench.hostsys.cgroups import cgroup_mode
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -23,16 +25,10 @@ class Check:
     detail: str
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def host_checks(root: Path = Path("/")) -> list[Check]:
+def host_checks(host: HostProbe | None = None) -> list[Check]:
+    host = host or HostProbe()
     checks: list[Check] = []
-    mode = hostinfo.cgroup_mode(root)
+    mode = cgroup_mode(host)
     checks.append(
         Check(
             "cgroups",
@@ -45,22 +41,22 @@ def host_checks(root: Path = Path("/")) -> list[Check]:
             }[mode],
         )
     )
-    fs = _read(root / "proc/filesystems")
+    overlay = host.has_filesystem("overlay")
     checks.append(
         Check(
             "overlayfs",
-            "ok" if "overlay" in fs else "warn",
+            "ok" if overlay else "warn",
             "overlay filesystem available"
-            if "overlay" in fs
+            if overlay
             else "overlay not in /proc/filesystems; `modprobe overlay`",
         )
     )
-    userns = _read(root / "proc/sys/user/max_user_namespaces").strip()
+    userns = host.read("/proc/sys/user/max_user_namespaces").strip()
     ok_userns = userns.isdigit() and int(userns) > 0
     checks.append(
         Check("user namespaces", "ok" if ok_userns else "warn", f"max_user_namespaces={userns or '?'}")
     )
-    virt = hostinfo.virtualization(root)
+    virt = hostinfo.virtualization(host)
     nesting = "this host is itself a guest (nested virtualization)" if virt["guest"] else "bare metal"
     checks.append(Check("nesting", "info", nesting))
     if not virt["dev_kvm"]:

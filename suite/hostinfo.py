@@ -1,6 +1,7 @@
 """Facts about the host recorded with every run: what a reader needs to trust or discount a figure.
 
-Everything is read through a ``root`` seam (``/`` normally) so tests can use a fake tree.
+Everything is read through a :class:`~isobench.hostsys.HostProbe` (the real host by default) so tests
+can use a fake tree.
 """
 
 from __future__ import annotations
@@ -15,44 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from isobench.hostsys import HostProbe
-from isobench.hostsys.cgroups import HostMode
-from isobench.hostsys.cgroups import cgroup_mode as _probed_mode
+from isobench.hostsys.cgroups import cgroup_mode
 from isobench.procs import tool_version
 
 log = logging.getLogger(__name__)
 
-CgroupMode = HostMode
-
-__all__ = ["CgroupMode", "cgroup_mode", "collect", "tool_versions", "virtualization"]
+__all__ = ["collect", "tool_versions", "virtualization"]
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def cgroup_mode(root: Path = Path("/")) -> CgroupMode:
-    """v1, hybrid or unified as :mod:`isobench.hostsys.cgroups` decides it; none without cgroups."""
-    return _probed_mode(HostProbe(root=root))
-
-
-def virtualization(root: Path = Path("/")) -> dict[str, Any]:
+def virtualization(host: HostProbe) -> dict[str, Any]:
     """Are we a guest ourselves (nesting), and what does /dev/kvm claim to be."""
-    cpuinfo = _read(root / "proc/cpuinfo") or ""
+    cpuinfo = host.read("/proc/cpuinfo")
     flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
-    dmi = {
-        k: (_read(root / f"sys/class/dmi/id/{k}") or "").strip() or None
-        for k in ("sys_vendor", "product_name")
-    }
+    dmi = {k: host.read(f"/sys/class/dmi/id/{k}").strip() or None for k in ("sys_vendor", "product_name")}
     # /sys/module lists built-in modules too; /proc/modules only loadable ones (and may not exist).
-    sys_module = root / "sys/module"
+    sys_module = host.sys / "module"
     kvm_modules = sorted(p.name for p in sys_module.glob("kvm*")) if sys_module.is_dir() else []
     return {
         "guest": "hypervisor" in flags,
         "cpu_virt_ext": "vmx" in flags or "svm" in flags,
-        "dev_kvm": (root / "dev/kvm").exists(),
+        "dev_kvm": host.path("/dev/kvm").exists(),
         "kvm_modules": kvm_modules,
         "kvm_pvm": "kvm_pvm" in kvm_modules,
         **dmi,
@@ -118,10 +101,11 @@ def _meminfo_kib(meminfo: str, key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def collect(root: Path = Path("/"), *, versions: bool = True) -> dict[str, Any]:
-    cpuinfo = _read(root / "proc/cpuinfo") or ""
-    meminfo = _read(root / "proc/meminfo") or ""
-    governor = _read(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+def collect(host: HostProbe | None = None, *, versions: bool = True) -> dict[str, Any]:
+    host = host or HostProbe()
+    cpuinfo = host.read("/proc/cpuinfo")
+    meminfo = host.read("/proc/meminfo")
+    governor = host.read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     from isobench import __version__
 
     info: dict[str, Any] = {
@@ -132,9 +116,9 @@ def collect(root: Path = Path("/"), *, versions: bool = True) -> dict[str, Any]:
         "cpu_model": _cpu_model(cpuinfo),
         "cpus": os.cpu_count(),
         "memory_bytes": (_meminfo_kib(meminfo, "MemTotal") or 0) * 1024,
-        "cgroup_mode": cgroup_mode(root),
-        "cpu_governor": governor.strip() if governor else None,
-        "virtualization": virtualization(root),
+        "cgroup_mode": cgroup_mode(host),
+        "cpu_governor": governor.strip() or None,
+        "virtualization": virtualization(host),
         "python": platform.python_version(),
         "isobench": __version__,
         "isobench_commit": git_commit(Path(__file__).resolve().parent.parent),

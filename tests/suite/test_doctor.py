@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from isobench.doctor import _kvm_verdict, host_checks
+from isobench.hostsys import HostProbe
 
 
 def test_kvm_verdict_unusable_says_tcg() -> None:
@@ -25,7 +26,7 @@ def test_host_checks_on_a_fake_tree(tmp_path: Path) -> None:
     (tmp_path / "proc/filesystems").write_text("nodev\toverlay\n")
     (tmp_path / "proc/sys/user/max_user_namespaces").write_text("0\n")
     (tmp_path / "proc/cpuinfo").write_text("flags\t: fpu\n")
-    checks = {c.name: c for c in host_checks(tmp_path)}
+    checks = {c.name: c for c in host_checks(HostProbe(root=tmp_path))}
     assert checks["cgroups"].detail == "unified cgroup v2"
     assert checks["overlayfs"].status == "ok"
     assert checks["user namespaces"].status == "warn"

@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from isobench.hostinfo import cgroup_mode, collect, virtualization
+from isobench.hostinfo import collect, virtualization
+from isobench.hostsys import HostProbe
+from isobench.hostsys.cgroups import cgroup_mode
 
 V1 = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:12 - cgroup cgroup rw,memory\n"
 V2 = "36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:13 - cgroup2 cgroup2 rw\n"
@@ -10,7 +12,7 @@ ROOT = "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n"
 def _mode(root: Path, mountinfo: str) -> str:
     (root / "proc/self").mkdir(parents=True, exist_ok=True)
     (root / "proc/self/mountinfo").write_text(mountinfo)
-    return cgroup_mode(root)
+    return cgroup_mode(HostProbe(root=root))
 
 
 def test_cgroup_modes(tmp_path: Path) -> None:
@@ -23,7 +25,6 @@ def test_cgroup_modes(tmp_path: Path) -> None:
 def test_host_report_and_cgroup_manager_agree(tmp_path: Path) -> None:
     """A v1 hierarchy with no controller (name=systemd) beside a cgroup2 root is a unified host:
     the cgroup manager drives it with its v2 backend, and the host report must say the same."""
-    from isobench.hostsys import HostProbe
     from isobench.hostsys.cgroups import V2Manager, open_manager
 
     named = "37 25 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
@@ -40,10 +41,11 @@ def test_fake_tree(tmp_path: Path) -> None:
         (tmp_path / "sys/module" / mod).mkdir(parents=True)
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev/kvm").touch()
-    assert cgroup_mode(tmp_path) == "hybrid"
-    v = virtualization(tmp_path)
+    host = HostProbe(root=tmp_path)
+    assert cgroup_mode(host) == "hybrid"
+    v = virtualization(host)
     assert v["guest"] and v["cpu_virt_ext"] and v["dev_kvm"] and v["kvm_pvm"]
-    info = collect(tmp_path, versions=False)
+    info = collect(host, versions=False)
     assert info["cpu_model"] == "Fake CPU"
     assert info["cgroup_mode"] == "hybrid"
 
