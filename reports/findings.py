@@ -82,7 +82,7 @@ def _startup(h: Headline) -> list[str]:
     fast, slow = figs[0], figs[-1]
     ratio = slow.value / fast.value if fast.value else math.inf
     return [
-        f"{a_kind(fast.driver)[0].upper()}{a_kind(fast.driver)[1:]} is ready in {human(fast.value, fast.unit)}, the fastest here; "
+        f"{a_kind(fast.driver)[0].upper()}{a_kind(fast.driver)[1:]} is ready in {human(fast.value, fast.unit)}, the fastest sandbox here; "
         f"{a_kind(slow.driver)} takes {human(slow.value, slow.unit)}, about {ratio_words(ratio)} as long."
     ]
 
