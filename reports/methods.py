@@ -27,7 +27,8 @@ _WORKLOADS: dict[str, str] = {
         "Time from asking the driver for a sandbox until the sandbox is ready and has run a first "
         "command, on CLOCK_MONOTONIC. Phases (metrics startup.phase.<name>) are the intervals the driver "
         "itself records around each step (e.g. namespace and cgroup setup, root filesystem mount, "
-        "libvirt define/start, guest boot until its agent answers); the timeline stacks their medians."
+        "libvirt define/start, guest boot until its agent answers); the timeline draws each median where "
+        "the phase began, phases that ran at once in lanes of one bar."
     ),
     "cpu": "CPU-bound work run inside the sandbox; the figure is the tool's own throughput or run time.",
     "memory": "Memory bandwidth/latency measured by a tool inside the sandbox, as the tool reports it.",
