@@ -95,8 +95,8 @@ def distinct_colours(n: int) -> list[Any]:
     qualitative palette holds, and a reused colour would make two phases read as one."""
     if n <= 10:
         return [matplotlib.colormaps["tab10"](i) for i in range(n)]
-    if n <= 20:
-        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    if n <= 20:  # tab20's dark shades first: its pairs (dark, light) are one hue, kept far apart
+        return [matplotlib.colormaps["tab20"](2 * i % 20 + 2 * i // 20) for i in range(n)]
     # Golden-ratio steps through the map: phases recorded one after another land far apart in hue.
     return [matplotlib.colormaps["turbo"](0.05 + 0.9 * ((i * 0.618034) % 1.0)) for i in range(n)]
 

@@ -28,7 +28,6 @@ from ._base import (
     human_ticks,
     kinds,
     label,
-    legend_entries,
     save,
     short_metric,
     tex_safe,
@@ -127,6 +126,9 @@ def lanes(spans: Sequence[tuple[str, float, float]], concurrent: Collection[froz
     return out
 
 
+#: A panel's legend lists this many phases in one column; more take two.
+_LEGEND_ROWS = 12
+
 #: Bars share a panel while the longest is at most this many times the shortest: beyond it the
 #: short one would be a sliver (a 4 ms native start next to a 340 ms runc one).
 _SCALE_SPREAD = 12.0
@@ -161,7 +163,6 @@ def startup_timeline(
     for d in sorted(layout.orders, key=driver_order):
         all_phases += [p for p in layout.orders[d] if p not in all_phases]
     all_phases += sorted({p for b in bars.values() for p in b} - set(all_phases))
-    colours = dict(zip(all_phases, distinct_colours(len(all_phases)), strict=True))
     order = sorted(bars, key=lambda dv: (driver_order(dv[0]), dv[1]))
     spans_of = {dv: _spans(*dv, bars[dv], layout, all_phases) for dv in order}
     end_of = {dv: max((st + w for _, st, w in spans_of[dv]), default=0.0) for dv in order}
@@ -171,13 +172,25 @@ def startup_timeline(
         for clusters in [split_by_scale([dv for dv in order if dv[0] in ds], end_of)]
         for cluster in clusters
     ]
-    fig = Figure(figsize=(11, 1.2 + sum(0.9 + 0.5 * len(g) for _, g in groups)))
-    gs = fig.add_gridspec(len(groups), 1, height_ratios=[max(1, len(g)) for _, g in groups])
-    labelled: set[str] = set()
+    # Each panel has its own colours and legend: the phases of its drivers only (~10-17), so no two
+    # phases of one bar need the same or a near colour, as ~30 phases of every driver in one legend did.
+    panel_phases = [
+        [p for p in all_phases if any(q == p for dv in members for q, _, _ in spans_of[dv])]
+        for _, members in groups
+    ]
+    legend_cols = [1 if len(ps) <= _LEGEND_ROWS else 2 for ps in panel_phases]
+    heights = [
+        max(0.9 + 0.5 * len(g), 0.3 + 0.15 * -(-len(ps) // cols))
+        for (_, g), ps, cols in zip(groups, panel_phases, legend_cols, strict=True)
+    ]
+    fig = Figure(figsize=(11, 1.0 + sum(heights)))
+    gs = fig.add_gridspec(len(groups), 1, height_ratios=heights)
     unit = phased[0].unit or "seconds"
     ends_all = [max((end_of[dv] for dv in members), default=0.0) for _, members in groups]
     for gi, (name, members) in enumerate(groups):
         ax = fig.add_subplot(gs[gi, 0])
+        colours = dict(zip(panel_phases[gi], distinct_colours(len(panel_phases[gi])), strict=True))
+        labelled: set[str] = set()
         ends: list[float] = []
         for yi, (driver, variant) in enumerate(members):
             spans = spans_of[(driver, variant)]
@@ -214,12 +227,21 @@ def startup_timeline(
         ax.set_ylim(len(members) - 0.5, -0.5)
         ax.set_title(tex_safe(f"{name}: own time axis"), fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    found = legend_entries(fig)
-    names = [tex_safe(p) for p in all_phases if tex_safe(p) in found]
-    cols = 1 + len(names) // 26
-    fig.legend([found[n] for n in names], names, title="phase", fontsize=7, loc="center right", ncols=cols)
+        found = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        names = [tex_safe(p) for p in panel_phases[gi] if tex_safe(p) in found]
+        ax.legend(
+            [found[n] for n in names],
+            names,
+            title="phase",
+            fontsize=7,
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            ncols=legend_cols[gi],
+            borderaxespad=0.0,
+        )
     fig.suptitle("Startup phases per driver: create to ready, the command, teardown")
-    fig.tight_layout(rect=(0, 0, 1 - 0.12 * cols, 1))
+    fig.tight_layout()
     ns = [len(c.values) for c in phased]
     path = save(fig, plots_dir / "startup-timeline.png", layout=False)
     return [

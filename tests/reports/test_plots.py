@@ -166,12 +166,31 @@ def test_interference_is_degradation_percent_and_pass_fail(results: Results, tmp
     assert plot.path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_startup_timeline_has_a_panel_per_kind(results: Results, tmp_path: Path) -> None:
+def test_startup_timeline_has_a_panel_per_kind(
+    results: Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[Figure] = []
+    save = Figure.savefig
+
+    def keep(fig: Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(fig)
+        save(fig, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     cells = group_cells(results)
     orders = {"host": ["create", "ready"], "container": ["create", "namespaces", "rootfs", "ready"]}
     (plot,) = startup_timeline(summary_table(results, cells=cells), cells, tmp_path, PhaseLayout(orders, {}))
     assert "own linear time axis" in plot.caption and "n = 10" in plot.caption
     assert plot.path.read_bytes().startswith(b"\x89PNG")
+    # every panel has a legend of its own phases only, in the drivers' order
+    (fig,) = drawn
+    assert len(fig.axes) >= 2
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        assert legend is not None
+        listed = [t.get_text() for t in legend.get_texts()]
+        drawn_here = {c.get_label() for c in ax.containers if not c.get_label().startswith("_")}
+        assert set(listed) == drawn_here and len(listed) == len(drawn_here)
 
 
 def test_phase_layout_keeps_each_drivers_order_and_the_median_offset() -> None:
