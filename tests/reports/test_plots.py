@@ -166,17 +166,21 @@ def test_interference_is_degradation_percent_and_pass_fail(results: Results, tmp
     assert plot.path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_startup_timeline_has_a_panel_per_kind(
-    results: Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    drawn: list[Figure] = []
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """Every figure saved while the test runs."""
+    figures: list[Figure] = []
     save = Figure.savefig
 
     def keep(fig: Figure, *args: object, **kwargs: object) -> None:
-        drawn.append(fig)
+        figures.append(fig)
         save(fig, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def test_startup_timeline_has_a_panel_per_kind(results: Results, tmp_path: Path, drawn: list[Figure]) -> None:
     cells = group_cells(results)
     orders = {"host": ["create", "ready"], "container": ["create", "namespaces", "rootfs", "ready"]}
     (plot,) = startup_timeline(summary_table(results, cells=cells), cells, tmp_path, PhaseLayout(orders, {}))
@@ -283,18 +287,10 @@ def test_no_figure_shows_e_notation_or_raw_bytes(
     results: Results,
     make_samples: Callable[..., list[Sample]],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    drawn: list[Figure],
 ) -> None:
     from isobench.reports.plots import all_plots
 
-    drawn: list[Figure] = []
-    save = Figure.savefig
-
-    def keep(fig: Figure, *args: object, **kwargs: object) -> None:
-        drawn.append(fig)
-        save(fig, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Figure, "savefig", keep)
     samples = [*results.samples, *_io_samples(make_samples)]
     run = Results(run=results.run, samples=samples)
     cells = group_cells(run)
