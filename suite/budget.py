@@ -16,6 +16,8 @@ has no idea what the runs cost or what else needs them. isobench instead:
   (``n * (w / target)**2`` repetitions for relative half-width ``w``) and priced at its measured cell
   cost, so the budget buys as many figures at target as it can; what it cannot bring to target
   gets what is left, by precision gained per second;
+- does not let the first pass starve the cheap figures: before its last round (the costly one-shot
+  cells), groups whose whole need costs little get it, within ``CHEAP_SHARE`` of the budget;
 - keeps the repetitions interleaved: extra repetitions run in rounds (each in a fresh random order),
   never back to back, so drift still spreads over drivers;
 - never starts a cell it predicts cannot finish inside the budget (prediction: the slowest measured
@@ -37,17 +39,21 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isobench.exact import paired_change
 from isobench.model import Sample
 from isobench.schedule import Cell, Unit
 from isobench.stats import summarize
 
+if TYPE_CHECKING:
+    from isobench.workloads.base import Workload
+
 __all__ = [
     "AB_JUDGED_N",
     "AB_MAX_N",
     "ADAPTIVE_MAX_N",
+    "CHEAP_SHARE",
     "DEFAULT_BUDGET_S",
     "DEFAULT_PRECISION",
     "FIRST_N",
@@ -56,8 +62,10 @@ __all__ = [
     "FigurePrecision",
     "GroupState",
     "Ledger",
+    "budget_limits",
     "budget_summary",
     "change_precision",
+    "cheap_groups",
     "choose_round",
     "figure_precision",
     "mmss",
@@ -74,6 +82,11 @@ DEFAULT_BUDGET_S = 18 * 60.0
 DEFAULT_PRECISION = 0.05
 #: Every unit's first pass: enough for a median and a range, not yet for a 95% interval.
 FIRST_N = 3
+#: Before the first pass's last round (the costly one-shot cells), groups whose whole remaining need
+#: costs little are brought to the target with at most this share of the budget: a default run's
+#: first pass can take the whole budget, which left start-up figures that cost 4-20 ms a start at
+#: n=3-9 (intervals of +-100%) for want of a second or two.
+CHEAP_SHARE = 0.01
 #: A figure is judged against the target from this n on: the smallest n whose exact interval of
 #: the median reaches 95% (isobench.stats: [x(1), x(6)] at n=6, 96.9%); below it the interval is
 #: the range at a lower confidence (93.8% at n=5), so the figure counts as not met yet.
@@ -242,6 +255,12 @@ def _gain_per_second(g: GroupState, target: float) -> float:
     worst = g.worst if g.worst is not None and math.isfinite(g.worst) else 1.0
     after = worst * math.sqrt(g.n / (g.n + 1)) if g.n > 0 else 0.0
     return (worst - max(after, target)) / max(g.cost, 1e-6)
+
+
+def cheap_groups(groups: Sequence[GroupState], target: float, allowance: float) -> list[GroupState]:
+    """The groups whose whole remaining need (to the target, or to their cap when they cannot
+    reach it) costs at most ``allowance`` seconds."""
+    return [g for g in groups if 0 < needed_repetitions(g, target) * g.cost <= allowance]
 
 
 def choose_round(groups: Sequence[GroupState], target: float, remaining: float) -> list[tuple[str, str]]:
@@ -437,3 +456,17 @@ def budget_summary(run: Mapping[str, Any]) -> list[str]:
         where = f"{u['workload']} on {u['driver']}" + (f" [{u['variant']}]" if u["variant"] else "")
         lines.append(f"  {where}: {u['status']}, n={u['n']}{_worst_detail(_worst(u['figures']))}")
     return lines
+
+
+def budget_limits(
+    workloads: Mapping[str, Workload], max_n: int = ADAPTIVE_MAX_N
+) -> dict[str, tuple[int, int]]:
+    """Per workload, the (minimum, maximum) n of a budgeted run: a capped workload starts at its
+    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N and may grow to
+    ``max_n``."""
+    limits: dict[str, tuple[int, int]] = {}
+    for name, w in workloads.items():
+        cap = w.max_repetitions
+        low = min(c for c in (FIRST_N, w.quick_repetitions, cap) if c)
+        limits[name] = (low, cap or max_n)
+    return limits

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from isobench import hostinfo
-from isobench.budget import FIRST_N
+from isobench.budget import FIRST_N, budget_limits
 from isobench.config import RunConfig, load_variant
 from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
-from isobench.runner import budget_limits, config_caps, driver_context, quick_sized
+from isobench.runner import config_caps, driver_context, quick_sized
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 
 __all__ = [

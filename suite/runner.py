@@ -26,12 +26,13 @@ from typing import Any
 
 from isobench.budget import (
     AB_JUDGED_N,
-    ADAPTIVE_MAX_N,
-    FIRST_N,
+    CHEAP_SHARE,
     JUDGED_N,
     BudgetClock,
     GroupState,
     Ledger,
+    budget_limits,
+    cheap_groups,
     choose_round,
     needed_repetitions,
 )
@@ -59,7 +60,6 @@ __all__ = [
     "Cell",
     "Progress",
     "Runner",
-    "budget_limits",
     "close_drivers",
     "config_caps",
     "expand_matrix",
@@ -78,20 +78,6 @@ def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[st
     """The caps a fixed-repetition run with ``config`` applies."""
     explicit = config.repetitions if config.repetitions_explicit else None
     return repetition_caps(workloads, quick=config.quick, explicit=explicit)
-
-
-def budget_limits(
-    workloads: Mapping[str, Workload], max_n: int = ADAPTIVE_MAX_N
-) -> dict[str, tuple[int, int]]:
-    """Per workload, the (minimum, maximum) n of a budgeted run: a capped workload starts at its
-    quick cap (or FIRST_N if lower) and may grow to its cap; others start at FIRST_N and may grow to
-    ``max_n``."""
-    limits: dict[str, tuple[int, int]] = {}
-    for name, w in workloads.items():
-        cap = w.max_repetitions
-        low = min(c for c in (FIRST_N, w.quick_repetitions, cap) if c)
-        limits[name] = (low, cap or max_n)
-    return limits
 
 
 def quick_sized(config: RunConfig) -> bool:
@@ -345,29 +331,45 @@ class Runner:
         # whole pass (a loaded host) leaves some costly cells unrun, which the budget summary
         # names, rather than the headline's cheap figures at n=1 with no interval.
         for rep in range(first_n):
-            chosen = [u for u in units if rep >= first_n - limits[u.workload][0]]
+            if rep and rep == first_n - 1:  # the cheap figures' need, before the costly cells
+                rnd, _ = self._allocate(rnd, limits, journal, run, rng, cheap=CHEAP_SHARE * budget)
+            low = {u: limits[u.workload][0] for u in units}  # what the cheap rounds gave counts
+            chosen = [u for u in units if rep >= first_n - low[u] and self._ledger.attempts(u) < low[u]]
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1
-        target = self.config.precision
+        _, stopped = self._allocate(rnd, limits, journal, run, rng)
+        return self._budget_record(budget, run.spent(), stopped, limits)
+
+    def _allocate(
+        self,
+        rnd: int,
+        limits: Mapping[str, tuple[int, int]],
+        journal: Journal,
+        run: BudgetClock,
+        rng: random.Random,
+        cheap: float | None = None,
+    ) -> tuple[int, str]:
+        """Rounds chosen by isobench.budget.choose_round until it chooses none, or, with ``cheap``
+        seconds, only for groups whose whole need fits what is left of them; (next round, why it stopped)."""
+        target, start = self.config.precision, run.spent()
         while True:
             groups = self._groups(limits)
-            keys = choose_round(groups, target, run.left())
+            left = run.left() if cheap is None else min(run.left(), cheap - (run.spent() - start))
+            keys = choose_round(groups if cheap is None else cheap_groups(groups, target, left), target, left)
             if not keys:
                 if any(needed_repetitions(g, target) for g in groups):
-                    stopped = "budget spent"
-                elif any(g.worst is not None and g.worst > target for g in groups):
-                    stopped = "repetition caps or failed cells"
-                else:
-                    stopped = "every counted figure met the target"
-                break
+                    return rnd, "budget spent"
+                if any(g.worst is not None and g.worst > target for g in groups):
+                    return rnd, "repetition caps or failed cells"
+                return rnd, "every counted figure met the target"
             chosen = [Unit(d, w, v) for d, w in keys for v in self.labels]
             self.progress.extend(len(chosen))
-            ran = self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
+            ran = self._run_round(
+                self._round(rnd, order_round(chosen, list(self.workloads), rng)), journal, run
+            )
             rnd += 1
             if not ran:  # the slowest cells seen say none of the chosen fits any more
-                stopped = "budget spent"
-                break
-        return self._budget_record(budget, run.spent(), stopped, limits)
+                return rnd, "budget spent"
 
     def _round(self, rnd: int, units: Sequence[Unit]) -> list[Cell]:
         """Cells for ``units`` in this order; a unit listed k times gets k consecutive repetition
