@@ -330,10 +330,11 @@ class Runner:
         # one-shot, costly ones (disk, leakage, density, ...) last, so a budget too small for the
         # whole pass (a loaded host) leaves some costly cells unrun, which the budget summary
         # names, rather than the headline's cheap figures at n=1 with no interval.
+        low = {u: limits[u.workload][0] for u in units}
         for rep in range(first_n):
             if rep and rep == first_n - 1:  # the cheap figures' need, before the costly cells
                 rnd, _ = self._allocate(rnd, limits, journal, run, rng, cheap=CHEAP_SHARE * budget)
-            low = {u: limits[u.workload][0] for u in units}  # what the cheap rounds gave counts
+            # a unit the cheap rounds already gave its minimum sits the rest of the pass out
             chosen = [u for u in units if rep >= first_n - low[u] and self._ledger.attempts(u) < low[u]]
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1

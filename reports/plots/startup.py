@@ -174,10 +174,8 @@ def startup_timeline(
     ]
     # Each panel has its own colours and legend: the phases of its drivers only (~10-17), so no two
     # phases of one bar need the same or a near colour, as ~30 phases of every driver in one legend did.
-    panel_phases = [
-        [p for p in all_phases if any(q == p for dv in members for q, _, _ in spans_of[dv])]
-        for _, members in groups
-    ]
+    drawn = [{p for dv in members for p, _, _ in spans_of[dv]} for _, members in groups]
+    panel_phases = [[p for p in all_phases if p in here] for here in drawn]
     legend_cols = [1 if len(ps) <= _LEGEND_ROWS else 2 for ps in panel_phases]
     heights = [
         max(0.9 + 0.5 * len(g), 0.3 + 0.15 * -(-len(ps) // cols))

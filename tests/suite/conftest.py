@@ -19,8 +19,8 @@ def logging_driver(ctx: DriverContext, log: list[str], name: str = "fake") -> Fa
 
 
 class WorkloadDefaults:
-    """The Workload protocol's class attributes at their defaults: each test workload below states
-    only its name and what it does."""
+    """The Workload protocol's class attributes at their defaults: each test workload that derives
+    from it states only its name and what it does."""
 
     description: ClassVar[str] = ""
     tools: ClassVar[tuple[str, ...]] = ()
