@@ -40,7 +40,10 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
 def shielded() -> Iterator[None]:
     """Defer SIGINT/SIGTERM until the block ends, so teardown is never left half done.
 
-    The first signal received inside is re-delivered as KeyboardInterrupt when the block exits.
+    The first signal received inside is re-delivered as KeyboardInterrupt when the block exits. A
+    signal the process ignores (a job started in the background by a non-interactive shell starts
+    with SIGINT ignored, as POSIX shells do) stays ignored: a run that Ctrl-C cannot stop between
+    cells must not stop at the next teardown instead.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -50,12 +53,15 @@ def shielded() -> Iterator[None]:
     def _defer(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    old_int = signal.signal(signal.SIGINT, _defer)
-    old_term = signal.signal(signal.SIGTERM, _defer)
+    previous = {
+        signum: signal.signal(signum, _defer)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if pending:
             raise KeyboardInterrupt(f"signal {pending[0]} during teardown")
