@@ -149,7 +149,10 @@ def test_interrupt_during_create_leaves_nothing(
 
 CTRL_C_RUNNER = textwrap.dedent(
     """
-    import sys
+    import signal, sys
+    # As at a terminal: a test run started in the background of a script inherits SIGINT ignored,
+    # and a runner that ignores Ctrl-C is not what this test is about.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
     from isobench.drivers.base import DriverContext, SandboxSpec
     from isobench.drivers.container import ContainerDriver
@@ -175,11 +178,17 @@ def test_ctrl_c_in_runner_tears_down(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    init_pid = int(proc.stdout.readline())
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    try:
+        assert proc.stdout is not None
+        init_pid = int(proc.stdout.readline())
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # it did not stop: what it made is gc's (the runner's own path)
+            proc.kill()
+            proc.communicate()
+            ContainerDriver(ctx).gc(ctx.run_id)
     assert "KeyboardInterrupt" in err
     assert not Path(f"/proc/{init_pid}").exists()
     assert leftovers() == []
