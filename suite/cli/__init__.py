@@ -32,6 +32,7 @@ from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse
 from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.images.cli import image_group
+from isobench.results import load_results
 from isobench.runner import Runner, new_run_id, quick_sized, run_matrix
 from isobench.runstate import RunLock
 from isobench.workloads.base import Workload, check_fit, check_params
@@ -228,18 +229,22 @@ def _run_locked(
     plan = launch.describe_plan(config, list(chosen), chosen_workloads, list(variants))
     console.print(f"run {run_id}: " + "\n".join(plan), highlight=False)
     started = time.monotonic()
-    with progress_bar() as bar:
-        runner = Runner(
-            config,
-            chosen,
-            chosen_workloads,
-            run_id=run_id,
-            run_dir=run_dir,
-            run_info=info,
-            progress=RichProgress(bar),
-            variants=variants or None,
-        )
-        results, teardown_errors = run_matrix(runner, lock=lock)
+    try:
+        with progress_bar() as bar:
+            runner = Runner(
+                config,
+                chosen,
+                chosen_workloads,
+                run_id=run_id,
+                run_dir=run_dir,
+                run_info=info,
+                progress=RichProgress(bar),
+                variants=variants or None,
+            )
+            results, teardown_errors = run_matrix(runner, lock=lock)
+    except KeyboardInterrupt:
+        _say_what_was_kept(run_dir)
+        raise
     print_summary(results)
     print_budget(results)
     out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")
@@ -249,6 +254,26 @@ def _run_locked(
         console.print("[red]some sandboxes could not be torn down; run `isobench gc`[/]")
     if results.failures() or teardown_errors:
         sys.exit(1)
+
+
+def _say_what_was_kept(run_dir: Path) -> None:
+    """After Ctrl-C: where the part of the run that finished is, and how to read it."""
+    try:
+        results = load_results(run_dir)
+    except (IsobenchError, OSError):
+        return  # stopped before its journal had a header: nothing to read
+    measured = sum(1 for s in results.samples if s.value is not None and not s.warmup)
+    if measured == 0:
+        console.print(
+            f"nothing was measured yet; the run's record is in {run_dir}", highlight=False, soft_wrap=True
+        )
+        return
+    console.print(
+        f"what was measured ({measured} samples) is kept in {run_dir}; "
+        f"`isobench report {run_dir}` renders it",
+        highlight=False,
+        soft_wrap=True,  # a path to copy, never broken across lines
+    )
 
 
 for _command in (report, finalize_cmd, gc_cmd, list_cmd, doctor, compare, export, history, worker):

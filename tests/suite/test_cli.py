@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from isobench import budget, cli, launch
 from isobench.drivers.base import Availability, DriverContext
+from isobench.results import load_results
 
 
 def _invoke(*args: str) -> Any:
@@ -388,3 +389,39 @@ def test_a_driver_probe_under_the_run_work_dir_does_not_block_the_run(
     assert r.exit_code == 0, r.output
     assert len(list(out.iterdir())) == 1
     assert list((state / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("interrupted_create", [1, 2])
+def test_ctrl_c_says_where_the_measured_part_is(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_create: int
+) -> None:
+    """Interrupted at a start: exit 130, the finished cells kept and the way to read them said."""
+    from isobench.drivers.base import SandboxSpec
+    from isobench.drivers.host import HostDriver
+
+    class _CtrlCAtCreate(HostDriver):
+        creates = 0
+
+        def create(self, spec: SandboxSpec) -> Any:
+            type(self).creates += 1
+            if type(self).creates == interrupted_create:
+                raise KeyboardInterrupt
+            return super().create(spec)
+
+    monkeypatch.setattr(launch, "all_drivers", lambda: {"host": _CtrlCAtCreate})
+    args = ["run", "--drivers", "host", "--workloads", "startup", "-n", "3", "--warmups", "0"]
+    r = CliRunner().invoke(
+        cli.main, [*args, "--no-report", "-o", str(out), "--state-dir", str(tmp_path / "s")]
+    )
+    assert r.exit_code == 130, r.output
+    assert "interrupted; everything this run created was torn down" in r.output
+    (run_dir,) = out.iterdir()
+    results = load_results(run_dir)
+    assert results.run["status"] == "interrupted"
+    if interrupted_create == 1:
+        assert results.samples == []
+        assert f"nothing was measured yet; the run's record is in {run_dir}\n" in r.output
+    else:
+        assert {s.repetition for s in results.samples} == {0}
+        said = f"is kept in {run_dir}; `isobench report {run_dir}` renders it\n"
+        assert said in r.output
