@@ -200,11 +200,21 @@ def startup_timeline(
             for span in sorted(spans, key=lambda sp: -sp[2]):
                 p, start, width = span
                 y = yi - 0.325 + (lane_of[span] + 0.5) * height
-                bar_segment(
-                    ax, y, width, left=start, height=height, colour=colours[p], label=p, labelled=labelled
-                )
                 inner = [sp for sp in spans if lane_of[sp] == lane_of[span] and sp != span]
                 leaf = not any(start <= st2 and st2 + w2 <= start + width for _, st2, w2 in inner)
+                # A phase holding others is hatched: where it shows between them, its time went to
+                # nothing recorded inside it (a guest's kernel decompressing before it prints).
+                bar_segment(
+                    ax,
+                    y,
+                    width,
+                    left=start,
+                    height=height,
+                    colour=colours[p],
+                    label=p,
+                    labelled=labelled,
+                    hatch=None if leaf else "////",
+                )
                 if leaf and width >= 0.07 * max(ends_all[gi], 1e-12):
                     ax.text(start + width / 2, y, tex_safe(p), ha="center", va="center", fontsize=7)
             end = max((st + w for _, st, w in spans), default=0.0)
@@ -248,7 +258,8 @@ def startup_timeline(
             "Startup phase timeline",
             path,
             "Median duration of each startup phase per driver, in the order the driver recorded them "
-            "(a phase nested in another is drawn at its recorded offset, on top; phases that ran at the same "
+            "(a phase nested in another is drawn at its recorded offset, on top of the enclosing phase, which is "
+            "hatched: where it shows, its time went to nothing recorded inside it; phases that ran at the same "
             "time without nesting, such as the runner's work beside its helper's, share the bar in lanes). "
             "Each panel has its own "
             "linear time axis: processes and containers apart from guests, and sandboxes more than "

@@ -254,6 +254,28 @@ def test_phases_that_ran_side_by_side_in_most_starts_get_lanes() -> None:
     assert lanes(spans, ()) == [0, 0, 0, 0]
 
 
+def test_a_phase_holding_others_is_hatched_where_it_shows(
+    results: Results, tmp_path: Path, drawn: list[Figure]
+) -> None:
+    # A guest's "ready" holds its kernel phase; the half second before the kernel prints is in
+    # "ready" only, and must not read as a phase of its own.
+    spans = {"create": (0.0, 1.0), "ready": (1.0, 3.0), "kernel": (1.5, 2.0), "destroy": (4.0, 0.5)}
+    samples = [
+        Sample(
+            "r", "vm", "startup", f"startup.phase.{p}", w, "seconds", rep, phase=p, metadata={"offset_s": o}
+        )
+        for rep in range(3)
+        for p, (o, w) in spans.items()
+    ]
+    run = Results(run=results.run, samples=samples)
+    cells = group_cells(run)
+    (plot,) = startup_timeline(summary_table(run, cells=cells), cells, tmp_path, PhaseLayout.of(samples))
+    assert "hatched" in plot.caption
+    (fig,) = drawn
+    hatches = {c.get_label(): c.patches[0].get_hatch() for ax in fig.axes for c in ax.containers}
+    assert hatches == {"create": None, "ready": "////", "kernel": None, "destroy": None}
+
+
 def test_startup_panels_splitsplit_by_scale_so_no_bar_is_a_sliver() -> None:
     # The medians of the real quick run: 3.7 ms native, 58-343 ms containers, 8.6-10.5 s guests.
     ends = {"host": 0.0037, "container": 0.058, "bwrap": 0.078, "runc": 0.343, "vm": 8.6, "qemu": 10.5}
