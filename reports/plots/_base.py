@@ -366,10 +366,11 @@ def ring(ax: Axes, x: float, y: float, *, marker: str, size: float, colour: str,
     )
 
 
-def legend_entries(fig: Figure) -> dict[str, Artist]:
-    """Every labelled artist of every panel, once per label, in drawing order."""
+def legend_entries(where: Figure | Axes) -> dict[str, Artist]:
+    """Every labelled artist of every panel of a figure (or of one panel), once per label, in drawing
+    order."""
     found: dict[str, Artist] = {}
-    for ax in fig.axes:
+    for ax in where.axes if isinstance(where, Figure) else [where]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             found.setdefault(lab, h)
     return found

@@ -28,6 +28,7 @@ from ._base import (
     human_ticks,
     kinds,
     label,
+    legend_entries,
     save,
     short_metric,
     tex_safe,
@@ -235,7 +236,7 @@ def startup_timeline(
         ax.set_ylim(len(members) - 0.5, -0.5)
         ax.set_title(tex_safe(f"{name}: own time axis"), fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
-        found = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        found = legend_entries(ax)
         names = [tex_safe(p) for p in panel_phases[gi] if tex_safe(p) in found]
         ax.legend(
             [found[n] for n in names],

@@ -262,7 +262,7 @@ def _say_what_was_kept(run_dir: Path) -> None:
         results = load_results(run_dir)
     except (IsobenchError, OSError):
         return  # stopped before its journal had a header: nothing to read
-    measured = sum(1 for s in results.samples if s.value is not None and not s.warmup)
+    measured = sum(1 for _ in results.measured())
     if measured == 0:
         console.print(
             f"nothing was measured yet; the run's record is in {run_dir}", highlight=False, soft_wrap=True
