@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from isobench import hostinfo
 from isobench.drivers.base import DriverContext, all_drivers
@@ -73,6 +73,8 @@ def host_checks(host: HostProbe | None = None) -> list[Check]:
 
 def driver_checks(state_dir: Path, only: Collection[str] | None = None) -> list[Check]:
     checks: list[Check] = []
+    #: the guest drivers share one accel probe: its verdict is said once, naming every driver
+    kvm: dict[tuple[bool, str], list[str]] = {}
     for name, cls in all_drivers().items():
         if only is not None and name not in only:
             continue
@@ -90,18 +92,18 @@ def driver_checks(state_dir: Path, only: Collection[str] | None = None) -> list[
         for key, value in avail.details.items():
             checks.append(Check(f"  {name}.{key}", "info", str(value)))
         if "kvm_usable" in avail.details:
-            checks.append(_kvm_verdict(avail.details))
+            verdict = (bool(avail.details["kvm_usable"]), str(avail.details.get("kvm_probe", "")))
+            kvm.setdefault(verdict, []).append(name)
+    checks += [_kvm_verdict(usable, reason, names) for (usable, reason), names in kvm.items()]
     return checks
 
 
-def _kvm_verdict(details: Mapping[str, Any]) -> Check:
+def _kvm_verdict(usable: bool, reason: str, drivers: Sequence[str]) -> Check:
     """The answer users come to doctor for: will guests get KVM, and if not, why."""
-    reason = details.get("kvm_probe", "")
-    if details["kvm_usable"]:
-        return Check("KVM", "ok", f"usable ({reason}); guests use accel=kvm")
-    return Check(
-        "KVM", "warn", f"present but not usable: {reason}; guests use accel=tcg (software emulation)"
-    )
+    guests = f"guests ({', '.join(drivers)})"
+    if usable:
+        return Check("KVM", "ok", f"usable ({reason}); {guests} use accel=kvm")
+    return Check("KVM", "warn", f"not usable: {reason}; {guests} use accel=tcg (software emulation)")
 
 
 def diagnose(state_dir: Path) -> list[Check]:

@@ -233,7 +233,9 @@ def choose_accel(
         raise DriverUnavailable(
             f"KVM was requested but is unusable here: {result.reason}; use accel=auto or tcg"
         )
-    log.warning("%s driver: KVM unusable (%s); guests run under TCG emulation (slow)", driver, result.reason)
+    # info, not warning: the commands say it where users look (the run's TCG warning, doctor's
+    # KVM row, the worker's banner), once for all guest drivers rather than once per driver
+    log.info("%s driver: KVM unusable (%s); guests run under TCG emulation (slow)", driver, result.reason)
     return "tcg", result
 
 

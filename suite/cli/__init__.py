@@ -213,15 +213,20 @@ def _run_locked(
     chosen, skipped = launch.select_drivers(config, run_id)
     for name, avail in skipped.items():
         console.print(f"[yellow]skipping driver {name}:[/] {escape(avail.reason)}", highlight=False)
+    # The guest drivers share one accel probe: one warning per reason, naming every driver.
+    emulated: dict[str, list[str]] = {}
     for name, driver in chosen.items():
         if driver.probed_capabilities().accel is Accel.TCG:
             # why, in the words the driver records with every sample
-            reason = driver.metadata().get("accel_reason", "KVM is not usable here")
-            console.print(
-                f"[bold yellow]warning:[/] driver {name} uses TCG (software emulation): "
-                f"{escape(str(reason))}; guest figures are not KVM figures",
-                highlight=False,
-            )
+            reason = str(driver.metadata().get("accel_reason", "KVM is not usable here"))
+            emulated.setdefault(reason, []).append(name)
+    for reason, names in emulated.items():
+        who = f"driver {names[0]} uses" if len(names) == 1 else f"drivers {', '.join(names)} use"
+        console.print(
+            f"[bold yellow]warning:[/] {who} TCG (software emulation): "
+            f"{escape(reason)}; guest figures are not KVM figures",
+            highlight=False,
+        )
 
     run_dir = config.output / run_id
     run_dir.mkdir()

@@ -62,7 +62,11 @@ def worker(
         out.print(f"joined {escape(scheduler)} as {escape(address)}; waiting for cells", highlight=False)
 
     try:
-        resources = probe_resources(state_dir, launch.split_names(drivers))
+        resources, problems = probe_resources(state_dir, launch.split_names(drivers))
+        for check in problems:
+            console.print(
+                f"[bold yellow]warning:[/] {escape(check.name)}: {escape(check.detail)}", highlight=False
+            )
         out.print(f"isobench worker {escape(host)}: {resources_text(resources)}", highlight=False)
         serve(scheduler, HostState(host, state_dir, resources), on_ready=ready)
     except KeyboardInterrupt:

@@ -36,11 +36,15 @@ def resources_from_checks(checks: Iterable[Check]) -> dict[str, float]:
     return resources
 
 
-def probe_resources(state_dir: Path, drivers: Collection[str] | None = None) -> dict[str, float]:
-    """Probe every driver (or only ``drivers``: a guest driver's probe boots a guest)."""
+def probe_resources(
+    state_dir: Path, drivers: Collection[str] | None = None
+) -> tuple[dict[str, float], list[Check]]:
+    """Probe every driver (or only ``drivers``: a guest driver's probe boots a guest): the resources
+    this host offers, and the doctor's warnings and failures (why it offers less), for its banner."""
     from isobench.doctor import driver_checks
 
-    return resources_from_checks(driver_checks(state_dir, only=drivers))
+    checks = driver_checks(state_dir, only=drivers)
+    return resources_from_checks(checks), [c for c in checks if c.status in ("warn", "fail")]
 
 
 def resources_text(resources: Mapping[str, float]) -> str:

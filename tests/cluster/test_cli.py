@@ -36,3 +36,25 @@ def test_local_n_out_of_range_is_one_line(tmp_path: Path) -> None:
 def test_the_worker_command_is_there() -> None:
     r = CliRunner().invoke(cli.main, ["worker", "--help"])
     assert r.exit_code == 0 and "--scheduler" in r.output and "--drivers" in r.output
+
+
+def test_the_worker_says_why_it_offers_less(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isobench.cluster import probe, worker
+    from isobench.doctor import Check
+
+    checks = [
+        Check("driver host", "ok", "native"),
+        Check("driver vm", "ok", "libvirt guests"),
+        Check("driver docker", "fail", "dockerd is not installed"),
+        Check("KVM", "warn", "not usable: kvm-pvm; guests (vm) use accel=tcg (software emulation)"),
+    ]
+    monkeypatch.setattr("isobench.doctor.driver_checks", lambda state_dir, only=None: checks)
+    monkeypatch.setattr(worker, "serve", lambda *a, **k: None)
+    assert probe.probe_resources(tmp_path)[1] == checks[2:]
+    args = ["worker", "--scheduler", "tcp://127.0.0.1:1", "--state-dir", str(tmp_path), "--name", "n1"]
+    r = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "warning: driver docker: dockerd is not installed" in said
+    assert "warning: KVM: not usable: kvm-pvm; guests (vm) use accel=tcg" in said
+    assert "isobench worker n1: driver-host=1 driver-vm=1 isobench-host=1" in said

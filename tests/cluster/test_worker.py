@@ -110,7 +110,7 @@ def test_the_doctors_findings_become_resources() -> None:
     checks = [
         Check("driver host", "ok", ""),
         Check("driver vm", "fail", "libvirtd is not running"),
-        Check("KVM", "warn", "present but not usable"),
+        Check("KVM", "warn", "not usable"),
         Check("driver qemu", "ok", ""),
     ]
     res = resources_from_checks(checks)

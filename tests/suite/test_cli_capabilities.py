@@ -46,3 +46,18 @@ def test_list_says_what_kind_each_driver_is() -> None:
     r = CliRunner().invoke(cli.main, ["list"], catch_exceptions=False, terminal_width=200)
     rows = {line.split()[1]: line.split()[3] for line in r.output.splitlines() if line.count("│") >= 4}
     assert (rows["host"], rows["container"], rows["qemu"]) == ("native", "container", "vm")
+
+
+class _OtherGuest(_Guest):
+    name: ClassVar[str] = "cloudhv"
+
+
+def test_guests_that_share_a_reason_get_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "all_drivers", lambda: {d.name: d for d in (_Guest, _OtherGuest)})
+    args = ["run", "--drivers", "firecracker,cloudhv", "--workloads", "startup", "-n", "1", "--warmups", "0"]
+    args += ["--no-report", "-o", str(tmp_path / "out"), "--state-dir", str(tmp_path / "s")]
+    r = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert said.count("uses TCG") + said.count("use TCG") == 1
+    assert "drivers firecracker, cloudhv use TCG (software emulation): kvm-pvm: probe failed" in said

@@ -1,20 +1,58 @@
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
+from isobench import doctor
 from isobench.doctor import _kvm_verdict, host_checks
+from isobench.drivers.base import Availability
 from isobench.hostsys import HostProbe
+from isobench.testing import FakeDriver
 
 
 def test_kvm_verdict_unusable_says_tcg() -> None:
-    c = _kvm_verdict({"kvm_usable": False, "kvm_probe": "kvm-pvm: emulation failure"})
+    c = _kvm_verdict(False, "kvm-pvm: emulation failure", ["vm", "qemu"])
     assert c.status == "warn"
     assert "not usable: kvm-pvm: emulation failure" in c.detail
-    assert "accel=tcg" in c.detail
+    assert "guests (vm, qemu) use accel=tcg" in c.detail
 
 
 def test_kvm_verdict_usable() -> None:
-    c = _kvm_verdict({"kvm_usable": True, "kvm_probe": "a KVM probe guest booted"})
+    c = _kvm_verdict(True, "a KVM probe guest booted", ["qemu"])
     assert c.status == "ok"
-    assert "accel=kvm" in c.detail
+    assert "guests (qemu) use accel=kvm" in c.detail
+
+
+class _Guest(FakeDriver):
+    """A guest driver whose availability carries the shared accel probe's verdict."""
+
+    name: ClassVar[str] = "guest-a"
+    verdict: ClassVar[tuple[bool, str]] = (False, "kvm-pvm: probe failed")
+
+    def availability(self) -> Availability:
+        usable, reason = self.verdict
+        return Availability(True, "", {"accel": "tcg", "kvm_usable": usable, "kvm_probe": reason})
+
+
+class _GuestB(_Guest):
+    name: ClassVar[str] = "guest-b"
+
+
+class _GuestC(_Guest):
+    name: ClassVar[str] = "guest-c"
+    verdict: ClassVar[tuple[bool, str]] = (True, "a KVM probe guest booted")
+
+
+def test_one_kvm_row_per_verdict_naming_its_drivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drivers = {d.name: d for d in (_Guest, _GuestB, _GuestC)}
+    monkeypatch.setattr(doctor, "all_drivers", lambda: drivers)
+    rows = [c for c in doctor.driver_checks(tmp_path) if c.name == "KVM"]
+    assert [(c.status, c.detail) for c in rows] == [
+        (
+            "warn",
+            "not usable: kvm-pvm: probe failed; guests (guest-a, guest-b) use accel=tcg (software emulation)",
+        ),
+        ("ok", "usable (a KVM probe guest booted); guests (guest-c) use accel=kvm"),
+    ]
 
 
 def test_host_checks_on_a_fake_tree(tmp_path: Path) -> None:
