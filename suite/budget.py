@@ -62,6 +62,7 @@ __all__ = [
     "FigurePrecision",
     "GroupState",
     "Ledger",
+    "budget_digest",
     "budget_limits",
     "budget_summary",
     "change_precision",
@@ -456,6 +457,61 @@ def budget_summary(run: Mapping[str, Any]) -> list[str]:
         where = f"{u['workload']} on {u['driver']}" + (f" [{u['variant']}]" if u["variant"] else "")
         lines.append(f"  {where}: {u['status']}, n={u['n']}{_worst_detail(_worst(u['figures']))}")
     return lines
+
+
+def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
+    """:func:`budget_summary` short enough for a terminal: its first line, the ``most`` cells whose
+    intervals are widest, then in one line each the cells too few repetitions left unjudged (by
+    workload) and the cells never started. A default run misses the target in ~60 cells, whose lines
+    buried the run's end; the report's Warnings keep every one."""
+    lines = budget_summary(run)
+    b = run.get("budget")
+    if not b or b.get("changes") is not None or len(lines) <= most + 3:
+        return lines
+    wide: list[tuple[float, str]] = []
+    unjudged: dict[str, list[str]] = {}
+    unstarted: dict[str, list[str]] = {}
+    for u in b["units"]:
+        if u["status"] in ("met", "no counted figures"):
+            continue
+        driver = u["driver"] + (f" [{u['variant']}]" if u["variant"] else "")
+        worst = _worst(u["figures"])
+        if u["status"] != "below target":
+            unstarted.setdefault(u["workload"], []).append(driver)
+        elif worst is None or worst["half_width"] is None:
+            unjudged.setdefault(u["workload"], []).append(driver)
+        else:
+            where = f"{u['workload']} on {driver}"
+            wide.append((worst["half_width"], f"    {where}, n={u['n']}{_worst_detail(worst)}"))
+    wide.sort(key=lambda w: -w[0])
+    everyone = {u["driver"] + (f" [{u['variant']}]" if u["variant"] else "") for u in b["units"]}
+    out = lines[:1]
+    if wide:
+        cells = f"{len(wide)} cell{'s' if len(wide) != 1 else ''}"
+        out.append(
+            f"  below target (the {most} widest of {cells}):"
+            if len(wide) > most
+            else f"  below target ({cells}):"
+        )
+        out += [line for _, line in wide[:most]]
+    if unjudged:
+        out.append(f"  too few repetitions to judge (n < {JUDGED_N}): {_by_workload(unjudged, everyone)}")
+    if unstarted:
+        out.append(f"  never measured (no time left): {_by_workload(unstarted, everyone)}")
+    out.append("  (the report's Warnings list every cell)")
+    return out
+
+
+def _by_workload(cells: Mapping[str, list[str]], everyone: set[str]) -> str:
+    """``disk, network on every driver; cpu on docker, vm``: workloads that share drivers, together."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for workload, drivers in cells.items():
+        groups.setdefault(tuple(sorted(drivers)), []).append(workload)
+    parts = []
+    for shared, workloads in sorted(groups.items(), key=lambda g: (-len(g[0]), g[0])):
+        on = "every driver" if set(shared) >= everyone else ", ".join(shared)
+        parts.append(f"{', '.join(sorted(workloads))} on {on}")
+    return "; ".join(parts)
 
 
 def budget_limits(

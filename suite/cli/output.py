@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from isobench.budget import budget_summary, mmss
+from isobench.budget import budget_digest, mmss
 from isobench.model import Sample
 from isobench.reports import overview, render
 from isobench.reports.compare import Comparison
@@ -171,7 +171,7 @@ def print_fleet(fleet: Fleet) -> None:
 
 
 def print_budget(results: Results) -> None:
-    for line in budget_summary(results.run):
+    for line in budget_digest(results.run):
         out.print(escape(line), highlight=False)
 
 
