@@ -43,7 +43,7 @@ import numpy.typing as npt
 from isobench.errors import UsageError
 from isobench.exact import PREDICTION_MIN_RUNS, prediction_test, rank_sum_test
 from isobench.model import Better
-from isobench.results import Results
+from isobench.results import Results, redefinitions
 from isobench.stats import ratio_ci
 
 from .cells import Cell, CellKey, group_cells
@@ -271,6 +271,8 @@ def compare(
             f"the runs come from {len(hosts)} hosts ({', '.join(hosts[:4])}): a comparison across "
             "machines measures the machines, not the change"
         )
+    runs = (*base_runs, *cur_runs, *history)
+    warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:

@@ -35,7 +35,8 @@ _WORKLOADS: dict[str, str] = {
     "membw": "Memory bandwidth measured by a tool inside the sandbox, as the tool reports it.",
     "disk": (
         'File I/O inside the sandbox on each storage path (param "storage": e.g. the sandbox\'s own '
-        "root storage or the /data volume), with direct I/O where the path supports it."
+        "root storage or the /data volume), with direct I/O where the path supports it. Latency is "
+        "fio's total (submission + completion) per I/O."
     ),
     "network": (
         "Throughput and latency between the host and the sandbox over each network path (param "

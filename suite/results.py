@@ -49,6 +49,13 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    half-width of its 95% interval); these decide an A/B run's extra rounds (the
                    units' per-side figures stay). An A/B run's default cap, run["budget"]["limits"],
                    is 400 instead of 100. Versions 1-6 load as is (no "changes").
+    8  2026-12-01  disk: disk.<pattern>.latency.p50/p99 are fio's total latency (lat: submission +
+                   completion, metadata "latency" "total: submission + completion (fio lat)", with
+                   "clat_p50_seconds" and "slat_mean_seconds" beside); versions 1-7 stored the
+                   completion latency alone (clat), which leaves out what io_submit does itself: on
+                   the reference host a 4 KiB direct read took 97 us, of which clat saw 2.6 us. Disk
+                   latencies of version 8 and older ones differ by construction (history shows a
+                   step; a compare across them is not a regression). Versions 1-7 load as is.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -77,11 +85,45 @@ __all__ = [
     "Results",
     "finalize",
     "load_results",
+    "redefinitions",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+
+#: Figures whose definition changed at a schema version (the history above): a value from before
+#: and one from after differ by construction, so a comparison across the change is no regression.
+#: (version, metric pattern, what changed)
+REDEFINED: tuple[tuple[int, str, str], ...] = (
+    (4, r"^leakage\.score$", "leak scores leave inconclusive probes out of their denominator"),
+    (
+        8,
+        r"^disk\..+\.latency\.",
+        "disk latency is the total (fio lat), no longer the completion alone (clat)",
+    ),
+)
+
+
+def redefinitions(versions: Iterable[int], metrics: Iterable[str]) -> list[str]:
+    """What changed between the oldest and the newest of ``versions`` for any of ``metrics``: one
+    line per redefinition (empty when the runs share their definitions)."""
+    vs = sorted(set(versions))
+    names = set(metrics)
+    out = []
+    for version, pattern, what in REDEFINED:
+        if not vs or not vs[0] < version <= vs[-1]:
+            continue
+        hit = sorted(m for m in names if re.search(pattern, m))
+        if hit:
+            out.append(
+                f"results schema {version} redefined {len(hit)} figure(s) these runs compare "
+                f"({', '.join(hit[:3])}{', ...' if len(hit) > 3 else ''}): {what}; the runs span schemas "
+                f"{vs[0]}-{vs[-1]}, so their changes there are by construction, not a regression"
+            )
+    return out
+
+
 JOURNAL = "journal.jsonl"
 RESULTS = "results.json"
 CSV = "samples.csv"
@@ -173,6 +215,8 @@ class Results:
     run: dict[str, Any]
     samples: list[Sample] = field(default_factory=list)
     path: Path | None = None
+    #: The schema the run was written with (a run rebuilt from an old journal keeps its own).
+    schema_version: int = SCHEMA_VERSION
 
     @property
     def run_id(self) -> str:
@@ -190,6 +234,7 @@ class Results:
 def read_journal(path: Path) -> Results:
     """Rebuild results from a journal, tolerating a torn last line from a killed writer."""
     run: dict[str, Any] | None = None
+    version = SCHEMA_VERSION
     samples: list[Sample] = []
     end: dict[str, Any] | None = None
     try:
@@ -209,6 +254,7 @@ def read_journal(path: Path) -> Results:
         kind = rec.pop("type", None)
         if kind == "header":
             _check_version(rec.get("schema_version"), path)
+            version = int(rec["schema_version"])
             run = dict(rec["run"])
         elif kind == "sample":
             samples.append(Sample.from_dict(rec))
@@ -223,7 +269,7 @@ def read_journal(path: Path) -> Results:
         run["status"] = end.get("status", "complete")
         run["ended"] = end.get("ended")
         run.update({k: v for k, v in end.items() if k not in ("status", "ended")})
-    return Results(run=run, samples=samples, path=path.parent)
+    return Results(run=run, samples=samples, path=path.parent, schema_version=version)
 
 
 def _check_version(version: Any, where: Path) -> None:
@@ -267,7 +313,8 @@ def finalize(run_dir: Path) -> Results:
     """Turn a run directory's journal into results.json + samples.csv (idempotent; works after a kill)."""
     results = read_journal(run_dir / JOURNAL)
     doc = {
-        "schema_version": SCHEMA_VERSION,
+        # the journal's own: an old run finalised by a newer isobench keeps its definitions
+        "schema_version": results.schema_version,
         "run": results.run,
         "samples": [s.to_dict() for s in results.samples],
     }
@@ -307,4 +354,5 @@ def load_results(path: Path) -> Results:
         run=dict(doc["run"]),
         samples=[Sample.from_dict(s) for s in doc["samples"]],
         path=doc_path.parent,
+        schema_version=int(doc["schema_version"]),
     )

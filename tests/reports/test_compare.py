@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -422,3 +423,17 @@ def test_runs_from_different_hosts_are_named_in_a_warning() -> None:
         w for w in compare(here, there, resamples=0, history=[older, here]).warnings if "hosts" in w
     ]
     assert warning.startswith("the runs come from 2 hosts (ci-1, laptop)")
+
+
+def test_a_compare_across_a_redefinition_says_so() -> None:
+    cells = {("host", "disk.rand_read.latency.p50"): _timings(1, 1e-4), ("host", "cpu.x"): _timings(2, 1.0)}
+    old = dataclasses.replace(_run("old", cells), schema_version=7)
+    new = _run("new", cells)
+    said = [w for w in compare(old, new).warnings if "redefined" in w]
+    assert said == [
+        "results schema 8 redefined 1 figure(s) these runs compare (disk.rand_read.latency.p50): disk "
+        "latency is the total (fio lat), no longer the completion alone (clat); the runs span schemas "
+        "7-8, so their changes there are by construction, not a regression"
+    ]
+    assert not [w for w in compare(new, _run("newer", cells)).warnings if "redefined" in w]
+    assert not [w for w in compare(dataclasses.replace(old, schema_version=1), old).warnings if "disk" in w]

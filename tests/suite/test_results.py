@@ -148,3 +148,14 @@ def test_schema_1_documents_and_journals_still_load(tmp_path: Path) -> None:
         + "\n"
     )
     assert len(read_journal(journal).samples) == 1
+
+
+def test_an_old_journal_keeps_its_schema_when_finalised(tmp_path: Path) -> None:
+    """`isobench finalize` by a newer isobench must not relabel an old run's definitions."""
+    header = {"type": "header", "schema_version": 7, "run": {"run_id": "r1"}}
+    sample = {"type": "sample", **_sample(0).to_dict()}
+    (tmp_path / JOURNAL).write_text(json.dumps(header) + "\n" + json.dumps(sample) + "\n")
+    assert read_journal(tmp_path / JOURNAL).schema_version == 7
+    finalize(tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["schema_version"] == 7
+    assert load_results(tmp_path).schema_version == 7

@@ -160,7 +160,7 @@ def test_syscall_runs_dd_stress_ng_and_the_loop(data: Data) -> None:
 
 
 def fio_script(data: Data, *, direct_ok: bool = True, mounted: bool = True) -> list[Any]:
-    doc = json.loads(data("fio_direct_4jobs.json"))
+    doc = json.loads(data("fio_lat_8jobs.json"))
 
     def fio(argv: tuple[str, ...]) -> str:
         # fio reports the direct flag it ran with
@@ -197,7 +197,7 @@ def test_disk_native_volume_is_a_host_directory_at_its_own_path(data: Data, tmp_
     storages = {m.params["storage"]: m for m in ms if m.metric == "disk.rand_read.iops"}
     assert storages["volume"].metadata["volume"] == "host directory"
     assert storages["root"].metadata["cache"] == "cold" and storages["root"].params["direct"] is True
-    assert len(ms) == 2 * 4 * 4  # two storages, four recorded jobs, four figures each
+    assert len(ms) == 2 * 8 * 4  # two storages, eight recorded jobs, four figures each
 
 
 def test_disk_sandbox_volume_is_checked_mounted_at_data(data: Data, tmp_path: Path) -> None:

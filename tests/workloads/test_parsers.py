@@ -14,7 +14,7 @@ from isobench.workloads._fio import parse_fio_json
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads._sysbench import parse_sysbench_cpu, parse_sysbench_memory
 from isobench.workloads.cpu import CpuParams, all_vcpus, cpu_measurements
-from isobench.workloads.disk import DiskParams, disk_measurements, fio_argv
+from isobench.workloads.disk import PATTERNS, DiskParams, disk_measurements, fio_argv
 from isobench.workloads.idle_memory import idle_measurements, parse_meminfo
 from isobench.workloads.memory_bandwidth import MemoryBandwidthParams, bandwidth_measurements
 from isobench.workloads.network import ConnectionRefused, parse_iperf3_json, parse_sockperf
@@ -88,27 +88,40 @@ def test_sysbench_memory(data: Data) -> None:
         bandwidth_measurements(w, MemoryBandwidthParams(seconds=5), "all")
 
 
-def test_fio_json_four_jobs(data: Data) -> None:
-    jobs = parse_fio_json(data("fio_direct_4jobs.json"))
+def test_fio_json_eight_jobs(data: Data) -> None:
+    # Recorded: the quick disk cell's own fio_argv on this host's /var/tmp (libaio, direct=1).
+    jobs = parse_fio_json(data("fio_lat_8jobs.json"))
     assert [(j.rw, j.bs, j.iodepth) for j in jobs] == [
-        ("read", "1M", 1),
-        ("write", "1M", 32),
-        ("randread", "4k", 1),
-        ("randwrite", "4k", 32),
+        (rw, bs, depth) for rw, bs in PATTERNS.values() for depth in (1, 32)
     ]
-    rr = jobs[2].main
-    assert rr.iops == pytest.approx(13669.330669)
-    assert rr.clat_p50_seconds == pytest.approx(48896e-9)
-    assert rr.clat_p99_seconds == pytest.approx(102912e-9)
+    rr = jobs[4].main
+    assert rr.iops == pytest.approx(8890.219561)
+    # io_submit did the I/O: the completion latency alone (2.6 us) is not what a read took (97 us)
+    assert rr.lat_p50_seconds == pytest.approx(96768e-9)
+    assert rr.lat_p99_seconds == pytest.approx(391168e-9)
+    assert rr.clat_p50_seconds == pytest.approx(2608e-9)
+    assert rr.slat_mean_seconds == pytest.approx(79117.097216e-9)
     ms = disk_measurements(jobs, storage="root", direct=True, extra_meta={"fstype": "ext2/ext3"})
-    names = {m.metric for m in ms}
-    assert "disk.seq_write.bandwidth" in names and "disk.rand_read.latency.p99" in names
-    bw = next(m for m in ms if m.metric == "disk.seq_read.bandwidth")
-    assert bw.value == pytest.approx(1042290829)
+    p50 = next(m for m in ms if m.metric == "disk.rand_read.latency.p50" and m.params["iodepth"] == 1)
+    assert p50.value == pytest.approx(96768e-9)
+    assert p50.metadata["latency"] == "total: submission + completion (fio lat)"
+    assert p50.metadata["clat_p50_seconds"] == pytest.approx(2608e-9)
+    bw = next(m for m in ms if m.metric == "disk.seq_read.bandwidth" and m.params["iodepth"] == 1)
+    assert bw.value == pytest.approx(688585836)
     assert bw.params == {"storage": "root", "rw": "read", "bs": "1M", "iodepth": 1, "direct": True}
     assert bw.metadata["cache"] == "cold"
     with pytest.raises(WorkloadError, match="expected False"):
         disk_measurements(jobs, storage="root", direct=False, extra_meta={})
+
+
+def test_fio_json_without_total_latency_is_refused(data: Data) -> None:
+    # Recorded before --lat_percentiles: completion percentiles only, which cannot stand for latency.
+    with pytest.raises(WorkloadError, match="no 50th percentile of its total latency"):
+        parse_fio_json(data("fio_direct_4jobs.json"))
+
+
+def test_the_fio_command_asks_for_total_latency() -> None:
+    assert "--lat_percentiles=1" in fio_argv(DiskParams.quick(), "/data", True)
 
 
 def test_fio_job_error_and_junk(data: Data) -> None:
