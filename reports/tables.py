@@ -57,13 +57,16 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
     """One row per (workload, metric, params variant, driver): n, median with its exact interval
     (at least 95%; ``ci_confidence`` is what it achieves, less at n <= 5, NaN at n=1),
     CoV, the noisy flag, and the ratio of medians to the native driver with its CI (NaN where there
-    is no native cell to compare with, and for the native driver itself ratio 1)."""
+    is no native cell to compare with or the figure has no direction, and for the native driver
+    itself ratio 1)."""
     cells = group_cells(results) if cells is None else cells
     rows: list[dict[str, object]] = []
     for key, cell in cells.items():
         s = summarize(cell.values)
         native = cells.get(CellKey(key.workload, key.metric, key.variant, NATIVE))
-        if native is None:
+        # A figure with no direction is no cost: a guest's own memory use over the host's, or a
+        # CPU quota delivered over an unlimited host, is a quotient, not a ratio a reader can act on.
+        if native is None or cell.better == "none":
             r_val = r_lo = r_hi = math.nan
         elif key.driver == NATIVE:
             r_val = r_lo = r_hi = 1.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from isobench.model import Sample
 from isobench.reports import summary_table
 from isobench.reports.tables import NA, SUMMARY_COLUMNS, TIMES, wide_table
 from isobench.results import Results
@@ -112,3 +113,14 @@ def test_small_n_intervals_say_what_confidence_they_have() -> None:
         == "2 [1, 3] range, 75%"
     )
     assert fmt_ci(ten["median"], ten["ci_low"], ten["ci_high"], ten["ci_confidence"]) == "5.5 [2, 9]"
+
+
+def test_a_figure_without_direction_gets_no_ratio_to_native(results: Results) -> None:
+    def delivered(driver: str, cpus: float) -> Sample:
+        return Sample("r", driver, "limits", "limits.cpu.delivered", cpus, "CPUs", 0, better="none")
+
+    extra = [delivered("host", 2.0), delivered("vm", 0.5)]
+    df = summary_table(Results(run=results.run, samples=[*results.samples, *extra]))
+    assert math.isnan(_row(df, "vm", "limits.cpu.delivered")["ratio_to_native"])
+    assert math.isnan(_row(df, "host", "limits.cpu.delivered")["ratio_to_native"])
+    assert _row(df, "vm", "cpu.events_per_s")["ratio_to_native"] < 1  # directed figures keep theirs

@@ -217,6 +217,7 @@ def test_meminfo_and_idle(data: Data) -> None:
     assert by["idle-memory.host_view.vm.qemu_pss_bytes"].value == 2e6  # the name it was always recorded by
     assert by["idle-memory.inside_used"].value == 80 << 20
     assert by["idle-memory.inside_used"].metadata["kernel"] == "own"
+    assert by["idle-memory.inside_used"].better == "none"  # a guest's own use is not "better" than the host's
     shared = idle_measurements(SandboxStats(), host, host, "container")
     assert shared[0].metadata["kernel"] == "shared with host"
     with pytest.raises(WorkloadError, match="MemAvailable"):
