@@ -59,10 +59,15 @@ want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "creating the venv and installing isobench with its dev extras"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
+  # A machine's pip configuration may name local index directories that do not exist there; pip
+  # then warns once per package and location (67 lines on the reference host) and goes on. Those
+  # notices are about the machine, not the install: they are dropped, every other line is kept.
+  missing_index="^WARNING: Location 'file://[^']*' is ignored: it is neither a file nor a directory\.\$"
+  .venv/bin/python -m pip install -q --upgrade pip 2> >(grep -v -E "$missing_index" >&2)
   # setuptools warns on every editable install of a package-dir layout that a folder named like the
   # package could shadow it; ours cannot (the namespace is isobench, the folders are not).
-  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[dev]'
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[dev]' \
+    2> >(grep -v -E "$missing_index" >&2)
   echo "$want" > "$stamp"
 else
   say "venv: up to date"
