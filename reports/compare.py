@@ -265,13 +265,13 @@ def compare(
         if r.matches(k)
     ]
     rule_errors += unmatched_rules(rules, [*base_cells, *cur_cells])
-    hosts = sorted({_hostname(r) for r in (*base_runs, *cur_runs, *history)} - {""})
+    runs = (*base_runs, *cur_runs, *history)
+    hosts = sorted({_hostname(r) for r in runs} - {""})
     if len(hosts) > 1:
         warnings.append(
             f"the runs come from {len(hosts)} hosts ({', '.join(hosts[:4])}): a comparison across "
             "machines measures the machines, not the change"
         )
-    runs = (*base_runs, *cur_runs, *history)
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)

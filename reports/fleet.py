@@ -37,7 +37,7 @@ def _strip(s: Sample) -> Sample:
 def host_results(results: Results, host: str) -> Results:
     """The run as ``host`` saw it: its samples only, without the host param (a one-host run)."""
     mine = [_strip(s) for s in results.samples if s.params.get(HOST_PARAM) == host]
-    return Results(run=results.run, samples=mine, path=results.path)
+    return replace(results, samples=mine)
 
 
 @dataclass(frozen=True)

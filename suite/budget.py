@@ -424,6 +424,11 @@ def _worst_detail(worst: Mapping[str, Any] | None) -> str:
     return f": worst {worst['metric']} ±{worst['half_width']:.1%}"
 
 
+def _driver_of(unit: Mapping[str, Any]) -> str:
+    """A budget unit's driver, with its A/B variant where it has one (``vm [B]``)."""
+    return str(unit["driver"]) + (f" [{unit['variant']}]" if unit["variant"] else "")
+
+
 def budget_summary(run: Mapping[str, Any]) -> list[str]:
     """How a budgeted run's budget went, then one line per unit whose figures missed the target (in
     an A/B run: per driver, workload and configuration whose changes did)."""
@@ -454,7 +459,7 @@ def budget_summary(run: Mapping[str, Any]) -> list[str]:
     for u in b["units"]:
         if u["status"] in ("met", "no counted figures"):
             continue
-        where = f"{u['workload']} on {u['driver']}" + (f" [{u['variant']}]" if u["variant"] else "")
+        where = f"{u['workload']} on {_driver_of(u)}"
         lines.append(f"  {where}: {u['status']}, n={u['n']}{_worst_detail(_worst(u['figures']))}")
     return lines
 
@@ -474,7 +479,7 @@ def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
     for u in b["units"]:
         if u["status"] in ("met", "no counted figures"):
             continue
-        driver = u["driver"] + (f" [{u['variant']}]" if u["variant"] else "")
+        driver = _driver_of(u)
         worst = _worst(u["figures"])
         if u["status"] != "below target":
             unstarted.setdefault(u["workload"], []).append(driver)
@@ -484,7 +489,7 @@ def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
             where = f"{u['workload']} on {driver}"
             wide.append((worst["half_width"], f"    {where}, n={u['n']}{_worst_detail(worst)}"))
     wide.sort(key=lambda w: -w[0])
-    everyone = {u["driver"] + (f" [{u['variant']}]" if u["variant"] else "") for u in b["units"]}
+    everyone = {_driver_of(u) for u in b["units"]}
     out = lines[:1]
     if wide:
         cells = f"{len(wide)} cell{'s' if len(wide) != 1 else ''}"

@@ -19,11 +19,10 @@ class FioDirection:
     bytes_per_second: float
     iops: float
     runtime_seconds: float
-    #: Total latency (fio ``lat``: submission + completion) percentiles and mean, seconds: what an
+    #: Total latency (fio ``lat``: submission + completion) percentiles, seconds: what an
     #: application waits for one I/O. Needs ``--lat_percentiles=1``.
     lat_p50_seconds: float
     lat_p99_seconds: float
-    lat_mean_seconds: float
     #: Completion latency alone (fio ``clat``), for the record: where io_submit does the I/O itself
     #: it holds only the reaping (2.6 us here, for a 4 KiB read that took 97 us).
     clat_p50_seconds: float
@@ -74,7 +73,6 @@ def _direction(job: dict[str, Any], key: str) -> FioDirection | None:
         runtime_seconds=float(d["runtime"]) / 1e3,
         lat_p50_seconds=lat_p50,
         lat_p99_seconds=lat_p99,
-        lat_mean_seconds=float((d.get("lat_ns") or {}).get("mean", 0.0)) / 1e9,
         clat_p50_seconds=clat_p50,
         slat_mean_seconds=float((d.get("slat_ns") or {}).get("mean", 0.0)) / 1e9,
     )
