@@ -74,7 +74,7 @@ def host_checks(host: HostProbe | None = None) -> list[Check]:
 def driver_checks(state_dir: Path, only: Collection[str] | None = None) -> list[Check]:
     checks: list[Check] = []
     #: the guest drivers share one accel probe: its verdict is said once, naming every driver
-    kvm: dict[tuple[bool, str], list[str]] = {}
+    kvm: dict[tuple[bool, str], tuple[str, list[str]]] = {}
     for name, cls in all_drivers().items():
         if only is not None and name not in only:
             continue
@@ -92,9 +92,12 @@ def driver_checks(state_dir: Path, only: Collection[str] | None = None) -> list[
         for key, value in avail.details.items():
             checks.append(Check(f"  {name}.{key}", "info", str(value)))
         if "kvm_usable" in avail.details:
-            verdict = (bool(avail.details["kvm_usable"]), str(avail.details.get("kvm_probe", "")))
-            kvm.setdefault(verdict, []).append(name)
-    checks += [_kvm_verdict(usable, reason, names) for (usable, reason), names in kvm.items()]
+            # keyed on the bare reason: the described one carries the verdict's age, which may
+            # tick between two drivers' checks; the first driver's description is shown
+            verdict = (bool(avail.details["kvm_usable"]), str(avail.details.get("kvm_reason", "")))
+            described = str(avail.details.get("kvm_probe", ""))
+            kvm.setdefault(verdict, (described, []))[1].append(name)
+    checks += [_kvm_verdict(usable, described, names) for (usable, _), (described, names) in kvm.items()]
     return checks
 
 

@@ -261,6 +261,7 @@ class AccelChoice:
         if self.probe is not None:
             out["kvm_usable"] = self.probe.usable
             out["kvm_probe"] = self.probe.described()
+            out["kvm_reason"] = self.probe.reason  # without the age: the same verdict reads the same
         return out
 
     def metadata(self) -> dict[str, Any]:

@@ -27,19 +27,24 @@ class _Guest(FakeDriver):
 
     name: ClassVar[str] = "guest-a"
     verdict: ClassVar[tuple[bool, str]] = (False, "kvm-pvm: probe failed")
+    #: The described verdict carries its age, which may tick between two drivers' checks.
+    age: ClassVar[str] = " (probed 1 min ago)"
 
     def availability(self) -> Availability:
         usable, reason = self.verdict
-        return Availability(True, "", {"accel": "tcg", "kvm_usable": usable, "kvm_probe": reason})
+        details = {"accel": "tcg", "kvm_usable": usable, "kvm_probe": reason + self.age, "kvm_reason": reason}
+        return Availability(True, "", details)
 
 
 class _GuestB(_Guest):
     name: ClassVar[str] = "guest-b"
+    age: ClassVar[str] = " (probed 2 min ago)"
 
 
 class _GuestC(_Guest):
     name: ClassVar[str] = "guest-c"
     verdict: ClassVar[tuple[bool, str]] = (True, "a KVM probe guest booted")
+    age: ClassVar[str] = ""  # a positive verdict is described without its age
 
 
 def test_one_kvm_row_per_verdict_naming_its_drivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +54,8 @@ def test_one_kvm_row_per_verdict_naming_its_drivers(tmp_path: Path, monkeypatch:
     assert [(c.status, c.detail) for c in rows] == [
         (
             "warn",
-            "not usable: kvm-pvm: probe failed; guests (guest-a, guest-b) use accel=tcg (software emulation)",
+            "not usable: kvm-pvm: probe failed (probed 1 min ago); guests (guest-a, guest-b) use accel=tcg"
+            " (software emulation)",
         ),
         ("ok", "usable (a KVM probe guest booted); guests (guest-c) use accel=kvm"),
     ]

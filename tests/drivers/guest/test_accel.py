@@ -191,6 +191,7 @@ def test_accel_choice_probes_once_and_reports_what_it_decided_by() -> None:
         "accel": "tcg",
         "kvm_usable": False,
         "kvm_probe": "kvm-pvm: no kernel output within 10s",
+        "kvm_reason": "kvm-pvm: no kernel output within 10s",
     }
     assert choice.metadata() == {
         "isolation": "vm",
