@@ -4,6 +4,8 @@ plot and comparison summarises."""
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,18 +15,29 @@ from isobench.model import Better, Sample
 from isobench.results import Results
 
 __all__ = [
+    "HIGH_STEAL",
     "LEAK_AGGREGATES",
     "NATIVE",
+    "STEAL_GAP",
     "Cell",
     "CellKey",
     "driver_order",
     "group_cells",
     "is_leak_probe",
+    "median_steal",
     "variant_of",
 ]
 
 #: The native baseline every ratio is taken against.
 NATIVE = "host"
+
+
+#: A cell measured while the host lost more than this share of its CPU time to steal is one a
+#: report names: on the development host a loopback round trip took 2-3x as long at 10-25% steal.
+HIGH_STEAL = 0.10
+#: Two sides of a ratio whose steal differs by more than this (and one above HIGH_STEAL) were
+#: measured under different hosts, in effect.
+STEAL_GAP = 0.05
 
 
 #: Leakage metrics that summarise the probes rather than being one (0/1) probe: the score, the
@@ -72,6 +85,9 @@ class Cell:
     phase: str | None
     params: Mapping[str, Any]
     values: tuple[float, ...]
+    #: The median share of the host's CPU time its hypervisor took (steal) while the cell's
+    #: repetitions ran; NaN where no repetition recorded one (results before schema 9, short cells).
+    host_steal: float = math.nan
 
 
 def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
@@ -96,5 +112,12 @@ def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
             phase=first.phase,
             params=dict(first.params),
             values=tuple(float(s.value) for s in group if s.value is not None),
+            host_steal=median_steal(group),
         )
     return cells
+
+
+def median_steal(samples: Iterable[Sample]) -> float:
+    """The median ``host_steal`` the samples' cells recorded, NaN where none did."""
+    shares = [float(v) for s in samples if isinstance(v := s.metadata.get("host_steal"), int | float)]
+    return statistics.median(shares) if shares else math.nan

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .cells import NATIVE
+from .cells import HIGH_STEAL, NATIVE, STEAL_GAP
 from .headline import CONTAINMENT, LEAK, MEMORY, Figure, Headline, ratio_words
 from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio
@@ -174,6 +174,37 @@ def _single(h: Headline) -> list[str]:
     return ["Measured once, but more than 2\u00d7 off native: " + "; ".join(big) + "."]
 
 
+def _steal_caveat(h: Headline) -> list[str]:
+    """The ratios a reader is told about (a verdict, or a once-measured one beyond 2x) whose two
+    sides ran while the host lost notably different shares of its CPU time to steal: a held-back
+    host slows whichever side it happens to, so such a verdict may be the host's."""
+    hit = []
+    for q in h.questions:
+        if q.exact or q.key == MEMORY:
+            continue
+        native = h.figures.get((NATIVE, q.key))
+        if native is None:
+            continue
+        for f in _measured(h, q.key):
+            told = f.verdict in ("worse", "better") or (
+                f.verdict == "unsure" and h.n.get(q.key) == 1 and (f.ratio >= 2 or f.ratio <= 0.5)
+            )
+            a, b = native.host_steal, f.host_steal
+            # NaN compares False: a side without a reading never counts
+            if f.driver != NATIVE and told and max(a, b) > HIGH_STEAL and abs(a - b) > STEAL_GAP:
+                hit.append(
+                    f"{q.title} {f.driver} {human_ratio(f.ratio)} (steal: {f.driver} {b:.0%}, native {a:.0%})"
+                )
+    if not hit:
+        return []
+    return [
+        "Measured while the host lost different shares of its CPU time to steal (its hypervisor ran "
+        "something else), so these ratios may be the host's rather than the sandbox's: "
+        + "; ".join(hit)
+        + "."
+    ]
+
+
 def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
     # the leak score and containment carry their own certainty (an interval, counts)
     figs = [f for f in h.figures.values() if f.n > 0 and f.question not in (LEAK, CONTAINMENT)]
@@ -214,7 +245,7 @@ def findings(
         return ["No figure of this run answers a headline question (no successful measurement)."]
     # TCG qualifies every guest figure after it; how sure the numbers are closes the list
     out = _startup(h) + _memory(h) + _accel(run, h.drivers) + _compared(h)
-    out += _certainty(h, noisy, total) + _single(h) + _leak_and_containment(h)
+    out += _certainty(h, noisy, total) + _single(h) + _steal_caveat(h) + _leak_and_containment(h)
     if NATIVE not in h.drivers:
         out.append("No native (host) driver ran: nothing can be compared with native.")
     if failed:

@@ -157,6 +157,8 @@ class Figure:
     #: A budgeted run could not bring this figure to its precision target (the interval is wider
     #: than ``--precision`` of the median); the report marks it with :data:`BELOW_TARGET`.
     below_target: bool = False
+    #: The median share of the host's CPU time lost to steal while the figure was measured (NaN: none).
+    host_steal: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
         ci_low=s.ci_low,
         ci_high=s.ci_high,
         ci_confidence=s.ci_confidence,
+        host_steal=cell.host_steal,
     )
     return _with_verdict(fig, cell.values, native.values if native else None, q)
 

@@ -50,15 +50,16 @@ SUMMARY_COLUMNS = (
     "ratio_to_native",
     "ratio_ci_low",
     "ratio_ci_high",
+    "host_steal",
 )
 
 
 def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = None) -> pd.DataFrame:
     """One row per (workload, metric, params variant, driver): n, median with its exact interval
     (at least 95%; ``ci_confidence`` is what it achieves, less at n <= 5, NaN at n=1),
-    CoV, the noisy flag, and the ratio of medians to the native driver with its CI (NaN where there
+    CoV, the noisy flag, the ratio of medians to the native driver with its CI (NaN where there
     is no native cell to compare with or the figure has no direction, and for the native driver
-    itself ratio 1)."""
+    itself ratio 1), and the median share of CPU time the host lost to steal while it was measured."""
     cells = group_cells(results) if cells is None else cells
     rows: list[dict[str, object]] = []
     for key, cell in cells.items():
@@ -91,6 +92,7 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
                 "ratio_to_native": r_val,
                 "ratio_ci_low": r_lo,
                 "ratio_ci_high": r_hi,
+                "host_steal": cell.host_steal,
             }
         )
     df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

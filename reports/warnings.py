@@ -11,6 +11,8 @@ from typing import Any
 import pandas as pd
 from isobench.budget import budget_summary, mmss
 
+from .cells import HIGH_STEAL
+
 __all__ = ["WarningGroup", "group_warnings"]
 
 
@@ -52,6 +54,31 @@ def _noisy(summary: pd.DataFrame) -> WarningGroup | None:
         "wide, so treat them with care."
     )
     return WarningGroup("noisy", line, tuple(items))
+
+
+def _steal(summary: pd.DataFrame) -> WarningGroup | None:
+    """Cells measured while the hypervisor under the host held its CPUs back: their figures may be
+    slow because of the host, not the sandbox (a driver/workload cell counts once, by its highest
+    median over its figures)."""
+    if summary.empty or "host_steal" not in summary:
+        return None
+    steal: dict[tuple[str, str], float] = {}
+    for rec in summary.dropna(subset=["host_steal"]).to_dict("records"):
+        key = (str(rec["driver"]), str(rec["workload"]))
+        steal[key] = max(steal.get(key, 0.0), float(rec["host_steal"]))
+    high = sorted(((v, k) for k, v in steal.items() if v > HIGH_STEAL), key=lambda x: -x[0])
+    if not high:
+        return None
+    items = tuple(f"{d} / {w}: {v * 100:.0f}% steal" for v, (d, w) in high)
+    n, where = len(high), _mostly([w for _, (_, w) in high], len(high))
+    where = f"all {high[0][1][1]}" if where == "all" else where
+    line = (
+        f"{n} of {len(steal)} driver/workload cell{'s' if len(steal) != 1 else ''} ran while the "
+        f"hypervisor under this host took more than {HIGH_STEAL:.0%} of its CPU time (steal; up to "
+        f"{high[0][0] * 100:.0f}%; {where}): their figures may be slowed by the host, not by "
+        "the sandbox. Compare them with care (host_steal per figure in tables/summary.csv)."
+    )
+    return WarningGroup("steal", line, items)
 
 
 def _failed(failures: pd.DataFrame) -> WarningGroup | None:
@@ -134,7 +161,7 @@ def group_warnings(
                 "no-native", "no native (host) samples in this run: ratios to native cannot be computed.", ()
             )
         )
-    for g in (_precision(run), _noisy(summary)):
+    for g in (_precision(run), _steal(summary), _noisy(summary)):
         if g is not None:
             groups.append(g)
     if plot_errors:

@@ -56,6 +56,10 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    the reference host a 4 KiB direct read took 97 us, of which clat saw 2.6 us. Disk
                    latencies of version 8 and older ones differ by construction (history shows a
                    step; a compare across them is not a regression). Versions 1-7 load as is.
+    9  2026-12-01  every sample's metadata has "host_steal" where its cell spanned at least one
+                   CPU-second: the share of the host's CPU time (all CPUs, /proc/stat) its own
+                   hypervisor took while the cell ran (steal). Reports name cells above 10% and the
+                   ratios whose two sides' steal differs. Versions 1-8 load as is (no readings).
 """
 
 from __future__ import annotations
@@ -88,9 +92,9 @@ __all__ = [
     "redefinitions",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 #: Figures whose definition changed at a schema version (the history above): a value from before
 #: and one from after differ by construction, so a comparison across the change is no regression.

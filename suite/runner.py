@@ -39,6 +39,8 @@ from isobench.budget import (
 from isobench.config import RunConfig
 from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
 from isobench.errors import IsobenchError, UsageError
+from isobench.hostsys import HostProbe
+from isobench.hostsys.procstat import read_cpu_times, steal_share
 from isobench.model import Sample
 from isobench.results import Journal, Results, finalize
 from isobench.runstate import RunLock, run_work_dir
@@ -120,9 +122,12 @@ class Runner:
         progress: Progress | None = None,
         variants: Mapping[str, RunConfig] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        host: HostProbe | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
+        #: Where the host's /proc/stat is read (every cell records the CPU time the host lost to steal).
+        self._host = host or HostProbe()
         self.drivers = dict(drivers)
         self.workloads = dict(workloads)
         self.run_id = run_id
@@ -196,12 +201,17 @@ class Runner:
                 self.teardown_errors.append(msg)
 
     def run_cell(self, cell: Cell) -> list[Sample]:
+        before = read_cpu_times(self._host)
         samples = self._measure(cell)
         # Where the cell stood in the run, so the order can be audited from the samples alone; an
         # A/B label is a param, so each configuration's figures form cells of their own.
-        order = {"round": cell.round, "slot": cell.slot}
+        extra: dict[str, Any] = {"round": cell.round, "slot": cell.slot}
+        # The share of the host's CPU time its own hypervisor took during the cell (a cell shorter
+        # than a CPU-second has none): a figure measured while the host was held back says so.
+        if (steal := steal_share(before, read_cpu_times(self._host))) is not None:
+            extra["host_steal"] = round(steal, 4)
         ab = {"ab": cell.variant} if cell.variant is not None else {}
-        return [replace(s, params={**s.params, **ab}, metadata={**s.metadata, **order}) for s in samples]
+        return [replace(s, params={**s.params, **ab}, metadata={**s.metadata, **extra}) for s in samples]
 
     def _measure(self, cell: Cell) -> list[Sample]:
         driver = self.drivers[cell.driver]

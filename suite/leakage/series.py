@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from isobench.hostsys.procstat import stat_busy, stat_steal
+
 __all__ = [
     "LoadPattern",
     "Sample",
@@ -22,6 +24,9 @@ __all__ = [
     "aligned_points",
     "parse_dump",
     "sampler_script",
+    # /proc/stat's parsers live with the host layer (the runner reads steal too); channels use them here
+    "stat_busy",
+    "stat_steal",
 ]
 
 SeriesKind = Literal["level", "instant", "rate", "ratio"]
@@ -206,32 +211,6 @@ def _negated(value: float | None) -> float | None:
 def _free_pages(counts: Sequence[str]) -> float:
     """Free pages of one buddy-allocator row: a count of free blocks per order (2**order pages)."""
     return sum(float(c) * (1 << order) for order, c in enumerate(counts))
-
-
-def _cpu_jiffies(text: str, at_least: int) -> list[float] | None:
-    """The fields of the aggregate ``cpu`` line of /proc/stat, if it has ``at_least`` of them."""
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            f = [float(x) for x in line.split()[1:]]
-            return f if len(f) >= at_least else None
-    return None
-
-
-def stat_busy(text: str) -> tuple[float, float] | None:
-    """(busy, total) jiffies of the aggregate ``cpu`` line of /proc/stat."""
-    f = _cpu_jiffies(text, 4)
-    if f is None:
-        return None
-    idle = f[3] + (f[4] if len(f) > 4 else 0.0)
-    # guest/guest_nice (fields 9, 10) are already counted in user/nice.
-    total = sum(f[:8])
-    return total - idle, total
-
-
-def stat_steal(text: str) -> tuple[float, float] | None:
-    """(steal, total) jiffies: the share of time a hypervisor ran someone else on our CPUs."""
-    f = _cpu_jiffies(text, 8)
-    return (f[7], sum(f[:8])) if f is not None else None
 
 
 def loadavg_running(text: str) -> float | None:

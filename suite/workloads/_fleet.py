@@ -30,7 +30,7 @@ from pathlib import Path
 
 from isobench.drivers.base import Driver, Sandbox
 from isobench.errors import IsobenchError
-from isobench.leakage.series import stat_busy
+from isobench.hostsys.procstat import stat_busy
 from isobench.periodic import periodically
 from isobench.procs import cpu_seconds, run_command, stat_fields
 from isobench.signals import shielded

@@ -428,7 +428,7 @@ def test_runs_from_different_hosts_are_named_in_a_warning() -> None:
 def test_a_compare_across_a_redefinition_says_so() -> None:
     cells = {("host", "disk.rand_read.latency.p50"): _timings(1, 1e-4), ("host", "cpu.x"): _timings(2, 1.0)}
     old = dataclasses.replace(_run("old", cells), schema_version=7)
-    new = _run("new", cells)
+    new = dataclasses.replace(_run("new", cells), schema_version=8)
     said = [w for w in compare(old, new).warnings if "redefined" in w]
     assert said == [
         "results schema 8 redefined 1 figure(s) these runs compare (disk.rand_read.latency.p50): disk "

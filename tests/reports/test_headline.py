@@ -3,6 +3,7 @@ drivers or workloads."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -259,3 +260,29 @@ def test_a_column_names_the_range_of_repetitions_when_drivers_got_different_coun
     assert h.n_text("cpu") == "2"
     assert h.n_text("disk_root") == ""
     assert "start to ready (n=3\u201359)" in headline_markdown(h)
+
+
+def _with_steal(r: Results, steal: dict[tuple[str, str], float]) -> Results:
+    samples = [
+        dataclasses.replace(s, metadata={**s.metadata, "host_steal": steal[(s.driver, s.workload)]})
+        if (s.driver, s.workload) in steal
+        else s
+        for s in r.samples
+    ]
+    return dataclasses.replace(r, samples=samples)
+
+
+def test_ratios_whose_sides_ran_under_different_host_steal_are_named() -> None:
+    base = build_real_results(("host", "container", "vm"), ("cpu", "network"))
+    steal = {("host", "network"): 0.21, ("container", "network"): 0.05, ("host", "cpu"): 0.04}
+    said = [f for f in overview(_with_steal(base, steal | {("vm", "cpu"): 0.06})).findings if "steal" in f]
+    # the once-measured RTT (container x4.7 off native) had a held-back native side; vm's CPU verdict
+    # was measured under the same steal as native's (within 5 points, neither above 10%)
+    assert len(said) == 1
+    assert said[0].startswith("Measured while the host lost different shares of its CPU time to steal")
+    assert said[0].endswith("network RTT container \u00d74.73 (steal: container 5%, native 21%).")
+    assert "vm" not in said[0]
+    said = [f for f in overview(_with_steal(base, steal | {("vm", "cpu"): 0.16})).findings if "steal" in f]
+    assert "CPU vm \u00d70.13" in said[0] and "(steal: vm 16%, native 4%)" in said[0]
+    # no readings (results before schema 9): no sentence
+    assert not [f for f in overview(base).findings if "steal" in f]

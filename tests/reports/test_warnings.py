@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from isobench.reports.tables import SUMMARY_COLUMNS, failures_table, summary_table
 from isobench.reports.warnings import group_warnings
 from isobench.results import Results
 
 
-def _summary(rows: list[tuple[str, str, str, int, float]]) -> pd.DataFrame:
+def _summary(rows: list[tuple[str, str, str, int, float]], steal: float = math.nan) -> pd.DataFrame:
     recs = []
     for driver, workload, metric, n, cov in rows:
         rec = dict.fromkeys(SUMMARY_COLUMNS, 1.0)
         rec.update(
-            driver=driver, workload=workload, metric=metric, variant="", n=n, cov=cov, noisy=cov > 0.05
+            driver=driver,
+            workload=workload,
+            metric=metric,
+            variant="",
+            n=n,
+            cov=cov,
+            noisy=cov > 0.05,
+            host_steal=steal,
         )
         recs.append(rec)
     return pd.DataFrame(recs, columns=list(SUMMARY_COLUMNS))
+
+
+def test_cells_measured_under_high_host_steal_are_named_once_each() -> None:
+    quiet = _summary([("host", "network", "network.rtt", 1, 0.0)], steal=0.09)
+    held = _summary(
+        [("bwrap", "network", m, 1, 0.0) for m in ("network.rtt", "network.throughput")], steal=0.22
+    )
+    held.loc[1, "host_steal"] = 0.25  # a cell counts once, by its highest figure
+    cpu = _summary([("vm", "cpu", "cpu.events", 3, 0.0)], steal=0.12)
+    (g,) = group_warnings({}, pd.concat([quiet, held, cpu], ignore_index=True), pd.DataFrame())
+    assert g.kind == "steal"
+    assert g.line.startswith(
+        "2 of 3 driver/workload cells ran while the hypervisor under this host took more than 10% of its "
+        "CPU time (steal; up to 25%; 1 of them network)"
+    )
+    assert g.items == ("bwrap / network: 25% steal", "vm / cpu: 12% steal")
+    # runs before schema 9 have no readings: nothing to say
+    assert group_warnings({}, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame()) == ()
 
 
 def test_noisy_figures_are_one_line_with_where_they_mostly_are() -> None:

@@ -9,6 +9,7 @@ import pytest
 from isobench.config import RunConfig
 from isobench.drivers.base import DriverContext, LayerStack, SandboxSpec
 from isobench.errors import UsageError, WorkloadError
+from isobench.hostsys import HostProbe
 from isobench.model import Measurement
 from isobench.results import load_results
 from isobench.runner import Runner, run_matrix
@@ -79,8 +80,27 @@ class Interrupts(WorkloadDefaults):
             raise KeyboardInterrupt
 
 
+class Stolen(WorkloadDefaults):
+    """Advances a fake host's /proc/stat by 200 jiffies, 30 of them stolen, while it runs."""
+
+    name: ClassVar[str] = "stolen"
+
+    def __init__(self, stat: Path) -> None:
+        self.stat = stat
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        f = [int(x) for x in self.stat.read_text().split()[1:]]
+        f[0], f[7] = f[0] + 170, f[7] + 30
+        self.stat.write_text("cpu  " + " ".join(map(str, f)) + "\n")
+        return [Measurement("stolen.value", 1.0, "s")]
+
+
 def _run(
-    tmp_path: Path, workloads: dict[str, Any], drivers: tuple[str, ...] = ("fake",), **cfg: Any
+    tmp_path: Path,
+    workloads: dict[str, Any],
+    drivers: tuple[str, ...] = ("fake",),
+    host: HostProbe | None = None,
+    **cfg: Any,
 ) -> tuple[Any, list[str], Path]:
     log: list[str] = []
     config = RunConfig(state_dir=tmp_path / "state", output=tmp_path / "out", repetitions=2, warmups=1, **cfg)
@@ -96,10 +116,24 @@ def _run(
             run_id="r1",
             run_dir=run_dir,  # type: ignore[arg-type]
             run_info={"run_id": "r1"},
+            host=host,
         )
     )
     assert errors == []
     return results, log, run_dir
+
+
+def test_every_cell_records_the_hosts_steal_share(tmp_path: Path) -> None:
+    (tmp_path / "host/proc").mkdir(parents=True)
+    stat = tmp_path / "host/proc/stat"
+    stat.write_text("cpu  1000 0 0 9000 0 0 0 0 0 0\n")
+    results, _, _ = _run(
+        tmp_path, {"stolen": Stolen(stat), "steady": Steady()}, host=HostProbe(root=tmp_path / "host")
+    )
+    by = {s.workload: s.metadata for s in results.measured()}
+    assert by["stolen"]["host_steal"] == 0.15  # 30 of 200 jiffies
+    # a cell in which the host's CPU time advanced less than a CPU-second has no reading
+    assert "host_steal" not in by["steady"]
 
 
 def test_cells_produce_samples_with_driver_metadata(tmp_path: Path) -> None:
