@@ -46,7 +46,7 @@ from isobench.model import Better
 from isobench.results import Results, redefinitions
 from isobench.stats import ratio_ci
 
-from .cells import Cell, CellKey, group_cells
+from .cells import HIGH_STEAL, STEAL_GAP, Cell, CellKey, group_cells
 from .gate import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -273,6 +273,7 @@ def compare(
             "machines measures the machines, not the change"
         )
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
+    warnings += _steal_differs(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:
@@ -294,6 +295,37 @@ def compare(
         warnings=tuple(warnings),
         unit="run" if by_run else "sample",
     )
+
+
+def _side_steal(runs: Sequence[Results]) -> dict[CellKey, float]:
+    """Per cell, the median over the side's runs of each run's median host steal (NaN: none)."""
+    per: dict[CellKey, list[float]] = {}
+    for run in runs:
+        for key, cell in group_cells(run).items():
+            if not math.isnan(cell.host_steal):
+                per.setdefault(key, []).append(cell.host_steal)
+    return {k: float(np.median(v)) for k, v in per.items()}
+
+
+def _steal_differs(
+    changes: Sequence[MetricChange], base: dict[CellKey, float], cur: dict[CellKey, float]
+) -> list[str]:
+    """The figures the comparison flags (a change, or a failed rule) whose two sides ran while the
+    host lost notably different shares of its CPU time to steal: the host may explain them."""
+    hit = []
+    for c in changes:
+        if not (c.failed or c.verdict in ("slower", "faster", "changed")):
+            continue
+        a, b = base.get(c.key, math.nan), cur.get(c.key, math.nan)
+        if max(a, b) > HIGH_STEAL and abs(a - b) > STEAL_GAP:  # NaN compares False
+            hit.append(f"{c.key.driver}/{c.key.metric}: baseline {a:.0%}, current {b:.0%}")
+    if not hit:
+        return []
+    return [
+        f"{len(hit)} flagged figure(s) ran while the host lost different shares of its CPU time to "
+        f"steal on the two sides ({'; '.join(hit[:3])}{'; ...' if len(hit) > 3 else ''}): the host's "
+        "hypervisor, not the change, may explain them; rerun before acting on them"
+    ]
 
 
 def _hostname(run: Results) -> str:
