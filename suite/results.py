@@ -58,8 +58,10 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    step; a compare across them is not a regression). Versions 1-7 load as is.
     9  2026-12-01  every sample's metadata has "host_steal" where its cell spanned at least one
                    CPU-second: the share of the host's CPU time (all CPUs, /proc/stat) its own
-                   hypervisor took while the cell ran (steal). Reports name cells above 10% and the
-                   ratios whose two sides' steal differs. Versions 1-8 load as is (no readings).
+                   hypervisor took while the cell ran (steal), or while the figure's own window ran
+                   where the workload measures it (network: the iperf3 and sockperf clients).
+                   Reports name cells above 10% and the ratios whose two sides' steal differs.
+                   Versions 1-8 load as is (no readings).
 """
 
 from __future__ import annotations

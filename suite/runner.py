@@ -208,10 +208,13 @@ class Runner:
         extra: dict[str, Any] = {"round": cell.round, "slot": cell.slot}
         # The share of the host's CPU time its own hypervisor took during the cell (a cell shorter
         # than a CPU-second has none): a figure measured while the host was held back says so.
-        if (steal := steal_share(before, read_cpu_times(self._host))) is not None:
-            extra["host_steal"] = round(steal, 4)
+        # A workload that read it over a figure's own window (network) keeps its reading.
+        steal = steal_share(before, read_cpu_times(self._host))
+        stolen = {"host_steal": round(steal, 4)} if steal is not None else {}
         ab = {"ab": cell.variant} if cell.variant is not None else {}
-        return [replace(s, params={**s.params, **ab}, metadata={**s.metadata, **extra}) for s in samples]
+        return [
+            replace(s, params={**s.params, **ab}, metadata={**stolen, **s.metadata, **extra}) for s in samples
+        ]
 
     def _measure(self, cell: Cell) -> list[Sample]:
         driver = self.drivers[cell.driver]

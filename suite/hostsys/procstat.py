@@ -10,11 +10,15 @@ figures were measured while the host itself was being held back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from isobench.hostsys.probe import HostProbe
 
-__all__ = ["CpuTimes", "read_cpu_times", "stat_busy", "stat_steal", "steal_share"]
+__all__ = ["CpuTimes", "read_cpu_times", "stat_busy", "stat_steal", "steal_over", "steal_share"]
+
+_T = TypeVar("_T")
 
 #: Jiffies (all CPUs together) a stretch must span for its steal share to be recorded: 1 CPU-second
 #: at USER_HZ 100. Shorter stretches read a handful of ticks, a share of noise.
@@ -75,3 +79,12 @@ def steal_share(
     if total < min_total:
         return None
     return max(0.0, min(1.0, (after.steal - before.steal) / total))
+
+
+def steal_over(fn: Callable[[], _T], host: HostProbe | None = None) -> tuple[_T, float | None]:
+    """``fn()`` and the steal share over exactly its run: a workload that knows the window a figure
+    covers records this one (the runner's reading spans the whole cell, set-up included)."""
+    host = host or HostProbe()
+    before = read_cpu_times(host)
+    out = fn()
+    return out, steal_share(before, read_cpu_times(host))

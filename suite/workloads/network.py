@@ -36,6 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
+from isobench.hostsys.procstat import steal_over
 from isobench.model import Measurement
 from isobench.procs import run_command
 from isobench.workloads._common import BaseWorkload, Budget, Params, last_line, strip_ansi
@@ -363,14 +364,18 @@ class NetworkWorkload(BaseWorkload):
             return parse_iperf3_json(res.stdout)
 
         try:
-            result: IperfResult = retry_refused(attempt, server.proc, budget, "iperf3")
+            measured: tuple[IperfResult, float | None] = retry_refused(
+                lambda: steal_over(attempt), server.proc, budget, "iperf3"
+            )
         finally:
             # -s -1 exits after its one client; the kill only matters when the client failed.
             self._stop(sandbox, server, grace=5, address=address)
+        result, steal = measured
         if result.seconds < 0.95 * params.iperf_seconds:
             raise WorkloadError(f"iperf3 ran {result.seconds:.2f}s of {params.iperf_seconds}s")
         p = {"protocol": "tcp", "direction": "host_to_sandbox", "streams": 1, "placement": params.placement}
         m = {**meta, "tool": "iperf3", "seconds": result.seconds, "retransmits": result.retransmits}
+        m |= _steal(steal)
         return [
             Measurement(
                 "network.tcp_throughput",
@@ -397,10 +402,13 @@ class NetworkWorkload(BaseWorkload):
             return parse_sockperf(res.stdout + res.stderr)
 
         try:
-            result: SockperfResult = retry_refused(attempt, server.proc, budget, "sockperf")
+            measured: tuple[SockperfResult, float | None] = retry_refused(
+                lambda: steal_over(attempt), server.proc, budget, "sockperf"
+            )
         finally:
             # sockperf's server never exits by itself: stop the one we started.
             self._stop(sandbox, server, grace=0, address=address)
+        result, steal = measured
         p = {
             "protocol": "tcp",
             "pattern": "ping-pong",
@@ -408,11 +416,17 @@ class NetworkWorkload(BaseWorkload):
             "placement": params.placement,
         }
         m = {**meta, "tool": "sockperf", "observations": result.observations, "latency": "full round trip"}
+        m |= _steal(steal)
         return [
             Measurement("network.tcp_rtt.avg", result.avg_seconds, "seconds", "lower", p, m),
             Measurement("network.tcp_rtt.p50", result.p50_seconds, "seconds", "lower", p, m),
             Measurement("network.tcp_rtt.p99", result.p99_seconds, "seconds", "lower", p, m),
         ]
+
+
+def _steal(share: float | None) -> dict[str, float]:
+    """The host's steal over the client's own window (the runner's spans the whole cell)."""
+    return {} if share is None else {"host_steal": round(share, 4)}
 
 
 WORKLOAD = NetworkWorkload

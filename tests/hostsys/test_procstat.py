@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from isobench.hostsys import HostProbe
-from isobench.hostsys.procstat import CpuTimes, read_cpu_times, stat_busy, stat_steal, steal_share
+from isobench.hostsys.procstat import CpuTimes, read_cpu_times, stat_busy, stat_steal, steal_over, steal_share
 
 #: user nice system idle iowait irq softirq steal guest guest_nice (a recorded line's layout)
 STAT = "cpu  1000 10 500 8000 100 0 20 7 0 0\ncpu0 500 5 250 4000 50 0 10 3 0 0\nintr 1 2\n"
@@ -36,3 +36,14 @@ def test_steal_share_over_a_stretch() -> None:
     assert steal_share(None, before) is None and steal_share(before, None) is None
     # counters that went backwards (a different host's reading) never give a negative share
     assert steal_share(before, CpuTimes(steal=90.0, total=10_200.0)) == 0.0
+
+
+def test_steal_over_a_callable_is_its_own_window(tmp_path: Path) -> None:
+    host = _host(tmp_path, "cpu  1000 0 0 9000 0 0 0 100 0 0\n")
+
+    def work() -> str:
+        (tmp_path / "proc/stat").write_text("cpu  1300 0 0 9600 0 0 0 200 0 0\n")
+        return "done"
+
+    out, share = steal_over(work, host)
+    assert out == "done" and share == pytest.approx(100 / 1000)

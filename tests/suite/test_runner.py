@@ -92,7 +92,11 @@ class Stolen(WorkloadDefaults):
         f = [int(x) for x in self.stat.read_text().split()[1:]]
         f[0], f[7] = f[0] + 170, f[7] + 30
         self.stat.write_text("cpu  " + " ".join(map(str, f)) + "\n")
-        return [Measurement("stolen.value", 1.0, "s")]
+        # a figure whose own window the workload measured keeps that reading
+        return [
+            Measurement("stolen.value", 1.0, "s"),
+            Measurement("stolen.own", 1.0, "s", metadata={"host_steal": 0.5}),
+        ]
 
 
 def _run(
@@ -130,8 +134,9 @@ def test_every_cell_records_the_hosts_steal_share(tmp_path: Path) -> None:
     results, _, _ = _run(
         tmp_path, {"stolen": Stolen(stat), "steady": Steady()}, host=HostProbe(root=tmp_path / "host")
     )
-    by = {s.workload: s.metadata for s in results.measured()}
+    by = {s.metric.split(".")[0]: s.metadata for s in results.measured() if s.metric != "stolen.own"}
     assert by["stolen"]["host_steal"] == 0.15  # 30 of 200 jiffies
+    assert {s.metadata["host_steal"] for s in results.measured() if s.metric == "stolen.own"} == {0.5}
     # a cell in which the host's CPU time advanced less than a CPU-second has no reading
     assert "host_steal" not in by["steady"]
 
