@@ -263,8 +263,11 @@ def _with_verdict(
         conf = "" if math.isnan(fig.ci_confidence) else f" ({plain(fig.ci_confidence * 100, 3)}%)"
         tip += f", interval [{human(fig.ci_low, unit)}, {human(fig.ci_high, unit)}]{conf}"
     tip += f", n={fig.n}"
+    if not math.isnan(fig.host_steal):
+        tip += f", host steal {fig.host_steal * 100:.0f}%"
     if fig.driver != NATIVE and not math.isnan(ratio):
-        tip += f"; {human_ratio(ratio, lo, hi)} native (95% bootstrap)"
+        how = "" if math.isnan(lo) or math.isnan(hi) else " (95% bootstrap)"  # no interval at n=1
+        tip += f"; {human_ratio(ratio, lo, hi)} native{how}"
     return replace(
         fig, ratio=ratio, ratio_low=lo, ratio_high=hi, verdict=verdict_, text=text, detail=detail, tip=tip
     )

@@ -284,5 +284,8 @@ def test_ratios_whose_sides_ran_under_different_host_steal_are_named() -> None:
     assert "vm" not in said[0]
     said = [f for f in overview(_with_steal(base, steal | {("vm", "cpu"): 0.16})).findings if "steal" in f]
     assert "CPU vm \u00d70.13" in said[0] and "(steal: vm 16%, native 4%)" in said[0]
+    # the headline cell's tooltip carries its steal
+    figures = overview(_with_steal(base, steal)).headline.figures
+    assert figures[("container", "rtt")].tip == "median 65.6 us, n=1, host steal 5%; \u00d74.73 native"
     # no readings (results before schema 9): no sentence
     assert not [f for f in overview(base).findings if "steal" in f]
