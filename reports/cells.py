@@ -25,6 +25,7 @@ __all__ = [
     "group_cells",
     "is_leak_probe",
     "median_steal",
+    "steal_may_explain",
     "variant_of",
 ]
 
@@ -115,6 +116,13 @@ def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
             host_steal=median_steal(group),
         )
     return cells
+
+
+def steal_may_explain(slower: float, faster: float) -> bool:
+    """Whether the host's steal may have made the slower of two sides slower: it ran above
+    HIGH_STEAL and more than STEAL_GAP above the faster side (a side without a reading, NaN: no).
+    Steal on the faster side only shrinks a gap, so it never explains one."""
+    return slower > HIGH_STEAL and slower - faster > STEAL_GAP
 
 
 def median_steal(samples: Iterable[Sample]) -> float:

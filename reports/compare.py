@@ -46,7 +46,7 @@ from isobench.model import Better
 from isobench.results import Results, redefinitions
 from isobench.stats import ratio_ci
 
-from .cells import HIGH_STEAL, STEAL_GAP, Cell, CellKey, group_cells
+from .cells import Cell, CellKey, group_cells, steal_may_explain
 from .gate import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -310,20 +310,26 @@ def _side_steal(runs: Sequence[Results]) -> dict[CellKey, float]:
 def _steal_differs(
     changes: Sequence[MetricChange], base: dict[CellKey, float], cur: dict[CellKey, float]
 ) -> list[str]:
-    """The figures the comparison flags (a change, or a failed rule) whose two sides ran while the
-    host lost notably different shares of its CPU time to steal: the host may explain them."""
+    """The figures the comparison flags (a change, or a failed rule) whose slower side ran while the
+    host lost notably more of its CPU time to steal than the other: the host may explain them."""
     hit = []
     for c in changes:
         if not (c.failed or c.verdict in ("slower", "faster", "changed")):
             continue
         a, b = base.get(c.key, math.nan), cur.get(c.key, math.nan)
-        if max(a, b) > HIGH_STEAL and abs(a - b) > STEAL_GAP:  # NaN compares False
+        if c.verdict == "slower":
+            explains = steal_may_explain(b, a)
+        elif c.verdict == "faster":
+            explains = steal_may_explain(a, b)
+        else:  # no direction: either side's steal may have moved it
+            explains = steal_may_explain(a, b) or steal_may_explain(b, a)
+        if explains:
             hit.append(f"{c.key.driver}/{c.key.metric}: baseline {a:.0%}, current {b:.0%}")
     if not hit:
         return []
     return [
-        f"{len(hit)} flagged figure(s) ran while the host lost different shares of its CPU time to "
-        f"steal on the two sides ({'; '.join(hit[:3])}{'; ...' if len(hit) > 3 else ''}): the host's "
+        f"{len(hit)} flagged figure(s) ran while the host lost notably more of its CPU time to steal "
+        f"on their slower side ({'; '.join(hit[:3])}{'; ...' if len(hit) > 3 else ''}): the host's "
         "hypervisor, not the change, may explain them; rerun before acting on them"
     ]
 

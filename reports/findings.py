@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .cells import HIGH_STEAL, NATIVE, STEAL_GAP
+from .cells import NATIVE, steal_may_explain
 from .headline import CONTAINMENT, LEAK, MEMORY, Figure, Headline, ratio_words
 from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio
@@ -175,32 +175,33 @@ def _single(h: Headline) -> list[str]:
 
 
 def _steal_caveat(h: Headline) -> list[str]:
-    """The ratios a reader is told about (a verdict, or a once-measured one beyond 2x) whose two
-    sides ran while the host lost notably different shares of its CPU time to steal: a held-back
-    host slows whichever side it happens to, so such a verdict may be the host's."""
-    hit = []
+    """The ratios a reader is told about (a verdict, or a once-measured one beyond 2x) whose slower
+    side ran while the host lost notably more of its CPU time to steal than the other side did: a
+    held-back host slows whichever side it happens to, so such a ratio may be the host's."""
+    said = []
     for q in h.questions:
-        if q.exact or q.key == MEMORY:
-            continue
         native = h.figures.get((NATIVE, q.key))
-        if native is None:
+        if q.exact or q.key == MEMORY or native is None:
             continue
+        hit = []
         for f in _measured(h, q.key):
             told = f.verdict in ("worse", "better") or (
                 f.verdict == "unsure" and h.n.get(q.key) == 1 and (f.ratio >= 2 or f.ratio <= 0.5)
             )
+            if f.driver == NATIVE or not told or f.ratio == 1:
+                continue
+            sandbox_slower = (f.better == "lower") == (f.ratio > 1)
             a, b = native.host_steal, f.host_steal
-            # NaN compares False: a side without a reading never counts
-            if f.driver != NATIVE and told and max(a, b) > HIGH_STEAL and abs(a - b) > STEAL_GAP:
-                hit.append(
-                    f"{q.title} {f.driver} {human_ratio(f.ratio)} (steal: {f.driver} {b:.0%}, native {a:.0%})"
-                )
-    if not hit:
+            if steal_may_explain(b, a) if sandbox_slower else steal_may_explain(a, b):
+                hit.append(f"{f.driver} {human_ratio(f.ratio)} at {b:.0%}")
+        if hit:
+            said.append(f"{q.title} (native at {native.host_steal:.0%} steal): " + ", ".join(hit))
+    if not said:
         return []
     return [
-        "Measured while the host lost different shares of its CPU time to steal (its hypervisor ran "
-        "something else), so these ratios may be the host's rather than the sandbox's: "
-        + "; ".join(hit)
+        "These ratios' slower side ran while the host lost notably more of its CPU time to steal (its "
+        "hypervisor ran something else), so they may be the host's rather than the sandbox's: "
+        + "; ".join(said)
         + "."
     ]
 
