@@ -36,8 +36,8 @@ NATIVE = "host"
 #: A cell measured while the host lost more than this share of its CPU time to steal is one a
 #: report names: on the development host a loopback round trip took 2-3x as long at 10-25% steal.
 HIGH_STEAL = 0.10
-#: Two sides of a ratio whose steal differs by more than this (and one above HIGH_STEAL) were
-#: measured under different hosts, in effect.
+#: How much more steal than the other side a ratio's slower side must have run under (and above
+#: HIGH_STEAL) before a report says the host may explain the ratio.
 STEAL_GAP = 0.05
 
 

@@ -273,7 +273,7 @@ def compare(
             "machines measures the machines, not the change"
         )
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
-    warnings += _steal_differs(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
+    warnings += _held_back(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:
@@ -307,7 +307,7 @@ def _side_steal(runs: Sequence[Results]) -> dict[CellKey, float]:
     return {k: float(np.median(v)) for k, v in per.items()}
 
 
-def _steal_differs(
+def _held_back(
     changes: Sequence[MetricChange], base: dict[CellKey, float], cur: dict[CellKey, float]
 ) -> list[str]:
     """The figures the comparison flags (a change, or a failed rule) whose slower side ran while the

@@ -4,8 +4,9 @@ under this host ran someone else on its CPUs.
 Steal is why a figure on a shared virtual host can be slow for reasons outside every sandbox: on
 the development host (a VM on a shared hypervisor) one-second windows of a loopback TCP round trip
 took 93-166 us at 3-9% steal and 270-440 us at 10-14%, on the host and through a veth alike. The
-runner records the share over every cell (``metadata["host_steal"]``) so a report can say which
-figures were measured while the host itself was being held back.
+runner records the share over every cell (``metadata["host_steal"]``), a workload that knows a
+figure's own window over that window (:func:`steal_over`), so a report can say which figures were
+measured while the host itself was being held back.
 """
 
 from __future__ import annotations
