@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Collection, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -12,6 +15,7 @@ from isobench import hostinfo
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups import cgroup_mode
+from isobench.hostsys.procstat import steal_over
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -25,7 +29,46 @@ class Check:
     detail: str
 
 
-def host_checks(host: HostProbe | None = None) -> list[Check]:
+#: How long doctor loads the host to read its steal time, and above which share it warns (the
+#: report's HIGH_STEAL: a loopback round trip here took 2-3x as long in such stretches).
+STEAL_WINDOW_S = 2.0
+STEAL_WARN = 0.10
+
+
+def spin_every_cpu(seconds: float) -> None:
+    """Keep every CPU this process may use busy for ``seconds``: steal accrues only to a CPU that
+    wants to run, so an idle host reads none however busy its hypervisor is."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in os.sched_getaffinity(0)]
+    try:
+        for p in procs:
+            p.wait(timeout=seconds + 30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def steal_check(
+    host: HostProbe, window: float = STEAL_WINDOW_S, load: Callable[[float], None] = spin_every_cpu
+) -> Check:
+    """How much CPU time the hypervisor under the host takes from it now, read while every CPU
+    wants to run: a held-back host measures itself, not the sandboxes."""
+    _, share = steal_over(lambda: load(window), host)
+    if share is None:
+        return Check("CPU steal", "info", "no reading (no steal field in /proc/stat)")
+    text = f"{share:.0%} of the host's CPU time over {window:g}s of load went to its hypervisor's other work"
+    if share > STEAL_WARN:
+        return Check(
+            "CPU steal",
+            "warn",
+            f"{text}: figures measured now may be the host's; run later, or compare with care",
+        )
+    return Check("CPU steal", "ok", text)
+
+
+def host_checks(host: HostProbe | None = None, *, steal: bool = True) -> list[Check]:
     host = host or HostProbe()
     checks: list[Check] = []
     mode = cgroup_mode(host)
@@ -65,6 +108,8 @@ def host_checks(host: HostProbe | None = None) -> list[Check]:
         mods = ", ".join(virt["kvm_modules"]) or "unknown module"
         extra = " (kvm-pvm: stock guest kernels fail on it)" if virt["kvm_pvm"] else ""
         checks.append(Check("/dev/kvm", "info", f"present, provided by {mods}{extra}"))
+    if steal:
+        checks.append(steal_check(host))
     for tool in ("fio", "stress-ng", "iperf3", "sysbench", "qemu-system-x86_64", "runc", "dockerd", "bwrap"):
         path = shutil.which(tool)
         checks.append(Check(f"tool {tool}", "ok" if path else "warn", path or "not installed"))

@@ -1,9 +1,11 @@
+import os
+import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from isobench import doctor
-from isobench.doctor import _kvm_verdict, host_checks
+from isobench.doctor import _kvm_verdict, host_checks, spin_every_cpu, steal_check
 from isobench.drivers.base import Availability
 from isobench.hostsys import HostProbe
 from isobench.testing import FakeDriver
@@ -70,9 +72,43 @@ def test_host_checks_on_a_fake_tree(tmp_path: Path) -> None:
     (tmp_path / "proc/filesystems").write_text("nodev\toverlay\n")
     (tmp_path / "proc/sys/user/max_user_namespaces").write_text("0\n")
     (tmp_path / "proc/cpuinfo").write_text("flags\t: fpu\n")
-    checks = {c.name: c for c in host_checks(HostProbe(root=tmp_path))}
+    checks = {c.name: c for c in host_checks(HostProbe(root=tmp_path), steal=False)}
     assert checks["cgroups"].detail == "unified cgroup v2"
     assert checks["overlayfs"].status == "ok"
     assert checks["user namespaces"].status == "warn"
     assert checks["/dev/kvm"].status == "warn"
     assert "TCG" in checks["/dev/kvm"].detail
+
+
+def _stat(tmp_path: Path, user: int, steal: int) -> None:
+    (tmp_path / "proc").mkdir(exist_ok=True)
+    (tmp_path / "proc/stat").write_text(f"cpu  {user} 0 0 0 0 0 0 {steal} 0 0\n")
+
+
+@pytest.mark.parametrize(("stolen", "status"), [(60, "warn"), (10, "ok")])
+def test_steal_is_read_while_the_host_is_loaded(tmp_path: Path, stolen: int, status: str) -> None:
+    _stat(tmp_path, 1000, 0)
+    windows: list[float] = []
+
+    def load(seconds: float) -> None:  # the CPUs want to run; the hypervisor takes ``stolen`` of 400
+        windows.append(seconds)
+        _stat(tmp_path, 1000 + 400 - stolen, stolen)
+
+    c = steal_check(HostProbe(root=tmp_path), window=2.0, load=load)
+    assert windows == [2.0] and c.status == status
+    assert c.detail.startswith(f"{stolen / 400:.0%} of the host's CPU time over 2s of load")
+    assert ("may be the host's" in c.detail) == (status == "warn")
+
+
+def test_steal_without_a_reading_is_said(tmp_path: Path) -> None:
+    c = steal_check(HostProbe(root=tmp_path), load=lambda s: None)
+    assert (c.status, c.detail) == ("info", "no reading (no steal field in /proc/stat)")
+
+
+def test_spinning_keeps_every_cpu_busy_for_the_window() -> None:
+    before, t0 = os.times(), time.monotonic()
+    spin_every_cpu(0.3)
+    after = os.times()
+    assert time.monotonic() - t0 >= 0.3
+    # the children's CPU time: about the window on each CPU this process may use
+    assert after.children_user - before.children_user >= 0.2 * len(os.sched_getaffinity(0))
