@@ -299,13 +299,13 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
         driver=cell.key.driver,
         question=q.key,
         value=s.median,
+        host_steal=cell.host_steal,
         unit=q.unit or cell.unit,
         better=cell.better,
         n=s.n,
         ci_low=s.ci_low,
         ci_high=s.ci_high,
         ci_confidence=s.ci_confidence,
-        host_steal=cell.host_steal,
     )
     return _with_verdict(fig, cell.values, native.values if native else None, q)
 

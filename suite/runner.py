@@ -204,16 +204,14 @@ class Runner:
         before = read_cpu_times(self._host)
         samples = self._measure(cell)
         # Where the cell stood in the run, so the order can be audited from the samples alone; an
-        # A/B label is a param, so each configuration's figures form cells of their own.
-        extra: dict[str, Any] = {"round": cell.round, "slot": cell.slot}
-        # The share of the host's CPU time its own hypervisor took during the cell (a cell shorter
-        # than a CPU-second has none): a figure measured while the host was held back says so.
-        # A workload that read it over a figure's own window (network) keeps its reading.
+        # A/B label is a param, so each configuration's figures form cells of their own. The host's
+        # steal share over the cell (none under a CPU-second) unless a figure has its own window's.
+        order = {"round": cell.round, "slot": cell.slot}
         steal = steal_share(before, read_cpu_times(self._host))
-        stolen = {"host_steal": round(steal, 4)} if steal is not None else {}
+        held = {} if steal is None else {"host_steal": round(steal, 4)}
         ab = {"ab": cell.variant} if cell.variant is not None else {}
         return [
-            replace(s, params={**s.params, **ab}, metadata={**stolen, **s.metadata, **extra}) for s in samples
+            replace(s, params={**s.params, **ab}, metadata={**held, **s.metadata, **order}) for s in samples
         ]
 
     def _measure(self, cell: Cell) -> list[Sample]:

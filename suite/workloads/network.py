@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
@@ -244,7 +244,10 @@ class Server:
     stop_port: int
 
 
-def retry_refused(attempt: Callable[[], Any], server: BackgroundExec, budget: Budget, what: str) -> Any:
+_R = TypeVar("_R")
+
+
+def retry_refused(attempt: Callable[[], _R], server: BackgroundExec, budget: Budget, what: str) -> _R:
     deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
     while True:
         try:
@@ -363,19 +366,12 @@ class NetworkWorkload(BaseWorkload):
             res = run_command(client, timeout=budget.cap(params.iperf_seconds + params.iperf_omit + 30))
             return parse_iperf3_json(res.stdout)
 
-        try:
-            measured: tuple[IperfResult, float | None] = retry_refused(
-                lambda: steal_over(attempt), server.proc, budget, "iperf3"
-            )
-        finally:
-            # -s -1 exits after its one client; the kill only matters when the client failed.
-            self._stop(sandbox, server, grace=5, address=address)
-        result, steal = measured
+        # -s -1 exits after its one client; the kill only matters when the client failed.
+        result, steal = self._client(session, server, attempt, "iperf3", grace=5)
         if result.seconds < 0.95 * params.iperf_seconds:
             raise WorkloadError(f"iperf3 ran {result.seconds:.2f}s of {params.iperf_seconds}s")
         p = {"protocol": "tcp", "direction": "host_to_sandbox", "streams": 1, "placement": params.placement}
-        m = {**meta, "tool": "iperf3", "seconds": result.seconds, "retransmits": result.retransmits}
-        m |= _steal(steal)
+        m = {**meta, "tool": "iperf3", "seconds": result.seconds, "retransmits": result.retransmits, **steal}
         return [
             Measurement(
                 "network.tcp_throughput",
@@ -386,6 +382,18 @@ class NetworkWorkload(BaseWorkload):
                 m,
             )
         ]
+
+    def _client(
+        self, session: _Session, server: Server, attempt: Callable[[], _R], what: str, *, grace: float
+    ) -> tuple[_R, dict[str, float]]:
+        """The host-side client's result, retried while the server inside is not listening yet; the
+        server stopped on every path; the host's steal over the client's own window (the runner's
+        reading spans the whole cell) as metadata."""
+        try:
+            result, steal = retry_refused(lambda: steal_over(attempt), server.proc, session.budget, what)
+        finally:
+            self._stop(session.sandbox, server, grace=grace, address=session.address)
+        return result, ({} if steal is None else {"host_steal": round(steal, 4)})
 
     def _latency(self, session: _Session) -> list[Measurement]:
         sandbox, address, params, placement, budget, meta = session
@@ -401,32 +409,26 @@ class NetworkWorkload(BaseWorkload):
             res = run_command(client, timeout=budget.cap(params.latency_seconds + 30))
             return parse_sockperf(res.stdout + res.stderr)
 
-        try:
-            measured: tuple[SockperfResult, float | None] = retry_refused(
-                lambda: steal_over(attempt), server.proc, budget, "sockperf"
-            )
-        finally:
-            # sockperf's server never exits by itself: stop the one we started.
-            self._stop(sandbox, server, grace=0, address=address)
-        result, steal = measured
+        # sockperf's server never exits by itself: stop the one we started.
+        result, steal = self._client(session, server, attempt, "sockperf", grace=0)
         p = {
             "protocol": "tcp",
             "pattern": "ping-pong",
             "message_bytes": params.message_size,
             "placement": params.placement,
         }
-        m = {**meta, "tool": "sockperf", "observations": result.observations, "latency": "full round trip"}
-        m |= _steal(steal)
+        m = {
+            **meta,
+            "tool": "sockperf",
+            "observations": result.observations,
+            "latency": "full round trip",
+            **steal,
+        }
         return [
             Measurement("network.tcp_rtt.avg", result.avg_seconds, "seconds", "lower", p, m),
             Measurement("network.tcp_rtt.p50", result.p50_seconds, "seconds", "lower", p, m),
             Measurement("network.tcp_rtt.p99", result.p99_seconds, "seconds", "lower", p, m),
         ]
-
-
-def _steal(share: float | None) -> dict[str, float]:
-    """The host's steal over the client's own window (the runner's spans the whole cell)."""
-    return {} if share is None else {"host_steal": round(share, 4)}
 
 
 WORKLOAD = NetworkWorkload
