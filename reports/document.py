@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from isobench.results import Results
 
 from .ab import ab_labels
 from .ab_view import ABView, ab_views, first_configuration
-from .cells import group_cells
+from .cells import HIGH_STEAL, group_cells
 from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .fleet import Fleet, fleet_view, main_results
@@ -81,6 +82,8 @@ class Document:
     escape_evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: An A/B run's answer: each configuration after the first against the first (none otherwise).
     ab: tuple[ABView, ...] = ()
+    #: The host's steal over the run's cells in words ("" before results schema 9).
+    steal: str = ""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -130,11 +133,28 @@ class Document:
         return list(flatten(facts))
 
     def host_facts(self) -> list[tuple[str, str]]:
-        return list(flatten(self.run.get("host") or {}))
+        facts = list(flatten(self.run.get("host") or {}))
+        return facts + ([("CPU steal during the run", self.steal)] if self.steal else [])
 
     def driver_facts(self) -> dict[str, list[tuple[str, str]]]:
         drivers = self.run.get("drivers") or {}
         return {str(k): list(flatten(v)) for k, v in drivers.items()} if isinstance(drivers, Mapping) else {}
+
+
+def steal_words(results: Results) -> str:
+    """The host's steal share over the run's cells (each cell's reading once): median and range."""
+    cells: dict[tuple[object, ...], float] = {}
+    for s in results.samples:
+        v = s.metadata.get("host_steal")
+        if isinstance(v, int | float):
+            cells.setdefault(
+                (s.driver, s.workload, s.repetition, s.metadata.get("round"), s.metadata.get("slot")), v
+            )
+    if not cells:
+        return ""
+    v = sorted(cells.values())
+    text = f"median {statistics.median(v):.0%} of the host's CPU time over {len(v)} cell reading{'s' if len(v) != 1 else ''} ({v[0]:.0%}-{v[-1]:.0%})"
+    return text + (f"; Warnings name the cells above {HIGH_STEAL:.0%}" if v[-1] > HIGH_STEAL else "")
 
 
 def build_document(results: Results, plots_dir: Path) -> Document:
@@ -196,4 +216,5 @@ def build_document(results: Results, plots_dir: Path) -> Document:
         escape=escape_table(results),
         escape_evidence=escape_evidence(results),
         ab=ab,
+        steal=steal_words(results),
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 from isobench.model import Sample
 from isobench.reports import ReportPaths, render
+from isobench.reports.document import steal_words
 from isobench.results import Results
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -144,3 +145,20 @@ def test_markdown_escapes_table_cells(rendered: tuple[Results, ReportPaths]) -> 
     # short: the headline, findings, grouped warnings and where the detail is
     assert len(md) < 10_000
     assert "tables/summary.csv" in md
+
+
+def test_the_runs_host_steal_is_a_host_fact() -> None:
+    def sample(driver: str, rep: int, steal: float | None) -> Sample:
+        meta = {"round": rep, "slot": 0} | ({"host_steal": steal} if steal is not None else {})
+        return Sample("r", driver, "cpu", "cpu.x", 1.0, "s", rep, metadata=meta)
+
+    # two figures of one cell share its reading; a cell without one (too short) is not counted
+    samples = [sample("host", 0, 0.02), sample("host", 0, 0.02), sample("vm", 1, 0.3), sample("vm", 2, 0.05)]
+    samples.append(sample("vm", 3, None))
+    assert steal_words(Results(run={}, samples=samples)) == (
+        "median 5% of the host's CPU time over 3 cell readings (2%-30%); Warnings name the cells above 10%"
+    )
+    assert steal_words(Results(run={}, samples=samples[:2])) == (
+        "median 2% of the host's CPU time over 1 cell reading (2%-2%)"
+    )
+    assert steal_words(Results(run={}, samples=[samples[-1]])) == ""
