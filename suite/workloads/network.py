@@ -27,7 +27,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
+import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -79,6 +82,12 @@ class NetworkParams(Params):
     message_size: int = 64
     #: cross-cpu | same-cpu | free (see the module docstring).
     placement: str = field(default="cross-cpu", metadata={"choices": PLACEMENTS})
+    #: Off at 0. Else this many pairs of 1 s round-trip windows, the sandbox's and then host
+    #: loopback's (same client CPU, server on the sandbox server's CPU), for the figure
+    #: ``network.tcp_rtt.p50_paired_ratio``: the median over pairs of sandbox p50 / host p50. The
+    #: host's slow stretches last 1-6 s and hit both paths alike, so adjacent windows cancel them
+    #: where cells measured minutes apart do not (README "Round-trip drift").
+    paired_windows: int = field(default=0, metadata={"min": 0})
 
     @classmethod
     def quick(cls) -> NetworkParams:
@@ -319,6 +328,8 @@ class NetworkWorkload(BaseWorkload):
             session = _Session(sandbox, address, params, placement, budget, meta)
             out = self._throughput(session)
             out += self._latency(session)
+            if params.paired_windows:
+                out += self._paired(session)
         return out
 
     def _serve(self, sandbox: Sandbox, command: str, life: float) -> Server:
@@ -393,7 +404,79 @@ class NetworkWorkload(BaseWorkload):
             result, steal = retry_refused(lambda: steal_over(attempt), server.proc, session.budget, what)
         finally:
             self._stop(session.sandbox, server, grace=grace, address=session.address)
-        return result, ({} if steal is None else {"host_steal": round(steal, 4)})
+        return result, _steal_meta(steal)
+
+    def _paired(self, session: _Session) -> list[Measurement]:
+        """Alternate 1 s windows against the sandbox's server and a host-loopback one; each pair's
+        p50 ratio cancels what the host does to both in the same seconds."""
+        sandbox, address, params, placement, budget, meta = session
+        port, ref_port = free_port(), free_port()
+        life = 4 * params.paired_windows + SERVER_START_SECONDS + 10
+        server = self._serve(sandbox, placement.server(f"sockperf server --tcp -i {address} -p {port}"), life)
+        ref_cpu = _reference_cpu(placement)
+        pin = [] if ref_cpu is None else ["taskset", "-c", str(ref_cpu)]
+        # bounded by `timeout` even if isobench is killed; its own group, so one kill ends both
+        ref = subprocess.Popen(
+            [
+                "timeout",
+                str(int(life)),
+                *pin,
+                "sockperf",
+                "server",
+                "--tcp",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(ref_port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def window(host: str, to: int) -> float:
+            argv = ["sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", host, "-p", str(to), "-t", "1"]
+            res = run_command(
+                placement.client([*argv, "-m", str(params.message_size)]), timeout=budget.cap(31)
+            )
+            return parse_sockperf(res.stdout + res.stderr).p50_seconds
+
+        pairs: list[tuple[float, float]] = []
+
+        def alternate() -> None:
+            first = retry_refused(lambda: window(address, port), server.proc, budget, "sockperf")
+            deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
+            while not pairs:  # the host's server may not listen yet either
+                try:
+                    pairs.append((first, window("127.0.0.1", ref_port)))
+                except ConnectionRefused as err:
+                    if ref.poll() is not None or time.monotonic() > deadline:
+                        raise WorkloadError("the host-loopback sockperf server never listened") from err
+                    time.sleep(0.2)
+            while len(pairs) < params.paired_windows:
+                pairs.append((window(address, port), window("127.0.0.1", ref_port)))
+
+        try:
+            _, steal = steal_over(alternate)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(ref.pid, signal.SIGKILL)
+            ref.wait()
+            self._stop(sandbox, server, grace=0, address=address)
+        ratios = [a / b for a, b in pairs]
+        p = _rtt_params(params)
+        m = {
+            **meta,
+            "tool": "sockperf",
+            "reference": "host loopback" + ("" if ref_cpu is None else f", server on CPU {ref_cpu}"),
+            "window_seconds": 1,
+            "pair_ratios": [round(r, 4) for r in ratios],
+            "sandbox_p50_seconds": [a for a, _ in pairs],
+            "host_p50_seconds": [b for _, b in pairs],
+            **_steal_meta(steal),
+        }
+        ratio = statistics.median(ratios)
+        return [Measurement("network.tcp_rtt.p50_paired_ratio", ratio, "ratio", "lower", p, m)]
 
     def _latency(self, session: _Session) -> list[Measurement]:
         sandbox, address, params, placement, budget, meta = session
@@ -411,12 +494,7 @@ class NetworkWorkload(BaseWorkload):
 
         # sockperf's server never exits by itself: stop the one we started.
         result, steal = self._client(session, server, attempt, "sockperf", grace=0)
-        p = {
-            "protocol": "tcp",
-            "pattern": "ping-pong",
-            "message_bytes": params.message_size,
-            "placement": params.placement,
-        }
+        p = _rtt_params(params)
         m = {
             **meta,
             "tool": "sockperf",
@@ -429,6 +507,29 @@ class NetworkWorkload(BaseWorkload):
             Measurement("network.tcp_rtt.p50", result.p50_seconds, "seconds", "lower", p, m),
             Measurement("network.tcp_rtt.p99", result.p99_seconds, "seconds", "lower", p, m),
         ]
+
+
+def _rtt_params(params: NetworkParams) -> dict[str, Any]:
+    """What a round-trip figure was measured with (its cell's params)."""
+    return {
+        "protocol": "tcp",
+        "pattern": "ping-pong",
+        "message_bytes": params.message_size,
+        "placement": params.placement,
+    }
+
+
+def _steal_meta(share: float | None) -> dict[str, float]:
+    """The host's steal over a figure's own window, as its metadata (the runner's spans the cell)."""
+    return {} if share is None else {"host_steal": round(share, 4)}
+
+
+def _reference_cpu(placement: Placement) -> int | None:
+    """The CPU the host-loopback reference server runs on: the sandbox server's, or for a guest
+    (whose server a vCPU runs) the first other than the client's."""
+    if placement.server_cpu is not None or placement.client_cpu is None:
+        return placement.server_cpu
+    return next((c for c in sorted(os.sched_getaffinity(0)) if c != placement.client_cpu), None)
 
 
 WORKLOAD = NetworkWorkload

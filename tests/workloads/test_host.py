@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from isobench.model import Measurement
 from isobench.workloads.base import WorkloadContext, all_workloads, get_workload
@@ -134,3 +136,23 @@ def test_overlay_staged_on_host(host_ctx: Ctx) -> None:
     assert sizes == [4096, 1 << 20]
     assert ms["overlay.rename_dir"][0].metadata["rename_syscall"] == "ok"
     assert ms["overlay.noop"][0].metadata["fixtures"].startswith("staged")
+
+
+def test_network_paired_reference_pairs_adjacent_windows(host_ctx: Ctx) -> None:
+    params = {"iperf_seconds": 1, "latency_seconds": 1, "paired_windows": 2}
+    started = time.time() - 1
+    ms = run("network", host_ctx(params=params))
+    (paired,) = ms["network.tcp_rtt.p50_paired_ratio"]
+    md = paired.metadata
+    assert paired.unit == "ratio" and len(md["pair_ratios"]) == 2
+    assert len(md["sandbox_p50_seconds"]) == len(md["host_p50_seconds"]) == 2
+    # the host driver's sandbox is host loopback too: an A/A pair, whatever the host did meanwhile
+    assert 0.1 < paired.value < 10
+    assert md["host_steal"] >= 0 and md["reference"].startswith("host loopback")
+    # no sockperf server this cell started outlives it (the reference one runs in its own group)
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline", "create_time"])
+        if "sockperf" in (p.info["cmdline"] or []) and p.info["create_time"] >= started
+    ]
+    assert left == []
