@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from isobench.drivers.base import presentation_order
+from isobench.hostsys.procstat import HIGH_STEAL
 from isobench.model import Better, Sample
 from isobench.results import Results
 
@@ -33,9 +34,6 @@ __all__ = [
 NATIVE = "host"
 
 
-#: A cell measured while the host lost more than this share of its CPU time to steal is one a
-#: report names: on the development host a loopback round trip took 2-3x as long at 10-25% steal.
-HIGH_STEAL = 0.10
 #: How much more steal than the other side a ratio's slower side must have run under (and above
 #: HIGH_STEAL) before a report says the host may explain the ratio.
 STEAL_GAP = 0.05

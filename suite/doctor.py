@@ -15,7 +15,7 @@ from isobench import hostinfo
 from isobench.drivers.base import DriverContext, all_drivers
 from isobench.hostsys import HostProbe
 from isobench.hostsys.cgroups import cgroup_mode
-from isobench.hostsys.procstat import steal_over
+from isobench.hostsys.procstat import HIGH_STEAL, steal_over
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -29,10 +29,8 @@ class Check:
     detail: str
 
 
-#: How long doctor loads the host to read its steal time, and above which share it warns (the
-#: report's HIGH_STEAL: a loopback round trip here took 2-3x as long in such stretches).
+#: How long doctor loads the host to read its steal time (it warns above HIGH_STEAL, as reports do).
 STEAL_WINDOW_S = 2.0
-STEAL_WARN = 0.10
 
 
 def spin_every_cpu(seconds: float) -> None:
@@ -59,7 +57,7 @@ def steal_check(
     if share is None:
         return Check("CPU steal", "info", "no reading (no steal field in /proc/stat)")
     text = f"{share:.0%} of the host's CPU time over {window:g}s of load went to its hypervisor's other work"
-    if share > STEAL_WARN:
+    if share > HIGH_STEAL:
         return Check(
             "CPU steal",
             "warn",

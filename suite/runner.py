@@ -40,7 +40,7 @@ from isobench.config import RunConfig
 from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
 from isobench.errors import IsobenchError, UsageError
 from isobench.hostsys import HostProbe
-from isobench.hostsys.procstat import read_cpu_times, steal_share
+from isobench.hostsys.procstat import steal_metadata, steal_over
 from isobench.model import Sample
 from isobench.results import Journal, Results, finalize
 from isobench.runstate import RunLock, run_work_dir
@@ -201,14 +201,12 @@ class Runner:
                 self.teardown_errors.append(msg)
 
     def run_cell(self, cell: Cell) -> list[Sample]:
-        before = read_cpu_times(self._host)
-        samples = self._measure(cell)
+        samples, steal = steal_over(lambda: self._measure(cell), self._host)
         # Where the cell stood in the run, so the order can be audited from the samples alone; an
         # A/B label is a param, so each configuration's figures form cells of their own. The host's
         # steal share over the cell (none under a CPU-second) unless a figure has its own window's.
         order = {"round": cell.round, "slot": cell.slot}
-        steal = steal_share(before, read_cpu_times(self._host))
-        held = {} if steal is None else {"host_steal": round(steal, 4)}
+        held = steal_metadata(steal)
         ab = {"ab": cell.variant} if cell.variant is not None else {}
         return [
             replace(s, params={**s.params, **ab}, metadata={**held, **s.metadata, **order}) for s in samples

@@ -17,9 +17,22 @@ from typing import TypeVar
 
 from isobench.hostsys.probe import HostProbe
 
-__all__ = ["CpuTimes", "read_cpu_times", "stat_busy", "stat_steal", "steal_over", "steal_share"]
+__all__ = [
+    "HIGH_STEAL",
+    "CpuTimes",
+    "read_cpu_times",
+    "stat_busy",
+    "stat_steal",
+    "steal_metadata",
+    "steal_over",
+    "steal_share",
+]
 
 _T = TypeVar("_T")
+
+#: A share of steal above which reports name a cell and doctor warns: on the development host a
+#: loopback round trip took 2-3x as long at 10-25% steal.
+HIGH_STEAL = 0.10
 
 #: Jiffies (all CPUs together) a stretch must span for its steal share to be recorded: 1 CPU-second
 #: at USER_HZ 100. Shorter stretches read a handful of ticks, a share of noise.
@@ -89,3 +102,8 @@ def steal_over(fn: Callable[[], _T], host: HostProbe | None = None) -> tuple[_T,
     before = read_cpu_times(host)
     out = fn()
     return out, steal_share(before, read_cpu_times(host))
+
+
+def steal_metadata(share: float | None) -> dict[str, float]:
+    """A steal share as a sample's metadata (``host_steal``); nothing where there is no reading."""
+    return {} if share is None else {"host_steal": round(share, 4)}

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
 from isobench.errors import IsobenchError, WorkloadError
-from isobench.hostsys.procstat import steal_over
+from isobench.hostsys.procstat import steal_metadata, steal_over
 from isobench.model import Measurement
 from isobench.procs import run_command
 from isobench.workloads._common import BaseWorkload, Budget, Params, last_line, strip_ansi
@@ -404,7 +404,7 @@ class NetworkWorkload(BaseWorkload):
             result, steal = retry_refused(lambda: steal_over(attempt), server.proc, session.budget, what)
         finally:
             self._stop(session.sandbox, server, grace=grace, address=session.address)
-        return result, _steal_meta(steal)
+        return result, steal_metadata(steal)
 
     def _paired(self, session: _Session) -> list[Measurement]:
         """Alternate 1 s windows against the sandbox's server and a host-loopback one; each pair's
@@ -473,7 +473,7 @@ class NetworkWorkload(BaseWorkload):
             "pair_ratios": [round(r, 4) for r in ratios],
             "sandbox_p50_seconds": [a for a, _ in pairs],
             "host_p50_seconds": [b for _, b in pairs],
-            **_steal_meta(steal),
+            **steal_metadata(steal),
         }
         ratio = statistics.median(ratios)
         return [Measurement("network.tcp_rtt.p50_paired_ratio", ratio, "ratio", "lower", p, m)]
@@ -517,11 +517,6 @@ def _rtt_params(params: NetworkParams) -> dict[str, Any]:
         "message_bytes": params.message_size,
         "placement": params.placement,
     }
-
-
-def _steal_meta(share: float | None) -> dict[str, float]:
-    """The host's steal over a figure's own window, as its metadata (the runner's spans the cell)."""
-    return {} if share is None else {"host_steal": round(share, 4)}
 
 
 def _reference_cpu(placement: Placement) -> int | None:
