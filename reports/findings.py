@@ -162,16 +162,17 @@ def _single(h: Headline) -> list[str]:
         # start-up has its own sentence; memory has no native to compare with
         if h.n.get(q.key) != 1 or q.exact or q.key in (MEMORY, "start"):
             continue
-        figs = [
-            f
-            for f in _measured(h, q.key)
-            if f.driver != NATIVE and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
-        ]
+        figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _once_far_off(h, f)]
         if figs:
             big.append(f"{q.title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in figs))
     if not big:
         return []
     return ["Measured once, but more than 2\u00d7 off native: " + "; ".join(big) + "."]
+
+
+def _once_far_off(h: Headline, f: Figure) -> bool:
+    """A ratio measured once (no interval, so no verdict) that is still more than 2x off native."""
+    return h.n.get(f.question) == 1 and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
 
 
 def _steal_caveat(h: Headline) -> list[str]:
@@ -185,9 +186,7 @@ def _steal_caveat(h: Headline) -> list[str]:
             continue
         hit = []
         for f in _measured(h, q.key):
-            told = f.verdict in ("worse", "better") or (
-                f.verdict == "unsure" and h.n.get(q.key) == 1 and (f.ratio >= 2 or f.ratio <= 0.5)
-            )
+            told = f.verdict in ("worse", "better") or _once_far_off(h, f)
             if f.driver == NATIVE or not told or f.ratio == 1:
                 continue
             sandbox_slower = (f.better == "lower") == (f.ratio > 1)

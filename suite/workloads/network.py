@@ -243,6 +243,12 @@ class BackgroundExec:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def exited(self) -> str | None:
+        """Why the command ended (its error or its last stderr line); None while it runs."""
+        if self.running:
+            return None
+        return str(self.error or (self.result and last_line(self.result.stderr)))
+
 
 @dataclass(frozen=True)
 class Server:
@@ -256,18 +262,27 @@ class Server:
 _R = TypeVar("_R")
 
 
-def retry_refused(attempt: Callable[[], _R], server: BackgroundExec, budget: Budget, what: str) -> _R:
+def retry_refused(
+    attempt: Callable[[], _R], exited: Callable[[], str | None], budget: Budget, what: str
+) -> _R:
+    """``attempt()`` again while the server ``what`` refuses connections (it may not listen yet),
+    until it has ``exited()`` (a reason) or the start-up deadline passes."""
     deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
     while True:
         try:
             return attempt()
         except ConnectionRefused as err:
-            if not server.running:
-                detail = server.error or (server.result and last_line(server.result.stderr))
-                raise WorkloadError(f"{what} server inside the sandbox exited: {detail}") from err
+            if (detail := exited()) is not None:
+                raise WorkloadError(f"{what} exited: {detail}") from err
             if time.monotonic() > deadline:
-                raise WorkloadError(f"{what} server inside the sandbox never listened") from err
+                raise WorkloadError(f"{what} never listened") from err
             time.sleep(0.2)
+
+
+def _ping_pong(address: str, port: int, seconds: int, message_size: int) -> list[str]:
+    """sockperf's client for one round-trip window (full round trip, TCP)."""
+    return ["sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
+            "-t", str(seconds), "-m", str(message_size)]  # fmt: skip
 
 
 class _Session(NamedTuple):
@@ -401,7 +416,12 @@ class NetworkWorkload(BaseWorkload):
         server stopped on every path; the host's steal over the client's own window (the runner's
         reading spans the whole cell) as metadata."""
         try:
-            result, steal = retry_refused(lambda: steal_over(attempt), server.proc, session.budget, what)
+            result, steal = retry_refused(
+                lambda: steal_over(attempt),
+                server.proc.exited,
+                session.budget,
+                f"{what} server inside the sandbox",
+            )
         finally:
             self._stop(session.sandbox, server, grace=grace, address=session.address)
         return result, steal_metadata(steal)
@@ -416,43 +436,40 @@ class NetworkWorkload(BaseWorkload):
         ref_cpu = _reference_cpu(placement)
         pin = [] if ref_cpu is None else ["taskset", "-c", str(ref_cpu)]
         # bounded by `timeout` even if isobench is killed; its own group, so one kill ends both
+        ref_argv = [
+            "timeout",
+            str(int(life)),
+            *pin,
+            "sockperf",
+            "server",
+            "--tcp",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(ref_port),
+        ]
         ref = subprocess.Popen(
-            [
-                "timeout",
-                str(int(life)),
-                *pin,
-                "sockperf",
-                "server",
-                "--tcp",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(ref_port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            ref_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
         def window(host: str, to: int) -> float:
-            argv = ["sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", host, "-p", str(to), "-t", "1"]
-            res = run_command(
-                placement.client([*argv, "-m", str(params.message_size)]), timeout=budget.cap(31)
-            )
+            argv = placement.client(_ping_pong(host, to, 1, params.message_size))
+            res = run_command(argv, timeout=budget.cap(31))
             return parse_sockperf(res.stdout + res.stderr).p50_seconds
+
+        def ref_exited() -> str | None:
+            return None if ref.poll() is None else f"exit status {ref.returncode}"
 
         pairs: list[tuple[float, float]] = []
 
         def alternate() -> None:
-            first = retry_refused(lambda: window(address, port), server.proc, budget, "sockperf")
-            deadline = time.monotonic() + min(SERVER_START_SECONDS, budget.left())
-            while not pairs:  # the host's server may not listen yet either
-                try:
-                    pairs.append((first, window("127.0.0.1", ref_port)))
-                except ConnectionRefused as err:
-                    if ref.poll() is not None or time.monotonic() > deadline:
-                        raise WorkloadError("the host-loopback sockperf server never listened") from err
-                    time.sleep(0.2)
+            inside = "sockperf server inside the sandbox"
+            first = retry_refused(lambda: window(address, port), server.proc.exited, budget, inside)
+            # the host's server may not listen yet either
+            host = retry_refused(
+                lambda: window("127.0.0.1", ref_port), ref_exited, budget, "the host-loopback sockperf server"
+            )
+            pairs.append((first, host))
             while len(pairs) < params.paired_windows:
                 pairs.append((window(address, port), window("127.0.0.1", ref_port)))
 
@@ -483,10 +500,7 @@ class NetworkWorkload(BaseWorkload):
         port = free_port()
         life = params.latency_seconds + SERVER_START_SECONDS + 10
         server = self._serve(sandbox, placement.server(f"sockperf server --tcp -i {address} -p {port}"), life)
-        client = placement.client([
-            "sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
-            "-t", str(params.latency_seconds), "-m", str(params.message_size),
-        ])  # fmt: skip
+        client = placement.client(_ping_pong(address, port, params.latency_seconds, params.message_size))
 
         def attempt() -> SockperfResult:
             res = run_command(client, timeout=budget.cap(params.latency_seconds + 30))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from isobench.drivers.base import SandboxSpec, SandboxStats
 from isobench.errors import UsageError, WorkloadError
-from isobench.workloads._common import resolve_params
+from isobench.workloads import network
+from isobench.workloads._common import Budget, resolve_params
 from isobench.workloads._fio import parse_fio_json
 from isobench.workloads._stressng import parse_stress_ng_metrics
 from isobench.workloads._sysbench import parse_sysbench_cpu, parse_sysbench_memory
@@ -17,7 +19,7 @@ from isobench.workloads.cpu import CpuParams, all_vcpus, cpu_measurements
 from isobench.workloads.disk import PATTERNS, DiskParams, disk_measurements, fio_argv
 from isobench.workloads.idle_memory import idle_measurements, parse_meminfo
 from isobench.workloads.memory_bandwidth import MemoryBandwidthParams, bandwidth_measurements
-from isobench.workloads.network import ConnectionRefused, parse_iperf3_json, parse_sockperf
+from isobench.workloads.network import ConnectionRefused, parse_iperf3_json, parse_sockperf, retry_refused
 from isobench.workloads.syscall import fork_exec_script, parse_dd_seconds, parse_fork_exec
 
 Data = Callable[[str], str]
@@ -259,3 +261,27 @@ def test_network_placement_plans() -> None:
     assert free.client(["a"]) == ["a"] and free.server("b") == "b"
     with pytest.raises(UsageError, match="placement"):
         NetworkParams(placement="anywhere")
+
+
+def test_a_refusing_server_is_retried_until_it_exits_or_its_deadline_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused() -> float:
+        raise ConnectionRefused("sockperf: connection refused")
+
+    with pytest.raises(WorkloadError, match=r"^the host-loopback sockperf server exited: exit status 1$"):
+        retry_refused(
+            refused, lambda: "exit status 1", Budget(60, "cell"), "the host-loopback sockperf server"
+        )
+    calls = iter([None, None, 5.0])
+
+    def listens_third() -> float:
+        if (v := next(calls)) is None:
+            raise ConnectionRefused("refused")
+        return v
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    assert retry_refused(listens_third, lambda: None, Budget(60, "cell"), "x") == 5.0
+    monkeypatch.setattr(network, "SERVER_START_SECONDS", 0.0)
+    with pytest.raises(WorkloadError, match=r"^iperf3 server inside the sandbox never listened$"):
+        retry_refused(refused, lambda: None, Budget(60, "cell"), "iperf3 server inside the sandbox")
