@@ -19,6 +19,7 @@ __all__ = [
     "HIGH_STEAL",
     "LEAK_AGGREGATES",
     "NATIVE",
+    "PAIRED_RATIOS",
     "STEAL_GAP",
     "Cell",
     "CellKey",
@@ -33,6 +34,12 @@ __all__ = [
 #: The native baseline every ratio is taken against.
 NATIVE = "host"
 
+
+#: Figures that are a ratio to native themselves, measured in adjacent windows (the sandbox's, then
+#: the host's reference), keyed to the figure whose ratio they stand for: their ratio to native is
+#: their own value, and where a driver has one it replaces the ratio of cells measured apart, which
+#: the host's slow stretches decide (README "Round-trip drift").
+PAIRED_RATIOS = {"network.tcp_rtt.p50_paired_ratio": "network.tcp_rtt.p50"}
 
 #: How much more steal than the other side a ratio's slower side must have run under (and above
 #: HIGH_STEAL) before a report says the host may explain the ratio.
@@ -87,6 +94,9 @@ class Cell:
     #: The median share of the host's CPU time its hypervisor took (steal) while the cell's
     #: repetitions ran; NaN where no repetition recorded one (results before schema 9, short cells).
     host_steal: float = math.nan
+    #: A paired figure's (PAIRED_RATIOS) every pair ratio, from its samples' ``pair_ratios``; each
+    #: value is one repetition's median of them.
+    pairs: tuple[float, ...] = ()
 
 
 def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
@@ -112,8 +122,14 @@ def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
             params=dict(first.params),
             values=tuple(float(s.value) for s in group if s.value is not None),
             host_steal=median_steal(group),
+            pairs=tuple(r for s in group for r in _pair_ratios(s)),
         )
     return cells
+
+
+def _pair_ratios(s: Sample) -> list[float]:
+    got = s.metadata.get("pair_ratios")
+    return [float(r) for r in got if isinstance(r, int | float) and r > 0] if isinstance(got, list) else []
 
 
 def steal_may_explain(slower: float, faster: float) -> bool:

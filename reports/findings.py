@@ -178,7 +178,8 @@ def _once_far_off(h: Headline, f: Figure) -> bool:
 def _steal_caveat(h: Headline) -> list[str]:
     """The ratios a reader is told about (a verdict, or a once-measured one beyond 2x) whose slower
     side ran while the host lost notably more of its CPU time to steal than the other side did: a
-    held-back host slows whichever side it happens to, so such a ratio may be the host's."""
+    held-back host slows whichever side it happens to, so such a ratio may be the host's. Ratios of
+    adjacent windows (``Figure.paired``) are left out: both sides ran in the same seconds."""
     said = []
     for q in h.questions:
         native = h.figures.get((NATIVE, q.key))
@@ -187,7 +188,8 @@ def _steal_caveat(h: Headline) -> list[str]:
         hit = []
         for f in _measured(h, q.key):
             told = f.verdict in ("worse", "better") or _once_far_off(h, f)
-            if f.driver == NATIVE or not told or f.ratio == 1:
+            # a paired ratio's two sides ran in the same seconds: steal hit both alike
+            if f.driver == NATIVE or not told or f.ratio == 1 or f.paired:
                 continue
             sandbox_slower = (f.better == "lower") == (f.ratio > 1)
             a, b = native.host_steal, f.host_steal

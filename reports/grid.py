@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .cells import NATIVE, Cell, CellKey, driver_order, is_leak_probe
-from .headline import QUESTIONS, Figure, Question, cell_figure
+from .cells import NATIVE, PAIRED_RATIOS, Cell, CellKey, driver_order, is_leak_probe
+from .headline import QUESTIONS, Figure, Question, cell_figure, paired_ratios
 from .units import human_pct
 
 __all__ = ["MAX_COLUMNS", "GridTable", "question_tables"]
@@ -49,6 +49,8 @@ def detail_only(metric: str) -> bool:
         or metric.startswith(("density.", "limits."))
         # one 0/1 per escape primitive: the escape battery table shows them with their evidence
         or (metric.startswith("escape.") and metric != "escape.open")
+        # the ratio to native of the figure it pairs, shown there
+        or metric in PAIRED_RATIOS
     )
 
 
@@ -89,14 +91,14 @@ def _degradation(fig: Figure) -> Figure:
     return replace(fig, text=human_pct(fig.value, 2), detail=detail, verdict="none", ratio=math.nan, tip=tip)
 
 
-def _figure(cell: Cell, native: Cell | None) -> Figure:
+def _figure(cell: Cell, native: Cell | None, pairs: tuple[float, ...] = ()) -> Figure:
     metric = cell.key.metric
     degradation = metric.endswith((".d_mean", ".d_p99"))
     unit = "iops" if metric.endswith(".iops") and cell.unit == "ops_per_second" else None
     q = Question(
         metric, metric, cell.key.workload, metric, {}, "value", "", exact=cell.unit == "bool", unit=unit
     )
-    fig = cell_figure(q, cell, None if degradation else native)
+    fig = cell_figure(q, cell, None if degradation else native, pairs)
     return _degradation(fig) if degradation else fig
 
 
@@ -119,7 +121,7 @@ def _pack(metrics: Sequence[tuple[str, list[Params]]]) -> list[list[tuple[str, P
     return tables
 
 
-def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
+def _workload_tables(workload: str, cells: Sequence[Cell], every: Mapping[CellKey, Cell]) -> list[GridTable]:
     by_metric: dict[str, list[Cell]] = {}
     # the metrics the headline answers with come first, the rest in name order
     first = [q.metric for q in QUESTIONS]
@@ -171,7 +173,9 @@ def _workload_tables(workload: str, cells: Sequence[Cell]) -> list[GridTable]:
                 ),
                 None,
             )
-            rows.setdefault(row_of[c.key], [None] * len(cols))[i] = _figure(c, native)
+            rows.setdefault(row_of[c.key], [None] * len(cols))[i] = _figure(
+                c, native, paired_ratios(every, c)
+            )
         out.append(
             GridTable(
                 workload=workload,
@@ -246,5 +250,5 @@ def question_tables(cells: Mapping[CellKey, Cell]) -> dict[str, list[GridTable]]
     out = {}
     for w, cs in sorted(by_workload.items()):
         special = _interference_tables(cs) if w == "interference" else None
-        out[w] = special if special is not None else _workload_tables(w, cs)
+        out[w] = special if special is not None else _workload_tables(w, cs, cells)
     return out

@@ -23,7 +23,7 @@ from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
-from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, variant_of
+from .cells import NATIVE, PAIRED_RATIOS, Cell, CellKey, driver_order, group_cells, variant_of
 from .compare import DEFAULT_MIN_EFFECT
 from .leak_rank import leak_figures
 from .memory import idle_overhead
@@ -35,6 +35,8 @@ __all__ = [
     "LEAK",
     "MEMORY",
     "MIN_EFFECT",
+    "PAIRED_CONFIDENCE",
+    "PAIRED_WORDS",
     "QUESTIONS",
     "Figure",
     "Headline",
@@ -43,6 +45,7 @@ __all__ = [
     "build_headline",
     "cell_figure",
     "driver_labels",
+    "paired_ratios",
     "verdict",
 ]
 
@@ -50,6 +53,14 @@ __all__ = [
 MIN_EFFECT = DEFAULT_MIN_EFFECT
 
 Verdict = Literal["better", "worse", "same", "unsure", "baseline", "none"]
+
+#: A ratio of adjacent-window pairs gets a colour only when the pairs' interval holds the median
+#: with at least this confidence: 5 pairs (their range, 94%), not the 3 of a quick run (75%); the
+#: pairs of every repetition count, so a repeated network cell gets there.
+PAIRED_CONFIDENCE = 0.9
+
+#: How a question's parameters say that its ratios to native come from adjacent windows.
+PAIRED_WORDS = "ratio to native: median over adjacent 1 s windows, the sandbox's and host loopback's"
 
 #: Marks a figure that missed the budgeted run's precision target.
 BELOW_TARGET = "\u2020"
@@ -81,6 +92,9 @@ class Question:
     #: Shown in this unit instead of the metric's (same raw values: ops_per_second as IOPS).
     unit: str | None = None
 
+
+#: The paired figure (its samples carry ``pair_ratios``) that gives a metric's ratio to native.
+_PAIRED_FOR = {of: paired for paired, of in PAIRED_RATIOS.items()}
 
 QUESTIONS: tuple[Question, ...] = (
     Question(
@@ -159,6 +173,9 @@ class Figure:
     below_target: bool = False
     #: The median share of the host's CPU time lost to steal while the figure was measured (NaN: none).
     host_steal: float = math.nan
+    #: How many pairs of adjacent windows the ratio to native is the median of (0: the ratio of
+    #: the cell's median to native's, measured apart).
+    paired: int = 0
 
 
 @dataclass(frozen=True)
@@ -242,13 +259,28 @@ def _pick(cells: Iterable[Cell], q: Question, driver: str) -> Cell | None:
 
 
 def _with_verdict(
-    fig: Figure, values: tuple[float, ...], native: tuple[float, ...] | None, q: Question
+    fig: Figure,
+    values: tuple[float, ...],
+    native: tuple[float, ...] | None,
+    q: Question,
+    pairs: tuple[float, ...] = (),
 ) -> Figure:
-    """Fill in the ratio to native, the verdict and the texts."""
+    """Fill in the ratio to native (from ``pairs``, sandbox/native ratios of adjacent windows,
+    where there are any), the verdict and the texts."""
     unit, ratio, lo, hi = fig.unit, math.nan, math.nan, math.nan
     verdict_: Verdict = "none"
+    how = ""
     if fig.driver == NATIVE:
         verdict_, ratio = "baseline", 1.0
+    elif pairs:
+        s = summarize(pairs)
+        ratio, lo, hi = s.median, s.ci_low, s.ci_high
+        verdict_ = verdict(ratio, lo, hi, fig.better, n=s.n, n_native=s.n)
+        if verdict_ in ("better", "worse") and not s.ci_confidence >= PAIRED_CONFIDENCE:
+            verdict_ = "unsure"  # 3 pairs: their range holds the median with 75% confidence only
+        conf = "" if s.n < 2 else f", interval {plain(s.ci_confidence * 100, 3)}%"
+        how = f" (median of {s.n} pairs of adjacent windows, sandbox / host loopback{conf})"
+        fig = replace(fig, paired=s.n)
     elif native:
         if q.exact:
             base = sorted(native)[(len(native) - 1) // 2]
@@ -266,7 +298,8 @@ def _with_verdict(
     if not math.isnan(fig.host_steal):
         tip += f", host steal {fig.host_steal * 100:.0f}%"
     if fig.driver != NATIVE and not math.isnan(ratio):
-        how = "" if math.isnan(lo) or math.isnan(hi) else " (95% bootstrap)"  # no interval at n=1
+        if not how and not (math.isnan(lo) or math.isnan(hi)):  # no interval at n=1
+            how = " (95% bootstrap)"
         tip += f"; {human_ratio(ratio, lo, hi)} native{how}"
     return replace(
         fig, ratio=ratio, ratio_low=lo, ratio_high=hi, verdict=verdict_, text=text, detail=detail, tip=tip
@@ -293,7 +326,7 @@ def _texts(fig: Figure, q: Question, ratio: float, lo: float, hi: float) -> tupl
     return human(fig.value, fig.unit), " ".join(p for p in parts if p)
 
 
-def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
+def cell_figure(q: Question, cell: Cell, native: Cell | None, pairs: tuple[float, ...] = ()) -> Figure:
     s = summarize(cell.values)
     fig = Figure(
         driver=cell.key.driver,
@@ -307,7 +340,16 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None) -> Figure:
         ci_high=s.ci_high,
         ci_confidence=s.ci_confidence,
     )
-    return _with_verdict(fig, cell.values, native.values if native else None, q)
+    return _with_verdict(fig, cell.values, native.values if native else None, q, pairs)
+
+
+def paired_ratios(cells: Mapping[CellKey, Cell], cell: Cell) -> tuple[float, ...]:
+    """The ratios to native that ``cell``'s driver measured in adjacent windows for its figure
+    (``PAIRED_RATIOS``), same params: every pair, or the paired cell's per-repetition medians where
+    its samples kept no pairs; () where the run paired none."""
+    paired = _PAIRED_FOR.get(cell.key.metric)
+    got = cells.get(replace(cell.key, metric=paired)) if paired else None
+    return () if got is None else got.pairs or got.values
 
 
 def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:
@@ -445,12 +487,14 @@ def build_headline(
             for d in sorted({c.key.driver for c in relevant}, key=driver_order):
                 cell = _pick(relevant, q, d)
                 if cell is not None:
-                    by_driver[d] = _mark_missed(cell_figure(q, cell, native), cell, missed)
+                    fig = cell_figure(q, cell, native, paired_ratios(cells, cell))
+                    by_driver[d] = _mark_missed(fig, cell, missed)
                     picked[d] = cell.key.variant
             if q.key == LEAK:
                 by_driver = leak_figures(by_driver, picked, results, NATIVE)
         if by_driver:
-            questions.append(q)
+            paired = any(f.paired for f in by_driver.values())
+            questions.append(replace(q, params=f"{q.params}; {PAIRED_WORDS}") if paired else q)
             for d, fig in by_driver.items():
                 figures[(d, q.key)] = fig
                 drivers.add(d)

@@ -16,8 +16,11 @@ STATISTICS = (
     "the sample standard "
     "deviation over the mean; a cell whose CoV exceeds 5% is flagged noisy. Ratios to native are the "
     "ratio of a driver's median to the host driver's median for the same workload, metric and "
-    "parameters, with a bootstrap interval that resamples both sides independently. Samples of "
-    "different parameter combinations are never pooled."
+    "parameters, with a bootstrap interval that resamples both sides independently. The network "
+    "round trip's ratio, where the run paired it (the default), is measured instead: alternating 1 s "
+    "windows of the sandbox's round trip and host loopback's, the ratio being the median of the "
+    "pairs' ratios with its order-statistic interval, as the host's slow stretches hit both sides of "
+    "a pair but not cells measured minutes apart. Samples of different parameter combinations are never pooled."
 )
 
 # Why these texts are generic about tools: the workload records the exact tool and version in each

@@ -9,7 +9,7 @@ import pandas as pd
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
-from .cells import NATIVE, Cell, CellKey, driver_order, group_cells, is_leak_probe, variant_of
+from .cells import NATIVE, PAIRED_RATIOS, Cell, CellKey, driver_order, group_cells, is_leak_probe, variant_of
 from .leak_rank import leak_intervals
 from .units import human_ci, human_ratio, plain
 
@@ -59,7 +59,7 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
     (at least 95%; ``ci_confidence`` is what it achieves, less at n <= 5, NaN at n=1),
     CoV, the noisy flag, the ratio of medians to the native driver with its CI (NaN where there
     is no native cell to compare with or the figure has no direction, and for the native driver
-    itself ratio 1), and the median share of CPU time the host lost to steal while it was measured."""
+    itself ratio 1; a paired ratio (PAIRED_RATIOS) is its own), and the median share of CPU time the host lost to steal while it was measured."""
     cells = group_cells(results) if cells is None else cells
     rows: list[dict[str, object]] = []
     for key, cell in cells.items():
@@ -67,7 +67,10 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
         native = cells.get(CellKey(key.workload, key.metric, key.variant, NATIVE))
         # A figure with no direction is no cost: a guest's own memory use over the host's, or a
         # CPU quota delivered over an unlimited host, is a quotient, not a ratio a reader can act on.
-        if native is None or cell.better == "none":
+        if key.metric in PAIRED_RATIOS and key.driver != NATIVE:
+            pairs = summarize(cell.pairs or cell.values)  # the interval over every pair
+            r_val, r_lo, r_hi = pairs.median, pairs.ci_low, pairs.ci_high
+        elif native is None or cell.better == "none":
             r_val = r_lo = r_hi = math.nan
         elif key.driver == NATIVE:
             r_val = r_lo = r_hi = 1.0

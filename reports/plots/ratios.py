@@ -6,6 +6,9 @@ directions; on one axis a reader cannot tell overhead from gain. So every ratio 
 better (marked "inv." on the label), with the bootstrap interval turned the same way. Bars start at
 1 (native) on a log axis, so x0.5 and x2 are equally far from it.
 
+A figure measured in adjacent windows next to the host's reference (``PAIRED_RATIOS``: the RTT p50)
+is drawn as that paired ratio, not as the ratio of cells measured minutes apart.
+
 Not drawn here: figures that are not quantities or have their own chart (startup phases, idle
 memory, leak flags, interference degradations), and figures that repeat another in another unit
 (below).
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..cells import NATIVE, Cell, CellKey, driver_order
+from ..cells import NATIVE, PAIRED_RATIOS, Cell, CellKey, driver_order
 from ..units import plain
 from ._base import (
     Plot,
@@ -68,11 +71,18 @@ def speed_rows(summary: pd.DataFrame) -> pd.DataFrame:
         & summary["ratio_to_native"].notna()
         & (summary["ratio_to_native"] > 0)
         & summary["better"].isin(["higher", "lower"])
-        & ~summary["unit"].isin(["bool", "ratio"])
+        & (~summary["unit"].isin(["bool", "ratio"]) | summary["metric"].isin(list(PAIRED_RATIOS)))
         & ~summary["workload"].isin(OWN_CHART)
         & ~summary["metric"].isin(REDUNDANT)
         & ~(summary["workload"].eq("disk") & summary["metric"].str.endswith(_DROP_SUFFIXES))
     ].copy()
+    # a paired ratio stands for its figure's ratio: drawn once, from the windows that share the host
+    paired = {
+        (PAIRED_RATIOS[m], v, d)
+        for m, v, d in zip(df["metric"], df["variant"], df["driver"], strict=True)
+        if m in PAIRED_RATIOS
+    }
+    df = df[[k not in paired for k in zip(df["metric"], df["variant"], df["driver"], strict=True)]]
     r = df["ratio_to_native"].to_numpy(dtype=float)
     lo = df["ratio_ci_low"].to_numpy(dtype=float)
     hi = df["ratio_ci_high"].to_numpy(dtype=float)
@@ -194,6 +204,12 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
             "native / driver. Whiskers: 95% bootstrap interval of the ratio (none at n = 1). "
             f"{count_text(grp['n'])} repetitions per bar (the driver's side)."
         )
+        if grp["metric"].isin(list(PAIRED_RATIOS)).any():
+            caption += (
+                " A paired ratio's bar is the median over adjacent windows of the sandbox and host "
+                "loopback, its whiskers the median's order-statistic interval over the pairs (3 pairs: "
+                "their range, 75%)."
+            )
         fixed = fixed_params(
             {
                 short_metric(str(m), str(workload)): list(g["variant"])

@@ -296,3 +296,93 @@ def test_ratios_whose_slower_side_ran_under_more_host_steal_are_named() -> None:
     assert figures[("container", "rtt")].tip == "median 65.6 us, n=1, host steal 21%; \u00d74.73 native"
     # no readings (results before schema 9): no sentence
     assert not [f for f in overview(base).findings if "steal" in f]
+
+
+def test_rtt_ratios_come_from_adjacent_windows_where_the_run_paired_them() -> None:
+    from isobench.reports.cells import group_cells
+    from isobench.reports.grid import question_tables
+    from isobench.reports.headline import PAIRED_WORDS
+
+    from .conftest import _samples
+
+    base = _with_steal(
+        build_real_results(("host", "container", "vm"), ("network",)),
+        {("host", "network"): 0.05, ("container", "network"): 0.21},
+    )
+    params = next(s.params for s in base.samples if s.metric == "network.tcp_rtt.p50")
+    pairs = [1.2, 1.25, 1.3, 1.22, 1.28]
+    paired = _samples(
+        "container", "network", "network.tcp_rtt.p50_paired_ratio", [1.25], unit="ratio",
+        params=dict(params), metadata={"pair_ratios": pairs},
+    )  # fmt: skip
+    r = dataclasses.replace(base, samples=[*base.samples, *paired])
+    ov = overview(r)
+    fig = ov.headline.figures[("container", "rtt")]
+    # the cells measured apart said x4.73 (native's cell in a slow stretch); the pairs say x1.25
+    assert (fig.paired, fig.ratio, fig.ratio_low, fig.ratio_high) == (5, 1.25, 1.2, 1.3)
+    assert fig.verdict == "worse" and fig.text.endswith(" us") and "\u00d71.25" in fig.detail
+    assert fig.tip.endswith(
+        "native (median of 5 pairs of adjacent windows, sandbox / host loopback, interval 93.8%)"
+    )
+    # both sides of a pair ran in the same seconds: no steal caveat for it
+    assert not [f for f in ov.findings if "steal" in f]
+    assert "Network RTT: worse than native in container (\u00d71.25)" in " ".join(ov.findings)
+    (rtt,) = [q for q in ov.headline.questions if q.key == "rtt"]
+    assert rtt.params.endswith(PAIRED_WORDS)
+    # a driver without pairs keeps the cells' ratio
+    assert ov.headline.figures[("vm", "rtt")].paired == 0
+    # the cells carry the pairs: a headline from cells alone, and the per-workload table, say the same
+    assert build_headline(cells=group_cells(r)).figures[("container", "rtt")] == fig
+    (table,) = question_tables(group_cells(r))["network"]
+    assert "p50_paired_ratio" not in " ".join(table.columns)  # shown as the p50's ratio instead
+    row = dict(table.rows)["container"]
+    assert [f.ratio for f in row if f is not None and f.question == "network.tcp_rtt.p50"] == [1.25]
+
+
+def test_a_paired_ratio_is_its_own_ratio_to_native_and_stands_for_its_figure_in_the_chart() -> None:
+    from isobench.reports.plots.ratios import speed_rows
+    from isobench.reports.tables import summary_table
+
+    from .conftest import _samples
+
+    base = build_real_results(("host", "container", "runc"), ("network",))
+    params = next(s.params for s in base.samples if s.metric == "network.tcp_rtt.p50")
+    paired = _samples(
+        "container", "network", "network.tcp_rtt.p50_paired_ratio", [1.2, 1.3, 1.25], unit="ratio",
+        params=dict(params),
+    )  # fmt: skip
+    summary = summary_table(dataclasses.replace(base, samples=[*base.samples, *paired]))
+    row = summary[summary["metric"].eq("network.tcp_rtt.p50_paired_ratio")].iloc[0]
+    assert (row["ratio_to_native"], row["ratio_ci_low"], row["ratio_ci_high"]) == (1.25, 1.2, 1.3)
+    drawn = speed_rows(summary)
+    rtt = drawn[drawn["metric"].str.startswith("network.tcp_rtt.p50")]
+    # container's RTT bar is its paired ratio (as a speed: 1/1.25); runc, unpaired, keeps its cells'
+    assert sorted(zip(rtt["driver"], rtt["metric"], strict=True)) == [
+        ("container", "network.tcp_rtt.p50_paired_ratio"),
+        ("runc", "network.tcp_rtt.p50"),
+    ]
+    assert rtt[rtt["driver"].eq("container")]["speed"].iloc[0] == 0.8
+
+
+def test_a_paired_ratio_is_coloured_only_when_its_pairs_hold_the_median_with_90_percent() -> None:
+    from isobench.reports.headline import PAIRED_CONFIDENCE
+
+    from .conftest import _samples
+
+    base = build_real_results(("host", "container"), ("network",))
+    params = next(s.params for s in base.samples if s.metric == "network.tcp_rtt.p50")
+
+    def fig(pairs: list[float]) -> tuple[str, float]:
+        paired = _samples(
+            "container", "network", "network.tcp_rtt.p50_paired_ratio", [1.0], unit="ratio",
+            params=dict(params), metadata={"pair_ratios": pairs},
+        )  # fmt: skip
+        f = build_headline(dataclasses.replace(base, samples=[*base.samples, *paired])).figures[
+            ("container", "rtt")
+        ]
+        return f.verdict, f.ratio
+
+    # three pairs all slower by 20-30%: the range holds the median with 75% confidence, no colour
+    assert PAIRED_CONFIDENCE == 0.9 and fig([1.2, 1.3, 1.25]) == ("unsure", 1.25)
+    assert fig([1.2, 1.3, 1.25, 1.22, 1.28]) == ("worse", 1.25)  # five: 94%
+    assert fig([0.9, 1.3, 1.0, 1.22, 1.05])[0] == "same"
