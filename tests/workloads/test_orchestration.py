@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -283,6 +284,10 @@ def test_overlay_says_to_rebuild_an_image_without_fixtures() -> None:
 # ---------------------------------------------------------------------------------------- network
 
 
+#: Without the paired host reference, whose loopback server is a real host process.
+UNPAIRED = {"paired_windows": 0}
+
+
 @pytest.fixture
 def host_client(monkeypatch: pytest.MonkeyPatch, data: Data) -> list[list[str]]:
     """The host side of the network workload, scripted: two usable CPUs, the client tools there,
@@ -308,7 +313,7 @@ def servers(driver: FakeDriver) -> list[str]:
 
 def test_network_pins_client_and_server_on_other_cpus(host_client: list[list[str]]) -> None:
     driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
-    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
+    ms = by_metric(list(get_workload("network").run(workload_context(driver, params=UNPAIRED))))
     assert driver.sandboxes[0].spec.network
     iperf, sockperf = servers(driver)
     assert "timeout 42 taskset -c 1 iperf3 -s -1 -B 10.0.0.2 -p " in iperf
@@ -329,11 +334,36 @@ def test_network_pins_client_and_server_on_other_cpus(host_client: list[list[str
 
 def test_network_leaves_a_guests_vcpus_where_they_are(host_client: list[list[str]]) -> None:
     driver = FakeDriver.like(QemuDriver.capabilities, name="firecracker", script=[(r"^sh -c echo \$\$", "")])
-    ms = list(get_workload("network").run(workload_context(driver)))
+    ms = list(get_workload("network").run(workload_context(driver, params=UNPAIRED)))
     assert all("taskset" not in s for s in servers(driver))
     assert host_client[0][:3] == ["taskset", "-c", "0"]  # the host client is still pinned
     assert {m.metadata["server_cpu"] for m in ms} == {None}
     assert "server in a guest" in ms[0].metadata["placement_note"]
+
+
+def test_network_pairs_windows_of_the_sandbox_and_host_loopback(
+    host_client: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def reference(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        started.append(list(argv))
+        return popen(["sleep", "60"], **kw)  # stands in for the host's sockperf server
+
+    monkeypatch.setattr(network.subprocess, "Popen", reference)
+    driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
+    ctx = workload_context(driver, params={"paired_windows": 3})
+    ms = by_metric(list(get_workload("network").run(ctx)))
+    # the reference server: bounded by timeout, on the sandbox server's CPU, on loopback
+    (ref,) = started
+    assert ref[0] == "timeout" and ref[2:5] == ["taskset", "-c", "1"] and "127.0.0.1" in ref
+    windows = [argv for argv in host_client if "-t" in argv and argv[argv.index("-t") + 1] == "1"]
+    targets = [argv[argv.index("-i") + 1] for argv in windows]
+    assert targets == ["10.0.0.2", "127.0.0.1"] * 3  # adjacent, sandbox first
+    (paired,) = ms["network.tcp_rtt.p50_paired_ratio"]
+    assert paired.value == 1.0 and paired.metadata["pair_ratios"] == [1.0, 1.0, 1.0]
+    assert paired.metadata["reference"] == "host loopback, server on CPU 1"
 
 
 def test_network_retries_while_the_server_inside_starts(
@@ -356,7 +386,7 @@ def test_network_retries_while_the_server_inside_starts(
 
     monkeypatch.setattr(network, "run_command", run_command)
     driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", server)])
-    ms = by_metric(list(get_workload("network").run(workload_context(driver))))
+    ms = by_metric(list(get_workload("network").run(workload_context(driver, params=UNPAIRED))))
     assert [argv[3] for argv in host_client] == ["iperf3", "iperf3", "sockperf"]
     assert ms["network.tcp_throughput"][0].value > 0
 
