@@ -43,6 +43,7 @@ from isobench.hostsys.procstat import steal_metadata, steal_over
 from isobench.model import Measurement
 from isobench.procs import run_command
 from isobench.workloads._common import BaseWorkload, Budget, Params, last_line, strip_ansi
+from isobench.workloads._windows import CADENCE_S, Window, connect_once, gaps, staggered_windows
 from isobench.workloads.base import WorkloadContext
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ class NetworkParams(Params):
     #: the median over pairs of sandbox p50 / host p50, which the headline's RTT ratio is. The
     #: host's slow stretches last 1-6 s and hit both paths alike, so adjacent windows cancel them
     #: where cells measured minutes apart do not (README "Round-trip drift"). 0: off, and the
-    #: headline's RTT ratio is the cells' own again. A pair takes ~6.4 s, not 2 s: each sockperf
-    #: client sleeps 2 s after its warm-up messages and counts only the window's last 0.55 s.
+    #: headline's RTT ratio is the cells' own again. The windows run back to back, a client
+    #: started every 1.1 s (``_windows``): 3 pairs add ~9 s to a cell, 5 pairs ~13 s.
     paired_windows: int = field(default=5, metadata={"min": 0})
 
     @classmethod
@@ -282,6 +283,14 @@ def retry_refused(
             time.sleep(0.2)
 
 
+def _listening(address: str, port: int) -> None:
+    """A server that accepts a connection; ConnectionRefused while it does not listen yet."""
+    try:
+        connect_once(address, port)
+    except ConnectionRefusedError as err:
+        raise ConnectionRefused(f"{address}:{port}: {err.strerror}") from err
+
+
 def _ping_pong(address: str, port: int, seconds: int, message_size: int) -> list[str]:
     """sockperf's client for one round-trip window (full round trip, TCP)."""
     return ["sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
@@ -439,42 +448,30 @@ class NetworkWorkload(BaseWorkload):
         ref_cpu = _reference_cpu(placement)
         pin = [] if ref_cpu is None else ["taskset", "-c", str(ref_cpu)]
         # bounded by `timeout` even if isobench is killed; its own group, so one kill ends both
-        ref_argv = [
-            "timeout",
-            str(int(life)),
-            *pin,
-            "sockperf",
-            "server",
-            "--tcp",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(ref_port),
-        ]
+        ref_argv = ["timeout", str(int(life)), *pin, "sockperf", "server", "--tcp", "-i", "127.0.0.1",
+                    "-p", str(ref_port)]  # fmt: skip
         ref = subprocess.Popen(
             ref_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
-        def window(host: str, to: int) -> float:
-            argv = placement.client(_ping_pong(host, to, 1, params.message_size))
-            res = run_command(argv, timeout=budget.cap(31))
-            return parse_sockperf(res.stdout + res.stderr).p50_seconds
-
         def ref_exited() -> str | None:
             return None if ref.poll() is None else f"exit status {ref.returncode}"
 
-        pairs: list[tuple[float, float]] = []
+        windows: list[Window] = []
 
         def alternate() -> None:
             inside = "sockperf server inside the sandbox"
-            first = retry_refused(lambda: window(address, port), server.proc.exited, budget, inside)
+            retry_refused(lambda: _listening(address, port), server.proc.exited, budget, inside)
             # the host's server may not listen yet either
-            host = retry_refused(
-                lambda: window("127.0.0.1", ref_port), ref_exited, budget, "the host-loopback sockperf server"
+            retry_refused(
+                lambda: _listening("127.0.0.1", ref_port),
+                ref_exited,
+                budget,
+                "the host-loopback sockperf server",
             )
-            pairs.append((first, host))
-            while len(pairs) < params.paired_windows:
-                pairs.append((window(address, port), window("127.0.0.1", ref_port)))
+            targets = [(address, port), ("127.0.0.1", ref_port)] * params.paired_windows
+            argvs = [placement.client(_ping_pong(host, to, 1, params.message_size)) for host, to in targets]
+            windows.extend(staggered_windows(argvs, cadence=CADENCE_S, timeout=budget.cap(31)))
 
         try:
             _, steal = steal_over(alternate)
@@ -483,6 +480,8 @@ class NetworkWorkload(BaseWorkload):
                 os.killpg(ref.pid, signal.SIGKILL)
             ref.wait()
             self._stop(sandbox, server, grace=0, address=address)
+        p50s = [parse_sockperf(w.output).p50_seconds for w in windows]
+        pairs = list(zip(p50s[::2], p50s[1::2], strict=True))
         ratios = [a / b for a, b in pairs]
         p = _rtt_params(params)
         m = {
@@ -490,6 +489,9 @@ class NetworkWorkload(BaseWorkload):
             "tool": "sockperf",
             "reference": "host loopback" + ("" if ref_cpu is None else f", server on CPU {ref_cpu}"),
             "window_seconds": 1,
+            "window_cadence_seconds": CADENCE_S,
+            # how far each window began after the previous one ended, as the client's lines said
+            "window_gaps_seconds": [None if g is None else round(g, 3) for g in gaps(windows)],
             "pair_ratios": [round(r, 4) for r in ratios],
             "sandbox_p50_seconds": [a for a, _ in pairs],
             "host_p50_seconds": [b for _, b in pairs],

@@ -342,7 +342,7 @@ def test_network_leaves_a_guests_vcpus_where_they_are(host_client: list[list[str
 
 
 def test_network_pairs_windows_of_the_sandbox_and_host_loopback(
-    host_client: list[list[str]], monkeypatch: pytest.MonkeyPatch
+    host_client: list[list[str]], monkeypatch: pytest.MonkeyPatch, data: Data
 ) -> None:
     started: list[list[str]] = []
     popen = subprocess.Popen
@@ -351,19 +351,40 @@ def test_network_pairs_windows_of_the_sandbox_and_host_loopback(
         started.append(list(argv))
         return popen(["sleep", "60"], **kw)  # stands in for the host's sockperf server
 
+    windows: list[list[str]] = []
+    tried: list[str] = []
+
+    def listening(address: str, port: int) -> None:
+        tried.append(address)
+        if tried == ["10.0.0.2"]:  # the server inside still starting, once
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    def staggered(argvs: list[list[str]], *, cadence: float, timeout: float) -> list[network.Window]:
+        windows.extend(argvs)
+        return [
+            network.Window(data("sockperf_pingpong_fullrtt.txt"), 1.0 + i, 2.0 + i) for i in range(len(argvs))
+        ]
+
     monkeypatch.setattr(network.subprocess, "Popen", reference)
+    monkeypatch.setattr(network, "connect_once", listening)
+    monkeypatch.setattr(network, "staggered_windows", staggered)
     driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
     ctx = workload_context(driver, params={"paired_windows": 3})
     ms = by_metric(list(get_workload("network").run(ctx)))
     # the reference server: bounded by timeout, on the sandbox server's CPU, on loopback
     (ref,) = started
     assert ref[0] == "timeout" and ref[2:5] == ["taskset", "-c", "1"] and "127.0.0.1" in ref
-    windows = [argv for argv in host_client if "-t" in argv and argv[argv.index("-t") + 1] == "1"]
-    targets = [argv[argv.index("-i") + 1] for argv in windows]
-    assert targets == ["10.0.0.2", "127.0.0.1"] * 3  # adjacent, sandbox first
+    # 1 s windows from the pinned client, sandbox first, then host loopback, three times
+    assert all(
+        argv[:4] == ["taskset", "-c", "0", "sockperf"] and argv[argv.index("-t") + 1] == "1"
+        for argv in windows
+    )
+    assert [argv[argv.index("-i") + 1] for argv in windows] == ["10.0.0.2", "127.0.0.1"] * 3
     (paired,) = ms["network.tcp_rtt.p50_paired_ratio"]
     assert paired.value == 1.0 and paired.metadata["pair_ratios"] == [1.0, 1.0, 1.0]
     assert paired.metadata["reference"] == "host loopback, server on CPU 1"
+    assert paired.metadata["window_gaps_seconds"] == [0.0] * 5
+    assert tried == ["10.0.0.2", "10.0.0.2", "127.0.0.1"]  # retried while refused, then the reference
 
 
 def test_network_retries_while_the_server_inside_starts(
