@@ -207,8 +207,8 @@ def ratio_bars(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], plots_dir: 
         if grp["metric"].isin(list(PAIRED_RATIOS)).any():
             caption += (
                 " A paired ratio's bar is the median over adjacent windows of the sandbox and host "
-                "loopback, its whiskers the median's order-statistic interval over the pairs (3 pairs: "
-                "their range, 75%)."
+                "loopback, its whiskers the median's order-statistic interval over the pairs (at 3 "
+                "pairs their range, which holds the median with 75% confidence)."
             )
         fixed = fixed_params(
             {
