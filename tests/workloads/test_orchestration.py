@@ -353,11 +353,20 @@ def test_network_pairs_windows_of_the_sandbox_and_host_loopback(
 
     windows: list[list[str]] = []
     tried: list[str] = []
+    servers: list[tuple[str, ...]] = []
+    through = threading.Event()
 
     def listening(address: str, port: int) -> None:
         tried.append(address)
         if tried == ["10.0.0.2"]:  # the server inside still starting, once
             raise ConnectionRefusedError(111, "Connection refused")
+        through.set()
+
+    def server(argv: tuple[str, ...]) -> str:
+        servers.append(argv)
+        if len(servers) == 3:  # iperf3's, the latency window's, then the pairs' server: it runs on
+            through.wait(10)  # until a connection got through, or a refusal would read as its exit
+        return ""
 
     def staggered(argvs: list[list[str]], *, cadence: float, timeout: float) -> list[network.Window]:
         windows.extend(argvs)
@@ -368,7 +377,7 @@ def test_network_pairs_windows_of_the_sandbox_and_host_loopback(
     monkeypatch.setattr(network.subprocess, "Popen", reference)
     monkeypatch.setattr(network, "connect_once", listening)
     monkeypatch.setattr(network, "staggered_windows", staggered)
-    driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", "")])
+    driver = FakeDriver.like(ContainerDriver, script=[(r"^sh -c echo \$\$", server)])
     ctx = workload_context(driver, params={"paired_windows": 3})
     ms = by_metric(list(get_workload("network").run(ctx)))
     # the reference server: bounded by timeout, on the sandbox server's CPU, on loopback
