@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from isobench.drivers.base import ExecResult, Sandbox
@@ -291,6 +292,11 @@ def _listening(address: str, port: int) -> None:
         raise ConnectionRefused(f"{address}:{port}: {err.strerror}") from err
 
 
+def _sockperf_server(address: str, port: int) -> list[str]:
+    """sockperf's TCP server on ``address``: inside a sandbox, or the host-loopback reference."""
+    return ["sockperf", "server", "--tcp", "-i", address, "-p", str(port)]
+
+
 def _ping_pong(address: str, port: int, seconds: int, message_size: int) -> list[str]:
     """sockperf's client for one round-trip window (full round trip, TCP)."""
     return ["sockperf", "ping-pong", "--tcp", "--full-rtt", "-i", address, "-p", str(port),
@@ -444,12 +450,11 @@ class NetworkWorkload(BaseWorkload):
         sandbox, address, params, placement, budget, meta = session
         port, ref_port = free_port(), free_port()
         life = 4 * params.paired_windows + SERVER_START_SECONDS + 10
-        server = self._serve(sandbox, placement.server(f"sockperf server --tcp -i {address} -p {port}"), life)
+        server = self._serve(sandbox, placement.server(" ".join(_sockperf_server(address, port))), life)
         ref_cpu = _reference_cpu(placement)
         pin = [] if ref_cpu is None else ["taskset", "-c", str(ref_cpu)]
         # bounded by `timeout` even if isobench is killed; its own group, so one kill ends both
-        ref_argv = ["timeout", str(int(life)), *pin, "sockperf", "server", "--tcp", "-i", "127.0.0.1",
-                    "-p", str(ref_port)]  # fmt: skip
+        ref_argv = ["timeout", str(int(life)), *pin, *_sockperf_server("127.0.0.1", ref_port)]
         ref = subprocess.Popen(
             ref_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -460,15 +465,12 @@ class NetworkWorkload(BaseWorkload):
         windows: list[Window] = []
 
         def alternate() -> None:
-            inside = "sockperf server inside the sandbox"
-            retry_refused(lambda: _listening(address, port), server.proc.exited, budget, inside)
-            # the host's server may not listen yet either
-            retry_refused(
-                lambda: _listening("127.0.0.1", ref_port),
-                ref_exited,
-                budget,
-                "the host-loopback sockperf server",
-            )
+            # neither server may listen yet: the sandbox's, then the host's
+            for host, to, exited, what in (
+                (address, port, server.proc.exited, "sockperf server inside the sandbox"),
+                ("127.0.0.1", ref_port, ref_exited, "the host-loopback sockperf server"),
+            ):
+                retry_refused(partial(_listening, host, to), exited, budget, what)
             targets = [(address, port), ("127.0.0.1", ref_port)] * params.paired_windows
             argvs = [placement.client(_ping_pong(host, to, 1, params.message_size)) for host, to in targets]
             windows.extend(staggered_windows(argvs, cadence=CADENCE_S, timeout=budget.cap(31)))
@@ -490,7 +492,6 @@ class NetworkWorkload(BaseWorkload):
             "reference": "host loopback" + ("" if ref_cpu is None else f", server on CPU {ref_cpu}"),
             "window_seconds": 1,
             "window_cadence_seconds": CADENCE_S,
-            # how far each window began after the previous one ended, as the client's lines said
             "window_gaps_seconds": [None if g is None else round(g, 3) for g in gaps(windows)],
             "pair_ratios": [round(r, 4) for r in ratios],
             "sandbox_p50_seconds": [a for a, _ in pairs],
@@ -504,7 +505,7 @@ class NetworkWorkload(BaseWorkload):
         sandbox, address, params, placement, budget, meta = session
         port = free_port()
         life = params.latency_seconds + SERVER_START_SECONDS + 10
-        server = self._serve(sandbox, placement.server(f"sockperf server --tcp -i {address} -p {port}"), life)
+        server = self._serve(sandbox, placement.server(" ".join(_sockperf_server(address, port))), life)
         client = placement.client(_ping_pong(address, port, params.latency_seconds, params.message_size))
 
         def attempt() -> SockperfResult:
