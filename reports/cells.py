@@ -94,8 +94,8 @@ class Cell:
     #: The median share of the host's CPU time its hypervisor took (steal) while the cell's
     #: repetitions ran; NaN where no repetition recorded one (results before schema 9, short cells).
     host_steal: float = math.nan
-    #: A paired figure's (PAIRED_RATIOS) every pair ratio, from its samples' ``pair_ratios``; each
-    #: value is one repetition's median of them.
+    #: A paired figure's (PAIRED_RATIOS) every pair ratio, from its samples' ``pair_ratios`` (each
+    #: value is one repetition's median of them), or its values where the samples kept no pairs.
     pairs: tuple[float, ...] = ()
 
 
@@ -122,14 +122,19 @@ def group_cells(samples: Results | Iterable[Sample]) -> dict[CellKey, Cell]:
             params=dict(first.params),
             values=tuple(float(s.value) for s in group if s.value is not None),
             host_steal=median_steal(group),
-            pairs=tuple(r for s in group for r in _pair_ratios(s)),
+            pairs=_pairs(key.metric, group),
         )
     return cells
 
 
-def _pair_ratios(s: Sample) -> list[float]:
-    got = s.metadata.get("pair_ratios")
-    return [float(r) for r in got if isinstance(r, int | float) and r > 0] if isinstance(got, list) else []
+def _pairs(metric: str, group: list[Sample]) -> tuple[float, ...]:
+    if metric not in PAIRED_RATIOS:
+        return ()
+    kept = [s.metadata.get("pair_ratios") for s in group]
+    pairs = tuple(
+        float(r) for got in kept if isinstance(got, list) for r in got if isinstance(r, int | float) and r > 0
+    )
+    return pairs or tuple(float(s.value) for s in group if s.value is not None)
 
 
 def steal_may_explain(slower: float, faster: float) -> bool:

@@ -345,11 +345,10 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None, pairs: tuple[float
 
 def paired_ratios(cells: Mapping[CellKey, Cell], cell: Cell) -> tuple[float, ...]:
     """The ratios to native that ``cell``'s driver measured in adjacent windows for its figure
-    (``PAIRED_RATIOS``), same params: every pair, or the paired cell's per-repetition medians where
-    its samples kept no pairs; () where the run paired none."""
+    (``PAIRED_RATIOS``), same params (``Cell.pairs`` of the paired cell); () where the run paired none."""
     paired = _PAIRED_FOR.get(cell.key.metric)
     got = cells.get(replace(cell.key, metric=paired)) if paired else None
-    return () if got is None else got.pairs or got.values
+    return () if got is None else got.pairs
 
 
 def _memory_figures(results: Results | None, q: Question) -> dict[str, Figure]:

@@ -68,7 +68,7 @@ def summary_table(results: Results, *, cells: Mapping[CellKey, Cell] | None = No
         # A figure with no direction is no cost: a guest's own memory use over the host's, or a
         # CPU quota delivered over an unlimited host, is a quotient, not a ratio a reader can act on.
         if key.metric in PAIRED_RATIOS and key.driver != NATIVE:
-            pairs = summarize(cell.pairs or cell.values)  # the interval over every pair
+            pairs = summarize(cell.pairs)  # the interval over every pair
             r_val, r_lo, r_hi = pairs.median, pairs.ci_low, pairs.ci_high
         elif native is None or cell.better == "none":
             r_val = r_lo = r_hi = math.nan
