@@ -87,6 +87,23 @@ def _shims(slot: Slot) -> list[int]:
     return [pid for pid, what in _slot_processes(slot) if what == "containerd shim"]
 
 
+def _stop_beside_a_shim(proc: subprocess.Popen[bytes], slot: Slot) -> None:
+    """Stop the runner (SIGSTOP, the runner alone) at a moment one of its containers runs.
+
+    A container of the start-up workload lives until the runner removes it: a few hundred
+    milliseconds. Stopped, the runner removes none, so the shim seen here is there when the daemon
+    is killed; a removal it asked for just before it stopped is given a moment to finish, and then
+    the shims are looked for again (none left: the runner goes on to its next container)."""
+    for _ in range(20):
+        _wait_for("a running container (a containerd shim)", lambda: _shims(slot), proc)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        if _shims(slot):
+            return
+        proc.send_signal(signal.SIGCONT)
+    raise AssertionError("no container of the run kept running while its runner was stopped")
+
+
 def test_a_runner_killed_while_its_containers_run_frees_its_slot_and_gc_clears_it(
     faults_state: Path, tmp_path: Path, check_clean: Callable[..., list[str]]
 ) -> None:
@@ -96,14 +113,14 @@ def test_a_runner_killed_while_its_containers_run_frees_its_slot_and_gc_clears_i
     try:
         record = _wait_for("a private dockerd", _daemon_of(faults_state, out), proc)
         slot = _slot(record)
-        _wait_for("a running container (a containerd shim)", lambda: _shims(slot), proc)
+        _stop_beside_a_shim(proc, slot)
         # A crash (or the OOM killer) of the daemon and its runner: containerd goes with dockerd
         # (a parent-death signal), its shims do not. (The runner killed alone, the parent-death
         # signal gives dockerd a SIGTERM, whose shutdown usually takes the shims along.)
         assert isinstance(record, DaemonRecord) and record.pid is not None
         os.kill(record.pid, signal.SIGKILL)
     finally:
-        proc.kill()  # the runner only, as a crash would
+        proc.kill()  # the runner only, as a crash would (SIGKILL ends a stopped process too)
         proc.wait()
     runs = run_ids_in(faults_state, out)
     slots = docker_slots_of(faults_state, runs)
