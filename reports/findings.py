@@ -8,8 +8,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from isobench.stats import order_statistic_indices
+
 from .cells import NATIVE, steal_may_explain
-from .headline import CONTAINMENT, LEAK, MEMORY, Figure, Headline, ratio_words
+from .headline import CONTAINMENT, LEAK, MEMORY, PAIRED_CONFIDENCE, Figure, Headline, ratio_words
 from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio
 
@@ -155,24 +157,46 @@ def _leak_and_containment(h: Headline) -> list[str]:
 
 
 def _single(h: Headline) -> list[str]:
-    """Questions measured once have no interval and are not coloured; a difference from native
-    beyond 2x is still worth a sentence, said as what it is."""
-    big = []
+    """Questions measured once have no interval and are not coloured, nor are ratios from too few
+    pairs of adjacent windows; a difference from native beyond 2x is still worth a sentence, said as
+    what it is."""
+    once: list[str] = []
+    paired: list[str] = []
+    pairs: set[int] = set()
     for q in h.questions:
         # start-up has its own sentence; memory has no native to compare with
-        if h.n.get(q.key) != 1 or q.exact or q.key in (MEMORY, "start"):
+        if q.exact or q.key in (MEMORY, "start"):
             continue
-        figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _once_far_off(h, f)]
-        if figs:
-            big.append(f"{q.title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in figs))
-    if not big:
-        return []
-    return ["Measured once, but more than 2\u00d7 off native: " + "; ".join(big) + "."]
+        figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(h, f)]
+        for into, chosen in (
+            (once, [f for f in figs if not f.paired]),
+            (paired, [f for f in figs if f.paired]),
+        ):
+            if chosen:
+                into.append(f"{q.title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in chosen))
+        pairs |= {f.paired for f in figs if f.paired}
+    out = []
+    if once:
+        out.append("Measured once, but more than 2\u00d7 off native: " + "; ".join(once) + ".")
+    if paired:
+        out.append(
+            f"From {_span(pairs)} pairs of adjacent windows, too few to be sure, but more than 2\u00d7 off native: "
+            + "; ".join(paired)
+            + "."
+        )
+    return out
 
 
-def _once_far_off(h: Headline, f: Figure) -> bool:
-    """A ratio measured once (no interval, so no verdict) that is still more than 2x off native."""
-    return h.n.get(f.question) == 1 and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
+def _span(ns: set[int]) -> str:
+    """``3`` or ``3\u20135``."""
+    return "\u2013".join(str(n) for n in sorted({min(ns), max(ns)}))
+
+
+def _unranked_far_off(h: Headline, f: Figure) -> bool:
+    """A ratio with no verdict for want of repetitions (measured once: no interval; or from too
+    few pairs) that is still more than 2x off native."""
+    few = bool(f.paired) or h.n.get(f.question) == 1
+    return few and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
 
 
 def _steal_caveat(h: Headline) -> list[str]:
@@ -187,7 +211,7 @@ def _steal_caveat(h: Headline) -> list[str]:
             continue
         hit = []
         for f in _measured(h, q.key):
-            told = f.verdict in ("worse", "better") or _once_far_off(h, f)
+            told = f.verdict in ("worse", "better") or _unranked_far_off(h, f)
             # a paired ratio's two sides ran in the same seconds: steal hit both alike
             if f.driver == NATIVE or not told or f.ratio == 1 or f.paired:
                 continue
@@ -213,9 +237,17 @@ def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
     if not figs:
         return []
     ns = sorted({f.n for f in figs})
-    single = [q.title for q in h.questions if h.n.get(q.key) == 1 and q.key not in (LEAK, CONTAINMENT)]
+    # a question whose ratios come from pairs of adjacent windows is ranked by them, not by its n
+    pairs = {q.key: {f.paired for f in _measured(h, q.key) if f.paired} for q in h.questions}
+    single = [
+        q.title
+        for q in h.questions
+        if h.n.get(q.key) == 1 and q.key not in (LEAK, CONTAINMENT) and not pairs[q.key]
+    ]
     if ns == [1]:
-        text = "Every figure here is a single measurement (n=1): no interval, so none is ranked"
+        text = "Every figure here is a single measurement (n=1): no interval, so none is ranked" + (
+            " but by its pairs of adjacent windows" if any(pairs.values()) else ""
+        )
     else:
         text = (
             f"Figures are medians of n={ns[-1]} repetitions"
@@ -228,6 +260,14 @@ def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
         )
         if single:
             text += f". Measured once (n=1), so not ranked: {_names(single)}"
+    for q in h.questions:
+        if ks := pairs[q.key]:
+            # the pairs' range holds their median with this confidence (3 pairs: 75%)
+            conf = order_statistic_indices(min(ks))[2]
+            text += (
+                f". {q.title[0].upper()}{q.title[1:]}: ratios from {_span(ks)} pairs of adjacent windows"
+                + (f" ({conf:.0%} confidence, too few to rank)" if conf < PAIRED_CONFIDENCE else "")
+            )
     text += "."
     if total and noisy:
         text += f" {noisy} of {total} figures vary by more than 5% (CoV) between repetitions."

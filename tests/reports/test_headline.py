@@ -386,3 +386,40 @@ def test_a_paired_ratio_is_coloured_only_when_its_pairs_hold_the_median_with_90_
     assert PAIRED_CONFIDENCE == 0.9 and fig([1.2, 1.3, 1.25]) == ("unsure", 1.25)
     assert fig([1.2, 1.3, 1.25, 1.22, 1.28]) == ("worse", 1.25)  # five: 94%
     assert fig([0.9, 1.3, 1.0, 1.22, 1.05])[0] == "same"
+
+
+def test_findings_say_a_ratio_from_too_few_pairs_is_unsure_not_measured_once() -> None:
+    from .conftest import _samples
+
+    base = build_real_results(("host", "container", "vm"), ("cpu", "network", "disk"))
+    params = next(s.params for s in base.samples if s.metric == "network.tcp_rtt.p50")
+
+    def said(pairs: list[float], workloads: tuple[str, ...] = ("cpu", "network", "disk")) -> str:
+        paired = _samples(
+            "container", "network", "network.tcp_rtt.p50_paired_ratio", [1.0], unit="ratio",
+            params=dict(params), metadata={"pair_ratios": pairs},
+        )  # fmt: skip
+        samples = [s for s in base.samples if s.workload in workloads]
+        return " ".join(overview(dataclasses.replace(base, samples=[*samples, *paired])).findings)
+
+    three = said([2.4, 2.6, 2.5])
+    # RTT is ranked by its pairs (too few here), not listed with the once-measured questions
+    assert "Network RTT: ratios from 3 pairs of adjacent windows (75% confidence, too few to rank)." in three
+    once = three.split("Measured once (n=1), so not ranked: ", 1)[1].split(".", 1)[0]
+    assert "disk" in once and "RTT" not in once
+    # far off native but unsure: said as what it is, apart from the once-measured ones
+    assert (
+        "From 3 pairs of adjacent windows, too few to be sure, but more than 2\u00d7 off native: "
+        "network RTT container \u00d72.50." in three
+    )
+    assert "Measured once, but more than 2\u00d7 off native: network RTT" not in three
+    # five pairs are enough to colour: a verdict, no caveat of too few
+    five = said([2.4, 2.6, 2.5, 2.45, 2.55])
+    assert "Network RTT: worse than native in container (\u00d72.50)" in five
+    assert "Network RTT: ratios from 5 pairs of adjacent windows." in five
+    assert "too few" not in five
+    # a run of once-measured cells only: the pairs are all that is ranked
+    assert (
+        "Every figure here is a single measurement (n=1): no interval, so none is ranked but by its "
+        "pairs of adjacent windows. Network RTT: ratios from 5 pairs of adjacent windows."
+    ) in said([2.4, 2.6, 2.5, 2.45, 2.55], ("network",))
