@@ -10,7 +10,7 @@ from typing import Any
 
 from isobench.stats import order_statistic_indices
 
-from .cells import NATIVE, steal_may_explain
+from .cells import NATIVE
 from .headline import CONTAINMENT, LEAK, MEMORY, PAIRED_CONFIDENCE, Figure, Headline, ratio_words
 from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio
@@ -212,13 +212,8 @@ def _steal_caveat(h: Headline) -> list[str]:
         hit = []
         for f in _measured(h, q.key):
             told = f.verdict in ("worse", "better") or _unranked_far_off(h, f)
-            # a paired ratio's two sides ran in the same seconds: steal hit both alike
-            if f.driver == NATIVE or not told or f.ratio == 1 or f.paired:
-                continue
-            sandbox_slower = (f.better == "lower") == (f.ratio > 1)
-            a, b = native.host_steal, f.host_steal
-            if steal_may_explain(b, a) if sandbox_slower else steal_may_explain(a, b):
-                hit.append(f"{f.driver} {human_ratio(f.ratio)} at {b:.0%}")
+            if told and f.held_back:
+                hit.append(f"{f.driver} {human_ratio(f.ratio)} at {f.host_steal:.0%}")
         if hit:
             said.append(f"{q.title} (native at {native.host_steal:.0%} steal): " + ", ".join(hit))
     if not said:

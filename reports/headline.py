@@ -19,11 +19,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from isobench.hostsys.procstat import HIGH_STEAL
 from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
-from .cells import NATIVE, PAIRED_RATIOS, Cell, CellKey, driver_order, group_cells, variant_of
+from .cells import (
+    NATIVE,
+    PAIRED_RATIOS,
+    STEAL_GAP,
+    Cell,
+    CellKey,
+    driver_order,
+    group_cells,
+    steal_may_explain,
+    variant_of,
+)
 from .compare import DEFAULT_MIN_EFFECT
 from .leak_rank import leak_figures
 from .memory import idle_overhead
@@ -32,6 +43,8 @@ from .units import NA, TIMES, human, human_ratio, plain
 __all__ = [
     "BELOW_TARGET",
     "CONTAINMENT",
+    "HELD_BACK",
+    "HELD_BACK_NOTE",
     "LEAK",
     "MEMORY",
     "MIN_EFFECT",
@@ -64,6 +77,8 @@ PAIRED_WORDS = "ratio to native: median over adjacent 1 s windows, the sandbox's
 
 #: Marks a figure that missed the budgeted run's precision target.
 BELOW_TARGET = "\u2020"
+#: Marks a ratio measured apart whose slower side ran under notably more host steal than the other.
+HELD_BACK = "\u2021"
 
 #: Questions answered by something other than one metric's cells.
 MEMORY = "memory"
@@ -176,6 +191,9 @@ class Figure:
     #: How many pairs of adjacent windows the ratio to native is the median of (0: the ratio of
     #: the cell's median to native's, measured apart).
     paired: int = 0
+    #: The ratio's slower side ran while the host lost notably more of its CPU time to steal than
+    #: the other side did (``steal_may_explain``): the host may explain it; marked :data:`HELD_BACK`.
+    held_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,14 +227,17 @@ class Headline:
         return sum(f.below_target for f in self.figures.values())
 
     def footnote(self) -> str:
-        """One sentence explaining :data:`BELOW_TARGET`, or "" when no figure carries it."""
-        if not self.below_target or self.precision is None:
-            return ""
-        return (
-            f"{BELOW_TARGET} below this run's precision target: the budget did not buy enough "
-            f"repetitions to bring the median's interval within \u00b1{self.precision * 100:.3g}% "
-            "(a longer --budget, or fewer drivers or workloads, would)."
-        )
+        """What :data:`BELOW_TARGET` and :data:`HELD_BACK` mean, for the marks the figures carry."""
+        notes = []
+        if self.below_target and self.precision is not None:
+            notes.append(
+                f"{BELOW_TARGET} below this run's precision target: the budget did not buy enough "
+                f"repetitions to bring the median's interval within \u00b1{self.precision * 100:.3g}% "
+                "(a longer --budget, or fewer drivers or workloads, would)."
+            )
+        if any(f.held_back for f in self.figures.values()):
+            notes.append(HELD_BACK_NOTE)
+        return " ".join(notes)
 
     def figure(self, driver: str, question: str) -> Figure | None:
         return self.figures.get((driver, question))
@@ -340,7 +361,30 @@ def cell_figure(q: Question, cell: Cell, native: Cell | None, pairs: tuple[float
         ci_high=s.ci_high,
         ci_confidence=s.ci_confidence,
     )
-    return _with_verdict(fig, cell.values, native.values if native else None, q, pairs)
+    fig = _with_verdict(fig, cell.values, native.values if native else None, q, pairs)
+    return fig if native is None or q.exact else _mark_held_back(fig, native.host_steal)
+
+
+#: What :data:`HELD_BACK` means, under a table whose figures carry it.
+HELD_BACK_NOTE = (
+    f"{HELD_BACK} the ratio's slower side ran while the host lost notably more of its CPU time to "
+    f"steal (above {HIGH_STEAL:.0%}, and more than {STEAL_GAP * 100:.0f} points over the other side): the host may "
+    "explain the difference rather than the sandbox."
+)
+
+
+def _mark_held_back(fig: Figure, native_steal: float) -> Figure:
+    """Mark a ratio measured apart whose slower side ran under notably more steal than the other
+    (a held-back host slows whichever side it happens to). A paired ratio's sides ran in the same
+    seconds, and steal on the faster side only shrinks a gap: neither is marked."""
+    if fig.driver == NATIVE or fig.paired or fig.better == "none" or math.isnan(fig.ratio) or fig.ratio == 1:
+        return fig
+    sandbox_slower = (fig.better == "lower") == (fig.ratio > 1)
+    slower, faster = (fig.host_steal, native_steal) if sandbox_slower else (native_steal, fig.host_steal)
+    if not steal_may_explain(slower, faster):
+        return fig
+    tip = f"; native ran at {native_steal:.0%} steal: the host may explain this ratio"
+    return replace(fig, held_back=True, text=fig.text + HELD_BACK, tip=fig.tip + tip)
 
 
 def paired_ratios(cells: Mapping[CellKey, Cell], cell: Cell) -> tuple[float, ...]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .document import Document
-from .headline import Figure
+from .headline import HELD_BACK_NOTE, Figure
 from .methods import STATISTICS
 from .plots import SECTIONS
 from .tables import detail_table, fmt
@@ -213,6 +213,10 @@ def _tables(doc: Document) -> str:
                 out.append(f'<p class="caption">{title}{sep}{escape(t.params)}</p>')
             head = "<th>driver</th>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns)
             out.append(_grid(t.rows, head))
+        if any(
+            f is not None and f.held_back for t in doc.grids.get(workload, []) for _, fs in t.rows for f in fs
+        ):
+            out.append(f'<p class="legend">{escape(HELD_BACK_NOTE)}</p>')
         detail = detail_table(doc.summary[doc.summary["workload"] == workload])
         out.append(
             f"<details><summary>every figure of {escape(workload)} ({len(detail)} rows)</summary>"

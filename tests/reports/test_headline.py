@@ -273,6 +273,10 @@ def _with_steal(r: Results, steal: dict[tuple[str, str], float]) -> Results:
 
 
 def test_ratios_whose_slower_side_ran_under_more_host_steal_are_named() -> None:
+    from isobench.reports.cells import group_cells
+    from isobench.reports.grid import question_tables
+    from isobench.reports.headline import HELD_BACK_NOTE
+
     base = build_real_results(("host", "container", "vm"), ("cpu", "network"))
     steal = {("host", "network"): 0.05, ("container", "network"): 0.21, ("host", "cpu"): 0.04}
 
@@ -293,9 +297,45 @@ def test_ratios_whose_slower_side_ran_under_more_host_steal_are_named() -> None:
     assert said({("host", "network"): 0.3, ("container", "network"): 0.05}) == []
     # the headline cell's tooltip carries its steal
     figures = overview(_with_steal(base, steal)).headline.figures
-    assert figures[("container", "rtt")].tip == "median 65.6 us, n=1, host steal 21%; \u00d74.73 native"
+    held = figures[("container", "rtt")]
+    assert held.tip == (
+        "median 65.6 us, n=1, host steal 21%; \u00d74.73 native; native ran at 5% steal: the host may "
+        "explain this ratio"
+    )
+    # and its figure is marked, in the headline and in the per-workload table, with the note saying why
+    assert held.held_back and held.text == "65.6 us\u2021"
+    assert overview(_with_steal(base, steal)).headline.footnote().endswith(HELD_BACK_NOTE)
+    (table,) = question_tables(group_cells(_with_steal(base, steal)))["network"][:1]
+    row = dict(table.rows)
+    assert [f.text for f in row["container"] if f is not None and f.question == "network.tcp_rtt.p50"] == [
+        "65.6 us\u2021"
+    ]
+    # a faster side's steal only shrinks a gap: no mark
+    assert (
+        not overview(_with_steal(base, steal | {("host", "network"): 0.3}))
+        .headline.figures[("container", "rtt")]
+        .held_back
+    )
     # no readings (results before schema 9): no sentence
     assert not [f for f in overview(base).findings if "steal" in f]
+
+
+def test_the_report_says_what_the_held_back_mark_means_under_the_tables_that_carry_it(tmp_path: Path) -> None:
+    from html import escape
+
+    from isobench.reports.headline import HELD_BACK_NOTE
+
+    base = build_real_results(("host", "container"), ("cpu", "network"))
+    html = render(
+        _with_steal(base, {("host", "network"): 0.05, ("container", "network"): 0.21}), tmp_path
+    ).html.read_text()
+    tables = html.split('id="tables"', 1)[1].split('id="figures"', 1)[0]
+    note = f'<p class="legend">{escape(HELD_BACK_NOTE)}</p>'
+    # once under the headline, once under the network tables; cpu's tables carry no mark
+    assert html.count(note) == 2 and tables.count(note) == 1
+    assert tables.split('id="table-network"', 1)[1].count(note) == 1
+    plain = render(base, tmp_path / "plain").html.read_text()
+    assert "\u2021" not in plain and escape(HELD_BACK_NOTE) not in plain
 
 
 def test_rtt_ratios_come_from_adjacent_windows_where_the_run_paired_them() -> None:
