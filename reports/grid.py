@@ -198,7 +198,7 @@ _INTERFERENCE = (
      "victim {v}: p99 latency added next to each stressor"),
     (re.compile(r"interference\.(?P<s>[^.]+)\.contained$"), "stressor contained"),
     (re.compile(r"interference\.(?P<s>[^.]+)\.host_cpu_outside_s$"),
-     "host CPU time outside the sandboxes, per stressor"),
+     "host CPU time outside the sandboxes added by each stressor (over the victim alone)"),
     (re.compile(r"interference\.(?P<s>[^.]+)\.baseline$"), "victim throughput alone"),
 )  # fmt: skip
 

@@ -119,7 +119,8 @@ def human(value: float | None, unit: str, digits: int = 3) -> str:
     if unit == "%":
         return f"{plain(v, digits)}%"
     s = _count_scale(abs(v))
-    text = f"{plain(v / s.divisor, digits)}{s.label}"
+    # a whole count is written whole: "7 primitives", not "7.00 primitives"
+    text = str(int(v)) if v.is_integer() and not s.label else f"{plain(v / s.divisor, digits)}{s.label}"
     return f"{text} {unit}" if unit else text
 
 

@@ -32,6 +32,10 @@ from isobench.reports.units import axis_scale, human, human_ci, human_pct, human
         (0.0, "bool", "no"),
         (512.0, "MiB", "512 MiB"),
         (12345.0, "widgets", "12.3k widgets"),
+        # a whole count is written whole; a median between two counts keeps its digits
+        (7.0, "primitives", "7 primitives"),
+        (0.0, "primitives", "0 primitives"),
+        (2.5, "primitives", "2.50 primitives"),
         (math.nan, "seconds", "\u2013"),
         (None, "bytes", "\u2013"),
     ],

@@ -170,7 +170,7 @@ def test_summary_shows_bracketed_data_verbatim(tmp_path: Path, capsys: pytest.Ca
     cli.print_summary(Results(run={"run_id": "r"}, samples=samples))
     out = capsys.readouterr().out
     assert "[b]bold?" in out, out
-    assert "11.0 [red]u" in out, out
+    assert "11 [red]u" in out, out
 
 
 def test_summary_is_the_headline(capsys: pytest.CaptureFixture[str]) -> None:
