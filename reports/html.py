@@ -194,6 +194,37 @@ def _warnings(doc: Document) -> str:
     return "".join(out)
 
 
+#: The per-workload sections with a table of their own, by anchor.
+_OWN_TITLES = {
+    "leak-score": "Leak score",
+    "limits": "Limit fidelity: requested vs delivered",
+    "escape": "Escape battery",
+}
+#: The figure section that shows a workload, where it is not the workload's own name.
+_FIGURE_OF = {"idle-memory": "memory"}
+
+
+def _see_also(doc: Document, workload: str) -> list[str]:
+    """Links to where else the report shows ``workload``: its own table section (limits, escape,
+    leak score) and its figures. Density and limits put everything there, so their per-workload
+    entry would otherwise hold only the collapsed table of every figure."""
+    own = {
+        "limits": ("limits", doc.limits),
+        "escape": ("escape", doc.escape),
+        "leakage": ("leak-score", doc.leakage),
+    }
+    links = []
+    if workload in own and not own[workload][1].empty:
+        anchor = own[workload][0]
+        links.append(f'<a href="#{anchor}">{escape(_OWN_TITLES[anchor])}</a>')
+    section = _FIGURE_OF.get(workload, workload)
+    if section in SECTIONS and any(p.section == section for p in doc.plots):
+        links.append(f'<a href="#fig-{section}">{escape(SECTIONS[section])} (figures)</a>')
+    if any(p.section == "ratios" and p.path.stem == f"ratio-{workload}" for p in doc.plots):
+        links.append('<a href="#fig-ratios">Relative to native (figures)</a>')
+    return links
+
+
 def _tables(doc: Document) -> str:
     out = ['<section id="tables"><h2>Results per workload</h2>']
     out.append(
@@ -217,6 +248,8 @@ def _tables(doc: Document) -> str:
             f is not None and f.held_back for t in doc.grids.get(workload, []) for _, fs in t.rows for f in fs
         ):
             out.append(f'<p class="legend">{escape(HELD_BACK_NOTE)}</p>')
+        if links := _see_also(doc, workload):
+            out.append('<p class="legend">See also: ' + " \u00b7 ".join(links) + ".</p>")
         detail = detail_table(doc.summary[doc.summary["workload"] == workload])
         out.append(
             f"<details><summary>every figure of {escape(workload)} ({len(detail)} rows)</summary>"
@@ -224,7 +257,7 @@ def _tables(doc: Document) -> str:
             + "</details>"
         )
     if not doc.leakage.empty:
-        out.append('<h3 id="leak-score">Leak score</h3>')
+        out.append(f'<h3 id="leak-score">{_OWN_TITLES["leak-score"]}</h3>')
         out.append(
             "<p>The weighted share of the scored probes that leak. A probe that could not run here "
             "and a channel whose series could not decide (too short, constant, or following the load "
@@ -235,7 +268,7 @@ def _tables(doc: Document) -> str:
         )
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     if not doc.limits.empty:
-        out.append('<h3 id="limits">Limit fidelity: requested vs delivered</h3>')
+        out.append(f'<h3 id="limits">{_OWN_TITLES["limits"]}</h3>')
         out.append(
             "<p>The same requests to every driver (the limits workload); ratio = delivered / "
             "requested: about \u00d71 is a limit held, well above it no limit at all. A CPU share "
@@ -245,7 +278,7 @@ def _tables(doc: Document) -> str:
         )
         out.append(_table(doc.limits, numeric=("n",)))
     if not doc.escape.empty:
-        out.append('<h3 id="escape">Escape battery</h3>')
+        out.append(f'<h3 id="escape">{_OWN_TITLES["escape"]}</h3>')
         out.append(
             "<p>Each known escape primitive tried from inside every driver's sandbox against a canary "
             "the host planted (never the host itself): open = the sandbox reached the canary or holds "

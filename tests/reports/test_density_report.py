@@ -211,6 +211,12 @@ def test_report_shows_density_figures_and_the_limits_table(
     names = {p.name for p in paths.plots}
     assert {"density-memory.png", "density-startup.png"} <= names
     assert not {"ratio-density.png", "ratio-limits.png"} & names
+    # their per-workload entries, which hold only the table of every figure, point there
+    tables = html[html.index('id="tables"') : html.index('id="figures"')]
+    density = tables[tables.index('id="table-density"') : tables.index('id="table-disk"')]
+    assert '<a href="#fig-density">Density: sandboxes per host (figures)</a>' in density
+    limits = tables[tables.index('id="table-limits"') :]
+    assert '<a href="#limits">Limit fidelity: requested vs delivered</a>' in limits.split("<h3", 1)[0]
 
 
 def test_a_run_without_density_does_not_call_it_missing(results: Results, tmp_path: Path) -> None:

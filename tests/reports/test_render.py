@@ -162,3 +162,21 @@ def test_the_runs_host_steal_is_a_host_fact() -> None:
         "median 2% of the host's CPU time over 1 cell reading (2%-2%)"
     )
     assert steal_words(Results(run={}, samples=[samples[-1]])) == ""
+
+
+def test_each_workload_points_to_where_else_the_report_shows_it(
+    rendered: tuple[Results, ReportPaths],
+) -> None:
+    html = rendered[1].html.read_text()
+    tables = html[html.index('id="tables"') : html.index('id="figures"')]
+
+    def entry(workload: str) -> str:
+        start = tables.index(f'<h3 id="table-{workload}">')
+        return tables[start : tables.index("<h3", start + 1)]
+
+    assert '<a href="#fig-startup">Startup (figures)</a>' in entry("startup")
+    assert '<a href="#leak-score">Leak score</a>' in entry("leakage")
+    assert '<a href="#fig-ratios">Relative to native (figures)</a>' in entry("cpu")
+    # every in-page link lands somewhere
+    targets = set(re.findall(r'href="#([^"]+)"', html))
+    assert targets and targets <= set(re.findall(r'id="([^"]+)"', html))
