@@ -75,10 +75,13 @@ __all__ = [
 ]
 
 #: The default run's budget for the matrix (set-up checks before it and the report after it are not
-#: counted): with those, a default run ends within 20 minutes on the reference 2-core TCG host. A
-#: first pass of the default matrix (7 drivers x 13 workloads at quick sizes) took 1030 s there on
-#: a quiet host, so 15 minutes could not even finish it; 18 leave a little for extra rounds.
-DEFAULT_BUDGET_S = 18 * 60.0
+#: counted): with those, a default run ends within about 21 minutes on the reference 2-core TCG host.
+#: A first pass of the default matrix (7 drivers x 13 workloads at quick sizes) took 1030 s there on
+#: a quiet host, so 15 minutes could not even finish it and 18 left a little for extra rounds; the
+#: RTT's adjacent-window pairs (on by default since) added ~63 s, and four default runs in a row
+#: with 18 minutes then left 5-11 density and limits cells unmeasured (their first passes needed
+#: ~1170 s at up to 33-36% steal). 20 minutes hold such a first pass.
+DEFAULT_BUDGET_S = 20 * 60.0
 #: Target: the 95% CI's half-width at most this fraction of the median.
 DEFAULT_PRECISION = 0.05
 #: Every unit's first pass: enough for a median and a range, not yet for a 95% interval.

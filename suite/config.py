@@ -5,7 +5,7 @@ Example ``isobench.toml``::
     [run]
     drivers = ["host", "container", "vm"]
     workloads = ["startup", "cpu"]
-    budget = "18m"         # adaptive repetitions inside this wall time (the default mode) ...
+    budget = "20m"         # adaptive repetitions inside this wall time (the default mode) ...
     precision = "5%"       # ... until every counted figure's CI half-width is this close
     # repetitions = 5      # ... or a fixed number of repetitions instead of a budget
     warmups = 1

@@ -86,7 +86,7 @@ def main(verbose: int) -> None:
 @click.option(
     "--budget",
     help="Wall time the matrix may take, e.g. 15m or 900s; repetitions are then decided while "
-    "running (the default run is budgeted: 18m).",
+    "running (the default run is budgeted: 20m).",
 )
 @click.option(
     "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."

@@ -281,9 +281,9 @@ def test_the_banner_states_the_budget_and_the_plan() -> None:
 
     ws = {w: all_workloads()[w]() for w in ("startup", "disk", "leakage")}
     config = launch.resolve(RunConfig(), {}, quick=False)
-    assert config.budget == 18 * 60 and config.warmups == 0
+    assert config.budget == 20 * 60 and config.warmups == 0
     text = "\n".join(launch.describe_plan(config, ["host", "vm"], ws))
-    assert "budget 18m00s for the matrix" in text
+    assert "budget 20m00s for the matrix" in text
     assert "3x (disk 1, leakage 1)" in text
     assert "above 5% of the median" in text
     assert "counted: startup, disk" in text
