@@ -48,6 +48,11 @@ def a_kind(driver: str) -> str:
     return f"{'an' if k[0].lower() in 'aeiou' else 'a'} {k}"
 
 
+def _capital(text: str) -> str:
+    """``text`` starting a sentence: its first letter upper-case, the rest as it is."""
+    return text[:1].upper() + text[1:]
+
+
 def _names(drivers: Sequence[str]) -> str:
     if len(drivers) <= 1:
         return "".join(drivers)
@@ -84,7 +89,7 @@ def _startup(h: Headline) -> list[str]:
     fast, slow = figs[0], figs[-1]
     ratio = slow.value / fast.value if fast.value else math.inf
     return [
-        f"{a_kind(fast.driver)[0].upper()}{a_kind(fast.driver)[1:]} is ready in {human(fast.value, fast.unit)}, the fastest sandbox here; "
+        f"{_capital(a_kind(fast.driver))} is ready in {human(fast.value, fast.unit)}, the fastest sandbox here; "
         f"{a_kind(slow.driver)} takes {human(slow.value, slow.unit)}, about {ratio_words(ratio)} as long."
     ]
 
@@ -132,7 +137,7 @@ def _compared(h: Headline) -> list[str]:
             parts.append("better in " + ", ".join(f"{f.driver} ({human_ratio(f.ratio)})" for f in better))
         if same:
             parts.append(f"no significant difference in {_names(same)}")
-        out.append(f"{titles[key][0].upper()}{titles[key][1:]}: " + "; ".join(parts) + ".")
+        out.append(f"{_capital(titles[key])}: " + "; ".join(parts) + ".")
     return out
 
 
@@ -168,13 +173,11 @@ def _single(h: Headline) -> list[str]:
         if q.exact or q.key in (MEMORY, "start"):
             continue
         figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(h, f)]
-        for into, chosen in (
-            (once, [f for f in figs if not f.paired]),
-            (paired, [f for f in figs if f.paired]),
-        ):
-            if chosen:
-                into.append(f"{q.title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in chosen))
-        pairs |= {f.paired for f in figs if f.paired}
+        if measured_once := [f for f in figs if not f.paired]:
+            once.append(_ratios(q.title, measured_once))
+        if from_pairs := [f for f in figs if f.paired]:
+            paired.append(_ratios(q.title, from_pairs))
+            pairs |= {f.paired for f in from_pairs}
     out = []
     if once:
         out.append("Measured once, but more than 2\u00d7 off native: " + "; ".join(once) + ".")
@@ -185,6 +188,11 @@ def _single(h: Headline) -> list[str]:
             + "."
         )
     return out
+
+
+def _ratios(title: str, figs: Sequence[Figure]) -> str:
+    """``network RTT vm x6.06, qemu x4.11``."""
+    return f"{title} " + ", ".join(f"{f.driver} {human_ratio(f.ratio)}" for f in figs)
 
 
 def _span(ns: set[int]) -> str:
@@ -259,9 +267,8 @@ def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
         if ks := pairs[q.key]:
             # the pairs' range holds their median with this confidence (3 pairs: 75%)
             conf = order_statistic_indices(min(ks))[2]
-            text += (
-                f". {q.title[0].upper()}{q.title[1:]}: ratios from {_span(ks)} pairs of adjacent windows"
-                + (f" ({conf:.0%} confidence, too few to rank)" if conf < PAIRED_CONFIDENCE else "")
+            text += f". {_capital(q.title)}: ratios from {_span(ks)} pairs of adjacent windows" + (
+                f" ({conf:.0%} confidence, too few to rank)" if conf < PAIRED_CONFIDENCE else ""
             )
     text += "."
     if total and noisy:

@@ -194,11 +194,11 @@ def _warnings(doc: Document) -> str:
     return "".join(out)
 
 
-#: The per-workload sections with a table of their own, by anchor.
-_OWN_TITLES = {
-    "leak-score": "Leak score",
-    "limits": "Limit fidelity: requested vs delivered",
-    "escape": "Escape battery",
+#: The workloads with a table section of their own: (its anchor, its heading).
+_OWN_SECTION = {
+    "leakage": ("leak-score", "Leak score"),
+    "limits": ("limits", "Limit fidelity: requested vs delivered"),
+    "escape": ("escape", "Escape battery"),
 }
 #: The figure section that shows a workload, where it is not the workload's own name.
 _FIGURE_OF = {"idle-memory": "memory"}
@@ -208,15 +208,11 @@ def _see_also(doc: Document, workload: str) -> list[str]:
     """Links to where else the report shows ``workload``: its own table section (limits, escape,
     leak score) and its figures. Density and limits put everything there, so their per-workload
     entry would otherwise hold only the collapsed table of every figure."""
-    own = {
-        "limits": ("limits", doc.limits),
-        "escape": ("escape", doc.escape),
-        "leakage": ("leak-score", doc.leakage),
-    }
+    tables = {"leakage": doc.leakage, "limits": doc.limits, "escape": doc.escape}
     links = []
-    if workload in own and not own[workload][1].empty:
-        anchor = own[workload][0]
-        links.append(f'<a href="#{anchor}">{escape(_OWN_TITLES[anchor])}</a>')
+    if workload in _OWN_SECTION and not tables[workload].empty:
+        anchor, heading = _OWN_SECTION[workload]
+        links.append(f'<a href="#{anchor}">{escape(heading)}</a>')
     section = _FIGURE_OF.get(workload, workload)
     if section in SECTIONS and any(p.section == section for p in doc.plots):
         links.append(f'<a href="#fig-{section}">{escape(SECTIONS[section])} (figures)</a>')
@@ -257,7 +253,7 @@ def _tables(doc: Document) -> str:
             + "</details>"
         )
     if not doc.leakage.empty:
-        out.append(f'<h3 id="leak-score">{_OWN_TITLES["leak-score"]}</h3>')
+        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["leakage"]))
         out.append(
             "<p>The weighted share of the scored probes that leak. A probe that could not run here "
             "and a channel whose series could not decide (too short, constant, or following the load "
@@ -268,7 +264,7 @@ def _tables(doc: Document) -> str:
         )
         out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     if not doc.limits.empty:
-        out.append(f'<h3 id="limits">{_OWN_TITLES["limits"]}</h3>')
+        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["limits"]))
         out.append(
             "<p>The same requests to every driver (the limits workload); ratio = delivered / "
             "requested: about \u00d71 is a limit held, well above it no limit at all. A CPU share "
@@ -278,7 +274,7 @@ def _tables(doc: Document) -> str:
         )
         out.append(_table(doc.limits, numeric=("n",)))
     if not doc.escape.empty:
-        out.append(f'<h3 id="escape">{_OWN_TITLES["escape"]}</h3>')
+        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["escape"]))
         out.append(
             "<p>Each known escape primitive tried from inside every driver's sandbox against a canary "
             "the host planted (never the host itself): open = the sandbox reached the canary or holds "
