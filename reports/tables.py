@@ -241,7 +241,7 @@ def leakage_table(summary: pd.DataFrame, results: Results | None = None) -> pd.D
     for (driver, variant), grp in leak.groupby(["driver", "variant"], sort=False):
         score = grp[grp["metric"] == "leakage.score"]
         count = grp[grp["metric"] == "leakage.count"]
-        probes = grp[[is_leak_probe(str(m)) for m in grp["metric"]]]
+        probes = grp[grp["metric"].map(lambda m: is_leak_probe(str(m))).astype(bool)]
         row: dict[str, object] = {
             "driver": driver,
             "variant": variant,

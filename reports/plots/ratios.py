@@ -82,7 +82,13 @@ def speed_rows(summary: pd.DataFrame) -> pd.DataFrame:
         for m, v, d in zip(df["metric"], df["variant"], df["driver"], strict=True)
         if m in PAIRED_RATIOS
     }
-    df = df[[k not in paired for k in zip(df["metric"], df["variant"], df["driver"], strict=True)]]
+    # a boolean Series, not a list: an empty list would select no *columns* of an empty frame
+    keep = pd.Series(
+        [k not in paired for k in zip(df["metric"], df["variant"], df["driver"], strict=True)],
+        index=df.index,
+        dtype=bool,
+    )
+    df = df[keep]
     r = df["ratio_to_native"].to_numpy(dtype=float)
     lo = df["ratio_ci_low"].to_numpy(dtype=float)
     hi = df["ratio_ci_high"].to_numpy(dtype=float)

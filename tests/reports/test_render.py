@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
 from isobench.model import Sample
 from isobench.reports import ReportPaths, render
-from isobench.reports.document import steal_words
+from isobench.reports.document import build_document, steal_words
+from isobench.reports.html import render_html
+from isobench.reports.markdown import render_markdown
 from isobench.results import Results
+
+from .conftest import build_real_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -180,3 +186,27 @@ def test_each_workload_points_to_where_else_the_report_shows_it(
     # every in-page link lands somewhere
     targets = set(re.findall(r'href="#([^"]+)"', html))
     assert targets and targets <= set(re.findall(r'id="([^"]+)"', html))
+
+
+# What a run interrupted early leaves: a driver or two, no native baseline, one repetition.
+_PARTIAL_RUNS = {
+    "no native baseline": {"drivers": ("container", "vm")},
+    "one driver, no native": {"drivers": ("runc",)},
+    "native alone": {"drivers": ("host",)},
+    "one repetition": {"n": 1},
+    **{
+        f"{w} on one driver, no native": {"drivers": ("qemu",), "workloads": (w,)}
+        for w in ("startup", "idle-memory", "cpu", "disk", "network", "leakage")
+    },
+}
+
+
+@pytest.mark.parametrize("kept", _PARTIAL_RUNS.values(), ids=_PARTIAL_RUNS.keys())
+def test_a_partial_run_draws_every_figure_it_has_data_for(kept: dict[str, Any], tmp_path: Path) -> None:
+    # An interrupted run (only startup on container and vm measured) logged a traceback and lost
+    # its ratio chart: with no row left to draw, an empty list selected no columns of the frame.
+    results = build_real_results(**kept)
+    doc = build_document(results, tmp_path)
+    assert [g.items for g in doc.warning_groups if g.kind == "plots"] == []
+    assert "No measured samples" not in render_html(doc)
+    assert render_markdown(doc, tmp_path)
