@@ -4,6 +4,7 @@ they print in :mod:`.output`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -230,11 +231,11 @@ def _run_locked(
 
     run_dir = config.output / run_id
     run_dir.mkdir()
-    info = launch.run_info(config, run_id, sys.argv, list(chosen), chosen_workloads, skipped)
-    plan = launch.describe_plan(config, list(chosen), chosen_workloads, list(variants))
-    console.print(f"run {run_id}: " + "\n".join(plan), highlight=False)
     started = time.monotonic()
     try:
+        info = launch.run_info(config, run_id, sys.argv, list(chosen), chosen_workloads, skipped)
+        plan = launch.describe_plan(config, list(chosen), chosen_workloads, list(variants))
+        console.print(f"run {run_id}: " + "\n".join(plan), highlight=False)
         with progress_bar() as bar:
             runner = Runner(
                 config,
@@ -266,7 +267,10 @@ def _say_what_was_kept(run_dir: Path) -> None:
     try:
         results = load_results(run_dir)
     except (IsobenchError, OSError):
-        return  # stopped before its journal had a header: nothing to read
+        # Stopped before its journal had a header: nothing to read, so nothing to keep either.
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only ever an empty directory
+        return
     measured = sum(1 for _ in results.measured())
     if measured == 0:
         console.print(

@@ -425,3 +425,19 @@ def test_ctrl_c_says_where_the_measured_part_is(
         assert {s.repetition for s in results.samples} == {0}
         said = f"is kept in {run_dir}; `isobench report {run_dir}` renders it\n"
         assert said in r.output
+
+
+def test_ctrl_c_before_the_journal_starts_leaves_no_run_directory(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted while the run describes the host (before its journal exists): nothing is left."""
+
+    def _ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "run_info", _ctrl_c)
+    args = ["run", "--drivers", "host", "--workloads", "startup", "-n", "1", "--no-report"]
+    r = CliRunner().invoke(cli.main, [*args, "-o", str(out), "--state-dir", str(tmp_path / "s")])
+    assert r.exit_code == 130, r.output
+    assert "interrupted; everything this run created was torn down" in r.output
+    assert list(out.iterdir()) == []
