@@ -13,7 +13,7 @@ from isobench.stats import order_statistic_indices
 from .cells import NATIVE
 from .headline import CONTAINMENT, LEAK, MEMORY, PAIRED_CONFIDENCE, Figure, Headline, ratio_words
 from .leak_rank import Interval, ranking_sentences
-from .units import human, human_ratio
+from .units import human, human_ratio, plural
 
 __all__ = ["findings"]
 
@@ -293,5 +293,5 @@ def findings(
     if NATIVE not in h.drivers:
         out.append("No native (host) driver ran: nothing can be compared with native.")
     if failed:
-        out.append(f"{failed} cell{'s' if failed != 1 else ''} failed; see the warnings.")
+        out.append(f"{plural(failed, 'cell')} failed; see the warnings.")
     return out

@@ -27,6 +27,7 @@ from .cells import driver_order, group_cells
 from .files import fresh_plots_dir
 from .html import page_head, png_figure
 from .leak_rank import SCORE, leak_intervals
+from .units import plural
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class HistoryPaths:
     skipped: tuple[str, ...] = ()
     #: What changed beyond the noise in the latest run, and persistent steps, as sentences.
     findings: tuple[str, ...] = ()
+    #: What is said beside (or instead of) the findings: nothing changed, or what could not be judged.
+    verdict: str = ""
 
 
 def discover(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
@@ -266,6 +269,7 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
     labels = [f"{_when(r)[5:16]}\n{r.run_id[-6:]}" for r in runs]
     figures: list[tuple[str, Path, str]] = []
     findings: list[str] = []
+    judged = unjudged = 0
     for group in dict.fromkeys(t.group for t in TRENDS):
         trends = [(t, trend_points(runs, t)) for t in TRENDS if t.group == group]
         trends = [(t, pts) for t, pts in trends if pts]
@@ -275,8 +279,11 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         drawn = draw_group(group, trends, labels, path)
         figures.append((group, path, drawn.caption))
         findings += drawn.findings
+        judged += drawn.judged
+        unjudged += drawn.unjudged
     html = out_dir / "history.html"
-    atomic_write_text(html, _html(runs, figures, skipped, findings))
+    said = verdict(len(runs), len(findings), judged, unjudged)
+    atomic_write_text(html, _html(runs, figures, skipped, findings, said))
     log.info("history written to %s", html)
     return HistoryPaths(
         html=html,
@@ -284,6 +291,7 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         runs=tuple(r.run_id for r in runs),
         skipped=tuple(skipped),
         findings=tuple(findings),
+        verdict=said,
     )
 
 
@@ -296,17 +304,36 @@ figcaption{font-size:.85em;color:#555}
 """
 
 
-def _changes(findings: Sequence[str], n_runs: int) -> str:
-    """What a CI reader wants first: what moved beyond the noise in the latest run, and any step."""
-    if findings:
-        items = "".join(f"<li>{escape(f)}</li>" for f in findings)
-        return f'<section id="changes"><h2>What changed</h2><ul>{items}</ul></section>'
-    if n_runs > 1:
-        return (
-            '<section id="changes"><h2>What changed</h2><p>Nothing beyond the noise: no headline figure '
-            "of the latest run has an interval disjoint from the run before, and no step.</p></section>"
+def verdict(n_runs: int, changes: int, judged: int, unjudged: int) -> str:
+    """What the page and the terminal say beside the latest run's ``changes`` (beyond the noise, or
+    steps), or instead of them: "nothing changed" only where its figures could be judged at all."""
+    unsure = (
+        f"{plural(unjudged, 'more figure')} could not be judged: one of the two runs measured "
+        f"{'it' if unjudged == 1 else 'each'} once."
+        if unjudged
+        else ""
+    )
+    if n_runs < 2:
+        return "One run only: nothing to compare it with yet."
+    if changes:
+        return unsure
+    if judged:
+        quiet = (
+            f"Nothing beyond the noise: none of the {plural(judged, 'headline figure')} of the latest "
+            "run that could be judged has an interval disjoint from the run before's, and no step."
         )
-    return ""
+        return f"{quiet} {unsure}".strip()
+    return (
+        "Cannot tell yet: no headline figure of the latest run has an interval on both sides (one "
+        "of the two runs measured each once), and no step."
+    )
+
+
+def _changes(findings: Sequence[str], said: str) -> str:
+    """The page's headline, what a CI reader wants first: what moved in the latest run, and any step."""
+    items = "".join(f"<li>{escape(f)}</li>" for f in findings)
+    body = (f"<ul>{items}</ul>" if items else "") + (f"<p>{escape(said)}</p>" if said else "")
+    return f'<section id="headline"><h2>What changed</h2>{body}</section>'
 
 
 def _html(
@@ -314,6 +341,7 @@ def _html(
     figures: Sequence[tuple[str, Path, str]],
     skipped: Sequence[str],
     findings: Sequence[str],
+    said: str,
 ) -> str:
     rows = "".join(
         "<tr>"
@@ -337,12 +365,12 @@ def _html(
     out = [
         *page_head(f"isobench history — {len(runs)} runs", _CSS),
         f"<h1>isobench history: {len(runs)} runs</h1>",
+        _changes(findings, said),
         "<p>The headline figures of each run in time order: per driver the median (line) and its "
         "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below; "
         "for the leak score the range its open probes allow, which holds at n = 1 too). "
         "A ringed point's interval does not overlap the previous run's: a "
         "change beyond the noise of either run.</p>",
-        _changes(findings, len(runs)),
         '<table id="runs"><thead><tr><th>#</th><th>run</th><th>started</th><th>status</th><th>kernel</th>'
         f"<th>samples</th><th>drivers</th></tr></thead><tbody>{rows}</tbody></table>",
     ]

@@ -20,6 +20,7 @@ __all__ = [
     "human_pct",
     "human_ratio",
     "plain",
+    "plural",
     "unit_label",
 ]
 
@@ -76,6 +77,11 @@ def plain(x: float, digits: int = 3) -> str:
         return f"{round(x, digits - 1 - magnitude):.0f}"
     decimals = max(0, digits - 1 - magnitude)
     return f"{x:.{decimals}f}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` and the noun, in the plural unless ``n`` is one: "1 cell", "3 cells"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _pick(scales: tuple[Scale, ...], magnitude: float) -> Scale:

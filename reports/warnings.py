@@ -12,6 +12,7 @@ import pandas as pd
 from isobench.budget import budget_summary, mmss
 
 from .cells import HIGH_STEAL
+from .units import plural
 
 __all__ = ["WarningGroup", "group_warnings"]
 
@@ -89,7 +90,7 @@ def _failed(failures: pd.DataFrame) -> WarningGroup | None:
     n = len(items)
     where = _mostly(cells, n)
     where = cells[0] if where == "all" else where
-    line = f"{n} cell{'s' if n != 1 else ''} failed ({where}); their errors are below and in tables/failures.csv."
+    line = f"{plural(n, 'cell')} failed ({where}); their errors are below and in tables/failures.csv."
     return WarningGroup("failed", line, tuple(items))
 
 
@@ -130,7 +131,7 @@ def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
     elif b.get("figures_counted"):
         met, counted = int(b["figures_met"]), int(b["figures_counted"])
         short = budget_summary(run)[1:]
-        cells = f"{len(short)} driver/workload cell{'s' if len(short) != 1 else ''}"
+        cells = plural(len(short), "driver/workload cell")
         line = (
             f"{counted - met} of {counted} counted figures did not reach the precision target (95% interval "
             f"within {target} of the median) in the {budget}; {cells} fell short. "
@@ -166,9 +167,5 @@ def group_warnings(
             groups.append(g)
     if plot_errors:
         n = len(plot_errors)
-        groups.append(
-            WarningGroup(
-                "plots", f"{n} figure{'s' if n != 1 else ''} could not be drawn.", tuple(plot_errors)
-            )
-        )
+        groups.append(WarningGroup("plots", f"{plural(n, 'figure')} could not be drawn.", tuple(plot_errors)))
     return tuple(groups)

@@ -34,14 +34,17 @@ def line_labels(points: Sequence[Point]) -> dict[tuple[str, str], str]:
     }
 
 
-def changed(prev: Point, cur: Point) -> bool:
-    """The two runs' intervals do not overlap (and both have one): beyond either run's noise."""
+def comparable(prev: Point, cur: Point) -> bool:
+    """Both runs have an interval to set against each other (n >= 2, or a leak score's range)."""
     bounds = (prev.ci_low, prev.ci_high, cur.ci_low, cur.ci_high)
     if not all(math.isfinite(b) for b in bounds):
         return False
-    if (prev.n < 2 or cur.n < 2) and not (prev.evidence_interval and cur.evidence_interval):
-        return False
-    return cur.ci_low > prev.ci_high or cur.ci_high < prev.ci_low
+    return (prev.n >= 2 and cur.n >= 2) or (prev.evidence_interval and cur.evidence_interval)
+
+
+def changed(prev: Point, cur: Point) -> bool:
+    """The two runs' intervals do not overlap (and both have one): beyond either run's noise."""
+    return comparable(prev, cur) and (cur.ci_low > prev.ci_high or cur.ci_high < prev.ci_low)
 
 
 def _percent_of(base: float, v: float) -> float:
@@ -92,6 +95,10 @@ class GroupDrawing:
     caption: str
     #: Beyond-the-noise changes of the latest run and persistent steps, as sentences.
     findings: tuple[str, ...]
+    #: The latest run's lines that continue one of the run before: how many could be judged
+    #: (both runs with an interval), and how many of those were not.
+    judged: int = 0
+    unjudged: int = 0
 
 
 def draw_group(
@@ -103,7 +110,7 @@ def draw_group(
     nrows = len(trends)
     fig = Figure(figsize=(12, 0.8 + 3.1 * nrows))
     x_all = np.arange(len(labels))
-    rings = 0
+    rings = judged = unjudged = 0
     steps: list[str] = []
     latest: list[str] = []
     ns: list[int] = []
@@ -126,7 +133,13 @@ def draw_group(
             if base:
                 _series(rel, pts, functools.partial(_percent_of, base), style, name, alpha=0.0)
             rings += sum(changed(a, b) for a, b in itertools.pairwise(pts))
-            if len(pts) > 1 and pts[-1].run == last_run and changed(pts[-2], pts[-1]):
+            continued = len(pts) > 1 and pts[-1].run == last_run
+            if continued:
+                if comparable(pts[-2], pts[-1]):
+                    judged += 1
+                else:
+                    unjudged += 1
+            if continued and changed(pts[-2], pts[-1]):
                 move = human_pct(pts[-1].median / pts[-2].median - 1, 2) if pts[-2].median else "?"
                 latest.append(
                     f"{name} {trend.title}: {move} vs the run before ({trend_word(pts[-1].better, pts[-1].median > pts[-2].median)})"
@@ -192,4 +205,4 @@ def draw_group(
             + "; ".join(steps)
             + "."
         )
-    return GroupDrawing(caption, tuple(latest) + tuple(f"step: {s}" for s in steps))
+    return GroupDrawing(caption, tuple(latest) + tuple(f"step: {s}" for s in steps), judged, unjudged)

@@ -201,4 +201,6 @@ def history(results_dirs: tuple[Path, ...], output: Path) -> None:
     out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
     for finding in paths.findings:
         out.print(f"changed: {escape(finding)}", highlight=False)
+    if paths.verdict:
+        out.print(escape(paths.verdict), highlight=False)
     out.print(f"history: {paths.html}")

@@ -17,10 +17,12 @@ from isobench.results import RESULTS, SCHEMA_VERSION, dumps
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _write_run(root: Path, run_id: str, started: float, startup_s: dict[str, float]) -> Path:
+def _write_run(
+    root: Path, run_id: str, started: float, startup_s: dict[str, float], startup_n: int = 5
+) -> Path:
     samples = []
     for driver, centre in startup_s.items():
-        for i, jitter in enumerate((0.99, 1.0, 1.01, 1.0, 0.995)):
+        for i, jitter in enumerate((0.99, 1.0, 1.01, 1.0, 0.995)[:startup_n]):
             samples.append(
                 Sample(
                     run_id=run_id,
@@ -90,7 +92,8 @@ def test_history_writes_one_png_per_group_and_a_self_contained_page(three_runs: 
     assert "1 ringed point(s)" in html
     # What moved in the latest run comes first, in words, with its direction.
     assert paths.findings == ("vm start to ready: +30% vs the run before (worse)",)
-    assert html.index('id="changes"') < html.index('id="runs"') < html.index("<figure")
+    assert html.index('id="headline"') < html.index("<p>The headline figures") < html.index('id="runs"')
+    assert html.index('id="runs"') < html.index("<figure")
 
 
 def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
@@ -98,7 +101,31 @@ def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
     for i in range(3):
         _write_run(root, f"run-{i}", 1.0e9 + i, {"host": 0.002, "vm": 3.0})
     paths = render_history([root], tmp_path / "out")
-    assert paths.findings == () and "Nothing beyond the noise" in paths.html.read_text()
+    assert paths.findings == ()
+    # start-up (n=5) is judged on both drivers; CPU, measured once a run, cannot be
+    assert paths.verdict == (
+        "Nothing beyond the noise: none of the 2 headline figures of the latest run that could be "
+        "judged has an interval disjoint from the run before's, and no step. 2 more figures "
+        "could not be judged: one of the two runs measured each once."
+    )
+    assert "<p>Nothing beyond the noise: none of the 2" in paths.html.read_text()
+
+
+def test_runs_measured_once_are_not_called_quiet(tmp_path: Path) -> None:
+    # Two interrupted runs with one start each: no interval, so no verdict either way.
+    root = tmp_path / "results"
+    for i, vm in enumerate((3.0, 4.5)):
+        _write_run(root, f"run-{i}", 1.0e9 + i, {"host": 0.002, "vm": vm}, startup_n=1)
+    paths = render_history([root], tmp_path / "out")
+    assert paths.verdict.startswith("Cannot tell yet: no headline figure of the latest run has an interval")
+    assert "Nothing beyond the noise" not in paths.html.read_text()
+
+
+def test_one_run_says_there_is_nothing_to_compare_yet(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    _write_run(root, "run-0", 1.0e9, {"host": 0.002, "vm": 3.0})
+    html = render_history([root], tmp_path / "out").html.read_text()
+    assert '<section id="headline"><h2>What changed</h2><p>One run only' in html
 
 
 def test_same_run_given_twice_counts_once(three_runs: Path) -> None:
@@ -128,6 +155,8 @@ def test_cli_history(three_runs: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "3 runs, 2 figures" in res.output
     assert "changed: vm start to ready: +30% vs the run before (worse)" in res.output
+    # CPU, measured once a run, is said to be unjudged rather than left out
+    assert "3 more figures could not be judged: one of the two runs measured each once." in res.output
     assert (out / "history.html").exists() and (out / "plots" / "history-startup.png").exists()
 
 
