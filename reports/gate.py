@@ -194,6 +194,19 @@ class Comparison:
             line += f"; {len(self.only_baseline)} only in the baseline, {len(self.only_current)} only in the current"
         return line
 
+    def quiet(self) -> str:
+        """What a compare that shows no changed figure says instead: "nothing changed" only over
+        the figures it could judge."""
+        stuck = sum(c.verdict == CANNOT_JUDGE for c in self.changes)
+        if not self.changes:
+            return "no figure measured on both sides"
+        if stuck == len(self.changes):
+            return "no figure could be judged (too few values on one side or both)"
+        if stuck:
+            judged = len(self.changes) - stuck
+            return f"no figure changed significantly of the {judged} judged ({stuck} could not be)"
+        return "no figure changed significantly"
+
     def rule_summaries(self) -> list[str]:
         """One line per rule: what it matched, what failed, passed, and could not be judged, and why."""
         out = []

@@ -214,7 +214,7 @@ def print_comparison(cmp: Comparison, title: str, *, show_all: bool = False) -> 
             )
         out.print(t)
     else:
-        out.print(f"{escape(title)}: no figure changed significantly", highlight=False)
+        out.print(f"{escape(title)}: {cmp.quiet()}", highlight=False)
     out.print(escape(cmp.counts()), highlight=False)
     for line in cmp.rule_summaries():
         out.print(escape(line), highlight=False)

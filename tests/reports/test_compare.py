@@ -308,6 +308,27 @@ def test_the_run_is_the_unit_when_several_runs_exist() -> None:
     assert caught.failed
 
 
+def test_no_changed_row_says_nothing_changed_only_of_what_was_judged() -> None:
+    base = {("vm", "startup.total"): _timings(1, 1.0), ("host", "startup.total"): _timings(2, 0.1)}
+    same = {("vm", "startup.total"): _timings(3, 1.0), ("host", "startup.total"): _timings(4, 0.1)}
+    assert (
+        compare(_run("a", base), _run("b", same), resamples=200).quiet() == "no figure changed significantly"
+    )
+    # Interrupted after one start each: the vm figure cannot be judged, and is not called unchanged.
+    once = {**same, ("vm", "startup.total"): _timings(3, 1.0, n=1)}
+    assert compare(_run("a", base), _run("b", once), resamples=200).quiet() == (
+        "no figure changed significantly of the 1 judged (1 could not be)"
+    )
+    twice_once = {k: _timings(5, 1.0, n=1) for k in base}
+    assert compare(_run("a", base), _run("b", twice_once), resamples=200).quiet() == (
+        "no figure could be judged (too few values on one side or both)"
+    )
+    other = {("vm", "cpu.events"): _timings(6, 1.0)}
+    assert compare(_run("a", base), _run("b", other), resamples=200).quiet() == (
+        "no figure measured on both sides"
+    )
+
+
 def test_compact_rows_show_only_changes_and_failures() -> None:
     cells = {("vm", f"cpu.m{i}"): _timings(i, 1.0) for i in range(40)}
     base = _run("a", cells)
