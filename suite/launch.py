@@ -53,6 +53,8 @@ def check_output_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".isobench-write-test-"):
             pass
+    except FileExistsError:
+        raise UsageError(f"output directory {path} is a file; name a directory") from None
     except OSError as err:
         raise UsageError(f"output directory {path} is not writable: {err.strerror or err}") from None
 

@@ -100,6 +100,9 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     r = _invoke("run", "--drivers", "host", "-o", str(blocker / "sub"))
     assert r.exit_code == 2
     assert "is not writable" in r.output
+    r = _invoke("run", "--drivers", "host", "-o", str(blocker))
+    assert r.exit_code == 2
+    assert f"output directory {blocker} is a file; name a directory" in r.output
 
 
 class _Unavailable:
