@@ -111,9 +111,7 @@ def _headline(doc: Document) -> str:
     h = doc.headline
     out = ['<section id="headline">', f"<h1>{escape(doc.heading)}</h1>"]
     out.append(f'<p class="sub">{escape(doc.subtitle())}</p>')
-    if h.empty:
-        out.append("<p>No headline figure: this run has no successful measurement.</p>")
-    else:
+    if not h.empty:  # else the findings below say why there is none (and what the run did measure)
         head = "<th>driver</th>" + "".join(
             f'<th title="{escape(q.params)}">{escape(q.title)}'
             + (f"<small>n={h.n_text(q.key)}</small>" if h.n_text(q.key) else "")

@@ -52,7 +52,7 @@ def _figure(fig: Figure | None) -> str:
 def headline_markdown(h: Headline) -> str:
     """The headline as a Markdown table, drivers as rows."""
     if h.empty:
-        return "_No headline figure: this run has no successful measurement._\n"
+        return ""  # the findings under it say why there is none (and what the run did measure)
     head = ["driver"] + [
         f"{q.title} (n={h.n_text(q.key)})" if h.n_text(q.key) else q.title for q in h.questions
     ]

@@ -94,14 +94,16 @@ def _failed(failures: pd.DataFrame) -> WarningGroup | None:
     return WarningGroup("failed", line, tuple(items))
 
 
-def _tcg(run: Mapping[str, Any]) -> WarningGroup | None:
+def _tcg(run: Mapping[str, Any], summary: pd.DataFrame) -> WarningGroup | None:
     drivers = run.get("drivers") or {}
     if not isinstance(drivers, Mapping):
         return None
+    # a guest driver the run chose but never measured (an interrupted run) ran no guest
+    measured = set(summary["driver"]) if "driver" in summary else set()
     tcg = [
         str(d)
         for d, m in drivers.items()
-        if isinstance(m, Mapping) and str(m.get("accel", "")).lower() == "tcg"
+        if isinstance(m, Mapping) and str(m.get("accel", "")).lower() == "tcg" and d in measured
     ]
     if not tcg:
         return None
@@ -153,7 +155,7 @@ def group_warnings(
     status = run.get("status")
     if status not in (None, "complete"):
         groups.append(WarningGroup("status", f"run status is {status!r}: results may be incomplete.", ()))
-    for g in (_failed(failures), _tcg(run)):
+    for g in (_failed(failures), _tcg(run, summary)):
         if g is not None:
             groups.append(g)
     if not summary.empty and "host" not in set(summary["driver"]):

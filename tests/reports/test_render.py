@@ -210,3 +210,27 @@ def test_a_partial_run_draws_every_figure_it_has_data_for(kept: dict[str, Any], 
     assert [g.items for g in doc.warning_groups if g.kind == "plots"] == []
     assert "No measured samples" not in render_html(doc)
     assert render_markdown(doc, tmp_path)
+
+
+def test_a_run_with_figures_but_no_headline_question_does_not_say_it_measured_nothing(tmp_path: Path) -> None:
+    # An interrupted density run: 38 figures, none of them a headline question's.
+    samples = [
+        Sample(
+            run_id="r",
+            driver="container",
+            workload="density",
+            metric="density.per_sandbox_bytes",
+            value=500e3 + i,
+            unit="bytes",
+            repetition=i,
+            params={"n": 5},
+        )
+        for i in range(3)
+    ]
+    doc = build_document(Results(run={"run_id": "r", "status": "interrupted"}, samples=samples), tmp_path)
+    assert doc.headline.empty
+    page = render_html(doc) + render_markdown(doc, tmp_path)
+    assert "no successful measurement" not in page
+    assert "No figure of this run answers a headline question; the report's tables" in render_markdown(
+        doc, tmp_path
+    )

@@ -164,3 +164,12 @@ def test_an_ab_run_says_which_changes_missed_the_precision_target() -> None:
     assert g.items == ("startup on host, B/A: n=400: worst startup.phase.spawn ±10.0%",)
     run["budget"]["changes"][1]["met"] = True
     assert [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"] == []
+
+
+def test_tcg_is_said_of_the_guest_drivers_that_measured_something() -> None:
+    run = {"drivers": {"host": {}, "vm": {"accel": "tcg"}, "qemu": {"accel": "tcg"}}}
+    # interrupted before any guest cell: the run chose vm and qemu but ran no guest
+    assert group_warnings(run, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame()) == ()
+    rows = [("host", "cpu", "cpu.events", 3, 0.0), ("qemu", "cpu", "cpu.events", 3, 0.0)]
+    (g,) = group_warnings(run, _summary(rows), pd.DataFrame())
+    assert g.line.startswith("qemu ran guests with TCG")
