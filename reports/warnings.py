@@ -153,7 +153,11 @@ def group_warnings(
     """Every warning of a run, one group per kind, the most consequential first."""
     groups: list[WarningGroup] = []
     status = run.get("status")
-    if status not in (None, "complete"):
+    if status == "running":
+        groups.append(
+            WarningGroup("status", "the run is still running: these are the figures it has so far.", ())
+        )
+    elif status not in (None, "complete"):
         groups.append(WarningGroup("status", f"run status is {status!r}: results may be incomplete.", ()))
     for g in (_failed(failures), _tcg(run, summary)):
         if g is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "LiveRun",
     "Sparing",
     "default_registry",
+    "find_live",
     "live_elsewhere",
     "live_runs_anywhere",
     "register",
@@ -168,6 +169,11 @@ def live_runs_anywhere(registry: Path | None = None, proc: Path = Path("/proc"))
         with contextlib.suppress(OSError):
             path.unlink()
     return found
+
+
+def find_live(run_id: str, registry: Path | None = None) -> LiveRun | None:
+    """The live process of run ``run_id``, if one is registered on this host."""
+    return next((r for r in live_runs_anywhere(registry) if r.run_id == run_id), None)
 
 
 def registry_problems(registry: Path | None = None, now: float | None = None) -> tuple[list[str], list[str]]:

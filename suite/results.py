@@ -81,6 +81,7 @@ from typing import IO, Any
 
 from isobench.atomic import fsync_dir, replacing
 from isobench.errors import ResultsError
+from isobench.liveruns import find_live
 from isobench.model import Sample
 
 log = logging.getLogger(__name__)
@@ -343,7 +344,11 @@ def load_results(path: Path) -> Results:
         if not doc_path.exists():
             if (path / JOURNAL).exists():
                 log.warning("%s has no %s yet; reading the journal", path, RESULTS)
-                return read_journal(path / JOURNAL)
+                results = read_journal(path / JOURNAL)
+                # a journal without its end is a killed run's, or one still being written
+                if results.run["status"] == "interrupted" and find_live(results.run_id) is not None:
+                    results.run["status"] = "running"
+                return results
             raise ResultsError(f"{path} is not an isobench results directory (no {RESULTS} or {JOURNAL})")
     else:
         doc_path = path

@@ -173,3 +173,10 @@ def test_tcg_is_said_of_the_guest_drivers_that_measured_something() -> None:
     rows = [("host", "cpu", "cpu.events", 3, 0.0), ("qemu", "cpu", "cpu.events", 3, 0.0)]
     (g,) = group_warnings(run, _summary(rows), pd.DataFrame())
     assert g.line.startswith("qemu ran guests with TCG")
+
+
+def test_a_run_still_running_is_said_to_be_so() -> None:
+    (g,) = group_warnings(
+        {"status": "running"}, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame()
+    )
+    assert (g.kind, g.line) == ("status", "the run is still running: these are the figures it has so far.")

@@ -159,3 +159,29 @@ def test_an_old_journal_keeps_its_schema_when_finalised(tmp_path: Path) -> None:
     finalize(tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["schema_version"] == 7
     assert load_results(tmp_path).schema_version == 7
+
+
+def test_a_journal_still_being_written_reads_as_running_not_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from isobench import cli
+    from isobench.liveruns import register
+
+    registry = tmp_path / "live"
+    monkeypatch.setenv("ISOBENCH_LIVE_DIR", str(registry))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    j = Journal(run_dir, {"run_id": "r-live", "started": 1.0})
+    j.append(_sample(0))
+    with register("r-live", tmp_path / "state", registry):  # this process is the run's writer
+        assert load_results(run_dir).run["status"] == "running"
+        # finalize is for a killed run: a live one writes its results.json itself when it ends
+        r = CliRunner().invoke(cli.main, ["finalize", str(run_dir)])
+        assert r.exit_code == 2, r.output
+        assert "is still running and writes results.json itself when it ends" in r.output
+        assert not (run_dir / "results.json").exists()
+    # its writer gone without an end record: a killed run, which finalize then writes out
+    assert load_results(run_dir).run["status"] == "interrupted"
+    r = CliRunner().invoke(cli.main, ["finalize", str(run_dir)])
+    assert r.exit_code == 0 and "1 sample, status interrupted" in r.output
