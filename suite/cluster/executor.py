@@ -51,9 +51,13 @@ class MainThreadExecutor(Executor):
                 continue
             try:
                 result = fn(*args, **kwargs)
-            except BaseException as err:
+            except Exception as err:
                 future.set_exception(err)
-                if not isinstance(err, Exception):  # Ctrl-C, SIGTERM: the worker stops
-                    raise
+            except BaseException:
+                # Ctrl-C or SIGTERM: the worker stops, and the scheduler reschedules the task when
+                # it loses the worker. The future stays unresolved: handed a KeyboardInterrupt,
+                # Dask's event loop logs it as an "unhandled exception" with a screen of traceback.
+                self._closed.set()
+                raise
             else:
                 future.set_result(result)

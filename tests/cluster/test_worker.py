@@ -147,6 +147,21 @@ def test_the_executor_runs_tasks_in_the_serving_thread() -> None:
         ex.submit(job, 1)
 
 
+def test_an_interrupted_task_stops_the_executor_and_is_not_handed_to_dask() -> None:
+    ex = MainThreadExecutor()
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    interrupted = ex.submit(ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        ex.serve(poll=0.05)
+    # the worker is stopping: its event loop never sees Ctrl-C as the task's outcome
+    assert interrupted.running() and not interrupted.done()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        ex.submit(ctrl_c)
+
+
 def test_a_new_run_closes_one_its_client_left_open(fake_host: Any) -> None:
     state, made = fake_host
     execute_cell(_task())
