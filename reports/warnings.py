@@ -114,6 +114,25 @@ def _tcg(run: Mapping[str, Any], summary: pd.DataFrame) -> WarningGroup | None:
     return WarningGroup("tcg", line, ())
 
 
+def _concurrent(run: Mapping[str, Any]) -> WarningGroup | None:
+    """Other isobench runs measured on the same host meanwhile: both runs' figures are disturbed."""
+    met = run.get("concurrent_runs")
+    if not isinstance(met, Mapping) or not met:
+        return None
+    items = tuple(
+        f"run {r}, live during {plural(int(n), 'cell')} of this run"
+        for r, n in sorted(met.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+    )
+    who = "another isobench run" if len(met) == 1 else f"{len(met)} other isobench runs"
+    line = (
+        f"{who} measured on this host at the same time ({'; '.join(items[:3])}"
+        f"{'; ...' if len(items) > 3 else ''}): the runs disturb each other, so those cells' figures "
+        "are not the sandboxes' alone (their samples' metadata concurrent_runs names them); measure "
+        "again with the host to itself."
+    )
+    return WarningGroup("concurrent", line, items)
+
+
 def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
     """A budgeted run says how many counted figures reached the precision target, and which cells
     did not (the per-figure record is run["budget"] in results.json). An A/B run's rounds buy each
@@ -159,7 +178,7 @@ def group_warnings(
         )
     elif status not in (None, "complete"):
         groups.append(WarningGroup("status", f"run status is {status!r}: results may be incomplete.", ()))
-    for g in (_failed(failures), _tcg(run, summary)):
+    for g in (_failed(failures), _concurrent(run), _tcg(run, summary)):
         if g is not None:
             groups.append(g)
     if not summary.empty and "host" not in set(summary["driver"]):

@@ -62,6 +62,10 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    where the workload measures it (network: the iperf3 and sockperf clients).
                    Reports name cells above 10% and the ratios whose two sides' steal differs.
                    Versions 1-8 load as is (no readings).
+    10 2026-12-02  a cell that met another isobench run live on the same host (when it started or
+                   ended) has metadata "concurrent_runs" (their run ids), and run["concurrent_runs"]
+                   = {run_id: cells} over the run; the two runs' figures disturb each other, and
+                   reports say so. Versions 1-9 load as is (none recorded).
 """
 
 from __future__ import annotations
@@ -95,9 +99,9 @@ __all__ = [
     "redefinitions",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 #: Figures whose definition changed at a schema version (the history above): a value from before
 #: and one from after differ by construction, so a comparison across the change is no regression.

@@ -143,6 +143,8 @@ class Runner:
         self._cell_counter = 0
         self._driver_meta = {name: dict(d.metadata()) for name, d in self.drivers.items()}
         self.teardown_errors: list[str] = []
+        #: Per other isobench run live on this host meanwhile, how many of this run's cells it met.
+        self.concurrent: dict[str, int] = {}
         self._live: dict[str, Sandbox] = {}
         self._ledger = Ledger()
         self._index = 0
@@ -201,12 +203,18 @@ class Runner:
                 self.teardown_errors.append(msg)
 
     def run_cell(self, cell: Cell) -> list[Sample]:
+        before = self._host.other_runs()
         samples, steal = steal_over(lambda: self._measure(cell), self._host)
         # Where the cell stood in the run, so the order can be audited from the samples alone; an
         # A/B label is a param, so each configuration's figures form cells of their own. The host's
-        # steal share over the cell (none under a CPU-second) unless a figure has its own window's.
+        # steal share over the cell (none under a CPU-second) unless a figure has its own window's,
+        # and the other isobench runs live on this host when it started or ended.
         order = {"round": cell.round, "slot": cell.slot}
-        held = steal_metadata(steal)
+        held: dict[str, Any] = dict(steal_metadata(steal))
+        if others := sorted({*before, *self._host.other_runs()}):
+            held["concurrent_runs"] = others
+            for other in others:
+                self.concurrent[other] = self.concurrent.get(other, 0) + 1
         ab = {"ab": cell.variant} if cell.variant is not None else {}
         return [
             replace(s, params={**s.params, **ab}, metadata={**held, **s.metadata, **order}) for s in samples
@@ -301,6 +309,8 @@ class Runner:
             status = "interrupted"
             raise
         finally:
+            if self.concurrent:
+                extra["concurrent_runs"] = dict(self.concurrent)
             journal.close(status, teardown_errors=self.teardown_errors, **extra)
             if journal.failed is None:  # else the journal's own error propagates, not a second one
                 results = finalize(self.run_dir)

@@ -32,6 +32,7 @@ from isobench.cli.results import compare, export, finalize_cmd, history, report
 from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse_precision
 from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
+from isobench.hostsys.probe import HostProbe
 from isobench.images.cli import image_group
 from isobench.results import load_results
 from isobench.runner import Runner, new_run_id, quick_sized, run_matrix
@@ -229,6 +230,13 @@ def _run_locked(
             highlight=False,
         )
 
+    if others := HostProbe().other_runs():
+        console.print(
+            f"[bold yellow]warning:[/] another isobench run is measuring on this host "
+            f"({', '.join(others)}): the two runs disturb each other's figures; this run's report "
+            "will name the cells it met",
+            highlight=False,
+        )
     run_dir = config.output / run_id
     run_dir.mkdir()
     started = time.monotonic()

@@ -180,3 +180,17 @@ def test_a_run_still_running_is_said_to_be_so() -> None:
         {"status": "running"}, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame()
     )
     assert (g.kind, g.line) == ("status", "the run is still running: these are the figures it has so far.")
+
+
+def test_cells_that_met_another_run_are_one_warning() -> None:
+    run = {"concurrent_runs": {"r-b": 3, "r-a": 12}}
+    (g,) = group_warnings(run, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame())
+    assert g.kind == "concurrent"
+    assert g.line.startswith(
+        "2 other isobench runs measured on this host at the same time (run r-a, live during 12 cells "
+        "of this run; run r-b, live during 3 cells of this run): the runs disturb each other"
+    )
+    assert g.items == (
+        "run r-a, live during 12 cells of this run",
+        "run r-b, live during 3 cells of this run",
+    )

@@ -444,3 +444,19 @@ def test_ctrl_c_before_the_journal_starts_leaves_no_run_directory(
     assert r.exit_code == 130, r.output
     assert "interrupted; everything this run created was torn down" in r.output
     assert list(out.iterdir()) == []
+
+
+def test_a_run_beside_another_live_run_warns_at_once(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isobench.hostsys.probe import HostProbe
+
+    monkeypatch.setattr(HostProbe, "other_runs", lambda self: ["r-other"])
+    args = ["run", "--drivers", "host", "--workloads", "startup", "-n", "1", "--no-report"]
+    r = CliRunner().invoke(cli.main, [*args, "-o", str(out), "--state-dir", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    assert "warning: another isobench run is measuring on this host (r-other)" in r.output
+    (run_dir,) = out.iterdir()
+    results = load_results(run_dir)
+    assert results.run["concurrent_runs"] == {"r-other": 2}  # the warm-up cell and the measured one
+    assert all(s.metadata["concurrent_runs"] == ["r-other"] for s in results.samples)

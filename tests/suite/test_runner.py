@@ -1,5 +1,7 @@
 """The runner against fake drivers and workloads: failures recorded, deadlines, teardown on every path."""
 
+import json
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -253,3 +255,42 @@ def test_cpu_quota_is_validated() -> None:
     with pytest.raises(UsageError, match="cpu_quota must be in"):
         SandboxSpec(name="s", run_id="r", vcpus=1, cpu_quota=0.0)
     assert SandboxSpec(name="s", run_id="r", vcpus=2, cpu_quota=1.5).cpu_quota == 1.5
+
+
+class Neighbour(WorkloadDefaults):
+    """A workload during whose second cell another isobench run registers on the (fake) host."""
+
+    name: ClassVar[str] = "neighbour"
+
+    def __init__(self, root: Path, pid: int) -> None:
+        self.root, self.pid, self.calls = root, pid, 0
+
+    def run(self, ctx: WorkloadContext) -> Iterable[Measurement]:
+        self.calls += 1
+        if self.calls == 2:
+            from isobench.liveruns import DEFAULT_REGISTRY, LiveRun, start_time
+
+            registry = self.root / DEFAULT_REGISTRY.relative_to("/")
+            registry.mkdir(parents=True)
+            (self.root / "proc" / str(self.pid)).mkdir(parents=True)
+            (self.root / "proc" / str(self.pid) / "stat").write_text(
+                Path(f"/proc/{self.pid}/stat").read_text()
+            )
+            other = LiveRun("other-run", self.pid, start_time(self.pid) or "", "/elsewhere")
+            (registry / f"other-run.{self.pid}.abcd1234").write_text(json.dumps(other.__dict__))
+        return [Measurement("neighbour.value", 1.0, "s")]
+
+
+def test_cells_that_met_another_run_on_the_host_say_so(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    (root / "proc").mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"])  # the other run's runner, alive throughout
+    try:
+        results, _, _ = _run(tmp_path, {"neighbour": Neighbour(root, other.pid)}, host=HostProbe(root=root))
+    finally:
+        other.kill()
+        other.wait()
+    cells = [s.metadata.get("concurrent_runs") for s in results.samples]
+    # the warm-up cell ran alone; the run registered during the first measured one, which met it
+    assert cells == [None, ["other-run"], ["other-run"]]
+    assert results.run["concurrent_runs"] == {"other-run": 2}
