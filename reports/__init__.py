@@ -11,11 +11,11 @@ from pathlib import Path
 
 from isobench.results import Results, atomic_write_text
 
-from .document import Document, build_document
+from .document import Document, build_document, run_headline
 from .files import fresh_plots_dir
 from .findings import findings
-from .fleet import Fleet, fleet_view, main_results
-from .headline import Headline, build_headline
+from .fleet import Fleet, fleet_view
+from .headline import Headline
 from .html import render_html
 from .markdown import render_markdown
 from .tables import failures_table, summary_table
@@ -51,7 +51,7 @@ def overview(results: Results) -> Overview:
     summary = summary_table(results)
     failures = failures_table(results)
     fleet = fleet_view(results)
-    headline = build_headline(main_results(results, fleet))
+    headline = run_headline(results, fleet)
     noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     said = findings(headline, results.run, noisy=noisy, total=len(summary), failed=len(failures))
     return Overview(headline, tuple(said), group_warnings(results.run, summary, failures), fleet)

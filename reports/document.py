@@ -15,7 +15,7 @@ from isobench.results import Results
 
 from .ab import ab_labels
 from .ab_view import ABView, ab_views, first_configuration
-from .cells import HIGH_STEAL, group_cells
+from .cells import HIGH_STEAL, Cell, CellKey, group_cells
 from .escape_table import escape_evidence, escape_table
 from .findings import findings
 from .fleet import Fleet, fleet_view, main_results
@@ -157,6 +157,18 @@ def steal_words(results: Results) -> str:
     return text + (f"; Warnings name the cells above {HIGH_STEAL:.0%}" if v[-1] > HIGH_STEAL else "")
 
 
+def run_headline(
+    results: Results, fleet: Fleet | None, cells: Mapping[CellKey, Cell] | None = None
+) -> Headline:
+    """The headline a run answers with: the main host's in a fleet run, the first configuration's
+    in an A/B run (each with its own native baseline), else the whole run's."""
+    if fleet is not None:
+        return build_headline(main_results(results, fleet))
+    if len(ab_labels(results)) > 1:
+        return build_headline(first_configuration(results))
+    return build_headline(results, cells=cells)
+
+
 def build_document(results: Results, plots_dir: Path) -> Document:
     cells = group_cells(results)
     summary = summary_table(results, cells=cells)
@@ -188,12 +200,7 @@ def build_document(results: Results, plots_dir: Path) -> Document:
             )
         )
     fleet = fleet_view(results)
-    if fleet is not None:
-        headline = build_headline(main_results(results, fleet))
-    elif len(ab_labels(results)) > 1:  # one configuration's figures, each with its own native baseline
-        headline = build_headline(first_configuration(results))
-    else:
-        headline = build_headline(results, cells=cells)
+    headline = run_headline(results, fleet, cells)
     ab = ab_views(results, ((q.workload, q.metric) for q in QUESTIONS), headline.drivers)
     noisy = int(summary["noisy"].sum()) if not summary.empty else 0
     return Document(

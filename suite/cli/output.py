@@ -13,6 +13,7 @@ import click
 from isobench.budget import budget_digest, mmss
 from isobench.model import Sample
 from isobench.reports import overview, render
+from isobench.reports.ab import ab_labels, compare_ab
 from isobench.reports.compare import Comparison
 from isobench.reports.fleet import Fleet
 from isobench.results import Results
@@ -143,6 +144,17 @@ def print_summary(results: Results) -> None:
         out.print(f"- {escape(line)}", highlight=False)
     for g in ov.warnings:
         out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
+    # An A/B run's answer: what each configuration changed against the first, paired by round.
+    labels = ab_labels(results)
+    for label in labels[1:]:
+        print_comparison(compare_ab(results, labels[0], label), f"A/B: {label} against {labels[0]}")
+    if len(labels) > 1:
+        out.print(
+            f"the headline above shows {escape(labels[0])}; gate on the change with `isobench compare "
+            f"{escape(str(results.path or 'RUN'))} --ab {escape(labels[0])},{escape(labels[1])} --fail-on RULES`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 #: More hosts than this do not fit a terminal side by side: the report has them all.

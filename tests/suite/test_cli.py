@@ -460,3 +460,22 @@ def test_a_run_beside_another_live_run_warns_at_once(
     results = load_results(run_dir)
     assert results.run["concurrent_runs"] == {"r-other": 2}  # the warm-up cell and the measured one
     assert all(s.metadata["concurrent_runs"] == ["r-other"] for s in results.samples)
+
+
+def test_an_ab_run_prints_what_b_changed_and_which_configuration_the_headline_shows(
+    out: Path, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text("[sandbox]\nmemory_mib = 512\n")
+    b.write_text("[sandbox]\nmemory_mib = 768\n")
+    r = _invoke(
+        "run", "--drivers", "host", "--workloads", "startup", "-n", "3", "--warmups", "0", "--no-report",
+        "--ab", f"A={a}", "--ab", f"B={b}", "-o", str(out), "--state-dir", str(tmp_path / "s"),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "A/B: B against A: " in r.output and "figures compared (unit: round)" in r.output
+    (run_dir,) = out.iterdir()
+    assert (
+        f"the headline above shows A; gate on the change with `isobench compare {run_dir} --ab A,B"
+        in r.output
+    )
