@@ -323,9 +323,14 @@ def verdict(n_runs: int, changes: int, judged: int, unjudged: int) -> str:
             "run that could be judged has an interval disjoint from the run before's, and no step."
         )
         return f"{quiet} {unsure}".strip()
+    if unjudged:
+        return (
+            "Cannot tell yet: no headline figure of the latest run has an interval on both sides "
+            "(one of the two runs measured each once), and no step."
+        )
     return (
-        "Cannot tell yet: no headline figure of the latest run has an interval on both sides (one "
-        "of the two runs measured each once), and no step."
+        "Cannot tell yet: no headline figure of the latest run was measured in a run before it "
+        "(same driver and parameters), and no step."
     )
 
 

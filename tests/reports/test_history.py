@@ -128,6 +128,16 @@ def test_one_run_says_there_is_nothing_to_compare_yet(tmp_path: Path) -> None:
     assert '<section id="headline"><h2>What changed</h2><p>One run only' in html
 
 
+def test_a_latest_run_with_new_lines_only_is_not_said_to_be_measured_once(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    _write_run(root, "run-0", 1.0e9, {"host": 0.002})
+    _write_run(root, "run-1", 1.0e9 + 1, {"vm": 3.0})  # another driver: nothing to set it against
+    paths = render_history([root], tmp_path / "out")
+    assert paths.verdict.startswith(
+        "Cannot tell yet: no headline figure of the latest run was measured in a run before it"
+    )
+
+
 def test_same_run_given_twice_counts_once(three_runs: Path) -> None:
     runs = load_runs([three_runs / "a-second", three_runs / "a-second"])
     assert [r.run_id for r in runs] == ["a-second"]
