@@ -23,6 +23,7 @@ __all__ = [
     "STEAL_GAP",
     "Cell",
     "CellKey",
+    "driver_labels",
     "driver_order",
     "group_cells",
     "is_leak_probe",
@@ -148,3 +149,16 @@ def median_steal(samples: Iterable[Sample]) -> float:
     """The median ``host_steal`` the samples' cells recorded, NaN where none did."""
     shares = [float(v) for s in samples if isinstance(v := s.metadata.get("host_steal"), int | float)]
     return statistics.median(shares) if shares else math.nan
+
+
+def driver_labels(results: Results | None) -> dict[str, str]:
+    """``driver (micro kernel)`` for each driver whose samples name the kernel their guests booted
+    (``kernel_flavour``); ``driver (micro + stock kernels)`` when a run mixed them."""
+    flavours: dict[str, set[str]] = {}
+    for s in results.samples if results is not None else ():
+        flavour = s.metadata.get("kernel_flavour")
+        if isinstance(flavour, str) and flavour:
+            flavours.setdefault(s.driver, set()).add(flavour)
+    return {
+        d: f"{d} ({' + '.join(sorted(fs))} kernel{'s' if len(fs) > 1 else ''})" for d, fs in flavours.items()
+    }

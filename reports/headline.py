@@ -30,6 +30,7 @@ from .cells import (
     STEAL_GAP,
     Cell,
     CellKey,
+    driver_labels,
     driver_order,
     group_cells,
     steal_may_explain,
@@ -57,7 +58,6 @@ __all__ = [
     "Verdict",
     "build_headline",
     "cell_figure",
-    "driver_labels",
     "paired_ratios",
     "verdict",
 ]
@@ -480,19 +480,6 @@ def _mark_missed(fig: Figure, cell: Cell, missed: set[tuple[str, str, str]]) -> 
         text=fig.text + BELOW_TARGET,
         tip=fig.tip + "; below the run's precision target (too few repetitions for the budget)",
     )
-
-
-def driver_labels(results: Results | None) -> dict[str, str]:
-    """``driver (micro kernel)`` for each driver whose samples name the kernel their guests booted
-    (``kernel_flavour``); ``driver (micro + stock kernels)`` when a run mixed them."""
-    flavours: dict[str, set[str]] = {}
-    for s in results.samples if results is not None else ():
-        flavour = s.metadata.get("kernel_flavour")
-        if isinstance(flavour, str) and flavour:
-            flavours.setdefault(s.driver, set()).add(flavour)
-    return {
-        d: f"{d} ({' + '.join(sorted(fs))} kernel{'s' if len(fs) > 1 else ''})" for d, fs in flavours.items()
-    }
 
 
 def build_headline(

@@ -99,6 +99,14 @@ class RunConfig:
         if self.sizes not in SIZES:
             raise ConfigError(f"sizes must be one of {', '.join(SIZES)}, not {self.sizes!r}")
 
+    def options(self) -> dict[str, Any]:
+        """What an A/B run records of each configuration: its sandbox, driver and workload options."""
+        return {
+            "sandbox": {"vcpus": self.vcpus, "memory_mib": self.memory_mib, "cpuset": self.cpuset},
+            "drivers": self.driver_options,
+            "workloads": self.workload_params,
+        }
+
     def cap(self, ab: bool = False) -> int:
         """The most repetitions an uncapped cell of a budgeted run gets (``ab``: of an A/B run)."""
         if self.max_n is not None:

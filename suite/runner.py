@@ -40,7 +40,7 @@ from isobench.config import RunConfig
 from isobench.drivers.base import Driver, DriverContext, Sandbox, SandboxSpec
 from isobench.errors import IsobenchError, UsageError
 from isobench.hostsys import HostProbe
-from isobench.hostsys.procstat import steal_metadata, steal_over
+from isobench.hostsys.procstat import host_meanwhile
 from isobench.model import Sample
 from isobench.results import Journal, Results, finalize
 from isobench.runstate import RunLock, run_work_dir
@@ -203,18 +203,14 @@ class Runner:
                 self.teardown_errors.append(msg)
 
     def run_cell(self, cell: Cell) -> list[Sample]:
-        before = self._host.other_runs()
-        samples, steal = steal_over(lambda: self._measure(cell), self._host)
+        samples, held = host_meanwhile(lambda: self._measure(cell), self._host)
         # Where the cell stood in the run, so the order can be audited from the samples alone; an
         # A/B label is a param, so each configuration's figures form cells of their own. The host's
         # steal share over the cell (none under a CPU-second) unless a figure has its own window's,
         # and the other isobench runs live on this host when it started or ended.
         order = {"round": cell.round, "slot": cell.slot}
-        held: dict[str, Any] = dict(steal_metadata(steal))
-        if others := sorted({*before, *self._host.other_runs()}):
-            held["concurrent_runs"] = others
-            for other in others:
-                self.concurrent[other] = self.concurrent.get(other, 0) + 1
+        for other in held.get("concurrent_runs", ()):
+            self.concurrent[other] = self.concurrent.get(other, 0) + 1
         ab = {"ab": cell.variant} if cell.variant is not None else {}
         return [
             replace(s, params={**s.params, **ab}, metadata={**held, **s.metadata, **order}) for s in samples
@@ -282,7 +278,7 @@ class Runner:
         if None not in self.configs:
             info["ab"] = {
                 "labels": list(self.configs),
-                "configs": {label: _options(cfg) for label, cfg in self.configs.items()},
+                "configs": {label: cfg.options() for label, cfg in self.configs.items()},
             }
         return info
 
@@ -506,14 +502,6 @@ class Runner:
                         for f in changes
                     ]
         return rows
-
-
-def _options(config: RunConfig) -> dict[str, Any]:
-    return {
-        "sandbox": {"vcpus": config.vcpus, "memory_mib": config.memory_mib, "cpuset": config.cpuset},
-        "drivers": config.driver_options,
-        "workloads": config.workload_params,
-    }
 
 
 def driver_context(config: RunConfig, run_id: str, name: str) -> DriverContext:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from isobench.hostsys.probe import HostProbe
 
 __all__ = [
     "HIGH_STEAL",
     "CpuTimes",
+    "host_meanwhile",
     "read_cpu_times",
     "stat_busy",
     "stat_steal",
@@ -107,3 +108,15 @@ def steal_over(fn: Callable[[], _T], host: HostProbe | None = None) -> tuple[_T,
 def steal_metadata(share: float | None) -> dict[str, float]:
     """A steal share as a sample's metadata (``host_steal``); nothing where there is no reading."""
     return {} if share is None else {"host_steal": round(share, 4)}
+
+
+def host_meanwhile(fn: Callable[[], _T], host: HostProbe) -> tuple[_T, dict[str, Any]]:
+    """``fn()`` and what the host did meanwhile, as sample metadata: the share of its CPU time lost
+    to steal (``host_steal``) and the other isobench runs live on it when ``fn`` started or ended
+    (``concurrent_runs``); a key is left out where there is nothing to say."""
+    before = host.other_runs()
+    out, steal = steal_over(fn, host)
+    meta: dict[str, Any] = dict(steal_metadata(steal))
+    if others := sorted({*before, *host.other_runs()}):
+        meta["concurrent_runs"] = others
+    return out, meta
