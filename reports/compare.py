@@ -274,6 +274,11 @@ def compare(
         )
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
     warnings += _held_back(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
+    if beside := sorted(r.run_id for r in runs if r.run.get("concurrent_runs")):
+        warnings.append(
+            f"{', '.join(beside)} measured beside another isobench run on the same host (the report's "
+            "warnings name it): a change there may be that run's load, not the code's"
+        )
     base_failed = sum(len(r.failures()) for r in base_runs)
     cur_failed = sum(len(r.failures()) for r in cur_runs)
     if base_failed or cur_failed:

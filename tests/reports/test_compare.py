@@ -483,3 +483,12 @@ def test_a_change_measured_under_different_host_steal_says_so() -> None:
     assert said(_stolen(base, 0.21), _stolen(slow, 0.05)) == []
     assert said(_stolen(base, 0.2), _stolen(slow, 0.21)) == []
     assert said(base, slow) == []
+
+
+def test_a_run_measured_beside_another_is_named() -> None:
+    cells = {("vm", "startup.total"): _timings(1, 1.0)}
+    base, cur = _run("a", cells), _run("b", {("vm", "startup.total"): _timings(2, 1.0)})
+    assert not any("beside another" in w for w in compare(base, cur, resamples=200).warnings)
+    cur.run["concurrent_runs"] = {"other": 4}
+    (w,) = [w for w in compare(base, cur, resamples=200).warnings if "beside another" in w]
+    assert w.startswith("b measured beside another isobench run on the same host")
