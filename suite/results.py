@@ -85,7 +85,7 @@ from typing import IO, Any
 
 from isobench.atomic import fsync_dir, replacing
 from isobench.errors import ResultsError
-from isobench.liveruns import find_live
+from isobench.liveruns import LiveRun, find_live
 from isobench.model import Sample
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ __all__ = [
     "finalize",
     "load_results",
     "redefinitions",
+    "writer_of",
 ]
 
 SCHEMA_VERSION = 10
@@ -320,9 +321,16 @@ def write_csv(path: Path, samples: Iterable[Sample]) -> None:
             w.writerow({k: d[k] for k in CSV_FIELDS})
 
 
-def finalize(run_dir: Path) -> Results:
-    """Turn a run directory's journal into results.json + samples.csv (idempotent; works after a kill)."""
-    results = read_journal(run_dir / JOURNAL)
+def writer_of(journal: Results) -> LiveRun | None:
+    """The live runner still writing the journal ``journal`` was read from (it has no end record
+    yet), or None for a journal whose run ended or was killed."""
+    return find_live(journal.run_id) if journal.run.get("status") == "interrupted" else None
+
+
+def finalize(run_dir: Path, journal: Results | None = None) -> Results:
+    """Turn a run directory's journal (``journal``, when already read) into results.json +
+    samples.csv (idempotent; works after a kill)."""
+    results = journal if journal is not None else read_journal(run_dir / JOURNAL)
     doc = {
         # the journal's own: an old run finalised by a newer isobench keeps its definitions
         "schema_version": results.schema_version,
@@ -349,8 +357,7 @@ def load_results(path: Path) -> Results:
             if (path / JOURNAL).exists():
                 log.warning("%s has no %s yet; reading the journal", path, RESULTS)
                 results = read_journal(path / JOURNAL)
-                # a journal without its end is a killed run's, or one still being written
-                if results.run["status"] == "interrupted" and find_live(results.run_id) is not None:
+                if writer_of(results) is not None:  # not killed: still being written
                     results.run["status"] = "running"
                 return results
             raise ResultsError(f"{path} is not an isobench results directory (no {RESULTS} or {JOURNAL})")

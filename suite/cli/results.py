@@ -11,12 +11,11 @@ import click
 from isobench import launch
 from isobench.cli.output import console, out, print_comparison, print_summary, render_report
 from isobench.errors import UsageError
-from isobench.liveruns import find_live
 from isobench.reports.ab import compare_ab
 from isobench.reports.compare import compare as compare_runs
 from isobench.reports.compare import parse_rules
 from isobench.reports.units import plural
-from isobench.results import JOURNAL, RESULTS, Results, finalize, load_results, read_journal
+from isobench.results import JOURNAL, RESULTS, Results, finalize, load_results, read_journal, writer_of
 from rich.markup import escape
 
 __all__ = ["compare", "export", "finalize_cmd", "history", "report"]
@@ -48,12 +47,12 @@ def report(results_dir: Path, output: Path | None) -> None:
 def finalize_cmd(run_dir: Path) -> None:
     """Write results.json and samples.csv from the journal of a run that was killed."""
     journal = read_journal(run_dir / JOURNAL)
-    if journal.run["status"] == "interrupted" and (live := find_live(journal.run_id)) is not None:
+    if (live := writer_of(journal)) is not None:
         raise UsageError(
             f"{run_dir}: {live.describe()} is still running and writes {RESULTS} itself when it "
             f"ends; `isobench report {run_dir}` renders what it has measured so far"
         )
-    results = finalize(run_dir)
+    results = finalize(run_dir, journal)
     out.print(f"{run_dir}: {plural(len(results.samples), 'sample')}, status {results.run.get('status')}")
 
 
