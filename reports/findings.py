@@ -284,7 +284,7 @@ def findings(
         if total:  # measured, but only workloads no headline question asks about (density, limits)
             return [
                 "No figure of this run answers a headline question; the report's tables and sections "
-                f"hold its {total} figure{'s' if total != 1 else ''}."
+                f"hold its {plural(total, 'figure')}."
             ]
         return ["No figure of this run answers a headline question (no successful measurement)."]
     # TCG qualifies every guest figure after it; how sure the numbers are closes the list

@@ -74,7 +74,7 @@ def _steal(summary: pd.DataFrame) -> WarningGroup | None:
     n, where = len(high), _mostly([w for _, (_, w) in high], len(high))
     where = f"all {high[0][1][1]}" if where == "all" else where
     line = (
-        f"{n} of {len(steal)} driver/workload cell{'s' if len(steal) != 1 else ''} ran while the "
+        f"{n} of {plural(len(steal), 'driver/workload cell')} ran while the "
         f"hypervisor under this host took more than {HIGH_STEAL:.0%} of its CPU time (steal; up to "
         f"{high[0][0] * 100:.0f}%; {where}): their figures may be slowed by the host, not by "
         "the sandbox. Compare them with care (host_steal per figure in tables/summary.csv)."
