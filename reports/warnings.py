@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from isobench.budget import budget_summary, mmss
+from isobench.budget import mmss
 
+from .budget import budget_summary, first_pass_note
 from .cells import HIGH_STEAL
 from .units import plural
 
@@ -153,10 +154,16 @@ def _precision(run: Mapping[str, Any]) -> WarningGroup | None:
         met, counted = int(b["figures_met"]), int(b["figures_counted"])
         short = budget_summary(run)[1:]
         cells = plural(len(short), "driver/workload cell")
+        note = first_pass_note(b)
         line = (
             f"{counted - met} of {counted} counted figures did not reach the precision target (95% interval "
             f"within {target} of the median) in the {budget}; {cells} fell short. "
-            "A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
+            + (
+                f"{note[0].upper()}{note[1:]}; a longer --budget, or --workloads/--drivers to narrow the "
+                "run, leaves them more."
+                if note
+                else "A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
+            )
         )
     else:
         return None

@@ -62,9 +62,7 @@ __all__ = [
     "FigurePrecision",
     "GroupState",
     "Ledger",
-    "budget_digest",
     "budget_limits",
-    "budget_summary",
     "change_precision",
     "cheap_groups",
     "choose_round",
@@ -409,117 +407,6 @@ class Ledger:
 def mmss(seconds: float) -> str:
     minutes, secs = divmod(max(0, round(seconds)), 60)
     return f"{minutes}:{secs:02d}"
-
-
-def _worst(figures: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    return max(
-        (f for f in figures if not f["met"]),
-        key=lambda f: f["half_width"] if f["half_width"] is not None else math.inf,
-        default=None,
-    )
-
-
-def _worst_detail(worst: Mapping[str, Any] | None) -> str:
-    if worst is None:
-        return ""
-    if worst["half_width"] is None:
-        return f": {worst['metric']} not judged"
-    return f": worst {worst['metric']} ±{worst['half_width']:.1%}"
-
-
-def _driver_of(unit: Mapping[str, Any]) -> str:
-    """A budget unit's driver, with its A/B variant where it has one (``vm [B]``)."""
-    return str(unit["driver"]) + (f" [{unit['variant']}]" if unit["variant"] else "")
-
-
-def budget_summary(run: Mapping[str, Any]) -> list[str]:
-    """How a budgeted run's budget went, then one line per unit whose figures missed the target (in
-    an A/B run: per driver, workload and configuration whose changes did)."""
-    b = run.get("budget")
-    if not b:
-        return []
-    lines = [
-        f"budget: spent {mmss(b['spent'])} of {mmss(b['seconds'])} ({b['stopped']}); "
-        f"{b['figures_met']} of {b['figures_counted']} counted figures have a 95% CI half-width "
-        f"<= {b['precision']:.0%} of the median; {b['cells_skipped']} cell(s) not started for lack of time"
-    ]
-    changes = b.get("changes")
-    if changes is not None:
-        # What the gate of an A/B run tests, and what its extra rounds were spent on.
-        lines.append(
-            f"A/B: {sum(c['met'] for c in changes)} of {len(changes)} changes known to ±{b['precision']:.0%} "
-            "(95% interval of the change, paired by round)"
-        )
-        groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
-        for c in changes:
-            groups.setdefault((c["workload"], c["driver"], c["label"], c["against"]), []).append(c)
-        for (workload, driver, label, against), cs in groups.items():
-            worst = _worst(cs)
-            if worst is not None:
-                n = min(c["n"] for c in cs)
-                lines.append(f"  {workload} on {driver}, {label}/{against}: n={n}{_worst_detail(worst)}")
-        return lines
-    for u in b["units"]:
-        if u["status"] in ("met", "no counted figures"):
-            continue
-        where = f"{u['workload']} on {_driver_of(u)}"
-        lines.append(f"  {where}: {u['status']}, n={u['n']}{_worst_detail(_worst(u['figures']))}")
-    return lines
-
-
-def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
-    """:func:`budget_summary` short enough for a terminal: its first line, the ``most`` cells whose
-    intervals are widest, then in one line each the cells too few repetitions left unjudged (by
-    workload) and the cells never started. A default run misses the target in ~60 cells, whose lines
-    buried the run's end; the report's Warnings keep every one."""
-    lines = budget_summary(run)
-    b = run.get("budget")
-    if not b or b.get("changes") is not None or len(lines) <= most + 3:
-        return lines
-    wide: list[tuple[float, str]] = []
-    unjudged: dict[str, list[str]] = {}
-    unstarted: dict[str, list[str]] = {}
-    for u in b["units"]:
-        if u["status"] in ("met", "no counted figures"):
-            continue
-        driver = _driver_of(u)
-        worst = _worst(u["figures"])
-        if u["status"] != "below target":
-            unstarted.setdefault(u["workload"], []).append(driver)
-        elif worst is None or worst["half_width"] is None:
-            unjudged.setdefault(u["workload"], []).append(driver)
-        else:
-            where = f"{u['workload']} on {driver}"
-            wide.append((worst["half_width"], f"    {where}, n={u['n']}{_worst_detail(worst)}"))
-    wide.sort(key=lambda w: -w[0])
-    everyone = {_driver_of(u) for u in b["units"]}
-    out = lines[:1]
-    if wide:
-        cells = f"{len(wide)} cell{'s' if len(wide) != 1 else ''}"
-        out.append(
-            f"  below target (the {most} widest of {cells}):"
-            if len(wide) > most
-            else f"  below target ({cells}):"
-        )
-        out += [line for _, line in wide[:most]]
-    if unjudged:
-        out.append(f"  too few repetitions to judge (n < {JUDGED_N}): {_by_workload(unjudged, everyone)}")
-    if unstarted:
-        out.append(f"  never measured (no time left): {_by_workload(unstarted, everyone)}")
-    out.append("  (the report's Warnings list every cell)")
-    return out
-
-
-def _by_workload(cells: Mapping[str, list[str]], everyone: set[str]) -> str:
-    """``disk, network on every driver; cpu on docker, vm``: workloads that share drivers, together."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for workload, drivers in cells.items():
-        groups.setdefault(tuple(sorted(drivers)), []).append(workload)
-    parts = []
-    for shared, workloads in sorted(groups.items(), key=lambda g: (-len(g[0]), g[0])):
-        on = "every driver" if set(shared) >= everyone else ", ".join(shared)
-        parts.append(f"{', '.join(sorted(workloads))} on {on}")
-    return "; ".join(parts)
 
 
 def budget_limits(

@@ -66,6 +66,9 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    ended) has metadata "concurrent_runs" (their run ids), and run["concurrent_runs"]
                    = {run_id: cells} over the run; the two runs' figures disturb each other, and
                    reports say so. Versions 1-9 load as is (none recorded).
+    11 2026-12-02  run["budget"]["first_pass_s"]: the budget's seconds the first pass (warm-up and
+                   every unit at its minimum n) took, the rest went to extra rounds; reports say
+                   how much was left for them. Versions 2-10 load as is (not recorded).
 """
 
 from __future__ import annotations
@@ -100,9 +103,9 @@ __all__ = [
     "writer_of",
 ]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 #: Versions this isobench reads (every older one it has ever written).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+READABLE_VERSIONS = tuple(range(1, SCHEMA_VERSION + 1))
 
 #: Figures whose definition changed at a schema version (the history above): a value from before
 #: and one from after differ by construction, so a comparison across the change is no regression.

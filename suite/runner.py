@@ -86,8 +86,9 @@ def quick_sized(config: RunConfig) -> bool:
     """Whether workloads run at their quick sizes in a run with ``config``: under --quick, and in
     a budgeted run unless ``sizes = "full"``. On the reference 2-core TCG host one full-size round
     of the default matrix takes ~27 min (a qemu cpu cell alone ~2 min), more than a whole default
-    budget; at quick sizes a first pass of every cell takes about half of it, and the rest buys
-    repetitions, which sharpen a median more than longer cells do (they also spread drift)."""
+    budget; at quick sizes a first pass of every cell fits it (the 7 x 13 default's took 1178 s of
+    1200 at up to 37% steal on 2026-12-02), and what is left buys repetitions, which sharpen a
+    median more than longer cells do (they also spread drift)."""
     if config.quick or config.sizes == "quick":
         return True
     return config.sizes == "auto" and config.budget is not None
@@ -353,8 +354,11 @@ class Runner:
             chosen = [u for u in units if rep >= first_n - low[u] and self._ledger.attempts(u) < low[u]]
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1
+        first_pass = run.spent()
         _, stopped = self._allocate(rnd, limits, journal, run, rng)
-        return self._budget_record(budget, run.spent(), stopped, limits)
+        return self._budget_record(budget, run.spent(), stopped, limits) | {
+            "first_pass_s": round(first_pass, 1)
+        }
 
     def _allocate(
         self,

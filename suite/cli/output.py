@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from isobench.budget import budget_digest, mmss
+from isobench.budget import mmss
 from isobench.model import Sample
 from isobench.reports import overview, render
 from isobench.reports.ab import ab_labels, compare_ab
+from isobench.reports.budget import budget_digest
 from isobench.reports.compare import Comparison
 from isobench.reports.fleet import Fleet
 from isobench.results import Results

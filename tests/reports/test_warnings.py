@@ -122,6 +122,17 @@ def test_a_budgeted_run_says_which_cells_missed_the_precision_target() -> None:
         "startup on vm: below target, n=6: worst startup.to_ready ±12.0%",
         "disk on vm: below target, n=1: disk.rand_read.iops not judged",
     )
+    assert g.line.endswith(
+        "fell short. A longer --budget, or --workloads/--drivers to narrow the run, buys precision."
+    )
+    # Why so many fell short, where the first pass (results schema 11) took most of the budget.
+    run["budget"]["first_pass_s"] = 870.0
+    (g,) = [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"]
+    assert g.line.endswith(
+        "fell short. The first pass (every cell at its minimum n) took 14:30 of the 15:00 budget, leaving "
+        "0:30 for the extra rounds that buy precision; a longer --budget, or --workloads/--drivers to "
+        "narrow the run, leaves them more."
+    )
     run["budget"]["figures_met"] = 3
     assert [g for g in group_warnings(run, pd.DataFrame(), pd.DataFrame()) if g.kind == "precision"] == []
 

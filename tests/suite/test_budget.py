@@ -2,7 +2,6 @@
 
 import math
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +9,6 @@ from isobench.budget import (
     AB_JUDGED_N,
     JUDGED_N,
     GroupState,
-    budget_digest,
-    budget_summary,
     change_precision,
     choose_round,
     figure_precision,
@@ -216,63 +213,3 @@ def test_an_ab_change_of_a_figure_that_is_always_zero_is_known_exactly() -> None
     moved = _rounds("startup.phase.ready", [0.0] * 11 + [1e-6], list(range(12)))
     (change,) = change_precision(zeros, moved, ("startup.*",))
     assert change.half_width == math.inf  # zero on A, not on B: no relative change to know
-
-
-def _unit(driver: str, workload: str, n: int, status: str, *half_widths: float | None) -> dict[str, Any]:
-    figures = [
-        {"metric": f"{workload}.f{i}", "variant": "", "n": n, "median": 1.0, "half_width": hw, "met": False}
-        for i, hw in enumerate(half_widths)
-    ]
-    return {
-        "driver": driver,
-        "workload": workload,
-        "variant": None,
-        "n": n,
-        "status": status,
-        "figures": figures,
-    }
-
-
-def _budgeted(units: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "budget": {
-            "seconds": 1080.0,
-            "spent": 1080.0,
-            "precision": 0.05,
-            "stopped": "budget spent",
-            "figures_counted": 40,
-            "figures_met": 3,
-            "cells_skipped": 2,
-            "units": units,
-        }
-    }
-
-
-def test_the_terminal_digest_keeps_the_widest_and_groups_the_rest() -> None:
-    drivers = ("host", "container", "vm")
-    units = [_unit(d, w, 1, "below target", None) for d in drivers for w in ("disk", "network")]
-    units += [_unit(d, "overlay", 7, "below target", 0.1 * (i + 1), 0.01) for i, d in enumerate(drivers)]
-    units += [_unit("vm", "cpu", 3, "below target", None), _unit("container", "cpu", 9, "met", 0.01)]
-    units += [_unit(d, "density", 0, "below its minimum n (budget)") for d in ("container", "vm")]
-    units.append(_unit("host", "leakage", 1, "no counted figures"))
-    run = _budgeted(units)
-    full = budget_summary(run)
-    assert len(full) == 1 + 6 + 3 + 1 + 2  # one line a cell that fell short
-    digest = budget_digest(run, most=2)
-    assert digest == [
-        full[0],
-        "  below target (the 2 widest of 3 cells):",
-        "    overlay on vm, n=7: worst overlay.f0 ±30.0%",
-        "    overlay on container, n=7: worst overlay.f0 ±20.0%",
-        "  too few repetitions to judge (n < 6): disk, network on every driver; cpu on vm",
-        "  never measured (no time left): density on container, vm",
-        "  (the report's Warnings list every cell)",
-    ]
-
-
-def test_a_short_list_or_an_ab_run_is_not_digested() -> None:
-    run = _budgeted(
-        [_unit("host", "cpu", 6, "below target", 0.2), _unit("vm", "disk", 1, "below target", None)]
-    )
-    assert budget_digest(run) == budget_summary(run)
-    assert budget_digest({}) == []

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
-from isobench import budget, cli, launch
+from isobench import cli, launch
 from isobench.drivers.base import Availability, DriverContext
 from isobench.results import load_results
 
@@ -300,60 +300,6 @@ def test_the_banner_states_the_budget_and_the_plan() -> None:
     fixed = launch.resolve(RunConfig(), {"repetitions": 4}, quick=False)
     assert fixed.budget is None and fixed.warmups == 1
     assert launch.describe_plan(fixed, ["host"], ws)[1] == "4 repetition(s) + 1 warm-up round(s)"
-
-
-def test_the_budget_summary_names_what_missed_the_target() -> None:
-    fig = {"metric": "startup.total", "variant": "", "n": 9, "median": 1.0}
-    run = {
-        "budget": {
-            "seconds": 900.0,
-            "spent": 899.6,
-            "precision": 0.05,
-            "stopped": "budget spent",
-            "figures_counted": 3,
-            "figures_met": 1,
-            "cells_skipped": 2,
-            "units": [
-                {
-                    "driver": "host",
-                    "workload": "startup",
-                    "variant": None,
-                    "n": 9,
-                    "status": "below target",
-                    "figures": [
-                        {**fig, "half_width": 0.03, "met": True},
-                        {**fig, "half_width": 0.4, "met": False},
-                    ],
-                },
-                {
-                    "driver": "vm",
-                    "workload": "disk",
-                    "variant": "B",
-                    "n": 1,
-                    "status": "below target",
-                    "figures": [{**fig, "metric": "disk.read.iops", "half_width": None, "met": False}],
-                },
-                {
-                    "driver": "vm",
-                    "workload": "leakage",
-                    "variant": None,
-                    "n": 1,
-                    "status": "no counted figures",
-                    "figures": [],
-                },
-            ],
-        }
-    }
-    lines = budget.budget_summary(run)
-    assert lines[0] == (
-        "budget: spent 15:00 of 15:00 (budget spent); 1 of 3 counted figures have a 95% CI half-width "
-        "<= 5% of the median; 2 cell(s) not started for lack of time"
-    )
-    assert lines[1:] == [
-        "  startup on host: below target, n=9: worst startup.total ±40.0%",
-        "  disk on vm [B]: below target, n=1: disk.read.iops not judged",
-    ]
-    assert budget.budget_summary({}) == []
 
 
 def test_a_driver_probe_under_the_run_work_dir_does_not_block_the_run(

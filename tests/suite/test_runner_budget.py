@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from isobench.budget import AB_JUDGED_N, JUDGED_N, budget_summary
+from isobench.budget import AB_JUDGED_N, JUDGED_N
 from isobench.config import RunConfig
 from isobench.drivers.base import DriverContext
 from isobench.model import Measurement
+from isobench.reports.budget import budget_summary
 from isobench.runner import Runner, run_matrix
 from isobench.workloads.base import WorkloadContext
 
@@ -108,6 +109,7 @@ def test_budget_goes_to_the_noisy_cheap_cells_and_is_never_exceeded(tmp_path: Pa
     assert units[("host", "quiet")]["status"] == "met"
     assert all(f["met"] == (f["half_width"] <= 0.05) for u in b["units"] for f in u["figures"])
     assert b["figures_counted"] == 4 and b["figures_met"] >= 2
+    assert b["first_pass_s"] == 3 * (1.0 + 2.0 + 10.0 + 20.0)  # then the extra rounds
     assert results.run["order"]["seed"] == 3
     # extra repetitions stay interleaved: spread over rounds, each round holding both drivers
     rounds: dict[int, list[str]] = {}
@@ -163,6 +165,7 @@ def test_a_budget_too_small_for_the_first_pass_cuts_costly_one_shot_cells_not_ch
     rounds = {s.metadata["round"] for s in results.measured() if s.workload == "costly"}
     assert rounds == {2}  # the last round of the first pass
     assert results.run["budget"]["stopped"] == "budget spent"
+    assert results.run["budget"]["first_pass_s"] == 6 * 1.0 + 30.0  # all it could run of the pass
 
 
 def test_cheap_figures_get_their_need_before_the_costly_one_shot_cells(tmp_path: Path) -> None:
