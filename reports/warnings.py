@@ -125,8 +125,10 @@ def _concurrent(run: Mapping[str, Any]) -> WarningGroup | None:
         for r, n in sorted(met.items(), key=lambda kv: (-int(kv[1]), kv[0]))
     )
     who = "another isobench run" if len(met) == 1 else f"{len(met)} other isobench runs"
+    where = "this run's hosts" if run.get("cluster") else "this host"
     line = (
-        f"{who} measured on this host at the same time ({'; '.join(items[:3])}"
+        f"{who} measured on {where} at the same time "
+        f"({'; '.join(items[:3])}"
         f"{'; ...' if len(items) > 3 else ''}): the runs disturb each other, so those cells' figures "
         "are not the sandboxes' alone (their samples' metadata concurrent_runs names them); measure "
         "again with the host to itself."

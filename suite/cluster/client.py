@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from isobench.runner import Progress
 
 from .fleet import Fleet, Handle
 from .plan import FleetPlan, Placed
-from .worker import HOST_PARAM, CellTask
+from .worker import HOST_PARAM, CellTask, host_run_id
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,36 @@ class FleetOutcome:
     retried: int = 0
     failed_lost: int = 0
     teardown_errors: list[str] = field(default_factory=list)
+    #: Other isobench runs live on a host while one of this run's cells ran there: {run id: cells}
+    #: (``run["concurrent_runs"]``, as a local run records it).
+    concurrent: dict[str, int] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {"lost_hosts": self.lost, "cells_retried": self.retried, "cells_lost": self.failed_lost}
+
+    def run_record(self) -> dict[str, Any]:
+        """What the run's record holds of the outcome: ``fleet``, and ``concurrent_runs`` if any."""
+        return {"fleet": self.record()} | (
+            {"concurrent_runs": dict(self.concurrent)} if self.concurrent else {}
+        )
+
+    def met(self, samples: Sequence[Sample], own: Collection[str]) -> list[Sample]:
+        """One cell's samples, counted into :attr:`concurrent`, without the runs in ``own`` (this
+        fleet's host runs whose cells never overlap: ``local:N`` runs one cell at a time, so its
+        workers' live entries are each other's, not load)."""
+        out = [_without(s, own) for s in samples]
+        for other in sorted({r for s in out for r in s.metadata.get("concurrent_runs", ())}):
+            self.concurrent[other] = self.concurrent.get(other, 0) + 1
+        return out
+
+
+def _without(s: Sample, own: Collection[str]) -> Sample:
+    others = s.metadata.get("concurrent_runs")
+    if not others or not own:
+        return s
+    kept = [r for r in others if r not in own]
+    meta = {k: v for k, v in s.metadata.items() if k != "concurrent_runs"}
+    return replace(s, metadata=meta | ({"concurrent_runs": kept} if kept else {}))
 
 
 def lost_sample(run_id: str, placed: Placed, why: str) -> Sample:
@@ -70,8 +97,10 @@ def drive(
     """Run ``plan`` on ``fleet`` to the end; every sample goes to ``journal`` as it arrives.
 
     ``max_inflight`` caps the cells running at once over the whole fleet (1 for ``local:N``, whose
-    workers share one machine's CPUs); the host that waited longest goes next.
+    workers share one machine's CPUs); the host that waited longest goes next. At 1, the hosts'
+    own runs of this fleet never measure at once, so none counts as another's concurrent run.
     """
+    own = {host_run_id(run_id, h) for h in plan.hosts} if max_inflight == 1 else set()
     outcome = FleetOutcome()
     inflight: dict[Any, tuple[str, Placed]] = {}
     last_start: dict[str, int] = {}
@@ -147,6 +176,7 @@ def drive(
                     ]
                 fleet.forget(handle)
                 plan.finished(host)
+                samples = outcome.met(samples, own)
                 for s in samples:
                     journal.append(s)
                 progress.cell_finished(placed.cell, samples)

@@ -129,6 +129,6 @@ def run_fleet(
         status = "interrupted"
         raise
     finally:
-        journal.close(status, teardown_errors=outcome.teardown_errors, fleet=outcome.record())
+        journal.close(status, teardown_errors=outcome.teardown_errors, **outcome.run_record())
         results = finalize(run_dir)
     return FleetRun(results, outcome, ran)

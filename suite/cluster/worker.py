@@ -34,7 +34,7 @@ from .plan import driver_resource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CellTask", "HostState", "close_run", "execute_cell", "serve"]
+__all__ = ["CellTask", "HostState", "close_run", "execute_cell", "host_run_id", "serve"]
 
 #: The param every sample of a fleet run carries: the host it was measured on.
 HOST_PARAM = "host"
@@ -55,6 +55,14 @@ class CellTask:
     retry_of: str | None = None
 
 
+def host_run_id(run_id: str, host: str) -> str:
+    """The id host ``host``'s resources of fleet run ``run_id`` carry (its live-run entry too): the
+    run's, with its last four hex digits drawn from the host's name, so that N workers on one machine
+    (``local:N``) never name a cgroup, netns or veth alike; still sortable and as short as a run id
+    must be."""
+    return run_id[:-4] + hashlib.sha256(f"{run_id}/{host}".encode()).hexdigest()[:4]
+
+
 @dataclass
 class _OpenRun:
     runner: Runner
@@ -71,10 +79,7 @@ class HostState:
     runs: dict[str, _OpenRun] = field(default_factory=dict)
 
     def local_run_id(self, run_id: str) -> str:
-        """The id this host's resources of run ``run_id`` carry: the run's, with its last four hex
-        digits drawn from the host's name, so that N workers on one machine (``local:N``) never name
-        a cgroup, netns or veth alike; still sortable and as short as a run id must be."""
-        return run_id[:-4] + hashlib.sha256(f"{run_id}/{self.name}".encode()).hexdigest()[:4]
+        return host_run_id(run_id, self.name)
 
     def open(self, task: CellTask) -> Runner:
         if task.run_id in self.runs:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from isobench.cluster.client import drive
 from isobench.cluster.plan import HOST_SLOT, FleetPlan, driver_resource
-from isobench.cluster.worker import HOST_PARAM, CellTask
+from isobench.cluster.worker import HOST_PARAM, CellTask, host_run_id
 from isobench.config import RunConfig
 from isobench.model import Sample
-from isobench.results import JOURNAL, SCHEMA_VERSION, Journal, finalize
+from isobench.results import JOURNAL, SCHEMA_VERSION, Journal, finalize, load_results
 from isobench.runner import Progress
 
 OFFER = {HOST_SLOT: 1.0, driver_resource("host"): 1.0, driver_resource("container"): 1.0}
@@ -42,6 +42,8 @@ class FakeFleet:
     gone_before_gather: Mapping[int, str] = field(default_factory=dict)
     #: cells whose result takes longer than the gather timeout once, on a live host
     slow_gather: set[int] = field(default_factory=set)
+    #: per cell, the live isobench runs its host's registry listed besides the worker's own
+    meanwhile: Mapping[int, list[str]] = field(default_factory=dict)
     submitted: list[tuple[str, CellTask]] = field(default_factory=list)
     concurrent: list[int] = field(default_factory=list)
     journal_lines_seen: list[int] = field(default_factory=list)
@@ -89,7 +91,11 @@ class FakeFleet:
                 run_id=t.run_id, driver=t.cell.driver, workload=t.cell.workload, metric="startup.total",
                 value=1.0 + handle.n, unit="s", repetition=t.cell.repetition,
                 params={HOST_PARAM: handle.host},
-                metadata={"round": t.cell.round, **({"retry_of": t.retry_of} if t.retry_of else {})},
+                metadata={
+                    "round": t.cell.round,
+                    **({"retry_of": t.retry_of} if t.retry_of else {}),
+                    **({"concurrent_runs": self.meanwhile[handle.n]} if handle.n in self.meanwhile else {}),
+                },
             )
         ]  # fmt: skip
 
@@ -136,7 +142,7 @@ def _run(
         poll=0.0,
         **kw,
     )
-    journal.close("complete", fleet=outcome.record())
+    journal.close("complete", **outcome.run_record())
     return outcome, progress, finalize(tmp_path).samples
 
 
@@ -222,6 +228,28 @@ def test_local_workers_take_turns_one_cell_at_a_time(tmp_path: Path) -> None:
     assert max(fleet.concurrent) == 1
     order = [h for h, _ in fleet.submitted]
     assert order == ["a", "b"] * 4  # the host that waited longest goes next
+
+
+def test_local_workers_are_not_each_others_concurrent_runs_but_a_stranger_is(tmp_path: Path) -> None:
+    """``local:N`` workers each hold a live entry for the run, so each cell's registry lists the
+    other workers; their cells never overlap (one at a time), so only another run counts."""
+    sibling = {"a": host_run_id("r1", "b"), "b": host_run_id("r1", "a")}
+    stranger = "20261202073542ffff"
+    meanwhile = {n: [sibling["ab"[n % 2]]] for n in range(8)} | {5: [sibling["b"], stranger]}
+    fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, meanwhile=meanwhile)
+    outcome, _, samples = _run(tmp_path, fleet, fleet.hosts(), max_inflight=1)
+    assert outcome.concurrent == {stranger: 1}
+    assert [s.metadata["concurrent_runs"] for s in samples if "concurrent_runs" in s.metadata] == [[stranger]]
+    assert load_results(tmp_path).run["concurrent_runs"] == {stranger: 1}
+
+
+def test_a_fleet_of_machines_keeps_every_concurrent_run(tmp_path: Path) -> None:
+    # Hosts that measure at once: a worker of this run beside another on one machine is load too.
+    meanwhile = {n: [host_run_id("r1", "b")] for n in range(8)}
+    fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, meanwhile=meanwhile)
+    outcome, _, samples = _run(tmp_path, fleet, fleet.hosts())
+    assert outcome.concurrent == {host_run_id("r1", "b"): 8}
+    assert all(s.metadata["concurrent_runs"] == [host_run_id("r1", "b")] for s in samples)
 
 
 def test_the_fleet_record_lands_in_results(tmp_path: Path) -> None:

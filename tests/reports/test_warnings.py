@@ -205,3 +205,8 @@ def test_cells_that_met_another_run_are_one_warning() -> None:
         "run r-a, live during 12 cells of this run",
         "run r-b, live during 3 cells of this run",
     )
+    # A fleet run's were on one of its hosts or another (the samples say which).
+    (g,) = group_warnings(
+        run | {"cluster": {"hosts": {}}}, _summary([("host", "cpu", "cpu.events", 3, 0.0)]), pd.DataFrame()
+    )
+    assert g.line.startswith("2 other isobench runs measured on this run's hosts at the same time (run r-a")
