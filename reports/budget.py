@@ -9,7 +9,7 @@ from typing import Any
 
 from isobench.budget import JUDGED_N, mmss
 
-__all__ = ["FIRST_PASS_MOST", "budget_digest", "budget_summary", "first_pass_note"]
+__all__ = ["FIRST_PASS_MOST", "budget_digest", "budget_summary", "first_pass_note", "missed_targets"]
 
 #: Reports say how long the first pass took once it took at least this share of the budget: then
 #: the extra rounds had too little time to bring many figures to the target.
@@ -147,3 +147,17 @@ def _by_workload(cells: Mapping[str, list[str]], everyone: set[str]) -> str:
         on = "every driver" if set(shared) >= everyone else ", ".join(shared)
         parts.append(f"{', '.join(sorted(workloads))} on {on}")
     return "; ".join(parts)
+
+
+def missed_targets(run: Mapping[str, Any]) -> tuple[float | None, set[tuple[str, str, str]]]:
+    """A budgeted run's target and the (driver, metric, variant) figures that did not meet it
+    (None and nothing for a run with a fixed count)."""
+    budget = run.get("budget")
+    if not isinstance(budget, Mapping) or not isinstance(budget.get("precision"), int | float):
+        return None, set()
+    missed: set[tuple[str, str, str]] = set()
+    for unit in budget.get("units") or ():
+        for f in unit.get("figures") or ():
+            if f.get("met") is False:
+                missed.add((str(unit.get("driver")), str(f.get("metric")), str(f.get("variant") or "")))
+    return float(budget["precision"]), missed

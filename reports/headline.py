@@ -24,6 +24,7 @@ from isobench.model import Better
 from isobench.results import Results
 from isobench.stats import ratio_ci, summarize
 
+from .budget import missed_targets
 from .cells import (
     NATIVE,
     PAIRED_RATIOS,
@@ -457,19 +458,6 @@ def _containment_figures(cells: Mapping[CellKey, Cell], q: Question) -> dict[str
     return out
 
 
-def _missed_targets(results: Results | None) -> tuple[float | None, set[tuple[str, str, str]]]:
-    """A budgeted run's target and the (driver, metric, variant) figures that did not meet it."""
-    budget = results.run.get("budget") if results is not None else None
-    if not isinstance(budget, Mapping) or not isinstance(budget.get("precision"), int | float):
-        return None, set()
-    missed: set[tuple[str, str, str]] = set()
-    for unit in budget.get("units") or ():
-        for f in unit.get("figures") or ():
-            if f.get("met") is False:
-                missed.add((str(unit.get("driver")), str(f.get("metric")), str(f.get("variant") or "")))
-    return float(budget["precision"]), missed
-
-
 def _mark_missed(fig: Figure, cell: Cell, missed: set[tuple[str, str, str]]) -> Figure:
     params = {k: v for k, v in cell.params.items() if k != "ab"}
     if (fig.driver, cell.key.metric, variant_of(params)) not in missed:
@@ -489,12 +477,20 @@ def build_headline(
     if cells is None:
         cells = group_cells(results) if results is not None else {}
     figures: dict[tuple[str, str], Figure] = {}
-    precision, missed = _missed_targets(results)
+    precision, missed = missed_targets(results.run if results is not None else {})
     drivers = {c.key.driver for c in cells.values()}
     questions: list[Question] = []
     for q in QUESTIONS:
         if q.key == MEMORY:
-            by_driver = _memory_figures(results, q)
+            totals = {
+                c.key.driver: c
+                for c in cells.values()
+                if c.key.workload == q.workload and c.key.metric == q.metric
+            }
+            by_driver = {
+                d: _mark_missed(f, totals[d], missed) if d in totals else f
+                for d, f in _memory_figures(results, q).items()
+            }
             ran = {c.key.driver for c in cells.values() if c.key.workload == q.workload}
             for d in ran - set(by_driver):
                 # native: no overhead by definition; others (bwrap): no host-side figure to report
