@@ -47,6 +47,7 @@ from isobench.results import Results, redefinitions
 from isobench.stats import ratio_ci
 
 from .cells import Cell, CellKey, group_cells, steal_may_explain
+from .confounds import confounds
 from .gate import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -272,6 +273,7 @@ def compare(
             f"the runs come from {len(hosts)} hosts ({', '.join(hosts[:4])}): a comparison across "
             "machines measures the machines, not the change"
         )
+    warnings += confounds([*base_runs, *history], cur_runs)
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
     warnings += _held_back(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
     if beside := sorted(r.run_id for r in runs if r.run.get("concurrent_runs")):

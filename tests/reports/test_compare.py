@@ -446,6 +446,19 @@ def test_runs_from_different_hosts_are_named_in_a_warning() -> None:
     assert warning.startswith("the runs come from 2 hosts (ci-1, laptop)")
 
 
+def test_a_guest_accelerator_that_changed_between_the_sides_is_named() -> None:
+    # On a host whose KVM probe can time out, one run may get KVM and the next TCG: ~10x by itself.
+    cells = {("vm", "startup.total"): _timings(1, 1.0)}
+    tcg, kvm = _run("a", cells), _run("b", cells)
+    tcg.run["drivers"] = {"vm": {"accel": "tcg"}}
+    kvm.run["drivers"] = {"vm": {"accel": "kvm"}}
+    assert [w for w in compare(tcg, kvm, resamples=0).warnings if "accelerator" in w] == [
+        "the guests ran on another accelerator on each side (vm tcg vs kvm): their figures compare the "
+        "accelerators (KVM, or TCG software emulation), not the code"
+    ]
+    assert not [w for w in compare(tcg, tcg, resamples=0).warnings if "accelerator" in w]
+
+
 def test_a_compare_across_a_redefinition_says_so() -> None:
     cells = {("host", "disk.rand_read.latency.p50"): _timings(1, 1e-4), ("host", "cpu.x"): _timings(2, 1.0)}
     old = dataclasses.replace(_run("old", cells), schema_version=7)
