@@ -83,8 +83,9 @@ def _keys(runs: Iterable[Results], path: Path) -> list[str]:
     return sorted({k for r in runs if isinstance(d := _dig(r.run, path), Mapping) for k in d})
 
 
-def confounds(base: Sequence[Results], cur: Sequence[Results]) -> list[str]:
-    """One warning line per kind of difference between the sides (none when they match)."""
+def confounds(base: Sequence[Results], cur: Sequence[Results], sides: str = "the sides") -> list[str]:
+    """One warning line per kind of difference between the sides (none when they match); ``sides``
+    names them in the words of the caller ("the latest run and the one before")."""
     both = (*base, *cur)
     lines = []
     settings = _differences(base, cur, [(k, ("config", k)) for k in SETTINGS])
@@ -97,20 +98,20 @@ def confounds(base: Sequence[Results], cur: Sequence[Results]) -> list[str]:
     settings += _differences(base, cur, options, default="default")
     if settings:
         lines.append(
-            f"the sides ran under different settings ({'; '.join(settings)}): a change may be the "
+            f"{sides} ran under different settings ({'; '.join(settings)}): a change may be the "
             "setting's, not the code's"
         )
     tools = [(t, ("host", "versions", t)) for t in _keys(both, ("host", "versions"))]
     host = _differences(base, cur, [*((name, ("host", k)) for k, name in HOST_FACTS.items()), *tools])
     if host:
         lines.append(
-            f"the host differs between the sides ({'; '.join(host)}): a change may be the host's, "
+            f"the host differs between {sides} ({'; '.join(host)}): a change may be the host's, "
             "not the code's"
         )
     guests = [(d, ("drivers", d, "accel")) for d in _keys(both, ("drivers",))]
     if accel := _differences(base, cur, guests):
         lines.append(
-            f"the guests ran on another accelerator on each side ({'; '.join(accel)}): their figures "
+            f"the guests' accelerator differs between {sides} ({'; '.join(accel)}): their figures "
             "compare the accelerators (KVM, or TCG software emulation), not the code"
         )
     return lines

@@ -24,6 +24,7 @@ from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_
 from isobench.stats import summarize
 
 from .cells import driver_order, group_cells
+from .confounds import confounds
 from .files import fresh_plots_dir
 from .html import page_head, png_figure
 from .leak_rank import SCORE, leak_intervals
@@ -121,6 +122,9 @@ class HistoryPaths:
     findings: tuple[str, ...] = ()
     #: What is said beside (or instead of) the findings: nothing changed, or what could not be judged.
     verdict: str = ""
+    #: What else differs between the latest run and the one before (settings, host, accelerator:
+    #: :func:`isobench.reports.confounds.confounds`), which may explain a change.
+    besides: tuple[str, ...] = ()
 
 
 def discover(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
@@ -283,7 +287,10 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         unjudged += drawn.unjudged
     html = out_dir / "history.html"
     said = verdict(len(runs), len(findings), judged, unjudged)
-    atomic_write_text(html, _html(runs, figures, skipped, findings, said))
+    besides = (
+        tuple(confounds(runs[-2:-1], runs[-1:], "the latest run and the one before")) if len(runs) > 1 else ()
+    )
+    atomic_write_text(html, _html(runs, figures, skipped, findings, said, besides))
     log.info("history written to %s", html)
     return HistoryPaths(
         html=html,
@@ -292,6 +299,7 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         skipped=tuple(skipped),
         findings=tuple(findings),
         verdict=said,
+        besides=besides,
     )
 
 
@@ -334,10 +342,12 @@ def verdict(n_runs: int, changes: int, judged: int, unjudged: int) -> str:
     )
 
 
-def _changes(findings: Sequence[str], said: str) -> str:
-    """The page's headline, what a CI reader wants first: what moved in the latest run, and any step."""
+def _changes(findings: Sequence[str], said: str, besides: Sequence[str] = ()) -> str:
+    """The page's headline, what a CI reader wants first: what moved in the latest run, and any step;
+    then what else differs from the run before, which may explain it."""
     items = "".join(f"<li>{escape(f)}</li>" for f in findings)
     body = (f"<ul>{items}</ul>" if items else "") + (f"<p>{escape(said)}</p>" if said else "")
+    body += "".join(f'<p class="besides">Also: {escape(b)}.</p>' for b in besides)
     return f'<section id="headline"><h2>What changed</h2>{body}</section>'
 
 
@@ -347,6 +357,7 @@ def _html(
     skipped: Sequence[str],
     findings: Sequence[str],
     said: str,
+    besides: Sequence[str] = (),
 ) -> str:
     rows = "".join(
         "<tr>"
@@ -370,7 +381,7 @@ def _html(
     out = [
         *page_head(f"isobench history — {len(runs)} runs", _CSS),
         f"<h1>isobench history: {len(runs)} runs</h1>",
-        _changes(findings, said),
+        _changes(findings, said, besides),
         "<p>The headline figures of each run in time order: per driver the median (line) and its "
         "interval (band: the exact order-statistic interval, at least 95% from n = 6, the range below; "
         "for the leak score the range its open probes allow, which holds at n = 1 too). "

@@ -205,9 +205,11 @@ def history(results_dirs: tuple[Path, ...], output: Path) -> None:
     paths = render_history(results_dirs, output)
     for skipped in paths.skipped:
         console.print(f"[yellow]skipped:[/] {escape(skipped)}", highlight=False)
-    out.print(f"{len(paths.runs)} runs, {len(paths.plots)} figures")
+    out.print(f"{len(paths.runs)} runs, {len(paths.plots)} charts")
     for finding in paths.findings:
         out.print(f"changed: {escape(finding)}", highlight=False)
     if paths.verdict:
         out.print(escape(paths.verdict), highlight=False)
+    for line in paths.besides:
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     out.print(f"history: {paths.html}")

@@ -453,7 +453,7 @@ def test_a_guest_accelerator_that_changed_between_the_sides_is_named() -> None:
     tcg.run["drivers"] = {"vm": {"accel": "tcg"}}
     kvm.run["drivers"] = {"vm": {"accel": "kvm"}}
     assert [w for w in compare(tcg, kvm, resamples=0).warnings if "accelerator" in w] == [
-        "the guests ran on another accelerator on each side (vm tcg vs kvm): their figures compare the "
+        "the guests' accelerator differs between the sides (vm tcg vs kvm): their figures compare the "
         "accelerators (KVM, or TCG software emulation), not the code"
     ]
     assert not [w for w in compare(tcg, tcg, resamples=0).warnings if "accelerator" in w]

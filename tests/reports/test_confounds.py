@@ -71,7 +71,7 @@ def test_host_software_and_hardware_are_named() -> None:
 
 def test_guests_on_another_accelerator_are_named_per_driver() -> None:
     (line,) = confounds([_run("a")], [_run("b", drivers__vm__accel="kvm")])
-    assert line.startswith("the guests ran on another accelerator on each side (vm tcg vs kvm): ")
+    assert line.startswith("the guests' accelerator differs between the sides (vm tcg vs kvm): ")
 
 
 def test_several_runs_a_side_compare_as_sets_and_unrecorded_facts_are_no_difference() -> None:

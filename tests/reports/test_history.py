@@ -18,7 +18,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _write_run(
-    root: Path, run_id: str, started: float, startup_s: dict[str, float], startup_n: int = 5
+    root: Path,
+    run_id: str,
+    started: float,
+    startup_s: dict[str, float],
+    startup_n: int = 5,
+    kernel: str = "6.1",
 ) -> Path:
     samples = []
     for driver, centre in startup_s.items():
@@ -47,7 +52,7 @@ def _write_run(
                 params={"variant": "single", "threads": 1},
             )
         )
-    run = {"run_id": run_id, "started": started, "status": "complete", "host": {"kernel": "6.1"}}
+    run = {"run_id": run_id, "started": started, "status": "complete", "host": {"kernel": kernel}}
     d = root / run_id
     d.mkdir(parents=True)
     doc = {"schema_version": SCHEMA_VERSION, "run": run, "samples": [s.to_dict() for s in samples]}
@@ -94,6 +99,27 @@ def test_history_writes_one_png_per_group_and_a_self_contained_page(three_runs: 
     assert paths.findings == ("vm start to ready: +30% vs the run before (worse)",)
     assert html.index('id="headline"') < html.index("<p>The headline figures") < html.index('id="runs"')
     assert html.index('id="runs"') < html.index("<figure")
+    assert paths.besides == () and 'class="besides"' not in html  # same host, same settings
+
+
+def test_history_says_what_else_changed_before_the_latest_run(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    _write_run(root, "before", 1.0e9, {"host": 0.002, "vm": 3.0})
+    _write_run(root, "after", 1.0e9 + 86400, {"host": 0.002, "vm": 3.9}, kernel="6.2")
+    paths = render_history([root], tmp_path / "out")
+    assert paths.findings == ("vm start to ready: +30% vs the run before (worse)",)
+    said = (
+        "the host differs between the latest run and the one before (kernel 6.1 vs 6.2): a change may be "
+        "the host's, not the code's"
+    )
+    assert paths.besides == (said,)
+    html = paths.html.read_text()
+    assert f'<p class="besides">Also: {said}.</p>' in html.replace("&#x27;", "'")
+    assert html.index('class="besides"') < html.index('id="runs"')  # in "What changed", at the top
+    res = CliRunner().invoke(
+        cli.main, ["history", str(root), "-o", str(tmp_path / "o2")], catch_exceptions=False
+    )
+    assert f"warning: {said}" in " ".join(res.output.split())
 
 
 def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
@@ -163,7 +189,7 @@ def test_cli_history(three_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "hist"
     res = CliRunner().invoke(cli.main, ["history", str(three_runs), "-o", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "3 runs, 2 figures" in res.output
+    assert "3 runs, 2 charts" in res.output
     assert "changed: vm start to ready: +30% vs the run before (worse)" in res.output
     # CPU, measured once a run, is said to be unjudged rather than left out
     assert "3 more figures could not be judged: one of the two runs measured each once." in res.output
