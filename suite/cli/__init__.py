@@ -27,12 +27,12 @@ from isobench.cli.output import (
     print_summary,
     progress_bar,
     render_report,
+    warn_of_other_runs,
 )
 from isobench.cli.results import compare, export, finalize_cmd, history, report
 from isobench.config import SIZES, RunConfig, load_config, parse_duration, parse_precision
 from isobench.drivers.base import Accel, check_driver_options
 from isobench.errors import IsobenchError, UsageError
-from isobench.hostsys.probe import HostProbe
 from isobench.images.cli import image_group
 from isobench.results import load_results
 from isobench.runner import Runner, new_run_id, quick_sized, run_matrix
@@ -230,13 +230,7 @@ def _run_locked(
             highlight=False,
         )
 
-    if others := HostProbe().other_runs():
-        console.print(
-            f"[bold yellow]warning:[/] another isobench run is measuring on this host "
-            f"({', '.join(others)}): the two runs disturb each other's figures; this run's report "
-            "will name the cells it met",
-            highlight=False,
-        )
+    warn_of_other_runs()
     run_dir = config.output / run_id
     run_dir.mkdir()
     started = time.monotonic()

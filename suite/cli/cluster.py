@@ -19,6 +19,7 @@ from isobench.cli.output import (
     print_summary,
     progress_bar,
     render_report,
+    warn_of_other_runs,
 )
 from isobench.cluster.worker import HOST_PARAM
 from isobench.config import RunConfig
@@ -101,6 +102,8 @@ def run_on_cluster(
         info = launch.run_info(config, run_id, sys.argv, drivers, chosen_workloads, {})
         plan = launch.describe_plan(config, drivers or ["every driver each host offers"], chosen_workloads)
         console.print(f"run {run_id} on {escape(address)}: " + "\n".join(plan), highlight=False)
+        if conn.local is not None:  # the workers measure on this host
+            warn_of_other_runs()
         with progress_bar() as bar:
             done = run_fleet(
                 conn.fleet,

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from isobench.budget import mmss
+from isobench.hostsys.probe import HostProbe
 from isobench.model import Sample
 from isobench.reports import overview, render
 from isobench.reports.ab import ab_labels, compare_ab
@@ -36,6 +37,7 @@ __all__ = [
     "print_summary",
     "progress_bar",
     "render_report",
+    "warn_of_other_runs",
 ]
 
 console = Console(stderr=True)
@@ -181,6 +183,17 @@ def print_fleet(fleet: Fleet) -> None:
     more = len(fleet.hosts) - len(hosts)
     tail = f"; {more} more host(s) in the report's fleet view" if more else ""
     out.print(f"headline above: host {escape(fleet.main)}; each ratio is to its own host's native{tail}")
+
+
+def warn_of_other_runs() -> None:
+    """Another isobench run live on this host disturbs this one's figures: say so before measuring."""
+    if others := HostProbe().other_runs():
+        console.print(
+            f"[bold yellow]warning:[/] another isobench run is measuring on this host "
+            f"({', '.join(others)}): the two runs disturb each other's figures; this run's report "
+            "will name the cells it met",
+            highlight=False,
+        )
 
 
 def print_budget(results: Results) -> None:

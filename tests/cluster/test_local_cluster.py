@@ -15,6 +15,7 @@ import pytest
 from isobench.config import RunConfig
 from isobench.gc import gc
 from isobench.images import images_dir
+from isobench.liveruns import register
 from isobench.results import SCHEMA_VERSION
 from isobench.runstate import live_runs
 
@@ -57,8 +58,12 @@ def test_a_run_on_two_local_workers_survives_losing_one(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "isobench.cli", "run", "--cluster", "local:2", "--drivers", "host,container"]
     cmd += ["--workloads", "startup", "--quick", "-o", str(out), "--state-dir", str(state)]
     log = tmp_path / "stdout"
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # Another run live on this host meanwhile (this test's process, in a registry of the test's own):
+    # the client warns at once and every cell names it; the two workers never name each other.
+    registry = tmp_path / "live"
+    env = {**os.environ, "ISOBENCH_LIVE_DIR": str(registry)}
+    with log.open("w") as f, register("20261202000000beef", tmp_path / "neighbour", registry):
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
             end = time.monotonic() + 240
             while not _first_cell_of("local-1@", out) and proc.poll() is None and time.monotonic() < end:
@@ -81,6 +86,9 @@ def test_a_run_on_two_local_workers_survives_losing_one(tmp_path: Path) -> None:
     assert doc["run"]["fleet"]["lost_hosts"] == [hosts[1]]
     measured = [s for s in doc["samples"] if s["value"] is not None]
     assert not [s for s in doc["samples"] if s["error"]]
+    assert "another isobench run is measuring on this host (20261202000000beef)" in " ".join(text.split())
+    assert all(s["metadata"]["concurrent_runs"] == ["20261202000000beef"] for s in measured)
+    assert set(doc["run"]["concurrent_runs"]) == {"20261202000000beef"}
     # local-0 ran its own lane, all 3 quick rounds on both drivers, and the cells local-1 left
     own = {(s["driver"], s["metadata"]["round"]) for s in measured if s["params"]["host"] == hosts[0]}
     assert own == {(d, r) for d in ("host", "container") for r in (0, 1, 2)}
