@@ -63,6 +63,7 @@ __all__ = [
     "GroupState",
     "Ledger",
     "budget_limits",
+    "budget_record",
     "change_precision",
     "cheap_groups",
     "choose_round",
@@ -402,6 +403,80 @@ class Ledger:
             cached = (len(samples), figure_precision(samples, patterns))
             self._figures[u] = cached
         return cached[1]
+
+
+def budget_record(
+    ledger: Ledger,
+    patterns: Mapping[str, Sequence[str]],
+    drivers: Iterable[str],
+    labels: Sequence[str | None],
+    limits: Mapping[str, tuple[int, int]],
+    target: float,
+) -> dict[str, Any]:
+    """``run["budget"]`` but for how the budget went (seconds, spent, stopped, first pass, which
+    the runner adds): per unit its n, cost, status and counted figures (``patterns`` per
+    workload), and in an A/B run each configuration's changes against the first."""
+    rows: list[dict[str, Any]] = []
+    for u in sorted({*ledger.units(), *ledger.skipped}):
+        figures = ledger.figures(u, tuple(patterns[u.workload]))
+        n = ledger.measured(u)
+        if ledger.failed(u):
+            status = "failed"
+        elif n < limits[u.workload][0]:
+            status = "below its minimum n (budget)"
+        elif not figures:
+            status = "no counted figures"
+        else:
+            status = "met" if all(f.met(target) for f in figures) else "below target"
+        cost = ledger.typical_cost(u)
+        rows.append(
+            {
+                "driver": u.driver,
+                "workload": u.workload,
+                "variant": u.variant,
+                "n": n,
+                "cost_s": round(cost, 3) if cost is not None else None,
+                "status": status,
+                "figures": [f.to_dict(target) for f in figures],
+            }
+        )
+    counted = [f for r in rows for f in r["figures"]]
+    record: dict[str, Any] = {}
+    if len(labels) > 1:
+        record["changes"] = _change_rows(ledger, patterns, drivers, labels, target)
+    return record | {
+        "precision": target,
+        "limits": {w: {"min_n": lo, "max_n": hi} for w, (lo, hi) in limits.items()},
+        "figures_counted": len(counted),
+        "figures_met": sum(f["met"] for f in counted),
+        "cells_skipped": sum(ledger.skipped.values()),
+        "units": rows,
+    }
+
+
+def _change_rows(
+    ledger: Ledger,
+    patterns: Mapping[str, Sequence[str]],
+    drivers: Iterable[str],
+    labels: Sequence[str | None],
+    target: float,
+) -> list[dict[str, Any]]:
+    """An A/B run's changes against its first configuration, and how well each is known."""
+    rows: list[dict[str, Any]] = []
+    base = labels[0]
+    for driver in drivers:
+        for workload, wanted in patterns.items():
+            for label in labels[1:]:
+                changes = ledger.changes(
+                    Unit(driver, workload, base), Unit(driver, workload, label), tuple(wanted)
+                )
+                rows += [
+                    {"driver": driver, "workload": workload, "label": label, "against": base}
+                    | {k: v for k, v in f.to_dict(target).items() if k != "median"}
+                    | {"change": f.median if math.isfinite(f.median) else None}
+                    for f in changes
+                ]
+    return rows
 
 
 def mmss(seconds: float) -> str:

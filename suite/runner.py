@@ -32,6 +32,7 @@ from isobench.budget import (
     GroupState,
     Ledger,
     budget_limits,
+    budget_record,
     cheap_groups,
     choose_round,
     needed_repetitions,
@@ -108,6 +109,10 @@ class Progress:
 
     def cell_skipped(self, cell: Cell) -> None:
         """A budgeted run did not start ``cell``: it could not have finished in time."""
+
+    def first_pass_done(self, spent: float, left: float) -> None:
+        """A budgeted run gave every unit its minimum n in ``spent`` seconds; ``left`` remain for
+        the extra rounds that buy precision."""
 
 
 class Runner:
@@ -355,9 +360,16 @@ class Runner:
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
             rnd += 1
         first_pass = run.spent()
+        self.progress.first_pass_done(first_pass, run.left())
         _, stopped = self._allocate(rnd, limits, journal, run, rng)
-        return self._budget_record(budget, run.spent(), stopped, limits) | {
-            "first_pass_s": round(first_pass, 1)
+        patterns = {w: tuple(getattr(wl, "precision_figures", ())) for w, wl in self.workloads.items()}
+        return budget_record(
+            self._ledger, patterns, self.drivers, self.labels, limits, self.config.precision
+        ) | {
+            "seconds": budget,
+            "spent": round(run.spent(), 1),
+            "stopped": stopped,
+            "first_pass_s": round(first_pass, 1),
         }
 
     def _allocate(
@@ -441,71 +453,6 @@ class Runner:
                     )
                 )
         return groups
-
-    def _budget_record(
-        self, budget: float, spent: float, stopped: str, limits: Mapping[str, tuple[int, int]]
-    ) -> dict[str, Any]:
-        target = self.config.precision
-        rows: list[dict[str, Any]] = []
-        for u in sorted({*self._ledger.units(), *self._ledger.skipped}):
-            wl = self.workloads[u.workload]
-            figures = self._ledger.figures(u, tuple(getattr(wl, "precision_figures", ())))
-            n = self._ledger.measured(u)
-            if self._ledger.failed(u):
-                status = "failed"
-            elif n < limits[u.workload][0]:
-                status = "below its minimum n (budget)"
-            elif not figures:
-                status = "no counted figures"
-            else:
-                status = "met" if all(f.met(target) for f in figures) else "below target"
-            cost = self._ledger.typical_cost(u)
-            rows.append(
-                {
-                    "driver": u.driver,
-                    "workload": u.workload,
-                    "variant": u.variant,
-                    "n": n,
-                    "cost_s": round(cost, 3) if cost is not None else None,
-                    "status": status,
-                    "figures": [f.to_dict(target) for f in figures],
-                }
-            )
-        counted = [f for r in rows for f in r["figures"]]
-        record: dict[str, Any] = {}
-        if len(self.labels) > 1:
-            record["changes"] = self._change_rows()
-        return record | {
-            "seconds": budget,
-            "spent": round(spent, 1),
-            "precision": target,
-            "stopped": stopped,
-            "limits": {w: {"min_n": lo, "max_n": hi} for w, (lo, hi) in limits.items()},
-            "figures_counted": len(counted),
-            "figures_met": sum(f["met"] for f in counted),
-            "cells_skipped": sum(self._ledger.skipped.values()),
-            "units": rows,
-        }
-
-    def _change_rows(self) -> list[dict[str, Any]]:
-        """An A/B run's changes against its first configuration, and how well each is known."""
-        target = self.config.precision
-        rows: list[dict[str, Any]] = []
-        base = self.labels[0]
-        for driver in self.drivers:
-            for workload, wl in self.workloads.items():
-                patterns = tuple(getattr(wl, "precision_figures", ()))
-                for label in self.labels[1:]:
-                    changes = self._ledger.changes(
-                        Unit(driver, workload, base), Unit(driver, workload, label), patterns
-                    )
-                    rows += [
-                        {"driver": driver, "workload": workload, "label": label, "against": base}
-                        | {k: v for k, v in f.to_dict(target).items() if k != "median"}
-                        | {"change": f.median if math.isfinite(f.median) else None}
-                        for f in changes
-                    ]
-        return rows
 
 
 def driver_context(config: RunConfig, run_id: str, name: str) -> DriverContext:

@@ -79,6 +79,12 @@ class RichProgress(RunProgress):
     def cell_skipped(self, cell: Cell) -> None:
         self.extend(-1)
 
+    def first_pass_done(self, spent: float, left: float) -> None:
+        rest = f"{mmss(left)} left for extra rounds" if round(left) > 0 else "no time left for extra rounds"
+        self._p.console.print(
+            f"first pass done in {mmss(spent)} (every cell at its minimum n); {rest}", highlight=False
+        )
+
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
         left = "" if budget_left is None else f"budget left {mmss(budget_left)}"
         self._p.update(self._task, description=escape(cell.label), budget=left)

@@ -11,7 +11,7 @@ from isobench.config import RunConfig
 from isobench.drivers.base import DriverContext
 from isobench.model import Measurement
 from isobench.reports.budget import budget_summary
-from isobench.runner import Runner, run_matrix
+from isobench.runner import Progress, Runner, run_matrix
 from isobench.workloads.base import WorkloadContext
 
 from .conftest import WorkloadDefaults, balanced, logging_driver  # type: ignore[import-not-found]
@@ -67,6 +67,7 @@ def _run_budget(
     clock: FakeClock,
     drivers: tuple[str, ...] = ("host", "box"),
     variants: Mapping[str, RunConfig] | None = None,
+    progress: Progress | None = None,
     **cfg: Any,
 ) -> tuple[Any, list[str]]:
     log: list[str] = []
@@ -84,6 +85,7 @@ def _run_budget(
             run_info={"run_id": "rb"},
             variants=variants,
             clock=clock,
+            progress=progress,
         )
     )
     assert errors == []
@@ -94,13 +96,23 @@ def _n(results: Any, workload: str, driver: str) -> int:
     return len({s.repetition for s in results.measured() if s.workload == workload and s.driver == driver})
 
 
+class FirstPass(Progress):
+    def __init__(self) -> None:
+        self.said: list[tuple[float, float]] = []
+
+    def first_pass_done(self, spent: float, left: float) -> None:
+        self.said.append((spent, left))
+
+
 def test_budget_goes_to_the_noisy_cheap_cells_and_is_never_exceeded(tmp_path: Path) -> None:
     clock = FakeClock()
     noisy = Costed("noisy", clock, {"host": 1.0, "box": 2.0}, spread=0.3)
     quiet = Costed("quiet", clock, {"host": 10.0, "box": 20.0}, spread=0.001)
+    progress = FirstPass()
     results, log = _run_budget(
-        tmp_path, {"noisy": noisy, "quiet": quiet}, clock, budget=300.0, precision=0.05
+        tmp_path, {"noisy": noisy, "quiet": quiet}, clock, budget=300.0, precision=0.05, progress=progress
     )
+    assert progress.said == [(99.0, 201.0)]  # told once, as the extra rounds begin
     b = results.run["budget"]
     assert b["spent"] <= 300.0 and clock.now <= 300.0
     assert _n(results, "quiet", "host") == _n(results, "quiet", "box") == 6  # met once judged
