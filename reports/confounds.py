@@ -83,6 +83,28 @@ def _keys(runs: Iterable[Results], path: Path) -> list[str]:
     return sorted({k for r in runs if isinstance(d := _dig(r.run, path), Mapping) for k in d})
 
 
+def _host_fields(runs: Sequence[Results]) -> list[tuple[str, Path]]:
+    """Where the measuring host's facts are: ``run["host"]`` for a local run; per host name under
+    ``run["cluster"]`` for a fleet run (whose ``run["host"]`` is the client's machine, which
+    measures nothing); none when one side is a fleet and the other is not (the hostnames differ,
+    which compare says anyway)."""
+    fleets = sum("cluster" in r.run for r in runs)
+    if not fleets:
+        where: list[tuple[str, Path]] = [("", ("host",))]
+    elif fleets == len(runs):
+        where = [(f"{h}: ", ("cluster", "hosts", h, "info")) for h in _keys(runs, ("cluster", "hosts"))]
+    else:
+        return []
+    return [
+        field
+        for prefix, at in where
+        for field in (
+            *((prefix + name, (*at, k)) for k, name in HOST_FACTS.items()),
+            *((prefix + t, (*at, "versions", t)) for t in _keys(runs, (*at, "versions"))),
+        )
+    ]
+
+
 def confounds(base: Sequence[Results], cur: Sequence[Results], sides: str = "the sides") -> list[str]:
     """One warning line per kind of difference between the sides (none when they match); ``sides``
     names them in the words of the caller ("the latest run and the one before")."""
@@ -101,9 +123,7 @@ def confounds(base: Sequence[Results], cur: Sequence[Results], sides: str = "the
             f"{sides} ran under different settings ({'; '.join(settings)}): a change may be the "
             "setting's, not the code's"
         )
-    tools = [(t, ("host", "versions", t)) for t in _keys(both, ("host", "versions"))]
-    host = _differences(base, cur, [*((name, ("host", k)) for k, name in HOST_FACTS.items()), *tools])
-    if host:
+    if host := _differences(base, cur, _host_fields(both)):
         lines.append(
             f"the host differs between {sides} ({'; '.join(host)}): a change may be the host's, "
             "not the code's"

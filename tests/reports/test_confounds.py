@@ -84,3 +84,28 @@ def test_several_runs_a_side_compare_as_sets_and_unrecorded_facts_are_no_differe
     # a run written before a fact was recorded (no host record at all) is not a difference
     old = Results(run={"run_id": "old", "config": RUN["config"]}, samples=[])
     assert confounds([old], [_run("b")]) == []
+
+
+def _fleet(run_id: str, kernels: dict[str, str], client_kernel: str = "6.1") -> Results:
+    """A fleet run's record: the client's machine in ``host``, each measuring host under ``cluster``."""
+    hosts = {
+        name: {"name": name, "info": {**RUN["host"], "hostname": name.split("@")[-1], "kernel": kernel}}
+        for name, kernel in kernels.items()
+    }
+    run = copy.deepcopy(RUN) | {
+        "run_id": run_id,
+        "cluster": {"scheduler": "tcp://127.0.0.1:8786", "hosts": hosts},
+    }
+    run["host"] = {**RUN["host"], "kernel": client_kernel}
+    return Results(run=run, samples=[])
+
+
+def test_a_fleet_compares_each_measuring_host_not_the_client() -> None:
+    base = _fleet("a", {"w1@h1": "6.18", "w2@h2": "6.18"})
+    cur = _fleet("b", {"w1@h1": "6.18", "w2@h2": "6.19"}, client_kernel="6.2")  # the client upgraded too
+    assert confounds([base], [cur]) == [
+        "the host differs between the sides (w2@h2: kernel 6.18 vs 6.19): a change may be the host's, "
+        "not the code's"
+    ]
+    # a fleet against a local run: the hostnames differ, which compare says on its own
+    assert confounds([base], [_run("local", host__kernel="6.19")]) == []
