@@ -29,10 +29,11 @@ HOST_FACTS = {
     "cpu_governor": "governor",
 }
 
-Path = tuple[str, ...]
+#: Keys into a run record, outermost first: ("config", "memory_mib").
+KeyPath = tuple[str, ...]
 
 
-def _dig(doc: Any, path: Path) -> Any:
+def _dig(doc: Any, path: KeyPath) -> Any:
     for key in path:
         if not isinstance(doc, Mapping):
             return None
@@ -40,7 +41,7 @@ def _dig(doc: Any, path: Path) -> Any:
     return doc
 
 
-def _text(value: Any, path: Path) -> str:
+def _text(value: Any, path: KeyPath) -> str:
     if isinstance(value, bool):  # as the TOML config spells it
         return "true" if value else "false"
     if path[-1] == "memory_bytes" and isinstance(value, int | float):
@@ -50,7 +51,7 @@ def _text(value: Any, path: Path) -> str:
     return str(value)
 
 
-def _values(runs: Iterable[Results], path: Path, default: str | None = None) -> tuple[str, ...]:
+def _values(runs: Iterable[Results], path: KeyPath, default: str | None = None) -> tuple[str, ...]:
     """The distinct values a run record holds at ``path`` over ``runs``; a run without one counts
     as ``default``, or is left out when there is none."""
     seen = set()
@@ -66,7 +67,7 @@ def _values(runs: Iterable[Results], path: Path, default: str | None = None) -> 
 def _differences(
     base: Sequence[Results],
     cur: Sequence[Results],
-    fields: Iterable[tuple[str, Path]],
+    fields: Iterable[tuple[str, KeyPath]],
     default: str | None = None,
 ) -> list[str]:
     """``name a vs b`` for every field whose values differ between the sides (recorded on both, or
@@ -79,18 +80,18 @@ def _differences(
     return out
 
 
-def _keys(runs: Iterable[Results], path: Path) -> list[str]:
+def _keys(runs: Iterable[Results], path: KeyPath) -> list[str]:
     return sorted({k for r in runs if isinstance(d := _dig(r.run, path), Mapping) for k in d})
 
 
-def _host_fields(runs: Sequence[Results]) -> list[tuple[str, Path]]:
+def _host_fields(runs: Sequence[Results]) -> list[tuple[str, KeyPath]]:
     """Where the measuring host's facts are: ``run["host"]`` for a local run; per host name under
     ``run["cluster"]`` for a fleet run (whose ``run["host"]`` is the client's machine, which
     measures nothing); none when one side is a fleet and the other is not (the hostnames differ,
     which compare says anyway)."""
     fleets = sum("cluster" in r.run for r in runs)
     if not fleets:
-        where: list[tuple[str, Path]] = [("", ("host",))]
+        where: list[tuple[str, KeyPath]] = [("", ("host",))]
     elif fleets == len(runs):
         where = [(f"{h}: ", ("cluster", "hosts", h, "info")) for h in _keys(runs, ("cluster", "hosts"))]
     else:

@@ -87,9 +87,9 @@ def quick_sized(config: RunConfig) -> bool:
     """Whether workloads run at their quick sizes in a run with ``config``: under --quick, and in
     a budgeted run unless ``sizes = "full"``. On the reference 2-core TCG host one full-size round
     of the default matrix takes ~27 min (a qemu cpu cell alone ~2 min), more than a whole default
-    budget; at quick sizes a first pass of every cell fits it (the 7 x 13 default's took 1178 s of
-    1200 at up to 37% steal on 2026-12-02), and what is left buys repetitions, which sharpen a
-    median more than longer cells do (they also spread drift)."""
+    budget; at quick sizes a first pass of every cell just fits it (the 7 x 13 default's took 19:41
+    of 20:00 on 2026-12-02, at up to 29% steal), and whatever is left buys repetitions, which sharpen
+    a median more than longer cells do (they also spread drift)."""
     if config.quick or config.sizes == "quick":
         return True
     return config.sizes == "auto" and config.budget is not None
