@@ -9,6 +9,8 @@ from typing import Any
 
 from isobench.budget import JUDGED_N, mmss
 
+from .units import plural
+
 __all__ = ["FIRST_PASS_MOST", "budget_digest", "budget_summary", "first_pass_note", "missed_targets"]
 
 #: Reports say how long the first pass took once it took at least this share of the budget: then
@@ -46,7 +48,7 @@ def budget_summary(run: Mapping[str, Any]) -> list[str]:
     lines = [
         f"budget: spent {mmss(b['spent'])} of {mmss(b['seconds'])} ({b['stopped']}); "
         f"{b['figures_met']} of {b['figures_counted']} counted figures have a 95% CI half-width "
-        f"<= {b['precision']:.0%} of the median; {b['cells_skipped']} cell(s) not started for lack of time"
+        f"<= {b['precision']:.0%} of the median; {plural(int(b['cells_skipped']), 'cell')} not started for lack of time"
     ]
     changes = b.get("changes")
     if changes is not None:

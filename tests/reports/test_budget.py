@@ -45,13 +45,15 @@ def test_the_budget_summary_names_what_missed_the_target() -> None:
     lines = budget_summary(run)
     assert lines[0] == (
         "budget: spent 15:00 of 15:00 (budget spent); 1 of 3 counted figures have a 95% CI half-width "
-        "<= 5% of the median; 2 cell(s) not started for lack of time"
+        "<= 5% of the median; 2 cells not started for lack of time"
     )
     assert lines[1:] == [
         "  startup on host: below target, n=9: worst startup.f1 ±40.0%",
         "  disk on vm [B]: below target, n=1: disk.f0 not judged",
     ]
     assert budget_summary({}) == []
+    run["budget"]["cells_skipped"] = 1
+    assert budget_summary(run)[0].endswith("; 1 cell not started for lack of time")
 
 
 def test_the_terminal_digest_keeps_the_widest_and_groups_the_rest() -> None:
