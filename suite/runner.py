@@ -153,6 +153,8 @@ class Runner:
         self.concurrent: dict[str, int] = {}
         self._live: dict[str, Sandbox] = {}
         self._ledger = Ledger()
+        #: Per workload, the figures its precision is judged by (glob patterns; isobench.budget).
+        self._patterns = {w: tuple(getattr(wl, "precision_figures", ())) for w, wl in self.workloads.items()}
         self._index = 0
 
     def base_spec(self, driver: str, variant: str | None = None) -> SandboxSpec:
@@ -362,9 +364,8 @@ class Runner:
         first_pass = run.spent()
         self.progress.first_pass_done(first_pass, run.left())
         _, stopped = self._allocate(rnd, limits, journal, run, rng)
-        patterns = {w: tuple(getattr(wl, "precision_figures", ())) for w, wl in self.workloads.items()}
         return budget_record(
-            self._ledger, patterns, self.drivers, self.labels, limits, self.config.precision
+            self._ledger, self._patterns, self.drivers, self.labels, limits, self.config.precision
         ) | {
             "seconds": budget,
             "spent": round(run.spent(), 1),
@@ -432,8 +433,7 @@ class Runner:
     def _groups(self, limits: Mapping[str, tuple[int, int]]) -> list[GroupState]:
         groups = []
         for driver in self.drivers:
-            for workload, wl in self.workloads.items():
-                patterns = tuple(getattr(wl, "precision_figures", ()))
+            for workload, patterns in self._patterns.items():
                 units = [Unit(driver, workload, v) for v in self.labels]
                 if len(units) > 1:  # A/B: what the gate tests is each change against the first
                     figures = [f for u in units[1:] for f in self._ledger.changes(units[0], u, patterns)]
