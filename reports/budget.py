@@ -124,7 +124,7 @@ def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
     everyone = {_driver_of(u) for u in b["units"]}
     out = lines[:2] if note else lines[:1]
     if wide:
-        cells = f"{len(wide)} cell{'s' if len(wide) != 1 else ''}"
+        cells = plural(len(wide), "cell")
         out.append(
             f"  below target (the {most} widest of {cells}):"
             if len(wide) > most
