@@ -64,9 +64,18 @@ class LiveRun:
     #: Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid, one process.
     start: str
     state_dir: str
+    #: The fleet run this is one host's part of (a worker's run id is the fleet's with its host's
+    #: digits, :func:`isobench.cluster.worker.host_run_id`); "" for a run of its own.
+    part_of: str = ""
+
+    @property
+    def known_as(self) -> str:
+        """The id a user knows this run by (its results directory's): a fleet run's, for a host's part."""
+        return self.part_of or self.run_id
 
     def describe(self) -> str:
-        return f"run {self.run_id} (pid {self.pid}, state dir {self.state_dir})"
+        fleet = f", part of fleet run {self.part_of}" if self.part_of else ""
+        return f"run {self.run_id} (pid {self.pid}, state dir {self.state_dir}{fleet})"
 
 
 def start_time(pid: int, proc: Path = Path("/proc")) -> str | None:
@@ -86,13 +95,15 @@ def _entry_name(run_id: str, pid: int, state_dir: str) -> str:
 
 
 @contextlib.contextmanager
-def register(run_id: str, state_dir: Path, registry: Path | None = None) -> Iterator[Path | None]:
-    """This process is run ``run_id`` of ``state_dir`` until the block ends (on every path). A
-    registry that cannot be written (not root) is a warning: the run is then visible to gc of its
-    own state dir only, as before the registry."""
+def register(
+    run_id: str, state_dir: Path, registry: Path | None = None, *, part_of: str = ""
+) -> Iterator[Path | None]:
+    """This process is run ``run_id`` of ``state_dir`` until the block ends (on every path); a fleet
+    worker's run names its fleet run in ``part_of``. A registry that cannot be written (not root) is
+    a warning: the run is then visible to gc of its own state dir only, as before the registry."""
     base = registry or default_registry()
     me = os.getpid()
-    entry = LiveRun(run_id, me, start_time(me) or "", str(state_dir.resolve()))
+    entry = LiveRun(run_id, me, start_time(me) or "", str(state_dir.resolve()), part_of)
     path = base / _entry_name(run_id, me, entry.state_dir)
     try:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -117,7 +128,13 @@ def register(run_id: str, state_dir: Path, registry: Path | None = None) -> Iter
 def _read(path: Path) -> LiveRun | None:
     try:
         doc = json.loads(path.read_text())
-        return LiveRun(str(doc["run_id"]), int(doc["pid"]), str(doc["start"]), str(doc["state_dir"]))
+        return LiveRun(
+            str(doc["run_id"]),
+            int(doc["pid"]),
+            str(doc["start"]),
+            str(doc["state_dir"]),
+            str(doc.get("part_of") or ""),  # absent from entries written before it
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -46,7 +46,9 @@ class RunLock:
 
     @classmethod
     @contextlib.contextmanager
-    def acquire(cls, state_dir: Path, run_id: str) -> Iterator[RunLock]:
+    def acquire(cls, state_dir: Path, run_id: str, *, part_of: str = "") -> Iterator[RunLock]:
+        """Lock ``run_id``'s state in ``state_dir`` and register it host-wide (a fleet worker's run
+        with the fleet run it is ``part_of``) until the block ends; its state goes with it."""
         d = runs_dir(state_dir) / run_id
         try:
             d.mkdir(parents=True, exist_ok=False)
@@ -61,7 +63,7 @@ class RunLock:
             os.write(fd, f"{os.getpid()}\n".encode())
             (d / "work").mkdir()
             # The lock shows the run to gc of this state dir; the registry to every other one.
-            with register(run_id, state_dir):
+            with register(run_id, state_dir, part_of=part_of):
                 yield lock
         finally:
             if not lock.keep:

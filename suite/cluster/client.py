@@ -23,7 +23,7 @@ from isobench.runner import Progress
 
 from .fleet import Fleet, Handle
 from .plan import FleetPlan, Placed
-from .worker import HOST_PARAM, CellTask, host_run_id
+from .worker import HOST_PARAM, CellTask
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ class FleetOutcome:
 
     def met(self, samples: Sequence[Sample], own: Collection[str]) -> list[Sample]:
         """One cell's samples, counted into :attr:`concurrent`, without the runs in ``own`` (this
-        fleet's host runs whose cells never overlap: ``local:N`` runs one cell at a time, so its
-        workers' live entries are each other's, not load)."""
+        fleet run itself, whose host runs never overlap under ``local:N``: it runs one cell at a
+        time, so its workers' live entries are each other's, not load)."""
         out = [_without(s, own) for s in samples]
         for other in sorted({r for s in out for r in s.metadata.get("concurrent_runs", ())}):
             self.concurrent[other] = self.concurrent.get(other, 0) + 1
@@ -100,7 +100,8 @@ def drive(
     workers share one machine's CPUs); the host that waited longest goes next. At 1, the hosts'
     own runs of this fleet never measure at once, so none counts as another's concurrent run.
     """
-    own = {host_run_id(run_id, h) for h in plan.hosts} if max_inflight == 1 else set()
+    # A worker names a sibling by the fleet's run id (its live entry is part of this run).
+    own = {run_id} if max_inflight == 1 else set()
     outcome = FleetOutcome()
     inflight: dict[Any, tuple[str, Placed]] = {}
     last_start: dict[str, int] = {}

@@ -92,7 +92,7 @@ class HostState:
         local_id = self.local_run_id(task.run_id)
         stack = contextlib.ExitStack()
         try:
-            lock = stack.enter_context(RunLock.acquire(self.state_dir, local_id))
+            lock = stack.enter_context(RunLock.acquire(self.state_dir, local_id, part_of=task.run_id))
             known = all_drivers()
             drivers: dict[str, Driver] = {}
             for name in task.drivers:

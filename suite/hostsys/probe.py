@@ -72,12 +72,13 @@ class HostProbe:
     def other_runs(self) -> list[str]:
         """The isobench runs live on this host besides this process's own: their measurements
         and this process's disturb each other. Read from the live-run registry (under ``root`` in
-        a fake tree, so a test never prunes the real host's entries)."""
+        a fake tree, so a test never prunes the real host's entries); a fleet worker's run is named
+        by its fleet run's id, the one its results carry."""
         from isobench.liveruns import DEFAULT_REGISTRY, default_registry, live_runs_anywhere
 
         registry = default_registry() if self.root == Path("/") else self.path(DEFAULT_REGISTRY)
         me = os.getpid()
-        return sorted({r.run_id for r in live_runs_anywhere(registry, self.proc) if r.pid != me})
+        return sorted({r.known_as for r in live_runs_anywhere(registry, self.proc) if r.pid != me})
 
     def has_filesystem(self, fs_type: str) -> bool:
         """Whether the kernel lists ``fs_type`` in /proc/filesystems."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from isobench.cluster.client import drive
 from isobench.cluster.plan import HOST_SLOT, FleetPlan, driver_resource
-from isobench.cluster.worker import HOST_PARAM, CellTask, host_run_id
+from isobench.cluster.worker import HOST_PARAM, CellTask
 from isobench.config import RunConfig
 from isobench.model import Sample
 from isobench.results import JOURNAL, SCHEMA_VERSION, Journal, finalize, load_results
@@ -232,10 +232,10 @@ def test_local_workers_take_turns_one_cell_at_a_time(tmp_path: Path) -> None:
 
 def test_local_workers_are_not_each_others_concurrent_runs_but_a_stranger_is(tmp_path: Path) -> None:
     """``local:N`` workers each hold a live entry for the run, so each cell's registry lists the
-    other workers; their cells never overlap (one at a time), so only another run counts."""
-    sibling = {"a": host_run_id("r1", "b"), "b": host_run_id("r1", "a")}
+    other workers (by the fleet's run id); their cells never overlap (one at a time), so only
+    another run counts."""
     stranger = "20261202073542ffff"
-    meanwhile = {n: [sibling["ab"[n % 2]]] for n in range(8)} | {5: [sibling["b"], stranger]}
+    meanwhile = {n: ["r1"] for n in range(8)} | {5: ["r1", stranger]}
     fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, meanwhile=meanwhile)
     outcome, _, samples = _run(tmp_path, fleet, fleet.hosts(), max_inflight=1)
     assert outcome.concurrent == {stranger: 1}
@@ -245,11 +245,11 @@ def test_local_workers_are_not_each_others_concurrent_runs_but_a_stranger_is(tmp
 
 def test_a_fleet_of_machines_keeps_every_concurrent_run(tmp_path: Path) -> None:
     # Hosts that measure at once: a worker of this run beside another on one machine is load too.
-    meanwhile = {n: [host_run_id("r1", "b")] for n in range(8)}
+    meanwhile = {n: ["r1"] for n in range(8)}
     fleet = FakeFleet({"a": dict(OFFER), "b": dict(OFFER)}, meanwhile=meanwhile)
     outcome, _, samples = _run(tmp_path, fleet, fleet.hosts())
-    assert outcome.concurrent == {host_run_id("r1", "b"): 8}
-    assert all(s.metadata["concurrent_runs"] == [host_run_id("r1", "b")] for s in samples)
+    assert outcome.concurrent == {"r1": 8}
+    assert all(s.metadata["concurrent_runs"] == ["r1"] for s in samples)
 
 
 def test_the_fleet_record_lands_in_results(tmp_path: Path) -> None:

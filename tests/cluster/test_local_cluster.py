@@ -15,7 +15,7 @@ import pytest
 from isobench.config import RunConfig
 from isobench.gc import gc
 from isobench.images import images_dir
-from isobench.liveruns import register
+from isobench.liveruns import live_runs_anywhere, register
 from isobench.results import SCHEMA_VERSION
 from isobench.runstate import live_runs
 
@@ -70,6 +70,10 @@ def test_a_run_on_two_local_workers_survives_losing_one(tmp_path: Path) -> None:
                 time.sleep(0.1)
             pid = _worker_pid(state / "local" / "1")
             assert pid is not None, log.read_text()
+            # a plain run beside this one would name it by the fleet's run id, not a worker's
+            workers = [r for r in live_runs_anywhere(registry) if r.pid != os.getpid()]
+            assert workers and {r.known_as for r in workers} == {p.name for p in out.iterdir()}
+            assert all(r.run_id != r.part_of for r in workers)
             os.kill(pid, signal.SIGKILL)
             code = proc.wait(timeout=max(1.0, end - time.monotonic()))
         finally:

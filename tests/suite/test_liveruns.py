@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from isobench.drivers.base import DriverContext
 from isobench.gc import gc
+from isobench.hostsys.probe import HostProbe
 from isobench.liveruns import (
     LiveRun,
     Sparing,
@@ -60,6 +61,26 @@ def test_a_run_is_registered_while_it_holds_its_lock_and_only_then(tmp_path: Pat
         assert live_elsewhere(tmp_path / "state") == []  # its own state dir shows it by its lock
         assert live_elsewhere(tmp_path / "other") == [run]
     assert live_runs_anywhere() == [] and list(registry.iterdir()) == []
+
+
+def test_a_fleet_hosts_run_is_known_by_the_fleet_run_id(
+    tmp_path: Path, registry: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    """A worker's run id is the fleet's with its host's digits (its resources carry that one); a
+    neighbour names it by the fleet's, the id of the results a user can find."""
+    with RunLock.acquire(tmp_path / "state", "20261202081417f938", part_of="20261202081417a1b2"):
+        [run] = live_runs_anywhere()
+        fleet = "20261202081417a1b2"
+        assert (run.run_id, run.part_of, run.known_as) == ("20261202081417f938", fleet, fleet)
+        assert "part of fleet run 20261202081417a1b2" in run.describe()
+    # an entry written before part_of existed reads as a run of its own
+    pid = other_process.pid
+    old = {"run_id": "r9", "pid": pid, "start": start_time(pid), "state_dir": "/s"}
+    (registry / f"r9.{pid}.abc").write_text(json.dumps(old))
+    [run] = live_runs_anywhere()
+    assert (run.part_of, run.known_as) == ("", "r9")
+    plant(registry, "w1.x", LiveRun("w1", other_process.pid, run.start, "/w", part_of="fleet1"))
+    assert HostProbe().other_runs() == ["fleet1", "r9"]
 
 
 def test_the_entry_goes_on_an_exception_too(tmp_path: Path, registry: Path) -> None:
