@@ -21,7 +21,7 @@ from .ab import AB_PARAM, ab_labels, compare_ab
 from .gate import Comparison, MetricChange, _change_text, _detectable
 from .units import human
 
-__all__ = ["AB_COLUMNS", "ABView", "ab_views", "first_configuration"]
+__all__ = ["AB_COLUMNS", "ABView", "ab_views", "first_configuration", "first_configuration_as_run"]
 
 #: The columns of an A/B table (after the two medians, named by the labels).
 AB_COLUMNS = ("change [95% CI]", "p (Holm)", "detectable", "verdict")
@@ -108,3 +108,22 @@ def first_configuration(results: Results) -> Results:
         return AB_PARAM not in s.params or str(s.params[AB_PARAM]) == labels[0]
 
     return replace(results, samples=[s for s in results.samples if keep(s)])
+
+
+def first_configuration_as_run(results: Results) -> Results:
+    """An A/B run as a run among runs (``isobench history``, ``compare --history``): its first
+    configuration, the one its headline shows, as if run alone: the samples without their ``ab``
+    param, so their cells are the plain runs' cells, and ``run["config"]`` with that configuration's
+    sandbox settings and driver options, so what differs from a neighbouring run is told right.
+    ``run["ab"]`` stays, to say what the run was. A plain run comes back as it is."""
+    labels = ab_labels(results)
+    if len(labels) < 2:
+        return results
+    first = first_configuration(results)
+    samples = [replace(s, params={k: v for k, v in s.params.items() if k != AB_PARAM}) for s in first.samples]
+    config = dict(results.run.get("config") or {})
+    options = (results.run.get("ab") or {}).get("configs", {}).get(labels[0])
+    if isinstance(options, dict):
+        config |= dict(options.get("sandbox") or {})
+        config["driver_options"] = options.get("drivers") or {}
+    return replace(results, samples=samples, run={**results.run, "config": config})

@@ -23,6 +23,8 @@ from isobench.errors import ResultsError
 from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_results
 from isobench.stats import summarize
 
+from .ab import ab_labels
+from .ab_view import first_configuration_as_run
 from .cells import driver_order, group_cells
 from .confounds import confounds
 from .files import fresh_plots_dir
@@ -148,9 +150,11 @@ def discover(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
 
 
 def load_runs(paths: Iterable[Path], skipped: list[str] | None = None) -> list[Results]:
-    """The runs in time order (by start), each run once. A run found inside a folder that cannot
-    be read (a newer schema, a corrupt file) is skipped and named in ``skipped``, so one broken
-    run does not hide the others; a run directory named itself must load."""
+    """The runs in time order (by start), each run once; an A/B run stands for its first
+    configuration (the one its headline shows), so its figures continue the plain runs' lines. A
+    run found inside a folder that cannot be read (a newer schema, a corrupt file) is skipped and
+    named in ``skipped``, so one broken run does not hide the others; a run directory named itself
+    must load."""
     runs: dict[str, Results] = {}
     for p, named in discover(paths):
         try:
@@ -164,7 +168,7 @@ def load_runs(paths: Iterable[Path], skipped: list[str] | None = None) -> list[R
         if r.run_id in runs:
             log.warning("run %s given twice (%s); keeping the first", r.run_id, p)
             continue
-        runs[r.run_id] = r
+        runs[r.run_id] = first_configuration_as_run(r)
     return sorted(runs.values(), key=_start)
 
 
@@ -252,6 +256,13 @@ def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:
                 )
             )
     return points
+
+
+def _status(r: Results) -> str:
+    """A run's status, and for an A/B run which configuration its points are."""
+    labels = ab_labels(r)
+    shown = f" (A/B run: {labels[0]} shown, of {', '.join(labels)})" if len(labels) > 1 else ""
+    return f"{r.run.get('status', '?')}{shown}"
 
 
 def _when(r: Results) -> str:
@@ -367,7 +378,7 @@ def _html(
                 i + 1,
                 r.run_id,
                 _when(r),
-                r.run.get("status", "?"),
+                _status(r),
                 (r.run.get("host") or {}).get("kernel", "?")
                 if isinstance(r.run.get("host"), Mapping)
                 else "?",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -120,6 +121,49 @@ def test_history_says_what_else_changed_before_the_latest_run(tmp_path: Path) ->
         cli.main, ["history", str(root), "-o", str(tmp_path / "o2")], catch_exceptions=False
     )
     assert f"warning: {said}" in " ".join(res.output.split())
+
+
+def _make_ab(run_dir: Path, labels: tuple[str, str], slower_b: float) -> None:
+    """Rewrite a plain run as an A/B run: every sample twice, ``ab`` = each label (B's start-up
+    ``slower_b`` times A's), and A's configuration with 1024 MiB of memory."""
+    doc = json.loads((run_dir / RESULTS).read_text())
+    a, b = labels
+    samples = []
+    for s in doc["samples"]:
+        samples.append(s | {"params": {**s["params"], "ab": a}})
+        slow = slower_b if s["workload"] == "startup" else 1.0
+        samples.append(s | {"params": {**s["params"], "ab": b}, "value": s["value"] * slow})
+    doc["samples"] = samples
+    doc["run"]["config"] = {"memory_mib": 512, "driver_options": {}}
+    sandbox = {"vcpus": 1, "memory_mib": 1024, "cpuset": None}
+    doc["run"]["ab"] = {
+        "labels": list(labels),
+        "configs": {label: {"sandbox": sandbox, "drivers": {}, "workloads": {}} for label in labels},
+    }
+    (run_dir / RESULTS).write_text(dumps(doc))
+
+
+def test_an_ab_run_continues_the_plain_runs_lines_with_its_first_configuration(tmp_path: Path) -> None:
+    """Its report's headline shows configuration A; so does history, on the plain runs' lines (not
+    lines of its own named ab=A and ab=B), under A's settings."""
+    root = tmp_path / "results"
+    plain = _write_run(root, "plain", 1.0e9, {"host": 0.002, "vm": 3.0})
+    doc = json.loads((plain / RESULTS).read_text())
+    doc["run"]["config"] = {"memory_mib": 512, "driver_options": {}}
+    (plain / RESULTS).write_text(dumps(doc))
+    _make_ab(_write_run(root, "ab", 1.0e9 + 86400, {"host": 0.002, "vm": 3.0}), ("base", "slow"), 1.5)
+    runs = load_runs([root])
+    to_ready = next(t for t in TRENDS if t.metric == "startup.to_ready")
+    pts = trend_points(runs, to_ready)
+    assert {(p.driver, p.variant) for p in pts} == {("host", ""), ("vm", "")}
+    assert sorted(p.median for p in pts if p.run == 1) == pytest.approx([0.002, 3.0])  # A, not B
+    paths = render_history([root], tmp_path / "out")
+    assert paths.findings == ()  # B's +50% is the A/B run's question, not a change between runs
+    assert paths.besides == (
+        "the latest run and the one before ran under different settings (memory_mib 512 vs 1024): a "
+        "change may be the setting's, not the code's",
+    )
+    assert "A/B run: base shown, of base, slow" in paths.html.read_text()
 
 
 def test_quiet_runs_say_nothing_changed(tmp_path: Path) -> None:
