@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ from isobench.budget import FIRST_N, budget_limits
 from isobench.config import RunConfig, load_variant
 from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
+from isobench.reports.units import plural
 from isobench.runner import config_caps, driver_context, quick_sized
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 
 __all__ = [
     "check_cpuset",
     "check_output_dir",
+    "check_vcpus",
     "describe_plan",
     "load_ab",
     "parse_ab",
@@ -81,6 +83,20 @@ def check_cpuset(config: RunConfig, usable: set[int] | None = None, where: str =
         raise UsageError(
             f"{where} names CPU {_cpu_list(missing)}, which this host does not offer "
             f"(CPUs usable here: {_cpu_list(sorted(allowed))})"
+        )
+
+
+def check_vcpus(config: RunConfig, usable: Collection[int], where: str = "sandbox.vcpus") -> None:
+    """A sandbox with more vCPUs than the CPUs it may run on (its cpuset, else the run's) has its
+    threads take turns on them: its figures would measure that overcommit, not the isolation. Refuse
+    it before the run (a fleet's hosts have CPUs of their own: not checked here)."""
+    cpus = sorted(config.cpuset or usable)
+    if config.vcpus > len(cpus):
+        whose = "its cpuset names" if config.cpuset else "this run may use"
+        raise UsageError(
+            f"{where} = {config.vcpus} is more than the {plural(len(cpus), 'CPU')} {whose} ({_cpu_list(cpus)}): "
+            f"its vCPUs would take turns on them, so its figures would measure overcommit, not "
+            f"isolation; set at most {len(cpus)}"
         )
 
 

@@ -182,7 +182,9 @@ def run(
     check_params(config.workload_params, quick=config.quick)
     # A fleet's workers have CPUs of their own: only a local run knows which it may use.
     cpus = os.sched_getaffinity(0) if cluster is None else None
-    for cfg in (config, *variants.values()):
+    for label, cfg in {"": config, **{f"--ab {v}: ": c for v, c in variants.items()}}.items():
+        if cpus is not None:
+            launch.check_vcpus(cfg, cpus, where=f"{label}sandbox.vcpus")
         check_fit(
             chosen_workloads,
             cfg.workload_params,

@@ -12,7 +12,7 @@ the variant off.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -41,6 +41,15 @@ class CpuParams(Params):
     def quick(cls) -> CpuParams:
         # ~0.1 s natively; TCG guests are 20-50x slower.
         return cls(events=500)
+
+    def misfit(self, memory_mib: int, cpus: Collection[int] | None) -> str | None:
+        if cpus is not None and self.all_vcpus > len(cpus):
+            return (
+                f"workload cpu: all_vcpus={self.all_vcpus} is more than the CPUs this run may use "
+                f"({len(cpus)}): the threads would take turns on them, so the all-vCPU figure would measure "
+                f"overcommit; set at most {len(cpus)}, or 0 for every CPU the run may use"
+            )
+        return None
 
 
 def sysbench_cpu_argv(params: CpuParams, threads: int) -> list[str]:
@@ -91,7 +100,10 @@ class CpuWorkload(BaseWorkload):
         params = CpuParams.of(ctx)
         budget = self.budget(ctx)
         vcpus = ctx.spec.vcpus
-        wide = all_vcpus(params, ctx.spec, len(os.sched_getaffinity(0)))
+        usable = os.sched_getaffinity(0)
+        if misfit := params.misfit(ctx.spec.memory_mib, usable):  # a fleet's host, unchecked before
+            raise WorkloadError(misfit)
+        wide = all_vcpus(params, ctx.spec, len(usable))
 
         def variant(sandbox: Sandbox, name: str, threads: int, sandbox_vcpus: int) -> list[Measurement]:
             argv = sysbench_cpu_argv(params, threads)

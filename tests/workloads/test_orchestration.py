@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import threading
@@ -98,6 +99,15 @@ def test_cpu_runs_both_variants_in_one_sandbox_that_is_wide_enough(data: Data) -
     ctx.spec = ctx.spec.__class__(name=ctx.spec.name, run_id=ctx.spec.run_id, vcpus=2)
     list(get_workload("cpu").run(ctx))
     assert len(driver.sandboxes) == 1 and len(driver.calls) == 2
+
+
+def test_cpu_refuses_more_all_vcpus_than_the_host_has_in_the_cell_too(data: Data) -> None:
+    """A fleet's host is not checked before the run (its CPUs are its own): the cell says it."""
+    driver = FakeDriver(script=[("^sysbench cpu ", sysbench_cpu(data))])
+    too_many = len(os.sched_getaffinity(0)) + 1
+    with pytest.raises(WorkloadError, match=f"all_vcpus={too_many} is more than the"):
+        list(get_workload("cpu").run(workload_context(driver, params={"all_vcpus": too_many})))
+    assert driver.sandboxes == []
 
 
 def test_cpu_refuses_a_run_that_did_other_work(data: Data) -> None:

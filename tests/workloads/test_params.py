@@ -188,6 +188,12 @@ def test_parameters_that_cannot_fit_the_run_are_refused_before_it() -> None:
         check_fit(["limits"], lim, quick=True, memory_mib=512, cpus={0, 1})
     # A fleet's workers have their own CPUs: nothing to judge here.
     check_fit(["limits"], lim, quick=True, memory_mib=512, cpus=None)
+    with pytest.raises(
+        UsageError, match=r"workload cpu: all_vcpus=3 is more than the CPUs this run may use \(2\)"
+    ):
+        check_fit(["cpu"], {"cpu": {"all_vcpus": 3}}, quick=True, memory_mib=512, cpus={0, 1})
+    check_fit(["cpu"], {"cpu": {"all_vcpus": 2}}, quick=True, memory_mib=512, cpus={0, 1})
+    check_fit(["cpu"], {"cpu": {"all_vcpus": 3}}, quick=True, memory_mib=512, cpus=None)
 
 
 @pytest.mark.parametrize(
@@ -208,12 +214,36 @@ def test_parameters_that_cannot_fit_the_run_are_refused_before_it() -> None:
             ["--workloads", "limits", "--quick"],
             "workload limits: cpuset CPUs [4096] are not available to this run",
         ),
+        (
+            "[workloads.cpu]\nall_vcpus = 4096\n",
+            ["--workloads", "cpu", "--quick"],
+            "workload cpu: all_vcpus=4096 is more than the",
+        ),
+        (
+            "[sandbox]\nvcpus = 4096\n",
+            ["--workloads", "cpu", "--quick"],
+            "sandbox.vcpus = 4096 is more than the",
+        ),
+        (
+            "[sandbox]\ncpuset = [0]\nvcpus = 2\n",
+            ["--workloads", "cpu", "--quick"],
+            "sandbox.vcpus = 2 is more than the 1 CPU its cpuset names (0): its vCPUs would take turns",
+        ),
     ],
 )
 def test_a_misfit_stops_the_cli_before_the_run(
     tmp_path: Path, toml: str, args: list[str], message: str
 ) -> None:
     _assert_refused_before_the_run(tmp_path, toml, args, message)
+
+
+def test_an_ab_configuration_with_more_vcpus_than_cpus_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("[sandbox]\nvcpus = 1\n")
+    (tmp_path / "wide.toml").write_text("[sandbox]\nvcpus = 4096\n")
+    ab = ["--ab", str(tmp_path / "a.toml"), str(tmp_path / "wide.toml")]
+    _assert_refused_before_the_run(
+        tmp_path, "", ["--workloads", "cpu", "--quick", *ab], "--ab wide: sandbox.vcpus = 4096 is more than"
+    )
 
 
 def test_each_ab_configuration_is_judged_against_its_own_sandbox(tmp_path: Path) -> None:
