@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,8 @@ from typing import Any
 from isobench import __version__
 from isobench.config import RunConfig
 from isobench.drivers.base import Driver, all_drivers
+from isobench.errors import UsageError
+from isobench.launch import check_cpuset, check_vcpus
 from isobench.model import Sample
 from isobench.runner import Runner, close_drivers, driver_context
 from isobench.runstate import RunLock
@@ -157,6 +160,8 @@ def execute_cell(task: CellTask) -> list[Sample]:
     if task.version != __version__:
         error = f"isobench {__version__} on {host.name}, but the client runs {task.version}"
         samples = [_failure(task, error)]
+    elif misfit := _sandbox_misfit(task.config):
+        samples = [_failure(task, misfit)]
     else:
         runner = host.open(task)
         if task.cell.driver not in runner.drivers:
@@ -172,6 +177,18 @@ def execute_cell(task: CellTask) -> list[Sample]:
         )
         for s in samples
     ]
+
+
+def _sandbox_misfit(config: RunConfig) -> str | None:
+    """Why this host cannot give the run's sandbox what it asks (a cpuset it lacks, more vCPUs than
+    its CPUs), or None: the client checks only a local run, on its own CPUs."""
+    usable = os.sched_getaffinity(0)
+    try:
+        check_cpuset(config, usable)
+        check_vcpus(config, usable)
+    except UsageError as err:
+        return str(err)
+    return None
 
 
 def _failure(task: CellTask, error: str) -> Sample:

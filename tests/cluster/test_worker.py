@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -80,6 +82,21 @@ def test_a_driver_this_host_does_not_offer_is_a_failure_sample(fake_host: Any) -
     (s,) = execute_cell(_task(driver="other"))
     assert s.failed and "not available on node7" in (s.error or "")
     assert s.params[HOST_PARAM] == "node7"
+
+
+def test_a_sandbox_this_host_cannot_give_is_a_failure_sample_per_cell(fake_host: Any) -> None:
+    """The client does not check a fleet's sandbox against its own CPUs; each host does, before
+    opening anything."""
+    state, made = fake_host
+    too_many = len(os.sched_getaffinity(0)) + 1
+    for config, said in (
+        (RunConfig(vcpus=too_many), f"sandbox.vcpus = {too_many} is more than the"),
+        (RunConfig(cpuset=(4096,)), "sandbox.cpuset names CPU 4096, which this host does not offer"),
+    ):
+        task = _task()
+        (s,) = execute_cell(replace(task, config=config))
+        assert s.value is None and s.error is not None and s.error.startswith(said)
+    assert made == [] and live_runs(state.state_dir) == []
 
 
 def test_a_client_of_another_version_is_refused_per_cell(fake_host: Any) -> None:
