@@ -25,9 +25,8 @@ from isobench.runner import config_caps, driver_context, quick_sized
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 
 __all__ = [
-    "check_cpuset",
     "check_output_dir",
-    "check_vcpus",
+    "check_sandbox_cpus",
     "describe_plan",
     "load_ab",
     "parse_ab",
@@ -72,31 +71,27 @@ def _cpu_list(cpus: Sequence[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def check_cpuset(config: RunConfig, usable: set[int] | None = None, where: str = "sandbox.cpuset") -> None:
-    """A cpuset naming CPUs this process may not use would be silently ignored by some drivers and
-    fail deep inside others: refuse it before the run."""
-    if not config.cpuset:
-        return
-    allowed = usable if usable is not None else os.sched_getaffinity(0)
-    missing = sorted(set(config.cpuset) - allowed)
-    if missing:
+def check_sandbox_cpus(
+    config: RunConfig, usable: Collection[int] | None = None, where: str = "sandbox"
+) -> None:
+    """The sandbox's CPUs against those this process may use (``usable``; default its affinity),
+    before the run: a cpuset naming CPUs it may not use would be silently ignored by some drivers
+    and fail deep inside others; more vCPUs than the CPUs a sandbox may run on (its cpuset, else
+    the run's) have its threads take turns on them, so its figures would measure that overcommit,
+    not the isolation. A fleet's hosts check their own (``cluster.worker``)."""
+    allowed = set(usable if usable is not None else os.sched_getaffinity(0))
+    if missing := sorted(set(config.cpuset or ()) - allowed):
         raise UsageError(
-            f"{where} names CPU {_cpu_list(missing)}, which this host does not offer "
+            f"{where}.cpuset names CPU {_cpu_list(missing)}, which this host does not offer "
             f"(CPUs usable here: {_cpu_list(sorted(allowed))})"
         )
-
-
-def check_vcpus(config: RunConfig, usable: Collection[int], where: str = "sandbox.vcpus") -> None:
-    """A sandbox with more vCPUs than the CPUs it may run on (its cpuset, else the run's) has its
-    threads take turns on them: its figures would measure that overcommit, not the isolation. Refuse
-    it before the run (a fleet's hosts have CPUs of their own: not checked here)."""
-    cpus = sorted(config.cpuset or usable)
+    cpus = sorted(config.cpuset or allowed)
     if config.vcpus > len(cpus):
         whose = "its cpuset names" if config.cpuset else "this run may use"
         raise UsageError(
-            f"{where} = {config.vcpus} is more than the {plural(len(cpus), 'CPU')} {whose} ({_cpu_list(cpus)}): "
-            f"its vCPUs would take turns on them, so its figures would measure overcommit, not "
-            f"isolation; set at most {len(cpus)}"
+            f"{where}.vcpus = {config.vcpus} is more than the {plural(len(cpus), 'CPU')} {whose} "
+            f"({_cpu_list(cpus)}): its vCPUs would take turns on them, so its figures would measure "
+            f"overcommit, not isolation; set at most {len(cpus)}"
         )
 
 
@@ -127,7 +122,7 @@ def load_ab(pairs: Sequence[tuple[str, Path]], base: RunConfig) -> dict[str, Run
     for label, cfg in variants.items():
         check_params(cfg.workload_params, quick=cfg.quick)
         check_driver_options(cfg.driver_options)
-        check_cpuset(cfg, where=f"--ab {label}: sandbox.cpuset")
+        check_sandbox_cpus(cfg, where=f"--ab {label}: sandbox")
     return variants
 
 

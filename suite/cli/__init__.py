@@ -175,7 +175,7 @@ def run(
     }
     config = launch.resolve(load_config(config_path), overrides, quick=quick)
     if cluster is None:  # a fleet's hosts have CPUs of their own: each checks the sandbox there
-        launch.check_cpuset(config)
+        launch.check_sandbox_cpus(config)
     variants = launch.load_ab(launch.parse_ab([*ab, *map(str, more_ab)]), config) if ab else {}
 
     run_id = new_run_id()
@@ -183,9 +183,7 @@ def run(
     check_params(config.workload_params, quick=config.quick)
     # A fleet's workers have CPUs of their own: only a local run knows which it may use.
     cpus = os.sched_getaffinity(0) if cluster is None else None
-    for label, cfg in {"": config, **{f"--ab {v}: ": c for v, c in variants.items()}}.items():
-        if cpus is not None:
-            launch.check_vcpus(cfg, cpus, where=f"{label}sandbox.vcpus")
+    for cfg in (config, *variants.values()):
         check_fit(
             chosen_workloads,
             cfg.workload_params,

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from isobench import __version__
 from isobench.config import RunConfig
 from isobench.drivers.base import Driver, all_drivers
 from isobench.errors import UsageError
-from isobench.launch import check_cpuset, check_vcpus
+from isobench.launch import check_sandbox_cpus
 from isobench.model import Sample
 from isobench.runner import Runner, close_drivers, driver_context
 from isobench.runstate import RunLock
@@ -182,10 +181,8 @@ def execute_cell(task: CellTask) -> list[Sample]:
 def _sandbox_misfit(config: RunConfig) -> str | None:
     """Why this host cannot give the run's sandbox what it asks (a cpuset it lacks, more vCPUs than
     its CPUs), or None: the client checks only a local run, on its own CPUs."""
-    usable = os.sched_getaffinity(0)
     try:
-        check_cpuset(config, usable)
-        check_vcpus(config, usable)
+        check_sandbox_cpus(config)
     except UsageError as err:
         return str(err)
     return None
