@@ -32,7 +32,7 @@ from isobench.exact import ExactTest, min_detectable_change, prediction_detectab
 from isobench.model import Better
 
 from .cells import CellKey
-from .units import human
+from .units import human, plural
 
 __all__ = [
     "CANNOT_JUDGE",
@@ -189,7 +189,7 @@ class Comparison:
         by: Counter[str] = Counter(c.verdict for c in self.changes)
         parts = [f"{by[v]} {v}" for v in ("slower", "faster", "changed") if by[v]]
         parts += [f"{by['no significant change']} no significant change", f"{by[CANNOT_JUDGE]} cannot judge"]
-        line = f"{len(self.changes)} figures compared (unit: {self.unit}): " + ", ".join(parts)
+        line = f"{plural(len(self.changes), 'figure')} compared (unit: {self.unit}): " + ", ".join(parts)
         if self.only_baseline or self.only_current:
             line += f"; {len(self.only_baseline)} only in the baseline, {len(self.only_current)} only in the current"
         return line
@@ -215,7 +215,7 @@ class Comparison:
             failed = sum(rule.text in c.failed_rules for c in matched)
             stuck = [c for c in matched if c.verdict == CANNOT_JUDGE]
             line = (
-                f"rule {rule.text!r}: {len(matched)} figures, {failed} failed, "
+                f"rule {rule.text!r}: {plural(len(matched), 'figure')}, {failed} failed, "
                 f"{len(matched) - failed - len(stuck)} passed, {len(stuck)} cannot judge"
             )
             if stuck:

@@ -11,7 +11,8 @@ import click
 from isobench import launch
 from isobench.cli.output import console, out, print_comparison, print_summary, render_report
 from isobench.errors import UsageError
-from isobench.reports.ab import compare_ab
+from isobench.reports.ab import ab_labels, compare_ab
+from isobench.reports.ab_view import first_configuration_as_run
 from isobench.reports.compare import compare as compare_runs
 from isobench.reports.compare import parse_rules
 from isobench.reports.units import plural
@@ -138,8 +139,7 @@ def compare(
             baselines, currents = (dirs[0],), (dirs[1],)
         else:
             raise UsageError("compare needs BASE CUR, or --baseline D ... --current D ..., or DIR --ab A,B")
-        base_runs = [load_results(d) for d in baselines]
-        cur_runs = [load_results(d) for d in currents]
+        base_runs, cur_runs = _side(baselines), _side(currents)
         skipped: list[str] = []
         history = _history(history_dirs, {r.run_id for r in (*base_runs, *cur_runs)}, skipped)
         cmp = compare_runs(base_runs, cur_runs, rules, alpha=alpha, min_effect=min_effect, history=history)
@@ -150,6 +150,24 @@ def compare(
             )
     print_comparison(cmp, title, show_all=show_all)
     sys.exit(cmp.exit_code)
+
+
+def _side(dirs: Sequence[Path]) -> list[Results]:
+    """One side's runs; an A/B run stands for its first configuration, as in its report's headline
+    and in ``isobench history`` (its cells would otherwise match no plain run's), and says so."""
+    runs = []
+    for d in dirs:
+        run = load_results(d)
+        if len(labels := ab_labels(run)) > 1:
+            console.print(
+                f"note: {run.run_id} is an A/B run: its first configuration ({labels[0]}) stands for it, "
+                f"as in its report's headline; `isobench compare {d} --ab {','.join(labels)}` compares "
+                "its configurations",
+                highlight=False,
+                markup=False,
+            )
+        runs.append(first_configuration_as_run(run))
+    return runs
 
 
 def _history(dirs: Sequence[Path], compared: set[str], skipped: list[str]) -> list[Results]:

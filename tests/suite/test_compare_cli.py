@@ -121,6 +121,27 @@ def test_ab_run(tmp_path: Path) -> None:
     assert "(unit: round)" in r.output and "+10.0%" in r.output
 
 
+def test_an_ab_run_as_a_side_stands_for_its_first_configuration(tmp_path: Path) -> None:
+    """Its cells carry ab=A / ab=B, which no plain run's match: compared as one side, its first
+    configuration (its headline's) is the run, and the command says so and how to compare A and B."""
+    base = _write_run(tmp_path / "base", {("container", "startup.total"): _timings(1, 10)})
+    a, b = _timings(2, 10), _timings(3, 10) * 1.5
+    ab = _write_run(
+        tmp_path / "ab",
+        {("container", "startup.total"): np.concatenate([a, b])},
+        run={"run_id": "ab", "ab": {"labels": ["A", "B"]}},
+        params=lambda i: {"ab": "A" if i < 10 else "B"},
+        rounds=10,
+    )
+    r = _invoke("compare", str(base), str(ab), "--fail-on", "startup.*:5%")
+    assert r.exit_code == 0, r.output  # A is like the base; B's +50% is not this comparison's
+    text = " ".join(r.output.split())
+    assert "note: ab is an A/B run: its first configuration (A) stands for it" in text
+    assert f"isobench compare {ab} --ab A,B" in text
+    assert "1 figure compared (unit: sample): 1 no significant change" in text and "only in" not in text
+    assert "rule 'startup.*:5%': 1 figure, 0 failed, 1 passed" in text
+
+
 def test_bad_invocations_are_one_line_usage_errors(tmp_path: Path) -> None:
     d = _quick_like(tmp_path / "q", 1, metrics=2)
     for args in (
