@@ -2,8 +2,9 @@
 
 A figure a driver cannot measure is None (the host driver and bwrap make no cgroup: they know
 nothing). Each field has the name it has always been recorded under (``SandboxStats.as_dict``), so
-the idle-memory samples keep their metric names: ``idle-memory.host_view`` is ``memory_bytes``, and
-every other byte figure becomes ``idle-memory.host_view.<name>``.
+the idle-memory samples keep their metric names: ``idle-memory.host_view`` is
+``memory_footprint_bytes`` where a cgroup's ``memory.stat`` gives it, else ``memory_bytes``, and every
+other byte figure becomes ``idle-memory.host_view.<name>``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class SandboxStats:
 
     #: What the sandbox costs the host's memory now: cgroup usage, or qemu's PSS + guest RAM RSS.
     memory_bytes: float | None = None
+    #: A cgroup's pages and kernel objects alone (its ``memory.stat``), without the per-CPU charge
+    #: reserve its usage counter (``memory_bytes``) holds: an idle sandbox's host view where known.
+    memory_footprint_bytes: float | None = None
     #: The cgroup's high-water mark since creation.
     memory_peak_bytes: float | None = None
     #: The cgroup's memory limit, when it has one.

@@ -7,8 +7,9 @@ figures behind it. Only some of them are *overhead*, and some overlap:
   TCG's translation cache, libraries, heap) + the guest RAM the host has backed so far. Those two
   are disjoint and are the parts. The host's MemAvailable drop over the guest's life is a separate
   cross-check, not a part (it also counts page cache and kernel allocations on the guest's behalf).
-* containers (own runtime, runc, docker): ``host_view`` = the cgroup's memory usage; that is the
-  single part. A limit (``memory_limit_bytes``) is not usage, the peak is not the idle figure, and
+* containers (own runtime, runc, docker): ``host_view`` = the cgroup's pages and kernel objects
+  (``memory.stat``; before results schema 12 its usage counter, which also holds a per-CPU charge
+  reserve, kept since as ``host_view.memory_bytes``); that is the single part. A limit (``memory_limit_bytes``) is not usage, the peak is not the idle figure, and
   ``idle-memory.inside_used`` of a container is the *host's* MemTotal - MemAvailable read through
   /proc/meminfo, so none of them is stacked.
 * the native baseline has no overhead by definition; a driver without a host-side figure (bwrap
@@ -40,7 +41,7 @@ GUEST_PARTS = (
     ("vm.guest_ram_rss_bytes", "guest RAM backed by the host"),
 )
 _MEMAVAILABLE = "vm.host_memavailable_delta_bytes"
-CGROUP_PART = "cgroup memory usage"
+CGROUP_PART = "cgroup memory"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups import CgroupLayout, detect_layout
+from isobench.hostsys.cgroups.common import footprint_bytes
 
 __all__ = [
     "ContainerCgroup",
@@ -80,6 +81,7 @@ class ContainerCgroup:
             found["memory_bytes"] = _int(p / "memory.current")
             found["memory_peak_bytes"] = _int(p / "memory.peak")  # Linux >= 5.19
             found["memory_rss_bytes"] = stat.get("anon")
+            found["memory_footprint_bytes"] = footprint_bytes(stat)
             usec = _keyed(p / "cpu.stat").get("usage_usec")
             found["cpu_seconds"] = usec / 1e6 if usec is not None else None
             found["pids"] = _int(p / "pids.current")
@@ -91,7 +93,11 @@ class ContainerCgroup:
             if mem is not None:
                 found["memory_bytes"] = _int(mem / "memory.usage_in_bytes")
                 found["memory_peak_bytes"] = _int(mem / "memory.max_usage_in_bytes")
-                found["memory_rss_bytes"] = _keyed(mem / "memory.stat").get("total_rss")
+                stat = _keyed(mem / "memory.stat")
+                found["memory_rss_bytes"] = stat.get("total_rss")
+                found["memory_footprint_bytes"] = footprint_bytes(
+                    stat, _int(mem / "memory.kmem.usage_in_bytes")
+                )
                 limit = _int(mem / "memory.limit_in_bytes")
             if acct is not None:
                 ns = _int(acct / "cpuacct.usage")

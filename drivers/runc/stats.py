@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from isobench.errors import SandboxError
+from isobench.hostsys.cgroups.common import footprint_bytes
 
 __all__ = ["parse_events_stats"]
 
@@ -27,7 +28,9 @@ def parse_events_stats(text: str) -> dict[str, float]:
     """Metrics of one ``runc events --stats`` document.
 
     ``memory_bytes`` is the cgroup's charged memory (v1 ``memory.usage_in_bytes`` includes page
-    cache), ``memory_rss_bytes`` the anonymous part, ``cpu_seconds`` the cgroup's total CPU time.
+    cache), ``memory_footprint_bytes`` the same without the per-CPU charge reserve (from its
+    memory.stat, :func:`~isobench.hostsys.cgroups.common.footprint_bytes`), ``memory_rss_bytes`` the
+    anonymous part, ``cpu_seconds`` the cgroup's total CPU time.
     """
     try:
         doc = json.loads(text)
@@ -53,6 +56,10 @@ def parse_events_stats(text: str) -> dict[str, float]:
     if isinstance(raw, Mapping):
         # v1 names it total_rss (hierarchical), v2 anon.
         pairs.append(("memory_rss_bytes", raw.get("total_rss", raw.get("anon"))))
+        # runc's raw is the cgroup's memory.stat; its v1 "kernel" the kmem counter (absent on v2)
+        kmem = _get(data, "memory", "kernel", "usage")
+        stat = {k: float(v) for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        pairs.append(("memory_footprint_bytes", footprint_bytes(stat, kmem if "anon" not in raw else None)))
     for key, value in pairs:
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value)

@@ -198,7 +198,14 @@ def test_v1_stats_from_fake_files(tmp_path: Path) -> None:
     (tmp_path / "sys/fs/cgroup/memory/s/memory.stat").write_text("cache 4096\nrss 8192\ntotal_rss 8192\n")
     (tmp_path / "sys/fs/cgroup/cpuacct/s/cpuacct.usage").write_text("1500000000\n")
     (tmp_path / "sys/fs/cgroup/pids/s/pids.current").write_text("3\n")
+    assert "memory_footprint_bytes" not in cg.stats()  # no total_cache, no kmem counter: not known
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.stat").write_text(
+        "cache 4096\nrss 8192\ntotal_cache 4096\ntotal_rss 12288\n"
+    )
+    (tmp_path / "sys/fs/cgroup/memory/s/memory.kmem.usage_in_bytes").write_text("65536\n")
     st = cg.stats()
+    # pages (hierarchical) and kernel objects, without the usage counter's per-CPU reserve
+    assert st["memory_footprint_bytes"] == 4096 + 12288 + 65536
     assert st["memory_bytes"] == 1048576
     assert st["memory_peak_bytes"] == 2097152
     assert st["oom_kills"] == 2
@@ -281,13 +288,18 @@ def test_v2_stats_from_fake_files(tmp_path: Path) -> None:
     (d / "memory.stat").write_text("anon 1024\nfile 2048\n")
     (d / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
     (d / "pids.current").write_text("5\n")
+    assert "memory_footprint_bytes" not in cg.stats()  # before Linux 5.18: no "kernel" in memory.stat
+    (d / "memory.stat").write_text("anon 1024\nfile 2048\nkernel 512\nsock 256\n")
     st = cg.stats()
     assert st == {
         "memory_bytes": 4096,
+        "memory_footprint_bytes": 1024 + 2048 + 512 + 256,
         "memory_peak_bytes": 8192,
         "oom_kills": 1,
         "memory_stat.anon": 1024,
         "memory_stat.file": 2048,
+        "memory_stat.kernel": 512,
+        "memory_stat.sock": 256,
         "cpu_seconds": 2.5,
         "pids": 5,
     }

@@ -222,6 +222,13 @@ def test_meminfo_and_idle(data: Data) -> None:
     assert by["idle-memory.inside_used"].better == "none"  # a guest's own use is not "better" than the host's
     shared = idle_measurements(SandboxStats(), host, host, "container")
     assert shared[0].metadata["kernel"] == "shared with host"
+    # a cgroup's pages and kernel objects are its host view; the usage counter stays beside
+    cg = SandboxStats(memory_bytes=262144, memory_footprint_bytes=176128, memory_peak_bytes=4e6)
+    by = {m.metric: m for m in idle_measurements(cg, host, host, "container")}
+    assert by["idle-memory.host_view"].value == 176128
+    assert by["idle-memory.host_view"].metadata["host_view"] == "memory_footprint_bytes"
+    assert by["idle-memory.host_view.memory_bytes"].value == 262144
+    assert "idle-memory.host_view.memory_footprint_bytes" not in by
     with pytest.raises(WorkloadError, match="MemAvailable"):
         parse_meminfo("MemTotal: 1 kB\n")
 

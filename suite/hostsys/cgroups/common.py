@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -164,6 +164,22 @@ def parse_flat_keyed(text: str) -> dict[str, float]:
             except ValueError:
                 continue
     return out
+
+
+def footprint_bytes(stat: Mapping[str, float], kmem: float | None = None) -> float | None:
+    """The memory a cgroup's pages and kernel objects take, from its ``memory.stat`` (v2: anon +
+    file + kernel + sock; v1: total_rss + total_cache + ``memory.kmem.usage_in_bytes`` as
+    ``kmem``), without the per-CPU charge reserve that the usage counters (v1
+    ``memory.usage_in_bytes``, v2 ``memory.current``) include: up to 64 pages a CPU, which is most
+    of what an idle sandbox's few hundred KiB read. None where a part is missing (v2 before Linux
+    5.18 has no ``kernel``; a v1 kernel without kmem accounting no kmem file)."""
+    if "anon" in stat:
+        if "file" not in stat or "kernel" not in stat:
+            return None
+        return stat["anon"] + stat["file"] + stat["kernel"] + stat.get("sock", 0.0)
+    if "total_rss" in stat and "total_cache" in stat and kmem is not None:
+        return stat["total_rss"] + stat["total_cache"] + kmem
+    return None
 
 
 def read_keyed(path: Path) -> dict[str, float]:

@@ -49,9 +49,14 @@ class V1Cgroup:
             out["memory_bytes"] = common.read_number(mem / "memory.usage_in_bytes")
             out["memory_peak_bytes"] = common.read_number(mem / "memory.max_usage_in_bytes")
             out["oom_kills"] = common.read_keyed(mem / "memory.oom_control").get("oom_kill", 0.0)
-            for key, value in common.read_keyed(mem / "memory.stat").items():
+            stat = common.read_keyed(mem / "memory.stat")
+            for key, value in stat.items():
                 if not key.startswith("total_"):
                     out[f"memory_stat.{key}"] = value
+            kmem = mem / "memory.kmem.usage_in_bytes"
+            footprint = common.footprint_bytes(stat, common.read_number(kmem) if kmem.exists() else None)
+            if footprint is not None:
+                out["memory_footprint_bytes"] = footprint
         acct = self._dirs.get("cpuacct")
         if acct is not None:
             out["cpu_seconds"] = common.read_number(acct / "cpuacct.usage") / 1e9

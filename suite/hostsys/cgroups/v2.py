@@ -50,8 +50,11 @@ class V2Cgroup:
         peak = p / "memory.peak"  # Linux >= 5.19
         out["memory_peak_bytes"] = common.read_number(peak) if peak.exists() else out["memory_bytes"]
         out["oom_kills"] = common.read_keyed(p / "memory.events").get("oom_kill", 0.0)
-        for key, value in common.read_keyed(p / "memory.stat").items():
+        stat = common.read_keyed(p / "memory.stat")
+        for key, value in stat.items():
             out[f"memory_stat.{key}"] = value
+        if (footprint := common.footprint_bytes(stat)) is not None:
+            out["memory_footprint_bytes"] = footprint
         out["cpu_seconds"] = common.read_keyed(p / "cpu.stat").get("usage_usec", 0.0) / 1e6
         out["pids"] = common.read_number(p / "pids.current")
         return out

@@ -42,7 +42,8 @@ def test_cgroup_v1_stats_from_a_fake_tree(tmp_path: Path) -> None:
     (mem / "memory.usage_in_bytes").write_text("4096\n")
     (mem / "memory.max_usage_in_bytes").write_text("8192\n")
     (mem / "memory.limit_in_bytes").write_text("536870912\n")
-    (mem / "memory.stat").write_text("rss 100\ntotal_rss 1024\n")
+    (mem / "memory.stat").write_text("rss 100\ntotal_rss 1024\ntotal_cache 0\n")
+    (mem / "memory.kmem.usage_in_bytes").write_text("2048\n")
     (acct / "cpuacct.usage").write_text("1500000000\n")
     (pids / "pids.current").write_text("2\n")
     mountinfo = "".join(
@@ -58,6 +59,7 @@ def test_cgroup_v1_stats_from_a_fake_tree(tmp_path: Path) -> None:
         "memory_bytes": 4096.0,
         "memory_peak_bytes": 8192.0,
         "memory_rss_bytes": 1024.0,
+        "memory_footprint_bytes": 1024.0 + 2048.0,
         "cpu_seconds": 1.5,
         "pids": 2.0,
         "memory_limit_bytes": 536870912.0,
@@ -69,11 +71,12 @@ def test_cgroup_v2_stats_and_a_vanished_cgroup(tmp_path: Path) -> None:
     d.mkdir()
     (d / "memory.current").write_text("2048\n")
     (d / "memory.max").write_text("max\n")
-    (d / "memory.stat").write_text("anon 512\nfile 10\n")
+    (d / "memory.stat").write_text("anon 512\nfile 10\nkernel 100\n")
     (d / "cpu.stat").write_text("usage_usec 250000\nuser_usec 1\n")
     (d / "pids.current").write_text("1\n")
     assert ContainerCgroup(v2=d).stats() == {
         "memory_bytes": 2048.0,
+        "memory_footprint_bytes": 622.0,
         "memory_rss_bytes": 512.0,
         "cpu_seconds": 0.25,
         "pids": 1.0,

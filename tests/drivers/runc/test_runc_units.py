@@ -86,8 +86,18 @@ def test_stats_parser_on_recorded_cgroup_v1_output() -> None:
     assert stats["memory_peak_bytes"] == 1974272
     assert stats["memory_limit_bytes"] == 64 * 1024 * 1024
     assert stats["memory_rss_bytes"] == 53248
+    # total_rss + total_cache + the kmem counter runc reports as memory.kernel.usage
+    assert stats["memory_footprint_bytes"] == 53248 + 0 + 245760
     assert stats["cpu_seconds"] == pytest.approx(0.016102683)
     assert stats["pids"] == 1
+
+
+def test_stats_parser_reads_a_v2_footprint_from_memory_stat_alone() -> None:
+    doc = json.loads((DATA / "events_stats_v1.json").read_text())
+    doc["data"]["memory"]["raw"] = {"anon": 4096, "file": 8192, "kernel": 1024, "sock": 0}
+    assert parse_events_stats(json.dumps(doc))["memory_footprint_bytes"] == 4096 + 8192 + 1024
+    doc["data"]["memory"]["raw"] = {"anon": 4096, "file": 8192}  # before Linux 5.18
+    assert "memory_footprint_bytes" not in parse_events_stats(json.dumps(doc))
 
 
 def test_stats_parser_drops_unlimited_memory_limit() -> None:
