@@ -93,7 +93,7 @@ def idle_overhead(results: Results | Iterable[Sample]) -> dict[str, MemoryOverhe
             method = "qemu PSS excluding guest RAM + guest RAM backed by the host (smaps)"
         else:
             parts = ((CGROUP_PART, total),)
-            method = "the sandbox cgroup's memory usage"
+            method = "the sandbox cgroup's memory (memory.stat: its pages and kernel objects; the usage counter before results schema 12)"
         out[driver] = MemoryOverhead(
             driver=driver,
             parts=parts,

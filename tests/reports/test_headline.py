@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from isobench.model import Sample
 from isobench.reports import overview, render
 from isobench.reports.findings import findings
 from isobench.reports.headline import CONTAINMENT, MEMORY, QUESTIONS, build_headline, verdict
@@ -469,3 +470,23 @@ def test_findings_say_a_ratio_from_too_few_pairs_is_unsure_not_measured_once() -
         "Every figure here is a single measurement (n=1): no interval, so none is ranked but by its "
         "pairs of adjacent windows. Network RTT: ratios from 5 pairs of adjacent windows."
     ) in said([2.4, 2.6, 2.5, 2.45, 2.55], ("network",))
+
+
+def test_idle_memory_shows_the_median_as_every_table_does_at_an_even_n() -> None:
+    """The memory chart stacks one real repetition (the lower middle at an even n); the headline
+    states the median of the totals, as the per-workload table does, not that repetition's."""
+    samples = [
+        Sample(
+            run_id="r",
+            driver=d,
+            workload="idle-memory",
+            metric="idle-memory.host_view",
+            value=v * 1024.0,
+            unit="bytes",
+            repetition=i,
+        )
+        for d, values in (("host", (0, 0, 0, 0)), ("runc", (364, 368, 372, 428)))
+        for i, v in enumerate(values)
+    ]
+    fig = build_headline(Results(run={"run_id": "r"}, samples=samples)).figure("runc", MEMORY)
+    assert fig is not None and fig.value == 370 * 1024.0 and fig.text == "370 KiB"
