@@ -58,6 +58,12 @@ class SandboxStats:
     #: The cgroup's ``memory.stat`` as the kernel names its fields (recorded as ``memory_stat.<field>``).
     memory_stat: Mapping[str, float] = field(default_factory=dict)
 
+    @property
+    def host_memory_bytes(self) -> float | None:
+        """What the sandbox's memory costs the host, as exactly as the driver knows it: a cgroup's
+        footprint where its ``memory.stat`` gives one, else ``memory_bytes``."""
+        return self.memory_footprint_bytes if self.memory_footprint_bytes is not None else self.memory_bytes
+
     def as_dict(self) -> dict[str, float]:
         """Every known figure by its recorded name, as floats."""
         out: dict[str, float] = {}

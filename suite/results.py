@@ -73,7 +73,8 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    its pages and kernel objects from memory.stat (v1 total_rss + total_cache +
                    memory.kmem.usage_in_bytes; v2 anon + file + kernel + sock), without the per-CPU
                    charge reserve of up to 64 pages a CPU that the usage counter holds; the counter
-                   is idle-memory.host_view.memory_bytes, metadata "host_view" names the source.
+                   is idle-memory.host_view.memory_bytes, metadata "host_view" names the source;
+                   density.attributable_per_instance sums the same figure.
                    On the reference host the counter read 256 or 512 KiB for an idle container
                    whose pages and kernel objects were 168-180 KiB. A guest's host view is as before
                    (qemu PSS + guest RAM RSS). Versions 1-11 load as is (their host view is the
@@ -128,7 +129,7 @@ REDEFINED: tuple[tuple[int, str, str], ...] = (
     ),
     (
         12,
-        r"^idle-memory\.host_view$",
+        r"^(idle-memory\.host_view|density\.attributable_per_instance)$",
         "a cgroup sandbox's idle memory is its pages and kernel objects (memory.stat), no longer "
         "the usage counter with its per-CPU charge reserve",
     ),

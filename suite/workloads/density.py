@@ -12,8 +12,9 @@ process between commands) and at each N measures:
   sandbox, divided by N (everything: runtime processes, page tables, page cache; and anything else
   the host did meanwhile);
 - ``density.attributable_per_instance``: the sum of what the driver attributes to its sandboxes
-  (``stats()["memory_bytes"]``: cgroup usage for containers, qemu PSS without guest RAM + guest RAM
-  backed for guests), divided by N; its parts are in the metadata;
+  (``stats().host_memory_bytes``: a container cgroup's pages and kernel objects, as idle-memory's
+  host view, qemu PSS without guest RAM + guest RAM backed for guests), divided by N; its parts
+  are in the metadata;
 - ``density.idle_cpu_per_instance``: CPU seconds per second the N idle sandboxes were charged
   (cgroup cpuacct, the qemu processes) over a short idle window, divided by N, and
   ``density.host_idle_cpu_per_instance``: the host's busy time over the same window minus the rate
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from isobench.drivers.stats import SandboxStats
 from isobench.errors import DriverUnavailable, SandboxError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import BaseWorkload, Budget, Params
@@ -77,6 +79,14 @@ PROCESS_GUESS = 64 * MIB
 MARGIN = 1.25
 #: Parts of ``stats()`` that are disjoint host memory attributable to one sandbox.
 MEMORY_PARTS = ("memory_bytes", "vm.qemu_pss_bytes", "vm.guest_ram_rss_bytes", "memory_rss_bytes")
+
+
+def _exact(stats: SandboxStats) -> dict[str, float]:
+    flat = stats.as_dict()
+    if stats.host_memory_bytes is not None:
+        flat["memory_bytes"] = stats.host_memory_bytes
+    flat.pop("memory_footprint_bytes", None)
+    return flat
 
 
 def _fraction(name: str, value: float) -> None:
@@ -428,7 +438,8 @@ class DensityWorkload(BaseWorkload):
     ) -> Observation:
         time.sleep(p.settle_seconds + (p.ksm_settle_seconds if ksm else 0.0))
         sandboxes = fleet.sandboxes
-        stats = [sb.stats().as_dict() for sb in sandboxes]
+        # memory_bytes as exactly as each driver knows it (a cgroup's footprint: see idle-memory)
+        stats = [_exact(sb.stats()) for sb in sandboxes]
         drop = float(start_avail - mem_available(self._proc))
         t0, busy0 = time.monotonic(), host_busy_seconds(self._proc)
         cpu0 = [sandbox_cpu_seconds(sb, self._proc) for sb in sandboxes]

@@ -57,6 +57,15 @@ def test_steps_measure_every_n_and_destroy_everything(tmp_path: Path) -> None:
     assert len(set(driver.created)) == 7, "every sandbox got its own name"
 
 
+def test_a_cgroups_footprint_is_what_it_attributes_as_idle_memory_does(tmp_path: Path) -> None:
+    """The usage counter holds a per-CPU charge reserve; the footprint (memory.stat) is the figure."""
+    stats = {"memory_bytes": 512 * 1024, "memory_footprint_bytes": 84 * 1024, "cpu_seconds": 1.0}
+    ms = _run(fleet_driver(stats=stats), tmp_path, container_steps=[1, 2])
+    (one, two) = _by(ms, "density.attributable_per_instance")
+    assert (one.value, two.value) == (84 * 1024, 84 * 1024)
+    assert "memory_footprint_bytes" not in one.metadata["parts_per_instance"]
+
+
 def test_guest_steps_are_used_for_a_guest_driver(tmp_path: Path) -> None:
     driver = fleet_driver(guest=True)
     ms = _run(driver, tmp_path, guest_steps=[1, 2], container_steps=[1, 5], concurrent=False)
