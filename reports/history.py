@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from isobench.errors import ResultsError
-from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_results
+from isobench.results import JOURNAL, RESULTS, Results, atomic_write_text, load_results, redefinitions
 from isobench.stats import summarize
 
 from .ab import ab_labels
@@ -258,6 +258,17 @@ def trend_points(runs: Sequence[Results], trend: Trend) -> list[Point]:
     return points
 
 
+def _besides(before: Results, latest: Results) -> tuple[str, ...]:
+    """What else differs between the latest run and the one before, which may explain a change:
+    settings, host, accelerator (as ``isobench compare`` names them), and a figure both measured
+    whose definition changed between their results schemas."""
+    both = {s.metric for s in latest.measured()} & {s.metric for s in before.measured()}
+    return (
+        *confounds([before], [latest], "the latest run and the one before"),
+        *redefinitions((before.schema_version, latest.schema_version), sorted(both)),
+    )
+
+
 def _status(r: Results) -> str:
     """A run's status, and for an A/B run which configuration its points are."""
     labels = ab_labels(r)
@@ -298,9 +309,7 @@ def render_history(paths: Iterable[Path], out_dir: Path) -> HistoryPaths:
         unjudged += drawn.unjudged
     html = out_dir / "history.html"
     said = verdict(len(runs), len(findings), judged, unjudged)
-    besides = (
-        tuple(confounds(runs[-2:-1], runs[-1:], "the latest run and the one before")) if len(runs) > 1 else ()
-    )
+    besides = _besides(runs[-2], runs[-1]) if len(runs) > 1 else ()
     atomic_write_text(html, _html(runs, figures, skipped, findings, said, besides))
     log.info("history written to %s", html)
     return HistoryPaths(

@@ -271,3 +271,32 @@ def test_history_names_a_step_that_persists(tmp_path: Path) -> None:
         _write_run(root, f"run-{i}", 1.0e9 + i * 3600, {"host": 0.002, "vm": vm})
     html = render_history([root], tmp_path / "out").html.read_text()
     assert "Steps (dashed line" in html and "step: vm start to ready: +30% from run 4 (worse)" in html
+
+
+def test_history_says_when_a_figure_was_redefined_between_the_two_runs(tmp_path: Path) -> None:
+    """Results schema 12 made a container's idle memory its footprint, not its usage counter: the
+    latest run's drop is by construction, and history says so beside it."""
+    root = tmp_path / "results"
+    for i, (schema, kib) in enumerate(((11, 512.0), (12, 84.0))):
+        samples = [
+            Sample(
+                run_id=f"r{i}",
+                driver="container",
+                workload="idle-memory",
+                metric="idle-memory.host_view",
+                value=kib * 1024 * jitter,
+                unit="bytes",
+                repetition=rep,
+            ).to_dict()
+            for rep, jitter in enumerate((0.99, 1.0, 1.01))
+        ]
+        run = {"run_id": f"r{i}", "started": 1.0e9 + i, "status": "complete"}
+        (root / f"r{i}").mkdir(parents=True)
+        doc = {"schema_version": schema, "run": run, "samples": samples}
+        (root / f"r{i}" / RESULTS).write_text(dumps(doc))
+    paths = render_history([root], tmp_path / "out")
+    (said,) = paths.besides
+    assert said.startswith(
+        "results schema 12 redefined 1 figure(s) these runs compare (idle-memory.host_view)"
+    )
+    assert "by construction, not a regression" in said
