@@ -9,7 +9,8 @@ figures behind it. Only some of them are *overhead*, and some overlap:
   cross-check, not a part (it also counts page cache and kernel allocations on the guest's behalf).
 * containers (own runtime, runc, docker): ``host_view`` = the cgroup's pages and kernel objects
   (``memory.stat``; before results schema 12 its usage counter, which also holds a per-CPU charge
-  reserve, kept since as ``host_view.memory_bytes``); that is the single part. A limit (``memory_limit_bytes``) is not usage, the peak is not the idle figure, and
+  reserve, kept since as ``host_view.memory_bytes``); that is the single part. A limit
+  (``memory_limit_bytes``) is not usage, the peak is not the idle figure, and
   ``idle-memory.inside_used`` of a container is the *host's* MemTotal - MemAvailable read through
   /proc/meminfo, so none of them is stacked.
 * the native baseline has no overhead by definition; a driver without a host-side figure (bwrap

@@ -75,8 +75,8 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    charge reserve of up to 64 pages a CPU that the usage counter holds; the counter
                    is idle-memory.host_view.memory_bytes, metadata "host_view" names the source;
                    density.attributable_per_instance sums the same figure.
-                   On the reference host the counter read 256 or 512 KiB for an idle container
-                   whose pages and kernel objects were 168-180 KiB. A guest's host view is as before
+                   On the reference host an idle container's counter read 256 or 512 KiB while its
+                   pages and kernel objects were 80-88 KiB. A guest's host view is as before
                    (qemu PSS + guest RAM RSS). Versions 1-11 load as is (their host view is the
                    counter: history shows a step, a compare across it is no regression).
 """

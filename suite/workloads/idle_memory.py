@@ -3,9 +3,9 @@
 * host view: what the sandbox's memory costs the host. For a cgroup (container, runc, docker) its
   pages and kernel objects, from ``memory.stat`` (``memory_footprint_bytes``): the usage counter
   (``memory.usage_in_bytes``, ``memory.current``) also holds a per-CPU charge reserve of up to 64
-  pages a CPU, which at an idle container's ~200 KiB is most of the reading (on a 2-CPU host it read
-  256 or 512 KiB while pages and kernel objects were 168-180 KiB); it is kept as
-  ``host_view.memory_bytes``. For a VM, qemu's PSS + guest RAM RSS (``memory_bytes``). The driver's
+  pages a CPU, which at an idle container's size is most of the reading (on a 2-CPU host an idle
+  container's counter read 256 or 512 KiB while its pages and kernel objects were 80-88 KiB); it is
+  kept as ``host_view.memory_bytes``. For a VM, qemu's PSS + guest RAM RSS (``memory_bytes``). The driver's
   other byte figures come along, each under the name ``SandboxStats.as_dict`` gives it.
 * inside view: MemTotal - MemAvailable of the sandbox's /proc/meminfo. A container shares the host
   kernel, so its /proc/meminfo is the host's; the metadata says which kernel the figure is about.
