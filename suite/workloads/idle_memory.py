@@ -61,9 +61,8 @@ def idle_measurements(
     # which also holds a per-CPU charge reserve, stays beside as host_view.memory_bytes.
     main = "memory_footprint_bytes" if stats.memory_footprint_bytes is not None else "memory_bytes"
     meta = {"driver_method": driver, "host_view": main}
-    if stats.host_memory_bytes is not None:
-        figures.pop(main)
-        out.append(Measurement("idle-memory.host_view", stats.host_memory_bytes, "bytes", "lower", {}, meta))
+    if (value := figures.pop(main, None)) is not None:
+        out.append(Measurement("idle-memory.host_view", value, "bytes", "lower", {}, meta))
     for key, value in sorted(figures.items()):
         out.append(Measurement(f"idle-memory.host_view.{key}", value, "bytes", "lower", {}, meta))
     # Same MemTotal as the host's: the sandbox reads the host kernel's accounting.
