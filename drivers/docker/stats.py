@@ -3,8 +3,8 @@ reports), and the Engine's stats API document parsed into the same names (a cros
 
 The cgroup is found from ``/proc/<init pid>/cgroup`` rather than from the daemon's configuration,
 so it is right for the private daemon (cgroupfs driver, our cgroup parent) and for an existing one
-(systemd slices, cgroup v2) alike. The names match runc's ``parse_events_stats`` (the rss and the
-limit, which the suite's own cgroup reader in :mod:`isobench.hostsys.cgroups` does not report).
+(systemd slices, cgroup v2) alike; what it says is read by the suite's own cgroup readers
+(:mod:`isobench.hostsys.cgroups`), so a Docker container's figures are the container driver's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 from isobench.errors import SandboxError
 from isobench.hostsys.cgroups import CgroupLayout, detect_layout
-from isobench.hostsys.cgroups.common import footprint_bytes
+from isobench.hostsys.cgroups.v1 import v1_stats
+from isobench.hostsys.cgroups.v2 import v2_stats
 
 __all__ = [
     "ContainerCgroup",
@@ -24,9 +25,6 @@ __all__ = [
     "parse_api_stats",
     "parse_proc_cgroup",
 ]
-
-#: An unlimited v1 memory cgroup reports PAGE_COUNTER_MAX pages in bytes; that is not a limit.
-_NO_LIMIT = 2**62
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
@@ -45,27 +43,6 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return out
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _int(path: Path) -> float | None:
-    text = _read(path).strip()
-    return float(text) if text.isdigit() else None
-
-
-def _keyed(path: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in _read(path).splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = float(value)
-    return out
-
-
 @dataclass(frozen=True)
 class ContainerCgroup:
     """Where one container's cgroup files are: v1 per controller, or one v2 directory."""
@@ -74,42 +51,12 @@ class ContainerCgroup:
     v2: Path | None = None
 
     def stats(self) -> dict[str, float]:
-        found: dict[str, float | None] = {}
-        if self.v2 is not None:
-            p = self.v2
-            stat = _keyed(p / "memory.stat")
-            found["memory_bytes"] = _int(p / "memory.current")
-            found["memory_peak_bytes"] = _int(p / "memory.peak")  # Linux >= 5.19
-            found["memory_rss_bytes"] = stat.get("anon")
-            found["memory_footprint_bytes"] = footprint_bytes(stat)
-            usec = _keyed(p / "cpu.stat").get("usage_usec")
-            found["cpu_seconds"] = usec / 1e6 if usec is not None else None
-            found["pids"] = _int(p / "pids.current")
-            limit = _int(p / "memory.max")
-        else:
-            dirs = self.v1 or {}
-            mem, acct, pids = dirs.get("memory"), dirs.get("cpuacct"), dirs.get("pids")
-            limit = None
-            if mem is not None:
-                found["memory_bytes"] = _int(mem / "memory.usage_in_bytes")
-                found["memory_peak_bytes"] = _int(mem / "memory.max_usage_in_bytes")
-                stat = _keyed(mem / "memory.stat")
-                found["memory_rss_bytes"] = stat.get("total_rss")
-                found["memory_footprint_bytes"] = footprint_bytes(
-                    stat, _int(mem / "memory.kmem.usage_in_bytes")
-                )
-                limit = _int(mem / "memory.limit_in_bytes")
-            if acct is not None:
-                ns = _int(acct / "cpuacct.usage")
-                found["cpu_seconds"] = ns / 1e9 if ns is not None else None
-            if pids is not None:
-                found["pids"] = _int(pids / "pids.current")
-        if limit is not None and limit < _NO_LIMIT:
-            found["memory_limit_bytes"] = limit
-        out = {k: v for k, v in found.items() if v is not None}
-        if "memory_bytes" not in out:
+        """The figures of the suite's own cgroup readers (:mod:`isobench.hostsys.cgroups`), read
+        from wherever the daemon put the container."""
+        where = self.v2 if self.v2 is not None else (self.v1 or {}).get("memory")
+        if where is None or not where.is_dir():
             raise SandboxError("the container's memory cgroup is gone (has the container stopped?)")
-        return out
+        return v2_stats(self.v2) if self.v2 is not None else v1_stats(self.v1 or {})
 
 
 def cgroup_of(

@@ -212,6 +212,8 @@ def test_v1_stats_from_fake_files(tmp_path: Path) -> None:
     assert st["cpu_seconds"] == pytest.approx(1.5)
     assert st["pids"] == 3
     assert st["memory_stat.rss"] == 8192 and "memory_stat.total_rss" not in st
+    assert st["memory_rss_bytes"] == 12288  # total_rss: the hierarchy's, as runc and docker report it
+    assert st["memory_limit_bytes"] == 1 << 30  # what create wrote to memory.limit_in_bytes
     cg.remove()
 
 
@@ -295,6 +297,8 @@ def test_v2_stats_from_fake_files(tmp_path: Path) -> None:
         "memory_bytes": 4096,
         "memory_footprint_bytes": 1024 + 2048 + 512 + 256,
         "memory_peak_bytes": 8192,
+        "memory_limit_bytes": 1 << 30,  # what create wrote to memory.max
+        "memory_rss_bytes": 1024,  # anon
         "oom_kills": 1,
         "memory_stat.anon": 1024,
         "memory_stat.file": 2048,

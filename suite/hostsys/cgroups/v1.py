@@ -11,10 +11,46 @@ from isobench.hostsys.cgroups import common, devices
 from isobench.hostsys.cgroups.common import CgroupLimits, Rmdir
 from isobench.hostsys.cgroups.layout import CgroupLayout, Mode
 
-__all__ = ["V1_BASE", "V1Cgroup", "V1Manager"]
+__all__ = ["V1_BASE", "V1Cgroup", "V1Manager", "v1_stats"]
 
 #: Controllers every container cgroup gets (stats need them even without limits).
 V1_BASE = ("memory", "cpu", "cpuacct", "pids")
+
+
+#: An unlimited v1 memory cgroup reports PAGE_COUNTER_MAX pages in bytes; that is not a limit.
+_NO_LIMIT = 2**62
+
+
+def v1_stats(dirs: Mapping[str, Path]) -> dict[str, float]:
+    """What a v1 cgroup's files say of its use, by ``SandboxStats`` names: ``dirs`` maps a controller
+    to the cgroup's directory in its hierarchy (ours, or another runtime's found in /proc/PID/cgroup).
+    A controller missing from ``dirs`` gives no figures."""
+    out: dict[str, float] = {}
+    mem = dirs.get("memory")
+    if mem is not None:
+        out["memory_bytes"] = common.read_number(mem / "memory.usage_in_bytes")
+        out["memory_peak_bytes"] = common.read_number(mem / "memory.max_usage_in_bytes")
+        out["oom_kills"] = common.read_keyed(mem / "memory.oom_control").get("oom_kill", 0.0)
+        limit = common.read_number(mem / "memory.limit_in_bytes", default=float("inf"))
+        if limit < _NO_LIMIT:
+            out["memory_limit_bytes"] = limit
+        stat = common.read_keyed(mem / "memory.stat")
+        if "total_rss" in stat:
+            out["memory_rss_bytes"] = stat["total_rss"]
+        for key, value in stat.items():
+            if not key.startswith("total_"):
+                out[f"memory_stat.{key}"] = value
+        kmem = mem / "memory.kmem.usage_in_bytes"
+        footprint = common.footprint_bytes(stat, common.read_number(kmem) if kmem.exists() else None)
+        if footprint is not None:
+            out["memory_footprint_bytes"] = footprint
+    acct = dirs.get("cpuacct")
+    if acct is not None:
+        out["cpu_seconds"] = common.read_number(acct / "cpuacct.usage") / 1e9
+    pids = dirs.get("pids")
+    if pids is not None:
+        out["pids"] = common.read_number(pids / "pids.current")
+    return out
 
 
 class V1Cgroup:
@@ -43,27 +79,7 @@ class V1Cgroup:
         return self._dirs.get(controller)
 
     def stats(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        mem = self._dirs.get("memory")
-        if mem is not None:
-            out["memory_bytes"] = common.read_number(mem / "memory.usage_in_bytes")
-            out["memory_peak_bytes"] = common.read_number(mem / "memory.max_usage_in_bytes")
-            out["oom_kills"] = common.read_keyed(mem / "memory.oom_control").get("oom_kill", 0.0)
-            stat = common.read_keyed(mem / "memory.stat")
-            for key, value in stat.items():
-                if not key.startswith("total_"):
-                    out[f"memory_stat.{key}"] = value
-            kmem = mem / "memory.kmem.usage_in_bytes"
-            footprint = common.footprint_bytes(stat, common.read_number(kmem) if kmem.exists() else None)
-            if footprint is not None:
-                out["memory_footprint_bytes"] = footprint
-        acct = self._dirs.get("cpuacct")
-        if acct is not None:
-            out["cpu_seconds"] = common.read_number(acct / "cpuacct.usage") / 1e9
-        pids = self._dirs.get("pids")
-        if pids is not None:
-            out["pids"] = common.read_number(pids / "pids.current")
-        return out
+        return v1_stats(self._dirs)
 
     def pids(self) -> set[int]:
         found: set[int] = set()

@@ -15,10 +15,32 @@ from isobench.hostsys.cgroups.layout import Mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["V2_BASE", "V2Cgroup", "V2Manager"]
+__all__ = ["V2_BASE", "V2Cgroup", "V2Manager", "v2_stats"]
 
 #: Controllers every container cgroup gets (stats need them even without limits).
 V2_BASE = ("memory", "cpu", "pids")
+
+
+def v2_stats(path: Path) -> dict[str, float]:
+    """What a v2 cgroup's files say of its use, by ``SandboxStats`` names (``path``: the cgroup's
+    directory, ours or another runtime's found in /proc/PID/cgroup)."""
+    out: dict[str, float] = {"memory_bytes": common.read_number(path / "memory.current")}
+    peak = path / "memory.peak"  # Linux >= 5.19
+    out["memory_peak_bytes"] = common.read_number(peak) if peak.exists() else out["memory_bytes"]
+    out["oom_kills"] = common.read_keyed(path / "memory.events").get("oom_kill", 0.0)
+    limit = common.read_number(path / "memory.max", default=float("inf"))  # "max": none
+    if limit != float("inf"):
+        out["memory_limit_bytes"] = limit
+    stat = common.read_keyed(path / "memory.stat")
+    if "anon" in stat:
+        out["memory_rss_bytes"] = stat["anon"]
+    for key, value in stat.items():
+        out[f"memory_stat.{key}"] = value
+    if (footprint := common.footprint_bytes(stat)) is not None:
+        out["memory_footprint_bytes"] = footprint
+    out["cpu_seconds"] = common.read_keyed(path / "cpu.stat").get("usage_usec", 0.0) / 1e6
+    out["pids"] = common.read_number(path / "pids.current")
+    return out
 
 
 class V2Cgroup:
@@ -45,19 +67,7 @@ class V2Cgroup:
         return ()  # v2 has no per-thread fast path outside threaded mode
 
     def stats(self) -> dict[str, float]:
-        p = self._path
-        out: dict[str, float] = {"memory_bytes": common.read_number(p / "memory.current")}
-        peak = p / "memory.peak"  # Linux >= 5.19
-        out["memory_peak_bytes"] = common.read_number(peak) if peak.exists() else out["memory_bytes"]
-        out["oom_kills"] = common.read_keyed(p / "memory.events").get("oom_kill", 0.0)
-        stat = common.read_keyed(p / "memory.stat")
-        for key, value in stat.items():
-            out[f"memory_stat.{key}"] = value
-        if (footprint := common.footprint_bytes(stat)) is not None:
-            out["memory_footprint_bytes"] = footprint
-        out["cpu_seconds"] = common.read_keyed(p / "cpu.stat").get("usage_usec", 0.0) / 1e6
-        out["pids"] = common.read_number(p / "pids.current")
-        return out
+        return v2_stats(self._path)
 
     def pids(self) -> set[int]:
         return common.read_pids(self._path / "cgroup.procs")

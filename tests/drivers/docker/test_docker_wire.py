@@ -55,15 +55,21 @@ def test_cgroup_v1_stats_from_a_fake_tree(tmp_path: Path) -> None:
     (proc / "self").mkdir()
     (proc / "self" / "mountinfo").write_text(mountinfo)
     cg = cgroup_of(7, proc_root=proc)
+    # The suite's own v1 reader: the container driver's figures, the same names.
     assert cg.stats() == {
         "memory_bytes": 4096.0,
         "memory_peak_bytes": 8192.0,
         "memory_rss_bytes": 1024.0,
         "memory_footprint_bytes": 1024.0 + 2048.0,
+        "memory_stat.rss": 100.0,
+        "oom_kills": 0.0,
         "cpu_seconds": 1.5,
         "pids": 2.0,
         "memory_limit_bytes": 536870912.0,
     }
+    # An unlimited cgroup states PAGE_COUNTER_MAX pages in bytes: that is no limit.
+    (mem / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert "memory_limit_bytes" not in cg.stats()
 
 
 def test_cgroup_v2_stats_and_a_vanished_cgroup(tmp_path: Path) -> None:
@@ -76,11 +82,18 @@ def test_cgroup_v2_stats_and_a_vanished_cgroup(tmp_path: Path) -> None:
     (d / "pids.current").write_text("1\n")
     assert ContainerCgroup(v2=d).stats() == {
         "memory_bytes": 2048.0,
+        "memory_peak_bytes": 2048.0,  # no memory.peak before Linux 5.19: the usage now
         "memory_footprint_bytes": 622.0,
         "memory_rss_bytes": 512.0,
+        "memory_stat.anon": 512.0,
+        "memory_stat.file": 10.0,
+        "memory_stat.kernel": 100.0,
+        "oom_kills": 0.0,
         "cpu_seconds": 0.25,
         "pids": 1.0,
     }
+    (d / "memory.max").write_text("1073741824\n")
+    assert ContainerCgroup(v2=d).stats()["memory_limit_bytes"] == 1 << 30
     with pytest.raises(SandboxError, match="memory cgroup is gone"):
         ContainerCgroup(v2=tmp_path / "gone").stats()
 
