@@ -4,7 +4,7 @@
   pages and kernel objects, from ``memory.stat`` (``memory_footprint_bytes``): the usage counter
   (``memory.usage_in_bytes``, ``memory.current``) also holds a per-CPU charge reserve of up to 64
   pages a CPU, which at an idle container's size is most of the reading (on a 2-CPU host an idle
-  container's counter read 256 or 512 KiB while its pages and kernel objects were 80-88 KiB); it is
+  container's counter read 244-512 KiB while its pages and kernel objects were 132-140 KiB); it is
   kept as ``host_view.memory_bytes``. For a VM, qemu's PSS + guest RAM RSS (``memory_bytes``). The driver's
   other byte figures come along, each under the name ``SandboxStats.as_dict`` gives it.
 * inside view: MemTotal - MemAvailable of the sandbox's /proc/meminfo. A container shares the host

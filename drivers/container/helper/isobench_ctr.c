@@ -10,7 +10,8 @@
  *   run   clone into new namespaces, build the root (overlay + /proc /sys /dev + pivot_root),
  *         harden, exec argv as pid 1; the helper waits and exits with its status. (cold start)
  *   init  the same, but the container's pid 1 is this helper's tiny init that only reaps zombies,
- *         so exec can enter it later.
+ *         so exec can enter it later. The child re-executes the helper's image for it (mode pid1,
+ *         below), so that all the init's memory is the container's (see exec_init).
  *   exec  join a running container (cgroups + setns into its namespaces), harden, run argv.
  *   netexec  join only the network namespace (through the pidfd) and exec a *host* binary (ip).
  *
@@ -337,7 +338,7 @@ static void guard_helper(int helper_pidfd) {
     if (helper_pidfd >= 0) close(helper_pidfd);
     /* Until its execve, this process is the helper: a tenant may not open its /proc files
      * (exe, environ, mem), ptrace it or signal it through them. execve makes a command dumpable
-     * again; the init never execs and stays so. */
+     * again; the init, a fresh image of the helper, makes itself undumpable first thing. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("make undumpable");
 }
 
@@ -706,6 +707,40 @@ __attribute__((noreturn)) static void init_loop(void) {
     }
 }
 
+/* The container's pid 1 in init mode is a fresh image of the helper, not the child itself. The
+ * child was cloned from the helper, which stays on the host as its monitor: every page the helper
+ * had written (its stack, report buffer, seccomp filter) is shared copy-on-write, and the pages
+ * the child copied before its cgroup attach were charged to the runner's cgroup. So the init's
+ * own memory was mostly outside the container's memory cgroup: an idle init held 44 KiB of
+ * anonymous memory, its cgroup was charged 16 KiB. After an exec every page the init touches is
+ * charged to the container, as runc's and docker's are (their init execs the command). The image
+ * is the sealed memfd the helper runs from, opened before the root was switched. */
+__attribute__((noreturn)) static void exec_init(int self_exe) {
+    char fd_arg[16], since_arg[24];
+    snprintf(fd_arg, sizeof fd_arg, "%d", cfg.report_fd);
+    snprintf(since_arg, sizeof since_arg, "%llu", (unsigned long long)now_ns());
+    char *argv[] = {"isobench-init", "pid1", fd_arg, since_arg, NULL};
+    char *envp[] = {NULL};
+    flush_report(); /* this image's stamps; the new one reports its own */
+    if (cfg.report_fd >= 0 && fcntl(cfg.report_fd, F_SETFD, 0) < 0) die("keep the report open for the init");
+    syscall(SYS_execveat, self_exe, "", argv, envp, AT_EMPTY_PATH);
+    die("exec the container's init");
+}
+
+/* Mode pid1: what exec_init started, with argv {name, "pid1", report fd, exec start}. */
+__attribute__((noreturn)) static void pid1_main(char **argv) {
+    /* Undumpable again before anything else (execve made it dumpable; no tenant process exists
+     * yet), and the parent-death signal set once more in case the exec cleared it. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("make undumpable");
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("parent-death signal");
+    cfg.mode = "init";
+    cfg.report_fd = atoi(argv[2]);
+    if (cfg.report_fd >= 0) fcntl(cfg.report_fd, F_SETFD, FD_CLOEXEC);
+    close_stray_fds();
+    stamp("init_exec", strtoull(argv[3], NULL, 10), now_ns());
+    init_loop();
+}
+
 static int child_main(int sync_fd, int helper_pidfd) {
     char c;
     if (runner_pidfd >= 0) close(runner_pidfd); /* the container holds nothing of the runner */
@@ -717,6 +752,10 @@ static int child_main(int sync_fd, int helper_pidfd) {
     }
     uint64_t t0 = now_ns();
     attach_self_tasks();
+    /* The init's image, opened while /proc is still the host's (see exec_init). */
+    int self_exe = -1;
+    if (!strcmp(cfg.mode, "init") && (self_exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) < 0)
+        die("open the helper's image for the init");
     /* Still the host's root uid: the last moment the host path to the container's directory can
      * be walked (see build_root). */
     if (cfg.idmap_dir && (chdir(cfg.idmap_dir) < 0 || chdir("..") < 0)) die("chdir %s/..", cfg.idmap_dir);
@@ -740,7 +779,7 @@ static int child_main(int sync_fd, int helper_pidfd) {
     apply_rlimits();
     stamp("rlimits", t3, now_ns());
     if (cfg.harden) harden();
-    if (!strcmp(cfg.mode, "init")) init_loop();
+    if (!strcmp(cfg.mode, "init")) exec_init(self_exe);
     uint64_t t2 = now_ns();
     report_line("X %llu\n", (unsigned long long)t2);
     flush_report();
@@ -988,6 +1027,7 @@ int main(int argc, char **argv, char **envp) {
     cfg.args_start = cfg.args_end = argv[0];
     for (int i = 0; i < argc && argv[i] == cfg.args_end; i++) cfg.args_end += strlen(argv[i]) + 1;
     for (char **e = envp; *e && *e == cfg.args_end; e++) cfg.args_end += strlen(*e) + 1;
+    if (argc == 4 && !strcmp(argv[1], "pid1")) pid1_main(argv);
     parse_args(argc, argv);
     close_stray_fds();
     guard_runner();
