@@ -163,9 +163,10 @@ def _leak_and_containment(h: Headline) -> list[str]:
 
 def _single(h: Headline) -> list[str]:
     """Questions measured once have no interval and are not coloured, nor are ratios from too few
-    pairs of adjacent windows; a difference from native beyond 2x is still worth a sentence, said as
-    what it is."""
+    pairs of adjacent windows or from too few repetitions for the exact test; a difference from
+    native beyond 2x is still worth a sentence, said as what it is."""
     once: list[str] = []
+    few: list[str] = []
     paired: list[str] = []
     pairs: set[int] = set()
     for q in h.questions:
@@ -173,14 +174,21 @@ def _single(h: Headline) -> list[str]:
         if q.exact or q.key in (MEMORY, "start"):
             continue
         figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(h, f)]
-        if measured_once := [f for f in figs if not f.paired]:
+        if measured_once := [f for f in figs if not f.paired and f.n == 1]:
             once.append(_ratios(q.title, measured_once))
+        if too_few := [f for f in figs if not f.paired and f.n > 1]:
+            few.append(_ratios(q.title, too_few))
         if from_pairs := [f for f in figs if f.paired]:
             paired.append(_ratios(q.title, from_pairs))
             pairs |= {f.paired for f in from_pairs}
     out = []
     if once:
         out.append("Measured once, but more than 2\u00d7 off native: " + "; ".join(once) + ".")
+    if few:
+        out.append(
+            "Too few repetitions for the exact rank test to tell at 95%, but more than 2\u00d7 off "
+            "native: " + "; ".join(few) + "."
+        )
     if paired:
         out.append(
             f"From {_span(pairs)} pairs of adjacent windows, too few to be sure, but more than 2\u00d7 off native: "
@@ -201,10 +209,9 @@ def _span(ns: set[int]) -> str:
 
 
 def _unranked_far_off(h: Headline, f: Figure) -> bool:
-    """A ratio with no verdict for want of repetitions (measured once: no interval; or from too
-    few pairs) that is still more than 2x off native."""
-    few = bool(f.paired) or h.n.get(f.question) == 1
-    return few and f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
+    """A ratio with no verdict for want of repetitions (measured once: no interval; from too few
+    pairs; or too few for the exact rank test) that is still more than 2x off native."""
+    return f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
 
 
 def _steal_caveat(h: Headline) -> list[str]:
@@ -259,7 +266,8 @@ def _certainty(h: Headline, noisy: int, total: int) -> list[str]:
         )
         text += (
             " (\u00b1: the median's interval, at n\u22645 the range, 75% confidence at n=3); coloured "
-            "only where the 95% interval of the ratio to native excludes 1"
+            "only where the 95% interval of the ratio to native excludes 1 and the exact rank test "
+            "agrees (p < 0.05: never at n=3 against 3)"
         )
         if single:
             text += f". Measured once (n=1), so not ranked: {_names(single)}"

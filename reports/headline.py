@@ -37,10 +37,10 @@ from .cells import (
     steal_may_explain,
     variant_of,
 )
-from .compare import DEFAULT_MIN_EFFECT
 from .leak_rank import leak_figures
 from .memory import idle_overhead
 from .units import NA, TIMES, human, human_ratio, plain
+from .verdicts import MIN_EFFECT, PAIRED_CONFIDENCE, RANK_ALPHA, Verdict, rank_checked, verdict
 
 __all__ = [
     "BELOW_TARGET",
@@ -53,6 +53,7 @@ __all__ = [
     "PAIRED_CONFIDENCE",
     "PAIRED_WORDS",
     "QUESTIONS",
+    "RANK_ALPHA",
     "Figure",
     "Headline",
     "Question",
@@ -62,16 +63,6 @@ __all__ = [
     "paired_ratios",
     "verdict",
 ]
-
-#: A difference from native smaller than this (a fraction) is "same", however narrow its interval.
-MIN_EFFECT = DEFAULT_MIN_EFFECT
-
-Verdict = Literal["better", "worse", "same", "unsure", "baseline", "none"]
-
-#: A ratio of adjacent-window pairs gets a colour only when the pairs' interval holds the median
-#: with at least this confidence: 5 pairs (their range, 94%), not the 3 of a quick run (75%); the
-#: pairs of every repetition count, so a repeated network cell gets there.
-PAIRED_CONFIDENCE = 0.9
 
 #: How a question's parameters say that its ratios to native come from adjacent windows.
 PAIRED_WORDS = "ratio to native: median over adjacent 1 s windows, the sandbox's and host loopback's"
@@ -248,27 +239,6 @@ class Headline:
         return not self.figures
 
 
-def verdict(
-    ratio: float, lo: float, hi: float, better: Better, *, n: int, n_native: int, exact: bool = False
-) -> Verdict:
-    """Better or worse than native, by the metric's direction; *same* when the interval includes
-    native or the difference is below the minimum effect `isobench compare` uses (asv's rule: both
-    significant and large enough), *unsure* when there is no interval (a single repetition)."""
-    if math.isnan(ratio) or better == "none":
-        return "none"
-    if exact:
-        if ratio == 1.0:
-            return "same"
-        up = ratio > 1.0
-    else:
-        if min(n, n_native) < 2 or math.isnan(lo) or math.isnan(hi):
-            return "unsure"
-        if lo <= 1.0 <= hi or abs(ratio - 1.0) < MIN_EFFECT:
-            return "same"
-        up = lo > 1.0
-    return "better" if up == (better == "higher") else "worse"
-
-
 def _matches(params: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
     return all(params[k] == v for k, v in where.items() if k in params)
 
@@ -311,6 +281,8 @@ def _with_verdict(
             r = ratio_ci(values, native)
             ratio, lo, hi = r.value, r.ci_low, r.ci_high
         verdict_ = verdict(ratio, lo, hi, fig.better, n=fig.n, n_native=len(native), exact=q.exact)
+        if verdict_ in ("better", "worse") and not q.exact:
+            verdict_ = rank_checked(verdict_, values, native)
     text, detail = _texts(fig, q, ratio, lo, hi)
     tip = f"median {human(fig.value, unit)}"
     if fig.n >= 2 and not math.isnan(fig.ci_low):

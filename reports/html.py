@@ -101,7 +101,8 @@ _LEGEND = (
     '<p class="legend"><span class="v-better">better than native</span> '
     '<span class="v-worse">worse than native</span> '
     '<span class="v-same">no significant difference</span> '
-    "(95% interval of the ratio includes 1, or under 5%); uncoloured: not compared, or n=1. Small "
+    "(95% interval of the ratio includes 1, exact rank test p &ge; 0.05, or under 5%); uncoloured: not "
+    "compared, or too few repetitions to tell (n=1, or 3 against 3). Small "
     "print: the median's interval (&plusmn; share of the median; the range at n&le;5) and the ratio to "
     "native (&times;); hover for exact bounds.</p>"
 )

@@ -61,8 +61,8 @@ def headline_markdown(h: Headline) -> str:
         cells = [_md(h.label(d))] + [_figure(h.figure(d, q.key)) for q in h.questions]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(
-        "\n\u25b2 better than native, \u25bc worse (95% interval of the ratio excludes 1); no mark: no "
-        "significant difference, or not compared. In brackets: the median's interval (\u00b1 share of the "
+        "\n\u25b2 better than native, \u25bc worse (95% interval of the ratio excludes 1, exact rank test "
+        "p < 0.05); no mark: no significant difference, too few repetitions to tell, or not compared. In brackets: the median's interval (\u00b1 share of the "
         "median) and the ratio to native (\u00d7).\n"
     )
     if h.footnote():

@@ -143,7 +143,8 @@ def print_summary(results: Results) -> None:
             table.add_row(*row)
         out.print(table)
         out.print(
-            "[green]green[/]: better than native, [red]red[/]: worse (the 95% interval of the ratio excludes 1)"
+            "[green]green[/]: better than native, [red]red[/]: worse (the 95% interval of the ratio "
+            "excludes 1 and the exact rank test agrees, p < 0.05)"
         )
         if h.footnote():
             out.print(escape(h.footnote()), highlight=False)

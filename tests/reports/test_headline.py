@@ -54,8 +54,8 @@ def test_ratio_questions_show_ratios_and_native_shows_its_value(real_results: Re
     assert host.text.endswith("ops/s") and host.verdict == "baseline"
 
 
-def test_colours_follow_the_metric_direction(real_results: Results) -> None:
-    h = build_headline(real_results)
+def test_colours_follow_the_metric_direction() -> None:
+    h = build_headline(build_real_results(n=5))  # 5 against 5: the exact rank test can reach 95%
     verdicts = {(d, k): f.verdict for (d, k), f in h.figures.items()}
     # fewer events/s (higher is better) and more ns per syscall (lower is better) are both worse
     assert verdicts[("vm", "cpu")] == "worse"
@@ -116,7 +116,12 @@ def test_findings_say_what_matters(real_results: Results) -> None:
     # the fastest *sandbox*: native (host) starts faster still and is not one
     assert re.search(r"bubblewrap sandbox \(bwrap\) is ready in [^;]+, the fastest sandbox here;", text)
     assert "TCG figures, not KVM" in text
-    assert "CPU: worse than native in vm" in text
+    # 3 repetitions against 3: the exact rank test cannot reach 95%, so no colour, but far off is said
+    assert "CPU: worse than native" not in text
+    assert (
+        "Too few repetitions for the exact rank test to tell at 95%, but more than 2\u00d7 off native: CPU vm \u00d70.1"
+        in text
+    )
     assert "Measured once (n=1), so not ranked: disk IOPS (root)" in text
     assert "Measured once, but more than 2\u00d7 off native: disk IOPS (root) vm \u00d70.3" in text
     assert not E_NOTATION.search(text)
@@ -490,3 +495,28 @@ def test_idle_memory_shows_the_median_as_every_table_does_at_an_even_n() -> None
     ]
     fig = build_headline(Results(run={"run_id": "r"}, samples=samples)).figure("runc", MEMORY)
     assert fig is not None and fig.value == 370 * 1024.0 and fig.text == "370 KiB"
+
+
+def test_findings_rank_what_five_repetitions_can_tell() -> None:
+    text = " ".join(overview(build_real_results(n=5)).findings)
+    assert "CPU: worse than native in vm" in text
+    assert "Too few repetitions" not in text
+
+
+@pytest.mark.parametrize(
+    ("values", "native", "expected"),
+    [
+        # complete separation, 3 against 3: by chance 1 time in 10 (smallest p 0.1), never coloured
+        ((8.14, 8.3, 9.06), (7.79, 6.59, 7.58), "unsure"),
+        # 4 against 4 can reach it (smallest p 0.029)
+        ((8.1, 8.3, 9.0, 8.6), (7.7, 6.5, 7.5, 7.2), "better"),
+        # 5 against 5 that overlap: the bootstrap may call it, the rank test does not
+        ((8.0, 7.4, 8.3, 7.1, 8.2), (7.5, 7.3, 7.0, 7.9, 6.9), "same"),
+    ],
+)
+def test_a_sample_verdict_needs_the_exact_rank_test(
+    values: tuple[float, ...], native: tuple[float, ...], expected: str
+) -> None:
+    from isobench.reports.verdicts import rank_checked
+
+    assert rank_checked("better", values, native) == expected
