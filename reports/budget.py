@@ -135,8 +135,19 @@ def budget_digest(run: Mapping[str, Any], *, most: int = 6) -> list[str]:
         out.append(f"  too few repetitions to judge (n < {JUDGED_N}): {_by_workload(unjudged, everyone)}")
     if unstarted:
         out.append(f"  never measured (no time left): {_by_workload(unstarted, everyone)}")
+        out.append(
+            f"    to measure just those, once: {_rerun_command(unstarted)} (and this run's other options)"
+        )
     out.append("  (the report's Warnings list every cell)")
     return out
+
+
+def _rerun_command(cells: Mapping[str, list[str]]) -> str:
+    """The run that measures ``cells`` (workload -> drivers) as the first pass would have: once, at
+    quick sizes (it may also run a few cells that were measured, where workloads' drivers differ)."""
+    workloads = ",".join(sorted(cells))
+    drivers = ",".join(sorted({d for ds in cells.values() for d in ds}))
+    return f"isobench run --quick -n 1 --workloads {workloads} --drivers {drivers}"
 
 
 def _by_workload(cells: Mapping[str, list[str]], everyone: set[str]) -> str:

@@ -74,6 +74,8 @@ def test_the_terminal_digest_keeps_the_widest_and_groups_the_rest() -> None:
         "    overlay on container, n=7: worst overlay.f0 ±20.0%",
         "  too few repetitions to judge (n < 6): disk, network on every driver; cpu on vm",
         "  never measured (no time left): density on container, vm",
+        "    to measure just those, once: isobench run --quick -n 1 --workloads density --drivers container,vm"
+        " (and this run's other options)",
         "  (the report's Warnings list every cell)",
     ]
 
