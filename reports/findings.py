@@ -173,7 +173,7 @@ def _single(h: Headline) -> list[str]:
         # start-up has its own sentence; memory has no native to compare with
         if q.exact or q.key in (MEMORY, "start"):
             continue
-        figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(h, f)]
+        figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(f)]
         if measured_once := [f for f in figs if not f.paired and f.n == 1]:
             once.append(_ratios(q.title, measured_once))
         if too_few := [f for f in figs if not f.paired and f.n > 1]:
@@ -208,7 +208,7 @@ def _span(ns: set[int]) -> str:
     return "\u2013".join(str(n) for n in sorted({min(ns), max(ns)}))
 
 
-def _unranked_far_off(h: Headline, f: Figure) -> bool:
+def _unranked_far_off(f: Figure) -> bool:
     """A ratio with no verdict for want of repetitions (measured once: no interval; from too few
     pairs; or too few for the exact rank test) that is still more than 2x off native."""
     return f.verdict == "unsure" and (f.ratio >= 2 or f.ratio <= 0.5)
@@ -226,7 +226,7 @@ def _steal_caveat(h: Headline) -> list[str]:
             continue
         hit = []
         for f in _measured(h, q.key):
-            told = f.verdict in ("worse", "better") or _unranked_far_off(h, f)
+            told = f.verdict in ("worse", "better") or _unranked_far_off(f)
             if told and f.held_back:
                 hit.append(f"{f.driver} {human_ratio(f.ratio)} at {f.host_steal:.0%}")
         if hit:

@@ -40,7 +40,7 @@ from .cells import (
 from .leak_rank import leak_figures
 from .memory import idle_overhead
 from .units import NA, TIMES, human, human_ratio, plain
-from .verdicts import MIN_EFFECT, PAIRED_CONFIDENCE, RANK_ALPHA, Verdict, rank_checked, verdict
+from .verdicts import MIN_EFFECT, PAIRED_CONFIDENCE, Verdict, rank_checked, verdict
 
 __all__ = [
     "BELOW_TARGET",
@@ -53,7 +53,6 @@ __all__ = [
     "PAIRED_CONFIDENCE",
     "PAIRED_WORDS",
     "QUESTIONS",
-    "RANK_ALPHA",
     "Figure",
     "Headline",
     "Question",
