@@ -87,7 +87,9 @@ def first_pass_note(budget: Mapping[str, Any]) -> str | None:
         return None
     left = float(seconds) - float(first)
     took = f"took {mmss(first)} of the {mmss(seconds)} budget"
-    if round(left) < 0:  # a workload's first cell has no cost to predict it by, so it may overrun
+    if round(left) < 0 and budget.get("first_pass_whole"):  # schema 14: the default budget
+        took = f"took {mmss(first)}, past the {mmss(seconds)} default budget, which never cuts the first pass"
+    elif round(left) < 0:  # a workload's first cell has no cost to predict it by, so it may overrun
         took = f"took {mmss(first)}, past the {mmss(seconds)} budget (a workload's first cell cannot be predicted)"
     rest = "no time for extra rounds" if round(left) <= 0 else f"{mmss(left)} for the extra rounds"
     return f"the first pass (every cell at its minimum n) {took}, leaving {rest} that buy precision"

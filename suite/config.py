@@ -5,7 +5,7 @@ Example ``isobench.toml``::
     [run]
     drivers = ["host", "container", "vm"]
     workloads = ["startup", "cpu"]
-    budget = "20m"         # adaptive repetitions inside this wall time (the default mode) ...
+    budget = "20m"         # adaptive repetitions inside this wall time, a hard cap (the default mode) ...
     precision = "5%"       # ... until every counted figure's CI half-width is this close
     # repetitions = 5      # ... or a fixed number of repetitions instead of a budget
     warmups = 1
@@ -63,6 +63,10 @@ class RunConfig:
     #: Seconds the matrix may take, repetitions decided while running (isobench.budget); None: a
     #: fixed number of repetitions. ``with_default_budget`` makes the default run budgeted.
     budget: float | None = None
+    #: The budget never cuts the first pass (every cell at its minimum n), however long it takes on
+    #: this host: set for the default budget, so a default run measures every cell. A budget the
+    #: user gave is a hard cap: what it predicts cannot finish is named, not started.
+    first_pass_whole: bool = False
     #: Target relative half-width of a counted figure's 95% CI in a budgeted run.
     precision: float = DEFAULT_PRECISION
     #: Repetitions an uncapped cell may get at most in a budgeted run (workloads' own caps still
@@ -120,12 +124,12 @@ class RunConfig:
     def with_default_budget(self) -> RunConfig:
         """The run mode: a budget when one was given, or when neither ``repetitions`` nor --quick
         asked for a fixed count (the default run is budgeted); a budget *and* a repetition count
-        contradict each other."""
+        contradict each other. The default budget runs the first pass whole (``first_pass_whole``)."""
         if self.budget is not None and self.repetitions_explicit:
             raise ConfigError("a budget and a fixed repetition count exclude each other; choose one")
         budgeted = self
         if self.budget is None and not self.repetitions_explicit and not self.quick:
-            budgeted = replace(self, budget=DEFAULT_BUDGET_S)
+            budgeted = replace(self, budget=DEFAULT_BUDGET_S, first_pass_whole=True)
         if budgeted.budget is not None and not self.warmups_explicit:
             # A warm-up round would cost a round of every cell; the budget spends that on
             # repetitions instead, which the median over >= 3 interleaved rounds needs more.

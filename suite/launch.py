@@ -217,11 +217,13 @@ def describe_plan(
         if variants
         else f"figures' 95% CI half-width is above {config.precision:.0%} of the median"
     )
+    first = f"first every cell {FIRST_N}x{f' ({fewer})' if fewer else ''}{warm}"
+    if config.first_pass_whole:
+        first += " (the default budget never cuts this first pass; a --budget you give caps it)"
     lines.append(
-        f"budget {_duration(config.budget)} for the matrix: first every cell {FIRST_N}x"
-        f"{f' ({fewer})' if fewer else ''}{warm}; then extra rounds, up to {config.cap(ab=bool(variants))}, "
-        f"for the cells whose {target} (counted: {', '.join(counted) or 'none'}), never starting a cell "
-        "that cannot finish in time"
+        f"budget {_duration(config.budget)} for the matrix: {first}; then extra rounds, up to "
+        f"{config.cap(ab=bool(variants))}, for the cells whose {target} (counted: "
+        f"{', '.join(counted) or 'none'}), never starting a cell that cannot finish in time"
     )
     if quick_sized(config) and not config.quick:
         lines.append("every workload at its quick sizes (--sizes full for full sizes)")

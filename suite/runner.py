@@ -345,21 +345,26 @@ class Runner:
         first_n = max(low for low, _ in limits.values())
         self.progress.start(len(units) * (self.config.warmups + first_n))
         rnd = 0
+        whole = self.config.first_pass_whole
         for r in range(self.config.warmups):
-            self._run_round(warmup_round(rnd, units, workloads, capped, rng, first=r == 0), journal, run)
+            self._run_round(
+                warmup_round(rnd, units, workloads, capped, rng, first=r == 0), journal, run, whole=whole
+            )
             rnd += 1
         # The first pass is aligned to its end: a unit whose minimum is k repetitions runs in the
         # last k rounds of it. The cheap units that need 3 (start-up, cpu, ...) come first and the
         # one-shot, costly ones (disk, leakage, density, ...) last, so a budget too small for the
         # whole pass (a loaded host) leaves some costly cells unrun, which the budget summary
-        # names, rather than the headline's cheap figures at n=1 with no interval.
+        # names, rather than the headline's cheap figures at n=1 with no interval. The default
+        # budget (``first_pass_whole``) cuts none of it: every cell is measured however long that
+        # takes here, and the extra rounds get what is left, if anything.
         low = {u: limits[u.workload][0] for u in units}
         for rep in range(first_n):
             if rep and rep == first_n - 1:  # the cheap figures' need, before the costly cells
                 rnd, _ = self._allocate(rnd, limits, journal, run, rng, cheap=CHEAP_SHARE * budget)
             # a unit the cheap rounds already gave its minimum sits the rest of the pass out
             chosen = [u for u in units if rep >= first_n - low[u] and self._ledger.attempts(u) < low[u]]
-            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run)
+            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run, whole=whole)
             rnd += 1
         first_pass = run.spent()
         self.progress.first_pass_done(first_pass, run.left())
@@ -371,6 +376,7 @@ class Runner:
             "spent": round(run.spent(), 1),
             "stopped": stopped,
             "first_pass_s": round(first_pass, 1),
+            "first_pass_whole": whole,
         }
 
     def _allocate(
@@ -415,14 +421,17 @@ class Runner:
             cells.append(Cell(rnd, rep, False, u.driver, u.workload, u.variant, slot))
         return cells
 
-    def _run_round(self, cells: Sequence[Cell], journal: Journal, run: BudgetClock) -> int:
-        """Run what fits of ``cells``; returns how many ran."""
+    def _run_round(
+        self, cells: Sequence[Cell], journal: Journal, run: BudgetClock, *, whole: bool = False
+    ) -> int:
+        """Run what fits of ``cells`` (``whole``: all of them, past the budget too); returns how
+        many ran."""
         ran = 0
         for cell in cells:
             predicted = self._ledger.predict(cell.unit)
             left = run.left()
             # Never start what cannot finish in time; a never-seen workload cannot be predicted.
-            if left <= 0 or (predicted is not None and predicted > left):
+            if not whole and (left <= 0 or (predicted is not None and predicted > left)):
                 self._ledger.skip(cell)
                 self.progress.cell_skipped(cell)
                 continue

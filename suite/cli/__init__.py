@@ -87,8 +87,8 @@ def main(verbose: int) -> None:
 @click.option("--workloads", help="Comma-separated workloads (default: the default set).")
 @click.option(
     "--budget",
-    help="Wall time the matrix may take, e.g. 15m or 900s; repetitions are then decided while "
-    "running (the default run is budgeted: 20m).",
+    help="Wall time the matrix may take, e.g. 15m or 900s, a hard cap; repetitions are then decided "
+    "while running (the default run is budgeted: 20m, which never cuts the first pass).",
 )
 @click.option(
     "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."

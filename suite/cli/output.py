@@ -86,7 +86,12 @@ class RichProgress(RunProgress):
         )
 
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
-        left = "" if budget_left is None else f"budget left {mmss(budget_left)}"
+        if budget_left is None:
+            left = ""
+        elif round(budget_left) > 0:
+            left = f"budget left {mmss(budget_left)}"
+        else:  # only a first pass the default budget runs whole gets here
+            left = f"{mmss(-budget_left)} past the budget, finishing the first pass"
         self._p.update(self._task, description=escape(cell.label), budget=left)
         self._cell_started = time.monotonic()
         self._budget_left = left

@@ -32,6 +32,16 @@ def test_a_log_gets_one_line_per_finished_cell() -> None:
     assert lines[1].startswith("[2/2] cpu on vm [B] (rep 1) ")
 
 
+def test_a_first_pass_past_the_default_budget_says_how_far_past() -> None:
+    progress, buf = _progress(terminal=False)
+    progress.start(1)
+    cell = Cell(round=2, repetition=0, warmup=False, driver="vm", workload="density")
+    progress.cell_started(cell, 0, budget_left=-75.0)
+    progress.cell_finished(cell, [])
+    line = next(line for line in buf.getvalue().splitlines() if line.startswith("["))
+    assert line.endswith("s, 1:15 past the budget, finishing the first pass")
+
+
 def test_a_terminal_gets_the_bar_not_a_line_per_cell() -> None:
     progress, buf = _progress(terminal=True)
     progress.start(1)

@@ -180,6 +180,38 @@ def test_a_budget_too_small_for_the_first_pass_cuts_costly_one_shot_cells_not_ch
     assert results.run["budget"]["first_pass_s"] == 6 * 1.0 + 30.0  # all it could run of the pass
 
 
+def test_the_default_budget_runs_the_first_pass_whole_and_leaves_no_extra_rounds(tmp_path: Path) -> None:
+    """The same matrix and budget as above, but the budget is the default one: the first pass is
+    not cut (every cell measured), and nothing is started after it."""
+    clock = FakeClock()
+    cheap = Costed("cheap", clock, {"host": 1.0, "box": 1.0}, spread=0.3)
+    costly = Costed("costly", clock, {"host": 30.0, "box": 30.0}, spread=0.3, max_repetitions=1)
+    progress = FirstPass()
+    results, _ = _run_budget(
+        tmp_path,
+        {"costly": costly, "cheap": cheap},
+        clock,
+        budget=40.0,
+        first_pass_whole=True,
+        progress=progress,
+    )
+    b = results.run["budget"]
+    assert len(costly.seen) == 2  # both one-shot cells, the second past the 40 s
+    assert _n(results, "cheap", "host") == _n(results, "cheap", "box") == 3  # no extra round
+    assert b["cells_skipped"] == 0 and b["first_pass_whole"] is True
+    assert b["first_pass_s"] == b["spent"] == 6 * 1.0 + 2 * 30.0
+    assert progress.said == [(66.0, -26.0)]
+    assert b["stopped"] == "budget spent"
+
+
+def test_a_budget_the_user_gave_is_recorded_as_a_hard_cap(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cheap = Costed("cheap", clock, {"host": 1.0}, spread=0.3)
+    results, _ = _run_budget(tmp_path, {"cheap": cheap}, clock, drivers=("host",), budget=40.0)
+    assert results.run["budget"]["first_pass_whole"] is False
+    assert clock.now <= 40.0
+
+
 def test_cheap_figures_get_their_need_before_the_costly_one_shot_cells(tmp_path: Path) -> None:
     """A first pass can take a whole budget; a start-up figure that costs milliseconds is not left
     at n=3 for it: before the pass's last round (the costly cells), groups whose whole need costs
