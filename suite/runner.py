@@ -343,13 +343,16 @@ class Runner:
         run = BudgetClock(budget, self._clock)
         capped = [w for w, wl in self.workloads.items() if wl.max_repetitions or wl.quick_repetitions]
         first_n = max(low for low, _ in limits.values())
-        self.progress.start(len(units) * (self.config.warmups + first_n))
+        # made up front (the same draws of rng, in the same order) to count their cells
+        warm = [
+            warmup_round(r, units, workloads, capped, rng, first=r == 0) for r in range(self.config.warmups)
+        ]
+        low = {u: limits[u.workload][0] for u in units}
+        self.progress.start(sum(map(len, warm)) + sum(low.values()))
         rnd = 0
         whole = self.config.first_pass_whole
-        for r in range(self.config.warmups):
-            self._run_round(
-                warmup_round(rnd, units, workloads, capped, rng, first=r == 0), journal, run, whole=whole
-            )
+        for cells in warm:
+            self._run_round(cells, journal, run, whole=whole)
             rnd += 1
         # The first pass is aligned to its end: a unit whose minimum is k repetitions runs in the
         # last k rounds of it. The cheap units that need 3 (start-up, cpu, ...) come first and the
@@ -358,12 +361,15 @@ class Runner:
         # names, rather than the headline's cheap figures at n=1 with no interval. The default
         # budget (``first_pass_whole``) cuts none of it: every cell is measured however long that
         # takes here, and the extra rounds get what is left, if anything.
-        low = {u: limits[u.workload][0] for u in units}
         for rep in range(first_n):
             if rep and rep == first_n - 1:  # the cheap figures' need, before the costly cells
                 rnd, _ = self._allocate(rnd, limits, journal, run, rng, cheap=CHEAP_SHARE * budget)
-            # a unit the cheap rounds already gave its minimum sits the rest of the pass out
-            chosen = [u for u in units if rep >= first_n - low[u] and self._ledger.attempts(u) < low[u]]
+            # a unit the cheap rounds already gave its minimum sits the rest of the pass out (and
+            # its cell, counted at the start, leaves the progress bar's total)
+            due = [u for u in units if rep >= first_n - low[u]]
+            chosen = [u for u in due if self._ledger.attempts(u) < low[u]]
+            if len(chosen) < len(due):
+                self.progress.extend(len(chosen) - len(due))
             self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run, whole=whole)
             rnd += 1
         first_pass = run.spent()

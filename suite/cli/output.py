@@ -88,9 +88,9 @@ class RichProgress(RunProgress):
     def cell_started(self, cell: Cell, index: int, budget_left: float | None = None) -> None:
         if budget_left is None:
             left = ""
-        elif round(budget_left) > 0:
+        elif budget_left > 0:
             left = f"budget left {mmss(budget_left)}"
-        else:  # only a first pass the default budget runs whole gets here
+        else:  # only a first pass the default budget runs whole starts a cell past the budget
             left = f"{mmss(-budget_left)} past the budget, finishing the first pass"
         self._p.update(self._task, description=escape(cell.label), budget=left)
         self._cell_started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from isobench.cli.output import RichProgress, progress_bar
 from isobench.schedule import Cell
 from rich.console import Console
@@ -32,14 +33,21 @@ def test_a_log_gets_one_line_per_finished_cell() -> None:
     assert lines[1].startswith("[2/2] cpu on vm [B] (rep 1) ")
 
 
-def test_a_first_pass_past_the_default_budget_says_how_far_past() -> None:
+@pytest.mark.parametrize(
+    ("left", "says"),
+    [
+        (-75.0, "1:15 past the budget, finishing the first pass"),  # the default budget's first pass
+        # seen in a default run: "startup on container (rep 43) 0.0 s, 0:00 past the budget, ..."
+        (0.3, "budget left 0:00"),
+    ],
+)
+def test_a_cell_started_at_or_past_the_budgets_end_says_which(left: float, says: str) -> None:
     progress, buf = _progress(terminal=False)
     progress.start(1)
     cell = Cell(round=2, repetition=0, warmup=False, driver="vm", workload="density")
-    progress.cell_started(cell, 0, budget_left=-75.0)
+    progress.cell_started(cell, 0, budget_left=left)
     progress.cell_finished(cell, [])
-    line = next(line for line in buf.getvalue().splitlines() if line.startswith("["))
-    assert line.endswith("s, 1:15 past the budget, finishing the first pass")
+    assert buf.getvalue().splitlines()[-1].endswith(f"s, {says}")
 
 
 def test_a_terminal_gets_the_bar_not_a_line_per_cell() -> None:

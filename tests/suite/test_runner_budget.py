@@ -71,7 +71,9 @@ def _run_budget(
     **cfg: Any,
 ) -> tuple[Any, list[str]]:
     log: list[str] = []
-    config = RunConfig(state_dir=tmp_path / "state", output=tmp_path / "out", warmups=0, seed=3, **cfg)
+    config = RunConfig(
+        state_dir=tmp_path / "state", output=tmp_path / "out", seed=3, **({"warmups": 0} | cfg)
+    )
     ctx = DriverContext(state_dir=config.state_dir, work_dir=tmp_path / "w", run_id="rb")
     run_dir = tmp_path / "out" / "rb"
     run_dir.mkdir(parents=True)
@@ -229,6 +231,49 @@ def test_cheap_figures_get_their_need_before_the_costly_one_shot_cells(tmp_path:
         assert len(rounds) == 100  # its cap (ADAPTIVE_MAX_N)
         assert max(rounds) < min(costly_round)  # all of it before the costly cells
     assert results.run["budget"]["stopped"] == "repetition caps or failed cells"
+
+
+class Counting(Progress):
+    """The bar's total and how many cells finished, as the CLI's bar counts them."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.finished = 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def extend(self, more: int) -> None:
+        self.total += more
+
+    def cell_skipped(self, cell: Any) -> None:
+        self.extend(-1)
+
+    def cell_finished(self, cell: Any, samples: Any) -> None:
+        self.finished += 1
+
+
+@pytest.mark.parametrize("warmups", [0, 2])
+@pytest.mark.parametrize("budget", [45.0, 1000.0])
+def test_the_progress_total_is_what_ran_when_the_run_ends(
+    tmp_path: Path, warmups: int, budget: float
+) -> None:
+    """A default run's bar ended at 424/534: the first pass counted every unit at the largest
+    minimum n (a one-shot cell three times), and a unit the cheap rounds had served twice."""
+    clock = FakeClock()
+    cheap = Costed("cheap", clock, {"host": 0.05, "box": 0.05}, spread=0.5)
+    costly = Costed("costly", clock, {"host": 10.0, "box": 10.0}, spread=0.3, max_repetitions=1)
+    progress = Counting()
+    _run_budget(
+        tmp_path,
+        {"cheap": cheap, "costly": costly},
+        clock,
+        budget=budget,
+        warmups=warmups,
+        progress=progress,
+    )
+    assert progress.finished > 0
+    assert progress.total == progress.finished
 
 
 def _ab_variants(tmp_path: Path) -> dict[str, RunConfig]:
