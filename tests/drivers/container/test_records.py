@@ -35,6 +35,10 @@ def test_planned_paths_name_the_parent_in_every_hierarchy(tmp_path: Path) -> Non
     )  # the named hierarchy too: other runtimes make cgroups there, so gc looks there
     unified = fake_host(tmp_path / "u", "unified")
     assert planned_cgroup_paths(unified, "", "x") == (str(tmp_path / "u/sys/fs/cgroup/x"),)
+    # joined as text, the same as pathlib joins them, whatever slashes the parent has
+    for parent in ("", "/", "a", "/a/b/", "a//b"):
+        expected = (str(Path("/") / parent.strip("/") / "x"),)
+        assert planned_cgroup_paths(unified, parent, "x", [Path("/")]) == expected, parent
 
 
 def test_records_are_versioned_and_version_1_still_loads(tmp_path: Path) -> None:
