@@ -40,9 +40,17 @@ __all__ = [
     "warn_of_other_runs",
 ]
 
-console = Console(stderr=True)
-# Piped output (CI logs, `| tee`) gets a wide table rather than rich's 80-column fallback.
-out = Console(width=None if sys.stdout.isatty() else 200)
+
+def _console(*, stderr: bool) -> Console:
+    """A console as wide as its terminal; in a log or a pipe (CI, ``| tee``, ``2> file``) 200
+    columns, not rich's 80-column fallback, which broke a finished cell's line and the headline
+    table in two."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200)
+
+
+console = _console(stderr=True)
+out = _console(stderr=False)
 
 
 def progress_bar() -> Progress:

@@ -57,3 +57,14 @@ def test_a_terminal_gets_the_bar_not_a_line_per_cell() -> None:
     progress.cell_started(cell, 0)
     progress.cell_finished(cell, [])
     assert "[1/1]" not in buf.getvalue()
+
+
+def test_a_log_on_stderr_keeps_a_cells_line_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an 18:57 default run's log: "[424/534] startup on container (rep 43) 0.0 s, ... finishing \nthe first pass"
+    from isobench.cli.output import _console
+
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+    line = "[424/534] startup on container (rep 43) 0.0 s, 1:15 past the budget, finishing the first pass"
+    _console(stderr=True).print(line, highlight=False)
+    assert log.getvalue() == line + "\n"
