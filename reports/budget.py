@@ -87,8 +87,12 @@ def first_pass_note(budget: Mapping[str, Any]) -> str | None:
         return None
     left = float(seconds) - float(first)
     took = f"took {mmss(first)} of the {mmss(seconds)} budget"
-    if round(left) < 0 and budget.get("first_pass_whole"):  # schema 14: the default budget
-        took = f"took {mmss(first)}, past the {mmss(seconds)} default budget, which never cuts the first pass"
+    grace = budget.get("first_pass_grace_s")  # schema 14: the default budget's overrun
+    if round(left) < 0 and isinstance(grace, int | float) and grace > 0:
+        took = (
+            f"took {mmss(first)}, past the {mmss(seconds)} default budget, which lets it run to "
+            f"{mmss(seconds + grace)}"
+        )
     elif round(left) < 0:  # a workload's first cell has no cost to predict it by, so it may overrun
         took = f"took {mmss(first)}, past the {mmss(seconds)} budget (a workload's first cell cannot be predicted)"
     rest = "no time for extra rounds" if round(left) <= 0 else f"{mmss(left)} for the extra rounds"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from isobench.budget import AB_MAX_N, ADAPTIVE_MAX_N, DEFAULT_BUDGET_S, DEFAULT_PRECISION
+from isobench.budget import AB_MAX_N, ADAPTIVE_MAX_N, DEFAULT_BUDGET_S, DEFAULT_PRECISION, FIRST_PASS_GRACE
 from isobench.errors import ConfigError, UsageError
 
 __all__ = ["SIZES", "RunConfig", "load_config", "load_variant", "parse_duration", "parse_precision"]
@@ -63,10 +63,10 @@ class RunConfig:
     #: Seconds the matrix may take, repetitions decided while running (isobench.budget); None: a
     #: fixed number of repetitions. ``with_default_budget`` makes the default run budgeted.
     budget: float | None = None
-    #: The budget never cuts the first pass (every cell at its minimum n), however long it takes on
-    #: this host: set for the default budget, so a default run measures every cell. A budget the
-    #: user gave is a hard cap: what it predicts cannot finish is named, not started.
-    first_pass_whole: bool = False
+    #: Seconds past the budget the first pass (every cell at its minimum n) may run: the default
+    #: budget's FIRST_PASS_GRACE budgets, so a default run measures every cell on a slower host too.
+    #: A budget the user gave is a hard cap (0): what it predicts cannot finish is named, not started.
+    first_pass_grace: float = 0.0
     #: Target relative half-width of a counted figure's 95% CI in a budgeted run.
     precision: float = DEFAULT_PRECISION
     #: Repetitions an uncapped cell may get at most in a budgeted run (workloads' own caps still
@@ -124,12 +124,14 @@ class RunConfig:
     def with_default_budget(self) -> RunConfig:
         """The run mode: a budget when one was given, or when neither ``repetitions`` nor --quick
         asked for a fixed count (the default run is budgeted); a budget *and* a repetition count
-        contradict each other. The default budget runs the first pass whole (``first_pass_whole``)."""
+        contradict each other. The default budget's first pass may overrun it (``first_pass_grace``)."""
         if self.budget is not None and self.repetitions_explicit:
             raise ConfigError("a budget and a fixed repetition count exclude each other; choose one")
         budgeted = self
         if self.budget is None and not self.repetitions_explicit and not self.quick:
-            budgeted = replace(self, budget=DEFAULT_BUDGET_S, first_pass_whole=True)
+            budgeted = replace(
+                self, budget=DEFAULT_BUDGET_S, first_pass_grace=FIRST_PASS_GRACE * DEFAULT_BUDGET_S
+            )
         if budgeted.budget is not None and not self.warmups_explicit:
             # A warm-up round would cost a round of every cell; the budget spends that on
             # repetitions instead, which the median over >= 3 interleaved rounds needs more.

@@ -218,8 +218,11 @@ def describe_plan(
         else f"figures' 95% CI half-width is above {config.precision:.0%} of the median"
     )
     first = f"first every cell {FIRST_N}x{f' ({fewer})' if fewer else ''}{warm}"
-    if config.first_pass_whole:
-        first += " (the default budget never cuts this first pass; a --budget you give caps it)"
+    if config.first_pass_grace > 0:
+        first += (
+            f" (the default budget lets this first pass run to {_duration(config.budget + config.first_pass_grace)}"
+            " on a slow host; a --budget you give is a hard cap)"
+        )
     lines.append(
         f"budget {_duration(config.budget)} for the matrix: {first}; then extra rounds, up to "
         f"{config.cap(ab=bool(variants))}, for the cells whose {target} (counted: "

@@ -88,11 +88,11 @@ Schema history (bump SCHEMA_VERSION and add a line for every change to results.j
                    after, all charged). Other drivers are unchanged. Every sandbox's cgroup figures
                    now include memory_rss_bytes and memory_limit_bytes (the suite's own reader, used
                    for docker too). Versions 1-12 load as is.
-    14 2026-12-02  run["budget"]["first_pass_whole"]: true where the budget was the default one,
-                   which never cuts the first pass (every cell at its minimum n), so "spent" and
-                   "first_pass_s" may exceed "seconds"; false where the user gave the budget, a
-                   hard cap that leaves cells unstarted (cells_skipped). Versions 11-13 load as is
-                   (not recorded: every budget was a hard cap).
+    14 2026-12-02  run["budget"]["first_pass_grace_s"]: seconds past the budget its first pass
+                   (every cell at its minimum n) could run: the default budget's is one more
+                   budget (1200), so "spent" and "first_pass_s" may exceed "seconds"; a budget the
+                   user gave has 0 (a hard cap that leaves cells unstarted: cells_skipped).
+                   Versions 11-13 load as is (not recorded: every budget was a hard cap).
 """
 
 from __future__ import annotations

@@ -350,17 +350,17 @@ class Runner:
         low = {u: limits[u.workload][0] for u in units}
         self.progress.start(sum(map(len, warm)) + sum(low.values()))
         rnd = 0
-        whole = self.config.first_pass_whole
+        grace = self.config.first_pass_grace
         for cells in warm:
-            self._run_round(cells, journal, run, whole=whole)
+            self._run_round(cells, journal, run, grace=grace)
             rnd += 1
         # The first pass is aligned to its end: a unit whose minimum is k repetitions runs in the
         # last k rounds of it. The cheap units that need 3 (start-up, cpu, ...) come first and the
         # one-shot, costly ones (disk, leakage, density, ...) last, so a budget too small for the
         # whole pass (a loaded host) leaves some costly cells unrun, which the budget summary
         # names, rather than the headline's cheap figures at n=1 with no interval. The default
-        # budget (``first_pass_whole``) cuts none of it: every cell is measured however long that
-        # takes here, and the extra rounds get what is left, if anything.
+        # budget lets the pass run ``first_pass_grace`` seconds past it, so a default run measures
+        # every cell on a slower host too; the extra rounds get what is left, if anything.
         for rep in range(first_n):
             if rep and rep == first_n - 1:  # the cheap figures' need, before the costly cells
                 rnd, _ = self._allocate(rnd, limits, journal, run, rng, cheap=CHEAP_SHARE * budget)
@@ -370,7 +370,7 @@ class Runner:
             chosen = [u for u in due if self._ledger.attempts(u) < low[u]]
             if len(chosen) < len(due):
                 self.progress.extend(len(chosen) - len(due))
-            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run, whole=whole)
+            self._run_round(self._round(rnd, order_round(chosen, workloads, rng)), journal, run, grace=grace)
             rnd += 1
         first_pass = run.spent()
         self.progress.first_pass_done(first_pass, run.left())
@@ -382,7 +382,7 @@ class Runner:
             "spent": round(run.spent(), 1),
             "stopped": stopped,
             "first_pass_s": round(first_pass, 1),
-            "first_pass_whole": whole,
+            "first_pass_grace_s": grace,
         }
 
     def _allocate(
@@ -428,16 +428,16 @@ class Runner:
         return cells
 
     def _run_round(
-        self, cells: Sequence[Cell], journal: Journal, run: BudgetClock, *, whole: bool = False
+        self, cells: Sequence[Cell], journal: Journal, run: BudgetClock, *, grace: float = 0.0
     ) -> int:
-        """Run what fits of ``cells`` (``whole``: all of them, past the budget too); returns how
-        many ran."""
+        """Run what fits of ``cells`` in the budget and ``grace`` seconds past it; returns how many
+        ran."""
         ran = 0
         for cell in cells:
             predicted = self._ledger.predict(cell.unit)
             left = run.left()
             # Never start what cannot finish in time; a never-seen workload cannot be predicted.
-            if not whole and (left <= 0 or (predicted is not None and predicted > left)):
+            if left + grace <= 0 or (predicted is not None and predicted > left + grace):
                 self._ledger.skip(cell)
                 self.progress.cell_skipped(cell)
                 continue

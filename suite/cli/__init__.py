@@ -88,7 +88,7 @@ def main(verbose: int) -> None:
 @click.option(
     "--budget",
     help="Wall time the matrix may take, e.g. 15m or 900s, a hard cap; repetitions are then decided "
-    "while running (the default run is budgeted: 20m, which never cuts the first pass).",
+    "while running (the default run is budgeted: 20m, whose first pass may run to 40m on a slow host).",
 )
 @click.option(
     "--precision", help="Budgeted runs: target 95% CI half-width relative to the median (default 5%)."

@@ -98,7 +98,7 @@ class RichProgress(RunProgress):
             left = ""
         elif budget_left > 0:
             left = f"budget left {mmss(budget_left)}"
-        else:  # only a first pass the default budget runs whole starts a cell past the budget
+        else:  # only the default budget's first pass starts cells past the budget (its grace)
             left = f"{mmss(-budget_left)} past the budget, finishing the first pass"
         self._p.update(self._task, description=escape(cell.label), budget=left)
         self._cell_started = time.monotonic()

@@ -104,9 +104,9 @@ def test_the_first_pass_is_named_when_it_took_most_of_the_budget() -> None:
         "first cell cannot be predicted), leaving no time for extra rounds that buy precision"
     )
     # The default budget runs the first pass whole (results schema 14).
-    assert first_pass_note({"seconds": 1200.0, "first_pass_s": 1302.5, "first_pass_whole": True}) == (
+    assert first_pass_note({"seconds": 1200.0, "first_pass_s": 1302.5, "first_pass_grace_s": 1200.0}) == (
         "the first pass (every cell at its minimum n) took 21:42, past the 20:00 default budget, which "
-        "never cuts the first pass, leaving no time for extra rounds that buy precision"
+        "lets it run to 40:00, leaving no time for extra rounds that buy precision"
     )
     # Half the budget or less left for the rounds is worth a line; less than half taken is not.
     assert first_pass_note({"seconds": 1200.0, "first_pass_s": 600.0}) is not None

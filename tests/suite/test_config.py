@@ -83,8 +83,8 @@ def test_bad_budget_settings(tmp_path: Path, text: str, message: str) -> None:
 
 def test_default_run_is_budgeted_and_fixed_counts_are_not() -> None:
     assert RunConfig().with_default_budget().budget == 1200.0
-    assert RunConfig().with_default_budget().first_pass_whole  # the default never cuts the first pass
-    assert not RunConfig(budget=1200.0).with_default_budget().first_pass_whole  # a given one is a cap
+    assert RunConfig().with_default_budget().first_pass_grace == 1200.0  # its first pass may run to 40 min
+    assert RunConfig(budget=1200.0).with_default_budget().first_pass_grace == 0  # a given one is a cap
     assert RunConfig(repetitions=5, repetitions_explicit=True).with_default_budget().budget is None
     assert RunConfig().quickened().with_default_budget().budget is None
     with pytest.raises(ConfigError, match="exclude each other"):

@@ -182,9 +182,9 @@ def test_a_budget_too_small_for_the_first_pass_cuts_costly_one_shot_cells_not_ch
     assert results.run["budget"]["first_pass_s"] == 6 * 1.0 + 30.0  # all it could run of the pass
 
 
-def test_the_default_budget_runs_the_first_pass_whole_and_leaves_no_extra_rounds(tmp_path: Path) -> None:
-    """The same matrix and budget as above, but the budget is the default one: the first pass is
-    not cut (every cell measured), and nothing is started after it."""
+def test_the_default_budgets_first_pass_may_run_past_it_and_leaves_no_extra_rounds(tmp_path: Path) -> None:
+    """The same matrix and budget as above, with the default budget's grace: the first pass is not
+    cut (every cell measured), and nothing is started after it."""
     clock = FakeClock()
     cheap = Costed("cheap", clock, {"host": 1.0, "box": 1.0}, spread=0.3)
     costly = Costed("costly", clock, {"host": 30.0, "box": 30.0}, spread=0.3, max_repetitions=1)
@@ -194,23 +194,38 @@ def test_the_default_budget_runs_the_first_pass_whole_and_leaves_no_extra_rounds
         {"costly": costly, "cheap": cheap},
         clock,
         budget=40.0,
-        first_pass_whole=True,
+        first_pass_grace=40.0,
         progress=progress,
     )
     b = results.run["budget"]
     assert len(costly.seen) == 2  # both one-shot cells, the second past the 40 s
     assert _n(results, "cheap", "host") == _n(results, "cheap", "box") == 3  # no extra round
-    assert b["cells_skipped"] == 0 and b["first_pass_whole"] is True
+    assert b["cells_skipped"] == 0 and b["first_pass_grace_s"] == 40.0
     assert b["first_pass_s"] == b["spent"] == 6 * 1.0 + 2 * 30.0
     assert progress.said == [(66.0, -26.0)]
     assert b["stopped"] == "budget spent"
+
+
+def test_a_first_pass_of_hanging_cells_stops_at_the_end_of_the_grace(tmp_path: Path) -> None:
+    """A driver whose every cell runs to its deadline cannot hold a default run for hours: past
+    the budget and its grace nothing more is started, and what was not is named."""
+    clock = FakeClock()
+    hung = {"host": 1.0, "box": 600.0}
+    ws = {f"w{i}": Costed(f"w{i}", clock, hung, spread=0.3, max_repetitions=1) for i in range(6)}
+    results, _ = _run_budget(tmp_path, ws, clock, budget=1200.0, first_pass_grace=1200.0)
+    b = results.run["budget"]
+    assert clock.now <= 2400.0 + 600.0  # the last cell started inside the grace may end past it
+    assert b["cells_skipped"] >= 1
+    unstarted = [u for u in b["units"] if u["n"] == 0]
+    assert unstarted and all(u["status"] == "below its minimum n (budget)" for u in unstarted)
+    assert sum(u["n"] for u in b["units"] if u["driver"] == "box") <= 4  # 4 x 600 s fill 40 minutes
 
 
 def test_a_budget_the_user_gave_is_recorded_as_a_hard_cap(tmp_path: Path) -> None:
     clock = FakeClock()
     cheap = Costed("cheap", clock, {"host": 1.0}, spread=0.3)
     results, _ = _run_budget(tmp_path, {"cheap": cheap}, clock, drivers=("host",), budget=40.0)
-    assert results.run["budget"]["first_pass_whole"] is False
+    assert results.run["budget"]["first_pass_grace_s"] == 0
     assert clock.now <= 40.0
 
 
