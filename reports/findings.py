@@ -11,7 +11,17 @@ from typing import Any
 from isobench.stats import order_statistic_indices
 
 from .cells import NATIVE
-from .headline import CONTAINMENT, LEAK, MEMORY, PAIRED_CONFIDENCE, Figure, Headline, ratio_words
+from .headline import (
+    CONTAINMENT,
+    LEAK,
+    MEMORY,
+    PAIRED_CONFIDENCE,
+    START,
+    START_TO_READY,
+    Figure,
+    Headline,
+    ratio_words,
+)
 from .leak_rank import Interval, ranking_sentences
 from .units import human, human_ratio, plural
 
@@ -82,15 +92,18 @@ def _accel(run: Mapping[str, Any], drivers: Sequence[str]) -> list[str]:
 
 
 def _startup(h: Headline) -> list[str]:
-    figs = [f for f in _measured(h, "start") if f.driver != NATIVE]
+    figs = [f for f in _measured(h, START) if f.driver != NATIVE]
     if len(figs) < 2:
         return []
     figs.sort(key=lambda f: f.value)
     fast, slow = figs[0], figs[-1]
     ratio = slow.value / fast.value if fast.value else math.inf
+    to_ready = any(q.key == START and q.metric == START_TO_READY.metric for q in h.questions)
+    what = "is ready in" if to_ready else "has run a first command"
+    after = "" if to_ready else " after its start"
     return [
-        f"{_capital(a_kind(fast.driver))} is ready in {human(fast.value, fast.unit)}, the fastest sandbox here; "
-        f"{a_kind(slow.driver)} takes {human(slow.value, slow.unit)}, about {ratio_words(ratio)} as long."
+        f"{_capital(a_kind(fast.driver))} {what} {human(fast.value, fast.unit)}{after}, the fastest sandbox "
+        f"here; {a_kind(slow.driver)} takes {human(slow.value, slow.unit)}, about {ratio_words(ratio)} as long."
     ]
 
 
@@ -171,7 +184,7 @@ def _single(h: Headline) -> list[str]:
     pairs: set[int] = set()
     for q in h.questions:
         # start-up has its own sentence; memory has no native to compare with
-        if q.exact or q.key in (MEMORY, "start"):
+        if q.exact or q.key in (MEMORY, START):
             continue
         figs = [f for f in _measured(h, q.key) if f.driver != NATIVE and _unranked_far_off(f)]
         if measured_once := [f for f in figs if not f.paired and f.n == 1]:

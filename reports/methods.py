@@ -31,7 +31,11 @@ STATISTICS = (
 _WORKLOADS: dict[str, str] = {
     "startup": (
         "Time from asking the driver for a sandbox until the sandbox is ready and has run a first "
-        "command, on CLOCK_MONOTONIC. Phases (metrics startup.phase.<name>) are the intervals the driver "
+        "command, on CLOCK_MONOTONIC. startup.to_exit, the headline's start to first command, is "
+        "start to ready plus the exec of `true`: it compares bwrap, which is ready before any of its "
+        "namespaces exist (it makes them in every exec), with the sandboxes that make theirs at "
+        "create, and leaves out the check run the runc, docker and bwrap drivers make inside their "
+        "create (it is in startup.total). Phases (metrics startup.phase.<name>) are the intervals the driver "
         "itself records around each step (e.g. namespace and cgroup setup, root filesystem mount, "
         "libvirt define/start, guest boot until its agent answers); the timeline draws each median where "
         "the phase began, phases that ran at once in lanes of one bar."

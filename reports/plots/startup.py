@@ -310,7 +310,10 @@ def startup_distribution(summary: pd.DataFrame, cells: Mapping[CellKey, Cell], p
             save(fig, plots_dir / "startup-distribution.png"),
             "Every measured start per driver (box: quartiles, line: median, whiskers: 1.5 IQR); a log "
             "axis where the fastest and slowest differ more than 20-fold. to_ready: until the sandbox "
-            "can run a command; exec: running `true` in it; to_exit: both; total: including teardown. "
+            "can run a command (bwrap's before any of its namespaces exist: it makes them in every "
+            "exec); exec: running `true` in it; to_exit: both (since results schema 15), the "
+            "headline's start; total: the whole life, teardown and the check run the runc, docker "
+            "and bwrap drivers make inside their create included. "
             f"{count_text(len(c.values) for c in totals)} starts per box.",
         )
     ]

@@ -69,7 +69,18 @@ def startup_measurements(
     out += [
         Measurement("startup.to_ready", (ready_end - start) / 1e9, "seconds", "lower"),
         Measurement("startup.exec", (exec_end_ns - exec_start_ns) / 1e9, "seconds", "lower"),
-        Measurement("startup.to_exit", (exec_end_ns - start) / 1e9, "seconds", "lower"),
+        # Ready plus the command, not the wall time from start to the command's exit: runc, docker
+        # and bwrap run a check of their own inside create (``true`` once, so a broken sandbox fails
+        # its create), which is the driver's choice, not the runtime's cost, and the gap between
+        # create's return and the exec is this workload's. bwrap pays its namespaces in every exec
+        # and is "ready" before any exist: this figure, not to_ready, compares it with the others.
+        Measurement(
+            "startup.to_exit",
+            (ready_end - start + exec_end_ns - exec_start_ns) / 1e9,
+            "seconds",
+            "lower",
+            metadata={"includes": "to_ready + exec (a check the driver runs inside create is not in it)"},
+        ),
         Measurement(
             "startup.total",
             (outer_end_ns - outer_start_ns) / 1e9,
@@ -83,7 +94,7 @@ def startup_measurements(
 
 class StartupWorkload(BaseWorkload):
     name = "startup"
-    description = "cold start to ready and to exit of `true`, with the driver's phases"
+    description = "cold start to ready and to a first command's exit (`true`), with the driver's phases"
     tools = ("true",)
     precision_figures = ("startup.*",)
     params_type = StartupParams

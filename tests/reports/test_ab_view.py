@@ -12,7 +12,7 @@ from isobench.reports import render
 from isobench.reports.ab_view import ab_views, first_configuration
 from isobench.results import Results
 
-KEY = (("startup", "startup.to_ready"),)
+KEY = (("startup", "startup.to_exit"),)
 
 
 def _sample(driver: str, metric: str, value: float, label: str, rnd: int) -> Sample:
@@ -39,8 +39,8 @@ def _ab_run(rounds: int = 12) -> Results:
         for label, ready, clone in (("A", 1.0, 1.0), ("B", 1.2, 0.5)):
             wiggle = math.exp(rng.normal(0, 0.005))
             samples += [
-                _sample("host", "startup.to_ready", 2e-4 * level * wiggle, label, r),
-                _sample("container", "startup.to_ready", 5e-3 * ready * level * wiggle, label, r),
+                _sample("host", "startup.to_exit", 2e-4 * level * wiggle, label, r),
+                _sample("container", "startup.to_exit", 5e-3 * ready * level * wiggle, label, r),
                 _sample("container", "startup.phase.clone", 1e-3 * clone * level * wiggle, label, r),
                 _sample(
                     "container",
@@ -60,8 +60,8 @@ def test_the_view_shows_the_headline_figures_and_every_significant_change() -> N
     names = [(c.key.driver, c.key.metric) for c in rows]
     # the headline's figure of every driver first (in the headline's driver order), then the rest
     assert names == [
-        ("host", "startup.to_ready"),
-        ("container", "startup.to_ready"),
+        ("host", "startup.to_exit"),
+        ("container", "startup.to_exit"),
         ("container", "startup.phase.clone"),
     ]
     host, ready, clone = rows
@@ -80,7 +80,7 @@ def test_the_view_shows_the_headline_figures_and_every_significant_change() -> N
         "detectable",
         "verdict",
     ]
-    assert cells[0:2] == ["container", "startup.to_ready"]
+    assert cells[0:2] == ["container", "startup.to_exit"]
     assert cells[2].endswith("ms (n=12)") and cells[3].endswith("ms (n=12)")  # human units
     assert cells[4].startswith("+20.0% [") and cells[-1] == "slower"
     assert "Holm-adjusted over the 4 figures compared" in view.legend()
@@ -112,4 +112,4 @@ def test_the_report_of_an_ab_run_answers_under_a_headline_of_configuration_a(tmp
     assert "n=12" in headline and "n=24" not in headline
     md = paths.markdown.read_text()
     assert "## A/B: B against A" in md
-    assert "| container | startup.to_ready |" in md and "| slower |" in md
+    assert "| container | startup.to_exit |" in md and "| slower |" in md

@@ -32,7 +32,8 @@ def test_tables_stay_narrow_and_hide_detail_metrics(real_results: Results) -> No
             assert 0 < len(t.columns) <= MAX_COLUMNS
             assert all(len(figs) == len(t.columns) for _, figs in t.rows)
     # phases are in the timeline and the full table
-    assert [t.title for t in tables["startup"]] == ["to_ready"]
+    (start,) = tables["startup"]
+    assert start.columns == ("to_exit", "to_ready")  # the headline's figure first
 
 
 def test_interference_is_a_table_per_figure_with_stressors_as_columns(real_results: Results) -> None:

@@ -56,6 +56,32 @@ def test_startup_times_the_drivers_phases_and_one_exec() -> None:
     assert driver.sandboxes[0].destroyed
 
 
+def test_startup_to_exit_is_ready_plus_the_exec_not_a_check_the_driver_ran_in_create() -> None:
+    from isobench.model import PhaseTiming
+    from isobench.workloads.startup import startup_measurements
+
+    ms = 1_000_000
+    # bwrap's shape: ready after 1 ms (its overlay), then its own `true` check (5 ms, the "exec"
+    # phase inside create), create returns, the workload's exec 10-15 ms, destroy 16-17 ms
+    phases = [
+        PhaseTiming("create", 0, 1 * ms),
+        PhaseTiming("ready", 1 * ms, 1 * ms),
+        PhaseTiming("exec", 1 * ms, 6 * ms),
+        PhaseTiming("destroy", 16 * ms, 17 * ms),
+    ]
+    out = by_metric(
+        startup_measurements(
+            phases, exec_start_ns=10 * ms, exec_end_ns=15 * ms, outer_start_ns=0, outer_end_ns=18 * ms
+        )
+    )
+    assert out["startup.to_ready"][0].value == pytest.approx(0.001)
+    assert out["startup.exec"][0].value == pytest.approx(0.005)
+    # 1 + 5, not the 15 ms from the start to the command's exit (the check and the gap are not in it)
+    assert out["startup.to_exit"][0].value == pytest.approx(0.006)
+    assert out["startup.total"][0].value == pytest.approx(0.018)  # the whole life keeps them
+    assert out["startup.phase.exec"][0].value == pytest.approx(0.005)
+
+
 def test_startup_runs_the_configured_command_and_names_it_when_it_fails() -> None:
     driver = FakeDriver(script=[("^/bin/false -x$", Reply(stderr="no\n", exit_code=1))])
     ctx = workload_context(driver, params={"command": ["/bin/false", "-x"]})
