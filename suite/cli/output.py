@@ -42,11 +42,13 @@ __all__ = [
 
 
 def _console(*, stderr: bool) -> Console:
-    """A console as wide as its terminal; in a log or a pipe (CI, ``| tee``, ``2> file``) 200
-    columns, not rich's 80-column fallback, which broke a finished cell's line and the headline
-    table in two."""
+    """A console as wide as its terminal; in a log or a pipe (CI, ``| tee``, ``2> file``) tables
+    get 200 columns, not rich's 80-column fallback, which broke a finished cell's line and the
+    headline table in two, and text is never wrapped: a log line is the line printed (the run's
+    banner, which names 13 workloads, broke at column 200)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 200)
+    tty = stream.isatty()
+    return Console(stderr=stderr, width=None if tty else 200, soft_wrap=not tty)
 
 
 console = _console(stderr=True)

@@ -68,3 +68,9 @@ def test_a_log_on_stderr_keeps_a_cells_line_whole(monkeypatch: pytest.MonkeyPatc
     line = "[424/534] startup on container (rep 43) 0.0 s, 1:15 past the budget, finishing the first pass"
     _console(stderr=True).print(line, highlight=False)
     assert log.getvalue() == line + "\n"
+    # 12-03 01:05's run banner broke at column 200: "... workloads startup, ..., interference, \nlimits, density"
+    banner = "run 1: drivers host; workloads " + ", ".join(f"workload-{i}" for i in range(30))
+    log.truncate(0)
+    log.seek(0)
+    _console(stderr=True).print(banner, highlight=False)
+    assert len(banner) > 200 and log.getvalue() == banner + "\n"
