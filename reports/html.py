@@ -252,36 +252,39 @@ def _tables(doc: Document) -> str:
             + "</details>"
         )
     if not doc.leakage.empty:
-        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["leakage"]))
-        out.append(
-            "<p>The weighted share of the scored probes that leak. A probe that could not run here "
+        out += _own_table(
+            "leakage",
+            "The weighted share of the scored probes that leak. A probe that could not run here "
             "and a channel whose series could not decide (too short, constant, or following the load "
             "short of r &ge; 0.8 with p &lt; 0.01) are named, not scored: neither counts as closed. "
             "The interval is the lowest and highest score those probes and the channels near their "
             "threshold (r's 95% interval reaches another verdict) allow; two configurations whose "
-            "intervals overlap are not ranked apart by this run.</p>"
+            "intervals overlap are not ranked apart by this run.",
+            doc.leakage,
+            ("score", "probes leaking", "probes"),
         )
-        out.append(_table(doc.leakage, numeric=("score", "probes leaking", "probes")))
     if not doc.limits.empty:
-        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["limits"]))
-        out.append(
-            "<p>The same requests to every driver (the limits workload); ratio = delivered / "
+        out += _own_table(
+            "limits",
+            "The same requests to every driver (the limits workload); ratio = delivered / "
             "requested: about \u00d71 is a limit held, well above it no limit at all. A CPU share "
             "below the quota with the host busy is the host's contention, not the limit. The pids and "
             "memory rows say how the host (a probe's worst latency) and a neighbour sandbox of the "
-            "same driver (its loop's pace vs alone) fared meanwhile.</p>"
+            "same driver (its loop's pace vs alone) fared meanwhile.",
+            doc.limits,
+            ("n",),
         )
-        out.append(_table(doc.limits, numeric=("n",)))
     if not doc.escape.empty:
-        out.append('<h3 id="{}">{}</h3>'.format(*_OWN_SECTION["escape"]))
-        out.append(
-            "<p>Each known escape primitive tried from inside every driver's sandbox against a canary "
+        out += _own_table(
+            "escape",
+            "Each known escape primitive tried from inside every driver's sandbox against a canary "
             "the host planted (never the host itself): open = the sandbox reached the canary or holds "
             "the permission that is the whole attack; blocked = it did not; n/a = no host meaning "
             "here (the sandbox runs its own kernel, this kernel lacks the feature, no volume); error "
-            "= it could not be tried. The host driver is the baseline with no isolation.</p>"
+            "= it could not be tried. The host driver is the baseline with no isolation.",
+            doc.escape,
+            ("open",),
         )
-        out.append(_table(doc.escape, numeric=("open",)))
         out.append(
             "<details><summary>evidence for every cell</summary>" + _table(doc.escape_evidence) + "</details>"
         )
@@ -289,6 +292,13 @@ def _tables(doc: Document) -> str:
     out.append(_table(doc.failures) if not doc.failures.empty else "<p>None.</p>")
     out.append("</section>")
     return "".join(out)
+
+
+def _own_table(key: str, intro: str, table: pd.DataFrame, numeric: Sequence[str]) -> list[str]:
+    """A section's own table under its heading (``_OWN_SECTION``) and one paragraph (HTML) on how
+    to read it."""
+    anchor, heading = _OWN_SECTION[key]
+    return [f'<h3 id="{anchor}">{heading}</h3>', f"<p>{intro}</p>", _table(table, numeric=numeric)]
 
 
 def _figures(doc: Document) -> str:
