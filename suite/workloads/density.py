@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from isobench.drivers.stats import SandboxStats
+from isobench.drivers.stats import SandboxStats, memcg_lag_left
 from isobench.errors import DriverUnavailable, SandboxError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import BaseWorkload, Budget, Params
@@ -436,10 +436,9 @@ class DensityWorkload(BaseWorkload):
         base_rate: float,
         ksm: KsmSwitch | None,
     ) -> Observation:
+        made = time.monotonic()  # the step's last sandbox is up
         time.sleep(p.settle_seconds + (p.ksm_settle_seconds if ksm else 0.0))
         sandboxes = fleet.sandboxes
-        # memory_bytes as exactly as each driver knows it (a cgroup's footprint: see idle-memory)
-        stats = [_exact(sb.stats()) for sb in sandboxes]
         drop = float(start_avail - mem_available(self._proc))
         t0, busy0 = time.monotonic(), host_busy_seconds(self._proc)
         cpu0 = [sandbox_cpu_seconds(sb, self._proc) for sb in sandboxes]
@@ -447,6 +446,14 @@ class DensityWorkload(BaseWorkload):
         cpu1 = [sandbox_cpu_seconds(sb, self._proc) for sb in sandboxes]
         window = max(time.monotonic() - t0, 1e-9)
         busy = (host_busy_seconds(self._proc) - busy0) / window
+        # memory_bytes as exactly as each driver knows it (a cgroup's footprint: see idle-memory),
+        # read after the idle window, which spends most of the wait for the kernel to flush the
+        # cgroups' memory.stat (the quick settle alone, 1 s, may miss a fresh sandbox's last pages)
+        raw = [sb.stats() for sb in sandboxes]
+        if (lag := memcg_lag_left(made, raw, time.monotonic())) > 0:
+            time.sleep(lag)
+            raw = [sb.stats() for sb in sandboxes]
+        stats = [_exact(st) for st in raw]
         pairs = [(a, b) for a, b in zip(cpu0, cpu1, strict=True) if a is not None and b is not None]
         accounted = sum(b - a for a, b in pairs) / window if pairs and len(pairs) == len(sandboxes) else None
         return Observation(

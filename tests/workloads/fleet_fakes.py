@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,14 @@ class FleetDriver(FakeDriver):
         fail_at: int | None = None,
         fail_with: str = "boom",
         create_delay: float = 0.0,
-        stats: Mapping[str, float] | None = None,
+        stats: Mapping[str, float] | Callable[[], SandboxStats] | None = None,
         script: Sequence[Rule] = (),
         **kwargs: Any,
     ) -> None:
-        super().__init__(stats=SandboxStats.from_dict(stats or {}), script=script, **kwargs)
+        typed = stats if callable(stats) else SandboxStats.from_dict(stats or {})
+        super().__init__(stats=typed, script=script, **kwargs)
+        #: When the last create returned (time.monotonic()).
+        self.last_made = 0.0
         self.fail_at = fail_at
         self.fail_with = fail_with
         self.create_delay = create_delay
@@ -47,7 +50,9 @@ class FleetDriver(FakeDriver):
             attempt = len(self.specs)
             if self.fail_at is not None and attempt >= self.fail_at:
                 raise SandboxError(f"create {attempt}: {self.fail_with}")
-            return super().create(spec)
+            sb = super().create(spec)
+            self.last_made = time.monotonic()
+            return sb
 
     @property
     def created(self) -> list[str]:

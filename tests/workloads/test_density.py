@@ -4,11 +4,12 @@ everything started is destroyed on every path (a failed step, Ctrl-C, a failed c
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from isobench.drivers.base import SandboxSpec
+from isobench.drivers.base import SandboxSpec, SandboxStats
 from isobench.errors import IsobenchError, UsageError, WorkloadError
 from isobench.model import Measurement
 from isobench.workloads._common import resolve_params
@@ -25,6 +26,12 @@ from .conftest import make_context  # type: ignore[import-not-found]
 from .fleet_fakes import FleetDriver, fake_proc, fleet_driver  # type: ignore[import-not-found]
 
 FAST = {"settle_seconds": 0.0, "idle_seconds": 0.01, "ksm_settle_seconds": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _no_memcg_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No 2.5 s wait for the kernel's memory.stat flush per step (a test that wants one sets it)."""
+    monkeypatch.setattr("isobench.drivers.stats.MEMCG_STATS_LAG_S", 0.0)
 
 
 def _run(
@@ -64,6 +71,22 @@ def test_a_cgroups_footprint_is_what_it_attributes_as_idle_memory_does(tmp_path:
     (one, two) = _by(ms, "density.attributable_per_instance")
     assert (one.value, two.value) == (84 * 1024, 84 * 1024)
     assert "memory_footprint_bytes" not in one.metadata["parts_per_instance"]
+
+
+def test_a_cgroups_footprint_is_read_after_the_kernels_memory_stat_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # memory.stat shows a fresh sandbox's last pages only at the kernel's next flush (every 2 s)
+    monkeypatch.setattr("isobench.drivers.stats.MEMCG_STATS_LAG_S", 0.3)
+    driver: FleetDriver
+
+    def stats() -> SandboxStats:
+        flushed = time.monotonic() - driver.last_made >= 0.3
+        return SandboxStats(memory_bytes=512 * 1024, memory_footprint_bytes=(84 if flushed else 60) * 1024)
+
+    driver = fleet_driver(stats=stats)
+    ms = _run(driver, tmp_path, container_steps=[1, 2], concurrent=False)
+    assert [m.value for m in _by(ms, "density.attributable_per_instance")] == [84 * 1024, 84 * 1024]
 
 
 def test_guest_steps_are_used_for_a_guest_driver(tmp_path: Path) -> None:
