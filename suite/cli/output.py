@@ -37,6 +37,7 @@ __all__ = [
     "print_summary",
     "progress_bar",
     "render_report",
+    "took_text",
     "warn_of_other_runs",
 ]
 
@@ -66,6 +67,15 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def took_text(seconds: float) -> str:
+    """How long a cell took, for its log line: "4.4 s", "93 ms", "9.3 ms" (a start-up cell took
+    "0.0 s" in seconds)."""
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
+    ms = seconds * 1e3
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
 class RichProgress(RunProgress):
@@ -118,7 +128,7 @@ class RichProgress(RunProgress):
             took = time.monotonic() - self._cell_started
             left = f", {self._budget_left}" if self._budget_left else ""
             self._p.console.print(
-                f"[{task.completed:.0f}/{task.total or 0:.0f}] {escape(cell.label)} {took:.1f} s{left}",
+                f"[{task.completed:.0f}/{task.total or 0:.0f}] {escape(cell.label)} {took_text(took)}{left}",
                 highlight=False,
             )
 

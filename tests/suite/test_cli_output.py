@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from isobench.cli.output import RichProgress, progress_bar
+from isobench.cli.output import RichProgress, progress_bar, took_text
 from isobench.schedule import Cell
 from rich.console import Console
 
@@ -74,3 +74,12 @@ def test_a_log_on_stderr_keeps_a_cells_line_whole(monkeypatch: pytest.MonkeyPatc
     log.seek(0)
     _console(stderr=True).print(banner, highlight=False)
     assert len(banner) > 200 and log.getvalue() == banner + "\n"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(4.44, "4.4 s"), (1.0, "1.0 s"), (0.0934, "93 ms"), (0.00934, "9.3 ms"), (0.0004, "0.4 ms")],
+)
+def test_a_cells_time_is_in_a_unit_that_shows_it(seconds: float, text: str) -> None:
+    # a default run's log said "startup on container (rep 4) 0.0 s" for every ~9 ms start
+    assert took_text(seconds) == text
