@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ..cells import driver_order
+from ..cells import NATIVE, driver_order
 from ..history import Point, Trend, detect_step
 from ..units import human_pct
 from ._base import colour, count_text, human_axis, human_ticks, interval_text, ring, save, tex_safe
@@ -101,6 +101,15 @@ class GroupDrawing:
     unjudged: int = 0
 
 
+def _latest_move(pts: Sequence[Point], last_run: int) -> float | None:
+    """A line's latest change (latest median / the one before) where it is beyond the noise
+    (``changed``) and the line reaches the last run, else None."""
+    pts = sorted(pts, key=lambda p: p.run)
+    if len(pts) < 2 or pts[-1].run != last_run or not pts[-2].median or not changed(pts[-2], pts[-1]):
+        return None
+    return pts[-1].median / pts[-2].median
+
+
 def draw_group(
     group: str, trends: Sequence[tuple[Trend, Sequence[Point]]], labels: Sequence[str], path: Path
 ) -> GroupDrawing:
@@ -120,6 +129,11 @@ def draw_group(
         rel = fig.add_subplot(nrows, 2, 2 * i + 2)
         names = line_labels(points)
         lines = sorted({(p.driver, p.variant) for p in points}, key=lambda dv: (driver_order(dv[0]), dv[1]))
+        native = {
+            v: _latest_move([p for p in points if (p.driver, p.variant) == (d, v)], last_run)
+            for d, v in lines
+            if d == NATIVE
+        }
         for driver, variant in lines:
             pts = sorted(
                 (p for p in points if (p.driver, p.variant) == (driver, variant)), key=lambda p: p.run
@@ -141,9 +155,19 @@ def draw_group(
                     unjudged += 1
             if continued and changed(pts[-2], pts[-1]):
                 move = human_pct(pts[-1].median / pts[-2].median - 1, 2) if pts[-2].median else "?"
-                latest.append(
-                    f"{name} {trend.title}: {move} vs the run before ({trend_word(pts[-1].better, pts[-1].median > pts[-2].median)})"
-                )
+                word = trend_word(pts[-1].better, pts[-1].median > pts[-2].median)
+                own = _latest_move(pts, last_run)
+                # native's line of the same variant (e.g. threads), else its only one
+                native_move = native.get(variant, next(iter(native.values())) if len(native) == 1 else None)
+                if (
+                    driver != NATIVE
+                    and native_move is not None
+                    and own is not None
+                    and (own > 1) == (native_move > 1)
+                ):
+                    # the host's own figure moved the same way: the machine changed, not the isolation
+                    word += f"; native moved {human_pct(native_move - 1, 2)} too"
+                latest.append(f"{name} {trend.title}: {move} vs the run before ({word})")
             step = detect_step([p.median for p in pts])
             if step is not None:
                 at = pts[step.at].run
