@@ -46,7 +46,7 @@ from isobench.model import Better
 from isobench.results import Results, redefinitions
 from isobench.stats import ratio_ci
 
-from .cells import Cell, CellKey, group_cells, steal_may_explain
+from .cells import NATIVE, Cell, CellKey, group_cells, steal_may_explain
 from .confounds import confounds
 from .gate import (
     DEFAULT_ALPHA,
@@ -60,6 +60,7 @@ from .gate import (
     parse_rules,
     unmatched_rules,
 )
+from .units import human_pct
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -78,6 +79,8 @@ __all__ = [
 ]
 
 ArrayLike = Sequence[float] | npt.NDArray[np.float64]
+#: The verdicts of a change with a direction.
+_MOVED = ("faster", "slower")
 
 
 def sigma_log(*sides: ArrayLike) -> float:
@@ -276,6 +279,7 @@ def compare(
     warnings += confounds([*base_runs, *history], cur_runs)
     warnings += redefinitions((r.schema_version for r in runs), (k.metric for k in common))
     warnings += _held_back(changes, _side_steal([*base_runs, *history]), _side_steal(cur_runs))
+    warnings += _native_moved(changes)
     if beside := sorted(r.run_id for r in runs if r.run.get("concurrent_runs")):
         warnings.append(
             f"{', '.join(beside)} measured beside another isobench run on the same host (the report's "
@@ -338,6 +342,33 @@ def _held_back(
         f"{len(hit)} flagged figure(s) ran while the host lost notably more of its CPU time to steal "
         f"on their slower side ({'; '.join(hit[:3])}{'; ...' if len(hit) > 3 else ''}): the host's "
         "hypervisor, not the change, may explain them; rerun before acting on them"
+    ]
+
+
+def _native_moved(changes: Sequence[MetricChange]) -> list[str]:
+    """Changes of other drivers that native's own figure shares in direction: a faster or slower
+    host moves every driver (two default runs of one machine at different hours: every CPU line
+    +15-23%, the host's +18%), which a comparison of runs measured apart cannot tell from the code."""
+    moved = {c.key.without_driver(): c for c in changes if c.key.driver == NATIVE and c.verdict in _MOVED}
+    shared = [
+        c
+        for c in changes
+        if c.key.driver != NATIVE
+        and c.verdict in _MOVED
+        and (n := moved.get(c.key.without_driver())) is not None
+        and n.verdict == c.verdict
+    ]
+    if not shared:
+        return []
+    natives = sorted({c.key.without_driver() for c in shared})
+    examples = "; ".join(f"{moved[k].key.metric} {human_pct(moved[k].change, 2)}" for k in natives[:3]) + (
+        "; ..." if len(natives) > 3 else ""
+    )
+    return [
+        f"native ({NATIVE}) moved the same way on {len(natives)} figure(s) ({examples}), as "
+        f"{len(shared)} flagged change(s) of other drivers did: the host itself may have been faster or "
+        "slower, not the isolation; an A/B run (isobench run --ab, compare --ab) alternates both sides in "
+        "one run and cannot be misled that way"
     ]
 
 

@@ -155,6 +155,36 @@ def test_injected_ten_percent_slowdown_fails_the_gate() -> None:
     assert frame.loc[frame["metric"] == "startup.total", "failed"].item()
 
 
+def test_a_change_native_shares_is_said_to_be_possibly_the_hosts() -> None:
+    # a slower hour of the same machine: native and the container 20% slower, the vm's cpu.time not
+    base = _run(
+        "a",
+        {
+            ("host", "cpu.time"): _timings(1, 1.0),
+            ("container", "cpu.time"): _timings(2, 1.0),
+            ("vm", "cpu.time"): _timings(3, 3.0),
+            ("vm", "startup.total"): _timings(4, 2.0),
+        },
+    )
+    cur = _run(
+        "b",
+        {
+            ("host", "cpu.time"): _timings(5, 1.2),
+            ("container", "cpu.time"): _timings(6, 1.2),
+            ("vm", "cpu.time"): _timings(7, 3.0),
+            ("vm", "startup.total"): _timings(8, 2.4),  # native has no startup.total: not explained
+        },
+    )
+    result = compare(base, cur, resamples=2000)
+    verdicts = {(c.key.driver, c.key.metric): c.verdict for c in result.changes}
+    assert verdicts[("container", "cpu.time")] == verdicts[("vm", "startup.total")] == "slower"
+    (said,) = [w for w in result.warnings if w.startswith("native (host) moved")]
+    assert "on 1 figure(s) (cpu.time +" in said and "as 1 flagged change(s) of other drivers" in said
+    # a compare whose native did not move says nothing of it
+    steady = _run("c", {("host", "cpu.time"): _timings(9, 1.0), ("container", "cpu.time"): _timings(6, 1.2)})
+    assert not [w for w in compare(base, steady, resamples=2000).warnings if "native" in w]
+
+
 def test_improvement_never_fails_and_throughput_drop_does() -> None:
     base = _run("a", {("vm", "network.gbit"): _timings(1, 10.0)}, better="higher")
     faster = _run("b", {("vm", "network.gbit"): _timings(2, 12.0)}, better="higher")
