@@ -253,7 +253,7 @@ def test_headline_of_a_small_run_fits_too(tmp_path: Path, browser: Cdp) -> None:
     ]
     assert facts["headline_is_first"] and 0 <= facts["headline_top"] < 800
     assert facts["overflow"] <= 0 and facts["broken"] == 0
-    assert "start to ready" in facts["text"]
+    assert "start to first command" in facts["text"]
 
 
 def test_screenshot_tool_takes_the_first_screen(tmp_path: Path) -> None:
