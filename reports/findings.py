@@ -98,7 +98,7 @@ def _startup(h: Headline) -> list[str]:
     figs.sort(key=lambda f: f.value)
     fast, slow = figs[0], figs[-1]
     ratio = slow.value / fast.value if fast.value else math.inf
-    to_ready = any(q.key == START and q.metric == START_TO_READY.metric for q in h.questions)
+    to_ready = START_TO_READY in h.questions
     what = "is ready in" if to_ready else "has run a first command"
     after = "" if to_ready else " after its start"
     return [

@@ -155,15 +155,15 @@ def draw_group(
                     unjudged += 1
             if continued and changed(pts[-2], pts[-1]):
                 move = human_pct(pts[-1].median / pts[-2].median - 1, 2) if pts[-2].median else "?"
-                word = trend_word(pts[-1].better, pts[-1].median > pts[-2].median)
-                own = _latest_move(pts, last_run)
+                up = pts[-1].median > pts[-2].median
+                word = trend_word(pts[-1].better, up)
                 # native's line of the same variant (e.g. threads), else its only one
                 native_move = native.get(variant, next(iter(native.values())) if len(native) == 1 else None)
                 if (
                     driver != NATIVE
                     and native_move is not None
-                    and own is not None
-                    and (own > 1) == (native_move > 1)
+                    and pts[-2].median
+                    and up == (native_move > 1)
                 ):
                     # the host's own figure moved the same way: the machine changed, not the isolation
                     word += f"; native moved {human_pct(native_move - 1, 2)} too"

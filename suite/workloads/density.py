@@ -449,11 +449,10 @@ class DensityWorkload(BaseWorkload):
         # memory_bytes as exactly as each driver knows it (a cgroup's footprint: see idle-memory),
         # read after the idle window, which spends most of the wait for the kernel to flush the
         # cgroups' memory.stat (the quick settle alone, 1 s, may miss a fresh sandbox's last pages)
-        raw = [sb.stats() for sb in sandboxes]
-        if (lag := memcg_lag_left(made, raw, time.monotonic())) > 0:
+        # (one sandbox says whether its driver's figures come from memory.stat: they are all alike)
+        if sandboxes and (lag := memcg_lag_left(made, [sandboxes[0].stats()], time.monotonic())) > 0:
             time.sleep(lag)
-            raw = [sb.stats() for sb in sandboxes]
-        stats = [_exact(st) for st in raw]
+        stats = [_exact(sb.stats()) for sb in sandboxes]
         pairs = [(a, b) for a, b in zip(cpu0, cpu1, strict=True) if a is not None and b is not None]
         accounted = sum(b - a for a, b in pairs) / window if pairs and len(pairs) == len(sandboxes) else None
         return Observation(
