@@ -23,7 +23,7 @@ from isobench.drivers.base import Capabilities, DriverKind, ExecModel, ExecResul
 from isobench.drivers.container import ContainerDriver
 from isobench.drivers.host import HostDriver
 from isobench.drivers.qemu import QemuDriver
-from isobench.errors import WorkloadError
+from isobench.errors import CellTimeout, WorkloadError
 from isobench.model import Measurement
 from isobench.testing import FakeDriver, Reply, in_turn, workload_context
 from isobench.workloads import network
@@ -273,6 +273,79 @@ def test_disk_on_a_driver_without_volumes_measures_the_root_only(data: Data, tmp
     ctx.spec = ctx.spec.__class__(name="s", run_id="r", volume=tmp_path)
     with pytest.raises(WorkloadError, match="attaches no volumes"):
         list(get_workload("disk").run(ctx))
+
+
+SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
+
+
+def stalling_fio(data: Data, stalls: int) -> Callable[[tuple[str, ...]], str]:
+    """fio that times out (as a driver's exec does once it killed it) ``stalls`` times, then runs."""
+    ok = dict(fio_script(data))["^fio "]
+    left = [stalls]
+
+    def fio(argv: tuple[str, ...]) -> str:
+        if left[0] > 0:
+            left[0] -= 1
+            raise CellTimeout(f"{argv[0]} did not finish (in guest)")
+        return ok(argv)  # type: ignore[operator, no-any-return]
+
+    return fio
+
+
+def fio_calls(driver: FakeDriver) -> list[Any]:
+    return [c for s in driver.sandboxes for c in s.calls if "--name=seq_read" in c.command]
+
+
+def test_disk_fio_runs_to_its_own_deadline_not_the_cells(data: Data) -> None:
+    from isobench.workloads.disk import DiskParams, fio_stall_deadline
+
+    params = DiskParams(size_mib=8, runtime="300ms", ramp_time="100ms", volume=False)
+    assert params.jobs_seconds() == pytest.approx(8 * 0.4)
+    # a minute, four times the jobs' 3.2 s, 8 MiB laid out at 4 MiB/s (or an io_bps cap of 1 MiB/s)
+    assert fio_stall_deadline(params) == pytest.approx(60 + 12.8 + 2)
+    assert fio_stall_deadline(params, 1 << 20) == pytest.approx(60 + 12.8 + 8)
+    assert fio_stall_deadline(DiskParams()) == pytest.approx(60 + 4 * 8 * 6 + 128)
+    driver = FakeDriver(script=fio_script(data))
+    list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+    assert [c.timeout for c in fio_calls(driver)] == [pytest.approx(74.8)]
+
+
+def test_disk_a_stalled_fio_is_killed_noted_and_run_once_more(data: Data) -> None:
+    script = [
+        ("^fio .*--name=seq_read", stalling_fio(data, 1)),
+        ("^sh -c for d in /sys/block", "vdb 0 1\n"),
+        *fio_script(data),
+    ]
+    driver = FakeDriver.like(QemuDriver.capabilities, name="guest", script=script)
+    ms = list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+    assert len(fio_calls(driver)) == 2 and len(ms) == 8 * 4
+    stall = ms[0].metadata["fio_stall"]
+    assert "fio on /var/tmp/isobench did not finish within 75 s (its jobs run 3.2 s)" in stall
+    assert stall.endswith("I/O still in flight (device reads writes): vdb 0 1")
+    assert {m.metadata["fio_stall"] for m in ms} == {stall}
+
+
+def test_disk_a_second_stall_ends_the_cell_and_a_clean_run_says_nothing(data: Data) -> None:
+    script = [("^fio .*--name=seq_read", stalling_fio(data, 2)), ("^sh -c for d in", ""), *fio_script(data)]
+    driver = FakeDriver(script=script)
+    with pytest.raises(
+        CellTimeout, match=r"within 75 s \(its jobs run 3.2 s\), twice in sandbox .*the first: fio"
+    ):
+        list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+    assert len(fio_calls(driver)) == 2
+    assert driver.commands()[-1].startswith("sh -c rm -f ")  # its files removed all the same
+    clean = list(
+        get_workload("disk").run(workload_context(FakeDriver(script=fio_script(data)), params=SMALL_DISK))
+    )
+    assert not any("fio_stall" in m.metadata for m in clean)
+
+
+def test_disk_fio_gets_what_is_left_when_the_cell_ends_first_and_no_second_run(data: Data) -> None:
+    driver = FakeDriver(script=[("^fio .*--name=seq_read", stalling_fio(data, 1)), *fio_script(data)])
+    with pytest.raises(CellTimeout):
+        list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=50)))
+    (call,) = fio_calls(driver)
+    assert 40 < call.timeout <= 50
 
 
 # ------------------------------------------------------------------------------------------ overlay
