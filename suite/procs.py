@@ -1,4 +1,5 @@
-"""Running host processes with deadlines, killing their whole process group on every path."""
+"""Running host processes with deadlines, killing their whole process group, and whatever else they
+started, on every path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import psutil
 from isobench.drivers.base import ExecResult
 from isobench.errors import CellTimeout, SandboxError
 
@@ -17,14 +19,21 @@ __all__ = [
     "Drain",
     "communicate",
     "cpu_seconds",
+    "descendants",
     "finished",
+    "kill_tree",
     "pinned_stat",
     "run_command",
     "running",
     "split_stat",
     "stat_fields",
+    "stop_all",
     "tool_version",
 ]
+
+#: How long a killed command's output pipes may stay open before they are closed unread: a process
+#: it started that outlived the kill (one stuck in uninterruptible I/O) holds them.
+PIPE_GRACE_S = 5.0
 
 #: How :func:`communicate` collects a process's (stdout, stderr): ``drain(proc, stdin, timeout)``.
 Drain = Callable[[subprocess.Popen[bytes], bytes | None, float], tuple[bytes, bytes]]
@@ -106,26 +115,69 @@ def communicate(
     drain: Drain | None = None,
 ) -> tuple[bytes, bytes]:
     """(stdout, stderr) of ``proc``, started in its own session; on timeout (a CellTimeout naming
-    ``argv``) or any interrupt it is stopped first: by ``kill`` if given, else its whole process
-    group is SIGKILLed. ``drain`` collects the output instead of ``Popen.communicate`` (called as
-    ``drain(proc, stdin, timeout)``, raising ``subprocess.TimeoutExpired`` when time runs out)."""
+    ``argv``) or any interrupt it is stopped first (see :func:`stop_all`): by ``kill`` if given,
+    else its whole process group is SIGKILLed. ``drain`` collects the output instead of
+    ``Popen.communicate`` (called as ``drain(proc, stdin, timeout)``, raising
+    ``subprocess.TimeoutExpired`` when time runs out)."""
     stop = kill or _kill_group
     try:
         if drain is not None:
             return drain(proc, stdin, timeout)
         return proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        stop(proc)
+        stop_all(proc, stop)
         raise CellTimeout(f"{' '.join(argv)} did not finish within {timeout:.0f}s") from err
     except BaseException:
-        stop(proc)
+        stop_all(proc, stop)
         raise
+
+
+def stop_all(proc: subprocess.Popen[bytes], stop: Callable[[subprocess.Popen[bytes]], None]) -> None:
+    """Stop ``proc`` by ``stop``, then every process it had started, and reap it.
+
+    A group kill misses a descendant that made a session of its own: fio's job processes do, and one
+    that outlived its killed fio held the command's output pipes, so the reaping waited for it
+    forever. The descendants are listed before ``stop`` (once their parent dies they are init's) and
+    SIGKILLed after it. Pipes still open
+    PIPE_GRACE_S later are closed unread."""
+    strays = descendants(proc.pid)
+    stop(proc)
+    _kill(strays)
+    try:
+        proc.communicate(timeout=PIPE_GRACE_S)
+    except subprocess.TimeoutExpired:
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        proc.wait()
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every process ``pid`` started and that still lives (none if ``pid`` is gone)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process it started, those in sessions of their own too."""
+    strays = descendants(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _kill(strays)
+
+
+def _kill(procs: Sequence[psutil.Process]) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.Error):  # psutil checks the pid is still the process it listed
+            p.kill()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
 
 
 def tool_version(binary: str) -> str:

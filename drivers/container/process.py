@@ -212,7 +212,8 @@ def _drain(
 
 
 def _killpg(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a helper and everything it started.
+    """Stop a helper and its process group (``communicate`` then kills what else it started and
+    reaps it).
 
     SIGTERM first: the helper SIGKILLs its in-container child and reaps it, so no zombie of the
     container's pid namespace ends up waiting on the host's init. Then SIGKILL the whole group.
@@ -223,7 +224,6 @@ def _killpg(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
 
 
 def add_helper_phases(clock: PhaseClock, report: HelperReport, spawn_ns: int) -> None:

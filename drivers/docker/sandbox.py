@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -30,6 +28,7 @@ from isobench.drivers.docker.names import LABEL_RUN, LABEL_SANDBOX, container_na
 from isobench.drivers.docker.stats import ContainerCgroup, cgroup_of, parse_api_stats
 from isobench.errors import CellTimeout, SandboxError
 from isobench.model import PhaseTiming
+from isobench.procs import kill_tree
 
 __all__ = ["INIT_ARGS", "WORKDIR", "DockerSandbox", "container_config", "naming_a_dead_daemon"]
 
@@ -167,12 +166,12 @@ class DockerSandbox(SandboxBase):
         return ExecResult(tuple(argv), code, stdout, stderr, start, end)
 
     def _kill_exec(self, exec_id: str) -> None:
-        """A timed-out exec's process lives on in the container: kill it by its host pid."""
+        """A timed-out exec's process lives on in the container: kill it by its host pid, and what
+        it started (fio's job processes leave its session)."""
         with contextlib.suppress(SandboxError):
             pid = self._engine.exec_inspect(exec_id).get("Pid")
             if isinstance(pid, int) and pid > 0:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                kill_tree(pid)
 
     def stats(self) -> SandboxStats:
         if self._destroyed or self._pid is None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from isobench import procs
 from isobench.errors import CellTimeout, SandboxError
@@ -38,6 +40,41 @@ def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     with pytest.raises(CellTimeout, match="did not finish within"):
         run_command(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=2)
     assert _gone(int(pidfile.read_text()))
+
+
+def test_timeout_kills_a_descendant_that_left_the_group_and_holds_the_output(tmp_path: Path) -> None:
+    # fio's job processes call setsid: a group kill missed one, and reaping waited on the pipes
+    # it inherited for as long as it lived (here: a 60 s sleep in a session of its own).
+    pidfile = tmp_path / "pid"
+    start = time.monotonic()
+    with pytest.raises(CellTimeout, match="did not finish within 1s"):
+        run_command(["sh", "-c", f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & wait"], timeout=1)
+    assert _gone(int(pidfile.read_text()))
+    assert time.monotonic() - start < 30  # not the stray's 60 s
+
+
+def test_pipes_a_survivor_holds_are_closed_after_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stray that outlives every kill (uninterruptible I/O) must not hold the reaping: stand one in
+    # by a stray psutil is made not to list, so nothing kills it.
+    proc = subprocess.Popen(
+        ["sh", "-c", "setsid sleep 30 & wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    end = time.monotonic() + 10
+    while not (kids := psutil.Process(proc.pid).children()) and time.monotonic() < end:
+        time.sleep(0.05)
+    (stray,) = kids
+    monkeypatch.setattr(procs, "PIPE_GRACE_S", 0.5)
+    monkeypatch.setattr(psutil.Process, "children", lambda self, recursive=False: [])
+    try:
+        procs.stop_all(proc, lambda p: os.killpg(p.pid, signal.SIGKILL))
+        assert proc.returncode == -signal.SIGKILL
+        assert proc.stdout is not None and proc.stdout.closed
+        assert stray.is_running()  # it held the pipes all along
+    finally:
+        stray.kill()
 
 
 def test_missing_command_is_a_sandbox_error() -> None:

@@ -232,8 +232,15 @@ def test_an_exec_the_runtime_cannot_start_is_a_sandbox_error(tmp_path: Path, roo
     driver.close()
 
 
-def test_a_timed_out_exec_is_killed(tmp_path: Path, rootfs: Path) -> None:
-    victim = subprocess.Popen(["sleep", "60"])
+def test_a_timed_out_exec_is_killed_with_what_it_started(tmp_path: Path, rootfs: Path) -> None:
+    # the exec's process and one it started in a session of its own (as fio starts its jobs)
+    pidfile = tmp_path / "pid"
+    victim = subprocess.Popen(["sh", "-c", f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' & wait"])
+    end = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < end
+        time.sleep(0.05)
+    stray = psutil.Process(int(pidfile.read_text()))
     engine = FakeEngine(exec_pid=victim.pid)
     driver = _driver(tmp_path, engine)
     sb = driver.create(_spec(image=rootfs))
@@ -241,8 +248,22 @@ def test_a_timed_out_exec_is_killed(tmp_path: Path, rootfs: Path) -> None:
     with pytest.raises(CellTimeout):
         sb.exec(["sleep", "60"], timeout=1)
     assert victim.wait(timeout=5) == -9
+    assert _dead(stray)
     sb.destroy()
     driver.close()
+
+
+def _dead(p: psutil.Process, within: float = 5.0) -> bool:
+    """``p`` is gone or a zombie (killed, and its new parent has not reaped it yet)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_an_exec_without_exit_code_is_an_error(tmp_path: Path, rootfs: Path) -> None:
