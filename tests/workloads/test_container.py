@@ -11,7 +11,10 @@ from isobench.drivers.base import DriverContext, SandboxSpec
 from isobench.images import ImageMissing, find_image
 from isobench.workloads.base import WorkloadContext, get_workload
 
-from .conftest import make_context  # type: ignore[import-not-found]
+from .conftest import (  # type: ignore[import-not-found]
+    check_a_stopped_fio_is_killed_and_run_again,
+    make_context,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +59,11 @@ def test_workload_in_container(name: str, container_ctx: WorkloadContext) -> Non
         assert first["file-16m"] > later["file-16m"]
     if name == "idle-memory":
         assert any(m.metric == "idle-memory.host_view" and m.value > 0 for m in ms)
+
+
+def test_disk_a_stopped_fio_in_a_container_is_killed_and_run_again(
+    container_ctx: WorkloadContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # through the helper's exec into the container's namespaces: its job process leaves fio's session
+    container_ctx.params = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
+    check_a_stopped_fio_is_killed_and_run_again(container_ctx, monkeypatch)

@@ -14,6 +14,8 @@ import pytest
 from isobench.model import Measurement
 from isobench.workloads.base import WorkloadContext, all_workloads, get_workload
 
+from .conftest import check_a_stopped_fio_is_killed_and_run_again  # type: ignore[import-not-found]
+
 pytestmark = pytest.mark.integration
 
 Ctx = Callable[..., WorkloadContext]
@@ -107,6 +109,13 @@ def test_disk_makes_its_own_volume_in_the_cells_scratch_dir(host_ctx: Ctx, tmp_p
         params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}, scratch=scratch
     )
     assert {m.params["storage"] for m in run("disk", ctx)["disk.rand_read.iops"]} == {"root"}
+
+
+def test_disk_a_fio_that_never_finishes_is_killed_at_its_deadline_and_run_again(
+    host_ctx: Ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = host_ctx(params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False})
+    check_a_stopped_fio_is_killed_and_run_again(ctx, monkeypatch)
 
 
 def test_syscall(host_ctx: Ctx) -> None:
