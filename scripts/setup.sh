@@ -13,8 +13,10 @@ cd "$top"
 mode=${1:-deps}
 [ $# -gt 0 ] && shift
 
-say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
-die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 2; }
+# Bold and red only on a terminal: a CI log or `2> file` gets plain text, as isobench's own output does.
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' red=$'\033[1;31m' off=$'\033[0m'; else bold='' red='' off=''; fi
+say() { printf '%s[setup]%s %s\n' "$bold" "$off" "$*" >&2; }
+die() { printf '%s[setup] error:%s %s\n' "$red" "$off" "$*" >&2; exit 2; }
 
 case "$mode" in run|test|deps) ;; *) die "unknown mode '$mode'; use: run | test | deps" ;; esac
 [ "$(id -u)" -eq 0 ] || die "run as root: isobench needs cgroups, mounts, namespaces and libvirtd"
