@@ -138,8 +138,7 @@ def stop_all(proc: subprocess.Popen[bytes], stop: Callable[[subprocess.Popen[byt
     A group kill misses a descendant that made a session of its own: fio's job processes do, and one
     that outlived its killed fio held the command's output pipes, so the reaping waited for it
     forever. The descendants are listed before ``stop`` (once their parent dies they are init's) and
-    SIGKILLed after it. Pipes still open
-    PIPE_GRACE_S later are closed unread."""
+    SIGKILLed after it. Pipes still open PIPE_GRACE_S later are closed unread."""
     strays = descendants(proc.pid)
     stop(proc)
     _kill(strays)

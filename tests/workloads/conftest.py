@@ -1,4 +1,5 @@
-"""Fixtures shared by workload tests: recorded tool outputs, a host-driver WorkloadContext, and a\ndisk run whose first fio is stopped for good."""
+"""Fixtures shared by workload tests: recorded tool outputs, a host-driver WorkloadContext, and a
+disk run whose first fio is stopped for good."""
 
 from __future__ import annotations
 

@@ -215,8 +215,13 @@ def fio_script(data: Data, *, direct_ok: bool = True, mounted: bool = True) -> l
     ]
 
 
+def fio_calls(driver: FakeDriver) -> list[Any]:
+    """The fio runs of the disk workload's jobs (not its O_DIRECT probes), in order."""
+    return [c for s in driver.sandboxes for c in s.calls if "--name=seq_read" in c.command]
+
+
 def fio_dirs(driver: FakeDriver) -> list[str]:
-    return [re.sub(r".*--directory=(\S+).*", r"\1", c) for c in driver.commands() if "--name=seq_read" in c]
+    return [re.sub(r".*--directory=(\S+).*", r"\1", c.command) for c in fio_calls(driver)]
 
 
 def test_disk_native_volume_is_a_host_directory_at_its_own_path(data: Data, tmp_path: Path) -> None:
@@ -290,10 +295,6 @@ def stalling_fio(data: Data, stalls: int) -> Callable[[tuple[str, ...]], str]:
         return ok(argv)  # type: ignore[operator, no-any-return]
 
     return fio
-
-
-def fio_calls(driver: FakeDriver) -> list[Any]:
-    return [c for s in driver.sandboxes for c in s.calls if "--name=seq_read" in c.command]
 
 
 def test_disk_fio_runs_to_its_own_deadline_not_the_cells(data: Data) -> None:
