@@ -10,7 +10,8 @@
  * Host -> guest:
  *   'E' exec:      strlist(argv) strlist(env "K=V") str(cwd) str(stdin)
  *                  where str = u32 BE length + bytes, strlist = u32 BE count + count x str
- *   'K' kill:      SIGKILL the running command's process group (host-side deadline passed)
+ *   'K' kill:      SIGKILL the running command's process group and every process descending
+ *                  from it (host-side deadline passed)
  *   'P' poweroff:  sync and power the guest off
  * Guest -> host:
  *   'R' ready:     "key=value\n" lines (guest clock readings, see send_ready)
@@ -206,6 +207,72 @@ static int drain(int *fd, char type)
     return 0;
 }
 
+#define MAX_PROCS 8192
+
+/* SIGKILL the running command's process group and every live process that descends from it now,
+ * whichever session it moved to: fio's job processes call setsid, so the group kill alone left
+ * them doing I/O on the guest's disks under the next command (the rerun of a stalled fio). The
+ * tree is read from /proc before the kill: once a parent dies its children belong to this PID 1,
+ * like the servers earlier commands left running on purpose, and could no longer be told apart.
+ * A few rounds catch what forked while the previous one was being killed. */
+static void kill_tree(pid_t root)
+{
+    static pid_t pids[MAX_PROCS], ppids[MAX_PROCS];
+    static char mine[MAX_PROCS];
+    for (int round = 0; round < 3; round++) {
+        int n = 0;
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && (de = readdir(d)) && n < MAX_PROCS) {
+            char *end, path[64], buf[512], state;
+            long p = strtol(de->d_name, &end, 10);
+            int ppid;
+            if (*end || p <= 1)
+                continue;
+            snprintf(path, sizeof path, "/proc/%ld/stat", p);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            ssize_t r = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            if (r <= 0)
+                continue;
+            buf[r] = '\0';
+            char *after = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+            if (!after || sscanf(after + 1, " %c %d", &state, &ppid) != 2 || state == 'Z')
+                continue;
+            pids[n] = (pid_t)p;
+            ppids[n] = (pid_t)ppid;
+            n++;
+        }
+        if (d)
+            closedir(d);
+        memset(mine, 0, (size_t)n);
+        int found = 0;
+        for (int grew = 1; grew;) {
+            grew = 0;
+            for (int i = 0; i < n; i++) {
+                if (mine[i])
+                    continue;
+                int in = pids[i] == root || ppids[i] == root;
+                for (int j = 0; !in && j < n; j++)
+                    in = mine[j] && pids[j] == ppids[i];
+                if (in) {
+                    mine[i] = 1;
+                    grew = 1;
+                    found++;
+                }
+            }
+        }
+        kill(-root, SIGKILL);
+        if (!found)
+            return;
+        for (int i = 0; i < n; i++)
+            if (mine[i])
+                kill(pids[i], SIGKILL);
+    }
+}
+
 static void run_exec(unsigned char *payload, uint32_t len)
 {
     struct cursor c = {payload, len};
@@ -326,7 +393,7 @@ static void run_exec(unsigned char *payload, uint32_t len)
                     read_full(skip, l);
                 free(skip);
                 if (hdr[2] == 'K')
-                    kill(-pid, SIGKILL);
+                    kill_tree(pid);
             }
         }
         if (!exited) {

@@ -19,6 +19,7 @@ from isobench.drivers.base import DriverContext, Sandbox, SandboxSpec
 from isobench.drivers.qemu import QemuDriver
 from isobench.drivers.qemu.network import run_prefix
 from isobench.drivers.qemu.procscan import find_guests
+from isobench.errors import CellTimeout
 from isobench.hostsys.links import Links
 from isobench.images import find_image
 from isobench.workloads.base import WorkloadContext, get_workload
@@ -116,6 +117,26 @@ def test_exec_network_pinning_stats_destroy(driver: QemuDriver) -> None:
     assert [p.name for p in sb.phases][-1] == "destroy"
     assert not Path(f"/proc/{pid}").exists()
     driver.close()  # removes the bridge; a later test would make a new one
+    assert _leftovers(driver) == []
+
+
+def test_a_timed_out_command_is_killed_with_what_it_moved_to_a_session_of_its_own(
+    driver: QemuDriver,
+) -> None:
+    """fio's job processes call setsid: the agent's kill at the host's deadline must reach them,
+    not only the command's process group, or they go on under the next command in the guest."""
+    sb = driver.create(SandboxSpec("k0", driver.run_id, memory_mib=256))
+    try:
+        stray = "setsid sh -c 'echo $$ > /tmp/stray; exec sleep 1000' &"
+        with pytest.raises(CellTimeout, match="did not finish within 5s"):
+            sb.exec(["sh", "-c", f"{stray} sleep 1000"], timeout=5)
+        pid = sb.exec(["cat", "/tmp/stray"], timeout=30).stdout.strip()
+        assert pid.isdigit()
+        # Gone, or killed and not yet reaped by the agent (PID 1 reaps between commands).
+        stat = sb.exec(["sh", "-c", f"cat /proc/{pid}/stat || echo gone"], timeout=30).stdout
+        assert stat.strip() == "gone" or stat.split(")")[-1].split()[0] == "Z", stat
+    finally:
+        sb.destroy()
     assert _leftovers(driver) == []
 
 
