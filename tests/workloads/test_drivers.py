@@ -20,7 +20,10 @@ from isobench.drivers.base import DriverContext, SandboxSpec, get_driver
 from isobench.images import find_image
 from isobench.workloads.base import WorkloadContext, get_workload
 
-from .conftest import make_context  # type: ignore[import-not-found]
+from .conftest import (  # type: ignore[import-not-found]
+    check_a_stopped_fio_is_killed_and_run_again,
+    make_context,
+)
 
 STATE_DIR = Path("/var/lib/isobench")
 SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
@@ -97,3 +100,15 @@ def test_workload_through_driver(context: WorkloadContext, workload: str) -> Non
         assert all(m.metadata["directory"] == "/data" and m.metadata["volume"] for m in volume)
         if context.driver.name in ("vm", "qemu"):
             assert {m.metadata["fstype"] for m in volume} == {"ext2/ext3"}  # stat -f names ext4 so
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("context", ["qemu"], indirect=True)
+def test_disk_a_stopped_fio_in_a_guest_is_killed_and_run_again(
+    context: WorkloadContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guest's side of a stalled fio: the host's deadline, the agent's kill of fio with the
+    job processes it moved to sessions of their own, and a rerun on the guest's disk. A 20 s slack
+    (a 35 s deadline) against the ~8 s such a fio takes here under TCG."""
+    context.params = {**SMALL_DISK, "volume": False}
+    check_a_stopped_fio_is_killed_and_run_again(context, monkeypatch, slack=20.0, in_guest=True)
