@@ -86,15 +86,21 @@ GUEST_FIO_STOPPER = (
 )
 
 
+#: The disk workload's smallest run, on the sandbox's root only: eight jobs of 0.3 s + 0.1 s ramp
+#: (3.2 s) on an 8 MiB file, which the stall checks' deadlines and messages are computed from.
+STALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
+
+
 def check_a_stopped_fio_is_killed_and_run_again(
     ctx: WorkloadContext, monkeypatch: pytest.MonkeyPatch, *, slack: float = 3.0, in_guest: bool = False
 ) -> None:
-    """The disk workload through a real driver, its first fio stopped for good: killed at its own
-    deadline (``slack`` + 4 x its jobs' time + its file's layout), not the cell's, with the
-    processes it had started; its second run gives the figures, noted. On the host (and a
-    container's processes are the host's) a thread stops fio and checks the kill reached every
-    process it stopped; in a guest, a watcher inside does the stopping."""
+    """The disk workload (:data:`STALL_DISK`) through a real driver, its first fio stopped for
+    good: killed at its own deadline (``slack`` + 4 x its jobs' time + its file's layout), not the
+    cell's, with the processes it had started; its second run gives the figures, noted. On the
+    host (and a container's processes are the host's) a thread stops fio and checks the kill
+    reached every process it stopped; in a guest, a watcher inside does the stopping."""
     monkeypatch.setattr(disk, "STALL_SLACK_S", slack)
+    ctx = dataclasses.replace(ctx, params=STALL_DISK)
     deadline = disk.fio_stall_deadline(disk.DiskParams.of(ctx))
     if in_guest:
         left: list[str] = []

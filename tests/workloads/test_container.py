@@ -65,5 +65,4 @@ def test_disk_a_stopped_fio_in_a_container_is_killed_and_run_again(
     container_ctx: WorkloadContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # through the helper's exec into the container's namespaces: its job process leaves fio's session
-    container_ctx.params = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
     check_a_stopped_fio_is_killed_and_run_again(container_ctx, monkeypatch)

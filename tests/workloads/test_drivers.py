@@ -110,5 +110,4 @@ def test_disk_a_stopped_fio_in_a_guest_is_killed_and_run_again(
     """The guest's side of a stalled fio: the host's deadline, the agent's kill of fio with the
     job processes it moved to sessions of their own, and a rerun on the guest's disk. A 20 s slack
     (a 35 s deadline) against the ~8 s such a fio takes here under TCG."""
-    context.params = {**SMALL_DISK, "volume": False}
     check_a_stopped_fio_is_killed_and_run_again(context, monkeypatch, slack=20.0, in_guest=True)

@@ -114,8 +114,7 @@ def test_disk_makes_its_own_volume_in_the_cells_scratch_dir(host_ctx: Ctx, tmp_p
 def test_disk_a_fio_that_never_finishes_is_killed_at_its_deadline_and_run_again(
     host_ctx: Ctx, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx = host_ctx(params={"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False})
-    check_a_stopped_fio_is_killed_and_run_again(ctx, monkeypatch)
+    check_a_stopped_fio_is_killed_and_run_again(host_ctx(), monkeypatch)
 
 
 def test_syscall(host_ctx: Ctx) -> None:
