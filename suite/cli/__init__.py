@@ -22,7 +22,6 @@ from isobench.cli.output import (
     RichProgress,
     console,
     out,
-    print_budget,
     print_comparison,
     print_summary,
     progress_bar,
@@ -254,8 +253,7 @@ def _run_locked(
     except KeyboardInterrupt:
         _say_what_was_kept(run_dir)
         raise
-    print_summary(results)
-    print_budget(results)
+    print_summary(results, budget=True)
     out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")
     if not no_report:
         render_report(results, run_dir)

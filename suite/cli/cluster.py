@@ -15,7 +15,6 @@ from isobench.cli.output import (
     RichProgress,
     console,
     out,
-    print_budget,
     print_summary,
     progress_bar,
     render_report,
@@ -126,8 +125,7 @@ def run_on_cluster(
             highlight=False,
         )
     results = done.results
-    print_summary(results)
-    print_budget(results)
+    print_summary(results, budget=True)
     out.print(f"results: {run_dir}  (wall time {time.monotonic() - started:.1f} s)")
     if not no_report:
         render_report(results, run_dir)

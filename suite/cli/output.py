@@ -31,7 +31,6 @@ __all__ = [
     "RichProgress",
     "console",
     "out",
-    "print_budget",
     "print_comparison",
     "print_fleet",
     "print_summary",
@@ -136,9 +135,12 @@ class RichProgress(RunProgress):
 _VERDICT_STYLE = {"better": "green", "worse": "red", "same": "", "unsure": "", "baseline": "dim", "none": ""}
 
 
-def print_summary(results: Results) -> None:
+def print_summary(results: Results, *, budget: bool = False) -> None:
     """The headline (questions as rows so six drivers fit a terminal), the findings, and one line
-    per kind of warning; everything else is in the report."""
+    per kind of warning; everything else is in the report. With ``budget``, a budgeted run's end:
+    how the budget went (``budget_digest``), which then stands in for the precision warning: both
+    begin with how many figures met the target and how long the first pass took, and a terminal
+    said it twice."""
     ov = overview(results)
     h = ov.headline
     if h.empty:
@@ -177,8 +179,10 @@ def print_summary(results: Results) -> None:
         print_fleet(ov.fleet)
     for line in ov.findings:
         out.print(f"- {escape(line)}", highlight=False)
+    digest = budget_digest(results.run) if budget else []
     for g in ov.warnings:
-        out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
+        if not (digest and g.kind == "precision"):
+            out.print(f"[yellow]warning:[/] {escape(g.line)}", highlight=False)
     # An A/B run's answer: what each configuration changed against the first, paired by round.
     labels = ab_labels(results)
     for label in labels[1:]:
@@ -190,6 +194,8 @@ def print_summary(results: Results) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    for line in digest:
+        out.print(escape(line), highlight=False)
 
 
 #: More hosts than this do not fit a terminal side by side: the report has them all.
@@ -226,11 +232,6 @@ def warn_of_other_runs() -> None:
             "will name the cells it met",
             highlight=False,
         )
-
-
-def print_budget(results: Results) -> None:
-    for line in budget_digest(results.run):
-        out.print(escape(line), highlight=False)
 
 
 def render_report(results: Results, out_dir: Path) -> None:

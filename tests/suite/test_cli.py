@@ -431,3 +431,67 @@ def test_an_ab_run_prints_what_b_changed_and_which_configuration_the_headline_sh
         f"the headline above shows A; gate on the change with `isobench compare {run_dir} --ab A,B"
         in r.output
     )
+
+
+def test_a_budgeted_runs_end_says_how_the_budget_went_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The precision warning and the budget digest both open with the figures at target and how
+    long the first pass took; after a run the digest stands in for the warning (the 2026-12-03
+    default run printed the first-pass sentence twice, a line apart)."""
+    from isobench.model import Sample
+    from isobench.results import Results
+
+    samples = [
+        Sample(
+            run_id="r",
+            driver=d,
+            workload="cpu",
+            metric="cpu.events_per_second",
+            value=v,
+            unit="ops/s",
+            repetition=i,
+        )
+        for d in ("host", "container")
+        for i, v in enumerate((1000.0, 1300.0, 900.0))
+    ]
+    unit = {
+        "driver": "container",
+        "workload": "cpu",
+        "variant": None,
+        "n": 3,
+        "status": "below target",
+        "figures": [
+            {
+                "metric": "cpu.events_per_second",
+                "variant": "",
+                "n": 3,
+                "median": 1000.0,
+                "half_width": 0.3,
+                "met": False,
+            }
+        ],
+    }
+    budget = {
+        "seconds": 1200.0,
+        "spent": 1239.0,
+        "precision": 0.05,
+        "stopped": "budget spent",
+        "figures_counted": 2,
+        "figures_met": 0,
+        "cells_skipped": 0,
+        "first_pass_s": 1239.0,
+        "first_pass_grace_s": 1200.0,
+        "units": [unit, unit | {"driver": "host"}],
+    }
+    results = Results(run={"run_id": "r", "budget": budget}, samples=samples)
+    first_pass = "the first pass (every cell at its minimum n) took 20:39"
+
+    cli.print_summary(results)
+    alone = capsys.readouterr().out
+    assert "2 of 2 counted figures did not reach the precision target" in alone
+    assert alone.lower().count(first_pass) == 1 and "budget: spent" not in alone
+
+    cli.print_summary(results, budget=True)
+    end = capsys.readouterr().out
+    assert "budget: spent 20:39 of 20:00 (budget spent); 0 of 2 counted figures" in end
+    assert "did not reach the precision target" not in end
+    assert end.lower().count(first_pass) == 1, end
