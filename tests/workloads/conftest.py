@@ -86,9 +86,11 @@ GUEST_FIO_STOPPER = (
 )
 
 
-#: The disk workload's smallest run, on the sandbox's root only: eight jobs of 0.3 s + 0.1 s ramp
-#: (3.2 s) on an 8 MiB file, which the stall checks' deadlines and messages are computed from.
-STALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
+#: The disk workload's smallest run: eight jobs of 0.3 s + 0.1 s ramp (3.2 s) on an 8 MiB file.
+SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
+#: The same on the sandbox's root only, which the stall checks' deadlines and messages (real
+#: drivers here, fakes in test_orchestration) are computed from.
+STALL_DISK = {**SMALL_DISK, "volume": False}
 
 
 def check_a_stopped_fio_is_killed_and_run_again(

@@ -21,12 +21,12 @@ from isobench.images import find_image
 from isobench.workloads.base import WorkloadContext, get_workload
 
 from .conftest import (  # type: ignore[import-not-found]
+    SMALL_DISK,
     check_a_stopped_fio_is_killed_and_run_again,
     make_context,
 )
 
 STATE_DIR = Path("/var/lib/isobench")
-SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms"}
 
 CASES = [
     *(

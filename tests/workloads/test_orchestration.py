@@ -31,6 +31,8 @@ from isobench.workloads.base import get_workload
 from isobench.workloads.idle_memory import IdleMemoryWorkload
 from isobench.workloads.overlay import FIXTURES, FIXTURES_DIR
 
+from .conftest import STALL_DISK  # type: ignore[import-not-found]
+
 Data = Callable[[str], str]
 
 
@@ -280,9 +282,6 @@ def test_disk_on_a_driver_without_volumes_measures_the_root_only(data: Data, tmp
         list(get_workload("disk").run(ctx))
 
 
-SMALL_DISK = {"size_mib": 8, "runtime": "300ms", "ramp_time": "100ms", "volume": False}
-
-
 def stalling_fio(data: Data, stalls: int) -> Callable[[tuple[str, ...]], str]:
     """fio that times out (as a driver's exec does once it killed it) ``stalls`` times, then runs."""
     ok = dict(fio_script(data))["^fio "]
@@ -307,7 +306,7 @@ def test_disk_fio_runs_to_its_own_deadline_not_the_cells(data: Data) -> None:
     assert fio_stall_deadline(params, 1 << 20) == pytest.approx(60 + 12.8 + 8)
     assert fio_stall_deadline(DiskParams()) == pytest.approx(60 + 4 * 8 * 6 + 128)
     driver = FakeDriver(script=fio_script(data))
-    list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+    list(get_workload("disk").run(workload_context(driver, params=STALL_DISK, timeout=300)))
     assert [c.timeout for c in fio_calls(driver)] == [pytest.approx(74.8)]
 
 
@@ -318,7 +317,7 @@ def test_disk_a_stalled_fio_is_killed_noted_and_run_once_more(data: Data) -> Non
         *fio_script(data),
     ]
     driver = FakeDriver.like(QemuDriver.capabilities, name="guest", script=script)
-    ms = list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+    ms = list(get_workload("disk").run(workload_context(driver, params=STALL_DISK, timeout=300)))
     assert len(fio_calls(driver)) == 2 and len(ms) == 8 * 4
     stall = ms[0].metadata["fio_stall"]
     assert "fio on /var/tmp/isobench did not finish within 75 s (its jobs run 3.2 s)" in stall
@@ -332,11 +331,11 @@ def test_disk_a_second_stall_ends_the_cell_and_a_clean_run_says_nothing(data: Da
     with pytest.raises(
         CellTimeout, match=r"within 75 s \(its jobs run 3.2 s\), twice in sandbox .*the first: fio"
     ):
-        list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=300)))
+        list(get_workload("disk").run(workload_context(driver, params=STALL_DISK, timeout=300)))
     assert len(fio_calls(driver)) == 2
     assert driver.commands()[-1].startswith("sh -c rm -f ")  # its files removed all the same
     clean = list(
-        get_workload("disk").run(workload_context(FakeDriver(script=fio_script(data)), params=SMALL_DISK))
+        get_workload("disk").run(workload_context(FakeDriver(script=fio_script(data)), params=STALL_DISK))
     )
     assert not any("fio_stall" in m.metadata for m in clean)
 
@@ -344,7 +343,7 @@ def test_disk_a_second_stall_ends_the_cell_and_a_clean_run_says_nothing(data: Da
 def test_disk_fio_gets_what_is_left_when_the_cell_ends_first_and_no_second_run(data: Data) -> None:
     driver = FakeDriver(script=[("^fio .*--name=seq_read", stalling_fio(data, 1)), *fio_script(data)])
     with pytest.raises(CellTimeout):
-        list(get_workload("disk").run(workload_context(driver, params=SMALL_DISK, timeout=50)))
+        list(get_workload("disk").run(workload_context(driver, params=STALL_DISK, timeout=50)))
     (call,) = fio_calls(driver)
     assert 40 < call.timeout <= 50
 
