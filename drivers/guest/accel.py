@@ -50,6 +50,8 @@ BootProbe = Callable[[float], tuple[Outcome, str]]
 
 #: The probe guest's ``-name``: the qemu driver's gc() finds a leftover by its ``isobench-qemu-``.
 PROBE_NAME = "isobench-qemu-accelprobe"
+#: how long qemu gets to finish writing a KVM internal error once its first line is in the log
+ERROR_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -192,14 +194,22 @@ def qemu_probe_boot(
             return "failed", str(err)
         try:
             end = time.monotonic() + deadline_s
+            # qemu writes a KVM internal error line by line ("KVM internal error. Suberror: 1",
+            # then "emulation failure", then registers): once its first line is seen, give the
+            # rest a moment so the verdict does not depend on where the read fell
+            error_seen: float | None = None
             while True:
                 if "Linux version" in _read(console):
                     return "ok", "kernel banner seen"
                 said = _read(qlog)
-                if "emulation failure" in said:
-                    return "failed", "KVM internal error: emulation failure"
-                if "KVM internal error" in said:
-                    return "failed", one_line(said[said.index("KVM internal error") :])
+                if "KVM internal error" in said or "emulation failure" in said:
+                    if error_seen is None:
+                        error_seen = time.monotonic()
+                    done = proc.poll() is not None or time.monotonic() - error_seen >= ERROR_GRACE_S
+                    if "emulation failure" in said or done:
+                        return "failed", _kvm_error(_read(qlog) if done else said)
+                    time.sleep(0.02)
+                    continue
                 if proc.poll() is not None:
                     return (
                         "failed",
@@ -210,6 +220,13 @@ def qemu_probe_boot(
                 time.sleep(0.05)
         finally:
             kill_qemu(proc)
+
+
+def _kvm_error(said: str) -> str:
+    if "emulation failure" in said:
+        return "KVM internal error: emulation failure"
+    at = said.find("KVM internal error")
+    return one_line(said[max(at, 0) :])
 
 
 def _read(path: Path) -> str:

@@ -141,16 +141,20 @@ def test_probe_boot_sees_the_kernel_banner_and_kills_the_guest(
     assert argv[argv.index("-kernel") + 1] == str(tmp_path / "vmlinuz")
 
 
+@pytest.mark.parametrize("pause", ["", "sleep 0.2\n"], ids=["at-once", "line-by-line"])
 def test_probe_boot_reads_kvm_pvm_emulation_failure_while_qemu_stays_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: str
 ) -> None:
     # qemu pauses the guest on a KVM internal error and keeps running: the log is the answer.
-    qemu = _fake_qemu(
-        tmp_path,
-        monkeypatch,
-        "echo 'KVM internal error. Suberror: 1' >&2\necho 'emulation failure' >&2\nexec sleep 60",
-    )
+    # The probe's read can fall between qemu's lines (CI once saw "Suberror: 1" alone): the
+    # verdict must not depend on where it fell.
+    error = "echo 'KVM internal error. Suberror: 1' >&2\n"
+    qemu = _fake_qemu(tmp_path, monkeypatch, f"{error}{pause}echo 'emulation failure' >&2\nexec sleep 60")
     assert _boot(tmp_path, qemu) == ("failed", "KVM internal error: emulation failure")
+    assert _gone(tmp_path)
+    # another suberror, with no "emulation failure" after it, is reported as qemu said it
+    other = _fake_qemu(tmp_path, monkeypatch, error.replace("1", "3") + "exec sleep 60")
+    assert _boot(tmp_path, other) == ("failed", "KVM internal error. Suberror: 3")
     assert _gone(tmp_path)
 
 
