@@ -211,6 +211,7 @@ def qemu_probe_boot(
                     time.sleep(0.02)
                     continue
                 if proc.poll() is not None:
+                    said = _read(qlog)  # all it wrote before it exited
                     return (
                         "failed",
                         f"qemu exited with {proc.returncode} before the kernel printed: {one_line(said[-300:])}",

@@ -110,5 +110,7 @@ def test_spinning_keeps_every_cpu_busy_for_the_window() -> None:
     spin_every_cpu(0.3)
     after = os.times()
     assert time.monotonic() - t0 >= 0.3
-    # the children's CPU time: about the window on each CPU this process may use
-    assert after.children_user - before.children_user >= 0.2 * len(os.sched_getaffinity(0))
+    # the children spun (an idle child uses ~0.03 s starting Python): on a quiet host about the
+    # window on each CPU this process may use, half that where other work shares the CPUs
+    spun = after.children_user + after.children_system - before.children_user - before.children_system
+    assert spun >= 0.1 * len(os.sched_getaffinity(0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from isobench.drivers.guest import accel
 from isobench.drivers.guest.accel import AccelChoice, AccelProbe, choose_accel, probe_accel, qemu_probe_boot
 from isobench.drivers.guest.probecache import TIMEOUT_TTL_S, Outcome
 from isobench.errors import DriverUnavailable
@@ -149,10 +150,13 @@ def test_probe_boot_reads_kvm_pvm_emulation_failure_while_qemu_stays_up(
     # The probe's read can fall between qemu's lines (CI once saw "Suberror: 1" alone): the
     # verdict must not depend on where it fell.
     error = "echo 'KVM internal error. Suberror: 1' >&2\n"
+    if pause:  # the grace only bounds the wait: a loaded host may put the second line late
+        monkeypatch.setattr(accel, "ERROR_GRACE_S", 5.0)
     qemu = _fake_qemu(tmp_path, monkeypatch, f"{error}{pause}echo 'emulation failure' >&2\nexec sleep 60")
     assert _boot(tmp_path, qemu) == ("failed", "KVM internal error: emulation failure")
     assert _gone(tmp_path)
     # another suberror, with no "emulation failure" after it, is reported as qemu said it
+    monkeypatch.setattr(accel, "ERROR_GRACE_S", 0.5)
     other = _fake_qemu(tmp_path, monkeypatch, error.replace("1", "3") + "exec sleep 60")
     assert _boot(tmp_path, other) == ("failed", "KVM internal error. Suberror: 3")
     assert _gone(tmp_path)
