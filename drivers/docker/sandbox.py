@@ -80,17 +80,41 @@ def container_config(
     )
 
 
+#: How long a daemon that stopped answering gets to be seen dead (its process reaped) before the
+#: client's own error is what the user reads.
+DYING_GRACE_S = 2.0
+
+
 @contextlib.contextmanager
-def naming_a_dead_daemon(death_note: Callable[[], str]) -> Iterator[None]:
+def naming_a_dead_daemon(death_note: Callable[[], str], grace: float = DYING_GRACE_S) -> Iterator[None]:
     """A SandboxError raised while the daemon is dead becomes ``death_note()``'s words (why it
-    died), not the client's "connection refused"."""
+    died), not the client's "connection refused". When the daemon did not answer at all, it may
+    be dying still (killed, its socket gone, its process not yet reaped): it gets ``grace``
+    seconds to be seen dead. Other errors of a live daemon are raised at once, as they were."""
     try:
         yield
     except SandboxError as err:
         note = death_note()
+        if not note and _unanswered(err):
+            end = time.monotonic() + grace
+            while not note and time.monotonic() < end:
+                time.sleep(0.02)
+                note = death_note()
         if note:
             raise SandboxError(note) from err
         raise
+
+
+def _unanswered(err: BaseException) -> bool:
+    """Whether ``err`` came from a daemon that did not answer (no connection, or one cut)."""
+    cause = err.__cause__
+    if isinstance(cause, ConnectionError | FileNotFoundError):
+        return True
+    try:
+        import requests.exceptions
+    except ImportError:
+        return False
+    return isinstance(cause, requests.exceptions.ConnectionError)
 
 
 class DockerSandbox(SandboxBase):

@@ -189,9 +189,9 @@ def test_a_daemon_killed_mid_run_fails_the_next_cell_and_close_clears_all(
     sb = driver.create(_spec(run_id, busybox_rootfs))
     slot = driver.slot
     assert slot is not None and driver._daemon is not None and driver._daemon.pid is not None
+    # at once, not after a pause: the client's "connection refused" comes before the daemon's
+    # process is reaped, and the driver must still name the death
     os.kill(driver._daemon.pid, signal.SIGKILL)
-    assert driver._daemon._proc is not None
-    driver._daemon._proc.wait(timeout=10)  # dead and reaped, however long a loaded host takes
     with pytest.raises(SandboxError, match=r"private dockerd .* exited with code -9"):
         sb.exec(["true"], timeout=10)
     with pytest.raises(SandboxError, match="exited with code -9"):

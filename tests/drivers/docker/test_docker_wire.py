@@ -175,3 +175,36 @@ def test_a_dead_daemon_is_named_instead_of_the_clients_error() -> None:
         raise refused
     with pytest.raises(CellTimeout), naming_a_dead_daemon(lambda: "dead"):  # not a SandboxError
         raise CellTimeout("slow")
+
+
+def _refused() -> SandboxError:
+    try:
+        raise SandboxError("docker exec: the daemon does not answer") from ConnectionRefusedError(
+            111, "refused"
+        )
+    except SandboxError as err:
+        return err
+
+
+def test_a_daemon_that_stopped_answering_gets_a_moment_to_be_seen_dead() -> None:
+    # killed, its socket refusing, its process not reaped yet: the third look sees it dead
+    looks: list[float] = []
+
+    def dying() -> str:
+        looks.append(time.monotonic())
+        return "dockerd exited with code -9: killed" if len(looks) >= 3 else ""
+
+    killed = pytest.raises(SandboxError, match=r"^dockerd exited with code -9: killed$")
+    with killed, naming_a_dead_daemon(dying, grace=5):
+        raise _refused()
+    assert len(looks) == 3
+    # a daemon that stays up is waited for no longer than the grace, and its client's error stands
+    looks.clear()
+    start = time.monotonic()
+    with pytest.raises(SandboxError, match="does not answer"), naming_a_dead_daemon(lambda: "", grace=0.2):
+        raise _refused()
+    assert time.monotonic() - start >= 0.2
+    # an error the live daemon answered with is raised at once: one look, no wait
+    with pytest.raises(SandboxError, match="no such container"), naming_a_dead_daemon(dying, grace=5):
+        raise SandboxError("docker exec: no such container")
+    assert len(looks) == 1
