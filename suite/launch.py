@@ -217,6 +217,9 @@ def describe_plan(
         if variants
         else f"figures' 95% CI half-width is above {config.precision:.0%} of the median"
     )
+    if not config.warmups and not config.warmups_explicit:
+        primed = [w for w, wl in workloads.items() if getattr(wl, "first_use_warmup", False)]
+        warm = f", after one unrecorded cell per driver of {', '.join(primed)}" if primed else ""
     first = f"first every cell {FIRST_N}x{f' ({fewer})' if fewer else ''}{warm}"
     if config.first_pass_grace > 0:
         first += (

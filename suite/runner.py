@@ -50,6 +50,7 @@ from isobench.schedule import (
     Cell,
     Unit,
     expand_matrix,
+    first_use_round,
     order_round,
     repetition_caps,
     warmup_round,
@@ -347,6 +348,11 @@ class Runner:
         warm = [
             warmup_round(r, units, workloads, capped, rng, first=r == 0) for r in range(self.config.warmups)
         ]
+        if not warm and not self.config.warmups_explicit:
+            # its own rng: a seed orders the measured rounds as it did before this round existed
+            primed = [w for w, wl in self.workloads.items() if getattr(wl, "first_use_warmup", False)]
+            first_use = first_use_round(units, primed, workloads, random.Random(f"first-use:{self.seed}"))
+            warm = [first_use] if first_use else []
         low = {u: limits[u.workload][0] for u in units}
         self.progress.start(sum(map(len, warm)) + sum(low.values()))
         rnd = 0

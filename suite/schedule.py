@@ -26,6 +26,7 @@ __all__ = [
     "Cell",
     "Unit",
     "expand_matrix",
+    "first_use_round",
     "order_round",
     "repetition_caps",
     "warmup_round",
@@ -102,6 +103,17 @@ def warmup_round(
     capped = set(capped)
     chosen = [u for u in units if first or u.workload not in capped]
     return _cells(rnd, order_round(chosen, workloads, rng), {}, warm=True)
+
+
+def first_use_round(
+    units: Sequence[Unit], primed: Iterable[str], workloads: Sequence[str], rng: random.Random
+) -> list[Cell]:
+    """A budgeted run's one warm-up round: one unrecorded cell per unit of the ``primed``
+    workloads (those with ``first_use_warmup``), so their first-use costs stay out of rep 0 without
+    the whole warm-up round a fixed-count run pays. Empty when none is primed."""
+    primed = set(primed)
+    chosen = [u for u in units if u.workload in primed]
+    return _cells(0, order_round(chosen, workloads, rng), {}, warm=True) if chosen else []
 
 
 def expand_matrix(

@@ -78,6 +78,7 @@ class BaseWorkload:
     max_repetitions: ClassVar[int | None] = None
     quick_repetitions: ClassVar[int | None] = None
     precision_figures: ClassVar[tuple[str, ...]] = ()
+    first_use_warmup: ClassVar[bool] = False
     params_type: ClassVar[type[Params]]
 
     def budget(self, ctx: WorkloadContext) -> Budget:

@@ -61,6 +61,10 @@ class Workload(Protocol):
     #: Figures (globs over metric names) a budgeted run repeats until their CI is narrow enough;
     #: empty for verdicts and aggregates that more repetitions would not sharpen (isobench.budget).
     precision_figures: ClassVar[tuple[str, ...]]
+    #: Whether a budgeted run (which has no warm-up rounds) still gives it one unrecorded cell per
+    #: driver before its first round: for a figure whose first-ever cell pays first-use costs
+    #: (binaries and images into the page cache) that would otherwise sit in its rep 0.
+    first_use_warmup: ClassVar[bool]
     #: Tools (basenames) that must exist in the sandbox; checked up front for a clear error.
     tools: ClassVar[tuple[str, ...]]
     #: Its parameters: a frozen dataclass deriving from ``_common.Params`` with a ``quick()``

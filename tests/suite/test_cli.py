@@ -293,7 +293,9 @@ def test_the_banner_states_the_budget_and_the_plan() -> None:
     )
     given = launch.resolve(RunConfig(), {"budget": 1200.0}, quick=False)
     assert "lets this first pass run" not in "\n".join(launch.describe_plan(given, ["host"], ws))
-    assert "3x (disk 1, leakage 1)" in text
+    assert "3x (disk 1, leakage 1), after one unrecorded cell per driver of startup" in text
+    explicit = launch.resolve(RunConfig(), {"warmups": 0}, quick=False)
+    assert "unrecorded" not in "\n".join(launch.describe_plan(explicit, ["host"], ws))
     assert "above 5% of the median" in text
     assert "counted: startup, disk" in text
     assert "every workload at its quick sizes" in text

@@ -435,3 +435,29 @@ def test_max_n_bounds_what_a_budget_buys(tmp_path: Path) -> None:
     assert _n(results, "noisy", "host") == 12
     assert results.run["budget"]["limits"]["noisy"] == {"min_n": 3, "max_n": 12}
     assert clock.now < 1000.0
+
+
+def test_a_first_use_warmup_workload_gets_one_unrecorded_cell_per_driver_first(tmp_path: Path) -> None:
+    def run(primed: bool, **cfg: Any) -> Any:
+        clock = FakeClock()
+        start = Costed("start", clock, {"host": 1.0, "box": 2.0}, spread=0.3)
+        start.first_use_warmup = primed
+        other = Costed("other", clock, {"host": 1.0, "box": 1.0}, spread=0.3)
+        out = tmp_path / f"{primed}-{len(cfg)}"
+        return _run_budget(out, {"start": start, "other": other}, clock, budget=60.0, **cfg)[0]
+
+    results = run(True)
+    warm = [s for s in results.samples if s.warmup]
+    assert sorted((s.workload, s.driver) for s in warm) == [("start", "box"), ("start", "host")]
+    # before anything measured, and not counted: the measured repetitions still start at 0
+    first_measured = min(i for i, s in enumerate(results.samples) if not s.warmup)
+    assert all(results.samples.index(s) < first_measured for s in warm)
+    assert min(s.repetition for s in results.measured() if s.workload == "start") == 0
+    # the seed orders the measured first pass as it does without the warm-up round
+    plain = run(False)
+    n = 3 * 4  # the first pass: 3 rounds of 2 workloads x 2 drivers
+    order = [(s.workload, s.driver) for s in results.measured()][:n]
+    assert order == [(s.workload, s.driver) for s in plain.measured()][:n]
+    assert not any(s.warmup for s in plain.samples)
+    # warm-ups the user asked for (none here) are the user's: no first-use round then
+    assert not any(s.warmup for s in run(True, warmups_explicit=True).samples)
