@@ -21,7 +21,7 @@ from isobench.config import RunConfig, load_variant
 from isobench.drivers.base import Availability, Driver, all_drivers, check_driver_options
 from isobench.errors import IsobenchError, UsageError
 from isobench.reports.units import plural
-from isobench.runner import config_caps, driver_context, quick_sized
+from isobench.runner import config_caps, driver_context, first_use_workloads, quick_sized
 from isobench.workloads.base import DEFAULT_WORKLOADS, Workload, all_workloads, check_params
 
 __all__ = [
@@ -217,9 +217,9 @@ def describe_plan(
         if variants
         else f"figures' 95% CI half-width is above {config.precision:.0%} of the median"
     )
-    if not config.warmups and not config.warmups_explicit:
-        primed = [w for w, wl in workloads.items() if getattr(wl, "first_use_warmup", False)]
-        warm = f", after one unrecorded cell per driver of {', '.join(primed)}" if primed else ""
+    primed = first_use_workloads(config, workloads)
+    if primed:
+        warm = f", after one unrecorded cell per driver of {', '.join(primed)}"
     first = f"first every cell {FIRST_N}x{f' ({fewer})' if fewer else ''}{warm}"
     if config.first_pass_grace > 0:
         first += (

@@ -84,6 +84,15 @@ def config_caps(config: RunConfig, workloads: Mapping[str, Workload]) -> dict[st
     return repetition_caps(workloads, quick=config.quick, explicit=explicit)
 
 
+def first_use_workloads(config: RunConfig, workloads: Mapping[str, Workload]) -> list[str]:
+    """The workloads a run with ``config`` gives one unrecorded first-use cell per driver: those
+    asking for ``first_use_warmup``, when the run has no warm-up rounds and the user did not choose
+    that (a budgeted run without --warmups; the runner runs it only when budgeted)."""
+    if config.warmups or config.warmups_explicit:
+        return []
+    return [w for w, wl in workloads.items() if getattr(wl, "first_use_warmup", False)]
+
+
 def quick_sized(config: RunConfig) -> bool:
     """Whether workloads run at their quick sizes in a run with ``config``: under --quick, and in
     a budgeted run unless ``sizes = "full"``. On the reference 2-core TCG host one full-size round
@@ -348,11 +357,11 @@ class Runner:
         warm = [
             warmup_round(r, units, workloads, capped, rng, first=r == 0) for r in range(self.config.warmups)
         ]
-        if not warm and not self.config.warmups_explicit:
-            # its own rng: a seed orders the measured rounds as it did before this round existed
-            primed = [w for w, wl in self.workloads.items() if getattr(wl, "first_use_warmup", False)]
-            first_use = first_use_round(units, primed, workloads, random.Random(f"first-use:{self.seed}"))
-            warm = [first_use] if first_use else []
+        primed = first_use_workloads(self.config, self.workloads)
+        # its own rng: a seed orders the measured rounds as it did before this round existed
+        first_use = first_use_round(units, primed, workloads, random.Random(f"first-use:{self.seed}"))
+        if first_use:
+            warm = [first_use]
         low = {u: limits[u.workload][0] for u in units}
         self.progress.start(sum(map(len, warm)) + sum(low.values()))
         rnd = 0
