@@ -14,8 +14,9 @@ has no idea what the runs cost or what else needs them. isobench instead:
   (3, or a capped workload's quick cap), then each further round holds the cells that still miss the
   target, cheapest-to-finish first: a cell's remaining need is estimated from the 1/sqrt(n) law
   (``n * (w / target)**2`` repetitions for relative half-width ``w``) and priced at its measured cell
-  cost, so the budget buys as many figures at target as it can; what it cannot bring to target
-  gets what is left, by precision gained per second;
+  cost, so the budget buys as many figures at target as it can (a cell is judged by the worst of
+  its figures that can still reach the target within the cap, so one that cannot does not hide the
+  others); what it cannot bring to target gets what is left, by precision gained per second;
 - does not let the first pass starve the cheap figures: before its last round (the costly one-shot
   cells), groups whose whole need costs little get it, within ``CHEAP_SHARE`` of the budget;
 - keeps the repetitions interleaved: extra repetitions run in rounds (each in a fresh random order),
@@ -70,6 +71,7 @@ __all__ = [
     "change_precision",
     "cheap_groups",
     "choose_round",
+    "driving_half_width",
     "figure_precision",
     "mmss",
     "needed_repetitions",
@@ -230,7 +232,9 @@ class GroupState:
     #: Measured repetitions so far (the fewest of its configurations).
     n: int
     max_n: int
-    #: Worst relative half-width over its counted figures; None when no figure counts.
+    #: The relative half-width its need is judged by (``driving_half_width``): the worst of its
+    #: counted figures that can still reach the target, else the worst of all; None when no figure
+    #: counts.
     worst: float | None
     #: Predicted seconds of one more repetition (every configuration of it).
     cost: float
@@ -238,6 +242,28 @@ class GroupState:
     figures: tuple[FigurePrecision, ...] = field(default=(), compare=False)
     #: Repetitions before the group is judged against the target at all (AB_JUDGED_N in an A/B run).
     min_n: int = JUDGED_N
+
+
+def driving_half_width(
+    figures: Sequence[FigurePrecision], n: int, max_n: int, target: float, min_n: int = JUDGED_N
+) -> float | None:
+    """The relative half-width a group's need is judged by: the worst of its counted figures that
+    miss the target yet can reach it within ``max_n`` repetitions (the 1/sqrt(n) law), or, when none
+    can, the worst of all. A figure no affordable n brings to target (a start-up's sub-millisecond
+    wait at +-80%) must not hide the figures of the same cell that a few more repetitions finish:
+    the budget's aim is the number of figures at target. Below the judging n every figure is given
+    the benefit of the doubt (the worst counts). None when no figure counts."""
+    if not figures:
+        return None
+    worst = max(f.half_width for f in figures)
+    if n < min(min_n, max_n):
+        return worst
+    finishable = [
+        f.half_width
+        for f in figures
+        if target < f.half_width < math.inf and math.ceil(n * (f.half_width / target) ** 2) <= max_n
+    ]
+    return max(finishable) if finishable else worst
 
 
 def needed_repetitions(g: GroupState, target: float) -> int:

@@ -35,6 +35,7 @@ from isobench.budget import (
     budget_record,
     cheap_groups,
     choose_round,
+    driving_half_width,
     needed_repetitions,
 )
 from isobench.config import RunConfig
@@ -470,16 +471,20 @@ class Runner:
                 else:
                     figures = self._ledger.figures(units[0], patterns)
                 costs = [self._ledger.typical_cost(u) for u in units]
+                n = min(self._ledger.measured(u) for u in units)
+                min_n = AB_JUDGED_N if len(self.labels) > 1 else JUDGED_N
                 groups.append(
                     GroupState(
                         key=(driver, workload),
-                        n=min(self._ledger.measured(u) for u in units),
+                        n=n,
                         max_n=limits[workload][1],
-                        worst=max((f.half_width for f in figures), default=None),
+                        worst=driving_half_width(
+                            figures, n, limits[workload][1], self.config.precision, min_n
+                        ),
                         cost=sum(c if c is not None else math.inf for c in costs),
                         failed=any(self._ledger.failed(u) for u in units),
                         figures=tuple(figures),
-                        min_n=AB_JUDGED_N if len(self.labels) > 1 else JUDGED_N,
+                        min_n=min_n,
                     )
                 )
         return groups

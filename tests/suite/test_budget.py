@@ -8,9 +8,11 @@ import pytest
 from isobench.budget import (
     AB_JUDGED_N,
     JUDGED_N,
+    FigurePrecision,
     GroupState,
     change_precision,
     choose_round,
+    driving_half_width,
     figure_precision,
     needed_repetitions,
 )
@@ -133,6 +135,41 @@ def test_a_cheap_cell_that_cannot_reach_the_target_still_gets_many_repetitions()
     keys = choose_round([phases, slow], 0.05, remaining=120.0)
     assert keys.count(("host-startup", "w")) > 10
     assert keys.count(("vm-cpu", "w")) == 1
+
+
+def _fig(metric: str, half_width: float, n: int = 10) -> FigurePrecision:
+    return FigurePrecision(metric, "", n, 1.0, half_width)
+
+
+def test_a_figure_that_cannot_reach_the_target_does_not_hide_those_that_can() -> None:
+    """The 2026-12-03 17:51 default run: runc's start-up cell at n=7 had its total at +-5.3% (one
+    more repetition finishes it) and its create phase at +-76% (no n within 100 does); judged by
+    the create phase alone the cell only got the spare, and the spare went to cheaper cells."""
+    wait = _fig("startup.phase.create", 0.76)  # needs n = 10 * 15.2**2 = 2311: hopeless
+    total = _fig("startup.total", 0.06)  # needs n = ceil(10 * 1.44) = 15: 5 more
+    exec_ = _fig("startup.exec", 0.12)  # needs n = 58: 48 more, within the cap of 100
+    met = _fig("startup.to_ready", 0.03)
+    assert driving_half_width([wait, total, exec_, met], 10, 100, 0.05) == 0.12
+    assert driving_half_width([wait, total, met], 10, 100, 0.05) == 0.06
+    # with a cap the exec figure cannot reach, it no longer drives either
+    assert driving_half_width([wait, total, exec_], 10, 40, 0.05) == 0.06
+    # nothing left that can finish: the worst of all, and the cell only gets the spare as before
+    assert driving_half_width([wait, met], 10, 100, 0.05) == 0.76
+    assert driving_half_width([met], 10, 100, 0.05) == 0.03  # all met
+    assert driving_half_width([_fig("a", math.inf), met], 10, 100, 0.05) == math.inf
+    # below the judging n every figure gets the benefit of the doubt
+    assert driving_half_width([wait, total], 3, 100, 0.05) == 0.76
+    assert driving_half_width([], 10, 100, 0.05) is None
+
+    # so the runc cell is finished (5 x 0.15 s) before the spare goes to a cheap hopeless cell
+    runc = _g("runc", 10, driving_half_width([wait, total], 10, 100, 0.05), 0.15, max_n=100)
+    cheap = _g("container", 20, 0.76, 0.01, max_n=100)
+    assert needed_repetitions(runc, 0.05) == 5
+    keys = choose_round([cheap, runc], 0.05, remaining=0.75)
+    assert ("runc", "w") in keys and ("container", "w") not in keys
+    # judged by its worst figure, it got nothing: the cheap cell gains more per second
+    judged_by_worst = replace(runc, worst=0.76)
+    assert ("runc", "w") not in choose_round([cheap, judged_by_worst], 0.05, remaining=0.75)
 
 
 def test_an_ab_group_needs_enough_rounds_for_the_signed_rank_test() -> None:
