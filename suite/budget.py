@@ -244,6 +244,12 @@ class GroupState:
     min_n: int = JUDGED_N
 
 
+def _n_to_reach(n: int, half_width: float, target: float) -> int:
+    """The n at which a figure now at ``half_width`` after ``n`` repetitions is expected to reach
+    ``target``: half-widths shrink as 1/sqrt(n)."""
+    return math.ceil(n * (half_width / target) ** 2)
+
+
 def driving_half_width(
     figures: Sequence[FigurePrecision], n: int, max_n: int, target: float, min_n: int = JUDGED_N
 ) -> float | None:
@@ -261,7 +267,7 @@ def driving_half_width(
     finishable = [
         f.half_width
         for f in figures
-        if target < f.half_width < math.inf and math.ceil(n * (f.half_width / target) ** 2) <= max_n
+        if target < f.half_width < math.inf and _n_to_reach(n, f.half_width, target) <= max_n
     ]
     return max(finishable) if finishable else worst
 
@@ -276,7 +282,7 @@ def needed_repetitions(g: GroupState, target: float) -> int:
         return 0
     if not math.isfinite(g.worst):
         return g.max_n - g.n
-    want = math.ceil(g.n * (g.worst / target) ** 2)
+    want = _n_to_reach(g.n, g.worst, target)
     return max(1, min(want, g.max_n) - g.n)
 
 
@@ -287,7 +293,7 @@ def reachable(g: GroupState, target: float) -> bool:
         return True
     if g.worst is None or not math.isfinite(g.worst):
         return False
-    return math.ceil(g.n * (g.worst / target) ** 2) <= g.max_n
+    return _n_to_reach(g.n, g.worst, target) <= g.max_n
 
 
 def _gain_per_second(g: GroupState, target: float) -> float:

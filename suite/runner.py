@@ -361,8 +361,8 @@ class Runner:
         primed = first_use_workloads(self.config, self.workloads)
         # its own rng: a seed orders the measured rounds as it did before this round existed
         first_use = first_use_round(units, primed, workloads, random.Random(f"first-use:{self.seed}"))
-        if first_use:
-            warm = [first_use]
+        if first_use:  # only when there are no warm-up rounds (first_use_workloads)
+            warm.append(first_use)
         low = {u: limits[u.workload][0] for u in units}
         self.progress.start(sum(map(len, warm)) + sum(low.values()))
         rnd = 0
@@ -472,15 +472,14 @@ class Runner:
                     figures = self._ledger.figures(units[0], patterns)
                 costs = [self._ledger.typical_cost(u) for u in units]
                 n = min(self._ledger.measured(u) for u in units)
+                max_n = limits[workload][1]
                 min_n = AB_JUDGED_N if len(self.labels) > 1 else JUDGED_N
                 groups.append(
                     GroupState(
                         key=(driver, workload),
                         n=n,
-                        max_n=limits[workload][1],
-                        worst=driving_half_width(
-                            figures, n, limits[workload][1], self.config.precision, min_n
-                        ),
+                        max_n=max_n,
+                        worst=driving_half_width(figures, n, max_n, self.config.precision, min_n),
                         cost=sum(c if c is not None else math.inf for c in costs),
                         failed=any(self._ledger.failed(u) for u in units),
                         figures=tuple(figures),
